@@ -1,0 +1,35 @@
+# The two set-up commands of the README: `make demo` and `make test`.
+# Each creates .venv (once) with everything the project needs, then runs.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SAMPLE ?= mnist_resnet
+
+.PHONY: install demo test lint clean
+
+$(BIN)/edgekiln: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# onnx2tf and tf-keras pin plain tensorflow and old numpy; they work with our set (FACTS.md).
+	$(BIN)/pip install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
+	touch $(BIN)/edgekiln
+
+install: $(BIN)/edgekiln
+
+# The main job: build an int8 bundle for a Raspberry Pi 4 from a sample model, then validate it
+# with the bundle's own runtime, from inside the bundle.
+demo: install
+	$(BIN)/edgekiln build sample_models/$(SAMPLE).keras --target rpi4 \
+	    --calib sample_models/mnist_calib.npz --eval sample_models/mnist_eval.npz \
+	    -o build/$(SAMPLE) --force
+	cd build/$(SAMPLE) && ../../$(BIN)/python -m runtime validate
+
+test: install
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check compiler runtime targets tests bench sample_models
+
+clean:
+	rm -rf build $(VENV)

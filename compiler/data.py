@@ -1,0 +1,156 @@
+"""Calibration and evaluation data: .npz, .npy or an image folder -> arrays checked against the model.
+
+Every check names the expected and the given shape, so a user can fix the data without guessing.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """A model input as the compiler sees it: name, shape (-1 = any size), dtype."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Samples keyed by model input name, with optional integer labels."""
+
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None
+    origin: str
+
+    @property
+    def size(self) -> int:
+        return next(iter(self.inputs.values())).shape[0]
+
+    def take(self, start: int, stop: int | None = None) -> Dataset:
+        """Samples [start:stop] (a view: datasets are never mutated)."""
+        labels = None if self.labels is None else self.labels[start:stop]
+        return Dataset({k: v[start:stop] for k, v in self.inputs.items()}, labels, self.origin)
+
+
+def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_samples: int = 1,
+              mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> Dataset:
+    """Read `path` for a model with inputs `specs`; role ('calibration', 'evaluation') is for messages."""
+    source = Path(path)
+    if not source.exists():
+        raise DataError(f"{role} data {source} does not exist")
+    if source.is_dir():
+        dataset = _load_image_folder(source, specs, role, mean, std)
+    elif source.suffix == ".npz":
+        dataset = _load_npz(source, specs, role)
+    elif source.suffix == ".npy":
+        dataset = _load_npy(source, specs, role)
+    else:
+        raise DataError(f"{role} data {source} has an unknown type", "use .npz, .npy or a folder of PNG/JPEG images")
+    for spec in specs:
+        _check_array(dataset.inputs[spec.name], spec, role, source)
+    if dataset.size < min_samples:
+        raise DataError(f"{role} data {source} has {dataset.size} samples, at least {min_samples} are needed")
+    _check_labels(dataset, role, source)
+    return dataset
+
+
+def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {k: archive[k] for k in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise DataError(f"{role} data {path} is not a readable .npz file: {exc}") from exc
+    labels = arrays.pop("y", None)
+    if len(specs) == 1 and specs[0].name not in arrays and "x" in arrays:
+        arrays = {specs[0].name: arrays["x"]}
+    missing = [s.name for s in specs if s.name not in arrays]
+    if missing:
+        keys = ", ".join(sorted(arrays)) or "none"
+        hint = "name one array per model input after the input" + (", or 'x' for a single input" if len(specs) == 1 else "")
+        raise DataError(f"{role} data {path} lacks input '{missing[0]}' (its arrays: {keys})", hint)
+    return Dataset({s.name: arrays[s.name] for s in specs}, labels, str(path))
+
+
+def _load_npy(path: Path, specs: list[InputSpec], role: str) -> Dataset:
+    if len(specs) != 1:
+        raise DataError(f"{role} data {path} is one array but the model has {len(specs)} inputs",
+                        "use an .npz with one array per input name")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{role} data {path} is not a readable .npy file: {exc}") from exc
+    return Dataset({specs[0].name: array}, None, str(path))
+
+
+def _load_image_folder(folder: Path, specs: list[InputSpec], role: str, mean: tuple[float, ...],
+                       std: tuple[float, ...]) -> Dataset:
+    """Images (sorted by path) resized to the model input; class sub-folders give labels."""
+    if len(specs) != 1 or len(specs[0].shape) != 4:
+        raise DataError(f"an image folder can feed only a single NHWC image input; the model takes "
+                        f"{[(s.name, s.shape) for s in specs]}", "use an .npz with one array per input")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"{role} folder {folder} has no PNG/JPEG images")
+    _, height, width, channels = specs[0].shape
+    if min(height, width, channels) < 1 or channels not in (1, 3):
+        raise DataError(f"the model input shape {specs[0].shape} is not a fixed-size 1- or 3-channel image")
+    images = np.stack([_read_image(p, height, width, channels) for p in files])
+    images = (images / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    classes = sorted({p.parent for p in files})
+    labels = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
+    return Dataset({specs[0].name: images.astype(np.float32)}, labels, str(folder))
+
+
+def _read_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
+            array = np.asarray(image, np.float32)
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+    return array[..., None] if channels == 1 else array
+
+
+def _check_array(array: np.ndarray, spec: InputSpec, role: str, path: Path) -> None:
+    expected = "(N, " + ", ".join("?" if d < 0 else str(d) for d in spec.shape[1:]) + ")"
+    if array.dtype.kind not in "fiu":
+        raise DataError(f"{role} data {path}, input '{spec.name}': dtype {array.dtype} is not numeric",
+                        "store float32 arrays")
+    if array.ndim != len(spec.shape) or any(e > 0 and e != g for e, g in zip(spec.shape[1:], array.shape[1:])):
+        raise DataError(f"{role} data {path}, input '{spec.name}': expected shape {expected}, got "
+                        f"{tuple(array.shape)}{_layout_hint(array.shape, spec.shape)}")
+    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+        raise DataError(f"{role} data {path}, input '{spec.name}' contains NaN or infinite values")
+
+
+def _layout_hint(given: tuple[int, ...], expected: tuple[int, ...]) -> str:
+    if len(given) == 4 and len(expected) == 4 and sorted(given[1:]) == sorted(expected[1:]):
+        return " (channels-first vs channels-last? transpose the data to the model's layout)"
+    return ""
+
+
+def _check_labels(dataset: Dataset, role: str, path: Path) -> None:
+    if dataset.labels is None:
+        return
+    labels = dataset.labels
+    if labels.ndim != 1 or labels.shape[0] != dataset.size or labels.dtype.kind not in "iu":
+        raise DataError(f"{role} data {path}: labels 'y' must be integers of shape ({dataset.size},), got "
+                        f"{labels.dtype} {tuple(labels.shape)}")
+
+
+def as_float32(dataset: Dataset) -> Dataset:
+    """The dataset with float32 inputs (what the quantizer and interpreters consume)."""
+    return Dataset({k: v.astype(np.float32) for k, v in dataset.inputs.items()}, dataset.labels, dataset.origin)

@@ -1,0 +1,1 @@
+"""Emitters: one module per artifact format; conversion and quantization belong to the target runtime."""

@@ -1,0 +1,67 @@
+"""Size, latency, accuracy and fidelity, measured THROUGH runtime/ so the numbers describe what ships."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from runtime import Model
+
+from .data import Dataset
+
+
+def open_model(model_format: str, model_bytes: bytes, threads: int | None) -> Model:
+    """The compiled model in the same runtime class the bundle uses on the device."""
+    return Model(model_format, model_bytes, threads)
+
+
+def predict(model: Model, dataset: Dataset) -> list[np.ndarray]:
+    """Float outputs for every sample, in the model's output order."""
+    return model.predict_list([dataset.inputs[info.name] for info in model.inputs])
+
+
+def host_latency(model: Model, dataset: Dataset, runs: int) -> dict:
+    """Init, first and steady-state latency on this host, labelled as such."""
+    result = model.benchmark([dataset.inputs[info.name] for info in model.inputs], runs=runs, warmup=10)
+    result.pop("peak_rss_mb", None)  # the compiler's own memory, not the model's: meaningless here
+    return {"measured_on": "host", "cpu": host_cpu(), "machine": platform.machine(), **result}
+
+
+def host_cpu() -> str:
+    """The CPU model name of this machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def accuracy(outputs: list[np.ndarray], labels: np.ndarray) -> float:
+    """Top-1 accuracy of the first output against integer labels, in percent."""
+    return float(np.mean(np.argmax(outputs[0].reshape(len(labels), -1), axis=1) == labels) * 100)
+
+
+def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray]) -> dict:
+    """How closely the compiled model reproduces the reference, per output and overall (first output).
+
+    sqnr_db = 10 log10(sum(ref^2) / sum((ref - out)^2)); top1_agreement over the last axis.
+    """
+    per_output = [_fidelity_one(r, c) for r, c in zip(reference, compiled, strict=True)]
+    return {**per_output[0], "samples": int(reference[0].shape[0]), "per_output": per_output}
+
+
+def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> dict:
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    noise = float(np.sum((ref64 - out64) ** 2))
+    signal = float(np.sum(ref64**2))
+    sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
+    result = {"sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
+              "max_abs_diff": float(np.max(np.abs(ref64 - out64)))}
+    if ref.ndim >= 2 and ref.shape[-1] > 1:
+        flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
+        result["top1_agreement"] = round(float(np.mean(flat_ref.argmax(1) == flat_out.argmax(1))), 4)
+    return result

@@ -1,0 +1,127 @@
+"""The Recipe: every choice of a build, frozen and validated, from CLI flags or a TOML file.
+
+The CLI builds the same Recipe a user could save to a file (`--recipe build.toml`), so the two
+cannot drift; the resolved recipe is embedded in the manifest so a bundle can be rebuilt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from .errors import RecipeError
+
+
+class Quantize(StrEnum):
+    """How weights and activations are stored in the compiled model."""
+
+    int8 = "int8"        # full-integer: int8 weights (per channel) and activations, calibrated
+    float16 = "float16"  # float16 weights, float32 compute
+    dynamic = "dynamic"  # int8 weights, float activations quantized on the fly
+    none = "none"        # float32 as trained
+
+
+class Format(StrEnum):
+    """The artifact format, i.e. which interpreter runs it on the device."""
+
+    tflite = "tflite"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A build, fully described.
+
+    source: the trained model (.keras, .h5, SavedModel directory).
+    target: a target name (`edgekiln targets`) or a target TOML file.
+    output: the bundle directory to create.
+    format: artifact format; None means the target's default.
+    quantize: see Quantize; int8 needs calibration data.
+    calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
+    calib_samples: at most this many samples feed the quantizer.
+    holdout_samples: calibration samples held back from the quantizer to measure fidelity.
+    golden_samples: samples stored in golden.npz for on-device validation.
+    mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
+    int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).
+    max_drop: accuracy budget in percentage points; exceeding it is reported prominently.
+    threads: interpreter threads for host measurement; None means the target's default.
+    bench_runs: timed runs per latency measurement.
+    unsafe: allow loading models whose layers carry code (Lambda); never the default.
+    force: replace an existing output directory.
+    """
+
+    source: str
+    target: str = "rpi4"
+    output: str = ""
+    format: Format | None = None
+    quantize: Quantize = Quantize.int8
+    calib: str | None = None
+    eval: str | None = None
+    calib_samples: int = 256
+    holdout_samples: int = 32
+    golden_samples: int = 8
+    mean: tuple[float, ...] = (0.0,)
+    std: tuple[float, ...] = (1.0,)
+    int8_io: bool = True
+    max_drop: float = 1.0
+    threads: int | None = None
+    bench_runs: int = 100
+    unsafe: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
+        if self.format is not None:
+            object.__setattr__(self, "format", _enum(Format, self.format, "format"))
+        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
+        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        if not self.output:
+            object.__setattr__(self, "output", str(Path("build") / Path(self.source.rstrip("/")).stem))
+        self._check()
+
+    def _check(self) -> None:
+        if self.quantize is Quantize.int8 and not self.calib:
+            raise RecipeError("int8 quantization needs calibration data",
+                              "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
+        for name in ("calib_samples", "golden_samples", "bench_runs"):
+            if getattr(self, name) < 1:
+                raise RecipeError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.holdout_samples < 0 or (self.threads is not None and self.threads < 1):
+            raise RecipeError("holdout_samples must be >= 0 and threads >= 1")
+        if any(s == 0 for s in self.std):
+            raise RecipeError("std must not contain 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
+                    format=str(self.format) if self.format else None)
+        return data
+
+    def replace(self, **changes: Any) -> Recipe:
+        return dataclasses.replace(self, **changes)
+
+
+def _enum(kind: type[StrEnum], value: object, field: str) -> Any:
+    try:
+        return kind(str(value))
+    except ValueError:
+        raise RecipeError(f"{field} must be one of {', '.join(m.value for m in kind)}, got '{value}'") from None
+
+
+def from_toml(path: str | Path, **overrides: Any) -> Recipe:
+    """A recipe file (same keys as Recipe), with explicitly given CLI values taking precedence."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
+    known = {f.name for f in dataclasses.fields(Recipe)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise RecipeError(f"recipe {path} has unknown keys: {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}")
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    if "source" not in data:
+        raise RecipeError(f"recipe {path} names no source model")
+    return Recipe(**data)

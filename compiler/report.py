@@ -1,0 +1,128 @@
+"""Turns a build's measurements into the manifest sections, the warnings, and the bundle's files."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from targets import Target
+
+from . import compat, manifest as manifest_schema
+from .bundle import MODEL_FILES, BundleContents
+from .recipe import Quantize, Recipe
+from .stages import Artifacts, Datasets, Measured
+
+SLOWER_MARGIN = 1.05  # below 5% the two p50s are within this host's run-to-run noise
+
+
+def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, artifacts: Artifacts,
+             data: Datasets, measured: Measured, memory_mb: float) -> dict[str, Any]:
+    """The whole manifest of a build."""
+    source_bytes, source_sha = _file_facts(Path(recipe.source))
+    model_sha = hashlib.sha256(artifacts.model).hexdigest()
+    sections = {
+        "recipe": recipe.to_dict(),
+        "target": target.to_dict(),
+        "source": {"file_name": Path(recipe.source).name, "format": source_format, "sha256": source_sha,
+                   "bytes": source_bytes, "params": graph.params, "macs": artifacts.baseline_stats.macs},
+        "model": {"file": MODEL_FILES[artifacts.format], "format": artifacts.format, "sha256": model_sha,
+                  "bytes": len(artifacts.model), "params": artifacts.model_stats.params,
+                  "macs": artifacts.model_stats.macs, "ops": artifacts.model_stats.ops,
+                  "inputs": measured.inputs, "outputs": measured.outputs},
+        "baseline": {"format": artifacts.format, "quantization": "none", "bytes": len(artifacts.baseline),
+                     "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity},
+        "size": {"source_bytes": source_bytes, "baseline_bytes": len(artifacts.baseline),
+                 "model_bytes": len(artifacts.model),
+                 "ratio": round(len(artifacts.model) / len(artifacts.baseline), 4)},
+        "pruning": None,
+        "quantization": _quantization(recipe, data, measured),
+        "fidelity": measured.fidelity,
+        "latency": {"host": measured.latency,
+                    "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
+                    "target_estimate": None, "device": []},
+        "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb},
+        "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
+                   "atol": measured.atol, "rtol": measured.rtol},
+    }
+    if measured.accuracy is not None:
+        sections["accuracy"] = measured.accuracy
+        sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
+    sections["warnings"] = warnings(recipe, measured)
+    return manifest_schema.assemble(sections)
+
+
+def _quantization(recipe: Recipe, data: Datasets, measured: Measured) -> dict | None:
+    if recipe.quantize is Quantize.none:
+        return None
+    calibrated = recipe.quantize is Quantize.int8
+    return {"mode": str(recipe.quantize), "per_channel": recipe.quantize in (Quantize.int8, Quantize.dynamic),
+            "io_dtype": measured.inputs[0]["dtype"],
+            "calibration_samples": data.calib.size if calibrated and data.calib else 0,
+            "calibration_method": "minmax" if calibrated else None}
+
+
+def warnings(recipe: Recipe, measured: Measured) -> list[str]:
+    """What the user must see prominently: a slower or less accurate result than they asked for."""
+    notes = []
+    compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
+    if recipe.quantize is not Quantize.none and compiled > base * SLOWER_MARGIN:
+        notes.append(f"{recipe.quantize} is SLOWER than the float32 baseline on this host "
+                     f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize none or float16")
+    accuracy = measured.accuracy
+    if accuracy is not None and not accuracy["within_budget"]:
+        notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of "
+                     f"{recipe.max_drop:.2f} (reference {accuracy['reference']:.2f}%, compiled {accuracy['compiled']:.2f}%)")
+    agreement = measured.fidelity.get("top1_agreement")
+    if agreement is not None and agreement < 0.99:
+        notes.append(f"top-1 agreement with the source model is only {agreement:.3f} on "
+                     f"{measured.fidelity['samples']} held-back samples")
+    return notes
+
+
+def _file_facts(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, or of a directory's files in sorted order (SavedModel)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        digest.update(f.read_bytes())
+    return sum(f.stat().st_size for f in files), digest.hexdigest()
+
+
+def contents(artifacts: Artifacts, manifest: dict, measured: Measured, target: Target) -> BundleContents:
+    return BundleContents(artifacts.model, artifacts.format, manifest, measured.golden,
+                          compat.requirements(target, artifacts.format), device_readme(manifest, target))
+
+
+def device_readme(manifest: dict, target: Target) -> str:
+    """The README that travels with the bundle: install and run on the device."""
+    model, size = manifest["model"], manifest["size"]
+    return f"""# {manifest['source']['file_name']} for {target.description}
+
+Compiled by edgekiln {manifest['compiler']['version']} on {manifest['created_utc']}:
+`{model['file']}` ({model['bytes']:,} bytes, {size['ratio']:.2f}x the float32 baseline),
+quantization: {(manifest['quantization'] or {}).get('mode', 'none')}.
+
+## On the device ({target.os}, Python {target.python})
+
+```
+python3 -m venv .venv && . .venv/bin/activate
+pip install -r requirements.txt
+python -m runtime validate   # checks the model's sha256 and the golden outputs; exit 0 = all match
+python -m runtime bench      # init, first inference, p50/p90/p99 latency, peak memory
+```
+
+## In Python
+
+```
+import runtime
+model = runtime.load(".")          # refuses a model whose sha256 differs from manifest.json
+y = model.predict(x)               # float32 in and out; batch > 1 runs sample by sample
+```
+
+Inputs: {', '.join(f"{i['name']} {i['shape']} {i['dtype']}" for i in model['inputs'])}.
+Outputs: {', '.join(f"{o['name']} {o['shape']} {o['dtype']}" for o in model['outputs'])}.
+`manifest.json` records how this bundle was built and what was measured, and where
+(latency.host is measured on the build machine, not on this device).
+"""

@@ -1,0 +1,144 @@
+"""The data and measurement stages of a build, and the values they hand on (all frozen)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from runtime import Model
+from targets import Target
+
+from . import measure
+from .analyze import GraphStats
+from .data import Dataset, InputSpec, as_float32, load_data
+from .errors import DataError
+from .recipe import Quantize, Recipe
+
+MIN_CALIBRATION_SAMPLES = 10  # fewer gives activation ranges that are mostly noise
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """calib feeds the quantizer; holdout (held back from it) measures fidelity; evaluation may be labelled."""
+
+    calib: Dataset | None
+    holdout: Dataset | None
+    evaluation: Dataset | None
+
+    @property
+    def fidelity_set(self) -> Dataset:
+        return next(d for d in (self.holdout, self.evaluation, self.calib) if d is not None)
+
+    @property
+    def golden_set(self) -> Dataset:
+        return next(d for d in (self.evaluation, self.holdout, self.calib) if d is not None)
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    """The compiled model and its float32 baseline, as bytes, with their static stats."""
+
+    format: str
+    model: bytes
+    baseline: bytes
+    model_stats: GraphStats
+    baseline_stats: GraphStats
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Everything measured through the runtime on this host."""
+
+    latency: dict
+    baseline_latency: dict
+    fidelity: dict
+    baseline_fidelity: dict
+    accuracy: dict | None
+    golden: dict[str, np.ndarray]
+    atol: float
+    rtol: float
+    inputs: list[dict]
+    outputs: list[dict]
+
+
+def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
+    """Read --calib and --eval, and hold back the tail of the calibration data for fidelity."""
+    options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std}
+    calib = holdout = evaluation = None
+    if recipe.calib:
+        needed = MIN_CALIBRATION_SAMPLES if recipe.quantize is Quantize.int8 else 1
+        calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options))
+        held = min(recipe.holdout_samples, calib.size // 4)
+        if held:
+            holdout = calib.take(calib.size - held)
+            calib = calib.take(0, min(recipe.calib_samples, calib.size - held))
+    if recipe.eval:
+        evaluation = as_float32(load_data(recipe.eval, specs, role="evaluation", **options))
+    return Datasets(calib, holdout, evaluation)
+
+
+def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe, target: Target) -> Measured:
+    """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline."""
+    threads = recipe.threads or target.default_threads
+    compiled = measure.open_model(artifacts.format, artifacts.model, threads)
+    baseline = measure.open_model(artifacts.format, artifacts.baseline, threads)
+    check = data.fidelity_set
+    reference = _reference(graph, compiled, check)
+    fidelity = measure.fidelity(reference, measure.predict(compiled, check))
+    baseline_fidelity = measure.fidelity(reference, measure.predict(baseline, check))
+    latency, baseline_latency = _latencies(compiled, baseline, data.golden_set, recipe.bench_runs)
+    golden_in = data.golden_set.take(0, recipe.golden_samples)
+    golden_out = measure.predict(compiled, golden_in)
+    golden = {f"input_{k}": golden_in.inputs[info.name] for k, info in enumerate(compiled.inputs)}
+    golden.update({f"output_{k}": out for k, out in enumerate(golden_out)})
+    atol, rtol = _tolerance(compiled)
+    return Measured(latency, baseline_latency, fidelity, baseline_fidelity,
+                    _accuracy(graph, compiled, baseline, data.evaluation, recipe), golden, atol, rtol,
+                    [i.to_dict() for i in compiled.inputs], [o.to_dict() for o in compiled.outputs])
+
+
+def _reference(graph: Any, model: Model, dataset: Dataset) -> list[np.ndarray]:
+    """The source model's outputs, in the compiled model's output order (matched by signature name)."""
+    outputs = dict(zip(graph.output_names, graph.run(dataset.inputs), strict=True))
+    if all(info.name in outputs for info in model.outputs):
+        return [outputs[info.name] for info in model.outputs]
+    if len(outputs) != len(model.outputs):
+        raise DataError("the compiled model's outputs do not correspond to the source model's")
+    return list(outputs.values())
+
+
+def _latencies(compiled: Model, baseline: Model, dataset: Dataset, runs: int) -> tuple[dict, dict]:
+    """Two alternating rounds; each model keeps its better round (the host is shared and noisy)."""
+    rounds = [(measure.host_latency(compiled, dataset, runs), measure.host_latency(baseline, dataset, runs))
+              for _ in range(2)]
+    best_compiled = min((r[0] for r in rounds), key=lambda r: r["p50_ms"])
+    best_baseline = min((r[1] for r in rounds), key=lambda r: r["p50_ms"])
+    return best_compiled, best_baseline
+
+
+def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset | None,
+              recipe: Recipe) -> dict | None:
+    if evaluation is None or evaluation.labels is None:
+        return None
+    labels = evaluation.labels
+    reference = measure.accuracy(_reference(graph, compiled, evaluation), labels)
+    ours = measure.accuracy(measure.predict(compiled, evaluation), labels)
+    base = measure.accuracy(measure.predict(baseline, evaluation), labels)
+    drop = round(reference - ours, 3)
+    return {"metric": "top1_percent", "reference": round(reference, 3), "compiled": round(ours, 3),
+            "baseline": round(base, 3), "drop": drop, "budget": recipe.max_drop,
+            "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
+
+
+def _tolerance(model: Model) -> tuple[float, float]:
+    """Golden tolerance: 2 quantization steps for int8 outputs; tight float bounds otherwise.
+
+    LiteRT's int8 kernels matched x86 bit for bit under ARM emulation; 2 steps leave room for
+    the rounding of other interpreter builds without hiding a real mismatch.
+    """
+    steps = [2 * o.scale for o in model.outputs if o.scale > 0]
+    if steps:
+        return float(max(steps)), 0.0
+    return 1e-4, 1e-3

@@ -1,0 +1,161 @@
+"""What the CLI shows: build progress, the build summary, the target table, `inspect` output."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .errors import EdgekilnError
+
+console = Console(stderr=False, highlight=False)
+
+
+@contextlib.contextmanager
+def progress_display() -> Iterator[Callable[[str], None]]:
+    """A spinner naming the current stage; each finished stage is printed with its duration."""
+    state: dict = {"stage": None, "start": 0.0}
+    with console.status("") as status:
+
+        def advance(stage: str) -> None:
+            _finish(state)
+            state.update(stage=stage, start=time.perf_counter())
+            status.update(f"{stage}...")
+
+        yield advance
+        _finish(state)
+
+
+def _finish(state: dict) -> None:
+    if state["stage"]:
+        console.print(f"[green]✓[/green] {state['stage']} [dim]({time.perf_counter() - state['start']:.1f} s)[/dim]")
+
+
+def print_build_summary(result: object) -> None:
+    m = result.manifest  # type: ignore[attr-defined]
+    table = Table(title=f"edgekiln build -> {result.output}", show_header=True)  # type: ignore[attr-defined]
+    table.add_column("")
+    table.add_column("float32 baseline", justify="right")
+    table.add_column(f"bundle ({(m['quantization'] or {}).get('mode', 'none')})", justify="right")
+    table.add_column("ratio", justify="right")
+    base, host = m["baseline"], m["latency"]["host"]
+    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", f"{m['size']['ratio']:.3f}x")
+    table.add_row(f"host p50 latency ({host['threads']} threads, {host['runtime']})",
+                  f"{base['latency']['p50_ms']:.3f} ms", f"{host['p50_ms']:.3f} ms",
+                  f"{1 / m['latency']['speedup_vs_baseline']:.3f}x")
+    if "accuracy" in m:
+        acc = m["accuracy"]
+        table.add_row(f"top-1 accuracy ({acc['samples']} samples; source {acc['reference']:.2f}%)",
+                      f"{acc['baseline']:.2f}%", f"{acc['compiled']:.2f}%", f"drop {acc['drop']:.2f} pt")
+    fid, bfid = m["fidelity"], base["fidelity"]
+    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
+    console.print(table)
+    console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
+                  f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")
+    console.print("[dim]latency is measured on this build host (labelled 'host' in manifest.json), not on the target[/dim]")
+    for warning in m["warnings"]:
+        console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
+    console.print(f"bundle written to [bold]{result.output}[/bold]; on the device: "  # type: ignore[attr-defined]
+                  "pip install -r requirements.txt && python -m runtime validate")
+
+
+def _fid(f: dict) -> str:
+    sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
+    agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""
+    return f"SQNR {sqnr}{agree}"
+
+
+def print_targets() -> None:
+    import targets
+
+    table = Table(title="edgekiln targets")
+    for column in ("name", "arch", "cpu", "cores", "RAM (budget)", "OS / Python", "tflite interpreter"):
+        table.add_column(column)
+    for name in targets.names():
+        t = targets.load(name)
+        table.add_row(t.name, t.arch, t.cpu, str(t.cores), f"{t.ram_mb} MB ({t.ram_budget_mb})",
+                      f"{t.os} / {t.python}", t.tflite_interpreter)
+    console.print(table)
+
+
+def inspect_path(path: Path, unsafe: bool) -> None:
+    """Dispatch on what `path` is."""
+    if path.is_dir() and (path / "manifest.json").is_file():
+        _inspect_bundle(path)
+    elif path.suffix == ".tflite" and path.is_file():
+        _inspect_model_bytes(path.name, path.read_bytes())
+    else:
+        _inspect_source(path, unsafe)
+
+
+def _inspect_bundle(path: Path) -> None:
+    import runtime
+
+    try:
+        m = runtime.read_manifest(path)
+    except runtime.BundleError as exc:
+        raise EdgekilnError(str(exc)) from exc
+    model, host = m["model"], m["latency"]["host"]
+    console.print(f"[bold]{path}[/bold]: {m['source']['file_name']} -> {model['file']} for {m['target']['name']}, "
+                  f"built {m['created_utc']} by edgekiln {m['compiler']['version']}")
+    console.print(f"quantization {(m['quantization'] or {}).get('mode', 'none')}; size {model['bytes']:,} B "
+                  f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
+    console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
+                  f"{host['runtime_version']}, {host['cpu']})  [host-measured]")
+    estimate = m["latency"].get("target_estimate")
+    if estimate:
+        console.print(f"target estimate p50 {estimate['p50_ms']} ms [{estimate['method']}]")
+    for device in m["latency"].get("device", []):
+        console.print(f"device {device.get('device')}: p50 {device.get('p50_ms')} ms [device-measured]")
+    if "accuracy" in m:
+        a = m["accuracy"]
+        console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% (drop {a['drop']} pt, {a['samples']} samples)")
+    console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
+    _io_table(model["inputs"], model["outputs"])
+    for warning in m.get("warnings", []):
+        console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
+
+
+def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
+    from runtime import Model
+
+    from .analyze import tflite_stats
+
+    try:
+        model = Model("tflite", model_bytes)
+    except ValueError as exc:
+        raise EdgekilnError(f"{name} is not a readable .tflite model: {exc}") from exc
+    stats = tflite_stats(model_bytes)
+    console.print(f"[bold]{name}[/bold]: {len(model_bytes):,} B, params {stats.params:,}, MACs {stats.macs:,}")
+    _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
+    console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
+
+
+def _inspect_source(path: Path, unsafe: bool) -> None:
+    import tempfile
+
+    from .emit import tflite
+    from .graph import detect_format
+    from .graph import keras as keras_graph
+    from .recipe import Quantize
+
+    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        graph = keras_graph.load(path, detect_format(path), Path(work), unsafe=unsafe)
+        float_bytes = tflite.convert(graph.saved_model_dir, Quantize.none, None)
+    console.print(f"source {path} ({graph.source_format}), {graph.params:,} params; as float32 TFLite:")
+    _inspect_model_bytes(path.name, float_bytes)
+
+
+def _io_table(inputs: list[dict], outputs: list[dict]) -> None:
+    table = Table(show_header=True)
+    for column in ("", "name", "shape", "dtype", "scale", "zero point"):
+        table.add_column(column)
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for t in items:
+            table.add_row(kind, t["name"], str(t["shape"]), t["dtype"], f"{t['scale']:.6g}", str(t["zero_point"]))
+    console.print(table)

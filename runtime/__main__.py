@@ -1,0 +1,92 @@
+"""`python -m runtime info | validate | bench` from inside a bundle (or with --bundle DIR).
+
+Exit codes: 0 success, 1 failure (checksum, mismatch, unreadable bundle), 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+from . import BundleError, BundleModel, load
+
+
+def _default_bundle() -> Path:
+    """The bundle this runtime ships in, else the working directory."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "manifest.json").is_file() else Path.cwd()
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["info", "validate", "bench"])
+    parser.add_argument("--bundle", type=Path, default=None, help="bundle directory (default: this bundle)")
+    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: target's)")
+    parser.add_argument("--runs", type=int, default=100, help="timed runs for bench")
+    parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    return parser
+
+
+def _info(model: BundleModel, as_json: bool) -> int:
+    m = model.manifest
+    facts = {"model": m["model"]["file"], "format": m["model"]["format"], "sha256": m["model"]["sha256"],
+             "bytes": m["model"]["bytes"], "target": m["target"]["name"],
+             "quantization": (m.get("quantization") or {}).get("mode", "none"),
+             "interpreter": f"{model.backend.name} {model.backend.version}",
+             "inputs": [i.to_dict() for i in model.inputs], "outputs": [o.to_dict() for o in model.outputs]}
+    if as_json:
+        print(json.dumps(facts, indent=2))
+        return 0
+    for key, value in facts.items():
+        print(f"{key:13s} {value}")
+    return 0
+
+
+def _validate(model: BundleModel, as_json: bool) -> int:
+    report = model.validate()
+    if as_json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        for s in report.samples:
+            print(f"sample {s.index}: {'PASS' if s.passed else 'FAIL'}  max |diff| {s.max_abs_diff:.3g}")
+        verdict = "PASS" if report.passed else "FAIL"
+        print(f"{verdict}: {sum(s.passed for s in report.samples)}/{len(report.samples)} golden samples match "
+              f"(atol {report.atol:g}, rtol {report.rtol:g}; checksum ok; {model.backend.name} "
+              f"{model.backend.version}, {platform.machine()})")
+    return 0 if report.passed else 1
+
+
+def _bench(model: BundleModel, runs: int, warmup: int, as_json: bool) -> int:
+    result = model.benchmark(runs=runs, warmup=warmup)
+    result.update(machine=platform.machine(), python=platform.python_version())
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{result['runtime']} {result['runtime_version']} on {result['machine']}, {result['threads']} threads")
+    print(f"init {result['init_ms']:.1f} ms   first inference {result['first_ms']:.2f} ms")
+    print(f"p50 {result['p50_ms']:.3f} ms   p90 {result['p90_ms']:.3f} ms   p99 {result['p99_ms']:.3f} ms"
+          f"   ({result['runs']} runs)")
+    print(f"peak memory {result['peak_rss_mb']:.1f} MB")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        model = load(args.bundle or _default_bundle(), threads=args.threads)
+    except BundleError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.command == "info":
+        return _info(model, args.json)
+    if args.command == "validate":
+        return _validate(model, args.json)
+    return _bench(model, args.runs, args.warmup, args.json)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
