@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from .tf_env import quiet_fds
+
 _WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
 
 
@@ -28,7 +30,8 @@ def tflite_stats(model_bytes: bytes) -> GraphStats:
     """Parameters (constant weights and biases) and MACs of a .tflite model."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=model_bytes)
+    with quiet_fds():
+        interp = Interpreter(model_content=model_bytes)
     interp.allocate_tensors()
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # noqa: SLF001  (the only API listing the op graph)

@@ -14,6 +14,7 @@ import targets as target_data
 from targets import Target
 
 from .errors import TargetError
+from .tf_env import quiet_fds
 
 # Peak RSS of `python -c "import numpy; from ai_edge_litert.interpreter import Interpreter"`,
 # measured on the build host (36 MB); the device's process starts at about this size.
@@ -66,7 +67,8 @@ def tflite_arena_bytes(model_bytes: bytes) -> int:
     """Upper bound of the activation memory: the bytes of every non-constant tensor at batch 1."""
     from ai_edge_litert.interpreter import Interpreter
 
-    interp = Interpreter(model_content=model_bytes)
+    with quiet_fds():
+        interp = Interpreter(model_content=model_bytes)
     interp.allocate_tensors()
     ops = interp._get_ops_details()  # noqa: SLF001
     produced = {i for op in ops for i in op["outputs"]} | {d["index"] for d in interp.get_input_details()}

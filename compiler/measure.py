@@ -10,11 +10,13 @@ import numpy as np
 from runtime import Model
 
 from .data import Dataset
+from .tf_env import quiet_fds
 
 
 def open_model(model_format: str, model_bytes: bytes, threads: int | None) -> Model:
     """The compiled model in the same runtime class the bundle uses on the device."""
-    return Model(model_format, model_bytes, threads)
+    with quiet_fds():  # LiteRT announces its XNNPACK delegate on fd 2 at creation
+        return Model(model_format, model_bytes, threads)
 
 
 def predict(model: Model, dataset: Dataset) -> list[np.ndarray]:

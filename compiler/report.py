@@ -38,7 +38,7 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
         "pruning": None,
         "quantization": _quantization(recipe, data, measured),
         "fidelity": measured.fidelity,
-        "latency": {"host": measured.latency,
+        "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
                     "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
                     "target_estimate": None, "device": []},
         "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
 
 def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe, target: Target) -> Measured:
     """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline."""
-    threads = recipe.threads or target.default_threads
+    threads = recipe.threads or host_threads(target)
     compiled = measure.open_model(artifacts.format, artifacts.model, threads)
     baseline = measure.open_model(artifacts.format, artifacts.baseline, threads)
     check = data.fidelity_set
@@ -97,6 +98,11 @@ def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe
     return Measured(latency, baseline_latency, fidelity, baseline_fidelity,
                     _accuracy(graph, compiled, baseline, data.evaluation, recipe), golden, atol, rtol,
                     [i.to_dict() for i in compiled.inputs], [o.to_dict() for o in compiled.outputs])
+
+
+def host_threads(target: Target) -> int:
+    """The target's default thread count, capped at this host's cores (more only oversubscribes)."""
+    return max(1, min(target.default_threads, os.cpu_count() or 1))
 
 
 def _reference(graph: Any, model: Model, dataset: Dataset) -> list[np.ndarray]:
