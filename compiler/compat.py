@@ -34,7 +34,7 @@ def requirements(target: Target, model_format: str) -> list[str]:
 def check_wheels(target: Target, model_format: str) -> None:
     """Refuse a target for which some pinned package has no wheel."""
     table = tomllib.loads((Path(target_data.__file__).parent / "wheels.toml").read_text())
-    for pin in requirements(target, model_format):
+    for pin in reversed(requirements(target, model_format)):  # the interpreter first: it matters most
         facts = table.get(pin)
         if facts is None:
             raise TargetError(f"edgekiln knows no wheels for {pin} (target {target.name})",

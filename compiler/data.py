@@ -77,7 +77,8 @@ def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
     missing = [s.name for s in specs if s.name not in arrays]
     if missing:
         keys = ", ".join(sorted(arrays)) or "none"
-        hint = "name one array per model input after the input" + (", or 'x' for a single input" if len(specs) == 1 else "")
+        hint = "name one array per model input after the input"
+        hint += ", or 'x' for a single input" if len(specs) == 1 else ""
         raise DataError(f"{role} data {path} lacks input '{missing[0]}' (its arrays: {keys})", hint)
     return Dataset({s.name: arrays[s.name] for s in specs}, labels, str(path))
 
@@ -129,7 +130,8 @@ def _check_array(array: np.ndarray, spec: InputSpec, role: str, path: Path) -> N
     if array.dtype.kind not in "fiu":
         raise DataError(f"{role} data {path}, input '{spec.name}': dtype {array.dtype} is not numeric",
                         "store float32 arrays")
-    if array.ndim != len(spec.shape) or any(e > 0 and e != g for e, g in zip(spec.shape[1:], array.shape[1:])):
+    fixed = zip(spec.shape[1:], array.shape[1:], strict=False)  # lengths compared first, below
+    if array.ndim != len(spec.shape) or any(e > 0 and e != g for e, g in fixed):
         raise DataError(f"{role} data {path}, input '{spec.name}': expected shape {expected}, got "
                         f"{tuple(array.shape)}{_layout_hint(array.shape, spec.shape)}")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):

@@ -120,7 +120,8 @@ def from_toml(path: str | Path, **overrides: Any) -> Recipe:
     known = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise RecipeError(f"recipe {path} has unknown keys: {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}")
+        raise RecipeError(f"recipe {path} has unknown keys: {', '.join(unknown)}",
+                          f"known keys: {', '.join(sorted(known))}")
     data.update({k: v for k, v in overrides.items() if v is not None})
     if "source" not in data:
         raise RecipeError(f"recipe {path} names no source model")

@@ -8,7 +8,8 @@ from typing import Any
 
 from targets import Target
 
-from . import compat, manifest as manifest_schema
+from . import compat
+from . import manifest as manifest_schema
 from .bundle import MODEL_FILES, BundleContents
 from .recipe import Quantize, Recipe
 from .stages import Artifacts, Datasets, Measured
@@ -71,8 +72,8 @@ def warnings(recipe: Recipe, measured: Measured) -> list[str]:
                      f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize none or float16")
     accuracy = measured.accuracy
     if accuracy is not None and not accuracy["within_budget"]:
-        notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of "
-                     f"{recipe.max_drop:.2f} (reference {accuracy['reference']:.2f}%, compiled {accuracy['compiled']:.2f}%)")
+        notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "
+                     f"(reference {accuracy['reference']:.2f}%, compiled {accuracy['compiled']:.2f}%)")
     agreement = measured.fidelity.get("top1_agreement")
     if agreement is not None and agreement < 0.99:
         notes.append(f"top-1 agreement with the source model is only {agreement:.3f} on "

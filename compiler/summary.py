@@ -57,7 +57,8 @@ def print_build_summary(result: object) -> None:
     console.print(table)
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")
-    console.print("[dim]latency is measured on this build host (labelled 'host' in manifest.json), not on the target[/dim]")
+    console.print("[dim]latency is measured on this build host (labelled 'host' in manifest.json), "
+                  "not on the target[/dim]")
     for warning in m["warnings"]:
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
     console.print(f"bundle written to [bold]{result.output}[/bold]; on the device: "  # type: ignore[attr-defined]
@@ -75,7 +76,7 @@ def print_targets() -> None:
 
     table = Table(title="edgekiln targets")
     for column in ("name", "arch", "cpu", "cores", "RAM (budget)", "OS / Python", "tflite interpreter"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column in ("name", "arch"))
     for name in targets.names():
         t = targets.load(name)
         table.add_row(t.name, t.arch, t.cpu, str(t.cores), f"{t.ram_mb} MB ({t.ram_budget_mb})",
@@ -106,15 +107,16 @@ def _inspect_bundle(path: Path) -> None:
     console.print(f"quantization {(m['quantization'] or {}).get('mode', 'none')}; size {model['bytes']:,} B "
                   f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
     console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
-                  f"{host['runtime_version']}, {host['cpu']})  [host-measured]")
+                  f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
     estimate = m["latency"].get("target_estimate")
     if estimate:
-        console.print(f"target estimate p50 {estimate['p50_ms']} ms [{estimate['method']}]")
+        console.print(f"target estimate p50 {estimate['p50_ms']} ms \\[{estimate['method']}]")
     for device in m["latency"].get("device", []):
-        console.print(f"device {device.get('device')}: p50 {device.get('p50_ms')} ms [device-measured]")
+        console.print(f"device {device.get('device')}: p50 {device.get('p50_ms')} ms \\[device-measured]")
     if "accuracy" in m:
         a = m["accuracy"]
-        console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% (drop {a['drop']} pt, {a['samples']} samples)")
+        console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
+                      f"(drop {a['drop']} pt, {a['samples']} samples)")
     console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
     _io_table(model["inputs"], model["outputs"])
     for warning in m.get("warnings", []):

@@ -1,0 +1,85 @@
+"""Tiny real models in every source format, made once per test session (seeded)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.recipe import Recipe
+
+
+def _tiny_model(keras, lambda_layer: bool = False):
+    inp = keras.Input((8, 8, 1), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    if lambda_layer:
+        x = keras.layers.Lambda(lambda t: t * 2.0)(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    out = keras.layers.Dense(4, activation="softmax", name="probs")(x)
+    return keras.Model(inp, out)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> dict[str, Path]:
+    """A tiny CNN as .keras, .h5 and SavedModel, with calibration and labelled evaluation data."""
+    from compiler.tf_env import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(7)
+    root = tmp_path_factory.mktemp("tiny")
+    model = _tiny_model(keras)
+    rng = np.random.default_rng(7)
+    x = rng.random((60, 8, 8, 1), dtype=np.float32)
+    y = np.argmax(model.predict(x, verbose=0), axis=1)  # labels the model gets right: reference 100 %
+    np.savez(root / "calib.npz", x=x[:40])
+    np.savez(root / "eval.npz", x=x[40:], y=y[40:].astype(np.int64))
+    model.save(root / "tiny.keras")
+    model.save(root / "tiny.h5")
+    model.export(str(root / "tiny_savedmodel"), verbose=False)
+    _tiny_model(keras, lambda_layer=True).save(root / "lambda.keras")
+    return {"keras": root / "tiny.keras", "h5": root / "tiny.h5", "saved_model": root / "tiny_savedmodel",
+            "lambda": root / "lambda.keras", "calib": root / "calib.npz", "eval": root / "eval.npz",
+            "root": root}
+
+
+@pytest.fixture(scope="session")
+def keras2_h5(tmp_path_factory) -> Path:
+    """A .h5 written by Keras 2 (tf-keras), as older projects have them."""
+    path = tmp_path_factory.mktemp("keras2") / "legacy.h5"
+    code = textwrap.dedent(f"""
+        import os
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+        import tf_keras as keras
+        keras.utils.set_random_seed(3)
+        inp = keras.Input((8, 8, 1), name="image")
+        x = keras.layers.Conv2D(8, 3, activation="relu")(inp)
+        x = keras.layers.Flatten()(x)
+        out = keras.layers.Dense(4, activation="softmax")(x)
+        model = keras.Model(inp, out)
+        assert keras.__version__.startswith("2."), keras.__version__
+        model.save({str(path)!r})
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    return path
+
+
+def tiny_recipe(tiny: dict[str, Path], out: Path, **changes) -> Recipe:
+    """A quick recipe over the tiny model (few timed runs: latency figures are not under test)."""
+    options = {"source": str(tiny["keras"]), "target": "rpi4", "calib": str(tiny["calib"]),
+               "eval": str(tiny["eval"]), "output": str(out), "bench_runs": 10, "holdout_samples": 8}
+    options.update(changes)
+    return Recipe(**options)
+
+
+def run_runtime(bundle: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python -m runtime ARGS` from inside the bundle, as a user on the device would run it."""
+    return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=bundle, capture_output=True,
+                          text=True, env=env)

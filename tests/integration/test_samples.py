@@ -1,0 +1,37 @@
+"""The committed sample models meet the foundation's acceptance figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.pipeline import build
+from compiler.recipe import Recipe
+from tests.conftest import SAMPLES
+from tests.integration.conftest import run_runtime
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("name", ["mnist_cnn", "mnist_resnet"])
+def test_sample_int8_bundle(name, tmp_path):
+    recipe = Recipe(source=str(SAMPLES / f"{name}.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
+                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / name), bench_runs=20)
+    m = build(recipe).manifest
+    assert m["source"]["params"] >= 100_000
+    assert m["size"]["model_bytes"] <= 0.30 * m["size"]["baseline_bytes"], m["size"]
+    assert m["accuracy"]["drop"] <= 0.5, m["accuracy"]
+    assert m["accuracy"]["reference"] >= 97.0
+    assert run_runtime(tmp_path / name, "validate").returncode == 0
+
+
+def test_inspect_bundle_tflite_and_source(cli, tmp_path):
+    out = tmp_path / "cnn"
+    result = cli("build", SAMPLES / "mnist_cnn.keras", "--calib", SAMPLES / "mnist_calib.npz", "-o", out,
+                 "--runs", "5")
+    assert result.exit_code == 0, result.stderr
+    shown = cli("inspect", out)
+    assert shown.exit_code == 0 and "host-measured" in shown.stdout and "int8" in shown.stdout
+    model = cli("inspect", out / "model.tflite")
+    assert model.exit_code == 0 and "CONV_2D" in model.stdout and "MACs" in model.stdout
+    source = cli("inspect", SAMPLES / "mnist_cnn.keras")
+    assert source.exit_code == 0 and "params" in source.stdout and "FULLY_CONNECTED" in source.stdout

@@ -1,0 +1,44 @@
+"""Recipe validation and TOML recipes."""
+
+from __future__ import annotations
+
+import pytest
+
+from compiler.errors import RecipeError
+from compiler.recipe import Quantize, Recipe, from_toml
+
+
+def test_int8_needs_calibration_data():
+    with pytest.raises(RecipeError, match="int8 quantization needs calibration data"):
+        Recipe(source="m.keras")
+
+
+def test_unknown_quantize_mode_names_the_choices():
+    with pytest.raises(RecipeError, match="quantize must be one of int8, float16, dynamic, none, got 'int4'"):
+        Recipe(source="m.keras", quantize="int4", calib="c.npz")
+
+
+def test_default_output_is_named_after_the_source():
+    recipe = Recipe(source="models/net.keras", quantize="none")
+    assert recipe.output == "build/net"
+    assert recipe.quantize is Quantize.none
+
+
+def test_toml_recipe_with_cli_overrides(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('source = "a.keras"\ncalib = "c.npz"\ntarget = "rpi5"\ngolden_samples = 4\n')
+    recipe = from_toml(path, target="rpi3", golden_samples=None)
+    assert (recipe.target, recipe.golden_samples, recipe.calib) == ("rpi3", 4, "c.npz")
+    assert recipe.to_dict()["quantize"] == "int8"
+
+
+def test_toml_recipe_rejects_unknown_keys(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('source = "a.keras"\nquantise = "int8"\n')
+    with pytest.raises(RecipeError, match="unknown keys: quantise"):
+        from_toml(path)
+
+
+def test_zero_std_is_refused():
+    with pytest.raises(RecipeError, match="std must not contain 0"):
+        Recipe(source="a.keras", quantize="none", std=(0.5, 0.0))
