@@ -14,6 +14,7 @@ import numpy as np
 
 from .tf_env import quiet_fds
 
+_CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
 _WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
 
 
@@ -24,6 +25,7 @@ class GraphStats:
     params: int
     macs: int
     ops: dict[str, int] = field(default_factory=dict)
+    float_ops: tuple[str, ...] = ()  # compute ops with float32 outputs (in an int8 model: left unquantized)
 
 
 def tflite_stats(model_bytes: bytes) -> GraphStats:
@@ -40,7 +42,9 @@ def tflite_stats(model_bytes: bytes) -> GraphStats:
     constants = {i for op in ops for i in op["inputs"] if i >= 0 and i not in produced | graph_inputs}
     params = sum(_param_count(i, tensors, ops) for i in constants)
     macs = sum(_macs(op, tensors) for op in ops)
-    return GraphStats(int(params), int(macs), dict(Counter(op["op_name"] for op in ops)))
+    float_ops = sorted({op["op_name"] for op in ops if op["op_name"] not in _CONVERSIONS and
+                        any(np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"])})
+    return GraphStats(int(params), int(macs), dict(Counter(op["op_name"] for op in ops)), tuple(float_ops))
 
 
 def _param_count(index: int, tensors: dict[int, Any], ops: list[dict]) -> int:

@@ -37,7 +37,7 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
                  "model_bytes": len(artifacts.model),
                  "ratio": round(len(artifacts.model) / len(artifacts.baseline), 4)},
         "pruning": None,
-        "quantization": _quantization(recipe, data, measured),
+        "quantization": _quantization(recipe, artifacts, data, measured),
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
                     "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
@@ -49,23 +49,27 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
-    sections["warnings"] = warnings(recipe, measured)
+    sections["warnings"] = warnings(recipe, measured, artifacts)
     return manifest_schema.assemble(sections)
 
 
-def _quantization(recipe: Recipe, data: Datasets, measured: Measured) -> dict | None:
+def _quantization(recipe: Recipe, artifacts: Artifacts, data: Datasets, measured: Measured) -> dict | None:
     if recipe.quantize is Quantize.none:
         return None
     calibrated = recipe.quantize is Quantize.int8
     return {"mode": str(recipe.quantize), "per_channel": recipe.quantize in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
-            "calibration_method": "minmax" if calibrated else None}
+            "calibration_method": "minmax" if calibrated else None,
+            "float_ops": list(artifacts.model_stats.float_ops) if calibrated else []}
 
 
-def warnings(recipe: Recipe, measured: Measured) -> list[str]:
+def warnings(recipe: Recipe, measured: Measured, artifacts: Artifacts) -> list[str]:
     """What the user must see prominently: a slower or less accurate result than they asked for."""
     notes = []
+    if recipe.quantize is Quantize.int8 and artifacts.model_stats.float_ops:
+        notes.append(f"op(s) {', '.join(artifacts.model_stats.float_ops)} have no int8 kernel: the converter left "
+                     "them in float32 between DEQUANTIZE/QUANTIZE, so the model is not fully integer")
     compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
     if recipe.quantize is not Quantize.none and compiled > base * SLOWER_MARGIN:
         notes.append(f"{recipe.quantize} is SLOWER than the float32 baseline on this host "

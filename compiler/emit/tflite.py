@@ -53,22 +53,18 @@ def _representative(calib: Dataset) -> Iterator[dict[str, np.ndarray]]:
         yield {name: array[i : i + 1].astype(np.float32) for name, array in calib.inputs.items()}
 
 
-_UNQUANTIZABLE = [
-    re.compile(r"Quantization not yet supported for op: '?(\w+)'?"),
-    re.compile(r"'tfl\.(\w+)' op is neither a custom op nor a flex op"),
-    re.compile(r"failed to legalize operation '(\S+)'"),
-]
+_NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")
+_NO_INT8_KERNEL = re.compile(r"Quantization not yet supported for op: '?(\w+)'?")
 
 
 def _conversion_error(exc: BaseException, quantize: Quantize) -> ConversionError:
     text = str(exc)
-    for pattern in _UNQUANTIZABLE:
-        match = pattern.search(text)
-        if match and quantize is Quantize.int8:
-            return ConversionError(f"op {match.group(1)} has no int8 kernel in TFLite, so the model cannot be "
-                                   "fully integer-quantized", "use --quantize dynamic or float16, or replace the op")
-        if match:
-            return ConversionError(f"op {match.group(1)} is not supported by TFLite builtins",
-                                   "replace the op with a supported one")
+    if ops := sorted(set(_NOT_BUILTIN.findall(text))):
+        return ConversionError(f"TensorFlow op(s) {', '.join(ops)} have no TFLite builtin kernel (they would need "
+                               "TF Select, which LiteRT on the device does not have)",
+                               "replace them in the model with supported ops, or use --format onnx if available")
+    if (match := _NO_INT8_KERNEL.search(text)) and quantize is Quantize.int8:
+        return ConversionError(f"op {match.group(1)} has no int8 kernel in TFLite, so the model cannot be fully "
+                               "integer-quantized", "use --quantize dynamic or float16, or replace the op")
     first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
     return ConversionError(f"TFLite conversion ({quantize}) failed: {first[:300]}")

@@ -1,0 +1,93 @@
+"""Float32 TFLite vs int8 bundle, side by side in one run: size, latency (1 and 2 threads), predict overhead.
+
+    .venv/bin/python bench/bench_int8.py [--runs 300] [--model sample_models/mnist_resnet.keras]
+
+Each ratio is measured in this run on this machine; latencies interleave the two models round by
+round so that drift of a shared host hits both alike. Prints host figures only: no target claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from compiler.pipeline import build  # noqa: E402
+from compiler.recipe import Recipe  # noqa: E402
+from runtime import Model  # noqa: E402
+from runtime.model import quantize  # noqa: E402
+
+
+def _p50(model: Model, feed: list[np.ndarray], runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.backend.run(feed)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) * 1e3
+
+
+def _interleaved(models: dict[str, Model], feeds: dict[str, list[np.ndarray]], runs: int, rounds: int = 5) -> dict:
+    """Median over rounds of each model's p50, the models alternating within every round."""
+    per_round: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            per_round[name].append(_p50(model, feeds[name], runs // rounds))
+    return {name: float(np.median(v)) for name, v in per_round.items()}
+
+
+def _predict_overhead(model: Model, x: np.ndarray, runs: int) -> tuple[float, float]:
+    """p50 of runtime.predict (float in/out, quantize + dequantize) vs the raw interpreter call."""
+    raw_feed = [quantize(x, model.inputs[0])]
+    direct, wrapped = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        model.backend.run(raw_feed)
+        direct.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        model.predict(x)
+        wrapped.append(time.perf_counter() - start)
+    return float(np.median(direct)) * 1e3, float(np.median(wrapped)) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(ROOT / "sample_models/mnist_resnet.keras"))
+    parser.add_argument("--runs", type=int, default=500)
+    args = parser.parse_args()
+    samples = ROOT / "sample_models"
+    with tempfile.TemporaryDirectory() as work:
+        recipe = Recipe(source=args.model, target="rpi4", calib=str(samples / "mnist_calib.npz"),
+                        eval=str(samples / "mnist_eval.npz"), output=f"{work}/b", bench_runs=20)
+        manifest = build(recipe).manifest
+        model_bytes = (Path(work) / "b" / "model.tflite").read_bytes()
+        from compiler.emit.tflite import convert
+        from compiler.graph.keras import load
+        from compiler.recipe import Quantize
+
+        float_bytes = convert(load(args.model, "keras", Path(work)).saved_model_dir, Quantize.none, None)
+    x = np.load(samples / "mnist_eval.npz")["x"][:1]
+    print(f"model: {Path(args.model).name}  ({manifest['source']['params']:,} params, "
+          f"{manifest['model']['macs']:,} MACs)")
+    print(f"size: float32 {len(float_bytes):,} B   int8 {len(model_bytes):,} B   "
+          f"ratio int8/float32 = {len(model_bytes) / len(float_bytes):.3f}")
+    for threads in (1, 2):
+        models = {"float32": Model("tflite", float_bytes, threads), "int8": Model("tflite", model_bytes, threads)}
+        feeds = {name: [quantize(x, m.inputs[0])] for name, m in models.items()}
+        p50 = _interleaved(models, feeds, args.runs)
+        print(f"latency p50, {threads} thread(s): float32 {p50['float32']:.4f} ms   int8 {p50['int8']:.4f} ms   "
+              f"ratio int8/float32 = {p50['int8'] / p50['float32']:.3f}")
+    direct, wrapped = _predict_overhead(Model("tflite", model_bytes, 1), x, args.runs)
+    print(f"runtime.predict vs direct interpreter call (int8, 1 thread): {wrapped:.4f} ms vs {direct:.4f} ms  "
+          f"overhead {wrapped - direct:+.4f} ms ({wrapped / direct:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()
