@@ -72,14 +72,17 @@ def load(bundle_dir: str | Path, threads: int | None = None) -> BundleModel:
     """
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
-    model_path = bundle / manifest["model"]["file"]
+    try:
+        model_path, expected = bundle / manifest["model"]["file"], manifest["model"]["sha256"]
+    except (KeyError, TypeError) as exc:
+        raise BundleError(f"{bundle / 'manifest.json'} lacks model.file / model.sha256") from exc
     if not model_path.is_file():
         raise BundleError(f"model file {model_path} is missing")
     model_bytes = model_path.read_bytes()
     digest = hashlib.sha256(model_bytes).hexdigest()
-    if digest != manifest["model"]["sha256"]:
+    if digest != expected:
         raise ChecksumError(f"{model_path.name} has sha256 {digest[:12]}..., the manifest expects "
-                            f"{manifest['model']['sha256'][:12]}...: the model was changed; refusing to load it")
+                            f"{expected[:12]}...: the model was changed; refusing to load it")
     if threads is None:
         threads = manifest.get("target", {}).get("default_threads")
     return BundleModel(bundle, manifest, model_bytes, threads)

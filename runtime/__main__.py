@@ -78,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         model = load(args.bundle or _default_bundle(), threads=args.threads)
-    except BundleError as exc:
+        if args.command == "info":
+            return _info(model, args.json)
+        if args.command == "validate":
+            return _validate(model, args.json)
+        return _bench(model, args.runs, args.warmup, args.json)
+    except (BundleError, OSError, ValueError, KeyError) as exc:  # a broken bundle: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.command == "info":
-        return _info(model, args.json)
-    if args.command == "validate":
-        return _validate(model, args.json)
-    return _bench(model, args.runs, args.warmup, args.json)
 
 
 if __name__ == "__main__":

@@ -83,3 +83,11 @@ def test_bench_and_info_verbs(bundle):
 def test_not_a_bundle_is_one_line(tmp_path):
     result = run_runtime(tmp_path, "validate", "--bundle", str(tmp_path))
     assert result.returncode == 1 and result.stderr.strip().endswith("has no manifest.json")
+
+
+def test_missing_golden_file_is_one_line(bundle, tmp_path):
+    copy = shutil.copytree(bundle, tmp_path / "nogolden")
+    (copy / "golden.npz").unlink()
+    result = run_runtime(copy, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().startswith("error:") and "golden.npz" in result.stderr
