@@ -6,6 +6,10 @@ always created from bytes the caller has already checksummed, never re-read from
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -30,6 +34,20 @@ class TensorInfo:
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
                 "scale": self.scale, "zero_point": self.zero_point}
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Redirect fd 2 (below Python) for a block; errors still arrive as exceptions."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _package_version(*names: str) -> str:
@@ -70,7 +88,8 @@ class TFLiteBackend:
 
     def __init__(self, model_bytes: bytes, threads: int | None) -> None:
         interpreter_class, self.name, self.version = tflite_interpreter_class()
-        self._interp = interpreter_class(model_content=model_bytes, num_threads=threads)
+        with _stderr_silenced():  # LiteRT's C++ prints an INFO line about XNNPACK on every creation
+            self._interp = interpreter_class(model_content=model_bytes, num_threads=threads)
         self._interp.allocate_tensors()
         in_details, out_details = self._io_details()
         self.inputs = [_tflite_info(name, d) for name, d in in_details]
