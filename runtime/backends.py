@@ -88,9 +88,9 @@ class TFLiteBackend:
 
     def __init__(self, model_bytes: bytes, threads: int | None) -> None:
         interpreter_class, self.name, self.version = tflite_interpreter_class()
-        with _stderr_silenced():  # LiteRT's C++ prints an INFO line about XNNPACK on every creation
+        with _stderr_silenced():  # LiteRT's C++ prints an INFO line when it applies XNNPACK
             self._interp = interpreter_class(model_content=model_bytes, num_threads=threads)
-        self._interp.allocate_tensors()
+            self._interp.allocate_tensors()
         in_details, out_details = self._io_details()
         self.inputs = [_tflite_info(name, d) for name, d in in_details]
         self.outputs = [_tflite_info(name, d) for name, d in out_details]
