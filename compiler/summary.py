@@ -96,6 +96,8 @@ def inspect_path(path: Path, unsafe: bool) -> None:
 def _inspect_bundle(path: Path) -> None:
     import runtime
 
+    from .deploy.records import describe as describe_devices
+
     try:
         m = runtime.read_manifest(path)
     except runtime.BundleError as exc:
@@ -106,12 +108,12 @@ def _inspect_bundle(path: Path) -> None:
     console.print(f"quantization {(m['quantization'] or {}).get('mode', 'none')}; size {model['bytes']:,} B "
                   f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
     console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
-                  f"{host['runtime_version']}, {host['cpu']})  [host-measured]")
+                  f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
     estimate = m["latency"].get("target_estimate")
     if estimate:
-        console.print(f"target estimate p50 {estimate['p50_ms']} ms [{estimate['method']}]")
-    for device in m["latency"].get("device", []):
-        console.print(f"device {device.get('device')}: p50 {device.get('p50_ms')} ms [device-measured]")
+        console.print(f"target estimate p50 {estimate['p50_ms']} ms \\[{estimate['method']}]")
+    for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
+        console.print(line, markup=False)
     if "accuracy" in m:
         a = m["accuracy"]
         console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% (drop {a['drop']} pt, {a['samples']} samples)")
