@@ -23,7 +23,7 @@ from typing import IO
 
 from ..errors import DeployError
 
-_DESTINATION = re.compile(r"^(?:(?P<user>[^@\s/:]+)@)?"
+_DESTINATION = re.compile(r"^(?:(?P<user>[^-@\s/:][^@\s/:]*)@)?"  # nothing may start with "-" (an ssh option)
                           r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.%-]*)"
                           r"(?::(?P<port>\d+))?$")
 
