@@ -29,7 +29,8 @@ def test_destinations_parse_and_print_back(text, expected):
     assert parse_destination(str(parsed)) == parsed
 
 
-@pytest.mark.parametrize("text", ["pi@", "-oProxyCommand=x", "pi@host:0", "pi@host:70000", "a b", "pi@h:x", "-x=y@h"])
+@pytest.mark.parametrize("text", ["pi@", "-oProxyCommand=x", "-o=y@h", "pi@host:0", "pi@host:70000", "a b",
+                                  "pi@h:x"])
 def test_bad_destinations_are_refused(text):
     with pytest.raises(DeployError, match="is not a device address"):
         parse_destination(text)
