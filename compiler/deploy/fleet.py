@@ -91,7 +91,7 @@ def _one(prepared: PreparedBundle, dest: Destination, options: DeployOptions,
 def _progress(devices: list[Destination]) -> Iterator[tuple[Callable, Callable]]:
     """A live table (device, stage, seconds) on a terminal; one line per finished device otherwise."""
     lock, start = threading.Lock(), time.perf_counter()
-    state = {d.device_id: ["waiting", start] for d in devices}
+    state = {d.device_id: ["waiting", start, None] for d in devices}  # stage, started, finished
 
     def render() -> Table:
         table = Table(show_header=True, title=f"deploying to {len(devices)} device(s)")
@@ -99,21 +99,22 @@ def _progress(devices: list[Destination]) -> Iterator[tuple[Callable, Callable]]
             table.add_column(column)
         with lock:
             for d in devices:
-                stage, since = state[d.device_id]
-                table.add_row(str(d), stage, f"{time.perf_counter() - since:.0f}")
+                stage, since, until = state[d.device_id]
+                table.add_row(str(d), stage, f"{(until or time.perf_counter()) - since:.0f}")
         return table
 
     def stage_of(dest: Destination) -> Callable[[str], None]:
         def update(name: str) -> None:
             with lock:
                 since = time.perf_counter() if name == "connecting" else state[dest.device_id][1]
-                state[dest.device_id] = [name, since]
+                state[dest.device_id] = [name, since, None]
         return update
 
     def finished(outcome: DeviceResult) -> None:
         done = sum(s[0] in ("done", "FAILED") for s in state.values()) + 1
         with lock:
-            state[outcome.destination.device_id][0] = "done" if outcome.ok else "FAILED"
+            row = state[outcome.destination.device_id]
+            row[0], row[2] = ("done" if outcome.ok else "FAILED"), time.perf_counter()
         if not console.is_terminal:
             console.print(f"[{done}/{len(devices)}] {outcome.destination}: {_verdict(outcome)} "
                           f"({outcome.timings_s.get('total', 0):.1f} s)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -39,15 +40,16 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, wheels, remote_base,
-                                      tmp_path):
+def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, wheels, tmp_path):
     bundle = _copy(sample_bundle, tmp_path)
+    remote_base = tmp_path / "fresh-device" / "edgekiln"  # nothing there yet: the venv is made here
     manifest_before, model_before = _sha(bundle / "manifest.json"), _sha(bundle / "model.tflite")
 
     first = deploy(bundle, device, remote_base, "--wheels", wheels)
     assert first.returncode == 0, first.stderr
     record = _record(bundle, device)
     assert record["status"] == "ok" and record["measured_on"] == "device"
+    assert record["venv"]["reused"] is False  # made from the shipped wheels
     assert record["validation"]["passed"] and len(record["validation"]["samples"]) == 8
     assert record["latency"]["runs"] == 10 and record["latency"]["p50_ms"] > 0
     assert record["latency"]["runtime"] == "ai-edge-litert"
@@ -170,3 +172,33 @@ def test_pip_failure_reports_pips_last_error_line(deploy, sample_bundle, device,
     assert "pip install failed: ERROR: No matching distribution found for" in done.stderr
     assert not [p for p in (base / "venvs").iterdir() if p.is_dir()]  # no half-made venv is left to reuse
     assert not (bundle / "measurements").exists()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 4 MB tmpfs: a device whose disk cannot hold the bundle and its venv (needs root to mount)."""
+    mount = tmp_path / "small-disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    yield mount
+    subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_full_disk_is_refused_before_copying(deploy, sample_bundle, device, wheels, small_disk, tmp_path):
+    bundle = _copy(sample_bundle, tmp_path)
+    done = deploy(bundle, device, small_disk / "edgekiln", "--wheels", wheels)
+    assert done.returncode == 1
+    assert f"{device.destination}: disk full: 4 MB free under {small_disk}/edgekiln, about" in done.stderr
+    assert list(small_disk.iterdir()) == []  # nothing was copied
+
+
+def test_a_device_that_does_not_answer_in_time_is_cut_off(device):
+    from compiler.deploy.transport import DeviceFailure, SshOptions, parse_destination
+    from compiler.deploy.transport import run as ssh_run
+
+    with pytest.raises(DeviceFailure) as caught:
+        ssh_run(parse_destination(device.destination), SshOptions(config=device.client_config), "sleep 30",
+                timeout=2)
+    assert caught.value.kind == "timeout" and caught.value.message == "no answer within 2 s"
