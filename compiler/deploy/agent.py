@@ -172,14 +172,18 @@ def ensure_venv(p: dict, wheels: str | None) -> dict:
 
 
 def make_venv(path: str, wheels: str | None) -> None:
-    try:
-        check_output([sys.executable, "-m", "venv", path], "venv", "python3 -m venv")
+    proc = subprocess.run([sys.executable, "-m", "venv", path], capture_output=True, text=True)
+    if proc.returncode == 0:
         return
-    except Failure as exc:
-        pip_wheels = sorted(f for f in os.listdir(wheels) if f.startswith("pip-")) if wheels else []
-        if not pip_wheels:
-            exc.payload["hint"] = "install python3-venv on the device (sudo apt install python3-venv)"
-            raise
+    output = proc.stdout + proc.stderr
+    if "No space left on device" in output:
+        raise Failure("disk_full", "python3 -m venv failed: no space left on the device")
+    pip_wheels = sorted(f for f in os.listdir(wheels) if f.startswith("pip-")) if wheels else []
+    if "ensurepip" not in output or not pip_wheels:
+        reason = "ensurepip is not available" if "ensurepip" in output else last_error_line(output)
+        raise Failure("venv", "python3 -m venv failed: " + reason,
+                      "install python3-venv on the device (sudo apt install python3-venv), "
+                      "or ship pip's wheel in --wheels DIR")
     # No ensurepip (Debian without python3-venv): a venv without pip, pip run from its shipped wheel.
     shutil.rmtree(path, ignore_errors=True)
     check_output([sys.executable, "-m", "venv", "--without-pip", path], "venv", "python3 -m venv")

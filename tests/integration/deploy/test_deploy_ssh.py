@@ -202,3 +202,40 @@ def test_a_device_that_does_not_answer_in_time_is_cut_off(device):
         ssh_run(parse_destination(device.destination), SshOptions(config=device.client_config), "sleep 30",
                 timeout=2)
     assert caught.value.kind == "timeout" and caught.value.message == "no answer within 2 s"
+
+
+NO_ENSUREPIP = """#!/bin/sh
+# {python} as on Debian without python3-venv: its ensurepip hidden in a private mount namespace.
+exec unshare -m sh -c 'mount --bind {empty} {ensurepip} && exec {python} "$@"' sh "$@"
+"""
+
+
+@pytest.fixture
+def python_without_venv(tmp_path) -> Path:
+    """A real device Python whose `-m venv` fails as on Debian without python3-venv (root + unshare)."""
+    python, ensurepip = Path("/usr/bin/python3"), Path("/usr/lib/python3.11/ensurepip")
+    if not (python.is_file() and ensurepip.is_dir() and shutil.which("unshare")):
+        pytest.skip("needs Debian's /usr/bin/python3 3.11 and unshare")
+    (tmp_path / "empty").mkdir()
+    wrapper = tmp_path / "python3-without-venv"
+    wrapper.write_text(NO_ENSUREPIP.format(python=python, empty=tmp_path / "empty", ensurepip=ensurepip))
+    wrapper.chmod(0o755)
+    hidden = "import sys, ensurepip; sys.exit(hasattr(ensurepip, 'bootstrap'))"  # the empty dir: a namespace
+    if subprocess.run([wrapper, "-c", hidden], capture_output=True).returncode != 0:
+        pytest.skip("cannot hide ensurepip here (unshare -m needs root)")
+    return wrapper
+
+
+def test_no_python3_venv_needs_pip_wheel_then_works(deploy, sample_bundle, device, wheels,
+                                                    python_without_venv, tmp_path):
+    bundle = _copy(sample_bundle, tmp_path)
+    without_pip = tmp_path / "wheels-without-pip"
+    shutil.copytree(wheels, without_pip, ignore=shutil.ignore_patterns("pip-*"))
+    refused = deploy(bundle, device, tmp_path / "a", "--wheels", without_pip, "--python", python_without_venv)
+    assert refused.returncode == 1
+    assert "python3 -m venv failed: ensurepip is not available (install python3-venv" in refused.stderr
+
+    done = deploy(bundle, device, tmp_path / "b", "--wheels", wheels, "--python", python_without_venv)
+    assert done.returncode == 0, done.stderr  # pip came from its shipped wheel
+    record = _record(bundle, device)
+    assert record["status"] == "ok" and record["device"]["python"].startswith("3.11")
