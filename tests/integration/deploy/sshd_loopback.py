@@ -9,6 +9,7 @@ No pytest import here: bench/deploy_loopback.py uses it too.
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -77,6 +78,11 @@ class LoopbackDevice:
         return f"{self.user}@127.0.0.1:{self.port}"
 
     @property
+    def device_id(self) -> str:
+        """The name of its record: measurements/<device_id>.json."""
+        return f"{self.user}@127.0.0.1_{self.port}"
+
+    @property
     def client_config(self) -> Path:
         return self.dir / "ssh_config"
 
@@ -101,7 +107,7 @@ class LoopbackDevice:
         self.process = None
 
 
-def start(directory: Path, user: str = "root", client_key: Path | None = None) -> LoopbackDevice:
+def start(directory: Path, user: str | None = None, client_key: Path | None = None) -> LoopbackDevice:
     """Generate keys and configs under directory and start sshd on a free loopback port.
 
     client_key: reuse an existing client key (so several devices share one identity and one
@@ -123,7 +129,7 @@ def start(directory: Path, user: str = "root", client_key: Path | None = None) -
     (directory / "known_hosts").touch()
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
-    device = LoopbackDevice(directory, port, user)
+    device = LoopbackDevice(directory, port, user or pwd.getpwuid(os.getuid()).pw_name)
     log = (directory / "sshd.log").open("w")
     device.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(directory / "sshd_config")],
                                       stdout=log, stderr=log)

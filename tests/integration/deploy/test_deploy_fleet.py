@@ -28,22 +28,22 @@ def second_device(device, tmp_path_factory):
 def test_fleet_with_one_device_down(edgekiln, sample_bundle, device, second_device, wheels, remote_base,
                                     tmp_path):
     bundle = Path(shutil.copytree(sample_bundle, tmp_path / "bundle"))
-    down = sshd_loopback.free_port()  # nothing listens there
+    down = f"{device.user}@127.0.0.1:{sshd_loopback.free_port()}"  # nothing listens there
     inventory = tmp_path / "devices.txt"
-    inventory.write_text(f"# three boards\n{device.destination}\n\nroot@127.0.0.1:{down}   # unplugged\n"
+    inventory.write_text(f"# three boards\n{device.destination}\n\n{down}   # unplugged\n"
                          f"{second_device.destination}\n")
 
     done = edgekiln("deploy", bundle, "--inventory", inventory, "--parallel", "3", "-F", device.client_config,
                     "--remote-dir", remote_base, "--wheels", wheels, "--runs", "10")
 
     assert done.returncode == 1
-    assert done.stderr.strip() == (f"error: 1 of 3 devices failed: root@127.0.0.1:{down} (unreachable) "
+    assert done.stderr.strip() == (f"error: 1 of 3 devices failed: {down} (unreachable) "
                                    "(each failure is described above)")
-    assert f"FAILED root@127.0.0.1:{down}: unreachable: Connection refused" in done.stdout
-    rows = [line for line in done.stdout.splitlines() if line.startswith("│ root@127.0.0.1:")]
+    assert f"FAILED {down}: unreachable: Connection refused" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"│ {device.user}@127.0.0.1:")]
     assert len(rows) == 3 and sum("PASS" in row for row in rows) == 2
     written = sorted(p.name for p in (bundle / "measurements").iterdir())
-    assert written == sorted(f"root@127.0.0.1_{d.port}.json" for d in (device, second_device))
+    assert written == sorted(f"{d.device_id}.json" for d in (device, second_device))
     for name in written:
         record = json.loads((bundle / "measurements" / name).read_text())
         assert record["status"] == "ok" and record["latency"]["p50_ms"] > 0
@@ -61,7 +61,7 @@ def test_build_with_device_puts_device_latency_in_the_manifest(edgekiln, device,
     manifest = json.loads((out / "manifest.json").read_text())
     (entry,) = manifest["latency"]["device"]
     record = json.loads((out / "measurements" / f"{entry['device']}.json").read_text())
-    assert entry["device"] == f"root@127.0.0.1_{device.port}" and entry["measured_on"] == "device"
+    assert entry["device"] == device.device_id and entry["measured_on"] == "device"
     assert entry["validated"] is True and entry["p50_ms"] == record["latency"]["p50_ms"] > 0
     assert entry["runtime"] == "ai-edge-litert" and entry["machine"] == "x86_64"
     # The model and its checksum are what the build wrote; the manifest was replaced whole (no temp files).

@@ -33,7 +33,7 @@ def deploy(edgekiln):
 
 
 def _record(bundle: Path, device: sshd_loopback.LoopbackDevice) -> dict:
-    return json.loads((bundle / "measurements" / f"root@127.0.0.1_{device.port}.json").read_text())
+    return json.loads((bundle / "measurements" / f"{device.device_id}.json").read_text())
 
 
 def _sha(path: Path) -> str:
@@ -71,7 +71,7 @@ def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, w
     shown = edgekiln("inspect", bundle)
     assert shown.returncode == 0, shown.stderr
     device_line = next(line for line in shown.stdout.splitlines() if line.startswith("device "))
-    assert f"root@127.0.0.1_{device.port} p50 {again['latency']['p50_ms']} ms" in device_line
+    assert f"{device.device_id} p50 {again['latency']['p50_ms']} ms" in device_line
     assert "[device-measured]" in device_line and "[host-measured]" in shown.stdout
 
 
