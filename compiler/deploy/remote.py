@@ -82,7 +82,12 @@ class PreparedBundle:
             raise DeployError(f"--wheels {wheels} holds no .whl files",
                               "fill it with pip download -r requirements.txt")
         self.path, self.wheels = path, wheels
-        self.manifest = json.loads((path / "manifest.json").read_text())
+        try:
+            self.manifest = json.loads((path / "manifest.json").read_text())
+            self.manifest["model"]["sha256"]  # noqa: B018  (the one key every record needs)
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DeployError(f"{path}/manifest.json is not an edgekiln manifest ({type(exc).__name__}: "
+                              f"{exc})", "rebuild the bundle with `edgekiln build`") from None
         self.files = sorted(p for p in path.rglob("*")
                             if p.is_file() and not SKIP & set(p.relative_to(path).parts))
         digest = hashlib.sha256()
