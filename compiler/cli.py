@@ -23,6 +23,15 @@ ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5 or a 
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.")]
 CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy or image folder.")]
 EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels 'y' gives accuracy.")]
+# Device options, shared by `deploy` and `build --device`.
+WheelsOpt = Annotated[Path | None, typer.Option("--wheels", help="Ship these wheels (offline devices).")]
+IdentityOpt = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key file.")]
+SshConfigOpt = Annotated[Path | None, typer.Option("--ssh-config", "-F",
+                                                  help="ssh config file (default: ~/.ssh/config).")]
+AcceptNewOpt = Annotated[bool, typer.Option("--accept-new-host-keys",
+                                            help="Trust unknown host keys (changed keys stay refused).")]
+RemoteDirOpt = Annotated[str, typer.Option("--remote-dir", envvar="EDGEKILN_REMOTE_DIR",
+                                           help="Directory on the device (relative: under the home).")]
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -66,6 +75,12 @@ def build(
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle.")] = False,
+    device: Annotated[list[str] | None, typer.Option(help="Also measure on user@host[:port] (SSH).")] = None,
+    wheels: WheelsOpt = None,
+    identity: IdentityOpt = None,
+    ssh_config: SshConfigOpt = None,
+    accept_new_host_keys: AcceptNewOpt = False,
+    remote_dir: RemoteDirOpt = "edgekiln",
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
@@ -73,23 +88,69 @@ def build(
                "calib_samples": calib_samples, "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "unsafe": unsafe or None, "force": force or None}
-    _run(lambda: _build(options, recipe_file))
+    devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,
+                                                     remote_dir=remote_dir))
+    _run(lambda: _build(options, recipe_file, devices))
 
 
 def _str(path: Path | None) -> str | None:
     return None if path is None else str(path)
 
 
-def _build(options: dict[str, Any], recipe_file: Path | None) -> None:
+def _build(options: dict[str, Any], recipe_file: Path | None, devices: tuple[list[str], Callable]) -> None:
     from . import recipe as recipe_module
     from .pipeline import build as run_build
     from .summary import print_build_summary, progress_display
 
     given = {k: v for k, v in options.items() if v is not None}
     recipe = recipe_module.from_toml(recipe_file, **given) if recipe_file else recipe_module.Recipe(**given)
+    hosts, device_options = devices[0], (devices[1]() if devices[0] else None)
+    if hosts:  # refuse a bad device list before minutes of work
+        from .deploy import destinations, measure_after_build
+
+        destinations(hosts, None)
     with progress_display() as progress:
         result = run_build(recipe, progress)
     print_build_summary(result)
+    if hosts:  # the bundle is complete: deploy it; the device figures go into its manifest's latency.device
+        measure_after_build(result.output, hosts, device_options)
+
+
+def _deploy_options(wheels: Path | None, identity: Path | None, ssh_config: Path | None, accept_new: bool,
+                    connect_timeout: int = 10, **more: Any) -> Any:
+    from .deploy import DeployOptions, SshOptions
+
+    ssh = SshOptions(identity, ssh_config, accept_new, connect_timeout)
+    return DeployOptions(ssh=ssh, wheels=wheels, **more)
+
+
+@app.command()
+def deploy(
+    bundle: Annotated[Path, typer.Argument(help="The bundle directory to deploy.")],
+    host: Annotated[list[str] | None, typer.Option("--host", "-H", help="user@host[:port], repeats.")] = None,
+    inventory: Annotated[Path | None, typer.Option(help="File with one user@host[:port] per line.")] = None,
+    parallel: Annotated[int, typer.Option(help="Devices deployed at the same time.")] = 4,
+    wheels: WheelsOpt = None,
+    identity: IdentityOpt = None,
+    ssh_config: SshConfigOpt = None,
+    accept_new_host_keys: AcceptNewOpt = False,
+    remote_dir: RemoteDirOpt = "edgekiln",
+    python: Annotated[str, typer.Option("--python", help="Python 3 on the device.")] = "python3",
+    runs: Annotated[int, typer.Option("--runs", help="Timed benchmark runs on the device.")] = 50,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads (default: the target's).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds allowed per device.")] = 1800,
+    connect_timeout: Annotated[int, typer.Option(help="Seconds to wait for an SSH connection.")] = 10,
+) -> None:
+    """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
+    from .deploy import deploy_command
+
+    def action() -> None:
+        options = _deploy_options(wheels, identity, ssh_config, accept_new_host_keys, connect_timeout,
+                                  remote_dir=remote_dir, python=python, runs=runs, threads=threads,
+                                  timeout=timeout)
+        deploy_command(bundle, host or [], inventory, options, parallel)
+
+    _run(action)
 
 
 @app.command("targets")

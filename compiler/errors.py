@@ -43,3 +43,7 @@ class BundleError(EdgekilnError):
 
 class RecipeError(EdgekilnError):
     """Inconsistent or invalid build options."""
+
+
+class DeployError(EdgekilnError):
+    """A deploy cannot start (bad bundle, inventory, options) or some device failed."""

@@ -97,6 +97,8 @@ def inspect_path(path: Path, unsafe: bool) -> None:
 def _inspect_bundle(path: Path) -> None:
     import runtime
 
+    from .deploy.records import describe as describe_devices
+
     try:
         m = runtime.read_manifest(path)
     except runtime.BundleError as exc:
@@ -111,8 +113,8 @@ def _inspect_bundle(path: Path) -> None:
     estimate = m["latency"].get("target_estimate")
     if estimate:
         console.print(f"target estimate p50 {estimate['p50_ms']} ms \\[{estimate['method']}]")
-    for device in m["latency"].get("device", []):
-        console.print(f"device {device.get('device')}: p50 {device.get('p50_ms')} ms \\[device-measured]")
+    for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
+        console.print(line, markup=False)
     if "accuracy" in m:
         a = m["accuracy"]
         console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "

@@ -1,0 +1,49 @@
+"""Deploy a bundle to real devices over SSH, validate and benchmark it there, and record the figures.
+
+    transport.py  the system ssh client; ssh's failures as one-line DeviceFailures
+    agent.py      the device side (stdlib only), sent over ssh: venv, validate, bench, facts
+    remote.py     one device: probe, upload what it lacks, run the agent, fetch its result
+    fleet.py      many devices in parallel, progress and summary tables
+    records.py    measurements/<device-id>.json, the manifest's latency.device, `inspect` lines
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import DeployError
+from . import records
+from .fleet import destinations, run_fleet
+from .remote import DeployOptions, DeviceResult
+from .transport import SshOptions
+
+__all__ = ["DeployOptions", "SshOptions", "deploy_command", "destinations", "measure_after_build"]
+
+
+def deploy_command(bundle: Path, hosts: list[str], inventory: Path | None, options: DeployOptions,
+                   parallel: int) -> list[DeviceResult]:
+    """`edgekiln deploy`: every device gets a row; any failure makes the command fail after all have run."""
+    devices = destinations(hosts, inventory)
+    outcomes = run_fleet(bundle, devices, options, parallel)
+    _raise_failures(outcomes, "")
+    return outcomes
+
+
+def measure_after_build(bundle: Path, hosts: list[str], options: DeployOptions) -> dict:
+    """`build --device`: deploy the new bundle; the device figures go into its manifest's latency.device."""
+    outcomes = run_fleet(bundle, destinations(hosts, None), options, parallel=len(hosts))
+    measured = [o.record for o in outcomes if o.ok and o.record is not None]
+    manifest = records.record_in_manifest(bundle, measured) if measured else {}
+    _raise_failures(outcomes, f"the bundle was written to {bundle}, but ")
+    return manifest
+
+
+def _raise_failures(outcomes: list[DeviceResult], prefix: str) -> None:
+    failed = [o for o in outcomes if o.failure is not None]
+    if len(failed) == 1 and len(outcomes) == 1:
+        f = failed[0].failure
+        raise DeployError(f"{prefix}{failed[0].destination}: {f.message}", f.hint)  # type: ignore[union-attr]
+    if failed:
+        names = "; ".join(f"{o.destination} ({o.failure.kind})" for o in failed)  # type: ignore[union-attr]
+        raise DeployError(f"{prefix}{len(failed)} of {len(outcomes)} devices failed: {names}",
+                          "each failure is described above")

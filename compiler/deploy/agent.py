@@ -1,0 +1,305 @@
+"""The device side of `edgekiln deploy`: run by the device's own python3, never imported by the compiler.
+
+The host sends this file's text over ssh (on stdin for `probe`, inside the upload tar for `run`), so it
+must stay stdlib-only and run on Python >= 3.8 (Raspberry Pi OS Bullseye ships 3.9).
+
+    python3 - probe --base DIR --bundle VERSION --req-hash HASH          (script on stdin)
+    python3 agent.py run --base DIR --bundle VERSION --req-hash HASH --incoming TOKEN [--runs N ...]
+
+Every line meant for the host starts with `@@edgekiln `: `stage NAME`, then `probe {json}` or
+`result {json}` or `error {json}` (exit 3). Anything else on stdout (login-shell noise) is ignored.
+Layout under DIR: bundles/VERSION (one per bundle content), venvs/KEY (one per requirements + Python),
+incoming/TOKEN (the upload, removed at the end), results/VERSION.json (the last result, kept on the device).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+MARK = "@@edgekiln "
+ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
+             "0xd08": "Cortex-A72", "0xd09": "Cortex-A73", "0xd0a": "Cortex-A75", "0xd0b": "Cortex-A76",
+             "0xd0c": "Neoverse-N1", "0xd41": "Cortex-A78", "0xd46": "Cortex-A510", "0xd47": "Cortex-A710",
+             "0xd4b": "Cortex-A78C", "0xc07": "Cortex-A7", "0xc08": "Cortex-A8", "0xc09": "Cortex-A9"}
+
+
+class Failure(Exception):
+    """A failure the host shows as one line: kind (for the host's table), message, hint."""
+
+    def __init__(self, kind: str, message: str, hint: str = "", **extra: object) -> None:
+        super().__init__(message)
+        self.payload = {"kind": kind, "message": message, "hint": hint, **extra}
+
+
+def emit(kind: str, payload: object = None) -> None:
+    line = MARK + kind + ("" if payload is None else " " + json.dumps(payload))
+    print(line, flush=True)
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace").replace("\x00", "").strip()
+    except OSError:
+        return ""
+
+
+def cpu_name() -> str:
+    """`model name` on x86; on ARM (no model name) the core from the CPU part number."""
+    parts = []
+    for line in _read("/proc/cpuinfo").splitlines():
+        key, _, value = (s.strip() for s in line.partition(":"))
+        if key == "model name":
+            return value
+        if key == "CPU part":
+            parts.append(ARM_PARTS.get(value.lower(), "ARM part " + value))
+    if parts:
+        return ", ".join(f"{parts.count(p)}x {p}" for p in sorted(set(parts)))
+    return platform.processor() or platform.machine()
+
+
+def os_name() -> str:
+    for line in _read("/etc/os-release").splitlines():
+        if line.startswith("PRETTY_NAME="):
+            return line.split("=", 1)[1].strip('"')
+    return platform.system()
+
+
+def ram_mb() -> int | None:
+    for line in _read("/proc/meminfo").splitlines():
+        if line.startswith("MemTotal:"):
+            return int(line.split()[1]) // 1024
+    return None
+
+
+def free_mb(path: str) -> int:
+    """Free space where `path` is (or would be created)."""
+    while not os.path.exists(path):
+        path = os.path.dirname(path) or "."
+    return shutil.disk_usage(path).free // 2**20
+
+
+def facts(base: str) -> dict:
+    return {"hostname": socket.gethostname(), "board": _read("/proc/device-tree/model") or None,
+            "cpu": cpu_name(), "cores": os.cpu_count(), "machine": platform.machine(),
+            "kernel": platform.release(), "os": os_name(), "python": platform.python_version(),
+            "python_executable": sys.executable, "ram_mb": ram_mb(), "free_mb": free_mb(base)}
+
+
+def venv_key(req_hash: str) -> str:
+    """One venv per (requirements, base interpreter): the same pins on another Python need new wheels."""
+    ident = req_hash + os.path.realpath(sys.executable) + sys.version
+    return hashlib.sha256(ident.encode()).hexdigest()[:16]
+
+
+def paths(args: argparse.Namespace) -> dict:
+    base = os.path.abspath(os.path.expanduser(args.base))
+    return {"base": base, "bundle": os.path.join(base, "bundles", args.bundle),
+            "venv": os.path.join(base, "venvs", venv_key(args.req_hash)),
+            "incoming": os.path.join(base, "incoming", args.incoming or "none")}
+
+
+def probe(args: argparse.Namespace) -> None:
+    p = paths(args)
+    emit("probe", {"facts": facts(p["base"]), "base": p["base"],
+                   "bundle_present": os.path.isfile(os.path.join(p["bundle"], "manifest.json")),
+                   "venv_ready": os.path.isfile(os.path.join(p["venv"], ".edgekiln-complete"))})
+
+
+def place_bundle(p: dict) -> None:
+    """Move the uploaded copy into bundles/VERSION in one rename (a concurrent deploy may have won)."""
+    uploaded = os.path.join(p["incoming"], "bundle")
+    if os.path.isdir(uploaded):
+        os.makedirs(os.path.dirname(p["bundle"]), exist_ok=True)
+        try:
+            os.rename(uploaded, p["bundle"])
+        except OSError as exc:
+            if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+    if not os.path.isfile(os.path.join(p["bundle"], "manifest.json")):
+        raise Failure("copy", "the bundle is not on the device after the upload: " + p["bundle"])
+
+
+def last_error_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("ERROR:") or line.startswith("error:")]
+    return (errors or lines or ["(no output)"])[-1]
+
+
+def check_output(cmd: list, kind: str, what: str, hint: str = "", cwd: str | None = None) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        output = proc.stdout + "\n" + proc.stderr
+        if "No space left on device" in output:
+            raise Failure("disk_full", what + " failed: no space left on the device")
+        raise Failure(kind, what + " failed: " + last_error_line(output), hint)
+    return proc.stdout
+
+
+def ensure_venv(p: dict, wheels: str | None) -> dict:
+    """Reuse the venv for these requirements, or build it under a lock (devices may share a home)."""
+    os.makedirs(os.path.dirname(p["venv"]), exist_ok=True)
+    start = time.perf_counter()
+    with open(p["venv"] + ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        marker = os.path.join(p["venv"], ".edgekiln-complete")
+        if os.path.isfile(marker):
+            return {"reused": True, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
+        shutil.rmtree(p["venv"], ignore_errors=True)  # a half-made venv from an interrupted run
+        emit("stage", "venv")
+        try:
+            make_venv(p["venv"], wheels)
+            emit("stage", "install")
+            pip_install(p, wheels)
+        except BaseException:
+            shutil.rmtree(p["venv"], ignore_errors=True)
+            raise
+        with open(marker, "w") as f:
+            json.dump({"python": sys.executable, "version": sys.version}, f)
+    return {"reused": False, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
+
+
+def make_venv(path: str, wheels: str | None) -> None:
+    proc = subprocess.run([sys.executable, "-m", "venv", path], capture_output=True, text=True)
+    if proc.returncode == 0:
+        return
+    output = proc.stdout + proc.stderr
+    if "No space left on device" in output:
+        raise Failure("disk_full", "python3 -m venv failed: no space left on the device")
+    pip_wheels = sorted(f for f in os.listdir(wheels) if f.startswith("pip-")) if wheels else []
+    if "ensurepip" not in output or not pip_wheels:
+        reason = "ensurepip is not available" if "ensurepip" in output else last_error_line(output)
+        raise Failure("venv", "python3 -m venv failed: " + reason,
+                      "install python3-venv on the device (sudo apt install python3-venv), "
+                      "or ship pip's wheel in --wheels DIR")
+    # No ensurepip (Debian without python3-venv): a venv without pip, pip run from its shipped wheel.
+    shutil.rmtree(path, ignore_errors=True)
+    check_output([sys.executable, "-m", "venv", "--without-pip", path], "venv", "python3 -m venv")
+    wheel = os.path.join(wheels, pip_wheels[-1])  # type: ignore[arg-type]
+    check_output([os.path.join(path, "bin", "python"), os.path.join(wheel, "pip"), "install", "-q",
+                  "--no-index", wheel], "venv", "installing pip from " + pip_wheels[-1])
+
+
+def pip_install(p: dict, wheels: str | None) -> None:
+    cmd = [os.path.join(p["venv"], "bin", "python"), "-m", "pip", "install", "-q",
+           "--disable-pip-version-check", "--no-input", "-r", os.path.join(p["bundle"], "requirements.txt")]
+    if wheels:
+        cmd += ["--no-index", "--find-links", wheels]
+    hint = "the wheels in --wheels DIR must cover requirements.txt" if wheels else \
+        "ship wheels with --wheels DIR (pip download -r requirements.txt for the device's arch and Python)"
+    check_output(cmd, "pip", "pip install", hint)
+
+
+def validate(p: dict, python: str) -> dict:
+    proc = subprocess.run([python, "-m", "runtime", "validate", "--json"], cwd=p["bundle"],
+                          capture_output=True, text=True)
+    try:
+        report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    except ValueError:  # no report: the runtime refused the bundle (checksum, unreadable manifest)
+        reason = last_error_line(proc.stderr + proc.stdout)
+        reason = reason[len("error: "):] if reason.startswith("error: ") else reason
+        raise Failure("validation", "validation failed: " + reason,
+                      validation={"passed": False, "error": reason, "samples": []}) from None
+    if proc.returncode != 0 or not report.get("passed"):
+        bad = [s for s in report.get("samples", []) if not s["passed"]]
+        worst = max(bad, key=lambda s: s["max_abs_diff"]) if bad else {"index": "?", "max_abs_diff": 0.0}
+        raise Failure("validation", "validation mismatch: {} of {} golden samples differ, worst sample {} "
+                      "max |diff| {:.4g} (atol {:g})".format(len(bad), len(report.get("samples", [])),
+                                                             worst["index"], worst["max_abs_diff"],
+                                                             report.get("atol", 0.0)),
+                      "the bundle's model or golden.npz differs from what was built, or this interpreter "
+                      "computes differently", validation=report)
+    return report
+
+
+def bench(p: dict, python: str, args: argparse.Namespace) -> dict:
+    cmd = [python, "-m", "runtime", "bench", "--json", "--runs", str(args.runs), "--warmup", str(args.warmup)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    out = check_output(cmd, "bench", "python -m runtime bench", cwd=p["bundle"])
+    return json.loads(out[out.index("{"):])
+
+
+def packages(p: dict, python: str) -> dict:
+    """Versions of the required packages and of the bundle's runtime, as the venv sees them."""
+    with open(os.path.join(p["bundle"], "requirements.txt")) as f:
+        lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
+    names = [re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0] for line in lines]
+    code = ("import json, sys, importlib.metadata as m, runtime\n"
+            "v = {}\nfor n in sys.argv[1:]:\n"
+            "    try: v[n] = m.version(n)\n    except m.PackageNotFoundError: v[n] = None\n"
+            "print(json.dumps({'packages': v, 'runtime': runtime.__version__}))")
+    out = check_output([python, "-c", code] + names, "bench", "reading package versions", cwd=p["bundle"])
+    return json.loads(out[out.index("{"):])
+
+
+def run(args: argparse.Namespace) -> None:
+    p = paths(args)
+    emit("stage", "copied")
+    try:
+        place_bundle(p)
+        wheels = os.path.join(p["incoming"], "wheels")
+        venv = ensure_venv(p, wheels if os.path.isdir(wheels) else None)
+        python = os.path.join(venv["path"], "bin", "python")
+        emit("stage", "validate")
+        t0 = time.perf_counter()
+        validation = validate(p, python)
+        emit("stage", "bench")
+        t1 = time.perf_counter()
+        latency = bench(p, python, args)
+        t2 = time.perf_counter()
+        versions = packages(p, python)
+    finally:
+        shutil.rmtree(p["incoming"], ignore_errors=True)
+    result = {"facts": facts(p["base"]), "bundle_dir": p["bundle"], "venv": venv, "validation": validation,
+              "latency": latency, "packages": versions["packages"], "runtime_version": versions["runtime"],
+              "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2),
+                            "bench": round(t2 - t1, 2)}}
+    os.makedirs(os.path.join(p["base"], "results"), exist_ok=True)
+    with open(os.path.join(p["base"], "results", args.bundle + ".json"), "w") as f:
+        json.dump(result, f, indent=2)
+    emit("result", result)
+
+
+def main(argv: list | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edgekiln-agent")
+    parser.add_argument("command", choices=["probe", "run"])
+    parser.add_argument("--base", required=True)
+    parser.add_argument("--bundle", required=True)
+    parser.add_argument("--req-hash", required=True)
+    parser.add_argument("--incoming", default=None)
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args(argv)
+    try:
+        if sys.version_info < (3, 8):  # noqa: UP036  (this file runs on the device's Python, not ours)
+            raise Failure("no_python", f"the device's python3 is {platform.python_version()}, older than 3.8")
+        if args.command == "probe":
+            probe(args)
+        else:
+            run(args)
+    except Failure as exc:
+        emit("error", exc.payload)
+        return 3
+    except OSError as exc:
+        kind = "disk_full" if exc.errno == errno.ENOSPC else "device"
+        emit("error", {"kind": kind, "message": f"{type(exc).__name__}: {exc}", "hint": ""})
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""Device measurements in a bundle: measurements/<device-id>.json, manifest latency.device, inspect lines.
+
+A deploy never touches the model, its checksum or the manifest; `build --device` alone adds the device
+figures to the manifest's `latency.device`, rewriting manifest.json atomically (temp file + rename).
+A failed validation is recorded too (status `validation_failed`): it says something about the bundle on
+that device. Connection or install failures are not: they say nothing about the bundle.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ..manifest import dumps
+from .remote import DeviceResult
+
+SCHEMA_VERSION = 1
+LATENCY_KEYS = ("runtime", "runtime_version", "threads", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",
+                "mean_ms", "runs", "peak_rss_mb")
+FACT_KEYS = ("board", "cpu", "cores", "machine", "kernel", "os", "python", "ram_mb", "hostname")
+
+
+def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | None:
+    """The record of one device's run, or None when the bundle never ran there."""
+    validation = (outcome.result or {}).get("validation") or (outcome.failure.detail.get("validation")
+                                                               if outcome.failure else None)
+    if validation is None:
+        return None
+    result = outcome.result or {}
+    facts = result.get("facts") or (outcome.probe or {}).get("facts", {})
+    latency = result.get("latency")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "measured_on": "device",
+        "device_id": outcome.destination.device_id,
+        "destination": str(outcome.destination),
+        "measured_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "status": "ok" if outcome.ok else "validation_failed",
+        "error": None if outcome.failure is None else outcome.failure.message,
+        "hint": None if outcome.failure is None else outcome.failure.hint,
+        "bundle": {"model_sha256": manifest["model"]["sha256"], "version": version,
+                   "remote_dir": result.get("bundle_dir")},
+        "device": {k: facts.get(k) for k in FACT_KEYS},
+        "packages": result.get("packages"),
+        "runtime_version": result.get("runtime_version"),
+        "venv": {k: v for k, v in (result.get("venv") or {}).items() if k != "path"} or None,
+        "validation": validation,
+        "latency": None if latency is None else {"measured_on": "device", **latency},
+        "timings_s": {**outcome.timings_s, **result.get("timings_s", {})},
+        "warnings": mismatch_warnings(manifest, facts),
+    }
+
+
+def mismatch_warnings(manifest: dict, facts: dict) -> list[str]:
+    """The device is not what the bundle was built for: its figures describe another machine."""
+    target, notes = manifest.get("target", {}), []
+    if facts.get("machine") and target.get("arch") and facts["machine"] != target["arch"]:
+        notes.append(f"device is {facts['machine']}, the bundle targets {target['arch']} "
+                     f"({target.get('name')})")
+    python = ".".join(str(facts.get("python", "")).split(".")[:2])
+    if python and target.get("python") and python != target["python"]:
+        notes.append(f"device runs Python {python}, the bundle's pins are for Python {target['python']}")
+    return notes
+
+
+def write_measurement(bundle: Path, record: dict) -> Path:
+    """measurements/<device-id>.json, replaced atomically."""
+    path = bundle / "measurements" / f"{record['device_id']}.json"
+    path.parent.mkdir(exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    return path
+
+
+def manifest_entry(record: dict) -> dict[str, Any]:
+    """The compact form that goes into the manifest's latency.device list."""
+    return {"device": record["device_id"], "destination": record["destination"], "measured_on": "device",
+            "measured_utc": record["measured_utc"], **{k: record["device"].get(k) for k in FACT_KEYS[:7]},
+            **{k: (record["latency"] or {}).get(k) for k in LATENCY_KEYS},
+            "validated": record["status"] == "ok"}
+
+
+def record_in_manifest(bundle: Path, records: list[dict]) -> dict:
+    """Device figures into manifest.json's latency.device (same device: replaced); nothing else changes."""
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    ours = {r["device_id"] for r in records}
+    kept = [e for e in manifest["latency"].get("device", []) if e.get("device") not in ours]
+    manifest["latency"]["device"] = kept + [manifest_entry(r) for r in records if r["latency"] is not None]
+    atomic_write_text(path, dumps(manifest))
+    return manifest
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write a sibling temp file, flush it, rename it over `path`: readers see old or new, never half."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_measurements(bundle: Path) -> list[dict]:
+    """Every readable measurements/*.json of a bundle, sorted by device id."""
+    records = []
+    for path in sorted((bundle / "measurements").glob("*.json")):
+        try:
+            records.append(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError):
+            continue  # a hand-edited or foreign file must not break `inspect`
+    return records
+
+
+def describe(bundle: Path, manifest: dict) -> list[str]:
+    """One line per device for `inspect`: measurements/*.json, then manifest entries without a file."""
+    lines, seen = [], set()
+    for r in read_measurements(bundle):
+        seen.add(r.get("device_id"))
+        d, lat = r.get("device", {}), r.get("latency") or {}
+        where = ", ".join(str(x) for x in (d.get("board"), d.get("cpu"), f"Python {d.get('python')}") if x)
+        stale = "" if r.get("bundle", {}).get("model_sha256") == manifest["model"]["sha256"] else \
+            " (measured for another build of the model)"
+        if r.get("status") == "ok":
+            lines.append(f"device {r['device_id']} p50 {lat.get('p50_ms')} ms, p90 {lat.get('p90_ms')} ms "
+                         f"({lat.get('threads')} threads, {lat.get('runtime')} {lat.get('runtime_version')}; "
+                         f"{where}; validated {r.get('measured_utc')})  [device-measured]{stale}")
+        else:
+            lines.append(f"device {r.get('device_id')} FAILED {r.get('error')} ({where}; "
+                         f"{r.get('measured_utc')}){stale}")
+    for e in manifest["latency"].get("device", []):
+        if e.get("device") not in seen:
+            lines.append(f"device {e.get('device')} p50 {e.get('p50_ms')} ms ({e.get('threads')} threads, "
+                         f"{e.get('runtime')} {e.get('runtime_version')}; {e.get('board') or e.get('cpu')})"
+                         "  [device-measured, manifest]")
+    return lines

@@ -1,0 +1,71 @@
+"""A fleet of loopback "devices" (one down), and `build --device` writing latency.device into the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import sshd_loopback
+
+import runtime
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def second_device(device, tmp_path_factory):
+    """Another sshd reachable with the session device's client config (same key, its host key trusted)."""
+    other = sshd_loopback.start(tmp_path_factory.mktemp("sshd2"), client_key=device.dir / "client_ed25519")
+    with device.known_hosts.open("a") as f:
+        f.write(other.host_key_line() + "\n")
+    yield other
+    other.stop()
+
+
+def test_fleet_with_one_device_down(edgekiln, sample_bundle, device, second_device, wheels, remote_base,
+                                    tmp_path):
+    bundle = Path(shutil.copytree(sample_bundle, tmp_path / "bundle"))
+    down = f"{device.user}@127.0.0.1:{sshd_loopback.free_port()}"  # nothing listens there
+    inventory = tmp_path / "devices.txt"
+    inventory.write_text(f"# three boards\n{device.destination}\n\n{down}   # unplugged\n"
+                         f"{second_device.destination}\n")
+
+    done = edgekiln("deploy", bundle, "--inventory", inventory, "--parallel", "3", "-F", device.client_config,
+                    "--remote-dir", remote_base, "--wheels", wheels, "--runs", "10")
+
+    assert done.returncode == 1
+    assert done.stderr.strip() == (f"error: 1 of 3 devices failed: {down} (unreachable) "
+                                   "(each failure is described above)")
+    assert f"FAILED {down}: unreachable: Connection refused" in done.stdout
+    rows = [line for line in done.stdout.splitlines() if line.startswith(f"│ {device.user}@127.0.0.1:")]
+    assert len(rows) == 3 and sum("PASS" in row for row in rows) == 2
+    written = sorted(p.name for p in (bundle / "measurements").iterdir())
+    assert written == sorted(f"{d.device_id}.json" for d in (device, second_device))
+    for name in written:
+        record = json.loads((bundle / "measurements" / name).read_text())
+        assert record["status"] == "ok" and record["latency"]["p50_ms"] > 0
+
+
+def test_build_with_device_puts_device_latency_in_the_manifest(edgekiln, device, wheels, remote_base,
+                                                               tmp_path):
+    out = tmp_path / "built"
+    done = edgekiln("build", "sample_models/mnist_cnn.keras", "--target", "rpi4",
+                    "--calib", "sample_models/mnist_calib.npz", "--calib-samples", "64", "--runs", "20",
+                    "-o", out, "--device", device.destination, "-F", device.client_config, "--wheels", wheels,
+                    "--remote-dir", remote_base)
+    assert done.returncode == 0, done.stderr
+
+    manifest = json.loads((out / "manifest.json").read_text())
+    (entry,) = manifest["latency"]["device"]
+    record = json.loads((out / "measurements" / f"{entry['device']}.json").read_text())
+    assert entry["device"] == device.device_id and entry["measured_on"] == "device"
+    assert entry["validated"] is True and entry["p50_ms"] == record["latency"]["p50_ms"] > 0
+    assert entry["runtime"] == "ai-edge-litert" and entry["machine"] == "x86_64"
+    # The model and its checksum are what the build wrote; the manifest was replaced whole (no temp files).
+    assert manifest["model"]["sha256"] == hashlib.sha256((out / "model.tflite").read_bytes()).hexdigest()
+    assert record["bundle"]["model_sha256"] == manifest["model"]["sha256"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert runtime.load(out).validate().passed

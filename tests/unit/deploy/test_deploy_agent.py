@@ -1,0 +1,63 @@
+"""The device agent: stdlib-only, old-Python-safe, and its probe run for real (here, as on a device)."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from compiler.deploy import agent
+
+SOURCE = Path(agent.__file__).read_text()
+
+
+def test_agent_is_stdlib_only_and_parses_as_python_3_8():
+    tree = ast.parse(SOURCE, feature_version=(3, 8))
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    assert imported - {"__future__"} <= set(sys.stdlib_module_names)
+
+
+def _probe(base: Path) -> dict:
+    """The agent fed on stdin to a fresh interpreter, exactly as `ssh HOST python3 - probe` runs it."""
+    done = subprocess.run([sys.executable, "-", "probe", "--base", str(base), "--bundle", "b-123",
+                           "--req-hash", "ab" * 32], input=SOURCE, capture_output=True, text=True, check=True)
+    line = next(x for x in done.stdout.splitlines() if x.startswith("@@edgekiln probe "))
+    return json.loads(line.split(" ", 2)[2])
+
+
+def test_probe_reports_facts_and_what_the_device_already_has(tmp_path):
+    base = tmp_path / "edgekiln"
+    first = _probe(base)
+    assert first["base"] == str(base) and not first["bundle_present"] and not first["venv_ready"]
+    facts = first["facts"]
+    assert facts["python"] == ".".join(map(str, sys.version_info[:3])) and facts["cores"] >= 1
+    assert facts["cpu"] and facts["kernel"] and facts["machine"] and facts["free_mb"] > 0
+    assert not base.exists()  # probing creates nothing
+
+    (base / "bundles" / "b-123").mkdir(parents=True)
+    (base / "bundles" / "b-123" / "manifest.json").write_text("{}")
+    venv = base / "venvs" / agent.venv_key("ab" * 32)
+    venv.mkdir(parents=True)
+    (venv / ".edgekiln-complete").write_text("{}")
+    # venv_key depends on the interpreter; the subprocess runs the same one as this test.
+    assert _probe(base)["bundle_present"] and _probe(base)["venv_ready"]
+
+
+def test_pip_errors_are_reduced_to_their_last_error_line():
+    text = ("Looking in links: wheels\nProcessing ./tqdm.whl\n"
+            "ERROR: Could not find a version that satisfies the requirement numpy==2.4.6\n"
+            "ERROR: No matching distribution found for numpy==2.4.6\n")
+    assert agent.last_error_line(text) == "ERROR: No matching distribution found for numpy==2.4.6"
+    assert agent.last_error_line("Traceback ...\nOSError: boom\n\n") == "OSError: boom"
+
+
+def test_arm_cores_are_named_from_their_part_number(tmp_path, monkeypatch):
+    core = "processor\t: {}\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n\n"
+    cpuinfo = "".join(core.format(k) for k in range(4))
+    monkeypatch.setattr(agent, "_read", lambda path: cpuinfo if path == "/proc/cpuinfo" else "")
+    assert agent.cpu_name() == "4x Cortex-A72"
