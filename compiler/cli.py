@@ -92,6 +92,23 @@ def _build(options: dict[str, Any], recipe_file: Path | None) -> None:
     print_build_summary(result)
 
 
+@app.command()
+def validate(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `edgekiln build`.")],
+    emulate: Annotated[str | None, typer.Option(help="Run it on an emulated target, e.g. rpi4.")] = None,
+) -> None:
+    """Run the bundle's own `python -m runtime validate` here, or on an emulated device (--emulate)."""
+    from .summary import progress_display
+    from .validate import report, run_validation
+
+    def action() -> None:
+        with progress_display() as progress:
+            outcome = run_validation(bundle, emulate, progress)
+        report(outcome)
+
+    _run(action)
+
+
 @app.command("targets")
 def list_targets() -> None:
     """List the known target devices."""

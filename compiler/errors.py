@@ -43,3 +43,11 @@ class BundleError(EdgekilnError):
 
 class RecipeError(EdgekilnError):
     """Inconsistent or invalid build options."""
+
+
+class ValidationError(EdgekilnError):
+    """A bundle's golden outputs did not reproduce (or its runtime refused to run)."""
+
+
+class EmulationError(EdgekilnError):
+    """The emulated device userland cannot be built or run (qemu missing, no network, no wheel)."""
