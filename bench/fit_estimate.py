@@ -22,6 +22,7 @@ import argparse
 import itertools
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -85,17 +86,38 @@ def figures(theta: np.ndarray) -> Estimate:
 
 def fit(records: dict, published: dict, threads: int) -> Estimate:
     """Least squares on log(estimate / published) over the fitted anchors, from a grid of starts."""
-    from scipy.optimize import least_squares
-
     fitted = [key for key in published if key not in HELD_OUT]
 
-    def residuals(theta: np.ndarray) -> list[float]:
+    def residuals(theta: np.ndarray) -> np.ndarray:
         e = figures(theta)
-        return [np.log(predict_ms(records[k], e, threads).total_ms / published[k]) for k in fitted]
+        return np.array([np.log(predict_ms(records[k], e, threads).total_ms / published[k]) for k in fitted])
 
     starts = itertools.product([0.0, 1.0, 2.0], [0.5, 1.5, 2.5], [0.0, 1.5, 3.0], [0.0, 20.0, 60.0])
-    results = [least_squares(residuals, np.array(s), bounds=([-3, -3, -3, 0], [5, 5, 5, 500])) for s in starts]
-    return figures(min(results, key=lambda r: r.cost).x)
+    best = min((levenberg_marquardt(residuals, np.array(s)) for s in starts), key=lambda t: np.sum(residuals(t) ** 2))
+    return figures(best)
+
+
+LOWER, UPPER = np.array([-3.0, -3.0, -3.0, 0.0]), np.array([5.0, 5.0, 5.0, 500.0])  # log rates, log GB/s, us
+
+
+def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,
+                        steps: int = 100) -> np.ndarray:
+    """Damped Gauss-Newton with a forward-difference Jacobian, clipped to the bounds (numpy only)."""
+    damping = 1e-2
+    r = residuals(theta)
+    for _ in range(steps):
+        jacobian = np.stack([(residuals(theta + h) - r) / 1e-6 for h in np.eye(len(theta)) * 1e-6], axis=1)
+        normal = jacobian.T @ jacobian
+        step = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-12), -jacobian.T @ r)
+        candidate = np.clip(theta + step, LOWER, UPPER)
+        r_new = residuals(candidate)
+        if r_new @ r_new < r @ r:
+            theta, r, damping = candidate, r_new, damping / 3
+        else:
+            damping *= 5
+        if r @ r < 1e-12 or damping > 1e8:
+            break
+    return theta
 
 
 def with_anchors(e: Estimate, records: dict, published: dict, threads: int, basis: str) -> Estimate:
@@ -127,8 +149,9 @@ def toml_section(e: Estimate) -> str:
     lines.append(f"basis = {quote(e.basis)}")
     lines.append("sources = [" + ", ".join(quote(s) for s in e.sources) + "]")
     for a in e.anchors:
-        lines.append(f'[[estimate.anchors]]\nmodel = "{a.model}"\ndtype = "{a.dtype}"\npublished_ms = {a.published_ms}\n'
-                     f"estimate_ms = {a.estimate_ms}\nfitted = {str(a.fitted).lower()}")
+        lines += ["[[estimate.anchors]]", f'model = "{a.model}"', f'dtype = "{a.dtype}"',
+                  f"published_ms = {a.published_ms}", f"estimate_ms = {a.estimate_ms}",
+                  f"fitted = {str(a.fitted).lower()}"]
     return "\n".join(lines) + "\n"
 
 

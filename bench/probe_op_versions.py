@@ -113,8 +113,8 @@ def main() -> None:
     args = parser.parse_args()
     base = tiny_model()
     highest = probe(args.python, base)
-    version = subprocess.run([args.python, "-c", "import platform; print(platform.machine(), platform.python_version())"],
-                             capture_output=True, text=True, check=True).stdout.strip()
+    where = "import platform; print(platform.machine(), platform.python_version())"
+    version = subprocess.run([args.python, "-c", where], capture_output=True, text=True, check=True).stdout.strip()
     write_table(args.pin, highest, f"{args.pin} on {version}")
     print(f"{args.pin}: {len(highest)} builtin ops; written to {TABLE}")
     for op in ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "ADD", "MUL", "MEAN", "SOFTMAX"):

@@ -65,7 +65,8 @@ def build(
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output bundle.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
+                                              "checks (RAM, wheels, op versions) fail, with a warning.")] = False,
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),

@@ -82,7 +82,7 @@ def check_target(target: Target, model_format: str, model_bytes: bytes, force: b
 def check_wheels(target: Target, model_format: str) -> None:
     """Refuse a target for which some pinned package has no wheel (nor an apt package that provides it)."""
     table = _data("wheels")
-    for pin in base_pins(target, model_format):
+    for pin in reversed(base_pins(target, model_format)):  # the interpreter first: it matters most
         facts = table.get(pin)
         if facts is None:
             raise TargetError(f"edgekiln knows no wheels for {pin} (target {target.name})",

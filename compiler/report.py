@@ -8,7 +8,8 @@ from typing import Any
 
 from targets import Target
 
-from . import compat, estimate, manifest as manifest_schema
+from . import compat, estimate
+from . import manifest as manifest_schema
 from .bundle import MODEL_FILES, BundleContents
 from .recipe import Quantize, Recipe
 from .stages import Artifacts, Datasets, Measured
@@ -97,6 +98,14 @@ def contents(artifacts: Artifacts, manifest: dict, measured: Measured, target: T
                           compat.requirements(target, artifacts.format), device_readme(manifest, target))
 
 
+def _venv_lines(target: Target) -> str:
+    """Create the venv; a target whose numpy comes from apt needs the system's site-packages in it."""
+    if not target.apt_packages:
+        return "python3 -m venv .venv && . .venv/bin/activate"
+    return (f"sudo apt install {' '.join(target.apt_packages)}   # PyPI has no {target.arch} wheel of these\n"
+            "python3 -m venv --system-site-packages .venv && . .venv/bin/activate")
+
+
 def device_readme(manifest: dict, target: Target) -> str:
     """The README that travels with the bundle: install and run on the device."""
     model, size = manifest["model"], manifest["size"]
@@ -109,7 +118,7 @@ quantization: {(manifest['quantization'] or {}).get('mode', 'none')}.
 ## On the device ({target.os}, Python {target.python})
 
 ```
-python3 -m venv .venv && . .venv/bin/activate
+{_venv_lines(target)}
 pip install -r requirements.txt
 python -m runtime validate   # checks the model's sha256 and the golden outputs; exit 0 = all match
 python -m runtime bench      # init, first inference, p50/p90/p99 latency, peak memory

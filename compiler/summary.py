@@ -137,7 +137,7 @@ def _inspect_bundle(path: Path) -> None:
     estimate = m["latency"].get("target_estimate")
     if estimate:
         console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
-                      f"{estimate['high_ms']} ms; {estimate.get('basis', '')}) [{estimate['method']}]")
+                      f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
     for device in m["latency"].get("device", []):
         console.print(f"device {device.get('device')}: p50 {device.get('p50_ms')} ms [device-measured]")
     if "accuracy" in m:

@@ -174,6 +174,11 @@ def _estimate(data: object, path: Path) -> Estimate:
     if unknown:
         raise TargetFileError(f"target file {path}: [estimate] has unknown keys: {', '.join(unknown)}")
     values = dict(data)
+    anchor_fields = {f.name for f in dataclasses.fields(Anchor)}
+    for anchor in values.get("anchors", ()):
+        extra = sorted(set(anchor) - anchor_fields)
+        if extra:
+            raise TargetFileError(f"target file {path}: [[estimate.anchors]] has unknown keys: {', '.join(extra)}")
     try:
         anchors = tuple(Anchor(**a) for a in values.pop("anchors", ()))
         band = tuple(float(x) for x in values.pop("error_band", (0.0, 0.0)))

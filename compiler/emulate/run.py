@@ -10,6 +10,7 @@ through files (a path the prefix also holds would be redirected).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -98,8 +99,10 @@ def parse_report(returncode: int, stdout: str, stderr: str, where: str) -> dict:
     except json.JSONDecodeError:
         report = None
     if report is None or returncode not in (0, 1):
-        lines = [line for line in stderr.splitlines() if line.strip() and "XNNPACK delegate" not in line]
-        detail = lines[-1].strip() if lines else f"exit status {returncode}, no output"
+        lines = [line.strip() for line in stderr.splitlines() if line.strip() and "XNNPACK delegate" not in line]
+        # The exception line says what went wrong; interpreters print more after it ("Registration failed.").
+        errors = [line for line in lines if re.match(r"^(\w+\.)*\w*(Error|Exception)\b|^error:", line)]
+        detail = (errors or lines or [f"exit status {returncode}, no output"])[-1]
         if returncode < 0:
             detail = f"killed by signal {-returncode} ({detail})"
         raise ValidationError(f"the bundle's runtime failed on {where}: {detail}",
