@@ -65,7 +65,14 @@ def debian_userland(platform: Platform, target: Target, progress: Progress) -> U
 
 
 def build_atomically(final: Path, build: Callable[[Path], None]) -> None:
+    """Run `build` in a temporary sibling of `final`, then rename it into place.
+
+    The caller found `final` lacking its completion marker: a folder left there by hand (the
+    marker is written before the rename) is discarded first.
+    """
     final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():
+        shutil.rmtree(final)
     work = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
         build(work)
