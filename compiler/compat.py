@@ -24,14 +24,12 @@ from .tf_env import quiet_fds
 # Peak RSS of `python -c "import numpy; from ai_edge_litert.interpreter import Interpreter"`,
 # measured on the build host (36 MB); the device's process starts at about this size.
 RUNTIME_BASE_MB = 36.0
+T = TypeVar("T")
 
 
 def interpreter_pin(target: Target, model_format: str) -> str:
     """The interpreter package==version the bundle pins for this format on this target."""
     return target.tflite_interpreter if model_format == "tflite" else target.onnx_interpreter
-
-
-T = TypeVar("T")
 
 
 def base_pins(target: Target, model_format: str) -> list[str]:
@@ -49,9 +47,15 @@ def requirements(target: Target, model_format: str) -> list[str]:
     with (targets/locks.toml), else the base pins. Pins apt provides carry a comment saying so."""
     lock = _data("locks").get(lock_key(target, model_format))
     pins = list(lock["requirements"]) if lock else base_pins(target, model_format)
-    apt = {pin: facts.get("apt", {}).get(target.arch) for pin, facts in _data("wheels").items()}
-    return [f"{pin}  # from apt: {apt[pin]} (PyPI has no {target.arch} wheel)"
-            if apt.get(pin) in target.apt_packages and apt.get(pin) else pin for pin in pins]
+    return [_with_apt_note(pin, target) for pin in pins]
+
+
+def _with_apt_note(pin: str, target: Target) -> str:
+    """A pin the target's OS provides through apt (numpy on 32-bit Pi OS) says so: pip would find no wheel."""
+    apt_package = _data("wheels").get(pin, {}).get("apt", {}).get(target.arch)
+    if apt_package and apt_package in target.apt_packages:
+        return f"{pin}  # from apt: {apt_package} (PyPI has no {target.arch} wheel)"
+    return pin
 
 
 @functools.cache
