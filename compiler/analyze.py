@@ -1,7 +1,9 @@
-"""Static facts about a compiled .tflite model: ops, parameters and multiply-accumulates.
+"""Static facts about a compiled .tflite model: ops, parameters, multiply-accumulates, bytes moved.
 
 MACs are counted for the ops that do the arithmetic (conv, depthwise conv, fully connected,
-transpose conv, batch matmul) at batch 1; elementwise ops are left out, as is usual.
+transpose conv, batch matmul) at batch 1; elementwise ops are left out, as is usual. Per-op
+records (MACs, compute dtype, weight and activation bytes) feed the latency estimate; the
+operator-code table (op, version) feeds the compatibility check.
 """
 
 from __future__ import annotations
@@ -19,6 +21,21 @@ _WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV"
 
 
 @dataclass(frozen=True)
+class OpRecord:
+    """One node of the compiled graph as the cost model sees it.
+
+    dtype: the compute type: the weight's dtype for weighted ops, else the first input's.
+    weight_bytes: constant inputs (weights, biases); activation_bytes: other inputs + outputs.
+    """
+
+    op: str
+    dtype: str
+    macs: int
+    weight_bytes: int
+    activation_bytes: int
+
+
+@dataclass(frozen=True)
 class GraphStats:
     """What `edgekiln inspect` shows and the manifest records for a model."""
 
@@ -26,25 +43,60 @@ class GraphStats:
     macs: int
     ops: dict[str, int] = field(default_factory=dict)
     float_ops: tuple[str, ...] = ()  # compute ops with float32 outputs (in an int8 model: left unquantized)
+    records: tuple[OpRecord, ...] = ()
 
 
 def tflite_stats(model_bytes: bytes) -> GraphStats:
     """Parameters (constant weights and biases) and MACs of a .tflite model."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with quiet_fds():
+    with quiet_fds():  # the XNNPACK delegate announces itself on fd 2 at allocation
         interp = Interpreter(model_content=model_bytes)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # noqa: SLF001  (the only API listing the op graph)
     produced = {i for op in ops for i in op["outputs"]}
     graph_inputs = {d["index"] for d in interp.get_input_details()}
     constants = {i for op in ops for i in op["inputs"] if i >= 0 and i not in produced | graph_inputs}
     params = sum(_param_count(i, tensors, ops) for i in constants)
-    macs = sum(_macs(op, tensors) for op in ops)
+    records = tuple(_record(op, tensors, constants) for op in ops)
     float_ops = sorted({op["op_name"] for op in ops if op["op_name"] not in _CONVERSIONS and
                         any(np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"])})
-    return GraphStats(int(params), int(macs), dict(Counter(op["op_name"] for op in ops)), tuple(float_ops))
+    return GraphStats(int(params), sum(r.macs for r in records), dict(Counter(op["op_name"] for op in ops)),
+                      tuple(float_ops), records)
+
+
+def opcode_versions(model_bytes: bytes) -> list[tuple[str, int]]:
+    """Every (builtin op, version) of the model's operator-code table, which an interpreter must resolve.
+
+    Custom ops appear as 'CUSTOM:<name>'. Read from the flatbuffer: no interpreter API lists versions.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = schema.Model.GetRootAs(model_bytes, 0)
+    pairs = []
+    for i in range(model.OperatorCodesLength()):
+        code = model.OperatorCodes(i)
+        builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())  # codes > 127 use the new field
+        name = names.get(builtin, f"BUILTIN_{builtin}")
+        if name == "CUSTOM":
+            name = f"CUSTOM:{(code.CustomCode() or b'').decode(errors='replace')}"
+        pairs.append((name, int(code.Version())))
+    return sorted(set(pairs))
+
+
+def _record(op: dict, tensors: dict[int, Any], constants: set[int]) -> OpRecord:
+    inputs = [i for i in op["inputs"] if i >= 0]
+    weight_bytes = sum(_bytes(tensors[i]) for i in inputs if i in constants)
+    activation_bytes = sum(_bytes(tensors[i]) for i in [*inputs, *op["outputs"]] if i not in constants)
+    weighted = op["op_name"] in _WEIGHTED and len(inputs) > 1
+    dtype_of = tensors[inputs[1] if weighted else inputs[0]]["dtype"] if inputs else np.float32
+    return OpRecord(op["op_name"], np.dtype(dtype_of).name, _macs(op, tensors), weight_bytes, activation_bytes)
+
+
+def _bytes(tensor: dict) -> int:
+    return int(np.prod(tensor["shape"])) * np.dtype(tensor["dtype"]).itemsize
 
 
 def _param_count(index: int, tensors: dict[int, Any], ops: list[dict]) -> int:

@@ -74,7 +74,8 @@ def build(
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output bundle.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
+                                              "checks (RAM, wheels, op versions) fail, with a warning.")] = False,
     device: Annotated[list[str] | None, typer.Option(help="Also measure on user@host[:port] (SSH).")] = None,
     wheels: WheelsOpt = None,
     identity: IdentityOpt = None,
@@ -149,6 +150,23 @@ def deploy(
                                   remote_dir=remote_dir, python=python, runs=runs, threads=threads,
                                   timeout=timeout)
         deploy_command(bundle, host or [], inventory, options, parallel)
+
+    _run(action)
+
+
+@app.command()
+def validate(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory written by `edgekiln build`.")],
+    emulate: Annotated[str | None, typer.Option(help="Run it on an emulated target, e.g. rpi4.")] = None,
+) -> None:
+    """Run the bundle's own `python -m runtime validate` here, or on an emulated device (--emulate)."""
+    from .summary import progress_display
+    from .validate import report, run_validation
+
+    def action() -> None:
+        with progress_display() as progress:
+            outcome = run_validation(bundle, emulate, progress)
+        report(outcome)
 
     _run(action)
 

@@ -1,12 +1,17 @@
-"""Will this bundle run on the target? Wheels for its arch/Python/glibc, and RAM.
+"""Will this bundle run on the target? Wheels for its arch/Python/glibc, op versions, and RAM.
 
-The facts live in data (targets/*.toml, targets/wheels.toml); this module only compares.
+The facts live in data (targets/*.toml, targets/wheels.toml, targets/op_versions.toml,
+targets/locks.toml); this module only compares. A failed check is a TargetError naming the
+limit and what to do; with --force it becomes a warning in the manifest instead.
 """
 
 from __future__ import annotations
 
+import functools
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +24,7 @@ from .tf_env import quiet_fds
 # Peak RSS of `python -c "import numpy; from ai_edge_litert.interpreter import Interpreter"`,
 # measured on the build host (36 MB); the device's process starts at about this size.
 RUNTIME_BASE_MB = 36.0
+T = TypeVar("T")
 
 
 def interpreter_pin(target: Target, model_format: str) -> str:
@@ -26,19 +32,67 @@ def interpreter_pin(target: Target, model_format: str) -> str:
     return target.tflite_interpreter if model_format == "tflite" else target.onnx_interpreter
 
 
-def requirements(target: Target, model_format: str) -> list[str]:
-    """The bundle's requirements.txt lines."""
+def base_pins(target: Target, model_format: str) -> list[str]:
+    """The two packages a bundle needs: numpy and the interpreter, as the target pins them."""
     return [target.numpy, interpreter_pin(target, model_format)]
 
 
+def lock_key(target: Target, model_format: str) -> str:
+    """The targets/locks.toml section for this target's pins, arch and Python."""
+    return f"{' '.join(base_pins(target, model_format))} {target.arch} cp{target.python.replace('.', '')}"
+
+
+def requirements(target: Target, model_format: str) -> list[str]:
+    """The bundle's requirements.txt lines: the exact set an emulated validation installed and passed
+    with (targets/locks.toml), else the base pins. Pins apt provides carry a comment saying so."""
+    lock = _data("locks").get(lock_key(target, model_format))
+    pins = list(lock["requirements"]) if lock else base_pins(target, model_format)
+    return [_with_apt_note(pin, target) for pin in pins]
+
+
+def _with_apt_note(pin: str, target: Target) -> str:
+    """A pin the target's OS provides through apt (numpy on 32-bit Pi OS) says so: pip would find no wheel."""
+    apt_package = _data("wheels").get(pin, {}).get("apt", {}).get(target.arch)
+    if apt_package and apt_package in target.apt_packages:
+        return f"{pin}  # from apt: {apt_package} (PyPI has no {target.arch} wheel)"
+    return pin
+
+
+@functools.cache
+def _data(name: str) -> dict:
+    path = Path(target_data.__file__).parent / f"{name}.toml"
+    return tomllib.loads(path.read_text()) if path.is_file() else {}
+
+
+def enforce(check: Callable[[], T], force: bool, notes: list[str]) -> T | None:
+    """Run a check; with force a refusal becomes a note (for the manifest's warnings) instead."""
+    try:
+        return check()
+    except TargetError as exc:
+        if not force:
+            raise
+        notes.append(f"--force: built despite: {exc.message}")
+        return None
+
+
+def check_target(target: Target, model_format: str, model_bytes: bytes, force: bool, notes: list[str]) -> float:
+    """The checks that need the compiled model: op versions, then RAM. Returns the estimated peak MB."""
+    enforce(lambda: check_ops(target, model_format, model_bytes), force, notes)
+    arena = tflite_arena_bytes(model_bytes)
+    enforce(lambda: check_memory(target, len(model_bytes), arena), force, notes)
+    return memory_mb(len(model_bytes), arena)
+
+
 def check_wheels(target: Target, model_format: str) -> None:
-    """Refuse a target for which some pinned package has no wheel."""
-    table = tomllib.loads((Path(target_data.__file__).parent / "wheels.toml").read_text())
-    for pin in reversed(requirements(target, model_format)):  # the interpreter first: it matters most
+    """Refuse a target for which some pinned package has no wheel (nor an apt package that provides it)."""
+    table = _data("wheels")
+    for pin in reversed(base_pins(target, model_format)):  # the interpreter first: it matters most
         facts = table.get(pin)
         if facts is None:
             raise TargetError(f"edgekiln knows no wheels for {pin} (target {target.name})",
                               "add it to targets/wheels.toml after checking PyPI")
+        if facts.get("apt", {}).get(target.arch) in target.apt_packages:
+            continue
         oldest_glibc = facts["glibc"].get(target.arch)
         if target.python not in facts["python"] or oldest_glibc is None or \
                 _version(target.glibc) < _version(oldest_glibc):
@@ -46,13 +100,55 @@ def check_wheels(target: Target, model_format: str) -> None:
                 f"{pin} has no wheel for {target.arch} / Python {target.python} / glibc {target.glibc} "
                 f"(target {target.name}); wheels exist for Python {', '.join(facts['python'])} on "
                 f"{', '.join(sorted(facts['glibc']))}",
-                "pick another --target, or describe a device with a newer Python in a target TOML file",
+                _alternatives(target, model_format),
             )
+
+
+def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
+    """Refuse a model whose (op, version) pairs the target's interpreter cannot load (op_versions.toml)."""
+    if model_format != "tflite":
+        return
+    from .analyze import opcode_versions
+
+    pin = interpreter_pin(target, model_format)
+    table = _data("op_versions").get(pin)
+    if table is None:
+        return  # no probe of this interpreter: the emulated validation is the check
+    highest = table["max_version"]
+    missing = [f"{op} version {version} ({'absent' if op not in highest else f'it has up to {highest[op]}'})"
+               for op, version in opcode_versions(model_bytes) if highest.get(op, 0) < version]
+    if missing:
+        raise TargetError(f"{pin}, the interpreter of {target.name}, cannot load this model: {'; '.join(missing)}",
+                          _alternatives(target, model_format))
+
+
+def _alternatives(target: Target, model_format: str) -> str:
+    """What the user can do instead: the same device with another OS, another format, or --force."""
+    options = []
+    if target.arch == "armv7l":
+        options.append("install 64-bit Raspberry Pi OS and use its --target (e.g. rpi3), which runs LiteRT")
+    else:
+        options.append("pick another --target")
+    from .recipe import Format
+
+    other = "onnx" if model_format == "tflite" else "tflite"
+    try:
+        if other in {f.value for f in Format}:  # only formats this edgekiln can build
+            check_wheels(target, other)
+            options.append(f"or --format {other}")
+    except TargetError:
+        pass
+    return "; ".join([*options, "--force builds it anyway"])
+
+
+def memory_mb(model_bytes: int, arena_bytes: int) -> float:
+    """Estimated peak memory in MB of the device's process: runtime + model + activations."""
+    return RUNTIME_BASE_MB + (model_bytes + arena_bytes) / 2**20
 
 
 def check_memory(target: Target, model_bytes: int, arena_bytes: int) -> float:
     """Estimated peak memory in MB (model + activations + runtime); refuse beyond the target's budget."""
-    needed_mb = RUNTIME_BASE_MB + (model_bytes + arena_bytes) / 2**20
+    needed_mb = memory_mb(model_bytes, arena_bytes)
     if needed_mb > target.ram_budget_mb:
         raise TargetError(
             f"the bundle needs about {needed_mb:.0f} MB (model {model_bytes / 2**20:.1f} MB, activations "
@@ -67,9 +163,9 @@ def tflite_arena_bytes(model_bytes: bytes) -> int:
     """Upper bound of the activation memory: the bytes of every non-constant tensor at batch 1."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with quiet_fds():
+    with quiet_fds():  # the XNNPACK delegate announces itself on fd 2 at allocation
         interp = Interpreter(model_content=model_bytes)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     ops = interp._get_ops_details()  # noqa: SLF001
     produced = {i for op in ops for i in op["outputs"]} | {d["index"] for d in interp.get_input_details()}
     return int(sum(np.prod(t["shape"]) * np.dtype(t["dtype"]).itemsize

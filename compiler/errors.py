@@ -47,3 +47,11 @@ class RecipeError(EdgekilnError):
 
 class DeployError(EdgekilnError):
     """A deploy cannot start (bad bundle, inventory, options) or some device failed."""
+
+
+class ValidationError(EdgekilnError):
+    """A bundle's golden outputs did not reproduce (or its runtime refused to run)."""
+
+
+class EmulationError(EdgekilnError):
+    """The emulated device userland cannot be built or run (qemu missing, no network, no wheel)."""

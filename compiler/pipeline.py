@@ -38,7 +38,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
     model_format = str(recipe.format or target.default_format)
     output = Path(recipe.output)
     bundle.check_writable(output, recipe.force)            # fail before minutes of work, not after
-    compat.check_wheels(target, model_format)
+    notes: list[str] = []                                  # target checks --force overrode
+    compat.enforce(lambda: compat.check_wheels(target, model_format), recipe.force, notes)
     if not (recipe.calib or recipe.eval):
         raise RecipeError("a build needs real input data for measurement and golden vectors",
                           "pass --calib DATA and/or --eval DATA")
@@ -51,12 +52,11 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         progress(f"Converting: float32 baseline and {recipe.quantize}")
         artifacts = _emit(graph, model_format, recipe, data)
         progress("Checking the target's limits")
-        memory_mb = compat.check_memory(target, len(artifacts.model),
-                                        compat.tflite_arena_bytes(artifacts.model))
+        memory_mb = compat.check_target(target, model_format, artifacts.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(graph, artifacts, data, recipe, target)
         manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
-                                   memory_mb)
+                                   memory_mb, notes)
         progress("Writing the bundle")
         bundle.write(output, report.contents(artifacts, manifest, measured, target), force=recipe.force)
     return BuildResult(output, manifest, tuple(manifest["warnings"]))

@@ -8,7 +8,7 @@ from typing import Any
 
 from targets import Target
 
-from . import compat
+from . import compat, estimate
 from . import manifest as manifest_schema
 from .bundle import MODEL_FILES, BundleContents
 from .recipe import Quantize, Recipe
@@ -18,8 +18,8 @@ SLOWER_MARGIN = 1.05  # below 5% the two p50s are within this host's run-to-run 
 
 
 def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, artifacts: Artifacts,
-             data: Datasets, measured: Measured, memory_mb: float) -> dict[str, Any]:
-    """The whole manifest of a build."""
+             data: Datasets, measured: Measured, memory_mb: float, notes: list[str] | None = None) -> dict[str, Any]:
+    """The whole manifest of a build; `notes` are target checks that --force overrode."""
     source_bytes, source_sha = _file_facts(Path(recipe.source))
     model_sha = hashlib.sha256(artifacts.model).hexdigest()
     sections = {
@@ -32,7 +32,8 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
                   "macs": artifacts.model_stats.macs, "ops": artifacts.model_stats.ops,
                   "inputs": measured.inputs, "outputs": measured.outputs},
         "baseline": {"format": artifacts.format, "quantization": "none", "bytes": len(artifacts.baseline),
-                     "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity},
+                     "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
+                     "target_estimate": estimate.target_estimate(target, artifacts.baseline_stats.records)},
         "size": {"source_bytes": source_bytes, "baseline_bytes": len(artifacts.baseline),
                  "model_bytes": len(artifacts.model),
                  "ratio": round(len(artifacts.model) / len(artifacts.baseline), 4)},
@@ -41,7 +42,8 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
                     "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
-                    "target_estimate": None, "device": []},
+                    "target_estimate": estimate.target_estimate(target, artifacts.model_stats.records),
+                    "device": []},
         "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb},
         "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
                    "atol": measured.atol, "rtol": measured.rtol},
@@ -49,7 +51,7 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
-    sections["warnings"] = warnings(recipe, measured, artifacts)
+    sections["warnings"] = warnings(recipe, measured, artifacts) + list(notes or [])
     return manifest_schema.assemble(sections)
 
 
@@ -100,6 +102,14 @@ def contents(artifacts: Artifacts, manifest: dict, measured: Measured, target: T
                           compat.requirements(target, artifacts.format), device_readme(manifest, target))
 
 
+def _venv_lines(target: Target) -> str:
+    """Create the venv; a target whose numpy comes from apt needs the system's site-packages in it."""
+    if not target.apt_packages:
+        return "python3 -m venv .venv && . .venv/bin/activate"
+    return (f"sudo apt install {' '.join(target.apt_packages)}   # PyPI has no {target.arch} wheel of these\n"
+            "python3 -m venv --system-site-packages .venv && . .venv/bin/activate")
+
+
 def device_readme(manifest: dict, target: Target) -> str:
     """The README that travels with the bundle: install and run on the device."""
     model, size = manifest["model"], manifest["size"]
@@ -112,7 +122,7 @@ quantization: {(manifest['quantization'] or {}).get('mode', 'none')}.
 ## On the device ({target.os}, Python {target.python})
 
 ```
-python3 -m venv .venv && . .venv/bin/activate
+{_venv_lines(target)}
 pip install -r requirements.txt
 python -m runtime validate   # checks the model's sha256 and the golden outputs; exit 0 = all match
 python -m runtime bench      # init, first inference, p50/p90/p99 latency, peak memory

@@ -48,6 +48,7 @@ def print_build_summary(result: object) -> None:
     table.add_row(f"host p50 latency ({host['threads']} threads, {host['runtime']})",
                   f"{base['latency']['p50_ms']:.3f} ms", f"{host['p50_ms']:.3f} ms",
                   f"{1 / m['latency']['speedup_vs_baseline']:.3f}x")
+    _estimate_row(table, m)
     if "accuracy" in m:
         acc = m["accuracy"]
         table.add_row(f"top-1 accuracy ({acc['samples']} samples; source {acc['reference']:.2f}%)",
@@ -65,6 +66,29 @@ def print_build_summary(result: object) -> None:
                   "pip install -r requirements.txt && python -m runtime validate")
 
 
+def _estimate_row(table: Table, m: dict) -> None:
+    """The target estimate beside the host measurement (labelled: it is a model, not a measurement)."""
+    est, base_est = m["latency"].get("target_estimate"), m["baseline"].get("target_estimate")
+    if not est or not base_est:
+        return
+    table.add_row(f"{m['target']['name']} p50 ESTIMATE ({est['threads']} threads; range {est['low_ms']:.3g}-"
+                  f"{est['high_ms']:.3g} ms)", f"{base_est['p50_ms']:.3f} ms", f"{est['p50_ms']:.3f} ms",
+                  f"{est['p50_ms'] / base_est['p50_ms']:.3f}x")
+
+
+def estimate_error(t: object) -> str:
+    """The targets table's cell: the anchor error of a target's estimate, or why there is none."""
+    e = t.estimate  # type: ignore[attr-defined]
+    if e is None:
+        return "no estimate"
+    if not e.anchors:
+        return f"no anchor (derived from {e.derived_from})"
+    held = [a for a in e.anchors if not a.fitted]
+    worst = max(abs(a.error) for a in held) if held else 0.0
+    return (f"{e.error_band[0] * 100:+.0f}%..{e.error_band[1] * 100:+.0f}% on {len(e.anchors)} anchors "
+            f"(held-out {len(held)}: max {worst * 100:.0f}%)")
+
+
 def _fid(f: dict) -> str:
     sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
     agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""
@@ -75,13 +99,16 @@ def print_targets() -> None:
     import targets
 
     table = Table(title="edgekiln targets")
-    for column in ("name", "arch", "cpu", "cores", "RAM (budget)", "OS / Python", "tflite interpreter"):
+    for column in ("name", "arch", "cpu", "cores", "RAM (budget)", "OS / Python", "tflite interpreter",
+                   "latency estimate error"):
         table.add_column(column, no_wrap=column in ("name", "arch"))
     for name in targets.names():
         t = targets.load(name)
         table.add_row(t.name, t.arch, t.cpu, str(t.cores), f"{t.ram_mb} MB ({t.ram_budget_mb})",
-                      f"{t.os} / {t.python}", t.tflite_interpreter)
+                      f"{t.os} / {t.python}", t.tflite_interpreter, estimate_error(t))
     console.print(table)
+    console.print("[dim]estimate error: (estimate - published) / published on each target's anchors "
+                  "(XNNPACK README MobileNets; bench/fit_estimate.py)[/dim]")
 
 
 def inspect_path(path: Path, unsafe: bool) -> None:
@@ -112,7 +139,8 @@ def _inspect_bundle(path: Path) -> None:
                   f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
     estimate = m["latency"].get("target_estimate")
     if estimate:
-        console.print(f"target estimate p50 {estimate['p50_ms']} ms \\[{estimate['method']}]")
+        console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
+                      f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
     for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
         console.print(line, markup=False)
     if "accuracy" in m:

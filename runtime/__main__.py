@@ -11,6 +11,8 @@ import platform
 import sys
 from pathlib import Path
 
+import numpy as np
+
 from . import BundleError, BundleModel, load
 
 
@@ -49,7 +51,9 @@ def _info(model: BundleModel, as_json: bool) -> int:
 def _validate(model: BundleModel, as_json: bool) -> int:
     report = model.validate()
     if as_json:
-        print(json.dumps(report.to_dict(), indent=2))
+        where = {"interpreter": f"{model.backend.name} {model.backend.version}", "machine": platform.machine(),
+                 "python": platform.python_version(), "numpy": np.__version__}
+        print(json.dumps({**report.to_dict(), **where}, indent=2))
     else:
         for s in report.samples:
             print(f"sample {s.index}: {'PASS' if s.passed else 'FAIL'}  max |diff| {s.max_abs_diff:.3g}")

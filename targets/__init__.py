@@ -12,11 +12,71 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _HERE = Path(__file__).parent
-_NOT_TARGETS = {"wheels"}  # data files in this folder that describe no device
+_NOT_TARGETS = {"wheels", "op_versions", "locks"}  # data files in this folder that describe no device
 
 
 class TargetFileError(ValueError):
     """A target name or file that cannot be used (the compiler wraps it in its own error)."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published latency of a known model on this device, and what the cost model says for it.
+
+    model: an architecture bench/anchor_models.py can build; dtype: float32 or int8.
+    fitted: whether the figures were fitted on it (False = held out, a test of the fit).
+    """
+
+    model: str
+    dtype: str
+    published_ms: float
+    estimate_ms: float
+    fitted: bool
+
+    @property
+    def error(self) -> float:
+        """Relative error of the estimate, (estimate - published) / published."""
+        return self.estimate_ms / self.published_ms - 1
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """The throughput figures of the latency estimate (compiler/estimate.py) for one device.
+
+    fp32_gmacs_per_core / int8_gmacs_per_core: sustained GMAC/s of one core in float / int8 kernels.
+    bandwidth_gbs: sustained memory bandwidth, GB/s; op_overhead_us: fixed cost per op, serial.
+    thread_efficiency: each extra thread adds this fraction of a core.
+    error_band: (lowest, highest) relative error of the estimate over the anchors.
+    anchors: the published figures and the estimate for each; derived_from: the target whose
+        fitted figures were scaled to this one when it has no anchors of its own.
+    """
+
+    fp32_gmacs_per_core: float
+    int8_gmacs_per_core: float
+    bandwidth_gbs: float
+    op_overhead_us: float
+    thread_efficiency: float
+    error_band: tuple[float, float] = (0.0, 0.0)
+    anchors: tuple[Anchor, ...] = ()
+    derived_from: str = ""
+    basis: str = ""
+    sources: tuple[str, ...] = ()
+
+    @property
+    def fitted_on(self) -> tuple[str, ...]:
+        return tuple(f"{a.model} {a.dtype}" for a in self.anchors if a.fitted)
+
+    @property
+    def held_out(self) -> tuple[str, ...]:
+        return tuple(f"{a.model} {a.dtype}" for a in self.anchors if not a.fitted)
+
+    def basis_text(self) -> str:
+        """One line saying what the figures rest on."""
+        if not self.anchors:
+            return self.basis or f"derived from {self.derived_from}; no published anchor of its own"
+        lo, hi = self.error_band
+        return (f"fitted on {len(self.fitted_on)} published anchors, {len(self.held_out)} held out; "
+                f"anchor error {lo * 100:+.0f}% .. {hi * 100:+.0f}%")
 
 
 @dataclass(frozen=True)
@@ -54,11 +114,15 @@ class Target:
     onnx_interpreter: str
     numpy: str
     sources: tuple[str, ...] = field(default_factory=tuple)
+    apt_packages: tuple[str, ...] = ()
+    estimate: Estimate | None = None
 
     def to_dict(self) -> dict[str, object]:
-        """Plain dict for the manifest."""
+        """Plain dict for the manifest (the estimate's figures are reported in latency.target_estimate)."""
         data = dataclasses.asdict(self)
         data["sources"] = list(self.sources)
+        data["apt_packages"] = list(self.apt_packages)
+        data.pop("estimate")
         return data
 
 
@@ -95,8 +159,37 @@ def _from_dict(data: dict[str, object], path: Path) -> Target:
         raise TargetFileError(f"target file {path} lacks keys: {', '.join(missing)}")
     values = dict(data)
     values["sources"] = tuple(values.get("sources", ()))  # type: ignore[arg-type]
+    values["apt_packages"] = tuple(values.get("apt_packages", ()))  # type: ignore[arg-type]
+    if "estimate" in values:
+        values["estimate"] = _estimate(values["estimate"], path)
     _check_types(values, path)
     return Target(**values)  # type: ignore[arg-type]
+
+
+def _estimate(data: object, path: Path) -> Estimate:
+    if not isinstance(data, dict):
+        raise TargetFileError(f"target file {path}: [estimate] must be a table")
+    fields = {f.name for f in dataclasses.fields(Estimate)}
+    unknown = sorted(set(data) - fields)
+    if unknown:
+        raise TargetFileError(f"target file {path}: [estimate] has unknown keys: {', '.join(unknown)}")
+    values = dict(data)
+    anchor_fields = {f.name for f in dataclasses.fields(Anchor)}
+    for anchor in values.get("anchors", ()):
+        extra = sorted(set(anchor) - anchor_fields)
+        if extra:
+            raise TargetFileError(f"target file {path}: [[estimate.anchors]] has unknown keys: {', '.join(extra)}")
+    try:
+        anchors = tuple(Anchor(**a) for a in values.pop("anchors", ()))
+        band = tuple(float(x) for x in values.pop("error_band", (0.0, 0.0)))
+        sources = tuple(values.pop("sources", ()))
+        figures = Estimate(**values, anchors=anchors, error_band=band, sources=sources)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise TargetFileError(f"target file {path}: bad [estimate] table: {exc}") from exc
+    for name in ("fp32_gmacs_per_core", "int8_gmacs_per_core", "bandwidth_gbs", "thread_efficiency"):
+        if not isinstance(getattr(figures, name), int | float) or getattr(figures, name) <= 0:
+            raise TargetFileError(f"target file {path}: estimate.{name} must be a positive number")
+    return figures
 
 
 def _check_types(values: dict[str, object], path: Path) -> None:

@@ -49,7 +49,8 @@ def test_manifest_has_the_contract_keys_and_honest_labels(int8_bundle):
     assert m["size"]["ratio"] == pytest.approx(m["model"]["bytes"] / m["baseline"]["bytes"], abs=1e-4)
     assert m["baseline"]["latency"]["p50_ms"] > 0 and m["baseline"]["fidelity"]["top1_agreement"] == 1.0
     assert m["model"]["macs"] == m["source"]["macs"] == 8 * 8 * 8 * 9 + 4 * 4 * 16 * 72 + 16 * 4
-    assert (int8_bundle / "requirements.txt").read_text().split() == ["numpy==2.4.6", "ai-edge-litert==2.3.0"]
+    pins = (int8_bundle / "requirements.txt").read_text().split()
+    assert {"numpy==2.4.6", "ai-edge-litert==2.3.0"} <= set(pins) and all("==" in pin for pin in pins)
 
 
 def test_golden_vectors_are_real_eval_inputs_and_host_outputs(tiny, int8_bundle):

@@ -1,0 +1,89 @@
+"""Pin each target's bundle requirements to the exact set an emulated validation installed and passed with.
+
+    python bench/lock_requirements.py            # all targets and buildable formats; writes targets/locks.toml
+
+For every distinct (numpy pin, interpreter pin, arch, Python) among the targets, it builds the
+sample model's int8 bundle for the first such target, resets the bundle's requirements.txt to
+the two base pins, lets `edgekiln validate --emulate` resolve and install them for the target
+(wheels with their dependencies, or the OS's package where apt provides one), and, only when
+every golden sample passed, records what was installed. compiler/compat.requirements() then
+writes those pins into every bundle for that platform.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import targets  # noqa: E402
+from compiler import compat  # noqa: E402
+from compiler.emulate import validate_emulated  # noqa: E402
+from compiler.errors import EdgekilnError  # noqa: E402
+from compiler.pipeline import build  # noqa: E402
+from compiler.recipe import Format, Recipe  # noqa: E402
+
+LOCKS = ROOT / "targets" / "locks.toml"
+SAMPLE = ROOT / "sample_models" / "mnist_cnn.keras"
+CALIB = ROOT / "sample_models" / "mnist_calib.npz"
+
+
+def groups() -> dict[str, tuple[targets.Target, str]]:
+    """lock key -> (first target with that key, format), for the targets edgekiln can build for."""
+    found: dict[str, tuple[targets.Target, str]] = {}
+    for name in sorted(targets.names(), key=lambda n: n != "rpi4"):  # validate on the Pi 4 where it can
+        target = targets.load(name)
+        for model_format in (f.value for f in Format):
+            try:
+                compat.check_wheels(target, model_format)
+            except EdgekilnError:
+                continue
+            if target.arch in ("aarch64", "armv7l"):
+                found.setdefault(compat.lock_key(target, model_format), (target, model_format))
+    return found
+
+
+def lock_one(target: targets.Target, model_format: str, work: Path) -> tuple[list[str], str]:
+    """(installed pins, how they were validated) for one target and format."""
+    bundle = work / f"{target.name}-{model_format}"
+    build(Recipe(source=str(SAMPLE), target=target.name, calib=str(CALIB), output=str(bundle),
+                 format=model_format, calib_samples=32, bench_runs=5, force=True))
+    (bundle / "requirements.txt").write_text("\n".join(compat.base_pins(target, model_format)) + "\n")
+    run = validate_emulated(bundle, target.name, lambda stage: print(f"  {stage}", flush=True))
+    if not run.report.get("passed"):
+        raise SystemExit(f"{target.name}: emulated validation FAILED with {run.site.wheels}; nothing locked")
+    samples = len(run.report["samples"])
+    how = (f"edgekiln validate --emulate {target.name}: PASS {samples}/{samples} ({SAMPLE.name} int8, "
+           f"{run.report.get('interpreter')}), {dt.date.today().isoformat()}")
+    return sorted([*run.site.wheels, *run.site.from_apt]), how
+
+
+def write(locks: dict[str, tuple[list[str], str]]) -> None:
+    lines = ["# Exact bundle requirements per (numpy pin, interpreter pin, arch, CPython): the set an emulated",
+             "# validation installed and passed with. Written by bench/lock_requirements.py; read by",
+             "# compiler/compat.requirements(). A platform without an entry gets the two base pins.", ""]
+    for key, (pins, how) in sorted(locks.items()):
+        lines += [f'["{key}"]', "requirements = [", *[f'  "{pin}",' for pin in pins], "]", f'validated = "{how}"', ""]
+    LOCKS.write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.parse_args()
+    locks = {}
+    with tempfile.TemporaryDirectory(prefix="edgekiln-lock-") as work:
+        for key, (target, model_format) in groups().items():
+            print(f"{key}  (validating on emulated {target.name})", flush=True)
+            locks[key] = lock_one(target, model_format, Path(work))
+            print(f"  locked: {', '.join(locks[key][0])}")
+    write(locks)
+    print(f"written to {LOCKS}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""The latency estimate: its cost model on hand-made op records, and the figures stored in the targets."""
+
+from __future__ import annotations
+
+import pytest
+
+import targets
+from compiler.analyze import OpRecord
+from compiler.estimate import predict_ms, target_estimate
+from compiler.summary import estimate_error
+from targets import Estimate
+
+FIGURES = Estimate(fp32_gmacs_per_core=2.0, int8_gmacs_per_core=8.0, bandwidth_gbs=4.0, op_overhead_us=10.0,
+                   thread_efficiency=0.5)
+ANCHORED = ["rpi4", "rpi3", "rpi3-armv7l"]
+
+
+def test_compute_bound_op_scales_with_rate_and_threads():
+    conv = OpRecord("CONV_2D", "float32", macs=2_000_000, weight_bytes=1000, activation_bytes=1000)
+    # 2e6 MACs / 2 GMAC/s = 1 ms on one thread; 3 threads at efficiency 0.5 give n_eff = 2.
+    assert predict_ms([conv], FIGURES, 1).compute_ms == pytest.approx(1.0)
+    assert predict_ms([conv], FIGURES, 3).compute_ms == pytest.approx(0.5)
+    as_int8 = OpRecord("CONV_2D", "int8", 2_000_000, 1000, 1000)
+    assert predict_ms([as_int8], FIGURES, 1).compute_ms == pytest.approx(0.25)
+
+
+def test_memory_bound_op_is_charged_bandwidth_and_every_op_overhead():
+    copy = OpRecord("RESHAPE", "float32", macs=0, weight_bytes=0, activation_bytes=8_000_000)
+    cost = predict_ms([copy, copy], FIGURES, 4)
+    assert cost.memory_ms == pytest.approx(4.0)  # 2 x 8 MB / 4 GB/s
+    assert cost.compute_ms == 0 and cost.overhead_ms == pytest.approx(0.02)
+    assert cost.total_ms == pytest.approx(4.02)
+
+
+@pytest.mark.parametrize("name", ANCHORED)
+def test_anchored_targets_keep_anchors_out_of_the_fit(name):
+    e = targets.load(name).estimate
+    assert e is not None and e.anchors and e.held_out and e.fitted_on
+    assert not set(e.held_out) & set(e.fitted_on)
+    lo, hi = e.error_band
+    for anchor in e.anchors:
+        assert lo - 1e-3 <= anchor.error <= hi + 1e-3
+        assert abs(anchor.error) <= 0.30, f"{name} {anchor.model} {anchor.dtype} is off by {anchor.error:+.0%}"
+    assert "XNNPACK" in " ".join(e.sources)
+
+
+def test_every_pi_target_has_an_estimate_saying_what_it_rests_on():
+    for name in ["rpi4", "rpi5", "rpi3", "rpi3-armv7l", "rpi-zero-2w", "generic-aarch64"]:
+        e = targets.load(name).estimate
+        assert e is not None and e.fp32_gmacs_per_core > 0 and e.basis_text()
+        if not e.anchors:
+            assert e.derived_from in ANCHORED and "derived from" in e.basis_text()
+
+
+def test_manifest_estimate_is_labelled_with_band_and_anchors():
+    records = [OpRecord("CONV_2D", "int8", 10_000_000, 50_000, 100_000)] * 5
+    estimate = target_estimate(targets.load("rpi4"), records)
+    assert estimate["method"] == "estimate"
+    assert estimate["low_ms"] <= estimate["p50_ms"] <= estimate["high_ms"]
+    assert estimate["held_out"] == ["mobilenet_v2 float32", "mobilenet_v2 int8"]
+    assert target_estimate(targets.load("x86-64"), records) is None
+
+
+def test_targets_table_cell_names_the_anchor_error():
+    cell = estimate_error(targets.load("rpi4"))
+    assert "on 6 anchors" in cell and "held-out 2" in cell
+    assert estimate_error(targets.load("rpi5")) == "no anchor (derived from rpi4)"
+    assert estimate_error(targets.load("x86-64")) == "no estimate"
+
+
+def test_unknown_key_in_estimate_table_is_an_error(tmp_path):
+    text = (targets._HERE / "rpi4.toml").read_text().replace("[estimate]\n", "[estimate]\nturbo = 2\n")
+    path = tmp_path / "mine.toml"
+    path.write_text(text)
+    with pytest.raises(targets.TargetFileError, match=r"\[estimate\] has unknown keys: turbo"):
+        targets.load(str(path))
+
+
+def test_key_appended_after_the_anchors_is_an_error(tmp_path):
+    path = tmp_path / "mine.toml"
+    path.write_text((targets._HERE / "rpi4.toml").read_text() + "\nturbo = true\n")
+    with pytest.raises(targets.TargetFileError, match="unknown keys: turbo"):
+        targets.load(str(path))
+
+
+def test_targets_command_shows_each_targets_anchor_error(monkeypatch):
+    from typer.testing import CliRunner
+
+    from compiler.cli import app
+
+    monkeypatch.setenv("COLUMNS", "300")
+    result = CliRunner().invoke(app, ["targets"])
+    assert result.exit_code == 0, result.output
+    assert "latency estimate error" in result.output
+    for name in ("rpi4", "rpi3", "rpi5", "x86-64"):
+        assert estimate_error(targets.load(name)) in result.output
