@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +14,8 @@ from rich.table import Table
 
 from .errors import EdgekilnError
 
-console = Console(stderr=False, highlight=False)
+# Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 @contextlib.contextmanager
@@ -86,7 +88,7 @@ def estimate_error(t: object) -> str:
     held = [a for a in e.anchors if not a.fitted]
     worst = max(abs(a.error) for a in held) if held else 0.0
     return (f"{e.error_band[0] * 100:+.0f}%..{e.error_band[1] * 100:+.0f}% on {len(e.anchors)} anchors "
-            f"(held-out {len(held)}: max {worst * 100:.0f}%)")
+            f"({len(held)} held out: max {worst * 100:.0f}%)")
 
 
 def _fid(f: dict) -> str:
@@ -99,13 +101,12 @@ def print_targets() -> None:
     import targets
 
     table = Table(title="edgekiln targets")
-    for column in ("name", "arch", "cpu", "cores", "RAM (budget)", "OS / Python", "tflite interpreter",
-                   "latency estimate error"):
-        table.add_column(column, no_wrap=column in ("name", "arch"))
+    for column in ("name", "arch", "cpu", "RAM MB (budget)", "Python", "tflite interpreter", "estimate error"):
+        table.add_column(column, no_wrap=column in ("name", "arch", "Python"))
     for name in targets.names():
         t = targets.load(name)
-        table.add_row(t.name, t.arch, t.cpu, str(t.cores), f"{t.ram_mb} MB ({t.ram_budget_mb})",
-                      f"{t.os} / {t.python}", t.tflite_interpreter, estimate_error(t))
+        table.add_row(t.name, t.arch, t.cpu, f"{t.ram_mb} ({t.ram_budget_mb})", t.python, t.tflite_interpreter,
+                      estimate_error(t))
     console.print(table)
     console.print("[dim]estimate error: (estimate - published) / published on each target's anchors "
                   "(XNNPACK README MobileNets; bench/fit_estimate.py)[/dim]")

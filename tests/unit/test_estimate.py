@@ -63,7 +63,7 @@ def test_manifest_estimate_is_labelled_with_band_and_anchors():
 
 def test_targets_table_cell_names_the_anchor_error():
     cell = estimate_error(targets.load("rpi4"))
-    assert "on 6 anchors" in cell and "held-out 2" in cell
+    assert "on 6 anchors" in cell and "2 held out" in cell
     assert estimate_error(targets.load("rpi5")) == "no anchor (derived from rpi4)"
     assert estimate_error(targets.load("x86-64")) == "no estimate"
 
