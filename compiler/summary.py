@@ -102,7 +102,7 @@ def print_targets() -> None:
 
     table = Table(title="edgekiln targets")
     for column in ("name", "arch", "cpu", "RAM MB (budget)", "Python", "tflite interpreter", "estimate error"):
-        table.add_column(column, no_wrap=column in ("name", "arch", "Python"))
+        table.add_column(column, no_wrap=column in ("name", "arch", "Python", "estimate error"))
     for name in targets.names():
         t = targets.load(name)
         table.add_row(t.name, t.arch, t.cpu, f"{t.ram_mb} ({t.ram_budget_mb})", t.python, t.tflite_interpreter,
