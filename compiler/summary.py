@@ -52,6 +52,8 @@ def print_build_summary(result: object) -> None:
         acc = m["accuracy"]
         table.add_row(f"top-1 accuracy ({acc['samples']} samples; source {acc['reference']:.2f}%)",
                       f"{acc['baseline']:.2f}%", f"{acc['compiled']:.2f}%", f"drop {acc['drop']:.2f} pt")
+    if m.get("pruning"):
+        _pruning_rows(table, m)
     fid, bfid = m["fidelity"], base["fidelity"]
     table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
     console.print(table)
@@ -63,6 +65,22 @@ def print_build_summary(result: object) -> None:
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
     console.print(f"bundle written to [bold]{result.output}[/bold]; on the device: "  # type: ignore[attr-defined]
                   "pip install -r requirements.txt && python -m runtime validate")
+
+
+def _pruning_rows(table: Table, m: dict) -> None:
+    """Pruning's own effect: the unpruned model compiled the same way vs this bundle, measured in this run."""
+    p = m["pruning"]
+    measured = p["measured"]
+    table.add_row(f"pruning ({p['ratio']}, {p['recovery']['method']}): MACs", f"{p['macs_before']:,}",
+                  f"{p['macs_after']:,}", f"{p['macs_ratio']:.3f}x")
+    if measured:
+        table.add_row("  unpruned vs pruned bundle: size", f"{measured['unpruned_model_bytes']:,} B",
+                      f"{measured['model_bytes']:,} B", f"{measured['size_ratio']:.3f}x")
+        table.add_row("  unpruned vs pruned bundle: host p50", f"{measured['unpruned_p50_ms']:.3f} ms",
+                      f"{measured['p50_ms']:.3f} ms", f"{measured['latency_ratio']:.3f}x")
+    acc = p["accuracy"]
+    table.add_row(f"  {acc['metric']} before / after recovery (float)", f"{acc['before_recovery']:.2f}%",
+                  f"{acc['after_recovery']:.2f}%", f"source {acc['reference']:.2f}%")
 
 
 def _fid(f: dict) -> str:
