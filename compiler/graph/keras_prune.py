@@ -76,7 +76,7 @@ def _node(layer: Any, parents: list[str], shared: bool) -> Node:
         return Node(**common, kernel=0, per_channel_params=len(weights), scale=scale)
     if op == "Flatten":
         in_shape = tuple(layer.input.shape)
-        return Node(**common, spatial=int(np.prod(in_shape[1:-1])), kernel=0)
+        return Node(**{**common, "spatial": int(np.prod(in_shape[1:-1]))}, kernel=0)
     return Node(**common, kernel=0)
 
 
