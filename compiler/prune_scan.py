@@ -15,11 +15,11 @@ from rich.table import Table
 
 from .data import as_float32, load_data
 from .errors import RecipeError
-from .graph import detect_format, keras_prune
+from .graph import detect_format
 from .graph import keras as keras_graph
 from .prune import groups, importance, sensitivity
-from .prune.channels import Plan
-from .prune_stage import Judge
+from .prune.driver import Judge
+from .prune_stage import KerasSubject
 from .summary import console
 
 
@@ -37,16 +37,12 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
         if graph.keras_model is None:
             raise RecipeError("prune-scan needs a Keras model (.keras or .h5)")
         dataset = as_float32(load_data(data_path, graph.inputs, role="evaluation"))
-        model = graph.keras_model
-        analysis = groups.analyze(keras_prune.channel_graph(model))
+        subject = KerasSubject(graph.keras_model, None)
+        analysis = subject.analysis
         scores = importance.group_scores(analysis, criterion)
-        judge = Judge(model, dataset.take(0, samples))
-
-        def masked_score(plan: Plan) -> float:
-            with keras_prune.masked(model, analysis, plan):
-                return judge.score(model)
-
-        result = sensitivity.scan(analysis, scores, masked_score, tuple(ratios or sensitivity.SCAN_RATIOS),
+        judge = Judge(subject, next(iter(dataset.inputs.values()))[:samples],
+                      None if dataset.labels is None else dataset.labels[:samples])
+        result = sensitivity.scan(analysis, scores, judge.masked_score, tuple(ratios or sensitivity.SCAN_RATIOS),
                                   judge.metric, len(judge.x))
     _print(result, analysis, model_path)
     if json_out:

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..prune import recover as ls
 from ..prune.channels import Plan
-from ..prune.groups import COUPLING, Analysis, Role
+from ..prune.groups import Analysis
 from ..tf_env import import_keras, import_tf
 
 EPOCHS = 8
@@ -108,7 +108,7 @@ def reconstruct(pruned: Any, original: Any, analysis: Analysis, plan: Plan, x: n
     """Re-fit, in topological order, every conv/dense layer downstream of a removed channel."""
     keras = import_keras()
     start = time.perf_counter()
-    layers = _affected(analysis, plan)
+    layers = ls.affected(analysis, plan)
     if not layers:
         return {"method": "reconstruct", "layers": 0, "samples": len(x), "seconds": 0.0}
     probe = keras.Model(original.inputs, [original.get_layer(n).input for n in layers])
@@ -118,34 +118,30 @@ def reconstruct(pruned: Any, original: Any, analysis: Analysis, plan: Plan, x: n
         x_pruned = _as_list(current.predict(x, batch_size=256, verbose=0))[k]
         layer, source = pruned.get_layer(name), original.get_layer(name)
         weights = source.get_weights()
+        bias = weights[1] if len(weights) > 1 else None
+        bn = None if bias is not None else _batchnorm_after(analysis, name)
         node = analysis.graph.node(name)
-        kernel, bias = ls.reconstruct(originals[name], x_pruned, analysis.mask(node.inputs[0], plan),
-                                      analysis.mask(name, plan), weights[0],
-                                      weights[1] if len(weights) > 1 else None, _geometry(source), seed + k)
-        layer.set_weights([kernel] + ([bias] if bias is not None else []))
+        kernel, new_bias = ls.reconstruct(originals[name], x_pruned, analysis.mask(node.inputs[0], plan),
+                                          analysis.mask(name, plan), weights[0],
+                                          np.zeros(weights[0].shape[-1]) if bn else bias, _geometry(source), seed + k)
+        if bn:  # a conv without bias feeding a BatchNormalization: its fitted bias goes into the BN's mean
+            bn_weights = pruned.get_layer(bn).get_weights()
+            bn_weights[-2] = (bn_weights[-2] - new_bias).astype(bn_weights[-2].dtype)  # (y + b - m) = (y - (m - b))
+            pruned.get_layer(bn).set_weights(bn_weights)
+            new_bias = None
+        layer.set_weights([kernel] + ([new_bias] if new_bias is not None else []))
     return {"method": "reconstruct", "layers": len(layers), "samples": len(x),
             "seconds": round(time.perf_counter() - start, 2)}
 
 
+def _batchnorm_after(analysis: Analysis, name: str) -> str | None:
+    """The BatchNormalization that is the only reader of `name`, if there is one."""
+    readers = [n for n in analysis.graph.nodes if name in n.inputs]
+    return readers[0].name if len(readers) == 1 and readers[0].op == "BatchNormalization" else None
+
+
 def _as_list(outputs: Any) -> list[np.ndarray]:
     return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
-
-
-def _affected(analysis: Analysis, plan: Plan) -> list[str]:
-    """Producers whose input differs from the original: a channel was removed upstream."""
-    changed: set[str] = set()
-    found = []
-    for node in analysis.graph.nodes:
-        inputs_changed = any(i in changed for i in node.inputs)
-        if COUPLING.get(node.op) is Role.PRODUCER and len(node.inputs) == 1:
-            if inputs_changed or not analysis.mask(node.inputs[0], plan).all():
-                found.append(node.name)
-                changed.add(node.name)
-            elif not analysis.mask(node.name, plan).all():
-                changed.add(node.name)
-        elif inputs_changed or not analysis.mask(node.name, plan).all():
-            changed.add(node.name)
-    return found
 
 
 def _geometry(layer: Any) -> ls.Geometry:

@@ -49,11 +49,13 @@ COUPLING: dict[str, Role] = {
     "GlobalAveragePooling2D": Role.PASS, "GlobalMaxPooling2D": Role.PASS,
     "GlobalAveragePool": Role.PASS, "GlobalMaxPool": Role.PASS,
     "ZeroPadding2D": Role.PASS, "Pad": Role.PASS, "Cropping2D": Role.PASS, "UpSampling2D": Role.PASS,
+    "Squeeze": Role.PASS, "Unsqueeze": Role.PASS, "ReduceMean(spatial)": Role.PASS,  # ONNX, off the channel axis
     "Dropout": Role.PASS, "SpatialDropout2D": Role.PASS, "GaussianNoise": Role.PASS, "Identity": Role.PASS,
     "Add(constant)": Role.PASS, "Mul(constant)": Role.PASS, "Sub(constant)": Role.PASS, "Div(constant)": Role.PASS,
     # ties: elementwise over equally shaped inputs
     "Add": Role.TIE, "Subtract": Role.TIE, "Multiply": Role.TIE, "Average": Role.TIE, "Maximum": Role.TIE,
-    "Minimum": Role.TIE, "Sub": Role.TIE, "Mul": Role.TIE, "Max": Role.TIE, "Min": Role.TIE, "Sum": Role.TIE,
+    "Minimum": Role.TIE, "Sub": Role.TIE, "Mul": Role.TIE, "Div": Role.TIE, "Max": Role.TIE, "Min": Role.TIE,
+    "Sum": Role.TIE,
     # layout
     "Concatenate": Role.CONCAT, "Concat": Role.CONCAT,
     "Flatten": Role.FLATTEN,

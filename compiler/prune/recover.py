@@ -20,6 +20,9 @@ from enum import StrEnum
 
 import numpy as np
 
+from .channels import Plan
+from .groups import COUPLING, Analysis, Role
+
 ROWS_PER_LAYER = 10_000  # sampled output positions per re-fitted layer
 RIDGE = 1e-3             # lam relative to the mean diagonal of P^T P: keeps near-dead channels stable
 
@@ -40,6 +43,24 @@ def resolve(method: Recover | str, trainable: bool) -> Recover:
     if method is Recover.auto:
         return Recover.distill if trainable else Recover.reconstruct
     return method
+
+
+def affected(analysis: Analysis, plan: Plan) -> list[str]:
+    """Producers, in topological order, whose input differs from the original: re-fit candidates.
+
+    A producer's input differs when one of its input channels was removed, or when anything
+    upstream changed (a removed channel, or an earlier re-fit, which never matches exactly).
+    """
+    changed: set[str] = set()
+    found = []
+    for node in analysis.graph.nodes:
+        upstream = any(i in changed for i in node.inputs)
+        producer = COUPLING.get(node.op) is Role.PRODUCER and len(node.inputs) == 1
+        if producer and (upstream or not analysis.mask(node.inputs[0], plan).all()):
+            found.append(node.name)
+        if upstream or node.name in found or not analysis.mask(node.name, plan).all():
+            changed.add(node.name)
+    return found
 
 
 @dataclass(frozen=True)
