@@ -59,18 +59,23 @@ def _bn_members(analysis: Analysis, group: Group) -> list[np.ndarray]:
     return found
 
 
-def removed_count(channels: int, ratio: float) -> int:
-    """Channels a ratio removes: rounded, and never all of them."""
-    return min(channels - 1, max(0, int(round(channels * ratio))))
+def removed_count(channels: int, ratio: float, multiple: int = 1) -> int:
+    """Channels a ratio removes: rounded, never all of them; with multiple > 1, the count KEPT is
+    rounded to the nearest multiple (at least one) when the group has more than `multiple` channels."""
+    removed = min(channels - 1, max(0, int(round(channels * ratio))))
+    if multiple > 1 and channels > multiple:
+        kept = max(multiple, int(round((channels - removed) / multiple)) * multiple)
+        removed = max(0, channels - min(kept, channels))
+    return removed
 
 
-def plan_for(analysis: Analysis, scores: dict[int, np.ndarray], ratios: dict[int, float]) -> Plan:
+def plan_for(analysis: Analysis, scores: dict[int, np.ndarray], ratios: dict[int, float], multiple: int = 1) -> Plan:
     """Keep masks that drop each group's lowest-scoring channels at its ratio (stable on ties)."""
     plan: Plan = {}
     for gid, ratio in ratios.items():
         if gid not in scores:
             raise ValueError(f"group {gid} is not prunable")
-        n = removed_count(len(scores[gid]), ratio)
+        n = removed_count(len(scores[gid]), ratio, multiple) if ratio > 0 else 0
         if n:
             keep = np.ones(len(scores[gid]), dtype=bool)
             keep[np.argsort(scores[gid], kind="stable")[:n]] = False

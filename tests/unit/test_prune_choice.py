@@ -38,10 +38,12 @@ def test_bn_criterion_uses_gamma():
     assert np.argsort(scores).tolist() == np.argsort(gamma).tolist()
 
 
-def test_a_ratio_never_removes_every_channel():
+def test_a_ratio_never_removes_every_channel_and_aligns_what_it_keeps():
     assert importance.removed_count(8, 0.99) == 7
     assert importance.removed_count(8, 0.5) == 4
     assert importance.removed_count(1, 0.9) == 0
+    assert [importance.removed_count(96, r, 16) for r in (0.1, 0.5, 0.7, 0.99)] == [16, 48, 64, 80]
+    assert importance.removed_count(16, 0.5, 16) == 8  # too small to align: as asked
 
 
 def _scan(drops: dict[str, list[float]]) -> tuple[sensitivity.Scan, groups.Analysis, dict]:
@@ -52,18 +54,30 @@ def _scan(drops: dict[str, list[float]]) -> tuple[sensitivity.Scan, groups.Analy
     return sensitivity.Scan("accuracy", 90.0, 100, (0.1, 0.3, 0.5), 1000, rows), analysis, scores
 
 
-def test_ratios_within_stop_at_the_first_drop_over_the_threshold():
-    scan, analysis, _ = _scan({"a": [0.1, 5.0, 0.2], "b": [0.0, 0.3, 0.4]})
+def test_weights_rank_groups_by_sensitivity_and_skip_the_hopeless():
+    scan, analysis, _ = _scan({"a": [0.1, 5.0, 9.0], "b": [0.0, 0.3, 0.6]})
     ids = {g.label: g.id for g in analysis.prunable}
-    assert sensitivity.ratios_within(scan, 0.5) == {ids["a"]: 0.1, ids["b"]: 0.5}
-    assert sensitivity.ratios_within(scan, 0.05) == {ids["b"]: 0.1}
+    assert sensitivity.weights(scan) == {ids["a"]: 0.5, ids["b"]: 1.0}
+    scan, _, _ = _scan({"a": [25.0, 50.0, 80.0], "b": [0.0, 0.3, 0.6]})
+    assert sensitivity.weights(scan)[ids["a"]] == 0.0  # 25 points lost at the smallest ratio: skipped
+
+
+def test_candidates_grow_with_alpha_and_respect_the_channel_multiple():
+    scan, analysis, scores = _scan({"a": [0.1, 5.0, 9.0], "b": [0.0, 0.3, 0.6]})
+    options = sensitivity.candidates(scan, analysis, scores)
+    remaining = [cost.cost(analysis, importance.plan_for(analysis, scores, o)).macs for o in options]
+    assert len(options) >= 4 and remaining == sorted(remaining, reverse=True)  # fewest MACs removed first
+    ids = {g.label: g.id for g in analysis.prunable}
+    assert all(o[ids["b"]] == pytest.approx(2 * o[ids["a"]]) for o in options)  # a is the sensitive one
+    aligned = sensitivity.candidates(scan, analysis, scores, multiple=4)
+    for o in aligned:  # b has 16 channels: kept counts are multiples of 4; a (8 channels) too
+        kept = importance.plan_for(analysis, scores, o, 4)
+        assert all(int(k.sum()) % 4 == 0 for k in kept.values())
 
 
 def test_search_finds_the_most_aggressive_plan_within_budget():
     scan, analysis, scores = _scan({"a": [0.1, 1.0, 9.0], "b": [0.0, 0.5, 2.0]})
     options = sensitivity.candidates(scan, analysis, scores)
-    remaining = [cost.cost(analysis, importance.plan_for(analysis, scores, o)).macs for o in options]
-    assert len(options) >= 3 and remaining == sorted(remaining, reverse=True)  # fewest MACs removed first
     removed = [sum(r.values()) for r in options]
     # a stand-in for "drop after recovery" that grows with the total ratio: the budget allows a total of 0.8
     chosen, trials = sensitivity.search(options, lambda r: sum(r.values()) - 0.3, 0.5, analysis, scores, 10)
