@@ -51,7 +51,7 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
-    sections["warnings"] = warnings(recipe, measured, artifacts)
+    sections["warnings"] = warnings(recipe, measured, artifacts) + (pruning or {}).get("warnings", [])
     return manifest_schema.assemble(sections)
 
 

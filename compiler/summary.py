@@ -135,6 +135,12 @@ def _inspect_bundle(path: Path) -> None:
         a = m["accuracy"]
         console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
                       f"(drop {a['drop']} pt, {a['samples']} samples)")
+    if m.get("pruning"):
+        p = m["pruning"]
+        speed = (p.get("measured") or {}).get("speedup")
+        console.print(f"pruning {p['ratio']} ({p['criterion']}, recovery {p['recovery']['method']}): MACs "
+                      f"{p['macs_before']:,} -> {p['macs_after']:,}" + (f", {speed}x faster than unpruned" if speed
+                                                                          else ""))
     console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
     _io_table(model["inputs"], model["outputs"])
     for warning in m.get("warnings", []):

@@ -166,4 +166,15 @@ def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pru
                      "before_recovery": round(judge.masked_score(plan), 3),  # exactly the removed model's
                      "after_recovery": round(judge.score(pruned), 3), "samples": len(judge.x)},
         "search": search, "seconds": round(time.perf_counter() - start, 2),
+        "warnings": _warnings(plan, ratio, facts, search),
     }
+
+
+def _warnings(plan: Plan, ratio: float | str, facts: dict | None, search: dict | None) -> list[str]:
+    notes = []
+    if ratio == "auto" and not plan:
+        notes.append(f"pruning: no candidate met the budget of {search['budget'] if search else '?'} points after "
+                     "recovery, so nothing was removed; raise --max-drop or use --prune R")
+    if plan and facts and facts["method"] == "none":
+        notes.append("pruning without recovery (--recover none): accuracy usually collapses")
+    return notes

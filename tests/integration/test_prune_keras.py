@@ -130,3 +130,17 @@ def test_reconstruct_and_distill_bring_a_pruned_model_back_towards_the_original(
     assert facts["layers"] == 3 and error[1] < 0.5 * error[0], error
     assert np.array_equal(model.predict(x, verbose=0), reference)  # the teacher is not touched
     assert np.isfinite(error[2])
+
+
+def test_finetune_trains_the_pruned_model_on_labels():
+    model = _build("chain")
+    analysis = groups.analyze(keras_prune.channel_graph(model))
+    plan = importance.plan_for(analysis, importance.group_scores(analysis), importance.uniform(analysis, 0.5))
+    x = np.random.default_rng(7).random((96, 8, 8, 3), dtype=np.float32)
+    y = model.predict(x, verbose=0).argmax(1)  # the original's decisions as labels
+    pruned = keras_prune.apply(model, analysis, plan)
+    before = float(np.mean(pruned.predict(x, verbose=0).argmax(1) == y))
+    facts = keras_recover.finetune(pruned, x, y, epochs=15)
+    after = float(np.mean(pruned.predict(x, verbose=0).argmax(1) == y))
+    assert facts["method"] == "finetune" and facts["loss"] == "SparseCategoricalCrossentropy"
+    assert after > before, (before, after)
