@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import InputModelError
 from ..prune.channels import ChannelGraph, Node, Plan
 from ..prune.groups import Analysis
 from ..tf_env import import_keras
@@ -55,8 +56,9 @@ def _parents(graph: Any, layer: Any) -> tuple[list[str], bool]:
 
 
 def _node(layer: Any, parents: list[str], shared: bool) -> Node:
-    if shared:  # one node per layer: a layer called twice has no single output to describe
-        return Node(layer.name, f"{type(layer).__name__}(shared)", tuple(parents), channels=0, kernel=0)
+    if shared or isinstance(layer.output, list | tuple):  # one node per layer: no single output to describe
+        kind = "shared" if shared else "multi-output"
+        return Node(layer.name, f"{type(layer).__name__}({kind})", tuple(parents), channels=0, kernel=0)
     shape = tuple(layer.output.shape)
     op = _op_key(layer, len(shape))
     spatial = int(np.prod(shape[1:-1])) if len(shape) > 2 else 1
@@ -120,10 +122,15 @@ def apply(model: Any, analysis: Analysis, plan: Plan) -> Any:
             config[SIZE_KEYS[type(layer).__name__]] = sizes[layer.name]
         return layer.__class__.from_config(config)
 
-    pruned = keras.models.clone_model(model, clone_function=rebuild)
-    for layer in graph_model(model).operations:
-        if layer.get_weights():
-            pruned.get_layer(layer.name).set_weights(_sliced(layer, analysis, plan))
+    try:
+        pruned = keras.models.clone_model(model, clone_function=rebuild)
+        for layer in graph_model(model).operations:
+            if layer.get_weights():
+                pruned.get_layer(layer.name).set_weights(_sliced(layer, analysis, plan))
+    except Exception as exc:  # noqa: BLE001  (Keras raises many types; wrap them where they enter)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise InputModelError(f"cannot rebuild the model with fewer channels: {first}",
+                              "build without --prune, or report the layer that fails") from exc
     return pruned
 
 
