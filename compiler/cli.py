@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 
 from .errors import EdgekilnError
+from .prune.importance import Criterion
+from .prune.recover import Recover
 from .recipe import Format, Quantize
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
@@ -72,6 +74,9 @@ def build(
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in percentage points.")] = None,
     threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
+    prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
+    recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
+    prune_criterion: Annotated[Criterion | None, typer.Option(help="Channel importance.")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
@@ -88,6 +93,7 @@ def build(
                "output": _str(output), "format": format, "quantize": quantize, "int8_io": int8_io,
                "calib_samples": calib_samples, "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
+               "prune": prune, "recover": recover, "prune_criterion": prune_criterion,
                "unsafe": unsafe or None, "force": force or None}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,
                                                      remote_dir=remote_dir))
@@ -169,6 +175,24 @@ def validate(
         report(outcome)
 
     _run(action)
+
+
+@app.command("prune-scan")
+def prune_scan(
+    model: ModelArg,
+    eval: EvalOpt = None,  # noqa: A002
+    calib: CalibOpt = None,
+    criterion: Annotated[Criterion, typer.Option(help="Channel importance.")] = Criterion.l1,
+    ratios: Annotated[str | None, typer.Option(help="Ratios to scan (default 0.1,0.2,...,0.9).")] = None,
+    samples: Annotated[int, typer.Option(help="Evaluation samples per probe.")] = 500,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON.")] = None,
+    csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None,
+    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+) -> None:
+    """Per-layer pruning sensitivity: prune each channel group alone at each ratio, measure the drop."""
+    from .prune_scan import run_scan
+
+    _run(lambda: run_scan(model, eval, calib, criterion, _floats(ratios), samples, json_out, csv_out, unsafe))
 
 
 @app.command("targets")

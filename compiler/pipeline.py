@@ -10,7 +10,7 @@ from pathlib import Path
 import targets as target_data
 from targets import Target, TargetFileError
 
-from . import analyze, bundle, compat, report
+from . import analyze, bundle, compat, prune_stage, report
 from .data import Dataset
 from .emit import tflite
 from .errors import RecipeError, TargetError
@@ -49,14 +49,16 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         graph = keras_graph.load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe)
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
+        pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting: float32 baseline and {recipe.quantize}")
-        artifacts = _emit(graph, model_format, recipe, data)
+        artifacts = _emit(pruned.graph if pruned else graph, model_format, recipe, data)
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, model_format, artifacts.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
-        measured = measure_all(graph, artifacts, data, recipe, target)
+        measured = measure_all(graph, artifacts, data, recipe, target)  # against the source: drops include pruning
+        pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target, EMITTERS[model_format], progress)
         manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
-                                   memory_mb, notes)
+                                   memory_mb, notes, pruning)
         progress("Writing the bundle")
         bundle.write(output, report.contents(artifacts, manifest, measured, target), force=recipe.force)
     return BuildResult(output, manifest, tuple(manifest["warnings"]))

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RecipeError
+from .prune.importance import Criterion
+from .prune.recover import Recover
 
 
 class Quantize(StrEnum):
@@ -49,6 +51,10 @@ class Recipe:
     max_drop: accuracy budget in percentage points; exceeding it is reported prominently.
     threads: interpreter threads for host measurement; None means the target's default.
     bench_runs: timed runs per latency measurement.
+    prune: remove this fraction of every prunable channel group (0 <= R < 1), or "auto" to choose
+        per-group ratios under max_drop; None: no pruning.
+    recover: how accuracy is recovered after pruning (see compiler/prune/recover.py).
+    prune_criterion: channel importance, l1 | l2 | bn.
     unsafe: allow loading models whose layers carry code (Lambda); never the default.
     force: replace an existing output directory.
     """
@@ -69,6 +75,9 @@ class Recipe:
     max_drop: float = 1.0
     threads: int | None = None
     bench_runs: int = 100
+    prune: float | str | None = None
+    recover: Recover = Recover.auto
+    prune_criterion: Criterion = Criterion.l1
     unsafe: bool = False
     force: bool = False
 
@@ -76,6 +85,9 @@ class Recipe:
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
         if self.format is not None:
             object.__setattr__(self, "format", _enum(Format, self.format, "format"))
+        object.__setattr__(self, "recover", _enum(Recover, self.recover, "recover"))
+        object.__setattr__(self, "prune_criterion", _enum(Criterion, self.prune_criterion, "prune_criterion"))
+        object.__setattr__(self, "prune", _prune_ratio(self.prune))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
         if not self.output:
@@ -97,7 +109,8 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
-                    format=str(self.format) if self.format else None)
+                    format=str(self.format) if self.format else None, recover=str(self.recover),
+                    prune_criterion=str(self.prune_criterion))
         return data
 
     def replace(self, **changes: Any) -> Recipe:
@@ -109,6 +122,20 @@ def _enum(kind: type[StrEnum], value: object, field: str) -> Any:
         return kind(str(value))
     except ValueError:
         raise RecipeError(f"{field} must be one of {', '.join(m.value for m in kind)}, got '{value}'") from None
+
+
+def _prune_ratio(value: object) -> float | str | None:
+    """None, "auto", or a ratio 0 <= R < 1 (given as a number or its text)."""
+    if value is None or value == "auto":
+        return value  # type: ignore[return-value]
+    try:
+        ratio = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RecipeError(f"prune must be a ratio in [0, 1) or 'auto', got '{value}'") from None
+    if not 0.0 <= ratio < 1.0:
+        raise RecipeError(f"prune must be a ratio in [0, 1) or 'auto', got {ratio}",
+                          "0.5 removes half of the channels of every prunable group")
+    return ratio
 
 
 def from_toml(path: str | Path, **overrides: Any) -> Recipe:

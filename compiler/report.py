@@ -18,7 +18,8 @@ SLOWER_MARGIN = 1.05  # below 5% the two p50s are within this host's run-to-run 
 
 
 def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, artifacts: Artifacts,
-             data: Datasets, measured: Measured, memory_mb: float, notes: list[str] | None = None) -> dict[str, Any]:
+             data: Datasets, measured: Measured, memory_mb: float, notes: list[str] | None = None,
+             pruning: dict | None = None) -> dict[str, Any]:
     """The whole manifest of a build; `notes` are target checks that --force overrode."""
     source_bytes, source_sha = _file_facts(Path(recipe.source))
     model_sha = hashlib.sha256(artifacts.model).hexdigest()
@@ -37,7 +38,7 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
         "size": {"source_bytes": source_bytes, "baseline_bytes": len(artifacts.baseline),
                  "model_bytes": len(artifacts.model),
                  "ratio": round(len(artifacts.model) / len(artifacts.baseline), 4)},
-        "pruning": None,
+        "pruning": pruning,
         "quantization": _quantization(recipe, artifacts, data, measured),
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
@@ -48,11 +49,23 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
         "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
                    "atol": measured.atol, "rtol": measured.rtol},
     }
+    if pruning and pruning["measured"]:
+        _add_pruning_measurements(sections, pruning["measured"])
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
-    sections["warnings"] = warnings(recipe, measured, artifacts) + list(notes or [])
+    sections["warnings"] = (warnings(recipe, measured, artifacts) + list(notes or [])
+                            + (pruning or {}).get("warnings", []))
     return manifest_schema.assemble(sections)
+
+
+def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:
+    """The source's MACs are the unpruned model's; size and latency show the measured effect of pruning."""
+    sections["source"]["macs"] = measured["unpruned_macs"]
+    sections["size"].update(unpruned_model_bytes=measured["unpruned_model_bytes"],
+                            pruning_ratio=measured["size_ratio"])
+    sections["latency"]["pruning"] = {key: measured[key] for key in
+                                      ("unpruned_p50_ms", "p50_ms", "speedup", "latency_ratio", "macs_ratio")}
 
 
 def _quantization(recipe: Recipe, artifacts: Artifacts, data: Datasets, measured: Measured) -> dict | None:

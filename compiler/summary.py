@@ -55,6 +55,8 @@ def print_build_summary(result: object) -> None:
         acc = m["accuracy"]
         table.add_row(f"top-1 accuracy ({acc['samples']} samples; source {acc['reference']:.2f}%)",
                       f"{acc['baseline']:.2f}%", f"{acc['compiled']:.2f}%", f"drop {acc['drop']:.2f} pt")
+    if m.get("pruning"):
+        _pruning_rows(table, m)
     fid, bfid = m["fidelity"], base["fidelity"]
     table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
     console.print(table)
@@ -89,6 +91,22 @@ def estimate_error(t: object) -> str:
     worst = max(abs(a.error) for a in held) if held else 0.0
     return (f"{e.error_band[0] * 100:+.0f}%..{e.error_band[1] * 100:+.0f}% on {len(e.anchors)} anchors "
             f"({len(held)} held out: max {worst * 100:.0f}%)")
+
+
+def _pruning_rows(table: Table, m: dict) -> None:
+    """Pruning's own effect: the unpruned model compiled the same way vs this bundle, measured in this run."""
+    p = m["pruning"]
+    measured = p["measured"]
+    table.add_row(f"pruning ({p['ratio']}, {p['recovery']['method']}): MACs", f"{p['macs_before']:,}",
+                  f"{p['macs_after']:,}", f"{p['macs_ratio']:.3f}x")
+    if measured:
+        table.add_row("  unpruned vs pruned bundle: size", f"{measured['unpruned_model_bytes']:,} B",
+                      f"{measured['model_bytes']:,} B", f"{measured['size_ratio']:.3f}x")
+        table.add_row("  unpruned vs pruned bundle: host p50", f"{measured['unpruned_p50_ms']:.3f} ms",
+                      f"{measured['p50_ms']:.3f} ms", f"{measured['latency_ratio']:.3f}x")
+    acc = p["accuracy"]
+    table.add_row(f"  {acc['metric']} before / after recovery (float)", f"{acc['before_recovery']:.2f}%",
+                  f"{acc['after_recovery']:.2f}%", f"source {acc['reference']:.2f}%")
 
 
 def _fid(f: dict) -> str:
@@ -148,6 +166,12 @@ def _inspect_bundle(path: Path) -> None:
         a = m["accuracy"]
         console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
                       f"(drop {a['drop']} pt, {a['samples']} samples)")
+    if m.get("pruning"):
+        p = m["pruning"]
+        speed = (p.get("measured") or {}).get("speedup")
+        console.print(f"pruning {p['ratio']} ({p['criterion']}, recovery {p['recovery']['method']}): MACs "
+                      f"{p['macs_before']:,} -> {p['macs_after']:,}" + (f", {speed}x faster than unpruned" if speed
+                                                                          else ""))
     console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
     _io_table(model["inputs"], model["outputs"])
     for warning in m.get("warnings", []):

@@ -58,15 +58,19 @@ def _dtype_of(graph: KerasGraph, name: str) -> str:
 def load(path: str | Path, source_format: str, workdir: Path, unsafe: bool = False) -> KerasGraph:
     """Load a Keras / TF model without running code from it (unless unsafe), and export it."""
     source = Path(path)
-    export_dir = workdir / "source_saved_model"
     if source_format == "saved_model":
         return _from_saved_model(source, source_format, None, 0)
     model = _load_keras(source, source_format, unsafe)
+    return from_model(model, workdir / "source_saved_model", source_format, source.name)
+
+
+def from_model(model: Any, export_dir: Path, source_format: str, label: str) -> KerasGraph:
+    """A working graph of an in-memory Keras model (e.g. a pruned one), exported to export_dir."""
     try:
         with quiet_fds():
             model.export(str(export_dir), verbose=False)
     except Exception as exc:  # noqa: BLE001  (Keras raises many types; wrap them where they enter)
-        raise InputModelError(f"cannot export {source.name} for conversion: {_first_line(exc)}") from exc
+        raise InputModelError(f"cannot export {label} for conversion: {_first_line(exc)}") from exc
     return _from_saved_model(export_dir, source_format, model, int(model.count_params()))
 
 

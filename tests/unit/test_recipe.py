@@ -42,3 +42,12 @@ def test_toml_recipe_rejects_unknown_keys(tmp_path):
 def test_zero_std_is_refused():
     with pytest.raises(RecipeError, match="std must not contain 0"):
         Recipe(source="a.keras", quantize="none", std=(0.5, 0.0))
+
+
+def test_prune_settings_are_validated():
+    assert Recipe(source="a.keras", quantize="none", prune="0.25").prune == 0.25
+    assert Recipe(source="a.keras", quantize="none", prune="auto").to_dict()["recover"] == "auto"
+    with pytest.raises(RecipeError, match=r"prune must be a ratio in \[0, 1\) or 'auto', got 'half'"):
+        Recipe(source="a.keras", quantize="none", prune="half")
+    with pytest.raises(RecipeError, match="recover must be one of auto, distill, finetune, reconstruct, none"):
+        Recipe(source="a.keras", quantize="none", prune=0.5, recover="retrain")

@@ -1,0 +1,139 @@
+"""Structured pruning trade-off, side by side in one run: prune ratio 0, 0.25, 0.5 and auto, all int8.
+
+    .venv/bin/python bench/bench_prune.py [--model sample_models/mnist_resnet.keras] [--runs 500] [--skip-onnx]
+
+Each row is a full `edgekiln build` (int8, rpi4 recipe, default recovery) of the same source model;
+accuracy is the compiled int8 bundle's on the labelled evaluation set, and its drop is against the
+FLOAT SOURCE model, so it includes pruning and quantization. Latencies of the four bundles are
+measured afterwards in one process, the models alternating round by round so that drift of a
+shared host hits all alike. The second part prunes an ONNX export of the same model (tf2onnx) at
+0.3 and recovers it by least-squares reconstruction only, through onnxruntime, with no training.
+Host figures only: no target claims.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.bench_int8 import _interleaved  # noqa: E402
+from compiler.pipeline import build  # noqa: E402
+from compiler.recipe import Recipe  # noqa: E402
+from runtime import Model  # noqa: E402
+from runtime.model import quantize  # noqa: E402
+
+SAMPLES = ROOT / "sample_models"
+SETTINGS = (0.0, 0.25, 0.5, "auto")
+
+
+def _build_all(model: str, work: Path) -> dict:
+    """One int8 bundle per pruning setting: (manifest, model bytes, build seconds)."""
+    results = {}
+    for setting in SETTINGS:
+        recipe = Recipe(source=model, target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
+                        eval=str(SAMPLES / "mnist_eval.npz"), output=str(work / f"b_{setting}"), prune=setting,
+                        max_drop=1.0, bench_runs=50)
+        start = time.perf_counter()
+        manifest = build(recipe).manifest
+        results[setting] = (manifest, (work / f"b_{setting}" / "model.tflite").read_bytes(),
+                            time.perf_counter() - start)
+        print(f"  built prune={setting} in {results[setting][2]:.0f} s", flush=True)
+    return results
+
+
+def _print_table(results: dict, p50: dict[int, dict]) -> None:
+    base_manifest, base_bytes, _ = results[0.0]
+    base_macs = base_manifest["model"]["macs"]
+    print(f"\n{'prune':>6} {'MACs':>11} {'MACs x':>7} {'bundle B':>9} {'size x':>7} "
+          + "".join(f"{f'p50 {t}t ms':>11} {'x':>6} " for t in p50)
+          + f"{'acc %':>7} {'drop pt':>8} {'before rec.':>11} {'recovery':>17} {'pruning s':>9}")
+    for setting, (m, model_bytes, _) in results.items():
+        p = m["pruning"]
+        rec = p["recovery"]
+        recovery = f"{rec['method']} {rec.get('seconds', 0):.0f} s" if rec["method"] != "none" else "-"
+        row = (f"{setting!s:>6} {m['model']['macs']:>11,} {m['model']['macs'] / base_macs:>7.3f} "
+               f"{len(model_bytes):>9,} {len(model_bytes) / len(base_bytes):>7.3f} ")
+        row += "".join(f"{lat[setting]:>11.4f} {lat[setting] / lat[0.0]:>6.3f} " for lat in p50.values())
+        row += (f"{m['accuracy']['compiled']:>7.2f} {m['accuracy']['drop']:>8.2f} "
+                f"{p['accuracy']['before_recovery']:>11.2f} {recovery:>17} {p['seconds']:>9.0f}")
+        print(row)
+    print(f"float source accuracy {base_manifest['accuracy']['reference']:.2f}% on "
+          f"{base_manifest['accuracy']['samples']} labelled samples; x = ratio to the unpruned (prune 0) int8 bundle; "
+          "'before rec.' = pruned float model before recovery; recovery = the chosen model's, pruning s = the whole "
+          "stage (auto: scan + probes)")
+
+
+def _latencies(results: dict, runs: int) -> dict[int, dict]:
+    x = np.load(SAMPLES / "mnist_eval.npz")["x"][:1]
+    table = {}
+    for threads in (1, 2):
+        models = {s: Model("tflite", r[1], threads) for s, r in results.items()}
+        feeds = {s: [quantize(x, m.inputs[0])] for s, m in models.items()}
+        table[threads] = _interleaved(models, feeds, runs)
+    return table
+
+
+def _onnx_part(model_path: str, work: Path) -> None:
+    """ONNX export of the model, pruned 0.3, reconstructed (no training), accuracy before/after."""
+    import onnx
+
+    from compiler.data import Dataset
+    from compiler.graph import onnx_recover
+    from compiler.prune_stage import prune_onnx
+    from compiler.stages import Datasets
+    from compiler.tf_env import import_keras, import_tf, quiet_fds
+
+    keras, tf = import_keras(), import_tf()
+    import tf2onnx
+
+    source = keras.models.load_model(model_path, compile=False)
+    spec = (tf.TensorSpec((None, *source.inputs[0].shape[1:]), tf.float32, name="image"),)
+    with quiet_fds():
+        proto, _ = tf2onnx.convert.from_keras(source, input_signature=spec, opset=17)
+    onnx.save(proto, work / "model.onnx")
+    calib = np.load(SAMPLES / "mnist_calib.npz")["x"].astype(np.float32)
+    with np.load(SAMPLES / "mnist_eval.npz") as ev:
+        x, y = ev["x"].astype(np.float32), ev["y"]
+    data = Datasets(Dataset({"image": calib}, None, "calib"), None, Dataset({"image": x}, y, "eval"))
+    unpruned = float(np.mean(onnx_recover.run(proto, x)[0].argmax(1) == y) * 100)
+    pruned, block = prune_onnx(proto, Recipe(source="model.onnx", quantize="none", prune=0.3), data, lambda s: None)
+    after = float(np.mean(onnx_recover.run(pruned, x)[0].argmax(1) == y) * 100)
+    acc, rec = block["accuracy"], block["recovery"]
+    print(f"\nONNX (tf2onnx export of {Path(model_path).name}), prune 0.3, recovery {rec['method']} "
+          f"({rec['steps'][0]['layers']} layers re-fitted in {rec['seconds']:.1f} s, no training):")
+    print(f"  float accuracy on {acc['samples']} samples: unpruned {unpruned:.2f}%  pruned before reconstruction "
+          f"{acc['before_recovery']:.2f}%  after {after:.2f}%  (drop {unpruned - after:+.2f} pt)")
+    print(f"  params {block['params_before']:,} -> {block['params_after']:,}   MACs {block['macs_before']:,} -> "
+          f"{block['macs_after']:,} ({block['macs_ratio']:.3f}x)   model bytes {len(proto.SerializeToString()):,} -> "
+          f"{len(pruned.SerializeToString()):,}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default=str(SAMPLES / "mnist_resnet.keras"))
+    parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--skip-onnx", action="store_true")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        print(f"building {Path(args.model).name} at prune {', '.join(map(str, SETTINGS))} (int8, rpi4)", flush=True)
+        results = _build_all(args.model, work)
+        _print_table(results, _latencies(results, args.runs))
+        auto = results["auto"][0]["pruning"]
+        print(f"auto: {len(auto['search']['trials'])} recovered probes under a budget of {auto['search']['budget']} "
+              f"pt; chosen channels: " + ", ".join(f"{'+'.join(g['layers'])} {g['channels_before']}->"
+                                                    f"{g['channels_after']}" for g in auto["groups"]))
+        if not args.skip_onnx:
+            _onnx_part(args.model, work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The pruning stage of a build: choose channels, remove them, recover accuracy, and measure the gain.
+
+It sits between loading and emitting (DESIGN.md): the source Keras model is pruned and recovered,
+exported to a new SavedModel, and handed on as the working graph. The bundle's accuracy and
+fidelity are still measured against the ORIGINAL source model, so the drops reported include
+pruning. After emission, `finish` compiles the unpruned model the same way and times both side by
+side, so the manifest shows the speed-up measured, not only the MACs ratio.
+
+`prune_onnx` is the same stage for an ONNX ModelProto (recovery by reconstruction: no training
+framework is needed); the logic both share is compiler/prune/driver.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import analyze, measure
+from .data import Dataset
+from .errors import RecipeError
+from .graph import keras as keras_graph
+from .graph import keras_prune, keras_recover, onnx_prune, onnx_recover
+from .prune import driver, groups
+from .prune.channels import Plan
+from .prune.recover import Recover, resolve
+from .recipe import Recipe
+from .stages import Artifacts, Datasets, host_threads
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """The working graph to emit (the source's when nothing was removed) and the manifest's pruning block."""
+
+    graph: keras_graph.KerasGraph
+    block: dict
+    removed: bool
+
+
+class KerasSubject:
+    """A Keras model as the pruning driver sees it (compiler/prune/driver.py: Subject)."""
+
+    def __init__(self, model: Any, calib: Dataset | None) -> None:
+        self.model = model
+        self.analysis = groups.analyze(keras_prune.channel_graph(model))
+        self.x = None if calib is None else _single(calib)
+        self.y = None if calib is None else calib.labels
+
+    def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+        y = model.predict(x, batch_size=256, verbose=0)
+        return y[0] if isinstance(y, list | tuple) else y
+
+    def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
+        return keras_prune.masked(self.model, self.analysis, plan)
+
+    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[dict]]:
+        pruned = keras_prune.apply(self.model, self.analysis, plan)
+        steps = []
+        if method is not Recover.none:  # reconstruction first: cheap, and a good start for training
+            steps.append(keras_recover.reconstruct(pruned, self.model, self.analysis, plan, self.x))
+        if method is Recover.distill:
+            steps.append(keras_recover.distill(pruned, self.model, self.x))
+        elif method is Recover.finetune:
+            steps.append(keras_recover.finetune(pruned, self.x, self.y))
+        return pruned, steps
+
+    def params(self, model: Any) -> int:
+        return int(model.count_params())
+
+
+class OnnxSubject:
+    """An ONNX ModelProto as the pruning driver sees it; recovery by reconstruction only (no training)."""
+
+    def __init__(self, model: Any, calib: Dataset | None) -> None:
+        self.model = model
+        self.analysis = groups.analyze(onnx_prune.channel_graph(model))
+        self.x = None if calib is None else _single(calib)
+
+    def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+        return onnx_recover.run(model, x)[0]
+
+    @contextlib.contextmanager
+    def masked(self, plan: Plan) -> Iterator[Any]:
+        yield onnx_prune.masked(self.model, self.analysis, plan)
+
+    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[dict]]:
+        pruned = onnx_prune.apply(self.model, self.analysis, plan)
+        if method is Recover.none:
+            return pruned, []
+        pruned, facts = onnx_recover.reconstruct(pruned, self.model, self.analysis, plan, self.x)
+        return pruned, [facts]
+
+    def params(self, model: Any) -> int:
+        return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)  # FLOAT tensors
+
+
+def _single(dataset: Dataset) -> np.ndarray:
+    return next(iter(dataset.inputs.values()))
+
+
+def judge_for(subject: Any, data: Datasets) -> driver.Judge:
+    """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
+    dataset = data.evaluation or data.holdout or data.calib
+    assert dataset is not None, "the recipe guarantees --calib or --eval"
+    return driver.Judge(subject, _single(dataset), dataset.labels)
+
+
+def prune(graph: keras_graph.KerasGraph, recipe: Recipe, data: Datasets, workdir: Path,
+          progress: Progress) -> Pruned | None:
+    """Prune the source Keras model as the recipe says; None without --prune."""
+    if recipe.prune is None:
+        return None
+    method = _check(recipe, data, len(graph.inputs), trainable=True)
+    if graph.keras_model is None:
+        raise RecipeError("--prune needs a Keras model (.keras or .h5): a SavedModel cannot be rebuilt with "
+                          "fewer channels", "load it in Keras, save it as .keras, and build that")
+    subject = KerasSubject(graph.keras_model, data.calib)
+    outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
+                         judge_for(subject, data), progress)
+    if outcome.model is None:
+        return Pruned(graph, outcome.block, False)
+    exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
+                                      "the pruned model")
+    return Pruned(exported, outcome.block, True)
+
+
+def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -> tuple[Any, dict] | None:
+    """Prune an ONNX ModelProto as the recipe says: (pruned model or the input one, pruning block), or None.
+
+    Data must be in the model's own input layout (NCHW for most ONNX models).
+    """
+    if recipe.prune is None:
+        return None
+    constants = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in constants]
+    method = _check(recipe, data, len(inputs), trainable=False)
+    subject = OnnxSubject(model, data.calib)
+    outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
+                         judge_for(subject, data), progress)
+    return (outcome.model if outcome.model is not None else model), outcome.block
+
+
+def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool) -> Recover:
+    """The recovery method to use, after refusing what cannot work."""
+    method = resolve(recipe.recover, trainable)
+    if not trainable and method in (Recover.distill, Recover.finetune):
+        raise RecipeError(f"--recover {method} trains the model, which is possible for Keras sources only",
+                          "use --recover reconstruct (least squares, no training)")
+    if inputs != 1:
+        raise RecipeError("pruning supports single-input models only")
+    if method is not Recover.none and data.calib is None:
+        raise RecipeError(f"recovery by {method} runs on calibration data", "pass --calib DATA")
+    if method is Recover.finetune and (data.calib is None or data.calib.labels is None):
+        raise RecipeError("--recover finetune needs labels 'y' in the calibration data",
+                          "use --recover distill, which needs no labels")
+    if recipe.prune == "auto" and data.evaluation is None and data.holdout is None:
+        raise RecipeError("--prune auto needs data to measure sensitivity", "pass --eval DATA (labelled is best)")
+    return method
+
+
+def finish(pruned: Pruned | None, source: keras_graph.KerasGraph, artifacts: Artifacts, data: Datasets,
+           recipe: Recipe, target: Any, emit: Callable[..., bytes], progress: Progress) -> dict | None:
+    """The pruning block completed with the unpruned model compiled the same way and timed side by side."""
+    if pruned is None:
+        return None
+    if not pruned.removed:
+        return {**pruned.block, "measured": None}
+    progress(f"Measuring the speed-up: the unpruned model compiled the same way ({recipe.quantize})")
+    unpruned = emit(source.saved_model_dir, recipe.quantize, data.calib, recipe.int8_io)
+    threads = recipe.threads or host_threads(target)
+    models = [measure.open_model(artifacts.format, b, threads) for b in (artifacts.model, unpruned)]
+    # Three alternating rounds, each model keeping its best: drift on a shared host hits both alike.
+    rounds = [[measure.host_latency(m, data.golden_set, recipe.bench_runs) for m in models] for _ in range(3)]
+    best = [min((r[k] for r in rounds), key=lambda lat: lat["p50_ms"]) for k in range(2)]
+    macs = (artifacts.model_stats.macs, analyze.tflite_stats(unpruned).macs)
+    return {**pruned.block, "measured": {
+        "compiled_as": str(recipe.quantize), "threads": threads,
+        "model_bytes": len(artifacts.model), "unpruned_model_bytes": len(unpruned),
+        "size_ratio": round(len(artifacts.model) / len(unpruned), 4),
+        "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),
+        "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
+        "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),
+        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3)}}
