@@ -63,6 +63,15 @@ def check_memory(target: Target, model_bytes: int, arena_bytes: int) -> float:
     return needed_mb
 
 
+def arena_bytes(model_format: str, model_bytes: bytes) -> int:
+    """Activation-memory upper bound of an artifact of either format."""
+    if model_format == "onnx":
+        from .analyze_onnx import onnx_arena_bytes
+
+        return onnx_arena_bytes(model_bytes)
+    return tflite_arena_bytes(model_bytes)
+
+
 def tflite_arena_bytes(model_bytes: bytes) -> int:
     """Upper bound of the activation memory: the bytes of every non-constant tensor at batch 1."""
     from ai_edge_litert.interpreter import Interpreter

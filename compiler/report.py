@@ -36,7 +36,7 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
                  "model_bytes": len(artifacts.model),
                  "ratio": round(len(artifacts.model) / len(artifacts.baseline), 4)},
         "pruning": None,
-        "quantization": _quantization(recipe, data, measured),
+        "quantization": _quantization(recipe, data, measured, artifacts.details),
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
                     "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
@@ -52,14 +52,14 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
     return manifest_schema.assemble(sections)
 
 
-def _quantization(recipe: Recipe, data: Datasets, measured: Measured) -> dict | None:
+def _quantization(recipe: Recipe, data: Datasets, measured: Measured, details: dict) -> dict | None:
     if recipe.quantize is Quantize.none:
         return None
     calibrated = recipe.quantize is Quantize.int8
     return {"mode": str(recipe.quantize), "per_channel": recipe.quantize in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
-            "calibration_method": "minmax" if calibrated else None}
+            "calibration_method": str(recipe.calibration_method) if calibrated else None, **details}
 
 
 def warnings(recipe: Recipe, measured: Measured) -> list[str]:
