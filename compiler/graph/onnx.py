@@ -47,12 +47,17 @@ class OnnxGraph:
         return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else 1
 
     def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Float reference outputs (onnxruntime), in output_names order, in chunks of the fixed batch."""
+        """Float reference outputs (onnxruntime), in output_names order, in chunks of the fixed batch
+        (the last chunk padded by repeating its last sample; the padding's outputs are dropped)."""
         session = self.session()
         total = next(iter(inputs.values())).shape[0]
         step = max(1, self.batch)
-        chunks = [session.run(self.output_names, {k: v[s:s + step] for k, v in inputs.items()})
-                  for s in range(0, total, step)]
+        chunks = []
+        for start in range(0, total, step):
+            feed = {k: v[start:start + step] for k, v in inputs.items()}
+            real = next(iter(feed.values())).shape[0]
+            feed = {k: np.concatenate([v, np.repeat(v[-1:], step - real, axis=0)]) for k, v in feed.items()}
+            chunks.append([out[:real] for out in session.run(self.output_names, feed)])
         return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
 
     def session(self) -> Any:
@@ -93,8 +98,8 @@ def _read(source: Path) -> Any:
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
         raise InputModelError(f"{source.name} is not a readable ONNX model (truncated, or not an ONNX file)",
                               "re-export it, e.g. with torch.onnx.export") from exc
-    except OSError as exc:  # a missing external-data file
-        raise InputModelError(f"{source.name}: cannot read its external data: {exc}",
+    except (OSError, onnx.checker.ValidationError) as exc:  # a missing external-data file
+        raise InputModelError(f"{source.name}: cannot read its external data: {_first_line(exc)}",
                               "keep the .onnx file next to its external-data files") from exc
     if not model.graph.node or not model.graph.output:
         raise InputModelError(f"{source.name} is not a readable ONNX model (no graph in it)",
@@ -237,8 +242,8 @@ def _session_error(text: str, version: str) -> InputModelError:
     missing = re.search(r"Could not find an implementation for (\w+)\((\d+)\)", text) or \
         re.search(r"(\S+)\((-?\d+)\) is not a registered function/op", text)
     if missing:
-        return InputModelError(f"op {missing.group(1)} (opset {missing.group(2)}) has no kernel in "
-                               f"onnxruntime {version} (CPU), so the model cannot run on the device",
+        return InputModelError(f"op {missing.group(1)} (version {missing.group(2)}) has no onnxruntime "
+                               f"{version} CPU kernel for these tensor types: the device cannot run it",
                                "replace the op, or re-export the model with opset 17")
     first = next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")
     return InputModelError(f"onnxruntime {version} cannot load the model: {first[:300]}",
