@@ -185,8 +185,9 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
         if all(p is not None for p in out_perms):
             shapes = [*source_shapes, *[(graph.batch, *r.shape[1:]) for r in reference]]
             names = [*feeds, *graph.output_names]
-            return {n: _layout(p, s) for n, p, s in zip(names, [*perms, *out_perms], shapes, strict=True)
-                    if p != list(range(len(p)))}
+            firsts = [s.channels_first for s in graph.inputs] + [True] * len(reference)  # outputs: as PyTorch
+            return {n: _layout(p, s, f) for n, p, s, f in zip(names, [*perms, *out_perms], shapes, firsts,
+                                                              strict=True) if p != list(range(len(p)))}
     raise ConversionError("onnx2tf's float32 TFLite does not reproduce the ONNX model on a real sample",
                           "use --format onnx")
 
@@ -217,9 +218,11 @@ def _matching_perm(reference: np.ndarray, compiled: np.ndarray) -> list[int] | N
     return None
 
 
-def _layout(perm: list[int], source_shape: tuple[int, ...]) -> dict:
-    source, compiled = _LAYOUT_NAMES.get(len(perm), ("source", "compiled"))
-    return {"source": source, "compiled": compiled, "perm": list(perm), "source_shape": list(source_shape)}
+def _layout(perm: list[int], source_shape: tuple[int, ...], channels_first: bool) -> dict:
+    """The manifest record; axis letters are the source's (NCHW-like unless it looks channels-last)."""
+    letters = _LAYOUT_NAMES[len(perm)][0 if channels_first or source_shape[-1] not in (1, 3, 4) else 1]
+    return {"source": letters, "compiled": "".join(letters[i] for i in perm), "perm": list(perm),
+            "source_shape": list(source_shape)}
 
 
 def _version() -> str:
