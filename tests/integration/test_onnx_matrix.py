@@ -52,7 +52,8 @@ def test_cell_builds_and_validates_on_its_own_runtime(bundle: Callable, source: 
     assert (result.output / f"model.{fmt}").is_file()
     assert result.manifest["model"]["format"] == fmt and result.manifest["source"]["format"] == source
     interpreter = "onnxruntime==" if fmt == "onnx" else "ai-edge-litert=="
-    assert any(line.startswith(interpreter) for line in (result.output / "requirements.txt").read_text().split())
+    requirements = (result.output / "requirements.txt").read_text().split()
+    assert any(line.startswith(interpreter) for line in requirements)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # the bundle's runtime, not the repo's
     done = subprocess.run([sys.executable, "-m", "runtime", "validate", "--json"], cwd=result.output, env=env,
                           capture_output=True, text=True, timeout=300, check=False)
@@ -92,7 +93,8 @@ def test_onnx_to_tflite_records_the_layout_and_keeps_nchw_for_the_user(bundle: C
 
 def test_onnx_to_onnx_is_qdq_with_the_targets_activations(bundle: Callable) -> None:
     m = bundle("onnx", "onnx").manifest
-    assert m["quantization"]["format"] == "QDQ" and m["quantization"]["activation_type"] == "int8"  # rpi4: ARM
+    assert m["quantization"]["format"] == "QDQ"
+    assert m["quantization"]["activation_type"] == "int8"  # rpi4 is ARM: s8s8
     assert m["model"]["ops"]["QuantizeLinear"] > 0 and m["model"]["ops"]["DequantizeLinear"] > 0
     assert m["golden"]["atol"] > 1e-3  # two steps of the final DequantizeLinear, not a float tolerance
     assert "layout" not in m["model"]["inputs"][0]

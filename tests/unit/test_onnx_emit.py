@@ -100,3 +100,11 @@ def test_none_is_the_float_model(tmp_path: Path) -> None:
 def test_float16_is_refused_for_onnx(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="float16 is not available for ONNX"):
         quantized(_float_bytes(), None, _options(tmp_path, Quantize.float16), {})
+
+
+def test_tflite_refuses_calibration_methods_it_does_not_have(tmp_path: Path) -> None:
+    from compiler.emit.tflite import check_calibration_method
+
+    check_calibration_method(_options(tmp_path, method=CalibrationMethod.minmax))
+    with pytest.raises(RecipeError, match="calibration method entropy is not available for TFLite"):
+        check_calibration_method(_options(tmp_path, method=CalibrationMethod.entropy))

@@ -1,6 +1,5 @@
-"""Bad ONNX inputs through the real CLI: each gives one clear line on stderr and exit 1, writes nothing.
-
-These fail before any converter runs, so no TensorFlow is imported.
+"""ONNX sources through the real CLI: `inspect`, and bad inputs that each give one clear line on
+stderr and exit 1 and write nothing. All of it happens before any converter runs: no TensorFlow.
 """
 
 from __future__ import annotations
@@ -18,12 +17,15 @@ from onnx_models import conv_net, save, single_op
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _build(tmp_path: Path, model: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
+def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "compiler", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def _build(tmp_path: Path, model: Path, data: Path, *extra: str) -> subprocess.CompletedProcess:
     out = tmp_path / "bundle"
-    done = subprocess.run([sys.executable, "-m", "compiler", "build", str(model), "--target", "rpi4",
-                           "--calib", str(data), "-o", str(out), *extra],
-                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    done = _cli("build", str(model), "--target", "rpi4", "--calib", str(data), "-o", str(out), *extra)
     assert not out.exists(), "a failed build must not leave a bundle"
     return done
 
@@ -79,4 +81,14 @@ def test_calibration_data_in_the_wrong_layout(tmp_path: Path) -> None:
     nhwc = tmp_path / "calib_nhwc.npz"
     np.savez(nhwc, x=np.random.default_rng(0).random((16, 8, 8, 3), np.float32))
     line = _one_error_line(_build(tmp_path, model, nhwc, "--format", "onnx"))
-    assert "expected shape (N, 3, 8, 8), got (16, 8, 8, 3)" in line and "channels-first vs channels-last" in line
+    assert "expected shape (N, 3, 8, 8), got (16, 8, 8, 3)" in line
+    assert "channels-first vs channels-last" in line
+
+
+def test_inspect_an_onnx_model(tmp_path: Path) -> None:
+    done = _cli("inspect", str(save(conv_net(weights_as_constants=True), tmp_path / "c.onnx")))
+    assert done.returncode == 0, done.stderr
+    text = " ".join(done.stdout.split())
+    assert "ONNX opset 17" in text and "params 122, MACs 6,920 (batch 1)" in text
+    assert "4 Constant nodes hold tensors (moved to initializers)" in text
+    assert "[1, 3, 8, 8]" in text and "Conv x1" in text and "Gemm x1" in text
