@@ -32,6 +32,7 @@ from compiler.stages import load_datasets  # noqa: E402
 SAMPLES = ROOT / "sample_models"
 DEFAULT_MODELS = ["mnist_resnet_nchw.onnx", "mnist_dwsep_nchw.onnx", "mnist_resnet.keras"]
 THREADS = (1, 2)
+ACTIVATIONS = {"int8": "s8s8", "uint8": "u8s8"}  # onnxruntime's names: activations, then weights
 
 
 def data_for(model: str) -> tuple[str, str]:
@@ -39,34 +40,34 @@ def data_for(model: str) -> tuple[str, str]:
     return str(SAMPLES / f"mnist_calib{suffix}.npz"), str(SAMPLES / f"mnist_eval{suffix}.npz")
 
 
-def artifacts(model: Path, target_name: str, work: Path) -> tuple[dict, Dataset]:
-    """{(format, 'float32'|'int8'): (bytes, layouts)} from the real emitters, and the evaluation data.
+def artifacts(model: Path, work: Path) -> tuple[dict, Dataset]:
+    """{name: (format, bytes, layouts)} from the real emitters, and the evaluation data.
 
+    ONNX int8 is built with both activation types (s8s8 is the ARM choice, u8s8 the x86 one);
     TFLite int8 keeps float I/O here, like ONNX QDQ, so both time the same work.
     """
     calib, evaluation = data_for(model.name)
-    recipe = Recipe(source=str(model), target=target_name, calib=calib, eval=evaluation, calib_samples=128)
-    target = resolve_target(target_name)
+    recipe = Recipe(source=str(model), calib=calib, eval=evaluation, calib_samples=128)
     source_format = detect_format(model)
     graph = load(model, source_format, work)
     data = load_datasets(recipe, graph.inputs)
     found = {}
-    for fmt in ("onnx", "tflite"):
-        scratch = work / fmt
+    for fmt, activation in (("onnx", "int8"), ("onnx", "uint8"), ("tflite", "int8")):
+        scratch = work / f"{fmt}_{activation}"
         scratch.mkdir()
-        options = EmitOptions(Quantize.int8, False, CalibrationMethod.minmax, target.onnx_activation_type,
-                              scratch)
+        options = EmitOptions(Quantize.int8, False, CalibrationMethod.minmax, activation, scratch)
         emitted = EMITTERS[framework(source_format), fmt](graph, data.calib, options)
-        found[fmt, "float32"] = (emitted.baseline, emitted.layouts)
-        found[fmt, "int8"] = (emitted.model, emitted.layouts)
+        found[f"{fmt} float32"] = (fmt, emitted.baseline, emitted.layouts)
+        found[f"{fmt} int8" + (f" ({ACTIVATIONS[activation]})" if fmt == "onnx" else "")] = \
+            (fmt, emitted.model, emitted.layouts)
     return found, data.evaluation
 
 
-def p50s(found: dict, sample: dict, runs: int, rounds: int) -> dict[tuple[str, str, int], float]:
-    """Best-of-rounds p50 (ms) per (format, precision, threads), rounds interleaved across configs."""
-    models = {(fmt, prec, t): open_model(fmt, blob, t, layouts)
-              for (fmt, prec), (blob, layouts) in found.items() for t in THREADS}
-    best: dict[tuple[str, str, int], float] = {}
+def p50s(found: dict, sample: dict, runs: int, rounds: int) -> dict[tuple[str, int], float]:
+    """Best-of-rounds p50 (ms) per (artifact, threads), rounds interleaved across artifacts."""
+    models = {(name, t): open_model(fmt, blob, t, layouts)
+              for name, (fmt, blob, layouts) in found.items() for t in THREADS}
+    best: dict[tuple[str, int], float] = {}
     for _ in range(rounds):
         for key, model in models.items():
             feeds = [sample[i.name][:1] for i in model.inputs]
@@ -75,26 +76,27 @@ def p50s(found: dict, sample: dict, runs: int, rounds: int) -> dict[tuple[str, s
     return best
 
 
-def report(name: str, found: dict, best: dict, activation: str) -> None:
-    print(f"\n{name}  (ONNX int8: QDQ, {activation} activations; TFLite int8: integer; both float I/O)")
-    print(f"  {'format':7s} {'float32 B':>10s} {'int8 B':>9s} {'size':>6s}   "
-          + "   ".join(f"{t}T p50 float / int8 = ratio" for t in THREADS))
-    for fmt in ("onnx", "tflite"):
-        f_bytes, q_bytes = len(found[fmt, "float32"][0]), len(found[fmt, "int8"][0])
-        cells = [f"{best[fmt, 'float32', t]:7.3f} / {best[fmt, 'int8', t]:6.3f} ms = "
-                 f"{best[fmt, 'int8', t] / best[fmt, 'float32', t]:5.2f}x" for t in THREADS]
-        print(f"  {fmt:7s} {f_bytes:10,d} {q_bytes:9,d} {q_bytes / f_bytes:5.3f}x   " + "   ".join(cells))
+def report(name: str, found: dict, best: dict, target: str, activation: str) -> None:
+    print(f"\n{name} (host-measured p50; TFLite int8 and ONNX QDQ both with float I/O)")
+    print(f"  {'artifact':18s} {'bytes':>9s} {'vs float':>8s}   "
+          + "   ".join(f"p50 {t}T ms (vs float)" for t in THREADS))
+    for key, (fmt, blob, _) in found.items():
+        float_bytes = len(found[f"{fmt} float32"][1])
+        cells = [f"{best[key, t]:7.3f} ({best[key, t] / best[f'{fmt} float32', t]:4.2f}x)" for t in THREADS]
+        size = f"  {key:18s} {len(blob):9,d} {len(blob) / float_bytes:7.3f}x   "
+        print(size + "   ".join(f"{c:>20s}" for c in cells))
+    onnx_key = f"onnx int8 ({ACTIVATIONS[activation]})"
     for t in THREADS:
-        tfl, onx = best["tflite", "int8", t], best["onnx", "int8", t]
-        pick = "tflite" if tfl < onx else "onnx"
-        print(f"  int8, {t} thread{'s' if t > 1 else ' '}: TFLite {tfl:.3f} ms vs ONNX {onx:.3f} ms "
-              f"-> ONNX/TFLite {onx / tfl:.2f}x; faster here: {pick}")
+        tfl, onx = best["tflite int8", t], best[onnx_key, t]
+        faster = "tflite" if tfl < onx else "onnx"
+        print(f"  {target} ships {onnx_key}; {t} thread{'s' if t > 1 else ''}: TFLite int8 {tfl:.3f} ms vs "
+              f"ONNX int8 {onx:.3f} ms = ONNX/TFLite {onx / tfl:.2f}x -> faster here: {faster}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=DEFAULT_MODELS, help="files in sample_models/ or paths")
-    parser.add_argument("--target", default="rpi4", help="target whose ONNX activation type is used")
+    parser.add_argument("--target", default="rpi4", help="target whose ONNX int8 flavour is compared")
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
@@ -102,9 +104,9 @@ def main() -> None:
     for name in args.models:
         model = Path(name) if Path(name).exists() else SAMPLES / name
         with tempfile.TemporaryDirectory(prefix="edgekiln-bench-") as work:
-            found, evaluation = artifacts(model, args.target, Path(work))
+            found, evaluation = artifacts(model, Path(work))
         best = p50s(found, evaluation.inputs, args.runs, args.rounds)
-        report(model.name, found, best, activation)
+        report(model.name, found, best, args.target, activation)
 
 
 if __name__ == "__main__":
