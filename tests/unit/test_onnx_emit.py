@@ -108,3 +108,22 @@ def test_tflite_refuses_calibration_methods_it_does_not_have(tmp_path: Path) -> 
     check_calibration_method(_options(tmp_path, method=CalibrationMethod.minmax))
     with pytest.raises(RecipeError, match="calibration method entropy is not available for TFLite"):
         check_calibration_method(_options(tmp_path, method=CalibrationMethod.entropy))
+
+
+def test_onnx2tf_failure_text_is_reduced_to_its_telling_line() -> None:
+    from compiler.emit.tflite_from_onnx import _error_line
+
+    red, reset = "\x1b[31m", "\x1b[0m"
+    text = "\n".join([
+        f"\x1b[32mINFO:{reset} onnx_op_type: Conv onnx_op_name: /conv/Conv",
+        f"{red}ERROR:{reset} The trace log is below.",
+        "Traceback (most recent call last):",
+        '  File "onnx2tf/ops/Conv.py", line 300, in make_node',
+        "ValueError: Depth of output (16) is not a multiple of the number of groups (32) for '{{node conv}}'",
+        f"{red}ERROR:{reset} input_onnx_file_path: model.onnx",
+        f"{red}ERROR:{reset} onnx_op_name: /conv/Conv",
+    ])
+    assert _error_line(text).startswith("ValueError: Depth of output (16) is not a multiple of the number")
+    assert _error_line(f"{red}ERROR:{reset} The model has an unsupported dynamic shape") == \
+        "ERROR: The model has an unsupported dynamic shape"
+    assert _error_line("") == "no output"
