@@ -126,8 +126,9 @@ def _check_opsets(model: Any, source: Path) -> None:
 def constants_to_initializers(graph: Any) -> int:
     """Move tensors held by `Constant` nodes into initializers (in place); return how many moved.
 
-    Exporters other than PyTorch's often store weights this way; the quantizer only treats
-    initializers as weights, so unconverted they would stay float (and pruning would miss them).
+    Exporters other than PyTorch's often store weights this way. Weight-aware code reads
+    initializers: parameter counts, pruning's channel graph, and quantizers (onnxruntime's
+    pre-processing happens to fold Constants itself; not every tool does). One form for all.
     """
     from onnx import numpy_helper
 
