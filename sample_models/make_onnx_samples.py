@@ -29,7 +29,7 @@ OUT_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(OUT_DIR))
 from make_samples import SEED, load_splits, random_shift  # noqa: E402  (the same split and augmentation)
 
-EPOCHS = 8
+EPOCHS = 6
 BATCH = 64
 OPSET = 17
 

@@ -49,12 +49,16 @@ def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
     scratch = options.workdir / "onnx2tf"
     scratch.mkdir()
     files = run_onnx2tf(graph, calib, options.quantize, scratch)
+    wanted = _ARTIFACT[options.quantize, options.int8_io]
+    if wanted not in files:
+        raise ConversionError(f"onnx2tf wrote no {wanted} model (only {', '.join(sorted(files))})",
+                              "use --format onnx: onnxruntime runs the ONNX model directly")
     names = ([s.name for s in graph.inputs], list(graph.output_names))
     baseline = rename_signature(files["float32"].read_bytes(), *names)
-    model = rename_signature(files[_ARTIFACT[options.quantize, options.int8_io]].read_bytes(), *names)
+    model = rename_signature(files[wanted].read_bytes(), *names)
     _check_builtin_only(model)
     layouts = find_layouts(graph, baseline, calib)
-    return Emitted(model, baseline, layouts, {"converter": f"onnx2tf {_version()}", "per_channel": True})
+    return Emitted(model, baseline, layouts, {"converter": f"onnx2tf {_version()}"})
 
 
 def check_ops(model: Any) -> None:
@@ -82,21 +86,27 @@ def run_onnx2tf(graph: Any, calib: Dataset | None, quantize: Quantize, scratch: 
     elif quantize is Quantize.dynamic:
         args += ["-odrqt"]
     _write_stand_in(graph, calib, scratch)
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": "",
-           "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
     try:
-        done = subprocess.run(args, cwd=scratch, env=env, capture_output=True, text=True, timeout=TIMEOUT_S,
-                              check=False)
+        done = subprocess.run(args, cwd=scratch, env=_environment(), capture_output=True, text=True,
+                              timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"onnx2tf did not finish within {TIMEOUT_S} s", "use --format onnx") from exc
     files = {p.stem.removeprefix("model_"): p for p in (scratch / "out").glob("model_*.tflite")}
-    wanted = "float32" if quantize is Quantize.none else _ARTIFACT[quantize, True]
-    if done.returncode != 0 or "float32" not in files or wanted not in files:
+    if done.returncode != 0 or "float32" not in files:
         reason = _error_line(done.stdout + done.stderr)
         raise ConversionError(f"onnx2tf could not convert the model to TFLite: {reason}",
                               "use --format onnx: onnxruntime runs the ONNX model directly")
     return files
+
+
+def _environment() -> dict[str, str]:
+    """onnx2tf's environment: our interpreter's bin dir first (it runs `onnxsim` by name), quiet
+    TensorFlow, and a proxy nobody listens on, so any download attempt fails at once."""
+    dead = "http://127.0.0.1:9"
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    return {**os.environ, "HTTP_PROXY": dead, "HTTPS_PROXY": dead, "http_proxy": dead, "https_proxy": dead,
+            "NO_PROXY": "", "no_proxy": "", "PATH": path,
+            "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": "-1"}
 
 
 def nhwc(array: np.ndarray) -> np.ndarray:
