@@ -73,13 +73,13 @@ def load(path: str | Path, workdir: Path, batch: int = 1) -> OnnxGraph:
     source = Path(path)
     model = _read(source)
     _check_opsets(model, source)
-    constants = constants_to_initializers(model.graph)
-    fix_batch(model, batch, source)
     try:
-        onnx.checker.check_model(model)
+        onnx.checker.check_model(model)  # the user's model, before we change anything
     except onnx.checker.ValidationError as exc:
         raise InputModelError(f"{source.name} is not a valid ONNX model: {_first_line(exc)}",
                               "re-export it; onnx.checker.check_model must pass") from exc
+    constants = constants_to_initializers(model.graph)
+    fix_batch(model, batch, source)
     out = workdir / "source_normalised.onnx"
     out.write_bytes(model.SerializeToString())
     graph = OnnxGraph("onnx", model, out, input_specs(model), [o.name for o in model.graph.output],
