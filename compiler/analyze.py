@@ -46,6 +46,15 @@ class GraphStats:
     records: tuple[OpRecord, ...] = ()
 
 
+def stats(model_format: str, model_bytes: bytes) -> GraphStats:
+    """Params, MACs and ops of a compiled artifact of either format."""
+    if model_format == "onnx":
+        from .analyze_onnx import onnx_stats
+
+        return onnx_stats(model_bytes)
+    return tflite_stats(model_bytes)
+
+
 def tflite_stats(model_bytes: bytes) -> GraphStats:
     """Parameters (constant weights and biases) and MACs of a .tflite model."""
     from ai_edge_litert.interpreter import Interpreter

@@ -15,13 +15,13 @@ import typer
 from .errors import EdgekilnError
 from .prune.importance import Criterion
 from .prune.recover import Recover
-from .recipe import Format, Quantize
+from .recipe import CalibrationMethod, Format, Quantize
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Compile a trained model into a measured, validated bundle for an edge device.")
 
-ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5 or a SavedModel directory.")]
+ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory.")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.")]
 CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy or image folder.")]
 EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels 'y' gives accuracy.")]
@@ -68,6 +68,9 @@ def build(
     quantize: Annotated[Quantize | None, typer.Option("--quantize", "-q", help="Quantization mode.")] = None,
     int8_io: Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 model inputs/outputs.")] = None,
     calib_samples: Annotated[int | None, typer.Option(help="At most this many calibration samples.")] = None,
+    calibration_method: Annotated[CalibrationMethod | None, typer.Option(
+        help="int8 activation ranges (TFLite: minmax only).")] = None,
+    batch: Annotated[int | None, typer.Option(help="Compiled batch where the model leaves it open.")] = None,
     golden_samples: Annotated[int | None, typer.Option(help="Samples stored in golden.npz.")] = None,
     mean: Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.")] = None,
     std: Annotated[str | None, typer.Option(help="Image-folder std, e.g. 0.229,0.224,0.225.")] = None,
@@ -91,7 +94,8 @@ def build(
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
                "output": _str(output), "format": format, "quantize": quantize, "int8_io": int8_io,
-               "calib_samples": calib_samples, "golden_samples": golden_samples, "mean": _floats(mean),
+               "calib_samples": calib_samples, "calibration_method": calibration_method, "batch": batch,
+               "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion,
                "unsafe": unsafe or None, "force": force or None}

@@ -78,7 +78,7 @@ def enforce(check: Callable[[], T], force: bool, notes: list[str]) -> T | None:
 def check_target(target: Target, model_format: str, model_bytes: bytes, force: bool, notes: list[str]) -> float:
     """The checks that need the compiled model: op versions, then RAM. Returns the estimated peak MB."""
     enforce(lambda: check_ops(target, model_format, model_bytes), force, notes)
-    arena = tflite_arena_bytes(model_bytes)
+    arena = arena_bytes(model_format, model_bytes)
     enforce(lambda: check_memory(target, len(model_bytes), arena), force, notes)
     return memory_mb(len(model_bytes), arena)
 
@@ -157,6 +157,15 @@ def check_memory(target: Target, model_bytes: int, arena_bytes: int) -> float:
             "prune or quantize further, or pick a --target with more RAM",
         )
     return needed_mb
+
+
+def arena_bytes(model_format: str, model_bytes: bytes) -> int:
+    """Activation-memory upper bound of an artifact of either format."""
+    if model_format == "onnx":
+        from .analyze_onnx import onnx_arena_bytes
+
+        return onnx_arena_bytes(model_bytes)
+    return tflite_arena_bytes(model_bytes)
 
 
 def tflite_arena_bytes(model_bytes: bytes) -> int:

@@ -18,11 +18,15 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
 @dataclass(frozen=True)
 class InputSpec:
-    """A model input as the compiler sees it: name, shape (-1 = any size), dtype."""
+    """A model input as the compiler sees it: name, shape (-1 = any size), dtype.
+
+    channels_first: an NCHW image input (PyTorch-style ONNX); image folders are transposed to it.
+    """
 
     name: str
     shape: tuple[int, ...]
     dtype: str = "float32"
+    channels_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,19 +102,24 @@ def _load_image_folder(folder: Path, specs: list[InputSpec], role: str, mean: tu
                        std: tuple[float, ...]) -> Dataset:
     """Images (sorted by path) resized to the model input; class sub-folders give labels."""
     if len(specs) != 1 or len(specs[0].shape) != 4:
-        raise DataError(f"an image folder can feed only a single NHWC image input; the model takes "
+        raise DataError(f"an image folder can feed only a single image input; the model takes "
                         f"{[(s.name, s.shape) for s in specs]}", "use an .npz with one array per input")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise DataError(f"{role} folder {folder} has no PNG/JPEG images")
-    _, height, width, channels = specs[0].shape
+    if specs[0].channels_first:
+        _, channels, height, width = specs[0].shape
+    else:
+        _, height, width, channels = specs[0].shape
     if min(height, width, channels) < 1 or channels not in (1, 3):
         raise DataError(f"the model input shape {specs[0].shape} is not a fixed-size 1- or 3-channel image")
     images = np.stack([_read_image(p, height, width, channels) for p in files])
     images = (images / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     classes = sorted({p.parent for p in files})
     labels = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
-    return Dataset({specs[0].name: images.astype(np.float32)}, labels, str(folder))
+    if specs[0].channels_first:
+        images = images.transpose(0, 3, 1, 2)
+    return Dataset({specs[0].name: np.ascontiguousarray(images, np.float32)}, labels, str(folder))
 
 
 def _read_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:

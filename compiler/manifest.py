@@ -13,7 +13,8 @@ SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "compiler", "created_utc", "recipe", "target", "source", "model",
                  "baseline", "size", "pruning", "quantization", "fidelity", "latency", "golden")
 _TOOLS = {"tensorflow": "tensorflow-cpu", "keras": "keras", "onnx": "onnx", "onnxruntime": "onnxruntime",
-          "ai_edge_litert": "ai-edge-litert", "numpy": "numpy", "tf2onnx": "tf2onnx"}
+          "ai_edge_litert": "ai-edge-litert", "numpy": "numpy", "tf2onnx": "tf2onnx",
+          "onnx2tf": "onnx2tf"}
 
 
 def compiler_versions() -> dict[str, str]:

@@ -13,10 +13,11 @@ from .data import Dataset
 from .tf_env import quiet_fds
 
 
-def open_model(model_format: str, model_bytes: bytes, threads: int | None) -> Model:
+def open_model(model_format: str, model_bytes: bytes, threads: int | None,
+               layouts: dict[str, dict] | None = None) -> Model:
     """The compiled model in the same runtime class the bundle uses on the device."""
     with quiet_fds():  # LiteRT announces its XNNPACK delegate on fd 2 at creation
-        return Model(model_format, model_bytes, threads)
+        return Model(model_format, model_bytes, threads, layouts)
 
 
 def predict(model: Model, dataset: Dataset) -> list[np.ndarray]:

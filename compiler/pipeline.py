@@ -5,22 +5,27 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import targets as target_data
 from targets import Target, TargetFileError
 
 from . import analyze, bundle, compat, prune_stage, report
 from .data import Dataset
-from .emit import tflite
+from .emit import EmitOptions, tflite, tflite_from_onnx
+from .emit import onnx as onnx_emit
 from .errors import RecipeError, TargetError
-from .graph import detect_format
-from .graph import keras as keras_graph
-from .recipe import Quantize, Recipe
+from .graph import detect_format, framework, load
+from .recipe import Recipe
 from .stages import Artifacts, Datasets, load_datasets, measure_all
 
 Progress = Callable[[str], None]
-EMITTERS = {"tflite": tflite.convert}
+# (framework of the working graph, artifact format) -> emitter; Keras -> TFLite never goes
+# through ONNX (onnx2tf fails on tf2onnx's NHWC output: FACTS.md).
+EMITTERS = {("keras", "tflite"): tflite.emit, ("onnx", "tflite"): tflite_from_onnx.emit,
+            ("keras", "onnx"): onnx_emit.emit_from_keras, ("onnx", "onnx"): onnx_emit.emit}
 
 
 @dataclass(frozen=True)
@@ -46,17 +51,19 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
         progress("Loading the source model")
         source_format = detect_format(recipe.source)
-        graph = keras_graph.load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe)
+        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
+        emit = partial(_emit, source=framework(source_format), model_format=model_format, recipe=recipe,
+                       target=target, data=data, work=Path(work))
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
-        progress(f"Converting: float32 baseline and {recipe.quantize}")
-        artifacts = _emit(pruned.graph if pruned else graph, model_format, recipe, data)
+        progress(f"Converting to {model_format}: float32 baseline and {recipe.quantize}")
+        artifacts = emit(pruned.graph if pruned else graph)
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, model_format, artifacts.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(graph, artifacts, data, recipe, target)  # against the source: drops include pruning
-        pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target, EMITTERS[model_format], progress)
+        pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target, emit, progress)
         manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
                                    memory_mb, notes, pruning)
         progress("Writing the bundle")
@@ -71,12 +78,13 @@ def resolve_target(name: str) -> Target:
         raise TargetError(str(exc), "run `edgekiln targets` to list them") from exc
 
 
-def _emit(graph: keras_graph.KerasGraph, model_format: str, recipe: Recipe, data: Datasets) -> Artifacts:
-    emit = EMITTERS[model_format]
-    baseline = emit(graph.saved_model_dir, Quantize.none, None, recipe.int8_io)
-    model = baseline if recipe.quantize is Quantize.none else \
-        emit(graph.saved_model_dir, recipe.quantize, data.calib, recipe.int8_io)
-    return Artifacts(model_format, model, baseline, analyze.tflite_stats(model), analyze.tflite_stats(baseline))
+def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Target, data: Datasets,
+          work: Path) -> Artifacts:
+    options = EmitOptions(recipe.quantize, recipe.int8_io, recipe.calibration_method,
+                          target.onnx_activation_type, work, recipe.batch)
+    emitted = EMITTERS[source, model_format](graph, data.calib, options)
+    stats = [analyze.stats(model_format, artifact) for artifact in (emitted.model, emitted.baseline)]
+    return Artifacts(model_format, emitted.model, emitted.baseline, *stats, emitted.layouts, emitted.details)
 
 
 __all__ = ["BuildResult", "Dataset", "build", "resolve_target"]

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from . import analyze, measure
+from . import measure
 from .data import Dataset
 from .errors import RecipeError
 from .graph import keras as keras_graph
 from .graph import keras_prune, keras_recover, onnx_prune, onnx_recover
+from .graph import onnx as onnx_graph
 from .prune import driver, groups
 from .prune.channels import Plan
 from .prune.recover import Recover, resolve
@@ -38,7 +39,7 @@ Progress = Callable[[str], None]
 class Pruned:
     """The working graph to emit (the source's when nothing was removed) and the manifest's pruning block."""
 
-    graph: keras_graph.KerasGraph
+    graph: Any  # KerasGraph or OnnxGraph
     block: dict
     removed: bool
 
@@ -111,11 +112,12 @@ def judge_for(subject: Any, data: Datasets) -> driver.Judge:
     return driver.Judge(subject, _single(dataset), dataset.labels)
 
 
-def prune(graph: keras_graph.KerasGraph, recipe: Recipe, data: Datasets, workdir: Path,
-          progress: Progress) -> Pruned | None:
-    """Prune the source Keras model as the recipe says; None without --prune."""
+def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
+    """Prune the source model (Keras or ONNX) as the recipe says; None without --prune."""
     if recipe.prune is None:
         return None
+    if isinstance(graph, onnx_graph.OnnxGraph):
+        return _prune_onnx_graph(graph, recipe, data, workdir, progress)
     method = _check(recipe, data, len(graph.inputs), trainable=True)
     if graph.keras_model is None:
         raise RecipeError("--prune needs a Keras model (.keras or .h5): a SavedModel cannot be rebuilt with "
@@ -128,6 +130,20 @@ def prune(graph: keras_graph.KerasGraph, recipe: Recipe, data: Datasets, workdir
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
                                       "the pruned model")
     return Pruned(exported, outcome.block, True)
+
+
+def _prune_onnx_graph(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
+    """The ONNX working graph pruned and reconstructed, written where the emitters read it."""
+    outcome = prune_onnx(graph.model, recipe, data, progress)
+    assert outcome is not None, "recipe.prune is set"
+    model, block = outcome
+    if model is graph.model:
+        return Pruned(graph, block, False)
+    path = workdir / "pruned.onnx"
+    path.write_bytes(model.SerializeToString())
+    pruned = onnx_graph.OnnxGraph(graph.source_format, model, path, onnx_graph.input_specs(model),
+                                  [o.name for o in model.graph.output], onnx_graph.param_count(model))
+    return Pruned(pruned, block, True)
 
 
 def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -> tuple[Any, dict] | None:
@@ -164,21 +180,22 @@ def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool) -> Reco
     return method
 
 
-def finish(pruned: Pruned | None, source: keras_graph.KerasGraph, artifacts: Artifacts, data: Datasets,
-           recipe: Recipe, target: Any, emit: Callable[..., bytes], progress: Progress) -> dict | None:
+def finish(pruned: Pruned | None, source: Any, artifacts: Artifacts, data: Datasets,
+           recipe: Recipe, target: Any, emit: Callable[[Any], Artifacts], progress: Progress) -> dict | None:
     """The pruning block completed with the unpruned model compiled the same way and timed side by side."""
     if pruned is None:
         return None
     if not pruned.removed:
         return {**pruned.block, "measured": None}
     progress(f"Measuring the speed-up: the unpruned model compiled the same way ({recipe.quantize})")
-    unpruned = emit(source.saved_model_dir, recipe.quantize, data.calib, recipe.int8_io)
+    compiled = emit(source)  # the unpruned source through the same emitter and options
+    unpruned = compiled.model
     threads = recipe.threads or host_threads(target)
-    models = [measure.open_model(artifacts.format, b, threads) for b in (artifacts.model, unpruned)]
+    models = [measure.open_model(artifacts.format, a.model, threads, a.layouts) for a in (artifacts, compiled)]
     # Three alternating rounds, each model keeping its best: drift on a shared host hits both alike.
     rounds = [[measure.host_latency(m, data.golden_set, recipe.bench_runs) for m in models] for _ in range(3)]
     best = [min((r[k] for r in rounds), key=lambda lat: lat["p50_ms"]) for k in range(2)]
-    macs = (artifacts.model_stats.macs, analyze.tflite_stats(unpruned).macs)
+    macs = (artifacts.model_stats.macs, compiled.model_stats.macs)
     return {**pruned.block, "measured": {
         "compiled_as": str(recipe.quantize), "threads": threads,
         "model_bytes": len(artifacts.model), "unpruned_model_bytes": len(unpruned),

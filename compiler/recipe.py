@@ -31,24 +31,35 @@ class Format(StrEnum):
     """The artifact format, i.e. which interpreter runs it on the device."""
 
     tflite = "tflite"
+    onnx = "onnx"
+
+
+class CalibrationMethod(StrEnum):
+    """How int8 activation ranges are chosen from the calibration data (onnx: all; tflite: minmax)."""
+
+    minmax = "minmax"          # the observed min/max
+    entropy = "entropy"        # the range minimising KL divergence to the float histogram
+    percentile = "percentile"  # clip the outer 0.001% of values
 
 
 @dataclass(frozen=True)
 class Recipe:
     """A build, fully described.
 
-    source: the trained model (.keras, .h5, SavedModel directory).
+    source: the trained model (.keras, .h5, .onnx, SavedModel directory).
     target: a target name (`edgekiln targets`) or a target TOML file.
     output: the bundle directory to create.
     format: artifact format; None means the target's default.
     quantize: see Quantize; int8 needs calibration data.
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
     calib_samples: at most this many samples feed the quantizer.
+    calibration_method: see CalibrationMethod; TFLite converters support minmax only.
     holdout_samples: calibration samples held back from the quantizer to measure fidelity.
     golden_samples: samples stored in golden.npz for on-device validation.
     mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
     int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).
     max_drop: accuracy budget in percentage points; exceeding it is reported prominently.
+    batch: the compiled batch size where the source leaves it open (ONNX symbolic batch axis).
     threads: interpreter threads for host measurement; None means the target's default.
     bench_runs: timed runs per latency measurement.
     prune: remove this fraction of every prunable channel group (0 <= R < 1), or "auto" to choose
@@ -67,12 +78,14 @@ class Recipe:
     calib: str | None = None
     eval: str | None = None
     calib_samples: int = 256
+    calibration_method: CalibrationMethod = CalibrationMethod.minmax
     holdout_samples: int = 32
     golden_samples: int = 8
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     int8_io: bool = True
     max_drop: float = 1.0
+    batch: int = 1
     threads: int | None = None
     bench_runs: int = 100
     prune: float | str | None = None
@@ -83,6 +96,8 @@ class Recipe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
+        object.__setattr__(self, "calibration_method",
+                           _enum(CalibrationMethod, self.calibration_method, "calibration_method"))
         if self.format is not None:
             object.__setattr__(self, "format", _enum(Format, self.format, "format"))
         object.__setattr__(self, "recover", _enum(Recover, self.recover, "recover"))
@@ -98,7 +113,7 @@ class Recipe:
         if self.quantize is Quantize.int8 and not self.calib:
             raise RecipeError("int8 quantization needs calibration data",
                               "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
-        for name in ("calib_samples", "golden_samples", "bench_runs"):
+        for name in ("calib_samples", "golden_samples", "bench_runs", "batch"):
             if getattr(self, name) < 1:
                 raise RecipeError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.holdout_samples < 0 or (self.threads is not None and self.threads < 1):
@@ -110,7 +125,7 @@ class Recipe:
         data = dataclasses.asdict(self)
         data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
                     format=str(self.format) if self.format else None, recover=str(self.recover),
-                    prune_criterion=str(self.prune_criterion))
+                    prune_criterion=str(self.prune_criterion), calibration_method=str(self.calibration_method))
         return data
 
     def replace(self, **changes: Any) -> Recipe:

@@ -75,8 +75,8 @@ def _quantization(recipe: Recipe, artifacts: Artifacts, data: Datasets, measured
     return {"mode": str(recipe.quantize), "per_channel": recipe.quantize in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
-            "calibration_method": "minmax" if calibrated else None,
-            "float_ops": list(artifacts.model_stats.float_ops) if calibrated else []}
+            "calibration_method": str(recipe.calibration_method) if calibrated else None,
+            "float_ops": list(artifacts.model_stats.float_ops) if calibrated else [], **artifacts.details}
 
 
 def warnings(recipe: Recipe, measured: Measured, artifacts: Artifacts) -> list[str]:
@@ -149,8 +149,17 @@ model = runtime.load(".")          # refuses a model whose sha256 differs from m
 y = model.predict(x)               # float32 in and out; batch > 1 runs sample by sample
 ```
 
-Inputs: {', '.join(f"{i['name']} {i['shape']} {i['dtype']}" for i in model['inputs'])}.
-Outputs: {', '.join(f"{o['name']} {o['shape']} {o['dtype']}" for o in model['outputs'])}.
+Inputs: {', '.join(_tensor_text(i) for i in model['inputs'])}.
+Outputs: {', '.join(_tensor_text(o) for o in model['outputs'])}.
 `manifest.json` records how this bundle was built and what was measured, and where
 (latency.host is measured on the build machine, not on this device).
 """
+
+
+def _tensor_text(t: dict) -> str:
+    """name, shape, dtype; with the shape predict() takes when the converter changed the layout."""
+    if "layout" in t:
+        lay = t["layout"]
+        return (f"{t['name']} {lay['source_shape']} {lay['source']} for predict() "
+                f"(compiled {t['shape']} {lay['compiled']} {t['dtype']})")
+    return f"{t['name']} {t['shape']} {t['dtype']}"

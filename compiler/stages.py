@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -39,13 +39,19 @@ class Datasets:
 
 @dataclass(frozen=True)
 class Artifacts:
-    """The compiled model and its float32 baseline, as bytes, with their static stats."""
+    """The compiled model and its float32 baseline, as bytes, with their static stats.
+
+    layouts: tensor name -> layout change made by the converter (see emit.Emitted); details:
+    converter facts for the manifest's quantization section.
+    """
 
     format: str
     model: bytes
     baseline: bytes
     model_stats: GraphStats
     baseline_stats: GraphStats
+    layouts: dict[str, dict] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,8 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
 def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe, target: Target) -> Measured:
     """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline."""
     threads = recipe.threads or host_threads(target)
-    compiled = measure.open_model(artifacts.format, artifacts.model, threads)
-    baseline = measure.open_model(artifacts.format, artifacts.baseline, threads)
+    compiled = measure.open_model(artifacts.format, artifacts.model, threads, artifacts.layouts)
+    baseline = measure.open_model(artifacts.format, artifacts.baseline, threads, artifacts.layouts)
     check = data.fidelity_set
     reference = _reference(graph, compiled, check)
     fidelity = measure.fidelity(reference, measure.predict(compiled, check))
@@ -94,10 +100,15 @@ def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe
     golden_out = measure.predict(compiled, golden_in)
     golden = {f"input_{k}": golden_in.inputs[info.name] for k, info in enumerate(compiled.inputs)}
     golden.update({f"output_{k}": out for k, out in enumerate(golden_out)})
-    atol, rtol = _tolerance(compiled)
+    atol, rtol = _tolerance(compiled, artifacts)
     return Measured(latency, baseline_latency, fidelity, baseline_fidelity,
                     _accuracy(graph, compiled, baseline, data.evaluation, recipe), golden, atol, rtol,
-                    [i.to_dict() for i in compiled.inputs], [o.to_dict() for o in compiled.outputs])
+                    _io(compiled.inputs, artifacts.layouts), _io(compiled.outputs, artifacts.layouts))
+
+
+def _io(tensors: list, layouts: dict[str, dict]) -> list[dict]:
+    """Manifest entries of inputs/outputs, with the layout change where the converter made one."""
+    return [{**t.to_dict(), **({"layout": layouts[t.name]} if t.name in layouts else {})} for t in tensors]
 
 
 def host_threads(target: Target) -> int:
@@ -138,13 +149,18 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
             "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
 
 
-def _tolerance(model: Model) -> tuple[float, float]:
+def _tolerance(model: Model, artifacts: Artifacts) -> tuple[float, float]:
     """Golden tolerance: 2 quantization steps for int8 outputs; tight float bounds otherwise.
 
     LiteRT's int8 kernels matched x86 bit for bit under ARM emulation; 2 steps leave room for
-    the rounding of other interpreter builds without hiding a real mismatch.
+    the rounding of other interpreter builds without hiding a real mismatch. ONNX QDQ models
+    have float outputs on an int8 grid: their step comes from the final DequantizeLinear.
     """
     steps = [2 * o.scale for o in model.outputs if o.scale > 0]
+    if not steps and artifacts.format == "onnx" and artifacts.model != artifacts.baseline:
+        from .analyze_onnx import output_steps
+
+        steps = [2 * step for step in output_steps(artifacts.model).values()]
     if steps:
         return float(max(steps)), 0.0
     return 1e-4, 1e-3

@@ -136,6 +136,8 @@ def inspect_path(path: Path, unsafe: bool) -> None:
         _inspect_bundle(path)
     elif path.suffix == ".tflite" and path.is_file():
         _inspect_model_bytes(path.name, path.read_bytes())
+    elif path.suffix.lower() == ".onnx" and path.is_file():
+        _inspect_onnx(path)
     else:
         _inspect_source(path, unsafe)
 
@@ -189,6 +191,28 @@ def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
         raise EdgekilnError(f"{name} is not a readable .tflite model: {exc}") from exc
     stats = tflite_stats(model_bytes)
     console.print(f"[bold]{name}[/bold]: {len(model_bytes):,} B, params {stats.params:,}, MACs {stats.macs:,}")
+    _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
+    console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
+
+
+def _inspect_onnx(path: Path) -> None:
+    """An ONNX model as the compiler loads it (checked, batch fixed to 1), with its static facts."""
+    import tempfile
+
+    from runtime import Model
+
+    from .analyze_onnx import onnx_stats
+    from .graph import onnx as onnx_graph
+
+    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        graph = onnx_graph.load(path, Path(work))
+    model_bytes = graph.model.SerializeToString()
+    stats, model = onnx_stats(model_bytes), Model("onnx", model_bytes)
+    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
+    console.print(f"[bold]{path.name}[/bold]: ONNX opset {opset}, {path.stat().st_size:,} B, "
+                  f"params {stats.params:,}, MACs {stats.macs:,} (batch 1)")
+    if graph.constants_normalised:
+        console.print(f"{graph.constants_normalised} Constant nodes hold tensors (moved to initializers)")
     _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
     console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
 

@@ -3,6 +3,7 @@
     import runtime
     m = runtime.load("path/to/bundle")   # verifies the model's sha256 before loading it
     y = m.predict(x)                      # float in, float out, whatever the model's int8 I/O
+                                          # and in the source model's layout (e.g. NCHW)
 
 This package is copied verbatim into every bundle; it never imports the compiler, and it
 imports TensorFlow only when neither ai-edge-litert nor tflite-runtime is installed.
@@ -36,7 +37,9 @@ class BundleModel(Model):
 
     def __init__(self, bundle_dir: Path, manifest: dict[str, Any], model_bytes: bytes,
                  threads: int | None) -> None:
-        super().__init__(manifest["model"]["format"], model_bytes, threads)
+        tensors = manifest["model"].get("inputs", []) + manifest["model"].get("outputs", [])
+        layouts = {t["name"]: t["layout"] for t in tensors if t.get("layout")}
+        super().__init__(manifest["model"]["format"], model_bytes, threads, layouts)
         self.bundle_dir, self.manifest = bundle_dir, manifest
 
     def golden(self) -> dict[str, np.ndarray]:

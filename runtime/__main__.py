@@ -40,6 +40,8 @@ def _info(model: BundleModel, as_json: bool) -> int:
              "quantization": (m.get("quantization") or {}).get("mode", "none"),
              "interpreter": f"{model.backend.name} {model.backend.version}",
              "inputs": [i.to_dict() for i in model.inputs], "outputs": [o.to_dict() for o in model.outputs]}
+    if model.layouts:  # predict() takes the source layout; the interpreter sees the compiled one
+        facts["layouts"] = {name: f"{v['source']} -> {v['compiled']}" for name, v in model.layouts.items()}
     if as_json:
         print(json.dumps(facts, indent=2))
         return 0

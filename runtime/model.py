@@ -32,16 +32,32 @@ def dequantize(q: np.ndarray, info: TensorInfo) -> np.ndarray:
     return ((q.astype(np.float32) - info.zero_point) * info.scale).astype(np.float32)
 
 
-class Model:
-    """One model in one interpreter. `predict` takes and returns float arrays with a batch axis."""
+def to_compiled(x: np.ndarray, layout: dict | None) -> np.ndarray:
+    """User (source) layout -> the compiled model's layout: compiled = source.transpose(perm)."""
+    return x if layout is None else np.ascontiguousarray(np.transpose(x, layout["perm"]))
 
-    def __init__(self, model_format: str, model_bytes: bytes, threads: int | None = None) -> None:
+
+def to_source(y: np.ndarray, layout: dict | None) -> np.ndarray:
+    """The compiled model's layout -> the user's (source) layout."""
+    return y if layout is None else np.ascontiguousarray(np.transpose(y, np.argsort(layout["perm"])))
+
+
+class Model:
+    """One model in one interpreter. `predict` takes and returns float arrays with a batch axis.
+
+    layouts: tensor name -> {"perm": [...], ...} for inputs/outputs whose layout the converter
+    changed (e.g. NCHW -> NHWC by onnx2tf); predict and benchmark take and return the source layout.
+    """
+
+    def __init__(self, model_format: str, model_bytes: bytes, threads: int | None = None,
+                 layouts: dict[str, dict] | None = None) -> None:
         start = time.perf_counter()
         self.backend = open_backend(model_format, model_bytes, threads)
         self.init_ms = (time.perf_counter() - start) * 1e3
         self.format, self.threads = model_format, threads
         self.inputs: list[TensorInfo] = self.backend.inputs
         self.outputs: list[TensorInfo] = self.backend.outputs
+        self.layouts = dict(layouts or {})
 
     def predict(self, x: ArrayOrDict) -> ArrayOrDict:
         """Float in, float out. One array for a single-input/-output model, else dicts by name."""
@@ -53,20 +69,27 @@ class Model:
 
     def predict_list(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
         """Float arrays in input order -> float arrays in output order, any batch size."""
-        raw = self.run_raw([quantize(f, info) for f, info in zip(feeds, self.inputs, strict=True)])
-        return [dequantize(r, info) for r, info in zip(raw, self.outputs, strict=True)]
+        raw = self.run_raw([quantize(to_compiled(f, self.layouts.get(info.name)), info)
+                            for f, info in zip(feeds, self.inputs, strict=True)])
+        return [to_source(dequantize(r, info), self.layouts.get(info.name))
+                for r, info in zip(raw, self.outputs, strict=True)]
 
     def run_raw(self, feeds: list[np.ndarray]) -> list[np.ndarray]:
-        """Raw (possibly int8) arrays; a batch larger than the compiled one runs sample by sample."""
+        """Raw (possibly int8) arrays, any batch: run in chunks of the compiled batch, the last one
+        padded with copies of its last sample (whose outputs are dropped)."""
         batch = feeds[0].shape[0]
         compiled = self.inputs[0].shape[0] if self.inputs[0].shape else -1
         # onnxruntime takes any size along a symbolic batch axis; TFLite is allocated for one size.
-        if batch == 1 or compiled == batch or (compiled == -1 and self.format == "onnx"):
+        if compiled == batch or (compiled == -1 and (batch == 1 or self.format == "onnx")):
             return self.backend.run(feeds)
-        if compiled not in (1, -1):
-            raise ValueError(f"batch {batch} does not fit the compiled batch {compiled}")
-        per_sample = [self.backend.run([f[i : i + 1] for f in feeds]) for i in range(batch)]
-        return [np.concatenate(parts) for parts in zip(*per_sample, strict=True)]
+        step = max(compiled, 1)
+        chunks = []
+        for start in range(0, batch, step):
+            part = [f[start : start + step] for f in feeds]
+            real = part[0].shape[0]
+            part = [np.concatenate([p, np.repeat(p[-1:], step - real, axis=0)]) for p in part]
+            chunks.append([out[:real] for out in self.backend.run(part)])
+        return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
 
     def _as_list(self, x: ArrayOrDict) -> list[np.ndarray]:
         if isinstance(x, dict):
@@ -79,8 +102,10 @@ class Model:
         return [np.asarray(x)]
 
     def benchmark(self, sample: list[np.ndarray] | None = None, runs: int = 50, warmup: int = 5) -> dict:
-        """First-inference and steady-state latency of one batch-1 sample (raw, no pre/post)."""
-        feeds = [quantize(s[:1], i) for s, i in zip(sample, self.inputs, strict=True)] if sample else \
+        """First-inference and steady-state latency of one compiled batch (raw, no pre/post)."""
+        size = max(self.inputs[0].shape[0], 1) if self.inputs[0].shape else 1
+        feeds = [quantize(to_compiled(np.resize(s[:size], (size, *s.shape[1:])), self.layouts.get(i.name)), i)
+                 for s, i in zip(sample, self.inputs, strict=True)] if sample else \
             [np.zeros([d if d > 0 else 1 for d in i.shape], np.dtype(i.dtype)) for i in self.inputs]
         start = time.perf_counter()
         self.backend.run(feeds)

@@ -10,13 +10,32 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..data import Dataset
-from ..errors import ConversionError
-from ..recipe import Quantize
+from ..errors import ConversionError, RecipeError
+from ..recipe import CalibrationMethod, Quantize
 from ..tf_env import import_tf, quiet_fds
+from . import EmitOptions, Emitted
+
+
+def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
+    """A Keras/SavedModel working graph -> the .tflite artifact and its float32 baseline."""
+    check_calibration_method(options)
+    baseline = convert(graph.saved_model_dir, Quantize.none, None, options.int8_io)
+    if options.quantize is Quantize.none:
+        return Emitted(baseline, baseline)
+    return Emitted(convert(graph.saved_model_dir, options.quantize, calib, options.int8_io), baseline)
+
+
+def check_calibration_method(options: EmitOptions) -> None:
+    """TensorFlow's converter calibrates with min/max only; say so rather than ignore the choice."""
+    if options.quantize is Quantize.int8 and options.calibration_method is not CalibrationMethod.minmax:
+        raise RecipeError(f"calibration method {options.calibration_method} is not available for TFLite "
+                          "(its converter calibrates with min/max)",
+                          "use --calibration-method minmax, or --format onnx")
 
 
 def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, int8_io: bool = True) -> bytes:

@@ -1,29 +1,55 @@
 """Working graphs: one adapter per framework; the only code that touches a framework's model API.
 
-`LOADERS` maps a source format to its loader; `detect_format` tells the format of a path.
+`detect_format` tells the format of a path; `LOADERS` maps a source format to its loader.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputModelError
 
-SOURCE_FORMATS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5"}
+SOURCE_FORMATS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx"}
+_SUPPORTED = "pass a .keras, .h5 or .onnx file or a TensorFlow SavedModel directory"
 
 
 def detect_format(path: str | Path) -> str:
-    """'keras', 'h5' or 'saved_model' for a source path; a clear error otherwise."""
+    """'keras', 'h5', 'saved_model' or 'onnx' for a source path; a clear error otherwise."""
     source = Path(path)
     if not source.exists():
         raise InputModelError(f"model {source} does not exist")
     if source.is_dir():
         if (source / "saved_model.pb").is_file():
             return "saved_model"
-        raise InputModelError(f"{source} is a directory without saved_model.pb",
-                              "pass a .keras or .h5 file or a TensorFlow SavedModel directory")
+        raise InputModelError(f"{source} is a directory without saved_model.pb", _SUPPORTED)
     fmt = SOURCE_FORMATS.get(source.suffix.lower())
     if fmt is None:
-        raise InputModelError(f"{source}: unsupported model type '{source.suffix}'",
-                              "pass a .keras or .h5 file or a TensorFlow SavedModel directory")
+        raise InputModelError(f"{source}: unsupported model type '{source.suffix}'", _SUPPORTED)
     return fmt
+
+
+def framework(source_format: str) -> str:
+    """'onnx' or 'keras': which adapter (and which emitters) a source format goes through."""
+    return "onnx" if source_format == "onnx" else "keras"
+
+
+def _load_keras(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int) -> Any:
+    from . import keras
+
+    return keras.load(path, source_format, workdir, unsafe=unsafe)
+
+
+def _load_onnx(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int) -> Any:
+    from . import onnx
+
+    return onnx.load(path, workdir, batch=batch)
+
+
+LOADERS: dict[str, Callable[[Path, str, Path, bool, int], Any]] = {"keras": _load_keras, "onnx": _load_onnx}
+
+
+def load(path: str | Path, source_format: str, workdir: Path, *, unsafe: bool = False, batch: int = 1) -> Any:
+    """The working graph of a source model (KerasGraph or OnnxGraph)."""
+    return LOADERS[framework(source_format)](Path(path), source_format, workdir, unsafe, batch)

@@ -1,0 +1,126 @@
+"""Static facts about an .onnx model: ops, parameters, MACs and activation memory (shape inference).
+
+The counting rules match analyze.py's for .tflite so the two formats compare: parameters are the
+weights and biases (in QDQ models the int8/int32 tensors behind DequantizeLinear, not their scales
+or zero points, and never shape/axis constants); MACs are those of Conv, ConvTranspose, Gemm and
+MatMul at the compiled batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from .analyze import GraphStats
+
+_FLOATS = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
+_QDQ = {"QuantizeLinear", "DequantizeLinear"}
+
+
+def onnx_stats(model_bytes: bytes) -> GraphStats:
+    """Parameters, MACs and op counts of an ONNX model."""
+    model = _inferred(model_bytes)
+    shapes = _shapes(model)
+    uses: dict[str, list[tuple[str, int]]] = {}
+    for node in model.graph.node:
+        for position, name in enumerate(node.input):
+            uses.setdefault(name, []).append((node.op_type, position))
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if _is_weight(t, uses.get(t.name, [])))
+    macs = sum(_macs(node, shapes) for node in model.graph.node)
+    return GraphStats(int(params), int(macs), dict(Counter(n.op_type for n in model.graph.node)))
+
+
+def onnx_arena_bytes(model_bytes: bytes) -> int:
+    """Upper bound of the activation memory: the bytes of every graph input and node output at batch 1,
+    as compat.tflite_arena_bytes counts every non-constant tensor. Unknown shapes count as 0."""
+    from onnx import helper
+
+    model = _inferred(model_bytes)
+    values = {v.name: v for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
+    initializers = {t.name for t in model.graph.initializer}
+    names = {n for node in model.graph.node for n in node.output} | {i.name for i in model.graph.input}
+    total = 0
+    for name in names - initializers:
+        value = values.get(name)
+        if value is None or not value.type.HasField("tensor_type"):
+            continue
+        tensor = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
+        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).itemsize
+        total += int(np.prod(dims)) * itemsize
+    return total
+
+
+def _inferred(model_bytes: bytes) -> Any:
+    import onnx
+
+    model = onnx.load_from_string(model_bytes)
+    try:
+        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+    except onnx.shape_inference.InferenceError:
+        return model  # counts degrade to what the file declares; never fail a build on statistics
+
+
+def _shapes(model: Any) -> dict[str, list[int]]:
+    shapes = {}
+    for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        shapes[value.name] = [d.dim_value if d.HasField("dim_value") else 0 for d in dims]
+    for tensor in model.graph.initializer:
+        shapes[tensor.name] = list(tensor.dims)
+    return shapes
+
+
+def _is_weight(tensor: Any, uses: list[tuple[str, int]]) -> bool:
+    """Float initializers that are not Q/DQ scales, and integer ones that DequantizeLinear expands."""
+    if any(op in _QDQ and position > 0 for op, position in uses):
+        return False  # a scale or zero point
+    if tensor.data_type in _FLOATS:
+        return True
+    return any(op == "DequantizeLinear" and position == 0 for op, position in uses)
+
+
+def _macs(node: Any, shapes: dict[str, list[int]]) -> int:
+    op = node.op_type
+    if op not in ("Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "MatMulInteger"):
+        return 0
+    out = shapes.get(node.output[0], [])
+    weight = _weight_shape(node, shapes)
+    if not out or not weight or 0 in out:
+        return 0
+    if op in ("Conv", "ConvInteger"):              # weight [O, I/group, k...]: one dot product per output
+        return int(np.prod(out) * np.prod(weight[1:]))
+    if op == "ConvTranspose":                       # weight [I, O/group, k...]
+        x = shapes.get(node.input[0], [])
+        return int(np.prod(x) * np.prod(weight[1:])) if x and 0 not in x else 0
+    if op == "Gemm":                                # K is weight's first axis unless transB
+        trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
+        return int(np.prod(out) * (weight[1] if trans_b else weight[0]))
+    return int(np.prod(out) * weight[-2]) if len(weight) >= 2 else 0  # MatMul [.., K, N]
+
+
+def _weight_shape(node: Any, shapes: dict[str, list[int]]) -> list[int]:
+    """The second input's shape; in QDQ models the shape of the tensor it was dequantized from."""
+    return shapes.get(node.input[1], []) if len(node.input) > 1 else []
+
+
+def output_steps(model_bytes: bytes) -> dict[str, float]:
+    """Per graph output produced by DequantizeLinear (QDQ models): its quantization step (largest scale).
+
+    The outputs are float, but only take values on this grid; a device whose integer kernels
+    round differently is off by whole steps, which the golden tolerance must allow.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    constants = {t.name: t for t in model.graph.initializer}
+    producers = {out: node for node in model.graph.node for out in node.output}
+    steps = {}
+    for output in model.graph.output:
+        node = producers.get(output.name)
+        if node is not None and node.op_type == "DequantizeLinear" and node.input[1] in constants:
+            steps[output.name] = float(np.max(numpy_helper.to_array(constants[node.input[1]])))
+    return steps

@@ -1,0 +1,197 @@
+"""ONNX artifacts for onnxruntime: float32, int8 (static QDQ) and dynamic int8.
+
+Keras/SavedModel sources are converted with tf2onnx (explicit input signature, opset 17); ONNX
+sources are used as loaded and normalised. int8 is `quant_pre_process` (shape inference and
+onnxruntime's graph optimisations) then `quantize_static` in QDQ format: per-channel int8 weights,
+activations of the target's type (uint8 on x86, int8 on ARM: FACTS.md), calibrated on our data
+through a CalibrationDataReader. I/O stays float32: the QDQ nodes wrap the integer compute.
+
+onnxruntime's options are stringly typed (`extra_options`); they are mapped here from our typed
+options and go no further.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import Dataset
+from ..errors import ConversionError, RecipeError
+from ..recipe import CalibrationMethod, Quantize
+from ..tf_env import import_tf, quiet_fds
+from . import EmitOptions, Emitted
+
+OPSET = 17
+PERCENTILE = 99.999  # percentile calibration keeps this share of each activation's values
+ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 256}  # histogram bins; bins of the 8-bit grid
+
+
+def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
+    """An ONNX working graph -> model.onnx in the recipe's quantization, and its float32 baseline."""
+    return quantized(graph.model.SerializeToString(), calib, options, {"converter": "none (ONNX source)"})
+
+
+def emit_from_keras(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
+    """A Keras/SavedModel working graph -> ONNX through tf2onnx, then as `emit`."""
+    details = {"converter": f"tf2onnx {metadata.version('tf2onnx')} (opset {OPSET})"}
+    return quantized(keras_to_onnx(graph, options.batch), calib, options, details)
+
+
+def keras_to_onnx(graph: Any, batch: int) -> bytes:
+    """tf2onnx over the serving signature with an explicit input signature; names are kept."""
+    tf = import_tf()
+    import tf2onnx
+
+    names = [spec.name for spec in graph.inputs]
+    signature = [tf.TensorSpec([batch, *spec.shape[1:]], spec.dtype, name=spec.name) for spec in graph.inputs]
+
+    @tf.function(input_signature=signature)
+    def serving(*args: Any) -> Any:
+        return graph.signature(**dict(zip(names, args, strict=True)))
+
+    try:
+        with quiet_fds():
+            model, _ = tf2onnx.convert.from_function(serving, input_signature=signature, opset=OPSET)
+    except Exception as exc:  # noqa: BLE001  (tf2onnx raises many types)
+        raise ConversionError(f"tf2onnx could not convert the model to ONNX: {_first_line(exc)}",
+                              "use --format tflite") from exc
+    shorten_names(model)
+    return model.SerializeToString()
+
+
+_WRAPPER_SCOPE = re.compile(r"^(StatefulPartitionedCall/)+[^/]+/")
+
+
+def shorten_names(model: Any) -> None:
+    """Drop the SavedModel wrapper scopes tf2onnx puts in front of every internal name (in place).
+
+    `StatefulPartitionedCall/StatefulPartitionedCall/mnist_resnet_1/conv2d_1/...` becomes
+    `conv2d_1/...`: the layer names stay readable, and the int8 file no longer spends a sixth
+    of its bytes on repeated prefixes. Graph input/output names are never changed.
+    """
+    graph = model.graph
+    keep = {v.name for v in [*graph.input, *graph.output]}
+    names = {n for node in graph.node for n in [*node.input, *node.output, node.name]}
+    names |= {t.name for t in graph.initializer} | {v.name for v in graph.value_info}
+    mapping = {n: _WRAPPER_SCOPE.sub("", n) for n in names if n and n not in keep}
+    if len(set(mapping.values()) | keep) != len(mapping) + len(keep):
+        return  # shortening would merge two names: keep them long
+    for node in graph.node:
+        node.name = mapping.get(node.name, node.name)
+        node.input[:] = [mapping.get(n, n) for n in node.input]
+        node.output[:] = [mapping.get(n, n) for n in node.output]
+    for item in [*graph.initializer, *graph.value_info]:
+        item.name = mapping.get(item.name, item.name)
+
+
+def quantized(baseline: bytes, calib: Dataset | None, options: EmitOptions, details: dict) -> Emitted:
+    """The float model in the requested quantization mode, beside the float model itself."""
+    if options.quantize is Quantize.none:
+        return Emitted(baseline, baseline, details=details)
+    if options.quantize is Quantize.float16:
+        raise RecipeError("--quantize float16 is not available for ONNX artifacts",
+                          "use --quantize int8, dynamic or none, or --format tflite")
+    float_path = options.workdir / "onnx_float.onnx"
+    float_path.write_bytes(baseline)
+    if options.quantize is Quantize.dynamic:
+        model = _dynamic(float_path, options.workdir)
+        details = {**details, "weight_type": "int8", "activation_type": "float32"}
+        return Emitted(model, baseline, details=details)
+    assert calib is not None, "the recipe guarantees calibration data for int8"
+    model = _static(float_path, calib, options)
+    return Emitted(model, baseline, details={**details, "format": "QDQ", "weight_type": "int8",
+                                             "activation_type": options.activation_type})
+
+
+def _static(float_path: Path, calib: Dataset, options: EmitOptions) -> bytes:
+    from onnxruntime import quantization as q
+
+    prepared, out = options.workdir / "onnx_prepared.onnx", options.workdir / "onnx_int8.onnx"
+    activation = {"int8": q.QuantType.QInt8, "uint8": q.QuantType.QUInt8}[options.activation_type]
+    method = {CalibrationMethod.minmax: q.CalibrationMethod.MinMax,
+              CalibrationMethod.entropy: q.CalibrationMethod.Entropy,
+              CalibrationMethod.percentile: q.CalibrationMethod.Percentile}[options.calibration_method]
+    try:
+        with quiet_fds():
+            q.quant_pre_process(str(float_path), str(prepared))
+            entropy = method is q.CalibrationMethod.Entropy
+            ranges = _entropy_ranges(prepared, calib, options) if entropy else None
+            q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
+                              quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
+                              weight_type=q.QuantType.QInt8, calibrate_method=method,
+                              extra_options=_extra_options(options), calibration_cache_path=ranges)
+    except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
+        raise ConversionError(f"onnxruntime int8 quantization failed: {_first_line(exc)}",
+                              "try --quantize dynamic, or --format tflite") from exc
+    return out.read_bytes()
+
+
+def _entropy_ranges(prepared: Path, calib: Dataset, options: EmitOptions) -> Path:
+    """Entropy (KL) calibration ranges, handed to quantize_static as its calibration cache.
+
+    quantize_static runs its entropy calibrator with 128 histogram bins for a 128-bin grid, where
+    the search can only return the full min/max range (measured: identical scales). Calibrating
+    here with a 2048-bin histogram makes the choice real.
+    """
+    from onnxruntime.quantization import calibrate
+
+    calibrator = calibrate.create_calibrator(prepared, None, str(options.workdir / "onnx_augmented.onnx"),
+                                             calibrate_method=calibrate.CalibrationMethod.Entropy,
+                                             extra_options=ENTROPY_BINS)
+    calibrator.collect_data(_reader(calib, options.batch))
+    cache = options.workdir / "onnx_entropy_ranges.json"
+    calibrate.save_tensors_data(calibrator.compute_data(), cache)
+    return cache
+
+
+def _extra_options(options: EmitOptions) -> dict[str, Any]:
+    """Our typed options as onnxruntime's string keys."""
+    extra: dict[str, Any] = {}
+    if options.calibration_method is CalibrationMethod.percentile:
+        extra["CalibPercentile"] = PERCENTILE
+    return extra
+
+
+def _dynamic(float_path: Path, workdir: Path) -> bytes:
+    """int8 weights (per channel), activations quantized on the fly: no calibration data needed."""
+    from onnxruntime import quantization as q
+
+    out = workdir / "onnx_dynamic.onnx"
+    try:
+        with quiet_fds():
+            q.quantize_dynamic(str(float_path), str(out), per_channel=True, weight_type=q.QuantType.QInt8)
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"onnxruntime dynamic quantization failed: {_first_line(exc)}",
+                              "try --quantize none") from exc
+    return out.read_bytes()
+
+
+def _reader(calib: Dataset, batch: int) -> Any:
+    """A CalibrationDataReader over our calibration set, in chunks of the compiled batch."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class DatasetReader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = self._iterate()
+
+        def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
+            for start in range(0, calib.size - batch + 1, batch):
+                yield {name: x[start:start + batch].astype(np.float32) for name, x in calib.inputs.items()}
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+        def rewind(self) -> None:
+            self._feeds = self._iterate()
+
+    return DatasetReader()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]

@@ -1,0 +1,259 @@
+"""ONNX sources (.onnx, PyTorch-style NCHW or any other layout) as a working graph.
+
+Loading checks the file (onnx.checker), inlines external data, turns weights stored as `Constant`
+nodes into initializers (so quantizers and pruning see them), fixes a symbolic batch dimension to
+the recipe's batch, and opens the result in onnxruntime: an op onnxruntime cannot run is refused
+here, with its name, before any conversion starts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..data import InputSpec
+from ..errors import InputModelError
+
+# ai.onnx opsets accepted. Below 11 the int8 quantizer and onnx2tf refuse models; 11..23 cover what
+# PyTorch, tf2onnx and other exporters write today. ORT 1.32 runs newer stamps, but ops introduced
+# after 23 were measured missing (e.g. Swish at opset 26: NOT_IMPLEMENTED).
+MIN_OPSET, MAX_OPSET = 11, 23
+_DEFAULT_DOMAINS = {"", "ai.onnx"}
+_ORT_DOMAINS = {"ai.onnx.ml", "com.microsoft"}  # domains onnxruntime's CPU provider implements
+
+
+@dataclass
+class OnnxGraph:
+    """A checked, normalised ONNX model (batch fixed, weights as initializers) and its session.
+
+    path: the normalised model written to the build's work directory, one file (what the
+    quantizer and onnx2tf read). The session is the source model's reference.
+    """
+
+    source_format: str
+    model: Any  # onnx.ModelProto
+    path: Path
+    inputs: list[InputSpec]
+    output_names: list[str]
+    params: int
+    constants_normalised: int = 0
+    _session: Any = field(default=None, repr=False)
+
+    @property
+    def batch(self) -> int:
+        return self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else 1
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Float reference outputs (onnxruntime), in output_names order, in chunks of the fixed batch
+        (the last chunk padded by repeating its last sample; the padding's outputs are dropped)."""
+        session = self.session()
+        total = next(iter(inputs.values())).shape[0]
+        step = max(1, self.batch)
+        chunks = []
+        for start in range(0, total, step):
+            feed = {k: v[start:start + step] for k, v in inputs.items()}
+            real = next(iter(feed.values())).shape[0]
+            feed = {k: np.concatenate([v, np.repeat(v[-1:], step - real, axis=0)]) for k, v in feed.items()}
+            chunks.append([out[:real] for out in session.run(self.output_names, feed)])
+        return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+
+    def session(self) -> Any:
+        if self._session is None:
+            self._session = open_session(self.model.SerializeToString())
+        return self._session
+
+
+def load(path: str | Path, workdir: Path, batch: int = 1) -> OnnxGraph:
+    """Read, check and normalise an ONNX file; refuse what the pipeline or onnxruntime cannot handle."""
+    import onnx
+
+    source = Path(path)
+    model = _read(source)
+    _check_opsets(model, source)
+    try:
+        onnx.checker.check_model(model)  # the user's model, before we change anything
+    except onnx.checker.ValidationError as exc:
+        raise InputModelError(f"{source.name} is not a valid ONNX model: {_first_line(exc)}",
+                              "re-export it; onnx.checker.check_model must pass") from exc
+    constants = constants_to_initializers(model.graph)
+    fix_batch(model, batch, source)
+    out = workdir / "source_normalised.onnx"
+    out.write_bytes(model.SerializeToString())
+    graph = OnnxGraph("onnx", model, out, input_specs(model), [o.name for o in model.graph.output],
+                      param_count(model), constants)
+    graph.session()  # fail now, naming the op, if onnxruntime cannot run it
+    return graph
+
+
+def _read(source: Path) -> Any:
+    """The ModelProto with external data inlined; a clear error for non-ONNX or truncated files."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(str(source), load_external_data=True)
+    except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
+        raise InputModelError(f"{source.name} is not a readable ONNX model (truncated, or not an ONNX file)",
+                              "re-export it, e.g. with torch.onnx.export") from exc
+    except (OSError, onnx.checker.ValidationError) as exc:  # a missing external-data file
+        raise InputModelError(f"{source.name}: cannot read its external data: {_first_line(exc)}",
+                              "keep the .onnx file next to its external-data files") from exc
+    if not model.graph.node or not model.graph.output:
+        raise InputModelError(f"{source.name} is not a readable ONNX model (no graph in it)",
+                              "is it an ONNX file? re-export it")
+    if model.ByteSize() >= 2**31:
+        raise InputModelError(f"{source.name} is over 2 GB, beyond what edgekiln handles in one protobuf",
+                              "such a model will not fit a Raspberry-Pi-class device anyway")
+    return model
+
+
+def _check_opsets(model: Any, source: Path) -> None:
+    for opset in model.opset_import:
+        if opset.domain in _DEFAULT_DOMAINS and not MIN_OPSET <= opset.version <= MAX_OPSET:
+            raise InputModelError(
+                f"{source.name} uses ONNX opset {opset.version}; edgekiln supports {MIN_OPSET}-{MAX_OPSET}",
+                "re-export with opset 17, or onnx.version_converter.convert_version(model, 17)")
+        if opset.domain not in _DEFAULT_DOMAINS | _ORT_DOMAINS:
+            ops = sorted({n.op_type for n in model.graph.node if n.domain == opset.domain})
+            raise InputModelError(f"{source.name} uses custom ops {', '.join(ops) or '?'} of domain "
+                                  f"'{opset.domain}', which no device runtime implements",
+                                  "re-export the model with standard ONNX ops")
+
+
+def constants_to_initializers(graph: Any) -> int:
+    """Move tensors held by `Constant` nodes into initializers (in place); return how many moved.
+
+    Exporters other than PyTorch's often store weights this way. Weight-aware code reads
+    initializers: parameter counts, pruning's channel graph, and quantizers (onnxruntime's
+    pre-processing happens to fold Constants itself; not every tool does). One form for all.
+    """
+    from onnx import numpy_helper
+
+    kept, moved = [], 0
+    for node in graph.node:
+        array = _constant_value(node)
+        if array is None:
+            kept.append(node)
+            continue
+        graph.initializer.append(numpy_helper.from_array(array, node.output[0]))
+        moved += 1
+    if moved:
+        del graph.node[:]
+        graph.node.extend(kept)
+    return moved
+
+
+def _constant_value(node: Any) -> np.ndarray | None:
+    """The numeric value of a Constant node, or None (other nodes, strings, sparse tensors)."""
+    from onnx import helper, numpy_helper
+
+    if node.op_type != "Constant" or node.domain not in _DEFAULT_DOMAINS or len(node.attribute) != 1:
+        return None
+    attr = node.attribute[0]
+    if attr.name == "value" and attr.t.data_type != 8:  # 8 = STRING
+        return numpy_helper.to_array(attr.t)
+    scalars = {"value_float": np.float32, "value_floats": np.float32, "value_int": np.int64,
+               "value_ints": np.int64}
+    if attr.name in scalars:
+        return np.asarray(helper.get_attribute_value(attr), dtype=scalars[attr.name])
+    return None
+
+
+def fix_batch(model: Any, batch: int, source: Path) -> None:
+    """Set a symbolic (or unset) batch axis of every input to `batch`, in place, and the same
+    symbol wherever it appears in outputs and value_info; any other symbolic axis is an error:
+    edgekiln compiles static shapes for the device."""
+    initializers = {t.name for t in model.graph.initializer}
+    symbols = set()
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        for axis, dim in enumerate(dims):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                continue
+            if axis == 0:
+                symbols.add(dim.dim_param)
+                dim.Clear()
+                dim.dim_value = batch
+                continue
+            raise InputModelError(
+                f"{source.name}: input '{value.name}' has a dynamic axis {axis} ('{dim.dim_param or '?'}') "
+                f"of shape {_shape_text(dims)}; only the batch axis may be dynamic",
+                "re-export with a fixed input size (e.g. torch.onnx.export dynamic_axes only for axis 0)")
+    symbols.discard("")
+    for value in [*model.graph.output, *model.graph.value_info]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_param") and dim.dim_param in symbols:
+                dim.Clear()
+                dim.dim_value = batch
+
+
+def _shape_text(dims: Any) -> str:
+    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
+                           for d in dims) + "]"
+
+
+def input_specs(model: Any) -> list[InputSpec]:
+    """The graph inputs that are not initializers, with static shapes and numpy dtype names."""
+    from onnx import helper
+
+    initializers = {t.name for t in model.graph.initializer}
+    specs = []
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        tensor = value.type.tensor_type
+        shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
+        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+        specs.append(InputSpec(value.name, shape, dtype, channels_first=_looks_nchw(shape)))
+    return specs
+
+
+def _looks_nchw(shape: tuple[int, ...]) -> bool:
+    """A 1- or 3-channel image tensor with its channels before its (larger) spatial axes."""
+    return len(shape) == 4 and shape[1] in (1, 3) and min(shape[2], shape[3]) > 4
+
+
+def param_count(model: Any) -> int:
+    """Elements of the floating-point initializers: the weights and biases (shape tensors excluded)."""
+    return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type in (1, 10, 11, 16)))
+
+
+def open_session(model_bytes: bytes, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session; an op without a kernel becomes an InputModelError naming it."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises Fail / NotImplemented / InvalidGraph ...)
+        raise _session_error(str(exc), ort.__version__) from exc
+
+
+def _session_error(text: str, version: str) -> InputModelError:
+    import re
+
+    missing = re.search(r"Could not find an implementation for (\w+)\((\d+)\)", text) or \
+        re.search(r"(\S+)\((-?\d+)\) is not a registered function/op", text)
+    if missing:
+        return InputModelError(f"op {missing.group(1)} (version {missing.group(2)}) has no onnxruntime "
+                               f"{version} CPU kernel for these tensor types: the device cannot run it",
+                               "replace the op, or re-export the model with opset 17")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "unknown error")
+    return InputModelError(f"onnxruntime {version} cannot load the model: {first[:300]}",
+                           "check the model with onnx.checker and re-export it")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:300]
+
+
+__all__ = ["MIN_OPSET", "MAX_OPSET", "OnnxGraph", "load", "open_session", "param_count"]

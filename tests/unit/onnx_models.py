@@ -1,0 +1,51 @@
+"""Tiny ONNX models built with onnx.helper for the ONNX tests (no exporter, no TensorFlow)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+def conv_net(batch: int | str = "N", opset: int = 17, weights_as_constants: bool = False,
+             seed: int = 0) -> onnx.ModelProto:
+    """x [batch, 3, 8, 8] -> Conv 3->4 (3x3, pad 1) -> Relu -> GlobalAveragePool -> Flatten -> Gemm 4->2."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(0, 0.5, (4, 3, 3, 3)).astype(np.float32)
+    b = rng.normal(0, 0.1, (4,)).astype(np.float32)
+    fc = rng.normal(0, 0.5, (2, 4)).astype(np.float32)
+    fc_b = np.zeros(2, np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"]),
+        helper.make_node("Gemm", ["f", "fc", "fc_b"], ["y"], transB=1),
+    ]
+    tensors = {"w": w, "b": b, "fc": fc, "fc_b": fc_b}
+    initializers = [numpy_helper.from_array(v, k) for k, v in tensors.items()]
+    if weights_as_constants:
+        nodes = [helper.make_node("Constant", [], [k], value=t) for k, t in zip(tensors, initializers,
+                                                                                strict=True)] + nodes
+        initializers = []
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 2])
+    graph = helper.make_graph(nodes, "conv_net", [x], [y], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def single_op(op: str, domain: str = "", opset: int = 17, inputs: int = 1, dtype: int = TensorProto.FLOAT,
+              **attrs: object) -> onnx.ModelProto:
+    """x [1, 4] (fed to every input) -> op -> y, for ops a runtime may lack."""
+    imports = [helper.make_opsetid("", opset)] + ([helper.make_opsetid(domain, 1)] if domain else [])
+    node = helper.make_node(op, ["x"] * inputs, ["y"], domain=domain, **attrs)
+    graph = helper.make_graph([node], "single", [helper.make_tensor_value_info("x", dtype, [1, 4])],
+                              [helper.make_tensor_value_info("y", dtype, [1, 4])])
+    return helper.make_model(graph, opset_imports=imports)
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    path.write_bytes(model.SerializeToString())
+    return path

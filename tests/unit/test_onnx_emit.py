@@ -1,0 +1,129 @@
+"""compiler/emit/onnx.py and compiler/analyze_onnx.py on tiny models (onnxruntime's real quantizer)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+from onnx_models import conv_net
+
+from compiler.analyze_onnx import onnx_arena_bytes, onnx_stats, output_steps
+from compiler.data import Dataset
+from compiler.emit import EmitOptions
+from compiler.emit.onnx import quantized
+from compiler.errors import RecipeError
+from compiler.recipe import CalibrationMethod, Quantize
+
+CONV_PARAMS = 4 * 3 * 9 + 4 + 2 * 4 + 2          # conv weight + bias, gemm weight + bias
+CONV_MACS = (4 * 8 * 8) * (3 * 3 * 3) + 2 * 4     # conv: outputs x (cin * kh * kw); gemm: outputs x K
+
+
+def _calib(n: int = 24) -> Dataset:
+    return Dataset({"x": np.random.default_rng(5).random((n, 3, 8, 8), np.float32)}, None, "test")
+
+
+def _options(tmp_path: Path, quantize: Quantize = Quantize.int8, activation: str = "uint8",
+             method: CalibrationMethod = CalibrationMethod.minmax) -> EmitOptions:
+    return EmitOptions(quantize, True, method, activation, tmp_path)
+
+
+def _float_bytes() -> bytes:
+    return conv_net(batch=1).SerializeToString()
+
+
+def test_stats_of_a_float_model() -> None:
+    stats = onnx_stats(_float_bytes())
+    assert (stats.params, stats.macs) == (CONV_PARAMS, CONV_MACS)
+    assert stats.ops == {"Conv": 1, "Relu": 1, "GlobalAveragePool": 1, "Flatten": 1, "Gemm": 1}
+    # x (3*8*8) + conv and relu (4*8*8 each) + pool, flatten (4 each) + y (2), float32
+    assert onnx_arena_bytes(_float_bytes()) == 4 * (192 + 256 + 256 + 4 + 4 + 2)
+
+
+@pytest.mark.parametrize("activation, zero_point_type", [("uint8", np.uint8), ("int8", np.int8)])
+def test_int8_is_qdq_with_the_targets_activation_type(tmp_path: Path, activation: str,
+                                                      zero_point_type: type) -> None:
+    options = _options(tmp_path, activation=activation)
+    emitted = quantized(_float_bytes(), _calib(), options, {"converter": "x"})
+    model = onnx.load_from_string(emitted.model)
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
+    constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    input_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")
+    assert constants[input_q.input[2]].dtype == zero_point_type
+    weight_dq = next(n for n in model.graph.node if n.op_type == "DequantizeLinear"
+                     and constants.get(n.input[0], np.zeros(1)).shape == (4, 3, 3, 3))
+    assert constants[weight_dq.input[0]].dtype == np.int8
+    assert constants[weight_dq.input[1]].shape == (4,)  # one scale per output channel
+    assert emitted.baseline == _float_bytes()
+    assert emitted.details == {"converter": "x", "format": "QDQ", "weight_type": "int8",
+                               "activation_type": activation}
+    stats = onnx_stats(emitted.model)
+    assert (stats.params, stats.macs) == (CONV_PARAMS, CONV_MACS)  # the same network, counted the same way
+    x = _calib().inputs["x"][:1]
+    want = ort.InferenceSession(emitted.baseline).run(None, {"x": x})[0]
+    got = ort.InferenceSession(emitted.model).run(None, {"x": x})[0]
+    step = output_steps(emitted.model)["y"]
+    assert 0 < step < 0.1 and np.max(np.abs(got - want)) < 4 * step
+
+
+def test_calibration_methods_choose_different_ranges(tmp_path: Path) -> None:
+    x = np.random.default_rng(6).normal(size=(32, 3, 8, 8)).astype(np.float32)
+    x[0, :, 0, 0] = 40.0  # one outlier: min/max keeps it, entropy and percentile clip it differently
+    calib, scales = Dataset({"x": x}, None, "test"), {}
+    for method in CalibrationMethod:
+        work = tmp_path / str(method)
+        work.mkdir()
+        emitted = quantized(_float_bytes(), calib, _options(work, method=method), {})
+        model = onnx.load_from_string(emitted.model)
+        constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+        relu_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "r")
+        scales[method] = float(constants[relu_q.input[1]])
+    assert len(set(scales.values())) == 3, scales
+    assert scales[CalibrationMethod.minmax] == max(scales.values())
+
+
+def test_dynamic_needs_no_calibration(tmp_path: Path) -> None:
+    emitted = quantized(_float_bytes(), None, _options(tmp_path, Quantize.dynamic), {})
+    assert "DynamicQuantizeLinear" in {n.op_type for n in onnx.load_from_string(emitted.model).graph.node}
+    assert ort.InferenceSession(emitted.model).run(None, {"x": _calib().inputs["x"][:1]})[0].shape == (1, 2)
+
+
+def test_none_is_the_float_model(tmp_path: Path) -> None:
+    emitted = quantized(_float_bytes(), None, _options(tmp_path, Quantize.none), {})
+    assert emitted.model == emitted.baseline == _float_bytes()
+
+
+def test_float16_is_refused_for_onnx(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="float16 is not available for ONNX"):
+        quantized(_float_bytes(), None, _options(tmp_path, Quantize.float16), {})
+
+
+def test_tflite_refuses_calibration_methods_it_does_not_have(tmp_path: Path) -> None:
+    from compiler.emit.tflite import check_calibration_method
+
+    check_calibration_method(_options(tmp_path, method=CalibrationMethod.minmax))
+    with pytest.raises(RecipeError, match="calibration method entropy is not available for TFLite"):
+        check_calibration_method(_options(tmp_path, method=CalibrationMethod.entropy))
+
+
+def test_onnx2tf_failure_text_is_reduced_to_its_telling_line() -> None:
+    from compiler.emit.tflite_from_onnx import _error_line
+
+    red, reset = "\x1b[31m", "\x1b[0m"
+    text = "\n".join([
+        f"\x1b[32mINFO:{reset} onnx_op_type: Conv onnx_op_name: /conv/Conv",
+        f"{red}ERROR:{reset} The trace log is below.",
+        "Traceback (most recent call last):",
+        '  File "onnx2tf/ops/Conv.py", line 300, in make_node',
+        "ValueError: Depth of output (16) is not a multiple of the number of groups (32) for '{{node conv}}'",
+        f"{red}ERROR:{reset} input_onnx_file_path: model.onnx",
+        f"{red}ERROR:{reset} onnx_op_name: /conv/Conv",
+    ])
+    assert _error_line(text).startswith("ValueError: Depth of output (16) is not a multiple of the number")
+    assert _error_line(f"{red}ERROR:{reset} The model has an unsupported dynamic shape") == \
+        "ERROR: The model has an unsupported dynamic shape"
+    assert _error_line("") == "no output"
