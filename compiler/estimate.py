@@ -57,7 +57,10 @@ def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int) -> 
 def target_estimate(target: Target, records: Iterable[OpRecord]) -> dict | None:
     """The manifest's latency.target_estimate, or None for a target without estimate figures."""
     figures = target.estimate
-    if figures is None:
+    records = tuple(records)
+    # The figures were fitted on LiteRT/XNNPACK anchors; an artifact without per-op records (ONNX
+    # for now) gets no estimate rather than a number the anchors do not support.
+    if figures is None or not records:
         return None
     threads = target.default_threads
     cost = predict_ms(records, figures, threads)
