@@ -19,6 +19,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,8 @@ def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
     """An ONNX working graph -> the .tflite artifact and its float32 baseline, both from one onnx2tf run."""
     check_calibration_method(options)
     check_ops(graph.model)
-    scratch = options.workdir / "onnx2tf"
-    scratch.mkdir()
+    # A fresh directory per conversion: a build may convert twice (pruned, then the unpruned reference).
+    scratch = Path(tempfile.mkdtemp(prefix="onnx2tf-", dir=options.workdir))
     files = run_onnx2tf(graph, calib, options.quantize, scratch)
     wanted = _ARTIFACT[options.quantize, options.int8_io]
     if wanted not in files:
