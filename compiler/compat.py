@@ -85,23 +85,27 @@ def check_target(target: Target, model_format: str, model_bytes: bytes, force: b
 
 def check_wheels(target: Target, model_format: str) -> None:
     """Refuse a target for which some pinned package has no wheel (nor an apt package that provides it)."""
+    problem = _wheel_problem(target, model_format)
+    if problem:
+        raise TargetError(problem, _alternatives(target, model_format))
+
+
+def _wheel_problem(target: Target, model_format: str) -> str | None:
+    """Why this format's pins cannot be installed on the target, or None when they can."""
     table = _data("wheels")
     for pin in reversed(base_pins(target, model_format)):  # the interpreter first: it matters most
         facts = table.get(pin)
         if facts is None:
-            raise TargetError(f"edgekiln knows no wheels for {pin} (target {target.name})",
-                              "add it to targets/wheels.toml after checking PyPI")
+            return f"edgekiln knows no wheels for {pin} (target {target.name}; add it to targets/wheels.toml)"
         if facts.get("apt", {}).get(target.arch) in target.apt_packages:
             continue
         oldest_glibc = facts["glibc"].get(target.arch)
         if target.python not in facts["python"] or oldest_glibc is None or \
                 _version(target.glibc) < _version(oldest_glibc):
-            raise TargetError(
-                f"{pin} has no wheel for {target.arch} / Python {target.python} / glibc {target.glibc} "
-                f"(target {target.name}); wheels exist for Python {', '.join(facts['python'])} on "
-                f"{', '.join(sorted(facts['glibc']))}",
-                _alternatives(target, model_format),
-            )
+            return (f"{pin} has no wheel for {target.arch} / Python {target.python} / glibc {target.glibc} "
+                    f"(target {target.name}); wheels exist for Python {', '.join(facts['python'])} on "
+                    f"{', '.join(sorted(facts['glibc']))}")
+    return None
 
 
 def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
@@ -132,12 +136,8 @@ def _alternatives(target: Target, model_format: str) -> str:
     from .recipe import Format
 
     other = "onnx" if model_format == "tflite" else "tflite"
-    try:
-        if other in {f.value for f in Format}:  # only formats this edgekiln can build
-            check_wheels(target, other)
-            options.append(f"or --format {other}")
-    except TargetError:
-        pass
+    if other in {f.value for f in Format} and _wheel_problem(target, other) is None:
+        options.append(f"or --format {other}")
     return "; ".join([*options, "--force builds it anyway"])
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import TensorProto
-from onnx_models import conv_net, save, single_op
+
+from tests.unit.onnx_models import conv_net, save, single_op
 
 ROOT = Path(__file__).resolve().parents[2]
 

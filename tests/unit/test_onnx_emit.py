@@ -9,7 +9,6 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
-from onnx_models import conv_net
 
 from compiler.analyze_onnx import onnx_arena_bytes, onnx_stats, output_steps
 from compiler.data import Dataset
@@ -17,6 +16,7 @@ from compiler.emit import EmitOptions
 from compiler.emit.onnx import quantized
 from compiler.errors import RecipeError
 from compiler.recipe import CalibrationMethod, Quantize
+from tests.unit.onnx_models import conv_net
 
 CONV_PARAMS = 4 * 3 * 9 + 4 + 2 * 4 + 2          # conv weight + bias, gemm weight + bias
 CONV_MACS = (4 * 8 * 8) * (3 * 3 * 3) + 2 * 4     # conv: outputs x (cin * kh * kw); gemm: outputs x K

@@ -9,11 +9,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto
-from onnx_models import conv_net, save, single_op
 
 from compiler.errors import InputModelError
 from compiler.graph import detect_format, framework
 from compiler.graph import onnx as onnx_graph
+from tests.unit.onnx_models import conv_net, save, single_op
 
 
 def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:

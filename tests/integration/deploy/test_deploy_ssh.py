@@ -53,7 +53,8 @@ def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, w
     assert record["validation"]["passed"] and len(record["validation"]["samples"]) == 8
     assert record["latency"]["runs"] == 10 and record["latency"]["p50_ms"] > 0
     assert record["latency"]["runtime"] == "ai-edge-litert"
-    assert record["packages"] == {"numpy": "2.4.6", "ai-edge-litert": "2.3.0"}
+    # every pin of requirements.txt (the locked set) is reported with the version installed
+    assert {"numpy": "2.4.6", "ai-edge-litert": "2.3.0"}.items() <= record["packages"].items()
     assert record["device"]["machine"] == "x86_64" and record["device"]["cores"] >= 1
     assert any("targets aarch64" in w for w in record["warnings"])  # an x86 "device" for an rpi4 bundle
     remote = Path(record["bundle"]["remote_dir"])
