@@ -163,7 +163,7 @@ def _inspect_bundle(path: Path) -> None:
         console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
                       f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
     for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
-        console.print(line, markup=False)
+        console.print(line, markup=False, soft_wrap=True)  # one device, one line, whatever the width
     if "accuracy" in m:
         a = m["accuracy"]
         console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
