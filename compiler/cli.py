@@ -13,7 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from .errors import EdgekilnError
-from .recipe import Format, Quantize
+from .recipe import Calibration, Format, Quantize
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -54,7 +54,9 @@ def build(
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Bundle directory to create.")] = None,
     format: Annotated[Format | None, typer.Option(help="Artifact format (default: the target's).")] = None,  # noqa: A002
-    quantize: Annotated[Quantize | None, typer.Option("--quantize", "-q", help="Quantization mode.")] = None,
+    quantize: Annotated[Quantize | None, typer.Option(
+        "--quantize", "-q", help="auto (default): build the variants, ship the fastest accurate enough one.")] = None,
+    calibration: Annotated[Calibration | None, typer.Option(help="int8 activation ranges (auto: the best).")] = None,
     int8_io: Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 model inputs/outputs.")] = None,
     calib_samples: Annotated[int | None, typer.Option(help="At most this many calibration samples.")] = None,
     golden_samples: Annotated[int | None, typer.Option(help="Samples stored in golden.npz.")] = None,
@@ -69,7 +71,8 @@ def build(
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
-               "output": _str(output), "format": format, "quantize": quantize, "int8_io": int8_io,
+               "output": _str(output), "format": format, "quantize": quantize, "calibration": calibration,
+               "int8_io": int8_io,
                "calib_samples": calib_samples, "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "unsafe": unsafe or None, "force": force or None}
@@ -90,6 +93,33 @@ def _build(options: dict[str, Any], recipe_file: Path | None) -> None:
     with progress_display() as progress:
         result = run_build(recipe, progress)
     print_build_summary(result)
+
+
+@app.command()
+def explain(
+    model: ModelArg,
+    target: TargetOpt = None,
+    calib: CalibOpt = None,
+    eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
+    threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
+    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per model.")] = None,
+    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+) -> None:
+    """Why plain int8 hurts MODEL on --target: per-layer error, fast-path coverage, likely causes."""
+    options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
+               "threads": threads, "bench_runs": runs, "unsafe": unsafe or None}
+    _run(lambda: _explain({k: v for k, v in options.items() if v is not None}))
+
+
+def _explain(options: dict[str, Any]) -> None:
+    from .explain import explain as run_explain
+    from .recipe import Recipe
+    from .summary import print_explanation, progress_display
+
+    recipe = Recipe(**options, quantize=Quantize.int8)  # explain diagnoses plain int8: it needs --calib
+    with progress_display() as progress:
+        result = run_explain(recipe, progress)
+    print_explanation(result)
 
 
 @app.command("targets")

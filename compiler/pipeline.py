@@ -10,17 +10,15 @@ from pathlib import Path
 import targets as target_data
 from targets import Target, TargetFileError
 
-from . import analyze, bundle, compat, report
+from . import bundle, compat, report, variants
 from .data import Dataset
-from .emit import tflite
 from .errors import RecipeError, TargetError
 from .graph import detect_format
 from .graph import keras as keras_graph
-from .recipe import Quantize, Recipe
-from .stages import Artifacts, Datasets, load_datasets, measure_all
+from .recipe import Recipe
+from .stages import host_threads, load_datasets, measure_all
 
 Progress = Callable[[str], None]
-EMITTERS = {"tflite": tflite.convert}
 
 
 @dataclass(frozen=True)
@@ -48,8 +46,9 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         graph = keras_graph.load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe)
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
-        progress(f"Converting: float32 baseline and {recipe.quantize}")
-        artifacts = _emit(graph, model_format, recipe, data)
+        progress(f"Building, judging and timing the candidates (--quantize {recipe.quantize})")
+        threads = recipe.threads or host_threads(target)
+        artifacts = variants.select(graph, model_format, recipe, data, threads, Path(work)).artifacts
         progress("Checking the target's limits")
         memory_mb = compat.check_memory(target, len(artifacts.model),
                                         compat.tflite_arena_bytes(artifacts.model))
@@ -67,14 +66,6 @@ def resolve_target(name: str) -> Target:
         return target_data.load(name)
     except TargetFileError as exc:
         raise TargetError(str(exc), "run `edgekiln targets` to list them") from exc
-
-
-def _emit(graph: keras_graph.KerasGraph, model_format: str, recipe: Recipe, data: Datasets) -> Artifacts:
-    emit = EMITTERS[model_format]
-    baseline = emit(graph.saved_model_dir, Quantize.none, None, recipe.int8_io)
-    model = baseline if recipe.quantize is Quantize.none else \
-        emit(graph.saved_model_dir, recipe.quantize, data.calib, recipe.int8_io)
-    return Artifacts(model_format, model, baseline, analyze.tflite_stats(model), analyze.tflite_stats(baseline))
 
 
 __all__ = ["BuildResult", "Dataset", "build", "resolve_target"]

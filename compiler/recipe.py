@@ -19,10 +19,20 @@ from .errors import RecipeError
 class Quantize(StrEnum):
     """How weights and activations are stored in the compiled model."""
 
+    auto = "auto"        # build the candidates below, measure them, ship the fastest accurate enough one
     int8 = "int8"        # full-integer: int8 weights (per channel) and activations, calibrated
     float16 = "float16"  # float16 weights, float32 compute
     dynamic = "dynamic"  # int8 weights, float activations quantized on the fly
     none = "none"        # float32 as trained
+
+
+class Calibration(StrEnum):
+    """How int8 activation ranges are set from the calibration data."""
+
+    auto = "auto"              # the most faithful of the three on held-back samples
+    minmax = "minmax"
+    percentile = "percentile"  # 99.99th percentile of |x|
+    entropy = "entropy"        # TensorRT's KL-divergence threshold
 
 
 class Format(StrEnum):
@@ -39,7 +49,8 @@ class Recipe:
     target: a target name (`edgekiln targets`) or a target TOML file.
     output: the bundle directory to create.
     format: artifact format; None means the target's default.
-    quantize: see Quantize; int8 needs calibration data.
+    quantize: see Quantize; int8 needs calibration data; auto without it considers no int8 variant.
+    calibration: see Calibration; the plain `int8` candidate always uses min/max (it is the reference).
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
     calib_samples: at most this many samples feed the quantizer.
     holdout_samples: calibration samples held back from the quantizer to measure fidelity.
@@ -57,7 +68,8 @@ class Recipe:
     target: str = "rpi4"
     output: str = ""
     format: Format | None = None
-    quantize: Quantize = Quantize.int8
+    quantize: Quantize = Quantize.auto
+    calibration: Calibration = Calibration.auto
     calib: str | None = None
     eval: str | None = None
     calib_samples: int = 256
@@ -74,6 +86,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
+        object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
         if self.format is not None:
             object.__setattr__(self, "format", _enum(Format, self.format, "format"))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
@@ -97,6 +110,7 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
+                    calibration=str(self.calibration),
                     format=str(self.format) if self.format else None)
         return data
 
