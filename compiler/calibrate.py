@@ -101,32 +101,43 @@ def _percentile(hist: np.ndarray, levels: int) -> int:
 
 
 def _entropy(hist: np.ndarray, levels: int) -> int:
-    """TensorRT's threshold: the clip point whose `levels`-step quantization loses least information (KL)."""
+    """TensorRT's threshold (as onnxruntime computes it): the clip point whose `levels`-step quantization
+    loses least information, KL(reference || quantized), both smoothed so empty bins stay finite."""
     counts = hist.astype(np.float64)
     best, best_kl = len(counts), np.inf
     for edge in range(levels, len(counts) + 1, ENTROPY_STEP):
         p = counts[:edge].copy()
         p[-1] += counts[edge:].sum()               # outliers clip onto the last level
-        q = _quantized(counts[:edge], levels)
-        mask = p > 0
-        if not np.all(q[mask] > 0):
+        q = _quantized(counts[:edge], levels, p > 0)
+        if q.sum() == 0:
             continue
-        p_n, q_n = p[mask] / p.sum(), q[mask] / q.sum()
-        kl = float(np.sum(p_n * np.log(p_n / q_n)))
+        p_n, q_n = _smooth(p / p.sum()), np.maximum(_smooth(q / q.sum()), 1e-12)
+        mask = p_n > 0
+        kl = float(np.sum(p_n[mask] * np.log(p_n[mask] / q_n[mask])))
         if kl < best_kl:
             best, best_kl = edge, kl
     return best
 
 
-def _quantized(counts: np.ndarray, levels: int) -> np.ndarray:
-    """The histogram seen through `levels` equal steps: each step's mass shared by its bins that had any."""
+def _quantized(counts: np.ndarray, levels: int, occupied: np.ndarray | None = None) -> np.ndarray:
+    """The histogram seen through `levels` equal steps: each step's mass shared by its occupied bins
+    (by default the bins that had any count)."""
     lengths = np.full(levels, len(counts) // levels)
     lengths[: len(counts) % levels] += 1          # the split np.array_split makes
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    nonzero = counts > 0
-    mass, filled = np.add.reduceat(counts, starts), np.add.reduceat(nonzero.astype(np.float64), starts)
+    occupied = counts > 0 if occupied is None else occupied
+    mass, filled = np.add.reduceat(counts, starts), np.add.reduceat(occupied.astype(np.float64), starts)
     share = np.divide(mass, filled, out=np.zeros_like(mass), where=filled > 0)
-    return np.repeat(share, lengths) * nonzero
+    return np.repeat(share, lengths) * occupied
+
+
+def _smooth(distribution: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Move eps of mass onto every empty bin, taken evenly from the others (onnxruntime's smoothing)."""
+    empty = distribution == 0
+    if empty.all() or not empty.any():
+        return distribution
+    taken = eps * empty.sum() / (~empty).sum()
+    return distribution + eps * empty - taken * ~empty
 
 
 def with_ranges(calibrated: bytes, clipped: dict[int, tuple[float, float]]) -> bytes:

@@ -87,7 +87,8 @@ def print_candidates(q: dict) -> None:
     runs = q["timing"]["runs_per_candidate"]
     console.print(f"[dim]accurate enough = {q['criterion']}; p50 on this host, {q['timing']['threads']} thread(s), "
                   f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
-                  f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; Nx = N times float32's p50[/dim]")
+                  f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
+                  "Nx = N times float32's p50[/dim]")
     console.print(f"chosen: {q['reason']}")
     for cause in (q.get("diagnosis") or {}).get("causes", []):
         console.print(f"[dim]plain int8:[/dim] {cause}")

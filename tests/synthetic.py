@@ -84,7 +84,7 @@ def spread_bn(keras: Any, seed: int = 0, compensation: float = 0.5) -> tuple[Any
 
 
 def activation(keras: Any, kind: str, seed: int = 0, size: int = 32,
-               filters: tuple[int, ...] = (16, 32, 32, 64)) -> tuple[Any, np.ndarray]:
+               filters: tuple[int, ...] = (32, 64)) -> tuple[Any, np.ndarray]:
     """conv + depthwise-conv blocks, each conv followed by PReLU ('prelu') or HardSwish ('hard_swish')."""
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

@@ -45,7 +45,7 @@ def quantize(calibrated: bytes, int8_io: bool = True, float_ops: Iterable[str] =
     try:
         with quiet_fds():
             return bytes(convert.mlir_quantize(
-                calibrated, fully_quantize=not debug, input_data_type=io_type, output_data_type=io_type,
+                calibrated, fully_quantize=int8_io and not debug, input_data_type=io_type, output_data_type=io_type,
                 enable_numeric_verify=debug, denylisted_ops=sorted(float_ops) or None,
                 denylisted_nodes=sorted(float_nodes) or None))
     except Exception as exc:  # noqa: BLE001

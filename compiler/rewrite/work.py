@@ -46,6 +46,8 @@ class WorkingModel:
             self.consumers.setdefault(layer.name, [])
             for source in sources:
                 self.consumers.setdefault(source, []).append(layer.name)
+        for state in self.layers.values():
+            state.identity = state.identity or _identity_bn(state)
         self.shared = any(len(layer._inbound_nodes) > 1 for layer in model.layers)  # noqa: SLF001
         self.output_layers = {t._keras_history.operation.name for t in model.outputs}  # noqa: SLF001
 
@@ -87,14 +89,26 @@ class WorkingModel:
     def to_keras(self) -> Any:
         """A new Keras model from the edited configs and weights."""
         import keras
+        from keras.src.saving.serialization_lib import SafeModeScope
 
-        rebuilt = keras.models.clone_model(
-            self.model, clone_function=lambda layer: type(layer).from_config(self.layers[layer.name].config))
+        # A Lambda layer's config holds its code; it is only here if the user let the source load with
+        # --unsafe, so rebuilding it runs nothing they have not already agreed to run.
+        with SafeModeScope(safe_mode=not any(s.kind == "Lambda" for s in self.layers.values())):
+            rebuilt = keras.models.clone_model(
+                self.model, clone_function=lambda layer: type(layer).from_config(self.layers[layer.name].config))
         for layer in rebuilt.layers:
-            weights = self.layers[layer.name].weights
-            if layer.weights:
+            if layer.weights:  # Input layers (renamed by the clone when they had no name) have none
+                weights = self.layers[layer.name].weights
                 layer.set_weights([weights[w.name] for w in layer.weights])
         return rebuilt
+
+
+def _identity_bn(state: LayerState) -> bool:
+    """A BatchNormalization an earlier rewrite turned into a no-op (no scale, no shift, mean 0, var 1 - eps)."""
+    if state.kind != "BatchNormalization" or state.config.get("scale") or state.config.get("center"):
+        return False
+    w = state.weights
+    return not np.any(w["moving_mean"]) and np.allclose(w["moving_variance"], 1.0 - state.config["epsilon"])
 
 
 def _rank(layer: Any) -> int:

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("name", ["mnist_cnn", "mnist_resnet"])
 def test_sample_int8_bundle(name, tmp_path):
     recipe = Recipe(source=str(SAMPLES / f"{name}.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
-                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / name), bench_runs=20)
+                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / name), bench_runs=20,
+                    quantize="int8")
     m = build(recipe).manifest
     assert m["source"]["params"] >= 100_000
     assert m["size"]["model_bytes"] <= 0.30 * m["size"]["baseline_bytes"], m["size"]
@@ -27,7 +28,7 @@ def test_sample_int8_bundle(name, tmp_path):
 def test_inspect_bundle_tflite_and_source(cli, tmp_path):
     out = tmp_path / "cnn"
     result = cli("build", SAMPLES / "mnist_cnn.keras", "--calib", SAMPLES / "mnist_calib.npz", "-o", out,
-                 "--runs", "5")
+                 "--runs", "5", "--quantize", "int8")
     assert result.exit_code == 0, result.stderr
     shown = cli("inspect", out)
     assert shown.exit_code == 0 and "host-measured" in shown.stdout and "int8" in shown.stdout
