@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field
 
-SLOWER_MARGIN = 1.05  # below 5% two p50s are within this shared host's run-to-run noise (as report.py)
-SIZE_MARGIN = 1.02    # sizes within 2% are the same size (int8 variants differ by a few header bytes)
+from .report import SLOWER_MARGIN  # below it, two p50s are within this shared host's run-to-run noise
+
+SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,8 @@ class Choice:
 
 
 def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None) -> Choice:
-    """The fastest row meeting the criterion; within SLOWER_MARGIN of it, the smallest, then the most faithful.
+    """The fastest row meeting the criterion; within SLOWER_MARGIN of it, the smallest (within SIZE_MARGIN),
+    then the most faithful, then the smallest exactly.
 
     `baseline` (float32) is only quoted in the reason; it competes only if it is among `rows`.
     """
@@ -90,7 +92,8 @@ def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None) -> 
     fastest = min(eligible, key=lambda r: r.p50_ms)
     tied = [r for r in eligible if r.p50_ms <= fastest.p50_ms * SLOWER_MARGIN]
     smallest = min(r.bytes for r in tied)
-    chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN), key=lambda r: (_sqnr(r), -r.p50_ms))
+    # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
+    chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN), key=lambda r: (_sqnr(r), -r.bytes))
     verdicts = {r.name: _verdict(r, chosen, criterion, tied, baseline) for r in rows}
     return Choice(chosen, _reason(chosen, rows, criterion, verdicts, baseline), verdicts,
                   {r.name: _short(r, chosen, criterion, tied, baseline) for r in rows})

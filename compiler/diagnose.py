@@ -140,17 +140,20 @@ def layer_of(tensor_name: str, layer_names: list[str]) -> str:
         scopes = part.split("/")
         scope = scopes[1] if len(scopes) > 2 else scopes[0]
         stem = re.sub(r"_\d+$", "", scope)
-        name = next((n for n in (stem, scope) if n in layer_names), None)
+        if not layer_names:  # a SavedModel source: the name scope is all there is
+            name = stem if len(scopes) > 2 else None
+        else:
+            name = next((n for n in (stem, scope) if n in layer_names), None)
         if name and name not in found:
             found.append(name)
     if not found:
         return "(model output)" if tensor_name.startswith("StatefulPartitionedCall") else tensor_name.split(";")[0]
-    return "+".join(sorted(found, key=layer_names.index))
+    return "+".join(sorted(found, key=layer_names.index) if layer_names else found)
 
 
 def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats], calibrated: bytes,
-           keras_model: Any, samples: int) -> dict:
-    """The manifest's quantization.diagnosis block (of the plain int8 model)."""
+           keras_model: Any, samples: int, failure: str = "") -> dict:
+    """The manifest's quantization.diagnosis block (of the plain int8 model); `failure`: why layers are missing."""
     return {
         "of": "int8 (plain: min/max calibration, no rewrites, no float fallback)",
         "method": "tf.lite.experimental.QuantizationDebugger layer statistics: each quantized op against its float "
@@ -159,4 +162,5 @@ def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorSta
         "layers": [e.to_dict() for e in errors[:TOP_LAYERS]],
         "coverage": cover.to_dict(),
         "causes": causes.find(errors, cover, stats, calibrated, keras_model),
+        **({"note": failure} if failure else {}),
     }

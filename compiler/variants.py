@@ -30,6 +30,7 @@ class Selection:
     artifacts: Artifacts
     rows: list[Row]
     choice: Choice
+    models: dict[str, bytes]  # every built candidate, by name (the benchmark re-times them)
 
 
 def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, threads: int,
@@ -52,7 +53,7 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
     section = _section(recipe, criterion, choice, rows, built, diagnosis, chosen, runs, threads)
     artifacts = Artifacts(model_format, chosen.model, ready[BASELINE].model, analyze.tflite_stats(chosen.model),
                           analyze.tflite_stats(ready[BASELINE].model), chosen.candidate.quantize, section)
-    return Selection(artifacts, rows, choice)
+    return Selection(artifacts, rows, choice, {name: b.model for name, b in ready.items()})
 
 
 def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, threads: int) -> list[Row]:

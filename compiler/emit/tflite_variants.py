@@ -22,6 +22,7 @@ from .. import calibrate, coverage, diagnose, rewrite
 from ..candidates import Built, Candidate, Quality
 from ..choose import Criterion
 from ..data import Dataset
+from ..errors import ConversionError
 from ..recipe import Quantize
 from ..tf_env import quiet_fds
 from . import tflite, tflite_int8
@@ -43,26 +44,42 @@ class Int8Base:
 
 def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
           workdir: Path, int8_io: bool, calibration: str = "auto") -> tuple[list[Built], dict | None]:
-    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8)."""
+    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8).
+
+    If int8 conversion fails, the int8 candidates are not built (the note says why) unless int8 is all
+    that was asked for (`--quantize int8`): then the error stops the build.
+    """
     built = {c.name: Built(c, tflite.convert(graph.saved_model_dir, c.quantize, None, int8_io))
              for c in candidates if c.quantize is not Quantize.int8}
     int8s = [c for c in candidates if c.quantize is Quantize.int8]
-    diagnosis = None
+    diagnosis, missing = None, "needs calibration data (--calib)"
     if int8s and calib is not None:
-        feeds, names = sample_feeds(calib), layer_names(graph)
-        plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io)
-        built["int8"] = Built(int8s[0], plain_model, tuple(plain.notes), plain.details)
-        if len(int8s) > 1:
-            methods = calibrate.METHODS if calibration == "auto" else (calibration,)
-            tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
-
-            def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
-                method = (tuned.details["calibration"],)
-                return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
-
-            built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
-    ordered = [built.get(c.name) or Built(c, None, ("needs calibration data (--calib)",)) for c in candidates]
+        try:
+            family, diagnosis = _int8_family(graph, int8s, calib, judge, criterion, workdir, int8_io, calibration)
+            built.update(family)
+        except ConversionError as exc:
+            if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
+                raise
+            missing = f"int8 conversion failed: {exc.one_line()}"
+    ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
     return [_with_coverage(b) for b in ordered], diagnosis
+
+
+def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
+                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Built], dict]:
+    feeds, names = sample_feeds(calib), layer_names(graph)
+    plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io)
+    built = {"int8": Built(int8s[0], plain_model, tuple(plain.notes), plain.details)}
+    if len(int8s) > 1:
+        methods = calibrate.METHODS if calibration == "auto" else (calibration,)
+        tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
+
+        def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
+            method = (tuned.details["calibration"],)
+            return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
+
+        built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+    return built, diagnosis
 
 
 def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]],
@@ -72,9 +89,13 @@ def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]],
                      {"calibration": "minmax"})
     model = tflite_int8.quantize(plain.calibrated, int8_io)
     stats = calibrate.collect(plain.calibrated, feeds[:STATS_SAMPLES])
-    errors = diagnose.layer_errors(plain.calibrated, feeds, layer_names(graph))
+    errors, failure = [], ""
+    try:
+        errors = diagnose.layer_errors(plain.calibrated, feeds, layer_names(graph))
+    except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
+        failure = f"the per-layer debugger failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
     diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
-                                min(len(feeds), diagnose.DEBUG_SAMPLES))
+                                min(len(feeds), diagnose.DEBUG_SAMPLES), failure)
     return plain, model, diagnosis
 
 
@@ -107,7 +128,10 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
         notes.append("no rewrites: a SavedModel source has no Keras layers to rewrite")
     else:
         inputs = rewrite.model_inputs(graph.keras_model, calib.inputs)
-        rewritten = rewrite.apply(graph.keras_model, inputs, correct_bias=correct_bias)
+        try:
+            rewritten = rewrite.apply(graph.keras_model, inputs, correct_bias=correct_bias)
+        except Exception as exc:  # noqa: BLE001  (a layer Keras cannot rebuild from its config: no rewrites)
+            rewritten = rewrite.Rewritten(graph.keras_model, (), 0.0, f"rewrites skipped: {str(exc)[:200]}")
         details["rewrites"] = rewritten.to_dict()
         if rewritten.changed:
             source = workdir / f"rewritten_saved_model{'' if correct_bias else '_exact'}"

@@ -85,3 +85,8 @@ def test_plans_per_mode():
     assert names[Quantize.int8] == ["float32", "int8", "int8+rewrites"]  # forced int8 stays full-integer
     assert names[Quantize.float16] == ["float32", "float16"] and names[Quantize.none] == ["float32"]
     assert [c.name for c in plan(Quantize.auto, ["tflite"], calibrated=False)] == ["float32", "float16", "dynamic"]
+
+
+def test_on_a_full_tie_the_plain_variant_stays():
+    rows = [row("int8", 0.089, 247_064, 49.2), row("int8+fallback", 0.087, 247_680, 49.2)]
+    assert pick(rows, FLOOR).chosen.name == "int8"
