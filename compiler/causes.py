@@ -26,14 +26,17 @@ CONVERSIONS = ("QUANTIZE", "DEQUANTIZE")
 
 
 def find(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats], calibrated: bytes,
-         keras_model: Any) -> list[str]:
+         keras_model: Any, accurate: str = "") -> list[str]:
     """The causes, most damaging first; never empty.
 
     Ops outside the fast path come first when they split it (each piece boundary costs a round trip
     through slow kernels); one such op at the start or end of the graph costs little and comes last.
+    `accurate` (how plain int8 meets the accuracy criterion, empty when it does not): then the layer
+    with the largest share of a small error is no cause worth naming.
     """
     found = []
-    culprits = [e for e in errors[:MAX_LAYER_CAUSES] if e.share >= CULPRIT_SHARE and e.channel_nsr >= 0.01]
+    culprits = [e for e in errors[:MAX_LAYER_CAUSES]
+                if e.share >= CULPRIT_SHARE and e.channel_nsr >= 0.01 and not accurate]
     if culprits:
         operands, describe = op_operands(calibrated), describer(keras_model)
         found += [_layer_cause(e, stats, operands, describe) for e in culprits]
@@ -44,6 +47,8 @@ def find(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats
             "the fast path stays in one piece; these ops run outside it"
         text = f"int8 {ops} not in the fast path (XNNPACK): {split} on LiteRT's slower built-in kernels"
         found.insert(0 if cover.pieces > 1 else len(found), text)
+    if not found and accurate:
+        found.append(f"none: plain int8 is accurate enough here ({accurate}) and every op runs in XNNPACK")
     if not found:
         found.append("no dominant cause: the int8 error is spread over the layers and every op runs in XNNPACK")
     return found

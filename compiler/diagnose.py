@@ -152,8 +152,9 @@ def layer_of(tensor_name: str, layer_names: list[str]) -> str:
 
 
 def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats], calibrated: bytes,
-           keras_model: Any, samples: int, failure: str = "") -> dict:
-    """The manifest's quantization.diagnosis block (of the plain int8 model); `failure`: why layers are missing."""
+           keras_model: Any, samples: int, failure: str = "", accurate: str = "") -> dict:
+    """The manifest's quantization.diagnosis block (of the plain int8 model); `failure`: why layers are missing;
+    `accurate`: how plain int8 meets the accuracy criterion, if it does."""
     return {
         "of": "int8 (plain: min/max calibration, no rewrites, no float fallback)",
         "method": "tf.lite.experimental.QuantizationDebugger layer statistics: each quantized op against its float "
@@ -161,6 +162,6 @@ def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorSta
         "samples": samples,
         "layers": [e.to_dict() for e in errors[:TOP_LAYERS]],
         "coverage": cover.to_dict(),
-        "causes": causes.find(errors, cover, stats, calibrated, keras_model),
+        "causes": causes.find(errors, cover, stats, calibrated, keras_model, accurate),
         **({"note": failure} if failure else {}),
     }

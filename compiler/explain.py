@@ -13,6 +13,7 @@ from typing import Any
 
 from . import rewrite
 from .candidates import Judge, interleaved_latency
+from .choose import Criterion
 from .emit import tflite, tflite_variants
 from .errors import RecipeError
 from .graph import detect_format
@@ -37,11 +38,13 @@ def explain(recipe: Recipe, progress: Any = lambda stage: None) -> dict:
         graph = keras_graph.load(recipe.source, detect_format(recipe.source), Path(work), unsafe=recipe.unsafe)
         data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
         progress("Quantizing (plain int8) and running the per-layer debugger")
-        feeds = tflite_variants.sample_feeds(data.calib)
-        _, int8_model, diagnosis = tflite_variants.plain_int8(graph, data.calib, feeds, recipe.int8_io)
+        feeds, judge = tflite_variants.sample_feeds(data.calib), Judge(graph, data, threads)
+        labelled = data.evaluation is not None and data.evaluation.labels is not None
+        criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
+        _, int8_model, diagnosis = tflite_variants.plain_int8(graph, data.calib, feeds, recipe.int8_io, judge,
+                                                              criterion)
         float_model = tflite.convert(graph.saved_model_dir, Quantize.none, None)
         progress("Measuring float32 and int8 side by side")
-        judge = Judge(graph, data, threads)
         models = {"float32": float_model, "int8": int8_model}
         opened = {name: open_model("tflite", m, threads) for name, m in models.items()}
         latency = interleaved_latency(opened, data.golden_set, max(1, recipe.bench_runs // ROUNDS), ROUNDS)

@@ -68,7 +68,7 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
 def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
                  workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Built], dict]:
     feeds, names = sample_feeds(calib), layer_names(graph)
-    plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io)
+    plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
     built = {"int8": Built(int8s[0], plain_model, tuple(plain.notes), plain.details)}
     if len(int8s) > 1:
         methods = calibrate.METHODS if calibration == "auto" else (calibration,)
@@ -82,8 +82,8 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
     return built, diagnosis
 
 
-def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]],
-               int8_io: bool) -> tuple[Int8Base, bytes, dict]:
+def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
+               criterion: Criterion) -> tuple[Int8Base, bytes, dict]:
     """The converter's default int8 model (min/max, nothing else) and its diagnosis."""
     plain = Int8Base(tflite_int8.calibrate(graph.saved_model_dir, calib), ["min/max calibration"],
                      {"calibration": "minmax"})
@@ -94,8 +94,10 @@ def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]],
         errors = diagnose.layer_errors(plain.calibrated, feeds, layer_names(graph))
     except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
         failure = f"the per-layer debugger failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
+    quality = judge("tflite", model)
+    accurate = _describe(quality) if criterion.meets(quality) else ""
     diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
-                                min(len(feeds), diagnose.DEBUG_SAMPLES), failure)
+                                min(len(feeds), diagnose.DEBUG_SAMPLES), failure, accurate)
     return plain, model, diagnosis
 
 
@@ -154,6 +156,13 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
 def _rank(quality: Quality, criterion: Criterion) -> tuple:
     sqnr = np.inf if quality.sqnr_db is None else quality.sqnr_db
     return criterion.meets(quality), -(quality.accuracy_drop or 0.0), sqnr
+
+
+def _describe(quality: Quality) -> str:
+    parts = [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
+    parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
+    parts += [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f} points"]
+    return ", ".join(parts)
 
 
 def _quality_dict(quality: Quality) -> dict:
