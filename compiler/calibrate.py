@@ -44,7 +44,7 @@ def collect(calibrated: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[int, 
     with quiet_fds():  # no XNNPACK: it fuses ops and would not keep their intermediate tensors
         interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     inputs = interp.get_signature_runner().get_input_details()
     boundary = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
     stats = {i: TensorStats(name, lo, hi, np.zeros(BINS, np.int64), np.zeros(0), i not in boundary)

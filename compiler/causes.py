@@ -98,7 +98,7 @@ def op_operands(calibrated: bytes) -> dict[str, tuple[str, np.ndarray]]:
     with quiet_fds():
         interp = Interpreter(model_content=calibrated,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     ops = interp._get_ops_details()  # noqa: SLF001  (the only API listing the op graph)
     produced = {int(t) for op in ops for t in op["outputs"]} | {d["index"] for d in interp.get_input_details()}
     names = {d["index"]: d["name"] for d in interp.get_tensor_details()}

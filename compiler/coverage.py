@@ -35,9 +35,9 @@ def measure(model_bytes: bytes, threads: int = 1) -> Coverage:
     """Create the interpreter the bundle uses and read how XNNPACK partitioned the graph."""
     from ai_edge_litert.interpreter import Interpreter
 
-    with quiet_fds():
+    with quiet_fds():  # LiteRT announces XNNPACK on fd 2 when it applies it
         interp = Interpreter(model_content=model_bytes, num_threads=threads)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     return from_ops(interp._get_ops_details())  # noqa: SLF001  (the only API listing delegate partitions)
 
 
