@@ -19,7 +19,9 @@ from .measure import open_model
 from .recipe import Quantize, Recipe
 from .stages import Artifacts, Datasets
 
+# Per artifact format: the emitter of its candidates (CANDIDATES lists them) and its static stats.
 VARIANT_EMITTERS: dict[str, Callable[..., tuple[list[Built], dict | None]]] = {"tflite": tflite_variants.build}
+STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats}
 ROUNDS = 7  # candidates are timed in turn, round by round (candidates.interleaved_latency)
 
 
@@ -51,8 +53,9 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
     choice = pick(eligible, criterion, baseline)
     chosen = ready[choice.chosen.name]
     section = _section(recipe, criterion, choice, rows, built, diagnosis, chosen, runs, threads)
-    artifacts = Artifacts(model_format, chosen.model, ready[BASELINE].model, analyze.tflite_stats(chosen.model),
-                          analyze.tflite_stats(ready[BASELINE].model), chosen.candidate.quantize, section)
+    stats = STATS[model_format]
+    artifacts = Artifacts(model_format, chosen.model, ready[BASELINE].model, stats(chosen.model),
+                          stats(ready[BASELINE].model), chosen.candidate.quantize, section)
     return Selection(artifacts, rows, choice, {name: b.model for name, b in ready.items()})
 
 
