@@ -15,7 +15,7 @@ import typer
 from .errors import EdgekilnError
 from .prune.importance import Criterion
 from .prune.recover import Recover
-from .recipe import CalibrationMethod, Format, Quantize
+from .recipe import Calibration, Format, Quantize
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -65,11 +65,11 @@ def build(
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Bundle directory to create.")] = None,
     format: Annotated[Format | None, typer.Option(help="Artifact format (default: the target's).")] = None,  # noqa: A002
-    quantize: Annotated[Quantize | None, typer.Option("--quantize", "-q", help="Quantization mode.")] = None,
+    quantize: Annotated[Quantize | None, typer.Option(
+        "--quantize", "-q", help="auto (default): build the variants, ship the fastest accurate enough one.")] = None,
+    calibration: Annotated[Calibration | None, typer.Option(help="int8 activation ranges (auto: the best).")] = None,
     int8_io: Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 model inputs/outputs.")] = None,
     calib_samples: Annotated[int | None, typer.Option(help="At most this many calibration samples.")] = None,
-    calibration_method: Annotated[CalibrationMethod | None, typer.Option(
-        help="int8 activation ranges (TFLite: minmax only).")] = None,
     batch: Annotated[int | None, typer.Option(help="Compiled batch where the model leaves it open.")] = None,
     golden_samples: Annotated[int | None, typer.Option(help="Samples stored in golden.npz.")] = None,
     mean: Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.")] = None,
@@ -93,8 +93,8 @@ def build(
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
-               "output": _str(output), "format": format, "quantize": quantize, "int8_io": int8_io,
-               "calib_samples": calib_samples, "calibration_method": calibration_method, "batch": batch,
+               "output": _str(output), "format": format, "quantize": quantize, "calibration": calibration,
+               "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
                "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion,
@@ -197,6 +197,33 @@ def prune_scan(
     from .prune_scan import run_scan
 
     _run(lambda: run_scan(model, eval, calib, criterion, _floats(ratios), samples, json_out, csv_out, unsafe))
+
+
+@app.command()
+def explain(
+    model: ModelArg,
+    target: TargetOpt = None,
+    calib: CalibOpt = None,
+    eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
+    threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
+    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per model.")] = None,
+    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+) -> None:
+    """Why plain int8 hurts MODEL on --target: per-layer error, fast-path coverage, likely causes."""
+    options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
+               "threads": threads, "bench_runs": runs, "unsafe": unsafe or None}
+    _run(lambda: _explain({k: v for k, v in options.items() if v is not None}))
+
+
+def _explain(options: dict[str, Any]) -> None:
+    from .explain import explain as run_explain
+    from .recipe import Recipe
+    from .summary import print_explanation, progress_display
+
+    recipe = Recipe(**options, quantize=Quantize.int8)  # explain diagnoses plain int8: it needs --calib
+    with progress_display() as progress:
+        result = run_explain(recipe, progress)
+    print_explanation(result)
 
 
 @app.command("targets")

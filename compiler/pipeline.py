@@ -12,18 +12,19 @@ from typing import Any
 import targets as target_data
 from targets import Target, TargetFileError
 
-from . import analyze, bundle, compat, prune_stage, report
+from . import analyze, bundle, compat, prune_stage, report, variants
 from .data import Dataset
 from .emit import EmitOptions, tflite, tflite_from_onnx
 from .emit import onnx as onnx_emit
 from .errors import RecipeError, TargetError
 from .graph import detect_format, framework, load
-from .recipe import Recipe
-from .stages import Artifacts, Datasets, load_datasets, measure_all
+from .recipe import Calibration, Quantize, Recipe
+from .stages import Artifacts, Datasets, host_threads, load_datasets, measure_all
 
 Progress = Callable[[str], None]
-# (framework of the working graph, artifact format) -> emitter; Keras -> TFLite never goes
-# through ONNX (onnx2tf fails on tf2onnx's NHWC output: FACTS.md).
+# (framework of the working graph, artifact format) -> emitter of one quantization mode; Keras -> TFLite
+# never goes through ONNX. With --quantize auto, Keras -> TFLite chooses among measured candidates
+# (compiler/variants.py); the other paths build the requested mode (auto: int8 given calibration data).
 EMITTERS = {("keras", "tflite"): tflite.emit, ("onnx", "tflite"): tflite_from_onnx.emit,
             ("keras", "onnx"): onnx_emit.emit_from_keras, ("onnx", "onnx"): onnx_emit.emit}
 
@@ -54,16 +55,18 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
+        threads = recipe.threads or host_threads(target)
         emit = partial(_emit, source=framework(source_format), model_format=model_format, recipe=recipe,
                        target=target, data=data, work=Path(work))
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
-        progress(f"Converting to {model_format}: float32 baseline and {recipe.quantize}")
-        artifacts = emit(pruned.graph if pruned else graph)
+        progress(f"Converting to {model_format} (--quantize {recipe.quantize}; float32 baseline beside it)")
+        artifacts = emit(pruned.graph if pruned else graph, threads=threads)
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, model_format, artifacts.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(graph, artifacts, data, recipe, target)  # against the source: drops include pruning
-        pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target, emit, progress)
+        pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target,
+                                     partial(emit, threads=threads, mode=artifacts.quantize), progress)
         manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
                                    memory_mb, notes, pruning)
         progress("Writing the bundle")
@@ -79,12 +82,20 @@ def resolve_target(name: str) -> Target:
 
 
 def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Target, data: Datasets,
-          work: Path) -> Artifacts:
-    options = EmitOptions(recipe.quantize, recipe.int8_io, recipe.calibration_method,
-                          target.onnx_activation_type, work, recipe.batch)
+          work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
+    """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
+    if mode is None and (source, model_format) == ("keras", "tflite"):
+        return variants.select(graph, model_format, recipe, data, threads, work).artifacts
+    if mode is None:
+        mode = recipe.quantize
+    if mode is Quantize.auto:
+        mode = Quantize.int8 if data.calib is not None else Quantize.none
+    calibration = Calibration.minmax if recipe.calibration is Calibration.auto else recipe.calibration
+    options = EmitOptions(mode, recipe.int8_io, calibration, target.onnx_activation_type, work, recipe.batch)
     emitted = EMITTERS[source, model_format](graph, data.calib, options)
     stats = [analyze.stats(model_format, artifact) for artifact in (emitted.model, emitted.baseline)]
-    return Artifacts(model_format, emitted.model, emitted.baseline, *stats, emitted.layouts, emitted.details)
+    return Artifacts(model_format, emitted.model, emitted.baseline, *stats, emitted.layouts, emitted.details,
+                     quantize=mode)
 
 
 __all__ = ["BuildResult", "Dataset", "build", "resolve_target"]

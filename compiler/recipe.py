@@ -21,10 +21,23 @@ from .prune.recover import Recover
 class Quantize(StrEnum):
     """How weights and activations are stored in the compiled model."""
 
+    auto = "auto"        # build the candidates below, measure them, ship the fastest accurate enough one
     int8 = "int8"        # full-integer: int8 weights (per channel) and activations, calibrated
     float16 = "float16"  # float16 weights, float32 compute
     dynamic = "dynamic"  # int8 weights, float activations quantized on the fly
     none = "none"        # float32 as trained
+
+
+class Calibration(StrEnum):
+    """How int8 activation ranges are set from the calibration data."""
+
+    auto = "auto"              # the most faithful of the three on held-back samples
+    minmax = "minmax"
+    percentile = "percentile"  # 99.99th percentile of |x|
+    entropy = "entropy"        # TensorRT's KL-divergence threshold
+
+
+CalibrationMethod = Calibration  # the emitters' name for it; ONNX maps `auto` to minmax (see pipeline)
 
 
 class Format(StrEnum):
@@ -32,14 +45,6 @@ class Format(StrEnum):
 
     tflite = "tflite"
     onnx = "onnx"
-
-
-class CalibrationMethod(StrEnum):
-    """How int8 activation ranges are chosen from the calibration data (onnx: all; tflite: minmax)."""
-
-    minmax = "minmax"          # the observed min/max
-    entropy = "entropy"        # the range minimising KL divergence to the float histogram
-    percentile = "percentile"  # clip the outer 0.001% of values
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,10 @@ class Recipe:
     target: a target name (`edgekiln targets`) or a target TOML file.
     output: the bundle directory to create.
     format: artifact format; None means the target's default.
-    quantize: see Quantize; int8 needs calibration data.
+    quantize: see Quantize; int8 needs calibration data; auto without it considers no int8 variant.
+    calibration: see Calibration; the plain `int8` candidate always uses min/max (it is the reference).
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
     calib_samples: at most this many samples feed the quantizer.
-    calibration_method: see CalibrationMethod; TFLite converters support minmax only.
     holdout_samples: calibration samples held back from the quantizer to measure fidelity.
     golden_samples: samples stored in golden.npz for on-device validation.
     mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
@@ -74,11 +79,11 @@ class Recipe:
     target: str = "rpi4"
     output: str = ""
     format: Format | None = None
-    quantize: Quantize = Quantize.int8
+    quantize: Quantize = Quantize.auto
+    calibration: Calibration = Calibration.auto
     calib: str | None = None
     eval: str | None = None
     calib_samples: int = 256
-    calibration_method: CalibrationMethod = CalibrationMethod.minmax
     holdout_samples: int = 32
     golden_samples: int = 8
     mean: tuple[float, ...] = (0.0,)
@@ -96,8 +101,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
-        object.__setattr__(self, "calibration_method",
-                           _enum(CalibrationMethod, self.calibration_method, "calibration_method"))
+        object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
         if self.format is not None:
             object.__setattr__(self, "format", _enum(Format, self.format, "format"))
         object.__setattr__(self, "recover", _enum(Recover, self.recover, "recover"))
@@ -125,7 +129,7 @@ class Recipe:
         data = dataclasses.asdict(self)
         data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
                     format=str(self.format) if self.format else None, recover=str(self.recover),
-                    prune_criterion=str(self.prune_criterion), calibration_method=str(self.calibration_method))
+                    prune_criterion=str(self.prune_criterion), calibration=str(self.calibration))
         return data
 
     def replace(self, **changes: Any) -> Recipe:

@@ -11,7 +11,7 @@ from targets import Target
 from . import compat, estimate
 from . import manifest as manifest_schema
 from .bundle import MODEL_FILES, BundleContents
-from .recipe import Quantize, Recipe
+from .recipe import Calibration, Quantize, Recipe
 from .stages import Artifacts, Datasets, Measured
 
 SLOWER_MARGIN = 1.05  # below 5% the two p50s are within this host's run-to-run noise
@@ -69,25 +69,40 @@ def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:
 
 
 def _quantization(recipe: Recipe, artifacts: Artifacts, data: Datasets, measured: Measured) -> dict | None:
+    mode = _mode(recipe, artifacts)
     if recipe.quantize is Quantize.none:
         return None
-    calibrated = recipe.quantize is Quantize.int8
-    return {"mode": str(recipe.quantize), "per_channel": recipe.quantize in (Quantize.int8, Quantize.dynamic),
+    calibrated = mode is Quantize.int8
+    details = (artifacts.choice or {}).get("details", {})
+    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
-            "calibration_method": str(recipe.calibration_method) if calibrated else None,
-            "float_ops": list(artifacts.model_stats.float_ops) if calibrated else [], **artifacts.details}
+            "calibration_method": details.get("calibration", _calibration_used(recipe)) if calibrated else None,
+            "float_ops": list(artifacts.model_stats.float_ops) if calibrated else [],
+            **artifacts.details, **(artifacts.choice or {})}
+
+
+def _calibration_used(recipe: Recipe) -> str:
+    """Outside the TFLite candidate search, `auto` calibration means min/max (see pipeline._emit)."""
+    return "minmax" if recipe.calibration is Calibration.auto else str(recipe.calibration)
+
+
+def _mode(recipe: Recipe, artifacts: Artifacts) -> Quantize:
+    """The mode of the shipped model (with --quantize auto, the chosen candidate's)."""
+    return artifacts.quantize if artifacts.quantize is not None else recipe.quantize
 
 
 def warnings(recipe: Recipe, measured: Measured, artifacts: Artifacts) -> list[str]:
     """What the user must see prominently: a slower or less accurate result than they asked for."""
     notes = []
-    if recipe.quantize is Quantize.int8 and artifacts.model_stats.float_ops:
+    mode = _mode(recipe, artifacts)
+    deliberate = "fallback" in (artifacts.choice or {}).get("details", {})  # kept in float on purpose, and said so
+    if mode is Quantize.int8 and artifacts.model_stats.float_ops and not deliberate:
         notes.append(f"op(s) {', '.join(artifacts.model_stats.float_ops)} have no int8 kernel: the converter left "
                      "them in float32 between DEQUANTIZE/QUANTIZE, so the model is not fully integer")
     compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
-    if recipe.quantize is not Quantize.none and compiled > base * SLOWER_MARGIN:
-        notes.append(f"{recipe.quantize} is SLOWER than the float32 baseline on this host "
+    if mode is not Quantize.none and compiled > base * SLOWER_MARGIN:
+        notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
                      f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize none or float16")
     accuracy = measured.accuracy
     if accuracy is not None and not accuracy["within_budget"]:

@@ -17,6 +17,8 @@ from .data import Dataset, InputSpec, as_float32, load_data
 from .errors import DataError
 from .recipe import Quantize, Recipe
 
+CALIBRATED = (Quantize.int8, Quantize.auto)  # modes that calibrate int8 activation ranges
+
 MIN_CALIBRATION_SAMPLES = 10  # fewer gives activation ranges that are mostly noise
 
 
@@ -52,6 +54,8 @@ class Artifacts:
     baseline_stats: GraphStats
     layouts: dict[str, dict] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+    quantize: Quantize | None = None  # the mode of `model` (with --quantize auto: the chosen one)
+    choice: dict | None = None        # the candidate table, the reason and the diagnosis (manifest)
 
 
 @dataclass(frozen=True)
@@ -75,7 +79,7 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std}
     calib = holdout = evaluation = None
     if recipe.calib:
-        needed = MIN_CALIBRATION_SAMPLES if recipe.quantize is Quantize.int8 else 1
+        needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1
         calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options))
         held = min(recipe.holdout_samples, calib.size // 4)
         if held:

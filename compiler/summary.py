@@ -60,6 +60,8 @@ def print_build_summary(result: object) -> None:
     fid, bfid = m["fidelity"], base["fidelity"]
     table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
     console.print(table)
+    if (m["quantization"] or {}).get("candidates"):
+        print_candidates(m["quantization"])
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")
     console.print("[dim]latency is measured on this build host (labelled 'host' in manifest.json), "
@@ -107,6 +109,65 @@ def _pruning_rows(table: Table, m: dict) -> None:
     acc = p["accuracy"]
     table.add_row(f"  {acc['metric']} before / after recovery (float)", f"{acc['before_recovery']:.2f}%",
                   f"{acc['after_recovery']:.2f}%", f"source {acc['reference']:.2f}%")
+
+
+def print_candidates(q: dict) -> None:
+    """The candidate table of a build: every variant measured side by side, the verdict, the reason."""
+    from rich import box
+
+    labelled = any(row["accuracy"] is not None for row in q["candidates"])
+    table = Table(title=f"candidates (--quantize {q['requested']})", box=box.SIMPLE_HEAD, pad_edge=False)
+    columns = ("variant", "kB", "p50 ms", "SQNR", "top-1", *(("acc %",) if labelled else ()), "parts", "verdict")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("variant", "verdict") else "right",
+                         no_wrap=column != "verdict")
+    for row in q["candidates"]:
+        cells = [row["name"], f"{row['bytes'] / 1000:.1f}", f"{row['p50_ms']:.3f}",
+                 "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}", _opt(row["agreement"], "{:.3f}"),
+                 *((_opt(row["accuracy"], "{:.2f}"),) if labelled else ()), _opt(row["pieces"], "{}"),
+                 row.get("short", row["verdict"])]
+        table.add_row(*cells, style="bold" if row["verdict"] == "chosen" else None)
+    console.print(table)
+    runs = q["timing"]["runs_per_candidate"]
+    console.print(f"[dim]accurate enough = {q['criterion']}; p50 on this host, {q['timing']['threads']} thread(s), "
+                  f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
+                  f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
+                  "Nx = N times float32's p50[/dim]")
+    console.print(f"chosen: {q['reason']}")
+    for cause in (q.get("diagnosis") or {}).get("causes", []):
+        console.print(f"[dim]plain int8:[/dim] {cause}")
+
+
+def _opt(value: object, fmt: str) -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def print_explanation(result: dict) -> None:
+    """`edgekiln explain`: the likely causes first, then the ranked layers, coverage and rewrites."""
+    d, measured = result["diagnosis"], result["measured"]
+    console.print(f"[bold]{result['source']}[/bold] on {result['target']}: plain int8 ({d['of']})")
+    base, q = measured["float32"], measured["int8"]
+    console.print(f"int8 vs float32 on this host ({result['threads']} thread(s)): p50 {q['p50_ms']:.3f} ms vs "
+                  f"{base['p50_ms']:.3f} ms ({q['p50_ms'] / base['p50_ms']:.2f}x), size {q['bytes']:,} B vs "
+                  f"{base['bytes']:,} B; fidelity "
+                  f"{_fid({'sqnr_db': q['sqnr_db'], 'top1_agreement': q['agreement']})}")
+    console.print("[bold]likely causes, worst first:[/bold]")
+    for k, cause in enumerate(d["causes"], 1):
+        console.print(f"  {k}. {cause}")
+    table = Table(title=f"per-layer int8 error ({d['samples']} samples; each op against its float op, same input)")
+    for column in ("layer", "op", "share", "channel noise/signal", "SQNR", "RMSE / step"):
+        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    for e in d["layers"]:
+        table.add_row(e["layer"], e["op"], f"{e['share']:.0%}", f"{e['channel_nsr']:.4f}",
+                      "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB", f"{e['rmse_over_scale']:.2f}")
+    console.print(table)
+    c = d["coverage"]
+    outside = ", ".join(f"{op} x{n}" for op, n in c["outside_fast_path"].items()) or "none"
+    console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
+                  f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
+    applied = (result["rewrites"] or {}).get("applied", [])
+    console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
+    console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
 
 
 def _fid(f: dict) -> str:

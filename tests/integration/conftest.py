@@ -72,9 +72,10 @@ def keras2_h5(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(tiny: dict[str, Path], out: Path, **changes) -> Recipe:
-    """A quick recipe over the tiny model (few timed runs: latency figures are not under test)."""
+    """A quick int8 recipe over the tiny model (few timed runs: latency figures are not under test)."""
     options = {"source": str(tiny["keras"]), "target": "rpi4", "calib": str(tiny["calib"]),
-               "eval": str(tiny["eval"]), "output": str(out), "bench_runs": 10, "holdout_samples": 8}
+               "eval": str(tiny["eval"]), "output": str(out), "bench_runs": 10, "holdout_samples": 8,
+               "quantize": "int8"}
     options.update(changes)
     return Recipe(**options)
 

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.integration
 @pytest.mark.parametrize("name", ["mnist_cnn", "mnist_resnet"])
 def test_sample_int8_bundle(name, tmp_path):
     recipe = Recipe(source=str(SAMPLES / f"{name}.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
-                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / name), bench_runs=20)
+                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / name), bench_runs=20,
+                    quantize="int8")
     m = build(recipe).manifest
     assert m["source"]["params"] >= 100_000
     assert m["size"]["model_bytes"] <= 0.30 * m["size"]["baseline_bytes"], m["size"]
@@ -27,7 +28,7 @@ def test_sample_int8_bundle(name, tmp_path):
 def test_inspect_bundle_tflite_and_source(cli, tmp_path):
     out = tmp_path / "cnn"
     result = cli("build", SAMPLES / "mnist_cnn.keras", "--calib", SAMPLES / "mnist_calib.npz", "-o", out,
-                 "--runs", "5")
+                 "--runs", "5", "--quantize", "int8")
     assert result.exit_code == 0, result.stderr
     shown = cli("inspect", out)
     assert shown.exit_code == 0 and "host-measured" in shown.stdout and "int8" in shown.stdout
@@ -35,3 +36,22 @@ def test_inspect_bundle_tflite_and_source(cli, tmp_path):
     assert model.exit_code == 0 and "CONV_2D" in model.stdout and "MACs" in model.stdout
     source = cli("inspect", SAMPLES / "mnist_cnn.keras")
     assert source.exit_code == 0 and "params" in source.stdout and "FULLY_CONNECTED" in source.stdout
+
+
+def test_sample_auto_build_obeys_the_choice_rule(tmp_path):
+    """--quantize auto on a real trained model: every candidate measured, the rule holds on that table."""
+    from compiler.choose import SLOWER_MARGIN
+
+    recipe = Recipe(source=str(SAMPLES / "mnist_resnet.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
+                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / "auto"), bench_runs=20)
+    q = build(recipe).manifest["quantization"]
+    rows = {row["name"]: row for row in q["candidates"]}
+    assert list(rows) == ["float32", "float16", "dynamic", "int8", "int8+rewrites", "int8+fallback"]
+    assert q["not_built"] == {"int8+fallback+layers": "not needed: the int8 model meets the criterion without "
+                                                      "float layers"}
+    chosen = rows[q["variant"]]
+    assert chosen["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
+    assert chosen["sqnr_db"] >= rows["int8"]["sqnr_db"] and chosen["accuracy_drop"] <= 1.0
+    assert all(q["timing"]["runs_per_candidate"][name] >= 7 * 2 for name in rows)
+    assert q["diagnosis"]["coverage"]["fast_path_pieces"] == 1
+    assert any(note.endswith("rewrite(s)") for note in rows["int8+rewrites"]["notes"])  # BN folding at least

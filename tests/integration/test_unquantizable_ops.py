@@ -41,7 +41,7 @@ def test_op_without_builtin_kernel_is_named(cli, tmp_path):
 
 def test_op_left_in_float_by_int8_is_reported(cli, tmp_path):
     model, calib = _saved_model_with(tmp_path, "sin")
-    result = cli("build", model, "--calib", calib, "-o", tmp_path / "out", "--runs", "5")
+    result = cli("build", model, "--calib", calib, "-o", tmp_path / "out", "--runs", "5", "--quantize", "int8")
     assert result.exit_code == 0, result.stderr
     assert "WARNING" in result.stdout and "SIN" in result.stdout
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())

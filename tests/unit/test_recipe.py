@@ -5,17 +5,27 @@ from __future__ import annotations
 import pytest
 
 from compiler.errors import RecipeError
-from compiler.recipe import Quantize, Recipe, from_toml
+from compiler.recipe import Calibration, Quantize, Recipe, from_toml
 
 
 def test_int8_needs_calibration_data():
     with pytest.raises(RecipeError, match="int8 quantization needs calibration data"):
-        Recipe(source="m.keras")
+        Recipe(source="m.keras", quantize="int8")
+
+
+def test_auto_is_the_default_and_needs_no_calibration_data():
+    recipe = Recipe(source="m.keras")
+    assert recipe.quantize is Quantize.auto and recipe.calibration is Calibration.auto
 
 
 def test_unknown_quantize_mode_names_the_choices():
-    with pytest.raises(RecipeError, match="quantize must be one of int8, float16, dynamic, none, got 'int4'"):
+    with pytest.raises(RecipeError, match="quantize must be one of auto, int8, float16, dynamic, none, got 'int4'"):
         Recipe(source="m.keras", quantize="int4", calib="c.npz")
+
+
+def test_unknown_calibration_names_the_choices():
+    with pytest.raises(RecipeError, match="calibration must be one of auto, minmax, percentile, entropy, got 'kl'"):
+        Recipe(source="m.keras", calibration="kl")
 
 
 def test_default_output_is_named_after_the_source():
@@ -29,7 +39,7 @@ def test_toml_recipe_with_cli_overrides(tmp_path):
     path.write_text('source = "a.keras"\ncalib = "c.npz"\ntarget = "rpi5"\ngolden_samples = 4\n')
     recipe = from_toml(path, target="rpi3", golden_samples=None)
     assert (recipe.target, recipe.golden_samples, recipe.calib) == ("rpi3", 4, "c.npz")
-    assert recipe.to_dict()["quantize"] == "int8"
+    assert recipe.to_dict()["quantize"] == "auto" and recipe.to_dict()["calibration"] == "auto"
 
 
 def test_toml_recipe_rejects_unknown_keys(tmp_path):

@@ -1,0 +1,154 @@
+"""Activation ranges for int8: min/max (what the converter records), percentile, and entropy (KL).
+
+The converter's calibrated model (emit/tflite_int8.calibrate) is a float .tflite whose activation tensors
+carry their min/max. `collect` runs it on calibration samples and keeps, per such tensor, a histogram of |x|
+and each channel's largest |x|. `ranges` turns those into clipped ranges, and `with_ranges` writes them back
+into the calibrated model, so the same quantizer then uses them. Model inputs and outputs keep min/max:
+clipping the data or the logits would change what the user measures, not just rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tf_env import quiet_fds
+
+METHODS = ("minmax", "percentile", "entropy")
+BINS = 2048
+PERCENTILE = 99.99  # of |x|: TensorRT's and onnxruntime's usual choice
+ENTROPY_STEP = 16   # threshold candidates every 16 bins: 2048 / 16 = 128 KL evaluations per tensor
+
+
+@dataclass
+class TensorStats:
+    """What calibration saw of one activation tensor (index in the calibrated model)."""
+
+    name: str
+    lo: float
+    hi: float
+    hist: np.ndarray            # counts of |x| over [0, max(|lo|, |hi|)] in BINS bins
+    channel_absmax: np.ndarray  # largest |x| per channel (last axis)
+    internal: bool              # neither a model input nor a model output
+
+    @property
+    def top(self) -> float:
+        return max(abs(self.lo), abs(self.hi))
+
+
+def collect(calibrated: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[int, TensorStats]:
+    """Run the calibrated model on each feed (signature name -> one sample) and record every ranged tensor."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    with quiet_fds():  # no XNNPACK: it fuses ops and would not keep their intermediate tensors
+        interp = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        interp.allocate_tensors()
+    inputs = interp.get_signature_runner().get_input_details()
+    boundary = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
+    stats = {i: TensorStats(name, lo, hi, np.zeros(BINS, np.int64), np.zeros(0), i not in boundary)
+             for i, (name, lo, hi) in _ranged_tensors(calibrated).items()}
+    for feed in feeds:
+        for name, detail in inputs.items():
+            interp.set_tensor(detail["index"], feed[name].astype(detail["dtype"]))
+        interp.invoke()
+        for index, s in stats.items():
+            _accumulate(s, interp.get_tensor(index))
+    return stats
+
+
+def _accumulate(s: TensorStats, value: np.ndarray) -> None:
+    magnitude = np.abs(value.astype(np.float32))
+    if s.top > 0:
+        s.hist += np.histogram(np.minimum(magnitude, s.top), bins=BINS, range=(0.0, s.top))[0]
+    per_channel = magnitude.reshape(-1, value.shape[-1]).max(axis=0) if value.ndim else magnitude.reshape(1)
+    s.channel_absmax = per_channel if s.channel_absmax.size == 0 else np.maximum(s.channel_absmax, per_channel)
+
+
+def _ranged_tensors(calibrated: bytes) -> dict[int, tuple[str, float, float]]:
+    """index -> (name, min, max) of every tensor the calibration gave a range (first subgraph)."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    found = {}
+    for i, tensor in enumerate(model.subgraphs[0].tensors):
+        q = tensor.quantization
+        if q is not None and q.min is not None and q.max is not None and len(q.min) == 1:
+            found[i] = (tensor.name.decode(), float(q.min[0]), float(q.max[0]))
+    return found
+
+
+def ranges(stats: dict[int, TensorStats], method: str) -> dict[int, tuple[float, float]]:
+    """Clipped (min, max) per internal tensor for 'percentile' or 'entropy' ('minmax' changes nothing)."""
+    if method == "minmax":
+        return {}
+    pick = _percentile if method == "percentile" else _entropy
+    clipped = {}
+    for index, s in stats.items():
+        if not s.internal or s.top == 0 or s.hist.sum() == 0:
+            continue
+        levels = 128 if s.lo < 0 else 256  # a signed tensor spends half of int8's 256 steps on each side
+        t = pick(s.hist, levels) * s.top / BINS
+        clipped[index] = (max(s.lo, -t), min(s.hi, t))
+    return clipped
+
+
+def _percentile(hist: np.ndarray, levels: int) -> int:
+    """The bin edge below which PERCENTILE % of |x| lies."""
+    cumulative = np.cumsum(hist) / hist.sum()
+    return int(np.searchsorted(cumulative, PERCENTILE / 100.0) + 1)
+
+
+def _entropy(hist: np.ndarray, levels: int) -> int:
+    """TensorRT's threshold (as onnxruntime computes it): the clip point whose `levels`-step quantization
+    loses least information, KL(reference || quantized), both smoothed so empty bins stay finite."""
+    counts = hist.astype(np.float64)
+    best, best_kl = len(counts), np.inf
+    for edge in range(levels, len(counts) + 1, ENTROPY_STEP):
+        p = counts[:edge].copy()
+        p[-1] += counts[edge:].sum()               # outliers clip onto the last level
+        q = _quantized(counts[:edge], levels, p > 0)
+        if q.sum() == 0:
+            continue
+        p_n, q_n = _smooth(p / p.sum()), np.maximum(_smooth(q / q.sum()), 1e-12)
+        mask = p_n > 0
+        kl = float(np.sum(p_n[mask] * np.log(p_n[mask] / q_n[mask])))
+        if kl < best_kl:
+            best, best_kl = edge, kl
+    return best
+
+
+def _quantized(counts: np.ndarray, levels: int, occupied: np.ndarray | None = None) -> np.ndarray:
+    """The histogram seen through `levels` equal steps: each step's mass shared by its occupied bins
+    (by default the bins that had any count)."""
+    lengths = np.full(levels, len(counts) // levels)
+    lengths[: len(counts) % levels] += 1          # the split np.array_split makes
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    occupied = counts > 0 if occupied is None else occupied
+    mass, filled = np.add.reduceat(counts, starts), np.add.reduceat(occupied.astype(np.float64), starts)
+    share = np.divide(mass, filled, out=np.zeros_like(mass), where=filled > 0)
+    return np.repeat(share, lengths) * occupied
+
+
+def _smooth(distribution: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+    """Move eps of mass onto every empty bin, taken evenly from the others (onnxruntime's smoothing)."""
+    empty = distribution == 0
+    if empty.all() or not empty.any():
+        return distribution
+    taken = eps * empty.sum() / (~empty).sum()
+    return distribution + eps * empty - taken * ~empty
+
+
+def with_ranges(calibrated: bytes, clipped: dict[int, tuple[float, float]]) -> bytes:
+    """The calibrated model with some tensors' (min, max) replaced."""
+    if not clipped:
+        return calibrated
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
+    tensors = model.subgraphs[0].tensors
+    for index, (lo, hi) in clipped.items():
+        tensors[index].quantization.min = np.array([lo], np.float32)
+        tensors[index].quantization.max = np.array([hi], np.float32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

@@ -1,0 +1,53 @@
+"""int8 TFLite in two steps: calibrate once, then quantize as often as needed (milliseconds each).
+
+`calibrate` runs TensorFlow's converter in calibrate-only mode: a float .tflite whose activation tensors
+carry the min/max seen on the calibration data. `quantize` turns that into an int8 model with the MLIR
+quantizer, the same call `tf.lite.experimental.QuantizationDebugger` makes, with its options: ops or nodes
+(named by output tensor) kept in float (the denylist), a NumericVerify debug build, and int8 inputs/outputs.
+Same calibration + `quantize()` gives exactly the model `TFLiteConverter.convert()` gives (checked by test).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from ..data import Dataset
+from ..errors import ConversionError
+from ..tf_env import import_tf, quiet_fds
+from .tflite import _conversion_error, _representative
+
+
+def calibrate(saved_model_dir: Path, calib: Dataset) -> bytes:
+    """The float model with calibrated activation ranges (min/max per tensor)."""
+    from ..recipe import Quantize
+
+    tf = import_tf()
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: _representative(calib)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    converter._experimental_calibrate_only = True  # noqa: SLF001  (what QuantizationDebugger sets)
+    try:
+        with quiet_fds():
+            return bytes(converter.convert())
+    except Exception as exc:  # noqa: BLE001  (ConverterError, RuntimeError, ValueError from MLIR)
+        raise _conversion_error(exc, Quantize.int8) from exc
+
+
+def quantize(calibrated: bytes, int8_io: bool = True, float_ops: Iterable[str] = (),
+             float_nodes: Iterable[str] = (), debug: bool = False) -> bytes:
+    """An int8 model from a calibrated one; `float_ops` (TFLite op names) and `float_nodes` stay float32."""
+    tf = import_tf()
+    from tensorflow.lite.python import convert
+
+    io_type = tf.int8 if int8_io and not debug else tf.float32
+    try:
+        with quiet_fds():
+            return bytes(convert.mlir_quantize(
+                calibrated, fully_quantize=int8_io and not debug, input_data_type=io_type, output_data_type=io_type,
+                enable_numeric_verify=debug, denylisted_ops=sorted(float_ops) or None,
+                denylisted_nodes=sorted(float_nodes) or None))
+    except Exception as exc:  # noqa: BLE001
+        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        raise ConversionError(f"int8 quantization failed: {first[:300]}") from exc

@@ -1,0 +1,225 @@
+"""Every TFLite candidate of a build, and the diagnosis of plain int8.
+
+float32 / float16 / dynamic come straight from the converter. The int8 family shares calibrations:
+  int8           the source model, min/max ranges: what the converter gives by default (and what is diagnosed);
+  int8+rewrites  the rewritten Keras model (exact rewrites + bias correction), with the calibration method
+                 (min/max, percentile, entropy) that is most faithful on the held-back samples;
+  int8+fallback  int8+rewrites with the int8 ops that leave XNNPACK kept in float;
+  int8+fallback+layers  that, and the layers with the worst error kept in float too, more of them until the
+                 accuracy criterion holds (built only when int8+fallback does not meet it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import calibrate, coverage, diagnose, rewrite
+from ..candidates import Built, Candidate, Quality
+from ..choose import Criterion
+from ..data import Dataset
+from ..errors import ConversionError
+from ..recipe import Quantize
+from ..tf_env import quiet_fds
+from . import tflite, tflite_int8
+
+Judge = Callable[[str, bytes], Quality]
+STATS_SAMPLES = 64                 # calibration samples whose activations feed percentile / entropy ranges
+FALLBACK_STEPS = (1, 2, 4, 8)      # how many of the worst layers to keep in float, tried in turn
+CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
+
+
+@dataclass
+class Int8Base:
+    """A calibrated float model ready to quantize, with what was done to get it."""
+
+    calibrated: bytes
+    notes: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+
+
+def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
+          workdir: Path, int8_io: bool, calibration: str = "auto") -> tuple[list[Built], dict | None]:
+    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8).
+
+    If int8 conversion fails, the int8 candidates are not built (the note says why) unless int8 is all
+    that was asked for (`--quantize int8`): then the error stops the build.
+    """
+    built = {c.name: Built(c, tflite.convert(graph.saved_model_dir, c.quantize, None, int8_io))
+             for c in candidates if c.quantize is not Quantize.int8}
+    int8s = [c for c in candidates if c.quantize is Quantize.int8]
+    diagnosis, missing = None, "needs calibration data (--calib)"
+    if int8s and calib is not None:
+        try:
+            family, diagnosis = _int8_family(graph, int8s, calib, judge, criterion, workdir, int8_io, calibration)
+            built.update(family)
+        except ConversionError as exc:
+            if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
+                raise
+            missing = f"int8 conversion failed: {exc.one_line()}"
+    ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
+    return [_with_coverage(b) for b in ordered], diagnosis
+
+
+def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
+                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Built], dict]:
+    feeds, names = sample_feeds(calib), layer_names(graph)
+    plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
+    built = {"int8": Built(int8s[0], plain_model, tuple(plain.notes), plain.details)}
+    if len(int8s) > 1:
+        methods = calibrate.METHODS if calibration == "auto" else (calibration,)
+        tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
+
+        def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
+            method = (tuned.details["calibration"],)
+            return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
+
+        built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+    return built, diagnosis
+
+
+def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
+               criterion: Criterion) -> tuple[Int8Base, bytes, dict]:
+    """The converter's default int8 model (min/max, nothing else) and its diagnosis."""
+    plain = Int8Base(tflite_int8.calibrate(graph.saved_model_dir, calib), ["min/max calibration"],
+                     {"calibration": "minmax"})
+    model = tflite_int8.quantize(plain.calibrated, int8_io)
+    stats = calibrate.collect(plain.calibrated, feeds[:STATS_SAMPLES])
+    errors, failure = [], ""
+    try:
+        errors = diagnose.layer_errors(plain.calibrated, feeds, layer_names(graph))
+    except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
+        failure = f"the per-layer debugger failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
+    quality = judge("tflite", model)
+    accurate = _describe(quality) if criterion.meets(quality) else ""
+    diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
+                                min(len(feeds), diagnose.DEBUG_SAMPLES), failure, accurate)
+    return plain, model, diagnosis
+
+
+def layer_names(graph: Any) -> list[str]:
+    return [layer.name for layer in graph.keras_model.layers] if graph.keras_model is not None else []
+
+
+def _with_coverage(built: Built) -> Built:
+    """Record how XNNPACK partitions each model (the table shows the pieces; slow ops become a note)."""
+    if built.model is None:
+        return built
+    cover = coverage.measure(built.model)
+    slow = {op: n for op, n in cover.slow_ops.items() if op not in CONVERSION_OPS}
+    note = (f"{', '.join(f'{op} x{n}' for op, n in slow.items())} outside XNNPACK, {cover.pieces} piece(s)",) \
+        if slow and built.candidate.quantize is Quantize.int8 else ()
+    return Built(built.candidate, built.model, (*note, *built.notes), dict(built.details, coverage=cover.to_dict()))
+
+
+def sample_feeds(calib: Dataset) -> list[dict[str, np.ndarray]]:
+    return [{name: array[i : i + 1].astype(np.float32) for name, array in calib.inputs.items()}
+            for i in range(calib.size)]
+
+
+def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], judge: Judge,
+                criterion: Criterion, workdir: Path, int8_io: bool, methods: tuple[str, ...],
+                correct_bias: bool = True) -> Int8Base:
+    """Rewrite the Keras model (when there is one), calibrate it, and keep the most faithful ranges."""
+    source, notes, details = graph.saved_model_dir, [], {}
+    if graph.keras_model is None:
+        notes.append("no rewrites: a SavedModel source has no Keras layers to rewrite")
+    else:
+        inputs = rewrite.model_inputs(graph.keras_model, calib.inputs)
+        try:
+            rewritten = rewrite.apply(graph.keras_model, inputs, correct_bias=correct_bias)
+        except Exception as exc:  # noqa: BLE001  (a layer Keras cannot rebuild from its config: no rewrites)
+            rewritten = rewrite.Rewritten(graph.keras_model, (), 0.0, f"rewrites skipped: {str(exc)[:200]}")
+        details["rewrites"] = rewritten.to_dict()
+        if rewritten.changed:
+            source = workdir / f"rewritten_saved_model{'' if correct_bias else '_exact'}"
+            with quiet_fds():
+                rewritten.model.export(str(source), verbose=False)
+            notes.append(f"{len(rewritten.notes)} rewrite(s)")
+    calibrated = tflite_int8.calibrate(source, calib)
+    stats = calibrate.collect(calibrated, feeds[:STATS_SAMPLES])
+    tried = {}
+    for method in methods:
+        ranged = calibrate.with_ranges(calibrated, calibrate.ranges(stats, method))
+        tried[method] = (ranged, judge("tflite", tflite_int8.quantize(ranged, int8_io)))
+    best = max(tried, key=lambda m: _rank(tried[m][1], criterion))
+    details["calibration"] = best
+    details["calibration_trials"] = {m: _quality_dict(q) for m, (_, q) in tried.items()}
+    notes.append(f"{best} calibration")
+    return Int8Base(tried[best][0], notes, details)
+
+
+def _rank(quality: Quality, criterion: Criterion) -> tuple:
+    sqnr = np.inf if quality.sqnr_db is None else quality.sqnr_db
+    return criterion.meets(quality), -(quality.accuracy_drop or 0.0), sqnr
+
+
+def _describe(quality: Quality) -> str:
+    parts = [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
+    parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
+    parts += [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f} points"]
+    return ", ".join(parts)
+
+
+def _quality_dict(quality: Quality) -> dict:
+    return {k: v for k, v in vars(quality).items() if v is not None}
+
+
+def _refined(candidates: list[Candidate], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
+             names: list[str], judge: Judge, criterion: Criterion, int8_io: bool,
+             exact: Callable[[], Int8Base]) -> dict[str, Built]:
+    """int8+rewrites and the fallback variants from the tuned base (layer fallback: from `exact()`)."""
+    model = tflite_int8.quantize(base.calibrated, int8_io)
+    cover = coverage.measure(model)
+    float_ops = {op: f"int8 kernel not in XNNPACK ({n} node(s) outside the fast path, {cover.pieces} pieces)"
+                 for op, n in cover.slow_ops.items() if op not in CONVERSION_OPS}
+    built = {}
+    for candidate in candidates:
+        if candidate.fallback == "layers":
+            built[candidate.name] = _layer_fallback(candidate, base, exact, float_ops, feeds, names, judge,
+                                                    criterion, int8_io)
+        elif candidate.fallback == "ops" and not float_ops:
+            built[candidate.name] = Built(candidate, None, ("every int8 op already runs in XNNPACK",))
+        elif candidate.fallback == "ops":
+            kept = tflite_int8.quantize(base.calibrated, int8_io, float_ops=float_ops)
+            built[candidate.name] = Built(candidate, kept, (*base.notes, f"float: {', '.join(float_ops)}"),
+                                          dict(base.details, fallback={"float_ops": float_ops, "float_layers": []}))
+        elif model == plain_model:
+            built[candidate.name] = Built(candidate, None, ("identical to int8: no rewrite applied, min/max best",))
+        else:
+            built[candidate.name] = Built(candidate, model, tuple(base.notes), dict(base.details))
+    return built
+
+
+def _layer_fallback(candidate: Candidate, tuned: Int8Base, exact: Callable[[], Int8Base], float_ops: dict[str, str],
+                    feeds: list[dict[str, np.ndarray]], names: list[str], judge: Judge, criterion: Criterion,
+                    int8_io: bool) -> Built:
+    """The ops outside the fast path in float, then the layers with the worst error, until the criterion holds.
+
+    Built from the rewritten model without bias correction: a corrected bias is wrong for a layer whose
+    weights stay float.
+    """
+    quality = judge("tflite", tflite_int8.quantize(tuned.calibrated, int8_io, float_ops=float_ops))
+    if criterion.meets(quality):
+        return Built(candidate, None, ("not needed: the int8 model meets the criterion without float layers",))
+    base = exact()
+    errors = [e for e in diagnose.layer_errors(base.calibrated, feeds, names) if e.op not in float_ops]
+    steps = []
+    for count in FALLBACK_STEPS:
+        worst = errors[:count]
+        model = tflite_int8.quantize(base.calibrated, int8_io, float_ops, [t for e in worst for t in e.tensors])
+        quality = judge("tflite", model)
+        steps.append({"float_layers": count, **_quality_dict(quality)})
+        if criterion.meets(quality) or count >= len(errors):
+            break
+    details = dict(base.details, fallback={
+        "float_ops": float_ops,
+        "float_layers": [{"layer": e.layer, "op": e.op, "tensors": list(e.tensors),
+                          "reason": f"{e.share:.0%} of the int8 error"} for e in worst],
+        "steps": steps, "meets_criterion": criterion.meets(quality)})
+    kept = [*float_ops, *(e.layer for e in worst)]
+    return Built(candidate, model, (*base.notes, f"float: {', '.join(kept)}"), details)

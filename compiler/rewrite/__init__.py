@@ -1,0 +1,80 @@
+"""Rewrites of a Keras model before int8 quantization.
+
+The exact passes (float outputs unchanged, checked on the calibration samples) run in the order of
+EXACT_PASSES; each edits a WorkingModel in place and returns a note per change. Bias correction comes
+last: it deliberately moves the float outputs by the expected int8 weight rounding error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import bias_correction, bn_act, equalize, fold_bn
+from .work import WorkingModel
+
+EXACT_PASSES = {
+    "fold_bn": fold_bn.run,                   # conv -> BN
+    "bn_through_activation": bn_act.run,      # conv -> ReLU/PReLU -> BN
+    "equalize": equalize.run,                 # conv -> ... -> conv with channel ranges orders of magnitude apart
+}
+EXACT_TOLERANCE = 1e-5  # max |rewritten - source| relative to max |source| over the check samples
+CHECK_SAMPLES = 32      # samples the exactness check and bias correction's channel means use
+
+
+@dataclass(frozen=True)
+class Rewritten:
+    """The rewritten model, what changed, and how far its float outputs moved before bias correction."""
+
+    model: Any
+    notes: tuple[str, ...]
+    exact_max_diff: float
+    dropped: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.notes)
+
+    def to_dict(self) -> dict:
+        data = {"applied": list(self.notes), "exact_passes_max_rel_diff": float(f"{self.exact_max_diff:.3g}")}
+        return dict(data, dropped=self.dropped) if self.dropped else data
+
+
+def apply(model: Any, inputs: Any, correct_bias: bool = True) -> Rewritten:
+    """Run every exact pass, check the float outputs did not move, then bias correction (optional)."""
+    work = WorkingModel(model)
+    if work.shared:
+        return Rewritten(model, (), 0.0)  # a layer called twice has one set of weights for two roles
+    notes = [f"{name}: {note}" for name, run in EXACT_PASSES.items() for note in run(work)]
+    rewritten = work.to_keras() if notes else model
+    inputs = _head(inputs, CHECK_SAMPLES)
+    diff = relative_diff(model, rewritten, inputs)
+    if diff > EXACT_TOLERANCE:  # a bug in a pass must not ship: keep the source model and say so
+        return Rewritten(model, (), diff, f"rewrites dropped: they moved the float outputs by {diff:.2g}")
+    if correct_bias:
+        rewritten, more = bias_correction.run(rewritten, inputs)
+        notes += [f"bias_correction: {note}" for note in more]
+    return Rewritten(rewritten, tuple(notes), diff)
+
+
+def relative_diff(a: Any, b: Any, inputs: Any) -> float:
+    """max |a(x) - b(x)| / max |a(x)| over all outputs."""
+    ya, yb = a.predict(inputs, verbose=0, batch_size=64), b.predict(inputs, verbose=0, batch_size=64)
+    ya, yb = (ya, yb) if isinstance(ya, list) else ([ya], [yb])
+    scale = max(float(np.max(np.abs(y))) for y in ya) or 1.0
+    return max(float(np.max(np.abs(p - q))) for p, q in zip(ya, yb, strict=True)) / scale
+
+
+def model_inputs(model: Any, feed: dict[str, np.ndarray]) -> Any:
+    """What model.predict takes for signature-named arrays: the array itself for one input, else a list
+    in model.inputs order (the serving signature names its inputs after the Input layers)."""
+    if len(model.inputs) == 1:
+        return next(iter(feed.values()))
+    names = [t._keras_history.operation.name for t in model.inputs]  # noqa: SLF001
+    return [feed[name] for name in names]
+
+
+def _head(inputs: Any, count: int) -> Any:
+    return [x[:count] for x in inputs] if isinstance(inputs, list) else inputs[:count]

@@ -1,0 +1,135 @@
+"""--quantize auto on synthetic models that each reproduce one int8 failure, and `edgekiln explain`.
+
+Latency is measured in these builds but never asserted: the tests check the measured fidelity numbers
+(deterministic), the measured XNNPACK partitioning (deterministic), and that the choice obeys its rule
+on the table that was measured.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from compiler.choose import SLOWER_MARGIN
+from compiler.pipeline import build
+from compiler.recipe import Recipe
+from tests import synthetic
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def synthetic_models(tmp_path_factory) -> dict[str, dict]:
+    from compiler.tf_env import import_keras
+
+    keras = import_keras()
+    root = tmp_path_factory.mktemp("synthetic")
+    models = {"spread": synthetic.spread_bn(keras)}
+    for kind in ("prelu", "hard_swish"):
+        models[kind] = synthetic.activation(keras, kind)
+    return {name: synthetic.write(model, x, root, name) for name, (model, x) in models.items()}
+
+
+def _auto(paths: dict, out, **changes) -> dict:
+    recipe = Recipe(source=str(paths["model"]), calib=str(paths["calib"]), output=str(out), bench_runs=10,
+                    **changes)
+    return build(recipe).manifest
+
+
+def _rows(manifest: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in manifest["quantization"]["candidates"]}
+
+
+def _assert_the_choice_obeys_its_rule(manifest: dict) -> None:
+    """Never slower than float32 beyond the noise margin; never less faithful than plain int8."""
+    rows, chosen = _rows(manifest), manifest["quantization"]["variant"]
+    assert rows[chosen]["verdict"] == "chosen"
+    assert rows[chosen]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
+    assert (rows[chosen]["sqnr_db"] or np.inf) >= rows["int8"]["sqnr_db"]
+
+
+@pytest.fixture(scope="module")
+def spread(synthetic_models, tmp_path_factory):
+    return _auto(synthetic_models["spread"], tmp_path_factory.mktemp("spread") / "b")
+
+
+def test_spread_bn_scales_wreck_plain_int8_and_the_rewrites_repair_it(spread):
+    rows = _rows(spread)
+    assert rows["int8"]["agreement"] < 0.9
+    assert rows["int8+rewrites"]["agreement"] >= 0.95
+    assert rows["int8+rewrites"]["sqnr_db"] > rows["int8"]["sqnr_db"] + 10
+    assert rows["int8+rewrites"]["notes"][-2:] == ["3 rewrite(s)", f"{rows['int8+rewrites']['notes'][-1]}"]
+    _assert_the_choice_obeys_its_rule(spread)
+
+
+def test_the_diagnosis_names_the_batchnorm_first(spread):
+    diagnosis = spread["quantization"]["diagnosis"]
+    worst = diagnosis["layers"][0]
+    assert (worst["layer"], worst["op"]) == ("bn_spread", "MUL+ADD") and worst["share"] > 0.5
+    assert diagnosis["causes"][0].startswith("standalone int8 MUL+ADD (BatchNormalization 'bn_spread' after ReLU "
+                                             "'relu1') carries")
+    assert "per-channel scale spread" in diagnosis["causes"][0]
+
+
+@pytest.mark.parametrize("kind,op", [("prelu", "PRELU"), ("hard_swish", "HARD_SWISH")])
+def test_an_activation_outside_xnnpack_is_measured_and_avoided(synthetic_models, tmp_path, kind, op):
+    manifest = _auto(synthetic_models[kind], tmp_path / "b")
+    q, rows = manifest["quantization"], _rows(manifest)
+    assert q["diagnosis"]["coverage"]["outside_fast_path"][op] == 4
+    assert q["diagnosis"]["coverage"]["fast_path_pieces"] == 5
+    assert q["diagnosis"]["causes"][0].startswith(f"int8 {op} x4, SOFTMAX x1 not in the fast path (XNNPACK): "
+                                                  "the graph is split into 5 pieces")
+    assert rows["int8"]["pieces"] == 5 and rows["int8"]["notes"][0] == f"{op} x4, SOFTMAX x1 outside XNNPACK, " \
+                                                                       "5 piece(s)"
+    assert rows["int8+fallback"]["pieces"] == 1 and rows["int8+fallback"]["notes"][-1] == f"float: {op}, SOFTMAX"
+    assert rows[q["variant"]]["pieces"] == 1
+    assert all(name in q["reason"] for name in rows if name not in ("float32", q["variant"]))
+    _assert_the_choice_obeys_its_rule(manifest)
+
+
+def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_models, tmp_path):
+    manifest = _auto(synthetic_models["spread"], tmp_path / "b", quantize="int8", calibration="entropy")
+    q = manifest["quantization"]
+    assert q["mode"] == "int8" and [r["name"] for r in q["candidates"]] == ["float32", "int8", "int8+rewrites"]
+    assert q["variant"] != "float32" and q["float_ops"] == []
+    assert list(json.loads(json.dumps(_rows(manifest)))) == ["float32", "int8", "int8+rewrites"]
+    assert "entropy calibration" in _rows(manifest)["int8+rewrites"]["notes"]
+
+
+def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):
+    """calibrate() then quantize() gives the model TFLiteConverter.convert() gives, int8 or float I/O."""
+    from compiler.data import Dataset
+    from compiler.emit import tflite, tflite_int8
+    from compiler.graph import keras as keras_graph
+    from compiler.recipe import Quantize
+    from runtime import Model
+
+    graph = keras_graph.load(tiny["keras"], "keras", tmp_path)
+    with np.load(tiny["calib"]) as data:
+        calib = Dataset({"image": data["x"]}, None, "calib")
+    calibrated = tflite_int8.calibrate(graph.saved_model_dir, calib)
+    for int8_io in (True, False):
+        ours = Model("tflite", tflite_int8.quantize(calibrated, int8_io))
+        theirs = Model("tflite", tflite.convert(graph.saved_model_dir, Quantize.int8, calib, int8_io))
+        assert ours.inputs == theirs.inputs and ours.outputs == theirs.outputs
+        assert np.array_equal(ours.predict(calib.inputs["image"]), theirs.predict(calib.inputs["image"]))
+
+
+def test_explain_names_the_culprit_first(cli, synthetic_models):
+    paths = synthetic_models["spread"]
+    result = cli("explain", paths["model"], "--calib", paths["calib"], "--runs", "10")
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    first = lines[lines.index("likely causes, worst first:") + 1]
+    assert first.startswith("  1. standalone int8 MUL+ADD (BatchNormalization 'bn_spread'")
+    table = [line for line in lines if line.startswith("│")]
+    assert table[0].split("│")[1].strip() == "bn_spread" and table[0].split("│")[2].strip() == "MUL+ADD"
+    assert "rewrites that apply: bn_through_activation: moved bn_spread's scale into conv1" in result.stdout
+
+
+def test_explain_needs_calibration_data(cli, synthetic_models):
+    result = cli("explain", synthetic_models["spread"]["model"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().startswith("error: int8 quantization needs calibration data")

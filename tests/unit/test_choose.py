@@ -1,0 +1,92 @@
+"""The choice rule on measured tables: fastest accurate enough, size then fidelity breaking ties."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from compiler.candidates import plan
+from compiler.choose import SLOWER_MARGIN, Criterion, Row, pick
+from compiler.recipe import Quantize
+
+FLOOR = Criterion()
+
+
+def row(name: str, p50: float, size: int, sqnr: float | None, agreement: float | None = 1.0, **extra) -> Row:
+    return Row(name, "tflite", "int8", size, p50, 10, sqnr, agreement, **extra)
+
+
+def test_the_fastest_candidate_above_the_floor_wins():
+    rows = [row("float32", 1.0, 1000, None), row("int8", 0.3, 250, 12.0, 0.8), row("dynamic", 0.5, 260, 40.0)]
+    choice = pick(rows, FLOOR, rows[0])
+    assert choice.chosen.name == "dynamic"
+    assert choice.verdicts["int8"] == "top-1 agreement 0.800, SQNR 12.0 dB: below the fidelity floor"
+    assert choice.short["int8"] == "below floor"
+    assert "dynamic: the fastest candidate" in choice.reason and "vs float32 1.000 ms" in choice.reason
+
+
+def test_within_the_noise_margin_the_smaller_wins_then_the_more_faithful():
+    rows = [row("float32", 1.0, 1000, None), row("float16", 1.02, 500, 60.0)]
+    assert pick(rows, FLOOR, rows[0]).chosen.name == "float16"  # 2% slower is noise; half the size
+    rows = [row("int8", 0.30, 250, 35.0), row("int8+rewrites", 0.31, 252, 45.0)]
+    choice = pick(rows, FLOOR)
+    assert choice.chosen.name == "int8+rewrites"  # same speed, same size class: the more faithful
+    assert choice.verdicts["int8"] == "as fast and as small, less faithful"
+
+
+def test_a_slower_int8_is_rejected_and_the_reason_says_why():
+    base = row("float32", 1.0, 1000, None)
+    rows = [base, row("int8", 2.5, 250, 40.0, notes=("PRELU x8 outside XNNPACK, 9 piece(s)",)),
+            row("int8+fallback", 0.4, 260, 38.0)]
+    choice = pick(rows, FLOOR, base)
+    assert choice.chosen.name == "int8+fallback"
+    assert choice.verdicts["int8"] == "2.50x slower than float32 (PRELU x8 outside XNNPACK, 9 piece(s))"
+    assert choice.short["int8"] == "slower; 2.5x"
+    assert "int8 2.50x slower than float32" in choice.reason
+
+
+def test_labelled_data_uses_the_accuracy_budget_not_the_floor():
+    budget = Criterion(max_drop=1.0)
+    rows = [row("float32", 1.0, 1000, None, accuracy_drop=0.0),
+            row("int8", 0.3, 250, 20.0, 0.9, accuracy_drop=0.8),      # poor fidelity, within the budget
+            row("dynamic", 0.2, 260, 45.0, accuracy_drop=1.5)]        # over the budget
+    choice = pick(rows, budget, rows[0])
+    assert choice.chosen.name == "int8"
+    assert choice.verdicts["dynamic"] == "accuracy drops 1.50 points (budget 1)"
+    assert choice.short["dynamic"] == "over budget"
+
+
+def test_nothing_accurate_enough_ships_the_most_faithful():
+    rows = [row("int8", 0.3, 250, 12.0, 0.8), row("int8+rewrites", 0.3, 250, 20.0, 0.9)]
+    choice = pick(rows, FLOOR)
+    assert choice.chosen.name == "int8+rewrites" and choice.reason.startswith("no candidate meets")
+
+
+@pytest.mark.parametrize("seed", range(200))
+def test_never_slower_than_float32_nor_less_faithful_than_a_tied_plain_int8(seed):
+    """On random tables: float32 always meets the floor, so the choice is at most the noise margin slower;
+    and plain int8, when accurate enough and as fast, is never traded for a less faithful variant."""
+    rng = np.random.default_rng(seed)
+    names = ["float16", "dynamic", "int8", "int8+rewrites", "int8+fallback"]
+    base = row("float32", 1.0, 1000, None)
+    rows = [base] + [row(n, float(rng.uniform(0.2, 3.0)), int(rng.integers(240, 600)), float(rng.uniform(5, 60)),
+                         float(rng.choice([0.9, 0.97, 1.0]))) for n in names]
+    choice = pick(rows, FLOOR, base)
+    assert choice.chosen.p50_ms <= base.p50_ms * SLOWER_MARGIN
+    plain = rows[3]
+    if FLOOR.meets(plain) and plain.p50_ms <= choice.chosen.p50_ms and plain.bytes <= choice.chosen.bytes:
+        assert (choice.chosen.sqnr_db or np.inf) >= plain.sqnr_db
+
+
+def test_plans_per_mode():
+    names = {mode: [c.name for c in plan(mode, ["tflite"])] for mode in Quantize}
+    assert names[Quantize.auto] == ["float32", "float16", "dynamic", "int8", "int8+rewrites", "int8+fallback",
+                                    "int8+fallback+layers"]
+    assert names[Quantize.int8] == ["float32", "int8", "int8+rewrites"]  # forced int8 stays full-integer
+    assert names[Quantize.float16] == ["float32", "float16"] and names[Quantize.none] == ["float32"]
+    assert [c.name for c in plan(Quantize.auto, ["tflite"], calibrated=False)] == ["float32", "float16", "dynamic"]
+
+
+def test_on_a_full_tie_the_plain_variant_stays():
+    rows = [row("int8", 0.089, 247_064, 49.2), row("int8+fallback", 0.087, 247_680, 49.2)]
+    assert pick(rows, FLOOR).chosen.name == "int8"
