@@ -113,7 +113,8 @@ def _static(float_path: Path, calib: Dataset, options: EmitOptions) -> bytes:
 
     prepared, out = options.workdir / "onnx_prepared.onnx", options.workdir / "onnx_int8.onnx"
     activation = {"int8": q.QuantType.QInt8, "uint8": q.QuantType.QUInt8}[options.activation_type]
-    method = {CalibrationMethod.minmax: q.CalibrationMethod.MinMax,
+    method = {CalibrationMethod.auto: q.CalibrationMethod.MinMax,  # no candidate search for ONNX (yet)
+              CalibrationMethod.minmax: q.CalibrationMethod.MinMax,
               CalibrationMethod.entropy: q.CalibrationMethod.Entropy,
               CalibrationMethod.percentile: q.CalibrationMethod.Percentile}[options.calibration_method]
     try:
