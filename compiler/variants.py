@@ -55,7 +55,7 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
     section = _section(recipe, criterion, choice, rows, built, diagnosis, chosen, runs, threads)
     stats = STATS[model_format]
     artifacts = Artifacts(model_format, chosen.model, ready[BASELINE].model, stats(chosen.model),
-                          stats(ready[BASELINE].model), chosen.candidate.quantize, section)
+                          stats(ready[BASELINE].model), quantize=chosen.candidate.quantize, choice=section)
     return Selection(artifacts, rows, choice, {name: b.model for name, b in ready.items()})
 
 

@@ -46,7 +46,7 @@ def build_output(tmp_path_factory) -> tuple[Path, str]:
     """An int8 bundle of the sample CNN for rpi4, and what `edgekiln build` printed."""
     out = tmp_path_factory.mktemp("emulate") / "cnn"
     result = invoke("build", SAMPLES / "mnist_cnn.keras", "--target", "rpi4", "--calib", SAMPLES / "mnist_calib.npz",
-                    "-o", out, "--calib-samples", 64, "--runs", 20)
+                    "-o", out, "--calib-samples", 64, "--runs", 20, "--quantize", "int8")
     assert result.exit_code == 0, result.output
     return out, result.output
 
@@ -93,3 +93,15 @@ def test_tampered_golden_outputs_fail_with_exit_1(build_output, tmp_path):
     assert result.exit_code == 1, result.output
     assert "sample 3: FAIL" in result.output and "sample 2: PASS" in result.output
     assert "error: FAIL on emulated rpi4: 1/8 golden samples differ beyond the tolerance" in result.output
+
+
+def test_onnx_int8_bundle_passes_on_an_emulated_rpi4(tmp_path):
+    require_emulation()
+    out = tmp_path / "onnx"
+    built = invoke("build", SAMPLES / "mnist_resnet_nchw.onnx", "--target", "rpi4", "--format", "onnx",
+                   "--quantize", "int8", "--calib", SAMPLES / "mnist_calib_nchw.npz", "-o", out, "--runs", 10)
+    assert built.exit_code == 0, built.output
+    result = invoke("validate", out, "--emulate", "rpi4")
+    assert result.exit_code == 0, result.output
+    assert "PASS: 8/8 golden samples match on emulated rpi4" in result.output
+    assert "onnxruntime 1.32.0" in result.output and "aarch64" in result.output
