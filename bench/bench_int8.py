@@ -64,7 +64,7 @@ def main() -> None:
     args = parser.parse_args()
     samples = ROOT / "sample_models"
     with tempfile.TemporaryDirectory() as work:
-        recipe = Recipe(source=args.model, target="rpi4", calib=str(samples / "mnist_calib.npz"),
+        recipe = Recipe(source=args.model, target="rpi4", quantize="int8", calib=str(samples / "mnist_calib.npz"),
                         eval=str(samples / "mnist_eval.npz"), output=f"{work}/b", bench_runs=20)
         manifest = build(recipe).manifest
         model_bytes = (Path(work) / "b" / "model.tflite").read_bytes()

@@ -38,7 +38,7 @@ def _build_all(model: str, work: Path) -> dict:
     """One int8 bundle per pruning setting: (manifest, model bytes, build seconds)."""
     results = {}
     for setting in SETTINGS:
-        recipe = Recipe(source=model, target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
+        recipe = Recipe(source=model, target="rpi4", quantize="int8", calib=str(SAMPLES / "mnist_calib.npz"),
                         eval=str(SAMPLES / "mnist_eval.npz"), output=str(work / f"b_{setting}"), prune=setting,
                         max_drop=1.0, bench_runs=50)
         start = time.perf_counter()

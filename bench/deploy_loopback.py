@@ -37,7 +37,7 @@ def sample_bundle(work: Path) -> Path:
 
     recipe = Recipe(source=str(REPO / "sample_models/mnist_cnn.keras"), target="rpi4",
                     output=str(work / "mnist_cnn"), calib=str(REPO / "sample_models/mnist_calib.npz"),
-                    calib_samples=64, bench_runs=20)
+                    calib_samples=64, bench_runs=20, quantize="int8")
     return build(recipe).output
 
 
