@@ -55,13 +55,19 @@ def stats(model_format: str, model_bytes: bytes) -> GraphStats:
     return tflite_stats(model_bytes)
 
 
-def tflite_stats(model_bytes: bytes) -> GraphStats:
-    """Parameters (constant weights and biases) and MACs of a .tflite model."""
+def open_litert(model_bytes: bytes) -> Any:
+    """A LiteRT interpreter over the model, tensors allocated, for reading its graph."""
     from ai_edge_litert.interpreter import Interpreter
 
     with quiet_fds():  # the XNNPACK delegate announces itself on fd 2 at allocation
         interp = Interpreter(model_content=model_bytes)
         interp.allocate_tensors()
+    return interp
+
+
+def tflite_stats(model_bytes: bytes) -> GraphStats:
+    """Parameters (constant weights and biases) and MACs of a .tflite model."""
+    interp = open_litert(model_bytes)
     tensors = {t["index"]: t for t in interp.get_tensor_details()}
     ops = interp._get_ops_details()  # noqa: SLF001  (the only API listing the op graph)
     produced = {i for op in ops for i in op["outputs"]}

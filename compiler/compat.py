@@ -19,7 +19,6 @@ import targets as target_data
 from targets import Target
 
 from .errors import TargetError
-from .tf_env import quiet_fds
 
 # Peak RSS of `python -c "import numpy; from ai_edge_litert.interpreter import Interpreter"`,
 # measured on the build host (36 MB); the device's process starts at about this size.
@@ -170,11 +169,9 @@ def arena_bytes(model_format: str, model_bytes: bytes) -> int:
 
 def tflite_arena_bytes(model_bytes: bytes) -> int:
     """Upper bound of the activation memory: the bytes of every non-constant tensor at batch 1."""
-    from ai_edge_litert.interpreter import Interpreter
+    from .analyze import open_litert
 
-    with quiet_fds():  # the XNNPACK delegate announces itself on fd 2 at allocation
-        interp = Interpreter(model_content=model_bytes)
-        interp.allocate_tensors()
+    interp = open_litert(model_bytes)
     ops = interp._get_ops_details()  # noqa: SLF001
     produced = {i for op in ops for i in op["outputs"]} | {d["index"] for d in interp.get_input_details()}
     return int(sum(np.prod(t["shape"]) * np.dtype(t["dtype"]).itemsize
