@@ -107,6 +107,18 @@ def _wheel_problem(target: Target, model_format: str) -> str | None:
     return None
 
 
+def op_problem(target: Target, model_format: str) -> Callable[[bytes], str | None]:
+    """check_ops as a predicate for the candidate search: the refusal's message, or None."""
+    def problem(model_bytes: bytes) -> str | None:
+        try:
+            check_ops(target, model_format, model_bytes)
+        except TargetError as exc:
+            return exc.message
+        return None
+
+    return problem
+
+
 def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
     """Refuse a model whose (op, version) pairs the target's interpreter cannot load (op_versions.toml)."""
     if model_format != "tflite":

@@ -85,7 +85,8 @@ def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Ta
           work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
     """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
     if mode is None and (source, model_format) == ("keras", "tflite"):
-        return variants.select(graph, model_format, recipe, data, threads, work).artifacts
+        target_problem = (lambda model: None) if recipe.force else compat.op_problem(target, model_format)
+        return variants.select(graph, model_format, recipe, data, threads, work, target_problem).artifacts
     if mode is None:
         mode = recipe.quantize
     if mode is Quantize.auto:

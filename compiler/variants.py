@@ -15,6 +15,7 @@ from . import analyze
 from .candidates import BASELINE, ROUND_MS, Built, Judge, interleaved_latency, plan
 from .choose import Choice, Criterion, Row, pick
 from .emit import tflite_variants
+from .errors import TargetError
 from .measure import open_model
 from .recipe import Quantize, Recipe
 from .stages import Artifacts, Datasets
@@ -36,8 +37,12 @@ class Selection:
 
 
 def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path) -> Selection:
-    """Build, judge, time and choose; the choice's manifest block rides along in artifacts.choice."""
+           workdir: Path, target_problem: Callable[[bytes], str | None] = lambda model: None) -> Selection:
+    """Build, judge, time and choose; the choice's manifest block rides along in artifacts.choice.
+
+    target_problem: why the target's interpreter cannot run a candidate (None: it can); such candidates
+    are left out of the choice and listed in the manifest (the float32 baseline stays: it is the yardstick).
+    """
     candidates = plan(recipe.quantize, [model_format], calibrated=data.calib is not None)
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
@@ -45,14 +50,21 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
     built, diagnosis = VARIANT_EMITTERS[model_format](graph, candidates, data.calib, judge, criterion, workdir,
                                                       recipe.int8_io, str(recipe.calibration))
     ready = {b.candidate.name: b for b in built if b.model is not None}
+    refused = {name: why for name, b in ready.items() if name != BASELINE and (why := target_problem(b.model))}
+    ready = {name: b for name, b in ready.items() if name not in refused}
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads)
     baseline = next(r for r in rows if r.name == BASELINE)
     eligible = rows if recipe.quantize in (Quantize.auto, Quantize.none) else \
         [r for r in rows if r.name != BASELINE]
+    if not eligible and refused:
+        raise TargetError(next(iter(refused.values())),
+                          "use --quantize auto to pick a variant the target can run, or --force to build it anyway")
     choice = pick(eligible, criterion, baseline)
     chosen = ready[choice.chosen.name]
     section = _section(recipe, criterion, choice, rows, built, diagnosis, chosen, runs, threads)
+    if refused:
+        section["refused_by_target"] = refused
     stats = STATS[model_format]
     artifacts = Artifacts(model_format, chosen.model, ready[BASELINE].model, stats(chosen.model),
                           stats(ready[BASELINE].model), quantize=chosen.candidate.quantize, choice=section)

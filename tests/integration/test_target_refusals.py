@@ -63,7 +63,15 @@ def test_an_op_version_tflite_runtime_214_lacks_is_refused(tmp_path):
     assert result.exit_code == 1
     assert "tflite-runtime==2.14.0, the interpreter of rpi3-armv7l, cannot load this model: " \
            "FULLY_CONNECTED version 12 (it has up to 10)" in result.output
-    assert "64-bit Raspberry Pi OS" in result.output
+    assert "--quantize auto" in result.output
+
+
+def test_auto_leaves_out_candidates_the_target_cannot_load(tmp_path):
+    result = build("rpi3-armv7l", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    quantization = json.loads((tmp_path / "out" / "manifest.json").read_text())["quantization"]
+    assert "FULLY_CONNECTED version 12" in quantization["refused_by_target"]["dynamic"]
+    assert quantization["variant"] != "dynamic"
 
 
 def test_the_32_bit_pi_gets_tflite_runtime_and_apt_numpy(tmp_path):
