@@ -37,7 +37,7 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], Bui
     def get(source: str, fmt: str) -> BuildResult:
         if (source, fmt) not in built:
             model, calib, evaluation = (str(SAMPLES / name) for name in SOURCES[source])
-            recipe = Recipe(source=model, target="rpi4", format=fmt, calib=calib, eval=evaluation,
+            recipe = Recipe(source=model, target="rpi4", format=fmt, quantize="int8", calib=calib, eval=evaluation,
                             output=str(out / f"{source}_to_{fmt}"), calib_samples=64, holdout_samples=16,
                             bench_runs=10)
             built[source, fmt] = build(recipe)
