@@ -14,7 +14,7 @@ from targets import Target, TargetFileError
 
 from . import analyze, bundle, compat, prune_stage, report, variants
 from .data import Dataset
-from .emit import EmitOptions, tflite, tflite_from_onnx
+from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx
 from .emit import onnx as onnx_emit
 from .errors import RecipeError, TargetError
 from .graph import detect_format, framework, load
@@ -24,7 +24,8 @@ from .stages import Artifacts, Datasets, host_threads, load_datasets, measure_al
 Progress = Callable[[str], None]
 # (framework of the working graph, artifact format) -> emitter of one quantization mode; Keras -> TFLite
 # never goes through ONNX. With --quantize auto, Keras -> TFLite chooses among measured candidates
-# (compiler/variants.py); the other paths build the requested mode (auto: int8 given calibration data).
+# (compiler/variants.py), and so do Keras/ONNX -> ONNX; ONNX -> TFLite builds the requested mode (auto: int8
+# given calibration data).
 EMITTERS = {("keras", "tflite"): tflite.emit, ("onnx", "tflite"): tflite_from_onnx.emit,
             ("keras", "onnx"): onnx_emit.emit_from_keras, ("onnx", "onnx"): onnx_emit.emit}
 
@@ -86,6 +87,10 @@ def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Ta
     """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
     if mode is None and (source, model_format) == ("keras", "tflite"):
         return variants.select(graph, model_format, recipe, data, threads, work).artifacts
+    if mode is None and model_format == "onnx" and recipe.quantize is Quantize.auto:
+        emitter = partial(onnx_variants.build, source=source, activation_type=target.onnx_activation_type,
+                          batch=recipe.batch)
+        return variants.select(graph, model_format, recipe, data, threads, work, emitter).artifacts
     if mode is None:
         mode = recipe.quantize
     if mode is Quantize.auto:

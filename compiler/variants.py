@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,8 @@ from .stages import Artifacts, Datasets
 
 # Per artifact format: the emitter of its candidates (CANDIDATES lists them) and its static stats.
 VARIANT_EMITTERS: dict[str, Callable[..., tuple[list[Built], dict | None]]] = {"tflite": tflite_variants.build}
-STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats}
+STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats,
+                                                           "onnx": partial(analyze.stats, "onnx")}
 ROUNDS = 7  # candidates are timed in turn, round by round (candidates.interleaved_latency)
 
 
@@ -36,14 +38,19 @@ class Selection:
 
 
 def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path) -> Selection:
-    """Build, judge, time and choose; the choice's manifest block rides along in artifacts.choice."""
+           workdir: Path, emitter: Callable[..., tuple[list[Built], dict | None]] | None = None) -> Selection:
+    """Build, judge, time and choose; the choice's manifest block rides along in artifacts.choice.
+
+    emitter: the format's candidate emitter with what it needs beyond the common arguments bound
+    (default VARIANT_EMITTERS[model_format]).
+    """
     candidates = plan(recipe.quantize, [model_format], calibrated=data.calib is not None)
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
     judge = Judge(graph, data, threads)
-    built, diagnosis = VARIANT_EMITTERS[model_format](graph, candidates, data.calib, judge, criterion, workdir,
-                                                      recipe.int8_io, str(recipe.calibration))
+    emitter = emitter or VARIANT_EMITTERS[model_format]
+    built, diagnosis = emitter(graph, candidates, data.calib, judge, criterion, workdir, recipe.int8_io,
+                               str(recipe.calibration))
     ready = {b.candidate.name: b for b in built if b.model is not None}
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads)

@@ -1,0 +1,131 @@
+"""Every ONNX candidate of a build (candidates.CANDIDATES["onnx"]), and the diagnosis of plain int8.
+
+  float32       the float model (tf2onnx output, or the ONNX source as loaded);
+  dynamic       int8 weights, activations quantized on the fly;
+  int8          static QDQ, the target's activation type (uint8 on x86, int8 on ARM), min/max unless asked;
+  int8+s8s8     int8 activations where the target's are uint8: u8s8 can saturate on x86 without VNNI,
+                s8s8 does not (and is slower). On an int8-activation target it is plain int8: not built;
+  int8+exclude  plain int8 with the nodes adding the most error kept in float (`nodes_to_exclude`), more
+                of them (FALLBACK_STEPS) until the criterion holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import onnx_diagnose
+from ..candidates import Built, Candidate, Quality
+from ..choose import Criterion
+from ..data import Dataset
+from ..errors import ConversionError
+from ..recipe import CalibrationMethod, Quantize
+from . import EmitOptions
+from . import onnx as onnx_emit
+
+Judge = Callable[[str, bytes], Quality]
+FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the worst nodes to keep in float, tried in turn
+
+
+def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
+          workdir: Path, int8_io: bool, calibration: str = "auto", *, source: str = "onnx",
+          activation_type: str = "uint8", batch: int = 1) -> tuple[list[Built], dict | None]:
+    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8)."""
+    if source == "onnx":
+        float_bytes, details = graph.model.SerializeToString(), {"converter": "none (ONNX source)"}
+    else:
+        float_bytes = onnx_emit.keras_to_onnx(graph, batch)
+        details = {"converter": f"tf2onnx {metadata.version('tf2onnx')} (opset {onnx_emit.OPSET})"}
+    method = CalibrationMethod.minmax if calibration == "auto" else CalibrationMethod(calibration)
+    options = EmitOptions(Quantize.none, int8_io, method, activation_type, workdir, batch)
+    built: dict[str, Built] = {}
+    for c in candidates:
+        if c.quantize is not Quantize.int8:
+            emitted = onnx_emit.quantized(float_bytes, None, _options(options, c, workdir), details)
+            built[c.name] = Built(c, emitted.model, (), emitted.details)
+    int8s = [c for c in candidates if c.quantize is Quantize.int8]
+    diagnosis, missing = None, "needs calibration data (--calib)"
+    if int8s and calib is not None:
+        try:
+            family, diagnosis = _int8_family(float_bytes, int8s, calib, judge, criterion, options, details)
+            built.update(family)
+        except ConversionError:
+            if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
+                raise
+            missing = "int8 quantization failed"
+    return [built.get(c.name) or Built(c, None, (missing,)) for c in candidates], diagnosis
+
+
+def _options(base: EmitOptions, candidate: Candidate, workdir: Path) -> EmitOptions:
+    """Each candidate in its own scratch directory (the quantizer writes fixed file names)."""
+    folder = workdir / f"onnx_{candidate.name.replace('+', '_')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    return replace(base, quantize=candidate.quantize, workdir=folder,
+                   activation_type=candidate.activation or base.activation_type)
+
+
+def _int8_family(float_bytes: bytes, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
+                 base: EmitOptions, details: dict) -> tuple[dict[str, Built], dict]:
+    plain_c = next(c for c in int8s if c.name == "int8")
+    plain_options = _options(base, plain_c, base.workdir)
+    plain = onnx_emit.quantized(float_bytes, calib, plain_options, details)
+    calibration = f"{base.calibration_method} calibration"
+    built = {"int8": Built(plain_c, plain.model, (calibration,), dict(plain.details, calibration=str(
+        base.calibration_method)))}
+    feeds = _feeds(calib, base.batch)
+    prepared = (plain_options.workdir / "onnx_prepared.onnx").read_bytes()
+    errors = onnx_diagnose.node_errors(prepared, plain.model, feeds)
+    quality = judge("onnx", plain.model)
+    accurate = _describe(quality) if criterion.meets(quality) else ""
+    diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate)
+    for c in int8s:
+        if c.activation and c.activation == base.activation_type:
+            built[c.name] = Built(c, None, (f"{c.activation} activations are the target's: this is plain int8",))
+        elif c.activation:
+            options = _options(base, c, base.workdir)
+            model = onnx_emit.quantized(float_bytes, calib, options, details)
+            built[c.name] = Built(c, model.model, (f"{c.activation} activations", calibration),
+                                  dict(model.details, calibration=str(base.calibration_method)))
+        elif c.fallback == "layers":
+            built[c.name] = _excluded(c, float_bytes, calib, errors, judge, criterion, _options(base, c, base.workdir),
+                                      details)
+    return built, diagnosis
+
+
+def _excluded(candidate: Candidate, float_bytes: bytes, calib: Dataset, errors: list[onnx_diagnose.NodeError],
+              judge: Judge, criterion: Criterion, options: EmitOptions, details: dict) -> Built:
+    """Plain int8 with the worst nodes kept in float, more of them until the criterion holds."""
+    worst = [e for e in errors if e.added > 0]
+    if not worst:
+        return Built(candidate, None, ("no node adds measurable int8 error",))
+    float_path = options.workdir / "onnx_float.onnx"
+    float_path.write_bytes(float_bytes)
+    model, kept = b"", []
+    for step in FALLBACK_STEPS:
+        kept = [e.name for e in worst[:step]]
+        model = onnx_emit._static(float_path, calib, options, tuple(kept))
+        if criterion.meets(judge("onnx", model)) or step >= len(worst):
+            break
+    share = sum(e.share for e in worst[: len(kept)])
+    note = f"{len(kept)} node(s) kept in float ({share:.0%} of the int8 error)"
+    return Built(candidate, model, (note,), dict(details, format="QDQ", weight_type="int8",
+                                                 activation_type=options.activation_type,
+                                                 nodes_excluded=kept, excluded_error_share=round(share, 4)))
+
+
+def _feeds(calib: Dataset, batch: int) -> list[dict[str, np.ndarray]]:
+    count = max(1, min(calib.size, onnx_diagnose.SAMPLES) // batch)
+    return [{name: x[i * batch:(i + 1) * batch].astype(np.float32) for name, x in calib.inputs.items()}
+            for i in range(count)]
+
+
+def _describe(quality: Quality) -> str:
+    if quality.accuracy_drop is not None:
+        return f"accuracy drop {quality.accuracy_drop:.2f} points"
+    sqnr = "inf" if quality.sqnr_db is None else f"{quality.sqnr_db:.1f} dB"
+    return f"SQNR {sqnr}"
