@@ -85,12 +85,16 @@ def plan(quantize: Quantize, formats: list[str], calibrated: bool = True) -> lis
 
 @dataclass(frozen=True)
 class Built:
-    """A built candidate (model None = not built; notes say why) and what went into it."""
+    """A built candidate (model None = not built; notes say why) and what went into it.
+
+    timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
+    """
 
     candidate: Candidate
     model: bytes | None
     notes: tuple[str, ...] = ()
     details: dict = field(default_factory=dict)
+    timed_as: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
 
 
 def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, threads: int) -> list[Row]:
-    models = {name: open_model(b.candidate.format, b.model, threads) for name, b in ready.items()}
+    models = {name: open_model(b.candidate.format, b.timed_as or b.model, threads) for name, b in ready.items()}
     latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
     rows = []
     for name, b in ready.items():

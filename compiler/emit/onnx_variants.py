@@ -7,10 +7,15 @@
                 s8s8 does not (and is slower). On an int8-activation target it is plain int8: not built;
   int8+exclude  plain int8 with the nodes adding the most error kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
+
+On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
+type, they are the fast path: the int8 candidates of an ARM target are timed as their u8s8 twins (same
+graph and nodes, the host's fast int8 kernels), and a note says so. Fidelity is always the real model's.
 """
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
@@ -30,6 +35,8 @@ from . import onnx as onnx_emit
 
 Judge = Callable[[str, bytes], Quality]
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the worst nodes to keep in float, tried in turn
+X86 = ("x86_64", "amd64", "i686", "x86")
+TWIN_NOTE = "timed as its u8s8 twin: this x86 host's s8s8 kernels are not the ARM target's"
 
 
 def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
@@ -53,6 +60,8 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
     if int8s and calib is not None:
         try:
             family, diagnosis = _int8_family(float_bytes, int8s, calib, judge, criterion, options, details)
+            if activation_type == "int8" and platform.machine().lower() in X86:
+                family = {name: _with_twin(b, float_bytes, calib, options) for name, b in family.items()}
             built.update(family)
         except ConversionError:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -116,6 +125,18 @@ def _excluded(candidate: Candidate, float_bytes: bytes, calib: Dataset, errors: 
     return Built(candidate, model, (note,), dict(details, format="QDQ", weight_type="int8",
                                                  activation_type=options.activation_type,
                                                  nodes_excluded=kept, excluded_error_share=round(share, 4)))
+
+
+def _with_twin(built: Built, float_bytes: bytes, calib: Dataset, base: EmitOptions) -> Built:
+    """The candidate with a u8s8 twin to time in its place (same excluded nodes)."""
+    if built.model is None or built.details.get("activation_type") != "int8":
+        return built
+    options = replace(_options(base, built.candidate, base.workdir / "u8_twin"), activation_type="uint8",
+                      quantize=Quantize.int8)
+    float_path = options.workdir / "onnx_float.onnx"
+    float_path.write_bytes(float_bytes)
+    twin = onnx_emit._static(float_path, calib, options, tuple(built.details.get("nodes_excluded", ())))
+    return replace(built, notes=(*built.notes, TWIN_NOTE), timed_as=twin)
 
 
 def _feeds(calib: Dataset, batch: int) -> list[dict[str, np.ndarray]]:
