@@ -102,24 +102,30 @@ def _int8_family(float_bytes: bytes, int8s: list[Candidate], calib: Dataset, jud
                                   dict(model.details, calibration=str(base.calibration_method)))
         elif c.fallback == "layers":
             built[c.name] = _excluded(c, float_bytes, calib, errors, judge, criterion, _options(base, c, base.workdir),
-                                      details)
+                                      details, quality)
     return built, diagnosis
 
 
 def _excluded(candidate: Candidate, float_bytes: bytes, calib: Dataset, errors: list[onnx_diagnose.NodeError],
-              judge: Judge, criterion: Criterion, options: EmitOptions, details: dict) -> Built:
-    """Plain int8 with the worst nodes kept in float, more of them until the criterion holds."""
+              judge: Judge, criterion: Criterion, options: EmitOptions, details: dict, plain: Quality) -> Built:
+    """Plain int8 with the worst nodes kept in float, more of them until the criterion holds and it is more
+    faithful than plain int8; never more faithful (noise spread over many nodes): not built."""
     worst = [e for e in errors if e.added > 0]
     if not worst:
         return Built(candidate, None, ("no node adds measurable int8 error",))
     float_path = options.workdir / "onnx_float.onnx"
     float_path.write_bytes(float_bytes)
-    model, kept = b"", []
+    model, kept, better = b"", [], False
     for step in FALLBACK_STEPS:
         kept = [e.name for e in worst[:step]]
         model = onnx_emit._static(float_path, calib, options, tuple(kept))
-        if criterion.meets(judge("onnx", model)) or step >= len(worst):
+        quality = judge("onnx", model)
+        better = _sqnr(quality) > _sqnr(plain)
+        if (criterion.meets(quality) and better) or step >= len(worst):
             break
+    if not better:
+        return Built(candidate, None, (f"keeping the {len(kept)} worst node(s) in float was no more faithful "
+                                       "than plain int8",))
     share = sum(e.share for e in worst[: len(kept)])
     note = f"{len(kept)} node(s) kept in float ({share:.0%} of the int8 error)"
     return Built(candidate, model, (note,), dict(details, format="QDQ", weight_type="int8",
@@ -143,6 +149,10 @@ def _feeds(calib: Dataset, batch: int) -> list[dict[str, np.ndarray]]:
     count = max(1, min(calib.size, onnx_diagnose.SAMPLES) // batch)
     return [{name: x[i * batch:(i + 1) * batch].astype(np.float32) for name, x in calib.inputs.items()}
             for i in range(count)]
+
+
+def _sqnr(quality: Quality) -> float:
+    return np.inf if quality.sqnr_db is None else quality.sqnr_db
 
 
 def _describe(quality: Quality) -> str:
