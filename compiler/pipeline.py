@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -90,7 +90,9 @@ def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Ta
     if mode is None and model_format == "onnx" and recipe.quantize is Quantize.auto:
         emitter = partial(onnx_variants.build, source=source, activation_type=target.onnx_activation_type,
                           batch=recipe.batch)
-        return variants.select(graph, model_format, recipe, data, threads, work, emitter).artifacts
+        artifacts = variants.select(graph, model_format, recipe, data, threads, work, emitter).artifacts
+        # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
+        return replace(artifacts, details=dict(artifacts.choice["details"]))
     if mode is None:
         mode = recipe.quantize
     if mode is Quantize.auto:
