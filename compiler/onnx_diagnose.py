@@ -29,6 +29,7 @@ class NodeError:
     sqnr_db: float | None  # None: bit-exact
     added: float
     share: float = 0.0
+    output: bool = False  # produces a graph output (the last layer: often worth keeping in float)
 
     def to_dict(self) -> dict:
         sqnr = None if self.sqnr_db is None else round(self.sqnr_db, 2)
@@ -50,6 +51,7 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
     ours = _activations(int8_bytes, list(seen.values()), feeds)
     noise = {name: _relative_noise(reference[name], ours[seen[name]]) for name in tracked
              if name in reference and seen[name] in ours}
+    graph_outputs = {o.name for o in int8.graph.output}
     errors = []
     for node in nodes:
         outs = [o for o in node.output if o in noise]
@@ -58,10 +60,11 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
         out = max(noise[o] for o in outs)
         before = max((noise.get(i, 0.0) for i in node.input if i), default=0.0)
         sqnr = None if out == 0 else -10 * math.log10(out)
-        errors.append(NodeError(node.name, node.op_type, sqnr, max(out - before, 0.0)))
+        errors.append(NodeError(node.name, node.op_type, sqnr, max(out - before, 0.0),
+                                output=bool(graph_outputs & set(node.output))))
     total = sum(e.added for e in errors) or 1.0
     ranked = sorted(errors, key=lambda e: -e.added)
-    return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total) for e in ranked]
+    return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total, e.output) for e in ranked]
 
 
 def report(errors: list[NodeError], samples: int, accurate: str = "") -> dict:

@@ -5,7 +5,8 @@
   int8          static QDQ, the target's activation type (uint8 on x86, int8 on ARM), min/max unless asked;
   int8+s8s8     int8 activations where the target's are uint8: u8s8 can saturate on x86 without VNNI,
                 s8s8 does not (and is slower). On an int8-activation target it is plain int8: not built;
-  int8+exclude  plain int8 with the nodes adding the most error kept in float (`nodes_to_exclude`), more
+  int8+exclude  plain int8 with the nodes whose float copy gains the most SQNR (measured one by one on
+                the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
 
 On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
@@ -34,7 +35,8 @@ from . import EmitOptions
 from . import onnx as onnx_emit
 
 Judge = Callable[[str, bytes], Quality]
-FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the worst nodes to keep in float, tried in turn
+FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
+PROBES = 6                     # nodes each kept in float alone to measure what it gains
 X86 = ("x86_64", "amd64", "i686", "x86")
 TWIN_NOTE = "timed as its u8s8 twin: this x86 host's s8s8 kernels are not the ARM target's"
 
@@ -108,29 +110,37 @@ def _int8_family(float_bytes: bytes, int8s: list[Candidate], calib: Dataset, jud
 
 def _excluded(candidate: Candidate, float_bytes: bytes, calib: Dataset, errors: list[onnx_diagnose.NodeError],
               judge: Judge, criterion: Criterion, options: EmitOptions, details: dict, plain: Quality) -> Built:
-    """Plain int8 with the worst nodes kept in float, more of them until the criterion holds and it is more
-    faithful than plain int8; never more faithful (noise spread over many nodes): not built."""
-    worst = [e for e in errors if e.added > 0]
-    if not worst:
-        return Built(candidate, None, ("no node adds measurable int8 error",))
+    """Plain int8 with the nodes whose float copy helps most kept in float, more of them until the criterion
+    holds and it is more faithful than plain int8; never more faithful: not built.
+
+    Which nodes help is measured, not assumed: the diagnosis's worst nodes and the output layer are each
+    kept in float alone (PROBES builds), and ranked by the SQNR they gain; the activation error a node
+    shows is not always the error keeping it in float removes (its output stays quantized for others).
+    """
+    probes = [e.name for e in errors if e.output] + [e.name for e in errors if e.added > 0 and not e.output]
     float_path = options.workdir / "onnx_float.onnx"
     float_path.write_bytes(float_bytes)
-    model, kept, better = b"", [], False
+    gains = {}
+    for name in dict.fromkeys(probes[:PROBES]):
+        gains[name] = _sqnr(judge("onnx", onnx_emit._static(float_path, calib, options, (name,)))) - _sqnr(plain)
+    helpful = sorted((n for n, g in gains.items() if g > 0), key=lambda n: -gains[n])
+    if not helpful:
+        return Built(candidate, None, (f"keeping any of {len(gains)} probed node(s) in float was no more faithful "
+                                       "than plain int8",))
+    model, kept, quality = b"", [], plain
     for step in FALLBACK_STEPS:
-        kept = [e.name for e in worst[:step]]
+        kept = helpful[:step]
         model = onnx_emit._static(float_path, calib, options, tuple(kept))
         quality = judge("onnx", model)
-        better = _sqnr(quality) > _sqnr(plain)
-        if (criterion.meets(quality) and better) or step >= len(worst):
+        if criterion.meets(quality) or step >= len(helpful):
             break
-    if not better:
-        return Built(candidate, None, (f"keeping the {len(kept)} worst node(s) in float was no more faithful "
-                                       "than plain int8",))
-    share = sum(e.share for e in worst[: len(kept)])
-    note = f"{len(kept)} node(s) kept in float ({share:.0%} of the int8 error)"
+    shares = {e.name: e.share for e in errors}
+    share = sum(shares.get(n, 0.0) for n in kept)
+    note = f"{len(kept)} node(s) kept in float (+{_sqnr(quality) - _sqnr(plain):.1f} dB over plain int8)"
     return Built(candidate, model, (note,), dict(details, format="QDQ", weight_type="int8",
-                                                 activation_type=options.activation_type,
-                                                 nodes_excluded=kept, excluded_error_share=round(share, 4)))
+                                                 activation_type=options.activation_type, nodes_excluded=kept,
+                                                 excluded_error_share=round(share, 4),
+                                                 probe_gain_db={n: round(g, 2) for n, g in gains.items()}))
 
 
 def _with_twin(built: Built, float_bytes: bytes, calib: Dataset, base: EmitOptions) -> Built:
