@@ -42,26 +42,26 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
 
     int8 = onnx.load_from_string(int8_bytes)
     nodes = [n for n in int8.graph.node if n.op_type not in QDQ_OPS and n.name]
-    tracked = [o for n in nodes for o in n.output if o]
     produced = {o for n in int8.graph.node for o in n.output}
-    # What consumers see: the dequantized tensor where there is one (a fused Relu only clamps there).
-    seen = {o: f"{o}_DequantizeLinear_Output" if f"{o}_DequantizeLinear_Output" in produced else o
-            for o in tracked}
+    tracked = list(dict.fromkeys(_float_name(o) for n in nodes for o in n.output if o))
+    # What consumers see: the dequantized tensor where there is one (a fused Relu only clamps there);
+    # a quantized graph output keeps its name on the DequantizeLinear that ends the graph.
+    seen = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in produced else t
+            for t in tracked}
     reference = _activations(float_bytes, tracked, feeds)
     ours = _activations(int8_bytes, list(seen.values()), feeds)
-    noise = {name: _relative_noise(reference[name], ours[seen[name]]) for name in tracked
-             if name in reference and seen[name] in ours}
+    noise = {t: _relative_noise(reference[t], ours[seen[t]]) for t in tracked if t in reference and seen[t] in ours}
     graph_outputs = {o.name for o in int8.graph.output}
     errors = []
     for node in nodes:
-        outs = [o for o in node.output if o in noise]
+        outs = [_float_name(o) for o in node.output if _float_name(o) in noise]
         if not outs:
             continue
         out = max(noise[o] for o in outs)
-        before = max((noise.get(i, 0.0) for i in node.input if i), default=0.0)
+        before = max((noise.get(_float_name(i), 0.0) for i in node.input if i), default=0.0)
         sqnr = None if out == 0 else -10 * math.log10(out)
         errors.append(NodeError(node.name, node.op_type, sqnr, max(out - before, 0.0),
-                                output=bool(graph_outputs & set(node.output))))
+                                output=bool(graph_outputs & set(outs))))
     total = sum(e.added for e in errors) or 1.0
     ranked = sorted(errors, key=lambda e: -e.added)
     return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total, e.output) for e in ranked]
@@ -95,6 +95,14 @@ def _activations(model_bytes: bytes, names: list[str], feeds: list[dict[str, np.
     runs = [session.run(None, feed) for feed in feeds]
     return {name: np.concatenate([np.asarray(r[i], np.float32).ravel() for r in runs])
             for i, name in enumerate(outputs) if name in wanted}
+
+
+def _float_name(name: str) -> str:
+    """The float model's name of a tensor of the QDQ model (its Q/DQ suffixes dropped)."""
+    for suffix in ("_DequantizeLinear_Output", "_QuantizeLinear_Input"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
 
 
 def _relative_noise(reference: np.ndarray, ours: np.ndarray) -> float:
