@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -76,3 +77,19 @@ def test_the_bundle_validates_with_its_own_runtime(auto) -> None:
                           capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["passed"]
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the u8s8 twin is for x86 hosts")
+def test_an_arm_target_times_its_s8s8_candidates_as_u8s8_twins_and_builds_no_s8s8_alternative(tmp_path: Path) -> None:
+    """rpi4 (s8s8), no labels: the fidelity floor decides; s8s8 is timed by its u8s8 twin on this x86 host."""
+    recipe = Recipe(source=str(SAMPLES / "mnist_resnet_nchw.onnx"), target="rpi4", format="onnx",
+                    calib=str(SAMPLES / "mnist_calib_nchw.npz"), output=str(tmp_path / "b"), calib_samples=64,
+                    holdout_samples=16, bench_runs=10)
+    q = build(recipe).manifest["quantization"]
+    rows = {row["name"]: row for row in q["candidates"]}
+    assert "int8+s8s8" in q["not_built"] and "int8+s8s8" not in rows
+    assert any("u8s8 twin" in note for note in rows["int8"]["notes"])
+    assert "SQNR" in q["criterion"]  # no labels: the fidelity floor
+    if q["variant"] != "float32":
+        assert q["activation_type"] == "int8"  # the shipped model keeps the target's s8s8, only timing used the twin
+    assert rows[q["variant"]]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
