@@ -67,12 +67,14 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
     return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total, e.output) for e in ranked]
 
 
-def report(errors: list[NodeError], samples: int, accurate: str = "") -> dict:
+def report(errors: list[NodeError], samples: int, accurate: str = "", failure: str = "") -> dict:
     """The manifest's quantization.diagnosis for ONNX int8: nodes ranked by their share of the error."""
     top = errors[:TOP]
     causes = [f"{e.name} ({e.op}) adds {e.share:.0%} of the int8 error" for e in top[:3] if e.share > 0]
     if accurate:
         causes.insert(0, f"plain int8 is accurate enough ({accurate})")
+    if failure:
+        causes.append(failure)
     return {"of": "int8", "method": "float vs QDQ activations per node, relative noise power added",
             "samples": samples, "nodes": [e.to_dict() for e in top], "causes": causes}
 

@@ -90,10 +90,14 @@ def _int8_family(float_bytes: bytes, int8s: list[Candidate], calib: Dataset, jud
         base.calibration_method)))}
     feeds = _feeds(calib, base.batch)
     prepared = (plain_options.workdir / "onnx_prepared.onnx").read_bytes()
-    errors = onnx_diagnose.node_errors(prepared, plain.model, feeds)
+    errors, failure = [], ""
+    try:
+        errors = onnx_diagnose.node_errors(prepared, plain.model, feeds)
+    except Exception as exc:  # noqa: BLE001  (a diagnosis must not stop a build; int8+exclude then has no ranking)
+        failure = f"the per-node comparison failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
     quality = judge("onnx", plain.model)
     accurate = _describe(quality) if criterion.meets(quality) else ""
-    diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate)
+    diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
     for c in int8s:
         if c.activation and c.activation == base.activation_type:
             built[c.name] = Built(c, None, (f"{c.activation} activations are the target's: this is plain int8",))
