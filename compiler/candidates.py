@@ -29,6 +29,7 @@ class Candidate:
     tune_calibration: min/max, percentile or entropy ranges, whichever is most faithful on held-back data.
     fallback: "ops" keeps in float the int8 ops outside the fast path; "layers" also the worst layers,
         more of them until the criterion holds.
+    activation: int8 activation type when it differs from the target's ("" = the target's; ONNX only).
     """
 
     name: str
@@ -37,6 +38,7 @@ class Candidate:
     rewrites: bool = False
     tune_calibration: bool = False
     fallback: str = ""
+    activation: str = ""
 
 
 CANDIDATES: dict[str, tuple[Candidate, ...]] = {
@@ -50,13 +52,23 @@ CANDIDATES: dict[str, tuple[Candidate, ...]] = {
         Candidate("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
     ),
+    # onnxruntime QDQ: "int8" uses the target's activation type; "int8+s8s8" int8 activations where the
+    # target's are uint8 (x86: no u8s8 saturation, slower); "int8+exclude" keeps the worst nodes in float.
+    "onnx": (
+        Candidate("float32", "onnx", Quantize.none),
+        Candidate("dynamic", "onnx", Quantize.dynamic),
+        Candidate("int8", "onnx", Quantize.int8),
+        Candidate("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
+        Candidate("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
+    ),
 }
 BASELINE = "float32"
 
 # What each --quantize mode builds besides the float32 baseline. `int8` forces full-integer models:
 # plain, and with rewrites and tuned calibration (no float fallback, which would not be full-integer).
 PLANS: dict[Quantize, tuple[str, ...]] = {
-    Quantize.auto: ("float16", "dynamic", "int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers"),
+    Quantize.auto: ("float16", "dynamic", "int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers",
+                    "int8+s8s8", "int8+exclude"),
     Quantize.int8: ("int8", "int8+rewrites"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
@@ -73,12 +85,16 @@ def plan(quantize: Quantize, formats: list[str], calibrated: bool = True) -> lis
 
 @dataclass(frozen=True)
 class Built:
-    """A built candidate (model None = not built; notes say why) and what went into it."""
+    """A built candidate (model None = not built; notes say why) and what went into it.
+
+    timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
+    """
 
     candidate: Candidate
     model: bytes | None
     notes: tuple[str, ...] = ()
     details: dict = field(default_factory=dict)
+    timed_as: bytes | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,7 @@ from targets import Target, TargetFileError
 
 from . import analyze, bundle, compat, prune_stage, report, variants
 from .data import Dataset
-from .emit import EmitOptions, tflite, tflite_from_onnx
+from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx
 from .emit import onnx as onnx_emit
 from .errors import RecipeError, TargetError
 from .graph import detect_format, framework, load
@@ -24,7 +24,8 @@ from .stages import Artifacts, Datasets, host_threads, load_datasets, measure_al
 Progress = Callable[[str], None]
 # (framework of the working graph, artifact format) -> emitter of one quantization mode; Keras -> TFLite
 # never goes through ONNX. With --quantize auto, Keras -> TFLite chooses among measured candidates
-# (compiler/variants.py); the other paths build the requested mode (auto: int8 given calibration data).
+# (compiler/variants.py), and so do Keras/ONNX -> ONNX; ONNX -> TFLite builds the requested mode (auto: int8
+# given calibration data).
 EMITTERS = {("keras", "tflite"): tflite.emit, ("onnx", "tflite"): tflite_from_onnx.emit,
             ("keras", "onnx"): onnx_emit.emit_from_keras, ("onnx", "onnx"): onnx_emit.emit}
 
@@ -74,6 +75,11 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
     return BuildResult(output, manifest, tuple(manifest["warnings"]))
 
 
+def _target_problem(recipe: Recipe, target: Target, model_format: str) -> Callable[[bytes], str | None]:
+    """What keeps the target's interpreter from running a candidate; --force waives it."""
+    return (lambda model: None) if recipe.force else compat.op_problem(target, model_format)
+
+
 def resolve_target(name: str) -> Target:
     try:
         return target_data.load(name)
@@ -85,8 +91,15 @@ def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Ta
           work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
     """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
     if mode is None and (source, model_format) == ("keras", "tflite"):
-        target_problem = (lambda model: None) if recipe.force else compat.op_problem(target, model_format)
-        return variants.select(graph, model_format, recipe, data, threads, work, target_problem).artifacts
+        return variants.select(graph, model_format, recipe, data, threads, work,
+                               target_problem=_target_problem(recipe, target, model_format)).artifacts
+    if mode is None and model_format == "onnx" and recipe.quantize is Quantize.auto:
+        emitter = partial(onnx_variants.build, source=source, activation_type=target.onnx_activation_type,
+                          batch=recipe.batch)
+        artifacts = variants.select(graph, model_format, recipe, data, threads, work, emitter,
+                                    _target_problem(recipe, target, model_format)).artifacts
+        # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
+        return replace(artifacts, details=dict(artifacts.choice["details"]))
     if mode is None:
         mode = recipe.quantize
     if mode is Quantize.auto:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,8 @@ from .stages import Artifacts, Datasets
 
 # Per artifact format: the emitter of its candidates (CANDIDATES lists them) and its static stats.
 VARIANT_EMITTERS: dict[str, Callable[..., tuple[list[Built], dict | None]]] = {"tflite": tflite_variants.build}
-STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats}
+STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats,
+                                                           "onnx": partial(analyze.stats, "onnx")}
 ROUNDS = 7  # candidates are timed in turn, round by round (candidates.interleaved_latency)
 
 
@@ -37,9 +39,12 @@ class Selection:
 
 
 def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path, target_problem: Callable[[bytes], str | None] = lambda model: None) -> Selection:
+           workdir: Path, emitter: Callable[..., tuple[list[Built], dict | None]] | None = None,
+           target_problem: Callable[[bytes], str | None] = lambda model: None) -> Selection:
     """Build, judge, time and choose; the choice's manifest block rides along in artifacts.choice.
 
+    emitter: the format's candidate emitter with what it needs beyond the common arguments bound
+    (default VARIANT_EMITTERS[model_format]).
     target_problem: why the target's interpreter cannot run a candidate (None: it can); such candidates
     are left out of the choice and listed in the manifest (the float32 baseline stays: it is the yardstick).
     """
@@ -47,8 +52,9 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
     judge = Judge(graph, data, threads)
-    built, diagnosis = VARIANT_EMITTERS[model_format](graph, candidates, data.calib, judge, criterion, workdir,
-                                                      recipe.int8_io, str(recipe.calibration))
+    emitter = emitter or VARIANT_EMITTERS[model_format]
+    built, diagnosis = emitter(graph, candidates, data.calib, judge, criterion, workdir, recipe.int8_io,
+                               str(recipe.calibration))
     ready = {b.candidate.name: b for b in built if b.model is not None}
     refused = {name: why for name, b in ready.items() if name != BASELINE and (why := target_problem(b.model))}
     ready = {name: b for name, b in ready.items() if name not in refused}
@@ -72,7 +78,7 @@ def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, thread
 
 
 def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, threads: int) -> list[Row]:
-    models = {name: open_model(b.candidate.format, b.model, threads) for name, b in ready.items()}
+    models = {name: open_model(b.candidate.format, b.timed_as or b.model, threads) for name, b in ready.items()}
     latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
     rows = []
     for name, b in ready.items():

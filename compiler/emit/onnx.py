@@ -108,7 +108,8 @@ def quantized(baseline: bytes, calib: Dataset | None, options: EmitOptions, deta
                                              "activation_type": options.activation_type})
 
 
-def _static(float_path: Path, calib: Dataset, options: EmitOptions) -> bytes:
+def _static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tuple[str, ...] = ()) -> bytes:
+    """Static QDQ int8; `exclude` names nodes of the pre-processed model that stay in float."""
     from onnxruntime import quantization as q
 
     prepared, out = options.workdir / "onnx_prepared.onnx", options.workdir / "onnx_int8.onnx"
@@ -125,7 +126,8 @@ def _static(float_path: Path, calib: Dataset, options: EmitOptions) -> bytes:
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
-                              extra_options=_extra_options(options), calibration_cache_path=ranges)
+                              extra_options=_extra_options(options), calibration_cache_path=ranges,
+                              nodes_to_exclude=list(exclude))
     except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
         raise ConversionError(f"onnxruntime int8 quantization failed: {_first_line(exc)}",
                               "try --quantize dynamic, or --format tflite") from exc

@@ -96,7 +96,8 @@ def test_onnx_to_onnx_is_qdq_with_the_targets_activations(bundle: Callable) -> N
     assert m["quantization"]["format"] == "QDQ"
     assert m["quantization"]["activation_type"] == "int8"  # rpi4 is ARM: s8s8
     assert m["model"]["ops"]["QuantizeLinear"] > 0 and m["model"]["ops"]["DequantizeLinear"] > 0
-    assert m["golden"]["atol"] > 1e-3  # two steps of the final DequantizeLinear, not a float tolerance
+    if not m["quantization"].get("nodes_excluded"):  # auto may keep the last layer in float (int8+exclude)
+        assert m["golden"]["atol"] > 1e-3  # two steps of the final DequantizeLinear, not a float tolerance
     assert "layout" not in m["model"]["inputs"][0]
 
 

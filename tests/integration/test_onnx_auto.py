@@ -1,0 +1,95 @@
+"""--quantize auto for ONNX artifacts: float32, dynamic and the QDQ int8 family built, judged and timed side by side.
+
+One build of the sample ONNX ResNet for the x86-64 target (uint8 activations, so the s8s8 alternative is
+built too). Latency is measured but never asserted: the tests check that the recorded table obeys the
+choice rule, that the diagnosis ranks real nodes, and that the bundle validates with its own runtime.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.choose import SLOWER_MARGIN
+from compiler.pipeline import build
+from compiler.recipe import Recipe
+
+pytestmark = pytest.mark.integration
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
+
+
+@pytest.fixture(scope="module")
+def auto(tmp_path_factory: pytest.TempPathFactory):
+    recipe = Recipe(source=str(SAMPLES / "mnist_resnet_nchw.onnx"), target="x86-64", format="onnx",
+                    calib=str(SAMPLES / "mnist_calib_nchw.npz"), eval=str(SAMPLES / "mnist_eval_nchw.npz"),
+                    output=str(tmp_path_factory.mktemp("onnx_auto") / "b"), calib_samples=64,
+                    holdout_samples=16, bench_runs=10)
+    return build(recipe)
+
+
+def _rows(manifest: dict) -> dict[str, dict]:
+    return {row["name"]: row for row in manifest["quantization"]["candidates"]}
+
+
+def test_the_table_holds_the_onnx_variants_and_a_reason(auto) -> None:
+    q = auto.manifest["quantization"]
+    rows = _rows(auto.manifest)
+    assert {"float32", "dynamic", "int8", "int8+s8s8"} <= set(rows)
+    assert set(rows) | set(q["not_built"]) == {"float32", "dynamic", "int8", "int8+s8s8", "int8+exclude"}
+    assert all(row["format"] == "onnx" and row["bytes"] > 0 for row in rows.values())
+    assert rows["float32"]["sqnr_db"] is None  # the baseline is the source model itself
+    assert rows["int8"]["bytes"] < 0.35 * rows["float32"]["bytes"]
+    assert "int8 activations" in rows["int8+s8s8"]["notes"]
+    assert q["requested"] == "auto" and q["variant"] in rows and q["reason"].startswith(q["variant"])
+    assert q["activation_type"] in ("uint8", "int8") and q["converter"] == "none (ONNX source)"
+
+
+def test_the_choice_obeys_its_rule(auto) -> None:
+    """Never slower than float32 beyond the noise margin; never less faithful than plain int8."""
+    rows, chosen = _rows(auto.manifest), auto.manifest["quantization"]["variant"]
+    assert rows[chosen]["verdict"] == "chosen"
+    assert rows[chosen]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
+    assert (rows[chosen]["sqnr_db"] or np.inf) >= rows["int8"]["sqnr_db"]
+    assert auto.manifest["accuracy"]["drop"] <= 1.0
+
+
+def test_the_diagnosis_ranks_nodes_of_the_int8_model(auto) -> None:
+    diagnosis = auto.manifest["quantization"]["diagnosis"]
+    nodes = diagnosis["nodes"]
+    assert diagnosis["of"] == "int8" and diagnosis["samples"] > 0 and len(nodes) >= 3
+    shares = [n["share"] for n in nodes]
+    assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 1.0001
+    assert all(n["op"] in ("Conv", "Add", "Gemm", "MaxPool", "Relu", "GlobalAveragePool", "Flatten") for n in nodes)
+    assert all(n["sqnr_db"] is None or n["sqnr_db"] > 10 for n in nodes)  # the dequantized tensors are compared
+
+
+def test_the_bundle_validates_with_its_own_runtime(auto) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-m", "runtime", "validate", "--json"], cwd=auto.output, env=env,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert json.loads(done.stdout)["passed"]
+
+
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"), reason="the u8s8 twin is for x86 hosts")
+def test_an_arm_target_times_its_s8s8_candidates_as_u8s8_twins_and_builds_no_s8s8_alternative(tmp_path: Path) -> None:
+    """rpi4 (s8s8), no labels: the fidelity floor decides; s8s8 is timed by its u8s8 twin on this x86 host."""
+    recipe = Recipe(source=str(SAMPLES / "mnist_resnet_nchw.onnx"), target="rpi4", format="onnx",
+                    calib=str(SAMPLES / "mnist_calib_nchw.npz"), output=str(tmp_path / "b"), calib_samples=64,
+                    holdout_samples=16, bench_runs=10)
+    q = build(recipe).manifest["quantization"]
+    rows = {row["name"]: row for row in q["candidates"]}
+    assert "int8+s8s8" in q["not_built"] and "int8+s8s8" not in rows
+    assert any("u8s8 twin" in note for note in rows["int8"]["notes"])
+    assert "SQNR" in q["criterion"]  # no labels: the fidelity floor
+    if q["variant"] != "float32":
+        assert q["activation_type"] == "int8"  # the shipped model keeps the target's s8s8, only timing used the twin
+    assert rows[q["variant"]]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN

@@ -1,0 +1,44 @@
+"""Per-node int8 error of an onnxruntime QDQ model (compiler/onnx_diagnose.py), on a tiny conv net."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from compiler import onnx_diagnose
+from compiler.data import Dataset
+from compiler.emit import EmitOptions
+from compiler.emit.onnx import quantized
+from compiler.recipe import CalibrationMethod, Quantize
+from tests.unit.onnx_models import conv_net
+
+
+def _named_conv_net() -> bytes:
+    model = conv_net(batch=1)
+    for i, node in enumerate(model.graph.node):
+        node.name = f"{node.op_type.lower()}_{i}"
+    return model.SerializeToString()
+
+
+def test_nodes_are_ranked_by_their_share_of_the_int8_error(tmp_path: Path) -> None:
+    x = np.random.default_rng(5).random((24, 3, 8, 8), np.float32)
+    options = EmitOptions(Quantize.int8, False, CalibrationMethod.minmax, "uint8", tmp_path)
+    int8 = quantized(_named_conv_net(), Dataset({"x": x}, None, "test"), options, {}).model
+    prepared = (tmp_path / "onnx_prepared.onnx").read_bytes()
+    errors = onnx_diagnose.node_errors(prepared, int8, [{"x": x[i:i + 1]} for i in range(8)])
+    assert {e.op for e in errors} >= {"Conv", "Gemm"}
+    assert [e.added for e in errors] == sorted((e.added for e in errors), reverse=True)
+    assert abs(sum(e.share for e in errors) - 1.0) < 1e-6 and errors[0].share > 0
+    assert [e.op for e in errors if e.output] == ["Gemm"]  # the last layer produces the graph output
+    assert all(e.sqnr_db is None or 15 < e.sqnr_db < 80 for e in errors)  # int8 noise, not a mismatch
+    report = onnx_diagnose.report(errors, 8)
+    assert report["of"] == "int8" and report["nodes"][0]["name"] == errors[0].name
+    assert report["causes"][0].startswith(f"{errors[0].name} ({errors[0].op}) adds")
+
+
+def test_identical_models_have_no_error() -> None:
+    model = _named_conv_net()
+    x = np.random.default_rng(1).random((2, 3, 8, 8), np.float32)
+    errors = onnx_diagnose.node_errors(model, model, [{"x": x[i:i + 1]} for i in range(2)])
+    assert errors and all(e.added == 0 and e.sqnr_db is None for e in errors)
