@@ -25,6 +25,7 @@ ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5, .onn
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.")]
 CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy or image folder.")]
 EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels 'y' gives accuracy.")]
+UnsafeOpt = Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")]
 # Device options, shared by `deploy` and `build --device`.
 WheelsOpt = Annotated[Path | None, typer.Option("--wheels", help="Ship these wheels (offline devices).")]
 IdentityOpt = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key file.")]
@@ -81,7 +82,7 @@ def build(
     recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
     prune_criterion: Annotated[Criterion | None, typer.Option(help="Channel importance.")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
-    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+    unsafe: UnsafeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
                                               "checks (RAM, wheels, op versions) fail, with a warning.")] = False,
     device: Annotated[list[str] | None, typer.Option(help="Also measure on user@host[:port] (SSH).")] = None,
@@ -191,7 +192,7 @@ def prune_scan(
     samples: Annotated[int, typer.Option(help="Evaluation samples per probe.")] = 500,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None,
-    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+    unsafe: UnsafeOpt = False,
 ) -> None:
     """Per-layer pruning sensitivity: prune each channel group alone at each ratio, measure the drop."""
     from .prune_scan import run_scan
@@ -207,7 +208,7 @@ def explain(
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
     threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per model.")] = None,
-    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+    unsafe: UnsafeOpt = False,
 ) -> None:
     """Why plain int8 hurts MODEL on --target: per-layer error, fast-path coverage, likely causes."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
@@ -237,7 +238,7 @@ def list_targets() -> None:
 @app.command()
 def inspect(
     path: Annotated[Path, typer.Argument(help="A bundle directory, a .tflite file, or a source model.")],
-    unsafe: Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")] = False,
+    unsafe: UnsafeOpt = False,
 ) -> None:
     """Show inputs/outputs, params, MACs and ops of a model, or the summary of a bundle."""
     from .summary import inspect_path

@@ -103,7 +103,8 @@ def warnings(recipe: Recipe, measured: Measured, artifacts: Artifacts) -> list[s
     compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
     if mode is not Quantize.none and compiled > base * SLOWER_MARGIN:
         notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
-                     f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize none or float16")
+                     f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize auto or none"
+                     + (" or float16" if artifacts.format == "tflite" else ""))
     accuracy = measured.accuracy
     if accuracy is not None and not accuracy["within_budget"]:
         notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "
