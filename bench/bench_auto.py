@@ -82,7 +82,8 @@ def main() -> None:
             graph = keras_graph.load(recipe.source, detect_format(recipe.source), work / f"{name}_src")
             data = load_datasets(recipe, graph.inputs)
             threads = 2
-            selection = variants.select(graph, "tflite", recipe, data, threads, work / f"{name}_work")
+            selection = variants.select(graph, [variants.FormatPlan("tflite")], recipe, data, threads,
+                                        work / f"{name}_work")
             rows = {r.name: r for r in selection.rows}
             print(f"\n== {name}: {graph.params:,} params; candidates timed in one build at {threads} threads; "
                   f"accurate enough = {selection.artifacts.choice['criterion']}")

@@ -26,7 +26,7 @@ from compiler import compat  # noqa: E402
 from compiler.emulate import validate_emulated  # noqa: E402
 from compiler.errors import EdgekilnError  # noqa: E402
 from compiler.pipeline import build  # noqa: E402
-from compiler.recipe import Format, Recipe  # noqa: E402
+from compiler.recipe import ARTIFACT_FORMATS, Recipe  # noqa: E402
 
 LOCKS = ROOT / "targets" / "locks.toml"
 SAMPLE = ROOT / "sample_models" / "mnist_cnn.keras"
@@ -38,7 +38,7 @@ def groups() -> dict[str, tuple[targets.Target, str]]:
     found: dict[str, tuple[targets.Target, str]] = {}
     for name in sorted(targets.names(), key=lambda n: n != "rpi4"):  # validate on the Pi 4 where it can
         target = targets.load(name)
-        for model_format in (f.value for f in Format):
+        for model_format in (f.value for f in ARTIFACT_FORMATS):
             try:
                 compat.check_wheels(target, model_format)
             except EdgekilnError:

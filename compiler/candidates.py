@@ -1,7 +1,7 @@
 """The variants a build considers, as data; judging and timing them side by side through the runtime.
 
 CANDIDATES lists, per artifact format, every variant its emitter can build; `plan` picks the ones a
---quantize mode asks for. A format's emitter (VARIANT_EMITTERS) builds its candidates and returns one
+--quantize mode asks for. A format's emitter (pipeline.VARIANT_EMITTERS) builds its candidates and returns one
 Built per candidate; another format adds a row here and an emitter there, nothing else changes.
 """
 
@@ -88,6 +88,7 @@ class Built:
     """A built candidate (model None = not built; notes say why) and what went into it.
 
     timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
+    layouts: tensor name -> layout change the converter made (emit.Emitted.layouts), e.g. onnx2tf's NHWC.
     """
 
     candidate: Candidate
@@ -95,6 +96,7 @@ class Built:
     notes: tuple[str, ...] = ()
     details: dict = field(default_factory=dict)
     timed_as: bytes | None = None
+    layouts: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,8 @@ class Judge:
             source = dict(zip(graph.output_names, graph.run(labelled.inputs), strict=True))
             self.reference_accuracy = measure.accuracy([source[graph.output_names[0]]], labelled.labels)
 
-    def __call__(self, model_format: str, model_bytes: bytes) -> Quality:
-        model = measure.open_model(model_format, model_bytes, self.threads)
+    def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
+        model = measure.open_model(model_format, model_bytes, self.threads, layouts)
         outputs = measure.predict(model, self.check)
         fidelity = measure.fidelity(self._ordered(model), outputs)
         accuracy = drop = None
@@ -170,6 +172,6 @@ def _timed(model: Model, feed: list[np.ndarray]) -> float:
 
 
 def _raw(sample: Dataset, model: Model, info: Any) -> np.ndarray:
-    from runtime.model import quantize
+    from runtime.model import quantize, to_compiled
 
-    return quantize(sample.inputs[info.name][:1], info)
+    return quantize(to_compiled(sample.inputs[info.name][:1], model.layouts.get(info.name)), info)

@@ -65,7 +65,9 @@ def build(
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Bundle directory to create.")] = None,
-    format: Annotated[Format | None, typer.Option(help="Artifact format (default: the target's).")] = None,  # noqa: A002
+    format: Annotated[Format | None, typer.Option(
+        help="Artifact format; auto builds every format the target runs and ships the measured best "
+             "(default: auto with --quantize auto, else the target's format).")] = None,  # noqa: A002
     quantize: Annotated[Quantize | None, typer.Option(
         "--quantize", "-q", help="auto (default): build the variants, ship the fastest accurate enough one.")] = None,
     calibration: Annotated[Calibration | None, typer.Option(help="int8 activation ranges (auto: the best).")] = None,

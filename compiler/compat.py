@@ -84,12 +84,12 @@ def check_target(target: Target, model_format: str, model_bytes: bytes, force: b
 
 def check_wheels(target: Target, model_format: str) -> None:
     """Refuse a target for which some pinned package has no wheel (nor an apt package that provides it)."""
-    problem = _wheel_problem(target, model_format)
+    problem = wheel_problem(target, model_format)
     if problem:
         raise TargetError(problem, _alternatives(target, model_format))
 
 
-def _wheel_problem(target: Target, model_format: str) -> str | None:
+def wheel_problem(target: Target, model_format: str) -> str | None:
     """Why this format's pins cannot be installed on the target, or None when they can."""
     table = _data("wheels")
     for pin in reversed(base_pins(target, model_format)):  # the interpreter first: it matters most
@@ -144,10 +144,8 @@ def _alternatives(target: Target, model_format: str) -> str:
         options.append("install 64-bit Raspberry Pi OS and use its --target (e.g. rpi3), which runs LiteRT")
     else:
         options.append("pick another --target")
-    from .recipe import Format
-
     other = "onnx" if model_format == "tflite" else "tflite"
-    if other in {f.value for f in Format} and _wheel_problem(target, other) is None:
+    if wheel_problem(target, other) is None:
         options.append(f"or --format {other}")
     return "; ".join([*options, "--force builds it anyway"])
 

@@ -12,9 +12,9 @@ from typing import Any
 import targets as target_data
 from targets import Target, TargetFileError
 
-from . import analyze, bundle, compat, prune_stage, report, variants
+from . import analyze, bundle, compat, formats, prune_stage, report, variants
 from .data import Dataset
-from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx
+from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx, tflite_from_onnx_variants, tflite_variants
 from .emit import onnx as onnx_emit
 from .errors import RecipeError, TargetError
 from .graph import detect_format, framework, load
@@ -23,11 +23,14 @@ from .stages import Artifacts, Datasets, host_threads, load_datasets, measure_al
 
 Progress = Callable[[str], None]
 # (framework of the working graph, artifact format) -> emitter of one quantization mode; Keras -> TFLite
-# never goes through ONNX. With --quantize auto, Keras -> TFLite chooses among measured candidates
-# (compiler/variants.py), and so do Keras/ONNX -> ONNX; ONNX -> TFLite builds the requested mode (auto: int8
-# given calibration data).
+# never goes through ONNX. Fixed modes of a single format use these (the unpruned reference of a pruned
+# build, too); the candidate search (compiler/variants.py) uses VARIANT_EMITTERS.
 EMITTERS = {("keras", "tflite"): tflite.emit, ("onnx", "tflite"): tflite_from_onnx.emit,
             ("keras", "onnx"): onnx_emit.emit_from_keras, ("onnx", "onnx"): onnx_emit.emit}
+# (framework, format) -> the emitter of every candidate of that format (candidates.CANDIDATES).
+VARIANT_EMITTERS = {("keras", "tflite"): tflite_variants.build, ("onnx", "tflite"): tflite_from_onnx_variants.build,
+                    ("keras", "onnx"): partial(onnx_variants.build, source="keras"),
+                    ("onnx", "onnx"): partial(onnx_variants.build, source="onnx")}
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,12 @@ class BuildResult:
 def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResult:
     """Compile recipe.source into a bundle at recipe.output; every stage is one call."""
     target = resolve_target(recipe.target)
-    model_format = str(recipe.format or target.default_format)
+    chosen_formats = formats.resolve(recipe, target)       # one, or every format the target runs (measured)
     output = Path(recipe.output)
     bundle.check_writable(output, recipe.force)            # fail before minutes of work, not after
     notes: list[str] = []                                  # target checks --force overrode
-    compat.enforce(lambda: compat.check_wheels(target, model_format), recipe.force, notes)
+    for model_format in chosen_formats.build:
+        compat.enforce(lambda f=model_format: compat.check_wheels(target, f), recipe.force, notes)
     if not (recipe.calib or recipe.eval):
         raise RecipeError("a build needs real input data for measurement and golden vectors",
                           "pass --calib DATA and/or --eval DATA")
@@ -57,17 +61,20 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
         threads = recipe.threads or host_threads(target)
-        emit = partial(_emit, source=framework(source_format), model_format=model_format, recipe=recipe,
-                       target=target, data=data, work=Path(work))
+        emit = partial(_emit, source=framework(source_format), recipe=recipe, target=target, data=data,
+                       work=Path(work))
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
-        progress(f"Converting to {model_format} (--quantize {recipe.quantize}; float32 baseline beside it)")
-        artifacts = emit(pruned.graph if pruned else graph, threads=threads)
+        progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
+                 "float32 baseline beside it)")
+        artifacts = _left_out(emit(pruned.graph if pruned else graph, chosen_formats.build, threads=threads),
+                              chosen_formats.left_out)
         progress("Checking the target's limits")
-        memory_mb = compat.check_target(target, model_format, artifacts.model, recipe.force, notes)
+        memory_mb = compat.check_target(target, artifacts.format, artifacts.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(graph, artifacts, data, recipe, target)  # against the source: drops include pruning
         pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target,
-                                     partial(emit, threads=threads, mode=artifacts.quantize), progress)
+                                     partial(emit, model_formats=(artifacts.format,), threads=threads,
+                                             mode=artifacts.quantize), progress)
         manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
                                    memory_mb, notes, pruning)
         progress("Writing the bundle")
@@ -87,19 +94,18 @@ def resolve_target(name: str) -> Target:
         raise TargetError(str(exc), "run `edgekiln targets` to list them") from exc
 
 
-def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Target, data: Datasets,
-          work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
+def _emit(graph: Any, model_formats: tuple[str, ...], source: str, recipe: Recipe, target: Target,
+          data: Datasets, work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
     """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
-    if mode is None and (source, model_format) == ("keras", "tflite"):
-        return variants.select(graph, model_format, recipe, data, threads, work,
-                               target_problem=_target_problem(recipe, target, model_format)).artifacts
-    if mode is None and model_format == "onnx" and recipe.quantize is Quantize.auto:
-        emitter = partial(onnx_variants.build, source=source, activation_type=target.onnx_activation_type,
-                          batch=recipe.batch)
-        artifacts = variants.select(graph, model_format, recipe, data, threads, work, emitter,
-                                    _target_problem(recipe, target, model_format)).artifacts
+    if mode is None and _searched(source, model_formats, recipe):
+        plans = [variants.FormatPlan(f, _variant_emitter(source, f, recipe, target), _target_problem(recipe, target, f))
+                 for f in model_formats]
+        artifacts = variants.select(graph, plans, recipe, data, threads, work).artifacts
+        if (source, artifacts.format) == ("keras", "tflite"):
+            return artifacts
         # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
         return replace(artifacts, details=dict(artifacts.choice["details"]))
+    (model_format,) = model_formats
     if mode is None:
         mode = recipe.quantize
     if mode is Quantize.auto:
@@ -110,6 +116,32 @@ def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Ta
     stats = [analyze.stats(model_format, artifact) for artifact in (emitted.model, emitted.baseline)]
     return Artifacts(model_format, emitted.model, emitted.baseline, *stats, emitted.layouts, emitted.details,
                      quantize=mode)
+
+
+def _left_out(artifacts: Artifacts, left_out: dict[str, str]) -> Artifacts:
+    """Record in the candidate block which formats were not compared because the target cannot run them."""
+    if not left_out or artifacts.choice is None:
+        return artifacts
+    formats_block = dict(artifacts.choice.get("formats", {}), left_out=left_out)
+    return replace(artifacts, choice=dict(artifacts.choice, formats=formats_block))
+
+
+def _searched(source: str, model_formats: tuple[str, ...], recipe: Recipe) -> bool:
+    """Whether the candidate search builds this artifact (else one fixed mode through EMITTERS).
+
+    Formats compared: always. Keras -> TFLite: always (a forced mode has its own variants). ONNX: with
+    --quantize auto. ONNX -> TFLite alone: never (onnx2tf builds the one mode asked for).
+    """
+    if len(model_formats) > 1 or (source, model_formats[0]) == ("keras", "tflite"):
+        return True
+    return model_formats[0] == "onnx" and recipe.quantize is Quantize.auto
+
+
+def _variant_emitter(source: str, model_format: str, recipe: Recipe, target: Target) -> variants.Emitter:
+    emitter = VARIANT_EMITTERS[source, model_format]
+    if model_format == "onnx":
+        return partial(emitter, activation_type=target.onnx_activation_type, batch=recipe.batch)
+    return emitter
 
 
 __all__ = ["BuildResult", "Dataset", "build", "resolve_target"]

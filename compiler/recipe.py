@@ -41,10 +41,14 @@ CalibrationMethod = Calibration  # the emitters' name for it; ONNX maps `auto` t
 
 
 class Format(StrEnum):
-    """The artifact format, i.e. which interpreter runs it on the device."""
+    """The artifact format, i.e. which interpreter runs it on the device; auto: measured (compiler/formats.py)."""
 
+    auto = "auto"
     tflite = "tflite"
     onnx = "onnx"
+
+
+ARTIFACT_FORMATS = (Format.tflite, Format.onnx)  # what `auto` chooses among
 
 
 @dataclass(frozen=True)
@@ -54,7 +58,8 @@ class Recipe:
     source: the trained model (.keras, .h5, .onnx, SavedModel directory).
     target: a target name (`edgekiln targets`) or a target TOML file.
     output: the bundle directory to create.
-    format: artifact format; None means the target's default.
+    format: artifact format; auto builds every format the target runs and ships the measured best; None
+        means auto with --quantize auto, else the target's default format.
     quantize: see Quantize; int8 needs calibration data; auto without it considers no int8 variant.
     calibration: see Calibration; the plain `int8` candidate always uses min/max (it is the reference).
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.

@@ -132,10 +132,23 @@ def print_candidates(q: dict) -> None:
     console.print(f"[dim]accurate enough = {q['criterion']}; p50 on this host, {q['timing']['threads']} thread(s), "
                   f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
                   f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
-                  "Nx = N times float32's p50[/dim]")
+                  f"Nx = N times {_yardstick(q)}'s p50[/dim]")
+    compared = q.get("formats") or {}
+    if compared.get("note"):
+        console.print(f"[dim]{compared['note']}[/dim]")
+    for model_format, why in {**compared.get("left_out", {}), **compared.get("failed", {})}.items():
+        console.print(f"[dim]{model_format} not compared: {why}[/dim]")
     console.print(f"chosen: {q['reason']}")
-    for cause in (q.get("diagnosis") or {}).get("causes", []):
-        console.print(f"[dim]plain int8:[/dim] {cause}")
+    diagnosis = q.get("diagnosis") or {}
+    of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
+    for cause in diagnosis.get("causes", []):
+        console.print(f"[dim]{of}:[/dim] {cause}")
+
+
+def _yardstick(q: dict) -> str:
+    """The float32 row the Nx figures are relative to: the fastest one when formats are compared."""
+    floats = [row for row in q["candidates"] if row["quantize"] == "none"]
+    return min(floats, key=lambda row: row["p50_ms"])["name"] if len(floats) > 1 else "float32"
 
 
 def _opt(value: object, fmt: str) -> str:

@@ -1,7 +1,8 @@
 """The quantization stage of a build: build the candidates, judge and time them side by side, choose one.
 
-With --quantize auto every candidate of the artifact format is built; a forced mode builds its own
+With --quantize auto every candidate of each artifact format is built; a forced mode builds its own
 variants only (the float32 baseline is always built and timed: it is what "slower" is measured against).
+With --format auto (compiler/formats.py) the candidates of every format the target runs share one table.
 """
 
 from __future__ import annotations
@@ -16,16 +17,27 @@ from . import analyze
 from .candidates import BASELINE, ROUND_MS, Built, Judge, interleaved_latency, plan
 from .choose import Choice, Criterion, Row, pick
 from .emit import tflite_variants
-from .errors import TargetError
+from .errors import EdgekilnError, TargetError
 from .measure import open_model
 from .recipe import Quantize, Recipe
 from .stages import Artifacts, Datasets
 
-# Per artifact format: the emitter of its candidates (CANDIDATES lists them) and its static stats.
-VARIANT_EMITTERS: dict[str, Callable[..., tuple[list[Built], dict | None]]] = {"tflite": tflite_variants.build}
 STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats,
                                                            "onnx": partial(analyze.stats, "onnx")}
 ROUNDS = 7  # candidates are timed in turn, round by round (candidates.interleaved_latency)
+Emitter = Callable[..., tuple[list[Built], dict | None]]
+FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
+               "the target's CPU; `edgekiln deploy` measures the shipped model there")
+
+
+@dataclass(frozen=True)
+class FormatPlan:
+    """One artifact format of a search: its candidate emitter (what it needs beyond the common arguments
+    bound) and why the target's interpreter cannot run a model (None: it can; --force waives it)."""
+
+    format: str
+    emitter: Emitter = tflite_variants.build
+    target_problem: Callable[[bytes], str | None] = lambda model: None
 
 
 @dataclass(frozen=True)
@@ -35,62 +47,94 @@ class Selection:
     artifacts: Artifacts
     rows: list[Row]
     choice: Choice
-    models: dict[str, bytes]  # every built candidate, by name (the benchmark re-times them)
+    models: dict[str, bytes]  # every built candidate, by row name (the benchmark re-times them)
 
 
-def select(graph: Any, model_format: str, recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path, emitter: Callable[..., tuple[list[Built], dict | None]] | None = None,
-           target_problem: Callable[[bytes], str | None] = lambda model: None) -> Selection:
-    """Build, judge, time and choose; the choice's manifest block rides along in artifacts.choice.
+def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
+           workdir: Path) -> Selection:
+    """Build every format's candidates, judge and time them in one table, and choose; the choice's
+    manifest block rides along in artifacts.choice.
 
-    emitter: the format's candidate emitter with what it needs beyond the common arguments bound
-    (default VARIANT_EMITTERS[model_format]).
-    target_problem: why the target's interpreter cannot run a candidate (None: it can); such candidates
-    are left out of the choice and listed in the manifest (the float32 baseline stays: it is the yardstick).
+    With more than one format, rows are named "format:variant" and a format whose conversion fails is
+    left out (and said so) instead of stopping the build. Candidates the target cannot run are left out
+    and listed in the manifest; the float32 baselines stay (they are the yardstick).
     """
-    candidates = plan(recipe.quantize, [model_format], calibrated=data.calib is not None)
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
     judge = Judge(graph, data, threads)
-    emitter = emitter or VARIANT_EMITTERS[model_format]
-    built, diagnosis = emitter(graph, candidates, data.calib, judge, criterion, workdir, recipe.int8_io,
-                               str(recipe.calibration))
-    ready = {b.candidate.name: b for b in built if b.model is not None}
-    refused = {name: why for name, b in ready.items() if name != BASELINE and (why := target_problem(b.model))}
-    ready = {name: b for name, b in ready.items() if name not in refused}
+    built, diagnoses, failed = _build_all(graph, formats, recipe, data, judge, criterion, workdir)
+    ready = {key: b for key, b in built.items() if b.model is not None}
+    baselines = {key for key, b in ready.items() if b.candidate.name == BASELINE}
+    problems = {f.format: f.target_problem for f in formats}
+    refused = {key: why for key, b in ready.items()
+               if key not in baselines and (why := problems[b.candidate.format](b.model))}
+    ready = {key: b for key, b in ready.items() if key not in refused}
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads)
-    baseline = next(r for r in rows if r.name == BASELINE)
+    yardstick = min((r for r in rows if r.name in baselines), key=lambda r: r.p50_ms)  # the fastest float32
     eligible = rows if recipe.quantize in (Quantize.auto, Quantize.none) else \
-        [r for r in rows if r.name != BASELINE]
+        [r for r in rows if r.name not in baselines]
     if not eligible and refused:
         raise TargetError(next(iter(refused.values())),
                           "use --quantize auto to pick a variant the target can run, or --force to build it anyway")
-    choice = pick(eligible, criterion, baseline)
+    choice = pick(eligible, criterion, yardstick)
     chosen = ready[choice.chosen.name]
-    section = _section(recipe, criterion, choice, rows, built, diagnosis, chosen, runs, threads)
+    model_format = chosen.candidate.format
+    baseline = ready[_key(model_format, BASELINE, len(formats) > 1)]
+    section = _section(recipe, criterion, choice, rows, built, diagnoses, chosen, runs, threads)
     if refused:
         section["refused_by_target"] = refused
+    if len(formats) > 1:
+        section["formats"] = {"compared": [f.format for f in formats], "failed": failed, "note": FORMAT_NOTE}
     stats = STATS[model_format]
-    artifacts = Artifacts(model_format, chosen.model, ready[BASELINE].model, stats(chosen.model),
-                          stats(ready[BASELINE].model), quantize=chosen.candidate.quantize, choice=section)
-    return Selection(artifacts, rows, choice, {name: b.model for name, b in ready.items()})
+    artifacts = Artifacts(model_format, chosen.model, baseline.model, stats(chosen.model), stats(baseline.model),
+                          layouts=chosen.layouts, quantize=chosen.candidate.quantize, choice=section)
+    return Selection(artifacts, rows, choice, {key: b.model for key, b in ready.items()})
+
+
+def _build_all(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, judge: Judge,
+               criterion: Criterion, workdir: Path) -> tuple[dict[str, Built], dict[str, dict], dict[str, str]]:
+    """Every format's Built candidates by row name, each format's int8 diagnosis, and the formats that failed."""
+    built, diagnoses, failed = {}, {}, {}
+    compared = len(formats) > 1
+    for f in formats:
+        candidates = plan(recipe.quantize, [f.format], calibrated=data.calib is not None)
+        scratch = workdir / f"candidates_{f.format}" if compared else workdir
+        scratch.mkdir(parents=True, exist_ok=True)
+        try:
+            made, diagnosis = f.emitter(graph, candidates, data.calib, judge, criterion, scratch, recipe.int8_io,
+                                        str(recipe.calibration))
+        except EdgekilnError as exc:
+            if not compared or len(failed) == len(formats) - 1:  # nothing else to ship: the error stands
+                raise
+            failed[f.format] = exc.one_line()
+            continue
+        built.update({_key(f.format, b.candidate.name, compared): b for b in made})
+        if diagnosis is not None:
+            diagnoses[f.format] = diagnosis
+    return built, diagnoses, failed
+
+
+def _key(model_format: str, name: str, compared: bool) -> str:
+    """A candidate's row name: the variant, prefixed by its format when formats are compared."""
+    return f"{model_format}:{name}" if compared else name
 
 
 def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, threads: int) -> list[Row]:
-    models = {name: open_model(b.candidate.format, b.timed_as or b.model, threads) for name, b in ready.items()}
+    models = {name: open_model(b.candidate.format, b.timed_as or b.model, threads, b.layouts)
+              for name, b in ready.items()}
     latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
     rows = []
     for name, b in ready.items():
-        q = judge(b.candidate.format, b.model)
+        q = judge(b.candidate.format, b.model, b.layouts)
         rows.append(Row(name, b.candidate.format, str(b.candidate.quantize), len(b.model),
                         latency[name]["p50_ms"], latency[name]["runs"], q.sqnr_db, q.agreement, q.accuracy,
                         q.accuracy_drop, b.details.get("coverage", {}).get("fast_path_pieces"), b.notes))
     return rows
 
 
-def _section(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Row], built: list[Built],
-             diagnosis: dict | None, chosen: Built, runs: int, threads: int) -> dict:
+def _section(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Row], built: dict[str, Built],
+             diagnoses: dict[str, dict], chosen: Built, runs: int, threads: int) -> dict:
     """What the manifest's quantization block adds: the table, the choice and why, how it was measured."""
     return {
         "requested": str(recipe.quantize),
@@ -99,13 +143,20 @@ def _section(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Ro
         "criterion": criterion.describe(),
         "candidates": [dict(r.to_dict(), verdict=choice.verdicts.get(r.name, "baseline (not eligible)"),
                             short=choice.short.get(r.name, "baseline")) for r in rows],
-        "not_built": {b.candidate.name: "; ".join(b.notes) for b in built if b.model is None},
+        "not_built": {key: "; ".join(b.notes) for key, b in built.items() if b.model is None},
         "timing": {"measured_on": "host", "threads": threads, "rounds": ROUNDS,
                    "runs_per_candidate": {r.name: r.runs for r in rows},
                    "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
                              f"(at least {runs} runs) per round; p50 = median of the round p50s"},
         "details": {k: v for k, v in chosen.details.items() if k != "coverage"},
         "coverage": chosen.details.get("coverage"),
-        "diagnosis": diagnosis if diagnosis is not None else
-        {"of": None, "note": "no int8 candidate was built (mode or missing calibration data)"},
+        "diagnosis": _diagnosis(diagnoses, chosen.candidate.format),
     }
+
+
+def _diagnosis(diagnoses: dict[str, dict], preferred: str) -> dict:
+    """The plain-int8 diagnosis of the shipped format, else of the other one (the block says which)."""
+    if not diagnoses:
+        return {"of": None, "note": "no int8 candidate was built (mode, missing calibration data, or format)"}
+    model_format = preferred if preferred in diagnoses else next(iter(diagnoses))
+    return dict(diagnoses[model_format], format=model_format)

@@ -22,8 +22,8 @@ from . import EmitOptions, Emitted
 
 
 def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
-    """A Keras/SavedModel working graph -> the .tflite artifact and its float32 baseline."""
-    check_calibration_method(options)
+    """A Keras/SavedModel working graph -> the .tflite artifact and its float32 baseline (int8: the
+    converter's own min/max; tuned ranges are the candidate search's, emit/tflite_variants.py)."""
     baseline = convert(graph.saved_model_dir, Quantize.none, None, options.int8_io)
     if options.quantize is Quantize.none:
         return Emitted(baseline, baseline)
@@ -31,11 +31,14 @@ def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
 
 
 def check_calibration_method(options: EmitOptions) -> None:
-    """TensorFlow's converter calibrates with min/max only; say so rather than ignore the choice."""
+    """onnx2tf (ONNX -> TFLite) calibrates with min/max only; say so rather than ignore the choice.
+
+    (Keras -> TFLite sets percentile and entropy ranges itself: compiler/calibrate.py.)
+    """
     if options.quantize is Quantize.int8 and options.calibration_method is not CalibrationMethod.minmax:
-        raise RecipeError(f"calibration method {options.calibration_method} is not available for TFLite "
-                          "(its converter calibrates with min/max)",
-                          "use --calibration-method minmax, or --format onnx")
+        raise RecipeError(f"calibration method {options.calibration_method} is not available for ONNX -> TFLite "
+                          "(onnx2tf calibrates with min/max)",
+                          "use --calibration minmax, or --format onnx")
 
 
 def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, int8_io: bool = True) -> bytes:

@@ -34,7 +34,7 @@ from .tflite_names import rename_signature
 
 TIMEOUT_S = 1800
 STAND_IN = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf's download target
-_ARTIFACT = {  # (quantize, int8 I/O) -> the onnx2tf output file suffix
+ARTIFACT = {  # (quantize, int8 I/O) -> the onnx2tf output file suffix
     (Quantize.none, True): "float32", (Quantize.none, False): "float32",
     (Quantize.float16, True): "float16", (Quantize.float16, False): "float16",
     (Quantize.dynamic, True): "dynamic_range_quant", (Quantize.dynamic, False): "dynamic_range_quant",
@@ -50,16 +50,16 @@ def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
     # A fresh directory per conversion: a build may convert twice (pruned, then the unpruned reference).
     scratch = Path(tempfile.mkdtemp(prefix="onnx2tf-", dir=options.workdir))
     files = run_onnx2tf(graph, calib, options.quantize, scratch)
-    wanted = _ARTIFACT[options.quantize, options.int8_io]
+    wanted = ARTIFACT[options.quantize, options.int8_io]
     if wanted not in files:
         raise ConversionError(f"onnx2tf wrote no {wanted} model (only {', '.join(sorted(files))})",
                               "use --format onnx: onnxruntime runs the ONNX model directly")
     names = ([s.name for s in graph.inputs], list(graph.output_names))
     baseline = rename_signature(files["float32"].read_bytes(), *names)
     model = rename_signature(files[wanted].read_bytes(), *names)
-    _check_builtin_only(model)
+    check_builtin_only(model)
     layouts = find_layouts(graph, baseline, calib)
-    return Emitted(model, baseline, layouts, {"converter": f"onnx2tf {_version()}"})
+    return Emitted(model, baseline, layouts, {"converter": f"onnx2tf {version()}"})
 
 
 def check_ops(model: Any) -> None:
@@ -158,7 +158,7 @@ def _error_line(text: str) -> str:
     return chosen[:300]
 
 
-def _check_builtin_only(model: bytes) -> None:
+def check_builtin_only(model: bytes) -> None:
     """onnx2tf allows TF select (Flex) ops; LiteRT on the device cannot run them."""
     from ..analyze import tflite_stats
 
@@ -236,7 +236,7 @@ def _layout(perm: list[int], source_shape: tuple[int, ...], channels_first: bool
             "source_shape": list(source_shape)}
 
 
-def _version() -> str:
+def version() -> str:
     from importlib import metadata
 
     return metadata.version("onnx2tf")

@@ -12,7 +12,7 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
                 raise
             missing = f"int8 conversion failed: {exc.one_line()}"
     ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
-    return [_with_coverage(b) for b in ordered], diagnosis
+    return [with_coverage(b) for b in ordered], diagnosis
 
 
 def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
@@ -105,7 +105,7 @@ def layer_names(graph: Any) -> list[str]:
     return [layer.name for layer in graph.keras_model.layers] if graph.keras_model is not None else []
 
 
-def _with_coverage(built: Built) -> Built:
+def with_coverage(built: Built) -> Built:
     """Record how XNNPACK partitions each model (the table shows the pieces; slow ops become a note)."""
     if built.model is None:
         return built
@@ -113,7 +113,7 @@ def _with_coverage(built: Built) -> Built:
     slow = {op: n for op, n in cover.slow_ops.items() if op not in CONVERSION_OPS}
     note = (f"{', '.join(f'{op} x{n}' for op, n in slow.items())} outside XNNPACK, {cover.pieces} piece(s)",) \
         if slow and built.candidate.quantize is Quantize.int8 else ()
-    return Built(built.candidate, built.model, (*note, *built.notes), dict(built.details, coverage=cover.to_dict()))
+    return replace(built, notes=(*note, *built.notes), details=dict(built.details, coverage=cover.to_dict()))
 
 
 def sample_feeds(calib: Dataset) -> list[dict[str, np.ndarray]]:

@@ -102,11 +102,11 @@ def test_float16_is_refused_for_onnx(tmp_path: Path) -> None:
         quantized(_float_bytes(), None, _options(tmp_path, Quantize.float16), {})
 
 
-def test_tflite_refuses_calibration_methods_it_does_not_have(tmp_path: Path) -> None:
+def test_onnx2tf_refuses_calibration_methods_it_does_not_have(tmp_path: Path) -> None:
     from compiler.emit.tflite import check_calibration_method
 
     check_calibration_method(_options(tmp_path, method=CalibrationMethod.minmax))
-    with pytest.raises(RecipeError, match="calibration method entropy is not available for TFLite"):
+    with pytest.raises(RecipeError, match="calibration method entropy is not available for ONNX -> TFLite"):
         check_calibration_method(_options(tmp_path, method=CalibrationMethod.entropy))
 
 
