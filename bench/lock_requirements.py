@@ -1,6 +1,8 @@
 """Pin each target's bundle requirements to the exact set an emulated validation installed and passed with.
 
     python bench/lock_requirements.py            # all targets and buildable formats; writes targets/locks.toml
+    python bench/lock_requirements.py --format onnx               # only the ONNX groups; other entries kept
+    python bench/lock_requirements.py --only "numpy==2.4.6 onnxruntime==1.32.0 aarch64 cp311"
 
 For every distinct (numpy pin, interpreter pin, arch, Python) among the targets, it builds the
 sample model's int8 bundle for the first such target, resets the bundle's requirements.txt to
@@ -14,8 +16,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 import tempfile
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,13 +56,15 @@ def lock_one(target: targets.Target, model_format: str, work: Path) -> tuple[lis
     """(installed pins, how they were validated) for one target and format."""
     bundle = work / f"{target.name}-{model_format}"
     build(Recipe(source=str(SAMPLE), target=target.name, calib=str(CALIB), output=str(bundle),
-                 format=model_format, calib_samples=32, bench_runs=5, force=True))
+                 format=model_format, quantize="int8", calib_samples=32, bench_runs=5, force=True))
+    # Say what was validated from the manifest, not from the request (auto could ship float).
+    mode = (json.loads((bundle / "manifest.json").read_text()).get("quantization") or {}).get("mode", "none")
     (bundle / "requirements.txt").write_text("\n".join(compat.base_pins(target, model_format)) + "\n")
     run = validate_emulated(bundle, target.name, lambda stage: print(f"  {stage}", flush=True))
     if not run.report.get("passed"):
         raise SystemExit(f"{target.name}: emulated validation FAILED with {run.site.wheels}; nothing locked")
     samples = len(run.report["samples"])
-    how = (f"edgekiln validate --emulate {target.name}: PASS {samples}/{samples} ({SAMPLE.name} int8, "
+    how = (f"edgekiln validate --emulate {target.name}: PASS {samples}/{samples} ({SAMPLE.name} {mode}, "
            f"{run.report.get('interpreter')}), {dt.date.today().isoformat()}")
     return sorted([*run.site.wheels, *run.site.from_apt]), how
 
@@ -72,12 +78,33 @@ def write(locks: dict[str, tuple[list[str], str]]) -> None:
     LOCKS.write_text("\n".join(lines))
 
 
+def existing() -> dict[str, tuple[list[str], str]]:
+    """The entries locks.toml holds now (kept when only some groups are re-validated)."""
+    if not LOCKS.is_file():
+        return {}
+    return {key: (list(entry["requirements"]), entry["validated"])
+            for key, entry in tomllib.loads(LOCKS.read_text()).items()}
+
+
+def selected(model_format: str | None, only: list[str]) -> dict[str, tuple[targets.Target, str]]:
+    """The groups to validate: all, or those of one format, or the named lock keys (unknown key: exit)."""
+    found = {key: group for key, group in groups().items() if model_format in (None, group[1])}
+    unknown = [key for key in only if key not in found]
+    if unknown:
+        raise SystemExit(f"unknown lock key(s) {unknown}; known: {sorted(found)}")
+    return {key: found[key] for key in only} if only else found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.parse_args()
-    locks = {}
+    parser.add_argument("--format", choices=[f.value for f in Format], help="only the groups of this format")
+    parser.add_argument("--only", action="append", default=[], metavar="KEY", help="only this lock key (repeatable)")
+    args = parser.parse_args()
+    chosen = selected(args.format, args.only)
+    # A partial run replaces only what it re-validated; a full run rewrites the file from scratch.
+    locks = existing() if args.format or args.only else {}
     with tempfile.TemporaryDirectory(prefix="edgekiln-lock-") as work:
-        for key, (target, model_format) in groups().items():
+        for key, (target, model_format) in chosen.items():
             print(f"{key}  (validating on emulated {target.name})", flush=True)
             locks[key] = lock_one(target, model_format, Path(work))
             print(f"  locked: {', '.join(locks[key][0])}")

@@ -1,13 +1,14 @@
 """Will this bundle run on the target? Wheels for its arch/Python/glibc, op versions, and RAM.
 
 The facts live in data (targets/*.toml, targets/wheels.toml, targets/op_versions.toml,
-targets/locks.toml); this module only compares. A failed check is a TargetError naming the
+targets/locks.toml, targets/runtime_memory.toml); this module only compares. A failed check is a TargetError naming the
 limit and what to do; with --force it becomes a warning in the manifest instead.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -20,9 +21,6 @@ from targets import Target
 
 from .errors import TargetError
 
-# Peak RSS of `python -c "import numpy; from ai_edge_litert.interpreter import Interpreter"`,
-# measured on the build host (36 MB); the device's process starts at about this size.
-RUNTIME_BASE_MB = 36.0
 T = TypeVar("T")
 
 
@@ -78,8 +76,8 @@ def check_target(target: Target, model_format: str, model_bytes: bytes, force: b
     """The checks that need the compiled model: op versions, then RAM. Returns the estimated peak MB."""
     enforce(lambda: check_ops(target, model_format, model_bytes), force, notes)
     arena = arena_bytes(model_format, model_bytes)
-    enforce(lambda: check_memory(target, len(model_bytes), arena), force, notes)
-    return memory_mb(len(model_bytes), arena)
+    enforce(lambda: check_memory(target, len(model_bytes), arena, model_format), force, notes)
+    return memory_mb(len(model_bytes), arena, runtime_base(target, model_format)[1])
 
 
 def check_wheels(target: Target, model_format: str) -> None:
@@ -150,19 +148,45 @@ def _alternatives(target: Target, model_format: str) -> str:
     return "; ".join([*options, "--force builds it anyway"])
 
 
-def memory_mb(model_bytes: int, arena_bytes: int) -> float:
-    """Estimated peak memory in MB of the device's process: runtime + model + activations."""
-    return RUNTIME_BASE_MB + (model_bytes + arena_bytes) / 2**20
+def runtime_base(target: Target, model_format: str) -> tuple[str, float]:
+    """(interpreter pin, MB): peak RSS of the device's process before the model, for this format's
+    interpreter on the target (targets/runtime_memory.toml, keyed by package name).
+
+    An interpreter not measured there gets the largest measured base: overestimating refuses a
+    borderline bundle, which --force overrides; underestimating would let one die on the device."""
+    pin = interpreter_pin(target, model_format)
+    bases = _data("runtime_memory")["runtime_base_mb"]
+    return pin, float(bases.get(package_name(pin), max(bases.values())))
 
 
-def check_memory(target: Target, model_bytes: int, arena_bytes: int) -> float:
-    """Estimated peak memory in MB (model + activations + runtime); refuse beyond the target's budget."""
-    needed_mb = memory_mb(model_bytes, arena_bytes)
+def package_name(pin: str) -> str:
+    """The normalised distribution name of a `name==version` pin (PEP 503: lower case, runs of -_. as -)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[=<>!~;\[ ]", pin.strip(), maxsplit=1)[0]).lower()
+
+
+def memory_basis(target: Target, model_format: str) -> dict[str, object]:
+    """What the manifest's memory estimate rests on: the interpreter and its measured (or fallback) base."""
+    pin, base = runtime_base(target, model_format)
+    measured = package_name(pin) in _data("runtime_memory")["runtime_base_mb"]
+    return {"runtime_base_mb": base, "runtime_interpreter": pin,
+            "runtime_base_source": "targets/runtime_memory.toml" if measured else
+            f"not measured for {package_name(pin)}: the largest base in targets/runtime_memory.toml"}
+
+
+def memory_mb(model_bytes: int, arena_bytes: int, base_mb: float) -> float:
+    """Estimated peak memory in MB of the device's process: runtime base + model + activations."""
+    return base_mb + (model_bytes + arena_bytes) / 2**20
+
+
+def check_memory(target: Target, model_bytes: int, arena_bytes: int, model_format: str = "tflite") -> float:
+    """Estimated peak memory in MB (model + activations + the format's runtime); refuse beyond the budget."""
+    pin, base_mb = runtime_base(target, model_format)
+    needed_mb = memory_mb(model_bytes, arena_bytes, base_mb)
     if needed_mb > target.ram_budget_mb:
         raise TargetError(
             f"the bundle needs about {needed_mb:.0f} MB (model {model_bytes / 2**20:.1f} MB, activations "
-            f"{arena_bytes / 2**20:.1f} MB, runtime {RUNTIME_BASE_MB:.0f} MB) but {target.name} has a budget "
-            f"of {target.ram_budget_mb} MB",
+            f"{arena_bytes / 2**20:.1f} MB, runtime {base_mb:.0f} MB with {pin}) but {target.name} has a "
+            f"budget of {target.ram_budget_mb} MB",
             "prune or quantize further, or pick a --target with more RAM",
         )
     return needed_mb

@@ -45,7 +45,8 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
                     "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
                     "target_estimate": estimate.target_estimate(target, artifacts.model_stats.records),
                     "device": []},
-        "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb},
+        "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
+                   **compat.memory_basis(target, artifacts.format)},
         "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
                    "atol": measured.atol, "rtol": measured.rtol},
     }

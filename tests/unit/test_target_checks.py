@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import flatbuffers
 import pytest
 from ai_edge_litert import schema_py_generated as schema
@@ -85,3 +87,60 @@ def test_force_turns_a_refusal_into_a_note():
     assert notes and "--force" in notes[0] and "budget of 256 MB" in notes[0]
     with pytest.raises(TargetError, match="budget of 256 MB"):
         compat.enforce(lambda: compat.check_memory(zero, 300 << 20, 1 << 20), False, [])
+
+
+def measured_bases() -> dict[str, float]:
+    return tomllib.loads((targets._HERE / "runtime_memory.toml").read_text())["runtime_base_mb"]
+
+
+def test_onnx_estimate_exceeds_tflite_by_exactly_the_difference_of_the_measured_bases():
+    rpi4, bases = targets.load("rpi4"), measured_bases()
+    tflite = compat.check_memory(rpi4, 3 << 20, 5 << 20, "tflite")
+    onnx = compat.check_memory(rpi4, 3 << 20, 5 << 20, "onnx")
+    assert bases["onnxruntime"] > bases["ai-edge-litert"]  # onnxruntime's process is the bigger one
+    assert onnx - tflite == bases["onnxruntime"] - bases["ai-edge-litert"]
+    assert tflite == bases["ai-edge-litert"] + 8  # base + 3 MB model + 5 MB activations
+    assert compat.check_memory(rpi4, 3 << 20, 5 << 20) == tflite  # the old three-argument call is TFLite's
+
+
+def test_tflite_runtime_targets_get_their_own_base():
+    armv7l = targets.load("rpi3-armv7l")
+    assert compat.runtime_base(armv7l, "tflite") == ("tflite-runtime==2.14.0", measured_bases()["tflite-runtime"])
+
+
+def test_the_refusal_names_the_base_and_interpreter_it_used():
+    zero = targets.load("rpi-zero-2w")
+    base = measured_bases()["onnxruntime"]
+    with pytest.raises(TargetError, match=f"runtime {base:.0f} MB with onnxruntime==1.32.0\\) but rpi-zero-2w"):
+        compat.check_memory(zero, 250 << 20, 1 << 20, "onnx")
+
+
+def test_manifest_basis_says_which_interpreter_and_base():
+    assert compat.memory_basis(targets.load("rpi4"), "onnx") == {
+        "runtime_base_mb": measured_bases()["onnxruntime"], "runtime_interpreter": "onnxruntime==1.32.0",
+        "runtime_base_source": "targets/runtime_memory.toml"}
+
+
+def test_an_unmeasured_interpreter_gets_the_largest_measured_base(tmp_path):
+    text = (targets._HERE / "rpi4.toml").read_text().replace("onnxruntime==1.32.0", "onnxruntime-gpu==1.32.0")
+    (tmp_path / "gpu.toml").write_text(text)
+    target = targets.load(str(tmp_path / "gpu.toml"))
+    largest = max(measured_bases().values())
+    assert compat.runtime_base(target, "onnx") == ("onnxruntime-gpu==1.32.0", largest)
+    assert compat.check_memory(target, 0, 0, "onnx") == largest
+    assert "not measured for onnxruntime-gpu" in compat.memory_basis(target, "onnx")["runtime_base_source"]
+
+
+def test_package_names_are_normalised_before_lookup():
+    assert compat.package_name("Ai_Edge.LiteRT==2.3.0") == "ai-edge-litert"
+    assert compat.package_name("tflite_runtime >= 2.14") == "tflite-runtime"
+
+
+def test_onnx_rpi4_requirements_are_the_locked_set_with_transitive_pins():
+    rpi4 = targets.load("rpi4")
+    lock = tomllib.loads((targets._HERE / "locks.toml").read_text())[compat.lock_key(rpi4, "onnx")]
+    lines = compat.requirements(rpi4, "onnx")
+    assert lines == lock["requirements"] and "PASS" in lock["validated"]
+    assert {"numpy==2.4.6", "onnxruntime==1.32.0"} < set(lines)  # the base pins, and more
+    names = {compat.package_name(line) for line in lines}
+    assert {"protobuf", "flatbuffers"} <= names and all("==" in line for line in lines)
