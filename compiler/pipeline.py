@@ -93,7 +93,7 @@ def _emit(graph: Any, source: str, model_format: str, recipe: Recipe, target: Ta
     if mode is None and (source, model_format) == ("keras", "tflite"):
         return variants.select(graph, model_format, recipe, data, threads, work,
                                target_problem=_target_problem(recipe, target, model_format)).artifacts
-    if mode is None and model_format == "onnx" and recipe.quantize is Quantize.auto:
+    if mode is None and model_format == "onnx" and recipe.quantize in (Quantize.auto, Quantize.int8):
         emitter = partial(onnx_variants.build, source=source, activation_type=target.onnx_activation_type,
                           batch=recipe.batch)
         artifacts = variants.select(graph, model_format, recipe, data, threads, work, emitter,
