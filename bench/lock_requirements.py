@@ -97,7 +97,7 @@ def selected(model_format: str | None, only: list[str]) -> dict[str, tuple[targe
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--format", choices=[f.value for f in Format], help="only the groups of this format")
+    parser.add_argument("--format", choices=[f.value for f in ARTIFACT_FORMATS], help="only the groups of this format")
     parser.add_argument("--only", action="append", default=[], metavar="KEY", help="only this lock key (repeatable)")
     args = parser.parse_args()
     chosen = selected(args.format, args.only)

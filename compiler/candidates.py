@@ -52,24 +52,27 @@ CANDIDATES: dict[str, tuple[Candidate, ...]] = {
         Candidate("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
     ),
-    # onnxruntime QDQ: "int8" uses the target's activation type; "int8+s8s8" int8 activations where the
-    # target's are uint8 (x86: no u8s8 saturation, slower); "int8+exclude" keeps the worst nodes in float.
+    # onnxruntime QDQ: "int8" uses the target's activation type and min/max; "int8+calibration" the most
+    # faithful calibration method; "int8+s8s8" int8 activations where the target's are uint8 (x86: no u8s8
+    # saturation, slower); "int8+exclude" keeps the worst nodes in float. The last two use the chosen method.
     "onnx": (
         Candidate("float32", "onnx", Quantize.none),
         Candidate("dynamic", "onnx", Quantize.dynamic),
         Candidate("int8", "onnx", Quantize.int8),
+        Candidate("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
         Candidate("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
         Candidate("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
     ),
 }
 BASELINE = "float32"
 
-# What each --quantize mode builds besides the float32 baseline. `int8` forces full-integer models:
-# plain, and with rewrites and tuned calibration (no float fallback, which would not be full-integer).
+# What each --quantize mode builds besides the float32 baseline (`plan` keeps the format's own names).
+# `int8` forces full-integer models: plain, with rewrites and tuned calibration, with int8 activations
+# (no float fallback or excluded nodes, which would not be full-integer).
 PLANS: dict[Quantize, tuple[str, ...]] = {
     Quantize.auto: ("float16", "dynamic", "int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers",
-                    "int8+s8s8", "int8+exclude"),
-    Quantize.int8: ("int8", "int8+rewrites"),
+                    "int8+calibration", "int8+s8s8", "int8+exclude"),
+    Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
     Quantize.none: (),

@@ -130,11 +130,12 @@ def _searched(source: str, model_formats: tuple[str, ...], recipe: Recipe) -> bo
     """Whether the candidate search builds this artifact (else one fixed mode through EMITTERS).
 
     Formats compared: always. Keras -> TFLite: always (a forced mode has its own variants). ONNX: with
-    --quantize auto. ONNX -> TFLite alone: never (onnx2tf builds the one mode asked for).
+    --quantize auto or int8 (the full-integer variants). ONNX -> TFLite alone: never (onnx2tf builds the
+    one mode asked for).
     """
     if len(model_formats) > 1 or (source, model_formats[0]) == ("keras", "tflite"):
         return True
-    return model_formats[0] == "onnx" and recipe.quantize is Quantize.auto
+    return model_formats[0] == "onnx" and recipe.quantize in (Quantize.auto, Quantize.int8)
 
 
 def _variant_emitter(source: str, model_format: str, recipe: Recipe, target: Target) -> variants.Emitter:

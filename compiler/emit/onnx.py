@@ -108,21 +108,30 @@ def quantized(baseline: bytes, calib: Dataset | None, options: EmitOptions, deta
                                              "activation_type": options.activation_type})
 
 
-def _static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tuple[str, ...] = ()) -> bytes:
-    """Static QDQ int8; `exclude` names nodes of the pre-processed model that stay in float."""
+def _static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tuple[str, ...] = (),
+            shared: Path | None = None) -> bytes:
+    """Static QDQ int8; `exclude` names nodes of the pre-processed model that stay in float.
+
+    shared: a folder keeping the pre-processed model and each calibration method's ranges across calls.
+    The candidates of one build differ only in activation type, method and excluded nodes: they quantize
+    the same prepared model, and ranges computed once per method (quantize_static's calibration cache).
+    """
     from onnxruntime import quantization as q
 
-    prepared, out = options.workdir / "onnx_prepared.onnx", options.workdir / "onnx_int8.onnx"
+    folder = shared or options.workdir
+    prepared, out = folder / "onnx_prepared.onnx", options.workdir / "onnx_int8.onnx"
     activation = {"int8": q.QuantType.QInt8, "uint8": q.QuantType.QUInt8}[options.activation_type]
-    method = {CalibrationMethod.auto: q.CalibrationMethod.MinMax,  # no candidate search for ONNX (yet)
+    method = {CalibrationMethod.auto: q.CalibrationMethod.MinMax,  # ONNX `auto` outside the search: min/max
               CalibrationMethod.minmax: q.CalibrationMethod.MinMax,
               CalibrationMethod.entropy: q.CalibrationMethod.Entropy,
               CalibrationMethod.percentile: q.CalibrationMethod.Percentile}[options.calibration_method]
+    ranges = folder / f"onnx_{options.calibration_method}_ranges.json" if shared else None
     try:
         with quiet_fds():
-            q.quant_pre_process(str(float_path), str(prepared))
-            entropy = method is q.CalibrationMethod.Entropy
-            ranges = _entropy_ranges(prepared, calib, options) if entropy else None
+            if shared is None or not prepared.is_file():
+                q.quant_pre_process(str(float_path), str(prepared))
+            if method is q.CalibrationMethod.Entropy and (ranges is None or not ranges.is_file()):
+                ranges = _entropy_ranges(prepared, calib, options.batch, folder / "onnx_entropy_ranges.json")
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
@@ -134,22 +143,70 @@ def _static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tup
     return out.read_bytes()
 
 
-def _entropy_ranges(prepared: Path, calib: Dataset, options: EmitOptions) -> Path:
-    """Entropy (KL) calibration ranges, handed to quantize_static as its calibration cache.
+def _entropy_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> Path:
+    """Entropy (KL) calibration ranges, written to `cache` for quantize_static's calibration cache.
 
     quantize_static runs its entropy calibrator with 128 histogram bins for a 128-bin grid, where
     the search can only return the full min/max range (measured: identical scales). Calibrating
-    here with a 2048-bin histogram makes the choice real.
+    here with a 2048-bin histogram makes the choice real; onnxruntime collects the histograms and
+    `kl_threshold` searches them (onnxruntime's own search took 15 s on the sample ResNet).
     """
     from onnxruntime.quantization import calibrate
 
-    calibrator = calibrate.create_calibrator(prepared, None, str(options.workdir / "onnx_augmented.onnx"),
+    calibrator = calibrate.create_calibrator(prepared, None, str(cache.parent / "onnx_augmented.onnx"),
                                              calibrate_method=calibrate.CalibrationMethod.Entropy,
                                              extra_options=ENTROPY_BINS)
-    calibrator.collect_data(_reader(calib, options.batch))
-    cache = options.workdir / "onnx_entropy_ranges.json"
-    calibrate.save_tensors_data(calibrator.compute_data(), cache)
+    calibrator.collect_data(_reader(calib, batch))
+    ranges = {}
+    for name, (hist, edges, lo, hi, *_) in calibrator.collector.histogram_dict.items():
+        t_lo, t_hi = kl_threshold(hist, edges, ENTROPY_BINS["num_quantized_bins"])
+        ranges[name] = calibrate.TensorData(lowest=np.array(max(lo, t_lo), np.float32),
+                                            highest=np.array(min(hi, t_hi), np.float32))
+    calibrate.save_tensors_data(calibrate.TensorsData(calibrate.CalibrationMethod.Entropy, ranges), cache)
     return cache
+
+
+def kl_threshold(hist: np.ndarray, edges: np.ndarray, quantized_bins: int) -> tuple[float, float]:
+    """onnxruntime's entropy threshold (HistogramCollector.get_entropy_threshold, TensorRT's method) over a
+    histogram symmetric about 0, each window computed with array operations instead of Python loops
+    (measured on the sample ResNet: the same 24 ranges after clipping to min/max, 1.3 s instead of 15 s).
+
+    For each symmetric window [-t, t]: p = the window's counts with the outliers added to its end bins,
+    q = the window seen through `quantized_bins` levels (integer mean over each level's non-zero bins);
+    both smoothed; the window with the least KL(p || q) wins.
+    """
+    zero, best, best_kl = hist.size // 2, hist.size // 2, np.inf
+    for i in range(quantized_bins // 2, zero + 1):
+        start, end = zero - i, min(zero + i + 1, hist.size)
+        window = hist[start:end].astype(np.int64)
+        p = window.copy()
+        p[0], p[-1] = p[0] + hist[:start].sum(), p[-1] + hist[end:].sum()
+        merged = window.size // quantized_bins
+        body = merged * quantized_bins
+        levels = window[:body].reshape(quantized_bins, merged).sum(axis=1)
+        levels[-1] += window[body:].sum()
+        occupied = (p[:body] != 0).reshape(quantized_bins, merged).sum(axis=1)
+        q = np.zeros(p.size, np.int64)
+        q[:body] = np.repeat(np.where(occupied > 0, levels // np.maximum(occupied, 1), 0), merged)
+        kl = _kl(_smoothed(p), _smoothed(q))
+        if kl < best_kl:
+            best, best_kl = i, kl
+    return float(edges[zero - best]), float(edges[min(zero + best + 1, hist.size)])
+
+
+def _smoothed(counts: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
+    """onnxruntime's smooth_distribution: eps on every empty bin, taken evenly from the others."""
+    empty = counts == 0
+    if empty.all():
+        return None
+    return counts.astype(np.float32) + eps * empty - eps * empty.sum() / (~empty).sum() * ~empty
+
+
+def _kl(p: np.ndarray | None, q: np.ndarray | None) -> float:
+    if p is None or q is None:
+        return np.inf
+    p, q = p / p.sum(), q / q.sum()
+    return float(np.sum(p * np.log(p / q)))
 
 
 def _extra_options(options: EmitOptions) -> dict[str, Any]:

@@ -2,12 +2,17 @@
 
   float32       the float model (tf2onnx output, or the ONNX source as loaded);
   dynamic       int8 weights, activations quantized on the fly;
-  int8          static QDQ, the target's activation type (uint8 on x86, int8 on ARM), min/max unless asked;
+  int8          static QDQ, the target's activation type (uint8 on x86, int8 on ARM), min/max ranges unless
+                --calibration names a method: what onnxruntime gives by default, and what is diagnosed;
+  int8+calibration  plain int8 with the calibration method (min/max, percentile, entropy) most faithful on
+                the held-back samples; when min/max wins it is plain int8: not built;
   int8+s8s8     int8 activations where the target's are uint8: u8s8 can saturate on x86 without VNNI,
                 s8s8 does not (and is slower). On an int8-activation target it is plain int8: not built;
-  int8+exclude  plain int8 with the nodes whose float copy gains the most SQNR (measured one by one on
+  int8+exclude  int8 with the nodes whose float copy gains the most SQNR (measured one by one on
                 the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
+The refinements (s8s8, exclude) use the method int8+calibration chose, so they stack. All int8 candidates
+quantize one pre-processed model with ranges computed once per method (emit/onnx.py `_static`, shared).
 
 On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
 type, they are the fast path: the int8 candidates of an ARM target are timed as their u8s8 twins (same
@@ -33,18 +38,24 @@ from ..errors import ConversionError
 from ..recipe import CalibrationMethod, Quantize
 from . import EmitOptions
 from . import onnx as onnx_emit
+from .tflite_variants import _quality_dict, _rank  # one ranking of calibration methods for both formats
 
 Judge = Callable[[str, bytes], Quality]
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
 PROBES = 6                     # nodes each kept in float alone to measure what it gains
 X86 = ("x86_64", "amd64", "i686", "x86")
+METHODS = (CalibrationMethod.minmax, CalibrationMethod.percentile, CalibrationMethod.entropy)
 TWIN_NOTE = "timed as its u8s8 twin: this x86 host's s8s8 kernels are not the ARM target's"
 
 
 def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
           workdir: Path, int8_io: bool, calibration: str = "auto", *, source: str = "onnx",
           activation_type: str = "uint8", batch: int = 1) -> tuple[list[Built], dict | None]:
-    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8)."""
+    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8).
+
+    calibration: "auto" tunes the method (int8+calibration) and plain int8 stays min/max; a method
+    given by the user is used by every int8 candidate.
+    """
     if source == "onnx":
         float_bytes, details = graph.model.SerializeToString(), {"converter": "none (ONNX source)"}
     else:
@@ -61,9 +72,11 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
     diagnosis, missing = None, "needs calibration data (--calib)"
     if int8s and calib is not None:
         try:
-            family, diagnosis = _int8_family(float_bytes, int8s, calib, judge, criterion, options, details)
+            shared = _shared(options, float_bytes)
+            family, diagnosis = _int8_family(int8s, calib, judge, criterion, options, shared, details,
+                                             tune=calibration == "auto")
             if activation_type == "int8" and platform.machine().lower() in X86:
-                family = {name: _with_twin(b, float_bytes, calib, options) for name, b in family.items()}
+                family = {name: _with_twin(b, calib, options, shared) for name, b in family.items()}
             built.update(family)
         except ConversionError:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -80,82 +93,127 @@ def _options(base: EmitOptions, candidate: Candidate, workdir: Path) -> EmitOpti
                    activation_type=candidate.activation or base.activation_type)
 
 
-def _int8_family(float_bytes: bytes, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
-                 base: EmitOptions, details: dict) -> tuple[dict[str, Built], dict]:
+def _shared(base: EmitOptions, float_bytes: bytes) -> Path:
+    """The folder of what every int8 candidate shares: the float model, its pre-processed form and the
+    ranges of each calibration method (computed on first use: one calibration pass per method)."""
+    shared = base.workdir / "onnx_shared"
+    shared.mkdir(parents=True, exist_ok=True)
+    (shared / "onnx_float.onnx").write_bytes(float_bytes)
+    return shared
+
+
+def _qdq(options: EmitOptions, calib: Dataset, shared: Path, exclude: tuple[str, ...] = ()) -> bytes:
+    return onnx_emit._static(shared / "onnx_float.onnx", calib, options, exclude, shared)
+
+
+def _details(details: dict, options: EmitOptions) -> dict:
+    return dict(details, format="QDQ", weight_type="int8", activation_type=options.activation_type,
+                calibration=str(options.calibration_method))
+
+
+def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
+                 shared: Path, details: dict, tune: bool) -> tuple[dict[str, Built], dict]:
+    """Plain int8 (diagnosed), the most faithful calibration, and the refinements built with that method."""
     plain_c = next(c for c in int8s if c.name == "int8")
-    plain_options = _options(base, plain_c, base.workdir)
-    plain = onnx_emit.quantized(float_bytes, calib, plain_options, details)
-    calibration = f"{base.calibration_method} calibration"
-    built = {"int8": Built(plain_c, plain.model, (calibration,), dict(plain.details, calibration=str(
-        base.calibration_method)))}
+    plain = _qdq(_options(base, plain_c, base.workdir), calib, shared)
+    built = {"int8": Built(plain_c, plain, (f"{base.calibration_method} calibration",), _details(details, base))}
     feeds = _feeds(calib, base.batch)
-    prepared = (plain_options.workdir / "onnx_prepared.onnx").read_bytes()
     errors, failure = [], ""
     try:
-        errors = onnx_diagnose.node_errors(prepared, plain.model, feeds)
+        errors = onnx_diagnose.node_errors((shared / "onnx_prepared.onnx").read_bytes(), plain, feeds)
     except Exception as exc:  # noqa: BLE001  (a diagnosis must not stop a build; int8+exclude then has no ranking)
         failure = f"the per-node comparison failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
-    quality = judge("onnx", plain.model)
+    quality = judge("onnx", plain)
     accurate = _describe(quality) if criterion.meets(quality) else ""
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
+    family, reference = base, ("plain int8", quality)
+    for c in (c for c in int8s if c.tune_calibration):
+        built[c.name], family, reference = _calibrated(c, calib, judge, criterion, base, shared, details,
+                                                       (plain, quality), tune)
+    calibration = f"{family.calibration_method} calibration"
     for c in int8s:
         if c.activation and c.activation == base.activation_type:
             built[c.name] = Built(c, None, (f"{c.activation} activations are the target's: this is plain int8",))
         elif c.activation:
-            options = _options(base, c, base.workdir)
-            model = onnx_emit.quantized(float_bytes, calib, options, details)
-            built[c.name] = Built(c, model.model, (f"{c.activation} activations", calibration),
-                                  dict(model.details, calibration=str(base.calibration_method)))
+            options = _options(family, c, base.workdir)
+            built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
+                                  _details(details, options))
         elif c.fallback == "layers":
-            built[c.name] = _excluded(c, float_bytes, calib, errors, judge, criterion, _options(base, c, base.workdir),
-                                      details, quality)
+            built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir), shared,
+                                      details, reference)
     return built, diagnosis
 
 
-def _excluded(candidate: Candidate, float_bytes: bytes, calib: Dataset, errors: list[onnx_diagnose.NodeError],
-              judge: Judge, criterion: Criterion, options: EmitOptions, details: dict, plain: Quality) -> Built:
-    """Plain int8 with the nodes whose float copy helps most kept in float, more of them until the criterion
-    holds and it is more faithful than plain int8; never more faithful: not built.
+def _calibrated(candidate: Candidate, calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
+                shared: Path, details: dict, plain: tuple[bytes, Quality],
+                tune: bool) -> tuple[Built, EmitOptions, tuple[str, Quality]]:
+    """int8 with the most faithful of min/max, percentile and entropy ranges, ranked as TFLite ranks them.
+
+    Returns the candidate, the options the refinements build on (its method) and the model they are
+    compared with. Min/max is plain int8 itself (the same ranges), so only the other methods are built.
+    """
+    if not tune:
+        why = f"--calibration {base.calibration_method} was given"
+        return Built(candidate, None, (why,)), base, ("plain int8", plain[1])
+    options = _options(base, candidate, base.workdir)
+    tried = {CalibrationMethod.minmax: plain}
+    for method in METHODS[1:]:
+        model = _qdq(replace(options, calibration_method=method), calib, shared)
+        tried[method] = (model, judge("onnx", model))
+    best = max(tried, key=lambda m: _rank(tried[m][1], criterion))  # ties: the earlier, simpler method
+    trials = {str(m): _quality_dict(q) for m, (_, q) in tried.items()}
+    if best is CalibrationMethod.minmax:
+        measured = "measured: " + ", ".join(f"{m} {_trial(q)}" for m, (_, q) in tried.items())
+        return (Built(candidate, None, ("identical to int8: min/max is the most faithful", measured)), base,
+                ("plain int8", plain[1]))
+    options = replace(options, calibration_method=best)
+    built = Built(candidate, tried[best][0], (f"{best} calibration",),
+                  dict(_details(details, options), calibration_trials=trials))
+    return built, replace(base, calibration_method=best), (candidate.name, tried[best][1])
+
+
+def _excluded(candidate: Candidate, calib: Dataset, errors: list[onnx_diagnose.NodeError], judge: Judge,
+              criterion: Criterion, options: EmitOptions, shared: Path, details: dict,
+              reference: tuple[str, Quality]) -> Built:
+    """The reference int8 model (plain int8, or int8+calibration when it won) with the nodes whose float
+    copy helps most kept in float, more of them until the criterion holds and it is more faithful than the
+    reference; never more faithful: not built.
 
     Which nodes help is measured, not assumed: the diagnosis's worst nodes and the output layer are each
     kept in float alone (PROBES builds), and ranked by the SQNR they gain; the activation error a node
     shows is not always the error keeping it in float removes (its output stays quantized for others).
     """
+    name, plain = reference
     probes = [e.name for e in errors if e.output] + [e.name for e in errors if e.added > 0 and not e.output]
-    float_path = options.workdir / "onnx_float.onnx"
-    float_path.write_bytes(float_bytes)
     gains = {}
-    for name in dict.fromkeys(probes[:PROBES]):
-        gains[name] = _sqnr(judge("onnx", onnx_emit._static(float_path, calib, options, (name,)))) - _sqnr(plain)
+    for node in dict.fromkeys(probes[:PROBES]):
+        gains[node] = _sqnr(judge("onnx", _qdq(options, calib, shared, (node,)))) - _sqnr(plain)
     helpful = sorted((n for n, g in gains.items() if g > 0), key=lambda n: -gains[n])
     if not helpful:
         return Built(candidate, None, (f"keeping any of {len(gains)} probed node(s) in float was no more faithful "
-                                       "than plain int8",))
+                                       f"than {name}",))
     model, kept, quality = b"", [], plain
     for step in FALLBACK_STEPS:
         kept = helpful[:step]
-        model = onnx_emit._static(float_path, calib, options, tuple(kept))
+        model = _qdq(options, calib, shared, tuple(kept))
         quality = judge("onnx", model)
         if criterion.meets(quality) or step >= len(helpful):
             break
     shares = {e.name: e.share for e in errors}
     share = sum(shares.get(n, 0.0) for n in kept)
-    note = f"{len(kept)} node(s) kept in float (+{_sqnr(quality) - _sqnr(plain):.1f} dB over plain int8)"
-    return Built(candidate, model, (note,), dict(details, format="QDQ", weight_type="int8",
-                                                 activation_type=options.activation_type, nodes_excluded=kept,
-                                                 excluded_error_share=round(share, 4),
-                                                 probe_gain_db={n: round(g, 2) for n, g in gains.items()}))
+    note = f"{len(kept)} node(s) kept in float (+{_sqnr(quality) - _sqnr(plain):.1f} dB over {name})"
+    return Built(candidate, model, (note, f"{options.calibration_method} calibration"),
+                 dict(_details(details, options), nodes_excluded=kept, excluded_error_share=round(share, 4),
+                      probe_gain_db={n: round(g, 2) for n, g in gains.items()}))
 
 
-def _with_twin(built: Built, float_bytes: bytes, calib: Dataset, base: EmitOptions) -> Built:
-    """The candidate with a u8s8 twin to time in its place (same excluded nodes)."""
+def _with_twin(built: Built, calib: Dataset, base: EmitOptions, shared: Path) -> Built:
+    """The candidate with a u8s8 twin to time in its place (same method, same excluded nodes)."""
     if built.model is None or built.details.get("activation_type") != "int8":
         return built
     options = replace(_options(base, built.candidate, base.workdir / "u8_twin"), activation_type="uint8",
-                      quantize=Quantize.int8)
-    float_path = options.workdir / "onnx_float.onnx"
-    float_path.write_bytes(float_bytes)
-    twin = onnx_emit._static(float_path, calib, options, tuple(built.details.get("nodes_excluded", ())))
+                      quantize=Quantize.int8, calibration_method=CalibrationMethod(built.details["calibration"]))
+    twin = _qdq(options, calib, shared, tuple(built.details.get("nodes_excluded", ())))
     return replace(built, notes=(*built.notes, TWIN_NOTE), timed_as=twin)
 
 
@@ -167,6 +225,12 @@ def _feeds(calib: Dataset, batch: int) -> list[dict[str, np.ndarray]]:
 
 def _sqnr(quality: Quality) -> float:
     return np.inf if quality.sqnr_db is None else quality.sqnr_db
+
+
+def _trial(quality: Quality) -> str:
+    sqnr = "inf" if quality.sqnr_db is None else f"{quality.sqnr_db:.1f}"
+    drop = "" if quality.accuracy_drop is None else f" (drop {quality.accuracy_drop:.2f} pt)"
+    return f"SQNR {sqnr} dB{drop}"
 
 
 def _describe(quality: Quality) -> str:

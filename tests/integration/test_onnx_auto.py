@@ -1,8 +1,9 @@
 """--quantize auto for ONNX artifacts: float32, dynamic and the QDQ int8 family built, judged and timed side by side.
 
 One build of the sample ONNX ResNet for the x86-64 target (uint8 activations, so the s8s8 alternative is
-built too). Latency is measured but never asserted: the tests check that the recorded table obeys the
-choice rule, that the diagnosis ranks real nodes, and that the bundle validates with its own runtime.
+built too), and one forced --quantize int8 build with a given calibration method. Latency is measured but
+never asserted: the tests check that the recorded table obeys the choice rule, that the diagnosis ranks
+real nodes, and that the bundle validates with its own runtime.
 """
 
 from __future__ import annotations
@@ -43,13 +44,32 @@ def test_the_table_holds_the_onnx_variants_and_a_reason(auto) -> None:
     q = auto.manifest["quantization"]
     rows = _rows(auto.manifest)
     assert {"float32", "dynamic", "int8", "int8+s8s8"} <= set(rows)
-    assert set(rows) | set(q["not_built"]) == {"float32", "dynamic", "int8", "int8+s8s8", "int8+exclude"}
+    assert set(rows) | set(q["not_built"]) == {"float32", "dynamic", "int8", "int8+calibration", "int8+s8s8",
+                                               "int8+exclude"}
     assert all(row["format"] == "onnx" and row["bytes"] > 0 for row in rows.values())
     assert rows["float32"]["sqnr_db"] is None  # the baseline is the source model itself
     assert rows["int8"]["bytes"] < 0.35 * rows["float32"]["bytes"]
     assert "int8 activations" in rows["int8+s8s8"]["notes"]
     assert q["requested"] == "auto" and q["variant"] in rows and q["reason"].startswith(q["variant"])
     assert q["activation_type"] in ("uint8", "int8") and q["converter"] == "none (ONNX source)"
+
+
+def test_the_calibration_method_is_chosen_by_measurement(auto) -> None:
+    """int8+calibration is built with the most faithful of percentile / entropy, or not built when min/max is."""
+    q = auto.manifest["quantization"]
+    rows = _rows(auto.manifest)
+    assert rows["int8"]["notes"][0] == "minmax calibration"  # plain int8 is the yardstick
+    if "int8+calibration" in rows:
+        method = rows["int8+calibration"]["notes"][0].removesuffix(" calibration")
+        assert method in ("percentile", "entropy")
+        assert f"{method} calibration" in rows["int8+s8s8"]["notes"]  # the refinements build on it
+        if q["variant"] == "int8+calibration":
+            assert set(q["details"]["calibration_trials"]) == {"minmax", "percentile", "entropy"}
+    else:
+        why = q["not_built"]["int8+calibration"]
+        assert why.startswith("identical to int8: min/max is the most faithful; measured: minmax SQNR")
+        assert "percentile SQNR" in why and "entropy SQNR" in why
+        assert "minmax calibration" in rows["int8+s8s8"]["notes"]
 
 
 def test_the_choice_obeys_its_rule(auto) -> None:
@@ -93,3 +113,25 @@ def test_an_arm_target_times_its_s8s8_candidates_as_u8s8_twins_and_builds_no_s8s
     if q["variant"] != "float32":
         assert q["activation_type"] == "int8"  # the shipped model keeps the target's s8s8, only timing used the twin
     assert rows[q["variant"]]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
+
+
+def test_forced_int8_chooses_among_full_integer_candidates_with_the_given_method(tmp_path: Path) -> None:
+    """--quantize int8 --calibration entropy: int8 family only, never float32, every node quantized."""
+    import onnx
+
+    recipe = Recipe(source=str(SAMPLES / "mnist_resnet_nchw.onnx"), target="x86-64", format="onnx", quantize="int8",
+                    calibration="entropy", calib=str(SAMPLES / "mnist_calib_nchw.npz"), output=str(tmp_path / "b"),
+                    calib_samples=64, holdout_samples=16, bench_runs=10)
+    result = build(recipe)
+    q = result.manifest["quantization"]
+    rows = _rows(result.manifest)
+    assert q["requested"] == "int8" and q["mode"] == "int8"
+    assert set(rows) == {"float32", "int8", "int8+s8s8"} and rows["float32"]["verdict"] == "baseline (not eligible)"
+    assert q["not_built"] == {"int8+calibration": "--calibration entropy was given"}
+    assert q["variant"] in ("int8", "int8+s8s8") and "nodes_excluded" not in q
+    assert all("entropy calibration" in rows[name]["notes"] for name in ("int8", "int8+s8s8"))
+    assert q["calibration"] == q["calibration_method"] == "entropy"
+    graph = onnx.load(str(result.output / "model.onnx")).graph
+    dequantized = {n.output[0] for n in graph.node if n.op_type == "DequantizeLinear"}
+    compute = [n for n in graph.node if n.op_type in ("Conv", "Gemm", "MatMul")]
+    assert compute and all(all(i in dequantized for i in n.input[:2]) for n in compute)  # int8 in, no float node

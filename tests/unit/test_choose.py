@@ -85,6 +85,10 @@ def test_plans_per_mode():
     assert names[Quantize.int8] == ["float32", "int8", "int8+rewrites"]  # forced int8 stays full-integer
     assert names[Quantize.float16] == ["float32", "float16"] and names[Quantize.none] == ["float32"]
     assert [c.name for c in plan(Quantize.auto, ["tflite"], calibrated=False)] == ["float32", "float16", "dynamic"]
+    onnx = {mode: [c.name for c in plan(mode, ["onnx"])] for mode in Quantize}
+    assert onnx[Quantize.auto] == ["float32", "dynamic", "int8", "int8+calibration", "int8+s8s8", "int8+exclude"]
+    assert onnx[Quantize.int8] == ["float32", "int8", "int8+calibration", "int8+s8s8"]  # no node kept in float
+    assert onnx[Quantize.dynamic] == ["float32", "dynamic"] and onnx[Quantize.none] == ["float32"]
 
 
 def test_on_a_full_tie_the_plain_variant_stays():
