@@ -105,11 +105,13 @@ def wheel_problem(target: Target, model_format: str) -> str | None:
     return None
 
 
-def op_problem(target: Target, model_format: str) -> Callable[[bytes], str | None]:
-    """check_ops as a predicate for the candidate search: the refusal's message, or None."""
+def run_problem(target: Target, model_format: str) -> Callable[[bytes], str | None]:
+    """Why the target cannot run a candidate model (op versions, then RAM with that format's interpreter),
+    as a predicate for the candidate search: the refusal's message, or None."""
     def problem(model_bytes: bytes) -> str | None:
         try:
             check_ops(target, model_format, model_bytes)
+            check_memory(target, len(model_bytes), arena_bytes(model_format, model_bytes), model_format)
         except TargetError as exc:
             return exc.message
         return None

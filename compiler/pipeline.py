@@ -84,7 +84,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
 
 def _target_problem(recipe: Recipe, target: Target, model_format: str) -> Callable[[bytes], str | None]:
     """What keeps the target's interpreter from running a candidate; --force waives it."""
-    return (lambda model: None) if recipe.force else compat.op_problem(target, model_format)
+    return (lambda model: None) if recipe.force else compat.run_problem(target, model_format)
 
 
 def resolve_target(name: str) -> Target:

@@ -61,10 +61,11 @@ class Recipe:
     format: artifact format; auto builds every format the target runs and ships the measured best; None
         means auto with --quantize auto, else the target's default format.
     quantize: see Quantize; int8 needs calibration data; auto without it considers no int8 variant.
-    calibration: see Calibration; the plain `int8` candidate always uses min/max (it is the reference).
+    calibration: see Calibration; with auto the plain `int8` candidate keeps min/max (it is the reference).
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
     calib_samples: at most this many samples feed the quantizer.
-    holdout_samples: calibration samples held back from the quantizer to measure fidelity.
+    holdout_samples: calibration samples held back from the quantizer: half tune the candidate search
+        (calibration method, float fallbacks), half measure fidelity (stages.load_datasets).
     golden_samples: samples stored in golden.npz for on-device validation.
     mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
     int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).
@@ -89,7 +90,7 @@ class Recipe:
     calib: str | None = None
     eval: str | None = None
     calib_samples: int = 256
-    holdout_samples: int = 32
+    holdout_samples: int = 64
     golden_samples: int = 8
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)

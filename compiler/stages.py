@@ -20,19 +20,31 @@ from .recipe import Quantize, Recipe
 CALIBRATED = (Quantize.int8, Quantize.auto)  # modes that calibrate int8 activation ranges
 
 MIN_CALIBRATION_SAMPLES = 10  # fewer gives activation ranges that are mostly noise
+MIN_SPLIT_HOLDOUT = 8         # held-back samples below which tuning and judging share them
 
 
 @dataclass(frozen=True)
 class Datasets:
-    """calib feeds the quantizer; holdout (held back from it) measures fidelity; evaluation may be labelled."""
+    """calib feeds the quantizer; holdout (held back from it) measures fidelity; evaluation may be labelled.
+
+    tuning: other held-back samples on which the candidate search makes its own decisions (calibration
+    method, which layers or nodes stay float), so the samples that judge the candidates did not also
+    shape them; None when too few were held back to split (the search then tunes on holdout).
+    """
 
     calib: Dataset | None
     holdout: Dataset | None
     evaluation: Dataset | None
+    tuning: Dataset | None = None
 
     @property
     def fidelity_set(self) -> Dataset:
         return next(d for d in (self.holdout, self.evaluation, self.calib) if d is not None)
+
+    @property
+    def tuning_set(self) -> Dataset:
+        """Never the evaluation data: the search must not fit what the manifest reports."""
+        return next(d for d in (self.tuning, self.holdout, self.calib, self.evaluation) if d is not None)
 
     @property
     def golden_set(self) -> Dataset:
@@ -75,9 +87,10 @@ class Measured:
 
 
 def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
-    """Read --calib and --eval, and hold back the tail of the calibration data for fidelity."""
+    """Read --calib and --eval, and hold back the tail of the calibration data: half to tune the candidate
+    search, half to measure fidelity."""
     options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std}
-    calib = holdout = evaluation = None
+    calib = holdout = evaluation = tuning = None
     if recipe.calib:
         needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1
         calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options))
@@ -85,9 +98,11 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
         if held:
             holdout = calib.take(calib.size - held)
             calib = calib.take(0, min(recipe.calib_samples, calib.size - held))
+        if held >= MIN_SPLIT_HOLDOUT:  # first half tunes the search, the second half judges it
+            tuning, holdout = holdout.take(0, held // 2), holdout.take(held // 2)
     if recipe.eval:
         evaluation = as_float32(load_data(recipe.eval, specs, role="evaluation", **options))
-    return Datasets(calib, holdout, evaluation)
+    return Datasets(calib, holdout, evaluation, tuning)
 
 
 def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe, target: Target) -> Measured:

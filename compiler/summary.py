@@ -133,6 +133,8 @@ def print_candidates(q: dict) -> None:
                   f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
                   f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
                   f"Nx = N times {_yardstick(q)}'s p50[/dim]")
+    if q.get("data"):
+        console.print(f"[dim]tuned on {q['data']['tuned_on']}; judged on {q['data']['judged_on']}[/dim]")
     compared = q.get("formats") or {}
     if compared.get("note"):
         console.print(f"[dim]{compared['note']}[/dim]")

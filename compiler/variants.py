@@ -25,6 +25,7 @@ from .stages import Artifacts, Datasets
 STATS: dict[str, Callable[[bytes], analyze.GraphStats]] = {"tflite": analyze.tflite_stats,
                                                            "onnx": partial(analyze.stats, "onnx")}
 ROUNDS = 7  # candidates are timed in turn, round by round (candidates.interleaved_latency)
+TUNING_CRITERION = Criterion()  # the fidelity floor: tuning never sees the evaluation labels
 Emitter = Callable[..., tuple[list[Built], dict | None]]
 FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
                "the target's CPU; `edgekiln deploy` measures the shipped model there")
@@ -62,26 +63,35 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
     judge = Judge(graph, data, threads)
-    built, diagnoses, failed = _build_all(graph, formats, recipe, data, judge, criterion, workdir)
+    # The search's own decisions (calibration method, what stays float) are made on other held-back
+    # samples, by fidelity alone: the samples and labels that judge the table did not shape the candidates.
+    tuner = Judge(graph, Datasets(None, data.tuning_set, None), threads)
+    built, diagnoses, failed = _build_all(graph, formats, recipe, data, tuner, TUNING_CRITERION, workdir)
     ready = {key: b for key, b in built.items() if b.model is not None}
     baselines = {key for key, b in ready.items() if b.candidate.name == BASELINE}
     problems = {f.format: f.target_problem for f in formats}
-    refused = {key: why for key, b in ready.items()
-               if key not in baselines and (why := problems[b.candidate.format](b.model))}
+    unrunnable = {key: why for key, b in ready.items() if (why := problems[b.candidate.format](b.model))}
+    refused = {key: why for key, why in unrunnable.items() if key not in baselines}
     ready = {key: b for key, b in ready.items() if key not in refused}
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: r.p50_ms)  # the fastest float32
-    eligible = rows if recipe.quantize in (Quantize.auto, Quantize.none) else \
-        [r for r in rows if r.name not in baselines]
-    if not eligible and refused:
+    free = recipe.quantize in (Quantize.auto, Quantize.none)  # forced modes never ship a float32 baseline
+    eligible = [r for r in rows if (free or r.name not in baselines) and r.name not in unrunnable]
+    if not eligible and refused and not free:
         raise TargetError(next(iter(refused.values())),
                           "use --quantize auto to pick a variant the target can run, or --force to build it anyway")
+    # Nothing runs on the target: the float32 baseline goes on, and the target check refuses it by name.
+    eligible = eligible or [r for r in rows if r.name in baselines]
     choice = pick(eligible, criterion, yardstick)
     chosen = ready[choice.chosen.name]
     model_format = chosen.candidate.format
     baseline = ready[_key(model_format, BASELINE, len(formats) > 1)]
     section = _section(recipe, criterion, choice, rows, built, diagnoses, chosen, runs, threads)
+    section["data"] = _data_note(data, judge, len(rows))
+    for row in section["candidates"]:
+        if row["name"] in unrunnable and row["verdict"] != "chosen":  # a float32 baseline the target cannot run
+            row.update(verdict=f"not eligible: {unrunnable[row['name']]}", short="target can't run it")
     if refused:
         section["refused_by_target"] = refused
     if len(formats) > 1:
@@ -138,7 +148,7 @@ def _section(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Ro
     """What the manifest's quantization block adds: the table, the choice and why, how it was measured."""
     return {
         "requested": str(recipe.quantize),
-        "variant": chosen.candidate.name,
+        "variant": choice.chosen.name,
         "reason": choice.reason,
         "criterion": criterion.describe(),
         "candidates": [dict(r.to_dict(), verdict=choice.verdicts.get(r.name, "baseline (not eligible)"),
@@ -160,3 +170,22 @@ def _diagnosis(diagnoses: dict[str, dict], preferred: str) -> dict:
         return {"of": None, "note": "no int8 candidate was built (mode, missing calibration data, or format)"}
     model_format = preferred if preferred in diagnoses else next(iter(diagnoses))
     return dict(diagnoses[model_format], format=model_format)
+
+
+def _data_note(data: Datasets, judge: Judge, candidates: int) -> dict:
+    """Which samples shaped the candidates and which judged them, and the selection effect that remains."""
+    tuned, checked = data.tuning_set, judge.check
+    separate = tuned is not checked
+    judged = f"fidelity on {checked.size} held-back samples" + (
+        f", accuracy on {judge.evaluation.size} labelled evaluation samples" if judge.evaluation is not None else "")
+    return {
+        "calibration_samples": data.calib.size if data.calib is not None else 0,
+        "tuning_samples": tuned.size,
+        "judging_samples": checked.size,
+        "tuned_on": f"{tuned.size} held-back calibration samples, by fidelity ({TUNING_CRITERION.describe()})",
+        "judged_on": judged,
+        "note": ("tuning and judging samples are disjoint" if separate else
+                 "too few samples were held back to split: the same samples tuned and judged the candidates")
+        + f"; the chosen variant's figures are the best of {candidates} measured on the judging data, so they "
+          "carry a small selection effect",
+    }

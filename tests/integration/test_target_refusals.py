@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,9 @@ def test_too_little_ram_is_refused_and_nothing_is_written(tmp_path):
     tiny = target_file(tmp_path, "tiny-board", ram_mb="64", ram_budget_mb="30")
     result = build(str(tiny), tmp_path / "out")
     assert result.exit_code == 1
-    assert "the bundle needs about 36 MB" in result.output and "tiny-board has a budget of 30 MB" in result.output
+    assert re.search(r"the bundle needs about \d+ MB \(model [\d.]+ MB, activations [\d.]+ MB, runtime \d+ MB "
+                     r"with (ai-edge-litert|onnxruntime)==", result.output)
+    assert "tiny-board has a budget of 30 MB" in result.output
     assert not (tmp_path / "out").exists()
 
 
@@ -45,7 +48,19 @@ def test_force_builds_anyway_and_records_the_overridden_check(tmp_path):
     result = build(str(tiny), tmp_path / "out", "--force")
     assert result.exit_code == 0, result.output
     warnings = json.loads((tmp_path / "out" / "manifest.json").read_text())["warnings"]
-    assert any(w.startswith("--force: built despite: the bundle needs about 36 MB") for w in warnings)
+    assert any(w.startswith("--force: built despite: the bundle needs about ") for w in warnings)
+
+
+def test_auto_leaves_out_a_format_whose_runtime_does_not_fit_the_ram_budget(tmp_path):
+    # 55 MB: LiteRT's process (46 MB base, targets/runtime_memory.toml) fits, onnxruntime's (64 MB) does not.
+    board = target_file(tmp_path, "small-board", ram_mb="128", ram_budget_mb="55")
+    result = build(str(board), tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    quantization = json.loads((tmp_path / "out" / "manifest.json").read_text())["quantization"]
+    refused = quantization["refused_by_target"]
+    assert refused and all(name.startswith("onnx:") for name in refused)
+    assert all("with onnxruntime==1.32.0) but small-board has a budget of 55 MB" in why for why in refused.values())
+    assert quantization["variant"].startswith("tflite:")
 
 
 def test_an_arch_without_interpreter_wheel_is_refused_before_any_work(tmp_path):

@@ -31,12 +31,22 @@ def _saved_model_with(tmp_path, op_name: str):
 
 def test_op_without_builtin_kernel_is_named(cli, tmp_path):
     model, calib = _saved_model_with(tmp_path, "erf")
-    result = cli("build", model, "--calib", calib, "-o", tmp_path / "out", "--runs", "5")
+    result = cli("build", model, "--calib", calib, "-o", tmp_path / "out", "--runs", "5", "--format", "tflite")
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [
         "error: TensorFlow op(s) Erf have no TFLite builtin kernel (they would need TF Select, which LiteRT on the "
         "device does not have) (replace them in the model with supported ops, or use --format onnx if available)"]
     assert not (tmp_path / "out").exists()
+
+
+def test_formats_compared_ship_the_format_that_converts_and_say_why_the_other_failed(cli, tmp_path):
+    model, calib = _saved_model_with(tmp_path, "erf")
+    result = cli("build", model, "--calib", calib, "-o", tmp_path / "out", "--runs", "5")  # --format auto
+    assert result.exit_code == 0, result.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["model"]["format"] == "onnx"
+    assert "Erf have no TFLite builtin kernel" in manifest["quantization"]["formats"]["failed"]["tflite"]
+    assert "tflite not compared: " in result.stdout
 
 
 def test_op_left_in_float_by_int8_is_reported(cli, tmp_path):
