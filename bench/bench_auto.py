@@ -1,11 +1,13 @@
 """--quantize auto against float32 and plain int8, side by side in one run, on the sample models and the
-synthetic failure cases: the candidate table of each build, then the three re-timed together.
+synthetic failure cases: the candidate table of each build, then the choice re-timed with its yardsticks.
 
-    .venv/bin/python bench/bench_auto.py [--runs 200] [--cases mnist_cnn,mnist_resnet,spread,prelu,hard_swish]
+    .venv/bin/python bench/bench_auto.py [--target rpi4] [--runs 210] [--cases mnist_cnn,spread,...]
 
-For every case it prints the build's candidate table (size, host p50, fidelity, XNNPACK pieces, verdict)
-and then re-times float32, plain int8 and the auto choice in interleaved rounds, at 1 and 2 threads,
-with the ratios auto/float32 and auto/int8. Host figures only: no target claims.
+Each case goes through the same candidate search `edgekiln build` runs by default for the target: every
+format the target runs (TFLite and ONNX for rpi4) in one table. It prints that table (size, host p50,
+fidelity, XNNPACK pieces, verdict), then re-times the fastest float32, each format's plain int8 and the
+auto choice in interleaved rounds at 1 and 2 threads, with the ratios auto/float32 and auto/int8 (plain
+int8 of the chosen format). Host figures only: no target claims.
 """
 
 from __future__ import annotations
@@ -18,28 +20,31 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compiler import variants  # noqa: E402
+from compiler import formats, variants  # noqa: E402
 from compiler.candidates import interleaved_latency  # noqa: E402
-from compiler.graph import detect_format  # noqa: E402
-from compiler.graph import keras as keras_graph  # noqa: E402
+from compiler.graph import detect_format, framework, load  # noqa: E402
 from compiler.measure import open_model  # noqa: E402
+from compiler.pipeline import format_plans, resolve_target  # noqa: E402
 from compiler.recipe import Recipe  # noqa: E402
 from compiler.stages import load_datasets  # noqa: E402
 from compiler.tf_env import import_keras  # noqa: E402
 from tests import synthetic  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
-CASES = ("mnist_cnn", "mnist_resnet", "spread", "prelu", "hard_swish")
+CASES = ("mnist_cnn", "mnist_resnet", "mnist_resnet_nchw", "mnist_dwsep_nchw", "spread", "prelu", "hard_swish")
 
 
 def _sources(work: Path, names: list[str]) -> dict[str, dict]:
-    keras = import_keras()
     sources = {}
     for name in names:
-        if name.startswith("mnist"):
+        if name.endswith("_nchw"):
+            sources[name] = {"model": SAMPLES / f"{name}.onnx", "calib": SAMPLES / "mnist_calib_nchw.npz",
+                             "eval": SAMPLES / "mnist_eval_nchw.npz"}
+        elif name.startswith("mnist"):
             sources[name] = {"model": SAMPLES / f"{name}.keras", "calib": SAMPLES / "mnist_calib.npz",
                              "eval": SAMPLES / "mnist_eval.npz"}
         else:
+            keras = import_keras()
             model, x = synthetic.spread_bn(keras) if name == "spread" else synthetic.activation(keras, name)
             sources[name] = synthetic.write(model, x, work / name, name)
             sources[name].pop("eval")  # unlabelled: the fidelity floor decides
@@ -47,50 +52,68 @@ def _sources(work: Path, names: list[str]) -> dict[str, dict]:
 
 
 def _table(selection: variants.Selection) -> None:
-    print(f"  {'variant':22}{'bytes':>9}{'p50 ms':>9}{'SQNR dB':>9}{'top-1':>7}{'acc %':>7}{'pieces':>7}  verdict")
+    print(f"  {'variant':26}{'bytes':>9}{'p50 ms':>9}{'SQNR dB':>9}{'top-1':>7}{'acc %':>7}{'pieces':>7}  verdict")
     for row in selection.rows:
         sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f}"
         accuracy = "-" if row.accuracy is None else f"{row.accuracy:.1f}"
         agreement = "-" if row.agreement is None else f"{row.agreement:.3f}"
         verdict = selection.choice.verdicts.get(row.name, "baseline")
-        print(f"  {row.name:22}{row.bytes:>9,}{row.p50_ms:>9.3f}{sqnr:>9}{agreement:>7}{accuracy:>7}"
+        print(f"  {row.name:26}{row.bytes:>9,}{row.p50_ms:>9.3f}{sqnr:>9}{agreement:>7}{accuracy:>7}"
               f"{row.pieces if row.pieces is not None else '-':>7}  {verdict}")
 
 
+def _names(selection: variants.Selection) -> dict[str, str]:
+    """label -> row name of what is re-timed: the fastest float32, each format's plain int8, the choice."""
+    rows = {r.name: r for r in selection.rows}
+    floats = [r for r in selection.rows if r.quantize == "none"]
+    picked = {"float32": min(floats, key=lambda r: r.p50_ms).name}
+    picked.update({f"int8[{r.format}]": r.name for r in selection.rows if r.name.split(":")[-1] == "int8"})
+    picked["auto"] = selection.choice.chosen.name
+    assert all(name in rows for name in picked.values())
+    return picked
+
+
 def _retime(selection: variants.Selection, data, runs: int) -> None:
-    chosen = selection.choice.chosen.name
-    picked = {"float32": "float32", "int8": "int8", f"auto={chosen}": chosen}
+    picked = _names(selection)
+    chosen = selection.built[picked["auto"]]
+    own_int8 = f"int8[{chosen.candidate.format}]"
     for threads in (1, 2):
-        models = {label: open_model("tflite", selection.models[name], threads) for label, name in picked.items()}
+        models = {label: open_model(selection.built[name].candidate.format,
+                                    selection.built[name].timed_as or selection.built[name].model, threads,
+                                    selection.built[name].layouts) for label, name in picked.items()}
         p50 = {k: v["p50_ms"] for k, v in interleaved_latency(models, data.golden_set, runs // 7, 7).items()}
-        auto = p50[f"auto={chosen}"]
-        print(f"  re-timed, {threads} thread(s): float32 {p50['float32']:.4f} ms  int8 {p50['int8']:.4f} ms  "
-              f"auto {auto:.4f} ms | int8/float32 {p50['int8'] / p50['float32']:.2f}  "
-              f"auto/float32 {auto / p50['float32']:.2f}  auto/int8 {auto / p50['int8']:.2f}")
+        shown = "  ".join(f"{label} {p50[label]:.4f}" for label in picked)
+        ratio = f"  auto/{own_int8} {p50['auto'] / p50[own_int8]:.2f}" if own_int8 in p50 else ""
+        print(f"  re-timed, {threads} thread(s), ms: {shown} | auto/float32 {p50['auto'] / p50['float32']:.2f}{ratio}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=210, help="timed runs per model when re-timing (7 rounds)")
+    parser.add_argument("--target", default="rpi4")
     parser.add_argument("--cases", default=",".join(CASES))
     args = parser.parse_args()
+    target = resolve_target(args.target)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, paths in _sources(work, args.cases.split(",")).items():
-            recipe = Recipe(source=str(paths["model"]), calib=str(paths["calib"]), eval=str(paths.get("eval") or "")
-                            or None, output=str(work / "unused"), bench_runs=50)
-            graph = keras_graph.load(recipe.source, detect_format(recipe.source), work / f"{name}_src")
+            recipe = Recipe(source=str(paths["model"]), target=args.target, calib=str(paths["calib"]),
+                            eval=str(paths.get("eval") or "") or None, output=str(work / "unused"), bench_runs=50)
+            source_format = detect_format(recipe.source)
+            graph = load(recipe.source, source_format, work / f"{name}_src", batch=1)
             data = load_datasets(recipe, graph.inputs)
             threads = 2
-            selection = variants.select(graph, [variants.FormatPlan("tflite")], recipe, data, threads,
-                                        work / f"{name}_work")
+            plans = format_plans(framework(source_format), formats.resolve(recipe, target).build, recipe, target)
+            selection = variants.select(graph, plans, recipe, data, threads, work / f"{name}_work")
             rows = {r.name: r for r in selection.rows}
-            print(f"\n== {name}: {graph.params:,} params; candidates timed in one build at {threads} threads; "
-                  f"accurate enough = {selection.artifacts.choice['criterion']}")
+            print(f"\n== {name}: {graph.params:,} params; {args.target}; candidates timed in one build at {threads} "
+                  f"threads; accurate enough = {selection.artifacts.choice['criterion']}")
             _table(selection)
             chosen = selection.choice.chosen
-            print(f"  auto chose {chosen.name}: SQNR {chosen.sqnr_db} dB vs plain int8 {rows['int8'].sqnr_db} dB; "
-                  f"top-1 agreement {chosen.agreement} vs {rows['int8'].agreement}")
+            plain = rows.get(f"{chosen.format}:int8") or rows.get("int8")
+            if plain is not None:
+                print(f"  auto chose {chosen.name}: SQNR {chosen.sqnr_db} dB vs its format's plain int8 "
+                      f"{plain.sqnr_db} dB; top-1 agreement {chosen.agreement} vs {plain.agreement}")
             _retime(selection, data, args.runs)
 
 

@@ -98,9 +98,8 @@ def _emit(graph: Any, model_formats: tuple[str, ...], source: str, recipe: Recip
           data: Datasets, work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
     """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
     if mode is None and _searched(source, model_formats, recipe):
-        plans = [variants.FormatPlan(f, _variant_emitter(source, f, recipe, target), _target_problem(recipe, target, f))
-                 for f in model_formats]
-        artifacts = variants.select(graph, plans, recipe, data, threads, work).artifacts
+        artifacts = variants.select(graph, format_plans(source, model_formats, recipe, target), recipe, data,
+                                    threads, work).artifacts
         if (source, artifacts.format) == ("keras", "tflite"):
             return artifacts
         # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
@@ -136,6 +135,13 @@ def _searched(source: str, model_formats: tuple[str, ...], recipe: Recipe) -> bo
     if len(model_formats) > 1 or (source, model_formats[0]) == ("keras", "tflite"):
         return True
     return model_formats[0] == "onnx" and recipe.quantize in (Quantize.auto, Quantize.int8)
+
+
+def format_plans(source: str, model_formats: tuple[str, ...], recipe: Recipe,
+                 target: Target) -> list[variants.FormatPlan]:
+    """What the candidate search needs per format: its emitter, and what keeps the target from running it."""
+    return [variants.FormatPlan(f, _variant_emitter(source, f, recipe, target), _target_problem(recipe, target, f))
+            for f in model_formats]
 
 
 def _variant_emitter(source: str, model_format: str, recipe: Recipe, target: Target) -> variants.Emitter:

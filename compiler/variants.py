@@ -48,7 +48,7 @@ class Selection:
     artifacts: Artifacts
     rows: list[Row]
     choice: Choice
-    models: dict[str, bytes]  # every built candidate, by row name (the benchmark re-times them)
+    built: dict[str, Built]  # every timed candidate, by row name (the benchmark re-times them)
 
 
 def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
@@ -99,7 +99,7 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     stats = STATS[model_format]
     artifacts = Artifacts(model_format, chosen.model, baseline.model, stats(chosen.model), stats(baseline.model),
                           layouts=chosen.layouts, quantize=chosen.candidate.quantize, choice=section)
-    return Selection(artifacts, rows, choice, {key: b.model for key, b in ready.items()})
+    return Selection(artifacts, rows, choice, ready)
 
 
 def _build_all(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, judge: Judge,
