@@ -108,8 +108,10 @@ def _short(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baselin
         words.append("over budget" if criterion.max_drop is not None else "below floor")
     elif row not in tied:
         words.append("slower")
+    elif row.bytes > chosen.bytes * SIZE_MARGIN:
+        words.append("larger")
     else:
-        words.append("larger" if row.bytes > chosen.bytes * SIZE_MARGIN else "less faithful")
+        words.append("less faithful" if _sqnr(row) < _sqnr(chosen) else "tie")
     if baseline is not None and row is not baseline and row.p50_ms > baseline.p50_ms * SLOWER_MARGIN:
         words.append(f"{row.p50_ms / baseline.p50_ms:.1f}x")  # the table's legend: times the baseline's p50
     return "; ".join(words)
@@ -129,7 +131,9 @@ def _verdict(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], basel
         return f"slower ({row.p50_ms / chosen.p50_ms:.2f}x the chosen p50)"
     if row.bytes > chosen.bytes * SIZE_MARGIN:
         return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
-    return "as fast and as small, less faithful"
+    if _sqnr(row) < _sqnr(chosen):
+        return "as fast and as small, less faithful"
+    return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
 
 
 def _reason(chosen: Row, rows: list[Row], criterion: Criterion, verdicts: dict[str, str],

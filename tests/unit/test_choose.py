@@ -34,6 +34,14 @@ def test_within_the_noise_margin_the_smaller_wins_then_the_more_faithful():
     assert choice.verdicts["int8"] == "as fast and as small, less faithful"
 
 
+def test_a_full_tie_is_called_a_tie_not_less_faithful():
+    rows = [row("int8", 0.30, 250, 49.2), row("int8+rewrites", 0.30, 251, 49.2)]
+    choice = pick(rows, FLOOR)
+    assert choice.chosen.name == "int8"  # the earlier, simpler candidate
+    assert choice.verdicts["int8+rewrites"].startswith("a tie (as fast, as small, as faithful)")
+    assert choice.short["int8+rewrites"] == "tie"
+
+
 def test_a_slower_int8_is_rejected_and_the_reason_says_why():
     base = row("float32", 1.0, 1000, None)
     rows = [base, row("int8", 2.5, 250, 40.0, notes=("PRELU x8 outside XNNPACK, 9 piece(s)",)),
