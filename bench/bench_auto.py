@@ -100,6 +100,7 @@ def main() -> None:
             recipe = Recipe(source=str(paths["model"]), target=args.target, calib=str(paths["calib"]),
                             eval=str(paths.get("eval") or "") or None, output=str(work / "unused"), bench_runs=50)
             source_format = detect_format(recipe.source)
+            (work / f"{name}_src").mkdir()
             graph = load(recipe.source, source_format, work / f"{name}_src", batch=1)
             data = load_datasets(recipe, graph.inputs)
             threads = 2
