@@ -74,7 +74,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         measured = measure_all(graph, artifacts, data, recipe, target)  # against the source: drops include pruning
         pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target,
                                      partial(emit, model_formats=(artifacts.format,), threads=threads,
-                                             mode=artifacts.quantize), progress)
+                                             mode=artifacts.quantize, variant=_variant(artifacts)), progress)
         manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
                                    memory_mb, notes, pruning)
         progress("Writing the bundle")
@@ -95,15 +95,20 @@ def resolve_target(name: str) -> Target:
 
 
 def _emit(graph: Any, model_formats: tuple[str, ...], source: str, recipe: Recipe, target: Target,
-          data: Datasets, work: Path, threads: int, mode: Quantize | None = None) -> Artifacts:
-    """The artifact and its float32 baseline; `mode` forces one quantization mode (the unpruned reference)."""
-    if mode is None and _searched(source, model_formats, recipe):
+          data: Datasets, work: Path, threads: int, mode: Quantize | None = None,
+          variant: str | None = None) -> Artifacts:
+    """The artifact and its float32 baseline. The unpruned reference of a pruned build passes the shipped
+    `variant` (built the same way when the search can; else its `mode`, converted plainly)."""
+    if (mode is None or variant is not None) and _searched(source, model_formats, recipe):
+        scratch = work / "unpruned_reference" if variant else work
+        scratch.mkdir(exist_ok=True)
         artifacts = variants.select(graph, format_plans(source, model_formats, recipe, target), recipe, data,
-                                    threads, work).artifacts
-        if (source, artifacts.format) == ("keras", "tflite"):
-            return artifacts
-        # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
-        return replace(artifacts, details=dict(artifacts.choice["details"]))
+                                    threads, scratch, only=variant).artifacts
+        if variant is None or artifacts.choice["variant"] == variant:
+            if (source, artifacts.format) == ("keras", "tflite"):
+                return artifacts
+            # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
+            return replace(artifacts, details=dict(artifacts.choice["details"]))
     (model_format,) = model_formats
     if mode is None:
         mode = recipe.quantize
@@ -115,6 +120,11 @@ def _emit(graph: Any, model_formats: tuple[str, ...], source: str, recipe: Recip
     stats = [analyze.stats(model_format, artifact) for artifact in (emitted.model, emitted.baseline)]
     return Artifacts(model_format, emitted.model, emitted.baseline, *stats, emitted.layouts, emitted.details,
                      quantize=mode)
+
+
+def _variant(artifacts: Artifacts) -> str | None:
+    """The shipped candidate's variant name without its format prefix (None outside the candidate search)."""
+    return artifacts.choice["variant"].split(":")[-1] if artifacts.choice else None
 
 
 def _left_out(artifacts: Artifacts, left_out: dict[str, str]) -> Artifacts:

@@ -187,8 +187,10 @@ def finish(pruned: Pruned | None, source: Any, artifacts: Artifacts, data: Datas
         return None
     if not pruned.removed:
         return {**pruned.block, "measured": None}
-    progress(f"Measuring the speed-up: the unpruned model compiled the same way ({recipe.quantize})")
-    compiled = emit(source)  # the unpruned source through the same emitter and options
+    shipped = artifacts.choice["variant"] if artifacts.choice else str(artifacts.quantize)
+    progress(f"Measuring the speed-up: the unpruned model compiled the same way ({shipped})")
+    compiled = emit(source)  # the unpruned source as the shipped variant (else its mode, plainly)
+    compiled_as = compiled.choice["variant"] if compiled.choice else f"{compiled.quantize} (plain conversion)"
     unpruned = compiled.model
     threads = recipe.threads or host_threads(target)
     models = [measure.open_model(artifacts.format, a.model, threads, a.layouts) for a in (artifacts, compiled)]
@@ -197,7 +199,7 @@ def finish(pruned: Pruned | None, source: Any, artifacts: Artifacts, data: Datas
     best = [min((r[k] for r in rounds), key=lambda lat: lat["p50_ms"]) for k in range(2)]
     macs = (artifacts.model_stats.macs, compiled.model_stats.macs)
     return {**pruned.block, "measured": {
-        "compiled_as": str(recipe.quantize), "threads": threads,
+        "compiled_as": compiled_as, "shipped_as": shipped, "threads": threads,
         "model_bytes": len(artifacts.model), "unpruned_model_bytes": len(unpruned),
         "size_ratio": round(len(artifacts.model) / len(unpruned), 4),
         "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),

@@ -52,13 +52,15 @@ class Selection:
 
 
 def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path) -> Selection:
+           workdir: Path, only: str | None = None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose; the choice's
     manifest block rides along in artifacts.choice.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is
     left out (and said so) instead of stopping the build. Candidates the target cannot run are left out
     and listed in the manifest; the float32 baselines stay (they are the yardstick).
+    only: build just this variant (and what it is built from) and ship it when it was built, e.g. the
+    unpruned reference of a pruned build made the way the shipped variant was.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
@@ -66,7 +68,7 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     # The search's own decisions (calibration method, what stays float) are made on other held-back
     # samples, by fidelity alone: the samples and labels that judge the table did not shape the candidates.
     tuner = Judge(graph, Datasets(None, data.tuning_set, None), threads)
-    built, diagnoses, failed = _build_all(graph, formats, recipe, data, tuner, TUNING_CRITERION, workdir)
+    built, diagnoses, failed = _build_all(graph, formats, recipe, data, tuner, TUNING_CRITERION, workdir, only)
     ready = {key: b for key, b in built.items() if b.model is not None}
     baselines = {key for key, b in ready.items() if b.candidate.name == BASELINE}
     problems = {f.format: f.target_problem for f in formats}
@@ -83,6 +85,7 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
                           "use --quantize auto to pick a variant the target can run, or --force to build it anyway")
     # Nothing runs on the target: the float32 baseline goes on, and the target check refuses it by name.
     eligible = eligible or [r for r in rows if r.name in baselines]
+    eligible = [r for r in eligible if r.name == only] or eligible
     choice = pick(eligible, criterion, yardstick)
     chosen = ready[choice.chosen.name]
     model_format = chosen.candidate.format
@@ -103,12 +106,16 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
 
 
 def _build_all(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, judge: Judge,
-               criterion: Criterion, workdir: Path) -> tuple[dict[str, Built], dict[str, dict], dict[str, str]]:
+               criterion: Criterion, workdir: Path,
+               only: str | None = None) -> tuple[dict[str, Built], dict[str, dict], dict[str, str]]:
     """Every format's Built candidates by row name, each format's int8 diagnosis, and the formats that failed."""
     built, diagnoses, failed = {}, {}, {}
     compared = len(formats) > 1
     for f in formats:
         candidates = plan(recipe.quantize, [f.format], calibrated=data.calib is not None)
+        if only is not None:  # the int8 refinements are built from plain int8: it comes along
+            candidates = [c for c in candidates if c.name in (BASELINE, only) or
+                          (c.name == "int8" and only.startswith("int8"))]
         scratch = workdir / f"candidates_{f.format}" if compared else workdir
         scratch.mkdir(parents=True, exist_ok=True)
         try:

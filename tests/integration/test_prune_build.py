@@ -35,6 +35,9 @@ def test_pruned_bundle_is_smaller_validates_and_records_what_was_removed(pruned_
     measured = p["measured"]
     assert measured["unpruned_model_bytes"] > measured["model_bytes"] == m["model"]["bytes"]
     assert m["size"]["unpruned_model_bytes"] == measured["unpruned_model_bytes"]
+    # the unpruned reference is built as the shipped variant (plainly only when that variant was not built)
+    assert measured["shipped_as"] == m["quantization"]["variant"]
+    assert measured["compiled_as"] in (measured["shipped_as"], f"{m['quantization']['mode']} (plain conversion)")
     assert m["latency"]["pruning"]["unpruned_p50_ms"] > 0 and m["latency"]["pruning"]["speedup"] > 0
     assert run_runtime(pruned_bundle.output, "validate").returncode == 0
 
@@ -97,3 +100,6 @@ def test_sample_resnet_auto_prune_keeps_accuracy_and_removes_macs(tmp_path):
     assert m["pruning"]["macs_ratio"] <= 0.6, m["pruning"]["search"]["trials"]
     assert m["accuracy"]["drop"] <= 1.0, m["accuracy"]
     assert m["pruning"]["measured"]["size_ratio"] <= 0.6
+    measured = m["pruning"]["measured"]
+    assert measured["compiled_as"] == measured["shipped_as"].split(":")[-1] or \
+        measured["compiled_as"].endswith("(plain conversion)"), measured
