@@ -112,6 +112,19 @@ def judge_for(subject: Any, data: Datasets) -> driver.Judge:
     return driver.Judge(subject, _single(dataset), dataset.labels)
 
 
+def _with_data_note(block: dict, data: Datasets) -> dict:
+    """Which data judged the pruning search. When it is the evaluation data (a few held-back samples cannot
+    resolve a 1-point budget), the accuracy the manifest reports is also what the search optimised: say so."""
+    dataset = data.evaluation or data.holdout or data.calib
+    labelled = dataset is not None and dataset.labels is not None
+    source = "evaluation" if dataset is data.evaluation else "held-back calibration"
+    note = f"{dataset.size} {source} samples, by {'accuracy' if labelled else 'top-1 agreement with the source'}"
+    if dataset is data.evaluation:
+        note += ("; the reported accuracy is measured on the same samples, so it carries the search's "
+                 "selection effect: for an unbiased figure, validate the bundle on data the build never saw")
+    return {**block, "judged_on": note}
+
+
 def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
     """Prune the source model (Keras or ONNX) as the recipe says; None without --prune."""
     if recipe.prune is None:
@@ -126,10 +139,10 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          judge_for(subject, data), progress)
     if outcome.model is None:
-        return Pruned(graph, outcome.block, False)
+        return Pruned(graph, _with_data_note(outcome.block, data), False)
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
                                       "the pruned model")
-    return Pruned(exported, outcome.block, True)
+    return Pruned(exported, _with_data_note(outcome.block, data), True)
 
 
 def _prune_onnx_graph(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
@@ -159,7 +172,7 @@ def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -
     subject = OnnxSubject(model, data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          judge_for(subject, data), progress)
-    return (outcome.model if outcome.model is not None else model), outcome.block
+    return (outcome.model if outcome.model is not None else model), _with_data_note(outcome.block, data)
 
 
 def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool) -> Recover:

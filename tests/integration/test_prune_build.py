@@ -31,6 +31,8 @@ def test_pruned_bundle_is_smaller_validates_and_records_what_was_removed(pruned_
     assert p["macs_after"] == m["model"]["macs"] < p["macs_before"] == m["source"]["macs"]
     assert p["recovery"]["method"] == "reconstruct" and p["recovery"]["steps"][0]["layers"] == 2
     assert p["accuracy"]["metric"] == "accuracy" and p["accuracy"]["reference"] == 100.0
+    assert p["judged_on"].startswith("20 evaluation samples, by accuracy; the reported accuracy is measured on the "
+                                     "same samples")
     assert m["accuracy"]["reference"] == 100.0  # the reference stays the unpruned source model
     measured = p["measured"]
     assert measured["unpruned_model_bytes"] > measured["model_bytes"] == m["model"]["bytes"]
