@@ -78,15 +78,7 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: r.p50_ms)  # the fastest float32
-    free = recipe.quantize in (Quantize.auto, Quantize.none)  # forced modes never ship a float32 baseline
-    eligible = [r for r in rows if (free or r.name not in baselines) and r.name not in unrunnable]
-    if not eligible and refused and not free:
-        raise TargetError(next(iter(refused.values())),
-                          "use --quantize auto to pick a variant the target can run, or --force to build it anyway")
-    # Nothing runs on the target: the float32 baseline goes on, and the target check refuses it by name.
-    eligible = eligible or [r for r in rows if r.name in baselines]
-    eligible = [r for r in eligible if r.name == only] or eligible
-    choice = pick(eligible, criterion, yardstick)
+    choice = pick(_eligible(rows, baselines, unrunnable, recipe.quantize, only), criterion, yardstick)
     chosen = ready[choice.chosen.name]
     model_format = chosen.candidate.format
     baseline = ready[_key(model_format, BASELINE, len(formats) > 1)]
@@ -103,6 +95,20 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     artifacts = Artifacts(model_format, chosen.model, baseline.model, stats(chosen.model), stats(baseline.model),
                           layouts=chosen.layouts, quantize=chosen.candidate.quantize, choice=section)
     return Selection(artifacts, rows, choice, ready)
+
+
+def _eligible(rows: list[Row], baselines: set[str], unrunnable: dict[str, str], quantize: Quantize,
+              only: str | None) -> list[Row]:
+    """The rows the choice may ship: runnable on the target, and no float32 baseline for a forced mode."""
+    free = quantize in (Quantize.auto, Quantize.none)
+    eligible = [r for r in rows if (free or r.name not in baselines) and r.name not in unrunnable]
+    if not eligible and not free and len(unrunnable) > len(baselines & unrunnable.keys()):
+        refused = next(why for name, why in unrunnable.items() if name not in baselines)
+        raise TargetError(refused, "use --quantize auto to pick a variant the target can run, or --force to build "
+                                   "it anyway")
+    # Nothing runs on the target: the float32 baseline goes on, and the target check refuses it by name.
+    eligible = eligible or [r for r in rows if r.name in baselines]
+    return [r for r in eligible if r.name == only] or eligible
 
 
 def _build_all(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets, judge: Judge,
