@@ -197,13 +197,18 @@ def prune(p: dict, version: str, keep: int) -> dict:
         return report
     report["name"] = match.group("name")
     chosen = select_removals(versions_of(os.path.join(p["base"], "bundles"), report["name"]), version, keep)
-    steps = [(remove_version, record, "removed") for record in chosen]
-    try:
+    run_steps(p, report, [(remove_version, record, "removed") for record in chosen])
+    try:  # after the versions: their venvs may be unused now
         keys, report["venvs_note"] = unused_venvs(p)
     except OSError as exc:
         keys, report["venvs_note"] = [], "venvs not judged: " + str(exc)
-    steps += [(remove_venv, key, "venvs_removed") for key in keys]
-    steps += [(remove_leftover, trash, "leftovers") for trash in leftovers(p)]
+    run_steps(p, report, [(remove_venv, key, "venvs_removed") for key in keys]
+              + [(remove_leftover, trash, "leftovers") for trash in leftovers(p)])
+    return report
+
+
+def run_steps(p: dict, report: dict, steps: list) -> None:
+    """Each removal in turn; an OSError is listed and the next one tried."""
     for step, what, where in steps:
         try:
             done = step(p, what)
@@ -217,7 +222,6 @@ def prune(p: dict, version: str, keep: int) -> dict:
         report["bytes_freed"] += done["bytes"]
         if done["error"]:
             report["errors"].append(done["error"])
-    return report
 
 
 def leftovers(p: dict) -> list:
