@@ -1,7 +1,8 @@
 """The device side of `edgekiln deploy`: run by the device's own python3, never imported by the compiler.
 
-The host sends this file's text over ssh (on stdin for `probe`, inside the upload tar for `run`), so it
-must stay stdlib-only and run on Python >= 3.8 (Raspberry Pi OS Bullseye ships 3.9).
+The host sends this file's text over ssh (on stdin for `probe`, inside the upload tar for `run`, beside
+agent_keep.py which `run` imports), so it must stay stdlib-only and run on Python >= 3.8 (Raspberry Pi
+OS Bullseye ships 3.9).
 
     python3 - probe --base DIR --bundle VERSION --req-hash HASH          (script on stdin)
     python3 agent.py run --base DIR --bundle VERSION --req-hash HASH --incoming TOKEN [--keep N --runs N ...]
@@ -165,13 +166,17 @@ def check_output(cmd: list, kind: str, what: str, hint: str = "", cwd: str | Non
 def ensure_venv(p: dict, wheels: str | None, held: list) -> dict:
     """Reuse the venv for these requirements, or build it under a lock (devices may share a home).
 
-    The lock stays held (shared) until the run ends, so --keep never removes a venv a run is using."""
+    The lock stays held, shared, until the run ends: runs reusing a venv never wait for each other, and
+    --keep never removes a venv a run is using. Only the maker holds it exclusively."""
     os.makedirs(os.path.dirname(p["venv"]), exist_ok=True)
     start = time.perf_counter()
-    lock = keeper().acquire(p["venv"] + ".lock", exclusive=True)
+    lock = keeper().acquire(p["venv"] + ".lock", exclusive=False)
     held.append(lock)
     marker = os.path.join(p["venv"], ".edgekiln-complete")
     reused = os.path.isfile(marker)
+    if not reused:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic: another run may have made it meanwhile
+        reused = os.path.isfile(marker)
     if not reused:
         shutil.rmtree(p["venv"], ignore_errors=True)  # a half-made venv from an interrupted run
         emit("stage", "venv")
@@ -184,8 +189,7 @@ def ensure_venv(p: dict, wheels: str | None, held: list) -> dict:
             raise
         with open(marker, "w") as f:
             json.dump({"python": sys.executable, "version": sys.version}, f)
-    # Not atomic, but harmless: the bundle's deploy record names this venv, so no remover picks it.
-    fcntl.flock(lock, fcntl.LOCK_SH)
+    fcntl.flock(lock, fcntl.LOCK_SH)  # the bundle's deploy record names this venv: no remover picks it
     return {"reused": reused, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
 
 
