@@ -154,6 +154,8 @@ def deploy(
     threads: Annotated[int | None, typer.Option(help="Interpreter threads (default: the target's).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per device.")] = 1800,
     connect_timeout: Annotated[int, typer.Option(help="Seconds to wait for an SSH connection.")] = 10,
+    keep: Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful "
+                                           "deploy (older ones are removed); 0 keeps all.")] = 3,
 ) -> None:
     """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
     from .deploy import deploy_command
@@ -161,7 +163,7 @@ def deploy(
     def action() -> None:
         options = _deploy_options(wheels, identity, ssh_config, accept_new_host_keys, connect_timeout,
                                   remote_dir=remote_dir, python=python, runs=runs, threads=threads,
-                                  timeout=timeout)
+                                  timeout=timeout, keep=keep)
         deploy_command(bundle, host or [], inventory, options, parallel)
 
     _run(action)

@@ -2,6 +2,7 @@
 
     transport.py  the system ssh client; ssh's failures as one-line DeviceFailures
     agent.py      the device side (stdlib only), sent over ssh: venv, validate, bench, facts
+    agent_keep.py the device side of --keep: deploy records, locks, old versions and unused venvs removed
     remote.py     one device: probe, upload what it lacks, run the agent, fetch its result
     fleet.py      many devices in parallel, progress and summary tables
     records.py    measurements/<device-id>.json, the manifest's latency.device, `inspect` lines

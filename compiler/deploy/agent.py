@@ -1,15 +1,17 @@
 """The device side of `edgekiln deploy`: run by the device's own python3, never imported by the compiler.
 
-The host sends this file's text over ssh (on stdin for `probe`, inside the upload tar for `run`), so it
-must stay stdlib-only and run on Python >= 3.8 (Raspberry Pi OS Bullseye ships 3.9).
+The host sends this file's text over ssh (on stdin for `probe`, inside the upload tar for `run`, beside
+agent_keep.py which `run` imports), so it must stay stdlib-only and run on Python >= 3.8 (Raspberry Pi
+OS Bullseye ships 3.9).
 
     python3 - probe --base DIR --bundle VERSION --req-hash HASH          (script on stdin)
-    python3 agent.py run --base DIR --bundle VERSION --req-hash HASH --incoming TOKEN [--runs N ...]
+    python3 agent.py run --base DIR --bundle VERSION --req-hash HASH --incoming TOKEN [--keep N --runs N ...]
 
 Every line meant for the host starts with `@@edgekiln `: `stage NAME`, then `probe {json}` or
 `result {json}` or `error {json}` (exit 3). Anything else on stdout (login-shell noise) is ignored.
 Layout under DIR: bundles/VERSION (one per bundle content), venvs/KEY (one per requirements + Python),
-incoming/TOKEN (the upload, removed at the end), results/VERSION.json (the last result, kept on the device).
+incoming/TOKEN (the upload, removed at the end), results/VERSION.json (the last result, kept on the device),
+locks/VERSION.lock (held by every run of VERSION), deploy-sequence (the order of deploys, for --keep).
 """
 
 from __future__ import annotations
@@ -118,10 +120,20 @@ def probe(args: argparse.Namespace) -> None:
                    "venv_ready": os.path.isfile(os.path.join(p["venv"], ".edgekiln-complete"))})
 
 
+def keeper():  # -> the agent_keep module (no annotation: it is a different object on host and device)
+    """agent_keep.py: beside this file in the upload on the device; the package's module on the host."""
+    if __package__:
+        from . import agent_keep
+    else:
+        import agent_keep  # type: ignore[import-not-found, no-redef]  (the script's own directory)
+    return agent_keep
+
+
 def place_bundle(p: dict) -> None:
     """Move the uploaded copy into bundles/VERSION in one rename (a concurrent deploy may have won)."""
     uploaded = os.path.join(p["incoming"], "bundle")
-    if os.path.isdir(uploaded):
+    sent = os.path.isdir(uploaded)
+    if sent:
         os.makedirs(os.path.dirname(p["bundle"]), exist_ok=True)
         try:
             os.rename(uploaded, p["bundle"])
@@ -129,6 +141,9 @@ def place_bundle(p: dict) -> None:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
     if not os.path.isfile(os.path.join(p["bundle"], "manifest.json")):
+        if not sent:  # present at the probe, gone now: another deploy's --keep
+            raise Failure("copy", "the bundle was removed from the device after the probe: " + p["bundle"],
+                          "deploy again (it will be uploaded)")
         raise Failure("copy", "the bundle is not on the device after the upload: " + p["bundle"])
 
 
@@ -148,15 +163,21 @@ def check_output(cmd: list, kind: str, what: str, hint: str = "", cwd: str | Non
     return proc.stdout
 
 
-def ensure_venv(p: dict, wheels: str | None) -> dict:
-    """Reuse the venv for these requirements, or build it under a lock (devices may share a home)."""
+def ensure_venv(p: dict, wheels: str | None, held: list) -> dict:
+    """Reuse the venv for these requirements, or build it under a lock (devices may share a home).
+
+    The lock stays held, shared, until the run ends: runs reusing a venv never wait for each other, and
+    --keep never removes a venv a run is using. Only the maker holds it exclusively."""
     os.makedirs(os.path.dirname(p["venv"]), exist_ok=True)
     start = time.perf_counter()
-    with open(p["venv"] + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        marker = os.path.join(p["venv"], ".edgekiln-complete")
-        if os.path.isfile(marker):
-            return {"reused": True, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
+    lock = keeper().acquire(p["venv"] + ".lock", exclusive=False)
+    held.append(lock)
+    marker = os.path.join(p["venv"], ".edgekiln-complete")
+    reused = os.path.isfile(marker)
+    if not reused:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic: another run may have made it meanwhile
+        reused = os.path.isfile(marker)
+    if not reused:
         shutil.rmtree(p["venv"], ignore_errors=True)  # a half-made venv from an interrupted run
         emit("stage", "venv")
         try:
@@ -168,7 +189,8 @@ def ensure_venv(p: dict, wheels: str | None) -> dict:
             raise
         with open(marker, "w") as f:
             json.dump({"python": sys.executable, "version": sys.version}, f)
-    return {"reused": False, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
+    fcntl.flock(lock, fcntl.LOCK_SH)  # the bundle's deploy record names this venv: no remover picks it
+    return {"reused": reused, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
 
 
 def make_venv(path: str, wheels: str | None) -> None:
@@ -246,12 +268,29 @@ def packages(p: dict, python: str) -> dict:
 
 
 def run(args: argparse.Namespace) -> None:
-    p = paths(args)
+    p, keep = paths(args), keeper()  # imported now: incoming/ (where it is) goes before the end
     emit("stage", "copied")
+    held = [keep.acquire(keep.bundle_lock(p, args.bundle), exclusive=False)]  # no --keep removes it now
+    try:
+        result = checked_run(p, args, held)
+        keep.write_record(p, args.bundle, sequence=keep.next_sequence(p["base"]), deployed_utc=keep.utc_now())
+        result["pruned"] = keep.prune(p, args.bundle, args.keep)
+        os.makedirs(os.path.join(p["base"], "results"), exist_ok=True)
+        with open(os.path.join(p["base"], "results", args.bundle + ".json"), "w") as f:
+            json.dump(result, f, indent=2)
+    finally:
+        for lock in held:
+            lock.close()
+    emit("result", result)
+
+
+def checked_run(p: dict, args: argparse.Namespace, held: list) -> dict:
+    """Place the bundle, make or reuse its venv, validate, bench: the result, or a Failure."""
     try:
         place_bundle(p)
+        keeper().claim(p, args.bundle)
         wheels = os.path.join(p["incoming"], "wheels")
-        venv = ensure_venv(p, wheels if os.path.isdir(wheels) else None)
+        venv = ensure_venv(p, wheels if os.path.isdir(wheels) else None, held)
         python = os.path.join(venv["path"], "bin", "python")
         emit("stage", "validate")
         t0 = time.perf_counter()
@@ -263,14 +302,9 @@ def run(args: argparse.Namespace) -> None:
         versions = packages(p, python)
     finally:
         shutil.rmtree(p["incoming"], ignore_errors=True)
-    result = {"facts": facts(p["base"]), "bundle_dir": p["bundle"], "venv": venv, "validation": validation,
-              "latency": latency, "packages": versions["packages"], "runtime_version": versions["runtime"],
-              "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2),
-                            "bench": round(t2 - t1, 2)}}
-    os.makedirs(os.path.join(p["base"], "results"), exist_ok=True)
-    with open(os.path.join(p["base"], "results", args.bundle + ".json"), "w") as f:
-        json.dump(result, f, indent=2)
-    emit("result", result)
+    return {"facts": facts(p["base"]), "bundle_dir": p["bundle"], "venv": venv, "validation": validation,
+            "latency": latency, "packages": versions["packages"], "runtime_version": versions["runtime"],
+            "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2), "bench": round(t2 - t1, 2)}}
 
 
 def main(argv: list | None = None) -> int:
@@ -283,6 +317,7 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--keep", type=int, default=0)  # 0: remove nothing
     args = parser.parse_args(argv)
     try:
         if sys.version_info < (3, 8):  # noqa: UP036  (this file runs on the device's Python, not ours)

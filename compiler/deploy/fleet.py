@@ -160,5 +160,20 @@ def print_summary(manifest: dict, outcomes: list[DeviceResult]) -> None:
     console.print(f"build host p50 {host['p50_ms']} ms ({host['threads']} threads, {host.get('cpu')})"
                   + (f"; target estimate p50 {estimate['p50_ms']} ms" if estimate else ""))
     for o in outcomes:
+        for line in removal_lines((o.result or {}).get("pruned") or {}):
+            console.print(f"{o.destination}: {line}")
+    for o in outcomes:
         if o.failure is not None:
             console.print(f"[bold red]FAILED[/bold red] {o.destination}: {o.failure.one_line()}")
+
+
+def removal_lines(pruned: dict) -> list[str]:
+    """What --keep removed on one device, in words (nothing when nothing was removed or went wrong)."""
+    versions, venvs = len(pruned.get("removed", [])), len(pruned.get("venvs_removed", []))
+    parts = [f"{versions} old version(s) of {pruned.get('name')}"] if versions else []
+    parts += [f"{venvs} venv(s) no remaining bundle uses"] if venvs else []
+    parts += [f"{len(pruned['leftovers'])} leftover(s) of an interrupted removal"] if pruned.get("leftovers") else []
+    lines = [f"removed {' and '.join(parts)}, {pruned['bytes_freed'] / 2**20:.1f} MB freed"] if parts else []
+    if pruned.get("errors"):
+        lines.append(f"[yellow]could not remove everything[/yellow]: {pruned['errors'][0]}")
+    return lines

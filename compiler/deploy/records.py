@@ -52,6 +52,7 @@ def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | N
         "latency": None if latency is None else {"measured_on": "device", **latency},
         "timings_s": {**outcome.timings_s, **result.get("timings_s", {})},
         "warnings": mismatch_warnings(manifest, facts),
+        "removed_on_device": result.get("pruned"),  # --keep: old versions and venvs removed, bytes freed
     }
 
 

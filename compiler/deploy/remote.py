@@ -24,6 +24,7 @@ from . import transport
 from .transport import Destination, DeviceFailure, SshOptions
 
 AGENT = Path(__file__).with_name("agent.py")
+AGENT_KEEP = AGENT.with_name("agent_keep.py")  # imported by the agent's `run` (not by `probe`)
 MARK = "@@edgekiln "
 SKIP = {"measurements", "__pycache__"}  # host-side records and caches never travel
 NO_PYTHON = 127  # the remote shell's "command not found"
@@ -44,6 +45,7 @@ class DeployOptions:
     warmup: int = 5
     threads: int | None = None
     timeout: float = 1800
+    keep: int = 3  # versions of this bundle kept on a device after a successful deploy; 0: all
 
     def __post_init__(self) -> None:
         # `~/x` would reach the remote shell quoted (no tilde expansion): say it as a home-relative path.
@@ -51,6 +53,8 @@ class DeployOptions:
             object.__setattr__(self, "remote_dir", self.remote_dir[2:] or ".")
         if self.runs < 1 or self.warmup < 0 or (self.threads is not None and self.threads < 1):
             raise DeployError("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
+        if self.keep < 0:
+            raise DeployError(f"--keep must be >= 0, got {self.keep}", "--keep 0 keeps every version")
 
 
 @dataclass
@@ -101,13 +105,14 @@ class PreparedBundle:
         self._work = tempfile.TemporaryDirectory(prefix="edgekiln-deploy-")
 
     def tar(self, with_bundle: bool, with_wheels: bool) -> Path:
-        """The upload for a device: agent.py, bundle/ unless present, wheels/ unless the venv is ready."""
+        """The upload for a device: the agent, bundle/ unless present, wheels/ unless the venv is ready."""
         key = (with_bundle, with_wheels and self.wheels is not None)
         with self._lock:
             if key not in self._tars:
                 out = Path(self._work.name) / f"upload-{int(key[0])}{int(key[1])}.tar"
                 with tarfile.open(out, "w") as tar:
                     tar.add(AGENT, "agent.py")
+                    tar.add(AGENT_KEEP, "agent_keep.py")
                     for f in self.files if key[0] else []:
                         tar.add(f, f"bundle/{f.relative_to(self.path).as_posix()}")
                     for w in sorted(self.wheels.glob("*.whl")) if key[1] else []:  # type: ignore[union-attr]
@@ -153,7 +158,7 @@ def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outc
     _check_space(probe, upload, options, bundle)
     incoming = f"{options.remote_dir.rstrip('/')}/incoming/{uuid.uuid4().hex[:12]}"
     extra = [f"--incoming={incoming.rsplit('/', 1)[1]}", f"--runs={options.runs}",
-             f"--warmup={options.warmup}"]
+             f"--warmup={options.warmup}", f"--keep={options.keep}"]
     if options.threads:
         extra.append(f"--threads={options.threads}")
     q = shlex.quote

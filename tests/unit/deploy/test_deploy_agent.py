@@ -8,18 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-from compiler.deploy import agent
+import pytest
+
+from compiler.deploy import agent, agent_keep
 
 SOURCE = Path(agent.__file__).read_text()
 
 
-def test_agent_is_stdlib_only_and_parses_as_python_3_8():
-    tree = ast.parse(SOURCE, feature_version=(3, 8))
+@pytest.mark.parametrize("module", [agent, agent_keep])
+def test_agent_is_stdlib_only_and_parses_as_python_3_8(module):
+    tree = ast.parse(Path(module.__file__).read_text(), feature_version=(3, 8))
     imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
                 for alias in node.names}
     imported |= {node.module.split(".")[0] for node in ast.walk(tree)
                  if isinstance(node, ast.ImportFrom) and node.module}
-    assert imported - {"__future__"} <= set(sys.stdlib_module_names)
+    assert imported - {"__future__", "agent_keep"} <= set(sys.stdlib_module_names)  # agent_keep: shipped beside
 
 
 def _probe(base: Path) -> dict:
