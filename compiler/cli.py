@@ -35,6 +35,8 @@ AcceptNewOpt = Annotated[bool, typer.Option("--accept-new-host-keys",
                                             help="Trust unknown host keys (changed keys stay refused).")]
 RemoteDirOpt = Annotated[str, typer.Option("--remote-dir", envvar="EDGEKILN_REMOTE_DIR",
                                            help="Directory on the device (relative: under the home).")]
+KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful deploy "
+                                           "(older ones are removed); 0 keeps all.")]
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -93,6 +95,7 @@ def build(
     ssh_config: SshConfigOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     remote_dir: RemoteDirOpt = "edgekiln",
+    keep: KeepOpt = 3,
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
@@ -103,7 +106,7 @@ def build(
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion,
                "unsafe": unsafe or None, "force": force or None}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,
-                                                     remote_dir=remote_dir))
+                                                     remote_dir=remote_dir, keep=keep))
     _run(lambda: _build(options, recipe_file, devices))
 
 
@@ -154,8 +157,7 @@ def deploy(
     threads: Annotated[int | None, typer.Option(help="Interpreter threads (default: the target's).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds allowed per device.")] = 1800,
     connect_timeout: Annotated[int, typer.Option(help="Seconds to wait for an SSH connection.")] = 10,
-    keep: Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful "
-                                           "deploy (older ones are removed); 0 keeps all.")] = 3,
+    keep: KeepOpt = 3,
 ) -> None:
     """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
     from .deploy import deploy_command
