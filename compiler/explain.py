@@ -1,8 +1,10 @@
 """`edgekiln explain`: why plain int8 hurts a model on a target, measured, and what the rewrites would change.
 
 It builds only what the diagnosis needs: the float32 model and the converter's plain int8 model (min/max
-calibration), measures both side by side through the runtime, runs the per-layer debugger, reads how
-XNNPACK partitions the int8 graph, and lists the rewrites that apply. No bundle is written.
+calibration), measures both side by side through the runtime, and diagnoses the int8 model. Keras and
+SavedModel sources: TFLite's per-layer debugger, how XNNPACK partitions the int8 graph, and the rewrites
+that apply. ONNX sources: onnxruntime's QDQ int8 in the target's activation type, its nodes ranked by the
+error they add (compiler/onnx_diagnose.py). No bundle is written.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def explain(recipe: Recipe, progress: Any = lambda stage: None) -> dict:
     threads = recipe.threads or host_threads(target)
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
         progress("Loading the source model")
+        if detect_format(recipe.source) == "onnx":
+            return _explain_onnx(recipe, target, threads, Path(work), progress)
         graph = keras_graph.load(recipe.source, detect_format(recipe.source), Path(work), unsafe=recipe.unsafe)
         data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
         progress("Quantizing (plain int8) and running the per-layer debugger")
@@ -57,3 +61,32 @@ def explain(recipe: Recipe, progress: Any = lambda stage: None) -> dict:
             rewrites = rewrite.apply(graph.keras_model, inputs).to_dict()
     return {"source": recipe.source, "target": target.name, "threads": threads, "measured": measured,
             "diagnosis": diagnosis, "rewrites": rewrites}
+
+
+def _explain_onnx(recipe: Recipe, target: Any, threads: int, work: Path, progress: Any) -> dict:
+    """The same for an ONNX source: plain QDQ int8 (min/max, the target's activation type) beside float32.
+
+    On an ARM target this x86 host times the int8 model as its u8s8 twin (onnx_variants.TWIN_NOTE).
+    """
+    from .candidates import plan
+    from .emit import onnx_variants
+    from .graph import onnx as onnx_graph
+
+    graph = onnx_graph.load(Path(recipe.source), work, batch=recipe.batch)
+    data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
+    progress("Quantizing (plain int8) and comparing every node with its float output")
+    judge = Judge(graph, data, threads)
+    labelled = data.evaluation is not None and data.evaluation.labels is not None
+    criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
+    wanted = [c for c in plan(Quantize.int8, ["onnx"]) if c.name in ("float32", "int8")]
+    built, diagnosis = onnx_variants.build(graph, wanted, data.calib, judge, criterion, work, recipe.int8_io,
+                                           "minmax", source="onnx", activation_type=target.onnx_activation_type,
+                                           batch=recipe.batch)
+    progress("Measuring float32 and int8 side by side")
+    models = {b.candidate.name: b for b in built}
+    opened = {name: open_model("onnx", b.timed_as or b.model, threads) for name, b in models.items()}
+    latency = interleaved_latency(opened, data.golden_set, max(1, recipe.bench_runs // ROUNDS), ROUNDS)
+    measured = {name: {**vars(judge("onnx", b.model)), "bytes": len(b.model), **latency[name],
+                       "notes": list(b.notes)} for name, b in models.items()}
+    return {"source": recipe.source, "target": target.name, "threads": threads, "measured": measured,
+            "diagnosis": diagnosis, "rewrites": None}

@@ -169,6 +169,9 @@ def print_explanation(result: dict) -> None:
     console.print("[bold]likely causes, worst first:[/bold]")
     for k, cause in enumerate(d["causes"], 1):
         console.print(f"  {k}. {cause}")
+    if "nodes" in d:  # ONNX: nodes ranked by the error they add; no XNNPACK, no Keras rewrites
+        _print_nodes(d, q)
+        return
     table = Table(title=f"per-layer int8 error ({d['samples']} samples; each op against its float op, same input)")
     for column in ("layer", "op", "share", "channel noise/signal", "SQNR", "RMSE / step"):
         table.add_column(column, justify="left" if column in ("layer", "op") else "right")
@@ -183,6 +186,20 @@ def print_explanation(result: dict) -> None:
     applied = (result["rewrites"] or {}).get("applied", [])
     console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
     console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
+
+
+def _print_nodes(d: dict, int8: dict) -> None:
+    table = Table(title=f"per-node int8 error ({d['samples']} samples; {d['method']})")
+    for column in ("node", "op", "share", "SQNR at its output"):
+        table.add_column(column, justify="left" if column in ("node", "op") else "right")
+    for e in d["nodes"]:
+        table.add_row(e["name"], e["op"], f"{e['share']:.0%}",
+                      "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB")
+    console.print(table)
+    for note in int8.get("notes", []):
+        console.print(f"[dim]int8: {note}[/dim]")
+    console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these "
+                  "(calibration methods, nodes kept in float, and the TFLite variants where the target runs both).")
 
 
 def _fid(f: dict) -> str:

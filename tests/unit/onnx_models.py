@@ -49,3 +49,32 @@ def single_op(op: str, domain: str = "", opset: int = 17, inputs: int = 1, dtype
 def save(model: onnx.ModelProto, path: Path) -> Path:
     path.write_bytes(model.SerializeToString())
     return path
+
+
+def spread_conv_net(seed: int = 0) -> onnx.ModelProto:
+    """x [1, 3, 8, 8] -> Conv a -> Relu -> Conv spread (one output channel 300x the others) -> Relu -> Conv b
+    -> GlobalAveragePool -> Flatten -> Gemm: int8 of conv_spread's output spends its range on one channel."""
+    rng = np.random.default_rng(seed)
+
+    def conv(name: str, cin: int, cout: int, scale: np.ndarray | None = None) -> list[onnx.TensorProto]:
+        w = rng.normal(0, 0.3, (cout, cin, 3, 3)).astype(np.float32)
+        w = w if scale is None else w * scale[:, None, None, None]
+        return [numpy_helper.from_array(w, f"{name}_w"), numpy_helper.from_array(np.zeros(cout, np.float32),
+                                                                                 f"{name}_b")]
+
+    spread = np.ones(8, np.float32)
+    spread[0] = 300.0
+    initializers = [*conv("a", 3, 8), *conv("s", 8, 8, spread), *conv("b", 8, 8),
+                    numpy_helper.from_array(rng.normal(0, 0.5, (4, 8)).astype(np.float32), "fc"),
+                    numpy_helper.from_array(np.zeros(4, np.float32), "fc_b")]
+    nodes = [helper.make_node("Conv", ["x", "a_w", "a_b"], ["a"], pads=[1, 1, 1, 1], name="conv_a"),
+             helper.make_node("Relu", ["a"], ["ar"], name="relu_a"),
+             helper.make_node("Conv", ["ar", "s_w", "s_b"], ["s"], pads=[1, 1, 1, 1], name="conv_spread"),
+             helper.make_node("Relu", ["s"], ["sr"], name="relu_s"),
+             helper.make_node("Conv", ["sr", "b_w", "b_b"], ["b"], pads=[1, 1, 1, 1], name="conv_b"),
+             helper.make_node("GlobalAveragePool", ["b"], ["g"], name="gap"),
+             helper.make_node("Flatten", ["g"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "fc", "fc_b"], ["y"], transB=1, name="fc")]
+    graph = helper.make_graph(nodes, "spread", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -1,0 +1,36 @@
+"""`edgekiln explain` on an ONNX source: plain QDQ int8 beside float32, its nodes ranked by the error they add."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from compiler.cli import app
+from tests.unit.onnx_models import save, spread_conv_net
+
+pytestmark = pytest.mark.integration
+
+
+def _explain(tmp_path: Path, target: str) -> str:
+    model = save(spread_conv_net(), tmp_path / "spread.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).random((48, 3, 8, 8), dtype=np.float32))
+    args = ["explain", str(model), "--target", target, "--calib", str(tmp_path / "calib.npz"), "--runs", "10"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_explain_names_the_node_whose_output_range_one_channel_dominates_first(tmp_path: Path) -> None:
+    output = _explain(tmp_path, "x86-64")
+    causes = output[output.index("likely causes"):].splitlines()[1:4]
+    assert causes[0].strip().startswith("1. conv_spread (Conv) adds")
+    share = int(causes[0].split("adds ")[1].split("%")[0])
+    assert share >= 40, causes
+    assert "per-node int8 error" in output and "int8 vs float32 on this host" in output
+
+
+def test_explain_for_an_arm_target_says_how_int8_was_timed_here(tmp_path: Path) -> None:
+    assert "timed as its u8s8 twin" in _explain(tmp_path, "rpi4")
