@@ -247,7 +247,7 @@ def _inspect_bundle(path: Path) -> None:
     model, host = m["model"], m["latency"]["host"]
     console.print(f"[bold]{path}[/bold]: {m['source']['file_name']} -> {model['file']} for {m['target']['name']}, "
                   f"built {m['created_utc']} by edgekiln {m['compiler']['version']}")
-    console.print(f"quantization {(m['quantization'] or {}).get('mode', 'none')}; size {model['bytes']:,} B "
+    console.print(f"quantization {_variant_line(m['quantization'] or {})}; size {model['bytes']:,} B "
                   f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
     console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
                   f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
@@ -271,6 +271,17 @@ def _inspect_bundle(path: Path) -> None:
     _io_table(model["inputs"], model["outputs"])
     for warning in m.get("warnings", []):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
+
+
+def _variant_line(q: dict) -> str:
+    """The mode, and with a candidate search the shipped variant and what it was chosen from."""
+    text = q.get("mode", "none")
+    if q.get("variant"):
+        compared = (q.get("formats") or {}).get("compared")
+        among = f" from {len(q['candidates'])} candidates" + (f", formats {' and '.join(compared)} compared on the "
+                                                             "build host" if compared else "")
+        text += f" (variant {q['variant']}, chosen{among})"
+    return text
 
 
 def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:

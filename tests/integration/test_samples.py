@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from compiler.pipeline import build
@@ -32,6 +34,8 @@ def test_inspect_bundle_tflite_and_source(cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     shown = cli("inspect", out)
     assert shown.exit_code == 0 and "host-measured" in shown.stdout and "int8" in shown.stdout
+    variant = json.loads((out / "manifest.json").read_text())["quantization"]["variant"]
+    assert f"(variant {variant}, chosen from " in " ".join(shown.stdout.split())  # rich may wrap the line
     model = cli("inspect", out / "model.tflite")
     assert model.exit_code == 0 and "CONV_2D" in model.stdout and "MACs" in model.stdout
     source = cli("inspect", SAMPLES / "mnist_cnn.keras")
