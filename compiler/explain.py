@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import rewrite
-from .candidates import Judge, interleaved_latency
+from .candidates import CANDIDATES, Built, Judge, interleaved_latency
 from .choose import Criterion
 from .emit import tflite, tflite_variants
 from .errors import RecipeError
@@ -49,11 +49,9 @@ def explain(recipe: Recipe, progress: Any = lambda stage: None) -> dict:
                                                               criterion)
         float_model = tflite.convert(graph.saved_model_dir, Quantize.none, None)
         progress("Measuring float32 and int8 side by side")
-        models = {"float32": float_model, "int8": int8_model}
-        opened = {name: open_model("tflite", m, threads) for name, m in models.items()}
-        latency = interleaved_latency(opened, data.golden_set, max(1, recipe.bench_runs // ROUNDS), ROUNDS)
-        measured = {name: {**vars(judge("tflite", m)), "bytes": len(m), **latency[name]}
-                    for name, m in models.items()}
+        plain = {c.name: c for c in CANDIDATES["tflite"]}
+        models = {"float32": Built(plain["float32"], float_model), "int8": Built(plain["int8"], int8_model)}
+        measured = _side_by_side("tflite", models, judge, data, threads, recipe.bench_runs)
         rewrites = None
         if graph.keras_model is not None:
             progress("Trying the rewrites")
@@ -83,10 +81,15 @@ def _explain_onnx(recipe: Recipe, target: Any, threads: int, work: Path, progres
                                            "minmax", source="onnx", activation_type=target.onnx_activation_type,
                                            batch=recipe.batch)
     progress("Measuring float32 and int8 side by side")
-    models = {b.candidate.name: b for b in built}
-    opened = {name: open_model("onnx", b.timed_as or b.model, threads) for name, b in models.items()}
-    latency = interleaved_latency(opened, data.golden_set, max(1, recipe.bench_runs // ROUNDS), ROUNDS)
-    measured = {name: {**vars(judge("onnx", b.model)), "bytes": len(b.model), **latency[name],
-                       "notes": list(b.notes)} for name, b in models.items()}
+    measured = _side_by_side("onnx", {b.candidate.name: b for b in built}, judge, data, threads, recipe.bench_runs)
     return {"source": recipe.source, "target": target.name, "threads": threads, "measured": measured,
             "diagnosis": diagnosis, "rewrites": None}
+
+
+def _side_by_side(model_format: str, models: dict[str, Built], judge: Judge, data: Any, threads: int,
+                  bench_runs: int) -> dict[str, dict]:
+    """Fidelity, size and host latency (timed in turn; a model's timing stand-in where it has one) per model."""
+    opened = {name: open_model(model_format, b.timed_as or b.model, threads) for name, b in models.items()}
+    latency = interleaved_latency(opened, data.golden_set, max(1, bench_runs // ROUNDS), ROUNDS)
+    return {name: {**vars(judge(model_format, b.model)), "bytes": len(b.model), **latency[name],
+                   "notes": list(b.notes)} for name, b in models.items()}

@@ -22,10 +22,6 @@ class Formats:
     build: tuple[str, ...]
     left_out: dict[str, str] = field(default_factory=dict)
 
-    @property
-    def compared(self) -> bool:
-        return len(self.build) > 1
-
 
 def resolve(recipe: Recipe, target: Target) -> Formats:
     """The artifact formats of this build (a format the target cannot run is checked later and refused)."""

@@ -105,20 +105,25 @@ def _single(dataset: Dataset) -> np.ndarray:
     return next(iter(dataset.inputs.values()))
 
 
-def judge_for(subject: Any, data: Datasets) -> driver.Judge:
-    """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
+def _judging_set(data: Datasets) -> Dataset:
     dataset = data.evaluation or data.holdout or data.calib
     assert dataset is not None, "the recipe guarantees --calib or --eval"
+    return dataset
+
+
+def judge_for(subject: Any, data: Datasets) -> driver.Judge:
+    """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
+    dataset = _judging_set(data)
     return driver.Judge(subject, _single(dataset), dataset.labels)
 
 
 def _with_data_note(block: dict, data: Datasets) -> dict:
     """Which data judged the pruning search. When it is the evaluation data (a few held-back samples cannot
     resolve a 1-point budget), the accuracy the manifest reports is also what the search optimised: say so."""
-    dataset = data.evaluation or data.holdout or data.calib
-    labelled = dataset is not None and dataset.labels is not None
+    dataset = _judging_set(data)
     source = "evaluation" if dataset is data.evaluation else "held-back calibration"
-    note = f"{dataset.size} {source} samples, by {'accuracy' if labelled else 'top-1 agreement with the source'}"
+    metric = "accuracy" if dataset.labels is not None else "top-1 agreement with the source"
+    note = f"{dataset.size} {source} samples, by {metric}"
     if dataset is data.evaluation:
         note += ("; the reported accuracy is measured on the same samples, so it carries the search's "
                  "selection effect: for an unbiased figure, validate the bundle on data the build never saw")

@@ -132,7 +132,7 @@ def print_candidates(q: dict) -> None:
     console.print(f"[dim]accurate enough = {q['criterion']}; p50 on this host, {q['timing']['threads']} thread(s), "
                   f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
                   f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
-                  f"Nx = N times {_yardstick(q)}'s p50[/dim]")
+                  f"Nx = N times {q.get('yardstick', 'float32')}'s p50[/dim]")
     if q.get("data"):
         console.print(f"[dim]tuned on {q['data']['tuned_on']}; judged on {q['data']['judged_on']}[/dim]")
     compared = q.get("formats") or {}
@@ -145,12 +145,6 @@ def print_candidates(q: dict) -> None:
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
         console.print(f"[dim]{of}:[/dim] {cause}")
-
-
-def _yardstick(q: dict) -> str:
-    """The float32 row the Nx figures are relative to: the fastest one when formats are compared."""
-    floats = [row for row in q["candidates"] if row["quantize"] == "none"]
-    return min(floats, key=lambda row: row["p50_ms"])["name"] if len(floats) > 1 else "float32"
 
 
 def _opt(value: object, fmt: str) -> str:

@@ -84,6 +84,7 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     baseline = ready[_key(model_format, BASELINE, len(formats) > 1)]
     section = _section(recipe, criterion, choice, rows, built, diagnoses, chosen, runs, threads)
     section["data"] = _data_note(data, judge, len(rows))
+    section["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     for row in section["candidates"]:
         if row["name"] in unrunnable and row["verdict"] != "chosen":  # a float32 baseline the target cannot run
             row.update(verdict=f"not eligible: {unrunnable[row['name']]}", short="target can't run it")
@@ -102,10 +103,10 @@ def _eligible(rows: list[Row], baselines: set[str], unrunnable: dict[str, str], 
     """The rows the choice may ship: runnable on the target, and no float32 baseline for a forced mode."""
     free = quantize in (Quantize.auto, Quantize.none)
     eligible = [r for r in rows if (free or r.name not in baselines) and r.name not in unrunnable]
-    if not eligible and not free and len(unrunnable) > len(baselines & unrunnable.keys()):
-        refused = next(why for name, why in unrunnable.items() if name not in baselines)
-        raise TargetError(refused, "use --quantize auto to pick a variant the target can run, or --force to build "
-                                   "it anyway")
+    refused = [why for name, why in unrunnable.items() if name not in baselines]
+    if not eligible and not free and refused:
+        raise TargetError(refused[0], "use --quantize auto to pick a variant the target can run, or --force to "
+                                      "build it anyway")
     # Nothing runs on the target: the float32 baseline goes on, and the target check refuses it by name.
     eligible = eligible or [r for r in rows if r.name in baselines]
     return [r for r in eligible if r.name == only] or eligible

@@ -20,6 +20,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,20 +47,42 @@ _LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
 def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
     """An ONNX working graph -> the .tflite artifact and its float32 baseline, both from one onnx2tf run."""
     check_calibration_method(options)
+    converted = convert(graph, calib, options.quantize, options.workdir)
+    wanted = ARTIFACT[options.quantize, options.int8_io]
+    if wanted not in converted.files:
+        raise ConversionError(f"onnx2tf wrote no {wanted} model (only {', '.join(sorted(converted.files))})",
+                              "use --format onnx: onnxruntime runs the ONNX model directly")
+    model = converted.model(wanted)
+    return Emitted(model, converted.baseline, converted.layouts, {"converter": f"onnx2tf {version()}"})
+
+
+@dataclass(frozen=True)
+class Converted:
+    """One onnx2tf run: its .tflite files by suffix, the float32 baseline (ONNX names restored) and the
+    layout changes it made."""
+
+    files: dict[str, Path]
+    names: tuple[list[str], list[str]]
+    baseline: bytes
+    layouts: dict[str, dict]
+
+    def model(self, suffix: str) -> bytes:
+        """The model onnx2tf wrote with this suffix, ONNX names restored, refused if LiteRT cannot run it."""
+        model = self.baseline if suffix == "float32" else rename_signature(self.files[suffix].read_bytes(),
+                                                                           *self.names)
+        check_builtin_only(model)
+        return model
+
+
+def convert(graph: Any, calib: Dataset | None, quantize: Quantize, workdir: Path) -> Converted:
+    """Run onnx2tf once (int8 also writes float16 and dynamic) in a fresh scratch directory under workdir."""
     check_ops(graph.model)
     # A fresh directory per conversion: a build may convert twice (pruned, then the unpruned reference).
-    scratch = Path(tempfile.mkdtemp(prefix="onnx2tf-", dir=options.workdir))
-    files = run_onnx2tf(graph, calib, options.quantize, scratch)
-    wanted = ARTIFACT[options.quantize, options.int8_io]
-    if wanted not in files:
-        raise ConversionError(f"onnx2tf wrote no {wanted} model (only {', '.join(sorted(files))})",
-                              "use --format onnx: onnxruntime runs the ONNX model directly")
+    scratch = Path(tempfile.mkdtemp(prefix="onnx2tf-", dir=workdir))
+    files = run_onnx2tf(graph, calib, quantize, scratch)
     names = ([s.name for s in graph.inputs], list(graph.output_names))
     baseline = rename_signature(files["float32"].read_bytes(), *names)
-    model = rename_signature(files[wanted].read_bytes(), *names)
-    check_builtin_only(model)
-    layouts = find_layouts(graph, baseline, calib)
-    return Emitted(model, baseline, layouts, {"converter": f"onnx2tf {version()}"})
+    return Converted(files, names, baseline, find_layouts(graph, baseline, calib))
 
 
 def check_ops(model: Any) -> None:

@@ -8,8 +8,6 @@ says why. Every model keeps the layout change onnx2tf made (NCHW -> NHWC), which
 
 from __future__ import annotations
 
-import tempfile
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ from ..choose import Criterion
 from ..data import Dataset
 from ..recipe import Quantize
 from . import tflite_from_onnx as onnx2tf
-from .tflite_names import rename_signature
 from .tflite_variants import Judge, with_coverage
 
 NOT_BUILT = "onnx2tf (ONNX -> TFLite) writes float32, float16, dynamic and plain min/max int8 only"
@@ -31,28 +28,22 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
     A ConversionError (onnx2tf failed, or wrote ops LiteRT cannot run) propagates: the caller decides
     whether the format is dropped from the comparison or the build stops.
     """
-    onnx2tf.check_ops(graph.model)  # a clear refusal before a subprocess fails on it
     int8 = calib is not None and any(c.quantize is Quantize.int8 for c in candidates)
     mode = Quantize.int8 if int8 else Quantize.dynamic if any(
         c.quantize is Quantize.dynamic for c in candidates) else Quantize.none
-    scratch = Path(tempfile.mkdtemp(prefix="onnx2tf-", dir=workdir))
-    files = onnx2tf.run_onnx2tf(graph, calib if int8 else None, mode, scratch)
-    names = ([s.name for s in graph.inputs], list(graph.output_names))
-    baseline = rename_signature(files["float32"].read_bytes(), *names)
-    layouts = onnx2tf.find_layouts(graph, baseline, calib)
+    converted = onnx2tf.convert(graph, calib if int8 else None, mode, workdir)
     details = {"converter": f"onnx2tf {onnx2tf.version()}"}
     built = []
     for c in candidates:
         suffix = _suffix(c, int8_io)
-        if suffix is None or suffix not in files:
+        if suffix is None or suffix not in converted.files:
             built.append(Built(c, None, (NOT_BUILT if suffix is None else f"onnx2tf wrote no {suffix} model",)))
             continue
-        model = baseline if c.quantize is Quantize.none else rename_signature(files[suffix].read_bytes(), *names)
-        onnx2tf.check_builtin_only(model)
         extra = {"calibration": "minmax"} if c.quantize is Quantize.int8 else {}
         notes = ("min/max calibration (onnx2tf)",) if extra else ()
-        built.append(with_coverage(Built(c, model, notes, dict(details, **extra), layouts=layouts)))
-    return [replace(b, layouts=layouts) for b in built], None
+        built.append(with_coverage(Built(c, converted.model(suffix), notes, dict(details, **extra),
+                                         layouts=converted.layouts)))
+    return built, None
 
 
 def _suffix(candidate: Candidate, int8_io: bool) -> str | None:
