@@ -111,7 +111,7 @@ def _entropy(hist: np.ndarray, levels: int) -> int:
         q = _quantized(counts[:edge], levels, p > 0)
         if q.sum() == 0:
             continue
-        p_n, q_n = _smooth(p / p.sum()), np.maximum(_smooth(q / q.sum()), 1e-12)
+        p_n, q_n = smooth(p / p.sum()), np.maximum(smooth(q / q.sum()), 1e-12)
         mask = p_n > 0
         kl = float(np.sum(p_n[mask] * np.log(p_n[mask] / q_n[mask])))
         if kl < best_kl:
@@ -131,7 +131,7 @@ def _quantized(counts: np.ndarray, levels: int, occupied: np.ndarray | None = No
     return np.repeat(share, lengths) * occupied
 
 
-def _smooth(distribution: np.ndarray, eps: float = 1e-4) -> np.ndarray:
+def smooth(distribution: np.ndarray, eps: float = 1e-4) -> np.ndarray:
     """Move eps of mass onto every empty bin, taken evenly from the others (onnxruntime's smoothing)."""
     empty = distribution == 0
     if empty.all() or not empty.any():

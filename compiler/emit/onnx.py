@@ -195,11 +195,10 @@ def kl_threshold(hist: np.ndarray, edges: np.ndarray, quantized_bins: int) -> tu
 
 
 def _smoothed(counts: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
-    """onnxruntime's smooth_distribution: eps on every empty bin, taken evenly from the others."""
-    empty = counts == 0
-    if empty.all():
-        return None
-    return counts.astype(np.float32) + eps * empty - eps * empty.sum() / (~empty).sum() * ~empty
+    """onnxruntime's smooth_distribution (calibrate.smooth) on counts; None when every bin is empty."""
+    from ..calibrate import smooth
+
+    return None if not counts.any() else smooth(counts.astype(np.float32), eps)
 
 
 def _kl(p: np.ndarray | None, q: np.ndarray | None) -> float:
