@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE ?= mnist_resnet
 
-.PHONY: install demo test lint clean
+.PHONY: install system-packages demo test lint clean
 
 $(BIN)/edgekiln: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,15 @@ demo: install
 	    -o build/$(SAMPLE) --force
 	cd build/$(SAMPLE) && ../../$(BIN)/python -m runtime validate
 
-test: install
+# Debian packages the tests need: a real sshd on loopback (deploy), QEMU user mode (emulated Pi).
+# Installed when this user can (root, or sudo without a password); else the tests needing them are
+# skipped, each with a line saying what to install (CI requires them: EDGEKILN_REQUIRE_SYSTEM=1).
+SYSTEM_PACKAGES := openssh-server openssh-client qemu-user-static
+
+system-packages:
+	@sh tests/system_packages.sh $(SYSTEM_PACKAGES)
+
+test: install system-packages
 	$(BIN)/python -m pytest -q
 
 lint: install

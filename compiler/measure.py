@@ -29,7 +29,29 @@ def host_latency(model: Model, dataset: Dataset, runs: int) -> dict:
     """Init, first and steady-state latency on this host, labelled as such."""
     result = model.benchmark([dataset.inputs[info.name] for info in model.inputs], runs=runs, warmup=10)
     result.pop("peak_rss_mb", None)  # the compiler's own memory, not the model's: meaningless here
-    return {"measured_on": "host", "cpu": host_cpu(), "machine": platform.machine(), **result}
+    return {"measured_on": "host", "cpu": host_cpu(), "machine": platform.machine(), "isa": host_isa()["flags"],
+            **result}
+
+
+# The instruction-set features that change int8 results or speed: AVX2 / AVX-512 run U8S8 products with
+# VPMADDUBSW (saturating int16 pair sums) unless VNNI is present; ARM dot-product / i8mm are the Pi 5's.
+ISA_FLAGS = ("sse4_1", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+             "asimd", "asimddp", "i8mm")
+VNNI = ("avx512_vnni", "avx_vnni")
+
+
+def host_isa() -> dict:
+    """This machine's int8-relevant instruction-set features, as the manifest records them."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags |= set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return {"machine": platform.machine(), "flags": [f for f in ISA_FLAGS if f in flags],
+            "int8_dot_product": "vnni" if flags & set(VNNI) else ("none (VPMADDUBSW)" if x86 else "arm")}
 
 
 def host_cpu() -> str:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .graph.onnx import open_session
+
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 SAMPLES = 32     # calibration samples run through both models
 TOP = 10         # nodes listed in the manifest's diagnosis
@@ -83,17 +85,13 @@ def report(errors: list[NodeError], samples: int, accurate: str = "", failure: s
 def _activations(model_bytes: bytes, names: list[str], feeds: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """The named intermediate tensors over all feeds (names the model lacks are skipped)."""
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load_from_string(model_bytes)
     produced = {o for n in model.graph.node for o in n.output}
     existing = {o.name for o in model.graph.output}
     wanted = [n for n in names if n in produced]
     model.graph.output.extend(onnx.ValueInfoProto(name=n) for n in wanted if n not in existing)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString(), optimize=False)  # keep every tensor
     outputs = [o.name for o in session.get_outputs()]
     runs = [session.run(None, feed) for feed in feeds]
     return {name: np.concatenate([np.asarray(r[i], np.float32).ravel() for r in runs])

@@ -6,8 +6,9 @@
                 --calibration names a method: what onnxruntime gives by default, and what is diagnosed;
   int8+calibration  plain int8 with the calibration method (min/max, percentile, entropy) most faithful on
                 the held-back samples; when min/max wins it is plain int8: not built;
-  int8+s8s8     int8 activations where the target's are uint8: u8s8 can saturate on x86 without VNNI,
-                s8s8 does not (and is slower). On an int8-activation target it is plain int8: not built;
+  int8+s8s8     int8 activations where the target's are uint8 (onnxruntime picks other x86 kernels for
+                them, sometimes more faithful, usually slower). On an int8-activation target it is plain
+                int8: not built;
   int8+exclude  int8 with the nodes whose float copy gains the most SQNR (measured one by one on
                 the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
@@ -17,6 +18,8 @@ quantize one pre-processed model with ranges computed once per method (emit/onnx
 On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
 type, they are the fast path: the int8 candidates of an ARM target are timed as their u8s8 twins (same
 graph and nodes, the host's fast int8 kernels), and a note says so. Fidelity is always the real model's.
+On an x86 host without VNNI the runtime asks for onnxruntime's exact (slower) U8U8 kernels, so that
+fidelity and golden outputs are what every CPU computes (runtime/backends.py); the rows say so.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..candidates import Built, Candidate, Quality
 from ..choose import Criterion
 from ..data import Dataset
 from ..errors import ConversionError
+from ..measure import host_isa
 from ..recipe import CalibrationMethod, Quantize
 from . import EmitOptions
 from . import onnx as onnx_emit
@@ -46,6 +50,8 @@ PROBES = 6                     # nodes each kept in float alone to measure what 
 X86 = ("x86_64", "amd64", "i686", "x86")
 METHODS = (CalibrationMethod.minmax, CalibrationMethod.percentile, CalibrationMethod.entropy)
 TWIN_NOTE = "timed as its u8s8 twin: this x86 host's s8s8 kernels are not the ARM target's"
+EXACT_NOTE = ("timed with onnxruntime's exact U8U8 kernels: this x86 host has no VNNI, where the fast U8S8 ones "
+              "saturate; a VNNI x86 or an ARM CPU runs exact int8 faster")
 
 
 def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
@@ -77,6 +83,8 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
                                              tune=calibration == "auto")
             if activation_type == "int8" and platform.machine().lower() in X86:
                 family = {name: _with_twin(b, calib, options, shared) for name, b in family.items()}
+            if host_isa()["int8_dot_product"].startswith("none"):
+                family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
             built.update(family)
         except ConversionError:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -215,6 +223,10 @@ def _with_twin(built: Built, calib: Dataset, base: EmitOptions, shared: Path) ->
                       quantize=Quantize.int8, calibration_method=CalibrationMethod(built.details["calibration"]))
     twin = _qdq(options, calib, shared, tuple(built.details.get("nodes_excluded", ())))
     return replace(built, notes=(*built.notes, TWIN_NOTE), timed_as=twin)
+
+
+def _noted(built: Built, note: str) -> Built:
+    return built if built.model is None else replace(built, notes=(*built.notes, note))
 
 
 def _feeds(calib: Dataset, batch: int) -> list[dict[str, np.ndarray]]:

@@ -223,12 +223,19 @@ def param_count(model: Any) -> int:
     return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type in (1, 10, 11, 16)))
 
 
-def open_session(model_bytes: bytes, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session; an op without a kernel becomes an InputModelError naming it."""
+def open_session(model_bytes: bytes, threads: int | None = None, optimize: bool = True) -> Any:
+    """An onnxruntime CPU session; an op without a kernel becomes an InputModelError naming it.
+
+    int8 products are exact on every x86 CPU (the runtime's reason: runtime/backends.py OnnxBackend).
+    optimize=False keeps every node as written (no fusion), so each intermediate tensor can be read.
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    options.add_session_config_entry("session.x64quantprecision", "1")
+    if not optimize:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         options.intra_op_num_threads = threads
     try:

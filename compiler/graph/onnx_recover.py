@@ -16,18 +16,15 @@ import numpy as np
 from ..prune import recover as ls
 from ..prune.channels import Plan
 from ..prune.groups import Analysis
+from .onnx import open_session
 from .onnx_prune import ConstWriter, attr, read_model
 
 
 def run(model: Any, x: np.ndarray, outputs: list[str] | None = None, batch: int = 256) -> list[np.ndarray]:
     """Outputs (the graph's, or the named tensors) of a single-input model on x, in chunks."""
-    import onnxruntime as ort
-
     if outputs:
         model = _exposing(model, outputs)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    session = open_session(model.SerializeToString())
     feed = session.get_inputs()[0]
     fixed = feed.shape[0] if isinstance(feed.shape[0], int) else None
     step = fixed or batch

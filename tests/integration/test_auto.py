@@ -12,10 +12,10 @@ import json
 import numpy as np
 import pytest
 
-from compiler.choose import SLOWER_MARGIN
 from compiler.pipeline import build
 from compiler.recipe import Recipe
 from tests import synthetic
+from tests.choice_rule import assert_choice_obeys_rule
 
 pytestmark = pytest.mark.integration
 
@@ -43,14 +43,6 @@ def _rows(manifest: dict) -> dict[str, dict]:
     return {row["name"]: row for row in manifest["quantization"]["candidates"]}
 
 
-def _assert_the_choice_obeys_its_rule(manifest: dict) -> None:
-    """Never slower than float32 beyond the noise margin; never less faithful than plain int8."""
-    rows, chosen = _rows(manifest), manifest["quantization"]["variant"]
-    assert rows[chosen]["verdict"] == "chosen"
-    assert rows[chosen]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
-    assert (rows[chosen]["sqnr_db"] or np.inf) >= rows["int8"]["sqnr_db"]
-
-
 @pytest.fixture(scope="module")
 def spread(synthetic_models, tmp_path_factory):
     return _auto(synthetic_models["spread"], tmp_path_factory.mktemp("spread") / "b")
@@ -62,7 +54,7 @@ def test_spread_bn_scales_wreck_plain_int8_and_the_rewrites_repair_it(spread):
     assert rows["int8+rewrites"]["agreement"] >= 0.95
     assert rows["int8+rewrites"]["sqnr_db"] > rows["int8"]["sqnr_db"] + 10
     assert rows["int8+rewrites"]["notes"][-2:] == ["3 rewrite(s)", f"{rows['int8+rewrites']['notes'][-1]}"]
-    _assert_the_choice_obeys_its_rule(spread)
+    assert_choice_obeys_rule(spread)
 
 
 def test_the_diagnosis_names_the_batchnorm_first(spread):
@@ -87,7 +79,7 @@ def test_an_activation_outside_xnnpack_is_measured_and_avoided(synthetic_models,
     assert rows["int8+fallback"]["pieces"] == 1 and rows["int8+fallback"]["notes"][-1] == f"float: {op}, SOFTMAX"
     assert rows[q["variant"]]["pieces"] == 1
     assert all(name in q["reason"] for name in rows if name not in ("float32", q["variant"]))
-    _assert_the_choice_obeys_its_rule(manifest)
+    assert_choice_obeys_rule(manifest)
 
 
 def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_models, tmp_path):

@@ -8,7 +8,6 @@ directory and reused by every later run (and session).
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shutil
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from compiler.cli import app
+from tests.system import require
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,16 +29,13 @@ def invoke(*args: object):
 
 
 def require_emulation() -> None:
-    """Skip only where the platform makes emulation impossible; CI (EDGEKILN_REQUIRE_EMULATION=1) never skips."""
+    """Skip only where the platform makes emulation impossible; CI (EDGEKILN_REQUIRE_SYSTEM=1) never skips."""
     reason = None
     if platform.system() != "Linux" or not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
         reason = "emulation needs a Debian/Ubuntu host (apt-get, dpkg-deb)"
     elif not shutil.which("qemu-aarch64-static"):
-        reason = "qemu-aarch64-static is missing: apt-get install qemu-user-static (.ci/run does)"
-    if reason and os.environ.get("EDGEKILN_REQUIRE_EMULATION"):
-        pytest.fail(reason)
-    if reason:
-        pytest.skip(reason)
+        reason = "qemu-aarch64-static is missing: install Debian's qemu-user-static (make test does, as root)"
+    require(reason)
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from compiler.choose import SLOWER_MARGIN
 from compiler.pipeline import build
 from compiler.recipe import Recipe
+from tests.choice_rule import assert_choice_obeys_rule
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +50,9 @@ def test_the_table_holds_the_onnx_variants_and_a_reason(auto) -> None:
     assert rows["int8"]["bytes"] < 0.35 * rows["float32"]["bytes"]
     assert "int8 activations" in rows["int8+s8s8"]["notes"]
     assert q["requested"] == "auto" and q["variant"] in rows and q["reason"].startswith(q["variant"])
-    assert q["activation_type"] in ("uint8", "int8") and q["converter"] == "none (ONNX source)"
+    assert q["converter"] == "none (ONNX source)"
+    if q["mode"] == "int8":  # the shipped row's details; which row ships is this host's timing
+        assert q["activation_type"] == ("int8" if q["variant"] == "int8+s8s8" else "uint8")
 
 
 def test_the_calibration_method_is_chosen_by_measurement(auto) -> None:
@@ -73,11 +74,8 @@ def test_the_calibration_method_is_chosen_by_measurement(auto) -> None:
 
 
 def test_the_choice_obeys_its_rule(auto) -> None:
-    """Never slower than float32 beyond the noise margin; never less faithful than plain int8."""
-    rows, chosen = _rows(auto.manifest), auto.manifest["quantization"]["variant"]
-    assert rows[chosen]["verdict"] == "chosen"
-    assert rows[chosen]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
-    assert (rows[chosen]["sqnr_db"] or np.inf) >= rows["int8"]["sqnr_db"]
+    """The rule's choice over the recorded table, whichever row this host's timing made fastest."""
+    assert_choice_obeys_rule(auto.manifest)
     assert auto.manifest["accuracy"]["drop"] <= 1.0
 
 
@@ -110,9 +108,9 @@ def test_an_arm_target_times_its_s8s8_candidates_as_u8s8_twins_and_builds_no_s8s
     assert "int8+s8s8" in q["not_built"] and "int8+s8s8" not in rows
     assert any("u8s8 twin" in note for note in rows["int8"]["notes"])
     assert "SQNR" in q["criterion"]  # no labels: the fidelity floor
-    if q["variant"] != "float32":
+    if q["mode"] == "int8":
         assert q["activation_type"] == "int8"  # the shipped model keeps the target's s8s8, only timing used the twin
-    assert rows[q["variant"]]["p50_ms"] <= rows["float32"]["p50_ms"] * SLOWER_MARGIN
+    assert_choice_obeys_rule({"quantization": q})
 
 
 def test_forced_int8_chooses_among_full_integer_candidates_with_the_given_method(tmp_path: Path) -> None:

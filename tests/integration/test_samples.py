@@ -8,6 +8,7 @@ import pytest
 
 from compiler.pipeline import build
 from compiler.recipe import Recipe
+from tests.choice_rule import assert_choice_obeys_rule
 from tests.conftest import SAMPLES
 from tests.integration.conftest import run_runtime
 
@@ -57,10 +58,10 @@ def test_sample_auto_build_obeys_the_choice_rule(tmp_path):
     assert {"onnx:float32", "onnx:dynamic", "onnx:int8"} <= {n for n in rows if n.startswith("onnx:")}
     assert q["not_built"]["tflite:int8+fallback+layers"] == ("not needed: the int8 model meets the criterion "
                                                              "without float layers")
+    assert_choice_obeys_rule({"quantization": q})  # which row won is this host's timing; the rule holds
     chosen = rows[q["variant"]]
     assert chosen["p50_ms"] <= min(rows["tflite:float32"]["p50_ms"], rows["onnx:float32"]["p50_ms"]) * SLOWER_MARGIN
-    assert chosen["sqnr_db"] >= rows[f"{chosen['format']}:int8"]["sqnr_db"]  # never below its format's plain int8
     assert chosen["accuracy_drop"] <= 1.0
     assert all(q["timing"]["runs_per_candidate"][name] >= 7 * 2 for name in rows)
-    assert q["diagnosis"]["coverage"]["fast_path_pieces"] == 1
+    assert rows["tflite:int8"]["pieces"] == 1  # every int8 op of the sample ResNet runs in XNNPACK
     assert any(note.endswith("rewrite(s)") for note in rows["tflite:int8+rewrites"]["notes"])  # BN folding at least

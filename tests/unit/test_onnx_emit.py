@@ -15,7 +15,10 @@ from compiler.data import Dataset
 from compiler.emit import EmitOptions
 from compiler.emit.onnx import quantized
 from compiler.errors import RecipeError
+from compiler.graph.onnx import open_session
+from compiler.measure import host_isa
 from compiler.recipe import CalibrationMethod, Quantize
+from runtime import Model
 from tests.unit.onnx_models import conv_net
 
 CONV_PARAMS = 4 * 3 * 9 + 4 + 2 * 4 + 2          # conv weight + bias, gemm weight + bias
@@ -64,10 +67,37 @@ def test_int8_is_qdq_with_the_targets_activation_type(tmp_path: Path, activation
     stats = onnx_stats(emitted.model)
     assert (stats.params, stats.macs) == (CONV_PARAMS, CONV_MACS)  # the same network, counted the same way
     x = _calib().inputs["x"][:1]
-    want = ort.InferenceSession(emitted.baseline).run(None, {"x": x})[0]
-    got = ort.InferenceSession(emitted.model).run(None, {"x": x})[0]
+    want = Model("onnx", emitted.baseline).predict(x)
+    got = Model("onnx", emitted.model).predict(x)
     step = output_steps(emitted.model)["y"]
     assert 0 < step < 0.1 and np.max(np.abs(got - want)) < 4 * step
+
+
+def _saturating_case(tmp_path: Path) -> tuple[bytes, np.ndarray, np.ndarray, float]:
+    """int8 conv on inputs that fill the uint8 range: adjacent u8 x s8 products sum past int16."""
+    emitted = quantized(_float_bytes(), _calib(), _options(tmp_path), {})
+    x = _calib().inputs["x"][:1]
+    reference = open_session(emitted.model, optimize=False).run(None, {"x": x})[0]  # QDQ arithmetic, unfused
+    return emitted.model, x, reference, output_steps(emitted.model)["y"]
+
+
+def test_int8_outputs_are_the_exact_integer_result_on_any_cpu(tmp_path: Path) -> None:
+    """The runtime's fused int8 kernels give onnxruntime's reference QDQ arithmetic (within a rounding step):
+    what an ARM device or a VNNI x86 computes, so golden outputs recorded here validate there."""
+    model, x, reference, step = _saturating_case(tmp_path)
+    got = Model("onnx", model).predict(x)
+    assert np.max(np.abs(got - reference)) <= 1.01 * step
+
+
+@pytest.mark.skipif(host_isa()["int8_dot_product"] != "none (VPMADDUBSW)",
+                    reason="only x86 CPUs without VNNI saturate int8 pair sums (this one cannot)")
+def test_without_the_precision_mode_this_host_saturates(tmp_path: Path) -> None:
+    """Why the runtime asks for the exact kernels: onnxruntime's default ones are whole steps off here."""
+    model, x, reference, step = _saturating_case(tmp_path)
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    default = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.max(np.abs(default - reference)) > 2 * step
 
 
 def test_calibration_methods_choose_different_ranges(tmp_path: Path) -> None:

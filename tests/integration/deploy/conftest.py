@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import sshd_loopback
 
+from tests.system import require
+
 REPO = Path(__file__).resolve().parents[3]
 WHEEL_CACHE = Path.home() / ".cache" / "edgekiln-test-wheels"
 
@@ -49,8 +51,8 @@ def sample_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def device(tmp_path_factory: pytest.TempPathFactory) -> Iterator[sshd_loopback.LoopbackDevice]:
     """A trusted loopback device for the whole session."""
-    if not sshd_loopback.sshd_available():
-        pytest.fail("openssh-server is not installed (.ci/run installs it: apt-get install openssh-server)")
+    require(None if sshd_loopback.sshd_available() else
+            "openssh-server/openssh-client are missing: install Debian's openssh-server (make test does, as root)")
     dev = sshd_loopback.start(tmp_path_factory.mktemp("sshd"))
     dev.trust()
     yield dev

@@ -8,9 +8,11 @@ No pytest import here: bench/deploy_loopback.py uses it too.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -132,9 +134,16 @@ def start(directory: Path, user: str | None = None, client_key: Path | None = No
     device = LoopbackDevice(directory, port, user or pwd.getpwuid(os.getuid()).pw_name)
     log = (directory / "sshd.log").open("w")
     device.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(directory / "sshd_config")],
-                                      stdout=log, stderr=log)
+                                      stdout=log, stderr=log, preexec_fn=_die_with_parent)
     _wait_listening(device)
     return device
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, even by SIGKILL (Linux prctl), so no
+    sshd outlives an interrupted suite."""
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _wait_listening(device: LoopbackDevice, timeout: float = 10.0) -> None:

@@ -1,0 +1,40 @@
+"""The choice rule checked on the table a build recorded, never on which row won.
+
+Which candidate is fastest is decided by timing on the host that runs the test, so it differs between
+machines (AVX-512/VNNI or not, Intel or AMD). What must hold everywhere: the variant the manifest names
+is the one `choose.pick` gives over the rows the manifest recorded as competing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+from compiler.choose import Criterion, Row, pick
+
+NOT_COMPETING = ("baseline (not eligible)", "not eligible")
+
+
+def competing_rows(quantization: dict) -> list[Row]:
+    """The recorded rows the choice was made among (float32 baselines of a forced mode, and rows the
+    target cannot run, are recorded but did not compete)."""
+    names = {f.name for f in dataclasses.fields(Row)}
+    return [Row(**{k: tuple(v) if k == "notes" else v for k, v in row.items() if k in names})
+            for row in quantization["candidates"] if not row["verdict"].startswith(NOT_COMPETING)]
+
+
+def recorded_criterion(quantization: dict) -> Criterion:
+    budget = re.match(r"accuracy drop <= ([0-9.]+) points", quantization["criterion"])
+    return Criterion(max_drop=float(budget.group(1)) if budget else None)
+
+
+def assert_choice_obeys_rule(manifest: dict) -> None:
+    """The shipped variant is the rule's choice over the recorded table, and the table says so."""
+    q = manifest["quantization"]
+    rows = competing_rows(q)
+    assert rows, "no competing row was recorded"
+    choice = pick(rows, recorded_criterion(q))
+    assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
+    verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
+    assert verdicts[q["variant"]] == "chosen"
+    assert all(verdicts[r.name] == choice.verdicts[r.name] for r in rows)
