@@ -27,7 +27,7 @@ SEED = 0
 
 def tflite_bytes(name: str, dtype: str, cache_dir: Path) -> bytes:
     """The .tflite of anchor `name` in `dtype` ('float32' or 'int8'), from the cache or converted now."""
-    from compiler.manifest import compiler_versions
+    from edgekiln.compiler.manifest import compiler_versions
 
     tf_version = compiler_versions()["tensorflow"]
     path = cache_dir / f"{name}-{dtype}-tf{tf_version}.tflite"
@@ -41,10 +41,10 @@ def tflite_bytes(name: str, dtype: str, cache_dir: Path) -> bytes:
 
 
 def _convert(name: str, dtype: str) -> bytes:
-    from compiler.data import Dataset
-    from compiler.emit import tflite
-    from compiler.recipe import Quantize
-    from compiler.tf_env import import_keras
+    from edgekiln.compiler.data import Dataset
+    from edgekiln.compiler.emit import tflite
+    from edgekiln.compiler.recipe import Quantize
+    from edgekiln.compiler.tf_env import import_keras
 
     keras = import_keras()
     class_name, options = ARCHITECTURES[name]
@@ -60,7 +60,7 @@ def _convert(name: str, dtype: str) -> bytes:
 
 def _input_name(saved_model_dir: str) -> str:
     """The serving signature's input name (Keras names it after the Input layer)."""
-    from compiler.tf_env import import_tf
+    from edgekiln.compiler.tf_env import import_tf
 
     tf = import_tf()
     signature = tf.saved_model.load(saved_model_dir).signatures["serving_default"]

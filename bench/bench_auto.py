@@ -20,14 +20,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compiler import formats, variants  # noqa: E402
-from compiler.candidates import interleaved_latency  # noqa: E402
-from compiler.graph import detect_format, framework, load  # noqa: E402
-from compiler.measure import open_model  # noqa: E402
-from compiler.pipeline import format_plans, resolve_target  # noqa: E402
-from compiler.recipe import Recipe  # noqa: E402
-from compiler.stages import load_datasets  # noqa: E402
-from compiler.tf_env import import_keras  # noqa: E402
+from edgekiln.compiler.data import load_datasets  # noqa: E402
+from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
+from edgekiln.compiler.measure import open_model  # noqa: E402
+from edgekiln.compiler.pipeline import Search, resolve_target  # noqa: E402
+from edgekiln.compiler.recipe import Recipe  # noqa: E402
+from edgekiln.compiler.search import formats  # noqa: E402
+from edgekiln.compiler.search.judge import interleaved_latency  # noqa: E402
+from edgekiln.compiler.search.select import Selection  # noqa: E402
+from edgekiln.compiler.tf_env import import_keras  # noqa: E402
 from tests import synthetic  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
@@ -51,35 +52,36 @@ def _sources(work: Path, names: list[str]) -> dict[str, dict]:
     return sources
 
 
-def _table(selection: variants.Selection) -> None:
+def _table(selection: Selection) -> None:
     print(f"  {'variant':26}{'bytes':>9}{'p50 ms':>9}{'SQNR dB':>9}{'top-1':>7}{'acc %':>7}{'pieces':>7}  verdict")
     for row in selection.rows:
         sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f}"
         accuracy = "-" if row.accuracy is None else f"{row.accuracy:.1f}"
         agreement = "-" if row.agreement is None else f"{row.agreement:.3f}"
-        verdict = selection.choice.verdicts.get(row.name, "baseline")
-        print(f"  {row.name:26}{row.bytes:>9,}{row.p50_ms:>9.3f}{sqnr:>9}{agreement:>7}{accuracy:>7}"
+        verdict = selection.choice.verdicts.get(row.name, "baseline") if selection.choice else "chosen"
+        p50 = "-" if row.p50_ms is None else f"{row.p50_ms:.3f}"
+        print(f"  {row.name:26}{row.bytes:>9,}{p50:>9}{sqnr:>9}{agreement:>7}{accuracy:>7}"
               f"{row.pieces if row.pieces is not None else '-':>7}  {verdict}")
 
 
-def _names(selection: variants.Selection) -> dict[str, str]:
+def _names(selection: Selection) -> dict[str, str]:
     """label -> row name of what is re-timed: the fastest float32, each format's plain int8, the choice."""
     rows = {r.name: r for r in selection.rows}
     floats = [r for r in selection.rows if r.quantize == "none"]
-    picked = {"float32": min(floats, key=lambda r: r.p50_ms).name}
+    picked = {"float32": min(floats, key=lambda r: r.p50_ms or 0.0).name}
     picked.update({f"int8[{r.format}]": r.name for r in selection.rows if r.name.split(":")[-1] == "int8"})
-    picked["auto"] = selection.choice.chosen.name
+    picked["auto"] = selection.block["variant"]
     assert all(name in rows for name in picked.values())
     return picked
 
 
-def _retime(selection: variants.Selection, data, runs: int) -> None:
+def _retime(selection: Selection, data, runs: int) -> None:
     picked = _names(selection)
     chosen = selection.built[picked["auto"]]
     own_int8 = f"int8[{chosen.candidate.format}]"
     for threads in (1, 2):
         models = {label: open_model(selection.built[name].candidate.format,
-                                    selection.built[name].timed_as or selection.built[name].model, threads,
+                                    selection.built[name].timed_as or selection.built[name].model or b"", threads,
                                     selection.built[name].layouts) for label, name in picked.items()}
         p50 = {k: v["p50_ms"] for k, v in interleaved_latency(models, data.golden_set, runs // 7, 7).items()}
         shown = "  ".join(f"{label} {p50[label]:.4f}" for label in picked)
@@ -103,14 +105,14 @@ def main() -> None:
             (work / f"{name}_src").mkdir()
             graph = load(recipe.source, source_format, work / f"{name}_src", batch=1)
             data = load_datasets(recipe, graph.inputs)
-            threads = 2
-            plans = format_plans(framework(source_format), formats.resolve(recipe, target).build, recipe, target)
-            selection = variants.select(graph, plans, recipe, data, threads, work / f"{name}_work")
+            search = Search(framework(source_format), recipe.replace(threads=2), target, data, work)
+            (work / f"{name}_work").mkdir()
+            selection = search(graph, formats.resolve(recipe, target).build, work / f"{name}_work")
             rows = {r.name: r for r in selection.rows}
-            print(f"\n== {name}: {graph.params:,} params; {args.target}; candidates timed in one build at {threads} "
-                  f"threads; accurate enough = {selection.artifacts.choice['criterion']}")
+            print(f"\n== {name}: {graph.params:,} params; {args.target}; candidates timed in one build at 2 "
+                  f"threads; accurate enough = {selection.block['criterion']}")
             _table(selection)
-            chosen = selection.choice.chosen
+            chosen = next(r for r in selection.rows if r.name == selection.block["variant"])
             plain = rows.get(f"{chosen.format}:int8") or rows.get("int8")
             if plain is not None:
                 print(f"  auto chose {chosen.name}: SQNR {chosen.sqnr_db} dB vs its format's plain int8 "

@@ -19,10 +19,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from compiler.pipeline import build  # noqa: E402
-from compiler.recipe import Recipe  # noqa: E402
-from runtime import Model  # noqa: E402
-from runtime.model import quantize  # noqa: E402
+from edgekiln.compiler.pipeline import build  # noqa: E402
+from edgekiln.compiler.recipe import Recipe  # noqa: E402
+from edgekiln.runtime import Model  # noqa: E402
+from edgekiln.runtime.model import quantize  # noqa: E402
 
 
 def _p50(model: Model, feed: list[np.ndarray], runs: int) -> float:
@@ -34,7 +34,7 @@ def _p50(model: Model, feed: list[np.ndarray], runs: int) -> float:
     return float(np.median(times)) * 1e3
 
 
-def _interleaved(models: dict[str, Model], feeds: dict[str, list[np.ndarray]], runs: int, rounds: int = 5) -> dict:
+def interleaved(models: dict[str, Model], feeds: dict[str, list[np.ndarray]], runs: int, rounds: int = 5) -> dict:
     """Median over rounds of each model's p50, the models alternating within every round."""
     per_round: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
@@ -68,9 +68,9 @@ def main() -> None:
                         eval=str(samples / "mnist_eval.npz"), output=f"{work}/b", bench_runs=20)
         manifest = build(recipe).manifest
         model_bytes = (Path(work) / "b" / "model.tflite").read_bytes()
-        from compiler.emit.tflite import convert
-        from compiler.graph.keras import load
-        from compiler.recipe import Quantize
+        from edgekiln.compiler.emit.tflite import convert
+        from edgekiln.compiler.graph.keras import load
+        from edgekiln.compiler.recipe import Quantize
 
         float_bytes = convert(load(args.model, "keras", Path(work)).saved_model_dir, Quantize.none, None)
     x = np.load(samples / "mnist_eval.npz")["x"][:1]
@@ -81,7 +81,7 @@ def main() -> None:
     for threads in (1, 2):
         models = {"float32": Model("tflite", float_bytes, threads), "int8": Model("tflite", model_bytes, threads)}
         feeds = {name: [quantize(x, m.inputs[0])] for name, m in models.items()}
-        p50 = _interleaved(models, feeds, args.runs)
+        p50 = interleaved(models, feeds, args.runs)
         print(f"latency p50, {threads} thread(s): float32 {p50['float32']:.4f} ms   int8 {p50['int8']:.4f} ms   "
               f"ratio int8/float32 = {p50['int8'] / p50['float32']:.3f}")
     direct, wrapped = _predict_overhead(Model("tflite", model_bytes, 1), x, args.runs)

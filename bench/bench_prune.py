@@ -24,11 +24,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.bench_int8 import _interleaved  # noqa: E402
-from compiler.pipeline import build  # noqa: E402
-from compiler.recipe import Recipe  # noqa: E402
-from runtime import Model  # noqa: E402
-from runtime.model import quantize  # noqa: E402
+from bench.bench_int8 import interleaved  # noqa: E402
+from edgekiln.compiler.pipeline import build  # noqa: E402
+from edgekiln.compiler.recipe import Recipe  # noqa: E402
+from edgekiln.runtime import Model  # noqa: E402
+from edgekiln.runtime.model import quantize  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 SETTINGS = (0.0, 0.25, 0.5, "auto")
@@ -77,7 +77,7 @@ def _latencies(results: dict, runs: int) -> dict[int, dict]:
     for threads in (1, 2):
         models = {s: Model("tflite", r[1], threads) for s, r in results.items()}
         feeds = {s: [quantize(x, m.inputs[0])] for s, m in models.items()}
-        table[threads] = _interleaved(models, feeds, runs)
+        table[threads] = interleaved(models, feeds, runs)
     return table
 
 
@@ -85,11 +85,10 @@ def _onnx_part(model_path: str, work: Path) -> None:
     """ONNX export of the model, pruned 0.3, reconstructed (no training), accuracy before/after."""
     import onnx
 
-    from compiler.data import Dataset
-    from compiler.graph import onnx_recover
-    from compiler.prune_stage import prune_onnx
-    from compiler.stages import Datasets
-    from compiler.tf_env import import_keras, import_tf, quiet_fds
+    from edgekiln.compiler.data import Dataset, Datasets
+    from edgekiln.compiler.graph import onnx_recover
+    from edgekiln.compiler.prune.stage import prune_onnx
+    from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 
     keras, tf = import_keras(), import_tf()
     import tf2onnx

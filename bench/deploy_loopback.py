@@ -26,14 +26,14 @@ sys.path[:0] = [str(REPO), str(REPO / "tests/integration/deploy")]
 
 import sshd_loopback  # noqa: E402
 
-from compiler.deploy import DeployOptions, SshOptions  # noqa: E402
-from compiler.deploy.remote import PreparedBundle, deploy  # noqa: E402
-from compiler.deploy.transport import parse_destination  # noqa: E402
+from edgekiln.compiler.deploy import DeployOptions, SshOptions  # noqa: E402
+from edgekiln.compiler.deploy.remote import PreparedBundle, deploy  # noqa: E402
+from edgekiln.compiler.deploy.transport import parse_destination  # noqa: E402
 
 
 def sample_bundle(work: Path) -> Path:
-    from compiler.pipeline import build
-    from compiler.recipe import Recipe
+    from edgekiln.compiler.pipeline import build
+    from edgekiln.compiler.recipe import Recipe
 
     recipe = Recipe(source=str(REPO / "sample_models/mnist_cnn.keras"), target="rpi4",
                     output=str(work / "mnist_cnn"), calib=str(REPO / "sample_models/mnist_calib.npz"),

@@ -31,9 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.anchor_models import ARCHITECTURES, tflite_bytes  # noqa: E402
-from compiler.analyze import OpRecord, tflite_stats  # noqa: E402
-from compiler.estimate import predict_ms  # noqa: E402
-from targets import Anchor, Estimate  # noqa: E402
+from edgekiln.compiler.analyze.tflite import OpRecord, tflite_stats  # noqa: E402
+from edgekiln.compiler.device.estimate import predict_ms  # noqa: E402
+from edgekiln.targets import Anchor, Estimate  # noqa: E402
 
 XNNPACK = ("XNNPACK README (github.com/google/XNNPACK), Raspberry Pi table, multi-threaded end2end-bench, "
            "random weights, per-channel int8, benchmarked Feb 8, 2022")

@@ -25,12 +25,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import targets  # noqa: E402
-from compiler import compat  # noqa: E402
-from compiler.emulate import validate_emulated  # noqa: E402
-from compiler.errors import EdgekilnError  # noqa: E402
-from compiler.pipeline import build  # noqa: E402
-from compiler.recipe import ARTIFACT_FORMATS, Recipe  # noqa: E402
+from edgekiln import targets  # noqa: E402
+from edgekiln.compiler.device import compat  # noqa: E402
+from edgekiln.compiler.emulate import validate_emulated  # noqa: E402
+from edgekiln.compiler.errors import EdgekilnError  # noqa: E402
+from edgekiln.compiler.pipeline import build  # noqa: E402
+from edgekiln.compiler.recipe import ARTIFACT_FORMATS, Recipe  # noqa: E402
 
 LOCKS = ROOT / "targets" / "locks.toml"
 SAMPLE = ROOT / "sample_models" / "mnist_cnn.keras"

@@ -21,13 +21,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from compiler.data import Dataset  # noqa: E402  (after the path set-up, so a checkout runs as is)
-from compiler.emit import EmitOptions  # noqa: E402
-from compiler.graph import detect_format, framework, load  # noqa: E402
-from compiler.measure import open_model  # noqa: E402
-from compiler.pipeline import EMITTERS, resolve_target  # noqa: E402
-from compiler.recipe import CalibrationMethod, Quantize, Recipe  # noqa: E402
-from compiler.stages import load_datasets  # noqa: E402
+from edgekiln.compiler.data import Dataset, load_datasets  # noqa: E402  (after the path set-up: a checkout runs)
+from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
+from edgekiln.compiler.measure import open_model  # noqa: E402
+from edgekiln.compiler.pipeline import resolve_target  # noqa: E402
+from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
+from edgekiln.compiler.search.candidates import plan  # noqa: E402
+from edgekiln.compiler.search.choose import Criterion  # noqa: E402
+from edgekiln.compiler.search.context import BuildContext  # noqa: E402
+from edgekiln.compiler.search.judge import Judge  # noqa: E402
+from edgekiln.compiler.search.select import BUILDERS  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 DEFAULT_MODELS = ["mnist_resnet_nchw.onnx", "mnist_dwsep_nchw.onnx", "mnist_resnet.keras"]
@@ -41,7 +44,8 @@ def data_for(model: str) -> tuple[str, str]:
 
 
 def artifacts(model: Path, work: Path) -> tuple[dict, Dataset]:
-    """{name: (format, bytes, layouts)} from the real emitters, and the evaluation data.
+    """{name: (format, bytes, layouts)} from the builds' own builders (float32 and plain int8), and the
+    evaluation data.
 
     ONNX int8 is built with both activation types (s8s8 is the ARM choice, u8s8 the x86 one);
     TFLite int8 keeps float I/O here, like ONNX QDQ, so both time the same work.
@@ -52,14 +56,17 @@ def artifacts(model: Path, work: Path) -> tuple[dict, Dataset]:
     graph = load(model, source_format, work)
     data = load_datasets(recipe, graph.inputs)
     found = {}
+    source, judge = framework(source_format), Judge(graph, data, 1)
     for fmt, activation in (("onnx", "int8"), ("onnx", "uint8"), ("tflite", "int8")):
         scratch = work / f"{fmt}_{activation}"
         scratch.mkdir()
-        options = EmitOptions(Quantize.int8, False, CalibrationMethod.minmax, activation, scratch)
-        emitted = EMITTERS[framework(source_format), fmt](graph, data.calib, options)
-        found[f"{fmt} float32"] = (fmt, emitted.baseline, emitted.layouts)
+        ctx = BuildContext(graph, source, plan(Quantize.int8, fmt, source, True, activation, only="int8"), data.calib,
+                           judge, Criterion(), scratch, False, "minmax", activation)
+        built = {b.candidate.name: b for b in BUILDERS[source, fmt](ctx).built}
+        found[f"{fmt} float32"] = (fmt, built["float32"].model, built["float32"].layouts)
         found[f"{fmt} int8" + (f" ({ACTIVATIONS[activation]})" if fmt == "onnx" else "")] = \
-            (fmt, emitted.model, emitted.layouts)
+            (fmt, built["int8"].model, built["int8"].layouts)
+    assert data.evaluation is not None
     return found, data.evaluation
 
 

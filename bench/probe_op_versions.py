@@ -47,7 +47,7 @@ print(json.dumps(ok))
 def tiny_model() -> bytes:
     """A valid one-op float model (x + x) from TensorFlow's converter."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from compiler.tf_env import import_tf
+    from edgekiln.compiler.tf_env import import_tf
 
     tf = import_tf()
 

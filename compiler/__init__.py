@@ -1,5 +1,10 @@
-"""edgekiln: compile a trained model into a measured, validated bundle for an edge device."""
+"""The compiler: source model -> working graph -> pruned graph -> candidates -> chosen artifact -> bundle.
+
+`pipeline.build(recipe)` lists the stages in order; `cli` is the `edgekiln` command line over it.
+"""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from collections.abc import Callable
+
+Progress = Callable[[str], None]  # a long step reports what it starts doing, in a few words

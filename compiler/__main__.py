@@ -1,3 +1,3 @@
-from compiler.cli import app
+from edgekiln.compiler.cli import app
 
 app(prog_name="edgekiln")

@@ -11,15 +11,19 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-import runtime
+from edgekiln import runtime
+from edgekiln.compiler.device import compat
+from edgekiln.compiler.errors import BundleError
+from edgekiln.compiler.manifest import MODEL_FILES, dumps
 
-from .errors import BundleError
-from .manifest import dumps
-
-MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}
+if TYPE_CHECKING:
+    from edgekiln.compiler.measure import Measured
+    from edgekiln.compiler.search.select import Selection
+    from edgekiln.targets import Target
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,7 @@ def write(output: Path, contents: BundleContents, force: bool = False) -> Path:
 def _fill(directory: Path, contents: BundleContents) -> None:
     (directory / MODEL_FILES[contents.model_format]).write_bytes(contents.model_bytes)
     buffer = io.BytesIO()
-    np.savez(buffer, **contents.golden)
+    np.savez(buffer, allow_pickle=False, **contents.golden)
     (directory / "golden.npz").write_bytes(buffer.getvalue())
     (directory / "requirements.txt").write_text("\n".join(contents.requirements) + "\n")
     (directory / "README.md").write_text(contents.readme)
@@ -84,3 +88,59 @@ def _swap_in(staging: Path, output: Path) -> None:
         aside.rename(output)
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def contents(selection: Selection, manifest: dict, measured: Measured, target: Target) -> BundleContents:
+    """What the bundle of a build holds: the shipped model, its manifest, golden vectors, device files."""
+    return BundleContents(selection.model, selection.format, manifest, measured.golden,
+                          compat.requirements(target, selection.format), device_readme(manifest, target))
+
+
+def _venv_lines(target: Target) -> str:
+    """Create the venv; a target whose numpy comes from apt needs the system's site-packages in it."""
+    if not target.apt_packages:
+        return "python3 -m venv .venv && . .venv/bin/activate"
+    return (f"sudo apt install {' '.join(target.apt_packages)}   # PyPI has no {target.arch} wheel of these\n"
+            "python3 -m venv --system-site-packages .venv && . .venv/bin/activate")
+
+
+def device_readme(manifest: dict, target: Target) -> str:
+    """The README that travels with the bundle: install and run on the device."""
+    model, size = manifest["model"], manifest["size"]
+    return f"""# {manifest['source']['file_name']} for {target.description}
+
+Compiled by edgekiln {manifest['compiler']['version']} on {manifest['created_utc']}:
+`{model['file']}` ({model['bytes']:,} bytes, {size['ratio']:.2f}x the float32 baseline),
+quantization: {(manifest['quantization'] or {}).get('mode', 'none')}.
+
+## On the device ({target.os}, Python {target.python})
+
+```
+{_venv_lines(target)}
+pip install -r requirements.txt
+python -m runtime validate   # checks the model's sha256 and the golden outputs; exit 0 = all match
+python -m runtime bench      # init, first inference, p50/p90/p99 latency, peak memory
+```
+
+## In Python
+
+```
+import runtime
+model = runtime.load(".")          # refuses a model whose sha256 differs from manifest.json
+y = model.predict(x)               # float32 in and out; batch > 1 runs sample by sample
+```
+
+Inputs: {', '.join(_tensor_text(i) for i in model['inputs'])}.
+Outputs: {', '.join(_tensor_text(o) for o in model['outputs'])}.
+`manifest.json` records how this bundle was built and what was measured, and where
+(latency.host is measured on the build machine, not on this device).
+"""
+
+
+def _tensor_text(t: dict) -> str:
+    """name, shape, dtype; with the shape predict() takes when the converter changed the layout."""
+    if "layout" in t:
+        lay = t["layout"]
+        return (f"{t['name']} {lay['source_shape']} {lay['source']} for predict() "
+                f"(compiled {t['shape']} {lay['compiled']} {t['dtype']})")
+    return f"{t['name']} {t['shape']} {t['dtype']}"

@@ -12,10 +12,10 @@ from typing import Annotated, Any
 
 import typer
 
-from .errors import EdgekilnError
-from .prune.importance import Criterion
-from .prune.recover import Recover
-from .recipe import Calibration, Format, Quantize
+from edgekiln.compiler.errors import EdgekilnError
+from edgekiln.compiler.prune.importance import PruneCriterion
+from edgekiln.compiler.prune.recover import Recover
+from edgekiln.compiler.recipe import Calibration, Format, Quantize
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -84,7 +84,7 @@ def build(
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
     prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
     recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
-    prune_criterion: Annotated[Criterion | None, typer.Option(help="Channel importance.")] = None,
+    prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: UnsafeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
@@ -115,27 +115,27 @@ def _str(path: Path | None) -> str | None:
 
 
 def _build(options: dict[str, Any], recipe_file: Path | None, devices: tuple[list[str], Callable]) -> None:
-    from . import recipe as recipe_module
-    from .pipeline import build as run_build
-    from .summary import print_build_summary, progress_display
+    from edgekiln.compiler import recipe as recipe_module
+    from edgekiln.compiler.pipeline import build as run_build
+    from edgekiln.compiler.summary import print_build_summary, progress_display
 
     given = {k: v for k, v in options.items() if v is not None}
     recipe = recipe_module.from_toml(recipe_file, **given) if recipe_file else recipe_module.Recipe(**given)
     hosts, device_options = devices[0], (devices[1]() if devices[0] else None)
     if hosts:  # refuse a bad device list before minutes of work
-        from .deploy import destinations, measure_after_build
+        from edgekiln.compiler.deploy import destinations, measure_after_build
 
         destinations(hosts, None)
     with progress_display() as progress:
         result = run_build(recipe, progress)
     print_build_summary(result)
-    if hosts:  # the bundle is complete: deploy it; the device figures go into its manifest's latency.device
+    if hosts and device_options is not None:  # the bundle is complete: deploy it; device figures -> latency.device
         measure_after_build(result.output, hosts, device_options)
 
 
 def _deploy_options(wheels: Path | None, identity: Path | None, ssh_config: Path | None, accept_new: bool,
                     connect_timeout: int = 10, **more: Any) -> Any:
-    from .deploy import DeployOptions, SshOptions
+    from edgekiln.compiler.deploy import DeployOptions, SshOptions
 
     ssh = SshOptions(identity, ssh_config, accept_new, connect_timeout)
     return DeployOptions(ssh=ssh, wheels=wheels, **more)
@@ -160,7 +160,7 @@ def deploy(
     keep: KeepOpt = 3,
 ) -> None:
     """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
-    from .deploy import deploy_command
+    from edgekiln.compiler.deploy import deploy_command
 
     def action() -> None:
         options = _deploy_options(wheels, identity, ssh_config, accept_new_host_keys, connect_timeout,
@@ -177,8 +177,8 @@ def validate(
     emulate: Annotated[str | None, typer.Option(help="Run it on an emulated target, e.g. rpi4.")] = None,
 ) -> None:
     """Run the bundle's own `python -m runtime validate` here, or on an emulated device (--emulate)."""
-    from .summary import progress_display
-    from .validate import report, run_validation
+    from edgekiln.compiler.commands.validate import report, run_validation
+    from edgekiln.compiler.summary import progress_display
 
     def action() -> None:
         with progress_display() as progress:
@@ -193,7 +193,7 @@ def prune_scan(
     model: ModelArg,
     eval: EvalOpt = None,  # noqa: A002
     calib: CalibOpt = None,
-    criterion: Annotated[Criterion, typer.Option(help="Channel importance.")] = Criterion.l1,
+    criterion: Annotated[PruneCriterion, typer.Option(help="Channel importance.")] = PruneCriterion.l1,
     ratios: Annotated[str | None, typer.Option(help="Ratios to scan (default 0.1,0.2,...,0.9).")] = None,
     samples: Annotated[int, typer.Option(help="Evaluation samples per probe.")] = 500,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON.")] = None,
@@ -201,7 +201,7 @@ def prune_scan(
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Per-layer pruning sensitivity: prune each channel group alone at each ratio, measure the drop."""
-    from .prune_scan import run_scan
+    from edgekiln.compiler.commands.prune_scan import run_scan
 
     _run(lambda: run_scan(model, eval, calib, criterion, _floats(ratios), samples, json_out, csv_out, unsafe))
 
@@ -223,9 +223,10 @@ def explain(
 
 
 def _explain(options: dict[str, Any]) -> None:
-    from .explain import explain as run_explain
-    from .recipe import Recipe
-    from .summary import print_explanation, progress_display
+    from edgekiln.compiler.commands.explain import explain as run_explain
+    from edgekiln.compiler.commands.explain import print_explanation
+    from edgekiln.compiler.recipe import Recipe
+    from edgekiln.compiler.summary import progress_display
 
     recipe = Recipe(**options, quantize=Quantize.int8)  # explain diagnoses plain int8: it needs --calib
     with progress_display() as progress:
@@ -236,7 +237,7 @@ def _explain(options: dict[str, Any]) -> None:
 @app.command("targets")
 def list_targets() -> None:
     """List the known target devices."""
-    from .summary import print_targets
+    from edgekiln.compiler.commands.targets import print_targets
 
     _run(print_targets)
 
@@ -247,7 +248,7 @@ def inspect(
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Show inputs/outputs, params, MACs and ops of a model, or the summary of a bundle."""
-    from .summary import inspect_path
+    from edgekiln.compiler.commands.inspect import inspect_path
 
     _run(lambda: inspect_path(path, unsafe))
 

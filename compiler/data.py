@@ -8,10 +8,12 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .errors import DataError
+from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.recipe import Quantize, Recipe
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
@@ -126,9 +128,10 @@ def _read_image(path: Path, height: int, width: int, channels: int) -> np.ndarra
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
-            image = image.convert("L" if channels == 1 else "RGB").resize((width, height), Image.BILINEAR)
-            array = np.asarray(image, np.float32)
+        with Image.open(path) as opened:
+            resized = opened.convert("L" if channels == 1 else "RGB").resize((width, height),
+                                                                               Image.Resampling.BILINEAR)
+            array = np.asarray(resized, np.float32)
     except (OSError, UnidentifiedImageError) as exc:
         raise DataError(f"cannot read image {path}: {exc}") from exc
     return array[..., None] if channels == 1 else array
@@ -165,3 +168,57 @@ def _check_labels(dataset: Dataset, role: str, path: Path) -> None:
 def as_float32(dataset: Dataset) -> Dataset:
     """The dataset with float32 inputs (what the quantizer and interpreters consume)."""
     return Dataset({k: v.astype(np.float32) for k, v in dataset.inputs.items()}, dataset.labels, dataset.origin)
+
+
+# The datasets of a build: what feeds the quantizer, what judges it, what tunes the search.
+CALIBRATED = (Quantize.int8, Quantize.auto)  # modes that calibrate int8 activation ranges
+
+MIN_CALIBRATION_SAMPLES = 10  # fewer gives activation ranges that are mostly noise
+MIN_SPLIT_HOLDOUT = 8         # held-back samples below which tuning and judging share them
+
+
+@dataclass(frozen=True)
+class Datasets:
+    """calib feeds the quantizer; holdout (held back from it) measures fidelity; evaluation may be labelled.
+
+    tuning: other held-back samples on which the candidate search makes its own decisions (calibration
+    method, which layers or nodes stay float), so the samples that judge the candidates did not also
+    shape them; None when too few were held back to split (the search then tunes on holdout).
+    """
+
+    calib: Dataset | None
+    holdout: Dataset | None
+    evaluation: Dataset | None
+    tuning: Dataset | None = None
+
+    @property
+    def fidelity_set(self) -> Dataset:
+        return next(d for d in (self.holdout, self.evaluation, self.calib) if d is not None)
+
+    @property
+    def tuning_set(self) -> Dataset:
+        """Never the evaluation data: the search must not fit what the manifest reports."""
+        return next(d for d in (self.tuning, self.holdout, self.calib, self.evaluation) if d is not None)
+
+    @property
+    def golden_set(self) -> Dataset:
+        return next(d for d in (self.evaluation, self.holdout, self.calib) if d is not None)
+
+
+def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
+    """Read --calib and --eval, and hold back the tail of the calibration data: half to tune the candidate
+    search, half to measure fidelity."""
+    options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std}
+    calib = holdout = evaluation = tuning = None
+    if recipe.calib:
+        needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1
+        calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options))
+        held = min(recipe.holdout_samples, calib.size // 4)
+        if held:
+            holdout = calib.take(calib.size - held)
+            calib = calib.take(0, min(recipe.calib_samples, calib.size - held))
+        if holdout is not None and held >= MIN_SPLIT_HOLDOUT:  # first half tunes the search, second judges it
+            tuning, holdout = holdout.take(0, held // 2), holdout.take(held // 2)
+    if recipe.eval:
+        evaluation = as_float32(load_data(recipe.eval, specs, role="evaluation", **options))
+    return Datasets(calib, holdout, evaluation, tuning)

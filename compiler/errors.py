@@ -55,3 +55,9 @@ class ValidationError(EdgekilnError):
 
 class EmulationError(EdgekilnError):
     """The emulated device userland cannot be built or run (qemu missing, no network, no wheel)."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of a third-party exception's message (its type when it has none), for a
+    one-line error."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:limit]

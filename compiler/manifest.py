@@ -1,13 +1,31 @@
-"""The versioned manifest schema (schema_version 1): required keys, tool versions, JSON writing."""
+"""The manifest (schema_version 1): a build's measurements as the versioned sections of manifest.json.
+
+`build` assembles every section from the stages' values; `assemble` checks the contract keys; `dumps`
+writes JSON that any reader accepts (no NaN, no Infinity).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from . import __version__
+from edgekiln import __version__
+from edgekiln.compiler.device import compat, estimate
+from edgekiln.compiler.recipe import Calibration, Quantize, Recipe
+from edgekiln.compiler.search.choose import SLOWER_MARGIN
+from edgekiln.targets import Target
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.data import Datasets
+    from edgekiln.compiler.measure import Measured
+    from edgekiln.compiler.search.select import Selection
+
+MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}  # the model's file name in a bundle, per format
+
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "compiler", "created_utc", "recipe", "target", "source", "model",
@@ -40,3 +58,113 @@ def assemble(sections: dict[str, Any]) -> dict[str, Any]:
 
 def dumps(manifest: dict[str, Any]) -> str:
     return json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def build(recipe: Recipe, target: Target, source_format: str, graph: Any, selection: Selection,
+             data: Datasets, measured: Measured, memory_mb: float, notes: list[str] | None = None,
+             pruning: dict | None = None) -> dict[str, Any]:
+    """The whole manifest of a build; `notes` are target checks that --force overrode."""
+    source_bytes, source_sha = _file_facts(Path(recipe.source))
+    model_sha = hashlib.sha256(selection.model).hexdigest()
+    sections = {
+        "recipe": recipe.to_dict(),
+        "target": target.to_dict(),
+        "source": {"file_name": Path(recipe.source).name, "format": source_format, "sha256": source_sha,
+                   "bytes": source_bytes, "params": graph.params, "macs": selection.baseline_stats.macs},
+        "model": {"file": MODEL_FILES[selection.format], "format": selection.format, "sha256": model_sha,
+                  "bytes": len(selection.model), "params": selection.model_stats.params,
+                  "macs": selection.model_stats.macs, "ops": selection.model_stats.ops,
+                  "inputs": measured.inputs, "outputs": measured.outputs},
+        "baseline": {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
+                     "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
+                     "target_estimate": estimate.target_estimate(target, selection.baseline_stats.records)},
+        "size": {"source_bytes": source_bytes, "baseline_bytes": len(selection.baseline),
+                 "model_bytes": len(selection.model),
+                 "ratio": round(len(selection.model) / len(selection.baseline), 4)},
+        "pruning": pruning,
+        "quantization": _quantization(recipe, selection, data, measured),
+        "fidelity": measured.fidelity,
+        "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
+                    "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
+                    "target_estimate": estimate.target_estimate(target, selection.model_stats.records),
+                    "device": []},
+        "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
+                   **compat.memory_basis(target, selection.format)},
+        "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
+                   "atol": measured.atol, "rtol": measured.rtol},
+    }
+    if pruning and pruning["measured"]:
+        _add_pruning_measurements(sections, pruning["measured"])
+    if measured.accuracy is not None:
+        sections["accuracy"] = measured.accuracy
+        sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
+    sections["warnings"] = (warnings(recipe, measured, selection) + list(notes or [])
+                            + (pruning or {}).get("warnings", []))
+    return assemble(sections)
+
+
+def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:
+    """The source's MACs are the unpruned model's; size and latency show the measured effect of pruning."""
+    sections["source"]["macs"] = measured["unpruned_macs"]
+    sections["size"].update(unpruned_model_bytes=measured["unpruned_model_bytes"],
+                            pruning_ratio=measured["size_ratio"])
+    sections["latency"]["pruning"] = {key: measured[key] for key in
+                                      ("unpruned_p50_ms", "p50_ms", "speedup", "latency_ratio", "macs_ratio")}
+
+
+def _quantization(recipe: Recipe, selection: Selection, data: Datasets, measured: Measured) -> dict | None:
+    mode = _mode(recipe, selection)
+    if recipe.quantize is Quantize.none:
+        return None
+    calibrated = mode is Quantize.int8
+    details = selection.block.get("details", {})
+    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
+            "io_dtype": measured.inputs[0]["dtype"],
+            "calibration_samples": data.calib.size if calibrated and data.calib else 0,
+            "calibration_method": details.get("calibration", _calibration_used(recipe)) if calibrated else None,
+            "float_ops": list(selection.model_stats.float_ops) if calibrated else [],
+            **selection.block["details"], **selection.block}
+
+
+def _calibration_used(recipe: Recipe) -> str:
+    """`auto` calibration of a candidate that records none (the plain int8 yardstick) means min/max."""
+    return "minmax" if recipe.calibration is Calibration.auto else str(recipe.calibration)
+
+
+def _mode(recipe: Recipe, selection: Selection) -> Quantize:
+    """The mode of the shipped model (with --quantize auto, the chosen candidate's)."""
+    return selection.quantize
+
+
+def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[str]:
+    """What the user must see prominently: a slower or less accurate result than they asked for."""
+    notes = []
+    mode = _mode(recipe, selection)
+    deliberate = "fallback" in selection.block.get("details", {})  # kept in float on purpose, and said so
+    if mode is Quantize.int8 and selection.model_stats.float_ops and not deliberate:
+        notes.append(f"op(s) {', '.join(selection.model_stats.float_ops)} have no int8 kernel: the converter left "
+                     "them in float32 between DEQUANTIZE/QUANTIZE, so the model is not fully integer")
+    compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
+    if mode is not Quantize.none and compiled > base * SLOWER_MARGIN:
+        notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
+                     f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize auto or none"
+                     + (" or float16" if selection.format == "tflite" else ""))
+    accuracy = measured.accuracy
+    if accuracy is not None and not accuracy["within_budget"]:
+        notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "
+                     f"(reference {accuracy['reference']:.2f}%, compiled {accuracy['compiled']:.2f}%)")
+    agreement = measured.fidelity.get("top1_agreement")
+    if agreement is not None and agreement < 0.99:
+        notes.append(f"top-1 agreement with the source model is only {agreement:.3f} on "
+                     f"{measured.fidelity['samples']} held-back samples")
+    return notes
+
+
+def _file_facts(path: Path) -> tuple[int, str]:
+    """Size and sha256 of a file, or of a directory's files in sorted order (SavedModel)."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
+        digest.update(f.read_bytes())
+    return sum(f.stat().st_size for f in files), digest.hexdigest()

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import platform
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from runtime import Model
+from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.tf_env import quiet_fds
+from edgekiln.runtime import Model
 
-from .data import Dataset
-from .tf_env import quiet_fds
+if TYPE_CHECKING:
+    from edgekiln.compiler.search.select import Selection
+    from edgekiln.targets import Target
 
 
 def open_model(model_format: str, model_bytes: bytes, threads: int | None,
@@ -90,3 +98,101 @@ def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> dict:
         flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
         result["top1_agreement"] = round(float(np.mean(flat_ref.argmax(1) == flat_out.argmax(1))), 4)
     return result
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Everything measured through the runtime on this host."""
+
+    latency: dict
+    baseline_latency: dict
+    fidelity: dict
+    baseline_fidelity: dict
+    accuracy: dict | None
+    golden: dict[str, np.ndarray]
+    atol: float
+    rtol: float
+    inputs: list[dict]
+    outputs: list[dict]
+
+
+def measure_all(graph: Any, selection: Selection, data: Datasets, recipe: Recipe, target: Target) -> Measured:
+    """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline."""
+    threads = threads_for(recipe, target)
+    compiled = open_model(selection.format, selection.model, threads, selection.layouts)
+    baseline = open_model(selection.format, selection.baseline, threads, selection.layouts)
+    check = data.fidelity_set
+    reference = _reference(graph, compiled, check)
+    compiled_fidelity = fidelity(reference, predict(compiled, check))
+    baseline_fidelity = fidelity(reference, predict(baseline, check))
+    latency, baseline_latency = side_by_side([compiled, baseline], data.golden_set, recipe.bench_runs)
+    golden_in = data.golden_set.take(0, recipe.golden_samples)
+    golden_out = predict(compiled, golden_in)
+    golden = {f"input_{k}": golden_in.inputs[info.name] for k, info in enumerate(compiled.inputs)}
+    golden.update({f"output_{k}": out for k, out in enumerate(golden_out)})
+    atol, rtol = _tolerance(compiled, selection)
+    return Measured(latency, baseline_latency, compiled_fidelity, baseline_fidelity,
+                    _accuracy(graph, compiled, baseline, data.evaluation, recipe), golden, atol, rtol,
+                    _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
+
+
+def _io(tensors: list, layouts: dict[str, dict]) -> list[dict]:
+    """Manifest entries of inputs/outputs, with the layout change where the converter made one."""
+    return [{**t.to_dict(), **({"layout": layouts[t.name]} if t.name in layouts else {})} for t in tensors]
+
+
+def threads_for(recipe: Recipe, target: Target) -> int:
+    """--threads, else the target's default thread count capped at this host's cores (more only
+    oversubscribes): every host measurement of a build uses this."""
+    return recipe.threads or max(1, min(target.default_threads, os.cpu_count() or 1))
+
+
+def _reference(graph: Any, model: Model, dataset: Dataset) -> list[np.ndarray]:
+    """The source model's outputs, in the compiled model's output order (matched by signature name)."""
+    outputs = dict(zip(graph.output_names, graph.run(dataset.inputs), strict=True))
+    if all(info.name in outputs for info in model.outputs):
+        return [outputs[info.name] for info in model.outputs]
+    if len(outputs) != len(model.outputs):
+        raise DataError("the compiled model's outputs do not correspond to the source model's")
+    return list(outputs.values())
+
+
+SIDE_BY_SIDE_ROUNDS = 3  # alternating rounds of host_latency; each model keeps its best
+
+
+def side_by_side(models: list[Model], dataset: Dataset, runs: int, rounds: int = SIDE_BY_SIDE_ROUNDS) -> list[dict]:
+    """Host latency of each model, timed in alternating rounds, each keeping its best round: drift on a
+    shared, noisy host hits every model alike, and one burst of load does not decide a ratio."""
+    timed = [[host_latency(m, dataset, runs) for m in models] for _ in range(rounds)]
+    return [min((r[k] for r in timed), key=lambda lat: lat["p50_ms"]) for k in range(len(models))]
+
+
+def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset | None,
+              recipe: Recipe) -> dict | None:
+    if evaluation is None or evaluation.labels is None:
+        return None
+    labels = evaluation.labels
+    reference = accuracy(_reference(graph, compiled, evaluation), labels)
+    ours = accuracy(predict(compiled, evaluation), labels)
+    base = accuracy(predict(baseline, evaluation), labels)
+    drop = round(reference - ours, 3)
+    return {"metric": "top1_percent", "reference": round(reference, 3), "compiled": round(ours, 3),
+            "baseline": round(base, 3), "drop": drop, "budget": recipe.max_drop,
+            "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
+
+
+def _tolerance(model: Model, selection: Selection) -> tuple[float, float]:
+    """Golden tolerance: 2 quantization steps for int8 outputs; tight float bounds otherwise.
+
+    LiteRT's int8 kernels matched x86 bit for bit under ARM emulation; 2 steps leave room for
+    the rounding of other interpreter builds without hiding a real mismatch. ONNX QDQ models
+    have float outputs on an int8 grid: their step comes from the final DequantizeLinear.
+    """
+    steps = [2 * o.scale for o in model.outputs if o.scale > 0]
+    if not steps and selection.format == "onnx" and selection.model != selection.baseline:
+        from edgekiln.compiler.analyze.onnx import output_steps
+
+        steps = [2 * step for step in output_steps(selection.model).values()]
+    if steps:
+        return float(max(steps)), 0.0
+    return 1e-4, 1e-3

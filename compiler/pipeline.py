@@ -1,36 +1,30 @@
-"""build(recipe): source file -> working graph -> artifact -> measurements -> bundle, in that order."""
+"""build(recipe): source file -> working graph -> pruned graph -> candidates -> measurements -> bundle.
+
+The stages in order, each one call into its own module; every build is the candidate search
+(search/select.py), --quantize and --format only choose its candidate set.
+"""
 
 from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import targets as target_data
-from targets import Target, TargetFileError
-
-from . import analyze, bundle, compat, formats, prune_stage, report, variants
-from .data import Dataset
-from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx, tflite_from_onnx_variants, tflite_variants
-from .emit import onnx as onnx_emit
-from .errors import RecipeError, TargetError
-from .graph import detect_format, framework, load
-from .recipe import Calibration, Quantize, Recipe
-from .stages import Artifacts, Datasets, host_threads, load_datasets, measure_all
-
-Progress = Callable[[str], None]
-# (framework of the working graph, artifact format) -> emitter of one quantization mode; Keras -> TFLite
-# never goes through ONNX. Fixed modes of a single format use these (the unpruned reference of a pruned
-# build, too); the candidate search (compiler/variants.py) uses VARIANT_EMITTERS.
-EMITTERS = {("keras", "tflite"): tflite.emit, ("onnx", "tflite"): tflite_from_onnx.emit,
-            ("keras", "onnx"): onnx_emit.emit_from_keras, ("onnx", "onnx"): onnx_emit.emit}
-# (framework, format) -> the emitter of every candidate of that format (candidates.CANDIDATES).
-VARIANT_EMITTERS = {("keras", "tflite"): tflite_variants.build, ("onnx", "tflite"): tflite_from_onnx_variants.build,
-                    ("keras", "onnx"): partial(onnx_variants.build, source="keras"),
-                    ("onnx", "onnx"): partial(onnx_variants.build, source="onnx")}
+from edgekiln import targets as target_data
+from edgekiln.compiler import Progress, bundle, manifest
+from edgekiln.compiler.data import Datasets, load_datasets
+from edgekiln.compiler.device import compat
+from edgekiln.compiler.errors import RecipeError, TargetError
+from edgekiln.compiler.graph import detect_format, framework, load
+from edgekiln.compiler.measure import measure_all, threads_for
+from edgekiln.compiler.prune import stage as prune_stage
+from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.search import formats
+from edgekiln.compiler.search.select import FormatPlan, Selection, select
+from edgekiln.targets import Target, TargetFileError
 
 
 @dataclass(frozen=True)
@@ -50,7 +44,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
     bundle.check_writable(output, recipe.force)            # fail before minutes of work, not after
     notes: list[str] = []                                  # target checks --force overrode
     for model_format in chosen_formats.build:
-        compat.enforce(lambda f=model_format: compat.check_wheels(target, f), recipe.force, notes)
+        compat.enforce(partial(compat.check_wheels, target, model_format), recipe.force, notes)
     if not (recipe.calib or recipe.eval):
         raise RecipeError("a build needs real input data for measurement and golden vectors",
                           "pass --calib DATA and/or --eval DATA")
@@ -60,31 +54,52 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
-        threads = recipe.threads or host_threads(target)
-        emit = partial(_emit, source=framework(source_format), recipe=recipe, target=target, data=data,
-                       work=Path(work))
+        search = Search(framework(source_format), recipe, target, data, Path(work))
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
-        artifacts = _left_out(emit(pruned.graph if pruned else graph, chosen_formats.build, threads=threads),
-                              chosen_formats.left_out)
+        selection = search(pruned.graph if pruned else graph, chosen_formats.build, Path(work))
+        selection = selection.with_block(formats=dict(selection.block.get("formats", {}),
+                                                      left_out=chosen_formats.left_out)) \
+            if chosen_formats.left_out else selection
         progress("Checking the target's limits")
-        memory_mb = compat.check_target(target, artifacts.format, artifacts.model, recipe.force, notes)
+        memory_mb = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
-        measured = measure_all(graph, artifacts, data, recipe, target)  # against the source: drops include pruning
-        pruning = prune_stage.finish(pruned, graph, artifacts, data, recipe, target,
-                                     partial(emit, model_formats=(artifacts.format,), threads=threads,
-                                             mode=artifacts.quantize, variant=_variant(artifacts)), progress)
-        manifest = report.manifest(recipe, target, source_format, graph, artifacts, data, measured,
-                                   memory_mb, notes, pruning)
+        measured = measure_all(graph, selection, data, recipe, target)  # against the source: drops include pruning
+        pruning = prune_stage.finish(pruned, graph, selection, data, recipe, target, search.unpruned_reference,
+                                     progress)
+        built = manifest.build(recipe, target, source_format, graph, selection, data, measured, memory_mb, notes,
+                               pruning)
         progress("Writing the bundle")
-        bundle.write(output, report.contents(artifacts, manifest, measured, target), force=recipe.force)
-    return BuildResult(output, manifest, tuple(manifest["warnings"]))
+        bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
+    return BuildResult(output, built, tuple(built["warnings"]))
 
 
-def _target_problem(recipe: Recipe, target: Target, model_format: str) -> Callable[[bytes], str | None]:
-    """What keeps the target's interpreter from running a candidate; --force waives it."""
-    return (lambda model: None) if recipe.force else compat.run_problem(target, model_format)
+@dataclass(frozen=True)
+class Search:
+    """The candidate search of one build, bound to what does not change between its calls (the pruned
+    model's search, and the unpruned reference built the way the shipped variant was)."""
+
+    source: str
+    recipe: Recipe
+    target: Target
+    data: Datasets
+    work: Path
+
+    def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
+        plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
+        return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
+                      scratch, self.target.onnx_activation_type, only)
+
+    def unpruned_reference(self, graph: Any, shipped: Selection) -> Selection:
+        """The unpruned source compiled as the shipped variant (same format, same refinements)."""
+        scratch = self.work / "unpruned_reference"
+        scratch.mkdir(exist_ok=True)
+        return self(graph, (shipped.format,), scratch, only=shipped.variant)
+
+    def _target_problem(self, model_format: str) -> Callable[[bytes], str | None]:
+        """What keeps the target's interpreter from running a candidate; --force waives it."""
+        return (lambda model: None) if self.recipe.force else compat.run_problem(self.target, model_format)
 
 
 def resolve_target(name: str) -> Target:
@@ -94,71 +109,4 @@ def resolve_target(name: str) -> Target:
         raise TargetError(str(exc), "run `edgekiln targets` to list them") from exc
 
 
-def _emit(graph: Any, model_formats: tuple[str, ...], source: str, recipe: Recipe, target: Target,
-          data: Datasets, work: Path, threads: int, mode: Quantize | None = None,
-          variant: str | None = None) -> Artifacts:
-    """The artifact and its float32 baseline. The unpruned reference of a pruned build passes the shipped
-    `variant` (built the same way when the search can; else its `mode`, converted plainly)."""
-    if (mode is None or variant is not None) and _searched(source, model_formats, recipe):
-        scratch = work / "unpruned_reference" if variant else work
-        scratch.mkdir(exist_ok=True)
-        artifacts = variants.select(graph, format_plans(source, model_formats, recipe, target), recipe, data,
-                                    threads, scratch, only=variant).artifacts
-        if variant is None or artifacts.choice["variant"] == variant:
-            if (source, artifacts.format) == ("keras", "tflite"):
-                return artifacts
-            # The chosen candidate's converter facts (converter, activation type, ...) where fixed modes put them.
-            return replace(artifacts, details=dict(artifacts.choice["details"]))
-    (model_format,) = model_formats
-    if mode is None:
-        mode = recipe.quantize
-    if mode is Quantize.auto:
-        mode = Quantize.int8 if data.calib is not None else Quantize.none
-    calibration = Calibration.minmax if recipe.calibration is Calibration.auto else recipe.calibration
-    options = EmitOptions(mode, recipe.int8_io, calibration, target.onnx_activation_type, work, recipe.batch)
-    emitted = EMITTERS[source, model_format](graph, data.calib, options)
-    stats = [analyze.stats(model_format, artifact) for artifact in (emitted.model, emitted.baseline)]
-    return Artifacts(model_format, emitted.model, emitted.baseline, *stats, emitted.layouts, emitted.details,
-                     quantize=mode)
-
-
-def _variant(artifacts: Artifacts) -> str | None:
-    """The shipped candidate's variant name without its format prefix (None outside the candidate search)."""
-    return artifacts.choice["variant"].split(":")[-1] if artifacts.choice else None
-
-
-def _left_out(artifacts: Artifacts, left_out: dict[str, str]) -> Artifacts:
-    """Record in the candidate block which formats were not compared because the target cannot run them."""
-    if not left_out or artifacts.choice is None:
-        return artifacts
-    formats_block = dict(artifacts.choice.get("formats", {}), left_out=left_out)
-    return replace(artifacts, choice=dict(artifacts.choice, formats=formats_block))
-
-
-def _searched(source: str, model_formats: tuple[str, ...], recipe: Recipe) -> bool:
-    """Whether the candidate search builds this artifact (else one fixed mode through EMITTERS).
-
-    Formats compared: always. Keras -> TFLite: always (a forced mode has its own variants). ONNX: with
-    --quantize auto or int8 (the full-integer variants). ONNX -> TFLite alone: never (onnx2tf builds the
-    one mode asked for).
-    """
-    if len(model_formats) > 1 or (source, model_formats[0]) == ("keras", "tflite"):
-        return True
-    return model_formats[0] == "onnx" and recipe.quantize in (Quantize.auto, Quantize.int8)
-
-
-def format_plans(source: str, model_formats: tuple[str, ...], recipe: Recipe,
-                 target: Target) -> list[variants.FormatPlan]:
-    """What the candidate search needs per format: its emitter, and what keeps the target from running it."""
-    return [variants.FormatPlan(f, _variant_emitter(source, f, recipe, target), _target_problem(recipe, target, f))
-            for f in model_formats]
-
-
-def _variant_emitter(source: str, model_format: str, recipe: Recipe, target: Target) -> variants.Emitter:
-    emitter = VARIANT_EMITTERS[source, model_format]
-    if model_format == "onnx":
-        return partial(emitter, activation_type=target.onnx_activation_type, batch=recipe.batch)
-    return emitter
-
-
-__all__ = ["BuildResult", "Dataset", "build", "resolve_target"]
+__all__ = ["BuildResult", "Progress", "build", "resolve_target"]

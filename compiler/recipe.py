@@ -13,9 +13,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .errors import RecipeError
-from .prune.importance import Criterion
-from .prune.recover import Recover
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.prune.importance import PruneCriterion
+from edgekiln.compiler.prune.recover import Recover
 
 
 class Quantize(StrEnum):
@@ -101,7 +101,7 @@ class Recipe:
     bench_runs: int = 100
     prune: float | str | None = None
     recover: Recover = Recover.auto
-    prune_criterion: Criterion = Criterion.l1
+    prune_criterion: PruneCriterion = PruneCriterion.l1
     unsafe: bool = False
     force: bool = False
 
@@ -111,7 +111,7 @@ class Recipe:
         if self.format is not None:
             object.__setattr__(self, "format", _enum(Format, self.format, "format"))
         object.__setattr__(self, "recover", _enum(Recover, self.recover, "recover"))
-        object.__setattr__(self, "prune_criterion", _enum(Criterion, self.prune_criterion, "prune_criterion"))
+        object.__setattr__(self, "prune_criterion", _enum(PruneCriterion, self.prune_criterion, "prune_criterion"))
         object.__setattr__(self, "prune", _prune_ratio(self.prune))
         object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
         object.__setattr__(self, "std", tuple(float(s) for s in self.std))
@@ -152,7 +152,7 @@ def _enum(kind: type[StrEnum], value: object, field: str) -> Any:
 def _prune_ratio(value: object) -> float | str | None:
     """None, "auto", or a ratio 0 <= R < 1 (given as a number or its text)."""
     if value is None or value == "auto":
-        return value  # type: ignore[return-value]
+        return value
     try:
         ratio = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):

@@ -1,18 +1,14 @@
-"""What the CLI shows: build progress, the build summary, the target table, `inspect` output."""
+"""What `edgekiln build` shows: progress while it runs, then the build summary and the candidate table."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
-
-from .errors import EdgekilnError
 
 # Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
@@ -58,7 +54,8 @@ def print_build_summary(result: object) -> None:
     if m.get("pruning"):
         _pruning_rows(table, m)
     fid, bfid = m["fidelity"], base["fidelity"]
-    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
+    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", fidelity_text(bfid),
+                  fidelity_text(fid), "")
     console.print(table)
     if (m["quantization"] or {}).get("candidates"):
         print_candidates(m["quantization"])
@@ -80,19 +77,6 @@ def _estimate_row(table: Table, m: dict) -> None:
     table.add_row(f"{m['target']['name']} p50 ESTIMATE ({est['threads']} threads; range {est['low_ms']:.3g}-"
                   f"{est['high_ms']:.3g} ms)", f"{base_est['p50_ms']:.3f} ms", f"{est['p50_ms']:.3f} ms",
                   f"{est['p50_ms'] / base_est['p50_ms']:.3f}x")
-
-
-def estimate_error(t: object) -> str:
-    """The targets table's cell: the anchor error of a target's estimate, or why there is none."""
-    e = t.estimate  # type: ignore[attr-defined]
-    if e is None:
-        return "no estimate"
-    if not e.anchors:
-        return f"no anchor (derived from {e.derived_from})"
-    held = [a for a in e.anchors if not a.fitted]
-    worst = max(abs(a.error) for a in held) if held else 0.0
-    return (f"{e.error_band[0] * 100:+.0f}%..{e.error_band[1] * 100:+.0f}% on {len(e.anchors)} anchors "
-            f"({len(held)} held out: max {worst * 100:.0f}%)")
 
 
 def _pruning_rows(table: Table, m: dict) -> None:
@@ -122,7 +106,7 @@ def print_candidates(q: dict) -> None:
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right",
                          no_wrap=column != "verdict")
     for row in q["candidates"]:
-        cells = [row["name"], f"{row['bytes'] / 1000:.1f}", f"{row['p50_ms']:.3f}",
+        cells = [row["name"], f"{row['bytes'] / 1000:.1f}", _opt(row["p50_ms"], "{:.3f}"),
                  "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}", _opt(row["agreement"], "{:.3f}"),
                  *((_opt(row["accuracy"], "{:.2f}"),) if labelled else ()), _opt(row["pieces"], "{}"),
                  row.get("short", row["verdict"])]
@@ -151,190 +135,8 @@ def _opt(value: object, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def print_explanation(result: dict) -> None:
-    """`edgekiln explain`: the likely causes first, then the ranked layers, coverage and rewrites."""
-    d, measured = result["diagnosis"], result["measured"]
-    console.print(f"[bold]{result['source']}[/bold] on {result['target']}: plain int8 ({d['of']})")
-    base, q = measured["float32"], measured["int8"]
-    console.print(f"int8 vs float32 on this host ({result['threads']} thread(s)): p50 {q['p50_ms']:.3f} ms vs "
-                  f"{base['p50_ms']:.3f} ms ({q['p50_ms'] / base['p50_ms']:.2f}x), size {q['bytes']:,} B vs "
-                  f"{base['bytes']:,} B; fidelity "
-                  f"{_fid({'sqnr_db': q['sqnr_db'], 'top1_agreement': q['agreement']})}")
-    console.print("[bold]likely causes, worst first:[/bold]")
-    for k, cause in enumerate(d["causes"], 1):
-        console.print(f"  {k}. {cause}")
-    if "nodes" in d:  # ONNX: nodes ranked by the error they add; no XNNPACK, no Keras rewrites
-        _print_nodes(d, q)
-        return
-    table = Table(title=f"per-layer int8 error ({d['samples']} samples; each op against its float op, same input)")
-    for column in ("layer", "op", "share", "channel noise/signal", "SQNR", "RMSE / step"):
-        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
-    for e in d["layers"]:
-        table.add_row(e["layer"], e["op"], f"{e['share']:.0%}", f"{e['channel_nsr']:.4f}",
-                      "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB", f"{e['rmse_over_scale']:.2f}")
-    console.print(table)
-    c = d["coverage"]
-    outside = ", ".join(f"{op} x{n}" for op, n in c["outside_fast_path"].items()) or "none"
-    console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
-                  f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
-    applied = (result["rewrites"] or {}).get("applied", [])
-    console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
-    console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
-
-
-def _print_nodes(d: dict, int8: dict) -> None:
-    table = Table(title=f"per-node int8 error ({d['samples']} samples; {d['method']})")
-    for column in ("node", "op", "share", "SQNR at its output"):
-        table.add_column(column, justify="left" if column in ("node", "op") else "right")
-    for e in d["nodes"]:
-        table.add_row(e["name"], e["op"], f"{e['share']:.0%}",
-                      "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB")
-    console.print(table)
-    for note in int8.get("notes", []):
-        console.print(f"[dim]int8: {note}[/dim]")
-    console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these "
-                  "(calibration methods, nodes kept in float, and the TFLite variants where the target runs both).")
-
-
-def _fid(f: dict) -> str:
+def fidelity_text(f: dict) -> str:
+    """SQNR and top-1 agreement in a few words."""
     sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
     agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""
     return f"SQNR {sqnr}{agree}"
-
-
-def print_targets() -> None:
-    import targets
-
-    table = Table(title="edgekiln targets")
-    for column in ("name", "arch", "cpu", "RAM MB (budget)", "Python", "tflite interpreter", "estimate error"):
-        table.add_column(column, no_wrap=column in ("name", "arch", "Python", "estimate error"))
-    for name in targets.names():
-        t = targets.load(name)
-        table.add_row(t.name, t.arch, t.cpu, f"{t.ram_mb} ({t.ram_budget_mb})", t.python, t.tflite_interpreter,
-                      estimate_error(t))
-    console.print(table)
-    console.print("[dim]estimate error: (estimate - published) / published on each target's anchors "
-                  "(XNNPACK README MobileNets; bench/fit_estimate.py)[/dim]")
-
-
-def inspect_path(path: Path, unsafe: bool) -> None:
-    """Dispatch on what `path` is."""
-    if path.is_dir() and (path / "manifest.json").is_file():
-        _inspect_bundle(path)
-    elif path.suffix == ".tflite" and path.is_file():
-        _inspect_model_bytes(path.name, path.read_bytes())
-    elif path.suffix.lower() == ".onnx" and path.is_file():
-        _inspect_onnx(path)
-    else:
-        _inspect_source(path, unsafe)
-
-
-def _inspect_bundle(path: Path) -> None:
-    import runtime
-
-    from .deploy.records import describe as describe_devices
-
-    try:
-        m = runtime.read_manifest(path)
-    except runtime.BundleError as exc:
-        raise EdgekilnError(str(exc)) from exc
-    model, host = m["model"], m["latency"]["host"]
-    console.print(f"[bold]{path}[/bold]: {m['source']['file_name']} -> {model['file']} for {m['target']['name']}, "
-                  f"built {m['created_utc']} by edgekiln {m['compiler']['version']}")
-    console.print(f"quantization {_variant_line(m['quantization'] or {})}; size {model['bytes']:,} B "
-                  f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
-    console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
-                  f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
-    estimate = m["latency"].get("target_estimate")
-    if estimate:
-        console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
-                      f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
-    for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
-        console.print(line, markup=False, soft_wrap=True)  # one device, one line, whatever the width
-    if "accuracy" in m:
-        a = m["accuracy"]
-        console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
-                      f"(drop {a['drop']} pt, {a['samples']} samples)")
-    if m.get("pruning"):
-        p = m["pruning"]
-        speed = (p.get("measured") or {}).get("speedup")
-        console.print(f"pruning {p['ratio']} ({p['criterion']}, recovery {p['recovery']['method']}): MACs "
-                      f"{p['macs_before']:,} -> {p['macs_after']:,}" + (f", {speed}x faster than unpruned" if speed
-                                                                          else ""))
-    console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
-    _io_table(model["inputs"], model["outputs"])
-    for warning in m.get("warnings", []):
-        console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
-
-
-def _variant_line(q: dict) -> str:
-    """The mode, and with a candidate search the shipped variant and what it was chosen from."""
-    text = q.get("mode", "none")
-    if q.get("variant"):
-        compared = (q.get("formats") or {}).get("compared")
-        among = f" from {len(q['candidates'])} candidates" + (f", formats {' and '.join(compared)} compared on the "
-                                                             "build host" if compared else "")
-        text += f" (variant {q['variant']}, chosen{among})"
-    return text
-
-
-def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
-    from runtime import Model
-
-    from .analyze import tflite_stats
-
-    try:
-        model = Model("tflite", model_bytes)
-    except ValueError as exc:
-        raise EdgekilnError(f"{name} is not a readable .tflite model: {exc}") from exc
-    stats = tflite_stats(model_bytes)
-    console.print(f"[bold]{name}[/bold]: {len(model_bytes):,} B, params {stats.params:,}, MACs {stats.macs:,}")
-    _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
-    console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
-
-
-def _inspect_onnx(path: Path) -> None:
-    """An ONNX model as the compiler loads it (checked, batch fixed to 1), with its static facts."""
-    import tempfile
-
-    from runtime import Model
-
-    from .analyze_onnx import onnx_stats
-    from .graph import onnx as onnx_graph
-
-    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
-        graph = onnx_graph.load(path, Path(work))
-    model_bytes = graph.model.SerializeToString()
-    stats, model = onnx_stats(model_bytes), Model("onnx", model_bytes)
-    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
-    console.print(f"[bold]{path.name}[/bold]: ONNX opset {opset}, {path.stat().st_size:,} B, "
-                  f"params {stats.params:,}, MACs {stats.macs:,} (batch 1)")
-    if graph.constants_normalised:
-        console.print(f"{graph.constants_normalised} Constant nodes hold tensors (moved to initializers)")
-    _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
-    console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
-
-
-def _inspect_source(path: Path, unsafe: bool) -> None:
-    import tempfile
-
-    from .emit import tflite
-    from .graph import detect_format
-    from .graph import keras as keras_graph
-    from .recipe import Quantize
-
-    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
-        graph = keras_graph.load(path, detect_format(path), Path(work), unsafe=unsafe)
-        float_bytes = tflite.convert(graph.saved_model_dir, Quantize.none, None)
-    console.print(f"source {path} ({graph.source_format}), {graph.params:,} params; as float32 TFLite:")
-    _inspect_model_bytes(path.name, float_bytes)
-
-
-def _io_table(inputs: list[dict], outputs: list[dict]) -> None:
-    table = Table(show_header=True)
-    for column in ("", "name", "shape", "dtype", "scale", "zero point"):
-        table.add_column(column)
-    for kind, items in (("input", inputs), ("output", outputs)):
-        for t in items:
-            table.add_row(kind, t["name"], str(t["shape"]), t["dtype"], f"{t['scale']:.6g}", str(t["zero_point"]))
-    console.print(table)

@@ -71,7 +71,7 @@ def tflite_interpreter_class() -> tuple[Any, str, str]:
     except ImportError:
         pass
     try:
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+        from tflite_runtime.interpreter import Interpreter
 
         return Interpreter, "tflite-runtime", _package_version("tflite-runtime")
     except ImportError:
@@ -167,7 +167,7 @@ def _onnx_info(node: Any) -> TensorInfo:
     return TensorInfo(node.name, shape, _ONNX_DTYPES.get(node.type, node.type))
 
 
-BACKENDS = {"tflite": TFLiteBackend, "onnx": OnnxBackend}
+BACKENDS: dict[str, type[TFLiteBackend] | type[OnnxBackend]] = {"tflite": TFLiteBackend, "onnx": OnnxBackend}
 
 
 def open_backend(model_format: str, model_bytes: bytes, threads: int | None) -> TFLiteBackend | OnnxBackend:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from compiler.choose import Criterion, Row, pick
+from edgekiln.compiler.search.choose import Criterion, Row, pick
 
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 

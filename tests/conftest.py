@@ -19,7 +19,7 @@ def cli():
     """Invoke the edgekiln CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner
 
-    from compiler.cli import app
+    from edgekiln.compiler.cli import app
 
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])

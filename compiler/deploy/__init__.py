@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DeployError
-from . import records
-from .fleet import destinations, run_fleet
-from .remote import DeployOptions, DeviceResult
-from .transport import SshOptions
+from edgekiln.compiler.deploy import records
+from edgekiln.compiler.deploy.fleet import destinations, run_fleet
+from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult
+from edgekiln.compiler.deploy.transport import SshOptions
+from edgekiln.compiler.errors import DeployError
 
 __all__ = ["DeployOptions", "SshOptions", "deploy_command", "destinations", "measure_after_build"]
 
@@ -43,8 +43,8 @@ def _raise_failures(outcomes: list[DeviceResult], prefix: str) -> None:
     failed = [o for o in outcomes if o.failure is not None]
     if len(failed) == 1 and len(outcomes) == 1:
         f = failed[0].failure
-        raise DeployError(f"{prefix}{failed[0].destination}: {f.message}", f.hint)  # type: ignore[union-attr]
+        raise DeployError(f"{prefix}{failed[0].destination}: {f.message}", f.hint)
     if failed:
-        names = "; ".join(f"{o.destination} ({o.failure.kind})" for o in failed)  # type: ignore[union-attr]
+        names = "; ".join(f"{o.destination} ({o.failure.kind})" for o in failed)
         raise DeployError(f"{prefix}{len(failed)} of {len(outcomes)} devices failed: {names}",
                           "each failure is described above")

@@ -125,7 +125,7 @@ def keeper():  # -> the agent_keep module (no annotation: it is a different obje
     if __package__:
         from . import agent_keep
     else:
-        import agent_keep  # type: ignore[import-not-found, no-redef]  (the script's own directory)
+        import agent_keep  # the script's own directory
     return agent_keep
 
 
@@ -236,7 +236,7 @@ def validate(p: dict, python: str) -> dict:
                       validation={"passed": False, "error": reason, "samples": []}) from None
     if proc.returncode != 0 or not report.get("passed"):
         bad = [s for s in report.get("samples", []) if not s["passed"]]
-        worst = max(bad, key=lambda s: s["max_abs_diff"]) if bad else {"index": "?", "max_abs_diff": 0.0}
+        worst: dict = max(bad, key=lambda s: s["max_abs_diff"]) if bad else {"index": "?", "max_abs_diff": 0.0}
         raise Failure("validation", "validation mismatch: {} of {} golden samples differ, worst sample {} "
                       "max |diff| {:.4g} (atol {:g})".format(len(bad), len(report.get("samples", [])),
                                                              worst["index"], worst["max_abs_diff"],

@@ -190,7 +190,7 @@ def prune(p: dict, version: str, keep: int) -> dict:
     """After a successful deploy: old versions of this bundle name beyond `keep`, then unused venvs.
 
     Never fails the deploy: what could not be removed is listed in `errors`."""
-    report = {"keep": keep, "name": None, "removed": [], "venvs_removed": [], "leftovers": [], "skipped": [],
+    report: dict = {"keep": keep, "name": None, "removed": [], "venvs_removed": [], "leftovers": [], "skipped": [],
               "bytes_freed": 0, "errors": [], "venvs_note": None}
     match = VERSION.match(version)
     if keep <= 0 or not match:

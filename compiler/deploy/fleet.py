@@ -16,11 +16,11 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
-from ..errors import DeployError
-from ..summary import console
-from . import records
-from .remote import DeployOptions, DeviceResult, PreparedBundle, deploy
-from .transport import Destination, DeviceFailure, parse_destination
+from edgekiln.compiler.deploy import records
+from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult, PreparedBundle, deploy
+from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, parse_destination
+from edgekiln.compiler.errors import DeployError
+from edgekiln.compiler.summary import console
 
 
 def read_inventory(path: Path) -> list[Destination]:
@@ -91,7 +91,7 @@ def _one(prepared: PreparedBundle, dest: Destination, options: DeployOptions,
 def _progress(devices: list[Destination]) -> Iterator[tuple[Callable, Callable]]:
     """A live table (device, stage, seconds) on a terminal; one line per finished device otherwise."""
     lock, start = threading.Lock(), time.perf_counter()
-    state = {d.device_id: ["waiting", start, None] for d in devices}  # stage, started, finished
+    state: dict[str, list] = {d.device_id: ["waiting", start, None] for d in devices}  # stage, started, finished
 
     def render() -> Table:
         table = Table(show_header=True, title=f"deploying to {len(devices)} device(s)")
@@ -128,8 +128,8 @@ def _progress(devices: list[Destination]) -> Iterator[tuple[Callable, Callable]]
 
 def _verdict(outcome: DeviceResult) -> str:
     if outcome.ok:
-        return f"ok, p50 {outcome.result['latency']['p50_ms']} ms"  # type: ignore[index]
-    return f"FAILED {outcome.failure.one_line()}"  # type: ignore[union-attr]
+        return f"ok, p50 {outcome.result['latency']['p50_ms']} ms"
+    return f"FAILED {outcome.failure.one_line()}"
 
 
 def _venv(venv: dict) -> str:
@@ -149,7 +149,7 @@ def print_summary(manifest: dict, outcomes: list[DeviceResult]) -> None:
         facts = (o.result or {}).get("facts") or (o.probe or {}).get("facts") or {}
         lat, venv = (o.result or {}).get("latency") or {}, (o.result or {}).get("venv") or {}
         where = facts.get("board") or facts.get("cpu") or ""
-        status = "PASS" if o.ok else f"[red]{o.failure.kind}[/red]"  # type: ignore[union-attr]
+        status = "PASS" if o.ok else f"[red]{o.failure.kind}[/red]"
         table.add_row(str(o.destination), where, facts.get("python", ""),
                       f"{lat.get('runtime', '')} {lat.get('runtime_version', '')}".strip(),
                       _venv(venv),

@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from ..manifest import dumps
-from .remote import DeviceResult
+from edgekiln.compiler.deploy.remote import DeviceResult
+from edgekiln.compiler.manifest import dumps
 
 SCHEMA_VERSION = 1
 LATENCY_KEYS = ("runtime", "runtime_version", "threads", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",

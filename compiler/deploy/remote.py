@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DeployError
-from . import transport
-from .transport import Destination, DeviceFailure, SshOptions
+from edgekiln.compiler.deploy import transport
+from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, SshOptions
+from edgekiln.compiler.errors import DeployError
 
 AGENT = Path(__file__).with_name("agent.py")
 AGENT_KEEP = AGENT.with_name("agent_keep.py")  # imported by the agent's `run` (not by `probe`)
@@ -188,7 +188,8 @@ def _check_space(probe: dict, upload: Path, options: DeployOptions, bundle: Prep
     if not probe["venv_ready"] and options.wheels is None:
         needed += INDEX_INSTALL_MB
     elif not probe["venv_ready"]:
-        wheels_mb = sum(w.stat().st_size for w in bundle.wheels.glob("*.whl")) / 2**20  # type: ignore[union-attr]
+        assert bundle.wheels is not None, "--wheels was given: the prepared bundle carries them"
+        wheels_mb = sum(w.stat().st_size for w in bundle.wheels.glob("*.whl")) / 2**20
         needed += VENV_PER_WHEEL_MB * wheels_mb
     free = probe["facts"]["free_mb"]
     if free < needed:

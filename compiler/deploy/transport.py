@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from ..errors import DeployError
+from edgekiln.compiler.errors import DeployError
 
 _DESTINATION = re.compile(r"^(?:(?P<user>[^-@\s/:][^@\s/:]*)@)?"  # nothing may start with "-" (an ssh option)
                           r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_][A-Za-z0-9_.%-]*)"
@@ -112,7 +112,11 @@ def run(dest: Destination, options: SshOptions, command: str, stdin: IO[bytes] |
         except FileNotFoundError:
             raise DeployError("the ssh client is not installed", "install openssh-client") from None
         expired = threading.Event()
-        timer = threading.Timer(timeout, lambda: (expired.set(), proc.kill()))
+        def expire() -> None:
+            expired.set()
+            proc.kill()
+
+        timer = threading.Timer(timeout, expire)
         timer.start()
         lines = []
         try:

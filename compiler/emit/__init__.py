@@ -1,21 +1,18 @@
-"""Emitters: one module per artifact format; conversion and quantization belong to the target runtime.
-
-Every emitter has the same shape, `emit(graph, calib, options) -> Emitted`: it returns the
-compiled artifact and its float32 baseline, converted the same way in the same run.
+"""Converters: a working graph -> artifact bytes, per converter (TensorFlow's, onnx2tf, tf2onnx, onnxruntime's
+quantizer). No choices are made here: which artifacts a build makes, and which ships, is search/'s.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from ..recipe import CalibrationMethod, Quantize
+from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 
 
 @dataclass(frozen=True)
 class EmitOptions:
-    """What an emitter needs to know, typed; built by the pipeline from the recipe and the target.
+    """What a converter needs to know, typed; built by the candidate builders from the build context.
 
     activation_type: 'int8' or 'uint8', the target's choice for onnxruntime int8 activations.
     workdir: a scratch directory that disappears after the build.
@@ -28,18 +25,3 @@ class EmitOptions:
     activation_type: str
     workdir: Path
     batch: int = 1
-
-
-@dataclass(frozen=True)
-class Emitted:
-    """An artifact and its float32 baseline.
-
-    layouts: tensor name -> {"source", "compiled", "perm", "source_shape"} for inputs/outputs whose
-    layout the converter changed (compiled = source.transpose(perm)); the runtime undoes it.
-    details: facts for the manifest's `quantization` section (converter, activation type, ...).
-    """
-
-    model: bytes
-    baseline: bytes
-    layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)

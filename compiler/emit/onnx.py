@@ -14,32 +14,20 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConversionError, RecipeError
-from ..recipe import CalibrationMethod, Quantize
-from ..tf_env import import_tf, quiet_fds
-from . import EmitOptions, Emitted
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.emit import EmitOptions
+from edgekiln.compiler.errors import ConversionError, RecipeError, first_line
+from edgekiln.compiler.recipe import CalibrationMethod, Quantize
+from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 OPSET = 17
 PERCENTILE = 99.999  # percentile calibration keeps this share of each activation's values
 ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 256}  # histogram bins; bins of the 8-bit grid
-
-
-def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
-    """An ONNX working graph -> model.onnx in the recipe's quantization, and its float32 baseline."""
-    return quantized(graph.model.SerializeToString(), calib, options, {"converter": "none (ONNX source)"})
-
-
-def emit_from_keras(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
-    """A Keras/SavedModel working graph -> ONNX through tf2onnx, then as `emit`."""
-    details = {"converter": f"tf2onnx {metadata.version('tf2onnx')} (opset {OPSET})"}
-    return quantized(keras_to_onnx(graph, options.batch), calib, options, details)
 
 
 def keras_to_onnx(graph: Any, batch: int) -> bytes:
@@ -58,7 +46,7 @@ def keras_to_onnx(graph: Any, batch: int) -> bytes:
         with quiet_fds():
             model, _ = tf2onnx.convert.from_function(serving, input_signature=signature, opset=OPSET)
     except Exception as exc:  # noqa: BLE001  (tf2onnx raises many types)
-        raise ConversionError(f"tf2onnx could not convert the model to ONNX: {_first_line(exc)}",
+        raise ConversionError(f"tf2onnx could not convert the model to ONNX: {first_line(exc)}",
                               "use --format tflite") from exc
     shorten_names(model)
     return model.SerializeToString()
@@ -89,26 +77,22 @@ def shorten_names(model: Any) -> None:
         item.name = mapping.get(item.name, item.name)
 
 
-def quantized(baseline: bytes, calib: Dataset | None, options: EmitOptions, details: dict) -> Emitted:
-    """The float model in the requested quantization mode, beside the float model itself."""
+def quantized(float_model: bytes, calib: Dataset | None, options: EmitOptions) -> bytes:
+    """The float model in options.quantize: as is (none), dynamic int8, or static QDQ int8."""
     if options.quantize is Quantize.none:
-        return Emitted(baseline, baseline, details=details)
+        return float_model
     if options.quantize is Quantize.float16:
         raise RecipeError("--quantize float16 is not available for ONNX artifacts",
                           "use --quantize int8, dynamic or none, or --format tflite")
     float_path = options.workdir / "onnx_float.onnx"
-    float_path.write_bytes(baseline)
+    float_path.write_bytes(float_model)
     if options.quantize is Quantize.dynamic:
-        model = _dynamic(float_path, options.workdir)
-        details = {**details, "weight_type": "int8", "activation_type": "float32"}
-        return Emitted(model, baseline, details=details)
+        return _dynamic(float_path, options.workdir)
     assert calib is not None, "the recipe guarantees calibration data for int8"
-    model = _static(float_path, calib, options)
-    return Emitted(model, baseline, details={**details, "format": "QDQ", "weight_type": "int8",
-                                             "activation_type": options.activation_type})
+    return static(float_path, calib, options)
 
 
-def _static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tuple[str, ...] = (),
+def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tuple[str, ...] = (),
             shared: Path | None = None) -> bytes:
     """Static QDQ int8; `exclude` names nodes of the pre-processed model that stay in float.
 
@@ -138,7 +122,7 @@ def _static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tup
                               extra_options=_extra_options(options), calibration_cache_path=ranges,
                               nodes_to_exclude=list(exclude))
     except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
-        raise ConversionError(f"onnxruntime int8 quantization failed: {_first_line(exc)}",
+        raise ConversionError(f"onnxruntime int8 quantization failed: {first_line(exc)}",
                               "try --quantize dynamic, or --format tflite") from exc
     return out.read_bytes()
 
@@ -196,7 +180,7 @@ def kl_threshold(hist: np.ndarray, edges: np.ndarray, quantized_bins: int) -> tu
 
 def _smoothed(counts: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
     """onnxruntime's smooth_distribution (calibrate.smooth) on counts; None when every bin is empty."""
-    from ..calibrate import smooth
+    from edgekiln.compiler.emit.calibrate import smooth
 
     return None if not counts.any() else smooth(counts.astype(np.float32), eps)
 
@@ -225,7 +209,7 @@ def _dynamic(float_path: Path, workdir: Path) -> bytes:
         with quiet_fds():
             q.quantize_dynamic(str(float_path), str(out), per_channel=True, weight_type=q.QuantType.QInt8)
     except Exception as exc:  # noqa: BLE001
-        raise ConversionError(f"onnxruntime dynamic quantization failed: {_first_line(exc)}",
+        raise ConversionError(f"onnxruntime dynamic quantization failed: {first_line(exc)}",
                               "try --quantize none") from exc
     return out.read_bytes()
 
@@ -249,8 +233,3 @@ def _reader(calib: Dataset, batch: int) -> Any:
             self._feeds = self._iterate()
 
     return DatasetReader()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

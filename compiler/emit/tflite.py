@@ -10,35 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConversionError, RecipeError
-from ..recipe import CalibrationMethod, Quantize
-from ..tf_env import import_tf, quiet_fds
-from . import EmitOptions, Emitted
-
-
-def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
-    """A Keras/SavedModel working graph -> the .tflite artifact and its float32 baseline (int8: the
-    converter's own min/max; tuned ranges are the candidate search's, emit/tflite_variants.py)."""
-    baseline = convert(graph.saved_model_dir, Quantize.none, None, options.int8_io)
-    if options.quantize is Quantize.none:
-        return Emitted(baseline, baseline)
-    return Emitted(convert(graph.saved_model_dir, options.quantize, calib, options.int8_io), baseline)
-
-
-def check_calibration_method(options: EmitOptions) -> None:
-    """onnx2tf (ONNX -> TFLite) calibrates with min/max only; say so rather than ignore the choice.
-
-    (Keras -> TFLite sets percentile and entropy ranges itself: compiler/calibrate.py.)
-    """
-    if options.quantize is Quantize.int8 and options.calibration_method is not CalibrationMethod.minmax:
-        raise RecipeError(f"calibration method {options.calibration_method} is not available for ONNX -> TFLite "
-                          "(onnx2tf calibrates with min/max)",
-                          "use --calibration minmax, or --format onnx")
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.recipe import Quantize
+from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 
 def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, int8_io: bool = True) -> bytes:
@@ -50,7 +28,7 @@ def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, in
         with quiet_fds():
             return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001  (ConverterError, RuntimeError, ValueError from MLIR)
-        raise _conversion_error(exc, quantize) from exc
+        raise conversion_error(exc, quantize) from exc
 
 
 def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset | None, int8_io: bool) -> None:
@@ -61,7 +39,7 @@ def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset
         converter.target_spec.supported_types = [tf.float16]  # type: ignore[attr-defined]
     elif quantize is Quantize.int8:
         assert calib is not None, "the recipe guarantees calibration data for int8"
-        converter.representative_dataset = lambda: _representative(calib)  # type: ignore[attr-defined]
+        converter.representative_dataset = lambda: representative(calib)  # type: ignore[attr-defined]
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # type: ignore[attr-defined]
         if int8_io:
             converter.inference_input_type = tf.int8  # type: ignore[attr-defined]
@@ -69,7 +47,7 @@ def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset
     # Quantize.dynamic: DEFAULT without a representative dataset = int8 weights, float activations.
 
 
-def _representative(calib: Dataset) -> Iterator[dict[str, np.ndarray]]:
+def representative(calib: Dataset) -> Iterator[dict[str, np.ndarray]]:
     """One sample at a time, keyed by signature input name (the converter calibrates per sample)."""
     for i in range(calib.size):
         yield {name: array[i : i + 1].astype(np.float32) for name, array in calib.inputs.items()}
@@ -79,7 +57,7 @@ _NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op"
 _NO_INT8_KERNEL = re.compile(r"Quantization not yet supported for op: '?(\w+)'?")
 
 
-def _conversion_error(exc: BaseException, quantize: Quantize) -> ConversionError:
+def conversion_error(exc: BaseException, quantize: Quantize) -> ConversionError:
     text = str(exc)
     if ops := sorted(set(_NOT_BUILTIN.findall(text))):
         return ConversionError(f"TensorFlow op(s) {', '.join(ops)} have no TFLite builtin kernel (they would need "
@@ -88,5 +66,4 @@ def _conversion_error(exc: BaseException, quantize: Quantize) -> ConversionError
     if (match := _NO_INT8_KERNEL.search(text)) and quantize is Quantize.int8:
         return ConversionError(f"op {match.group(1)} has no int8 kernel in TFLite, so the model cannot be fully "
                                "integer-quantized", "use --quantize dynamic or float16, or replace the op")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return ConversionError(f"TFLite conversion ({quantize}) failed: {first[:300]}")
+    return ConversionError(f"TFLite conversion ({quantize}) failed: {first_line(exc)}")

@@ -26,12 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from ..data import Dataset
-from ..errors import ConversionError
-from ..recipe import Quantize
-from . import EmitOptions, Emitted
-from .tflite import check_calibration_method
-from .tflite_names import rename_signature
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.emit.tflite_names import rename_signature
+from edgekiln.compiler.errors import ConversionError
+from edgekiln.compiler.recipe import Quantize
 
 TIMEOUT_S = 1800
 STAND_IN = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf's download target
@@ -42,18 +40,6 @@ ARTIFACT = {  # (quantize, int8 I/O) -> the onnx2tf output file suffix
     (Quantize.int8, True): "full_integer_quant", (Quantize.int8, False): "integer_quant",
 }
 _LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
-
-
-def emit(graph: Any, calib: Dataset | None, options: EmitOptions) -> Emitted:
-    """An ONNX working graph -> the .tflite artifact and its float32 baseline, both from one onnx2tf run."""
-    check_calibration_method(options)
-    converted = convert(graph, calib, options.quantize, options.workdir)
-    wanted = ARTIFACT[options.quantize, options.int8_io]
-    if wanted not in converted.files:
-        raise ConversionError(f"onnx2tf wrote no {wanted} model (only {', '.join(sorted(converted.files))})",
-                              "use --format onnx: onnxruntime runs the ONNX model directly")
-    model = converted.model(wanted)
-    return Emitted(model, converted.baseline, converted.layouts, {"converter": f"onnx2tf {version()}"})
 
 
 @dataclass(frozen=True)
@@ -117,7 +103,7 @@ def run_onnx2tf(graph: Any, calib: Dataset | None, quantize: Quantize, scratch: 
         raise ConversionError(f"onnx2tf did not finish within {TIMEOUT_S} s", "use --format onnx") from exc
     files = {p.stem.removeprefix("model_"): p for p in (scratch / "out").glob("model_*.tflite")}
     if done.returncode != 0 or "float32" not in files:
-        reason = _error_line(done.stdout + done.stderr)
+        reason = error_line(done.stdout + done.stderr)
         raise ConversionError(f"onnx2tf could not convert the model to TFLite: {reason}",
                               "use --format onnx: onnxruntime runs the ONNX model directly")
     return files
@@ -145,7 +131,7 @@ def channels_last_perm(rank: int) -> list[int] | None:
 
 def _calibration_args(graph: Any, calib: Dataset, scratch: Path) -> list[str]:
     """-cind NAME FILE MEAN STD per input: our data, channels-last, already normalised (mean 0, std 1)."""
-    args = []
+    args: list[str] = []
     for spec in graph.inputs:
         data = nhwc(calib.inputs[spec.name].astype(np.float32))
         path = scratch / f"calib_{len(args)}.npy"
@@ -171,7 +157,7 @@ def _write_stand_in(graph: Any, calib: Dataset | None, scratch: Path) -> None:
     np.save(scratch / STAND_IN, stand_in)
 
 
-def _error_line(text: str) -> str:
+def error_line(text: str) -> str:
     """The most telling line of onnx2tf's output: its ERROR lines, else the last exception line."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in text.splitlines()]
     lines = [line for line in lines if line]
@@ -183,7 +169,7 @@ def _error_line(text: str) -> str:
 
 def check_builtin_only(model: bytes) -> None:
     """onnx2tf allows TF select (Flex) ops; LiteRT on the device cannot run them."""
-    from ..analyze import tflite_stats
+    from edgekiln.compiler.analyze.tflite import tflite_stats
 
     try:
         ops = tflite_stats(model).ops
@@ -202,9 +188,8 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
     Candidates come from the shapes (identity, channels-last); the combination that makes the
     float32 TFLite reproduce the ONNX model on one real sample is kept.
     """
-    from runtime import Model
-
-    from ..tf_env import quiet_fds
+    from edgekiln.compiler.tf_env import quiet_fds
+    from edgekiln.runtime import Model
 
     with quiet_fds():
         compiled = Model("tflite", baseline, threads=1)
@@ -215,8 +200,9 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
                                                                              strict=True)]):
         with quiet_fds():  # LiteRT announces its delegate at the first invocation
             raw = compiled.predict_list([f.transpose(p) for f, p in zip(feeds.values(), perms, strict=True)])
-        out_perms = [_matching_perm(r, o) for r, o in zip(reference, raw, strict=True)]
-        if all(p is not None for p in out_perms):
+        matched = [_matching_perm(r, o) for r, o in zip(reference, raw, strict=True)]
+        out_perms = [p for p in matched if p is not None]
+        if len(out_perms) == len(matched):
             shapes = [*source_shapes, *[(graph.batch, *r.shape[1:]) for r in reference]]
             names = [*feeds, *graph.output_names]
             firsts = [s.channels_first for s in graph.inputs] + [True] * len(reference)  # outputs: as PyTorch

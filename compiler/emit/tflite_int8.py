@@ -12,27 +12,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..data import Dataset
-from ..errors import ConversionError
-from ..tf_env import import_tf, quiet_fds
-from .tflite import _conversion_error, _representative
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.emit.tflite import conversion_error, representative
+from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 
 def calibrate(saved_model_dir: Path, calib: Dataset) -> bytes:
     """The float model with calibrated activation ranges (min/max per tensor)."""
-    from ..recipe import Quantize
+    from edgekiln.compiler.recipe import Quantize
 
     tf = import_tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: _representative(calib)
+    converter.representative_dataset = lambda: representative(calib)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter._experimental_calibrate_only = True  # noqa: SLF001  (what QuantizationDebugger sets)
     try:
         with quiet_fds():
             return bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001  (ConverterError, RuntimeError, ValueError from MLIR)
-        raise _conversion_error(exc, Quantize.int8) from exc
+        raise conversion_error(exc, Quantize.int8) from exc
 
 
 def quantize(calibrated: bytes, int8_io: bool = True, float_ops: Iterable[str] = (),
@@ -49,5 +49,4 @@ def quantize(calibrated: bytes, int8_io: bool = True, float_ops: Iterable[str] =
                 enable_numeric_verify=debug, denylisted_ops=sorted(float_ops) or None,
                 denylisted_nodes=sorted(float_nodes) or None))
     except Exception as exc:  # noqa: BLE001
-        first = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        raise ConversionError(f"int8 quantization failed: {first[:300]}") from exc
+        raise ConversionError(f"int8 quantization failed: {first_line(exc)}") from exc

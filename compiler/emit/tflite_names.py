@@ -14,7 +14,7 @@ SIGNATURE_KEY = b"serving_default"
 
 def rename_signature(model_bytes: bytes, inputs: list[str], outputs: list[str]) -> bytes:
     """The model with signature names mapped onto `inputs` / `outputs` (a signature is added if missing)."""
-    from ..tf_env import import_tf
+    from edgekiln.compiler.tf_env import import_tf
 
     import_tf()  # quietly, before flatbuffer_utils imports TensorFlow
     from tensorflow.lite.tools import flatbuffer_utils

@@ -7,6 +7,6 @@ board's core. Emulation checks correctness only: its timings are not device late
 
 from __future__ import annotations
 
-from .run import EmulatedRun, validate_emulated
+from edgekiln.compiler.emulate.run import EmulatedRun, validate_emulated
 
 __all__ = ["EmulatedRun", "validate_emulated"]

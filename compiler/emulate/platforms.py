@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from targets import Target
-
-from ..errors import EmulationError
+from edgekiln.compiler.errors import EmulationError
+from edgekiln.targets import Target
 
 
 @dataclass(frozen=True)

@@ -16,13 +16,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-import targets as target_data
-from targets import Target, TargetFileError
-
-from ..errors import EmulationError, TargetError, ValidationError
-from . import wheels
-from .platforms import cpuinfo, platform_for
-from .userland import Progress, Userland, build_atomically, cache_dir, debian_userland
+from edgekiln import targets as target_data
+from edgekiln.compiler import Progress
+from edgekiln.compiler.emulate import wheels
+from edgekiln.compiler.emulate.platforms import cpuinfo, platform_for
+from edgekiln.compiler.emulate.userland import Userland, build_atomically, cache_dir, debian_userland
+from edgekiln.compiler.errors import EmulationError, TargetError, ValidationError
+from edgekiln.targets import Target, TargetFileError
 
 TIMEOUT_S = 1800  # emulation runs 100-450x slower than the device; a big model can take minutes
 

@@ -22,12 +22,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets import Target
+from edgekiln.compiler import Progress
+from edgekiln.compiler.emulate.platforms import DEBIAN_SUITES, Platform
+from edgekiln.compiler.errors import EmulationError
+from edgekiln.targets import Target
 
-from ..errors import EmulationError
-from .platforms import DEBIAN_SUITES, Platform
-
-Progress = Callable[[str], None]
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 # libstdc++6: the interpreter wheels are C++ and manylinux wheels expect the OS to provide it.
 BASE_PACKAGES = ("libstdc++6",)

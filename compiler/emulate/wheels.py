@@ -19,11 +19,10 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from targets import Target
-
-from ..errors import EmulationError
-from .platforms import Platform
-from .userland import Progress, Userland, build_atomically, cache_dir, precompile
+from edgekiln.compiler.emulate.platforms import Platform
+from edgekiln.compiler.emulate.userland import Progress, Userland, build_atomically, cache_dir, precompile
+from edgekiln.compiler.errors import EmulationError
+from edgekiln.targets import Target
 
 _LINE = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*([^#;]*?)\s*(?:[#;].*)?$")
 
@@ -68,7 +67,7 @@ def _split_apt_provided(requirements: list[str], userland: Userland, target: Tar
     for line in requirements:
         match = _LINE.match(line)
         name = _normalize(match.group(1)) if match else ""
-        if name not in provided:
+        if match is None or name not in provided:
             to_download.append(line)
             continue
         version = provided[name]

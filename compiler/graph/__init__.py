@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import InputModelError
+from edgekiln.compiler.errors import InputModelError
 
 SOURCE_FORMATS = {".keras": "keras", ".h5": "h5", ".hdf5": "h5", ".onnx": "onnx"}
 _SUPPORTED = "pass a .keras, .h5 or .onnx file or a TensorFlow SavedModel directory"
@@ -36,13 +36,13 @@ def framework(source_format: str) -> str:
 
 
 def _load_keras(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int) -> Any:
-    from . import keras
+    from edgekiln.compiler.graph import keras
 
     return keras.load(path, source_format, workdir, unsafe=unsafe)
 
 
 def _load_onnx(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int) -> Any:
-    from . import onnx
+    from edgekiln.compiler.graph import onnx
 
     return onnx.load(path, workdir, batch=batch)
 

@@ -15,9 +15,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..data import InputSpec
-from ..errors import InputModelError
-from ..tf_env import import_keras, import_tf, quiet_fds
+from edgekiln.compiler.data import InputSpec
+from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 
 _SIGNATURE = "serving_default"
 
@@ -70,7 +70,7 @@ def from_model(model: Any, export_dir: Path, source_format: str, label: str) -> 
         with quiet_fds():
             model.export(str(export_dir), verbose=False)
     except Exception as exc:  # noqa: BLE001  (Keras raises many types; wrap them where they enter)
-        raise InputModelError(f"cannot export {label} for conversion: {_first_line(exc)}") from exc
+        raise InputModelError(f"cannot export {label} for conversion: {first_line(exc)}") from exc
     return _from_saved_model(export_dir, source_format, model, int(model.count_params()))
 
 
@@ -85,9 +85,9 @@ def _load_keras(source: Path, source_format: str, unsafe: bool) -> Any:
                 f"{source.name} contains a Lambda layer: loading it would run code stored in the file",
                 "if you trust the file, pass --unsafe",
             ) from exc
-        raise InputModelError(f"cannot load {source.name}: {_first_line(exc)}") from exc
+        raise InputModelError(f"cannot load {source.name}: {first_line(exc)}") from exc
     except Exception as exc:  # noqa: BLE001  (unknown layers, corrupt weights, ...)
-        raise InputModelError(f"cannot load {source.name}: {_first_line(exc)}",
+        raise InputModelError(f"cannot load {source.name}: {first_line(exc)}",
                               "is it a complete Keras model saved with model.save()?") from exc
 
 
@@ -112,7 +112,7 @@ def _from_saved_model(directory: Path, source_format: str, keras_model: Any, par
     try:
         loaded = tf.saved_model.load(str(directory))
     except Exception as exc:  # noqa: BLE001
-        raise InputModelError(f"cannot load SavedModel {directory}: {_first_line(exc)}") from exc
+        raise InputModelError(f"cannot load SavedModel {directory}: {first_line(exc)}") from exc
     if _SIGNATURE not in loaded.signatures:
         raise InputModelError(f"SavedModel {directory} has no '{_SIGNATURE}' signature",
                               f"its signatures: {list(loaded.signatures)}; export one with tf.saved_model.save")
@@ -124,8 +124,3 @@ def _from_saved_model(directory: Path, source_format: str, keras_model: Any, par
     if not params:
         params = int(sum(np.prod(v.shape) for v in loaded.variables))
     return KerasGraph(source_format, directory, keras_model, signature, inputs, outputs, params, loaded)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InputModelError
-from ..prune.channels import ChannelGraph, Node, Plan
-from ..prune.groups import Analysis
-from ..tf_env import import_keras
+from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.compiler.prune.channels import ChannelGraph, Node, Plan
+from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.tf_env import import_keras
 
 # Layers whose weights depend on channels: how to slice them given (input mask, output mask).
 Slicer = Callable[[list[np.ndarray], np.ndarray, np.ndarray], list[np.ndarray]]
@@ -128,8 +128,7 @@ def apply(model: Any, analysis: Analysis, plan: Plan) -> Any:
             if layer.get_weights():
                 pruned.get_layer(layer.name).set_weights(_sliced(layer, analysis, plan))
     except Exception as exc:  # noqa: BLE001  (Keras raises many types; wrap them where they enter)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-        raise InputModelError(f"cannot rebuild the model with fewer channels: {first}",
+        raise InputModelError(f"cannot rebuild the model with fewer channels: {first_line(exc)}",
                               "build without --prune, or report the layer that fails") from exc
     return pruned
 

@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from ..prune import recover as ls
-from ..prune.channels import Plan
-from ..prune.groups import Analysis
-from ..tf_env import import_keras, import_tf
+from edgekiln.compiler.prune import recover as ls
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.tf_env import import_keras, import_tf
 
 EPOCHS = 8
 BATCH = 32

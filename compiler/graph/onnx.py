@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..data import InputSpec
-from ..errors import InputModelError
+from edgekiln.compiler.data import InputSpec
+from edgekiln.compiler.errors import InputModelError, first_line
 
 # ai.onnx opsets accepted. Below 11 the int8 quantizer and onnx2tf refuse models; 11..23 cover what
 # PyTorch, tf2onnx and other exporters write today. ORT 1.32 runs newer stamps, but ops introduced
@@ -76,7 +76,7 @@ def load(path: str | Path, workdir: Path, batch: int = 1) -> OnnxGraph:
     try:
         onnx.checker.check_model(model)  # the user's model, before we change anything
     except onnx.checker.ValidationError as exc:
-        raise InputModelError(f"{source.name} is not a valid ONNX model: {_first_line(exc)}",
+        raise InputModelError(f"{source.name} is not a valid ONNX model: {first_line(exc)}",
                               "re-export it; onnx.checker.check_model must pass") from exc
     constants = constants_to_initializers(model.graph)
     fix_batch(model, batch, source)
@@ -99,7 +99,7 @@ def _read(source: Path) -> Any:
         raise InputModelError(f"{source.name} is not a readable ONNX model (truncated, or not an ONNX file)",
                               "re-export it, e.g. with torch.onnx.export") from exc
     except (OSError, onnx.checker.ValidationError) as exc:  # a missing external-data file
-        raise InputModelError(f"{source.name}: cannot read its external data: {_first_line(exc)}",
+        raise InputModelError(f"{source.name}: cannot read its external data: {first_line(exc)}",
                               "keep the .onnx file next to its external-data files") from exc
     if not model.graph.node or not model.graph.output:
         raise InputModelError(f"{source.name} is not a readable ONNX model (no graph in it)",
@@ -257,10 +257,6 @@ def _session_error(text: str, version: str) -> InputModelError:
     return InputModelError(f"onnxruntime {version} cannot load the model: {first[:300]}",
                            "check the model with onnx.checker and re-export it")
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0][:300]
 
 
 __all__ = ["MIN_OPSET", "MAX_OPSET", "OnnxGraph", "load", "open_session", "param_count"]

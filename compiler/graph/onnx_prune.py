@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from ..prune.channels import CHANNELS_FIRST, ChannelGraph, Node, Plan
-from ..prune.groups import Analysis
+from edgekiln.compiler.prune.channels import CHANNELS_FIRST, ChannelGraph, Node, Plan
+from edgekiln.compiler.prune.groups import Analysis
 
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"}
 _SAME = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSwish", "HardSigmoid", "Elu", "Selu", "MaxPool",

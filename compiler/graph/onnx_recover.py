@@ -13,11 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from ..prune import recover as ls
-from ..prune.channels import Plan
-from ..prune.groups import Analysis
-from .onnx import open_session
-from .onnx_prune import ConstWriter, attr, read_model
+from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.graph.onnx_prune import ConstWriter, attr, read_model
+from edgekiln.compiler.prune import recover as ls
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.groups import Analysis
 
 
 def run(model: Any, x: np.ndarray, outputs: list[str] | None = None, batch: int = 256) -> list[np.ndarray]:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .channels import Plan
-from .groups import COUPLING, Analysis, Role
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.groups import COUPLING, Analysis, Role
 
 
 @dataclass(frozen=True)

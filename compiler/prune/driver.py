@@ -10,16 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
-from . import cost, importance, sensitivity
-from .channels import Plan
-from .groups import Analysis
-from .recover import Recover
+from edgekiln.compiler import Progress
+from edgekiln.compiler.prune import cost, importance, sensitivity
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.prune.recover import Recover
 
 SCAN_SAMPLES = 500    # evaluation samples per sensitivity probe (a scan makes ~30 of them)
 TRIAL_SAMPLES = 2000  # evaluation samples per recovered probe of the auto search
@@ -28,7 +28,6 @@ QUANT_RESERVE = 0.3   # share of the accuracy budget that auto leaves to quantiz
 # auto keeps channel counts at multiples of 16: LiteRT's XNNPACK int8 kernels work in tiles of 16
 # channels here; the sample ResNet at 16/32/48 channels ran 0.028 ms, at 17/33/49 0.051 ms (+7% MACs).
 CHANNEL_MULTIPLE = 16
-Progress = Callable[[str], None]
 
 
 class Subject(Protocol):
@@ -70,7 +69,8 @@ class Judge:
         ref = self.reference[:limit]  # type: ignore[index]
         if self.metric == "agreement":
             return float(np.mean(y.argmax(-1) == ref.argmax(-1)) * 100)
-        return float(100 * max(0.0, 1 - np.linalg.norm(y - ref) / max(float(np.linalg.norm(ref)), 1e-12)))
+        error = float(np.linalg.norm(y - ref)) / max(float(np.linalg.norm(ref)), 1e-12)
+        return 100 * max(0.0, 1 - error)
 
     def masked_score(self, plan: Plan, limit: int | None = None) -> float:
         with self.subject.masked(plan) as model:

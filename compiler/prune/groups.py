@@ -19,7 +19,7 @@ from enum import StrEnum
 
 import numpy as np
 
-from .channels import CHANNELS_LAST, ChannelGraph, Node, Plan
+from edgekiln.compiler.prune.channels import CHANNELS_LAST, ChannelGraph, Node, Plan
 
 
 class Role(StrEnum):

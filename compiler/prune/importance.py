@@ -13,11 +13,11 @@ from enum import StrEnum
 
 import numpy as np
 
-from .channels import Node, Plan
-from .groups import Analysis, Group
+from edgekiln.compiler.prune.channels import Node, Plan
+from edgekiln.compiler.prune.groups import Analysis, Group
 
 
-class Criterion(StrEnum):
+class PruneCriterion(StrEnum):
     """How a channel's importance is scored."""
 
     l1 = "l1"
@@ -25,14 +25,14 @@ class Criterion(StrEnum):
     bn = "bn"
 
 
-def group_scores(analysis: Analysis, criterion: Criterion | str = Criterion.l1) -> dict[int, np.ndarray]:
+def group_scores(analysis: Analysis, criterion: PruneCriterion | str = PruneCriterion.l1) -> dict[int, np.ndarray]:
     """Per prunable group: one importance score per channel (higher = keep)."""
-    criterion = Criterion(str(criterion))
+    criterion = PruneCriterion(str(criterion))
     return {g.id: _score(analysis, g, criterion) for g in analysis.prunable}
 
 
-def _score(analysis: Analysis, group: Group, criterion: Criterion) -> np.ndarray:
-    members = _bn_members(analysis, group) if criterion is Criterion.bn else []
+def _score(analysis: Analysis, group: Group, criterion: PruneCriterion) -> np.ndarray:
+    members = _bn_members(analysis, group) if criterion is PruneCriterion.bn else []
     if not members:  # l1/l2, or bn on a group without BatchNormalization: fall back to filter norms
         members = [_filter_norm(analysis.graph.node(p), criterion) for p in group.producers]
     total = np.zeros(group.channels)
@@ -41,11 +41,11 @@ def _score(analysis: Analysis, group: Group, criterion: Criterion) -> np.ndarray
     return total
 
 
-def _filter_norm(node: Node, criterion: Criterion) -> np.ndarray:
+def _filter_norm(node: Node, criterion: PruneCriterion) -> np.ndarray:
     if node.weight is None:
         raise ValueError(f"producer {node.name} carries no weight for importance")
     w = np.abs(node.weight.reshape(node.channels, -1).astype(np.float64))
-    return np.sqrt((w * w).sum(axis=1)) if criterion is Criterion.l2 else w.sum(axis=1)
+    return np.sqrt((w * w).sum(axis=1)) if criterion is PruneCriterion.l2 else w.sum(axis=1)
 
 
 def _bn_members(analysis: Analysis, group: Group) -> list[np.ndarray]:

@@ -20,8 +20,8 @@ from enum import StrEnum
 
 import numpy as np
 
-from .channels import Plan
-from .groups import COUPLING, Analysis, Role
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.groups import COUPLING, Analysis, Role
 
 ROWS_PER_LAYER = 10_000  # sampled output positions per re-fitted layer
 RIDGE = 1e-3             # lam relative to the mean diagonal of P^T P: keeps near-dead channels stable

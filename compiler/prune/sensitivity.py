@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from .channels import Plan
-from .cost import cost
-from .groups import Analysis
-from .importance import plan_for
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.cost import cost
+from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.prune.importance import plan_for
 
 SCAN_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # prune-scan's default
 AUTO_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)                        # --prune auto: half the evaluations
@@ -115,7 +115,8 @@ def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], 
 
     Returns ({} if none qualified, the trials made). Options must be ordered fewest MACs removed first.
     """
-    lo, hi, trials = -1, len(options), []  # invariant: lo is within budget (-1: no pruning), hi is not
+    trials: list = []
+    lo, hi = -1, len(options)  # invariant: lo is within budget (-1: no pruning), hi is not
     while hi - lo > 1 and len(trials) < max_trials:
         mid = (lo + hi) // 2
         drop = round(trial(options[mid]), 3)  # as reported: 98.3 - 97.6 must meet a budget of 0.7

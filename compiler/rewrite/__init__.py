@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from . import bias_correction, bn_act, equalize, fold_bn
-from .work import WorkingModel
+from edgekiln.compiler.rewrite import bias_correction, bn_act, equalize, fold_bn
+from edgekiln.compiler.rewrite.work import WorkingModel
 
 EXACT_PASSES = {
     "fold_bn": fold_bn.run,                   # conv -> BN

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from .work import LayerState, WorkingModel, bias, input_contribution, kernel_kind, out_view, set_kernel_and_bias
+from edgekiln.compiler.rewrite.work import (
+    LayerState,
+    WorkingModel,
+    bias,
+    input_contribution,
+    kernel_kind,
+    out_view,
+    set_kernel_and_bias,
+)
 
 
 def int8_weights(state: LayerState) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .work import (
+from edgekiln.compiler.rewrite.work import (
     WorkingModel,
     bn_affine,
     channels_last_bn,

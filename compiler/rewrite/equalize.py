@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .work import (
+from edgekiln.compiler.rewrite.work import (
     LayerState,
     WorkingModel,
     channels_last_bn,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.recipe import Recipe
+from edgekiln.compiler.recipe import Recipe
 
 
 def _tiny_model(keras, lambda_layer: bool = False):
@@ -29,7 +29,7 @@ def _tiny_model(keras, lambda_layer: bool = False):
 @pytest.fixture(scope="session")
 def tiny(tmp_path_factory) -> dict[str, Path]:
     """A tiny CNN as .keras, .h5 and SavedModel, with calibration and labelled evaluation data."""
-    from compiler.tf_env import import_keras
+    from edgekiln.compiler.tf_env import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(7)

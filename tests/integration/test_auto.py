@@ -12,8 +12,8 @@ import json
 import numpy as np
 import pytest
 
-from compiler.pipeline import build
-from compiler.recipe import Recipe
+from edgekiln.compiler.pipeline import build
+from edgekiln.compiler.recipe import Recipe
 from tests import synthetic
 from tests.choice_rule import assert_choice_obeys_rule
 
@@ -22,7 +22,7 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="session")
 def synthetic_models(tmp_path_factory) -> dict[str, dict]:
-    from compiler.tf_env import import_keras
+    from edgekiln.compiler.tf_env import import_keras
 
     keras = import_keras()
     root = tmp_path_factory.mktemp("synthetic")
@@ -93,11 +93,11 @@ def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_mode
 
 def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):
     """calibrate() then quantize() gives the model TFLiteConverter.convert() gives, int8 or float I/O."""
-    from compiler.data import Dataset
-    from compiler.emit import tflite, tflite_int8
-    from compiler.graph import keras as keras_graph
-    from compiler.recipe import Quantize
-    from runtime import Model
+    from edgekiln.compiler.data import Dataset
+    from edgekiln.compiler.emit import tflite, tflite_int8
+    from edgekiln.compiler.graph import keras as keras_graph
+    from edgekiln.compiler.recipe import Quantize
+    from edgekiln.runtime import Model
 
     graph = keras_graph.load(tiny["keras"], "keras", tmp_path)
     with np.load(tiny["calib"]) as data:

@@ -92,7 +92,7 @@ def test_target_without_a_wheel_is_refused(cli, tiny, tmp_path):
 
 
 def test_model_too_big_for_the_target(cli, tiny, tmp_path):
-    import targets
+    from edgekiln import targets
 
     text = (targets._HERE / "rpi-zero-2w.toml").read_text().replace("ram_budget_mb = 256", "ram_budget_mb = 30")
     tight = tmp_path / "tight.toml"

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compiler.cli import app
+from edgekiln.compiler.cli import app
 from tests.system import require
 
 pytestmark = pytest.mark.integration

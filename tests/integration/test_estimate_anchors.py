@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-import targets
 from bench.anchor_models import tflite_bytes
-from compiler.analyze import tflite_stats
-from compiler.estimate import predict_ms
+from edgekiln import targets
+from edgekiln.compiler.analyze.tflite import tflite_stats
+from edgekiln.compiler.device.estimate import predict_ms
 
 pytestmark = pytest.mark.integration
 ANCHORED = ["rpi4", "rpi3", "rpi3-armv7l"]

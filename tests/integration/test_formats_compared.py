@@ -18,9 +18,9 @@ import onnx
 import pytest
 from onnx import helper
 
-from compiler.choose import SLOWER_MARGIN
-from compiler.pipeline import build
-from compiler.recipe import Recipe
+from edgekiln.compiler.pipeline import build
+from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.search.choose import SLOWER_MARGIN
 from tests.choice_rule import assert_choice_obeys_rule
 from tests.unit.onnx_models import conv_net, save
 

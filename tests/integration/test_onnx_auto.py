@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.pipeline import build
-from compiler.recipe import Recipe
+from edgekiln.compiler.pipeline import build
+from edgekiln.compiler.recipe import Recipe
 from tests.choice_rule import assert_choice_obeys_rule
 
 pytestmark = pytest.mark.integration

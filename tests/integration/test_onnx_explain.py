@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from compiler.cli import app
+from edgekiln.compiler.cli import app
 from tests.unit.onnx_models import save, spread_conv_net
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import runtime
-from compiler.pipeline import BuildResult, build
-from compiler.recipe import Recipe
+from edgekiln import runtime
+from edgekiln.compiler.pipeline import BuildResult, build
+from edgekiln.compiler.recipe import Recipe
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from compiler.errors import RecipeError
-from compiler.pipeline import build
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.pipeline import build
 from tests.conftest import SAMPLES
 from tests.integration.conftest import run_runtime, tiny_recipe
 
@@ -93,7 +93,7 @@ def test_prune_scan_prints_and_writes_the_table(cli, tiny, tmp_path):
 
 def test_sample_resnet_auto_prune_keeps_accuracy_and_removes_macs(tmp_path):
     """The committed residual sample, auto ratios with the cheapest recovery (the full figures are in bench/)."""
-    from compiler.recipe import Recipe
+    from edgekiln.compiler.recipe import Recipe
 
     recipe = Recipe(source=str(SAMPLES / "mnist_resnet.keras"), calib=str(SAMPLES / "mnist_calib.npz"),
                     eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / "r"), prune="auto",

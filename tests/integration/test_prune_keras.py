@@ -10,14 +10,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.graph import keras_prune, keras_recover
-from compiler.prune import cost, groups, importance
+from edgekiln.compiler.graph import keras_prune, keras_recover
+from edgekiln.compiler.prune import cost, groups, importance
 
 pytestmark = pytest.mark.integration
 
 
 def _build(name: str):
-    from compiler.tf_env import import_keras
+    from edgekiln.compiler.tf_env import import_keras
 
     keras = import_keras()
     keras.utils.set_random_seed(11)

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.data import Dataset
-from compiler.graph import onnx_recover
-from compiler.prune_stage import prune_onnx
-from compiler.recipe import Recipe
-from compiler.stages import Datasets
+from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.graph import onnx_recover
+from edgekiln.compiler.prune.stage import prune_onnx
+from edgekiln.compiler.recipe import Recipe
 from tests.conftest import SAMPLES
 
 pytestmark = pytest.mark.integration
@@ -19,7 +18,7 @@ def _onnx_sample():
     """The residual sample exported by tf2onnx (NCHW convolutions, BatchNormalization folded into them)."""
     import tf2onnx
 
-    from compiler.tf_env import import_keras, import_tf, quiet_fds
+    from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 
     keras, tf = import_keras(), import_tf()
     model = keras.models.load_model(SAMPLES / "mnist_resnet.keras", compile=False)

@@ -5,15 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.rewrite import EXACT_TOLERANCE, apply, bias_correction, bn_act, equalize, fold_bn, relative_diff
-from compiler.rewrite.work import WorkingModel, output_ranges
+from edgekiln.compiler.rewrite import (
+    EXACT_TOLERANCE,
+    apply,
+    bias_correction,
+    bn_act,
+    equalize,
+    fold_bn,
+    relative_diff,
+)
+from edgekiln.compiler.rewrite.work import WorkingModel, output_ranges
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def keras():
-    from compiler.tf_env import import_keras
+    from edgekiln.compiler.tf_env import import_keras
 
     return import_keras()
 

@@ -11,8 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-import runtime
-from compiler.pipeline import build
+from edgekiln import runtime
+from edgekiln.compiler.pipeline import build
 from tests.integration.conftest import run_runtime, tiny_recipe
 
 pytestmark = pytest.mark.integration

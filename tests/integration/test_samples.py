@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from compiler.pipeline import build
-from compiler.recipe import Recipe
+from edgekiln.compiler.pipeline import build
+from edgekiln.compiler.recipe import Recipe
 from tests.choice_rule import assert_choice_obeys_rule
 from tests.conftest import SAMPLES
 from tests.integration.conftest import run_runtime
@@ -46,7 +46,7 @@ def test_inspect_bundle_tflite_and_source(cli, tmp_path):
 def test_sample_auto_build_obeys_the_choice_rule(tmp_path):
     """--quantize auto on a real trained model: every candidate of both formats measured in one table, the
     rule holds on that table."""
-    from compiler.choose import SLOWER_MARGIN
+    from edgekiln.compiler.search.choose import SLOWER_MARGIN
 
     recipe = Recipe(source=str(SAMPLES / "mnist_resnet.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
                     eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / "auto"), bench_runs=20)

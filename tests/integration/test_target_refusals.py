@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import targets
-from compiler.cli import app
+from edgekiln import targets
+from edgekiln.compiler.cli import app
 
 pytestmark = pytest.mark.integration
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.integration
 
 def _saved_model_with(tmp_path, op_name: str):
     """A SavedModel Dense -> <op> -> Dense (SavedModel: the custom layer's code is not needed to load it)."""
-    from compiler.tf_env import import_keras
+    from edgekiln.compiler.tf_env import import_keras
 
     keras = import_keras()
     op = getattr(keras.ops, op_name)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler import bundle
-from compiler.errors import BundleError
+from edgekiln.compiler import bundle
+from edgekiln.compiler.errors import BundleError
 
 
 def _contents(manifest=None):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.candidates import plan
-from compiler.choose import SLOWER_MARGIN, Criterion, Row, pick
-from compiler.recipe import Quantize
+from edgekiln.compiler.recipe import Quantize
+from edgekiln.compiler.search.candidates import plan
+from edgekiln.compiler.search.choose import SLOWER_MARGIN, Criterion, Row, pick
 
 FLOOR = Criterion()
 
@@ -86,14 +86,18 @@ def test_never_slower_than_float32_nor_less_faithful_than_a_tied_plain_int8(seed
         assert (choice.chosen.sqnr_db or np.inf) >= plain.sqnr_db
 
 
+def _names(mode: Quantize, model_format: str, **options: object) -> list[str]:
+    return [c.name for c in plan(mode, model_format, **options).build]  # type: ignore[arg-type]
+
+
 def test_plans_per_mode():
-    names = {mode: [c.name for c in plan(mode, ["tflite"])] for mode in Quantize}
+    names = {mode: _names(mode, "tflite") for mode in Quantize}
     assert names[Quantize.auto] == ["float32", "float16", "dynamic", "int8", "int8+rewrites", "int8+fallback",
                                     "int8+fallback+layers"]
     assert names[Quantize.int8] == ["float32", "int8", "int8+rewrites"]  # forced int8 stays full-integer
     assert names[Quantize.float16] == ["float32", "float16"] and names[Quantize.none] == ["float32"]
-    assert [c.name for c in plan(Quantize.auto, ["tflite"], calibrated=False)] == ["float32", "float16", "dynamic"]
-    onnx = {mode: [c.name for c in plan(mode, ["onnx"])] for mode in Quantize}
+    assert _names(Quantize.auto, "tflite", calibrated=False) == ["float32", "float16", "dynamic"]
+    onnx = {mode: _names(mode, "onnx") for mode in Quantize}
     assert onnx[Quantize.auto] == ["float32", "dynamic", "int8", "int8+calibration", "int8+s8s8", "int8+exclude"]
     assert onnx[Quantize.int8] == ["float32", "int8", "int8+calibration", "int8+s8s8"]  # no node kept in float
     assert onnx[Quantize.dynamic] == ["float32", "dynamic"] and onnx[Quantize.none] == ["float32"]

@@ -9,7 +9,7 @@ from tests.conftest import ROOT
 
 
 def test_help_does_not_import_tensorflow():
-    code = ("import sys; from typer.testing import CliRunner; from compiler.cli import app; "
+    code = ("import sys; from typer.testing import CliRunner; from edgekiln.compiler.cli import app; "
             "r = CliRunner().invoke(app, ['build', '--help']); assert r.exit_code == 0, r.output; "
             "r = CliRunner().invoke(app, ['prune-scan', '--help']); assert r.exit_code == 0, r.output; "
             "heavy = [m for m in ('tensorflow', 'keras', 'onnx', 'tf2onnx') if m in sys.modules]; "

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from compiler.data import InputSpec, load_data
-from compiler.errors import DataError
+from edgekiln.compiler.data import InputSpec, load_data
+from edgekiln.compiler.errors import DataError
 
 IMAGE = [InputSpec("image", (-1, 8, 8, 1))]
 

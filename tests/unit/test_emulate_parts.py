@@ -6,11 +6,11 @@ import zipfile
 
 import pytest
 
-import targets
-from compiler.emulate import platforms, wheels
-from compiler.emulate.run import parse_report
-from compiler.emulate.userland import Userland
-from compiler.errors import EmulationError, ValidationError
+from edgekiln import targets
+from edgekiln.compiler.emulate import platforms, wheels
+from edgekiln.compiler.emulate.run import parse_report
+from edgekiln.compiler.emulate.userland import Userland
+from edgekiln.compiler.errors import EmulationError, ValidationError
 
 
 def test_wheel_tags_list_every_manylinux_glibc_up_to_the_devices():

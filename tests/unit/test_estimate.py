@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-import targets
-from compiler.analyze import OpRecord
-from compiler.estimate import predict_ms, target_estimate
-from compiler.summary import estimate_error
-from targets import Estimate
+from edgekiln import targets
+from edgekiln.compiler.analyze.tflite import OpRecord
+from edgekiln.compiler.commands.targets import estimate_error
+from edgekiln.compiler.device.estimate import predict_ms, target_estimate
+from edgekiln.targets import Estimate
 
 FIGURES = Estimate(fp32_gmacs_per_core=2.0, int8_gmacs_per_core=8.0, bandwidth_gbs=4.0, op_overhead_us=10.0,
                    thread_efficiency=0.5)
@@ -86,7 +86,7 @@ def test_key_appended_after_the_anchors_is_an_error(tmp_path):
 def test_targets_command_shows_each_targets_anchor_error(monkeypatch):
     from typer.testing import CliRunner
 
-    from compiler.cli import app
+    from edgekiln.compiler.cli import app
 
     monkeypatch.setenv("COLUMNS", "300")
     result = CliRunner().invoke(app, ["targets"])

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import targets
-from compiler import formats
-from compiler.recipe import Recipe
+from edgekiln import targets
+from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.search import formats
 
 
 def _resolve(target: str, **changes) -> formats.Formats:

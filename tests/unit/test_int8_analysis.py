@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler import calibrate
-from compiler.causes import spread_of
-from compiler.coverage import from_ops
-from compiler.diagnose import LayerError, group, layer_of
+from edgekiln.compiler.analyze.coverage import from_ops
+from edgekiln.compiler.diagnose.causes import spread_of
+from edgekiln.compiler.diagnose.tflite import LayerError, group, layer_of
+from edgekiln.compiler.emit import calibrate
 
 
 def op(index: int, name: str, inputs: list[int], outputs: list[int]) -> dict:

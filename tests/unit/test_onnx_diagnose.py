@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 
-from compiler import onnx_diagnose
-from compiler.data import Dataset
-from compiler.emit import EmitOptions
-from compiler.emit.onnx import quantized
-from compiler.recipe import CalibrationMethod, Quantize
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.diagnose import onnx as onnx_diagnose
+from edgekiln.compiler.emit import EmitOptions
+from edgekiln.compiler.emit.onnx import quantized
+from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from tests.unit.onnx_models import conv_net
 
 
@@ -24,7 +24,7 @@ def _named_conv_net() -> bytes:
 def test_nodes_are_ranked_by_their_share_of_the_int8_error(tmp_path: Path) -> None:
     x = np.random.default_rng(5).random((24, 3, 8, 8), np.float32)
     options = EmitOptions(Quantize.int8, False, CalibrationMethod.minmax, "uint8", tmp_path)
-    int8 = quantized(_named_conv_net(), Dataset({"x": x}, None, "test"), options, {}).model
+    int8 = quantized(_named_conv_net(), Dataset({"x": x}, None, "test"), options)
     prepared = (tmp_path / "onnx_prepared.onnx").read_bytes()
     errors = onnx_diagnose.node_errors(prepared, int8, [{"x": x[i:i + 1]} for i in range(8)])
     assert {e.op for e in errors} >= {"Conv", "Gemm"}

@@ -10,15 +10,15 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from compiler.analyze_onnx import onnx_arena_bytes, onnx_stats, output_steps
-from compiler.data import Dataset
-from compiler.emit import EmitOptions
-from compiler.emit.onnx import quantized
-from compiler.errors import RecipeError
-from compiler.graph.onnx import open_session
-from compiler.measure import host_isa
-from compiler.recipe import CalibrationMethod, Quantize
-from runtime import Model
+from edgekiln.compiler.analyze.onnx import onnx_arena_bytes, onnx_stats, output_steps
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.emit import EmitOptions
+from edgekiln.compiler.emit.onnx import quantized
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.measure import host_isa
+from edgekiln.compiler.recipe import CalibrationMethod, Quantize
+from edgekiln.runtime import Model
 from tests.unit.onnx_models import conv_net
 
 CONV_PARAMS = 4 * 3 * 9 + 4 + 2 * 4 + 2          # conv weight + bias, gemm weight + bias
@@ -50,8 +50,8 @@ def test_stats_of_a_float_model() -> None:
 def test_int8_is_qdq_with_the_targets_activation_type(tmp_path: Path, activation: str,
                                                       zero_point_type: type) -> None:
     options = _options(tmp_path, activation=activation)
-    emitted = quantized(_float_bytes(), _calib(), options, {"converter": "x"})
-    model = onnx.load_from_string(emitted.model)
+    model_bytes = quantized(_float_bytes(), _calib(), options)
+    model = onnx.load_from_string(model_bytes)
     ops = {n.op_type for n in model.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Gemm"} <= ops
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -61,24 +61,21 @@ def test_int8_is_qdq_with_the_targets_activation_type(tmp_path: Path, activation
                      and constants.get(n.input[0], np.zeros(1)).shape == (4, 3, 3, 3))
     assert constants[weight_dq.input[0]].dtype == np.int8
     assert constants[weight_dq.input[1]].shape == (4,)  # one scale per output channel
-    assert emitted.baseline == _float_bytes()
-    assert emitted.details == {"converter": "x", "format": "QDQ", "weight_type": "int8",
-                               "activation_type": activation}
-    stats = onnx_stats(emitted.model)
+    stats = onnx_stats(model_bytes)
     assert (stats.params, stats.macs) == (CONV_PARAMS, CONV_MACS)  # the same network, counted the same way
     x = _calib().inputs["x"][:1]
-    want = Model("onnx", emitted.baseline).predict(x)
-    got = Model("onnx", emitted.model).predict(x)
-    step = output_steps(emitted.model)["y"]
+    want = Model("onnx", _float_bytes()).predict(x)
+    got = Model("onnx", model_bytes).predict(x)
+    step = output_steps(model_bytes)["y"]
     assert 0 < step < 0.1 and np.max(np.abs(got - want)) < 4 * step
 
 
 def _saturating_case(tmp_path: Path) -> tuple[bytes, np.ndarray, np.ndarray, float]:
     """int8 conv on inputs that fill the uint8 range: adjacent u8 x s8 products sum past int16."""
-    emitted = quantized(_float_bytes(), _calib(), _options(tmp_path), {})
+    model_bytes = quantized(_float_bytes(), _calib(), _options(tmp_path))
     x = _calib().inputs["x"][:1]
-    reference = open_session(emitted.model, optimize=False).run(None, {"x": x})[0]  # QDQ arithmetic, unfused
-    return emitted.model, x, reference, output_steps(emitted.model)["y"]
+    reference = open_session(model_bytes, optimize=False).run(None, {"x": x})[0]  # QDQ arithmetic, unfused
+    return model_bytes, x, reference, output_steps(model_bytes)["y"]
 
 
 def test_int8_outputs_are_the_exact_integer_result_on_any_cpu(tmp_path: Path) -> None:
@@ -107,8 +104,8 @@ def test_calibration_methods_choose_different_ranges(tmp_path: Path) -> None:
     for method in (CalibrationMethod.minmax, CalibrationMethod.entropy, CalibrationMethod.percentile):
         work = tmp_path / str(method)
         work.mkdir()
-        emitted = quantized(_float_bytes(), calib, _options(work, method=method), {})
-        model = onnx.load_from_string(emitted.model)
+        model_bytes = quantized(_float_bytes(), calib, _options(work, method=method))
+        model = onnx.load_from_string(model_bytes)
         constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         relu_q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "r")
         scales[method] = float(constants[relu_q.input[1]])
@@ -117,31 +114,32 @@ def test_calibration_methods_choose_different_ranges(tmp_path: Path) -> None:
 
 
 def test_dynamic_needs_no_calibration(tmp_path: Path) -> None:
-    emitted = quantized(_float_bytes(), None, _options(tmp_path, Quantize.dynamic), {})
-    assert "DynamicQuantizeLinear" in {n.op_type for n in onnx.load_from_string(emitted.model).graph.node}
-    assert ort.InferenceSession(emitted.model).run(None, {"x": _calib().inputs["x"][:1]})[0].shape == (1, 2)
+    model_bytes = quantized(_float_bytes(), None, _options(tmp_path, Quantize.dynamic))
+    assert "DynamicQuantizeLinear" in {n.op_type for n in onnx.load_from_string(model_bytes).graph.node}
+    assert ort.InferenceSession(model_bytes).run(None, {"x": _calib().inputs["x"][:1]})[0].shape == (1, 2)
 
 
 def test_none_is_the_float_model(tmp_path: Path) -> None:
-    emitted = quantized(_float_bytes(), None, _options(tmp_path, Quantize.none), {})
-    assert emitted.model == emitted.baseline == _float_bytes()
+    model_bytes = quantized(_float_bytes(), None, _options(tmp_path, Quantize.none))
+    assert model_bytes == _float_bytes()
 
 
 def test_float16_is_refused_for_onnx(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="float16 is not available for ONNX"):
-        quantized(_float_bytes(), None, _options(tmp_path, Quantize.float16), {})
+        quantized(_float_bytes(), None, _options(tmp_path, Quantize.float16))
 
 
-def test_onnx2tf_refuses_calibration_methods_it_does_not_have(tmp_path: Path) -> None:
-    from compiler.emit.tflite import check_calibration_method
+def test_onnx2tf_refuses_calibration_methods_it_does_not_have() -> None:
+    from edgekiln.compiler.search.tflite_from_onnx import check_calibration
 
-    check_calibration_method(_options(tmp_path, method=CalibrationMethod.minmax))
+    check_calibration("minmax", True)
+    check_calibration("entropy", False)  # no int8 candidate: nothing is calibrated
     with pytest.raises(RecipeError, match="calibration method entropy is not available for ONNX -> TFLite"):
-        check_calibration_method(_options(tmp_path, method=CalibrationMethod.entropy))
+        check_calibration("entropy", True)
 
 
 def test_onnx2tf_failure_text_is_reduced_to_its_telling_line() -> None:
-    from compiler.emit.tflite_from_onnx import _error_line
+    from edgekiln.compiler.emit.tflite_from_onnx import error_line
 
     red, reset = "\x1b[31m", "\x1b[0m"
     text = "\n".join([
@@ -153,7 +151,7 @@ def test_onnx2tf_failure_text_is_reduced_to_its_telling_line() -> None:
         f"{red}ERROR:{reset} input_onnx_file_path: model.onnx",
         f"{red}ERROR:{reset} onnx_op_name: /conv/Conv",
     ])
-    assert _error_line(text).startswith("ValueError: Depth of output (16) is not a multiple of the number")
-    assert _error_line(f"{red}ERROR:{reset} The model has an unsupported dynamic shape") == \
+    assert error_line(text).startswith("ValueError: Depth of output (16) is not a multiple of the number")
+    assert error_line(f"{red}ERROR:{reset} The model has an unsupported dynamic shape") == \
         "ERROR: The model has an unsupported dynamic shape"
-    assert _error_line("") == "no output"
+    assert error_line("") == "no output"

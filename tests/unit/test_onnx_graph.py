@@ -10,9 +10,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
-from compiler.errors import InputModelError
-from compiler.graph import detect_format, framework
-from compiler.graph import onnx as onnx_graph
+from edgekiln.compiler.errors import InputModelError
+from edgekiln.compiler.graph import detect_format, framework
+from edgekiln.compiler.graph import onnx as onnx_graph
 from tests.unit.onnx_models import conv_net, save, single_op
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.prune import cost, groups, importance, recover, sensitivity
-from compiler.prune.channels import ChannelGraph, Node
+from edgekiln.compiler.prune import cost, groups, importance, recover, sensitivity
+from edgekiln.compiler.prune.channels import ChannelGraph, Node
 from tests.unit.test_prune_groups import chain, drop, inp, op
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compiler.prune import cost, groups
-from compiler.prune.channels import CHANNELS_FIRST, ChannelGraph, Node
+from edgekiln.compiler.prune import cost, groups
+from edgekiln.compiler.prune.channels import CHANNELS_FIRST, ChannelGraph, Node
 
 RNG = np.random.default_rng(0)
 

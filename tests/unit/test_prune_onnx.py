@@ -12,8 +12,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from compiler.graph import onnx_prune, onnx_recover
-from compiler.prune import cost, groups, importance
+from edgekiln.compiler.graph import onnx_prune, onnx_recover
+from edgekiln.compiler.prune import cost, groups, importance
 
 RNG = np.random.default_rng(4)
 X = RNG.random((6, 3, 8, 8), dtype=np.float32)
@@ -180,8 +180,7 @@ def test_reconstruction_restores_a_pruned_onnx_model():
 
 
 def _datasets(model: onnx.ModelProto, n_eval: int = 40):
-    from compiler.data import Dataset
-    from compiler.stages import Datasets
+    from edgekiln.compiler.data import Dataset, Datasets
 
     rng = np.random.default_rng(8)
     calib, evaluation = rng.random((64, 3, 8, 8), np.float32), rng.random((n_eval, 3, 8, 8), np.float32)
@@ -190,8 +189,8 @@ def _datasets(model: onnx.ModelProto, n_eval: int = 40):
 
 
 def test_prune_onnx_stage_uniform_with_reconstruction():
-    from compiler.prune_stage import prune_onnx
-    from compiler.recipe import Recipe
+    from edgekiln.compiler.prune.stage import prune_onnx
+    from edgekiln.compiler.recipe import Recipe
 
     model = build("residual")
     recipe = Recipe(source="m.onnx", quantize="none", prune=0.5)
@@ -204,9 +203,9 @@ def test_prune_onnx_stage_uniform_with_reconstruction():
 
 
 def test_prune_onnx_stage_auto_and_refusals():
-    from compiler.errors import RecipeError
-    from compiler.prune_stage import prune_onnx
-    from compiler.recipe import Recipe
+    from edgekiln.compiler.errors import RecipeError
+    from edgekiln.compiler.prune.stage import prune_onnx
+    from edgekiln.compiler.recipe import Recipe
 
     model = build("chain")
     data = _datasets(model)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.errors import RecipeError
-from compiler.recipe import Calibration, Quantize, Recipe, from_toml
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.recipe import Calibration, Quantize, Recipe, from_toml
 
 
 def test_int8_needs_calibration_data():

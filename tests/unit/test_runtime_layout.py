@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from onnx import TensorProto, helper
 
-from runtime import Model
-from runtime.model import to_compiled, to_source
+from edgekiln.runtime import Model
+from edgekiln.runtime.model import to_compiled, to_source
 
 NHWC = {"source": "NCHW", "compiled": "NHWC", "perm": [0, 2, 3, 1]}
 

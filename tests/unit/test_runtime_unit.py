@@ -6,8 +6,8 @@ import re
 
 import numpy as np
 
-from runtime.backends import TensorInfo
-from runtime.model import dequantize, quantize
+from edgekiln.runtime.backends import TensorInfo
+from edgekiln.runtime.model import dequantize, quantize
 from tests.conftest import ROOT
 
 INT8 = TensorInfo("x", (1, 4), "int8", scale=0.5, zero_point=-3)

@@ -8,10 +8,10 @@ import flatbuffers
 import pytest
 from ai_edge_litert import schema_py_generated as schema
 
-import targets
-from compiler import compat
-from compiler.analyze import opcode_versions
-from compiler.errors import TargetError
+from edgekiln import targets
+from edgekiln.compiler.analyze.tflite import opcode_versions
+from edgekiln.compiler.device import compat
+from edgekiln.compiler.errors import TargetError
 
 
 def model_with_opcodes(*pairs: tuple[str, int]) -> bytes:

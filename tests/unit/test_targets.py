@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import targets
-from compiler import compat
-from compiler.errors import TargetError
+from edgekiln import targets
+from edgekiln.compiler.device import compat
+from edgekiln.compiler.errors import TargetError
 
 
 def test_shipped_targets_load_with_real_facts():

@@ -25,7 +25,7 @@ WHEEL_CACHE = Path.home() / ".cache" / "edgekiln-test-wheels"
 def run_cli(*args: object) -> subprocess.CompletedProcess:
     """Run the CLI of this checkout as the user would (exit code, stdout, stderr)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "compiler", *map(str, args)], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "edgekiln.compiler", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
@@ -38,8 +38,8 @@ def edgekiln() -> Callable[..., subprocess.CompletedProcess]:
 @pytest.fixture(scope="session")
 def sample_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An int8 bundle of the MNIST CNN for rpi4, built by the real pipeline (never modified by tests)."""
-    from compiler.pipeline import build
-    from compiler.recipe import Recipe
+    from edgekiln.compiler.pipeline import build
+    from edgekiln.compiler.recipe import Recipe
 
     out = tmp_path_factory.mktemp("bundles") / "mnist_cnn"
     recipe = Recipe(source=str(REPO / "sample_models/mnist_cnn.keras"), target="rpi4", output=str(out),

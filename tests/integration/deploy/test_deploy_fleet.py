@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sshd_loopback
 
-import runtime
+from edgekiln import runtime
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from compiler.manifest import dumps
+from edgekiln.compiler.manifest import dumps
 
 pytestmark = pytest.mark.integration
 NAME = "keep_me"

@@ -196,8 +196,8 @@ def test_a_full_disk_is_refused_before_copying(deploy, sample_bundle, device, wh
 
 
 def test_a_device_that_does_not_answer_in_time_is_cut_off(device):
-    from compiler.deploy.transport import DeviceFailure, SshOptions, parse_destination
-    from compiler.deploy.transport import run as ssh_run
+    from edgekiln.compiler.deploy.transport import DeviceFailure, SshOptions, parse_destination
+    from edgekiln.compiler.deploy.transport import run as ssh_run
 
     with pytest.raises(DeviceFailure) as caught:
         ssh_run(parse_destination(device.destination), SshOptions(config=device.client_config), "sleep 30",

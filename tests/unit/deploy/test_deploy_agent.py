@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from compiler.deploy import agent, agent_keep
+from edgekiln.compiler.deploy import agent, agent_keep
 
 SOURCE = Path(agent.__file__).read_text()
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from compiler.deploy.fleet import destinations, read_inventory
-from compiler.errors import DeployError
+from edgekiln.compiler.deploy.fleet import destinations, read_inventory
+from edgekiln.compiler.errors import DeployError
 
 
 def test_inventory_lines_comments_and_ports(tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from compiler.deploy import agent_keep
-from compiler.deploy.fleet import removal_lines
+from edgekiln.compiler.deploy import agent_keep
+from edgekiln.compiler.deploy.fleet import removal_lines
 
 HASHES = ["a" * 12, "b" * 12, "c" * 12, "d" * 12, "e" * 12]
 

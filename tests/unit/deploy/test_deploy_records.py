@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from compiler.deploy import records
-from compiler.deploy.remote import DeviceResult
-from compiler.deploy.transport import DeviceFailure, parse_destination
+from edgekiln.compiler.deploy import records
+from edgekiln.compiler.deploy.remote import DeviceResult
+from edgekiln.compiler.deploy.transport import DeviceFailure, parse_destination
 
 FACTS = {"board": "Raspberry Pi 4 Model B Rev 1.4", "cpu": "4x Cortex-A72", "cores": 4,
          "machine": "aarch64", "kernel": "6.6.31", "os": "Debian GNU/Linux 12 (bookworm)",

@@ -6,15 +6,15 @@ import socket
 
 import pytest
 
-from compiler.deploy.transport import (
+from edgekiln.compiler.deploy.transport import (
     Destination,
     DeviceFailure,
     SshOptions,
     classify_ssh_error,
     parse_destination,
 )
-from compiler.deploy.transport import run as ssh_run
-from compiler.errors import DeployError
+from edgekiln.compiler.deploy.transport import run as ssh_run
+from edgekiln.compiler.errors import DeployError
 
 
 @pytest.mark.parametrize(("text", "expected"), [

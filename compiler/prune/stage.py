@@ -16,23 +16,25 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import measure
-from .data import Dataset
-from .errors import RecipeError
-from .graph import keras as keras_graph
-from .graph import keras_prune, keras_recover, onnx_prune, onnx_recover
-from .graph import onnx as onnx_graph
-from .prune import driver, groups
-from .prune.channels import Plan
-from .prune.recover import Recover, resolve
-from .recipe import Recipe
-from .stages import Artifacts, Datasets, host_threads
+from edgekiln.compiler import Progress, measure
+from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.graph import keras as keras_graph
+from edgekiln.compiler.graph import keras_prune, keras_recover, onnx_prune, onnx_recover
+from edgekiln.compiler.graph import onnx as onnx_graph
+from edgekiln.compiler.measure import threads_for
+from edgekiln.compiler.prune import driver, groups
+from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.recover import Recover, resolve
+from edgekiln.compiler.recipe import Recipe
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from edgekiln.compiler.search.select import Selection
+
 
 
 @dataclass(frozen=True)
@@ -62,12 +64,15 @@ class KerasSubject:
 
     def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[dict]]:
         pruned = keras_prune.apply(self.model, self.analysis, plan)
-        steps = []
-        if method is not Recover.none:  # reconstruction first: cheap, and a good start for training
-            steps.append(keras_recover.reconstruct(pruned, self.model, self.analysis, plan, self.x))
+        steps: list[dict] = []
+        if method is Recover.none:
+            return pruned, steps
+        assert self.x is not None, "recovery needs calibration data (the stage checks it first)"
+        steps.append(keras_recover.reconstruct(pruned, self.model, self.analysis, plan, self.x))  # cheap, a good start
         if method is Recover.distill:
             steps.append(keras_recover.distill(pruned, self.model, self.x))
         elif method is Recover.finetune:
+            assert self.y is not None, "fine-tuning needs labels (the stage checks it first)"
             steps.append(keras_recover.finetune(pruned, self.x, self.y))
         return pruned, steps
 
@@ -94,6 +99,7 @@ class OnnxSubject:
         pruned = onnx_prune.apply(self.model, self.analysis, plan)
         if method is Recover.none:
             return pruned, []
+        assert self.x is not None, "recovery needs calibration data (the stage checks it first)"
         pruned, facts = onnx_recover.reconstruct(pruned, self.model, self.analysis, plan, self.x)
         return pruned, [facts]
 
@@ -198,28 +204,26 @@ def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool) -> Reco
     return method
 
 
-def finish(pruned: Pruned | None, source: Any, artifacts: Artifacts, data: Datasets,
-           recipe: Recipe, target: Any, emit: Callable[[Any], Artifacts], progress: Progress) -> dict | None:
-    """The pruning block completed with the unpruned model compiled the same way and timed side by side."""
+def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datasets, recipe: Recipe, target: Any,
+           reference: Callable[[Any, Selection], Selection], progress: Progress) -> dict | None:
+    """The pruning block completed with the unpruned model compiled as the shipped variant (`reference`)
+    and both timed side by side."""
     if pruned is None:
         return None
     if not pruned.removed:
         return {**pruned.block, "measured": None}
-    shipped = artifacts.choice["variant"] if artifacts.choice else str(artifacts.quantize)
+    shipped = selection.block["variant"]
     progress(f"Measuring the speed-up: the unpruned model compiled the same way ({shipped})")
-    compiled = emit(source)  # the unpruned source as the shipped variant (else its mode, plainly)
-    compiled_as = compiled.choice["variant"] if compiled.choice else f"{compiled.quantize} (plain conversion)"
+    compiled = reference(source, selection)
     unpruned = compiled.model
-    threads = recipe.threads or host_threads(target)
-    models = [measure.open_model(artifacts.format, a.model, threads, a.layouts) for a in (artifacts, compiled)]
-    # Three alternating rounds, each model keeping its best: drift on a shared host hits both alike.
-    rounds = [[measure.host_latency(m, data.golden_set, recipe.bench_runs) for m in models] for _ in range(3)]
-    best = [min((r[k] for r in rounds), key=lambda lat: lat["p50_ms"]) for k in range(2)]
-    macs = (artifacts.model_stats.macs, compiled.model_stats.macs)
+    threads = threads_for(recipe, target)
+    models = [measure.open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
+    best = measure.side_by_side(models, data.golden_set, recipe.bench_runs)
+    macs = (selection.model_stats.macs, compiled.model_stats.macs)
     return {**pruned.block, "measured": {
-        "compiled_as": compiled_as, "shipped_as": shipped, "threads": threads,
-        "model_bytes": len(artifacts.model), "unpruned_model_bytes": len(unpruned),
-        "size_ratio": round(len(artifacts.model) / len(unpruned), 4),
+        "compiled_as": compiled.block["variant"], "shipped_as": shipped, "threads": threads,
+        "model_bytes": len(selection.model), "unpruned_model_bytes": len(unpruned),
+        "size_ratio": round(len(selection.model) / len(unpruned), 4),
         "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),
         "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
         "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),

@@ -18,16 +18,19 @@ from typing import Any
 
 import numpy as np
 
-from .. import calibrate, coverage, diagnose, rewrite
-from ..candidates import Built, Candidate, Quality
-from ..choose import Criterion
-from ..data import Dataset
-from ..errors import ConversionError
-from ..recipe import Quantize
-from ..tf_env import quiet_fds
-from . import tflite, tflite_int8
+from edgekiln.compiler import rewrite
+from edgekiln.compiler.analyze import coverage
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.diagnose import tflite as diagnose
+from edgekiln.compiler.emit import calibrate, tflite, tflite_int8
+from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.recipe import Quantize
+from edgekiln.compiler.search.candidates import Built, Candidate
+from edgekiln.compiler.search.choose import Criterion
+from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
+from edgekiln.compiler.tf_env import quiet_fds
 
-Judge = Callable[[str, bytes], Quality]
 STATS_SAMPLES = 64                 # calibration samples whose activations feed percentile / entropy ranges
 FALLBACK_STEPS = (1, 2, 4, 8)      # how many of the worst layers to keep in float, tried in turn
 CONVERSION_OPS = ("QUANTIZE", "DEQUANTIZE")
@@ -42,27 +45,27 @@ class Int8Base:
     details: dict = field(default_factory=dict)
 
 
-def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
-          workdir: Path, int8_io: bool, calibration: str = "auto") -> tuple[list[Built], dict | None]:
-    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8).
+def build(ctx: BuildContext) -> Builds:
+    """Keras / SavedModel -> TFLite through TensorFlow's converter: every planned candidate, in order.
 
     If int8 conversion fails, the int8 candidates are not built (the note says why) unless int8 is all
     that was asked for (`--quantize int8`): then the error stops the build.
     """
-    built = {c.name: Built(c, tflite.convert(graph.saved_model_dir, c.quantize, None, int8_io))
-             for c in candidates if c.quantize is not Quantize.int8}
-    int8s = [c for c in candidates if c.quantize is Quantize.int8]
-    diagnosis, missing = None, "needs calibration data (--calib)"
-    if int8s and calib is not None:
+    built = {c.name: Built(c, tflite.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
+             for c in ctx.candidates if c.quantize is not Quantize.int8}
+    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
+    diagnosis, missing = None, ""
+    if int8s and ctx.calib is not None:
         try:
-            family, diagnosis = _int8_family(graph, int8s, calib, judge, criterion, workdir, int8_io, calibration)
+            family, diagnosis = _int8_family(ctx.graph, int8s, ctx.calib, ctx.judge, ctx.criterion, ctx.workdir,
+                                             ctx.int8_io, ctx.calibration)
             built.update(family)
         except ConversionError as exc:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise
             missing = f"int8 conversion failed: {exc.one_line()}"
-    ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
-    return [with_coverage(b) for b in ordered], diagnosis
+    ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in ctx.candidates]
+    return Builds(tuple(with_coverage(b) for b in ordered), diagnosis)
 
 
 def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
@@ -93,7 +96,7 @@ def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], i
     try:
         errors = diagnose.layer_errors(plain.calibrated, feeds, layer_names(graph))
     except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
-        failure = f"the per-layer debugger failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
+        failure = f"the per-layer debugger failed: {first_line(exc, 200)}"
     quality = judge("tflite", model)
     accurate = _describe(quality) if criterion.meets(quality) else ""
     diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
@@ -125,7 +128,7 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
                 criterion: Criterion, workdir: Path, int8_io: bool, methods: tuple[str, ...],
                 correct_bias: bool = True) -> Int8Base:
     """Rewrite the Keras model (when there is one), calibrate it, and keep the most faithful ranges."""
-    source, notes, details = graph.saved_model_dir, [], {}
+    source, notes, details = graph.saved_model_dir, [], {}  # type: tuple[Any, list[str], dict[str, Any]]
     if graph.keras_model is None:
         notes.append("no rewrites: a SavedModel source has no Keras layers to rewrite")
     else:
@@ -146,16 +149,11 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
     for method in methods:
         ranged = calibrate.with_ranges(calibrated, calibrate.ranges(stats, method))
         tried[method] = (ranged, judge("tflite", tflite_int8.quantize(ranged, int8_io)))
-    best = max(tried, key=lambda m: _rank(tried[m][1], criterion))
+    best = max(tried, key=lambda m: rank(tried[m][1], criterion))
     details["calibration"] = best
-    details["calibration_trials"] = {m: _quality_dict(q) for m, (_, q) in tried.items()}
+    details["calibration_trials"] = {m: quality_dict(q) for m, (_, q) in tried.items()}
     notes.append(f"{best} calibration")
     return Int8Base(tried[best][0], notes, details)
-
-
-def _rank(quality: Quality, criterion: Criterion) -> tuple:
-    sqnr = np.inf if quality.sqnr_db is None else quality.sqnr_db
-    return criterion.meets(quality), -(quality.accuracy_drop or 0.0), sqnr
 
 
 def _describe(quality: Quality) -> str:
@@ -163,10 +161,6 @@ def _describe(quality: Quality) -> str:
     parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
     parts += [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f} points"]
     return ", ".join(parts)
-
-
-def _quality_dict(quality: Quality) -> dict:
-    return {k: v for k, v in vars(quality).items() if v is not None}
 
 
 def _refined(candidates: list[Candidate], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
@@ -213,7 +207,7 @@ def _layer_fallback(candidate: Candidate, tuned: Int8Base, exact: Callable[[], I
         worst = errors[:count]
         model = tflite_int8.quantize(base.calibrated, int8_io, float_ops, [t for e in worst for t in e.tensors])
         quality = judge("tflite", model)
-        steps.append({"float_layers": count, **_quality_dict(quality)})
+        steps.append({"float_layers": count, **quality_dict(quality)})
         if criterion.meets(quality) or count >= len(errors):
             break
     details = dict(base.details, fallback={

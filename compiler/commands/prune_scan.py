@@ -13,14 +13,14 @@ from pathlib import Path
 
 from rich.table import Table
 
-from .data import as_float32, load_data
-from .errors import RecipeError
-from .graph import detect_format
-from .graph import keras as keras_graph
-from .prune import groups, importance, sensitivity
-from .prune.driver import Judge
-from .prune_stage import KerasSubject
-from .summary import console
+from edgekiln.compiler.data import as_float32, load_data
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.graph import detect_format
+from edgekiln.compiler.graph import keras as keras_graph
+from edgekiln.compiler.prune import groups, importance, sensitivity
+from edgekiln.compiler.prune.driver import Judge
+from edgekiln.compiler.prune.stage import KerasSubject
+from edgekiln.compiler.summary import console
 
 
 def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, criterion: str,

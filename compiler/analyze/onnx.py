@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .analyze import GraphStats
+from edgekiln.compiler.analyze import GraphStats
 
 _FLOATS = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}

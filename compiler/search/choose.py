@@ -10,10 +10,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
-from .report import SLOWER_MARGIN  # below it, two p50s are within this shared host's run-to-run noise
-
+SLOWER_MARGIN = 1.05  # below 5% two host p50s are within this shared host's run-to-run noise
 SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
+
+
+class Faithfulness(Protocol):
+    """What the criterion reads: a measured row, or a candidate's quality before it is timed."""
+
+    @property
+    def sqnr_db(self) -> float | None: ...
+    @property
+    def agreement(self) -> float | None: ...
+    @property
+    def accuracy_drop(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,7 @@ class Criterion:
     min_agreement: float = 0.99
     min_sqnr_db: float = 30.0
 
-    def meets(self, row: Row) -> bool:
+    def meets(self, row: Faithfulness) -> bool:
         if self.max_drop is not None:
             return row.accuracy_drop is not None and bool(row.accuracy_drop <= self.max_drop)
         agreement_ok = row.agreement is None or bool(row.agreement >= self.min_agreement)
@@ -35,7 +46,7 @@ class Criterion:
             return f"accuracy drop <= {self.max_drop:g} points on the labelled evaluation data"
         return f"top-1 agreement >= {self.min_agreement:g} and SQNR >= {self.min_sqnr_db:g} dB on held-back samples"
 
-    def shortfall(self, row: Row) -> str:
+    def shortfall(self, row: Faithfulness) -> str:
         """Why a row does not meet the criterion, in a few words."""
         if self.max_drop is not None:
             return f"accuracy drops {row.accuracy_drop:.2f} points (budget {self.max_drop:g})"
@@ -46,13 +57,14 @@ class Criterion:
 
 @dataclass(frozen=True)
 class Row:
-    """One measured candidate. sqnr_db None means bit-exact (infinite); p50_ms is host latency."""
+    """One measured candidate. sqnr_db None means bit-exact (infinite); p50_ms is host latency, None when
+    the candidate was the only eligible one and so was not raced."""
 
     name: str
     format: str
     quantize: str
     bytes: int
-    p50_ms: float
+    p50_ms: float | None
     runs: int = 0
     sqnr_db: float | None = None
     agreement: float | None = None
@@ -84,13 +96,19 @@ def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None) -> 
     `baseline` (float32) is only quoted in the reason; it competes only if it is among `rows`.
     """
     eligible = [r for r in rows if criterion.meets(r)]
+    if len(rows) == 1:  # nothing to choose between: nothing was raced
+        only = rows[0]
+        short = "" if criterion.meets(only) else \
+            f"; it does not meet {criterion.describe()}: {criterion.shortfall(only)}"
+        return Choice(only, f"{only.name}: the only eligible candidate{short}", {only.name: "chosen"},
+                      {only.name: "chosen"})
     if not eligible:  # only when even float32 fails: ship the most faithful and say so
         best = max(rows, key=_sqnr)
         return Choice(best, f"no candidate meets {criterion.describe()}; {best.name} is the most faithful",
                       {r.name: "chosen" if r is best else criterion.shortfall(r) for r in rows},
                       {r.name: "chosen" if r is best else "not accurate enough" for r in rows})
-    fastest = min(eligible, key=lambda r: r.p50_ms)
-    tied = [r for r in eligible if r.p50_ms <= fastest.p50_ms * SLOWER_MARGIN]
+    fastest = min(eligible, key=_p50)
+    tied = [r for r in eligible if _p50(r) <= _p50(fastest) * SLOWER_MARGIN]
     smallest = min(r.bytes for r in tied)
     # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
     chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN), key=lambda r: (_sqnr(r), -r.bytes))
@@ -112,23 +130,23 @@ def _short(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baselin
         words.append("larger")
     else:
         words.append("less faithful" if _sqnr(row) < _sqnr(chosen) else "tie")
-    if baseline is not None and row is not baseline and row.p50_ms > baseline.p50_ms * SLOWER_MARGIN:
-        words.append(f"{row.p50_ms / baseline.p50_ms:.1f}x")  # the table's legend: times the baseline's p50
+    if baseline is not None and row is not baseline and _p50(row) > _p50(baseline) * SLOWER_MARGIN:
+        words.append(f"{_p50(row) / _p50(baseline):.1f}x")  # the table's legend: times the baseline's p50
     return "; ".join(words)
 
 
 def _verdict(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
     if row is chosen:
         return "chosen"
-    slower = baseline is not None and row is not baseline and row.p50_ms > baseline.p50_ms * SLOWER_MARGIN
-    versus = f"{row.p50_ms / baseline.p50_ms:.2f}x slower than {baseline.name}" if slower and baseline else ""
+    slower = baseline is not None and row is not baseline and _p50(row) > _p50(baseline) * SLOWER_MARGIN
+    versus = f"{_p50(row) / _p50(baseline):.2f}x slower than {baseline.name}" if slower and baseline else ""
     why = f" ({row.notes[0]})" if versus and row.notes else ""
     if not criterion.meets(row):
         return criterion.shortfall(row) + (f"; {versus}{why}" if versus else "")
     if versus:
         return versus + why
     if row not in tied:
-        return f"slower ({row.p50_ms / chosen.p50_ms:.2f}x the chosen p50)"
+        return f"slower ({_p50(row) / _p50(chosen):.2f}x the chosen p50)"
     if row.bytes > chosen.bytes * SIZE_MARGIN:
         return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
     if _sqnr(row) < _sqnr(chosen):
@@ -138,13 +156,19 @@ def _verdict(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], basel
 
 def _reason(chosen: Row, rows: list[Row], criterion: Criterion, verdicts: dict[str, str],
             baseline: Row | None) -> str:
-    base = f" vs {baseline.name} {baseline.p50_ms:.3f} ms" if baseline is not None and baseline is not chosen else ""
-    speed = f"; p50 {chosen.p50_ms:.3f} ms{base}"
+    base = f" vs {baseline.name} {_p50(baseline):.3f} ms" if baseline is not None and baseline is not chosen else ""
+    speed = f"; p50 {_p50(chosen):.3f} ms{base}"
     text = f"{chosen.name}: the fastest candidate (within {SLOWER_MARGIN - 1:.0%} noise; then smallest) " \
            f"that meets {criterion.describe()}{speed}"
     others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]
     return text + ("; " + "; ".join(others) if others else "")
 
 
-def _sqnr(row: Row) -> float:
+def _sqnr(row: Faithfulness) -> float:
     return math.inf if row.sqnr_db is None else row.sqnr_db
+
+
+def _p50(row: Row) -> float:
+    """A raced row's p50 (pick only compares rows it raced: an un-raced one is alone)."""
+    assert row.p50_ms is not None, f"{row.name} was not timed"
+    return row.p50_ms

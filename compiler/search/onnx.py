@@ -13,7 +13,7 @@
                 the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
 The refinements (s8s8, exclude) use the method int8+calibration chose, so they stack. All int8 candidates
-quantize one pre-processed model with ranges computed once per method (emit/onnx.py `_static`, shared).
+quantize one pre-processed model with ranges computed once per method (emit/onnx.py `static`, shared).
 
 On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
 type, they are the fast path: the int8 candidates of an ARM target are timed as their u8s8 twins (same
@@ -25,26 +25,24 @@ fidelity and golden outputs are what every CPU computes (runtime/backends.py); t
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from .. import onnx_diagnose
-from ..candidates import Built, Candidate, Quality
-from ..choose import Criterion
-from ..data import Dataset
-from ..errors import ConversionError
-from ..measure import host_isa
-from ..recipe import CalibrationMethod, Quantize
-from . import EmitOptions
-from . import onnx as onnx_emit
-from .tflite_variants import _quality_dict, _rank  # one ranking of calibration methods for both formats
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.diagnose import onnx as onnx_diagnose
+from edgekiln.compiler.emit import EmitOptions
+from edgekiln.compiler.emit import onnx as onnx_emit
+from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.measure import host_isa
+from edgekiln.compiler.recipe import CalibrationMethod, Quantize
+from edgekiln.compiler.search.candidates import Built, Candidate
+from edgekiln.compiler.search.choose import Criterion
+from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
 
-Judge = Callable[[str, bytes], Quality]
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
 PROBES = 6                     # nodes each kept in float alone to measure what it gains
 X86 = ("x86_64", "amd64", "i686", "x86")
@@ -54,43 +52,46 @@ EXACT_NOTE = ("timed with onnxruntime's exact U8U8 kernels: this x86 host has no
               "saturate; a VNNI x86 or an ARM CPU runs exact int8 faster")
 
 
-def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge: Judge, criterion: Criterion,
-          workdir: Path, int8_io: bool, calibration: str = "auto", *, source: str = "onnx",
-          activation_type: str = "uint8", batch: int = 1) -> tuple[list[Built], dict | None]:
-    """One Built per candidate, in the given order, and the diagnosis of plain int8 (None without int8).
+def build(ctx: BuildContext) -> Builds:
+    """Keras (through tf2onnx) or ONNX -> ONNX: every planned candidate, in order, and the diagnosis of plain
+    int8 (None without int8).
 
-    calibration: "auto" tunes the method (int8+calibration) and plain int8 stays min/max; a method
-    given by the user is used by every int8 candidate.
+    calibration "auto" tunes the method (int8+calibration) and plain int8 stays min/max; a method given by
+    the user is used by every int8 candidate.
     """
-    if source == "onnx":
-        float_bytes, details = graph.model.SerializeToString(), {"converter": "none (ONNX source)"}
+    if ctx.source == "onnx":
+        float_bytes, details = ctx.graph.model.SerializeToString(), {"converter": "none (ONNX source)"}
     else:
-        float_bytes = onnx_emit.keras_to_onnx(graph, batch)
+        float_bytes = onnx_emit.keras_to_onnx(ctx.graph, ctx.batch)
         details = {"converter": f"tf2onnx {metadata.version('tf2onnx')} (opset {onnx_emit.OPSET})"}
-    method = CalibrationMethod.minmax if calibration == "auto" else CalibrationMethod(calibration)
-    options = EmitOptions(Quantize.none, int8_io, method, activation_type, workdir, batch)
+    method = CalibrationMethod.minmax if ctx.calibration == "auto" else CalibrationMethod(ctx.calibration)
+    options = EmitOptions(Quantize.none, ctx.int8_io, method, ctx.activation_type, ctx.workdir, ctx.batch)
     built: dict[str, Built] = {}
-    for c in candidates:
+    for c in ctx.candidates:
         if c.quantize is not Quantize.int8:
-            emitted = onnx_emit.quantized(float_bytes, None, _options(options, c, workdir), details)
-            built[c.name] = Built(c, emitted.model, (), emitted.details)
-    int8s = [c for c in candidates if c.quantize is Quantize.int8]
-    diagnosis, missing = None, "needs calibration data (--calib)"
-    if int8s and calib is not None:
+            model = onnx_emit.quantized(float_bytes, None, _options(options, c, ctx.workdir))
+            built[c.name] = Built(c, model, (), dict(details, **_float_details(c.quantize)))
+    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
+    diagnosis, missing = None, ""
+    if int8s and ctx.calib is not None:
         try:
             shared = _shared(options, float_bytes)
-            family, diagnosis = _int8_family(int8s, calib, judge, criterion, options, shared, details,
-                                             tune=calibration == "auto")
-            if activation_type == "int8" and platform.machine().lower() in X86:
-                family = {name: _with_twin(b, calib, options, shared) for name, b in family.items()}
+            family, diagnosis = _int8_family(int8s, ctx.calib, ctx.judge, ctx.criterion, options, shared, details,
+                                             tune=ctx.calibration == "auto")
+            if ctx.activation_type == "int8" and platform.machine().lower() in X86:
+                family = {name: _with_twin(b, ctx.calib, options, shared) for name, b in family.items()}
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
             built.update(family)
-        except ConversionError:
+        except ConversionError as exc:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise
-            missing = "int8 quantization failed"
-    return [built.get(c.name) or Built(c, None, (missing,)) for c in candidates], diagnosis
+            missing = f"int8 quantization failed: {exc.one_line()}"
+    return Builds(tuple(built.get(c.name) or Built(c, None, (missing,)) for c in ctx.candidates), diagnosis)
+
+
+def _float_details(quantize: Quantize) -> dict:
+    return {"weight_type": "int8", "activation_type": "float32"} if quantize is Quantize.dynamic else {}
 
 
 def _options(base: EmitOptions, candidate: Candidate, workdir: Path) -> EmitOptions:
@@ -111,7 +112,7 @@ def _shared(base: EmitOptions, float_bytes: bytes) -> Path:
 
 
 def _qdq(options: EmitOptions, calib: Dataset, shared: Path, exclude: tuple[str, ...] = ()) -> bytes:
-    return onnx_emit._static(shared / "onnx_float.onnx", calib, options, exclude, shared)
+    return onnx_emit.static(shared / "onnx_float.onnx", calib, options, exclude, shared)
 
 
 def _details(details: dict, options: EmitOptions) -> dict:
@@ -130,7 +131,7 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
     try:
         errors = onnx_diagnose.node_errors((shared / "onnx_prepared.onnx").read_bytes(), plain, feeds)
     except Exception as exc:  # noqa: BLE001  (a diagnosis must not stop a build; int8+exclude then has no ranking)
-        failure = f"the per-node comparison failed: {(str(exc) or type(exc).__name__).splitlines()[0][:200]}"
+        failure = f"the per-node comparison failed: {first_line(exc, 200)}"
     quality = judge("onnx", plain)
     accurate = _describe(quality) if criterion.meets(quality) else ""
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
@@ -140,9 +141,7 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
                                                        (plain, quality), tune)
     calibration = f"{family.calibration_method} calibration"
     for c in int8s:
-        if c.activation and c.activation == base.activation_type:
-            built[c.name] = Built(c, None, (f"{c.activation} activations are the target's: this is plain int8",))
-        elif c.activation:
+        if c.activation:  # (never the target's own type: candidates.plan leaves that one out)
             options = _options(family, c, base.workdir)
             built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
                                   _details(details, options))
@@ -168,8 +167,8 @@ def _calibrated(candidate: Candidate, calib: Dataset, judge: Judge, criterion: C
     for method in METHODS[1:]:
         model = _qdq(replace(options, calibration_method=method), calib, shared)
         tried[method] = (model, judge("onnx", model))
-    best = max(tried, key=lambda m: _rank(tried[m][1], criterion))  # ties: the earlier, simpler method
-    trials = {str(m): _quality_dict(q) for m, (_, q) in tried.items()}
+    best = max(tried, key=lambda m: rank(tried[m][1], criterion))  # ties: the earlier, simpler method
+    trials = {str(m): quality_dict(q) for m, (_, q) in tried.items()}
     if best is CalibrationMethod.minmax:
         measured = "measured: " + ", ".join(f"{m} {_trial(q)}" for m, (_, q) in tried.items())
         return (Built(candidate, None, ("identical to int8: min/max is the most faithful", measured)), base,

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from . import causes
-from .calibrate import TensorStats
-from .coverage import Coverage
-from .emit import tflite_int8
-from .tf_env import import_tf, quiet_fds
+from edgekiln.compiler.analyze.coverage import Coverage
+from edgekiln.compiler.diagnose import causes
+from edgekiln.compiler.emit import tflite_int8
+from edgekiln.compiler.emit.calibrate import TensorStats
+from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 DEBUG_SAMPLES = 16   # calibration samples the debug model runs (it uses reference kernels: slow)
 TOP_LAYERS = 10      # layers listed in the manifest

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .tf_env import quiet_fds
+from edgekiln.compiler.tf_env import quiet_fds
 
 DELEGATE = "DELEGATE"
 

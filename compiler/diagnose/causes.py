@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .tf_env import quiet_fds
+from edgekiln.compiler.tf_env import quiet_fds
 
 if TYPE_CHECKING:
-    from .calibrate import TensorStats
-    from .coverage import Coverage
-    from .diagnose import LayerError
+    from edgekiln.compiler.analyze.coverage import Coverage
+    from edgekiln.compiler.diagnose.tflite import LayerError
+    from edgekiln.compiler.emit.calibrate import TensorStats
 
 CULPRIT_SHARE = 0.25   # a layer with at least this share of the int8 error is named
 MAX_LAYER_CAUSES = 2

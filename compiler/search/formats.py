@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from targets import Target
-
-from . import compat
-from .recipe import ARTIFACT_FORMATS, Format, Quantize, Recipe
+from edgekiln.compiler.device import compat
+from edgekiln.compiler.recipe import ARTIFACT_FORMATS, Format, Quantize, Recipe
+from edgekiln.targets import Target
 
 
 @dataclass(frozen=True)

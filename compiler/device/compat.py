@@ -16,10 +16,9 @@ from typing import TypeVar
 
 import numpy as np
 
-import targets as target_data
-from targets import Target
-
-from .errors import TargetError
+from edgekiln import targets as target_data
+from edgekiln.compiler.errors import TargetError
+from edgekiln.targets import Target
 
 T = TypeVar("T")
 
@@ -123,7 +122,7 @@ def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
     """Refuse a model whose (op, version) pairs the target's interpreter cannot load (op_versions.toml)."""
     if model_format != "tflite":
         return
-    from .analyze import opcode_versions
+    from edgekiln.compiler.analyze.tflite import opcode_versions
 
     pin = interpreter_pin(target, model_format)
     table = _data("op_versions").get(pin)
@@ -197,7 +196,7 @@ def check_memory(target: Target, model_bytes: int, arena_bytes: int, model_forma
 def arena_bytes(model_format: str, model_bytes: bytes) -> int:
     """Activation-memory upper bound of an artifact of either format."""
     if model_format == "onnx":
-        from .analyze_onnx import onnx_arena_bytes
+        from edgekiln.compiler.analyze.onnx import onnx_arena_bytes
 
         return onnx_arena_bytes(model_bytes)
     return tflite_arena_bytes(model_bytes)
@@ -205,7 +204,7 @@ def arena_bytes(model_format: str, model_bytes: bytes) -> int:
 
 def tflite_arena_bytes(model_bytes: bytes) -> int:
     """Upper bound of the activation memory: the bytes of every non-constant tensor at batch 1."""
-    from .analyze import open_litert
+    from edgekiln.compiler.analyze.tflite import open_litert
 
     interp = open_litert(model_bytes)
     ops = interp._get_ops_details()  # noqa: SLF001

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .tf_env import quiet_fds
+from edgekiln.compiler.tf_env import quiet_fds
 
 METHODS = ("minmax", "percentile", "entropy")
 BINS = 2048

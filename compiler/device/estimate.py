@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from targets import Estimate, Target
-
-from .analyze import OpRecord
+from edgekiln.compiler.analyze.tflite import OpRecord
+from edgekiln.targets import Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
 _INT8_TYPES = {"int8", "uint8", "int16"}  # integer kernels; float16 weights are dequantized to float32

@@ -9,50 +9,15 @@ operator-code table (op, version) feeds the compatibility check.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from .tf_env import quiet_fds
+from edgekiln.compiler.analyze import GraphStats, OpRecord
+from edgekiln.compiler.tf_env import quiet_fds
 
 _CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
 _WEIGHTED = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV", "CONV_3D"}
-
-
-@dataclass(frozen=True)
-class OpRecord:
-    """One node of the compiled graph as the cost model sees it.
-
-    dtype: the compute type: the weight's dtype for weighted ops, else the first input's.
-    weight_bytes: constant inputs (weights, biases); activation_bytes: other inputs + outputs.
-    """
-
-    op: str
-    dtype: str
-    macs: int
-    weight_bytes: int
-    activation_bytes: int
-
-
-@dataclass(frozen=True)
-class GraphStats:
-    """What `edgekiln inspect` shows and the manifest records for a model."""
-
-    params: int
-    macs: int
-    ops: dict[str, int] = field(default_factory=dict)
-    float_ops: tuple[str, ...] = ()  # compute ops with float32 outputs (in an int8 model: left unquantized)
-    records: tuple[OpRecord, ...] = ()
-
-
-def stats(model_format: str, model_bytes: bytes) -> GraphStats:
-    """Params, MACs and ops of a compiled artifact of either format."""
-    if model_format == "onnx":
-        from .analyze_onnx import onnx_stats
-
-        return onnx_stats(model_bytes)
-    return tflite_stats(model_bytes)
 
 
 def open_litert(model_bytes: bytes) -> Any:

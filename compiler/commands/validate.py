@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ValidationError
-from .summary import console
-
-Progress = Callable[[str], None]
+from edgekiln.compiler import Progress
+from edgekiln.compiler.errors import ValidationError
+from edgekiln.compiler.summary import console
 
 
 @dataclass(frozen=True)
@@ -38,8 +36,8 @@ def run_validation(bundle: Path, emulate: str | None, progress: Progress = lambd
     if emulate is None:
         progress("Running `python -m runtime validate` on this host")
         return Outcome(_validate_on_host(bundle), "this host", (f"validated on this host with {sys.executable}",))
-    from .emulate import validate_emulated
-    from .emulate.run import environment_facts
+    from edgekiln.compiler.emulate import validate_emulated
+    from edgekiln.compiler.emulate.run import environment_facts
 
     run = validate_emulated(bundle, emulate, progress)
     installed = [*run.site.wheels, *(f"{pin} (apt)" for pin in run.site.from_apt)]
@@ -63,7 +61,7 @@ def report(outcome: Outcome) -> None:
 
 
 def _validate_on_host(bundle: Path) -> dict:
-    from .emulate.run import parse_report
+    from edgekiln.compiler.emulate.run import parse_report
 
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-m", "runtime", "validate", "--json"], cwd=bundle, env=env,

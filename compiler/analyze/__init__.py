@@ -1,0 +1,42 @@
+"""Static facts about compiled models (ops, parameters, MACs, bytes, fast-path coverage), per format."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One node of the compiled graph as the cost model sees it.
+
+    dtype: the compute type: the weight's dtype for weighted ops, else the first input's.
+    weight_bytes: constant inputs (weights, biases); activation_bytes: other inputs + outputs.
+    """
+
+    op: str
+    dtype: str
+    macs: int
+    weight_bytes: int
+    activation_bytes: int
+
+
+@dataclass(frozen=True)
+class GraphStats:
+    """What `edgekiln inspect` shows and the manifest records for a model."""
+
+    params: int
+    macs: int
+    ops: dict[str, int] = field(default_factory=dict)
+    float_ops: tuple[str, ...] = ()  # compute ops with float32 outputs (in an int8 model: left unquantized)
+    records: tuple[OpRecord, ...] = ()
+
+
+def stats(model_format: str, model_bytes: bytes) -> GraphStats:
+    """Params, MACs and ops of a compiled artifact of either format."""
+    if model_format == "onnx":
+        from edgekiln.compiler.analyze.onnx import onnx_stats
+
+        return onnx_stats(model_bytes)
+    from edgekiln.compiler.analyze.tflite import tflite_stats
+
+    return tflite_stats(model_bytes)

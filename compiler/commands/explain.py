@@ -1,0 +1,122 @@
+"""`edgekiln explain`: why plain int8 hurts a model on a target, measured, and what the rewrites would change.
+
+It builds only what the diagnosis needs, through the same builders a build uses: the float32 model and
+the converter's plain int8 model (min/max calibration), measured side by side through the runtime, and
+the diagnosis of the int8 model. Keras and SavedModel sources: TFLite's per-layer debugger, how XNNPACK
+partitions the int8 graph, and the rewrites that apply. ONNX sources: onnxruntime's QDQ int8 in the
+target's activation type, its nodes ranked by the error they add (diagnose/onnx.py); on an ARM target
+this x86 host times the int8 model as its u8s8 twin (search/onnx.py TWIN_NOTE). No bundle is written.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from rich.table import Table
+
+from edgekiln.compiler import Progress, rewrite
+from edgekiln.compiler.data import Datasets, load_datasets
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.graph import detect_format, framework, load
+from edgekiln.compiler.measure import open_model, threads_for
+from edgekiln.compiler.recipe import Quantize, Recipe
+from edgekiln.compiler.search.candidates import Built, plan
+from edgekiln.compiler.search.choose import Criterion
+from edgekiln.compiler.search.context import BuildContext
+from edgekiln.compiler.search.judge import Judge, interleaved_latency
+from edgekiln.compiler.search.select import BUILDERS
+from edgekiln.compiler.summary import console, fidelity_text
+
+ROUNDS = 5
+
+
+def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
+    """The diagnosis of plain int8 for recipe.source, with fidelity and host latency beside float32."""
+    from edgekiln.compiler.pipeline import resolve_target
+
+    if not recipe.calib:
+        raise RecipeError("explain needs calibration data to quantize with", "pass --calib DATA")
+    target = resolve_target(recipe.target)
+    threads = threads_for(recipe, target)
+    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        progress("Loading the source model")
+        source_format = detect_format(recipe.source)
+        source = framework(source_format)
+        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
+        data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
+        model_format = "onnx" if source == "onnx" else "tflite"
+        progress("Quantizing (plain int8) and diagnosing it layer by layer" if model_format == "tflite" else
+                 "Quantizing (plain int8) and comparing every node with its float output")
+        judge = Judge(graph, data, threads)
+        labelled = data.evaluation is not None and data.evaluation.labels is not None
+        ctx = BuildContext(graph, source, plan(Quantize.int8, model_format, source, True, target.onnx_activation_type,
+                                               only="int8"),
+                           data.calib, judge, Criterion(max_drop=recipe.max_drop if labelled else None), Path(work),
+                           recipe.int8_io, "minmax", target.onnx_activation_type, recipe.batch)
+        made = BUILDERS[source, model_format](ctx)
+        progress("Measuring float32 and int8 side by side")
+        models = {b.candidate.name: b for b in made.built if b.model is not None}
+        measured = _side_by_side(model_format, models, judge, data, threads, recipe.bench_runs)
+        rewrites = None
+        if getattr(graph, "keras_model", None) is not None and data.calib is not None:
+            progress("Trying the rewrites")
+            inputs = rewrite.model_inputs(graph.keras_model, data.calib.inputs)
+            rewrites = rewrite.apply(graph.keras_model, inputs).to_dict()
+    return {"source": recipe.source, "target": target.name, "threads": threads, "measured": measured,
+            "diagnosis": made.diagnosis, "rewrites": rewrites}
+
+
+def _side_by_side(model_format: str, models: dict[str, Built], judge: Judge, data: Datasets, threads: int,
+                  bench_runs: int) -> dict[str, dict]:
+    """Fidelity, size and host latency (timed in turn; a model's timing stand-in where it has one) per model."""
+    opened = {name: open_model(model_format, b.timed_as or b.model or b"", threads, b.layouts)
+              for name, b in models.items()}
+    latency = interleaved_latency(opened, data.golden_set, max(1, bench_runs // ROUNDS), ROUNDS)
+    return {name: {**vars(judge(model_format, b.model or b"", b.layouts)), "bytes": len(b.model or b""),
+                   **latency[name], "notes": list(b.notes)} for name, b in models.items()}
+
+
+def print_explanation(result: dict) -> None:
+    """`edgekiln explain`: the likely causes first, then the ranked layers, coverage and rewrites."""
+    d, measured = result["diagnosis"], result["measured"]
+    console.print(f"[bold]{result['source']}[/bold] on {result['target']}: plain int8 ({d['of']})")
+    base, q = measured["float32"], measured["int8"]
+    console.print(f"int8 vs float32 on this host ({result['threads']} thread(s)): p50 {q['p50_ms']:.3f} ms vs "
+                  f"{base['p50_ms']:.3f} ms ({q['p50_ms'] / base['p50_ms']:.2f}x), size {q['bytes']:,} B vs "
+                  f"{base['bytes']:,} B; fidelity "
+                  f"{fidelity_text({'sqnr_db': q['sqnr_db'], 'top1_agreement': q['agreement']})}")
+    console.print("[bold]likely causes, worst first:[/bold]")
+    for k, cause in enumerate(d["causes"], 1):
+        console.print(f"  {k}. {cause}")
+    if "nodes" in d:  # ONNX: nodes ranked by the error they add; no XNNPACK, no Keras rewrites
+        _print_nodes(d, q)
+        return
+    table = Table(title=f"per-layer int8 error ({d['samples']} samples; each op against its float op, same input)")
+    for column in ("layer", "op", "share", "channel noise/signal", "SQNR", "RMSE / step"):
+        table.add_column(column, justify="left" if column in ("layer", "op") else "right")
+    for e in d["layers"]:
+        table.add_row(e["layer"], e["op"], f"{e['share']:.0%}", f"{e['channel_nsr']:.4f}",
+                      "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB", f"{e['rmse_over_scale']:.2f}")
+    console.print(table)
+    c = d["coverage"]
+    outside = ", ".join(f"{op} x{n}" for op, n in c["outside_fast_path"].items()) or "none"
+    console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
+                  f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
+    applied = (result["rewrites"] or {}).get("applied", [])
+    console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
+    console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
+
+
+def _print_nodes(d: dict, int8: dict) -> None:
+    table = Table(title=f"per-node int8 error ({d['samples']} samples; {d['method']})")
+    for column in ("node", "op", "share", "SQNR at its output"):
+        table.add_column(column, justify="left" if column in ("node", "op") else "right")
+    for e in d["nodes"]:
+        table.add_row(e["name"], e["op"], f"{e['share']:.0%}",
+                      "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB")
+    console.print(table)
+    for note in int8.get("notes", []):
+        console.print(f"[dim]int8: {note}[/dim]")
+    console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these "
+                  "(calibration methods, nodes kept in float, and the TFLite variants where the target runs both).")

@@ -1,0 +1,131 @@
+"""`edgekiln inspect PATH`: a bundle's manifest summary, or a model's inputs/outputs, params, MACs and ops."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from rich.table import Table
+
+from edgekiln.compiler.errors import EdgekilnError
+from edgekiln.compiler.summary import console
+
+
+def inspect_path(path: Path, unsafe: bool) -> None:
+    """Dispatch on what `path` is."""
+    if path.is_dir() and (path / "manifest.json").is_file():
+        _inspect_bundle(path)
+    elif path.suffix == ".tflite" and path.is_file():
+        _inspect_model_bytes(path.name, path.read_bytes())
+    elif path.suffix.lower() == ".onnx" and path.is_file():
+        _inspect_onnx(path)
+    else:
+        _inspect_source(path, unsafe)
+
+
+def _inspect_bundle(path: Path) -> None:
+    from edgekiln import runtime
+    from edgekiln.compiler.deploy.records import describe as describe_devices
+
+    try:
+        m = runtime.read_manifest(path)
+    except runtime.BundleError as exc:
+        raise EdgekilnError(str(exc)) from exc
+    model, host = m["model"], m["latency"]["host"]
+    console.print(f"[bold]{path}[/bold]: {m['source']['file_name']} -> {model['file']} for {m['target']['name']}, "
+                  f"built {m['created_utc']} by edgekiln {m['compiler']['version']}")
+    console.print(f"quantization {_variant_line(m['quantization'] or {})}; size {model['bytes']:,} B "
+                  f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
+    console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
+                  f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
+    estimate = m["latency"].get("target_estimate")
+    if estimate:
+        console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
+                      f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
+    for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
+        console.print(line, markup=False, soft_wrap=True)  # one device, one line, whatever the width
+    if "accuracy" in m:
+        a = m["accuracy"]
+        console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
+                      f"(drop {a['drop']} pt, {a['samples']} samples)")
+    if m.get("pruning"):
+        p = m["pruning"]
+        speed = (p.get("measured") or {}).get("speedup")
+        console.print(f"pruning {p['ratio']} ({p['criterion']}, recovery {p['recovery']['method']}): MACs "
+                      f"{p['macs_before']:,} -> {p['macs_after']:,}" + (f", {speed}x faster than unpruned" if speed
+                                                                          else ""))
+    console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
+    _io_table(model["inputs"], model["outputs"])
+    for warning in m.get("warnings", []):
+        console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
+
+
+def _variant_line(q: dict) -> str:
+    """The mode, and with a candidate search the shipped variant and what it was chosen from."""
+    text = q.get("mode", "none")
+    if q.get("variant"):
+        compared = (q.get("formats") or {}).get("compared")
+        among = f" from {len(q['candidates'])} candidates" + (f", formats {' and '.join(compared)} compared on the "
+                                                             "build host" if compared else "")
+        text += f" (variant {q['variant']}, chosen{among})"
+    return text
+
+
+def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
+    from edgekiln.compiler.analyze.tflite import tflite_stats
+    from edgekiln.runtime import Model
+
+    try:
+        model = Model("tflite", model_bytes)
+    except ValueError as exc:
+        raise EdgekilnError(f"{name} is not a readable .tflite model: {exc}") from exc
+    stats = tflite_stats(model_bytes)
+    console.print(f"[bold]{name}[/bold]: {len(model_bytes):,} B, params {stats.params:,}, MACs {stats.macs:,}")
+    _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
+    console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
+
+
+def _inspect_onnx(path: Path) -> None:
+    """An ONNX model as the compiler loads it (checked, batch fixed to 1), with its static facts."""
+    import tempfile
+
+    from edgekiln.compiler.analyze.onnx import onnx_stats
+    from edgekiln.compiler.graph import onnx as onnx_graph
+    from edgekiln.runtime import Model
+
+    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        graph = onnx_graph.load(path, Path(work))
+    model_bytes = graph.model.SerializeToString()
+    stats, model = onnx_stats(model_bytes), Model("onnx", model_bytes)
+    opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
+    console.print(f"[bold]{path.name}[/bold]: ONNX opset {opset}, {path.stat().st_size:,} B, "
+                  f"params {stats.params:,}, MACs {stats.macs:,} (batch 1)")
+    if graph.constants_normalised:
+        console.print(f"{graph.constants_normalised} Constant nodes hold tensors (moved to initializers)")
+    _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
+    console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
+
+
+def _inspect_source(path: Path, unsafe: bool) -> None:
+    import tempfile
+
+    from edgekiln.compiler.emit import tflite
+    from edgekiln.compiler.graph import detect_format
+    from edgekiln.compiler.graph import keras as keras_graph
+    from edgekiln.compiler.recipe import Quantize
+
+    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        graph = keras_graph.load(path, detect_format(path), Path(work), unsafe=unsafe)
+        float_bytes = tflite.convert(graph.saved_model_dir, Quantize.none, None)
+    console.print(f"source {path} ({graph.source_format}), {graph.params:,} params; as float32 TFLite:")
+    _inspect_model_bytes(path.name, float_bytes)
+
+
+def _io_table(inputs: list[dict], outputs: list[dict]) -> None:
+    table = Table(show_header=True)
+    for column in ("", "name", "shape", "dtype", "scale", "zero point"):
+        table.add_column(column)
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for t in items:
+            table.add_row(kind, t["name"], str(t["shape"]), t["dtype"], f"{t['scale']:.6g}", str(t["zero_point"]))
+    console.print(table)

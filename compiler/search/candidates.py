@@ -1,0 +1,133 @@
+"""The variants a build considers, as data, and which of them a build plans (pure logic, no TensorFlow).
+
+CANDIDATES lists, per artifact format, every variant its builder can make; `plan` picks the ones a
+--quantize mode asks for and says why each other one is not built. A format's builder (search/select.py
+BUILDERS) returns one Built per planned candidate; another format adds a row here and a builder there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from edgekiln.compiler.recipe import Quantize
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One variant: artifact format, number format, and the int8 refinements it uses.
+
+    rewrites: exact rewrites (BN folding, equalisation) and bias correction on the Keras model first.
+    tune_calibration: min/max, percentile or entropy ranges, whichever is most faithful on held-back data.
+    fallback: "ops" keeps in float the int8 ops outside the fast path; "layers" also the worst layers,
+        more of them until the criterion holds.
+    activation: int8 activation type when it differs from the target's ("" = the target's; ONNX only).
+    """
+
+    name: str
+    format: str
+    quantize: Quantize
+    rewrites: bool = False
+    tune_calibration: bool = False
+    fallback: str = ""
+    activation: str = ""
+
+
+CANDIDATES: dict[str, tuple[Candidate, ...]] = {
+    "tflite": (
+        Candidate("float32", "tflite", Quantize.none),
+        Candidate("float16", "tflite", Quantize.float16),
+        Candidate("dynamic", "tflite", Quantize.dynamic),
+        Candidate("int8", "tflite", Quantize.int8),
+        Candidate("int8+rewrites", "tflite", Quantize.int8, rewrites=True, tune_calibration=True),
+        Candidate("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
+        Candidate("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
+                  fallback="layers"),
+    ),
+    # onnxruntime QDQ: "int8" uses the target's activation type and min/max; "int8+calibration" the most
+    # faithful calibration method; "int8+s8s8" int8 activations where the target's are uint8 (x86: no u8s8
+    # saturation, slower); "int8+exclude" keeps the worst nodes in float. The last two use the chosen method.
+    "onnx": (
+        Candidate("float32", "onnx", Quantize.none),
+        Candidate("dynamic", "onnx", Quantize.dynamic),
+        Candidate("int8", "onnx", Quantize.int8),
+        Candidate("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
+        Candidate("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
+        Candidate("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
+    ),
+}
+BASELINE = "float32"
+
+# What each --quantize mode builds besides the float32 baseline (`plan` keeps the format's own names).
+# `int8` forces full-integer models: plain, with rewrites and tuned calibration, with int8 activations
+# (no float fallback or excluded nodes, which would not be full-integer).
+PLANS: dict[Quantize, tuple[str, ...]] = {
+    Quantize.auto: ("float16", "dynamic", "int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers",
+                    "int8+calibration", "int8+s8s8", "int8+exclude"),
+    Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8"),
+    Quantize.float16: ("float16",),
+    Quantize.dynamic: ("dynamic",),
+    Quantize.none: (),
+}
+
+
+# What onnx2tf can make from an ONNX source (one run, min/max int8): the refinements need the Keras path.
+ONNX2TF_ONLY = "onnx2tf (ONNX -> TFLite) writes float32, float16, dynamic and plain min/max int8 only"
+NEEDS_CALIBRATION = "needs calibration data (--calib)"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The candidates of one format a build makes, baseline first, and why each other wanted one is not made."""
+
+    build: tuple[Candidate, ...]
+    not_built: dict[str, str] = field(default_factory=dict)
+
+
+def plan(quantize: Quantize, model_format: str, source: str = "keras", calibrated: bool = True,
+         activation_type: str = "uint8", only: str | None = None) -> Plan:
+    """What a --quantize mode builds in `model_format` from a `source` framework's graph.
+
+    calibrated: calibration data was given (every int8 candidate needs it). activation_type: the target's
+    onnxruntime int8 activations (an `int8+s8s8` candidate on an int8 target would be plain int8).
+    only: just this variant, and what it is built from (plain int8 for an int8 refinement), e.g. the
+    unpruned reference of a pruned build made the way the shipped variant was.
+    """
+    wanted = [c for c in CANDIDATES[model_format] if c.name in (BASELINE, *PLANS[quantize])]
+    if only is not None:
+        wanted = [c for c in wanted if c.name in (BASELINE, only) or (c.name == "int8" and only.startswith("int8"))]
+    build, not_built = [], {}
+    for c in wanted:
+        why = _not_buildable(c, source, calibrated, activation_type)
+        if why:
+            not_built[c.name] = why
+        else:
+            build.append(c)
+    return Plan(tuple(build), not_built)
+
+
+def _not_buildable(c: Candidate, source: str, calibrated: bool, activation_type: str) -> str:
+    if c.quantize is Quantize.int8 and not calibrated:
+        return NEEDS_CALIBRATION
+    if (source, c.format) == ("onnx", "tflite") and (c.rewrites or c.tune_calibration or c.fallback):
+        return ONNX2TF_ONLY
+    if c.activation and c.activation == activation_type:
+        return f"{c.activation} activations are the target's: this is plain int8"
+    return ""
+
+
+@dataclass(frozen=True)
+class Built:
+    """A built candidate (model None = not built; notes say why) and what went into it.
+
+    timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
+    layouts: tensor name -> {"source", "compiled", "perm", "source_shape"} for inputs/outputs whose layout the
+        converter changed (compiled = source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
+    details: facts for the manifest's `quantization` section (converter, activation type, calibration, ...).
+    """
+
+    candidate: Candidate
+    model: bytes | None
+    notes: tuple[str, ...] = ()
+    details: dict = field(default_factory=dict)
+    timed_as: bytes | None = None
+    layouts: dict = field(default_factory=dict)

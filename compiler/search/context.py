@@ -1,0 +1,55 @@
+"""What every format's candidate builder takes (one frozen context) and what it returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.search.candidates import Built, Candidate, Plan
+from edgekiln.compiler.search.choose import Criterion
+from edgekiln.compiler.search.judge import Judge
+
+
+@dataclass(frozen=True)
+class BuildContext:
+    """One format's share of a build's candidate search.
+
+    graph: the working graph (pruned or not); source: its framework, "keras" or "onnx".
+    plan: the candidates to build (the float32 baseline first) and why the others are not built.
+    judge / criterion: the search's own decisions (calibration method, what stays in float) are judged on
+        the tuning samples by fidelity alone, never on the evaluation labels.
+    calibration: "auto" (plain int8 keeps min/max, the refinements tune it) or the method the user named.
+    activation_type: the target's onnxruntime int8 activation type ("uint8" on x86, "int8" on ARM).
+    batch: the compiled batch size where the source leaves it open.
+    workdir: a scratch directory of this format's, removed after the build.
+    """
+
+    graph: Any
+    source: str
+    plan: Plan
+    calib: Dataset | None
+    judge: Judge
+    criterion: Criterion
+    workdir: Path
+    int8_io: bool = False
+    calibration: str = "auto"
+    activation_type: str = "uint8"
+    batch: int = 1
+
+    @property
+    def candidates(self) -> tuple[Candidate, ...]:
+        return self.plan.build
+
+
+@dataclass(frozen=True)
+class Builds:
+    """One Built per planned candidate, in plan order, and the diagnosis of plain int8 (None without int8)."""
+
+    built: tuple[Built, ...]
+    diagnosis: dict | None = None
+
+
+Builder = Callable[[BuildContext], Builds]

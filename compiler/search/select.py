@@ -1,0 +1,270 @@
+"""The quantization stage of a build: build the candidates, judge and time them side by side, choose one.
+
+Every build is this search; --quantize and --format only choose the candidate set (candidates.plan):
+`--quantize none` is [float32], a forced mode builds its own variants (the float32 baseline is always
+built: it is what "slower" is measured against), `--quantize auto` every variant. With --format auto
+(search/formats.py) the candidates of every format the target runs share one table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from edgekiln.compiler import analyze
+from edgekiln.compiler.analyze import GraphStats
+from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.errors import EdgekilnError, TargetError
+from edgekiln.compiler.measure import open_model
+from edgekiln.compiler.recipe import Quantize, Recipe
+from edgekiln.compiler.search import onnx, tflite, tflite_from_onnx
+from edgekiln.compiler.search.candidates import BASELINE, Built, Plan, plan
+from edgekiln.compiler.search.choose import Choice, Criterion, Row, pick
+from edgekiln.compiler.search.context import BuildContext, Builder
+from edgekiln.compiler.search.judge import ROUND_MS, Judge, interleaved_latency
+
+# (framework of the working graph, artifact format) -> the builder of that format's candidates.
+# Keras -> TFLite goes through TensorFlow's converter, ONNX -> TFLite through onnx2tf, * -> ONNX
+# through tf2onnx (Keras) or as loaded (ONNX), then onnxruntime's quantizer.
+BUILDERS: dict[tuple[str, str], Builder] = {
+    ("keras", "tflite"): tflite.build, ("onnx", "tflite"): tflite_from_onnx.build,
+    ("keras", "onnx"): onnx.build, ("onnx", "onnx"): onnx.build,
+}
+ROUNDS = 7  # candidates are timed in turn, round by round (judge.interleaved_latency)
+TUNING_CRITERION = Criterion()  # the fidelity floor: tuning never sees the evaluation labels
+FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
+               "the target's CPU; `edgekiln deploy` measures the shipped model there")
+ONLY_ONE = "the only eligible candidate: not raced (its latency is measured with the baseline's, latency.host)"
+
+
+@dataclass(frozen=True)
+class FormatPlan:
+    """One artifact format of a search and why the target's interpreter cannot run a model of it
+    (None: it can; --force waives it)."""
+
+    format: str
+    target_problem: Callable[[bytes], str | None] = lambda model: None
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The search's outcome: the chosen candidate and its format's float32 baseline, their static stats,
+    the measured rows they were chosen among, and the manifest's quantization block (`block`)."""
+
+    shipped: Built
+    reference: Built
+    model_stats: GraphStats
+    baseline_stats: GraphStats
+    block: dict
+    rows: tuple[Row, ...] = ()
+    choice: Choice | None = None
+    built: dict[str, Built] = field(default_factory=dict)  # every timed candidate, by row name
+
+    @property
+    def format(self) -> str:
+        return self.shipped.candidate.format
+
+    @property
+    def model(self) -> bytes:
+        assert self.shipped.model is not None
+        return self.shipped.model
+
+    @property
+    def baseline(self) -> bytes:
+        assert self.reference.model is not None
+        return self.reference.model
+
+    @property
+    def layouts(self) -> dict[str, dict]:
+        return self.shipped.layouts
+
+    @property
+    def quantize(self) -> Quantize:
+        return self.shipped.candidate.quantize
+
+    @property
+    def variant(self) -> str:
+        """The shipped candidate's variant name, without a format prefix (e.g. "int8+rewrites")."""
+        return self.shipped.candidate.name
+
+    def with_block(self, **changes: Any) -> Selection:
+        return replace(self, block={**self.block, **changes})
+
+
+def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
+           workdir: Path, activation_type: str, only: str | None = None) -> Selection:
+    """Build every format's candidates, judge and time them in one table, and choose.
+
+    With more than one format, rows are named "format:variant" and a format whose conversion fails is
+    left out (and said so) instead of stopping the build. Candidates the target cannot run are left out
+    and listed in the manifest; the float32 baselines stay (they are the yardstick).
+    only: build just this variant (and what it is built from) and ship it when it was built, e.g. the
+    unpruned reference of a pruned build made the way the shipped variant was.
+    """
+    labelled = data.evaluation is not None and data.evaluation.labels is not None
+    criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
+    judge = Judge(graph, data, threads)
+    # The search's own decisions (calibration method, what stays float) are made on other held-back
+    # samples, by fidelity alone: the samples and labels that judge the table did not shape the candidates.
+    tuner = Judge(graph, Datasets(None, data.tuning_set, None), threads)
+    contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
+                                                            activation_type, only),
+                                       data.calib, tuner, TUNING_CRITERION, workdir / f"candidates_{f.format}",
+                                       recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch)
+                for f in formats}
+    built, diagnoses, failed = _build_all(contexts)
+    ready = {key: b for key, b in built.items() if b.model is not None}
+    baselines = {key for key, b in ready.items() if b.candidate.name == BASELINE}
+    problems = {f.format: f.target_problem for f in formats}
+    unrunnable = {key: why for key, b in ready.items() if (why := problems[b.candidate.format](b.model or b""))}
+    refused = {key: why for key, why in unrunnable.items() if key not in baselines}
+    ready = {key: b for key, b in ready.items() if key not in refused}
+    eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only)
+    rows = _rows(ready, judge, data, max(1, recipe.bench_runs // ROUNDS), threads, timed=len(eligible_names) > 1)
+    timed = [r for r in rows if r.p50_ms is not None]
+    yardstick = min((r for r in rows if r.name in baselines), key=_p50)  # the fastest float32
+    choice = pick([r for r in rows if r.name in eligible_names], criterion, yardstick if timed else None)
+    chosen = ready[choice.chosen.name]
+    baseline = ready[_key(chosen.candidate.format, BASELINE, len(formats) > 1)]
+    block = _block(recipe, criterion, choice, rows, built, diagnoses, chosen, max(1, recipe.bench_runs // ROUNDS),
+                   threads)
+    block["data"] = _data_note(data, judge, len(rows))
+    block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
+    for row in block["candidates"]:
+        if row["name"] in unrunnable and row["verdict"] != "chosen":  # a float32 baseline the target cannot run
+            row.update(verdict=f"not eligible: {unrunnable[row['name']]}", short="target can't run it")
+    if refused:
+        block["refused_by_target"] = refused
+    if len(formats) > 1:
+        block["formats"] = {"compared": [f.format for f in formats], "failed": failed, "note": FORMAT_NOTE}
+    return Selection(chosen, baseline, analyze.stats(chosen.candidate.format, chosen.model or b""),
+                     analyze.stats(baseline.candidate.format, baseline.model or b""), block, tuple(rows), choice,
+                     ready)
+
+
+def _p50(row: Row) -> float:
+    return row.p50_ms if row.p50_ms is not None else 0.0
+
+
+def _eligible(ready: dict[str, Built], baselines: set[str], unrunnable: dict[str, str], quantize: Quantize,
+              only: str | None) -> list[str]:
+    """The rows the choice may ship: runnable on the target, and no float32 baseline for a forced mode."""
+    free = quantize in (Quantize.auto, Quantize.none)
+    eligible = [name for name in ready if (free or name not in baselines) and name not in unrunnable]
+    refused = [why for name, why in unrunnable.items() if name not in baselines]
+    if not eligible and not free and refused:
+        raise TargetError(refused[0], "use --quantize auto to pick a variant the target can run, or --force to "
+                                      "build it anyway")
+    # Nothing runs on the target: the float32 baseline goes on, and the target check refuses it by name.
+    eligible = eligible or [name for name in ready if name in baselines]
+    if only is None:
+        return eligible
+    # The variant asked for, else what it refines when it was not built ("identical to int8": the same model).
+    wanted = [name for name in eligible if ready[name].candidate.name == only] or \
+        [name for name in eligible if only.startswith("int8") and ready[name].candidate.name == "int8"]
+    return wanted or eligible
+
+
+def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Built], dict[str, dict], dict[str, str]]:
+    """Every format's Built candidates by row name (not built ones too, with the reason), each format's
+    int8 diagnosis, and the formats whose conversion failed."""
+    built: dict[str, Built] = {}
+    diagnoses: dict[str, dict] = {}
+    failed: dict[str, str] = {}
+    compared = len(contexts) > 1
+    for model_format, ctx in contexts.items():
+        ctx.workdir.mkdir(parents=True, exist_ok=True)
+        try:
+            made = BUILDERS[ctx.source, model_format](ctx)
+        except EdgekilnError as exc:
+            if not compared or len(failed) == len(contexts) - 1:  # nothing else to ship: the error stands
+                raise
+            failed[model_format] = exc.one_line()
+            continue
+        built.update({_key(model_format, b.candidate.name, compared): b for b in _in_order(ctx.plan, made.built)})
+        if made.diagnosis is not None:
+            diagnoses[model_format] = made.diagnosis
+    return built, diagnoses, failed
+
+
+def _in_order(planned: Plan, made: tuple[Built, ...]) -> list[Built]:
+    """The builder's candidates and the ones the plan did not build (with the reason), in catalogue order."""
+    from edgekiln.compiler.search.candidates import CANDIDATES
+
+    by_name = {b.candidate.name: b for b in made}
+    fmt = made[0].candidate.format if made else planned.build[0].format
+    return [by_name.get(c.name) or Built(c, None, (planned.not_built[c.name],))
+            for c in CANDIDATES[fmt] if c.name in by_name or c.name in planned.not_built]
+
+
+def _key(model_format: str, name: str, compared: bool) -> str:
+    """A candidate's row name: the variant, prefixed by its format when formats are compared."""
+    return f"{model_format}:{name}" if compared else name
+
+
+def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, threads: int, timed: bool) -> list[Row]:
+    """Every ready candidate judged; timed in turn when there is a choice to make (else p50 None)."""
+    latency: dict[str, dict] = {}
+    if timed:
+        models = {name: open_model(b.candidate.format, b.timed_as or b.model or b"", threads, b.layouts)
+                  for name, b in ready.items()}
+        latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
+    rows = []
+    for name, b in ready.items():
+        q = judge(b.candidate.format, b.model or b"", b.layouts)
+        lat = latency.get(name, {})
+        notes = b.notes if timed else (*b.notes, ONLY_ONE)
+        rows.append(Row(name, b.candidate.format, str(b.candidate.quantize), len(b.model or b""),
+                        lat.get("p50_ms"), lat.get("runs", 0), q.sqnr_db, q.agreement, q.accuracy,
+                        q.accuracy_drop, b.details.get("coverage", {}).get("fast_path_pieces"), notes))
+    return rows
+
+
+def _block(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Row], built: dict[str, Built],
+           diagnoses: dict[str, dict], chosen: Built, runs: int, threads: int) -> dict:
+    """The manifest's quantization block: the table, the choice and why, how it was measured."""
+    return {
+        "requested": str(recipe.quantize),
+        "variant": choice.chosen.name,
+        "reason": choice.reason,
+        "criterion": criterion.describe(),
+        "candidates": [dict(r.to_dict(), verdict=choice.verdicts.get(r.name, "baseline (not eligible)"),
+                            short=choice.short.get(r.name, "baseline")) for r in rows],
+        "not_built": {key: "; ".join(b.notes) for key, b in built.items() if b.model is None},
+        "timing": {"measured_on": "host", "threads": threads, "rounds": ROUNDS,
+                   "runs_per_candidate": {r.name: r.runs for r in rows},
+                   "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
+                             f"(at least {runs} runs) per round; p50 = median of the round p50s"},
+        "details": {k: v for k, v in chosen.details.items() if k != "coverage"},
+        "coverage": chosen.details.get("coverage"),
+        "diagnosis": _diagnosis(diagnoses, chosen.candidate.format),
+    }
+
+
+def _diagnosis(diagnoses: dict[str, dict], preferred: str) -> dict:
+    """The plain-int8 diagnosis of the shipped format, else of the other one (the block says which)."""
+    if not diagnoses:
+        return {"of": None, "note": "no int8 candidate was built (mode, missing calibration data, or format)"}
+    model_format = preferred if preferred in diagnoses else next(iter(diagnoses))
+    return dict(diagnoses[model_format], format=model_format)
+
+
+def _data_note(data: Datasets, judge: Judge, candidates: int) -> dict:
+    """Which samples shaped the candidates and which judged them, and the selection effect that remains."""
+    tuned, checked = data.tuning_set, judge.check
+    separate = tuned is not checked
+    judged = f"fidelity on {checked.size} held-back samples" + (
+        f", accuracy on {judge.evaluation.size} labelled evaluation samples" if judge.evaluation is not None else "")
+    return {
+        "calibration_samples": data.calib.size if data.calib is not None else 0,
+        "tuning_samples": tuned.size,
+        "judging_samples": checked.size,
+        "tuned_on": f"{tuned.size} held-back calibration samples, by fidelity ({TUNING_CRITERION.describe()})",
+        "judged_on": judged,
+        "note": ("tuning and judging samples are disjoint" if separate else
+                 "too few samples were held back to split: the same samples tuned and judged the candidates")
+        + f"; the chosen variant's figures are the best of {candidates} measured on the judging data, so they "
+          "carry a small selection effect",
+    }

@@ -1,0 +1,53 @@
+"""The TFLite candidates of an ONNX source: one onnx2tf run writes float32, float16, dynamic and int8.
+
+onnx2tf converts once and writes every number format from that conversion (with -oiqt), so these
+candidates cost one run. It calibrates with min/max and offers no hook for the Keras path's int8
+refinements (rewrites, tuned ranges, float fallback): those candidates are not built, and the table
+says why. Every model keeps the layout change onnx2tf made (NCHW -> NHWC), which the runtime undoes.
+"""
+
+from __future__ import annotations
+
+from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.recipe import Quantize
+from edgekiln.compiler.search.candidates import Built
+from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.tflite import with_coverage
+
+
+def build(ctx: BuildContext) -> Builds:
+    """ONNX -> TFLite through onnx2tf: every planned candidate, in order; no diagnosis (the per-layer
+    debugger needs the Keras path). The refinements onnx2tf cannot make are never planned
+    (candidates.ONNX2TF_ONLY).
+
+    A ConversionError (onnx2tf failed, or wrote ops LiteRT cannot run) propagates: the caller decides
+    whether the format is dropped from the comparison or the build stops.
+    """
+    int8 = ctx.calib is not None and any(c.quantize is Quantize.int8 for c in ctx.candidates)
+    check_calibration(ctx.calibration, int8)
+    mode = Quantize.int8 if int8 else Quantize.dynamic if any(
+        c.quantize is Quantize.dynamic for c in ctx.candidates) else Quantize.none
+    converted = onnx2tf.convert(ctx.graph, ctx.calib if int8 else None, mode, ctx.workdir)
+    details = {"converter": f"onnx2tf {onnx2tf.version()}"}
+    built = []
+    for c in ctx.candidates:
+        suffix = onnx2tf.ARTIFACT.get((c.quantize, ctx.int8_io))
+        if suffix is None or suffix not in converted.files:
+            built.append(Built(c, None, (f"onnx2tf wrote no {suffix} model",)))
+            continue
+        extra = {"calibration": "minmax"} if c.quantize is Quantize.int8 else {}
+        notes = ("min/max calibration (onnx2tf)",) if extra else ()
+        built.append(with_coverage(Built(c, converted.model(suffix), notes, dict(details, **extra),
+                                         layouts=converted.layouts)))
+    return Builds(tuple(built))
+
+
+def check_calibration(calibration: str, int8: bool) -> None:
+    """onnx2tf calibrates with min/max only: a method the user named is refused rather than ignored.
+
+    (Keras -> TFLite sets percentile and entropy ranges itself: emit/calibrate.py.)
+    """
+    if int8 and calibration not in ("auto", "minmax"):
+        raise RecipeError(f"calibration method {calibration} is not available for ONNX -> TFLite "
+                          "(onnx2tf calibrates with min/max)", "use --calibration minmax, or --format onnx")
