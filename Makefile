@@ -36,8 +36,10 @@ system-packages:
 test: install system-packages
 	$(BIN)/python -m pytest -q
 
+# ruff (style, and no bare `compiler` / `runtime` / `targets` imports) and mypy (pyproject.toml [tool.mypy]).
 lint: install
-	$(BIN)/ruff check compiler runtime targets tests bench sample_models
+	$(BIN)/ruff check compiler edgekiln runtime targets tests bench sample_models
+	$(BIN)/mypy
 
 clean:
 	rm -rf build $(VENV)

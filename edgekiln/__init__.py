@@ -30,9 +30,15 @@ if TYPE_CHECKING:
 
 def build(source: str | Path, *, progress: Progress | None = None, **options: Any) -> BuildResult:
     """Compile `source` into a bundle; `options` are Recipe fields (target, calib, eval, output, ...)."""
+    import dataclasses
+
+    from edgekiln.compiler.errors import RecipeError
     from edgekiln.compiler.pipeline import build as run_build
     from edgekiln.compiler.recipe import Recipe
 
+    known = {f.name for f in dataclasses.fields(Recipe)} - {"source"}
+    if unknown := sorted(set(options) - known):
+        raise RecipeError(f"unknown option(s) {', '.join(unknown)}", f"edgekiln.build takes {', '.join(sorted(known))}")
     recipe = Recipe(source=str(source), **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
     return run_build(recipe) if progress is None else run_build(recipe, progress)
 

@@ -63,7 +63,7 @@ def test_runtime_works_without_tensorflow(bundle, tmp_path):
     (blocker / "__init__.py").write_text("raise ImportError('tensorflow is blocked in this test')\n")
     code = ("import sys, runtime, numpy as np; m = runtime.load('.'); r = m.validate(); "
             "assert r.passed; print(sorted(k for k in sys.modules if k.split('.')[0] in "
-            "('tensorflow', 'keras', 'compiler')))")
+            "('tensorflow', 'keras', 'compiler', 'edgekiln')))")
     env = {**os.environ, "PYTHONPATH": str(blocker.parent)}
     result = subprocess.run([sys.executable, "-c", code], cwd=bundle, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr

@@ -7,7 +7,7 @@ import pytest
 
 from edgekiln.compiler.prune import cost, groups, importance, recover, sensitivity
 from edgekiln.compiler.prune.channels import ChannelGraph, Node
-from tests.unit.test_prune_groups import chain, drop, inp, op
+from tests.unit.prune.test_groups import chain, drop, inp, op
 
 
 def test_l1_removes_the_filters_with_the_smallest_norms():
