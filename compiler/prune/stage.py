@@ -212,16 +212,19 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
         return None
     if not pruned.removed:
         return {**pruned.block, "measured": None}
-    shipped = selection.block["variant"]
+    shipped = selection.variant
     progress(f"Measuring the speed-up: the unpruned model compiled the same way ({shipped})")
     compiled = reference(source, selection)
+    because = {} if compiled.variant == shipped else \
+        {"compiled_as_because": compiled.block["not_built"].get(shipped, "not built for the unpruned model")}
     unpruned = compiled.model
     threads = threads_for(recipe, target)
     models = [measure.open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
     best = measure.side_by_side(models, data.golden_set, recipe.bench_runs)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
     return {**pruned.block, "measured": {
-        "compiled_as": compiled.block["variant"], "shipped_as": shipped, "threads": threads,
+        "compiled_as": compiled.variant, "shipped_as": shipped, **because, "format": selection.format,
+        "threads": threads,
         "model_bytes": len(selection.model), "unpruned_model_bytes": len(unpruned),
         "size_ratio": round(len(selection.model) / len(unpruned), 4),
         "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),

@@ -36,6 +36,7 @@ ROUNDS = 7  # candidates are timed in turn, round by round (judge.interleaved_la
 TUNING_CRITERION = Criterion()  # the fidelity floor: tuning never sees the evaluation labels
 FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
                "the target's CPU; `edgekiln deploy` measures the shipped model there")
+IDENTICAL = "identical to int8"  # how a builder says a refinement changed nothing (search/tflite.py, onnx.py)
 ONLY_ONE = "the only eligible candidate: not raced (its latency is measured with the baseline's, latency.host)"
 
 
@@ -121,7 +122,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     unrunnable = {key: why for key, b in ready.items() if (why := problems[b.candidate.format](b.model or b""))}
     refused = {key: why for key, why in unrunnable.items() if key not in baselines}
     ready = {key: b for key, b in ready.items() if key not in refused}
-    eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only)
+    eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only, _identical_to_int8(built, only))
     rows = _rows(ready, judge, data, max(1, recipe.bench_runs // ROUNDS), threads, timed=len(eligible_names) > 1)
     timed = [r for r in rows if r.p50_ms is not None]
     yardstick = min((r for r in rows if r.name in baselines), key=_p50)  # the fastest float32
@@ -148,8 +149,14 @@ def _p50(row: Row) -> float:
     return row.p50_ms if row.p50_ms is not None else 0.0
 
 
+def _identical_to_int8(built: dict[str, Built], only: str | None) -> bool:
+    """The variant asked for was not built because it would be plain int8 byte for byte."""
+    return any(b.candidate.name == only and b.model is None and any(n.startswith(IDENTICAL) for n in b.notes)
+               for b in built.values())
+
+
 def _eligible(ready: dict[str, Built], baselines: set[str], unrunnable: dict[str, str], quantize: Quantize,
-              only: str | None) -> list[str]:
+              only: str | None, identical: bool = False) -> list[str]:
     """The rows the choice may ship: runnable on the target, and no float32 baseline for a forced mode."""
     free = quantize in (Quantize.auto, Quantize.none)
     eligible = [name for name in ready if (free or name not in baselines) and name not in unrunnable]
@@ -161,9 +168,9 @@ def _eligible(ready: dict[str, Built], baselines: set[str], unrunnable: dict[str
     eligible = eligible or [name for name in ready if name in baselines]
     if only is None:
         return eligible
-    # The variant asked for, else what it refines when it was not built ("identical to int8": the same model).
+    # The variant asked for; when it was not built because it is plain int8 byte for byte, plain int8.
     wanted = [name for name in eligible if ready[name].candidate.name == only] or \
-        [name for name in eligible if only.startswith("int8") and ready[name].candidate.name == "int8"]
+        [name for name in eligible if identical and ready[name].candidate.name == "int8"]
     return wanted or eligible
 
 

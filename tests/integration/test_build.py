@@ -61,7 +61,7 @@ def test_golden_vectors_are_real_eval_inputs_and_host_outputs(tiny, int8_bundle)
 
 
 @pytest.mark.parametrize("mode,io_dtype", [("float16", "float32"), ("dynamic", "float32"), ("none", "float32")])
-def test_other_quantize_modes(tiny, tmp_path, int8_bundle, mode, io_dtype):
+def test_other_quantize_modes(tiny, tmp_path, mode, io_dtype):
     result = build(tiny_recipe(tiny, tmp_path / mode, quantize=mode))
     m = result.manifest
     assert m["model"]["inputs"][0]["dtype"] == io_dtype
