@@ -125,7 +125,7 @@ def keeper():  # -> the agent_keep module (no annotation: it is a different obje
     if __package__:
         from . import agent_keep
     else:
-        import agent_keep  # the script's own directory
+        import agent_keep  # type: ignore[no-redef]  # the script's own directory (on the device)
     return agent_keep
 
 

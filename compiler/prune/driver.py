@@ -49,7 +49,7 @@ class Subject(Protocol):
         """Parameters of a model (the framework's own count)."""
 
 
-class Judge:
+class Scorer:
     """Scores a model in percent: accuracy with labels, else agreement with the original model.
 
     agreement: top-1 agreement with the original outputs; for single-valued outputs, fidelity =
@@ -85,7 +85,7 @@ class Outcome:
     block: dict
 
 
-def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, max_drop: float, judge: Judge,
+def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, max_drop: float, judge: Scorer,
         progress: Progress = lambda stage: None) -> Outcome:
     """Prune `subject` at a uniform ratio or, with ratio 'auto', at searched per-group ratios."""
     start = time.perf_counter()
@@ -123,7 +123,7 @@ class _Probes:
         return self.cache[key]
 
 
-def _auto(analysis: Analysis, scores: dict, judge: Judge, probes: _Probes, max_drop: float,
+def _auto(analysis: Analysis, scores: dict, judge: Scorer, probes: _Probes, max_drop: float,
           progress: Progress) -> tuple[dict[int, float], dict]:
     """Scan every group's sensitivity, then search the threshold plans with recovered probes."""
     progress(f"Pruning: sensitivity scan of {len(analysis.prunable)} groups x {len(sensitivity.AUTO_RATIOS)} ratios")
@@ -148,7 +148,7 @@ def _auto(analysis: Analysis, scores: dict, judge: Judge, probes: _Probes, max_d
 
 
 def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pruned: Any, facts: dict | None,
-           judge: Judge, search: dict | None, start: float) -> dict:
+           judge: Scorer, search: dict | None, start: float) -> dict:
     """The manifest's pruning block."""
     analysis = subject.analysis
     before, after = cost.cost(analysis), cost.cost(analysis, plan)

@@ -117,10 +117,10 @@ def _judging_set(data: Datasets) -> Dataset:
     return dataset
 
 
-def judge_for(subject: Any, data: Datasets) -> driver.Judge:
+def scorer_for(subject: Any, data: Datasets) -> driver.Scorer:
     """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
     dataset = _judging_set(data)
-    return driver.Judge(subject, _single(dataset), dataset.labels)
+    return driver.Scorer(subject, _single(dataset), dataset.labels)
 
 
 def _with_data_note(block: dict, data: Datasets) -> dict:
@@ -148,7 +148,7 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
                           "fewer channels", "load it in Keras, save it as .keras, and build that")
     subject = KerasSubject(graph.keras_model, data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
-                         judge_for(subject, data), progress)
+                         scorer_for(subject, data), progress)
     if outcome.model is None:
         return Pruned(graph, _with_data_note(outcome.block, data), False)
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
@@ -182,7 +182,7 @@ def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -
     method = _check(recipe, data, len(inputs), trainable=False)
     subject = OnnxSubject(model, data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
-                         judge_for(subject, data), progress)
+                         scorer_for(subject, data), progress)
     return (outcome.model if outcome.model is not None else model), _with_data_note(outcome.block, data)
 
 
