@@ -81,7 +81,9 @@ def test_bench_and_info_verbs(bundle):
 
 
 def test_not_a_bundle_is_one_line(tmp_path):
-    result = run_runtime(tmp_path, "validate", "--bundle", str(tmp_path))
+    # Outside a bundle there is no `runtime/` folder: the installed one is edgekiln.runtime.
+    result = subprocess.run([sys.executable, "-m", "edgekiln.runtime", "validate", "--bundle", str(tmp_path)],
+                            cwd=tmp_path, capture_output=True, text=True)
     assert result.returncode == 1 and result.stderr.strip().endswith("has no manifest.json")
 
 
