@@ -42,7 +42,7 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     q = manifest["quantization"]
     rows = competing_rows(q)
     assert rows, "no competing row was recorded"
-    baseline = yardstick(q)
+    baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)  # pick compares by identity
     choice = pick(rows, recorded_criterion(q), baseline if baseline and baseline.p50_ms is not None else None)
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
