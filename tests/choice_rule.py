@@ -42,7 +42,8 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     q = manifest["quantization"]
     rows = competing_rows(q)
     assert rows, "no competing row was recorded"
-    baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)  # pick compares by identity
+    # pick compares rows by identity: the yardstick is the competing row itself when it competed
+    baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
     choice = pick(rows, recorded_criterion(q), baseline if baseline and baseline.p50_ms is not None else None)
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
