@@ -5,7 +5,6 @@ Every check names the expected and the given shape, so a user can fix the data w
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,12 +72,27 @@ def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_sample
     return dataset
 
 
-def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
+def _np_load(path: Path, role: str, kind: str) -> np.ndarray | dict[str, np.ndarray]:
+    """np.load without pickles, checked to be the kind its suffix says (.npz: arrays by name, .npy: one)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{role} data {path} is not a readable .npz file: {exc}") from exc
+        with open(path, "rb") as f:  # np.load would open an .npz lazily and keep the file
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                loaded = {k: loaded[k] for k in loaded.files}
+    # numpy parses the header with ast and zipfile: a damaged file raises from EOFError and SyntaxError to
+    # zlib.error and MemoryError (a header claiming a huge shape). Wrapped where it enters, with the file's name.
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{role} data {path} is not a readable {kind} file ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]})", "write it with np.savez / np.save") from None
+    if (kind == ".npz") != isinstance(loaded, dict):
+        found = "an .npz archive" if isinstance(loaded, dict) else "a single .npy array"
+        raise DataError(f"{role} data {path} is {found}, not a {kind} file", f"rename it, or save it as {kind}")
+    return loaded
+
+
+def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
+    arrays = _np_load(path, role, ".npz")
+    assert isinstance(arrays, dict)
     labels = arrays.pop("y", None)
     if len(specs) == 1 and specs[0].name not in arrays and "x" in arrays:
         arrays = {specs[0].name: arrays["x"]}
@@ -95,10 +109,8 @@ def _load_npy(path: Path, specs: list[InputSpec], role: str) -> Dataset:
     if len(specs) != 1:
         raise DataError(f"{role} data {path} is one array but the model has {len(specs)} inputs",
                         "use an .npz with one array per input name")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{role} data {path} is not a readable .npy file: {exc}") from exc
+    array = _np_load(path, role, ".npy")
+    assert isinstance(array, np.ndarray)
     return Dataset({specs[0].name: array}, None, str(path))
 
 

@@ -62,10 +62,14 @@ class BundleModel(Model):
         if missing or bad or len(counts) != 1 or 0 in counts:
             raise BundleError(f"{path} does not hold golden vectors for this model (missing {missing}, "
                               f"non-numeric {bad}, sample counts {sorted(counts)}): {RECOPY}")
-        for k, info in enumerate(self.inputs):
-            given = to_compiled(arrays[f"input_{k}"][:1], self.layouts.get(info.name)).shape
+        tensors = [(f"input_{k}", i) for k, i in enumerate(self.inputs)] + \
+            [(f"output_{k}", o) for k, o in enumerate(self.outputs)]
+        for name, info in tensors:  # golden arrays are in the source layout; info is the compiled one
+            given = arrays[name].shape
+            if len(given) == len(info.shape):  # (the layout's permutation needs the rank)
+                given = to_compiled(arrays[name][:1], self.layouts.get(info.name)).shape
             if len(given) != len(info.shape) or any(0 < d != g for d, g in zip(info.shape[1:], given[1:], strict=True)):
-                raise BundleError(f"{path}: input_{k} has shape {given}, the model takes {info.shape}: {RECOPY}")
+                raise BundleError(f"{path}: {name} has shape {given}, the model's is {info.shape}: {RECOPY}")
         return arrays
 
     def validate(self) -> ValidationReport:
