@@ -145,6 +145,9 @@ class Recipe:
         if self.quantize is Quantize.int8 and not self.calib:
             raise RecipeError("int8 quantization needs calibration data",
                               "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
+        if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
+            raise RecipeError("--quantize float16 is not available for ONNX artifacts",
+                              "use --quantize int8, dynamic or none, or --format tflite")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
             if value is not None and not low <= value <= high:  # NaN fails both comparisons

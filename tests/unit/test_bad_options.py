@@ -112,6 +112,7 @@ CLI_BAD = [
     (["--std", "0"], "std must be positive"),
     (["--mean", "1,2"], "mean must be 1 or 3 finite numbers"),
     (["--prune", "2"], "prune must be a ratio in [0, 1)"),
+    (["--format", "onnx", "--quantize", "float16"], "--quantize float16 is not available for ONNX artifacts"),
     (["--keep", "-1", "--device", "pi@10.0.0.1"], "--keep must be >= 0, got -1"),
 ]
 
