@@ -195,7 +195,7 @@ def check_label_range(dataset: Dataset, classes: int, role: str) -> None:
         raise DataError(f"{role} data {dataset.origin}: labels 'y' range from {low} to {high}, but the model's "
                         f"first output scores {classes} class{'es' if classes != 1 else ''} (labels 0 to "
                         f"{classes - 1})", "store class indices of the model's output in 'y', or leave 'y' "
-                        "out (fidelity to the source model is measured without labels)")
+                        "out: fidelity to the source model needs no labels")
 
 
 def as_float32(dataset: Dataset) -> Dataset:
