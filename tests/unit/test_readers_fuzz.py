@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -27,7 +28,7 @@ FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthChe
 SPEC = [InputSpec("image", (-1, 4, 4, 1))]
 
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="edgekiln-fuzz-"))  # hypothesis runs examples outside tmp_path
+SCRATCH = Path(tempfile.gettempdir()) / f"edgekiln-fuzz-{os.getpid()}"  # hypothesis runs outside tmp_path
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -37,6 +38,7 @@ def _remove_scratch():
 
 
 def _scratch() -> Path:
+    SCRATCH.mkdir(exist_ok=True)
     return Path(tempfile.mkdtemp(dir=SCRATCH))
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -43,7 +44,7 @@ MANIFEST = {"schema_version": 1, "model": {"file": "model.onnx", "format": "onnx
             "target": {"name": "x86-64", "default_threads": 1}}
 
 
-SCRATCH = Path(tempfile.mkdtemp(prefix="edgekiln-fuzz-"))  # hypothesis runs examples outside tmp_path
+SCRATCH = Path(tempfile.gettempdir()) / f"edgekiln-fuzz-{os.getpid()}"  # hypothesis runs outside tmp_path
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -54,6 +55,7 @@ def _remove_scratch():
 
 def _bundle(manifest: object = None, golden: bytes = GOLDEN, model: bytes = MODEL, manifest_text: str | None = None,
             with_runtime: bool = False) -> Path:
+    SCRATCH.mkdir(exist_ok=True)
     root = Path(tempfile.mkdtemp(dir=SCRATCH))
     (root / "model.onnx").write_bytes(model)
     (root / "golden.npz").write_bytes(golden)
