@@ -13,7 +13,7 @@ from targets import Target
 
 from . import measure
 from .analyze import GraphStats
-from .data import Dataset, InputSpec, as_float32, load_data
+from .data import Dataset, InputSpec, as_float32, check_label_range, load_data
 from .errors import DataError
 from .recipe import Quantize, Recipe
 
@@ -105,6 +105,19 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     return Datasets(calib, holdout, evaluation, tuning)
 
 
+def check_labels(graph: Any, data: Datasets) -> None:
+    """Labels against the classes the model scores, before any conversion: the source model runs one
+    sample and its widest output bounds the labels (the exact first output is checked in _accuracy)."""
+    labelled = [(d, role) for d, role in ((data.evaluation, "evaluation"), (data.calib, "calibration"))
+                if d is not None and d.labels is not None]
+    if not labelled:
+        return
+    outputs = graph.run(labelled[0][0].take(0, 1).inputs)
+    classes = max(int(np.prod(out.shape[1:])) for out in outputs)
+    for dataset, role in labelled:
+        check_label_range(dataset, classes, role)
+
+
 def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe, target: Target) -> Measured:
     """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline."""
     threads = recipe.threads or host_threads(target)
@@ -159,8 +172,10 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
     if evaluation is None or evaluation.labels is None:
         return None
     labels = evaluation.labels
+    compiled_out = measure.predict(compiled, evaluation)
+    check_label_range(evaluation, int(np.prod(compiled_out[0].shape[1:])), "evaluation")  # the scored output
     reference = measure.accuracy(_reference(graph, compiled, evaluation), labels)
-    ours = measure.accuracy(measure.predict(compiled, evaluation), labels)
+    ours = measure.accuracy(compiled_out, labels)
     base = measure.accuracy(measure.predict(baseline, evaluation), labels)
     drop = round(reference - ours, 3)
     return {"metric": "top1_percent", "reference": round(reference, 3), "compiled": round(ours, 3),
