@@ -39,7 +39,7 @@ import numpy as np
 stage, fmt, path, threads = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 package = version = "numpy"
 if stage != "numpy":
-    from runtime import backends
+    from edgekiln.runtime import backends
     if fmt == "tflite":
         _, package, version = backends.tflite_interpreter_class()
     else:

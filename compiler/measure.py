@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Dataset, Datasets, check_label_range
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.tf_env import quiet_fds
@@ -172,8 +172,10 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
     if evaluation is None or evaluation.labels is None:
         return None
     labels = evaluation.labels
+    compiled_out = predict(compiled, evaluation)
+    check_label_range(evaluation, int(np.prod(compiled_out[0].shape[1:])), "evaluation")  # the scored output
     reference = accuracy(_reference(graph, compiled, evaluation), labels)
-    ours = accuracy(predict(compiled, evaluation), labels)
+    ours = accuracy(compiled_out, labels)
     base = accuracy(predict(baseline, evaluation), labels)
     drop = round(reference - ours, 3)
     return {"metric": "top1_percent", "reference": round(reference, 3), "compiled": round(ours, 3),

@@ -15,13 +15,13 @@ from typing import Any
 
 from edgekiln import targets as target_data
 from edgekiln.compiler import Progress, bundle, manifest
-from edgekiln.compiler.data import Datasets, load_datasets
+from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.measure import measure_all, threads_for
 from edgekiln.compiler.prune import stage as prune_stage
-from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search import formats
 from edgekiln.compiler.search.select import FormatPlan, Selection, select
 from edgekiln.targets import Target, TargetFileError
@@ -38,6 +38,7 @@ class BuildResult:
 
 def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResult:
     """Compile recipe.source into a bundle at recipe.output; every stage is one call."""
+    check_paths(recipe)                                    # the files named exist, before any work
     target = resolve_target(recipe.target)
     chosen_formats = formats.resolve(recipe, target)       # one, or every format the target runs (measured)
     output = Path(recipe.output)
@@ -54,6 +55,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
+        check_labels(graph, data)                          # labels index the model's classes
         search = Search(framework(source_format), recipe, target, data, Path(work))
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "

@@ -16,11 +16,11 @@ from pathlib import Path
 from rich.table import Table
 
 from edgekiln.compiler import Progress, rewrite
-from edgekiln.compiler.data import Datasets, load_datasets
+from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.measure import open_model, threads_for
-from edgekiln.compiler.recipe import Quantize, Recipe
+from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
 from edgekiln.compiler.search.candidates import Built, plan
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext
@@ -37,6 +37,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
 
     if not recipe.calib:
         raise RecipeError("explain needs calibration data to quantize with", "pass --calib DATA")
+    check_paths(recipe)
     target = resolve_target(recipe.target)
     threads = threads_for(recipe, target)
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
@@ -45,6 +46,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
         source = framework(source_format)
         graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
         data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
+        check_labels(graph, data)
         model_format = "onnx" if source == "onnx" else "tflite"
         progress("Quantizing (plain int8) and diagnosing it layer by layer" if model_format == "tflite" else
                  "Quantizing (plain int8) and comparing every node with its float output")
