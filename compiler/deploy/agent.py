@@ -123,7 +123,7 @@ def probe(args: argparse.Namespace) -> None:
 def keeper():  # -> the agent_keep module (no annotation: it is a different object on host and device)
     """agent_keep.py: beside this file in the upload on the device; the package's module on the host."""
     if __package__:
-        from edgekiln.compiler.deploy import agent_keep
+        from . import agent_keep
     else:
         import agent_keep  # type: ignore[no-redef, unused-ignore]  # the script's own directory (on the device)
     return agent_keep
