@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import EdgekilnError
@@ -140,6 +141,8 @@ def print_candidates(q: dict) -> None:
         console.print(f"[dim]{compared['note']}[/dim]")
     for model_format, why in {**compared.get("left_out", {}), **compared.get("failed", {})}.items():
         console.print(f"[dim]{model_format} not compared: {why}[/dim]")
+    for variant, why in q.get("failed", {}).items():  # a candidate that failed dropped out of the table
+        console.print(f"[yellow]{variant} failed and is not in the table:[/yellow] {escape(why)}")
     console.print(f"chosen: {q['reason']}")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
