@@ -47,10 +47,11 @@ def print_build_summary(result: object) -> None:
     table.add_column(f"bundle ({(m['quantization'] or {}).get('mode', 'none')})", justify="right")
     table.add_column("ratio", justify="right")
     base, host = m["baseline"], m["latency"]["host"]
-    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", f"{m['size']['ratio']:.3f}x")
+    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", _opt(m["size"]["ratio"], "{:.3f}x"))
+    speedup = m["latency"]["speedup_vs_baseline"]
     table.add_row(f"host p50 latency ({host['threads']} threads, {host['runtime']})",
                   f"{base['latency']['p50_ms']:.3f} ms", f"{host['p50_ms']:.3f} ms",
-                  f"{1 / m['latency']['speedup_vs_baseline']:.3f}x")
+                  f"{1 / speedup:.3f}x" if speedup else "-")
     _estimate_row(table, m)
     if "accuracy" in m:
         acc = m["accuracy"]
@@ -59,8 +60,17 @@ def print_build_summary(result: object) -> None:
     if m.get("pruning"):
         _pruning_rows(table, m)
     fid, bfid = m["fidelity"], base["fidelity"]
-    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
+    several = len(fid.get("per_output", [])) > 1
+    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else ''})",
+                  _fid(bfid), _fid(fid), "")
+    if several:  # every output is judged: a detector's boxes and class scores alike
+        for ours, theirs in zip(fid["per_output"], bfid.get("per_output", fid["per_output"]), strict=False):
+            table.add_row(f"  output {ours.get('name', '?')}", _fid(theirs), _fid(ours), "")
     console.print(table)
+    for fixed in m["source"].get("fixed_inputs", []):
+        if fixed["origin"] != "batch":
+            console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
+                          f"(from {_origin(fixed['origin'])}; --input-shape sets it)", markup=False)
     if (m["quantization"] or {}).get("candidates"):
         print_candidates(m["quantization"])
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
@@ -148,6 +158,10 @@ def print_candidates(q: dict) -> None:
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
         console.print(f"[dim]{of}:[/dim] {cause}")
+
+
+def _origin(origin: str) -> str:
+    return "--input-shape" if origin == "input_shape" else f"the {origin}'s sample shape"
 
 
 def _opt(value: object, fmt: str) -> str:

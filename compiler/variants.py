@@ -64,7 +64,7 @@ def select(graph: Any, formats: list[FormatPlan], recipe: Recipe, data: Datasets
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
-    judge = Judge(graph, data, threads)
+    judge = Judge(graph, data, threads, recipe.main_output)
     # The search's own decisions (calibration method, what stays float) are made on other held-back
     # samples, by fidelity alone: the samples and labels that judge the table did not shape the candidates.
     tuner = Judge(graph, Datasets(None, data.tuning_set, None), threads)

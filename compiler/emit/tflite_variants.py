@@ -60,7 +60,7 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
         except ConversionError as exc:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise
-            missing = f"int8 conversion failed: {exc.one_line()}"
+            missing = failure_note(exc)
     ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
     return [with_coverage(b) for b in ordered], diagnosis
 
