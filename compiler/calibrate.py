@@ -95,11 +95,15 @@ def ranges(stats: dict[int, TensorStats], method: str) -> dict[int, tuple[float,
     return clipped
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def non_finite(calibrated: bytes) -> list[tuple[str, float, float]]:
-    """The tensors whose calibrated (min, max) is infinite or NaN: no int8 scale represents them, and the
-    quantizer must never see them (it fails deep inside, or quantizes everything to garbage)."""
+    """The tensors whose calibrated (min, max) is infinite or NaN, or float32's largest value (TensorFlow's
+    calibrator records an activation that overflowed as +-3.4e38): no int8 scale represents them, and the
+    quantizer must never see them (measured: XNNPACK then refuses the int8 model, 'failed to prepare')."""
     return [(name, lo, hi) for name, lo, hi in _ranged_tensors(calibrated).values()
-            if not (np.isfinite(lo) and np.isfinite(hi))]
+            if not (np.isfinite(lo) and np.isfinite(hi)) or max(abs(lo), abs(hi)) >= FLOAT32_MAX]
 
 
 def _percentile(hist: np.ndarray, levels: int) -> int:
@@ -149,7 +153,11 @@ def smooth(distribution: np.ndarray, eps: float = 1e-4) -> np.ndarray:
 
 
 def with_ranges(calibrated: bytes, clipped: dict[int, tuple[float, float]]) -> bytes:
-    """The calibrated model with some tensors' (min, max) replaced."""
+    """The calibrated model with some tensors' (min, max) replaced; a non-finite range is refused (the
+    quantizer must never see one)."""
+    for index, (lo, hi) in clipped.items():
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ConversionError(f"int8 calibration: non-finite range [{lo}, {hi}] for tensor {index}")
     if not clipped:
         return calibrated
     from tensorflow.lite.tools import flatbuffer_utils
@@ -157,8 +165,6 @@ def with_ranges(calibrated: bytes, clipped: dict[int, tuple[float, float]]) -> b
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
     tensors = model.subgraphs[0].tensors
     for index, (lo, hi) in clipped.items():
-        if not (np.isfinite(lo) and np.isfinite(hi)):  # never hand the quantizer a range it cannot scale
-            raise ConversionError(f"int8 calibration: non-finite range [{lo}, {hi}] for tensor {index}")
         tensors[index].quantization.min = np.array([lo], np.float32)
         tensors[index].quantization.max = np.array([hi], np.float32)
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

@@ -19,6 +19,7 @@ MEANINGS = {
     "sqnr_db": {"inf": "no error: the output equals the reference exactly (SQNR infinite)",
                 "-inf": "no signal: the reference output is all zero while the output differs",
                 "nan": "undefined: the reference is constant zero and so is the error"},
+    "probe_gain_db": {"inf": "keeping this node in float made the output exact (an infinite SQNR gain)"},
 }
 GENERIC = {"inf": "infinite (a ratio over zero, or an overflow)", "-inf": "minus infinity (an overflow)",
            "nan": "not a number (zero over zero, or an input that was not finite)"}
@@ -46,8 +47,9 @@ def clean(value: Any, path: str = "", found: dict[str, str] | None = None) -> An
     if math.isfinite(number):
         return value if isinstance(value, float) else _plain(value)
     kind = "nan" if math.isnan(number) else ("inf" if number > 0 else "-inf")
-    key = path.rsplit(".", 1)[-1].split("[", 1)[0]
-    found[path] = f"{kind}: {MEANINGS.get(key, GENERIC).get(kind, GENERIC[kind])}"
+    keys = [part.split("[", 1)[0] for part in path.split(".")][::-1]  # the value's own key, then its parents'
+    meanings = next((MEANINGS[k] for k in keys[:2] if k in MEANINGS), GENERIC)
+    found[path] = f"{kind}: {meanings.get(kind, GENERIC[kind])}"
     return None
 
 

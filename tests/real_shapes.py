@@ -11,7 +11,7 @@ yolo_like       a PyTorch-style detector: `images [batch, 3, height, width]`, Si
                 with the Shape -> Gather -> Concat -> Reshape chain torch.onnx.export writes for view().
 text_direction  a PaddleOCR-style text-direction classifier: `x [-1, 3, 48, -1]`, every weight in a
                 `Constant` node, Conv + BatchNormalization + ReLU, softmax over 2 classes.
-mobilenet_v2    keras.applications.MobileNetV2 with random weights (alpha 0.35, 96x96): near-uniform softmax.
+mobilenet_v2    keras.applications.MobileNetV2 with random weights (alpha 0.35, 32x32): near-uniform softmax.
 The ONNX heads are fitted to the data (nearest class mean) so that outputs vary as a trained model's do.
 """
 
@@ -48,20 +48,21 @@ def mini_xception(keras: Any, path: Path, x: np.ndarray, seed: int = 0, classes:
     layers = keras.layers
     inp = keras.Input((64, 64, 1), name="input_1")
     h = layers.Conv2D(8, 3, use_bias=False, name="conv2d_1")(inp)
-    h = layers.Activation("relu")(layers.BatchNormalization(name="batch_normalization_1")(h))
+    h = layers.Activation("relu", name="activation_1")(layers.BatchNormalization(name="batch_normalization_1")(h))
     h = layers.Conv2D(8, 3, use_bias=False, name="conv2d_2")(h)
-    h = layers.Activation("relu")(layers.BatchNormalization()(h))
-    for filters in (16, 32, 64, 128):
-        residual = layers.BatchNormalization()(layers.Conv2D(filters, 1, strides=2, padding="same",
-                                                             use_bias=False)(h))
-        h = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(h)
-        h = layers.Activation("relu")(layers.BatchNormalization()(h))
-        h = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False)(h)
-        h = layers.BatchNormalization()(h)
-        h = layers.MaxPooling2D(3, strides=2, padding="same")(h)
-        h = layers.Add()([h, residual])
-    h = layers.Conv2D(classes, 3, padding="same")(h)
-    h = layers.GlobalAveragePooling2D()(h)
+    h = layers.Activation("relu", name="activation_2")(layers.BatchNormalization(name="batch_normalization_2")(h))
+    for filters in (16, 32, 64, 128):  # explicit names: Keras' own counters depend on what else was built
+        f = f"module_{filters}"
+        residual = layers.BatchNormalization(name=f"{f}_residual_bn")(
+            layers.Conv2D(filters, 1, strides=2, padding="same", use_bias=False, name=f"{f}_residual")(h))
+        h = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{f}_sep_1")(h)
+        h = layers.Activation("relu", name=f"{f}_relu")(layers.BatchNormalization(name=f"{f}_bn_1")(h))
+        h = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{f}_sep_2")(h)
+        h = layers.BatchNormalization(name=f"{f}_bn_2")(h)
+        h = layers.MaxPooling2D(3, strides=2, padding="same", name=f"{f}_pool")(h)
+        h = layers.Add(name=f"{f}_add")([h, residual])
+    h = layers.Conv2D(classes, 3, padding="same", name="conv2d_7")(h)
+    h = layers.GlobalAveragePooling2D(name="global_average_pooling2d_1")(h)
     model = keras.Model(inp, layers.Activation("softmax", name="predictions")(h))
     _kill_channel(model, channel=3)
     _set_bn_statistics(keras, model, x)
@@ -95,10 +96,10 @@ def _set_bn_statistics(keras: Any, model: Any, x: np.ndarray) -> None:
         layer.set_weights([gamma, beta, seen.mean(0).astype(np.float32), seen.var(0).astype(np.float32)])
 
 
-def mobilenet_v2(keras: Any, path: Path, seed: int = 0) -> Path:
+def mobilenet_v2(keras: Any, path: Path, seed: int = 0, size: int = 32) -> Path:
     """MobileNetV2 as benchmarked before training: random weights, 1000 near-uniform softmax outputs."""
     keras.utils.set_random_seed(seed)
-    model = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, weights=None, classes=1000)
+    model = keras.applications.MobileNetV2(input_shape=(size, size, 3), alpha=0.35, weights=None, classes=1000)
     model.save(path)
     return path
 

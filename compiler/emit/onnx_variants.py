@@ -37,12 +37,16 @@ from .. import onnx_diagnose
 from ..candidates import Built, Candidate, Quality
 from ..choose import Criterion
 from ..data import Dataset
-from ..errors import ConversionError
 from ..measure import host_isa
 from ..recipe import CalibrationMethod, Quantize
 from . import EmitOptions
 from . import onnx as onnx_emit
-from .tflite_variants import _quality_dict, _rank, failure_note  # one ranking of calibration methods for both formats
+from .tflite_variants import (  # one ranking of calibration methods for both formats
+    _quality_dict,
+    _rank,
+    as_conversion_error,
+    failure_note,
+)
 
 Judge = Callable[[str, bytes], Quality]
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
@@ -86,9 +90,9 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
             built.update(family)
-        except ConversionError as exc:
+        except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
-                raise
+                raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
     return [built.get(c.name) or Built(c, None, (missing,)) for c in candidates], diagnosis
 

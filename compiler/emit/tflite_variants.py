@@ -57,9 +57,9 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
         try:
             family, diagnosis = _int8_family(graph, int8s, calib, judge, criterion, workdir, int8_io, calibration)
             built.update(family)
-        except ConversionError as exc:
+        except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
-                raise
+                raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
     ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
     return [with_coverage(b) for b in ordered], diagnosis
@@ -83,6 +83,13 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
             built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
+
+
+def as_conversion_error(exc: BaseException) -> EdgekilnError:
+    """Our error for a failure that ends the build: ours as it is, a third-party one as one line."""
+    if isinstance(exc, EdgekilnError):
+        return exc
+    return ConversionError(f"int8 {failure_note(exc)}", "try --quantize auto, dynamic or none")
 
 
 def failure_note(exc: BaseException) -> str:
