@@ -255,11 +255,14 @@ def list_targets() -> None:
 def inspect(
     path: Annotated[Path, typer.Argument(help="A bundle directory, a .tflite file, or a source model.")],
     unsafe: UnsafeOpt = False,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="Static shape of an ONNX input with dynamic axes, NAME=1,3,320,320.")] = None,
 ) -> None:
     """Show inputs/outputs, params, MACs and ops of a model, or the summary of a bundle."""
+    from .shapes import parse_flag
     from .summary import inspect_path
 
-    _run(lambda: inspect_path(path, unsafe))
+    _run(lambda: inspect_path(path, unsafe, parse_flag(input_shape or [])))
 
 
 if __name__ == "__main__":
