@@ -71,8 +71,10 @@ def _explain_onnx(recipe: Recipe, target: Any, threads: int, work: Path, progres
     from .candidates import plan
     from .emit import onnx_variants
     from .graph import onnx as onnx_graph
+    from .shapes import data_shapes
 
-    graph = onnx_graph.load(Path(recipe.source), work, batch=recipe.batch)
+    graph = onnx_graph.load(Path(recipe.source), work, batch=recipe.batch, input_shapes=recipe.input_shape,
+                            data_shapes=data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval}))
     data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
     check_labels(graph, data)
     progress("Quantizing (plain int8) and comparing every node with its float output")

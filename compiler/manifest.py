@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from importlib import metadata
 from typing import Any
+
+from runtime import jsonsafe
 
 from . import __version__
 
@@ -31,7 +32,8 @@ def compiler_versions() -> dict[str, str]:
 def assemble(sections: dict[str, Any]) -> dict[str, Any]:
     """The manifest: schema header + the build's sections, checked for the contract keys."""
     manifest = {"schema_version": SCHEMA_VERSION, "compiler": compiler_versions(),
-                "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **sections}
+                "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **sections,
+                "null_values": jsonsafe.NULL_MEANINGS}
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise ValueError(f"manifest lacks contract keys {missing}")  # a compiler bug, not a user error
@@ -39,4 +41,5 @@ def assemble(sections: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    """Strict JSON: a non-finite figure is null, and `non_finite` says what each one was (runtime/jsonsafe.py)."""
+    return jsonsafe.dumps(manifest, indent=2, sort_keys=False) + "\n"

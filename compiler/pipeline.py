@@ -12,7 +12,7 @@ from typing import Any
 import targets as target_data
 from targets import Target, TargetFileError
 
-from . import analyze, bundle, compat, formats, prune_stage, report, variants
+from . import analyze, bundle, compat, formats, prune_stage, report, shapes, variants
 from .data import Dataset
 from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx, tflite_from_onnx_variants, tflite_variants
 from .emit import onnx as onnx_emit
@@ -58,7 +58,11 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
         progress("Loading the source model")
         source_format = detect_format(recipe.source)
-        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
+        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch,
+                     input_shapes=recipe.input_shape, data_shapes=_data_shapes(recipe, source_format))
+        if recipe.main_output is not None and recipe.main_output not in graph.output_names:
+            raise RecipeError(f"main_output '{recipe.main_output}' is not an output of {Path(recipe.source).name}",
+                              f"its outputs: {', '.join(graph.output_names)}")
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
         check_labels(graph, data)                          # labels index the model's classes
@@ -82,6 +86,13 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         progress("Writing the bundle")
         bundle.write(output, report.contents(artifacts, manifest, measured, target), force=recipe.force)
     return BuildResult(output, manifest, tuple(manifest["warnings"]))
+
+
+def _data_shapes(recipe: Recipe, source_format: str) -> dict:
+    """The data's sample shapes, which close an ONNX source's dynamic axes the recipe leaves open."""
+    if framework(source_format) != "onnx":
+        return {}
+    return shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})
 
 
 def _target_problem(recipe: Recipe, target: Target, model_format: str) -> Callable[[bytes], str | None]:

@@ -27,7 +27,8 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
         "recipe": recipe.to_dict(),
         "target": target.to_dict(),
         "source": {"file_name": Path(recipe.source).name, "format": source_format, "sha256": source_sha,
-                   "bytes": source_bytes, "params": graph.params, "macs": artifacts.baseline_stats.macs},
+                   "bytes": source_bytes, "params": graph.params, "macs": artifacts.baseline_stats.macs,
+                   **_fixed_inputs(graph)},
         "model": {"file": MODEL_FILES[artifacts.format], "format": artifacts.format, "sha256": model_sha,
                   "bytes": len(artifacts.model), "params": artifacts.model_stats.params,
                   "macs": artifacts.model_stats.macs, "ops": artifacts.model_stats.ops,
@@ -37,12 +38,12 @@ def manifest(recipe: Recipe, target: Target, source_format: str, graph: Any, art
                      "target_estimate": estimate.target_estimate(target, artifacts.baseline_stats.records)},
         "size": {"source_bytes": source_bytes, "baseline_bytes": len(artifacts.baseline),
                  "model_bytes": len(artifacts.model),
-                 "ratio": round(len(artifacts.model) / len(artifacts.baseline), 4)},
+                 "ratio": _ratio(len(artifacts.model), len(artifacts.baseline), 4)},
         "pruning": pruning,
         "quantization": _quantization(recipe, artifacts, data, measured),
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
-                    "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
+                    "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
                     "target_estimate": estimate.target_estimate(target, artifacts.model_stats.records),
                     "device": []},
         "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
@@ -91,6 +92,20 @@ def _calibration_used(recipe: Recipe) -> str:
 def _mode(recipe: Recipe, artifacts: Artifacts) -> Quantize:
     """The mode of the shipped model (with --quantize auto, the chosen candidate's)."""
     return artifacts.quantize if artifacts.quantize is not None else recipe.quantize
+
+
+def _ratio(numerator: float, denominator: float, digits: int) -> float:
+    """numerator / denominator, rounded; infinite over zero (written as null, with its meaning, in JSON)."""
+    return round(numerator / denominator, digits) if denominator else float("inf")
+
+
+def _fixed_inputs(graph: Any) -> dict:
+    """How an ONNX source's dynamic axes were fixed (graph/onnx_shapes.py), when any were."""
+    fixed = getattr(graph, "fixed_inputs", [])
+    if not fixed:
+        return {}
+    return {"fixed_inputs": [f.to_dict() for f in fixed],
+            "shape_nodes_folded": getattr(graph, "shape_nodes_folded", 0)}
 
 
 def warnings(recipe: Recipe, measured: Measured, artifacts: Artifacts) -> list[str]:

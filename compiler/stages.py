@@ -125,8 +125,9 @@ def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe
     baseline = measure.open_model(artifacts.format, artifacts.baseline, threads, artifacts.layouts)
     check = data.fidelity_set
     reference = _reference(graph, compiled, check)
-    fidelity = measure.fidelity(reference, measure.predict(compiled, check))
-    baseline_fidelity = measure.fidelity(reference, measure.predict(baseline, check))
+    names = [info.name for info in compiled.outputs]
+    fidelity = measure.fidelity(reference, measure.predict(compiled, check), names)
+    baseline_fidelity = measure.fidelity(reference, measure.predict(baseline, check), names)
     latency, baseline_latency = _latencies(compiled, baseline, data.golden_set, recipe.bench_runs)
     golden_in = data.golden_set.take(0, recipe.golden_samples)
     golden_out = measure.predict(compiled, golden_in)
@@ -171,14 +172,17 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
               recipe: Recipe) -> dict | None:
     if evaluation is None or evaluation.labels is None:
         return None
-    labels = evaluation.labels
+    labels, names, main = evaluation.labels, [info.name for info in compiled.outputs], recipe.main_output
     compiled_out = measure.predict(compiled, evaluation)
-    check_label_range(evaluation, int(np.prod(compiled_out[0].shape[1:])), "evaluation")  # the scored output
-    reference = measure.accuracy(_reference(graph, compiled, evaluation), labels)
-    ours = measure.accuracy(compiled_out, labels)
-    base = measure.accuracy(measure.predict(baseline, evaluation), labels)
+    index = names.index(main) if main and main in names else measure.main_output(compiled_out, labels)
+    check_label_range(evaluation, int(np.prod(compiled_out[index].shape[1:])), "evaluation")  # the scored output
+    scored = _reference(graph, compiled, evaluation)
+    reference = measure.accuracy(scored, labels, names, main)
+    ours = measure.accuracy(compiled_out, labels, names, main)
+    base = measure.accuracy(measure.predict(baseline, evaluation), labels, names, main)
     drop = round(reference - ours, 3)
-    return {"metric": "top1_percent", "reference": round(reference, 3), "compiled": round(ours, 3),
+    output = main if main in names else names[measure.main_output(scored, labels)]
+    return {"metric": "top1_percent", "output": output, "reference": round(reference, 3), "compiled": round(ours, 3),
             "baseline": round(base, 3), "drop": drop, "budget": recipe.max_drop,
             "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
 

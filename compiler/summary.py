@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .errors import EdgekilnError
@@ -46,10 +47,11 @@ def print_build_summary(result: object) -> None:
     table.add_column(f"bundle ({(m['quantization'] or {}).get('mode', 'none')})", justify="right")
     table.add_column("ratio", justify="right")
     base, host = m["baseline"], m["latency"]["host"]
-    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", f"{m['size']['ratio']:.3f}x")
+    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", _opt(m["size"]["ratio"], "{:.3f}x"))
+    speedup = m["latency"]["speedup_vs_baseline"]
     table.add_row(f"host p50 latency ({host['threads']} threads, {host['runtime']})",
                   f"{base['latency']['p50_ms']:.3f} ms", f"{host['p50_ms']:.3f} ms",
-                  f"{1 / m['latency']['speedup_vs_baseline']:.3f}x")
+                  f"{1 / speedup:.3f}x" if speedup else "-")
     _estimate_row(table, m)
     if "accuracy" in m:
         acc = m["accuracy"]
@@ -58,8 +60,17 @@ def print_build_summary(result: object) -> None:
     if m.get("pruning"):
         _pruning_rows(table, m)
     fid, bfid = m["fidelity"], base["fidelity"]
-    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", _fid(bfid), _fid(fid), "")
+    several = len(fid.get("per_output", [])) > 1
+    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else ''})",
+                  _fid(bfid), _fid(fid), "")
+    if several:  # every output is judged: a detector's boxes and class scores alike
+        for ours, theirs in zip(fid["per_output"], bfid.get("per_output", fid["per_output"]), strict=False):
+            table.add_row(f"  output {ours.get('name', '?')}", _fid(theirs), _fid(ours), "")
     console.print(table)
+    for fixed in m["source"].get("fixed_inputs", []):
+        if fixed["origin"] != "batch":
+            console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
+                          f"(from {_origin(fixed['origin'])}; --input-shape sets it)", markup=False)
     if (m["quantization"] or {}).get("candidates"):
         print_candidates(m["quantization"])
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
@@ -140,11 +151,17 @@ def print_candidates(q: dict) -> None:
         console.print(f"[dim]{compared['note']}[/dim]")
     for model_format, why in {**compared.get("left_out", {}), **compared.get("failed", {})}.items():
         console.print(f"[dim]{model_format} not compared: {why}[/dim]")
+    for variant, why in q.get("failed", {}).items():  # a candidate that failed dropped out of the table
+        console.print(f"[yellow]{variant} failed and is not in the table:[/yellow] {escape(why)}")
     console.print(f"chosen: {q['reason']}")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
         console.print(f"[dim]{of}:[/dim] {cause}")
+
+
+def _origin(origin: str) -> str:
+    return "--input-shape" if origin == "input_shape" else f"the {origin}'s sample shape"
 
 
 def _opt(value: object, fmt: str) -> str:
@@ -217,14 +234,14 @@ def print_targets() -> None:
                   "(XNNPACK README MobileNets; bench/fit_estimate.py)[/dim]")
 
 
-def inspect_path(path: Path, unsafe: bool) -> None:
+def inspect_path(path: Path, unsafe: bool, input_shapes: dict | None = None) -> None:
     """Dispatch on what `path` is."""
     if path.is_dir() and (path / "manifest.json").is_file():
         _inspect_bundle(path)
     elif path.suffix == ".tflite" and path.is_file():
         _inspect_model_bytes(path.name, path.read_bytes())
     elif path.suffix.lower() == ".onnx" and path.is_file():
-        _inspect_onnx(path)
+        _inspect_onnx(path, input_shapes)
     else:
         _inspect_source(path, unsafe)
 
@@ -299,8 +316,9 @@ def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
     console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
 
 
-def _inspect_onnx(path: Path) -> None:
-    """An ONNX model as the compiler loads it (checked, batch fixed to 1), with its static facts."""
+def _inspect_onnx(path: Path, input_shapes: dict | None = None) -> None:
+    """An ONNX model as the compiler loads it (checked, batch fixed to 1, --input-shape applied), with its
+    static facts."""
     import tempfile
 
     from runtime import Model
@@ -309,7 +327,7 @@ def _inspect_onnx(path: Path) -> None:
     from .graph import onnx as onnx_graph
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
-        graph = onnx_graph.load(path, Path(work))
+        graph = onnx_graph.load(path, Path(work), input_shapes=input_shapes or None)
     model_bytes = graph.model.SerializeToString()
     stats, model = onnx_stats(model_bytes), Model("onnx", model_bytes)
     opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
@@ -317,6 +335,9 @@ def _inspect_onnx(path: Path) -> None:
                   f"params {stats.params:,}, MACs {stats.macs:,} (batch 1)")
     if graph.constants_normalised:
         console.print(f"{graph.constants_normalised} Constant nodes hold tensors (moved to initializers)")
+    for fixed in graph.fixed_inputs:
+        if fixed.origin != "batch":
+            console.print(fixed.describe(), markup=False)
     _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
     console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
 

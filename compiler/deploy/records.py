@@ -15,6 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from runtime import jsonsafe
+
 from ..manifest import dumps
 from .remote import DeviceResult
 
@@ -72,7 +74,7 @@ def write_measurement(bundle: Path, record: dict) -> Path:
     """measurements/<device-id>.json, replaced atomically."""
     path = bundle / "measurements" / f"{record['device_id']}.json"
     path.parent.mkdir(exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, jsonsafe.dumps(record, indent=2) + "\n")
     return path
 
 

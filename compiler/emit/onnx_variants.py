@@ -37,12 +37,16 @@ from .. import onnx_diagnose
 from ..candidates import Built, Candidate, Quality
 from ..choose import Criterion
 from ..data import Dataset
-from ..errors import ConversionError
 from ..measure import host_isa
 from ..recipe import CalibrationMethod, Quantize
 from . import EmitOptions
 from . import onnx as onnx_emit
-from .tflite_variants import _quality_dict, _rank  # one ranking of calibration methods for both formats
+from .tflite_variants import (  # one ranking of calibration methods for both formats
+    _quality_dict,
+    _rank,
+    as_conversion_error,
+    failure_note,
+)
 
 Judge = Callable[[str, bytes], Quality]
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
@@ -86,10 +90,10 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
             built.update(family)
-        except ConversionError:
+        except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
-                raise
-            missing = "int8 quantization failed"
+                raise as_conversion_error(exc) from exc
+            missing = failure_note(exc)
     return [built.get(c.name) or Built(c, None, (missing,)) for c in candidates], diagnosis
 
 
@@ -136,19 +140,25 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
     family, reference = base, ("plain int8", quality)
     for c in (c for c in int8s if c.tune_calibration):
-        built[c.name], family, reference = _calibrated(c, calib, judge, criterion, base, shared, details,
-                                                       (plain, quality), tune)
+        try:
+            built[c.name], family, reference = _calibrated(c, calib, judge, criterion, base, shared, details,
+                                                           (plain, quality), tune)
+        except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 stands)
+            built[c.name] = Built(c, None, (failure_note(exc),))
     calibration = f"{family.calibration_method} calibration"
     for c in int8s:
-        if c.activation and c.activation == base.activation_type:
-            built[c.name] = Built(c, None, (f"{c.activation} activations are the target's: this is plain int8",))
-        elif c.activation:
-            options = _options(family, c, base.workdir)
-            built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
-                                  _details(details, options))
-        elif c.fallback == "layers":
-            built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir), shared,
-                                      details, reference)
+        try:
+            if c.activation and c.activation == base.activation_type:
+                built[c.name] = Built(c, None, (f"{c.activation} activations are the target's: this is plain int8",))
+            elif c.activation:
+                options = _options(family, c, base.workdir)
+                built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
+                                      _details(details, options))
+            elif c.fallback == "layers":
+                built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir),
+                                          shared, details, reference)
+        except Exception as exc:  # noqa: BLE001
+            built[c.name] = Built(c, None, (failure_note(exc),))
     return built, diagnosis
 
 

@@ -22,7 +22,7 @@ from .. import calibrate, coverage, diagnose, rewrite
 from ..candidates import Built, Candidate, Quality
 from ..choose import Criterion
 from ..data import Dataset
-from ..errors import ConversionError
+from ..errors import ConversionError, EdgekilnError
 from ..recipe import Quantize
 from ..tf_env import quiet_fds
 from . import tflite, tflite_int8
@@ -57,10 +57,10 @@ def build(graph: Any, candidates: list[Candidate], calib: Dataset | None, judge:
         try:
             family, diagnosis = _int8_family(graph, int8s, calib, judge, criterion, workdir, int8_io, calibration)
             built.update(family)
-        except ConversionError as exc:
+        except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
-                raise
-            missing = f"int8 conversion failed: {exc.one_line()}"
+                raise as_conversion_error(exc) from exc
+            missing = failure_note(exc)
     ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in candidates]
     return [with_coverage(b) for b in ordered], diagnosis
 
@@ -72,14 +72,32 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
     built = {"int8": Built(int8s[0], plain_model, tuple(plain.notes), plain.details)}
     if len(int8s) > 1:
         methods = calibrate.METHODS if calibration == "auto" else (calibration,)
-        tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
+        try:
+            tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
 
-        def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
-            method = (tuned.details["calibration"],)
-            return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
+            def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
+                method = (tuned.details["calibration"],)
+                return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
 
-        built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+            built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+        except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
+            built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
+
+
+def as_conversion_error(exc: BaseException) -> EdgekilnError:
+    """Our error for a failure that ends the build: ours as it is, a third-party one as one line."""
+    if isinstance(exc, EdgekilnError):
+        return exc
+    return ConversionError(f"int8 {failure_note(exc)}", "try --quantize auto, dynamic or none")
+
+
+def failure_note(exc: BaseException) -> str:
+    """A failed candidate's one-line reason in the table (`failed: ...`, as a failed format says)."""
+    if isinstance(exc, EdgekilnError):
+        return f"failed: {exc.one_line()}"
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+    return f"failed: {type(exc).__name__}: {text}"
 
 
 def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
