@@ -134,7 +134,7 @@ python -m runtime bench      # init, first inference, p50/p90/p99 latency, peak 
 ## In Python
 
 ```
-import runtime
+from edgekiln import runtime
 model = runtime.load(".")          # refuses a model whose sha256 differs from manifest.json
 y = model.predict(x)               # float32 in and out; batch > 1 runs sample by sample
 ```

@@ -76,6 +76,11 @@ def build(
     int8_io: Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 model inputs/outputs.")] = None,
     calib_samples: Annotated[int | None, typer.Option(help="At most this many calibration samples.")] = None,
     batch: Annotated[int | None, typer.Option(help="Compiled batch where the model leaves it open.")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="Static shape of an ONNX input with dynamic axes, NAME=1,3,320,320 (repeats; "
+                              "default: the data's sample shape).")] = None,
+    main_output: Annotated[str | None, typer.Option(
+        help="Output scored against the labels (default: the first [batch, classes] one).")] = None,
     golden_samples: Annotated[int | None, typer.Option(help="Samples stored in golden.npz.")] = None,
     mean: Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.")] = None,
     std: Annotated[str | None, typer.Option(help="Image-folder std, e.g. 0.229,0.224,0.225.")] = None,
@@ -104,7 +109,8 @@ def build(
                "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion,
-               "unsafe": unsafe or None, "force": force or None}
+               "unsafe": unsafe or None, "force": force or None, "input_shape": input_shape or None,
+               "main_output": main_output}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,
                                                      remote_dir=remote_dir, keep=keep))
     _run(lambda: _build(options, recipe_file, devices))
@@ -120,6 +126,10 @@ def _build(options: dict[str, Any], recipe_file: Path | None, devices: tuple[lis
     from edgekiln.compiler.summary import print_build_summary, progress_display
 
     given = {k: v for k, v in options.items() if v is not None}
+    if "input_shape" in given:  # NAME=DIMS texts; a bad one is a one-line error like any recipe value
+        from edgekiln.compiler.graph.shapes import parse_flag
+
+        given["input_shape"] = parse_flag(given["input_shape"])
     recipe = recipe_module.from_toml(recipe_file, **given) if recipe_file else recipe_module.Recipe(**given)
     hosts, device_options = devices[0], (devices[1]() if devices[0] else None)
     if hosts:  # refuse a bad device list before minutes of work
@@ -246,11 +256,14 @@ def list_targets() -> None:
 def inspect(
     path: Annotated[Path, typer.Argument(help="A bundle directory, a .tflite file, or a source model.")],
     unsafe: UnsafeOpt = False,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="Static shape of an ONNX input with dynamic axes, NAME=1,3,320,320.")] = None,
 ) -> None:
     """Show inputs/outputs, params, MACs and ops of a model, or the summary of a bundle."""
     from edgekiln.compiler.commands.inspect import inspect_path
+    from edgekiln.compiler.graph.shapes import parse_flag
 
-    _run(lambda: inspect_path(path, unsafe))
+    _run(lambda: inspect_path(path, unsafe, parse_flag(input_shape or [])))
 
 
 if __name__ == "__main__":

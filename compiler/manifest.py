@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from edgekiln import __version__
 from edgekiln.compiler.device import compat, estimate
 from edgekiln.compiler.recipe import Calibration, Quantize, Recipe
 from edgekiln.compiler.search.choose import SLOWER_MARGIN
+from edgekiln.runtime import jsonsafe
 from edgekiln.targets import Target
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from edgekiln.compiler.search.select import Selection
 
 MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}  # the model's file name in a bundle, per format
-
 
 SCHEMA_VERSION = 1
 REQUIRED_KEYS = ("schema_version", "compiler", "created_utc", "recipe", "target", "source", "model",
@@ -49,7 +48,8 @@ def compiler_versions() -> dict[str, str]:
 def assemble(sections: dict[str, Any]) -> dict[str, Any]:
     """The manifest: schema header + the build's sections, checked for the contract keys."""
     manifest = {"schema_version": SCHEMA_VERSION, "compiler": compiler_versions(),
-                "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **sections}
+                "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **sections,
+                "null_values": jsonsafe.NULL_MEANINGS}
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise ValueError(f"manifest lacks contract keys {missing}")  # a compiler bug, not a user error
@@ -57,7 +57,8 @@ def assemble(sections: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps(manifest: dict[str, Any]) -> str:
-    return json.dumps(manifest, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    """Strict JSON: a non-finite figure is null, and `non_finite` says what each one was (runtime/jsonsafe.py)."""
+    return jsonsafe.dumps(manifest, indent=2, sort_keys=False) + "\n"
 
 
 def build(recipe: Recipe, target: Target, source_format: str, graph: Any, selection: Selection,
@@ -70,7 +71,8 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
         "recipe": recipe.to_dict(),
         "target": target.to_dict(),
         "source": {"file_name": Path(recipe.source).name, "format": source_format, "sha256": source_sha,
-                   "bytes": source_bytes, "params": graph.params, "macs": selection.baseline_stats.macs},
+                   "bytes": source_bytes, "params": graph.params, "macs": selection.baseline_stats.macs,
+                   **_fixed_inputs(graph)},
         "model": {"file": MODEL_FILES[selection.format], "format": selection.format, "sha256": model_sha,
                   "bytes": len(selection.model), "params": selection.model_stats.params,
                   "macs": selection.model_stats.macs, "ops": selection.model_stats.ops,
@@ -80,12 +82,12 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
                      "target_estimate": estimate.target_estimate(target, selection.baseline_stats.records)},
         "size": {"source_bytes": source_bytes, "baseline_bytes": len(selection.baseline),
                  "model_bytes": len(selection.model),
-                 "ratio": round(len(selection.model) / len(selection.baseline), 4)},
+                 "ratio": _ratio(len(selection.model), len(selection.baseline), 4)},
         "pruning": pruning,
         "quantization": _quantization(recipe, selection, data, measured),
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
-                    "speedup_vs_baseline": round(measured.baseline_latency["p50_ms"] / measured.latency["p50_ms"], 3),
+                    "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
                     "target_estimate": estimate.target_estimate(target, selection.model_stats.records),
                     "device": []},
         "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
@@ -134,6 +136,20 @@ def _calibration_used(recipe: Recipe) -> str:
 def _mode(recipe: Recipe, selection: Selection) -> Quantize:
     """The mode of the shipped model (with --quantize auto, the chosen candidate's)."""
     return selection.quantize
+
+
+def _ratio(numerator: float, denominator: float, digits: int) -> float:
+    """numerator / denominator, rounded; infinite over zero (written as null, with its meaning, in JSON)."""
+    return round(numerator / denominator, digits) if denominator else float("inf")
+
+
+def _fixed_inputs(graph: Any) -> dict:
+    """How an ONNX source's dynamic axes were fixed (graph/onnx_shapes.py), when any were."""
+    fixed = getattr(graph, "fixed_inputs", [])
+    if not fixed:
+        return {}
+    return {"fixed_inputs": [f.to_dict() for f in fixed],
+            "shape_nodes_folded": getattr(graph, "shape_nodes_folded", 0)}
 
 
 def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[str]:

@@ -73,18 +73,48 @@ def host_cpu() -> str:
     return platform.processor() or platform.machine()
 
 
-def accuracy(outputs: list[np.ndarray], labels: np.ndarray) -> float:
-    """Top-1 accuracy of the first output against integer labels, in percent."""
-    return float(np.mean(np.argmax(outputs[0].reshape(len(labels), -1), axis=1) == labels) * 100)
+def accuracy(outputs: list[np.ndarray], labels: np.ndarray, names: list[str] | None = None,
+             main: str | None = None) -> float:
+    """Top-1 accuracy of the main output against integer labels, in percent: the output named `main`
+    (--main-output) when the names list it, else main_output's guess."""
+    index = names.index(main) if main and names and main in names else main_output(outputs, labels)
+    scores = outputs[index]
+    return float(np.mean(np.argmax(scores.reshape(len(labels), -1), axis=1) == labels) * 100)
 
 
-def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray]) -> dict:
-    """How closely the compiled model reproduces the reference, per output and overall (first output).
+def main_output(outputs: list[np.ndarray], labels: np.ndarray | None = None) -> int:
+    """The output labels are scored on: the only one; else the first class vector ([batch, classes]) with a
+    class for every label; else the first output. (--main-output names it when this guess is wrong.)"""
+    top = -1 if labels is None or not labels.size else int(labels.max())
+    vectors = [i for i, o in enumerate(outputs) if o.ndim == 2 and o.shape[-1] > max(1, top)]
+    return vectors[0] if vectors else 0
 
-    sqnr_db = 10 log10(sum(ref^2) / sum((ref - out)^2)); top1_agreement over the last axis.
+
+def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: list[str] | None = None) -> dict:
+    """How closely the compiled model reproduces the reference, per output and overall.
+
+    sqnr_db = 10 log10(sum(ref^2) / sum((ref - out)^2)) per output; overall the WORST output's (a detector's
+    boxes and class scores must both be faithful; None = exact). top1_agreement over the last axis: of the
+    only output, or the worst of a multi-output model's class vectors ([batch, classes]); a detector's
+    [batch, 4, anchors] has no top-1 to agree on (None). max_abs_diff: the largest over all outputs.
     """
     per_output = [_fidelity_one(r, c) for r, c in zip(reference, compiled, strict=True)]
-    return {**per_output[0], "samples": int(reference[0].shape[0]), "per_output": per_output}
+    if names:
+        per_output = [{"name": name, **f} for name, f in zip(names, per_output, strict=True)]
+    result = {"sqnr_db": _worst([f["sqnr_db"] for f in per_output]),
+              "max_abs_diff": max(f["max_abs_diff"] for f in per_output)}
+    vectors = [f for f, r in zip(per_output, reference, strict=True) if len(per_output) == 1 or r.ndim == 2]
+    agreements = [f["top1_agreement"] for f in vectors if "top1_agreement" in f]
+    if agreements:
+        result["top1_agreement"] = min(agreements)
+    if len(per_output) > 1:
+        result["judged_on"] = "the worst of the outputs (per_output): SQNR of every output, top-1 of class vectors"
+    return {**result, "samples": int(reference[0].shape[0]), "per_output": per_output}
+
+
+def _worst(values: list[float | None]) -> float | None:
+    finite = [v for v in values if v is not None]
+    return min(finite) if finite else None
 
 
 def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> dict:
@@ -123,8 +153,9 @@ def measure_all(graph: Any, selection: Selection, data: Datasets, recipe: Recipe
     baseline = open_model(selection.format, selection.baseline, threads, selection.layouts)
     check = data.fidelity_set
     reference = _reference(graph, compiled, check)
-    compiled_fidelity = fidelity(reference, predict(compiled, check))
-    baseline_fidelity = fidelity(reference, predict(baseline, check))
+    names = [info.name for info in compiled.outputs]
+    compiled_fidelity = fidelity(reference, predict(compiled, check), names)
+    baseline_fidelity = fidelity(reference, predict(baseline, check), names)
     latency, baseline_latency = side_by_side([compiled, baseline], data.golden_set, recipe.bench_runs)
     golden_in = data.golden_set.take(0, recipe.golden_samples)
     golden_out = predict(compiled, golden_in)
@@ -171,14 +202,17 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
               recipe: Recipe) -> dict | None:
     if evaluation is None or evaluation.labels is None:
         return None
-    labels = evaluation.labels
+    labels, names, main = evaluation.labels, [info.name for info in compiled.outputs], recipe.main_output
     compiled_out = predict(compiled, evaluation)
-    check_label_range(evaluation, int(np.prod(compiled_out[0].shape[1:])), "evaluation")  # the scored output
-    reference = accuracy(_reference(graph, compiled, evaluation), labels)
-    ours = accuracy(compiled_out, labels)
-    base = accuracy(predict(baseline, evaluation), labels)
+    index = names.index(main) if main and main in names else main_output(compiled_out, labels)
+    check_label_range(evaluation, int(np.prod(compiled_out[index].shape[1:])), "evaluation")  # the scored output
+    scored = _reference(graph, compiled, evaluation)
+    reference = accuracy(scored, labels, names, main)
+    ours = accuracy(compiled_out, labels, names, main)
+    base = accuracy(predict(baseline, evaluation), labels, names, main)
     drop = round(reference - ours, 3)
-    return {"metric": "top1_percent", "reference": round(reference, 3), "compiled": round(ours, 3),
+    output = main if main in names else names[main_output(scored, labels)]
+    return {"metric": "top1_percent", "output": output, "reference": round(reference, 3), "compiled": round(ours, 3),
             "baseline": round(base, 3), "drop": drop, "budget": recipe.max_drop,
             "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
 

@@ -18,7 +18,7 @@ from edgekiln.compiler import Progress, bundle, manifest
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
-from edgekiln.compiler.graph import detect_format, framework, load
+from edgekiln.compiler.graph import detect_format, framework, load, shapes
 from edgekiln.compiler.measure import measure_all, threads_for
 from edgekiln.compiler.prune import stage as prune_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
@@ -52,7 +52,11 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
         progress("Loading the source model")
         source_format = detect_format(recipe.source)
-        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
+        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch,
+                     input_shapes=recipe.input_shape, data_shapes=_data_shapes(recipe, source_format))
+        if recipe.main_output is not None and recipe.main_output not in graph.output_names:
+            raise RecipeError(f"main_output '{recipe.main_output}' is not an output of {Path(recipe.source).name}",
+                              f"its outputs: {', '.join(graph.output_names)}")
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
         check_labels(graph, data)                          # labels index the model's classes
@@ -102,6 +106,13 @@ class Search:
     def _target_problem(self, model_format: str) -> Callable[[bytes], str | None]:
         """What keeps the target's interpreter from running a candidate; --force waives it."""
         return (lambda model: None) if self.recipe.force else compat.run_problem(self.target, model_format)
+
+
+def _data_shapes(recipe: Recipe, source_format: str) -> dict:
+    """The data's sample shapes, which close an ONNX source's dynamic axes the recipe leaves open."""
+    if framework(source_format) != "onnx":
+        return {}
+    return shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})
 
 
 def resolve_target(name: str) -> Target:

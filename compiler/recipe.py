@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
+from edgekiln.compiler.graph import shapes
 from edgekiln.compiler.paths import existing
 from edgekiln.compiler.prune.importance import PruneCriterion
 from edgekiln.compiler.prune.recover import Recover
@@ -100,6 +101,9 @@ class Recipe:
     prune_criterion: channel importance, l1 | l2 | bn.
     unsafe: allow loading models whose layers carry code (Lambda); never the default.
     force: replace an existing output directory.
+    input_shape: static shapes for an ONNX source's dynamic axes, input name -> dims ("" for the only input;
+        TOML: a table {images = [1, 3, 320, 320]} or a list); axes left open take the data's sample shape.
+    main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
     """
 
     source: str
@@ -125,9 +129,12 @@ class Recipe:
     prune_criterion: PruneCriterion = PruneCriterion.l1
     unsafe: bool = False
     force: bool = False
+    input_shape: dict[str, tuple[int, ...]] | None = None
+    main_output: str | None = None
 
     def __post_init__(self) -> None:
         self._normalise_scalars()
+        object.__setattr__(self, "input_shape", shapes.normalise(self.input_shape))
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
         if self.format is not None:
@@ -185,7 +192,8 @@ class Recipe:
         data = dataclasses.asdict(self)
         data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
                     format=str(self.format) if self.format else None, recover=str(self.recover),
-                    prune_criterion=str(self.prune_criterion), calibration=str(self.calibration))
+                    prune_criterion=str(self.prune_criterion), calibration=str(self.calibration),
+                    input_shape=shapes.to_toml(self.input_shape))
         return data
 
     def replace(self, **changes: Any) -> Recipe:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 # Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
@@ -42,10 +43,11 @@ def print_build_summary(result: object) -> None:
     table.add_column(f"bundle ({(m['quantization'] or {}).get('mode', 'none')})", justify="right")
     table.add_column("ratio", justify="right")
     base, host = m["baseline"], m["latency"]["host"]
-    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", f"{m['size']['ratio']:.3f}x")
+    table.add_row("size", f"{base['bytes']:,} B", f"{m['model']['bytes']:,} B", _opt(m["size"]["ratio"], "{:.3f}x"))
+    speedup = m["latency"]["speedup_vs_baseline"]
     table.add_row(f"host p50 latency ({host['threads']} threads, {host['runtime']})",
                   f"{base['latency']['p50_ms']:.3f} ms", f"{host['p50_ms']:.3f} ms",
-                  f"{1 / m['latency']['speedup_vs_baseline']:.3f}x")
+                  f"{1 / speedup:.3f}x" if speedup else "-")
     _estimate_row(table, m)
     if "accuracy" in m:
         acc = m["accuracy"]
@@ -54,9 +56,17 @@ def print_build_summary(result: object) -> None:
     if m.get("pruning"):
         _pruning_rows(table, m)
     fid, bfid = m["fidelity"], base["fidelity"]
-    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples)", fidelity_text(bfid),
-                  fidelity_text(fid), "")
+    several = len(fid.get("per_output", [])) > 1
+    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else ''})",
+                  fidelity_text(bfid), fidelity_text(fid), "")
+    if several:  # every output is judged: a detector's boxes and class scores alike
+        for ours, theirs in zip(fid["per_output"], bfid.get("per_output", fid["per_output"]), strict=False):
+            table.add_row(f"  output {ours.get('name', '?')}", fidelity_text(theirs), fidelity_text(ours), "")
     console.print(table)
+    for fixed in m["source"].get("fixed_inputs", []):
+        if fixed["origin"] != "batch":
+            console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
+                          f"(from {_origin(fixed['origin'])}; --input-shape sets it)", markup=False)
     if (m["quantization"] or {}).get("candidates"):
         print_candidates(m["quantization"])
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
@@ -124,11 +134,17 @@ def print_candidates(q: dict) -> None:
         console.print(f"[dim]{compared['note']}[/dim]")
     for model_format, why in {**compared.get("left_out", {}), **compared.get("failed", {})}.items():
         console.print(f"[dim]{model_format} not compared: {why}[/dim]")
+    for variant, why in q.get("failed", {}).items():  # a candidate that failed dropped out of the table
+        console.print(f"[yellow]{variant} failed and is not in the table:[/yellow] {escape(why)}")
     console.print(f"chosen: {q['reason']}")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
         console.print(f"[dim]{of}:[/dim] {cause}")
+
+
+def _origin(origin: str) -> str:
+    return "--input-shape" if origin == "input_shape" else f"the {origin}'s sample shape"
 
 
 def _opt(value: object, fmt: str) -> str:

@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 failure (checksum, mismatch, unreadable bundle), 2 usag
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import sys
 from collections.abc import Callable
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import BundleError, BundleModel, load
+from . import BundleError, BundleModel, jsonsafe, load
 
 
 def _default_bundle() -> Path:
@@ -55,7 +54,7 @@ def _info(model: BundleModel, as_json: bool) -> int:
     if model.layouts:  # predict() takes the source layout; the interpreter sees the compiled one
         facts["layouts"] = {name: f"{v['source']} -> {v['compiled']}" for name, v in model.layouts.items()}
     if as_json:
-        print(json.dumps(facts, indent=2))
+        print(jsonsafe.dumps(facts, indent=2))
         return 0
     for key, value in facts.items():
         print(f"{key:13s} {value}")
@@ -67,7 +66,7 @@ def _validate(model: BundleModel, as_json: bool) -> int:
     if as_json:
         where = {"interpreter": f"{model.backend.name} {model.backend.version}", "machine": platform.machine(),
                  "python": platform.python_version(), "numpy": np.__version__}
-        print(json.dumps({**report.to_dict(), **where}, indent=2))
+        print(jsonsafe.dumps({**report.to_dict(), **where}, indent=2))
     else:
         for s in report.samples:
             print(f"sample {s.index}: {'PASS' if s.passed else 'FAIL'}  max |diff| {s.max_abs_diff:.3g}")
@@ -82,7 +81,7 @@ def _bench(model: BundleModel, runs: int, warmup: int, as_json: bool) -> int:
     result = model.benchmark(runs=runs, warmup=warmup)
     result.update(machine=platform.machine(), python=platform.python_version())
     if as_json:
-        print(json.dumps(result, indent=2))
+        print(jsonsafe.dumps(result, indent=2))
         return 0
     print(f"{result['runtime']} {result['runtime_version']} on {result['machine']}, {result['threads']} threads")
     print(f"init {result['init_ms']:.1f} ms   first inference {result['first_ms']:.2f} ms")

@@ -19,6 +19,7 @@ from edgekiln.compiler import Progress, rewrite
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.graph import detect_format, framework, load
+from edgekiln.compiler.graph.shapes import data_shapes
 from edgekiln.compiler.measure import open_model, threads_for
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
 from edgekiln.compiler.search.candidates import Built, plan
@@ -44,7 +45,9 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
         progress("Loading the source model")
         source_format = detect_format(recipe.source)
         source = framework(source_format)
-        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch)
+        graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch,
+                     input_shapes=recipe.input_shape,
+                     data_shapes=data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval}))
         data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
         check_labels(graph, data)
         model_format = "onnx" if source == "onnx" else "tflite"

@@ -11,14 +11,14 @@ from edgekiln.compiler.errors import EdgekilnError
 from edgekiln.compiler.summary import console
 
 
-def inspect_path(path: Path, unsafe: bool) -> None:
+def inspect_path(path: Path, unsafe: bool, input_shapes: dict | None = None) -> None:
     """Dispatch on what `path` is."""
     if path.is_dir() and (path / "manifest.json").is_file():
         _inspect_bundle(path)
     elif path.suffix == ".tflite" and path.is_file():
         _inspect_model_bytes(path.name, path.read_bytes())
     elif path.suffix.lower() == ".onnx" and path.is_file():
-        _inspect_onnx(path)
+        _inspect_onnx(path, input_shapes)
     else:
         _inspect_source(path, unsafe)
 
@@ -92,8 +92,9 @@ def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
     console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
 
 
-def _inspect_onnx(path: Path) -> None:
-    """An ONNX model as the compiler loads it (checked, batch fixed to 1), with its static facts."""
+def _inspect_onnx(path: Path, input_shapes: dict | None = None) -> None:
+    """An ONNX model as the compiler loads it (checked, batch fixed to 1, --input-shape applied), with its
+    static facts."""
     import tempfile
 
     from edgekiln.compiler.analyze.onnx import onnx_stats
@@ -101,7 +102,7 @@ def _inspect_onnx(path: Path) -> None:
     from edgekiln.runtime import Model
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
-        graph = onnx_graph.load(path, Path(work))
+        graph = onnx_graph.load(path, Path(work), input_shapes=input_shapes or None)
     model_bytes = graph.model.SerializeToString()
     stats, model = onnx_stats(model_bytes), Model("onnx", model_bytes)
     opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
@@ -109,6 +110,9 @@ def _inspect_onnx(path: Path) -> None:
                   f"params {stats.params:,}, MACs {stats.macs:,} (batch 1)")
     if graph.constants_normalised:
         console.print(f"{graph.constants_normalised} Constant nodes hold tensors (moved to initializers)")
+    for fixed in graph.fixed_inputs:
+        if fixed.origin != "batch":
+            console.print(fixed.describe(), markup=False)
     _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
     console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
 

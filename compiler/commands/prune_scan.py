@@ -7,7 +7,6 @@ is measured: accuracy with labelled data, else top-1 agreement with the unpruned
 from __future__ import annotations
 
 import csv
-import json
 import tempfile
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from edgekiln.compiler.prune import groups, importance, sensitivity
 from edgekiln.compiler.prune.driver import Scorer
 from edgekiln.compiler.prune.stage import KerasSubject
 from edgekiln.compiler.summary import console
+from edgekiln.runtime import jsonsafe
 
 
 def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, criterion: str,
@@ -51,8 +51,8 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
     _print(result, analysis, model_path)
     if json_out:
         blocked = [{"layers": list(g.producers), "reasons": list(g.blocked)} for g in analysis.blocked]
-        json_out.write_text(json.dumps({**result.to_dict(), "criterion": str(criterion), "blocked": blocked},
-                                       indent=2) + "\n")
+        json_out.write_text(jsonsafe.dumps({**result.to_dict(), "criterion": str(criterion), "blocked": blocked},
+                                           indent=2) + "\n")
     if csv_out:
         _write_csv(result, csv_out)
     return result

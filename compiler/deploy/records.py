@@ -17,6 +17,7 @@ from typing import Any
 
 from edgekiln.compiler.deploy.remote import DeviceResult
 from edgekiln.compiler.manifest import dumps
+from edgekiln.runtime import jsonsafe
 
 SCHEMA_VERSION = 1
 LATENCY_KEYS = ("runtime", "runtime_version", "threads", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",
@@ -72,7 +73,7 @@ def write_measurement(bundle: Path, record: dict) -> Path:
     """measurements/<device-id>.json, replaced atomically."""
     path = bundle / "measurements" / f"{record['device_id']}.json"
     path.parent.mkdir(exist_ok=True)
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+    atomic_write_text(path, jsonsafe.dumps(record, indent=2) + "\n")
     return path
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekiln.compiler.errors import ConversionError
 from edgekiln.compiler.tf_env import quiet_fds
 
 METHODS = ("minmax", "percentile", "entropy")
@@ -60,7 +61,7 @@ def collect(calibrated: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[int, 
 
 def _accumulate(s: TensorStats, value: np.ndarray) -> None:
     magnitude = np.abs(value.astype(np.float32))
-    if s.top > 0:
+    if 0 < s.top < np.inf:  # tflite_int8.calibrate refuses non-finite ranges; a histogram needs a finite one
         s.hist += np.histogram(np.minimum(magnitude, s.top), bins=BINS, range=(0.0, s.top))[0]
     per_channel = magnitude.reshape(-1, value.shape[-1]).max(axis=0) if value.ndim else magnitude.reshape(1)
     s.channel_absmax = per_channel if s.channel_absmax.size == 0 else np.maximum(s.channel_absmax, per_channel)
@@ -86,12 +87,23 @@ def ranges(stats: dict[int, TensorStats], method: str) -> dict[int, tuple[float,
     pick = _percentile if method == "percentile" else _entropy
     clipped = {}
     for index, s in stats.items():
-        if not s.internal or s.top == 0 or s.hist.sum() == 0:
+        if not s.internal or not 0 < s.top < np.inf or s.hist.sum() == 0:
             continue
         levels = 128 if s.lo < 0 else 256  # a signed tensor spends half of int8's 256 steps on each side
         t = pick(s.hist, levels) * s.top / BINS
         clipped[index] = (max(s.lo, -t), min(s.hi, t))
     return clipped
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def non_finite(calibrated: bytes) -> list[tuple[str, float, float]]:
+    """The tensors whose calibrated (min, max) is infinite or NaN, or float32's largest value (TensorFlow's
+    calibrator records an activation that overflowed as +-3.4e38): no int8 scale represents them, and the
+    quantizer must never see them (measured: XNNPACK then refuses the int8 model, 'failed to prepare')."""
+    return [(name, lo, hi) for name, lo, hi in _ranged_tensors(calibrated).values()
+            if not (np.isfinite(lo) and np.isfinite(hi)) or max(abs(lo), abs(hi)) >= FLOAT32_MAX]
 
 
 def _percentile(hist: np.ndarray, levels: int) -> int:
@@ -141,7 +153,11 @@ def smooth(distribution: np.ndarray, eps: float = 1e-4) -> np.ndarray:
 
 
 def with_ranges(calibrated: bytes, clipped: dict[int, tuple[float, float]]) -> bytes:
-    """The calibrated model with some tensors' (min, max) replaced."""
+    """The calibrated model with some tensors' (min, max) replaced; a non-finite range is refused (the
+    quantizer must never see one)."""
+    for index, (lo, hi) in clipped.items():
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ConversionError(f"int8 calibration: non-finite range [{lo}, {hi}] for tensor {index}")
     if not clipped:
         return calibrated
     from tensorflow.lite.tools import flatbuffer_utils

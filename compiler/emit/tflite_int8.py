@@ -30,9 +30,24 @@ def calibrate(saved_model_dir: Path, calib: Dataset) -> bytes:
     converter._experimental_calibrate_only = True  # noqa: SLF001  (what QuantizationDebugger sets)
     try:
         with quiet_fds():
-            return bytes(converter.convert())
+            calibrated = bytes(converter.convert())
     except Exception as exc:  # noqa: BLE001  (ConverterError, RuntimeError, ValueError from MLIR)
         raise conversion_error(exc, Quantize.int8) from exc
+    refuse_non_finite(calibrated)
+    return calibrated
+
+
+def refuse_non_finite(calibrated: bytes) -> None:
+    """A ConversionError when calibration gave a tensor an infinite or NaN range: it must not reach the
+    quantizer (an activation overflowed float32 on the calibration data, or a weight is not finite)."""
+    from edgekiln.compiler.emit.calibrate import non_finite
+
+    bad = non_finite(calibrated)
+    if bad:
+        name, lo, hi = bad[0]
+        raise ConversionError(f"int8 calibration gave {len(bad)} tensor(s) a non-finite range, first '{name}' "
+                              f"[{lo:g}, {hi:g}]",
+                              "check the model's float outputs on this data for inf/NaN (see `edgekiln explain`)")
 
 
 def quantize(calibrated: bytes, int8_io: bool = True, float_ops: Iterable[str] = (),

@@ -35,21 +35,27 @@ def framework(source_format: str) -> str:
     return "onnx" if source_format == "onnx" else "keras"
 
 
-def _load_keras(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int) -> Any:
+def _load_keras(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int, **shapes: Any) -> Any:
     from edgekiln.compiler.graph import keras
 
     return keras.load(path, source_format, workdir, unsafe=unsafe)
 
 
-def _load_onnx(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int) -> Any:
+def _load_onnx(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int, **shapes: Any) -> Any:
     from edgekiln.compiler.graph import onnx
 
-    return onnx.load(path, workdir, batch=batch)
+    return onnx.load(path, workdir, batch=batch, **shapes)
 
 
-LOADERS: dict[str, Callable[[Path, str, Path, bool, int], Any]] = {"keras": _load_keras, "onnx": _load_onnx}
+LOADERS: dict[str, Callable[..., Any]] = {"keras": _load_keras, "onnx": _load_onnx}
 
 
-def load(path: str | Path, source_format: str, workdir: Path, *, unsafe: bool = False, batch: int = 1) -> Any:
-    """The working graph of a source model (KerasGraph or OnnxGraph)."""
-    return LOADERS[framework(source_format)](Path(path), source_format, workdir, unsafe, batch)
+def load(path: str | Path, source_format: str, workdir: Path, *, unsafe: bool = False, batch: int = 1,
+         input_shapes: dict | None = None, data_shapes: dict | None = None) -> Any:
+    """The working graph of a source model (KerasGraph or OnnxGraph). input_shapes / data_shapes close an
+    ONNX source's dynamic axes (graph/onnx_shapes.py); a Keras model's input size is its Input layer's."""
+    if input_shapes and framework(source_format) != "onnx":
+        raise InputModelError(f"input_shape applies to ONNX sources; {Path(path).name} is {source_format}, whose "
+                              "input size is set by the model itself", "drop --input-shape for this model")
+    return LOADERS[framework(source_format)](Path(path), source_format, workdir, unsafe, batch,
+                                             input_shapes=input_shapes, data_shapes=data_shapes)

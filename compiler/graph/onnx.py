@@ -1,9 +1,9 @@
 """ONNX sources (.onnx, PyTorch-style NCHW or any other layout) as a working graph.
 
 Loading checks the file (onnx.checker), inlines external data, turns weights stored as `Constant`
-nodes into initializers (so quantizers and pruning see them), fixes a symbolic batch dimension to
-the recipe's batch, and opens the result in onnxruntime: an op onnxruntime cannot run is refused
-here, with its name, before any conversion starts.
+nodes into initializers (so quantizers and pruning see them), fixes dynamic axes (the batch from the
+recipe, the others from --input-shape or the data: graph/onnx_shapes.py), and opens the result in
+onnxruntime: an op onnxruntime cannot run is refused here, with its name, before any conversion starts.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class OnnxGraph:
     output_names: list[str]
     params: int
     constants_normalised: int = 0
+    fixed_inputs: list[Any] = field(default_factory=list)  # onnx_shapes.FixedInput: how open axes were closed
+    shape_nodes_folded: int = 0
     _session: Any = field(default=None, repr=False)
 
     @property
@@ -66,9 +68,16 @@ class OnnxGraph:
         return self._session
 
 
-def load(path: str | Path, workdir: Path, batch: int = 1) -> OnnxGraph:
-    """Read, check and normalise an ONNX file; refuse what the pipeline or onnxruntime cannot handle."""
+def load(path: str | Path, workdir: Path, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] | None = None,
+         data_shapes: dict[str, dict[str, tuple[int, ...]]] | None = None) -> OnnxGraph:
+    """Read, check and normalise an ONNX file; refuse what the pipeline or onnxruntime cannot handle.
+
+    input_shapes: the user's static shapes per input name; data_shapes: per data role, the sample shape
+    of each input (the default for axes left open, onnx_shapes.fix_inputs).
+    """
     import onnx
+
+    from edgekiln.compiler.graph.onnx_shapes import fix_inputs, fold
 
     source = Path(path)
     model = _read(source)
@@ -79,11 +88,12 @@ def load(path: str | Path, workdir: Path, batch: int = 1) -> OnnxGraph:
         raise InputModelError(f"{source.name} is not a valid ONNX model: {first_line(exc)}",
                               "re-export it; onnx.checker.check_model must pass") from exc
     constants = constants_to_initializers(model.graph)
-    fix_batch(model, batch, source)
+    fixed = fix_inputs(model, batch, input_shapes, data_shapes or {}, source)
+    folded = fold(model) if any(f.origin != "batch" for f in fixed) else 0  # shape arithmetic now constant
     out = workdir / "source_normalised.onnx"
     out.write_bytes(model.SerializeToString())
     graph = OnnxGraph("onnx", model, out, input_specs(model), [o.name for o in model.graph.output],
-                      param_count(model), constants)
+                      param_count(model), constants, fixed_inputs=fixed, shape_nodes_folded=folded)
     graph.session()  # fail now, naming the op, if onnxruntime cannot run it
     return graph
 
@@ -160,41 +170,6 @@ def _constant_value(node: Any) -> np.ndarray | None:
     if attr.name in scalars:
         return np.asarray(helper.get_attribute_value(attr), dtype=scalars[attr.name])
     return None
-
-
-def fix_batch(model: Any, batch: int, source: Path) -> None:
-    """Set a symbolic (or unset) batch axis of every input to `batch`, in place, and the same
-    symbol wherever it appears in outputs and value_info; any other symbolic axis is an error:
-    edgekiln compiles static shapes for the device."""
-    initializers = {t.name for t in model.graph.initializer}
-    symbols = set()
-    for value in model.graph.input:
-        if value.name in initializers:
-            continue
-        dims = value.type.tensor_type.shape.dim
-        for axis, dim in enumerate(dims):
-            if dim.HasField("dim_value") and dim.dim_value > 0:
-                continue
-            if axis == 0:
-                symbols.add(dim.dim_param)
-                dim.Clear()
-                dim.dim_value = batch
-                continue
-            raise InputModelError(
-                f"{source.name}: input '{value.name}' has a dynamic axis {axis} ('{dim.dim_param or '?'}') "
-                f"of shape {_shape_text(dims)}; only the batch axis may be dynamic",
-                "re-export with a fixed input size (e.g. torch.onnx.export dynamic_axes only for axis 0)")
-    symbols.discard("")
-    for value in [*model.graph.output, *model.graph.value_info]:
-        for dim in value.type.tensor_type.shape.dim:
-            if dim.HasField("dim_param") and dim.dim_param in symbols:
-                dim.Clear()
-                dim.dim_value = batch
-
-
-def _shape_text(dims: Any) -> str:
-    return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
-                           for d in dims) + "]"
 
 
 def input_specs(model: Any) -> list[InputSpec]:

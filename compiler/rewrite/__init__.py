@@ -51,12 +51,18 @@ def apply(model: Any, inputs: Any, correct_bias: bool = True) -> Rewritten:
     rewritten = work.to_keras() if notes else model
     inputs = _head(inputs, CHECK_SAMPLES)
     diff = relative_diff(model, rewritten, inputs)
-    if diff > EXACT_TOLERANCE:  # a bug in a pass must not ship: keep the source model and say so
+    if not diff <= EXACT_TOLERANCE:  # a bug in a pass must not ship (NaN included): keep the source model
         return Rewritten(model, (), diff, f"rewrites dropped: they moved the float outputs by {diff:.2g}")
     if correct_bias:
-        rewritten, more = bias_correction.run(rewritten, inputs)
-        notes += [f"bias_correction: {note}" for note in more]
+        corrected, more = bias_correction.run(rewritten, inputs)
+        if all_finite(corrected):  # else the exact rewrites stand alone
+            rewritten, notes = corrected, notes + [f"bias_correction: {note}" for note in more]
     return Rewritten(rewritten, tuple(notes), diff)
+
+
+def all_finite(model: Any) -> bool:
+    """No inf or NaN in any weight: a non-finite weight gives non-finite activation ranges."""
+    return all(bool(np.all(np.isfinite(w))) for w in model.get_weights())
 
 
 def relative_diff(a: Any, b: Any, inputs: Any) -> float:
@@ -64,6 +70,8 @@ def relative_diff(a: Any, b: Any, inputs: Any) -> float:
     ya, yb = a.predict(inputs, verbose=0, batch_size=64), b.predict(inputs, verbose=0, batch_size=64)
     ya, yb = (ya, yb) if isinstance(ya, list) else ([ya], [yb])
     scale = max(float(np.max(np.abs(y))) for y in ya) or 1.0
+    if not all(np.all(np.isfinite(y)) for y in yb):
+        return float("inf")  # the rewritten model overflowed: never "exact", whatever NaN compares as
     return max(float(np.max(np.abs(p - q))) for p, q in zip(ya, yb, strict=True)) / scale
 
 

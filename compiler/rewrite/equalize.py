@@ -26,6 +26,10 @@ from edgekiln.compiler.rewrite.work import (
 )
 
 MIN_SPREAD = 10.0  # equalise a pair only when conv1's channel ranges differ by at least an order of magnitude
+# A channel whose r1 * r2 is below this share of the pair's largest carries nothing conv2 can see (a dead
+# channel: weight decay leaves such weights near 1e-33, and their float32 product underflows to 0, which
+# made s = 0 and 1/s = inf); it keeps s = 1.
+DEAD_SHARE = 1e-12
 SWEEPS = 4         # pairs in a chain share layers; a few sweeps let them settle (Nagel iterate to convergence)
 
 
@@ -58,15 +62,25 @@ def _pairs(work: WorkingModel) -> list[tuple[str, list[str], str]]:
 
 
 def _equalise(work: WorkingModel, first: str, middle: list[str], second: str) -> None:
-    r1, r2 = output_ranges(work.layers[first]), input_ranges(work.layers[second])
-    ok = (r1 > 0) & (r2 > 0)
-    s = np.ones_like(r1)
-    s[ok] = np.sqrt(r1[ok] * r2[ok]) / r2[ok]
+    s = channel_scales(output_ranges(work.layers[first]), input_ranges(work.layers[second]))
     scale_outputs(work.layers[first], 1.0 / s)
     for name in middle:
         if work.layers[name].kind == "BatchNormalization":  # ReLU, PReLU slopes, pooling: scale-free
             _divide_shift(work.layers[name], s)
     scale_inputs(work.layers[second], s)
+
+
+def channel_scales(r1: np.ndarray, r2: np.ndarray) -> np.ndarray:
+    """s_i = sqrt(r1_i r2_i) / r2_i = sqrt(r1_i / r2_i) in float64; 1 for a dead channel, so every s is
+    finite and positive and neither layer's weights can overflow float32."""
+    r1, r2 = r1.astype(np.float64), r2.astype(np.float64)
+    product = r1 * r2
+    finite = np.isfinite(product)
+    live = finite & (product > DEAD_SHARE * product[finite].max(initial=0.0))
+    s = np.ones_like(r1)
+    s[live] = np.sqrt(r1[live] / r2[live])
+    s[~np.isfinite(s) | (s <= 0)] = 1.0
+    return s.astype(np.float32)
 
 
 def _divide_shift(state: LayerState, s: np.ndarray) -> None:
@@ -77,5 +91,7 @@ def _divide_shift(state: LayerState, s: np.ndarray) -> None:
 
 
 def _spread(ranges: np.ndarray) -> float:
-    live = ranges[ranges > 0]
+    """Largest over smallest range of the live channels (a dead channel's range says nothing of spread)."""
+    ranges = ranges[np.isfinite(ranges)].astype(np.float64)
+    live = ranges[ranges > np.sqrt(DEAD_SHARE) * ranges.max(initial=0.0)]
     return float(live.max() / live.min()) if live.size else 1.0

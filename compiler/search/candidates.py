@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from edgekiln.compiler.errors import ConversionError, EdgekilnError
 from edgekiln.compiler.recipe import Quantize
 
 
@@ -131,3 +132,18 @@ class Built:
     details: dict = field(default_factory=dict)
     timed_as: bytes | None = None
     layouts: dict = field(default_factory=dict)
+
+
+def as_conversion_error(exc: BaseException) -> EdgekilnError:
+    """Our error for a failure that ends the build: ours as it is, a third-party one as one line."""
+    if isinstance(exc, EdgekilnError):
+        return exc
+    return ConversionError(f"int8 {failure_note(exc)}", "try --quantize auto, dynamic or none")
+
+
+def failure_note(exc: BaseException) -> str:
+    """A failed candidate's one-line reason in the table (`failed: ...`, as a failed format says)."""
+    if isinstance(exc, EdgekilnError):
+        return f"failed: {exc.one_line()}"
+    text = (str(exc).strip() or type(exc).__name__).splitlines()[0][:200]
+    return f"failed: {type(exc).__name__}: {text}"

@@ -34,8 +34,8 @@ class Judge:
     The source model's outputs are computed once; every candidate is compared with the same arrays.
     """
 
-    def __init__(self, graph: Any, data: Datasets, threads: int) -> None:
-        self.threads = threads
+    def __init__(self, graph: Any, data: Datasets, threads: int, main_output: str | None = None) -> None:
+        self.threads, self.main = threads, main_output
         self.check = data.fidelity_set
         self._reference = dict(zip(graph.output_names, graph.run(self.check.inputs), strict=True))
         labelled = data.evaluation if data.evaluation is not None and data.evaluation.labels is not None else None
@@ -43,16 +43,18 @@ class Judge:
         self.labels = labelled.labels if labelled is not None else None
         if labelled is not None and self.labels is not None:
             source = dict(zip(graph.output_names, graph.run(labelled.inputs), strict=True))
-            self.reference_accuracy = measure.accuracy([source[graph.output_names[0]]], self.labels)
+            self.reference_accuracy = measure.accuracy(list(source.values()), self.labels, list(source),
+                                                       main_output)
 
     def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
         model = measure.open_model(model_format, model_bytes, self.threads, layouts)
         outputs = measure.predict(model, self.check)
-        fidelity = measure.fidelity(self._ordered(model), outputs)
+        names = [info.name for info in model.outputs]
+        fidelity = measure.fidelity(self._ordered(model), outputs, names)
         accuracy = drop = None
         if self.evaluation is not None and self.labels is not None:
             ours = measure.predict(model, self.evaluation)
-            accuracy = round(measure.accuracy(ours, self.labels), 3)
+            accuracy = round(measure.accuracy(ours, self.labels, names, self.main), 3)
             drop = round(self.reference_accuracy - accuracy, 3)
         return Quality(fidelity["sqnr_db"], fidelity.get("top1_agreement"), accuracy, drop)
 

@@ -35,10 +35,10 @@ from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.diagnose import onnx as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions
 from edgekiln.compiler.emit import onnx as onnx_emit
-from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.measure import host_isa
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
-from edgekiln.compiler.search.candidates import Built, Candidate
+from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
@@ -83,10 +83,10 @@ def build(ctx: BuildContext) -> Builds:
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
             built.update(family)
-        except ConversionError as exc:
+        except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
-                raise
-            missing = f"int8 quantization failed: {exc.one_line()}"
+                raise as_conversion_error(exc) from exc
+            missing = failure_note(exc)
     return Builds(tuple(built.get(c.name) or Built(c, None, (missing,)) for c in ctx.candidates), diagnosis)
 
 
@@ -137,17 +137,23 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
     family, reference = base, ("plain int8", quality)
     for c in (c for c in int8s if c.tune_calibration):
-        built[c.name], family, reference = _calibrated(c, calib, judge, criterion, base, shared, details,
-                                                       (plain, quality), tune)
+        try:
+            built[c.name], family, reference = _calibrated(c, calib, judge, criterion, base, shared, details,
+                                                           (plain, quality), tune)
+        except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 stands)
+            built[c.name] = Built(c, None, (failure_note(exc),))
     calibration = f"{family.calibration_method} calibration"
     for c in int8s:
-        if c.activation:  # (never the target's own type: candidates.plan leaves that one out)
-            options = _options(family, c, base.workdir)
-            built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
-                                  _details(details, options))
-        elif c.fallback == "layers":
-            built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir), shared,
-                                      details, reference)
+        try:
+            if c.activation:  # (never the target's own type: candidates.plan leaves that one out)
+                options = _options(family, c, base.workdir)
+                built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
+                                      _details(details, options))
+            elif c.fallback == "layers":
+                built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir),
+                                          shared, details, reference)
+        except Exception as exc:  # noqa: BLE001
+            built[c.name] = Built(c, None, (failure_note(exc),))
     return built, diagnosis
 
 

@@ -106,7 +106,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
-    judge = Judge(graph, data, threads)
+    judge = Judge(graph, data, threads, recipe.main_output)
     # The search's own decisions (calibration method, what stays float) are made on other held-back
     # samples, by fidelity alone: the samples and labels that judge the table did not shape the candidates.
     tuner = Judge(graph, Datasets(None, data.tuning_set, None), threads)
@@ -240,6 +240,8 @@ def _block(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Row]
         "candidates": [dict(r.to_dict(), verdict=choice.verdicts.get(r.name, "baseline (not eligible)"),
                             short=choice.short.get(r.name, "baseline")) for r in rows],
         "not_built": {key: "; ".join(b.notes) for key, b in built.items() if b.model is None},
+        "failed": {key: b.notes[0].removeprefix("failed: ") for key, b in built.items()
+                   if b.model is None and b.notes and b.notes[0].startswith("failed: ")},
         "timing": {"measured_on": "host", "threads": threads, "rounds": ROUNDS,
                    "runs_per_candidate": {r.name: r.runs for r in rows},
                    "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "

@@ -23,9 +23,9 @@ from edgekiln.compiler.analyze import coverage
 from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.diagnose import tflite as diagnose
 from edgekiln.compiler.emit import calibrate, tflite, tflite_int8
-from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search.candidates import Built, Candidate
+from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
@@ -60,10 +60,10 @@ def build(ctx: BuildContext) -> Builds:
             family, diagnosis = _int8_family(ctx.graph, int8s, ctx.calib, ctx.judge, ctx.criterion, ctx.workdir,
                                              ctx.int8_io, ctx.calibration)
             built.update(family)
-        except ConversionError as exc:
+        except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
-                raise
-            missing = f"int8 conversion failed: {exc.one_line()}"
+                raise as_conversion_error(exc) from exc
+            missing = failure_note(exc)
     ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in ctx.candidates]
     return Builds(tuple(with_coverage(b) for b in ordered), diagnosis)
 
@@ -75,13 +75,16 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
     built = {"int8": Built(int8s[0], plain_model, tuple(plain.notes), plain.details)}
     if len(int8s) > 1:
         methods = calibrate.METHODS if calibration == "auto" else (calibration,)
-        tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
+        try:
+            tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
 
-        def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
-            method = (tuned.details["calibration"],)
-            return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
+            def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
+                method = (tuned.details["calibration"],)
+                return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
 
-        built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+            built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+        except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
+            built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
 
 
