@@ -18,6 +18,7 @@ import runtime
 
 from .errors import BundleError
 from .manifest import dumps
+from .paths import creatable
 
 MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}
 
@@ -35,22 +36,30 @@ class BundleContents:
 
 
 def check_writable(output: Path, force: bool) -> None:
-    """Fail before any work if the output exists and may not be replaced."""
+    """Fail before any work if the output exists and may not be replaced, or cannot be created."""
     if output.exists() and not force:
         raise BundleError(f"output {output} already exists", "pass --force to replace it, or choose another -o")
     if output.exists() and not (output / "manifest.json").is_file():
         raise BundleError(f"output {output} exists and is not a bundle; refusing to replace it",
                           "remove it yourself or choose another -o")
+    creatable(output, "output", BundleError)  # e.g. -o some_file/sub, or a read-only folder
 
 
 def write(output: Path, contents: BundleContents, force: bool = False) -> Path:
     """Write the bundle to `output` atomically and return its path."""
     check_writable(output, force)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    except OSError as exc:  # the folder changed since the check at the start of the build
+        raise BundleError(f"cannot create output {output}: {exc.strerror}", "choose another -o") from None
     try:
         _fill(staging, contents)
         _swap_in(staging, output)
+    except OSError as exc:  # disk full, the folder removed under us: nothing is left half-written
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BundleError(f"cannot write the bundle {output}: {exc.strerror or exc}",
+                          "check the free space and the folder, then build again") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -5,7 +5,6 @@ Every check names the expected and the given shape, so a user can fix the data w
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,18 +62,37 @@ def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_sample
         raise DataError(f"{role} data {source} has an unknown type", "use .npz, .npy or a folder of PNG/JPEG images")
     for spec in specs:
         _check_array(dataset.inputs[spec.name], spec, role, source)
+    counts = {name: array.shape[0] for name, array in dataset.inputs.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"{role} data {source}: the inputs hold different numbers of samples ({counts})",
+                        "give every input the same number of samples, in the same order")
     if dataset.size < min_samples:
         raise DataError(f"{role} data {source} has {dataset.size} samples, at least {min_samples} are needed")
     _check_labels(dataset, role, source)
     return dataset
 
 
-def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
+def _np_load(path: Path, role: str, kind: str) -> np.ndarray | dict[str, np.ndarray]:
+    """np.load without pickles, checked to be the kind its suffix says (.npz: arrays by name, .npy: one)."""
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {k: archive[k] for k in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{role} data {path} is not a readable .npz file: {exc}") from exc
+        with open(path, "rb") as f:  # np.load would open an .npz lazily and keep the file
+            loaded = np.load(f, allow_pickle=False)
+            if isinstance(loaded, np.lib.npyio.NpzFile):
+                loaded = {k: loaded[k] for k in loaded.files}
+    # numpy parses the header with ast and zipfile: a damaged file raises from EOFError and SyntaxError to
+    # zlib.error and MemoryError (a header claiming a huge shape). Wrapped where it enters, with the file's name.
+    except Exception as exc:  # noqa: BLE001
+        raise DataError(f"{role} data {path} is not a readable {kind} file ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:200]})", "write it with np.savez / np.save") from None
+    if (kind == ".npz") != isinstance(loaded, dict):
+        found = "an .npz archive" if isinstance(loaded, dict) else "a single .npy array"
+        raise DataError(f"{role} data {path} is {found}, not a {kind} file", f"rename it, or save it as {kind}")
+    return loaded
+
+
+def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
+    arrays = _np_load(path, role, ".npz")
+    assert isinstance(arrays, dict)
     labels = arrays.pop("y", None)
     if len(specs) == 1 and specs[0].name not in arrays and "x" in arrays:
         arrays = {specs[0].name: arrays["x"]}
@@ -91,10 +109,8 @@ def _load_npy(path: Path, specs: list[InputSpec], role: str) -> Dataset:
     if len(specs) != 1:
         raise DataError(f"{role} data {path} is one array but the model has {len(specs)} inputs",
                         "use an .npz with one array per input name")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{role} data {path} is not a readable .npy file: {exc}") from exc
+    array = _np_load(path, role, ".npy")
+    assert isinstance(array, np.ndarray)
     return Dataset({specs[0].name: array}, None, str(path))
 
 
@@ -113,6 +129,9 @@ def _load_image_folder(folder: Path, specs: list[InputSpec], role: str, mean: tu
         _, height, width, channels = specs[0].shape
     if min(height, width, channels) < 1 or channels not in (1, 3):
         raise DataError(f"the model input shape {specs[0].shape} is not a fixed-size 1- or 3-channel image")
+    if {len(mean), len(std)} - {1, channels}:
+        raise DataError(f"--mean / --std give {len(mean)} / {len(std)} values for a {channels}-channel image input",
+                        f"give 1 value, or {channels} (one per channel)")
     images = np.stack([_read_image(p, height, width, channels) for p in files])
     images = (images / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     classes = sorted({p.parent for p in files})
@@ -145,6 +164,9 @@ def _check_array(array: np.ndarray, spec: InputSpec, role: str, path: Path) -> N
                         f"{tuple(array.shape)}{_layout_hint(array.shape, spec.shape)}")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise DataError(f"{role} data {path}, input '{spec.name}' contains NaN or infinite values")
+    if array.size and np.abs(array).max() > np.finfo(np.float32).max:  # would turn into inf as float32
+        raise DataError(f"{role} data {path}, input '{spec.name}' holds values beyond float32's range",
+                        "normalise the data as the model was trained")
 
 
 def _layout_hint(given: tuple[int, ...], expected: tuple[int, ...]) -> str:
@@ -160,6 +182,20 @@ def _check_labels(dataset: Dataset, role: str, path: Path) -> None:
     if labels.ndim != 1 or labels.shape[0] != dataset.size or labels.dtype.kind not in "iu":
         raise DataError(f"{role} data {path}: labels 'y' must be integers of shape ({dataset.size},), got "
                         f"{labels.dtype} {tuple(labels.shape)}")
+
+
+def check_label_range(dataset: Dataset, classes: int, role: str) -> None:
+    """Labels are class indices of the model's first output, 0 <= y < classes: an accuracy over
+    impossible labels would be a number that means nothing."""
+    labels = dataset.labels
+    if labels is None or not labels.size:
+        return
+    low, high = int(labels.min()), int(labels.max())
+    if low < 0 or high >= classes:
+        raise DataError(f"{role} data {dataset.origin}: labels 'y' range from {low} to {high}, but the model's "
+                        f"first output scores {classes} class{'es' if classes != 1 else ''} (labels 0 to "
+                        f"{classes - 1})", "store class indices of the model's output in 'y', or leave 'y' "
+                        "out: fidelity to the source model needs no labels")
 
 
 def as_float32(dataset: Dataset) -> Dataset:

@@ -21,8 +21,8 @@ from .errors import RecipeError
 from .graph import detect_format
 from .graph import keras as keras_graph
 from .measure import open_model
-from .recipe import Quantize, Recipe
-from .stages import host_threads, load_datasets
+from .recipe import Quantize, Recipe, check_paths
+from .stages import check_labels, host_threads, load_datasets
 
 ROUNDS = 5
 
@@ -33,6 +33,7 @@ def explain(recipe: Recipe, progress: Any = lambda stage: None) -> dict:
 
     if not recipe.calib:
         raise RecipeError("explain needs calibration data to quantize with", "pass --calib DATA")
+    check_paths(recipe)
     target = resolve_target(recipe.target)
     threads = recipe.threads or host_threads(target)
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
@@ -41,6 +42,7 @@ def explain(recipe: Recipe, progress: Any = lambda stage: None) -> dict:
             return _explain_onnx(recipe, target, threads, Path(work), progress)
         graph = keras_graph.load(recipe.source, detect_format(recipe.source), Path(work), unsafe=recipe.unsafe)
         data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
+        check_labels(graph, data)
         progress("Quantizing (plain int8) and running the per-layer debugger")
         feeds, judge = tflite_variants.sample_feeds(data.calib), Judge(graph, data, threads)
         labelled = data.evaluation is not None and data.evaluation.labels is not None
@@ -74,6 +76,7 @@ def _explain_onnx(recipe: Recipe, target: Any, threads: int, work: Path, progres
     graph = onnx_graph.load(Path(recipe.source), work, batch=recipe.batch, input_shapes=recipe.input_shape,
                             data_shapes=data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval}))
     data = load_datasets(recipe.replace(quantize=Quantize.int8), graph.inputs)
+    check_labels(graph, data)
     progress("Quantizing (plain int8) and comparing every node with its float output")
     judge = Judge(graph, data, threads)
     labelled = data.evaluation is not None and data.evaluation.labels is not None

@@ -18,8 +18,8 @@ from .emit import EmitOptions, onnx_variants, tflite, tflite_from_onnx, tflite_f
 from .emit import onnx as onnx_emit
 from .errors import RecipeError, TargetError
 from .graph import detect_format, framework, load
-from .recipe import Calibration, Quantize, Recipe
-from .stages import Artifacts, Datasets, host_threads, load_datasets, measure_all
+from .recipe import Calibration, Quantize, Recipe, check_paths
+from .stages import Artifacts, Datasets, check_labels, host_threads, load_datasets, measure_all
 
 Progress = Callable[[str], None]
 # (framework of the working graph, artifact format) -> emitter of one quantization mode; Keras -> TFLite
@@ -44,6 +44,7 @@ class BuildResult:
 
 def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResult:
     """Compile recipe.source into a bundle at recipe.output; every stage is one call."""
+    check_paths(recipe)                                    # the files named exist, before any work
     target = resolve_target(recipe.target)
     chosen_formats = formats.resolve(recipe, target)       # one, or every format the target runs (measured)
     output = Path(recipe.output)
@@ -64,6 +65,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
                               f"its outputs: {', '.join(graph.output_names)}")
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
+        check_labels(graph, data)                          # labels index the model's classes
         threads = recipe.threads or host_threads(target)
         emit = partial(_emit, source=framework(source_format), recipe=recipe, target=target, data=data,
                        work=Path(work))

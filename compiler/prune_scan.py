@@ -10,14 +10,16 @@ import csv
 import tempfile
 from pathlib import Path
 
+import numpy as np
 from rich.table import Table
 
 from runtime import jsonsafe
 
-from .data import as_float32, load_data
-from .errors import RecipeError
+from .data import as_float32, check_label_range, load_data
+from .errors import DataError, InputModelError, RecipeError
 from .graph import detect_format
 from .graph import keras as keras_graph
+from .paths import existing, writable_file
 from .prune import groups, importance, sensitivity
 from .prune.driver import Judge
 from .prune_stage import KerasSubject
@@ -31,13 +33,15 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
     data_path = eval_path or calib_path
     if data_path is None:
         raise RecipeError("prune-scan needs data to measure with", "pass --eval DATA (labelled: accuracy drop)")
-    if ratios and not all(0 < r < 1 for r in ratios):
-        raise RecipeError(f"ratios must lie in (0, 1), got {list(ratios)}")
+    _check_options(model_path, data_path, ratios, samples, json_out, csv_out)
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
         graph = keras_graph.load(model_path, detect_format(model_path), Path(work), unsafe=unsafe)
         if graph.keras_model is None:
             raise RecipeError("prune-scan needs a Keras model (.keras or .h5)")
         dataset = as_float32(load_data(data_path, graph.inputs, role="evaluation"))
+        if dataset.labels is not None:
+            outputs = graph.run(dataset.take(0, 1).inputs)
+            check_label_range(dataset, int(np.prod(outputs[0].shape[1:])), "evaluation")
         subject = KerasSubject(graph.keras_model, None)
         analysis = subject.analysis
         scores = importance.group_scores(analysis, criterion)
@@ -53,6 +57,22 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
     if csv_out:
         _write_csv(result, csv_out)
     return result
+
+
+def _check_options(model_path: Path, data_path: Path, ratios: tuple[float, ...] | None, samples: int,
+                   json_out: Path | None, csv_out: Path | None) -> None:
+    """Everything that can be refused before the model loads (the scan itself takes minutes)."""
+    if ratios is not None and not (ratios and all(0 < r < 1 for r in ratios)):  # NaN fails too
+        raise RecipeError(f"ratios must lie in (0, 1), got {list(ratios)}", "e.g. --ratios 0.25,0.5,0.75")
+    if samples < 1:
+        raise RecipeError(f"--samples must be at least 1, got {samples}")
+    if detect_format(model_path) not in ("keras", "h5"):  # scanned layer by layer in Keras
+        raise InputModelError(f"prune-scan needs a Keras model (.keras or .h5), got {model_path}",
+                              "`edgekiln build --prune` prunes ONNX sources too")
+    existing(data_path, "evaluation data", error=DataError)
+    for flag, path in (("--json", json_out), ("--csv", csv_out)):
+        if path is not None:
+            writable_file(path, f"{flag} file")
 
 
 def _print(result: sensitivity.Scan, analysis: groups.Analysis, model_path: Path) -> None:

@@ -7,6 +7,9 @@ cannot drift; the resolved recipe is embedded in the manifest so a bundle can be
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
+import os
 import tomllib
 from dataclasses import dataclass
 from enum import StrEnum
@@ -14,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from . import shapes
-from .errors import RecipeError
+from .errors import DataError, InputModelError, RecipeError
+from .paths import existing
 from .prune.importance import Criterion
 from .prune.recover import Recover
 
@@ -50,6 +54,23 @@ class Format(StrEnum):
 
 
 ARTIFACT_FORMATS = (Format.tflite, Format.onnx)  # what `auto` chooses among
+
+# Inclusive bounds of every numeric option; a value outside is refused where the Recipe is built (CLI, TOML
+# and Python API alike). The upper bounds are far above any sensible value: they catch typos (an extra
+# digit) before minutes of work, not preferences.
+LIMITS: dict[str, tuple[float, float]] = {
+    "calib_samples": (1, 1_000_000),
+    "holdout_samples": (0, 1_000_000),
+    "golden_samples": (1, 1_000),      # golden.npz ships to every device
+    "batch": (1, 4_096),
+    "threads": (1, 1_024),
+    "bench_runs": (1, 1_000_000),
+    "max_drop": (0.0, 100.0),          # percentage points of top-1 accuracy; < 0 is a budget nothing meets
+}
+INTEGERS = frozenset(LIMITS) - {"max_drop"}
+BOOLS = ("int8_io", "unsafe", "force")
+PATHS = ("source", "target", "output", "calib", "eval")  # text (or os.PathLike from Python)
+NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
 
 @dataclass(frozen=True)
@@ -112,6 +133,7 @@ class Recipe:
     main_output: str | None = None
 
     def __post_init__(self) -> None:
+        self._normalise_scalars()
         object.__setattr__(self, "input_shape", shapes.normalise(self.input_shape))
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
@@ -120,8 +142,8 @@ class Recipe:
         object.__setattr__(self, "recover", _enum(Recover, self.recover, "recover"))
         object.__setattr__(self, "prune_criterion", _enum(Criterion, self.prune_criterion, "prune_criterion"))
         object.__setattr__(self, "prune", _prune_ratio(self.prune))
-        object.__setattr__(self, "mean", tuple(float(m) for m in self.mean))
-        object.__setattr__(self, "std", tuple(float(s) for s in self.std))
+        object.__setattr__(self, "mean", _channel_values(self.mean, "mean"))
+        object.__setattr__(self, "std", _channel_values(self.std, "std"))
         if not self.output:
             object.__setattr__(self, "output", str(Path("build") / Path(self.source.rstrip("/")).stem))
         self._check()
@@ -130,13 +152,41 @@ class Recipe:
         if self.quantize is Quantize.int8 and not self.calib:
             raise RecipeError("int8 quantization needs calibration data",
                               "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
-        for name in ("calib_samples", "golden_samples", "bench_runs", "batch"):
-            if getattr(self, name) < 1:
-                raise RecipeError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.holdout_samples < 0 or (self.threads is not None and self.threads < 1):
-            raise RecipeError("holdout_samples must be >= 0 and threads >= 1")
-        if any(s == 0 for s in self.std):
-            raise RecipeError("std must not contain 0")
+        if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
+            raise RecipeError("--quantize float16 is not available for ONNX artifacts",
+                              "use --quantize int8, dynamic or none, or --format tflite")
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if value is not None and not low <= value <= high:  # NaN fails both comparisons
+                kind = "an integer" if name in INTEGERS else "a number"
+                raise RecipeError(f"{name} must be {kind} from {low:g} to {high:g}, got {value:g}",
+                                  _HINTS.get(name, ""))
+        if any(s <= 0 for s in self.std):
+            raise RecipeError(f"std must be positive, got {list(self.std)}",
+                              "x = (pixel / 255 - mean) / std; e.g. --std 0.229,0.224,0.225")
+
+    def _normalise_scalars(self) -> None:
+        """Types first (a TOML file or a Python caller can pass anything): ints, numbers, bools, text."""
+        for name in LIMITS:
+            value = getattr(self, name)
+            if value is None and name == "threads":
+                continue
+            integral = isinstance(value, numbers.Integral)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or (name in INTEGERS and not integral):
+                kind = "an integer" if name in INTEGERS else "a number"
+                raise RecipeError(f"{name} must be {kind}, got {value!r}")
+            object.__setattr__(self, name, int(value) if name in INTEGERS else float(value))
+        for name in BOOLS:
+            if not isinstance(getattr(self, name), bool):
+                raise RecipeError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in PATHS:
+            value = getattr(self, name)
+            if isinstance(value, os.PathLike):
+                object.__setattr__(self, name, value := os.fspath(value))
+            if not (value is None and name in ("calib", "eval")) and not isinstance(value, str):
+                raise RecipeError(f"{name} must be a path (text), got {value!r}")
+        if not self.source or not self.target:
+            raise RecipeError("a recipe needs a source model and a target", "e.g. edgekiln build model.keras -t rpi4")
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -148,6 +198,32 @@ class Recipe:
 
     def replace(self, **changes: Any) -> Recipe:
         return dataclasses.replace(self, **changes)
+
+
+_HINTS = {
+    "max_drop": "the accuracy budget in percentage points, e.g. --max-drop 1 allows 1 point less top-1 accuracy",
+    "golden_samples": "a few samples suffice to validate a device; golden.npz ships with every bundle",
+    "threads": "leave it out to use the target's default",
+}
+
+
+def _channel_values(value: object, field: str) -> tuple[float, ...]:
+    """--mean / --std: one finite number or one per RGB channel."""
+    values = value if isinstance(value, list | tuple) else (value,)
+    if (len(values) not in NORMALISATION_CHANNELS
+            or not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in values)
+            or not all(math.isfinite(v) for v in values)):
+        raise RecipeError(f"{field} must be 1 or 3 finite numbers, got {value!r}",
+                          f"e.g. --{field} 0.5 or --{field} 0.485,0.456,0.406")
+    return tuple(float(v) for v in values)
+
+
+def check_paths(recipe: Recipe) -> None:
+    """The files a recipe names exist, before any work (the output is checked by the bundle writer)."""
+    existing(recipe.source, "model", error=InputModelError)
+    for role, path in (("calibration data", recipe.calib), ("evaluation data", recipe.eval)):
+        if path:
+            existing(path, role, error=DataError)
 
 
 def _enum(kind: type[StrEnum], value: object, field: str) -> Any:
@@ -175,8 +251,11 @@ def from_toml(path: str | Path, **overrides: Any) -> Recipe:
     """A recipe file (same keys as Recipe), with explicitly given CLI values taking precedence."""
     try:
         data = tomllib.loads(Path(path).read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise RecipeError(f"cannot read recipe {path}: {exc}") from exc
+    except OSError as exc:
+        raise RecipeError(f"cannot read recipe {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise RecipeError(f"recipe {path} is not a valid TOML file: {exc}",
+                          "one `key = value` per line, keys as in `edgekiln build --help`") from None
     known = {f.name for f in dataclasses.fields(Recipe)}
     unknown = sorted(set(data) - known)
     if unknown:

@@ -13,7 +13,7 @@ from targets import Target
 
 from . import measure
 from .analyze import GraphStats
-from .data import Dataset, InputSpec, as_float32, load_data
+from .data import Dataset, InputSpec, as_float32, check_label_range, load_data
 from .errors import DataError
 from .recipe import Quantize, Recipe
 
@@ -105,6 +105,19 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     return Datasets(calib, holdout, evaluation, tuning)
 
 
+def check_labels(graph: Any, data: Datasets) -> None:
+    """Labels against the classes the model scores, before any conversion: the source model runs one
+    sample and its widest output bounds the labels (the exact first output is checked in _accuracy)."""
+    labelled = [(d, role) for d, role in ((data.evaluation, "evaluation"), (data.calib, "calibration"))
+                if d is not None and d.labels is not None]
+    if not labelled:
+        return
+    outputs = graph.run(labelled[0][0].take(0, 1).inputs)
+    classes = max(int(np.prod(out.shape[1:])) for out in outputs)
+    for dataset, role in labelled:
+        check_label_range(dataset, classes, role)
+
+
 def measure_all(graph: Any, artifacts: Artifacts, data: Datasets, recipe: Recipe, target: Target) -> Measured:
     """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline."""
     threads = recipe.threads or host_threads(target)
@@ -160,9 +173,12 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
     if evaluation is None or evaluation.labels is None:
         return None
     labels, names, main = evaluation.labels, [info.name for info in compiled.outputs], recipe.main_output
+    compiled_out = measure.predict(compiled, evaluation)
+    index = names.index(main) if main and main in names else measure.main_output(compiled_out, labels)
+    check_label_range(evaluation, int(np.prod(compiled_out[index].shape[1:])), "evaluation")  # the scored output
     scored = _reference(graph, compiled, evaluation)
     reference = measure.accuracy(scored, labels, names, main)
-    ours = measure.accuracy(measure.predict(compiled, evaluation), labels, names, main)
+    ours = measure.accuracy(compiled_out, labels, names, main)
     base = measure.accuracy(measure.predict(baseline, evaluation), labels, names, main)
     drop = round(reference - ours, 3)
     output = main if main in names else names[measure.main_output(scored, labels)]

@@ -249,12 +249,18 @@ def inspect_path(path: Path, unsafe: bool, input_shapes: dict | None = None) -> 
 def _inspect_bundle(path: Path) -> None:
     import runtime
 
+    try:
+        _print_bundle(path, runtime.read_manifest(path))
+    except runtime.BundleError as exc:
+        raise EdgekilnError(str(exc)) from None
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:  # valid JSON, not the manifest schema
+        raise EdgekilnError(f"{path / 'manifest.json'} is not a complete edgekiln manifest "
+                            f"({type(exc).__name__}: {exc})", "rebuild the bundle with `edgekiln build`") from None
+
+
+def _print_bundle(path: Path, m: dict) -> None:
     from .deploy.records import describe as describe_devices
 
-    try:
-        m = runtime.read_manifest(path)
-    except runtime.BundleError as exc:
-        raise EdgekilnError(str(exc)) from exc
     model, host = m["model"], m["latency"]["host"]
     console.print(f"[bold]{path}[/bold]: {m['source']['file_name']} -> {model['file']} for {m['target']['name']}, "
                   f"built {m['created_utc']} by edgekiln {m['compiler']['version']}")

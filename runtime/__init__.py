@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .model import Model, ValidationReport, compare_golden
+from .model import Model, ValidationReport, compare_golden, to_compiled
 
 __all__ = ["BundleError", "BundleModel", "ChecksumError", "Model", "load"]
 __version__ = "1"
 
 
 class BundleError(Exception):
-    """The bundle is incomplete or unreadable."""
+    """The bundle is incomplete or unreadable; the message names the file and what to do."""
+
+
+RECOPY = "copy the bundle again from the build host, or rebuild it with `edgekiln build`"
 
 
 class ChecksumError(BundleError):
@@ -43,8 +48,29 @@ class BundleModel(Model):
         self.bundle_dir, self.manifest = bundle_dir, manifest
 
     def golden(self) -> dict[str, np.ndarray]:
-        with np.load(self.bundle_dir / self.manifest["golden"]["file"]) as data:
-            return {k: data[k] for k in data.files}
+        """The golden vectors, checked against this model's inputs and outputs."""
+        path = self.bundle_dir / self.manifest["golden"]["file"]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise BundleError(f"{path} is truncated or not an .npz file ({type(exc).__name__}): {RECOPY}") from None
+        names = [f"input_{k}" for k in range(len(self.inputs))] + [f"output_{k}" for k in range(len(self.outputs))]
+        missing = [n for n in names if n not in arrays]
+        counts = {arrays[n].shape[0] if arrays[n].ndim else 0 for n in names if n not in missing}
+        bad = [n for n in names if n not in missing and arrays[n].dtype.kind not in "fiu"]
+        if missing or bad or len(counts) != 1 or 0 in counts:
+            raise BundleError(f"{path} does not hold golden vectors for this model (missing {missing}, "
+                              f"non-numeric {bad}, sample counts {sorted(counts)}): {RECOPY}")
+        tensors = [(f"input_{k}", i) for k, i in enumerate(self.inputs)] + \
+            [(f"output_{k}", o) for k, o in enumerate(self.outputs)]
+        for name, info in tensors:  # golden arrays are in the source layout; info is the compiled one
+            given = arrays[name].shape
+            if len(given) == len(info.shape):  # (the layout's permutation needs the rank)
+                given = to_compiled(arrays[name][:1], self.layouts.get(info.name)).shape
+            if len(given) != len(info.shape) or any(0 < d != g for d, g in zip(info.shape[1:], given[1:], strict=True)):
+                raise BundleError(f"{path}: {name} has shape {given}, the model's is {info.shape}: {RECOPY}")
+        return arrays
 
     def validate(self) -> ValidationReport:
         """Golden inputs through this interpreter, compared with the outputs recorded at build time."""
@@ -59,13 +85,40 @@ class BundleModel(Model):
 
 
 def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
+    """manifest.json, with the keys the runtime relies on checked (types, plain file names)."""
     path = Path(bundle_dir) / "manifest.json"
     if not path.is_file():
         raise BundleError(f"{bundle_dir} is not a bundle: it has no manifest.json")
     try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise BundleError(f"{path} is not valid JSON: {exc}") from exc
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise BundleError(f"{path} is not valid JSON ({' '.join(str(exc).split())}): {RECOPY}") from None
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise BundleError(f"{path} is not a bundle manifest: {problem}: {RECOPY}")
+    return manifest
+
+
+def _manifest_problem(m: Any) -> str | None:
+    """What in a parsed manifest the runtime cannot use, or None."""
+    if not isinstance(m, dict) or not isinstance(m.get("model"), dict) or not isinstance(m.get("golden"), dict):
+        return "it lacks the 'model' and 'golden' sections"
+    model, golden, target = m["model"], m["golden"], m.get("target", {})
+    for key, value in (("model.file", model.get("file")), ("golden.file", golden.get("file"))):
+        if not isinstance(value, str) or not value or Path(value).name != value or value in (".", ".."):
+            return f"{key} must name a file inside the bundle, got {value!r}"  # never a path out of it
+    if not isinstance(model.get("sha256"), str) or model.get("format") not in ("tflite", "onnx"):
+        return "model.sha256 must be text and model.format tflite or onnx"
+    tensors = model.get("inputs", []), model.get("outputs", [])
+    if not all(isinstance(ts, list) and all(isinstance(t, dict) and "name" in t for t in ts) for ts in tensors):
+        return "model.inputs / model.outputs must be lists of tensors with a name"
+    tolerances = (golden.get("atol"), golden.get("rtol"))
+    if not all(isinstance(t, int | float) and not isinstance(t, bool) and t >= 0 for t in tolerances):
+        return f"golden.atol / golden.rtol must be numbers >= 0, got {tolerances}"
+    threads = target.get("default_threads") if isinstance(target, dict) else "?"
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        return f"target.default_threads must be a positive integer, got {threads!r}"
+    return None
 
 
 def load(bundle_dir: str | Path, threads: int | None = None) -> BundleModel:
@@ -75,12 +128,9 @@ def load(bundle_dir: str | Path, threads: int | None = None) -> BundleModel:
     """
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
-    try:
-        model_path, expected = bundle / manifest["model"]["file"], manifest["model"]["sha256"]
-    except (KeyError, TypeError) as exc:
-        raise BundleError(f"{bundle / 'manifest.json'} lacks model.file / model.sha256") from exc
+    model_path, expected = bundle / manifest["model"]["file"], manifest["model"]["sha256"]
     if not model_path.is_file():
-        raise BundleError(f"model file {model_path} is missing")
+        raise BundleError(f"model file {model_path} is missing: {RECOPY}")
     model_bytes = model_path.read_bytes()
     digest = hashlib.sha256(model_bytes).hexdigest()
     if digest != expected:
@@ -88,4 +138,11 @@ def load(bundle_dir: str | Path, threads: int | None = None) -> BundleModel:
                             f"{expected[:12]}...: the model was changed; refusing to load it")
     if threads is None:
         threads = manifest.get("target", {}).get("default_threads")
-    return BundleModel(bundle, manifest, model_bytes, threads)
+    try:
+        return BundleModel(bundle, manifest, model_bytes, threads)
+    except ImportError as exc:  # no interpreter package: requirements.txt was not installed
+        raise BundleError(f"no interpreter for {model_path.name} ({exc}): pip install -r requirements.txt") from None
+    except Exception as exc:  # noqa: BLE001  (interpreters raise their own types; wrapped where they enter)
+        text = " ".join(str(exc).split())[:300]
+        raise BundleError(f"{model_path.name} cannot be opened by the interpreter ({text}): check that "
+                          "requirements.txt is installed, else " + RECOPY) from None

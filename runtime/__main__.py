@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +22,24 @@ def _default_bundle() -> Path:
     return here if (here / "manifest.json").is_file() else Path.cwd()
 
 
+def _count(low: int) -> Callable[[str], int]:
+    """An argparse type: a whole number >= low (a usage error, exit 2, otherwise)."""
+    def whole_number(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return whole_number
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["info", "validate", "bench"])
     parser.add_argument("--bundle", type=Path, default=None, help="bundle directory (default: this bundle)")
-    parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: target's)")
-    parser.add_argument("--runs", type=int, default=100, help="timed runs for bench")
-    parser.add_argument("--warmup", type=int, default=10, help="untimed runs before timing")
+    parser.add_argument("--threads", type=_count(1), default=None, help="interpreter threads (default: target's)")
+    parser.add_argument("--runs", type=_count(1), default=100, help="timed runs for bench")
+    parser.add_argument("--warmup", type=_count(0), default=10, help="untimed runs before timing")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     return parser
 
@@ -88,8 +100,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "validate":
             return _validate(model, args.json)
         return _bench(model, args.runs, args.warmup, args.json)
-    except (BundleError, OSError, ValueError, KeyError) as exc:  # a broken bundle: one line, no traceback
-        print(f"error: {exc}", file=sys.stderr)
+    except (BundleError, OSError, ValueError, KeyError, TypeError) as exc:  # a broken bundle: one line
+        print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
 
 

@@ -142,8 +142,10 @@ def load(name_or_path: str) -> Target:
         raise TargetFileError(f"target file {path} does not exist")
     try:
         data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise TargetFileError(f"target file {path} is not valid TOML: {exc}") from exc
+    except OSError as exc:
+        raise TargetFileError(f"cannot read target file {path}: {exc.strerror}") from None
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise TargetFileError(f"target file {path} is not valid TOML: {exc}") from None
     return _from_dict(data, path)
 
 
@@ -158,17 +160,48 @@ def _from_dict(data: dict[str, object], path: Path) -> Target:
     if missing:
         raise TargetFileError(f"target file {path} lacks keys: {', '.join(missing)}")
     values = dict(data)
-    values["sources"] = tuple(values.get("sources", ()))  # type: ignore[arg-type]
-    values["apt_packages"] = tuple(values.get("apt_packages", ()))  # type: ignore[arg-type]
+    for name in ("sources", "apt_packages"):
+        values[name] = _texts(values.get(name, ()), name, path)
     if "estimate" in values:
         values["estimate"] = _estimate(values["estimate"], path)
     _check_types(values, path)
-    return Target(**values)  # type: ignore[arg-type]
+    target = Target(**values)  # type: ignore[arg-type]
+    _check_values(target, path)
+    return target
+
+
+def _texts(value: object, name: str, path: Path) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise TargetFileError(f"target file {path}: '{name}' must be a list of strings, got {value!r}")
+    return tuple(value)
+
+
+# The values a field may take (a typo here would send the wrong wheel or the wrong int8 kernels).
+# (An unknown arch is left to the wheel check, which names what it lacks.)
+CHOICES = {"default_format": ("tflite", "onnx"), "onnx_activation_type": ("int8", "uint8")}
+
+
+def _check_values(target: Target, path: Path) -> None:
+    """Ranges and choices, after the types: counts positive, the RAM budget within the RAM."""
+    for name, allowed in CHOICES.items():
+        if getattr(target, name) not in allowed:
+            raise TargetFileError(f"target file {path}: '{name}' must be one of {', '.join(allowed)}, "
+                                  f"got {getattr(target, name)!r}")
+    for name in ("cores", "ram_mb", "ram_budget_mb", "default_threads"):
+        if getattr(target, name) < 1:
+            raise TargetFileError(f"target file {path}: '{name}' must be at least 1, got {getattr(target, name)}")
+    if target.ram_budget_mb > target.ram_mb:
+        raise TargetFileError(f"target file {path}: ram_budget_mb ({target.ram_budget_mb}) exceeds ram_mb "
+                              f"({target.ram_mb})")
+    if not target.python.count(".") == 1 or not all(p.isdigit() for p in target.python.split(".")):
+        raise TargetFileError(f"target file {path}: 'python' must be MAJOR.MINOR, e.g. \"3.11\", "
+                              f"got {target.python!r}")
 
 
 def _estimate(data: object, path: Path) -> Estimate:
-    if not isinstance(data, dict):
-        raise TargetFileError(f"target file {path}: [estimate] must be a table")
+    anchors = data.get("anchors", ()) if isinstance(data, dict) else None
+    if not isinstance(anchors, list | tuple) or not all(isinstance(a, dict) for a in anchors):
+        raise TargetFileError(f"target file {path}: [estimate] must be a table, its anchors [[estimate.anchors]]")
     fields = {f.name for f in dataclasses.fields(Estimate)}
     unknown = sorted(set(data) - fields)
     if unknown:
@@ -184,17 +217,28 @@ def _estimate(data: object, path: Path) -> Estimate:
         band = tuple(float(x) for x in values.pop("error_band", (0.0, 0.0)))
         sources = tuple(values.pop("sources", ()))
         figures = Estimate(**values, anchors=anchors, error_band=band, sources=sources)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise TargetFileError(f"target file {path}: bad [estimate] table: {exc}") from exc
-    for name in ("fp32_gmacs_per_core", "int8_gmacs_per_core", "bandwidth_gbs", "thread_efficiency"):
-        if not isinstance(getattr(figures, name), int | float) or getattr(figures, name) <= 0:
-            raise TargetFileError(f"target file {path}: estimate.{name} must be a positive number")
+    except (TypeError, ValueError) as exc:
+        raise TargetFileError(f"target file {path}: bad [estimate] table: {exc}") from None
+    for name in ("fp32_gmacs_per_core", "int8_gmacs_per_core", "bandwidth_gbs", "thread_efficiency",
+                 "op_overhead_us"):
+        value = getattr(figures, name)
+        if not _number(value) or value < 0 or (value == 0 and name != "op_overhead_us"):
+            raise TargetFileError(f"target file {path}: estimate.{name} must be a positive number, got {value!r}")
+    if figures.thread_efficiency > 1 or len(figures.error_band) != 2:
+        raise TargetFileError(f"target file {path}: estimate.thread_efficiency must be at most 1 and "
+                              "error_band two numbers (lowest, highest)")
+    if not all(_number(a.published_ms) and a.published_ms > 0 and _number(a.estimate_ms) for a in anchors):
+        raise TargetFileError(f"target file {path}: every anchor needs published_ms > 0 and estimate_ms numbers")
     return figures
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value  # not NaN
 
 
 def _check_types(values: dict[str, object], path: Path) -> None:
     for f in dataclasses.fields(Target):
         expected = int if f.type == "int" else str if f.type == "str" else None
         value = values.get(f.name)
-        if expected is not None and not isinstance(value, expected):
+        if expected is not None and (not isinstance(value, expected) or isinstance(value, bool)):
             raise TargetFileError(f"target file {path}: '{f.name}' must be {expected.__name__}, got {value!r}")

@@ -15,12 +15,21 @@ from compiler.choose import Criterion, Row, pick
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 
 
+def _row(recorded: dict) -> Row:
+    names = {f.name for f in dataclasses.fields(Row)}
+    return Row(**{k: tuple(v) if k == "notes" else v for k, v in recorded.items() if k in names})
+
+
 def competing_rows(quantization: dict) -> list[Row]:
     """The recorded rows the choice was made among (float32 baselines of a forced mode, and rows the
     target cannot run, are recorded but did not compete)."""
-    names = {f.name for f in dataclasses.fields(Row)}
-    return [Row(**{k: tuple(v) if k == "notes" else v for k, v in row.items() if k in names})
-            for row in quantization["candidates"] if not row["verdict"].startswith(NOT_COMPETING)]
+    return [_row(row) for row in quantization["candidates"] if not row["verdict"].startswith(NOT_COMPETING)]
+
+
+def yardstick(quantization: dict) -> Row | None:
+    """The float32 row that "N x slower" is relative to (recorded by name)."""
+    named = quantization.get("yardstick")
+    return next((_row(row) for row in quantization["candidates"] if row["name"] == named), None)
 
 
 def recorded_criterion(quantization: dict) -> Criterion:
@@ -33,7 +42,9 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     q = manifest["quantization"]
     rows = competing_rows(q)
     assert rows, "no competing row was recorded"
-    choice = pick(rows, recorded_criterion(q))
+    # pick compares rows by identity: the yardstick is the competing row itself when it competed
+    baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
+    choice = pick(rows, recorded_criterion(q), baseline if baseline and baseline.p50_ms is not None else None)
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
     assert verdicts[q["variant"]] == "chosen"

@@ -29,6 +29,8 @@ def read_inventory(path: Path) -> list[Destination]:
         text = path.read_text()
     except OSError as exc:
         raise DeployError(f"cannot read inventory {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise DeployError(f"inventory {path} is not a text file", "one user@host[:port] per line") from None
     found = []
     for number, raw in enumerate(text.splitlines(), 1):
         line = raw.split("#", 1)[0].strip()

@@ -55,6 +55,22 @@ class DeployOptions:
             raise DeployError("--runs must be >= 1, --warmup >= 0 and --threads >= 1")
         if self.keep < 0:
             raise DeployError(f"--keep must be >= 0, got {self.keep}", "--keep 0 keeps every version")
+        self._check_limits_and_files()
+
+    def _check_limits_and_files(self) -> None:
+        """The rest of the options, before any device is contacted (a fleet deploy takes minutes)."""
+        if not self.timeout > 0 or self.timeout == float("inf"):  # NaN fails the comparison
+            raise DeployError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.ssh.connect_timeout < 1:
+            raise DeployError(f"--connect-timeout must be at least 1 second, got {self.ssh.connect_timeout}")
+        if not self.python.strip() or not self.remote_dir.strip():
+            raise DeployError("--python and --remote-dir must not be empty")
+        for flag, path in (("--identity", self.ssh.identity), ("--ssh-config", self.ssh.config)):
+            if path is not None and not Path(path).is_file():
+                raise DeployError(f"{flag} {path} is not a file", "name an existing file")
+        if self.wheels is not None and not (Path(self.wheels).is_dir() and any(Path(self.wheels).glob("*.whl"))):
+            raise DeployError(f"--wheels {self.wheels} is not a folder of .whl files",
+                              "fill a folder with pip download -r requirements.txt")
 
 
 @dataclass

@@ -84,7 +84,7 @@ def load(path: str | Path, workdir: Path, batch: int = 1, input_shapes: dict[str
     _check_opsets(model, source)
     try:
         onnx.checker.check_model(model)  # the user's model, before we change anything
-    except onnx.checker.ValidationError as exc:
+    except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:  # a damaged name is not UTF-8
         raise InputModelError(f"{source.name} is not a valid ONNX model: {_first_line(exc)}",
                               "re-export it; onnx.checker.check_model must pass") from exc
     constants = constants_to_initializers(model.graph)

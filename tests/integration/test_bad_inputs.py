@@ -99,3 +99,81 @@ def test_model_too_big_for_the_target(cli, tiny, tmp_path):
     tight.write_text(text)
     _assert_one_line_error(_build(cli, tiny, tmp_path / "o", None, None, "--target", tight), tmp_path / "o",
                            "budget of 30 MB")
+
+
+# Issue 13: the four that got through, and every model reader fed truncated, mislabelled and random bytes.
+
+def test_eval_labels_outside_the_models_classes(cli, tiny, tmp_path):
+    with np.load(tiny["eval"]) as data:
+        x = data["x"]
+    bad = tmp_path / "labels42.npz"
+    np.savez(bad, x=x, y=np.full(len(x), 42, np.int64))  # the tiny model scores 4 classes
+    _assert_one_line_error(_build(cli, tiny, tmp_path / "o", None, None, "--eval", bad), tmp_path / "o",
+                           f"evaluation data {bad}: labels 'y' range from 42 to 42, but the model's first output "
+                           "scores 4 classes (labels 0 to 3)")
+
+
+def test_negative_max_drop(cli, tiny, tmp_path):
+    _assert_one_line_error(_build(cli, tiny, tmp_path / "o", None, None, "--max-drop", "-1"), tmp_path / "o",
+                           "max_drop must be a number from 0 to 100, got -1")
+
+
+def test_output_below_a_file(cli, tiny, tmp_path):
+    (tmp_path / "some_file").write_text("x")
+    result = _build(cli, tiny, tmp_path / "some_file" / "sub")
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: cannot create output {tmp_path / 'some_file' / 'sub'}: {tmp_path / 'some_file'} is a file, "
+        "not a directory (choose a path below a directory)"]
+
+
+def _garbage(tiny, tmp_path, name):
+    keras, h5 = tiny["keras"].read_bytes(), tiny["h5"].read_bytes()
+    saved_model = tmp_path / "sm"
+    saved_model.mkdir()
+    (saved_model / "saved_model.pb").write_bytes(b"\x08\x01garbage" * 50)
+    payloads = {
+        "random.keras": np.random.default_rng(1).bytes(3000),
+        "random.h5": np.random.default_rng(2).bytes(3000),
+        "random.onnx": np.random.default_rng(3).bytes(3000),
+        "empty.keras": b"",
+        "cut10.keras": keras[: len(keras) // 10],
+        "cut90.keras": keras[: len(keras) * 9 // 10],
+        "cut90.h5": h5[: len(h5) * 9 // 10],
+        "npz_named.keras": tiny["calib"].read_bytes(),  # a zip, but not a Keras archive
+        "keras_named.h5": keras,
+        "h5_named.keras": h5,
+        "keras_named.onnx": keras,
+    }
+    if name == "garbage_saved_model":
+        return saved_model
+    (tmp_path / name).write_bytes(payloads[name])
+    return tmp_path / name
+
+
+MODEL_FILES = ["random.keras", "random.h5", "random.onnx", "empty.keras", "cut10.keras", "cut90.keras", "cut90.h5",
+               "npz_named.keras", "keras_named.h5", "h5_named.keras", "keras_named.onnx", "garbage_saved_model"]
+
+
+@pytest.mark.parametrize("name", MODEL_FILES)
+def test_broken_model_files(cli, tiny, tmp_path, name):
+    model = _garbage(tiny, tmp_path, name)
+    _assert_one_line_error(_build(cli, tiny, tmp_path / "o", model), tmp_path / "o", model.name)
+
+
+@pytest.mark.parametrize("name", ["random.keras", "cut90.h5", "random.onnx", "garbage_saved_model"])
+def test_inspect_broken_model_files(cli, tiny, tmp_path, name):
+    model = _garbage(tiny, tmp_path, name)
+    result = cli("inspect", model)
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and model.name in result.stderr
+
+
+@pytest.mark.parametrize("payload", [b"", b"TFL3" * 10, b"\x1c\x00\x00\x00TFL3" + bytes(200)])
+def test_inspect_broken_tflite(cli, tmp_path, payload):
+    path = tmp_path / "m.tflite"
+    path.write_bytes(payload)
+    result = cli("inspect", path)
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: m.tflite is not a readable .tflite model")

@@ -91,3 +91,29 @@ def test_missing_golden_file_is_one_line(bundle, tmp_path):
     result = run_runtime(copy, "validate")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().startswith("error:") and "golden.npz" in result.stderr
+
+
+def test_truncated_golden_is_one_line_naming_the_file(bundle, tmp_path, cli):
+    copy = shutil.copytree(bundle, tmp_path / "cut")
+    data = (copy / "golden.npz").read_bytes()
+    (copy / "golden.npz").write_bytes(data[: len(data) // 2])
+    result = run_runtime(copy, "validate")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {copy.resolve() / 'golden.npz'} is truncated or not an .npz file (BadZipFile): copy the bundle "
+        "again from the build host, or rebuild it with `edgekiln build`"]
+    checked = cli("validate", copy)  # the compiler's command runs the bundle's runtime: the same line
+    assert checked.exit_code == 1 and "Traceback" not in checked.stdout + checked.stderr
+    assert "golden.npz is truncated or not an .npz file" in checked.stderr
+
+
+def test_inspect_a_bundle_with_an_incomplete_manifest(bundle, tmp_path, cli):
+    copy = shutil.copytree(bundle, tmp_path / "partial")
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["latency"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("inspect", copy)
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: {copy / 'manifest.json'} is not a complete edgekiln manifest (KeyError: 'latency') "
+        "(rebuild the bundle with `edgekiln build`)"]

@@ -60,12 +60,12 @@ def test_a_clipping_method_wins_over_outliers_and_the_refinements_use_it(tmp_pat
     trials = tuned.details["calibration_trials"]
     assert set(trials) == {"minmax", "percentile", "entropy"}
     # Measured (seeded): min/max 31.5 dB, percentile 30.9 dB, entropy 42.4 dB on the held-back samples.
-    assert tuned.details["calibration"] == "entropy" and tuned.notes == ("entropy calibration",)
+    assert tuned.details["calibration"] == "entropy" and tuned.notes[0] == "entropy calibration"
     assert trials["entropy"]["sqnr_db"] > trials["minmax"]["sqnr_db"] + 8
     assert trials["entropy"]["sqnr_db"] == max(t["sqnr_db"] for t in trials.values())
     assert plain.details["calibration"] == "minmax" and plain.model != tuned.model  # plain int8 stays the yardstick
     assert s8s8.model is not None and s8s8.details["calibration"] == "entropy"
-    assert s8s8.notes == ("int8 activations", "entropy calibration")
+    assert s8s8.notes[:2] == ("int8 activations", "entropy calibration")  # then the host's timing note, if any
 
 
 def test_a_given_method_is_used_by_every_int8_candidate(tmp_path: Path) -> None:

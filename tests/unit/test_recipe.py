@@ -50,8 +50,8 @@ def test_toml_recipe_rejects_unknown_keys(tmp_path):
 
 
 def test_zero_std_is_refused():
-    with pytest.raises(RecipeError, match="std must not contain 0"):
-        Recipe(source="a.keras", quantize="none", std=(0.5, 0.0))
+    with pytest.raises(RecipeError, match=r"std must be positive, got \[0.5, 0.0, 0.5\]"):
+        Recipe(source="a.keras", quantize="none", std=(0.5, 0.0, 0.5))
 
 
 def test_prune_settings_are_validated():
