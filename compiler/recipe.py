@@ -135,6 +135,8 @@ class Recipe:
     def __post_init__(self) -> None:
         self._normalise_scalars()
         object.__setattr__(self, "input_shape", shapes.normalise(self.input_shape))
+        if self.main_output is not None and not isinstance(self.main_output, str):
+            raise RecipeError(f"main_output must be an output name (text), got {self.main_output!r}")
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
         if self.format is not None:

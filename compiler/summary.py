@@ -66,7 +66,7 @@ def print_build_summary(result: object) -> None:
     for fixed in m["source"].get("fixed_inputs", []):
         if fixed["origin"] != "batch":
             console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
-                          f"(from {_origin(fixed['origin'])}; --input-shape sets it)", markup=False)
+                          f"(from {_origin(fixed['origin'])})", markup=False)
     if (m["quantization"] or {}).get("candidates"):
         print_candidates(m["quantization"])
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
@@ -144,7 +144,7 @@ def print_candidates(q: dict) -> None:
 
 
 def _origin(origin: str) -> str:
-    return "--input-shape" if origin == "input_shape" else f"the {origin}'s sample shape"
+    return "--input-shape" if origin == "input_shape" else f"the {origin}'s sample shape; --input-shape sets it"
 
 
 def _opt(value: object, fmt: str) -> str:

@@ -174,3 +174,7 @@ def test_random_mobilenet_v2_writes_strict_json(tmp_path):
     exact = [row for row in manifest["quantization"]["candidates"] if row["sqnr_db"] is None]
     assert exact  # float32 at least reproduces the source exactly: null, and the manifest says what null means
     assert "sqnr_db" in manifest["null_values"]
+    gains = manifest["quantization"]["details"].get("probe_gain_db", {})
+    for node, gain in gains.items():  # shipped int8+exclude (host timing decides): an exact probe gains "inf"
+        if gain is None:
+            assert manifest["non_finite"][f"quantization.details.probe_gain_db.{node}"].startswith("inf: ")
