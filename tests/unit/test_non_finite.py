@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from edgekiln.compiler import manifest, measure
-from edgekiln.compiler.emit import calibrate
 from edgekiln.compiler.deploy import records
+from edgekiln.compiler.emit import calibrate
 from edgekiln.compiler.rewrite import equalize
 from edgekiln.runtime import jsonsafe
 
