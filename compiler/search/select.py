@@ -20,7 +20,7 @@ from edgekiln.compiler.errors import EdgekilnError, TargetError
 from edgekiln.compiler.measure import open_model
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import onnx, tflite, tflite_from_onnx
-from edgekiln.compiler.search.candidates import BASELINE, Built, Plan, plan
+from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, Built, Plan, plan
 from edgekiln.compiler.search.choose import Choice, Criterion, Row, pick
 from edgekiln.compiler.search.context import BuildContext, Builder
 from edgekiln.compiler.search.judge import ROUND_MS, Judge, interleaved_latency
@@ -198,8 +198,6 @@ def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Built], dic
 
 def _in_order(planned: Plan, made: tuple[Built, ...]) -> list[Built]:
     """The builder's candidates and the ones the plan did not build (with the reason), in catalogue order."""
-    from edgekiln.compiler.search.candidates import CANDIDATES
-
     by_name = {b.candidate.name: b for b in made}
     fmt = made[0].candidate.format if made else planned.build[0].format
     return [by_name.get(c.name) or Built(c, None, (planned.not_built[c.name],))
