@@ -46,7 +46,7 @@ CalibrationMethod = Calibration  # the emitters' name for it; ONNX maps `auto` t
 
 
 class Format(StrEnum):
-    """The artifact format, i.e. which interpreter runs it on the device; auto: measured (compiler/formats.py)."""
+    """The artifact format, i.e. which interpreter runs it on the device; auto: measured (search/formats.py)."""
 
     auto = "auto"
     tflite = "tflite"
@@ -87,7 +87,7 @@ class Recipe:
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
     calib_samples: at most this many samples feed the quantizer.
     holdout_samples: calibration samples held back from the quantizer: half tune the candidate search
-        (calibration method, float fallbacks), half measure fidelity (stages.load_datasets).
+        (calibration method, float fallbacks), half measure fidelity (data.load_datasets).
     golden_samples: samples stored in golden.npz for on-device validation.
     mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
     int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).

@@ -2,7 +2,7 @@
 
 `--format tflite|onnx` builds that format. `--format auto` (and, with `--quantize auto`, no --format) builds
 the candidates of every format whose interpreter wheel exists for the target, judges and times them in one
-table (compiler/variants.py), and ships the measured best: TFLite vs ONNX is a measurement, not a default.
+table (search/select.py), and ships the measured best: TFLite vs ONNX is a measurement, not a default.
 """
 
 from __future__ import annotations

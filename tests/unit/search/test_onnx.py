@@ -18,7 +18,7 @@ from edgekiln.compiler.data import Dataset, Datasets
 from edgekiln.compiler.emit.onnx import kl_threshold
 from edgekiln.compiler.graph import load
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search import onnx as onnx_variants
+from edgekiln.compiler.search import onnx as onnx_builder
 from edgekiln.compiler.search.candidates import Built, plan
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext
@@ -52,7 +52,7 @@ def _build(tmp_path: Path, calibration: str) -> dict[str, Built]:
     judge = Judge(graph, Datasets(calib, held, None), 1)
     ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "onnx", "onnx"), calib, judge, Criterion(), tmp_path,
                        True, calibration, "uint8")
-    return {b.candidate.name: b for b in onnx_variants.build(ctx).built}
+    return {b.candidate.name: b for b in onnx_builder.build(ctx).built}
 
 
 def test_a_clipping_method_wins_over_outliers_and_the_refinements_use_it(tmp_path: Path) -> None:
