@@ -7,6 +7,7 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
   int8+fallback  int8+rewrites with the int8 ops that leave XNNPACK kept in float;
   int8+fallback+layers  that, and the layers with the worst error kept in float too, more of them until the
                  accuracy criterion holds (built only when int8+fallback does not meet it).
+A refinement less faithful on the tuning samples than the candidate it refines is dropped (search/faithful.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.faithful import never_less_faithful
 from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
 from edgekiln.compiler.tf_env import quiet_fds
 
@@ -83,9 +85,27 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
                 return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
 
             built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+            built = _guarded(int8s, built, judge)
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
             built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
+
+
+def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge) -> dict[str, Built]:
+    """Each refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
+    tuning samples: never less faithful, or dropped with the reason (search/faithful.py)."""
+    standing, kept = ("int8", judge("tflite", built["int8"].model or b"")), dict(built)
+    for candidate in int8s[1:]:
+        refined = built.get(candidate.name)
+        if refined is None or refined.model is None:
+            continue
+        quality = judge("tflite", refined.model)
+        why = never_less_faithful(quality, standing[1], standing[0], judge.check.size)
+        if why:
+            kept[candidate.name] = Built(candidate, None, (why, *refined.notes))
+        else:
+            standing = (candidate.name, quality)
+    return kept
 
 
 def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
