@@ -86,7 +86,7 @@ def spread_bn(keras: Any, seed: int = 0, compensation: float = 0.5) -> tuple[Any
     return model, x
 
 
-def cifar_cnn(keras: Any, seed: int = 0, compensation: float = 0.5) -> tuple[Any, np.ndarray]:
+def cifar_cnn(keras: Any, seed: int = 0, compensation: float = 0.75) -> tuple[Any, np.ndarray]:
     """[Conv 3x3 valid -> ReLU -> BN -> MaxPool -> Dropout] x 2 -> Flatten -> Dense -> ReLU -> BN -> Dropout
     -> Dense softmax, on raw 0..255 images.
 

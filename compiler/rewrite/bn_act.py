@@ -53,7 +53,7 @@ def run(work: WorkingModel) -> list[str]:
 def scale_source(work: WorkingModel, bn: str) -> tuple[str | None, str]:
     """The conv / dense whose outputs reach `bn` through layers that commute with a positive per-channel
     scale, each read only by the next; else None and why not."""
-    current, path = bn, []
+    current, path = bn, []  # type: tuple[str, list[str]]
     while True:
         source = work.sole_input(current)
         if source is None:

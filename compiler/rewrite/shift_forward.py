@@ -13,8 +13,16 @@ from __future__ import annotations
 import numpy as np
 
 from edgekiln.compiler.rewrite.bn import channels_last_bn, set_bn_affine, sign_and_shift
-from edgekiln.compiler.rewrite.work import LayerState, WorkingModel, bias, input_contribution, kernel_kind, \
-    out_view, set_kernel_and_bias, shift_through
+from edgekiln.compiler.rewrite.work import (
+    LayerState,
+    WorkingModel,
+    bias,
+    input_contribution,
+    kernel_kind,
+    out_view,
+    set_kernel_and_bias,
+    shift_through,
+)
 
 REARRANGE = ("Flatten", "Reshape")
 
