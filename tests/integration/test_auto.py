@@ -151,6 +151,9 @@ def test_explain_names_the_culprit_first(cli, synthetic_models):
     table = [line for line in lines if line.startswith("│")]
     assert table[0].split("│")[1].strip() == "bn_spread" and table[0].split("│")[2].strip() == "MUL+ADD"
     assert "rewrites that apply: bn_through_activation: moved bn_spread's scale into conv1" in result.stdout
+    said = " ".join(result.stdout.split())  # rich may wrap a long line
+    assert "not applied: shift_forward: bn_spread: its shift stays: Conv2D 'conv2' pads with zeros ('same' " \
+           "padding, 3x3 kernel)" in said
 
 
 def test_explain_needs_calibration_data(cli, synthetic_models):
