@@ -11,8 +11,7 @@ import dataclasses
 import re
 
 from edgekiln.compiler.search.choose import Criterion, Row, pick
-from edgekiln.compiler.search.faithful import fidelity_key
-from edgekiln.compiler.search.judge import Quality
+from edgekiln.compiler.search.judge import Quality, fidelity_key
 
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 

@@ -9,13 +9,7 @@ samples are labelled), then top-1 agreement, then SQNR: a higher SQNR does not e
 
 from __future__ import annotations
 
-from edgekiln.compiler.search.judge import Quality
-
-
-def fidelity_key(quality: Quality) -> tuple[float, float, float]:
-    """Larger is more faithful; a figure a model does not have (no labels, no classes) counts as a tie."""
-    return (-(quality.accuracy_drop or 0.0), 1.0 if quality.agreement is None else quality.agreement,
-            float("inf") if quality.sqnr_db is None else quality.sqnr_db)
+from edgekiln.compiler.search.judge import Quality, fidelity_key
 
 
 def never_less_faithful(refined: Quality, base: Quality, base_name: str, samples: int) -> str:
