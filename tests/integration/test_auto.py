@@ -114,12 +114,16 @@ def test_an_activation_outside_xnnpack_is_measured_and_avoided(synthetic_models,
 
 
 def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_models, tmp_path):
+    """A forced calibration method is used; entropy wrecks this model's int8+rewrites, which is then dropped
+    (less faithful than plain int8 on the tuning samples) with the method in its notes."""
     manifest = _auto(synthetic_models["spread"], tmp_path / "b", quantize="int8", calibration="entropy")
-    q = manifest["quantization"]
-    assert q["mode"] == "int8" and [r["name"] for r in q["candidates"]] == ["float32", "int8", "int8+rewrites"]
+    q, rows = manifest["quantization"], _rows(manifest)
+    assert q["mode"] == "int8" and [r["name"] for r in q["candidates"]][:2] == ["float32", "int8"]
     assert q["variant"] != "float32" and q["float_ops"] == []
-    assert list(json.loads(json.dumps(_rows(manifest)))) == ["float32", "int8", "int8+rewrites"]
-    assert "entropy calibration" in _rows(manifest)["int8+rewrites"]["notes"]
+    assert list(json.loads(json.dumps(rows))) == [r["name"] for r in q["candidates"]]
+    refined = rows["int8+rewrites"]["notes"] if "int8+rewrites" in rows else q["not_built"]["int8+rewrites"].split("; ")
+    assert "entropy calibration" in refined
+    assert "int8+rewrites" in rows or refined[0].startswith("dropped: less faithful than int8 on the 16 tuning samples")
 
 
 def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):
