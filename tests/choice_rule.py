@@ -11,6 +11,7 @@ import dataclasses
 import re
 
 from edgekiln.compiler.search.choose import Criterion, Row, pick
+from edgekiln.compiler.search.judge import Quality, fidelity_key
 
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 
@@ -49,3 +50,19 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
     assert verdicts[q["variant"]] == "chosen"
     assert all(verdicts[r.name] == choice.verdicts[r.name] for r in rows)
+
+
+def assert_refinements_not_below_plain_int8(quantization: dict, prefix: str = "tflite:") -> None:
+    """Every built int8 refinement row (int8+...) is at least as faithful as the plain int8 row: top-1
+    agreement, then SQNR (search/faithful.py), on the table the build recorded."""
+    rows = {row["name"].removeprefix(prefix): row for row in quantization["candidates"]
+            if row["name"].startswith(prefix) or ":" not in row["name"]}
+    plain = rows["int8"]
+
+    def key(row: dict) -> tuple:
+        return fidelity_key(Quality(row.get("sqnr_db"), row.get("agreement")))
+
+    refined = [name for name in rows if name.startswith("int8+")]
+    assert refined, "no int8 refinement was built"
+    for name in refined:
+        assert key(rows[name]) >= key(plain), (name, rows[name], plain)
