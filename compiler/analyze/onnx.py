@@ -41,7 +41,7 @@ def _records(model: Any, shapes: dict[str, list[int]]) -> tuple[OpRecord, ...]:
     constants = {t.name: t for t in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
     boundary = {v.name for v in [*model.graph.input, *model.graph.output]}
-    int8 = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear"} | \
+    int8 = {n.output[0] for n in model.graph.node if n.op_type in _QDQ} | \
         {name for name, t in constants.items() if t.data_type in (2, 3)}  # UINT8, INT8
 
     def size(name: str) -> int:
