@@ -17,7 +17,8 @@ Per op class and dtype (OP_CLASSES, and `BASIS` says what each rule rests on):
   DEQUANTIZE of a constant costs nothing at run time) and run at the float32 rate.
 - elementwise, pooling, resize, layout, conversions: bytes moved at the fitted bandwidth.
 - an op outside the XNNPACK fast path (the candidate's measured coverage) runs on LiteRT's built-in
-  kernels: on one thread, SLOW_KERNEL_FACTOR times slower, and each extra XNNPACK piece is one more
+  kernels: on one thread, SLOW_KERNEL_FACTOR times XNNPACK's float32 time of the op (measured on a build
+  host: no published Pi figure gives it), and each extra XNNPACK piece is one more
   DELEGATE node (one more op overhead, as in the fit: the anchors' DELEGATE nodes are costed the same).
 """
 
@@ -45,9 +46,12 @@ OP_CLASSES = {
     **dict.fromkeys(("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"), "conversion"),
     "DELEGATE": "partition",
 }  # anything else is elementwise (activations, ADD, MUL, SOFTMAX, ...)
-# Measured on the build host by bench/slow_kernels.py (no published figure on a Pi exists): LiteRT's
-# built-in int8 kernels of the ops XNNPACK leaves out vs XNNPACK's kernels, one thread, same tensor.
-SLOW_KERNEL_FACTOR = 8.0
+# Measured on a build host (AMD EPYC, AVX2, no VNNI) by bench/slow_kernels.py; no published figure on a
+# Pi exists. One thread, one 32x32x64 tensor, int8 on LiteRT's built-in kernels vs the same op in float32
+# on XNNPACK: HARD_SWISH 32.8x, PRELU 27.3x, ADD 12.7x; the median is charged on the op's float32-sized
+# bytes (the built-in int8 kernels are compute-bound: their time follows elements, not int8 bytes).
+SLOW_KERNEL_FACTOR = 27.3
+_ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2}
 BASIS = {
     "conv": "fitted int8 / float32 rates (the anchors are conv + depthwise + FC networks: one rate each dtype)",
     "depthwise": "the conv rate: no published per-op figure separates depthwise from conv",
@@ -57,8 +61,9 @@ BASIS = {
     "resize": "bytes at the fitted bandwidth: no published per-op figure",
     "dynamic_range": "float32 rate (int8 weights, float activations): no published Pi figure supports a faster one",
     "float16": "float32 rate: float16 weights are dequantized at load",
-    "outside_fast_path": f"built-in kernels on one thread, {SLOW_KERNEL_FACTOR:g}x the fast rate (measured on the "
-                         "build host by bench/slow_kernels.py; no published Pi figure) + one op overhead per piece",
+    "outside_fast_path": f"built-in kernels on one thread, {SLOW_KERNEL_FACTOR:g}x XNNPACK's float32 time of the op "
+                         "(measured on a build host by bench/slow_kernels.py; no published Pi figure) + one op "
+                         "overhead per extra piece",
     "onnx": "onnxruntime on the target: the LiteRT-fitted figures; no published onnxruntime Pi figure supports them",
 }
 
@@ -101,8 +106,9 @@ def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
         slow[op.op] -= outside
         rate = figures.int8_gmacs_per_core if computes_in_int8(op) else figures.fp32_gmacs_per_core
         factor, cores = (SLOW_KERNEL_FACTOR, 1.0) if outside else (1.0, n_eff)
+        scale = 4 / _ITEMSIZE.get(op.dtype, 4) if outside else 1.0  # float32-sized bytes (see above)
         t_compute = op.macs * factor / (rate * 1e9 * cores)
-        t_memory = (op.weight_bytes + op.activation_bytes) * factor / (figures.bandwidth_gbs * 1e9)
+        t_memory = (op.weight_bytes + op.activation_bytes) * scale * factor / (figures.bandwidth_gbs * 1e9)
         if t_compute >= t_memory:
             compute += t_compute
         else:
