@@ -15,6 +15,7 @@ chosen format). Host timings are measured; the target column is the cost model's
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -76,13 +77,13 @@ def _choices(selection: Selection, target: str) -> None:
     host = evidence.get("host_would_choose")
     print(f"  chosen for --target {target}: {q['variant']} (by the {evidence['label']}"
           + (f"; host timing would have chosen {host})" if host and host != q["variant"] else ")"))
-    competing = [r for r in selection.rows if q["candidates"][selection.rows.index(r)]["verdict"] != "baseline "
-                 "(not eligible)" and not q["candidates"][selection.rows.index(r)]["verdict"].startswith("not elig")]
-    budget = q["criterion"].removeprefix("accuracy drop <= ").split(" ")[0] if q["criterion"].startswith("accuracy") \
-        else None
-    criterion = Criterion(max_drop=float(budget) if budget else None)
+    verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
+    competing = [r for r in selection.rows if not verdicts[r.name].startswith(("baseline (not", "not eligible"))]
+    budget = re.match(r"accuracy drop <= ([0-9.]+) points", q["criterion"])
+    criterion = Criterion(max_drop=float(budget.group(1)) if budget else None)
     yardstick = next(r for r in selection.rows if r.name == q["yardstick"])
-    on_host = decide(competing, criterion, yardstick if yardstick.p50_ms is not None else None, Evidence("host", "x86-64"))
+    on_host = decide(competing, criterion, yardstick if yardstick.p50_ms is not None else None,
+                     Evidence("host", "x86-64"))
     print(f"  chosen for --target x86-64 (same table, host timing): {on_host.chosen.name}")
 
 

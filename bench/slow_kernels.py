@@ -80,7 +80,7 @@ def main() -> None:
         fast_float = _interpreter(_model(kind, int8=False), builtin=False)
         times: dict[str, list[float]] = {"builtin int8": [], "XNNPACK int8": [], "XNNPACK float32": []}
         for _ in range(ROUNDS):
-            for name, interp in zip(times, (slow, fast_int8, fast_float)):
+            for name, interp in zip(times, (slow, fast_int8, fast_float), strict=True):
                 times[name].append(_median_us(interp))
         medians = {name: statistics.median(v) for name, v in times.items()}
         # XNNPACK has no int8 HARD_SWISH / PRELU: their "XNNPACK int8" interpreter runs built-in kernels too.

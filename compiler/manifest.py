@@ -79,8 +79,9 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
                   "inputs": measured.inputs, "outputs": measured.outputs},
         "baseline": {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
                      "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
-                     "target_estimate": estimate.target_estimate(target, selection.baseline_stats.records, selection.format,
-                                                                 selection.reference.details.get("coverage"))},
+                     "target_estimate": estimate.target_estimate(
+                         target, selection.baseline_stats.records, selection.format,
+                         selection.reference.details.get("coverage"))},
         "size": {"source_bytes": source_bytes, "baseline_bytes": len(selection.baseline),
                  "model_bytes": len(selection.model),
                  "ratio": _ratio(len(selection.model), len(selection.baseline), 4)},
