@@ -132,12 +132,15 @@ def _build(options: dict[str, Any], recipe_file: Path | None, devices: tuple[lis
         given["input_shape"] = parse_flag(given["input_shape"])
     recipe = recipe_module.from_toml(recipe_file, **given) if recipe_file else recipe_module.Recipe(**given)
     hosts, device_options = devices[0], (devices[1]() if devices[0] else None)
+    racer = None
     if hosts:  # refuse a bad device list before minutes of work
         from edgekiln.compiler.deploy import destinations, measure_after_build
+        from edgekiln.compiler.deploy.race import Racer
 
         destinations(hosts, None)
+        racer = Racer(hosts[0], device_options)  # the first device times the candidates: its table decides
     with progress_display() as progress:
-        result = run_build(recipe, progress)
+        result = run_build(recipe, progress, racer)
     print_build_summary(result)
     if hosts and device_options is not None:  # the bundle is complete: deploy it; device figures -> latency.device
         measure_after_build(result.output, hosts, device_options)

@@ -23,6 +23,7 @@ from edgekiln.compiler.measure import measure_all, threads_for
 from edgekiln.compiler.prune import stage as prune_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search import formats
+from edgekiln.compiler.search.on_device import Racer
 from edgekiln.compiler.search.select import FormatPlan, Selection, select
 from edgekiln.targets import Target, TargetFileError
 
@@ -36,8 +37,9 @@ class BuildResult:
     warnings: tuple[str, ...]
 
 
-def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResult:
-    """Compile recipe.source into a bundle at recipe.output; every stage is one call."""
+def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer | None = None) -> BuildResult:
+    """Compile recipe.source into a bundle at recipe.output; every stage is one call.
+    racer (build --device): times the eligible candidates on the device, whose table the choice reads."""
     check_paths(recipe)                                    # the files named exist, before any work
     target = resolve_target(recipe.target)
     chosen_formats = formats.resolve(recipe, target)       # one, or every format the target runs (measured)
@@ -60,7 +62,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
         check_labels(graph, data)                          # labels index the model's classes
-        search = Search(framework(source_format), recipe, target, data, Path(work))
+        search = Search(framework(source_format), recipe, target, data, Path(work), racer)
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
@@ -91,11 +93,12 @@ class Search:
     target: Target
     data: Datasets
     work: Path
+    racer: Racer | None = None
 
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
-                      scratch, self.target.onnx_activation_type, only, self.target)
+                      scratch, self.target.onnx_activation_type, only, self.target, self.racer)
 
     def unpruned_reference(self, graph: Any, shipped: Selection) -> Selection:
         """The unpruned source compiled as the shipped variant (same format, same refinements)."""

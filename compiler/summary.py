@@ -116,7 +116,7 @@ def print_candidates(q: dict) -> None:
     target = evidence.get("target") or "target"
     table = Table(title=f"candidates (--quantize {q['requested']})", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("variant", "kB", "host p50 ms", *((f"{target} est. ms",) if estimated else ()),
-               *((f"{target} p50 ms",) if on_device else ()), "SQNR", "top-1", *(("acc %",) if labelled else ()),
+               *(("device p50 ms",) if on_device else ()), "SQNR", "top-1", *(("acc %",) if labelled else ()),
                "parts", "verdict")
     for column in columns:
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right",

@@ -1,4 +1,4 @@
-"""`python -m runtime info | validate | bench` from inside a bundle (or with --bundle DIR).
+"""`python -m runtime info | validate | bench | race` from inside a bundle (or with --bundle DIR).
 
 Exit codes: 0 success, 1 failure (checksum, mismatch, unreadable bundle), 2 usage.
 """
@@ -92,6 +92,10 @@ def _bench(model: BundleModel, runs: int, warmup: int, as_json: bool) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["race"]:  # model files, no bundle: the candidates of a build, timed on the device
+        from . import race
+        return race.main(argv[1:])
     args = _parser().parse_args(argv)
     try:
         model = load(args.bundle or _default_bundle(), threads=args.threads)

@@ -47,7 +47,7 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     # pick compares rows by identity: the yardstick is the competing row itself when it competed
     baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
     recorded = q.get("evidence") or {"kind": "host", "target": ""}
-    evidence = Evidence(recorded["kind"], recorded["target"], recorded.get("warning"))
+    evidence = Evidence(recorded["kind"], recorded["target"], recorded.get("warning"), recorded.get("device", ""))
     ranked = baseline if baseline and evidence.latency(baseline) is not None and baseline.p50_ms is not None else None
     choice = pick(rows, recorded_criterion(q), ranked, evidence)
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])

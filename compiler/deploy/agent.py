@@ -6,6 +6,7 @@ OS Bullseye ships 3.9).
 
     python3 - probe --base DIR --bundle VERSION --req-hash HASH          (script on stdin)
     python3 agent.py run --base DIR --bundle VERSION --req-hash HASH --incoming TOKEN [--keep N --runs N ...]
+    python3 agent.py race ... --incoming TOKEN   (build --device: time the uploaded candidates/ side by side)
 
 Every line meant for the host starts with `@@edgekiln `: `stage NAME`, then `probe {json}` or
 `result {json}` or `error {json}` (exit 3). Anything else on stdout (login-shell noise) is ignored.
@@ -307,9 +308,32 @@ def checked_run(p: dict, args: argparse.Namespace, held: list) -> dict:
             "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2), "bench": round(t2 - t1, 2)}}
 
 
+def race(args: argparse.Namespace) -> None:
+    """Time the upload's candidate models in one interleaved race, in the venv for their requirements;
+    nothing stays on the device but the venv (the upload is a build's candidates, not a bundle)."""
+    p = paths(args)
+    held: list = []  # the venv's lock, closed at the end
+    p["bundle"] = os.path.join(p["incoming"], "bundle")
+    emit("stage", "copied")
+    try:
+        wheels = os.path.join(p["incoming"], "wheels")
+        venv = ensure_venv(p, wheels if os.path.isdir(wheels) else None, held)
+        emit("stage", "race")
+        folder = os.path.join(p["bundle"], "candidates")
+        cmd = [os.path.join(venv["path"], "bin", "python"), "-m", "runtime", "race", "--json",
+               "--runs", str(args.runs)] + (["--threads", str(args.threads)] if args.threads else [])
+        out = check_output(cmd + [os.path.join(folder, f) for f in sorted(os.listdir(folder))], "bench",
+                           "python -m runtime race", cwd=p["bundle"])
+    finally:
+        for lock in held:
+            lock.close()
+        shutil.rmtree(p["incoming"], ignore_errors=True)
+    emit("result", {"facts": facts(p["base"]), "venv": venv, "race": json.loads(out[out.index("{"):])})
+
+
 def main(argv: list | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgekiln-agent")
-    parser.add_argument("command", choices=["probe", "run"])
+    parser.add_argument("command", choices=["probe", "run", "race"])
     parser.add_argument("--base", required=True)
     parser.add_argument("--bundle", required=True)
     parser.add_argument("--req-hash", required=True)
@@ -324,6 +348,8 @@ def main(argv: list | None = None) -> int:
             raise Failure("no_python", f"the device's python3 is {platform.python_version()}, older than 3.8")
         if args.command == "probe":
             probe(args)
+        elif args.command == "race":
+            race(args)
         else:
             run(args)
     except Failure as exc:

@@ -141,15 +141,16 @@ class PreparedBundle:
 
 
 def deploy(bundle: PreparedBundle, dest: Destination, options: DeployOptions,
-           stage: Callable[[str], None] = lambda name: None) -> DeviceResult:
-    """Deploy to one device; every failure is caught into the result (a fleet never stops for one)."""
+           stage: Callable[[str], None] = lambda name: None, verb: str = "run") -> DeviceResult:
+    """Deploy to one device; every failure is caught into the result (a fleet never stops for one).
+    verb "race": the upload is a build's candidates, timed side by side (deploy/race.py)."""
     outcome = DeviceResult(dest)
     start = time.perf_counter()
     try:
         stage("connecting")
         outcome.probe = _probe(bundle, dest, options)
         outcome.timings_s["probe"] = round(time.perf_counter() - start, 2)
-        outcome.result = _run(bundle, dest, options, outcome, stage)
+        outcome.result = _run(bundle, dest, options, outcome, stage, verb)
     except DeviceFailure as exc:
         outcome.failure = exc
     outcome.timings_s["total"] = round(time.perf_counter() - start, 2)
@@ -168,7 +169,7 @@ def _probe(bundle: PreparedBundle, dest: Destination, options: DeployOptions) ->
 
 
 def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outcome: DeviceResult,
-         stage: Callable[[str], None]) -> dict:
+         stage: Callable[[str], None], verb: str = "run") -> dict:
     probe = outcome.probe or {}
     upload = bundle.tar(not probe["bundle_present"], not probe["venv_ready"])
     _check_space(probe, upload, options, bundle)
@@ -179,7 +180,7 @@ def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outc
         extra.append(f"--threads={options.threads}")
     q = shlex.quote
     command = (f"mkdir -p {q(incoming)} && tar -xf - -C {q(incoming)} && "
-               f"{q(options.python)} {q(incoming + '/agent.py')} run {_agent_args(bundle, options)} "
+               f"{q(options.python)} {q(incoming + '/agent.py')} {verb} {_agent_args(bundle, options)} "
                f"{' '.join(extra)}")
     started = time.perf_counter()
     stage("copying")

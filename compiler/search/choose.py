@@ -100,6 +100,7 @@ class Evidence:
     kind: str = "host"
     target: str = ""
     warning: str | None = None
+    device: str = ""  # kind "device": the device the candidates were timed on (build --device)
 
     @property
     def margin(self) -> float:
@@ -109,14 +110,14 @@ class Evidence:
     def label(self) -> str:
         """How the reason names it: "host p50", "rpi4 estimate", "rpi4 device p50"."""
         return {"host": "host p50", "estimate": f"{self.target} estimate",
-                "device": f"{self.target} device p50"}[self.kind]
+                "device": f"timing on {self.device}" if self.device else f"{self.target} device p50"}[self.kind]
 
     def latency(self, row: Row) -> float | None:
         return {"host": row.p50_ms, "estimate": row.estimate_ms, "device": row.device_p50_ms}[self.kind]
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "target": self.target, "margin": self.margin, "label": self.label,
-                "warning": self.warning}
+                "warning": self.warning, **({"device": self.device} if self.device else {})}
 
 
 HOST = Evidence()

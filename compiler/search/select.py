@@ -21,7 +21,7 @@ from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, TargetError
 from edgekiln.compiler.measure import open_model
 from edgekiln.compiler.recipe import Quantize, Recipe
-from edgekiln.compiler.search import onnx, tflite, tflite_from_onnx
+from edgekiln.compiler.search import on_device, onnx, tflite, tflite_from_onnx
 from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, Built, Plan, plan
 from edgekiln.compiler.search.choose import Choice, Criterion, Evidence, Row, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
@@ -98,7 +98,8 @@ class Selection:
 
 
 def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None) -> Selection:
+           workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
+           racer: on_device.Racer | None = None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is
@@ -108,6 +109,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     unpruned reference of a pruned build made the way the shipped variant was.
     target: whose latency the choice is for: each candidate gets the target's estimate, and the rule reads
     it when the build host's arch differs from the target's (choose.evidence_for).
+    racer: build --device: the eligible candidates are timed on the device and its table decides.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
@@ -131,8 +133,13 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     rows = _rows(ready, judge, data, max(1, recipe.bench_runs // ROUNDS), threads, timed=len(eligible_names) > 1)
     rows = [replace(r, estimate_ms=_estimate(target, ready[r.name])) for r in rows] if target else rows
     timed = [r for r in rows if r.p50_ms is not None]
+    device_method, device_evidence = None, Evidence()
+    if racer is not None and target is not None and len(eligible_names) > 1:
+        rows, device_evidence, device_method = on_device.raced(racer, target, rows, ready, set(eligible_names),
+                                                               baselines - set(unrunnable), criterion,
+                                                               max(1, recipe.bench_runs // ROUNDS))
     competing = [r for r in rows if r.name in eligible_names]
-    evidence = _evidence(competing, target)
+    evidence = device_evidence if device_method is not None else _evidence(competing, target)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: _ms(evidence, r))  # the fastest float32
     choice = decide(competing, criterion, yardstick if timed else None, evidence)
     chosen = ready[choice.chosen.name]
@@ -142,6 +149,8 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     block["data"] = _data_note(data, judge, len(rows))
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)
+    if device_method is not None:
+        block["timing"]["device"] = device_method
     for row in block["candidates"]:
         if row["name"] in unrunnable and row["verdict"] != "chosen":  # a float32 baseline the target cannot run
             row.update(verdict=f"not eligible: {unrunnable[row['name']]}", short="target can't run it")
@@ -156,7 +165,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
 
 def _ms(evidence: Evidence, row: Row) -> float:
     value = evidence.latency(row)
-    return value if value is not None else 0.0
+    return value if value is not None else float("inf")  # a baseline the device did not time: not the yardstick
 
 
 def _estimate(target: Target, built: Built) -> float | None:

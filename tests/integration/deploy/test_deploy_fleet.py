@@ -11,6 +11,8 @@ import pytest
 import sshd_loopback
 
 from edgekiln import runtime
+from edgekiln.compiler.search.choose import Criterion
+from tests.choice_rule import assert_choice_obeys_rule, competing_rows, recorded_criterion
 
 pytestmark = pytest.mark.integration
 
@@ -70,3 +72,13 @@ def test_build_with_device_puts_device_latency_in_the_manifest(edgekiln, device,
     assert record["bundle"]["model_sha256"] == manifest["model"]["sha256"]
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
     assert runtime.load(out).validate().passed
+
+    # The candidates were timed on the device before the choice, and its table decided.
+    q = manifest["quantization"]
+    assert q["evidence"]["kind"] == "device" and q["evidence"]["device"] == device.destination
+    assert q["timing"]["device"]["device_id"] == device.device_id and q["timing"]["device"]["rounds"] >= 1
+    criterion: Criterion = recorded_criterion(q)
+    eligible = [r for r in competing_rows(q) if criterion.meets(r)]
+    assert len(eligible) > 1 and all(r.device_p50_ms is not None and r.device_p50_ms > 0 for r in eligible)
+    assert_choice_obeys_rule(manifest)
+    assert f"chosen by the timing on {device.destination}" in done.stdout.replace("\n", " ")

@@ -1,0 +1,38 @@
+"""`build --device`: the device's timings of the eligible candidates, put into the candidate rows.
+
+The race (compiler/deploy/race.py) runs before the choice, so the rule reads the device's table
+(choose.evidence_for: device evidence when every competing row has a device p50).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Protocol
+
+from edgekiln.compiler.device import compat
+from edgekiln.compiler.search.candidates import Built
+from edgekiln.compiler.search.choose import Criterion, Evidence, Row
+from edgekiln.targets import Target
+
+
+class DeviceTable(Protocol):
+    device: str
+    p50_ms: dict[str, float]
+    method: dict
+
+
+class Racer(Protocol):
+    def __call__(self, models: dict[str, tuple[str, bytes]], requirements: list[str], runs: int) -> DeviceTable: ...
+
+
+def raced(racer: Racer, target: Target, rows: list[Row], ready: dict[str, Built], competing: set[str],
+          baselines: set[str], criterion: Criterion, runs: int) -> tuple[list[Row], Evidence, dict]:
+    """Time on the device the competing rows that meet the criterion and the runnable float32 baselines;
+    the rows with their device p50, the device evidence, and the manifest's note of how it was timed."""
+    names = [r.name for r in rows if (r.name in competing and criterion.meets(r)) or r.name in baselines]
+    models = {name: (ready[name].candidate.format, ready[name].model or b"") for name in names}
+    requirements = list(dict.fromkeys(pin for f in dict.fromkeys(fmt for fmt, _ in models.values())
+                                      for pin in compat.requirements(target, f)))
+    table = racer(models, requirements, runs)
+    rows = [replace(r, device_p50_ms=table.p50_ms.get(r.name)) for r in rows]
+    return rows, Evidence("device", target.name, device=table.device), table.method
