@@ -37,20 +37,23 @@ class Racer:
     host: str
     options: DeployOptions
 
-    def __call__(self, models: dict[str, tuple[str, bytes]], requirements: list[str], runs: int) -> DeviceRace:
-        return race_on_device(self.host, self.options, models, requirements, runs)
+    def __call__(self, models: dict[str, tuple[str, bytes]], requirements: list[str], runs: int,
+                 threads: int) -> DeviceRace:
+        return race_on_device(self.host, self.options, models, requirements, runs, threads)
 
 
 def race_on_device(host: str, options: DeployOptions, models: dict[str, tuple[str, bytes]],
-                   requirements: list[str], runs: int) -> DeviceRace:
-    """Time `models` (row name -> (format, bytes)) on the device; a failure is one DeployError line."""
+                   requirements: list[str], runs: int, threads: int | None = None) -> DeviceRace:
+    """Time `models` (row name -> (format, bytes)) on the device; a failure is one DeployError line.
+    threads: the target's (the build's); --threads of the deploy options wins."""
     (dest,) = destinations([host], None)
     with tempfile.TemporaryDirectory(prefix="edgekiln-race-") as work:
         folder = Path(work) / "race"
         files = _write_upload(folder, models, requirements)
         prepared = PreparedBundle(folder, options.wheels)
         try:
-            outcome = deploy(prepared, dest, replace(options, runs=runs), verb="race")
+            timed = replace(options, runs=runs, threads=options.threads or threads)
+            outcome = deploy(prepared, dest, timed, verb="race")
         finally:
             prepared.close()
     if outcome.failure is not None or outcome.result is None:
@@ -60,8 +63,9 @@ def race_on_device(host: str, options: DeployOptions, models: dict[str, tuple[st
     method = {"device": str(dest), "device_id": dest.device_id, "cpu": facts.get("cpu"),
               "machine": table.get("machine"),
               "runtime": f"{table.get('runtime')} {table.get('runtime_version')}", "threads": table.get("threads"),
-              "rounds": table.get("rounds"), "runs_per_round": table.get("runs"),
-              "method": "candidates timed in turn on the device, round by round, on zero inputs; "
+              "rounds": table.get("rounds"), "runs_per_round": table.get("runs"), "round_ms": table.get("round_ms"),
+              "method": "candidates timed in turn on the device, round by round (each at least runs_per_round runs "
+                        "and round_ms), on zero inputs; "
                         "p50 = median of the round medians (python -m runtime race)"}
     return DeviceRace(str(dest), {files[f]: p50 for f, p50 in table["p50_ms"].items()}, method)
 

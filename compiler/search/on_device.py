@@ -22,17 +22,19 @@ class DeviceTable(Protocol):
 
 
 class Racer(Protocol):
-    def __call__(self, models: dict[str, tuple[str, bytes]], requirements: list[str], runs: int) -> DeviceTable: ...
+    def __call__(self, models: dict[str, tuple[str, bytes]], requirements: list[str], runs: int,
+                 threads: int) -> DeviceTable: ...
 
 
 def raced(racer: Racer, target: Target, rows: list[Row], ready: dict[str, Built], competing: set[str],
-          baselines: set[str], criterion: Criterion, runs: int) -> tuple[list[Row], Evidence, dict]:
+          baselines: set[str], criterion: Criterion, runs: int, threads: int) -> tuple[list[Row], Evidence, dict]:
     """Time on the device the competing rows that meet the criterion and the runnable float32 baselines;
-    the rows with their device p50, the device evidence, and the manifest's note of how it was timed."""
+    the rows with their device p50, the device evidence, and the manifest's note of how it was timed.
+    threads: the target's, as the host timed them (the bundle's runtime runs with them too)."""
     names = [r.name for r in rows if (r.name in competing and criterion.meets(r)) or r.name in baselines]
     models = {name: (ready[name].candidate.format, ready[name].model or b"") for name in names}
     requirements = list(dict.fromkeys(pin for f in dict.fromkeys(fmt for fmt, _ in models.values())
                                       for pin in compat.requirements(target, f)))
-    table = racer(models, requirements, runs)
+    table = racer(models, requirements, runs, threads)
     rows = [replace(r, device_p50_ms=table.p50_ms.get(r.name)) for r in rows]
     return rows, Evidence("device", target.name, device=table.device), table.method

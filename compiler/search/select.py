@@ -137,7 +137,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     if racer is not None and target is not None and len(eligible_names) > 1:
         rows, device_evidence, device_method = on_device.raced(racer, target, rows, ready, set(eligible_names),
                                                                baselines - set(unrunnable), criterion,
-                                                               max(1, recipe.bench_runs // ROUNDS))
+                                                               max(1, recipe.bench_runs // ROUNDS), threads)
     competing = [r for r in rows if r.name in eligible_names]
     evidence = device_evidence if device_method is not None else _evidence(competing, target)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: _ms(evidence, r))  # the fastest float32

@@ -82,3 +82,17 @@ def test_build_with_device_puts_device_latency_in_the_manifest(edgekiln, device,
     assert len(eligible) > 1 and all(r.device_p50_ms is not None and r.device_p50_ms > 0 for r in eligible)
     assert_choice_obeys_rule(manifest)
     assert f"chosen by the timing on {device.destination}" in done.stdout.replace("\n", " ")
+
+
+def test_a_device_that_cannot_be_reached_stops_the_race_in_one_line(device, tmp_path):
+    from edgekiln.compiler.deploy.race import race_on_device
+    from edgekiln.compiler.deploy.remote import DeployOptions
+    from edgekiln.compiler.deploy.transport import SshOptions
+    from edgekiln.compiler.errors import DeployError
+
+    down = f"{device.user}@127.0.0.1:{sshd_loopback.free_port()}"  # nothing listens there
+    options = DeployOptions(ssh=SshOptions(config=device.client_config), remote_dir=str(tmp_path / "never"))
+    with pytest.raises(DeployError) as raised:
+        race_on_device(down, options, {"float32": ("tflite", b"model"), "int8": ("tflite", b"model")}, [], 1)
+    assert raised.value.one_line().startswith(f"{down}: unreachable: Connection refused")
+    assert "\n" not in raised.value.one_line() and not (tmp_path / "never").exists()
