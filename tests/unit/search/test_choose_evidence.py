@@ -90,3 +90,13 @@ def test_an_int8_variant_outside_the_fast_path_is_avoided_on_its_estimate():
 def test_the_evidence_is_recorded_with_its_margin():
     assert RPI4.to_dict() == {"kind": "estimate", "target": "rpi4", "margin": MARGINS["estimate"],
                               "label": "rpi4 estimate", "warning": None}
+
+
+def test_a_device_race_decides_and_the_decision_line_names_the_device():
+    # Host timing favours float32; the device (build --device) times int8 2.7x faster.
+    rows = [row("float32", 1.49, 46.0, 4000, None, device=46.0), row("int8", 1.65, 17.0, 1000, device=17.0)]
+    on_pi = Evidence("device", "rpi4", device="pi@raspberrypi.local")
+    choice = decide(rows, FLOOR, rows[0], on_pi)
+    assert choice.chosen.name == "int8" and choice.host_choice == "float32"
+    assert choice.reason.endswith("chosen by the timing on pi@raspberrypi.local; host timing would have chosen float32")
+    assert on_pi.to_dict()["device"] == "pi@raspberrypi.local" and on_pi.margin == MARGINS["device"]
