@@ -94,7 +94,8 @@ def build(
     unsafe: UnsafeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
                                               "checks (RAM, wheels, op versions) fail, with a warning.")] = False,
-    device: Annotated[list[str] | None, typer.Option(help="Also measure on user@host[:port] (SSH).")] = None,
+    device: Annotated[list[str] | None, typer.Option(help="Time the candidates on user@host[:port] (SSH; the "
+                                                           "first given), choose by it, deploy there.")] = None,
     wheels: WheelsOpt = None,
     identity: IdentityOpt = None,
     ssh_config: SshConfigOpt = None,

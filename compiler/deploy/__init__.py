@@ -5,6 +5,7 @@
     agent_keep.py the device side of --keep: deploy records, locks, old versions and unused venvs removed
     remote.py     one device: probe, upload what it lacks, run the agent, fetch its result
     fleet.py      many devices in parallel, progress and summary tables
+    race.py       build --device: the build's candidates timed on the device before the choice
     records.py    measurements/<device-id>.json, the manifest's latency.device, `inspect` lines
 """
 
