@@ -137,6 +137,10 @@ def print_candidates(q: dict) -> None:
                   f"Nx = N times {q.get('yardstick', 'float32')}'s {evidence.get('label', 'host p50')}[/dim]")
     if evidence.get("warning"):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {evidence['warning']}")
+    raced = q["timing"].get("device")
+    if raced:  # build --device: where and how the device column was timed
+        console.print(f"[dim]device p50 on {raced['device']} ({raced['cpu']}, {raced['machine']}, {raced['runtime']}, "
+                      f"{raced['threads']} thread(s)): timed in turn over {raced['rounds']} rounds[/dim]")
     if q.get("data"):
         console.print(f"[dim]tuned on {q['data']['tuned_on']}; judged on {q['data']['judged_on']}[/dim]")
     compared = q.get("formats") or {}

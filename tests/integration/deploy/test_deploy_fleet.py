@@ -82,6 +82,7 @@ def test_build_with_device_puts_device_latency_in_the_manifest(edgekiln, device,
     assert len(eligible) > 1 and all(r.device_p50_ms is not None and r.device_p50_ms > 0 for r in eligible)
     assert_choice_obeys_rule(manifest)
     assert f"chosen by the timing on {device.destination}" in done.stdout.replace("\n", " ")
+    assert f"device p50 on {device.destination}" in done.stdout
 
 
 def test_a_device_that_cannot_be_reached_stops_the_race_in_one_line(device, tmp_path):
