@@ -53,6 +53,11 @@ def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int) -> 
     return CostBreakdown(compute * 1e3, memory * 1e3, overhead * 1e3)
 
 
+def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int) -> list[float]:
+    """Each op's estimated time in ms, in the records' order: the cost model applied to one op at a time."""
+    return [predict_ms([record], figures, threads).total_ms for record in records]
+
+
 def target_estimate(target: Target, records: Iterable[OpRecord]) -> dict | None:
     """The manifest's latency.target_estimate, or None for a target without estimate figures."""
     figures = target.estimate
