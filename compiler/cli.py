@@ -244,6 +244,27 @@ def _explain(options: dict[str, Any]) -> None:
     print_explanation(result)
 
 
+@app.command()
+def profile(
+    path: Annotated[Path, typer.Argument(help="A bundle directory, a .tflite file, or a source model (with --calib).")],
+    target: TargetOpt = None,
+    calib: CalibOpt = None,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads (default: the bundle's, else 1).")] = None,
+    top: Annotated[int, typer.Option(help="Rows shown (the JSON has every op).")] = 15,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the whole profile as JSON.")] = None,
+    runs: Annotated[int, typer.Option("--runs", help="Timed rounds.")] = 30,
+) -> None:
+    """Where the time goes: per-op host time (adding up to the whole), MACs, fast path, target estimate."""
+    from edgekiln.compiler.commands.profile import run_profile
+    from edgekiln.compiler.summary import progress_display
+
+    def action() -> None:
+        with progress_display() as progress:
+            run_profile(path, target, calib, threads, top, json_out, runs, progress)
+
+    _run(action)
+
+
 @app.command("targets")
 def list_targets() -> None:
     """List the known target devices."""

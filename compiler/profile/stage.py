@@ -1,0 +1,55 @@
+"""The build's profile stage: the shipped model profiled through the runtime on the golden sample, and for
+a pruned build each layer's time before and after pruning side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekiln.compiler.profile import block, profile_model
+from edgekiln.compiler.tf_env import quiet_fds
+
+TOP = 10
+BUILD_RUNS = 20  # rounds; every prefix model is timed once per round, so more is slow on big models
+
+
+def shipped(selection: Any, dataset: Any, threads: int, target: Any, layer_names: list[str]) -> dict:
+    """The manifest's `profile` block of the shipped model."""
+    return block(_profile(selection, dataset, threads, target, layer_names), TOP)
+
+
+def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int, layer_names: list[str]) -> list[dict]:
+    """[{layer, unpruned_ms, pruned_ms, ratio}] slowest unpruned layer first: did pruning make the layer faster?"""
+    before, after = (_profile(s, dataset, threads, None, layer_names) for s in (unpruned, pruned))
+    return layers_side_by_side(before, after, ("unpruned_ms", "pruned_ms"))
+
+
+def layers_side_by_side(before: dict, after: dict, keys: tuple[str, str] = ("before_ms", "after_ms")) -> list[dict]:
+    """Two profiles' time per source layer, matched by layer name, slowest `before` layer first."""
+    first, second = _by_layer(before), _by_layer(after)
+    rows = [{"layer": layer, keys[0]: round(first.get(layer, 0.0), 4), keys[1]: round(second.get(layer, 0.0), 4),
+             "ratio": round(second.get(layer, 0.0) / first[layer], 3) if first.get(layer) else None}
+            for layer in [*first, *(layer for layer in second if layer not in first)]]
+    return sorted(rows, key=lambda r: -r[keys[0]])
+
+
+def layer_names(graph: Any) -> list[str]:
+    """The Keras source's layer names (TFLite tensor names carry them), else none."""
+    keras_model = getattr(graph, "keras_model", None)
+    return [layer.name for layer in keras_model.layers] if keras_model is not None else []
+
+
+def _profile(selection: Any, dataset: Any, threads: int, target: Any, layer_names: list[str]) -> dict:
+    from edgekiln.runtime.model import Model
+
+    with quiet_fds():  # every prefix interpreter would announce XNNPACK on fd 2
+        model = Model(selection.format, selection.model, threads, selection.layouts)
+        sample = [dataset.inputs[info.name][:1] for info in model.inputs]
+        return profile_model(selection.format, selection.model, threads, sample, target, selection.layouts,
+                             layer_names, BUILD_RUNS)
+
+
+def _by_layer(profile: dict) -> dict[str, float]:
+    layers: dict[str, float] = {}
+    for op in profile["ops"]:
+        layers[op["layer"]] = layers.get(op["layer"], 0.0) + op["ms"]
+    return layers
