@@ -96,7 +96,7 @@ def _profile(model: BundleModel, as_json: bool) -> int:
     print(jsonsafe.dumps(result, indent=2) if as_json else f"{result['method']}: sum of ops {result['sum_ms']:.3f} "
           f"ms, whole {result['total_ms']:.3f} ms ({result['threads']} threads, {result['machine']})")
     for op in [] if as_json else sorted(result["ops"], key=lambda o: -o["ms"]):
-        print(f"{op['ms']:9.4f} ms {100 * op['share']:5.1f} %  {op['op']:20s} {op['name'][:60]}")
+        print(f"{op['ms']:9.4f} ms {op['share']:6.1%}  {op['op']:18s} {op['name'][:60]}")
     return 0
 
 
@@ -108,9 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return _info(model, args.json)
         if args.command == "validate":
             return _validate(model, args.json)
-        if args.command == "profile":
-            return _profile(model, args.json)
-        return _bench(model, args.runs, args.warmup, args.json)
+        return _profile(model, args.json) if args.command == "profile" else \
+            _bench(model, args.runs, args.warmup, args.json)
     except (BundleError, OSError, ValueError, KeyError, TypeError) as exc:  # a broken bundle: one line
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
