@@ -22,8 +22,9 @@ from edgekiln.compiler.summary import console
 
 
 def run_profile(path: Path, target: str | None, calib: Path | None, threads: int | None, top: int,
-                json_out: Path | None, runs: int, progress: Any = lambda stage: None) -> dict:
-    """Profile PATH, print the tables, write --json; returns what was written."""
+                json_out: Path | None, runs: int, progress: Any = lambda stage: None, quantize: str = "auto") -> dict:
+    """Profile PATH, print the tables, write --json; returns what was written. `quantize`: what the build
+    of a source model ships (a default build: auto)."""
     from edgekiln.compiler.pipeline import resolve_target
 
     if not path.exists():
@@ -37,7 +38,7 @@ def run_profile(path: Path, target: str | None, calib: Path | None, threads: int
                                name=str(path))
         print_profile(result, f"{path} (host)", top)
     else:
-        result = _source(path, target, calib, threads, runs, progress)
+        result = _source(path, target, calib, threads, runs, progress, quantize)
         print_profile(result["float32"], f"{path} as float32 (host)", top)
         print_profile(result, f"{path} as a default build ships it: {result['variant']} (host)", top)
         print_layers(result["by_layer"], "time per source layer (host)", ("float32", result["variant"]), top)
@@ -65,7 +66,7 @@ def _bundle(path: Path, target: str | None, threads: int | None, runs: int) -> d
 
 
 def _source(path: Path, target: str | None, calib: Path | None, threads: int | None, runs: int,
-            progress: Any) -> dict:
+            progress: Any, quantize: str) -> dict:
     from edgekiln.compiler.pipeline import build
     from edgekiln.compiler.recipe import Quantize, Recipe
 
@@ -74,10 +75,10 @@ def _source(path: Path, target: str | None, calib: Path | None, threads: int | N
                           "pass --calib DATA (or profile a bundle or a .tflite file)")
     with tempfile.TemporaryDirectory(prefix="edgekiln-profile-") as scratch:
         profiles = {}
-        for name, quantize in (("float32", Quantize.none), ("shipped", Quantize.auto)):
-            progress(f"Compiling {path.name} ({'float32' if name == 'float32' else 'a default build'})")
+        for name, mode in (("float32", Quantize.none), ("shipped", Quantize(quantize))):
+            progress(f"Compiling {path.name} ({'float32' if name == 'float32' else 'as a default build'})")
             recipe = Recipe(source=str(path), target=target or "rpi4", calib=str(calib), threads=threads,
-                            quantize=quantize, output=str(Path(scratch) / name))
+                            quantize=mode, output=str(Path(scratch) / name), bench_runs=min(runs, 30))
             result = build(recipe, progress)
             progress(f"Profiling the {name} model")
             profiles[name] = _bundle(result.output, target, threads, runs)
