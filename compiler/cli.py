@@ -168,6 +168,8 @@ def deploy(
     timeout: Annotated[float, typer.Option(help="Seconds allowed per device.")] = 1800,
     connect_timeout: Annotated[int, typer.Option(help="Seconds to wait for an SSH connection.")] = 10,
     keep: KeepOpt = 3,
+    profile: Annotated[bool, typer.Option("--profile", help="Also profile per op on the device "
+                                                            "(into measurements/<device-id>.json).")] = False,
 ) -> None:
     """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
     from edgekiln.compiler.deploy import deploy_command
@@ -175,7 +177,7 @@ def deploy(
     def action() -> None:
         options = _deploy_options(wheels, identity, ssh_config, accept_new_host_keys, connect_timeout,
                                   remote_dir=remote_dir, python=python, runs=runs, threads=threads,
-                                  timeout=timeout, keep=keep)
+                                  timeout=timeout, keep=keep, profile=profile)
         deploy_command(bundle, host or [], inventory, options, parallel)
 
     _run(action)

@@ -34,7 +34,7 @@ def run_profile(path: Path, target: str | None, calib: Path | None, threads: int
         print_profile(result, f"{path} (shipped model, host)", top)
     elif path.suffix == ".tflite":
         figures = resolve_target(target) if target else None
-        result = profile_model("tflite", path.read_bytes(), threads or 1, _sample(calib, path), figures, runs=runs,
+        result = profile_model("tflite", path.read_bytes(), threads or 1, _sample(calib), figures, runs=runs,
                                name=str(path))
         print_profile(result, f"{path} (host)", top)
     else:
@@ -75,7 +75,8 @@ def _source(path: Path, target: str | None, calib: Path | None, threads: int | N
                           "pass --calib DATA (or profile a bundle or a .tflite file)")
     with tempfile.TemporaryDirectory(prefix="edgekiln-profile-") as scratch:
         profiles = {}
-        for name, mode in (("float32", Quantize.none), ("shipped", Quantize(quantize))):
+        plans = (("float32", Quantize.none),) + ((("shipped", Quantize(quantize)),) if quantize != "none" else ())
+        for name, mode in plans:  # a float32 build ships float32: one build is both
             progress(f"Compiling {path.name} ({'float32' if name == 'float32' else 'as a default build'})")
             recipe = Recipe(source=str(path), target=target or "rpi4", calib=str(calib), threads=threads,
                             quantize=mode, output=str(Path(scratch) / name), bench_runs=min(runs, 30))
@@ -84,13 +85,14 @@ def _source(path: Path, target: str | None, calib: Path | None, threads: int | N
             profiles[name] = _bundle(result.output, target, threads, runs)
             profiles[name]["variant"] = result.manifest["quantization"].get("variant", "int8") \
                 if result.manifest["quantization"] else "float32"
+    profiles.setdefault("shipped", profiles["float32"])
     shipped = dict(profiles["shipped"], model=str(path), float32=dict(profiles["float32"], model=str(path)))
     shipped["by_layer"] = layers_side_by_side(profiles["float32"], profiles["shipped"],
-                                              ("float32_ms", f"{shipped['variant']}_ms"))
+                                              ("float32_ms", "shipped_ms"))
     return shipped
 
 
-def _sample(calib: Path | None, path: Path) -> list[np.ndarray] | None:
+def _sample(calib: Path | None) -> list[np.ndarray] | None:
     """The first calibration sample (a .npz with one array per input, or .npy); zeros without --calib."""
     if calib is None:
         return None
