@@ -1,9 +1,7 @@
-"""Per-op time, measured. onnxruntime: its session profiler (each node's kernel_time). LiteRT's Python wheel
-has no profiler: an op's time is prefix k minus prefix k-1 (models cut after k ops, the tensors live at the
-cut their outputs), all timed in turn in each round with the whole model. Each figure is the fastest of its
-rounds (on a shared CPU the least disturbed run). The differences add up to the full prefix minus the empty one;
-that this matches the whole model, timed in the same rounds, checks that cutting did not change the timing.
-"""
+"""Per-op time, measured. onnxruntime: its session profiler (each node's kernel_time). LiteRT's Python wheel has no
+profiler: an op's time is prefix k minus prefix k-1 (models cut after k ops, the tensors live at the cut their
+outputs), each the fastest of rounds timing every prefix and the whole model in turn. The differences add up to
+the full prefix minus the empty one; that this matches the whole model checks that cutting kept the timing."""
 
 from __future__ import annotations
 
@@ -63,10 +61,8 @@ def _rounds(calls: list[Callable], runs: int, batches: int = 4) -> np.ndarray:
     `runs` until a batch no longer lowers the fastest figures by 3 % of their sum (a loaded CPU needs more)."""
     times = np.array([[_timed(call) for call in calls] for _ in range(runs)])
     for _ in range(batches - 1):
-        more = np.vstack([times, [[_timed(call) for call in calls] for _ in range(runs)]])
-        settled = (times.min(axis=0) - more.min(axis=0)).sum() < 0.03 * more.min(axis=0).sum()
-        times = more
-        if settled:
+        fastest, times = times.min(axis=0), np.vstack([times, [[_timed(call) for call in calls] for _ in range(runs)]])
+        if (fastest - times.min(axis=0)).sum() < 0.03 * times.min(axis=0).sum():
             break
     return times
 

@@ -311,7 +311,8 @@ def checked_run(p: dict, args: argparse.Namespace, held: list) -> dict:
     finally:
         shutil.rmtree(p["incoming"], ignore_errors=True)
     return {"facts": facts(p["base"]), "bundle_dir": p["bundle"], "venv": venv, "validation": validation,
-            "latency": latency, "profile": per_op, "packages": versions["packages"], "runtime_version": versions["runtime"],
+            "latency": latency, "profile": per_op, "packages": versions["packages"],
+            "runtime_version": versions["runtime"],
             "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2), "bench": round(t2 - t1, 2)}}
 
 

@@ -105,7 +105,7 @@ def test_a_bundle_and_its_source_profile_the_same_op_list(cli, tiny, tmp_path):
     assert result.exit_code == 0, result.stderr
     bundle = json.loads((tmp_path / "bundle.json").read_text())
     source = run_profile(tiny["keras"], "rpi4", tiny["calib"], None, 5, None, 5, quantize="none")
-    in_order = [sorted(((op["index"], op["name"], op["op"]) for op in p["ops"])) for p in (bundle, source)]
+    in_order = [sorted((op["index"], op["name"], op["op"]) for op in p["ops"]) for p in (bundle, source)]
     assert in_order[0] == in_order[1] and len(in_order[0]) >= 5
     assert [op["name"] for op in manifest["profile"]["ops"]][:3] and \
         {op["name"] for op in manifest["profile"]["ops"]} <= {op["name"] for op in bundle["ops"]}
