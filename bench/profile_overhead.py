@@ -45,11 +45,11 @@ def artifacts(source: Path, work: Path) -> tuple[str, dict[str, bytes], np.ndarr
     recipe = Recipe(source=str(source), target="rpi4", calib=str(calib), quantize=Quantize.int8)
     source_format = detect_format(str(source))
     kind = framework(source_format)
-    graph = load(str(source), source_format, work)
+    graph = load(str(source), source_format, work, batch=1)
     data = load_datasets(recipe, graph.inputs)
     model_format = "onnx" if kind == "onnx" else "tflite"
     ctx = BuildContext(graph, kind, plan(Quantize.int8, model_format, kind, True, "uint8", only="int8"), data.calib,
-                       Judge(graph, data, 1), Criterion(max_drop=None), work, True, "minmax", "uint8", None)
+                       Judge(graph, data, 1), Criterion(max_drop=None), work, True, "minmax", "uint8", 1)
     made = BUILDERS[kind, model_format](ctx)
     sample = next(iter(data.calib.inputs.values()))[:1]
     return model_format, {b.candidate.name: b.model for b in made.built if b.model is not None}, sample
