@@ -39,7 +39,7 @@ def _print_profile(m: dict) -> None:
     """The shipped model's five slowest ops; for a pruned build, each layer's time before and after."""
     from edgekiln.compiler.profile.table import print_layers, print_profile
 
-    if m.get("profile"):
+    if (m.get("profile") or {}).get("ops"):
         print_profile(m["profile"], "where the time goes (shipped model, host; manifest.json `profile`)", top=5)
     per_layer = ((m.get("pruning") or {}).get("measured") or {}).get("per_layer_ms")
     if per_layer:

@@ -13,8 +13,13 @@ BUILD_RUNS = 20  # rounds; every prefix model is timed once per round, so more i
 
 
 def shipped(selection: Any, dataset: Any, threads: int, target: Any, layer_names: list[str]) -> dict:
-    """The manifest's `profile` block of the shipped model."""
-    return block(_profile(selection, dataset, threads, target, layer_names), TOP)
+    """The manifest's `profile` block of the shipped model; a model the profiler cannot cut (an interpreter
+    error) gets the reason instead of failing a build whose bundle is sound."""
+    try:
+        return block(_profile(selection, dataset, threads, target, layer_names), TOP)
+    except (RuntimeError, ValueError, IndexError, KeyError) as exc:
+        return {"method": None, "unavailable": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                "ops": []}
 
 
 def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int, layer_names: list[str]) -> list[dict]:
