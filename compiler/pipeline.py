@@ -76,8 +76,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None) -> BuildResul
         pruning = prune_stage.finish(pruned, graph, selection, data, recipe, target, search.unpruned_reference,
                                      progress)
         progress("Profiling the shipped model op by op")
-        profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target,
-                                        profile_stage.layer_names(graph))
+        profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(recipe, target, source_format, graph, selection, data, measured, memory_mb, notes,
                                pruning, profile)
         progress("Writing the bundle")

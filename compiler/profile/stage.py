@@ -12,19 +12,19 @@ TOP = 10
 BUILD_RUNS = 20  # rounds; every prefix model is timed once per round, so more is slow on big models
 
 
-def shipped(selection: Any, dataset: Any, threads: int, target: Any, layer_names: list[str]) -> dict:
+def shipped(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
     """The manifest's `profile` block of the shipped model; a model the profiler cannot cut (an interpreter
     error) gets the reason instead of failing a build whose bundle is sound."""
     try:
-        return block(_profile(selection, dataset, threads, target, layer_names), TOP)
+        return block(_profile(selection, dataset, threads, target), TOP)
     except (RuntimeError, ValueError, IndexError, KeyError) as exc:
         return {"method": None, "unavailable": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
                 "ops": []}
 
 
-def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int, layer_names: list[str]) -> list[dict]:
+def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int) -> list[dict]:
     """[{layer, unpruned_ms, pruned_ms, ratio}] slowest unpruned layer first: did pruning make the layer faster?"""
-    before, after = (_profile(s, dataset, threads, None, layer_names) for s in (unpruned, pruned))
+    before, after = (_profile(s, dataset, threads, None) for s in (unpruned, pruned))
     return layers_side_by_side(before, after, ("unpruned_ms", "pruned_ms"))
 
 
@@ -37,20 +37,15 @@ def layers_side_by_side(before: dict, after: dict, keys: tuple[str, str] = ("bef
     return sorted(rows, key=lambda r: -r[keys[0]])
 
 
-def layer_names(graph: Any) -> list[str]:
-    """The Keras source's layer names (TFLite tensor names carry them), else none."""
-    keras_model = getattr(graph, "keras_model", None)
-    return [layer.name for layer in keras_model.layers] if keras_model is not None else []
-
-
-def _profile(selection: Any, dataset: Any, threads: int, target: Any, layer_names: list[str]) -> dict:
+def _profile(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
+    """Layers are read from the tensor names alone, as for a bundle, so the build's rows are the bundle's."""
     from edgekiln.runtime.model import Model
 
     with quiet_fds():  # every prefix interpreter would announce XNNPACK on fd 2
         model = Model(selection.format, selection.model, threads, selection.layouts)
         sample = [dataset.inputs[info.name][:1] for info in model.inputs]
         return profile_model(selection.format, selection.model, threads, sample, target, selection.layouts,
-                             layer_names, BUILD_RUNS)
+                             runs=BUILD_RUNS)
 
 
 def _by_layer(profile: dict) -> dict[str, float]:

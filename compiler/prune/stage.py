@@ -222,8 +222,7 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
     threads = threads_for(recipe, target)
     models = [measure.open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
     best = measure.side_by_side(models, data.golden_set, recipe.bench_runs)
-    per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads,
-                                                profile_stage.layer_names(source))
+    per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
     return {**pruned.block, "measured": {
         "compiled_as": compiled.variant, "shipped_as": shipped, **because, "format": selection.format,
