@@ -9,6 +9,7 @@ The JSON shape (`edgekiln profile --json`, the manifest's `profile` block keeps 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -51,6 +52,17 @@ def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, l
     return {"model": name, "format": model_format, "method": measured["method"], "threads": measured["threads"],
             "total_ms": whole, "sum_ms": total, "agreement": agreement(total, whole), "runs": measured["runs"],
             "profile_s": measured["profile_s"], "estimate": _estimate_label(target, estimates), "ops": rows}
+
+
+def on_device(measured: dict, bundle: Path, manifest: dict) -> dict:
+    """A profile measured on a device (`python -m runtime profile --json`) with the static columns added (read
+    from the bundle's model here) and the target's estimate beside the device's own times."""
+    from edgekiln import targets
+
+    model = manifest["model"]
+    target = targets.load(manifest["target"]["name"]) if manifest["target"]["name"] in targets.names() else None
+    device = joined(measured, model["format"], (bundle / model["file"]).read_bytes(), target, [], model["file"])
+    return {**device, "measured_on": "device", "machine": measured.get("machine")}
 
 
 def agreement(sum_ms: float, whole_ms: float) -> dict:

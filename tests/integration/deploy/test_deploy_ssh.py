@@ -79,6 +79,7 @@ def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, w
     assert again["profile"]["method"] == "prefix-differences" and len(ops) == len(_ops_of(bundle))
     assert [op["op"] for op in sorted(ops, key=lambda op: op["index"])] == _ops_of(bundle)
     assert abs(sum(op["ms"] for op in ops) - again["profile"]["sum_ms"]) < 0.01
+    assert again["profile"]["measured_on"] == "device" and sum(op["macs"] for op in ops) > 0  # the host's columns
     assert "reused" in second.stdout and "PASS" in second.stdout
 
     shown = edgekiln("inspect", bundle)
