@@ -19,15 +19,15 @@ from .backends import OnnxBackend, TFLiteBackend, tflite_interpreter_class
 def profile(model_format: str, model_bytes: bytes, threads: int | None, feeds: list, runs: int = 30) -> dict:
     """{method, threads, total_ms (the whole), sum_ms, runs, profile_s, ops: [{index, name, op, ms, share}]}."""
     start = time.perf_counter()
-    method, ops, whole = (_onnx if model_format == "onnx" else _tflite)(model_bytes, threads, feeds, runs)
+    method, ops, whole, rounds = (_onnx if model_format == "onnx" else _tflite)(model_bytes, threads, feeds, runs)
     total = sum(op["ms"] for op in ops)
     for op in ops:
         op.update(ms=round(op["ms"], 5), share=round(op["ms"] / total, 4) if total > 0 else 0.0)
     return {"method": method, "threads": threads, "total_ms": round(whole, 4), "sum_ms": round(total, 4),
-            "runs": runs, "profile_s": round(time.perf_counter() - start, 2), "ops": ops}
+            "runs": rounds, "profile_s": round(time.perf_counter() - start, 2), "ops": ops}
 
 
-def _tflite(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> tuple[str, list, float]:
+def _tflite(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> tuple[str, list, float, int]:
     import flatbuffers
     from ai_edge_litert import schema_py_generated as fb
 
@@ -53,7 +53,7 @@ def _tflite(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> 
              "op": codes.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
                                  model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode), "CUSTOM")}
             for k, (op, step) in enumerate(zip(ops, steps, strict=True))]
-    return "prefix-differences", rows, float(fastest[-1])
+    return "prefix-differences", rows, float(fastest[-1]), len(times)
 
 
 def _rounds(calls: list[Callable], runs: int, batches: int = 4) -> np.ndarray:
@@ -74,7 +74,7 @@ def _timed(call: Callable) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def _onnx(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> tuple[str, list, float]:
+def _onnx(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> tuple[str, list, float, int]:
     with tempfile.TemporaryDirectory() as scratch:
         profiled = OnnxBackend(model_bytes, threads, profile_prefix=os.path.join(scratch, "ort"))
         plain = OnnxBackend(model_bytes, threads)
@@ -87,4 +87,4 @@ def _onnx(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> tu
         rows.setdefault(name, {"index": len(rows), "name": name, "op": args["op_name"], "times": [],
                                "fast_path": f"{args['op_name']} ({args.get('provider')})"})["times"].append(e["dur"])
     return "onnxruntime-profiler", [dict(r, ms=float(np.min(r.pop("times"))) / 1e3) for r in rows.values()], \
-        float(np.min(whole))
+        float(np.min(whole)), len(whole)

@@ -73,7 +73,7 @@ def agreement(sum_ms: float, whole_ms: float) -> dict:
 
 def block(profile: dict, top: int = 10) -> dict:
     """The manifest's `profile` block: method, sum vs whole, the top rows."""
-    keys = ("method", "threads", "total_ms", "sum_ms", "agreement", "runs", "estimate")
+    keys = ("method", "threads", "total_ms", "sum_ms", "agreement", "runs", "profile_s", "estimate")
     return {**{k: profile[k] for k in keys}, "ops_total": len(profile["ops"]), "ops": profile["ops"][:top]}
 
 

@@ -9,7 +9,7 @@ from edgekiln.compiler.profile import block, profile_model
 from edgekiln.compiler.tf_env import quiet_fds
 
 TOP = 10
-BUILD_RUNS = 20  # rounds; every prefix model is timed once per round, so more is slow on big models
+BUILD_RUNS = 10  # rounds per batch (up to 4 batches); every prefix model is timed once a round
 
 
 def shipped(selection: Any, dataset: Any, threads: int, target: Any) -> dict:

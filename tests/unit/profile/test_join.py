@@ -24,7 +24,7 @@ def test_agreement_is_the_ratio_and_its_bound():
 
 
 def test_the_manifest_block_keeps_the_top_rows():
-    profile = {"method": "prefix-differences", "threads": 1, "total_ms": 2.0, "sum_ms": 2.1,
+    profile = {"method": "prefix-differences", "threads": 1, "total_ms": 2.0, "sum_ms": 2.1, "profile_s": 0.5,
                "agreement": agreement(2.1, 2.0), "runs": 30, "estimate": None, "ops": _rows(1.0, 0.6, 0.5)}
     kept = block(profile, top=2)
     assert [op["name"] for op in kept["ops"]] == ["op0", "op1"] and kept["ops_total"] == 3
