@@ -34,7 +34,7 @@ system-packages:
 	@sh tests/system_packages.sh $(SYSTEM_PACKAGES)
 
 test: install system-packages
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 # ruff (style, and no bare `compiler` / `runtime` / `targets` imports) and mypy (pyproject.toml [tool.mypy]).
 lint: install

@@ -4,15 +4,18 @@ synthetic failure cases: the candidate table of each build, then the choice re-t
     .venv/bin/python bench/bench_auto.py [--target rpi4] [--runs 210] [--cases mnist_cnn,spread,...]
 
 Each case goes through the same candidate search `edgekiln build` runs by default for the target: every
-format the target runs (TFLite and ONNX for rpi4) in one table. It prints that table (size, host p50,
-fidelity, XNNPACK pieces, verdict), then re-times the fastest float32, each format's plain int8 and the
-auto choice in interleaved rounds at 1 and 2 threads, with the ratios auto/float32 and auto/int8 (plain
-int8 of the chosen format). Host figures only: no target claims.
+format the target runs (TFLite and ONNX for rpi4) in one table. It prints that table (size, host p50, the
+target's estimate side by side, fidelity, XNNPACK pieces, verdict), the variant the rule ships for the
+target (on its evidence: the estimate when this host's arch differs) and for x86-64 (host timing, over the
+same table), then re-times the fastest float32, each format's plain int8 and the auto choice in
+interleaved rounds at 1 and 2 threads, with the ratios auto/float32 and auto/int8 (plain int8 of the
+chosen format). Host timings are measured; the target column is the cost model's estimate.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -26,6 +29,7 @@ from edgekiln.compiler.measure import open_model  # noqa: E402
 from edgekiln.compiler.pipeline import Search, resolve_target  # noqa: E402
 from edgekiln.compiler.recipe import Recipe  # noqa: E402
 from edgekiln.compiler.search import formats  # noqa: E402
+from edgekiln.compiler.search.choose import Criterion, Evidence, decide  # noqa: E402
 from edgekiln.compiler.search.judge import interleaved_latency  # noqa: E402
 from edgekiln.compiler.search.select import Selection  # noqa: E402
 from edgekiln.compiler.tf_env import import_keras  # noqa: E402
@@ -52,16 +56,35 @@ def _sources(work: Path, names: list[str]) -> dict[str, dict]:
     return sources
 
 
-def _table(selection: Selection) -> None:
-    print(f"  {'variant':26}{'bytes':>9}{'p50 ms':>9}{'SQNR dB':>9}{'top-1':>7}{'acc %':>7}{'pieces':>7}  verdict")
+def _table(selection: Selection, target: str) -> None:
+    print(f"  {'variant':26}{'bytes':>9}{'host p50':>9}{target + ' est':>10}{'SQNR dB':>9}{'top-1':>7}{'acc %':>7}"
+          f"{'pieces':>7}  verdict")
     for row in selection.rows:
         sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f}"
         accuracy = "-" if row.accuracy is None else f"{row.accuracy:.1f}"
         agreement = "-" if row.agreement is None else f"{row.agreement:.3f}"
         verdict = selection.choice.verdicts.get(row.name, "baseline") if selection.choice else "chosen"
         p50 = "-" if row.p50_ms is None else f"{row.p50_ms:.3f}"
-        print(f"  {row.name:26}{row.bytes:>9,}{p50:>9}{sqnr:>9}{agreement:>7}{accuracy:>7}"
+        estimate = "-" if row.estimate_ms is None else f"{row.estimate_ms:.3f}"
+        print(f"  {row.name:26}{row.bytes:>9,}{p50:>9}{estimate:>10}{sqnr:>9}{agreement:>7}{accuracy:>7}"
               f"{row.pieces if row.pieces is not None else '-':>7}  {verdict}")
+
+
+def _choices(selection: Selection, target: str) -> None:
+    """The variant shipped for the target (its evidence) and for x86-64 (host timing, same table)."""
+    q = selection.block
+    evidence = q["evidence"]
+    host = evidence.get("host_would_choose")
+    print(f"  chosen for --target {target}: {q['variant']} (by the {evidence['label']}"
+          + (f"; host timing would have chosen {host})" if host and host != q["variant"] else ")"))
+    verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
+    competing = [r for r in selection.rows if not verdicts[r.name].startswith(("baseline (not", "not eligible"))]
+    budget = re.match(r"accuracy drop <= ([0-9.]+) points", q["criterion"])
+    criterion = Criterion(max_drop=float(budget.group(1)) if budget else None)
+    yardstick = next(r for r in selection.rows if r.name == q["yardstick"])
+    on_host = decide(competing, criterion, yardstick if yardstick.p50_ms is not None else None,
+                     Evidence("host", "x86-64"))
+    print(f"  chosen for --target x86-64 (same table, host timing): {on_host.chosen.name}")
 
 
 def _names(selection: Selection) -> dict[str, str]:
@@ -111,7 +134,8 @@ def main() -> None:
             rows = {r.name: r for r in selection.rows}
             print(f"\n== {name}: {graph.params:,} params; {args.target}; candidates timed in one build at 2 "
                   f"threads; accurate enough = {selection.block['criterion']}")
-            _table(selection)
+            _table(selection, args.target)
+            _choices(selection, args.target)
             chosen = next(r for r in selection.rows if r.name == selection.block["variant"])
             plain = rows.get(f"{chosen.format}:int8") or rows.get("int8")
             if plain is not None:

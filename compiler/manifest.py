@@ -80,7 +80,9 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
                   "inputs": measured.inputs, "outputs": measured.outputs},
         "baseline": {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
                      "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
-                     "target_estimate": estimate.target_estimate(target, selection.baseline_stats.records)},
+                     "target_estimate": estimate.target_estimate(
+                         target, selection.baseline_stats.records, selection.format,
+                         selection.reference.details.get("coverage"))},
         "size": {"source_bytes": source_bytes, "baseline_bytes": len(selection.baseline),
                  "model_bytes": len(selection.model),
                  "ratio": _ratio(len(selection.model), len(selection.baseline), 4)},
@@ -89,7 +91,8 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
         "fidelity": measured.fidelity,
         "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
                     "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
-                    "target_estimate": estimate.target_estimate(target, selection.model_stats.records),
+                    "target_estimate": estimate.target_estimate(target, selection.model_stats.records, selection.format,
+                                                                selection.block.get("coverage")),
                     "device": []},
         "profile": profile,
         "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
@@ -163,10 +166,16 @@ def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[s
         notes.append(f"op(s) {', '.join(selection.model_stats.float_ops)} have no int8 kernel: the converter left "
                      "them in float32 between DEQUANTIZE/QUANTIZE, so the model is not fully integer")
     compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
-    if mode is not Quantize.none and compiled > base * SLOWER_MARGIN:
+    evidence = selection.block.get("evidence") or {"kind": "host"}
+    if mode is not Quantize.none and compiled > base * SLOWER_MARGIN and evidence["kind"] != "host":
+        notes.append(f"{mode} is slower than the float32 baseline on this host (p50 {compiled:.3f} ms vs "
+                     f"{base:.3f} ms); it was chosen by the {evidence['label']}, which this host does not measure")
+    elif mode is not Quantize.none and compiled > base * SLOWER_MARGIN:
         notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
                      f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize auto or none"
                      + (" or float16" if selection.format == "tflite" else ""))
+    if evidence.get("warning"):
+        notes.append(evidence["warning"])
     accuracy = measured.accuracy
     if accuracy is not None and not accuracy["within_budget"]:
         notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "

@@ -122,13 +122,21 @@ def print_candidates(q: dict) -> None:
     from rich import box
 
     labelled = any(row["accuracy"] is not None for row in q["candidates"])
+    evidence = q.get("evidence") or {}
+    estimated = any(row.get("estimate_ms") is not None for row in q["candidates"])
+    on_device = any(row.get("device_p50_ms") is not None for row in q["candidates"])
+    target = evidence.get("target") or "target"
     table = Table(title=f"candidates (--quantize {q['requested']})", box=box.SIMPLE_HEAD, pad_edge=False)
-    columns = ("variant", "kB", "p50 ms", "SQNR", "top-1", *(("acc %",) if labelled else ()), "parts", "verdict")
+    columns = ("variant", "kB", "host p50 ms", *((f"{target} est. ms",) if estimated else ()),
+               *((f"{target} p50 ms",) if on_device else ()), "SQNR", "top-1", *(("acc %",) if labelled else ()),
+               "parts", "verdict")
     for column in columns:
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right",
                          no_wrap=column != "verdict")
     for row in q["candidates"]:
         cells = [row["name"], f"{row['bytes'] / 1000:.1f}", _opt(row["p50_ms"], "{:.3f}"),
+                 *((_opt(row.get("estimate_ms"), "{:.3f}"),) if estimated else ()),
+                 *((_opt(row.get("device_p50_ms"), "{:.3f}"),) if on_device else ()),
                  "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}", _opt(row["agreement"], "{:.3f}"),
                  *((_opt(row["accuracy"], "{:.2f}"),) if labelled else ()), _opt(row["pieces"], "{}"),
                  row.get("short", row["verdict"])]
@@ -138,7 +146,9 @@ def print_candidates(q: dict) -> None:
     console.print(f"[dim]accurate enough = {q['criterion']}; p50 on this host, {q['timing']['threads']} thread(s), "
                   f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
                   f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
-                  f"Nx = N times {q.get('yardstick', 'float32')}'s p50[/dim]")
+                  f"Nx = N times {q.get('yardstick', 'float32')}'s {evidence.get('label', 'host p50')}[/dim]")
+    if evidence.get("warning"):
+        console.print(f"[bold yellow]WARNING:[/bold yellow] {evidence['warning']}")
     if q.get("data"):
         console.print(f"[dim]tuned on {q['data']['tuned_on']}; judged on {q['data']['judged_on']}[/dim]")
     compared = q.get("formats") or {}
@@ -149,10 +159,23 @@ def print_candidates(q: dict) -> None:
     for variant, why in q.get("failed", {}).items():  # a candidate that failed dropped out of the table
         console.print(f"[yellow]{variant} failed and is not in the table:[/yellow] {escape(why)}")
     console.print(f"chosen: {q['reason']}")
+    console.print(f"decided by: {decision_line(q)}")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
         console.print(f"[dim]{of}:[/dim] {cause}")
+
+
+def decision_line(q: dict) -> str:
+    """Which evidence decided, and what host timing alone would have chosen."""
+    evidence = q.get("evidence") or {"kind": "host", "label": "host p50"}
+    if evidence["kind"] == "host":
+        return "host timing (the target shares this host's arch, or has no estimate)" if not evidence.get("warning") \
+            else "host timing: " + evidence["warning"]
+    host = evidence.get("host_would_choose")
+    agrees = "" if host is None else ("; host timing agrees" if host == q["variant"] else
+                                      f"; host timing would have chosen {host}")
+    return f"chosen by the {evidence['label']} (margin {evidence['margin'] - 1:.0%}){agrees}"
 
 
 def _origin(origin: str) -> str:

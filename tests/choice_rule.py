@@ -2,7 +2,8 @@
 
 Which candidate is fastest is decided by timing on the host that runs the test, so it differs between
 machines (AVX-512/VNNI or not, Intel or AMD). What must hold everywhere: the variant the manifest names
-is the one `choose.pick` gives over the rows the manifest recorded as competing.
+is the one `choose.pick` gives over the rows the manifest recorded as competing, on the evidence the
+manifest says decided (host timing, the target's estimate, or device timing).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from edgekiln.compiler.search.choose import Criterion, Row, pick
+from edgekiln.compiler.search.choose import Criterion, Evidence, Row, pick
+from edgekiln.compiler.search.judge import Quality, fidelity_key
 
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 
@@ -44,8 +46,35 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     assert rows, "no competing row was recorded"
     # pick compares rows by identity: the yardstick is the competing row itself when it competed
     baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
-    choice = pick(rows, recorded_criterion(q), baseline if baseline and baseline.p50_ms is not None else None)
+    recorded = q.get("evidence") or {"kind": "host", "target": ""}
+    evidence = Evidence(recorded["kind"], recorded["target"], recorded.get("warning"))
+    ranked = baseline if baseline and evidence.latency(baseline) is not None and baseline.p50_ms is not None else None
+    choice = pick(rows, recorded_criterion(q), ranked, evidence)
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
     assert verdicts[q["variant"]] == "chosen"
     assert all(verdicts[r.name] == choice.verdicts[r.name] for r in rows)
+
+
+def assert_refinements_not_below_plain_int8(quantization: dict, prefix: str = "tflite:") -> None:
+    """Every built int8 refinement row (int8+...) is at least as faithful as the plain int8 row: top-1
+    agreement, then SQNR (search/faithful.py), on the table the build recorded."""
+    rows = {row["name"].removeprefix(prefix): row for row in quantization["candidates"]
+            if row["name"].startswith(prefix) or ":" not in row["name"]}
+    plain = rows["int8"]
+
+    def key(row: dict) -> tuple:
+        return fidelity_key(Quality(row.get("sqnr_db"), row.get("agreement")))
+
+    refined = [name for name in rows if name.startswith("int8+")]
+    assert refined, "no int8 refinement was built"
+    for name in refined:
+        assert key(rows[name]) >= key(plain), (name, rows[name], plain)
+
+
+def host_choice(manifest: dict) -> str:
+    """What host timing alone gives over the recorded table (the manifest records it beside the choice)."""
+    q = manifest["quantization"]
+    rows = competing_rows(q)
+    base = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
+    return pick(rows, recorded_criterion(q), base if base and base.p50_ms is not None else None).chosen.name

@@ -2,6 +2,9 @@
 
 spread_bn   conv -> ReLU -> BatchNormalization whose scales span 1000x -> conv that compensates them (so the
             small channels matter): plain int8 crushes the small channels of the BN's standalone MUL.
+cifar_cnn   a Keras-2-era CIFAR CNN as a Sequential: Conv (valid) -> ReLU -> BatchNormalization blocks with MaxPool
+            and Dropout between, raw 0..255 input, the first BN's scales spread 0.04 .. 31.5 (as measured on a
+            pretrained one): the BN-after-ReLU rewrites must reach it through pools, dropout and Flatten.
 activation  conv / depthwise conv blocks with PReLU or HardSwish, whose int8 kernels are not in XNNPACK.
 
 The inputs are noisy draws around a few smooth random prototypes (the classes), each conv is scaled to unit
@@ -81,6 +84,50 @@ def spread_bn(keras: Any, seed: int = 0, compensation: float = 0.5) -> tuple[Any
     normalise(keras, model, x)
     fit_head(keras, model, head, x, labels)
     return model, x
+
+
+def cifar_cnn(keras: Any, seed: int = 0, compensation: float = 0.75) -> tuple[Any, np.ndarray]:
+    """[Conv 3x3 valid -> ReLU -> BN -> MaxPool -> Dropout] x 2 -> Flatten -> Dense -> ReLU -> BN -> Dropout
+    -> Dense softmax, on raw 0..255 images.
+
+    Each BN's moving statistics are its input's (as training leaves them); the first BN's scales span
+    0.04 .. 31.5 and the next conv's input channels are divided by scale ** compensation (spread_bn).
+    """
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    layers = keras.layers
+    model = keras.Sequential([
+        keras.Input((SIZE, SIZE, 3), name="image"),
+        layers.Conv2D(16, 3, name="conv1"), layers.Activation("relu", name="relu1"),
+        layers.BatchNormalization(name="bn1"), layers.MaxPooling2D(name="pool1"), layers.Dropout(0.25, name="drop1"),
+        layers.Conv2D(32, 3, name="conv2"), layers.Activation("relu", name="relu2"),
+        layers.BatchNormalization(name="bn2"), layers.MaxPooling2D(name="pool2"), layers.Dropout(0.25, name="drop2"),
+        layers.Flatten(name="flatten"), layers.Dense(32, name="fc"), layers.Activation("relu", name="relu3"),
+        layers.BatchNormalization(name="bn3"), layers.Dropout(0.5, name="drop3"),
+        layers.Dense(10, activation="softmax", name="probs")], name="cifar_cnn")
+    x, labels = images(rng, 192)
+    x = x * 255.0
+    gammas = {"bn1": np.geomspace(0.04, 31.5, 16)[rng.permutation(16)], "bn2": rng.uniform(0.5, 2.0, 32),
+              "bn3": rng.uniform(0.5, 2.0, 32)}
+    normalise(keras, model, x)
+    _trained_bn(keras, model, "bn1", gammas["bn1"], x, rng)
+    conv2 = model.get_layer("conv2")
+    kernel, bias = conv2.get_weights()
+    conv2.set_weights([kernel / gammas["bn1"].reshape(1, 1, -1, 1).astype(np.float32) ** compensation, bias])
+    normalise(keras, model, x)  # conv2 again: its input changed
+    for name in ("bn2", "bn3"):
+        _trained_bn(keras, model, name, gammas[name], x, rng)
+    fit_head(keras, model, model.get_layer("probs"), x, labels)
+    return model, x.astype(np.float32)
+
+
+def _trained_bn(keras: Any, model: Any, name: str, gamma: np.ndarray, x: np.ndarray, rng: np.random.Generator) -> None:
+    """The BN's moving mean and variance are its input's on x (as training leaves them), with scales gamma."""
+    bn = model.get_layer(name)
+    seen = keras.Model(model.inputs, bn.input).predict(x, verbose=0)
+    seen = seen.reshape(-1, seen.shape[-1])
+    bn.set_weights([gamma.astype(np.float32), rng.normal(0, 0.1, gamma.size).astype(np.float32),
+                    seen.mean(axis=0), seen.var(axis=0) + 1e-3])
 
 
 def activation(keras: Any, kind: str, seed: int = 0, size: int = 32,

@@ -11,6 +11,9 @@ class OpRecord:
 
     dtype: the compute type: the weight's dtype for weighted ops, else the first input's.
     weight_bytes: constant inputs (weights, biases); activation_bytes: other inputs + outputs.
+    input_dtype: the first non-constant input's dtype ("const" when every input is a constant: the op
+        runs once at load time; "" unknown, taken as `dtype`). An int8-weight op with float input is
+        dynamic-range (hybrid).
     """
 
     op: str
@@ -18,6 +21,7 @@ class OpRecord:
     macs: int
     weight_bytes: int
     activation_bytes: int
+    input_dtype: str = ""
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.analyze import GraphStats
+from edgekiln.compiler.analyze import GraphStats, OpRecord
 
 _FLOATS = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -29,7 +29,45 @@ def onnx_stats(model_bytes: bytes) -> GraphStats:
             uses.setdefault(name, []).append((node.op_type, position))
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if _is_weight(t, uses.get(t.name, [])))
     macs = sum(_macs(node, shapes) for node in model.graph.node)
-    return GraphStats(int(params), int(macs), dict(Counter(n.op_type for n in model.graph.node)))
+    return GraphStats(int(params), int(macs), dict(Counter(n.op_type for n in model.graph.node)),
+                      records=_records(model, shapes))
+
+
+def _records(model: Any, shapes: dict[str, list[int]]) -> tuple[OpRecord, ...]:
+    """Per-node records for the latency estimate, as onnxruntime runs a QDQ model: its QDQ transformer
+    fuses DequantizeLinear -> op -> QuantizeLinear into an integer kernel, so a node fed by
+    DequantizeLinear computes in int8 and the activation Q/DQ nodes between such ops vanish; only
+    those at the graph's inputs and outputs stay. A DequantizeLinear of a weight runs at load."""
+    constants = {t.name: t for t in model.graph.initializer}
+    producer = {out: node for node in model.graph.node for out in node.output}
+    boundary = {v.name for v in [*model.graph.input, *model.graph.output]}
+    int8 = {n.output[0] for n in model.graph.node if n.op_type in _QDQ} | \
+        {name for name, t in constants.items() if t.data_type in (2, 3)}  # UINT8, INT8
+
+    def size(name: str) -> int:
+        dims = shapes.get(name, [])
+        return int(np.prod(dims)) * (1 if name in int8 else 4) if dims and 0 not in dims else 0
+
+    def dequantized(name: str) -> bool:
+        node = producer.get(name)
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    records = []
+    for node in model.graph.node:
+        names = [n for n in node.input if n]
+        weights = [n for n in names if n in constants or (dequantized(n) and producer[n].input[0] in constants)]
+        variable = [n for n in names if n not in weights]
+        if node.op_type in _QDQ:
+            if variable and not {*variable, *node.output} & boundary:
+                continue  # fused into the integer kernel beside it
+            input_dtype = "const" if not variable else "float32"
+        else:
+            input_dtype = "int8" if variable and dequantized(variable[0]) else "float32" if variable else "const"
+        dtype = "int8" if (weights and dequantized(weights[0])) or input_dtype == "int8" else "float32"
+        act = sum(size(n) for n in [*variable, *node.output])
+        records.append(OpRecord(node.op_type, dtype, _macs(node, shapes), sum(size(n) for n in weights), act,
+                                input_dtype))
+    return tuple(records)
 
 
 def onnx_arena_bytes(model_bytes: bytes) -> int:

@@ -72,7 +72,10 @@ def _record(op: dict, tensors: dict[int, Any], constants: set[int]) -> OpRecord:
     activation_bytes = sum(_bytes(tensors[i]) for i in [*inputs, *op["outputs"]] if i not in constants)
     weighted = op["op_name"] in _WEIGHTED and len(inputs) > 1
     dtype_of = tensors[inputs[1] if weighted else inputs[0]]["dtype"] if inputs else np.float32
-    return OpRecord(op["op_name"], np.dtype(dtype_of).name, _macs(op, tensors), weight_bytes, activation_bytes)
+    variable = [i for i in inputs if i not in constants]
+    input_dtype = np.dtype(tensors[variable[0]]["dtype"]).name if variable else "const"
+    return OpRecord(op["op_name"], np.dtype(dtype_of).name, _macs(op, tensors), weight_bytes, activation_bytes,
+                    input_dtype)
 
 
 def _bytes(tensor: dict) -> int:

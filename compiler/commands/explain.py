@@ -108,9 +108,18 @@ def print_explanation(result: dict) -> None:
     outside = ", ".join(f"{op} x{n}" for op, n in c["outside_fast_path"].items()) or "none"
     console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
                   f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
-    applied = (result["rewrites"] or {}).get("applied", [])
-    console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
+    _print_rewrites(result["rewrites"] or {})
     console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
+
+
+def _print_rewrites(rewrites: dict) -> None:
+    """Which exact rewrites apply to which layers, and which were found but left, with the reason."""
+    applied = rewrites.get("applied", [])
+    console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
+    if rewrites.get("dropped"):
+        console.print(f"  {rewrites['dropped']}")
+    for why in rewrites.get("not_applied", []):
+        console.print(f"  not applied: {why}")
 
 
 def _print_nodes(d: dict, int8: dict) -> None:

@@ -49,6 +49,7 @@ def _print_bundle(path: Path, m: dict) -> None:
     if estimate:
         console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
                       f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
+    _candidate_lines(m["quantization"] or {})
     for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
         console.print(line, markup=False, soft_wrap=True)  # one device, one line, whatever the width
     if "accuracy" in m:
@@ -65,6 +66,20 @@ def _print_bundle(path: Path, m: dict) -> None:
     _io_table(model["inputs"], model["outputs"])
     for warning in m.get("warnings", []):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
+
+
+def _candidate_lines(q: dict) -> None:
+    """Per candidate, the host p50 beside the target's estimate (and device p50), then the decision line."""
+    from edgekiln.compiler.summary import decision_line
+
+    if len(q.get("candidates", [])) < 2:
+        return
+    target = (q.get("evidence") or {}).get("target") or "target"
+    for row in q["candidates"]:
+        device = f", {target} device p50 {row['device_p50_ms']} ms" if row.get("device_p50_ms") is not None else ""
+        console.print(f"  {row['name']}: host p50 {row['p50_ms']} ms, {target} estimate {row.get('estimate_ms')} ms"
+                      f"{device}; {row.get('short', row['verdict'])}", markup=False)
+    console.print(f"  decided by: {decision_line(q)}", markup=False)
 
 
 def _variant_line(q: dict) -> str:

@@ -10,10 +10,21 @@ rate is the target's per-core multiply-accumulate throughput for float or int8 k
 the op's weights plus its input and output activations. The figures live in the target's TOML
 (`[estimate]`), fitted by bench/fit_estimate.py to published measurements (the anchors), with
 the error band measured on those anchors; the estimate is labelled `method: "estimate"`.
+
+Per op class and dtype (OP_CLASSES, and `BASIS` says what each rule rests on):
+- conv, depthwise, fully connected: compute at the fitted rate of their compute dtype. int8 weights
+  with float input (dynamic range) compute in float; float16 weights are dequantized at load (a
+  DEQUANTIZE of a constant costs nothing at run time) and run at the float32 rate.
+- elementwise, pooling, resize, layout, conversions: bytes moved at the fitted bandwidth.
+- an op outside the XNNPACK fast path (the candidate's measured coverage) runs on LiteRT's built-in
+  kernels: on one thread, SLOW_KERNEL_FACTOR times XNNPACK's float32 time of the op (measured on a build
+  host: no published Pi figure gives it), and each extra XNNPACK piece is one more
+  DELEGATE node (one more op overhead, as in the fit: the anchors' DELEGATE nodes are costed the same).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -22,6 +33,40 @@ from edgekiln.targets import Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
 _INT8_TYPES = {"int8", "uint8", "int16"}  # integer kernels; float16 weights are dequantized to float32
+_MAC_CLASSES = {"conv", "depthwise", "fully_connected"}
+OP_CLASSES = {
+    **dict.fromkeys(("CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "Conv", "ConvTranspose", "QLinearConv"), "conv"),
+    "DEPTHWISE_CONV_2D": "depthwise",
+    **dict.fromkeys(("FULLY_CONNECTED", "BATCH_MATMUL", "Gemm", "MatMul", "QLinearMatMul"), "fully_connected"),
+    **dict.fromkeys(("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "GlobalAveragePool", "AveragePool", "MaxPool",
+                     "ReduceMean"), "pooling"),
+    **dict.fromkeys(("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "Resize", "Upsample"), "resize"),
+    **dict.fromkeys(("RESHAPE", "SQUEEZE", "TRANSPOSE", "CONCATENATION", "PAD", "SLICE", "STRIDED_SLICE",
+                     "Reshape", "Squeeze", "Transpose", "Concat", "Pad", "Slice", "Flatten"), "layout"),
+    **dict.fromkeys(("QUANTIZE", "DEQUANTIZE", "QuantizeLinear", "DequantizeLinear"), "conversion"),
+    "DELEGATE": "partition",
+}  # anything else is elementwise (activations, ADD, MUL, SOFTMAX, ...)
+# Measured on a build host (AMD EPYC, AVX2, no VNNI) by bench/slow_kernels.py; no published figure on a
+# Pi exists. One thread, one 32x32x64 tensor, int8 on LiteRT's built-in kernels vs the same op in float32
+# on XNNPACK, two runs: HARD_SWISH 32.8x / 22.5x, PRELU 27.3x / 30.8x, ADD 12.7x / 10.0x, medians 27.3x
+# and 22.5x; their mean is charged on the op's float32-sized bytes (the built-in int8 kernels are
+# compute-bound: their time follows elements, not int8 bytes).
+SLOW_KERNEL_FACTOR = 25.0
+_ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2}
+BASIS = {
+    "conv": "fitted int8 / float32 rates (the anchors are conv + depthwise + FC networks: one rate each dtype)",
+    "depthwise": "the conv rate: no published per-op figure separates depthwise from conv",
+    "fully_connected": "the conv rate: no published per-op figure separates FC from conv",
+    "elementwise": "bytes at the fitted bandwidth: no published per-op figure",
+    "pooling": "bytes at the fitted bandwidth: no published per-op figure",
+    "resize": "bytes at the fitted bandwidth: no published per-op figure",
+    "dynamic_range": "float32 rate (int8 weights, float activations): no published Pi figure supports a faster one",
+    "float16": "float32 rate: float16 weights are dequantized at load",
+    "outside_fast_path": f"built-in kernels on one thread, {SLOW_KERNEL_FACTOR:g}x XNNPACK's float32 time of the op "
+                         "(measured on a build host by bench/slow_kernels.py; no published Pi figure) + one op "
+                         "overhead per extra piece",
+    "onnx": "onnxruntime on the target: the LiteRT-fitted figures; no published onnxruntime Pi figure supports them",
+}
 
 
 @dataclass(frozen=True)
@@ -37,14 +82,34 @@ class CostBreakdown:
         return self.compute_ms + self.memory_ms + self.overhead_ms
 
 
-def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int) -> CostBreakdown:
-    """The cost model above; compute_ms / memory_ms split each op's time by which bound won."""
+def op_class(op: str) -> str:
+    return OP_CLASSES.get(op, "elementwise")
+
+
+def computes_in_int8(op: OpRecord) -> bool:
+    """Integer kernels: int8 weights (or input) and no float input (dynamic range computes in float)."""
+    return op.dtype in _INT8_TYPES and (op.input_dtype in _INT8_TYPES or op.input_dtype == "")
+
+
+def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
+               outside_fast_path: dict[str, int] | None = None) -> CostBreakdown:
+    """The cost model above; compute_ms / memory_ms split each op's time by which bound won.
+
+    outside_fast_path: op name -> how many nodes of it run on the built-in kernels (the measured
+    coverage); the first ones of that name are taken (nodes of one op share their kernel's support)."""
     n_eff = 1 + (max(threads, 1) - 1) * figures.thread_efficiency
+    slow = Counter(outside_fast_path or {})
     compute = memory = overhead = 0.0
     for op in records:
-        rate = figures.int8_gmacs_per_core if op.dtype in _INT8_TYPES else figures.fp32_gmacs_per_core
-        t_compute = op.macs / (rate * 1e9 * n_eff)
-        t_memory = (op.weight_bytes + op.activation_bytes) / (figures.bandwidth_gbs * 1e9)
+        if op.op in ("DEQUANTIZE", "DequantizeLinear") and op.input_dtype == "const":
+            continue  # float16 / QDQ weights: dequantized once, at load
+        outside = slow[op.op] > 0
+        slow[op.op] -= outside
+        rate = figures.int8_gmacs_per_core if computes_in_int8(op) else figures.fp32_gmacs_per_core
+        factor, cores = (SLOW_KERNEL_FACTOR, 1.0) if outside else (1.0, n_eff)
+        scale = 4 / _ITEMSIZE.get(op.dtype, 4) if outside else 1.0  # float32-sized bytes (see above)
+        t_compute = op.macs * factor / (rate * 1e9 * cores)
+        t_memory = (op.weight_bytes + op.activation_bytes) * scale * factor / (figures.bandwidth_gbs * 1e9)
         if t_compute >= t_memory:
             compute += t_compute
         else:
@@ -53,21 +118,36 @@ def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int) -> 
     return CostBreakdown(compute * 1e3, memory * 1e3, overhead * 1e3)
 
 
-def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int) -> list[float]:
-    """Each op's estimated time in ms, in the records' order: the cost model applied to one op at a time."""
-    return [predict_ms([record], figures, threads).total_ms for record in records]
+def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
+              outside: Iterable[bool] | None = None) -> list[float]:
+    """Each op's estimated time in ms, in the records' order: the cost model applied to one op at a time;
+    outside[i] charges op i at the built-in kernels' rate (it runs outside the fast path)."""
+    records = list(records)
+    flags = list(outside) if outside is not None else [False] * len(records)
+    return [predict_ms([record], figures, threads, {record.op: 1} if slow else None).total_ms
+            for record, slow in zip(records, flags, strict=True)]
 
 
-def target_estimate(target: Target, records: Iterable[OpRecord]) -> dict | None:
+def candidate_ms(target: Target, model_format: str, records: Iterable[OpRecord],
+                 coverage: dict | None = None) -> float | None:
+    """A candidate's estimated latency on the target (None without figures or per-op records)."""
+    records = tuple(records)
+    if target.estimate is None or not records:
+        return None
+    outside = (coverage or {}).get("outside_fast_path") if model_format == "tflite" else None
+    return round(predict_ms(records, target.estimate, target.default_threads, outside).total_ms, 4)
+
+
+def target_estimate(target: Target, records: Iterable[OpRecord], model_format: str = "tflite",
+                    coverage: dict | None = None) -> dict | None:
     """The manifest's latency.target_estimate, or None for a target without estimate figures."""
     figures = target.estimate
     records = tuple(records)
-    # The figures were fitted on LiteRT/XNNPACK anchors; an artifact without per-op records (ONNX
-    # for now) gets no estimate rather than a number the anchors do not support.
     if figures is None or not records:
         return None
     threads = target.default_threads
-    cost = predict_ms(records, figures, threads)
+    outside = (coverage or {}).get("outside_fast_path") if model_format == "tflite" else None
+    cost = predict_ms(records, figures, threads, outside)
     # The band: every anchor's error e = estimate / published - 1 lay in [lo, hi], so the
     # device's time lies in [estimate / (1 + hi), estimate / (1 + lo)] as far as the anchors tell.
     lo, hi = figures.error_band
@@ -76,6 +156,23 @@ def target_estimate(target: Target, records: Iterable[OpRecord]) -> dict | None:
             "threads": threads, "model": MODEL,
             "breakdown_ms": {"compute": round(cost.compute_ms, 3), "memory": round(cost.memory_ms, 3),
                              "overhead": round(cost.overhead_ms, 3)},
-            "basis": figures.basis_text(), "error_band": [lo, hi],
+            "basis": figures.basis_text() + ("; " + BASIS["onnx"] if model_format == "onnx" else ""),
+            "per_op_basis": _bases(records, model_format, bool(outside)), "error_band": [lo, hi],
             "fitted_on": list(figures.fitted_on), "held_out": list(figures.held_out),
             "sources": list(figures.sources)}
+
+
+def _bases(records: tuple[OpRecord, ...], model_format: str, any_outside: bool) -> dict[str, str]:
+    """What the rate of each op class present in the model rests on."""
+    classes = {op_class(r.op) for r in records} & set(BASIS)
+    bases = {c: BASIS[c] for c in sorted(classes)}
+    weighted = [r for r in records if op_class(r.op) in _MAC_CLASSES]
+    if any(r.dtype in _INT8_TYPES and not computes_in_int8(r) for r in weighted):
+        bases["dynamic_range"] = BASIS["dynamic_range"]
+    if any(r.op == "DEQUANTIZE" and r.dtype == "float16" for r in records):
+        bases["float16"] = BASIS["float16"]
+    if any_outside:
+        bases["outside_fast_path"] = BASIS["outside_fast_path"]
+    if model_format == "onnx":
+        bases["onnx"] = BASIS["onnx"]
+    return bases

@@ -12,12 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.rewrite import bias_correction, bn_act, equalize, fold_bn
+from edgekiln.compiler.rewrite import bias_correction, bn_act, equalize, fold_bn, shift_forward
 from edgekiln.compiler.rewrite.work import WorkingModel
 
 EXACT_PASSES = {
     "fold_bn": fold_bn.run,                   # conv -> BN
-    "bn_through_activation": bn_act.run,      # conv -> ReLU/PReLU -> BN
+    "bn_through_activation": bn_act.run,      # conv -> ReLU/PReLU (-> MaxPool/Dropout) -> BN: the scale
+    "shift_forward": shift_forward.run,       # BN left as a shift -> MaxPool/Dropout/Flatten -> conv/dense bias
     "equalize": equalize.run,                 # conv -> ... -> conv with channel ranges orders of magnitude apart
 }
 EXACT_TOLERANCE = 1e-5  # max |rewritten - source| relative to max |source| over the check samples
@@ -32,32 +33,39 @@ class Rewritten:
     notes: tuple[str, ...]
     exact_max_diff: float
     dropped: str = ""
+    not_applied: tuple[str, ...] = ()  # what a pass found but left, and why
 
     @property
     def changed(self) -> bool:
         return bool(self.notes)
 
     def to_dict(self) -> dict:
-        data = {"applied": list(self.notes), "exact_passes_max_rel_diff": float(f"{self.exact_max_diff:.3g}")}
+        data = {"applied": list(self.notes), "not_applied": list(self.not_applied),
+                "exact_passes_max_rel_diff": float(f"{self.exact_max_diff:.3g}")}
         return dict(data, dropped=self.dropped) if self.dropped else data
 
 
 def apply(model: Any, inputs: Any, correct_bias: bool = True) -> Rewritten:
     """Run every exact pass, check the float outputs did not move, then bias correction (optional)."""
     work = WorkingModel(model)
-    if work.shared:
-        return Rewritten(model, (), 0.0)  # a layer called twice has one set of weights for two roles
-    notes = [f"{name}: {note}" for name, run in EXACT_PASSES.items() for note in run(work)]
+    if work.shared:  # a layer called twice has one set of weights for two roles
+        return Rewritten(model, (), 0.0, not_applied=("all: a layer is called more than once in the model",))
+    notes, skipped = [], []
+    for name, run in EXACT_PASSES.items():
+        before = len(work.skipped)
+        notes += [f"{name}: {note}" for note in run(work)]
+        skipped += [f"{name}: {why}" for why in work.skipped[before:]]
     rewritten = work.to_keras() if notes else model
     inputs = _head(inputs, CHECK_SAMPLES)
     diff = relative_diff(model, rewritten, inputs)
     if not diff <= EXACT_TOLERANCE:  # a bug in a pass must not ship (NaN included): keep the source model
-        return Rewritten(model, (), diff, f"rewrites dropped: they moved the float outputs by {diff:.2g}")
+        return Rewritten(model, (), diff, f"rewrites dropped: they moved the float outputs by {diff:.2g}",
+                         tuple(skipped))
     if correct_bias:
         corrected, more = bias_correction.run(rewritten, inputs)
         if all_finite(corrected):  # else the exact rewrites stand alone
             rewritten, notes = corrected, notes + [f"bias_correction: {note}" for note in more]
-    return Rewritten(rewritten, tuple(notes), diff)
+    return Rewritten(rewritten, tuple(notes), diff, not_applied=tuple(skipped))
 
 
 def all_finite(model: Any) -> bool:

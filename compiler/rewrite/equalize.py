@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekiln.compiler.rewrite.bn import channels_last_bn
 from edgekiln.compiler.rewrite.work import (
     LayerState,
     WorkingModel,
-    channels_last_bn,
     fused_activation,
     input_ranges,
     kernel_kind,

@@ -7,10 +7,9 @@ Only when the conv has no activation of its own and the BN is its output's only 
 
 from __future__ import annotations
 
+from edgekiln.compiler.rewrite.bn import bn_affine, channels_last_bn
 from edgekiln.compiler.rewrite.work import (
     WorkingModel,
-    bn_affine,
-    channels_last_bn,
     fused_activation,
     kernel_kind,
     scale_outputs,

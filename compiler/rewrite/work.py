@@ -12,8 +12,13 @@ from typing import Any
 
 import numpy as np
 
+from edgekiln.compiler.rewrite.bn import identity_bn, set_bn_affine
+
 # Layers that compute y = x @ W + b along the channel axis (kernel axis -2 = input channels).
 LINEAR = {"Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D"}
+# Layers that are y = x at inference (the converter drops them); the passes look through them.
+IDENTITY = {"Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
+            "GaussianNoise", "AlphaDropout"}
 
 
 @dataclass
@@ -24,8 +29,13 @@ class LayerState:
     kind: str
     config: dict[str, Any]
     weights: dict[str, np.ndarray] = field(default_factory=dict)
-    rank: int = 0  # rank of the layer's output, batch included
-    identity: bool = False  # rewritten into a no-op (the converter drops it)
+    shape: tuple[int | None, ...] = ()  # the layer's output shape in the model, batch excluded
+    identity: bool = False  # y = x at inference (Dropout), or rewritten into a no-op: the converter drops it
+
+    @property
+    def rank(self) -> int:
+        """Rank of the layer's output, batch included (0 when it is not called in the model)."""
+        return len(self.shape) + 1 if self.shape else 0
 
 
 class WorkingModel:
@@ -36,19 +46,20 @@ class WorkingModel:
         self.layers: dict[str, LayerState] = {}
         self.inputs_of: dict[str, list[str]] = {}
         self.consumers: dict[str, list[str]] = {}
+        self.skipped: list[str] = []  # what a pass found but left, and why (explain lists them)
+        nodes, self.shared = graph_nodes(model)
         for layer in model.layers:
             self.layers[layer.name] = LayerState(layer.name, type(layer).__name__, layer.get_config(),
                                                  {w.name: np.array(w.numpy()) for w in layer.weights},
-                                                 _rank(layer), type(layer).__name__ == "Identity")
-            nodes = layer._inbound_nodes  # noqa: SLF001  (Keras' only record of the functional graph)
-            sources = [t._keras_history.operation.name for t in nodes[0].input_tensors] if nodes else []  # noqa: SLF001
-            self.inputs_of[layer.name] = sources
-            self.consumers.setdefault(layer.name, [])
-            for source in sources:
-                self.consumers.setdefault(source, []).append(layer.name)
+                                                 _shape(nodes.get(layer.name)), type(layer).__name__ in IDENTITY)
+        for name, node in ((n, node) for n, node in nodes.items() if n in self.layers):
+            sources = [t._keras_history.operation.name for t in node.input_tensors]  # noqa: SLF001
+            self.inputs_of[name] = [s for s in sources if s in self.layers]  # a Sequential's Input is no layer
+            self.consumers.setdefault(name, [])
+            for source in self.inputs_of[name]:
+                self.consumers.setdefault(source, []).append(name)
         for state in self.layers.values():
-            state.identity = state.identity or _identity_bn(state)
-        self.shared = any(len(layer._inbound_nodes) > 1 for layer in model.layers)  # noqa: SLF001
+            state.identity = state.identity or identity_bn(state)
         self.output_layers = {t._keras_history.operation.name for t in model.outputs}  # noqa: SLF001
 
     def sole_consumer(self, name: str) -> str | None:
@@ -80,11 +91,8 @@ class WorkingModel:
         It stays a BatchNormalization rather than becoming an Identity layer: Keras re-calls every layer
         with the original call's keyword arguments (`training`, `mask`), which Identity does not take.
         """
-        state = self.layers[name]
-        set_bn_shift(state, np.zeros(state.weights["moving_mean"].shape, np.float32))
-        state.config["center"] = False
-        del state.weights["beta"]
-        state.identity = True
+        set_bn_affine(self.layers[name], None, None)
+        self.layers[name].identity = True
 
     def to_keras(self) -> Any:
         """A new Keras model from the edited configs and weights."""
@@ -103,19 +111,32 @@ class WorkingModel:
         return rebuilt
 
 
-def _identity_bn(state: LayerState) -> bool:
-    """A BatchNormalization an earlier rewrite turned into a no-op (no scale, no shift, mean 0, var 1 - eps)."""
-    if state.kind != "BatchNormalization" or state.config.get("scale") or state.config.get("center"):
-        return False
-    w = state.weights
-    return not np.any(w["moving_mean"]) and np.allclose(w["moving_variance"], 1.0 - state.config["epsilon"])
+def graph_nodes(model: Any) -> tuple[dict[str, Any], bool]:
+    """Each layer's call that is part of this model (walking back from its outputs), and whether a layer
+    is called more than once within it.
+
+    A layer's `_inbound_nodes` may also hold calls from outside the model: a Sequential loaded from a
+    Keras 2 `.h5` is built twice (from its config's input shape, then again when loaded), so each of its
+    layers has two nodes of which one belongs to the model; counting nodes called every layer shared.
+    """
+    nodes: dict[str, Any] = {}
+    calls: dict[str, set[int]] = {}
+    stack = list(model.outputs)
+    while stack:
+        history = stack.pop()._keras_history  # noqa: SLF001
+        operation, index = history.operation, history.node_index
+        if index in calls.setdefault(operation.name, set()):
+            continue
+        calls[operation.name].add(index)
+        nodes[operation.name] = operation._inbound_nodes[index]  # noqa: SLF001
+        stack.extend(nodes[operation.name].input_tensors)
+    return nodes, any(len(indices) > 1 for indices in calls.values())
 
 
-def _rank(layer: Any) -> int:
-    try:
-        return len(layer.output.shape)
-    except (AttributeError, ValueError):  # a layer without a single symbolic output
-        return 0
+def _shape(node: Any) -> tuple[int | None, ...]:
+    """The node's output shape without the batch axis (() when the layer is not called in the model)."""
+    outputs = node.output_tensors if node is not None else []
+    return tuple(outputs[0].shape[1:]) if len(outputs) == 1 else ()
 
 
 def kernel_kind(state: LayerState) -> str | None:
@@ -154,19 +175,6 @@ def scale_inputs(state: LayerState, s: np.ndarray) -> None:
     state.weights["kernel"] = (kernel * s.reshape(-1, 1)).astype(np.float32)
 
 
-def input_shift_in_bias(state: LayerState, t: np.ndarray) -> bool:
-    """Edits in place: absorb x -> x + t (per input channel) into the bias; False when that is not exact.
-
-    W (x + t) = W x + sum_i W[..., i, o] t_i, except where zero padding meets a kernel wider than 1:
-    the padded border would see 0 where the shifted input had t.
-    """
-    kernel = state.weights["kernel"]
-    if state.kind != "Dense" and state.config.get("padding") == "same" and any(k > 1 for k in kernel.shape[:-2]):
-        return False
-    set_kernel_and_bias(state, out_view(state), bias(state) + input_contribution(state, kernel, t))
-    return True
-
-
 def input_contribution(state: LayerState, kernel: np.ndarray, x: np.ndarray) -> np.ndarray:
     """Per output channel, what a constant input x (per input channel) adds through `kernel` (layer's layout)."""
     weighted = kernel * x.reshape(-1, 1)                  # [..., in, out-or-multiplier]
@@ -187,31 +195,6 @@ def input_ranges(state: LayerState) -> np.ndarray:
     return np.abs(kernel).reshape(kernel.shape[0], -1).max(axis=1)
 
 
-def bn_affine(state: LayerState) -> tuple[np.ndarray, np.ndarray]:
-    """A BatchNormalization layer as y = s * x + t per channel (inference mode)."""
-    w, eps = state.weights, state.config["epsilon"]
-    inv_std = 1.0 / np.sqrt(w["moving_variance"].astype(np.float64) + eps)
-    gamma = w.get("gamma", np.ones_like(inv_std))
-    beta = w.get("beta", np.zeros_like(inv_std))
-    s = gamma * inv_std
-    return s, beta - w["moving_mean"] * s
-
-
-def set_bn_shift(state: LayerState, t: np.ndarray) -> None:
-    """Edits in place: the BatchNormalization becomes y = x + t (no scale: the converter emits one ADD)."""
-    eps = state.config["epsilon"]
-    state.config.update(scale=False, center=True)
-    state.weights = {"beta": t.astype(np.float32), "moving_mean": np.zeros_like(t, np.float32),
-                     "moving_variance": np.full_like(t, 1.0 - eps, np.float32)}
-
-
-def channels_last_bn(state: LayerState) -> bool:
-    """A BatchNormalization over the last axis (the only kind the passes rewrite)."""
-    axis = state.config.get("axis", -1)
-    axis = axis[0] if isinstance(axis, list | tuple) and len(axis) == 1 else axis
-    return state.kind == "BatchNormalization" and not state.identity and axis in (-1, state.rank - 1)
-
-
 def positively_homogeneous(state: LayerState) -> bool:
     """f(s * x) = s * f(x) for every per-channel s > 0: ReLU without cap or threshold, leaky ReLU, PReLU."""
     config = state.config
@@ -228,9 +211,9 @@ def fused_activation(state: LayerState) -> str:
 
 
 def shift_through(state: LayerState) -> bool:
-    """g(x + t) = g(x) + t for a per-channel t: pooling, dropout, identity."""
-    return state.kind in ("Identity", "Dropout", "MaxPooling1D", "MaxPooling2D", "GlobalAveragePooling1D",
-                          "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D")
+    """g(x + t) = g(x) + t for a per-channel t: max pooling (pads with -inf), global pooling, y = x layers."""
+    return state.identity or state.kind in ("MaxPooling1D", "MaxPooling2D", "GlobalAveragePooling1D",
+                                            "GlobalAveragePooling2D", "GlobalMaxPooling1D", "GlobalMaxPooling2D")
 
 
 def scale_through(state: LayerState) -> bool:

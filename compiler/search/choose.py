@@ -1,19 +1,30 @@
-"""Which measured variant to ship: the fastest that is accurate enough, size then fidelity breaking ties.
+"""Which measured variant to ship: the fastest on the target that is accurate enough, size then fidelity
+breaking ties.
 
 Pure logic over a measured candidate table (no TensorFlow, no timing), so the rule is unit-tested on
 tables. "Accurate enough" is the accuracy budget (--max-drop) when labelled evaluation data was given,
 else a fidelity floor on held-back calibration samples. float32 always meets it, so the choice is never
-slower than float32 beyond the host's noise margin.
+slower than float32 beyond the evidence's margin.
+
+"Fastest" reads the best evidence of the target's latency there is (`evidence_for`): timings measured on
+the device, else the target's cost-model estimate of every candidate when the build host's arch differs
+from the target's, else host timing. Each kind has its own margin: two timings within a few percent are
+run-to-run noise; two estimates within their error band are a tie the cost model cannot break.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
 SLOWER_MARGIN = 1.05  # below 5% two host p50s are within this shared host's run-to-run noise
 SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
+# Per evidence kind, the ratio below which two latencies are the same. Device timings are interleaved
+# rounds like the host's; two estimates of variants of one graph share most of the model's error (the
+# same ops, the same figures), so what separates them is the per-op rate ratios, fitted only to +-10%.
+MARGINS = {"device": 1.05, "estimate": 1.10, "host": SLOWER_MARGIN}
+KINDS = ("device", "estimate", "host")  # best first
 
 
 class Faithfulness(Protocol):
@@ -72,6 +83,8 @@ class Row:
     accuracy_drop: float | None = None
     pieces: int | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    estimate_ms: float | None = None  # the target's cost-model estimate of this candidate
+    device_p50_ms: float | None = None  # measured on the device (build --device)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -80,18 +93,76 @@ class Row:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """Which latency the rule reads (kind: device, estimate or host), for which target, with its margin;
+    warning: why a better kind could not be used."""
+
+    kind: str = "host"
+    target: str = ""
+    warning: str | None = None
+
+    @property
+    def margin(self) -> float:
+        return MARGINS[self.kind]
+
+    @property
+    def label(self) -> str:
+        """How the reason names it: "host p50", "rpi4 estimate", "rpi4 device p50"."""
+        return {"host": "host p50", "estimate": f"{self.target} estimate",
+                "device": f"{self.target} device p50"}[self.kind]
+
+    def latency(self, row: Row) -> float | None:
+        return {"host": row.p50_ms, "estimate": row.estimate_ms, "device": row.device_p50_ms}[self.kind]
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "target": self.target, "margin": self.margin, "label": self.label,
+                "warning": self.warning}
+
+
+HOST = Evidence()
+
+
+def evidence_for(rows: list[Row], target: str, target_arch: str, host_arch: str, has_estimate: bool) -> Evidence:
+    """The best evidence every row has: device timings, else (the host's arch differs from the target's)
+    the target's estimate, else host timing; with a warning when the estimate was wanted but missing."""
+    if rows and all(r.device_p50_ms is not None for r in rows):
+        return Evidence("device", target)
+    if target_arch == host_arch:
+        return Evidence("host", target)
+    if has_estimate and all(r.estimate_ms is not None for r in rows):
+        return Evidence("estimate", target)
+    missing = "has no estimate figures" if not has_estimate else "has no estimate for every candidate"
+    return Evidence("host", target, f"target {target} ({target_arch}) {missing}: candidates were ranked by "
+                                    f"timing on this {host_arch} host, which need not rank them as the target would")
+
+
+@dataclass(frozen=True)
 class Choice:
-    """The chosen row, why, and a verdict for every row (in full, and in a few words for a table)."""
+    """The chosen row, why, and a verdict for every row (in full, and in a few words for a table).
+
+    host_choice: what host timing alone would have chosen, when another kind of evidence decided."""
 
     chosen: Row
     reason: str
     verdicts: dict[str, str]
     short: dict[str, str] = field(default_factory=dict)
+    evidence: Evidence = HOST
+    host_choice: str | None = None
 
 
-def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None) -> Choice:
-    """The fastest row meeting the criterion; within SLOWER_MARGIN of it, the smallest (within SIZE_MARGIN),
-    then the most faithful, then the smallest exactly.
+def decide(rows: list[Row], criterion: Criterion, baseline: Row | None, evidence: Evidence) -> Choice:
+    """pick() on `evidence`, noting what host timing alone would have chosen (when every row was timed)."""
+    choice = pick(rows, criterion, baseline, evidence)
+    if evidence.kind == "host" or len(rows) == 1 or any(r.p50_ms is None for r in rows):
+        return choice
+    host = pick(rows, criterion, baseline if baseline is not None and baseline.p50_ms is not None else None).chosen
+    agrees = "host timing agrees" if host.name == choice.chosen.name else f"host timing would have chosen {host.name}"
+    return replace(choice, host_choice=host.name, reason=f"{choice.reason}; chosen by the {evidence.label}; {agrees}")
+
+
+def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None, evidence: Evidence = HOST) -> Choice:
+    """The fastest row meeting the criterion by `evidence`; within its margin of it, the smallest (within
+    SIZE_MARGIN), then the most faithful, then the smallest exactly.
 
     `baseline` (float32) is only quoted in the reason; it competes only if it is among `rows`.
     """
@@ -101,74 +172,89 @@ def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None) -> 
         short = "" if criterion.meets(only) else \
             f"; it does not meet {criterion.describe()}: {criterion.shortfall(only)}"
         return Choice(only, f"{only.name}: the only eligible candidate{short}", {only.name: "chosen"},
-                      {only.name: "chosen"})
+                      {only.name: "chosen"}, evidence)
     if not eligible:  # only when even float32 fails: ship the most faithful and say so
         best = max(rows, key=_sqnr)
         return Choice(best, f"no candidate meets {criterion.describe()}; {best.name} is the most faithful",
                       {r.name: "chosen" if r is best else criterion.shortfall(r) for r in rows},
-                      {r.name: "chosen" if r is best else "not accurate enough" for r in rows})
-    fastest = min(eligible, key=_p50)
-    tied = [r for r in eligible if _p50(r) <= _p50(fastest) * SLOWER_MARGIN]
+                      {r.name: "chosen" if r is best else "not accurate enough" for r in rows}, evidence)
+    t = _Table(evidence)
+    fastest = min(eligible, key=t.ms)
+    tied = [r for r in eligible if t.ms(r) <= t.ms(fastest) * evidence.margin]
     smallest = min(r.bytes for r in tied)
     # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
     chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN), key=lambda r: (_sqnr(r), -r.bytes))
-    verdicts = {r.name: _verdict(r, chosen, criterion, tied, baseline) for r in rows}
-    return Choice(chosen, _reason(chosen, rows, criterion, verdicts, baseline), verdicts,
-                  {r.name: _short(r, chosen, criterion, tied, baseline) for r in rows})
+    verdicts = {r.name: t.verdict(r, chosen, criterion, tied, baseline) for r in rows}
+    return Choice(chosen, t.reason(chosen, rows, criterion, verdicts, baseline), verdicts,
+                  {r.name: t.short(r, chosen, criterion, tied, baseline) for r in rows}, evidence)
 
 
-def _short(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
-    """The verdict in a few words, for the CLI table."""
-    words = []
-    if row is chosen:
-        words.append("chosen")
-    elif not criterion.meets(row):
-        words.append("over budget" if criterion.max_drop is not None else "below floor")
-    elif row not in tied:
-        words.append("slower")
-    elif row.bytes > chosen.bytes * SIZE_MARGIN:
-        words.append("larger")
-    else:
-        words.append("less faithful" if _sqnr(row) < _sqnr(chosen) else "tie")
-    if baseline is not None and row is not baseline and _p50(row) > _p50(baseline) * SLOWER_MARGIN:
-        words.append(f"{_p50(row) / _p50(baseline):.1f}x")  # the table's legend: times the baseline's p50
-    return "; ".join(words)
+@dataclass(frozen=True)
+class _Table:
+    """The verdicts and the reason, worded for the evidence that ranked the rows."""
 
+    evidence: Evidence
 
-def _verdict(row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
-    if row is chosen:
-        return "chosen"
-    slower = baseline is not None and row is not baseline and _p50(row) > _p50(baseline) * SLOWER_MARGIN
-    versus = f"{_p50(row) / _p50(baseline):.2f}x slower than {baseline.name}" if slower and baseline else ""
-    why = f" ({row.notes[0]})" if versus and row.notes else ""
-    if not criterion.meets(row):
-        return criterion.shortfall(row) + (f"; {versus}{why}" if versus else "")
-    if versus:
-        return versus + why
-    if row not in tied:
-        return f"slower ({_p50(row) / _p50(chosen):.2f}x the chosen p50)"
-    if row.bytes > chosen.bytes * SIZE_MARGIN:
-        return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
-    if _sqnr(row) < _sqnr(chosen):
-        return "as fast and as small, less faithful"
-    return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
+    def ms(self, row: Row) -> float:
+        """A ranked row's latency (pick only compares rows that have one: an un-raced row is alone)."""
+        value = self.evidence.latency(row)
+        assert value is not None, f"{row.name} has no {self.evidence.label}"
+        return value
 
+    def slower(self, row: Row, than: Row | None) -> bool:
+        if than is None or row is than or self.evidence.latency(row) is None or self.evidence.latency(than) is None:
+            return False
+        return self.ms(row) > self.ms(than) * self.evidence.margin
 
-def _reason(chosen: Row, rows: list[Row], criterion: Criterion, verdicts: dict[str, str],
-            baseline: Row | None) -> str:
-    base = f" vs {baseline.name} {_p50(baseline):.3f} ms" if baseline is not None and baseline is not chosen else ""
-    speed = f"; p50 {_p50(chosen):.3f} ms{base}"
-    text = f"{chosen.name}: the fastest candidate (within {SLOWER_MARGIN - 1:.0%} noise; then smallest) " \
-           f"that meets {criterion.describe()}{speed}"
-    others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]
-    return text + ("; " + "; ".join(others) if others else "")
+    def short(self, row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
+        """The verdict in a few words, for the CLI table."""
+        words = []
+        if row is chosen:
+            words.append("chosen")
+        elif not criterion.meets(row):
+            words.append("over budget" if criterion.max_drop is not None else "below floor")
+        elif row not in tied:
+            words.append("slower")
+        elif row.bytes > chosen.bytes * SIZE_MARGIN:
+            words.append("larger")
+        else:
+            words.append("less faithful" if _sqnr(row) < _sqnr(chosen) else "tie")
+        if baseline is not None and self.slower(row, baseline):
+            words.append(f"{self.ms(row) / self.ms(baseline):.1f}x")  # the legend: times the baseline's latency
+        return "; ".join(words)
+
+    def verdict(self, row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
+        if row is chosen:
+            return "chosen"
+        by = "" if self.evidence.kind == "host" else f" by the {self.evidence.label}"
+        slower = baseline is not None and self.slower(row, baseline)
+        versus = f"{self.ms(row) / self.ms(baseline):.2f}x slower than {baseline.name}{by}" \
+            if slower and baseline else ""
+        why = f" ({row.notes[0]})" if versus and row.notes else ""
+        if not criterion.meets(row):
+            return criterion.shortfall(row) + (f"; {versus}{why}" if versus else "")
+        if versus:
+            return versus + why
+        what = "p50" if self.evidence.kind == "host" else self.evidence.label
+        if row not in tied:
+            return f"slower ({self.ms(row) / self.ms(chosen):.2f}x the chosen {what})"
+        if row.bytes > chosen.bytes * SIZE_MARGIN:
+            return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
+        if _sqnr(row) < _sqnr(chosen):
+            return "as fast and as small, less faithful"
+        return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
+
+    def reason(self, chosen: Row, rows: list[Row], criterion: Criterion, verdicts: dict[str, str],
+               baseline: Row | None) -> str:
+        base = f" vs {baseline.name} {self.ms(baseline):.3f} ms" if baseline is not None and baseline is not chosen \
+            else ""
+        what = "p50" if self.evidence.kind == "host" else self.evidence.label
+        noise = "noise" if self.evidence.kind != "estimate" else "the estimate's error"
+        text = f"{chosen.name}: the fastest candidate (within {self.evidence.margin - 1:.0%} {noise}; then " \
+               f"smallest) that meets {criterion.describe()}; {what} {self.ms(chosen):.3f} ms{base}"
+        others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]
+        return text + ("; " + "; ".join(others) if others else "")
 
 
 def _sqnr(row: Faithfulness) -> float:
     return math.inf if row.sqnr_db is None else row.sqnr_db
-
-
-def _p50(row: Row) -> float:
-    """A raced row's p50 (pick only compares rows it raced: an un-raced one is alone)."""
-    assert row.p50_ms is not None, f"{row.name} was not timed"
-    return row.p50_ms

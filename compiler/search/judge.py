@@ -101,9 +101,15 @@ def _raw(sample: Dataset, model: Model, info: Any) -> np.ndarray:
 
 def rank(quality: Quality, criterion: Criterion) -> tuple:
     """How calibration trials and refinements are ranked, both formats alike: meets the criterion, then the
-    smaller accuracy drop, then the higher SQNR."""
-    sqnr = np.inf if quality.sqnr_db is None else quality.sqnr_db
-    return criterion.meets(quality), -(quality.accuracy_drop or 0.0), sqnr
+    smaller accuracy drop, then the higher top-1 agreement, then the higher SQNR (a higher SQNR with fewer
+    samples agreeing is the less faithful model to a user who reads top-1)."""
+    return (criterion.meets(quality), *fidelity_key(quality))
+
+
+def fidelity_key(quality: Quality) -> tuple[float, float, float]:
+    """Larger is more faithful; a figure a model does not have (no labels, no classes) counts as a tie."""
+    return (-(quality.accuracy_drop or 0.0), 1.0 if quality.agreement is None else quality.agreement,
+            float("inf") if quality.sqnr_db is None else quality.sqnr_db)
 
 
 def quality_dict(quality: Quality) -> dict:

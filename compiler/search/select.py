@@ -8,6 +8,7 @@ built: it is what "slower" is measured against), `--quantize auto` every variant
 
 from __future__ import annotations
 
+import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -16,14 +17,16 @@ from typing import Any
 from edgekiln.compiler import analyze
 from edgekiln.compiler.analyze import GraphStats
 from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, TargetError
 from edgekiln.compiler.measure import open_model
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import onnx, tflite, tflite_from_onnx
 from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, Built, Plan, plan
-from edgekiln.compiler.search.choose import Choice, Criterion, Row, pick
+from edgekiln.compiler.search.choose import Choice, Criterion, Evidence, Row, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
 from edgekiln.compiler.search.judge import ROUND_MS, Judge, interleaved_latency
+from edgekiln.targets import Target
 
 # (framework of the working graph, artifact format) -> the builder of that format's candidates.
 # Keras -> TFLite goes through TensorFlow's converter, ONNX -> TFLite through onnx2tf, * -> ONNX
@@ -95,7 +98,7 @@ class Selection:
 
 
 def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path, activation_type: str, only: str | None = None) -> Selection:
+           workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is
@@ -103,6 +106,8 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     and listed in the manifest; the float32 baselines stay (they are the yardstick).
     only: build just this variant (and what it is built from) and ship it when it was built, e.g. the
     unpruned reference of a pruned build made the way the shipped variant was.
+    target: whose latency the choice is for: each candidate gets the target's estimate, and the rule reads
+    it when the build host's arch differs from the target's (choose.evidence_for).
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
@@ -124,15 +129,19 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     ready = {key: b for key, b in ready.items() if key not in refused}
     eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only, _identical_to_int8(built, only))
     rows = _rows(ready, judge, data, max(1, recipe.bench_runs // ROUNDS), threads, timed=len(eligible_names) > 1)
+    rows = [replace(r, estimate_ms=_estimate(target, ready[r.name])) for r in rows] if target else rows
     timed = [r for r in rows if r.p50_ms is not None]
-    yardstick = min((r for r in rows if r.name in baselines), key=_p50)  # the fastest float32
-    choice = pick([r for r in rows if r.name in eligible_names], criterion, yardstick if timed else None)
+    competing = [r for r in rows if r.name in eligible_names]
+    evidence = _evidence(competing, target)
+    yardstick = min((r for r in rows if r.name in baselines), key=lambda r: _ms(evidence, r))  # the fastest float32
+    choice = decide(competing, criterion, yardstick if timed else None, evidence)
     chosen = ready[choice.chosen.name]
     baseline = ready[_key(chosen.candidate.format, BASELINE, len(formats) > 1)]
     block = _block(recipe, criterion, choice, rows, built, diagnoses, chosen, max(1, recipe.bench_runs // ROUNDS),
                    threads)
     block["data"] = _data_note(data, judge, len(rows))
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
+    block["evidence"] = dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)
     for row in block["candidates"]:
         if row["name"] in unrunnable and row["verdict"] != "chosen":  # a float32 baseline the target cannot run
             row.update(verdict=f"not eligible: {unrunnable[row['name']]}", short="target can't run it")
@@ -145,8 +154,21 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
                      ready)
 
 
-def _p50(row: Row) -> float:
-    return row.p50_ms if row.p50_ms is not None else 0.0
+def _ms(evidence: Evidence, row: Row) -> float:
+    value = evidence.latency(row)
+    return value if value is not None else 0.0
+
+
+def _estimate(target: Target, built: Built) -> float | None:
+    """The target's cost-model estimate of one candidate, from its per-op records and measured coverage."""
+    records = analyze.stats(built.candidate.format, built.model or b"").records
+    return estimate.candidate_ms(target, built.candidate.format, records, built.details.get("coverage"))
+
+
+def _evidence(rows: list[Row], target: Target | None) -> Evidence:
+    if target is None:
+        return Evidence()
+    return evidence_for(rows, target.name, target.arch, platform.machine(), target.estimate is not None)
 
 
 def _identical_to_int8(built: dict[str, Built], only: str | None) -> bool:

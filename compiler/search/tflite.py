@@ -7,6 +7,7 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
   int8+fallback  int8+rewrites with the int8 ops that leave XNNPACK kept in float;
   int8+fallback+layers  that, and the layers with the worst error kept in float too, more of them until the
                  accuracy criterion holds (built only when int8+fallback does not meet it).
+A refinement less faithful on the tuning samples than the candidate it refines is dropped (search/faithful.py).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.faithful import never_less_faithful
 from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
 from edgekiln.compiler.tf_env import quiet_fds
 
@@ -43,6 +45,8 @@ class Int8Base:
     calibrated: bytes
     notes: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
+    quality: Quality | None = None  # on the tuning samples
+    rewrites: bool = True           # the Keras rewrites were tried (SavedModel sources have none)
 
 
 def build(ctx: BuildContext) -> Builds:
@@ -76,16 +80,56 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
     if len(int8s) > 1:
         methods = calibrate.METHODS if calibration == "auto" else (calibration,)
         try:
-            tuned = _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods)
+            def tuned_with(correct_bias: bool, rewrites: bool, methods: tuple[str, ...] = methods) -> Int8Base:
+                return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods, correct_bias,
+                                   rewrites)
+
+            tuned = _no_worse_base(tuned_with, judge("tflite", plain_model), judge.check.size) \
+                if graph.keras_model is not None else tuned_with(True, False)
 
             def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
-                method = (tuned.details["calibration"],)
-                return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, method, False)
+                return tuned_with(False, tuned.rewrites, (tuned.details["calibration"],))
 
             built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
+            built = _guarded(int8s, built, judge)
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
             built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
+
+
+# Tried in turn while the tuned base is less faithful than plain int8: bias correction is not exact (it
+# assumes the expected rounding error), and an exact rewrite can still move ranges the wrong way for int8.
+BASE_RETRIES = ((False, True, "without bias correction"), (False, False, "without rewrites"))
+
+
+def _no_worse_base(tuned_with: Callable[[bool, bool], Int8Base], plain: Quality, samples: int) -> Int8Base:
+    """The rewritten, tuned base; when it is less faithful than plain int8 on the tuning samples, the same
+    without bias correction, then without rewrites (the refinements all build on this base)."""
+    base, why = tuned_with(True, True), ""
+    for correct_bias, rewrites, label in BASE_RETRIES:
+        why = never_less_faithful(base.quality or plain, plain, "int8", samples)
+        if not why:
+            return base
+        base = tuned_with(correct_bias, rewrites)
+        base.notes.insert(0, f"{label}: otherwise {why.removeprefix('dropped: ')}")
+    return base
+
+
+def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge) -> dict[str, Built]:
+    """Each refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
+    tuning samples: never less faithful, or dropped with the reason (search/faithful.py)."""
+    standing, kept = ("int8", judge("tflite", built["int8"].model or b"")), dict(built)
+    for candidate in int8s[1:]:
+        refined = built.get(candidate.name)
+        if refined is None or refined.model is None:
+            continue
+        quality = judge("tflite", refined.model)
+        why = never_less_faithful(quality, standing[1], standing[0], judge.check.size)
+        if why:
+            kept[candidate.name] = Built(candidate, None, (why, *refined.notes))
+        else:
+            standing = (candidate.name, quality)
+    return kept
 
 
 def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
@@ -129,12 +173,12 @@ def sample_feeds(calib: Dataset) -> list[dict[str, np.ndarray]]:
 
 def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], judge: Judge,
                 criterion: Criterion, workdir: Path, int8_io: bool, methods: tuple[str, ...],
-                correct_bias: bool = True) -> Int8Base:
-    """Rewrite the Keras model (when there is one), calibrate it, and keep the most faithful ranges."""
+                correct_bias: bool = True, rewrites: bool = True) -> Int8Base:
+    """Rewrite the Keras model (when there is one and `rewrites`), calibrate it, keep the most faithful ranges."""
     source, notes, details = graph.saved_model_dir, [], {}  # type: tuple[Any, list[str], dict[str, Any]]
     if graph.keras_model is None:
         notes.append("no rewrites: a SavedModel source has no Keras layers to rewrite")
-    else:
+    elif rewrites:
         inputs = rewrite.model_inputs(graph.keras_model, calib.inputs)
         try:
             rewritten = rewrite.apply(graph.keras_model, inputs, correct_bias=correct_bias)
@@ -156,7 +200,7 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
     details["calibration"] = best
     details["calibration_trials"] = {m: quality_dict(q) for m, (_, q) in tried.items()}
     notes.append(f"{best} calibration")
-    return Int8Base(tried[best][0], notes, details)
+    return Int8Base(tried[best][0], notes, details, tried[best][1], rewrites)
 
 
 def _describe(quality: Quality) -> str:

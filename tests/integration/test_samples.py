@@ -8,7 +8,7 @@ import pytest
 
 from edgekiln.compiler.pipeline import build
 from edgekiln.compiler.recipe import Recipe
-from tests.choice_rule import assert_choice_obeys_rule
+from tests.choice_rule import assert_choice_obeys_rule, assert_refinements_not_below_plain_int8
 from tests.conftest import SAMPLES
 from tests.integration.conftest import run_runtime
 
@@ -58,6 +58,7 @@ def test_sample_auto_build_obeys_the_choice_rule(tmp_path):
     assert {"onnx:float32", "onnx:dynamic", "onnx:int8"} <= {n for n in rows if n.startswith("onnx:")}
     assert q["not_built"]["tflite:int8+fallback+layers"] == ("not needed: the int8 model meets the criterion "
                                                              "without float layers")
+    assert_refinements_not_below_plain_int8(q)
     assert_choice_obeys_rule({"quantization": q})  # which row won is this host's timing; the rule holds
     chosen = rows[q["variant"]]
     assert chosen["p50_ms"] <= min(rows["tflite:float32"]["p50_ms"], rows["onnx:float32"]["p50_ms"]) * SLOWER_MARGIN

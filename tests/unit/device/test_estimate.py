@@ -94,3 +94,49 @@ def test_targets_command_shows_each_targets_anchor_error(monkeypatch):
     assert "estimate error" in result.output
     for name in ("rpi4", "rpi3", "rpi5", "x86-64"):
         assert estimate_error(targets.load(name)) in result.output
+
+
+def test_an_int8_op_outside_the_fast_path_costs_the_slow_kernels_on_one_thread():
+    from edgekiln.compiler.device.estimate import SLOW_KERNEL_FACTOR
+
+    swish = OpRecord("HARD_SWISH", "int8", 0, 0, 4_000_000, "int8")
+    fast = predict_ms([swish], FIGURES, 4)
+    slow = predict_ms([swish], FIGURES, 4, {"HARD_SWISH": 1})
+    # int8 bytes are charged as float32-sized: the built-in kernels' time follows elements
+    assert slow.memory_ms == pytest.approx(fast.memory_ms * SLOW_KERNEL_FACTOR * 4)
+    assert slow.overhead_ms == fast.overhead_ms  # the extra piece is its own DELEGATE record
+    conv = OpRecord("CONV_2D", "int8", 2_000_000, 1000, 1000, "int8")
+    # only as many nodes of an op as the coverage names are slow: the second conv keeps 3 threads' rate
+    two = predict_ms([conv, conv], FIGURES, 3, {"CONV_2D": 1})
+    assert two.compute_ms == pytest.approx(0.25 * SLOW_KERNEL_FACTOR + 0.125)
+
+
+def test_dynamic_range_computes_in_float_and_float16_weights_dequantize_at_load():
+    dynamic = OpRecord("FULLY_CONNECTED", "int8", 2_000_000, 1000, 1000, "float32")
+    full = OpRecord("FULLY_CONNECTED", "int8", 2_000_000, 1000, 1000, "int8")
+    assert predict_ms([dynamic], FIGURES, 1).compute_ms == pytest.approx(1.0)  # the float32 rate
+    assert predict_ms([full], FIGURES, 1).compute_ms == pytest.approx(0.25)
+    unpack = OpRecord("DEQUANTIZE", "float16", 0, 2_000_000, 4_000_000, "const")
+    assert predict_ms([unpack], FIGURES, 1).total_ms == 0
+
+
+def test_the_estimate_names_the_basis_of_each_op_class_it_costs():
+    records = [OpRecord("CONV_2D", "int8", 10_000_000, 50_000, 100_000, "float32"),
+               OpRecord("RESIZE_BILINEAR", "float32", 0, 0, 100_000, "float32")]
+    bases = target_estimate(targets.load("rpi4"), records)["per_op_basis"]
+    assert "no published per-op figure" in bases["resize"]
+    assert "no published Pi figure" in bases["dynamic_range"]
+    onnx = target_estimate(targets.load("rpi4"), records, "onnx")
+    assert "no published onnxruntime Pi figure" in onnx["basis"]
+
+
+def test_a_candidate_estimate_reads_its_measured_coverage():
+    from edgekiln.compiler.device.estimate import candidate_ms
+
+    records = [OpRecord("CONV_2D", "int8", 10_000_000, 50_000, 100_000, "int8"),
+               OpRecord("HARD_SWISH", "int8", 0, 0, 200_000, "int8")]
+    rpi4 = targets.load("rpi4")
+    inside = candidate_ms(rpi4, "tflite", records, {"outside_fast_path": {}})
+    outside = candidate_ms(rpi4, "tflite", records, {"outside_fast_path": {"HARD_SWISH": 1}})
+    assert inside is not None and outside is not None and outside > inside
+    assert candidate_ms(targets.load("x86-64"), "tflite", records) is None

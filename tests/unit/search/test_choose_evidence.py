@@ -1,0 +1,92 @@
+"""The choice rule on target evidence: device timings beat the estimate, which beats host timing."""
+
+from __future__ import annotations
+
+from edgekiln.compiler.search.choose import MARGINS, Criterion, Evidence, Row, decide, evidence_for, pick
+
+FLOOR = Criterion()
+RPI4 = Evidence("estimate", "rpi4")
+
+
+def row(name: str, host: float | None, estimate: float | None, size: int, sqnr: float | None = 45.0,
+        device: float | None = None) -> Row:
+    quantize = "none" if name == "float32" else "int8"
+    return Row(name, "tflite", quantize, size, host, 10, sqnr, 1.0, estimate_ms=estimate, device_p50_ms=device)
+
+
+def host_fast_float_table() -> list[Row]:
+    """Host timings favour float (an AVX2 host without VNNI); the Pi estimate favours int8 (2.7x)."""
+    return [row("float32", 1.49, 46.0, 4000, None), row("int8", 1.65, 17.0, 1000)]
+
+
+def test_the_same_table_ships_int8_for_rpi4_and_float_for_x86_64():
+    rows = host_fast_float_table()
+    for_pi = evidence_for(rows, "rpi4", "aarch64", "x86_64", has_estimate=True)
+    assert for_pi.kind == "estimate" and for_pi.warning is None
+    assert decide(rows, FLOOR, rows[0], for_pi).chosen.name == "int8"
+    for_x86 = evidence_for(rows, "x86-64", "x86_64", "x86_64", has_estimate=False)
+    assert for_x86.kind == "host" and for_x86.warning is None
+    assert decide(rows, FLOOR, rows[0], for_x86).chosen.name == "float32"
+
+
+def test_the_decision_line_names_the_evidence_and_what_host_timing_would_have_chosen():
+    rows = host_fast_float_table()
+    choice = decide(rows, FLOOR, rows[0], RPI4)
+    assert choice.evidence.kind == "estimate" and choice.host_choice == "float32"
+    assert "chosen by the rpi4 estimate; host timing would have chosen float32" in choice.reason
+    assert "rpi4 estimate 17.000 ms vs float32 46.000 ms" in choice.reason
+    agreeing = [row("float32", 2.0, 46.0, 4000, None), row("int8", 0.7, 17.0, 1000)]
+    assert decide(agreeing, FLOOR, agreeing[0], RPI4).reason.endswith("host timing agrees")
+
+
+def test_device_timings_beat_the_estimate_and_the_estimate_beats_host_timing():
+    rows = [row("float32", 1.0, 46.0, 4000, None, device=30.0), row("int8", 0.5, 17.0, 1000, device=40.0)]
+    evidence = evidence_for(rows, "rpi4", "aarch64", "x86_64", has_estimate=True)
+    assert evidence.kind == "device"
+    assert pick(rows, FLOOR, rows[0], evidence).chosen.name == "float32"  # the device measured int8 slower
+    one_untimed = [rows[0], row("int8", 0.5, 17.0, 1000)]
+    assert evidence_for(one_untimed, "rpi4", "aarch64", "x86_64", True).kind == "estimate"
+    # Device timings decide even for a target of the host's own arch.
+    assert evidence_for(rows, "x86-64", "x86_64", "x86_64", False).kind == "device"
+
+
+def test_a_target_without_estimate_figures_falls_back_to_host_timing_with_a_warning():
+    rows = [row("float32", 1.0, None, 4000, None), row("int8", 0.5, None, 1000)]
+    evidence = evidence_for(rows, "jetson-nano", "aarch64", "x86_64", has_estimate=False)
+    assert evidence.kind == "host"
+    assert evidence.warning and "jetson-nano (aarch64) has no estimate figures" in evidence.warning
+    assert "x86_64 host" in evidence.warning
+    assert decide(rows, FLOOR, rows[0], evidence).chosen.name == "int8"
+
+
+def test_estimates_within_their_error_band_tie_where_host_timings_would_not():
+    # 8% apart: beyond host noise (5%), inside the estimate's band (10%): the smaller candidate ships.
+    rows = [row("int8", 1.0, 10.0, 1000, 40.0), row("float16", 1.08, 10.8, 500, 60.0)]
+    assert MARGINS["estimate"] > MARGINS["host"]
+    assert pick(rows, FLOOR, None).chosen.name == "int8"
+    choice = pick(rows, FLOOR, None, RPI4)
+    assert choice.chosen.name == "float16" and choice.verdicts["int8"].startswith("as fast, but larger")
+    # 12% apart is beyond the estimate's band too: the faster one ships.
+    rows = [row("int8", 1.0, 10.0, 1000, 40.0), row("float16", 1.0, 11.2, 500, 60.0)]
+    choice = pick(rows, FLOOR, None, RPI4)
+    assert choice.chosen.name == "int8" and choice.verdicts["float16"] == "slower (1.12x the chosen rpi4 estimate)"
+
+
+def test_device_noise_is_a_timing_noise():
+    rows = [row("int8", None, None, 1000, 40.0, device=1.0), row("float16", None, None, 500, 60.0, device=1.04)]
+    assert pick(rows, FLOOR, None, Evidence("device", "rpi4")).chosen.name == "float16"  # 4%: noise
+    rows = [row("int8", None, None, 1000, 40.0, device=1.0), row("float16", None, None, 500, 60.0, device=1.08)]
+    assert pick(rows, FLOOR, None, Evidence("device", "rpi4")).chosen.name == "int8"  # 8%: not noise
+
+
+def test_an_int8_variant_outside_the_fast_path_is_avoided_on_its_estimate():
+    rows = [row("float32", 1.0, 3.0, 4000, None), row("int8", 0.9, 5.0, 1000),
+            row("int8+fallback", 0.8, 1.5, 1100)]
+    choice = decide(rows, FLOOR, rows[0], RPI4)
+    assert choice.chosen.name == "int8+fallback"
+    assert choice.verdicts["int8"].startswith("1.67x slower than float32 by the rpi4 estimate")
+
+
+def test_the_evidence_is_recorded_with_its_margin():
+    assert RPI4.to_dict() == {"kind": "estimate", "target": "rpi4", "margin": MARGINS["estimate"],
+                              "label": "rpi4 estimate", "warning": None}

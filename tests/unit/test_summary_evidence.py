@@ -1,0 +1,43 @@
+"""The candidate table and `inspect` show the target estimate beside host p50 and name the evidence."""
+
+from __future__ import annotations
+
+from edgekiln.compiler import summary
+from edgekiln.compiler.commands import inspect as inspect_command
+from edgekiln.compiler.search.choose import Criterion, Evidence, Row, decide
+
+
+def _block() -> dict:
+    rows = [Row("float32", "tflite", "none", 4000, 1.49, 10, None, 1.0, estimate_ms=46.0),
+            Row("int8", "tflite", "int8", 1000, 1.65, 10, 40.0, 1.0, estimate_ms=17.0)]
+    choice = decide(rows, Criterion(), rows[0], Evidence("estimate", "rpi4"))
+    return {"requested": "auto", "variant": choice.chosen.name, "reason": choice.reason,
+            "criterion": Criterion().describe(), "yardstick": "float32",
+            "candidates": [dict(r.to_dict(), verdict=choice.verdicts[r.name], short=choice.short[r.name])
+                           for r in rows],
+            "timing": {"threads": 2, "rounds": 7, "runs_per_candidate": {"float32": 10, "int8": 10}},
+            "evidence": dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)}
+
+
+def test_the_candidate_table_shows_host_p50_and_the_estimate_and_the_decision_line(capsys, monkeypatch):
+    monkeypatch.setattr(summary.console, "width", 200)
+    summary.print_candidates(_block())
+    shown = capsys.readouterr().out
+    assert "host p50 ms" in shown and "rpi4 est. ms" in shown and "17.000" in shown and "46.000" in shown
+    assert "decided by: chosen by the rpi4 estimate (margin 10%); host timing would have chosen float32" in shown
+
+
+def test_inspect_lists_each_candidate_with_both_figures(capsys, monkeypatch):
+    monkeypatch.setattr(summary.console, "width", 200)
+    inspect_command._candidate_lines(_block())  # noqa: SLF001
+    shown = capsys.readouterr().out
+    assert "int8: host p50 1.65 ms, rpi4 estimate 17.0 ms; chosen" in shown
+    assert "float32: host p50 1.49 ms, rpi4 estimate 46.0 ms" in shown
+    assert "host timing would have chosen float32" in shown
+
+
+def test_the_decision_line_says_host_timing_and_why():
+    block = dict(_block(), evidence=Evidence("host", "x86-64").to_dict())
+    assert summary.decision_line(block).startswith("host timing")
+    warned = dict(_block(), evidence=Evidence("host", "jetson-nano", "target jetson-nano has no estimate").to_dict())
+    assert summary.decision_line(warned) == "host timing: target jetson-nano has no estimate"
