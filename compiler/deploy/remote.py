@@ -46,6 +46,7 @@ class DeployOptions:
     threads: int | None = None
     timeout: float = 1800
     keep: int = 3  # versions of this bundle kept on a device after a successful deploy; 0: all
+    profile: bool = False  # also the per-op profile on the device (python -m runtime profile)
 
     def __post_init__(self) -> None:
         # `~/x` would reach the remote shell quoted (no tilde expansion): say it as a home-relative path.
@@ -177,6 +178,8 @@ def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outc
              f"--warmup={options.warmup}", f"--keep={options.keep}"]
     if options.threads:
         extra.append(f"--threads={options.threads}")
+    if options.profile:
+        extra.append("--profile")
     q = shlex.quote
     command = (f"mkdir -p {q(incoming)} && tar -xf - -C {q(incoming)} && "
                f"{q(options.python)} {q(incoming + '/agent.py')} run {_agent_args(bundle, options)} "
