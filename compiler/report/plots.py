@@ -1,0 +1,129 @@
+"""The report's plots: matplotlib figures rendered to inline SVG whose text stays text.
+
+matplotlib is imported only inside `_pyplot` (it costs ~0.5 s); every plot is drawn with the Agg-free
+SVG backend, with `svg.fonttype = 'none'` (labels are <text>, searchable and crisp in print) and a fixed
+`svg.hashsalt` per plot, so the same manifest gives the same bytes and no two plots of one page share
+an element id. The SVG gets a viewBox and width 100%, so it scales to any screen.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# Colour-blind-safe (Okabe-Ito): the chosen / fast-path series first.
+BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#888888", "#CC79A7"
+WIDTH_IN = 6.4
+
+
+@dataclass(frozen=True)
+class Point:
+    """One marker of a scatter plot: position, area (e.g. bytes), label, and whether it is the chosen one."""
+
+    x: float
+    y: float
+    size: float
+    label: str
+    chosen: bool = False
+    dimmed: bool = False
+
+
+@dataclass(frozen=True)
+class Bars:
+    """One series of horizontal bars: a value per label (None: no bar), and one colour per bar."""
+
+    name: str
+    values: Sequence[float | None]
+    colors: Sequence[str] | str = BLUE
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("svg", force=True)  # no display, no raster backend: the page wants vectors
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def to_svg(fig: Any, salt: str) -> str:
+    """The figure as an <svg> element for inline HTML (no XML header, width 100%, viewBox kept)."""
+    plt = _pyplot()
+    buffer = io.StringIO()
+    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"edgekiln-{salt}"}):
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+    plt.close(fig)
+    svg = buffer.getvalue()
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', svg, count=1)
+    return svg.replace("<svg", f'<svg class="plot" role="img" aria-label="{salt}"', 1)
+
+
+def _figure(height_in: float) -> tuple[Any, Any]:
+    plt = _pyplot()
+    with plt.rc_context({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}):
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, height_in))
+    ax.grid(True, color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    return fig, ax
+
+
+def scatter(points: Sequence[Point], xlabel: str, ylabel: str, salt: str, floor: float | None = None,
+            floor_label: str = "", front: Sequence[tuple[float, float]] = ()) -> str:
+    """Markers sized by `size` (area), the chosen one ringed and labelled, a horizontal floor line, and
+    `front` (e.g. a Pareto front) joined by a line."""
+    fig, ax = _figure(3.6)
+    if front:
+        ax.plot(*zip(*sorted(front), strict=True), color=BLUE, linewidth=1, alpha=0.6, zorder=2)
+    largest = max((p.size for p in points), default=1) or 1
+    for p in points:
+        area = 40 + 360 * p.size / largest
+        color = BLUE if p.chosen else (GREY if p.dimmed else ORANGE)
+        ax.scatter([p.x], [p.y], s=area, color=color, alpha=0.75, edgecolors="black" if p.chosen else "none",
+                   linewidths=1.5, zorder=3)
+        ax.annotate(p.label + (" (chosen)" if p.chosen else ""), (p.x, p.y), xytext=(6, 4),
+                    textcoords="offset points", fontsize=7.5, fontweight="bold" if p.chosen else "normal")
+    if floor is not None:
+        ax.axhline(floor, color=RED, linestyle="--", linewidth=1)
+        ax.annotate(floor_label, (0.99, floor), xycoords=("axes fraction", "data"), xytext=(0, -10),
+                    textcoords="offset points", color=RED, fontsize=7.5, ha="right")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.margins(0.15)
+    return to_svg(fig, salt)
+
+
+def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
+          legend: Sequence[tuple[str, str]] = ()) -> str:
+    """Grouped horizontal bars, first label on top; `legend` adds (colour, text) entries."""
+    plt = _pyplot()
+    fig, ax = _figure(max(1.6, 0.6 + 0.28 * len(labels) * max(1, len(series))))
+    height = 0.8 / max(1, len(series))
+    for i, s in enumerate(series):
+        ys = [row + (i - (len(series) - 1) / 2) * height for row in range(len(labels))]
+        values = [0.0 if v is None else v for v in s.values]
+        ax.barh(ys, values, height=height * 0.9, color=s.colors, label=s.name)
+    ax.set_yticks(range(len(labels)), labels=list(labels), fontsize=7.5)
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend]
+    if legend:
+        ax.legend(handles, [t for _, t in legend], fontsize=7.5, loc="lower right")
+    elif len(series) > 1:
+        ax.legend(fontsize=7.5, loc="lower right")
+    return to_svg(fig, salt)
+
+
+def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str, salt: str) -> str:
+    """One line with markers per series (e.g. accuracy drop against pruning ratio, per layer)."""
+    fig, ax = _figure(3.2)
+    for name, (xs, ys) in series.items():
+        ax.plot(list(xs), list(ys), marker="o", markersize=3, linewidth=1.2, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if len(series) > 1:
+        ax.legend(fontsize=7, ncols=2 if len(series) > 6 else 1)
+    return to_svg(fig, salt)
