@@ -54,7 +54,7 @@ def to_svg(fig: Any, salt: str) -> str:
     plt = _pyplot()
     buffer = io.StringIO()
     with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"edgekiln-{salt}"}):
-        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None}, bbox_inches="tight")
+        fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
     plt.close(fig)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
@@ -65,7 +65,7 @@ def to_svg(fig: Any, salt: str) -> str:
 def _figure(height_in: float) -> tuple[Any, Any]:
     plt = _pyplot()
     with plt.rc_context({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}):
-        fig, ax = plt.subplots(figsize=(WIDTH_IN, height_in))
+        fig, ax = plt.subplots(figsize=(WIDTH_IN, height_in), layout="constrained")
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     return fig, ax
