@@ -105,4 +105,4 @@ def _what(m: dict) -> str:
     evidence = dig(q, "evidence", "label")
     text = f"Ships <b>{esc(q.get('variant') or q.get('mode') or 'float32')}</b>"
     text += f" ({esc(dig(m, 'model', 'format') or '')}, chosen by the {esc(evidence)})" if evidence else ""
-    return f'<p>{text}{": " + esc(reason) if reason else "."}</p>'
+    return f'<p>{text}.{" Why: " + esc(reason) if reason else ""}</p>'

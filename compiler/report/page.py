@@ -35,7 +35,8 @@ th { background: var(--card); }
 td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.chosen td { font-weight: 600; background: #e8f2fa; }
 figure { margin: 0.6rem 0; }
-svg.plot { display: block; width: 100%; height: auto; max-width: 46rem; }
+svg.plot { display: block; width: 100%; height: auto; max-width: 42rem; }
+td.w { min-width: 14rem; }
 ul.warnings li { color: var(--warn); }
 @media (max-width: 600px) {
   body { font-size: 14px; }
@@ -101,19 +102,24 @@ def where(label: str) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = (),
           highlight: Sequence[bool] = ()) -> str:
-    """An HTML table; columns in `numeric` are right-aligned; cells are escaped unless given as Raw."""
+    """An HTML table; columns in `numeric` are right-aligned, cells of words (str longer than a few
+    words) get room so that a phone scrolls the table instead of stacking them; Raw cells are HTML."""
     marks = list(highlight)
     head = "".join(f'<th{_n(i, numeric)}>{esc(h)}</th>' for i, h in enumerate(headers))
     body = []
     for r, row in enumerate(rows):
         cls = ' class="chosen"' if r < len(marks) and marks[r] else ""
-        cells = "".join(f"<td{_n(i, numeric)}>{_cell(c)}</td>" for i, c in enumerate(row))
+        cells = "".join(f"<td{_n(i, numeric) or _w(c)}>{_cell(c)}</td>" for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _cell(value: object) -> str:
     return value if isinstance(value, Raw) else esc(fmt(value))
+
+
+def _w(value: object) -> str:
+    return ' class="w"' if isinstance(value, str) and value.count(" ") >= 4 else ""
 
 
 def _n(i: int, numeric: Sequence[int]) -> str:

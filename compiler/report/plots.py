@@ -16,7 +16,9 @@ from typing import Any
 
 # Colour-blind-safe (Okabe-Ito): the chosen / fast-path series first.
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#888888", "#CC79A7"
-WIDTH_IN = 6.4
+# Where a marker's name may go (points from the marker), tried in turn: right, above, below, left.
+LABEL_OFFSETS = ((7, 3), (7, 12), (7, -12), (-7, 3), (7, 21), (7, -21), (-7, 12), (-7, -12))
+WIDTH_IN = 5.2  # inches; at 400 px wide the 9-point labels still render at ~9 px
 
 
 @dataclass(frozen=True)
@@ -84,16 +86,41 @@ def scatter(points: Sequence[Point], xlabel: str, ylabel: str, salt: str, floor:
         color = BLUE if p.chosen else (GREY if p.dimmed else ORANGE)
         ax.scatter([p.x], [p.y], s=area, color=color, alpha=0.75, edgecolors="black" if p.chosen else "none",
                    linewidths=1.5, zorder=3)
-        ax.annotate(p.label + (" (chosen)" if p.chosen else ""), (p.x, p.y), xytext=(6, 4),
-                    textcoords="offset points", fontsize=7.5, fontweight="bold" if p.chosen else "normal")
+    xs = [p.x for p in points if p.x > 0]
+    if xs and max(xs) > 8 * min(xs):  # latencies an order of magnitude apart: equal ratios, equal distances
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(_pyplot().FuncFormatter(lambda v, _: f"{v:g}"))
     if floor is not None:
         ax.axhline(floor, color=RED, linestyle="--", linewidth=1)
         ax.annotate(floor_label, (0.99, floor), xycoords=("axes fraction", "data"), xytext=(0, -10),
-                    textcoords="offset points", color=RED, fontsize=7.5, ha="right")
+                    textcoords="offset points", color=RED, fontsize=8, ha="right")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.margins(0.15)
+    _label(ax, points)
     return to_svg(fig, salt)
+
+
+def _label(ax: Any, points: Sequence[Point]) -> None:
+    """Name the markers, the chosen one first, each at the first offset where its text overlaps no other
+    label; a name that fits nowhere is left out (the table below the plot has every row)."""
+    ax.figure.draw_without_rendering()  # fixes the axes' limits and layout, so data map to final positions
+    placed: list[tuple[float, float, float, float]] = []
+    for p in sorted(points, key=lambda p: not p.chosen):
+        text = p.label + (" (chosen)" if p.chosen else "")
+        x0, y0 = ax.transData.transform((p.x, p.y)) * 72 / ax.figure.dpi  # in points
+        width, height = 8 * 0.56 * len(text), 9.0
+        for dx, dy in LABEL_OFFSETS:
+            box = (x0 + dx if dx > 0 else x0 + dx - width, y0 + dy, width, height)
+            if not any(_overlap(box, other) for other in placed):
+                placed.append(box)
+                ax.annotate(text, (p.x, p.y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
+                            ha="left" if dx > 0 else "right", fontweight="bold" if p.chosen else "normal")
+                break
+
+
+def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
 def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
@@ -106,15 +133,20 @@ def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
         ys = [row + (i - (len(series) - 1) / 2) * height for row in range(len(labels))]
         values = [0.0 if v is None else v for v in s.values]
         ax.barh(ys, values, height=height * 0.9, color=s.colors, label=s.name)
-    ax.set_yticks(range(len(labels)), labels=list(labels), fontsize=7.5)
+    ax.set_yticks(range(len(labels)), labels=[_short(t) for t in labels], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend]
     if legend:
-        ax.legend(handles, [t for _, t in legend], fontsize=7.5, loc="lower right")
+        ax.legend(handles, [t for _, t in legend], fontsize=8, loc="lower right")
     elif len(series) > 1:
-        ax.legend(fontsize=7.5, loc="lower right")
+        ax.legend(fontsize=8, loc="lower right")
     return to_svg(fig, salt)
+
+
+def _short(label: str, limit: int = 32) -> str:
+    """A long layer name cut in the middle (its start and its end tell layers apart); tables hold the rest."""
+    return label if len(label) <= limit else f"{label[:limit // 2 - 1]}…{label[-(limit // 2 - 1):]}"
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str, salt: str) -> str:
