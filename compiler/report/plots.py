@@ -136,12 +136,18 @@ def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
     ax.set_yticks(range(len(labels)), labels=[_short(t) for t in labels], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
-    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend]
+    used = {c for s in series for c in ([s.colors] if isinstance(s.colors, str) else s.colors)}
+    legend = [(c, t) for c, t in legend if c in used]  # only the colours that were drawn
     if legend:
-        ax.legend(handles, [t for _, t in legend], fontsize=8, loc="lower right")
+        _legend(fig, [plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [t for _, t in legend])
     elif len(series) > 1:
-        ax.legend(fontsize=8, loc="lower right")
+        _legend(fig, *ax.get_legend_handles_labels())
     return to_svg(fig, salt)
+
+
+def _legend(fig: Any, handles: Sequence[Any], labels: Sequence[str]) -> None:
+    """Below the axes, never over the data (constrained layout makes room)."""
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
 
 
 def _short(label: str, limit: int = 32) -> str:
@@ -157,5 +163,5 @@ def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: st
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if len(series) > 1:
-        ax.legend(fontsize=7, ncols=2 if len(series) > 6 else 1)
+        _legend(fig, *ax.get_legend_handles_labels())
     return to_svg(fig, salt)
