@@ -59,7 +59,7 @@ def _plot(m: dict, q: dict, candidates: list[dict]) -> str:
 
 def candidates(inputs: ReportInputs) -> Section | None:
     m = inputs.manifest
-    q = m.get("quantization") if isinstance(m.get("quantization"), dict) else {}
+    q = m["quantization"] if isinstance(m.get("quantization"), dict) else {}
     found = [r for r in rows(q.get("candidates")) if r.get("name")]
     if not found:
         return None

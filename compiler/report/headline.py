@@ -15,7 +15,7 @@ def _card(title: str, big: str, lines: list[str], label: str) -> str:
 
 def _size(m: dict) -> str | None:
     size = m.get("size")
-    if number(dig(size, "model_bytes")) is None:
+    if not isinstance(size, dict) or number(size.get("model_bytes")) is None:
         return None
     lines = [f"{num(size['ratio'], 'size.ratio')}x the float32 baseline "
              f"({num(size['baseline_bytes'], 'size.baseline_bytes')} B)" if "ratio" in size else "",
@@ -100,7 +100,7 @@ def headline(inputs: ReportInputs) -> Section | None:
 
 def _what(m: dict) -> str:
     """Which variant ships and why, in the build's own words."""
-    q = m.get("quantization") if isinstance(m.get("quantization"), dict) else {}
+    q = m["quantization"] if isinstance(m.get("quantization"), dict) else {}
     reason = q.get("reason")
     evidence = dig(q, "evidence", "label")
     text = f"Ships <b>{esc(q.get('variant') or q.get('mode') or 'float32')}</b>"
