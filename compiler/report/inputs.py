@@ -29,7 +29,8 @@ class ReportInputs:
 def read(folder: Path) -> ReportInputs:
     """A bundle (manifest.json, measurements/) or a sweep folder (sweep.json, and its bundle/ if present)."""
     if (folder / "manifest.json").is_file():
-        return ReportInputs(folder.resolve().name, _json(folder / "manifest.json"), read_measurements(folder))
+        # named "bundle", not by its folder: the build renders it in a staging folder renamed afterwards
+        return ReportInputs("bundle", _json(folder / "manifest.json"), read_measurements(folder))
     if (folder / "sweep.json").is_file():
         inner = folder / "bundle"
         chosen = read(inner) if (inner / "manifest.json").is_file() else ReportInputs(folder.name)
