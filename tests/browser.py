@@ -87,6 +87,15 @@ class Page:
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
+    def pdf(self, path: Path) -> Path:
+        """The page as printed (print CSS applies), to `path`."""
+        path.write_bytes(base64.b64decode(self.send("Page.printToPDF", printBackground=False)["data"]))
+        return path
+
+    def media(self, kind: str) -> None:
+        """Apply the CSS of `kind` ('print', 'screen') to the page as it is laid out now."""
+        self.send("Emulation.setEmulatedMedia", media=kind)
+
     def errors(self) -> list[str]:
         """Console errors, uncaught exceptions and browser log errors (CSP violations, failed loads)."""
         found = []

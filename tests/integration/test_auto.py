@@ -140,7 +140,8 @@ FIELDS = "[...document.querySelectorAll('[data-field]')].map(e => [e.dataset.fie
 
 def test_the_report_opens_in_headless_chromium(spread, tmp_path):
     """The bundle's report.html in a real browser: nothing fetched, no error, every plot drawn on a wide
-    screen and at 400 px, the headline figures the manifest's. The screenshots stay in tmp_path."""
+    screen and at 400 px, the headline figures the manifest's, printable. Screenshots and the PDF stay in
+    pytest's tmp_path (kept for the last runs), never in the repository."""
     from tests.browser import Chromium, chromium_or_skip
 
     executable = chromium_or_skip()
@@ -154,6 +155,9 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
         page.width(400)
         narrow = page.evaluate(LAYOUT)
         page.screenshot(tmp_path / "report-400px.png")
+        page.media("print")
+        printed = page.evaluate("getComputedStyle(document.querySelector('nav')).display")
+        pdf = page.pdf(tmp_path / "report.pdf").read_bytes()
         errors, requests = page.errors(), page.requests()
     assert errors == [] and requests == [url]
     assert len(wide["plots"]) == 2 and all(w > 100 and h > 50 for w, h in wide["plots"])  # candidates, diagnosis
@@ -163,3 +167,4 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
             "fidelity.top1_agreement", "fidelity.sqnr_db"} <= set(shown)
     assert all(value == dig(manifest, *field.split(".")) for field, value in shown.items()), shown
     assert (tmp_path / "report-400px.png").stat().st_size > 10_000
+    assert printed == "none" and pdf.startswith(b"%PDF") and len(pdf) > 10_000  # print CSS: no navigation
