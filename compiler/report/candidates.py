@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 
 from edgekiln.compiler.report import plots
-from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
+from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows, texts
 from edgekiln.compiler.report.page import Section, esc, figure, table
 
 # Which latency of a candidate row the rule read (quantization.evidence.kind; host when not recorded).
@@ -69,7 +69,7 @@ def candidates(inputs: ReportInputs) -> Section | None:
     headers = ["candidate", "format", "bytes", "host p50 ms", *[label for _, label in extra], "SQNR dB",
                "top-1 agreement", "pieces", "verdict", "notes"]
     body = [[r["name"], r.get("format"), r.get("bytes"), r.get("p50_ms"), *[r.get(key) for key, _ in extra],
-             r.get("sqnr_db"), r.get("agreement"), r.get("pieces"), r.get("verdict"), "; ".join(r.get("notes") or [])]
+             r.get("sqnr_db"), r.get("agreement"), r.get("pieces"), r.get("verdict"), "; ".join(texts(r.get("notes")))]
             for r in found]
     chosen = [r.get("verdict") == "chosen" for r in found]
     numeric = list(range(2, 7 + len(extra)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgekiln.compiler.report import plots
-from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows, texts
 from edgekiln.compiler.report.page import Raw, Section, esc, figure, table, where
 
 
@@ -12,7 +12,7 @@ def _device_rows(inputs: ReportInputs) -> list[dict]:
     found, seen = [], set()
     for r in inputs.measurements:
         seen.add(r.get("device_id"))
-        lat, dev = r.get("latency") or {}, r.get("device") or {}
+        lat, dev = block(r, "latency"), block(r, "device")
         found.append({"name": r.get("device_id"), "board": dev.get("board") or dev.get("cpu"), **lat,
                       "validated": r.get("status") == "ok", "when": r.get("measured_utc"), "error": r.get("error"),
                       "stale": dig(r, "bundle", "model_sha256") not in (None, dig(inputs.manifest, "model", "sha256"))})
@@ -27,7 +27,7 @@ def devices(inputs: ReportInputs) -> Section | None:
     if not found:
         return None
     m = inputs.manifest
-    host, est = dig(m, "latency", "host") or {}, dig(m, "latency", "target_estimate") or {}
+    host, est = block(m, "latency", "host"), block(m, "latency", "target_estimate")
     labels, values, colors = [], [], []
     for label, value, color in ([("host (build machine)", host.get("p50_ms"), plots.GREY),
                                  (f"{dig(m, 'target', 'name') or 'target'} estimate", est.get("p50_ms"), plots.ORANGE)]
@@ -53,9 +53,9 @@ def devices(inputs: ReportInputs) -> Section | None:
 
 
 def warnings(inputs: ReportInputs) -> Section | None:
-    notes = [w for w in inputs.manifest.get("warnings") or [] if isinstance(w, str)]
+    notes = texts(inputs.manifest.get("warnings"))
     for r in inputs.measurements:
-        notes += [f"device {r.get('device_id')}: {w}" for w in r.get("warnings") or [] if isinstance(w, str)]
+        notes += [f"device {r.get('device_id')}: {w}" for w in texts(r.get("warnings"))]
     if not notes:
         return None
     return Section("warnings", "Warnings", '<ul class="warnings">' + "".join(f"<li>{esc(n)}</li>" for n in notes)

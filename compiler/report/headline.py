@@ -3,7 +3,7 @@ against the float32 baseline and labelled with where it was measured."""
 
 from __future__ import annotations
 
-from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows
 from edgekiln.compiler.report.page import Section, esc, fmt, num, where
 
 
@@ -18,7 +18,7 @@ def _size(m: dict) -> str | None:
     if not isinstance(size, dict) or number(size.get("model_bytes")) is None:
         return None
     lines = [f"{num(size['ratio'], 'size.ratio')}x the float32 baseline "
-             f"({num(size['baseline_bytes'], 'size.baseline_bytes')} B)" if "ratio" in size else "",
+             f"({num(size.get('baseline_bytes'), 'size.baseline_bytes')} B)" if number(size.get("ratio")) else "",
              f"source file {fmt(size.get('source_bytes'))} B" if size.get("source_bytes") else ""]
     return _card("Model size", f"{num(size['model_bytes'], 'size.model_bytes')} B", lines, "file")
 
@@ -56,7 +56,7 @@ def _devices(m: dict, measurements: list[dict]) -> list[str]:
         p50 = dig(r, "latency", "p50_ms")
         if r.get("status") == "ok" and number(p50) is not None:
             seen.add(r.get("device_id"))
-            device = r.get("device") or {}
+            device = block(r, "device")
             lines = [esc(", ".join(str(x) for x in (device.get("board"), device.get("cpu")) if x)),
                      esc(f"measured {r.get('measured_utc')}")]
             cards.append(_card(f"Device {r.get('device_id')} p50", f"{num(p50, 'device.p50_ms')} ms", lines,
@@ -71,7 +71,7 @@ def _devices(m: dict, measurements: list[dict]) -> list[str]:
 def _quality(m: dict) -> str | None:
     acc = m.get("accuracy")
     if isinstance(acc, dict) and number(acc.get("compiled")) is not None:
-        lines = [f"source model {num(acc.get('reference'), 'accuracy.reference')} %",
+        lines = [f"source model {num(acc['reference'], 'accuracy.reference')} %" if "reference" in acc else "",
                  f"float32 baseline {num(acc['baseline'], 'accuracy.baseline')} %" if "baseline" in acc else "",
                  f"drop {num(acc.get('drop'), 'accuracy.drop')} points on {fmt(acc.get('samples'))} labelled samples"]
         return _card(f"Accuracy ({acc.get('metric', 'top-1')})", f"{num(acc['compiled'], 'accuracy.compiled')} %",

@@ -74,6 +74,12 @@ def dig(data: Any, *keys: str | int) -> Any:
     return data
 
 
+def block(data: Any, *keys: str) -> dict:
+    """The dict at data[k1][k2]..., or an empty one where it is missing or not a dict."""
+    found = dig(data, *keys)
+    return found if isinstance(found, dict) else {}
+
+
 def number(value: Any) -> float | None:
     """A plottable number, or None (JSON null, text, booleans)."""
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
@@ -82,3 +88,8 @@ def number(value: Any) -> float | None:
 def rows(value: Any) -> list[dict]:
     """The dict entries of a list (anything else: none)."""
     return [r for r in value if isinstance(r, dict)] if isinstance(value, list) else []
+
+
+def texts(value: Any) -> list[str]:
+    """The strings of a list (anything else: none)."""
+    return [t for t in value if isinstance(t, str)] if isinstance(value, list) else []

@@ -4,7 +4,7 @@ comes from (`quantization.diagnosis`), with its causes in words."""
 from __future__ import annotations
 
 from edgekiln.compiler.report import plots
-from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows, texts
 from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
 
 FAST_COLORS = {True: plots.BLUE, False: plots.RED, None: plots.GREY}
@@ -65,7 +65,7 @@ def profile(inputs: ReportInputs) -> Section | None:
 def diagnosis(inputs: ReportInputs) -> Section | None:
     d = dig(inputs.manifest, "quantization", "diagnosis")
     layers = rows(dig(d, "layers")) or rows(dig(d, "nodes"))  # TFLite: per layer; ONNX: per node
-    causes = [c for c in (dig(d, "causes") or []) if isinstance(c, str)]
+    causes = texts(dig(d, "causes"))
     if not layers and not causes:
         return None
     body = f'<p class="note">Of {esc(d.get("of", "int8"))}; {esc(d.get("method", ""))}.</p>' if d.get("of") else ""
@@ -84,7 +84,7 @@ def diagnosis(inputs: ReportInputs) -> Section | None:
                   [2, 3])
     cover = dig(d, "coverage")
     if isinstance(cover, dict) and cover.get("outside_fast_path") is not None:
-        outside = ", ".join(f"{k} x{v}" for k, v in (cover.get("outside_fast_path") or {}).items()) or "none"
+        outside = ", ".join(f"{k} x{v}" for k, v in block(cover, "outside_fast_path").items()) or "none"
         body += (f'<p class="note">{esc(cover.get("library", "fast path"))}: {esc(fmt(cover.get("fast_path_nodes")))}'
                  f' of {esc(fmt(cover.get("nodes")))} ops in {esc(fmt(cover.get("fast_path_pieces")))} piece(s); '
                  f"outside: {esc(outside)}.</p>")

@@ -4,7 +4,7 @@ accuracy before and after recovery, and the measured effect on size and latency.
 from __future__ import annotations
 
 from edgekiln.compiler.report import plots
-from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows
 from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
 
 MAX_CURVES = 12  # more lines than this are a tangle; the scan's table has them all
@@ -40,8 +40,8 @@ def _curves(scan: dict) -> str:
 
 
 def _facts(m: dict, p: dict) -> str:
-    acc, rec = p.get("accuracy") or {}, p.get("recovery") or {}
-    lat = dig(m, "latency", "pruning") or {}
+    acc, rec = block(p, "accuracy"), block(p, "recovery")
+    lat = block(m, "latency", "pruning")
     items = [f"ratio {esc(p.get('ratio'))}, criterion {esc(p.get('criterion'))}, recovery {esc(rec.get('method'))}",
              f"params {esc(fmt(p.get('params_before')))} -> {esc(fmt(p.get('params_after')))}; MACs "
              f"{esc(fmt(p.get('macs_before')))} -> {esc(fmt(p.get('macs_after')))}"]

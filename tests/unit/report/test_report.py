@@ -168,3 +168,12 @@ def test_rendering_needs_no_tensorflow(tmp_path):
             "assert 'tensorflow' not in sys.modules and 'matplotlib' in sys.modules")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("junk", [None, "text", [1, "a"], 3.5, {}, True])
+def test_blocks_of_another_shape_leave_their_sections_out_instead_of_failing(tmp_path, junk):
+    m = _manifest()
+    for shaped in ({k: junk for k in m}, {k: {kk: junk for kk in v} if isinstance(v, dict) else junk
+                                          for k, v in m.items()}):
+        (tmp_path / "manifest.json").write_text(json.dumps(shaped))
+        assert _render(tmp_path).startswith("<!DOCTYPE html>")
