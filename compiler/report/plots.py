@@ -1,7 +1,8 @@
 """The report's plots: matplotlib figures rendered to inline SVG whose text stays text.
 
-matplotlib is imported only inside `_pyplot` (it costs ~0.5 s); every plot is drawn with the Agg-free
-SVG backend, with `svg.fonttype = 'none'` (labels are <text>, searchable and crisp in print) and a fixed
+matplotlib is imported only inside `_mpl` (it costs ~0.5 s). Figures are made without pyplot, so no
+global backend is switched (an `edgekiln.build` in a notebook leaves its plotting alone), and saved as
+SVG with `svg.fonttype = 'none'` (labels are <text>, searchable and crisp in print) and a fixed
 `svg.hashsalt` per plot, so the same manifest gives the same bytes and no two plots of one page share
 an element id. The SVG gets a viewBox and width 100%, so it scales to any screen.
 """
@@ -42,22 +43,20 @@ class Bars:
     colors: Sequence[str] | str = BLUE
 
 
-def _pyplot() -> Any:
+def _mpl() -> Any:
     import matplotlib
+    import matplotlib.figure
+    import matplotlib.patches
+    import matplotlib.ticker
 
-    matplotlib.use("svg", force=True)  # no display, no raster backend: the page wants vectors
-    import matplotlib.pyplot as plt
-
-    return plt
+    return matplotlib
 
 
 def to_svg(fig: Any, salt: str) -> str:
     """The figure as an <svg> element for inline HTML (no XML header, width 100%, viewBox kept)."""
-    plt = _pyplot()
     buffer = io.StringIO()
-    with plt.rc_context({"svg.fonttype": "none", "svg.hashsalt": f"edgekiln-{salt}"}):
+    with _mpl().rc_context({"svg.fonttype": "none", "svg.hashsalt": f"edgekiln-{salt}"}):
         fig.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None})
-    plt.close(fig)
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r'<svg([^>]*?) width="[^"]*" height="[^"]*"', r'<svg\1 width="100%"', svg, count=1)
@@ -65,9 +64,10 @@ def to_svg(fig: Any, salt: str) -> str:
 
 
 def _figure(height_in: float) -> tuple[Any, Any]:
-    plt = _pyplot()
-    with plt.rc_context({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}):
-        fig, ax = plt.subplots(figsize=(WIDTH_IN, height_in), layout="constrained")
+    mpl = _mpl()
+    with mpl.rc_context({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False}):
+        fig = mpl.figure.Figure(figsize=(WIDTH_IN, height_in), layout="constrained")
+        ax = fig.subplots()
     ax.grid(True, color="#dddddd", linewidth=0.6)
     ax.set_axisbelow(True)
     return fig, ax
@@ -89,7 +89,7 @@ def scatter(points: Sequence[Point], xlabel: str, ylabel: str, salt: str, floor:
     xs = [p.x for p in points if p.x > 0]
     if xs and max(xs) > 8 * min(xs):  # latencies an order of magnitude apart: equal ratios, equal distances
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(_pyplot().FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_major_formatter(_mpl().ticker.FuncFormatter(lambda v, _: f"{v:g}"))
     if floor is not None:
         ax.axhline(floor, color=RED, linestyle="--", linewidth=1)
         ax.annotate(floor_label, (0.99, floor), xycoords=("axes fraction", "data"), xytext=(0, -10),
@@ -126,7 +126,6 @@ def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float,
 def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
           legend: Sequence[tuple[str, str]] = ()) -> str:
     """Grouped horizontal bars, first label on top; `legend` adds (colour, text) entries."""
-    plt = _pyplot()
     fig, ax = _figure(max(1.6, 0.6 + 0.28 * len(labels) * max(1, len(series))))
     height = 0.8 / max(1, len(series))
     for i, s in enumerate(series):
@@ -139,7 +138,7 @@ def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
     used = {c for s in series for c in ([s.colors] if isinstance(s.colors, str) else s.colors)}
     legend = [(c, t) for c, t in legend if c in used]  # only the colours that were drawn
     if legend:
-        _legend(fig, [plt.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [t for _, t in legend])
+        _legend(fig, [_mpl().patches.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [t for _, t in legend])
     elif len(series) > 1:
         _legend(fig, *ax.get_legend_handles_labels())
     return to_svg(fig, salt)

@@ -165,7 +165,8 @@ def test_rendering_needs_no_tensorflow(tmp_path):
     shutil.copy(HERE / "sweep.json", tmp_path / "sweep.json")  # one plot: matplotlib, never TensorFlow
     code = ("import sys; from pathlib import Path; from edgekiln.compiler import report; "
             f"assert '<svg' in report.render(report.read(Path({str(tmp_path)!r}))); "
-            "assert 'tensorflow' not in sys.modules and 'matplotlib' in sys.modules")
+            "assert 'tensorflow' not in sys.modules and 'matplotlib' in sys.modules; "
+            "assert 'matplotlib.pyplot' not in sys.modules  # no global backend switched under a notebook")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
 
