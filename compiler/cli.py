@@ -267,6 +267,18 @@ def profile(
     _run(action)
 
 
+@app.command()
+def report(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory (or an `edgekiln sweep` folder).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="HTML file to write (default: BUNDLE/report.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report of BUNDLE from its manifest and device measurements."""
+    from edgekiln.compiler.commands.report import report_command
+
+    _run(lambda: report_command(bundle, output))
+
+
 @app.command("targets")
 def list_targets() -> None:
     """List the known target devices."""

@@ -26,7 +26,7 @@ from edgekiln.compiler.errors import DeployError
 AGENT = Path(__file__).with_name("agent.py")
 AGENT_KEEP = AGENT.with_name("agent_keep.py")  # imported by the agent's `run` (not by `probe`)
 MARK = "@@edgekiln "
-SKIP = {"measurements", "__pycache__"}  # host-side records and caches never travel
+SKIP = {"measurements", "__pycache__", "report.html"}  # host-side records, views and caches never travel
 NO_PYTHON = 127  # the remote shell's "command not found"
 # A venv with numpy 2.4.6 + ai-edge-litert 2.3.0 took 163 MB, installed from 38 MB of wheels (x86_64 cp311).
 INDEX_INSTALL_MB = 200  # disk a venv needs when pip fetches its wheels from the index

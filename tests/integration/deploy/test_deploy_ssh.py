@@ -69,6 +69,9 @@ def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, w
     assert not list((remote_base / "incoming").iterdir())  # the upload (and its wheels) was cleaned up
     # The bundle's own files are untouched: measurements live beside them.
     assert _sha(bundle / "manifest.json") == manifest_before and _sha(bundle / "model.tflite") == model_before
+    # report.html, a view of those files, was remade with the device's figure; it never travels to the device.
+    assert f'data-field="device.p50_ms">{record["latency"]["p50_ms"]}<' in (bundle / "report.html").read_text()
+    assert not (remote / "report.html").exists()
 
     second = deploy(bundle, device, remote_base, "--profile")  # no --wheels needed: the venv is reused
     assert second.returncode == 0, second.stderr
