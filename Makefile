@@ -25,10 +25,11 @@ demo: install
 	    -o build/$(SAMPLE) --force
 	cd build/$(SAMPLE) && ../../$(BIN)/python -m runtime validate
 
-# Debian packages the tests need: a real sshd on loopback (deploy), QEMU user mode (emulated Pi).
+# Debian packages the tests need: a real sshd on loopback (deploy), QEMU user mode (emulated Pi),
+# headless Chromium (the report page opened in a real browser).
 # Installed when this user can (root, or sudo without a password); else the tests needing them are
 # skipped, each with a line saying what to install (CI requires them: EDGEKILN_REQUIRE_SYSTEM=1).
-SYSTEM_PACKAGES := openssh-server openssh-client qemu-user-static
+SYSTEM_PACKAGES := openssh-server openssh-client qemu-user-static chromium
 
 system-packages:
 	@sh tests/system_packages.sh $(SYSTEM_PACKAGES)

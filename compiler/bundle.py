@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekiln import runtime
+from edgekiln.compiler import report
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import BundleError
 from edgekiln.compiler.manifest import MODEL_FILES, dumps
@@ -79,7 +80,8 @@ def _fill(directory: Path, contents: BundleContents) -> None:
     (directory / "README.md").write_text(contents.readme)
     shutil.copytree(Path(runtime.__file__).parent, directory / "runtime",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    (directory / "manifest.json").write_text(dumps(contents.manifest))  # last: its presence marks a bundle
+    (directory / "manifest.json").write_text(dumps(contents.manifest))  # its presence marks a bundle
+    report.write(directory)  # a view of the manifest just written, as `edgekiln report` would remake it
     directory.chmod(0o755)
 
 

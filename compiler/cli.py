@@ -172,6 +172,8 @@ def deploy(
     timeout: Annotated[float, typer.Option(help="Seconds allowed per device.")] = 1800,
     connect_timeout: Annotated[int, typer.Option(help="Seconds to wait for an SSH connection.")] = 10,
     keep: KeepOpt = 3,
+    profile: Annotated[bool, typer.Option("--profile", help="Also profile per op on the device "
+                                                            "(into measurements/<device-id>.json).")] = False,
 ) -> None:
     """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
     from edgekiln.compiler.deploy import deploy_command
@@ -179,7 +181,7 @@ def deploy(
     def action() -> None:
         options = _deploy_options(wheels, identity, ssh_config, accept_new_host_keys, connect_timeout,
                                   remote_dir=remote_dir, python=python, runs=runs, threads=threads,
-                                  timeout=timeout, keep=keep)
+                                  timeout=timeout, keep=keep, profile=profile)
         deploy_command(bundle, host or [], inventory, options, parallel)
 
     _run(action)
@@ -246,6 +248,39 @@ def _explain(options: dict[str, Any]) -> None:
     with progress_display() as progress:
         result = run_explain(recipe, progress)
     print_explanation(result)
+
+
+@app.command()
+def profile(
+    path: Annotated[Path, typer.Argument(help="A bundle directory, a .tflite file, or a source model (with --calib).")],
+    target: TargetOpt = None,
+    calib: CalibOpt = None,
+    threads: Annotated[int | None, typer.Option(help="Interpreter threads (default: the bundle's, else 1).")] = None,
+    top: Annotated[int, typer.Option(help="Rows shown (the JSON has every op).")] = 15,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the whole profile as JSON.")] = None,
+    runs: Annotated[int, typer.Option("--runs", help="Timed rounds.")] = 30,
+) -> None:
+    """Where the time goes: per-op host time (adding up to the whole), MACs, fast path, target estimate."""
+    from edgekiln.compiler.commands.profile import run_profile
+    from edgekiln.compiler.summary import progress_display
+
+    def action() -> None:
+        with progress_display() as progress:
+            run_profile(path, target, calib, threads, top, json_out, runs, progress)
+
+    _run(action)
+
+
+@app.command()
+def report(
+    bundle: Annotated[Path, typer.Argument(help="A bundle directory (or an `edgekiln sweep` folder).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o",
+                                                help="HTML file to write (default: BUNDLE/report.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report of BUNDLE from its manifest and device measurements."""
+    from edgekiln.compiler.commands.report import report_command
+
+    _run(lambda: report_command(bundle, output))
 
 
 @app.command("targets")

@@ -63,8 +63,9 @@ def dumps(manifest: dict[str, Any]) -> str:
 
 def build(recipe: Recipe, target: Target, source_format: str, graph: Any, selection: Selection,
              data: Datasets, measured: Measured, memory_mb: float, notes: list[str] | None = None,
-             pruning: dict | None = None) -> dict[str, Any]:
-    """The whole manifest of a build; `notes` are target checks that --force overrode."""
+             pruning: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
+    """The whole manifest of a build; `notes` are target checks that --force overrode; `profile`: the
+    shipped model's per-op profile block (compiler/profile/)."""
     source_bytes, source_sha = _file_facts(Path(recipe.source))
     model_sha = hashlib.sha256(selection.model).hexdigest()
     sections = {
@@ -93,6 +94,7 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
                     "target_estimate": estimate.target_estimate(target, selection.model_stats.records, selection.format,
                                                                 selection.block.get("coverage")),
                     "device": []},
+        "profile": profile,
         "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
                    **compat.memory_basis(target, selection.format)},
         "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),

@@ -20,6 +20,7 @@ from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.graph import detect_format, framework, load, shapes
 from edgekiln.compiler.measure import measure_all, threads_for
+from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import stage as prune_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search import formats
@@ -76,8 +77,10 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         measured = measure_all(graph, selection, data, recipe, target)  # against the source: drops include pruning
         pruning = prune_stage.finish(pruned, graph, selection, data, recipe, target, search.unpruned_reference,
                                      progress)
+        progress("Profiling the shipped model op by op")
+        profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(recipe, target, source_format, graph, selection, data, measured, memory_mb, notes,
-                               pruning)
+                               pruning, profile)
         progress("Writing the bundle")
         bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
     return BuildResult(output, built, tuple(built["warnings"]))

@@ -35,6 +35,17 @@ def _finish(state: dict) -> None:
         console.print(f"[green]✓[/green] {state['stage']} [dim]({time.perf_counter() - state['start']:.1f} s)[/dim]")
 
 
+def _print_profile(m: dict) -> None:
+    """The shipped model's five slowest ops; for a pruned build, each layer's time before and after."""
+    from edgekiln.compiler.profile.table import print_layers, print_profile
+
+    if (m.get("profile") or {}).get("ops"):
+        print_profile(m["profile"], "where the time goes (shipped model, host; manifest.json `profile`)", top=5)
+    per_layer = ((m.get("pruning") or {}).get("measured") or {}).get("per_layer_ms")
+    if per_layer:
+        print_layers(per_layer, "time per layer before and after pruning (host)", ("unpruned", "pruned"))
+
+
 def print_build_summary(result: object) -> None:
     m = result.manifest  # type: ignore[attr-defined]
     table = Table(title=f"edgekiln build -> {result.output}", show_header=True)  # type: ignore[attr-defined]
@@ -69,6 +80,7 @@ def print_build_summary(result: object) -> None:
                           f"(from {_origin(fixed['origin'])})", markup=False)
     if (m["quantization"] or {}).get("candidates"):
         print_candidates(m["quantization"])
+    _print_profile(m)
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")
     console.print("[dim]latency is measured on this build host (labelled 'host' in manifest.json), "

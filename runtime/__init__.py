@@ -77,11 +77,10 @@ class BundleModel(Model):
         spec = self.manifest["golden"]
         return compare_golden(self, self.golden(), float(spec["atol"]), float(spec["rtol"]))
 
-    def benchmark(self, sample: list[np.ndarray] | None = None, runs: int = 50, warmup: int = 5) -> dict:
-        if sample is None:
-            golden = self.golden()
-            sample = [golden[f"input_{k}"] for k in range(len(self.inputs))]
-        return super().benchmark(sample, runs, warmup)
+    def raw_feeds(self, sample: list[np.ndarray] | None) -> list[np.ndarray]:
+        """A bundle is benchmarked and profiled on its first golden input by default."""
+        golden = self.golden() if sample is None else {}
+        return super().raw_feeds(sample or [golden[f"input_{k}"] for k in range(len(self.inputs))])
 
 
 def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""`python -m runtime info | validate | bench | race` from inside a bundle (or with --bundle DIR).
+"""`python -m runtime info | validate | bench | profile | race` from inside a bundle (or with --bundle DIR).
 
 Exit codes: 0 success, 1 failure (checksum, mismatch, unreadable bundle), 2 usage.
 """
@@ -35,7 +35,7 @@ def _count(low: int) -> Callable[[str], int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["info", "validate", "bench"])
+    parser.add_argument("command", choices=["info", "validate", "bench", "profile"])
     parser.add_argument("--bundle", type=Path, default=None, help="bundle directory (default: this bundle)")
     parser.add_argument("--threads", type=_count(1), default=None, help="interpreter threads (default: target's)")
     parser.add_argument("--runs", type=_count(1), default=100, help="timed runs for bench")
@@ -91,6 +91,15 @@ def _bench(model: BundleModel, runs: int, warmup: int, as_json: bool) -> int:
     return 0
 
 
+def _profile(model: BundleModel, as_json: bool) -> int:
+    result = dict(model.profile(), machine=platform.machine(), python=platform.python_version())
+    print(jsonsafe.dumps(result, indent=2) if as_json else f"{result['method']}: sum of ops {result['sum_ms']:.3f} "
+          f"ms, whole {result['total_ms']:.3f} ms ({result['threads']} threads, {result['machine']})")
+    for op in [] if as_json else sorted(result["ops"], key=lambda o: -o["ms"]):
+        print(f"{op['ms']:9.4f} ms {op['share']:6.1%}  {op['op']:18s} {op['name'][:60]}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["race"]:  # model files, no bundle: the candidates of a build, timed on the device
@@ -103,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
             return _info(model, args.json)
         if args.command == "validate":
             return _validate(model, args.json)
-        return _bench(model, args.runs, args.warmup, args.json)
+        return _profile(model, args.json) if args.command == "profile" else \
+            _bench(model, args.runs, args.warmup, args.json)
     except (BundleError, OSError, ValueError, KeyError, TypeError) as exc:  # a broken bundle: one line
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1

@@ -132,7 +132,7 @@ class OnnxBackend:
 
     format = "onnx"
 
-    def __init__(self, model_bytes: bytes, threads: int | None) -> None:
+    def __init__(self, model_bytes: bytes, threads: int | None, profile_prefix: str | None = None) -> None:
         import onnxruntime as ort
 
         self.name, self.version = "onnxruntime", ort.__version__
@@ -146,6 +146,8 @@ class OnnxBackend:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if profile_prefix:  # onnxruntime's own per-node timer (runtime/profile.py reads its trace)
+            options.enable_profiling, options.profile_file_prefix = True, profile_prefix
         self._session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         self.inputs = [_onnx_info(i) for i in self._session.get_inputs()]
         self.outputs = [_onnx_info(o) for o in self._session.get_outputs()]
@@ -153,6 +155,9 @@ class OnnxBackend:
     def run(self, feed: list[np.ndarray]) -> list[np.ndarray]:
         named = {info.name: array for info, array in zip(self.inputs, feed, strict=True)}
         return list(self._session.run(None, named))
+
+    def end_profiling(self) -> str:
+        return self._session.end_profiling()
 
     def op_names(self) -> list[str]:
         return []  # onnxruntime does not expose its executed graph; the compiler reads the ONNX file

@@ -54,7 +54,7 @@ class Model:
         start = time.perf_counter()
         self.backend = open_backend(model_format, model_bytes, threads)
         self.init_ms = (time.perf_counter() - start) * 1e3
-        self.format, self.threads = model_format, threads
+        self.format, self.threads, self.model_bytes = model_format, threads, model_bytes
         self.inputs: list[TensorInfo] = self.backend.inputs
         self.outputs: list[TensorInfo] = self.backend.outputs
         self.layouts = dict(layouts or {})
@@ -101,12 +101,22 @@ class Model:
             raise TypeError(f"the model has {len(self.inputs)} inputs: pass a dict name -> array")
         return [np.asarray(x)]
 
+    def raw_feeds(self, sample: list[np.ndarray] | None) -> list[np.ndarray]:
+        """One compiled batch of raw inputs from a float sample (zeros without one)."""
+        size = max(self.inputs[0].shape[0], 1) if self.inputs[0].shape else 1
+        return [quantize(to_compiled(np.resize(s[:size], (size, *s.shape[1:])), self.layouts.get(i.name)), i)
+                for s, i in zip(sample, self.inputs, strict=True)] if sample else \
+            [np.zeros([d if d > 0 else 1 for d in i.shape], np.dtype(i.dtype)) for i in self.inputs]
+
+    def profile(self, sample: list[np.ndarray] | None = None, runs: int = 30) -> dict:
+        """Per-op time of the compiled model, adding up to the whole (runtime/profile.py)."""
+        from .profile import profile
+
+        return profile(self.format, self.model_bytes, self.threads, self.raw_feeds(sample), runs)
+
     def benchmark(self, sample: list[np.ndarray] | None = None, runs: int = 50, warmup: int = 5) -> dict:
         """First-inference and steady-state latency of one compiled batch (raw, no pre/post)."""
-        size = max(self.inputs[0].shape[0], 1) if self.inputs[0].shape else 1
-        feeds = [quantize(to_compiled(np.resize(s[:size], (size, *s.shape[1:])), self.layouts.get(i.name)), i)
-                 for s, i in zip(sample, self.inputs, strict=True)] if sample else \
-            [np.zeros([d if d > 0 else 1 for d in i.shape], np.dtype(i.dtype)) for i in self.inputs]
+        feeds = self.raw_feeds(sample)
         start = time.perf_counter()
         self.backend.run(feeds)
         first_ms = (time.perf_counter() - start) * 1e3

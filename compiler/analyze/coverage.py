@@ -44,6 +44,15 @@ def measure(model_bytes: bytes, threads: int = 1) -> Coverage:
 def from_ops(ops: list[dict]) -> Coverage:
     """Coverage from LiteRT op details (original nodes, then one DELEGATE node per partition)."""
     original = [op for op in ops if op["op_name"] != DELEGATE]
+    covered = covered_nodes(ops)
+    slow = Counter(op["op_name"] for op in original if op["index"] not in covered)
+    pieces = sum(op["op_name"] == DELEGATE for op in ops)
+    return Coverage(len(original), len(covered), pieces, dict(slow))
+
+
+def covered_nodes(ops: list[dict]) -> set[int]:
+    """The indices of the original nodes some XNNPACK partition runs."""
+    original = [op for op in ops if op["op_name"] != DELEGATE]
     producer = {int(t): op["index"] for op in original for t in op["outputs"]}
     covered: set[int] = set()
     for partition in (op for op in ops if op["op_name"] == DELEGATE):
@@ -56,6 +65,4 @@ def from_ops(ops: list[dict]) -> Coverage:
                 continue
             covered.add(node)
             frontier.extend(int(t) for t in ops[node]["inputs"] if t >= 0)
-    slow = Counter(op["op_name"] for op in original if op["index"] not in covered)
-    pieces = sum(op["op_name"] == DELEGATE for op in ops)
-    return Coverage(len(original), len(covered), pieces, dict(slow))
+    return covered

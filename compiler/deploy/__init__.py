@@ -27,6 +27,7 @@ def deploy_command(bundle: Path, hosts: list[str], inventory: Path | None, optio
     """`edgekiln deploy`: every device gets a row; any failure makes the command fail after all have run."""
     devices = destinations(hosts, inventory)
     outcomes = run_fleet(bundle, devices, options, parallel)
+    _refresh_report(bundle, outcomes)
     _raise_failures(outcomes, "")
     return outcomes
 
@@ -36,8 +37,17 @@ def measure_after_build(bundle: Path, hosts: list[str], options: DeployOptions) 
     outcomes = run_fleet(bundle, destinations(hosts, None), options, parallel=len(hosts))
     measured = [o.record for o in outcomes if o.ok and o.record is not None]
     manifest = records.record_in_manifest(bundle, measured) if measured else {}
+    _refresh_report(bundle, outcomes)
     _raise_failures(outcomes, f"the bundle was written to {bundle}, but ")
     return manifest
+
+
+def _refresh_report(bundle: Path, outcomes: list[DeviceResult]) -> None:
+    """report.html is a view of the bundle's files: remade once a device's figures were added to them."""
+    from edgekiln.compiler import report
+
+    if any(o.record is not None for o in outcomes) and (bundle / report.REPORT_FILE).is_file():
+        report.write(bundle)
 
 
 def _raise_failures(outcomes: list[DeviceResult], prefix: str) -> None:

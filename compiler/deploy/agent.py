@@ -255,6 +255,13 @@ def bench(p: dict, python: str, args: argparse.Namespace) -> dict:
     return json.loads(out[out.index("{"):])
 
 
+def profile(p: dict, python: str, args: argparse.Namespace) -> dict:
+    """Per-op time on the device (`python -m runtime profile`): --profile only, it takes longer than bench."""
+    cmd = [python, "-m", "runtime", "profile", "--json"] + (["--threads", str(args.threads)] if args.threads else [])
+    out = check_output(cmd, "bench", "python -m runtime profile", cwd=p["bundle"])
+    return json.loads(out[out.index("{"):])
+
+
 def packages(p: dict, python: str) -> dict:
     """Versions of the required packages and of the bundle's runtime, as the venv sees them."""
     with open(os.path.join(p["bundle"], "requirements.txt")) as f:
@@ -300,11 +307,13 @@ def checked_run(p: dict, args: argparse.Namespace, held: list) -> dict:
         t1 = time.perf_counter()
         latency = bench(p, python, args)
         t2 = time.perf_counter()
+        per_op = profile(p, python, args) if args.profile else None
         versions = packages(p, python)
     finally:
         shutil.rmtree(p["incoming"], ignore_errors=True)
     return {"facts": facts(p["base"]), "bundle_dir": p["bundle"], "venv": venv, "validation": validation,
-            "latency": latency, "packages": versions["packages"], "runtime_version": versions["runtime"],
+            "latency": latency, "profile": per_op, "packages": versions["packages"],
+            "runtime_version": versions["runtime"],
             "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2), "bench": round(t2 - t1, 2)}}
 
 
@@ -342,6 +351,7 @@ def main(argv: list | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--keep", type=int, default=0)  # 0: remove nothing
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args(argv)
     try:
         if sys.version_info < (3, 8):  # noqa: UP036  (this file runs on the device's Python, not ours)

@@ -20,6 +20,7 @@ from edgekiln.compiler.deploy import records
 from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult, PreparedBundle, deploy
 from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, parse_destination
 from edgekiln.compiler.errors import DeployError
+from edgekiln.compiler.profile import on_device
 from edgekiln.compiler.summary import console
 
 
@@ -69,6 +70,8 @@ def run_fleet(bundle: Path, devices: list[Destination], options: DeployOptions,
                 outcome = future.result()
                 record = records.measurement(prepared.manifest, prepared.version, outcome)
                 if record is not None:
+                    if record.get("profile"):  # --profile: the device's per-op times with each op's static facts
+                        record["profile"] = on_device(record["profile"], bundle, prepared.manifest)
                     records.write_measurement(bundle, record)
                     outcome.record = record
                 outcomes.append(outcome)

@@ -51,6 +51,7 @@ def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | N
         "venv": {k: v for k, v in (result.get("venv") or {}).items() if k != "path"} or None,
         "validation": validation,
         "latency": None if latency is None else {"measured_on": "device", **latency},
+        "profile": result.get("profile"),  # deploy --profile: per-op time on the device (runtime/profile.py)
         "timings_s": {**outcome.timings_s, **result.get("timings_s", {})},
         "warnings": mismatch_warnings(manifest, facts),
         "removed_on_device": result.get("pruned"),  # --keep: old versions and venvs removed, bytes freed

@@ -26,7 +26,7 @@ from edgekiln.compiler.errors import DeployError
 AGENT = Path(__file__).with_name("agent.py")
 AGENT_KEEP = AGENT.with_name("agent_keep.py")  # imported by the agent's `run` (not by `probe`)
 MARK = "@@edgekiln "
-SKIP = {"measurements", "__pycache__"}  # host-side records and caches never travel
+SKIP = {"measurements", "__pycache__", "report.html"}  # host-side records, views and caches never travel
 NO_PYTHON = 127  # the remote shell's "command not found"
 # A venv with numpy 2.4.6 + ai-edge-litert 2.3.0 took 163 MB, installed from 38 MB of wheels (x86_64 cp311).
 INDEX_INSTALL_MB = 200  # disk a venv needs when pip fetches its wheels from the index
@@ -46,6 +46,7 @@ class DeployOptions:
     threads: int | None = None
     timeout: float = 1800
     keep: int = 3  # versions of this bundle kept on a device after a successful deploy; 0: all
+    profile: bool = False  # also the per-op profile on the device (python -m runtime profile)
 
     def __post_init__(self) -> None:
         # `~/x` would reach the remote shell quoted (no tilde expansion): say it as a home-relative path.
@@ -178,6 +179,8 @@ def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outc
              f"--warmup={options.warmup}", f"--keep={options.keep}"]
     if options.threads:
         extra.append(f"--threads={options.threads}")
+    if options.profile:
+        extra.append("--profile")
     q = shlex.quote
     command = (f"mkdir -p {q(incoming)} && tar -xf - -C {q(incoming)} && "
                f"{q(options.python)} {q(incoming + '/agent.py')} {verb} {_agent_args(bundle, options)} "

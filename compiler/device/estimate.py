@@ -118,6 +118,16 @@ def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
     return CostBreakdown(compute * 1e3, memory * 1e3, overhead * 1e3)
 
 
+def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
+              outside: Iterable[bool] | None = None) -> list[float]:
+    """Each op's estimated time in ms, in the records' order: the cost model applied to one op at a time;
+    outside[i] charges op i at the built-in kernels' rate (it runs outside the fast path)."""
+    records = list(records)
+    flags = list(outside) if outside is not None else [False] * len(records)
+    return [predict_ms([record], figures, threads, {record.op: 1} if slow else None).total_ms
+            for record, slow in zip(records, flags, strict=True)]
+
+
 def candidate_ms(target: Target, model_format: str, records: Iterable[OpRecord],
                  coverage: dict | None = None) -> float | None:
     """A candidate's estimated latency on the target (None without figures or per-op records)."""

@@ -27,6 +27,7 @@ from edgekiln.compiler.graph import keras as keras_graph
 from edgekiln.compiler.graph import keras_prune, keras_recover, onnx_prune, onnx_recover
 from edgekiln.compiler.graph import onnx as onnx_graph
 from edgekiln.compiler.measure import threads_for
+from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.recover import Recover, resolve
@@ -221,6 +222,7 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
     threads = threads_for(recipe, target)
     models = [measure.open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
     best = measure.side_by_side(models, data.golden_set, recipe.bench_runs)
+    per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
     return {**pruned.block, "measured": {
         "compiled_as": compiled.variant, "shipped_as": shipped, **because, "format": selection.format,
@@ -230,4 +232,4 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
         "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),
         "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
         "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),
-        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3)}}
+        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer}}

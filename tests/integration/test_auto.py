@@ -8,12 +8,14 @@ on the table that was measured.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgekiln.compiler.pipeline import build
 from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.report.inputs import dig
 from tests import synthetic
 from tests.choice_rule import assert_choice_obeys_rule, assert_refinements_not_below_plain_int8
 
@@ -164,3 +166,41 @@ def test_explain_needs_calibration_data(cli, synthetic_models):
     result = cli("explain", synthetic_models["spread"]["model"])
     assert result.exit_code == 1
     assert result.stderr.strip().startswith("error: int8 quantization needs calibration data")
+
+
+# Every plot's rendered box, and how wide the page lays out (wider than the screen: a phone scrolls sideways).
+LAYOUT = ("{plots: [...document.querySelectorAll('svg.plot')].map(e => [e.getBoundingClientRect().width, "
+          "e.getBoundingClientRect().height]), page: document.documentElement.scrollWidth}")
+FIELDS = "[...document.querySelectorAll('[data-field]')].map(e => [e.dataset.field, e.textContent])"
+
+
+def test_the_report_opens_in_headless_chromium(spread, tmp_path):
+    """The bundle's report.html in a real browser: nothing fetched, no error, every plot drawn on a wide
+    screen and at 400 px, the headline figures the manifest's, printable. Screenshots and the PDF stay in
+    pytest's tmp_path (kept for the last runs), never in the repository."""
+    from tests.browser import Chromium, chromium_or_skip
+
+    executable = chromium_or_skip()
+    bundle = Path(spread["recipe"]["output"])
+    manifest, url = json.loads((bundle / "manifest.json").read_text()), (bundle / "report.html").as_uri()
+    with Chromium(executable, tmp_path / "profile") as page:
+        page.width(1000)
+        page.open(url)
+        wide, fields = page.evaluate(LAYOUT), page.evaluate(FIELDS)
+        page.screenshot(tmp_path / "report-1000px.png")
+        page.width(400)
+        narrow = page.evaluate(LAYOUT)
+        page.screenshot(tmp_path / "report-400px.png")
+        page.media("print")
+        printed = page.evaluate("getComputedStyle(document.querySelector('nav')).display")
+        pdf = page.pdf(tmp_path / "report.pdf").read_bytes()
+        errors, requests = page.errors(), page.requests()
+    assert errors == [] and requests == [url]
+    assert len(wide["plots"]) == 2 and all(w > 100 and h > 50 for w, h in wide["plots"])  # candidates, diagnosis
+    assert all(0 < w <= 400 and h > 0 for w, h in narrow["plots"]) and narrow["page"] <= 400
+    shown = {field: float(text.replace(",", "")) for field, text in fields}
+    assert {"size.model_bytes", "latency.host.p50_ms", "latency.target_estimate.p50_ms",
+            "fidelity.top1_agreement", "fidelity.sqnr_db"} <= set(shown)
+    assert all(value == dig(manifest, *field.split(".")) for field, value in shown.items()), shown
+    assert (tmp_path / "report-400px.png").stat().st_size > 10_000
+    assert printed == "none" and pdf.startswith(b"%PDF") and len(pdf) > 10_000  # print CSS: no navigation

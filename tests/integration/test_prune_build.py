@@ -40,6 +40,12 @@ def test_pruned_bundle_is_smaller_validates_and_records_what_was_removed(pruned_
     # the unpruned reference is built as the shipped variant, through the same search
     _assert_compiled_as_shipped(m)
     assert m["latency"]["pruning"]["unpruned_p50_ms"] > 0 and m["latency"]["pruning"]["speedup"] > 0
+    # each layer's time, unpruned beside pruned, matched by layer name (the pruned convs are in both)
+    per_layer = {row["layer"]: row for row in measured["per_layer_ms"]}
+    pruned_convs = [layer for layer in per_layer if "conv2d_1" in layer.split("+")]
+    assert pruned_convs and all(min(per_layer[c]["unpruned_ms"], per_layer[c]["pruned_ms"]) >= 0 for c in pruned_convs)
+    assert sum(r["unpruned_ms"] for r in per_layer.values()) > 0 and sum(r["pruned_ms"] for r in per_layer.values()) > 0
+    assert m["profile"]["ops"] and m["profile"]["agreement"]["bound"] == 0.2
     assert run_runtime(pruned_bundle.output, "validate").returncode == 0
 
 

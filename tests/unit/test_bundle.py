@@ -17,7 +17,8 @@ def _contents(manifest=None):
 def test_writes_the_layout(tmp_path):
     out = bundle.write(tmp_path / "b", _contents())
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["README.md", "golden.npz", "manifest.json", "model.tflite", "requirements.txt", "runtime"]
+    assert names == ["README.md", "golden.npz", "manifest.json", "model.tflite", "report.html", "requirements.txt",
+                     "runtime"]
     assert (out / "runtime" / "__init__.py").is_file() and not (out / "runtime" / "__pycache__").exists()
     assert (out / "model.tflite").read_bytes() == b"model-bytes"
 

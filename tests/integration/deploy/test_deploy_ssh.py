@@ -36,6 +36,13 @@ def _record(bundle: Path, device: sshd_loopback.LoopbackDevice) -> dict:
     return json.loads((bundle / "measurements" / f"{device.device_id}.json").read_text())
 
 
+def _ops_of(bundle: Path) -> list[str]:
+    """The builtin op of every node of the bundle's model, in execution order."""
+    from edgekiln.runtime.backends import TFLiteBackend
+
+    return [n for n in TFLiteBackend((bundle / "model.tflite").read_bytes(), 1).op_names() if n != "DELEGATE"]
+
+
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -62,11 +69,20 @@ def test_full_deploy_then_reused_venv(deploy, edgekiln, sample_bundle, device, w
     assert not list((remote_base / "incoming").iterdir())  # the upload (and its wheels) was cleaned up
     # The bundle's own files are untouched: measurements live beside them.
     assert _sha(bundle / "manifest.json") == manifest_before and _sha(bundle / "model.tflite") == model_before
+    # report.html, a view of those files, was remade with the device's figure; it never travels to the device.
+    assert f'data-field="device.p50_ms">{record["latency"]["p50_ms"]}<' in (bundle / "report.html").read_text()
+    assert not (remote / "report.html").exists()
 
-    second = deploy(bundle, device, remote_base)  # no --wheels needed: the venv is reused
+    second = deploy(bundle, device, remote_base, "--profile")  # no --wheels needed: the venv is reused
     assert second.returncode == 0, second.stderr
     again = _record(bundle, device)
     assert again["venv"]["reused"] is True and again["validation"]["passed"]
+    assert record["profile"] is None  # per-op profiling only when asked: it takes longer than bench
+    ops = again["profile"]["ops"]  # --profile: per op, measured on the device by the bundle's runtime
+    assert again["profile"]["method"] == "prefix-differences" and len(ops) == len(_ops_of(bundle))
+    assert [op["op"] for op in sorted(ops, key=lambda op: op["index"])] == _ops_of(bundle)
+    assert abs(sum(op["ms"] for op in ops) - again["profile"]["sum_ms"]) < 0.01
+    assert again["profile"]["measured_on"] == "device" and sum(op["macs"] for op in ops) > 0  # the host's columns
     assert "reused" in second.stdout and "PASS" in second.stdout
 
     shown = edgekiln("inspect", bundle)

@@ -1,0 +1,104 @@
+"""`edgekiln profile MODEL|BUNDLE`: where the time goes, op by op, measured through the bundle runtime.
+
+A bundle: its shipped model, fed its first golden input. A compiled .tflite file: as it is. A source model
+(.keras, .h5, SavedModel, .onnx) with --calib: compiled as float32 and as a default build would ship it
+(two builds into a scratch directory), profiled side by side and matched by source layer.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekiln.compiler.errors import EdgekilnError, RecipeError
+from edgekiln.compiler.profile import profile_model
+from edgekiln.compiler.profile.stage import layers_side_by_side
+from edgekiln.compiler.profile.table import print_layers, print_profile
+from edgekiln.compiler.summary import console
+
+
+def run_profile(path: Path, target: str | None, calib: Path | None, threads: int | None, top: int,
+                json_out: Path | None, runs: int, progress: Any = lambda stage: None, quantize: str = "auto") -> dict:
+    """Profile PATH, print the tables, write --json; returns what was written. `quantize`: what the build
+    of a source model ships (a default build: auto)."""
+    from edgekiln.compiler.pipeline import resolve_target
+
+    if not path.exists():
+        raise EdgekilnError(f"{path} does not exist", "pass a bundle directory, a .tflite file or a source model")
+    if (path / "manifest.json").is_file():
+        result = _bundle(path, target, threads, runs)
+        print_profile(result, f"{path} (shipped model, host)", top)
+    elif path.suffix == ".tflite":
+        figures = resolve_target(target) if target else None
+        result = profile_model("tflite", path.read_bytes(), threads or 1, _sample(calib), figures, runs=runs,
+                               name=str(path))
+        print_profile(result, f"{path} (host)", top)
+    else:
+        result = _source(path, target, calib, threads, runs, progress, quantize)
+        print_profile(result["float32"], f"{path} as float32 (host)", top)
+        print_profile(result, f"{path} as a default build ships it: {result['variant']} (host)", top)
+        print_layers(result["by_layer"], "time per source layer (host)", ("float32", result["variant"]), top)
+    if json_out is not None:
+        json_out.write_text(json.dumps(result, indent=2) + "\n")
+        console.print(f"profile written to {json_out}", markup=False)
+    return result
+
+
+def _bundle(path: Path, target: str | None, threads: int | None, runs: int) -> dict:
+    from edgekiln.compiler.pipeline import resolve_target
+    from edgekiln.runtime import BundleError, load
+
+    try:
+        model = load(path)
+    except BundleError as exc:
+        raise EdgekilnError(str(exc), "rebuild the bundle with `edgekiln build`") from None
+    manifest = model.manifest
+    figures = resolve_target(target or manifest["target"]["name"])
+    threads = threads or manifest["latency"]["host"].get("threads") or 1
+    golden = model.golden()
+    sample = [golden[f"input_{k}"][:1] for k in range(len(model.inputs))]
+    return profile_model(model.format, model.model_bytes, threads, sample, figures, model.layouts, runs=runs,
+                         name=str(path))
+
+
+def _source(path: Path, target: str | None, calib: Path | None, threads: int | None, runs: int,
+            progress: Any, quantize: str) -> dict:
+    from edgekiln.compiler.pipeline import build
+    from edgekiln.compiler.recipe import Quantize, Recipe
+
+    if calib is None:
+        raise RecipeError("profiling a source model compiles it, which needs calibration data",
+                          "pass --calib DATA (or profile a bundle or a .tflite file)")
+    with tempfile.TemporaryDirectory(prefix="edgekiln-profile-") as scratch:
+        profiles = {}
+        plans = (("float32", Quantize.none),) + ((("shipped", Quantize(quantize)),) if quantize != "none" else ())
+        for name, mode in plans:  # a float32 build ships float32: one build is both
+            progress(f"Compiling {path.name} ({'float32' if name == 'float32' else 'as a default build'})")
+            recipe = Recipe(source=str(path), target=target or "rpi4", calib=str(calib), threads=threads,
+                            quantize=mode, output=str(Path(scratch) / name), bench_runs=min(runs, 30))
+            result = build(recipe, progress)
+            progress(f"Profiling the {name} model")
+            profiles[name] = _bundle(result.output, target, threads, runs)
+            profiles[name]["variant"] = result.manifest["quantization"].get("variant", "int8") \
+                if result.manifest["quantization"] else "float32"
+    profiles.setdefault("shipped", profiles["float32"])
+    shipped = dict(profiles["shipped"], model=str(path), float32=dict(profiles["float32"], model=str(path)))
+    shipped["by_layer"] = layers_side_by_side(profiles["float32"], profiles["shipped"],
+                                              ("float32_ms", "shipped_ms"))
+    return shipped
+
+
+def _sample(calib: Path | None) -> list[np.ndarray] | None:
+    """The first calibration sample (a .npz with one array per input, or .npy); zeros without --calib."""
+    if calib is None:
+        return None
+    try:
+        data = np.load(calib, allow_pickle=False)
+        arrays = [data] if isinstance(data, np.ndarray) else [data[k] for k in data.files if k != "y"]
+    except (OSError, ValueError) as exc:
+        raise EdgekilnError(f"cannot read {calib} ({type(exc).__name__})", "pass a .npz or .npy file") from None
+    return [np.asarray(a[:1], np.float32) for a in arrays]

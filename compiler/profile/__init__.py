@@ -1,0 +1,105 @@
+"""Per-op profile of a compiled model: measured host time (runtime/profile.py, the code that ships) joined
+with each op's static facts and its estimated time on the target.
+
+The JSON shape (`edgekiln profile --json`, the manifest's `profile` block keeps the top rows):
+{"model", "method", "threads", "total_ms" (measured whole), "sum_ms", "agreement", "ops": [{"name", "op",
+"layer", "ms", "share", "macs", "params", "weight_bytes", "dtype", "fast_path", "estimate_ms", "hot"}]}.
+`hot`: among the slowest ops that together take 80 % of the time.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekiln.compiler.profile.static import OpFacts, onnx_facts, onnx_match, tflite_facts
+
+HOT_SHARE = 0.8
+AGREEMENT = 0.2  # sum of the ops vs the whole: within +-20 % counts as adding up
+
+
+def profile_model(model_format: str, model_bytes: bytes, threads: int, sample: list[np.ndarray] | None,
+                  target: Any = None, layouts: dict | None = None, layer_names: list[str] | None = None,
+                  runs: int = 30, name: str = "model") -> dict:
+    """The full profile (every op, sorted by measured time) of one compiled model on this host."""
+    from edgekiln.runtime.model import Model
+
+    measured = Model(model_format, model_bytes, threads, layouts).profile(sample, runs)
+    return joined(measured, model_format, model_bytes, target, layer_names or [], name)
+
+
+def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, layer_names: list[str],
+           name: str) -> dict:
+    """A runtime profile (rows: index, name, op, ms, share) with the static columns and the estimate added."""
+    rows = [dict(op) for op in measured["ops"]]
+    if model_format == "tflite":
+        facts: list[OpFacts | None] = list(tflite_facts(model_bytes, layer_names))
+        matched = [facts[row["index"]] if row["index"] < len(facts) else None for row in rows]
+    else:
+        by_name = onnx_facts(model_bytes)
+        matched = [onnx_match(row["name"], by_name) for row in rows]
+    estimates = _estimates(matched, target, measured.get("threads") or 1)
+    for row, fact, estimate in zip(rows, matched, estimates, strict=True):
+        row.update(layer=fact.layer if fact else row["name"], macs=fact.macs if fact else 0,
+                   params=fact.params if fact else 0, weight_bytes=fact.weight_bytes if fact else 0,
+                   dtype=fact.dtype if fact else "", estimate_ms=estimate,
+                   fast_path=row.get("fast_path", fact.fast_path if fact else None))
+    rows.sort(key=lambda r: -r["ms"])
+    _mark_hot(rows)
+    total, whole = measured["sum_ms"], measured["total_ms"]
+    return {"model": name, "format": model_format, "method": measured["method"], "threads": measured["threads"],
+            "total_ms": whole, "sum_ms": total, "agreement": agreement(total, whole), "runs": measured["runs"],
+            "profile_s": measured["profile_s"], "estimate": _estimate_label(target, estimates), "ops": rows}
+
+
+def on_device(measured: dict, bundle: Path, manifest: dict) -> dict:
+    """A profile measured on a device (`python -m runtime profile --json`) with the static columns added (read
+    from the bundle's model here) and the target's estimate beside the device's own times."""
+    from edgekiln import targets
+
+    model = manifest["model"]
+    target = targets.load(manifest["target"]["name"]) if manifest["target"]["name"] in targets.names() else None
+    device = joined(measured, model["format"], (bundle / model["file"]).read_bytes(), target, [], model["file"])
+    return {**device, "measured_on": "device", "machine": measured.get("machine")}
+
+
+def agreement(sum_ms: float, whole_ms: float) -> dict:
+    """sum / whole and whether it is within the bound."""
+    ratio = sum_ms / whole_ms if whole_ms > 0 else 0.0
+    return {"ratio": round(ratio, 3), "within": abs(ratio - 1) <= AGREEMENT, "bound": AGREEMENT}
+
+
+def block(profile: dict, top: int = 10) -> dict:
+    """The manifest's `profile` block: method, sum vs whole, the top rows."""
+    keys = ("method", "threads", "total_ms", "sum_ms", "agreement", "runs", "profile_s", "estimate")
+    return {**{k: profile[k] for k in keys}, "ops_total": len(profile["ops"]), "ops": profile["ops"][:top]}
+
+
+def _mark_hot(rows: list[dict]) -> None:
+    total, running = sum(r["ms"] for r in rows), 0.0
+    for row in rows:  # sorted slowest first: an op is hot while the ones before it take < 80 %
+        row["hot"] = total > 0 and running < HOT_SHARE * total
+        running += row["ms"]
+
+
+def _estimates(facts: list[OpFacts | None], target: Any, threads: int) -> list[float | None]:
+    """Each op's estimated time on the target (the cost model per op); None without figures or records."""
+    figures = getattr(target, "estimate", None)
+    if figures is None or not any(f and f.record for f in facts):
+        return [None] * len(facts)
+    from edgekiln.compiler.device.estimate import per_op_ms
+
+    known = [f for f in facts if f and f.record]
+    # an op off the fast path (fast_path False) runs on the built-in kernels on the device too
+    per_op = iter(per_op_ms([f.record for f in known], figures, target.default_threads,
+                            [f.fast_path is False for f in known]))
+    return [round(next(per_op), 5) if f and f.record else None for f in facts]
+
+
+def _estimate_label(target: Any, estimates: list[float | None]) -> dict | None:
+    if target is None or all(e is None for e in estimates):
+        return None
+    return {"method": "estimate", "target": target.name, "threads": target.default_threads,
+            "sum_ms": round(sum(e for e in estimates if e is not None), 4)}

@@ -1,0 +1,55 @@
+"""The build's profile stage: the shipped model profiled through the runtime on the golden sample, and for
+a pruned build each layer's time before and after pruning side by side."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekiln.compiler.profile import block, profile_model
+from edgekiln.compiler.tf_env import quiet_fds
+
+TOP = 10
+BUILD_RUNS = 10  # rounds per batch (up to 4 batches); every prefix model is timed once a round
+
+
+def shipped(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
+    """The manifest's `profile` block of the shipped model; a model the profiler cannot cut (an interpreter
+    error) gets the reason instead of failing a build whose bundle is sound."""
+    try:
+        return block(_profile(selection, dataset, threads, target), TOP)
+    except (RuntimeError, ValueError, IndexError, KeyError) as exc:
+        return {"method": None, "unavailable": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+                "ops": []}
+
+
+def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int) -> list[dict]:
+    """[{layer, unpruned_ms, pruned_ms, ratio}] slowest unpruned layer first: did pruning make the layer faster?"""
+    before, after = (_profile(s, dataset, threads, None) for s in (unpruned, pruned))
+    return layers_side_by_side(before, after, ("unpruned_ms", "pruned_ms"))
+
+
+def layers_side_by_side(before: dict, after: dict, keys: tuple[str, str] = ("before_ms", "after_ms")) -> list[dict]:
+    """Two profiles' time per source layer, matched by layer name, slowest `before` layer first."""
+    first, second = _by_layer(before), _by_layer(after)
+    rows = [{"layer": layer, keys[0]: round(first.get(layer, 0.0), 4), keys[1]: round(second.get(layer, 0.0), 4),
+             "ratio": round(second.get(layer, 0.0) / first[layer], 3) if first.get(layer) else None}
+            for layer in [*first, *(layer for layer in second if layer not in first)]]
+    return sorted(rows, key=lambda r: -r[keys[0]])
+
+
+def _profile(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
+    """Layers are read from the tensor names alone, as for a bundle, so the build's rows are the bundle's."""
+    from edgekiln.runtime.model import Model
+
+    with quiet_fds():  # every prefix interpreter would announce XNNPACK on fd 2
+        model = Model(selection.format, selection.model, threads, selection.layouts)
+        sample = [dataset.inputs[info.name][:1] for info in model.inputs]
+        return profile_model(selection.format, selection.model, threads, sample, target, selection.layouts,
+                             runs=BUILD_RUNS)
+
+
+def _by_layer(profile: dict) -> dict[str, float]:
+    layers: dict[str, float] = {}
+    for op in profile["ops"]:
+        layers[op["layer"]] = layers.get(op["layer"], 0.0) + op["ms"]
+    return layers

@@ -1,0 +1,91 @@
+"""Per-layer sections: where the time goes (the manifest's `profile` block) and where the int8 error
+comes from (`quantization.diagnosis`), with its causes in words."""
+
+from __future__ import annotations
+
+from edgekiln.compiler.report import plots
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows, texts
+from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
+
+FAST_COLORS = {True: plots.BLUE, False: plots.RED, None: plots.GREY}
+MAX_BARS = 20  # a plot of more layers is unreadable on a phone; the table lists them all
+
+
+def _op_label(op: dict) -> str:
+    layer, kind = op.get("layer") or op.get("name") or "?", op.get("op")
+    return f"{layer} ({kind})" if kind else str(layer)
+
+
+def _profile_plot(ops: list[dict], before: dict[str, float]) -> str:
+    shown = ops[:MAX_BARS]
+    labels = [_op_label(o) for o in shown]
+    series = [plots.Bars("host ms (measured)", [number(o.get("ms")) for o in shown],
+                         [FAST_COLORS.get(o.get("fast_path"), plots.GREY) for o in shown])]
+    legend = [(plots.BLUE, "fast path"), (plots.RED, "not in the fast path"), (plots.GREY, "unknown")]
+    if any(number(o.get("estimate_ms")) is not None for o in shown):
+        series.append(plots.Bars("target estimate ms", [number(o.get("estimate_ms")) for o in shown], plots.ORANGE))
+        legend.append((plots.ORANGE, "target estimate"))
+    if before:
+        series.insert(0, plots.Bars("before pruning", [before.get(str(o.get("layer"))) for o in shown], plots.PURPLE))
+        legend.insert(0, (plots.PURPLE, "before pruning (host)"))
+    svg = plots.hbars(labels, series, "time per op (ms)", "profile", legend)
+    return figure(svg, "Time per op of the shipped model, slowest first; colour: whether the op runs in the "
+                       "interpreter's fast path" + ("; beside it, the target's estimate" if len(series) > 1 else ""))
+
+
+def _by_layer(profile: dict | None) -> dict[str, float]:
+    """ms per source layer of a profile (several ops of one layer add up)."""
+    totals: dict[str, float] = {}
+    for o in rows(dig(profile, "ops")):
+        ms = number(o.get("ms"))
+        if ms is not None and o.get("layer"):
+            totals[str(o["layer"])] = totals.get(str(o["layer"]), 0.0) + ms
+    return totals
+
+
+def profile(inputs: ReportInputs) -> Section | None:
+    p = inputs.manifest.get("profile")
+    ops = [o for o in rows(dig(p, "ops")) if number(o.get("ms")) is not None]
+    if not isinstance(p, dict) or not ops:
+        return None
+    ops.sort(key=lambda o: -float(o["ms"]))
+    before = _by_layer(p.get("unpruned"))
+    headers = ["op", "layer", "type", "ms", "share", "MACs", "params", "weight bytes", "dtype", "fast path",
+               *(["estimate ms"] if any("estimate_ms" in o for o in ops) else [])]
+    body = [[o.get("name"), o.get("layer"), o.get("op"), o.get("ms"), o.get("share"), o.get("macs"), o.get("params"),
+             o.get("weight_bytes"), o.get("dtype"), o.get("fast_path"),
+             *([o.get("estimate_ms")] if len(headers) > 10 else [])] for o in ops]
+    summary = (f'<p>Measured by {esc(p.get("method", "?"))} with {esc(fmt(p.get("threads")))} threads: the ops add '
+               f'up to {esc(fmt(p.get("sum_ms")))} ms against {esc(fmt(p.get("total_ms")))} ms measured for the '
+               f'whole model <span class="where">host-measured</span>.</p>')
+    return Section("profile", "Where the time goes", summary + _profile_plot(ops, before)
+                   + table(headers, body, [3, 4, 5, 6, 7, 10]))
+
+
+def diagnosis(inputs: ReportInputs) -> Section | None:
+    d = dig(inputs.manifest, "quantization", "diagnosis")
+    layers = rows(dig(d, "layers")) or rows(dig(d, "nodes"))  # TFLite: per layer; ONNX: per node
+    causes = texts(dig(d, "causes"))
+    if not layers and not causes:
+        return None
+    body = f'<p class="note">Of {esc(d.get("of", "int8"))}; {esc(d.get("method", ""))}.</p>' if d.get("of") else ""
+    if causes:
+        body += "<p>Likely causes, worst first:</p><ol>" + "".join(f"<li>{esc(c)}</li>" for c in causes) + "</ol>"
+    shares = [number(r.get("share")) for r in layers]
+    if layers and any(s is not None for s in shares):
+        shown = layers[:MAX_BARS]
+        labels = [f"{r.get('layer') or r.get('name')} ({r.get('op')})" for r in shown]
+        svg = plots.hbars(labels, [plots.Bars("share of the int8 error", [number(r.get("share")) for r in shown],
+                                              plots.RED)], "share of the int8 error", "diagnosis")
+        body += figure(svg, "Each layer's share of plain int8's error (what keeping it in float would remove), "
+                            "worst first")
+    body += table(["layer", "op", "SQNR dB", "share"],
+                  [[r.get("layer") or r.get("name"), r.get("op"), r.get("sqnr_db"), r.get("share")] for r in layers],
+                  [2, 3])
+    cover = dig(d, "coverage")
+    if isinstance(cover, dict) and cover.get("outside_fast_path") is not None:
+        outside = ", ".join(f"{k} x{v}" for k, v in block(cover, "outside_fast_path").items()) or "none"
+        body += (f'<p class="note">{esc(cover.get("library", "fast path"))}: {esc(fmt(cover.get("fast_path_nodes")))}'
+                 f' of {esc(fmt(cover.get("nodes")))} ops in {esc(fmt(cover.get("fast_path_pieces")))} piece(s); '
+                 f"outside: {esc(outside)}.</p>")
+    return Section("diagnosis", "Per-layer int8 error", body)

@@ -1,0 +1,142 @@
+"""The page around the sections: one HTML file with its CSS inline, nothing fetched from anywhere.
+
+Screen, phone (400 px) and print: the layout is one column that tables scroll inside; plots are inline
+SVG at 100 % width; print drops the navigation and keeps sections off page breaks where it can.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+CSS = """
+:root { --ink: #1d232a; --soft: #5b6570; --line: #d6dbe0; --card: #f4f6f8; --accent: #0072B2; --warn: #9a5b00; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif;
+       color: var(--ink); background: #fff; }
+main { max-width: 62rem; margin: 0 auto; padding: 1rem; }
+h1 { font-size: 1.45rem; margin: 0.2rem 0; }
+h2 { font-size: 1.15rem; margin: 1.6rem 0 0.5rem; padding-bottom: 0.2rem; border-bottom: 1px solid var(--line); }
+p.sub, .label, figcaption, .note { color: var(--soft); font-size: 0.85rem; }
+nav { font-size: 0.85rem; margin: 0.5rem 0 0; }
+nav a { color: var(--accent); margin-right: 0.8rem; text-decoration: none; white-space: nowrap; }
+.cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); gap: 0.6rem; }
+.card { background: var(--card); border-radius: 6px; padding: 0.6rem 0.8rem; }
+.card .big { font-size: 1.35rem; font-weight: 600; }
+.card .label { display: block; }
+.where { display: inline-block; font-size: 0.72rem; padding: 0 0.35rem; border-radius: 3px;
+         border: 1px solid var(--line); color: var(--soft); vertical-align: middle; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.85rem; margin: 0.4rem 0; }
+th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
+th { background: var(--card); }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.chosen td { font-weight: 600; background: #e8f2fa; }
+figure { margin: 0.6rem 0; }
+svg.plot { display: block; width: 100%; height: auto; max-width: 42rem; }
+td.w { min-width: 14rem; }
+ul.warnings li { color: var(--warn); }
+@media (max-width: 600px) {
+  body { font-size: 14px; }
+  main { padding: 0.6rem; }
+  .cards { grid-template-columns: 1fr; }
+}
+@media print {
+  nav { display: none; }
+  body { font-size: 10pt; }
+  main { max-width: none; padding: 0; }
+  section { break-inside: avoid-page; }
+  figure, table, .card { break-inside: avoid; }
+  .scroll { overflow: visible; }
+  a { color: inherit; text-decoration: none; }
+}
+"""
+
+
+# The browser itself refuses any fetch: a page that tried would show a console error, not a request.
+POLICY = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+class Raw(str):
+    """Cell content that is already HTML."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of the page: an anchor id, a heading and its HTML body."""
+
+    id: str
+    title: str
+    body: str
+
+
+def esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def fmt(value: object, digits: int = 4) -> str:
+    """A figure as text: ints with separators, floats to `digits` significant places, None as a dash."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "inf" if math.isinf(value) else f"{value:.{digits}g}"
+    return str(value)
+
+
+def num(value: object, field: str) -> str:
+    """A headline figure as the manifest has it (ints with separators), tagged with where it came from (data-field)."""
+    text = f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else str(value)
+    return f'<span class="num" data-field="{esc(field)}">{esc(text)}</span>'
+
+
+def where(label: str) -> str:
+    """Where a figure was measured: host-measured, estimate, device-measured."""
+    return f'<span class="where">{esc(label)}</span>'
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = (),
+          highlight: Sequence[bool] = ()) -> str:
+    """An HTML table; columns in `numeric` are right-aligned, cells of words (str longer than a few
+    words) get room so that a phone scrolls the table instead of stacking them; Raw cells are HTML."""
+    marks = list(highlight)
+    head = "".join(f'<th{_n(i, numeric)}>{esc(h)}</th>' for i, h in enumerate(headers))
+    body = []
+    for r, row in enumerate(rows):
+        cls = ' class="chosen"' if r < len(marks) and marks[r] else ""
+        cells = "".join(f"<td{_n(i, numeric) or _w(c)}>{_cell(c)}</td>" for i, c in enumerate(row))
+        body.append(f"<tr{cls}>{cells}</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def _cell(value: object) -> str:
+    return value if isinstance(value, Raw) else esc(fmt(value))
+
+
+def _w(value: object) -> str:
+    return ' class="w"' if isinstance(value, str) and value.count(" ") >= 4 else ""
+
+
+def _n(i: int, numeric: Sequence[int]) -> str:
+    return ' class="n"' if i in numeric else ""
+
+
+def figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{esc(caption)}</figcaption></figure>"
+
+
+def document(title: str, subtitle: str, sections: Sequence[Section]) -> str:
+    """The whole page. No script, no link, no image URL: the file is all there is."""
+    nav = "".join(f'<a href="#{s.id}">{esc(s.title)}</a>' for s in sections)
+    parts = "".join(f'<section id="{s.id}"><h2>{esc(s.title)}</h2>{s.body}</section>' for s in sections)
+    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+            f"<meta http-equiv=\"Content-Security-Policy\" content=\"{POLICY}\">"
+            f"<title>{esc(title)}</title><style>{CSS}</style></head>"
+            f"<body><main><header><h1>{esc(title)}</h1><p class=\"sub\">{esc(subtitle)}</p>"
+            f"<nav>{nav}</nav></header>{parts}</main></body></html>\n")

@@ -1,0 +1,77 @@
+"""Pruning: filters per layer before and after, the sensitivity curves of the scan (`--prune auto`),
+accuracy before and after recovery, and the measured effect on size and latency."""
+
+from __future__ import annotations
+
+from edgekiln.compiler.report import plots
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows
+from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
+
+MAX_CURVES = 12  # more lines than this are a tangle; the scan's table has them all
+
+
+def _filters(per_layer: list[dict]) -> str:
+    shown = per_layer[:40]
+    labels = [str(r.get("layer")) for r in shown]
+    svg = plots.hbars(labels, [plots.Bars("before", [number(r.get("filters_before")) for r in shown], plots.GREY),
+                               plots.Bars("after", [number(r.get("filters_after")) for r in shown], plots.BLUE)],
+                      "filters (output channels)", "pruning-filters")
+    return figure(svg, "Filters per layer before (grey) and after (blue) pruning")
+
+
+def _curves(scan: dict) -> str:
+    ratios = [number(r) for r in scan.get("ratios") or []]
+    scan_rows = rows(scan.get("rows"))
+    if not scan_rows or not ratios or None in ratios:
+        return ""
+    series = {}
+    for r in scan_rows[:MAX_CURVES]:
+        drops = [number(d) for d in r.get("drops") or []]
+        if len(drops) == len(ratios) and None not in drops:
+            series[str(r.get("label"))] = ([float(x) for x in ratios if x is not None],
+                                           [float(d) for d in drops if d is not None])
+    if not series:
+        return ""
+    metric = scan.get("metric", "accuracy")
+    svg = plots.lines(series, "fraction of the group's channels removed", f"{metric} drop (points)",
+                      "pruning-sensitivity")
+    return figure(svg, f"Sensitivity: each channel group pruned alone, no recovery ({fmt(scan.get('samples'))} "
+                       f"samples; {metric} of the source {fmt(scan.get('reference'))} %)")
+
+
+def _facts(m: dict, p: dict) -> str:
+    acc, rec = block(p, "accuracy"), block(p, "recovery")
+    lat = block(m, "latency", "pruning")
+    items = [f"ratio {esc(p.get('ratio'))}, criterion {esc(p.get('criterion'))}, recovery {esc(rec.get('method'))}",
+             f"params {esc(fmt(p.get('params_before')))} -> {esc(fmt(p.get('params_after')))}; MACs "
+             f"{esc(fmt(p.get('macs_before')))} -> {esc(fmt(p.get('macs_after')))}"]
+    if acc:
+        items.append(f"{esc(acc.get('metric', 'accuracy'))}: source {esc(fmt(acc.get('reference')))}, pruned "
+                     f"{esc(fmt(acc.get('before_recovery')))} before recovery, {esc(fmt(acc.get('after_recovery')))}"
+                     f" after ({esc(fmt(acc.get('samples')))} samples)")
+    if lat.get("speedup") is not None:
+        items.append(f"host p50 {esc(fmt(lat.get('unpruned_p50_ms')))} ms unpruned -> {esc(fmt(lat.get('p50_ms')))}"
+                     f' ms pruned: {esc(fmt(lat.get("speedup")))}x <span class="where">host-measured</span>')
+    blocked = rows(p.get("blocked"))
+    if blocked:
+        items.append(f"{len(blocked)} group(s) blocked: " + esc("; ".join(
+            f"{', '.join(map(str, b.get('layers') or []))} ({', '.join(map(str, b.get('reasons') or []))})"
+            for b in blocked[:5])))
+    return "<ul>" + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
+
+
+def pruning(inputs: ReportInputs) -> Section | None:
+    m = inputs.manifest
+    p = m.get("pruning")
+    if not isinstance(p, dict):
+        return None
+    per_layer = rows(p.get("per_layer"))
+    body = _facts(m, p)
+    if per_layer:
+        body += _filters(per_layer)
+        body += table(["layer", "filters before", "filters after"],
+                      [[r.get("layer"), r.get("filters_before"), r.get("filters_after")] for r in per_layer], [1, 2])
+    scan = dig(p, "search", "scan")
+    if isinstance(scan, dict):
+        body += _curves(scan)
+    return Section("pruning", "Pruning", body)

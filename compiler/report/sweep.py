@@ -1,0 +1,61 @@
+"""The sweep front (`edgekiln sweep`, DIR/sweep.json): latency x accuracy with size, front points linked
+to their recipes.
+
+What is read from sweep.json, each key optional: `points: [{name, prune, quantize (or variant), format,
+bytes, p50_ms, accuracy or sqnr_db / agreement, params, macs, on_front, recipe (a path relative to DIR,
+default points/<name>.toml), error}]`, `chosen` (a point's name), `max_drop`.
+"""
+
+from __future__ import annotations
+
+from edgekiln.compiler.report import plots
+from edgekiln.compiler.report.inputs import ReportInputs, number, rows
+from edgekiln.compiler.report.page import Raw, Section, esc, figure, table
+
+
+def _quality_key(points: list[dict]) -> tuple[str, str]:
+    if any(number(p.get("accuracy")) is not None for p in points):
+        return "accuracy", "accuracy (%)"
+    return "sqnr_db", "SQNR vs the source model (dB)"
+
+
+def _plot(points: list[dict], chosen: str | None) -> str:
+    key, label = _quality_key(points)
+    placed = [(p, number(p.get("p50_ms")), number(p.get(key))) for p in points]
+    placed = [(p, x, y) for p, x, y in placed if x is not None and y is not None]
+    if len(placed) < 2:
+        return ""
+    marks = [plots.Point(x, y, float(p.get("bytes") or 0), str(p.get("name")), chosen=p.get("name") == chosen,
+                         dimmed=not p.get("on_front")) for p, x, y in placed]
+    front = [(x, y) for p, x, y in placed if p.get("on_front")]
+    svg = plots.scatter(marks, "host p50 (ms, host-measured, one machine, side by side)", label, "sweep",
+                        front=front)
+    return figure(svg, "Every sweep point: latency against quality, marker area = model bytes; the front "
+                       "(not beaten on latency, quality and size at once) joined and coloured, the rest grey; the "
+                       "chosen point ringed")
+
+
+def _link(p: dict) -> Raw:
+    recipe = p.get("recipe") or f"points/{p.get('name')}.toml"
+    return Raw(f'<a href="{esc(recipe)}">{esc(p.get("name"))}</a>')
+
+
+def sweep(inputs: ReportInputs) -> Section | None:
+    s = inputs.sweep
+    points = [p for p in rows((s or {}).get("points")) if p.get("name")]
+    if not points:
+        return None
+    chosen = (s or {}).get("chosen")
+    chosen = chosen.get("name") if isinstance(chosen, dict) else chosen
+    key, label = _quality_key(points)
+    order = sorted(points, key=lambda p: (not p.get("on_front"), number(p.get("p50_ms")) or float("inf")))
+    body = [[_link(p), p.get("prune"), p.get("quantize") or p.get("variant"), p.get("format"), p.get("bytes"),
+             p.get("p50_ms"), p.get(key), p.get("params"), p.get("macs"), bool(p.get("on_front")),
+             p.get("error") or ("chosen" if p.get("name") == chosen else "")] for p in order]
+    headers = ["point (recipe)", "prune", "quantize", "format", "bytes", "p50 ms", label, "params", "MACs", "on front",
+               ""]
+    note = f'<p class="note">Chosen: {esc(chosen)}, the fastest within the accuracy budget' \
+           f'{" of " + esc(s.get("max_drop")) + " points" if s and s.get("max_drop") is not None else ""}.</p>' \
+        if chosen else ""
+    return Section("sweep", "Sweep front", _plot(points, chosen) + note
+                   + table(headers, body, [4, 5, 6, 7, 8], [p.get("name") == chosen for p in order]))

@@ -1,0 +1,180 @@
+"""The report page built from stored files (a manifest with every block, a device record, a sweep.json):
+no TensorFlow, no browser; tests/integration/test_auto.py opens a real build's page in Chromium."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+
+from edgekiln.compiler import report
+from edgekiln.compiler.report import candidates, devices, layers, pruning
+from edgekiln.compiler.report.inputs import dig
+
+HERE = Path(__file__).parent
+BUNDLE = HERE / "bundle"
+ALL_SECTIONS = ["headline", "candidates", "profile", "diagnosis", "pruning", "devices", "warnings"]
+
+
+class _Page(HTMLParser):
+    """Sections, headline figures, plots, every id and every reference to one, every fetching attribute."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.sections: list[str] = []
+        self.fields: list[tuple[str, str]] = []
+        self.plots = 0
+        self.ids: list[str] = []
+        self.fetching: list[str] = []
+        self._field: str | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        a = dict(attrs)
+        if tag == "section":
+            self.sections.append(a["id"])
+        if tag == "svg" and "plot" in (a.get("class") or ""):
+            self.plots += 1
+            assert a.get("width") == "100%" and a.get("viewbox"), a  # scales to the screen
+        if "data-field" in a:
+            self._field = a["data-field"]
+        if "id" in a:
+            self.ids.append(a["id"])
+        if tag in ("script", "link", "img", "iframe", "object", "embed") or "src" in a:
+            self.fetching.append(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self._field is not None:
+            self.fields.append((self._field, data))
+            self._field = None
+
+
+def _render(folder: Path = BUNDLE) -> str:
+    return report.render(report.read(folder))
+
+
+@pytest.fixture(scope="module")
+def page_text() -> str:
+    return _render()
+
+
+def _manifest() -> dict:
+    return json.loads((BUNDLE / "manifest.json").read_text())
+
+
+def _bundle_without(tmp_path: Path, *blocks: str) -> Path:
+    """A copy of the stored bundle without these manifest blocks (dotted paths) and its device records."""
+    copy = tmp_path / "bundle"
+    shutil.copytree(BUNDLE, copy)
+    manifest = _manifest()
+    for path in blocks:
+        *parents, last = path.split(".")
+        node = manifest
+        for key in parents:
+            node = node[key]
+        del node[last]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(copy / "measurements")
+    return copy
+
+
+def test_the_stored_manifest_gives_every_section_with_its_plots(page_text):
+    page = _Page(page_text)
+    assert page.sections == ALL_SECTIONS
+    assert page.plots == 6  # candidates, profile, diagnosis, filters, sensitivity, devices
+
+
+def test_headline_numbers_are_the_manifests(page_text):
+    m = _manifest()
+    device_p50s = {r["p50_ms"] for r in m["latency"]["device"]} | {1.42}  # and measurements/pi5-desk.json
+    fields = _Page(page_text).fields
+    assert {f for f, _ in fields} >= {"size.model_bytes", "latency.host.p50_ms", "latency.target_estimate.p50_ms",
+                                      "accuracy.compiled", "accuracy.reference", "accuracy.drop", "device.p50_ms"}
+    for field, text in fields:
+        shown = float(text.replace(",", ""))
+        if field == "device.p50_ms":
+            assert shown in device_p50s
+        else:
+            assert shown == dig(m, *field.split(".")), field
+
+
+def test_the_page_fetches_nothing_and_its_plots_are_text(page_text):
+    text = page_text
+    page = _Page(text)
+    assert page.fetching == []
+    assert "@import" not in text and not re.search(r"url\((?!#)", text)
+    assert re.findall(r'(?:xlink:)?href="([^"]*)"', text) and all(
+        ref.startswith("#") for ref in re.findall(r'(?:xlink:)?href="([^"]*)"', text))
+    assert "default-src 'none'" in text  # the browser refuses any fetch, should one slip in
+    assert "<text" in text and "Conv__41 (Conv)" in text  # svg.fonttype none: labels stay searchable text
+    referenced = set(re.findall(r'url\(#([^)]+)\)', text)) | set(re.findall(r'href="#([^"]+)"', text))
+    for name in referenced - set(s for s in ALL_SECTIONS):
+        assert page.ids.count(name) == 1, name  # no two plots share a clip path or marker id
+
+
+def test_the_same_files_give_the_same_bytes(page_text):
+    assert _render() == page_text
+
+
+@pytest.mark.parametrize("removed,section", [
+    ("profile", layers.profile), ("quantization.diagnosis", layers.diagnosis),
+    ("quantization.candidates", candidates.candidates), ("pruning", pruning.pruning),
+    ("latency.device", devices.devices), ("warnings", devices.warnings)])
+def test_a_section_is_left_out_when_its_data_is(tmp_path, removed, section):
+    assert section(report.read(_bundle_without(tmp_path, removed))) is None
+
+
+def test_a_bare_manifest_gives_a_page_without_sections(tmp_path):
+    (tmp_path / "manifest.json").write_text('{"schema_version": 1, "pruning": null, "quantization": null}')
+    text = _render(tmp_path)
+    assert _Page(text).sections == [] and text.startswith("<!DOCTYPE html>")
+
+
+def test_a_sweep_folder_shows_the_front_linked_to_its_recipes(tmp_path):
+    shutil.copy(HERE / "sweep.json", tmp_path / "sweep.json")  # without bundle/: the sweep section alone
+    text = _render(tmp_path)
+    assert _Page(text).sections == ["sweep"] and _Page(text).plots == 1
+    assert '<a href="points/p25-int8.toml">p25-int8</a>' in text
+    assert re.search(r'<tr class="chosen"><td><a href="points/p25-int8.toml">', text)
+    assert "conversion failed: example" in text
+
+
+def test_the_cli_writes_the_page_and_refuses_a_folder_that_is_no_bundle(cli, tmp_path, page_text):
+    copy = tmp_path / "b"
+    shutil.copytree(BUNDLE, copy)
+    done = cli("report", copy)
+    assert done.exit_code == 0, done.output
+    assert (copy / "report.html").read_text() == page_text  # the page depends on the files, not on the path
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "manifest.json").write_text('{"schema_version": 1}')
+    done = cli("report", bare, "-o", tmp_path / "out" / "r.html")
+    assert done.exit_code == 0 and (tmp_path / "out" / "r.html").is_file() and not (bare / "report.html").exists()
+    done = cli("report", tmp_path / "out")
+    assert done.exit_code == 1 and "is not a bundle or a sweep folder" in done.stderr
+    assert list((tmp_path / "out").iterdir()) == [tmp_path / "out" / "r.html"]  # nothing half-written
+
+
+def test_rendering_needs_no_tensorflow(tmp_path):
+    shutil.copy(HERE / "sweep.json", tmp_path / "sweep.json")  # one plot: matplotlib, never TensorFlow
+    code = ("import sys; from pathlib import Path; from edgekiln.compiler import report; "
+            f"assert '<svg' in report.render(report.read(Path({str(tmp_path)!r}))); "
+            "assert 'tensorflow' not in sys.modules and 'matplotlib' in sys.modules; "
+            "assert 'matplotlib.pyplot' not in sys.modules  # no global backend switched under a notebook")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("junk", [None, "text", [1, "a"], 3.5, {}, True])
+def test_blocks_of_another_shape_leave_their_sections_out_instead_of_failing(tmp_path, junk):
+    m = _manifest()
+    for shaped in ({k: junk for k in m}, {k: {kk: junk for kk in v} if isinstance(v, dict) else junk
+                                          for k, v in m.items()}):
+        (tmp_path / "manifest.json").write_text(json.dumps(shaped))
+        assert _render(tmp_path).startswith("<!DOCTYPE html>")
