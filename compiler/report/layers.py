@@ -43,13 +43,20 @@ def _by_layer(profile: dict | None) -> dict[str, float]:
     return totals
 
 
+def _unpruned_by_layer(manifest: dict) -> dict[str, float]:
+    """ms per layer of the unpruned model, as a pruned build measured it (pruning.measured.per_layer_ms)."""
+    per_layer = rows(dig(manifest, "pruning", "measured", "per_layer_ms"))
+    return {str(r["layer"]): float(ms) for r in per_layer
+            if r.get("layer") and (ms := number(r.get("unpruned_ms"))) is not None}
+
+
 def profile(inputs: ReportInputs) -> Section | None:
     p = inputs.manifest.get("profile")
     ops = [o for o in rows(dig(p, "ops")) if number(o.get("ms")) is not None]
     if not isinstance(p, dict) or not ops:
         return None
     ops.sort(key=lambda o: -float(o["ms"]))
-    before = _by_layer(p.get("unpruned"))
+    before = _by_layer(p.get("unpruned")) or _unpruned_by_layer(inputs.manifest)
     headers = ["op", "layer", "type", "ms", "share", "MACs", "params", "weight bytes", "dtype", "fast path",
                *(["estimate ms"] if any("estimate_ms" in o for o in ops) else [])]
     body = [[o.get("name"), o.get("layer"), o.get("op"), o.get("ms"), o.get("share"), o.get("macs"), o.get("params"),
