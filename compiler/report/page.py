@@ -20,8 +20,8 @@ main { max-width: 62rem; margin: 0 auto; padding: 1rem; }
 h1 { font-size: 1.45rem; margin: 0.2rem 0; }
 h2 { font-size: 1.15rem; margin: 1.6rem 0 0.5rem; padding-bottom: 0.2rem; border-bottom: 1px solid var(--line); }
 p.sub, .label, figcaption, .note { color: var(--soft); font-size: 0.85rem; }
-nav { font-size: 0.85rem; margin: 0.5rem 0 0; }
-nav a { color: var(--accent); margin-right: 0.8rem; text-decoration: none; white-space: nowrap; }
+nav { font-size: 0.85rem; margin: 0.5rem 0 0; display: flex; flex-wrap: wrap; gap: 0.15rem 0.8rem; }
+nav a { color: var(--accent); text-decoration: none; white-space: nowrap; }  /* links wrap as a whole */
 .cards { display: grid; grid-template-columns: repeat(auto-fit, minmax(13rem, 1fr)); gap: 0.6rem; }
 .card { background: var(--card); border-radius: 6px; padding: 0.6rem 0.8rem; }
 .card .big { font-size: 1.35rem; font-weight: 600; }

@@ -196,7 +196,10 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
         pdf = page.pdf(tmp_path / "report.pdf").read_bytes()
         errors, requests = page.errors(), page.requests()
     assert errors == [] and requests == [url]
-    assert len(wide["plots"]) == 2 and all(w > 100 and h > 50 for w, h in wide["plots"])  # candidates, diagnosis
+    # one plot per section with data: the candidates, the profile, the int8 diagnosis (this build has all three)
+    drawn = (bundle / "report.html").read_text().count('class="plot"')
+    assert manifest.get("profile") and manifest["quantization"].get("diagnosis")
+    assert len(wide["plots"]) == drawn == 3 and all(w > 100 and h > 50 for w, h in wide["plots"])
     assert all(0 < w <= 400 and h > 0 for w, h in narrow["plots"]) and narrow["page"] <= 400
     shown = {field: float(text.replace(",", "")) for field, text in fields}
     assert {"size.model_bytes", "latency.host.p50_ms", "latency.target_estimate.p50_ms",
