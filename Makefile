@@ -35,7 +35,7 @@ system-packages:
 	@sh tests/system_packages.sh $(SYSTEM_PACKAGES)
 
 test: install system-packages
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # ruff (style, and no bare `compiler` / `runtime` / `targets` imports) and mypy (pyproject.toml [tool.mypy]).
 lint: install
