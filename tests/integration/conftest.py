@@ -14,14 +14,16 @@ from edgekiln.compiler.recipe import Recipe
 
 
 def _tiny_model(keras, lambda_layer: bool = False):
+    # Explicit layer names: Keras numbers unnamed layers by how many it made before in this process, which
+    # depends on which tests ran first on this pytest-xdist worker.
     inp = keras.Input((8, 8, 1), name="image")
-    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv2d")(inp)
+    x = keras.layers.BatchNormalization(momentum=0.9, name="batch_normalization")(x)
+    x = keras.layers.ReLU(name="re_lu")(x)
     if lambda_layer:
-        x = keras.layers.Lambda(lambda t: t * 2.0)(x)
-    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+        x = keras.layers.Lambda(lambda t: t * 2.0, name="lambda")(x)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu", name="conv2d_1")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="global_average_pooling2d")(x)
     out = keras.layers.Dense(4, activation="softmax", name="probs")(x)
     return keras.Model(inp, out)
 
