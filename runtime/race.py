@@ -19,8 +19,7 @@ from .model import Model
 
 def race(files: list[Path], runs: int, rounds: int, threads: int | None, round_ms: float = 25.0) -> dict:
     models = {f.name: Model(f.suffix.lstrip("."), f.read_bytes(), threads) for f in files}
-    feeds = {name: [np.zeros([d if d > 0 else 1 for d in i.shape], np.dtype(i.dtype)) for i in m.inputs]
-             for name, m in models.items()}
+    feeds = {name: m.raw_feeds(None) for name, m in models.items()}  # zeros in each model's compiled input types
     for name, m in models.items():  # warm up: first inferences allocate
         m.backend.run(feeds[name])
     medians: dict[str, list[float]] = {name: [] for name in models}
