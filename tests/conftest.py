@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def cli():
     """Invoke the edgekiln CLI in-process; returns typer's Result (exit_code, stdout, stderr)."""
     from typer.testing import CliRunner

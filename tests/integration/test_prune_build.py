@@ -97,12 +97,13 @@ def test_prune_scan_prints_and_writes_the_table(cli, tiny, tmp_path):
 
 
 def test_sample_resnet_auto_prune_keeps_accuracy_and_removes_macs(tmp_path):
-    """The committed residual sample, auto ratios with the cheapest recovery (the full figures are in bench/)."""
+    """The committed residual sample, auto ratios with the cheapest recovery, int8 only (the quantization search
+    has its own tests; the full figures are in bench/)."""
     from edgekiln.compiler.recipe import Recipe
 
     recipe = Recipe(source=str(SAMPLES / "mnist_resnet.keras"), calib=str(SAMPLES / "mnist_calib.npz"),
                     eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / "r"), prune="auto",
-                    recover="reconstruct", bench_runs=20)
+                    recover="reconstruct", bench_runs=20, quantize="int8")
     m = build(recipe).manifest
     assert m["pruning"]["macs_ratio"] <= 0.6, m["pruning"]["search"]["trials"]
     assert m["accuracy"]["drop"] <= 1.0, m["accuracy"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -15,24 +16,36 @@ from tests.integration.conftest import run_runtime
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(scope="module")
+def int8_bundle(cli, tmp_path_factory):
+    """Each sample's int8 bundle, built on first use through the CLI (as a user builds it)."""
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            out = tmp_path_factory.mktemp(name) / name
+            result = cli("build", SAMPLES / f"{name}.keras", "--target", "rpi4", "--calib", SAMPLES / "mnist_calib.npz",
+                         "--eval", SAMPLES / "mnist_eval.npz", "-o", out, "--runs", "20", "--quantize", "int8")
+            assert result.exit_code == 0, result.stderr
+            built[name] = out
+        return built[name]
+
+    return get
+
+
 @pytest.mark.parametrize("name", ["mnist_cnn", "mnist_resnet"])
-def test_sample_int8_bundle(name, tmp_path):
-    recipe = Recipe(source=str(SAMPLES / f"{name}.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
-                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / name), bench_runs=20,
-                    quantize="int8")
-    m = build(recipe).manifest
+def test_sample_int8_bundle(name, int8_bundle):
+    bundle = int8_bundle(name)
+    m = json.loads((bundle / "manifest.json").read_text())
     assert m["source"]["params"] >= 100_000
     assert m["size"]["model_bytes"] <= 0.30 * m["size"]["baseline_bytes"], m["size"]
     assert m["accuracy"]["drop"] <= 0.5, m["accuracy"]
     assert m["accuracy"]["reference"] >= 97.0
-    assert run_runtime(tmp_path / name, "validate").returncode == 0
+    assert run_runtime(bundle, "validate").returncode == 0
 
 
-def test_inspect_bundle_tflite_and_source(cli, tmp_path):
-    out = tmp_path / "cnn"
-    result = cli("build", SAMPLES / "mnist_cnn.keras", "--calib", SAMPLES / "mnist_calib.npz", "-o", out,
-                 "--runs", "5", "--quantize", "int8")
-    assert result.exit_code == 0, result.stderr
+def test_inspect_bundle_tflite_and_source(cli, int8_bundle):
+    out = int8_bundle("mnist_cnn")
     shown = cli("inspect", out)
     assert shown.exit_code == 0 and "host-measured" in shown.stdout and "int8" in shown.stdout
     variant = json.loads((out / "manifest.json").read_text())["quantization"]["variant"]
