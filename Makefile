@@ -10,7 +10,7 @@ SAMPLE ?= mnist_resnet
 $(BIN)/edgekiln: pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,ray]'
 	# onnx2tf and tf-keras pin plain tensorflow and old numpy; they work with our set (FACTS.md).
 	$(BIN)/pip install -q --no-deps onnx2tf==1.29.24 tf-keras==2.21.0
 	touch $(BIN)/edgekiln

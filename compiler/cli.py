@@ -62,7 +62,8 @@ def _floats(text: str | None) -> tuple[float, ...] | None:
 
 @app.command()
 def build(
-    model: ModelArg,
+    model: Annotated[Path | None, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory "
+                                                       "(or the recipe's source).")] = None,
     target: TargetOpt = None,
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
@@ -104,7 +105,11 @@ def build(
     keep: KeepOpt = 3,
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
-    options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
+    if model is None and recipe_file is None:
+        typer.echo("error: name the model to build, or a --recipe that names it "
+                   "(e.g. edgekiln build model.keras -t rpi4 --calib data.npz)", err=True)
+        raise typer.Exit(1)
+    options = {"source": _str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
                "output": _str(output), "format": format, "quantize": quantize, "calibration": calibration,
                "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
                "golden_samples": golden_samples, "mean": _floats(mean),
@@ -202,6 +207,37 @@ def validate(
         report(outcome)
 
     _run(action)
+
+
+@app.command()
+def sweep(
+    model: ModelArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Sweep folder (resumed when it is one).")],
+    target: TargetOpt = None,
+    calib: CalibOpt = None,
+    eval: EvalOpt = None,  # noqa: A002
+    prune: Annotated[str, typer.Option(help="Prune settings: ratios and 'auto', e.g. 0,0.25,0.5.")] = "0,0.25,0.5",
+    quantize: Annotated[str, typer.Option(help="Variants, e.g. float32,int8,int8+rewrites; auto: one per mode.")]
+    = "auto",
+    format: Annotated[str | None, typer.Option(help="tflite, onnx, or auto (every format the target runs).")]  # noqa: A002
+    = None,
+    recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
+    max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points for the chosen point.")] = None,
+    jobs: Annotated[int, typer.Option(help="Points built at once (a local process pool, or Ray tasks).")] = 1,
+    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="A Ray cluster (default: a local Ray).")] = None,
+    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per candidate inside each build.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace the folder instead of resuming it.")] = False,
+    unsafe: UnsafeOpt = False,
+) -> None:
+    """Prune x quantize points, built like `build`, timed side by side here: the latency x accuracy x size front."""
+    from edgekiln.compiler.commands.sweep import run
+
+    recipe = {"source": str(model), "output": str(output), "target": target, "calib": _str(calib),
+              "eval": _str(eval), "recover": recover, "max_drop": max_drop, "bench_runs": runs,
+              "unsafe": unsafe or None}
+    _run(lambda: run({k: v for k, v in recipe.items() if v is not None}, prune, quantize, format, jobs, executor,
+                     ray_address, force))
 
 
 @app.command("prune-scan")

@@ -66,7 +66,7 @@ def build(recipe: Recipe, target: Target, source_format: str, graph: Any, select
              pruning: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
     """The whole manifest of a build; `notes` are target checks that --force overrode; `profile`: the
     shipped model's per-op profile block (compiler/profile/)."""
-    source_bytes, source_sha = _file_facts(Path(recipe.source))
+    source_bytes, source_sha = file_facts(Path(recipe.source))
     model_sha = hashlib.sha256(selection.model).hexdigest()
     sections = {
         "recipe": recipe.to_dict(),
@@ -187,7 +187,7 @@ def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[s
     return notes
 
 
-def _file_facts(path: Path) -> tuple[int, str]:
+def file_facts(path: Path) -> tuple[int, str]:
     """Size and sha256 of a file, or of a directory's files in sorted order (SavedModel)."""
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     digest = hashlib.sha256()

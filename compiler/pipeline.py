@@ -101,7 +101,8 @@ class Search:
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
-                      scratch, self.target.onnx_activation_type, only, self.target, self.racer)
+                      scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
+                      self.racer)
 
     def unpruned_reference(self, graph: Any, shipped: Selection) -> Selection:
         """The unpruned source compiled as the shipped variant (same format, same refinements)."""

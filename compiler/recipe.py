@@ -104,6 +104,9 @@ class Recipe:
     input_shape: static shapes for an ONNX source's dynamic axes, input name -> dims ("" for the only input;
         TOML: a table {images = [1, 3, 320, 320]} or a list); axes left open take the data's sample shape.
     main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
+    variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only
+        it, what it is built from and the float32 baseline are built. A sweep point's recipe pins it, so
+        `build --recipe` remakes that point.
     """
 
     source: str
@@ -131,12 +134,15 @@ class Recipe:
     force: bool = False
     input_shape: dict[str, tuple[int, ...]] | None = None
     main_output: str | None = None
+    variant: str | None = None
 
     def __post_init__(self) -> None:
         self._normalise_scalars()
         object.__setattr__(self, "input_shape", shapes.normalise(self.input_shape))
         if self.main_output is not None and not isinstance(self.main_output, str):
             raise RecipeError(f"main_output must be an output name (text), got {self.main_output!r}")
+        if self.variant is not None and not isinstance(self.variant, str):
+            raise RecipeError(f"variant must be a candidate name (text), got {self.variant!r}")
         object.__setattr__(self, "quantize", _enum(Quantize, self.quantize, "quantize"))
         object.__setattr__(self, "calibration", _enum(Calibration, self.calibration, "calibration"))
         if self.format is not None:
@@ -154,6 +160,8 @@ class Recipe:
         if self.quantize is Quantize.int8 and not self.calib:
             raise RecipeError("int8 quantization needs calibration data",
                               "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
+        if self.variant is not None and self.format in (None, Format.auto):
+            raise RecipeError(f"variant '{self.variant}' needs one format", "add format = \"tflite\" or \"onnx\"")
         if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
             raise RecipeError("--quantize float16 is not available for ONNX artifacts",
                               "use --quantize int8, dynamic or none, or --format tflite")

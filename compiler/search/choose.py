@@ -15,6 +15,7 @@ run-to-run noise; two estimates within their error band are a tie the cost model
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Protocol
 
@@ -123,7 +124,7 @@ class Evidence:
 HOST = Evidence()
 
 
-def evidence_for(rows: list[Row], target: str, target_arch: str, host_arch: str, has_estimate: bool) -> Evidence:
+def evidence_for(rows: Sequence[Timed], target: str, target_arch: str, host_arch: str, has_estimate: bool) -> Evidence:
     """The best evidence every row has: device timings, else (the host's arch differs from the target's)
     the target's estimate, else host timing; with a warning when the estimate was wanted but missing."""
     if rows and all(r.device_p50_ms is not None for r in rows):
@@ -135,6 +136,16 @@ def evidence_for(rows: list[Row], target: str, target_arch: str, host_arch: str,
     missing = "has no estimate figures" if not has_estimate else "has no estimate for every candidate"
     return Evidence("host", target, f"target {target} ({target_arch}) {missing}: candidates were ranked by "
                                     f"timing on this {host_arch} host, which need not rank them as the target would")
+
+
+class Timed(Protocol):
+    """What evidence_for reads of a row: a candidate Row, or a sweep point."""
+
+    @property
+    def estimate_ms(self) -> float | None: ...
+
+    @property
+    def device_p50_ms(self) -> float | None: ...
 
 
 @dataclass(frozen=True)

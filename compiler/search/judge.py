@@ -69,12 +69,19 @@ MAX_RUNS_PER_ROUND = 500
 
 
 def interleaved_latency(models: dict[str, Model], sample: Dataset, min_runs: int, rounds: int) -> dict[str, dict]:
-    """p50 of every model, timed round by round in turn so that a shared host's drift hits all alike.
+    """p50 of every model on the first sample of `sample`, timed round by round (interleaved_feeds)."""
+    feeds = {name: [_raw(sample, m, info) for info in m.inputs] for name, m in models.items()}
+    return interleaved_feeds(models, feeds, min_runs, rounds)
+
+
+def interleaved_feeds(models: dict[str, Model], feeds: dict[str, list[np.ndarray]], min_runs: int,
+                      rounds: int) -> dict[str, dict]:
+    """p50 of every model on its raw feeds, timed round by round in turn so that a shared host's drift hits
+    all alike.
 
     In each round every model runs for about ROUND_MS (at least `min_runs` invocations); a model's p50 is
     the median of its round p50s, so one burst of load from another process does not decide a choice.
     """
-    feeds = {name: [_raw(sample, m, info) for info in m.inputs] for name, m in models.items()}
     runs = {}
     for name, model in models.items():  # warm-up (first runs allocate and pack weights), then a run count
         warm = [_timed(model, feeds[name]) for _ in range(5)]

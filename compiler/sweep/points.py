@@ -1,0 +1,109 @@
+"""The points of a sweep: what each is, its name, its recipe file, and the key that says it is finished."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.manifest import file_facts
+from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.search.candidates import CANDIDATES
+
+# --quantize auto: one point per storage mode. The int8 refinements are points when named explicitly.
+AUTO_VARIANTS = {"tflite": ("float32", "float16", "dynamic", "int8"), "onnx": ("float32", "dynamic", "int8")}
+NOT_IN_KEY = ("output", "force")  # where a point is written does not change what it is
+
+
+@dataclass(frozen=True)
+class Point:
+    """One sweep point: a prune setting (0: unpruned; or "auto"), a format and the one variant it ships."""
+
+    prune: float | str
+    format: str
+    variant: str
+
+    @property
+    def name(self) -> str:
+        prune = "auto" if self.prune == "auto" else f"{round(float(self.prune) * 100):02d}"
+        return f"p{prune}-{self.format}-{self.variant}"
+
+    def recipe(self, base: Recipe) -> Recipe:
+        """The point as a build recipe: `build --recipe points/<name>.toml` remakes exactly this point."""
+        prune = None if self.prune == 0 else self.prune
+        return base.replace(prune=prune, format=self.format, quantize="auto", variant=self.variant,
+                            **_absolute(base))
+
+
+def _absolute(base: Recipe) -> dict[str, str]:
+    """The recipe's files as absolute paths: a point's recipe builds the same point from any directory."""
+    return {k: str(Path(v).resolve()) for k in ("source", "calib", "eval") if (v := getattr(base, k))}
+
+
+def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> list[Point]:
+    """Every prune setting x format x variant the format has ("auto": AUTO_VARIANTS)."""
+    points = []
+    for fmt in formats:
+        names = {c.name for c in CANDIDATES[fmt]}
+        wanted = [v for given in variants for v in (AUTO_VARIANTS[fmt] if given == "auto" else (given,))]
+        unknown = [v for v in wanted if v not in names]
+        if unknown and len(formats) == 1:
+            raise RecipeError(f"{fmt} has no variant {', '.join(unknown)}", f"its variants: {', '.join(sorted(names))}")
+        points += [Point(p, fmt, v) for p in prunes for v in dict.fromkeys(wanted) if v in names]
+    return points
+
+
+def parse_prunes(text: str) -> list[float | str]:
+    """'0,0.25,0.5,auto' -> [0.0, 0.25, 0.5, 'auto']."""
+    values: list[float | str] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        if item == "auto":
+            values.append(item)
+            continue
+        try:
+            ratio = float(item)
+        except ValueError:
+            raise RecipeError(f"--prune takes ratios and 'auto', got '{item}'", "e.g. --prune 0,0.25,0.5,auto") \
+                from None
+        if not (math.isfinite(ratio) and 0 <= ratio < 1):
+            raise RecipeError(f"--prune ratios are in [0, 1), got {item}", "e.g. --prune 0,0.25,0.5")
+        values.append(ratio)
+    if not values:
+        raise RecipeError("--prune names no setting", "e.g. --prune 0,0.25,0.5")
+    return list(dict.fromkeys(values))
+
+
+def key(recipe: Recipe) -> str:
+    """What makes a point the same point: the source's bytes and every recipe value that shapes it."""
+    data = {k: v for k, v in recipe.to_dict().items() if k not in NOT_IN_KEY}
+    inputs = [recipe.source, recipe.calib, recipe.eval]
+    digests = [file_facts(Path(p))[1] if p else "" for p in inputs]
+    return hashlib.sha256(json.dumps([data, digests], sort_keys=True, default=str).encode()).hexdigest()
+
+
+def to_toml(recipe: Recipe) -> str:
+    """The recipe as TOML (from_toml reads it back), without output/force: the user says where to build."""
+    lines = []
+    for name, value in recipe.to_dict().items():
+        if name in NOT_IN_KEY or value is None:
+            continue
+        if isinstance(value, dict):  # input_shape {name = [dims]}
+            inner = ", ".join(f"{json.dumps(k)} = {_toml_value(v)}" for k, v in value.items())
+            lines.append(f"{name} = {{{inner}}}")
+        else:
+            lines.append(f"{name} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value))  # a JSON string is a valid TOML basic string

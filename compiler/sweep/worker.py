@@ -1,0 +1,72 @@
+"""Build one sweep point, in whatever process runs it (the driver, a spawned pool worker, a Ray worker).
+
+Takes and returns plain dicts, so the same function crosses a process pool and a Ray cluster. A point that
+cannot be built is a row with its one-line reason, never an exception that stops the sweep.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+# Each worker caps its own threads: N workers on a host must not each start one thread per core.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The environment that caps a worker at `threads` compute threads (set before TensorFlow loads)."""
+    return {**{name: str(threads) for name in THREAD_VARIABLES}, "TF_NUM_INTEROP_THREADS": "1"}
+
+
+def cap_threads(threads: int) -> None:
+    """A pool worker's initializer: runs in the fresh (spawned) process before it imports TensorFlow."""
+    os.environ.update(thread_env(threads))
+
+
+def build_point(recipe: dict[str, Any]) -> dict[str, Any]:
+    """Build the point's bundle in a scratch folder of this worker; its row (what the manifest measured, or
+    the error) and the bundle as tar bytes, so that a worker on another machine needs no shared disk for
+    its output (it does need the source and data paths)."""
+    from edgekiln.compiler.errors import EdgekilnError, first_line
+    from edgekiln.compiler.pipeline import build
+    from edgekiln.compiler.recipe import Recipe
+
+    with tempfile.TemporaryDirectory(prefix="edgekiln-point-") as scratch:
+        out = Path(scratch) / "bundle"
+        try:
+            manifest = build(Recipe(**{**recipe, "output": str(out), "force": False})).manifest
+        except EdgekilnError as exc:
+            return {"error": first_line(exc)}
+        except Exception as exc:  # noqa: BLE001  (a converter's crash fails this point, not the sweep)
+            return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
+        return {**row_of(manifest), "bundle_tar": _tar(out)}
+
+
+def _tar(folder: Path) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=str(path.relative_to(folder)), recursive=False)
+    return buffer.getvalue()
+
+
+def untar(data: bytes, folder: Path) -> None:
+    """A point's bundle from build_point into `folder` (which must not exist); plain files only."""
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r") as tar:
+        tar.extractall(folder, filter="data")
+
+
+def row_of(m: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's columns of one built point, from its manifest."""
+    accuracy, fidelity, model = m.get("accuracy") or {}, m.get("fidelity") or {}, m["model"]
+    return {"variant": m["quantization"]["variant"], "sha256": model["sha256"], "bytes": model["bytes"],
+            "params": model.get("params"), "macs": model.get("macs"),
+            "accuracy": accuracy.get("compiled"), "accuracy_drop": accuracy.get("drop"),
+            "reference_accuracy": accuracy.get("reference"),
+            "sqnr_db": fidelity.get("sqnr_db"), "agreement": fidelity.get("top1_agreement"),
+            "estimate_ms": (m.get("latency") or {}).get("target_estimate", {}).get("p50_ms"),
+            "worker_p50_ms": (m.get("latency") or {}).get("host", {}).get("p50_ms")}

@@ -1,0 +1,64 @@
+"""Sweep points: names, the grid, the recipe file (read back by `build --recipe`) and the resume key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.recipe import Recipe, from_toml
+from edgekiln.compiler.sweep import points
+from edgekiln.compiler.sweep.points import Point
+
+
+def _base(tmp_path: Path) -> Recipe:
+    (tmp_path / "m.keras").write_bytes(b"model bytes")
+    np.savez(tmp_path / "c.npz", x=np.zeros((4, 2), np.float32))
+    return Recipe(source=str(tmp_path / "m.keras"), calib=str(tmp_path / "c.npz"), output=str(tmp_path / "out"),
+                  input_shape={"x": [1, 2]})
+
+
+def test_grid_names_and_auto_variants() -> None:
+    grid = points.plan([0.0, 0.25, "auto"], ["auto", "int8+rewrites"], ["tflite"])
+    assert [p.name for p in grid][:5] == ["p00-tflite-float32", "p00-tflite-float16", "p00-tflite-dynamic",
+                                          "p00-tflite-int8", "p00-tflite-int8+rewrites"]
+    assert len(grid) == 3 * 5 and grid[-1].name == "pauto-tflite-int8+rewrites"
+    onnx = points.plan([0.5], ["auto"], ["onnx"])
+    assert [p.variant for p in onnx] == ["float32", "dynamic", "int8"]  # no float16 ONNX artifact
+    with pytest.raises(RecipeError, match="tflite has no variant int9"):
+        points.plan([0.0], ["int9"], ["tflite"])
+
+
+@pytest.mark.parametrize(("text", "message"), [("0,1.5", r"in \[0, 1\)"), ("half", "ratios and 'auto'"),
+                                                (",", "names no setting"), ("nan", r"in \[0, 1\)")])
+def test_bad_prune_lists_are_refused(text: str, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        points.parse_prunes(text)
+    assert points.parse_prunes("0, 0.25,auto,0.25") == [0.0, 0.25, "auto"]
+
+
+def test_the_recipe_file_reads_back_as_the_same_recipe(tmp_path: Path) -> None:
+    base = _base(tmp_path)
+    recipe = Point(0.25, "tflite", "int8+rewrites").recipe(base)
+    (tmp_path / "p.toml").write_text(points.to_toml(recipe))
+    again = from_toml(tmp_path / "p.toml", output=recipe.output)
+    assert again == recipe
+    assert (again.prune, again.variant, str(again.format)) == (0.25, "int8+rewrites", "tflite")
+    assert Point(0.0, "onnx", "float32").recipe(base).prune is None  # ratio 0: not pruned at all
+
+
+def test_the_key_changes_with_the_recipe_and_the_data_but_not_the_output(tmp_path: Path) -> None:
+    base = _base(tmp_path)
+    recipe = Point(0.5, "tflite", "int8").recipe(base)
+    key = points.key(recipe)
+    assert points.key(recipe.replace(output=str(tmp_path / "elsewhere"), force=True)) == key
+    assert points.key(recipe.replace(max_drop=2.0)) != key
+    np.savez(tmp_path / "c.npz", x=np.ones((4, 2), np.float32))  # same path, other calibration data
+    assert points.key(recipe) != key
+
+
+def test_a_variant_needs_one_format(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match="variant 'int8' needs one format"):
+        _base(tmp_path).replace(variant="int8")
