@@ -1,6 +1,12 @@
-"""Structured pruning trade-off, side by side in one run: prune ratio 0, 0.25, 0.5 and auto, all int8.
+"""Structured pruning trade-off, side by side in one run: prune ratio 0, 0.25, 0.5 and auto, all int8,
+recovered on the calibration samples alone and (--train) on the samples' 3,700-image training split.
 
     .venv/bin/python bench/bench_prune.py [--model sample_models/mnist_resnet.keras] [--runs 500] [--skip-onnx]
+        [--train] [--wide 3]
+
+--wide K trains a residual net K times as wide as the sample ResNet (as users' models are) on the training
+split first (make_samples.py's recipe, fewer epochs) and prunes that. --train adds the rows recovered by
+fine-tuning on the training split (`build --train`).
 
 Each row is a full `edgekiln build` (int8, rpi4 recipe, default recovery) of the same source model;
 accuracy is the compiled int8 bundle's on the labelled evaluation set, and its drop is against the
@@ -34,35 +40,80 @@ SAMPLES = ROOT / "sample_models"
 SETTINGS = (0.0, 0.25, 0.5, "auto")
 
 
-def _build_all(model: str, work: Path) -> dict:
-    """One int8 bundle per pruning setting: (manifest, model bytes, build seconds)."""
+def _build_all(model: str, work: Path, train: str | None) -> dict:
+    """One int8 bundle per pruning setting (and with --train): (manifest, model bytes, build seconds)."""
     results = {}
-    for setting in SETTINGS:
+    runs = [(s, None) for s in SETTINGS] + ([(s, train) for s in SETTINGS if s != 0.0] if train else [])
+    for setting, data in runs:
+        name = f"{setting}+train" if data else setting
         recipe = Recipe(source=model, target="rpi4", quantize="int8", calib=str(SAMPLES / "mnist_calib.npz"),
-                        eval=str(SAMPLES / "mnist_eval.npz"), output=str(work / f"b_{setting}"), prune=setting,
-                        max_drop=1.0, bench_runs=50)
+                        eval=str(SAMPLES / "mnist_eval.npz"), output=str(work / f"b_{name}"), prune=setting,
+                        max_drop=1.0, bench_runs=50, train=data)
         start = time.perf_counter()
         manifest = build(recipe).manifest
-        results[setting] = (manifest, (work / f"b_{setting}" / "model.tflite").read_bytes(),
-                            time.perf_counter() - start)
-        print(f"  built prune={setting} in {results[setting][2]:.0f} s", flush=True)
+        results[name] = (manifest, (work / f"b_{name}" / "model.tflite").read_bytes(), time.perf_counter() - start)
+        print(f"  built prune={name} in {results[name][2]:.0f} s", flush=True)
     return results
+
+
+def _training_split(work: Path) -> str:
+    """The sample models' training split (make_samples.py, same seed) as train.npz."""
+    sys.path.insert(0, str(SAMPLES))
+    import make_samples
+
+    x, y = make_samples.load_splits(np.random.default_rng(make_samples.SEED))["train"]
+    np.savez(work / "train.npz", x=x, y=y)
+    return str(work / "train.npz")
+
+
+def _wide_resnet(work: Path, width: int, epochs: int = 6) -> str:
+    """A residual net `width` times the sample ResNet's channels, trained on the training split."""
+    sys.path.insert(0, str(SAMPLES))
+    import make_samples
+
+    from edgekiln.compiler.tf_env import import_keras
+
+    keras = import_keras()
+    from keras import layers
+
+    keras.utils.set_random_seed(make_samples.SEED)
+    inp = keras.Input(shape=(28, 28, 1), name="image")
+    x = layers.MaxPooling2D(2)(make_samples.conv_bn_relu(inp, 32 * width))
+    for filters, strides in ((32, 1), (64, 2), (96, 1)):
+        x = make_samples.residual_block(x, filters * width, strides=strides)
+    out = layers.Dense(10, activation="softmax", name="probs")(layers.GlobalAveragePooling2D()(x))
+    model = keras.Model(inp, out, name=f"mnist_resnet_x{width}")
+    rng = np.random.default_rng(make_samples.SEED)
+    splits = make_samples.load_splits(rng)
+    make_samples.EPOCHS = epochs
+    start = time.perf_counter()
+    make_samples.train(model, *splits["train"], rng)
+    final = make_samples.inference_copy(model)
+    path = work / f"mnist_resnet_x{width}.keras"
+    final.save(path)
+    print(f"trained {path.name}: {final.count_params():,} params, eval accuracy "
+          f"{make_samples.accuracy(final, *splits['eval']):.4f} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return str(path)
 
 
 def _print_table(results: dict, p50: dict[int, dict]) -> None:
     base_manifest, base_bytes, _ = results[0.0]
+    lat0 = {t: lat[0.0] for t, lat in p50.items()}
     base_macs = base_manifest["model"]["macs"]
-    print(f"\n{'prune':>6} {'MACs':>11} {'MACs x':>7} {'bundle B':>9} {'size x':>7} "
+    print(f"\n{'prune':>12} {'MACs':>11} {'MACs x':>7} {'bundle B':>9} {'size x':>7} "
           + "".join(f"{f'p50 {t}t ms':>11} {'x':>6} " for t in p50)
-          + f"{'acc %':>7} {'drop pt':>8} {'before rec.':>11} {'recovery':>17} {'pruning s':>9}")
+          + f"{'acc %':>7} {'drop pt':>8} {'95% interval':>15} {'before rec.':>11} {'recovery':>17} {'pruning s':>9}")
     for setting, (m, model_bytes, _) in results.items():
         p = m["pruning"]
         rec = p["recovery"]
         recovery = f"{rec['method']} {rec.get('seconds', 0):.0f} s" if rec["method"] != "none" else "-"
-        row = (f"{setting!s:>6} {m['model']['macs']:>11,} {m['model']['macs'] / base_macs:>7.3f} "
+        recovery += "" if rec.get("used", True) else " (refused)"
+        paired = p["accuracy"].get("paired") or {}
+        interval = "[{:+.2f}, {:+.2f}]".format(*paired["interval"]) if paired else "-"
+        row = (f"{setting!s:>12} {m['model']['macs']:>11,} {m['model']['macs'] / base_macs:>7.3f} "
                f"{len(model_bytes):>9,} {len(model_bytes) / len(base_bytes):>7.3f} ")
-        row += "".join(f"{lat[setting]:>11.4f} {lat[setting] / lat[0.0]:>6.3f} " for lat in p50.values())
-        row += (f"{m['accuracy']['compiled']:>7.2f} {m['accuracy']['drop']:>8.2f} "
+        row += "".join(f"{lat[setting]:>11.4f} {lat[setting] / lat0[t]:>6.3f} " for t, lat in p50.items())
+        row += (f"{m['accuracy']['compiled']:>7.2f} {m['accuracy']['drop']:>8.2f} {interval:>15} "
                 f"{p['accuracy']['before_recovery']:>11.2f} {recovery:>17} {p['seconds']:>9.0f}")
         print(row)
     print(f"float source accuracy {base_manifest['accuracy']['reference']:.2f}% on "
@@ -120,18 +171,23 @@ def main() -> None:
     parser.add_argument("--model", default=str(SAMPLES / "mnist_resnet.keras"))
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--skip-onnx", action="store_true")
+    parser.add_argument("--train", action="store_true", help="also recover on the training split (--train)")
+    parser.add_argument("--wide", type=int, default=0, help="prune a K-times wider ResNet trained first")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        print(f"building {Path(args.model).name} at prune {', '.join(map(str, SETTINGS))} (int8, rpi4)", flush=True)
-        results = _build_all(args.model, work)
+        model = _wide_resnet(work, args.wide) if args.wide else args.model
+        train = _training_split(work) if args.train else None
+        print(f"building {Path(model).name} at prune {', '.join(map(str, SETTINGS))} (int8, rpi4)"
+              f"{', and with --train' if train else ''}", flush=True)
+        results = _build_all(model, work, train)
         _print_table(results, _latencies(results, args.runs))
         auto = results["auto"][0]["pruning"]
         print(f"auto: {len(auto['search']['trials'])} recovered probes under a budget of {auto['search']['budget']} "
               f"pt; chosen channels: " + ", ".join(f"{'+'.join(g['layers'])} {g['channels_before']}->"
                                                     f"{g['channels_after']}" for g in auto["groups"]))
         if not args.skip_onnx:
-            _onnx_part(args.model, work)
+            _onnx_part(model, work)
 
 
 if __name__ == "__main__":

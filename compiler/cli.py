@@ -89,7 +89,12 @@ def build(
     threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
     prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
-    recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
+    recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill; fine-tune with a "
+                                                         "labelled --train).")] = None,
+    train: Annotated[Path | None, typer.Option("--train", help="Training data for recovery after pruning "
+                                                                "(labels y: fine-tune).")] = None,
+    prune_time: Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new "
+                                                          "probe.")] = None,
     prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: UnsafeOpt = False,
@@ -114,7 +119,8 @@ def build(
                "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
                "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
-               "prune": prune, "recover": recover, "prune_criterion": prune_criterion,
+               "prune": prune, "recover": recover, "prune_criterion": prune_criterion, "train": _str(train),
+               "prune_time": prune_time,
                "unsafe": unsafe or None, "force": force or None, "input_shape": input_shape or None,
                "main_output": main_output}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,

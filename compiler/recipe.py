@@ -66,10 +66,11 @@ LIMITS: dict[str, tuple[float, float]] = {
     "threads": (1, 1_024),
     "bench_runs": (1, 1_000_000),
     "max_drop": (0.0, 100.0),          # percentage points of top-1 accuracy; < 0 is a budget nothing meets
+    "prune_time": (1.0, 1e6),          # seconds
 }
-INTEGERS = frozenset(LIMITS) - {"max_drop"}
+INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"}
 BOOLS = ("int8_io", "unsafe", "force")
-PATHS = ("source", "target", "output", "calib", "eval")  # text (or os.PathLike from Python)
+PATHS = ("source", "target", "output", "calib", "eval", "train")  # text (or os.PathLike from Python)
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
 
@@ -104,6 +105,9 @@ class Recipe:
     input_shape: static shapes for an ONNX source's dynamic axes, input name -> dims ("" for the only input;
         TOML: a table {images = [1, 3, 320, 320]} or a list); axes left open take the data's sample shape.
     main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
+    train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
+        distillation); None: recovery trains on the calibration samples.
+    prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
     variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only
         it, what it is built from and the float32 baseline are built. A sweep point's recipe pins it, so
         `build --recipe` remakes that point.
@@ -135,6 +139,8 @@ class Recipe:
     input_shape: dict[str, tuple[int, ...]] | None = None
     main_output: str | None = None
     variant: str | None = None
+    train: str | None = None
+    prune_time: float | None = None
 
     def __post_init__(self) -> None:
         self._normalise_scalars()
@@ -179,7 +185,7 @@ class Recipe:
         """Types first (a TOML file or a Python caller can pass anything): ints, numbers, bools, text."""
         for name in LIMITS:
             value = getattr(self, name)
-            if value is None and name == "threads":
+            if value is None and name in ("threads", "prune_time"):
                 continue
             integral = isinstance(value, numbers.Integral)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or (name in INTEGERS and not integral):
@@ -193,7 +199,7 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, value := os.fspath(value))
-            if not (value is None and name in ("calib", "eval")) and not isinstance(value, str):
+            if not (value is None and name in ("calib", "eval", "train")) and not isinstance(value, str):
                 raise RecipeError(f"{name} must be a path (text), got {value!r}")
         if not self.source or not self.target:
             raise RecipeError("a recipe needs a source model and a target", "e.g. edgekiln build model.keras -t rpi4")
@@ -231,7 +237,8 @@ def _channel_values(value: object, field: str) -> tuple[float, ...]:
 def check_paths(recipe: Recipe) -> None:
     """The files a recipe names exist, before any work (the output is checked by the bundle writer)."""
     existing(recipe.source, "model", error=InputModelError)
-    for role, path in (("calibration data", recipe.calib), ("evaluation data", recipe.eval)):
+    for role, path in (("calibration data", recipe.calib), ("evaluation data", recipe.eval),
+                       ("training data", recipe.train)):
         if path:
             existing(path, role, error=DataError)
 

@@ -19,11 +19,12 @@ from edgekiln.compiler import Progress
 from edgekiln.compiler.prune import cost, importance, sensitivity
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.prune.paired import PairedDrop, paired_drop
 from edgekiln.compiler.prune.recover import Recover
 
 SCAN_SAMPLES = 500    # evaluation samples per sensitivity probe (a scan makes ~30 of them)
 TRIAL_SAMPLES = 2000  # evaluation samples per recovered probe of the auto search
-MAX_TRIALS = 4        # recovered probes in auto mode: each one costs a recovery
+MAX_TRIALS = 6        # recovered probes in auto mode (each costs a recovery): bisects the 11 scales and more
 QUANT_RESERVE = 0.3   # share of the accuracy budget that auto leaves to quantization
 # auto keeps channel counts at multiples of 16: LiteRT's XNNPACK int8 kernels work in tiles of 16
 # channels here; the sample ResNet at 16/32/48 channels ran 0.028 ms, at 17/33/49 0.051 ms (+7% MACs).
@@ -76,6 +77,23 @@ class Scorer:
         with self.subject.masked(plan) as model:
             return self.score(model, limit)
 
+    def verdicts(self, model: Any, limit: int | None = None) -> np.ndarray | None:
+        """Per sample, whether `model` is right (labels) or agrees with the original (class vectors);
+        None for a single-valued output, which has no per-sample verdict."""
+        if self.metric == "fidelity":
+            return None
+        y = self.subject.predict(model, self.x[:limit])
+        top = y.reshape(len(y), -1).argmax(1)
+        if self.labels is not None:
+            return top == self.labels[:limit]
+        return top == self.reference[:limit].reshape(len(y), -1).argmax(1)  # type: ignore[index]
+
+    def paired(self, model: Any, limit: int | None = None) -> PairedDrop | None:
+        """The paired drop of `model` against the original on the same samples (prune/paired.py)."""
+        reference = self.verdicts(self.subject.model, limit)
+        pruned = self.verdicts(model, limit)
+        return None if reference is None or pruned is None else paired_drop(reference, pruned)
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -86,15 +104,17 @@ class Outcome:
 
 
 def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, max_drop: float, judge: Scorer,
-        progress: Progress = lambda stage: None) -> Outcome:
-    """Prune `subject` at a uniform ratio or, with ratio 'auto', at searched per-group ratios."""
+        progress: Progress = lambda stage: None, time_cap: float | None = None) -> Outcome:
+    """Prune `subject` at a uniform ratio or, with ratio 'auto', at searched per-group ratios.
+    time_cap (--prune-time): seconds after which the auto search starts no new probe."""
     start = time.perf_counter()
     scores = importance.group_scores(subject.analysis, criterion)
     multiple = CHANNEL_MULTIPLE if ratio == "auto" else 1  # an explicit ratio is applied as given
-    probes = _Probes(subject, scores, method, multiple)
+    probes = _Probes(subject, scores, method, multiple, judge)
     search = None
     if ratio == "auto":
-        ratios, search = _auto(subject.analysis, scores, judge, probes, max_drop, progress)
+        deadline = None if time_cap is None else time.monotonic() + time_cap
+        ratios, search = _auto(subject.analysis, scores, judge, probes, max_drop, progress, deadline)
     else:
         ratios = importance.uniform(subject.analysis, float(ratio))
     plan = importance.plan_for(subject.analysis, scores, ratios, multiple)
@@ -106,10 +126,14 @@ def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, m
 
 
 class _Probes:
-    """Prunes and recovers each ratio set once: the auto search's probes are reused, not recomputed."""
+    """Prunes and recovers each ratio set once: the auto search's probes are reused, not recomputed.
 
-    def __init__(self, subject: Subject, scores: dict, method: Recover, multiple: int) -> None:
-        self.subject, self.scores, self.method, self.multiple = subject, scores, method, multiple
+    Recovery never hurts: a recovered model that scores below the unrecovered one (the plan's channels
+    removed, weights untouched) on the judging samples is not used; the facts record both scores.
+    """
+
+    def __init__(self, subject: Subject, scores: dict, method: Recover, multiple: int, judge: Scorer) -> None:
+        self.subject, self.scores, self.method, self.multiple, self.judge = subject, scores, method, multiple, judge
         self.cache: dict[tuple, tuple[Any, dict]] = {}
 
     def get(self, ratios: dict[int, float]) -> tuple[Any, dict]:
@@ -118,33 +142,62 @@ class _Probes:
             begin = time.perf_counter()
             plan = importance.plan_for(self.subject.analysis, self.scores, ratios, self.multiple)
             model, steps = self.subject.prune(plan, self.method)
-            self.cache[key] = model, {"method": str(self.method), "steps": steps,
-                                      "seconds": round(time.perf_counter() - begin, 2)}
+            facts = {"method": str(self.method), "steps": steps}
+            if self.method is not Recover.none and plan:
+                model, facts = self._never_worse(plan, model, facts)
+            self.cache[key] = model, {**facts, "seconds": round(time.perf_counter() - begin, 2)}
         return self.cache[key]
+
+    def _never_worse(self, plan: Plan, recovered: Any, facts: dict) -> tuple[Any, dict]:
+        before = self.judge.masked_score(plan, TRIAL_SAMPLES)  # exactly the unrecovered model's outputs
+        after = self.judge.score(recovered, TRIAL_SAMPLES)
+        facts = {**facts, "score_before": round(before, 3), "score_after": round(after, 3),
+                 "metric": self.judge.metric, "samples": min(TRIAL_SAMPLES, len(self.judge.x))}
+        if after >= before:
+            return recovered, facts
+        unrecovered, _ = self.subject.prune(plan, Recover.none)
+        return unrecovered, {**facts, "used": False,
+                             "refused": f"{self.method} made the pruned model worse ({before:.2f} -> {after:.2f} "
+                                        f"{self.judge.metric}): the unrecovered weights are kept"}
 
 
 def _auto(analysis: Analysis, scores: dict, judge: Scorer, probes: _Probes, max_drop: float,
-          progress: Progress) -> tuple[dict[int, float], dict]:
+          progress: Progress, deadline: float | None = None) -> tuple[dict[int, float], dict]:
     """Scan every group's sensitivity, then search the threshold plans with recovered probes."""
     progress(f"Pruning: sensitivity scan of {len(analysis.prunable)} groups x {len(sensitivity.AUTO_RATIOS)} ratios")
     scan = sensitivity.scan(analysis, scores, lambda plan: judge.masked_score(plan, SCAN_SAMPLES),
                             sensitivity.AUTO_RATIOS, judge.metric, min(SCAN_SAMPLES, len(judge.x)))
-    options = sensitivity.candidates(scan, analysis, scores, probes.multiple)
+    options = sensitivity.worth_trying(sensitivity.candidates(scan, analysis, scores, probes.multiple), analysis,
+                                       scores, probes.multiple)
     budget = round(max_drop * (1 - QUANT_RESERVE), 3)
     reference = judge.score(probes.subject.model, TRIAL_SAMPLES)
     progress(f"Pruning: searching {len(options)} candidate plans (<= {MAX_TRIALS} probes, each recovered by "
              f"{probes.method})")
 
-    def trial(ratios: dict[int, float]) -> float:
-        return reference - judge.score(probes.get(ratios)[0], TRIAL_SAMPLES)
+    def trial(ratios: dict[int, float]) -> float | PairedDrop:
+        model = probes.get(ratios)[0]
+        paired = judge.paired(model, TRIAL_SAMPLES)
+        return paired if paired is not None else reference - judge.score(model, TRIAL_SAMPLES)
 
-    ratios, trials = sensitivity.search(options, trial, budget, analysis, scores, MAX_TRIALS, probes.multiple)
+    ratios, trials, stopped = sensitivity.search(options, trial, budget, analysis, scores, MAX_TRIALS,
+                                                 probes.multiple, deadline, progress)
     named = [{"ratios": {g.label: t.ratios[g.id] for g in analysis.groups if g.id in t.ratios},
-              "macs_after": t.macs, "drop": t.drop, "within_budget": t.within_budget} for t in trials]
+              "macs_after": t.macs, "drop": t.drop, "within_budget": t.within_budget, **t.evidence,
+              "recovery": _probe_recovery(probes, t.ratios)} for t in trials]
     share = sensitivity.weights(scan)
     return ratios, {"budget": budget, "candidates": len(options), "channel_multiple": probes.multiple,
+                    "rule": BUDGET_RULE, "stopped": stopped,
                     "weights": {g.label: share[g.id] for g in analysis.groups if g.id in share},
                     "scan": scan.to_dict(), "trials": named}
+
+
+BUDGET_RULE = ("within budget when the one-sided 95% upper bound of the paired drop (same samples, Agresti-Min "
+               "interval) is at most the budget; without a class output, when the drop is")
+
+
+def _probe_recovery(probes: _Probes, ratios: dict[int, float]) -> dict:
+    facts = probes.get(ratios)[1]
+    return {k: facts[k] for k in ("score_before", "score_after", "used", "refused") if k in facts}
 
 
 def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pruned: Any, facts: dict | None,
@@ -164,10 +217,16 @@ def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pru
         "recovery": facts or {"method": "none", "reason": "nothing was removed"},
         "accuracy": {"metric": judge.metric, "reference": round(judge.score(subject.model), 3),
                      "before_recovery": round(judge.masked_score(plan), 3),  # exactly the removed model's
-                     "after_recovery": round(judge.score(pruned), 3), "samples": len(judge.x)},
+                     "after_recovery": round(judge.score(pruned), 3), "samples": len(judge.x),
+                     "paired": _paired(judge, pruned)},
         "search": search, "seconds": round(time.perf_counter() - start, 2),
         "warnings": _warnings(plan, ratio, facts, search),
     }
+
+
+def _paired(judge: Scorer, pruned: Any) -> dict | None:
+    paired = judge.paired(pruned)
+    return None if paired is None else paired.to_dict()
 
 
 def _warnings(plan: Plan, ratio: float | str, facts: dict | None, search: dict | None) -> list[str]:

@@ -13,8 +13,10 @@ recovery meets the budget within a bounded number of probes (recovery is the exp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -25,7 +27,8 @@ from edgekiln.compiler.prune.importance import plan_for
 
 SCAN_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # prune-scan's default
 AUTO_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)                        # --prune auto: half the evaluations
-ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)         # the auto family's knob
+ALPHAS = (0.025, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # the auto family's knob (a global scale)
+MIN_GAIN = 0.03  # a plan removing under 3 % of the MACs is not worth its accuracy risk: not tried
 SKIP_DROP = 20.0  # points lost when only the smallest ratio of a group is removed: too sensitive to touch
 
 Evaluate = Callable[[Plan], float]  # plan -> score in percent (accuracy or agreement), no recovery
@@ -100,28 +103,66 @@ def candidates(result: Scan, analysis: Analysis, scores: dict, multiple: int = 1
 
 @dataclass(frozen=True)
 class Trial:
-    """One probe of the search: the ratios tried and the drop measured after recovery."""
+    """One probe of the search: the ratios tried, the drop measured after recovery, whether the evidence puts
+    it within budget, and that evidence (the paired drop, the recovery's before / after)."""
 
     ratios: dict[int, float]
     macs: int
     drop: float
     within_budget: bool
+    evidence: dict = field(default_factory=dict)
 
 
-def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], float], budget: float,
-           analysis: Analysis, scores: dict, max_trials: int = 4,
-           multiple: int = 1) -> tuple[dict[int, float], list[Trial]]:
-    """The most aggressive option (by MACs) whose recovered drop <= budget; assumes rough monotonicity.
+class Measured(Protocol):
+    """A probe's drop with its own budget test (prune/paired.PairedDrop)."""
 
-    Returns ({} if none qualified, the trials made). Options must be ordered fewest MACs removed first.
+    drop: float
+
+    def within(self, budget: float) -> bool: ...
+
+    def to_dict(self) -> dict: ...
+
+
+def worth_trying(options: list[dict[int, float]], analysis: Analysis, scores: dict, multiple: int = 1,
+                 min_gain: float = MIN_GAIN) -> list[dict[int, float]]:
+    """The options that remove at least `min_gain` of the MACs (the search's floor)."""
+    base = cost(analysis).macs
+    removed = [base - cost(analysis, plan_for(analysis, scores, o, multiple)).macs for o in options]
+    return [o for o, r in zip(options, removed, strict=True) if r >= min_gain * base]
+
+
+def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], float | Measured], budget: float,
+           analysis: Analysis, scores: dict, max_trials: int = 8, multiple: int = 1,
+           deadline: float | None = None, progress: Callable[[str], None] = lambda line: None,
+           ) -> tuple[dict[int, float], list[Trial], str]:
+    """The most aggressive option (by MACs) within budget, by bisection over the global scale; assumes rough
+    monotonicity. A plan that misses halves the scale toward the smallest option worth trying.
+
+    Returns ({} if none qualified, the trials, why the search stopped). Options: fewest MACs removed first.
+    trial: the drop after recovery, as a number (within budget when <= budget) or Measured (its own test).
+    deadline: time.monotonic() after which no new probe starts (--prune-time).
     """
     trials: list = []
     lo, hi = -1, len(options)  # invariant: lo is within budget (-1: no pruning), hi is not
-    while hi - lo > 1 and len(trials) < max_trials:
+    stopped = "searched every scale between the best plan within budget and the first beyond it"
+    while hi - lo > 1:
+        if len(trials) >= max_trials:
+            stopped = f"stopped after {max_trials} probes"
+            break
+        if deadline is not None and time.monotonic() > deadline:
+            stopped = f"stopped by the time cap after {len(trials)} probes"
+            break
         mid = (lo + hi) // 2
-        drop = round(trial(options[mid]), 3)  # as reported: 98.3 - 97.6 must meet a budget of 0.7
-        ok = drop <= budget
+        measured = trial(options[mid])
+        if isinstance(measured, int | float):
+            drop, ok, evidence = round(float(measured), 3), round(float(measured), 3) <= budget, {}
+        else:
+            drop, ok, evidence = round(measured.drop, 3), measured.within(budget), measured.to_dict()
         macs = cost(analysis, plan_for(analysis, scores, options[mid], multiple)).macs
-        trials.append(Trial(options[mid], macs, drop, ok))
+        trials.append(Trial(options[mid], macs, drop, ok, evidence))
+        progress(f"Pruning: probe {len(trials)}: {macs:,} MACs, drop {drop:+.2f} points "
+                 f"({'within' if ok else 'over'} the budget of {budget:g})")
         lo, hi = (mid, hi) if ok else (lo, mid)
-    return (options[lo] if lo >= 0 else {}), trials
+    if not options:
+        stopped = f"no plan removes {MIN_GAIN:.0%} of the MACs or more"
+    return (options[lo] if lo >= 0 else {}), trials, stopped

@@ -143,18 +143,42 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
         return None
     if isinstance(graph, onnx_graph.OnnxGraph):
         return _prune_onnx_graph(graph, recipe, data, workdir, progress)
-    method = _check(recipe, data, len(graph.inputs), trainable=True)
+    train = _training_data(recipe, graph.inputs)
+    method = _check(recipe, data, len(graph.inputs), trainable=True, train=train)
     if graph.keras_model is None:
         raise RecipeError("--prune needs a Keras model (.keras or .h5): a SavedModel cannot be rebuilt with "
                           "fewer channels", "load it in Keras, save it as .keras, and build that")
-    subject = KerasSubject(graph.keras_model, data.calib)
+    subject = KerasSubject(graph.keras_model, train or data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
-                         scorer_for(subject, data), progress)
+                         scorer_for(subject, data), progress, recipe.prune_time)
+    block = _with_recovery_data(_with_data_note(outcome.block, data), method, train, data)
     if outcome.model is None:
-        return Pruned(graph, _with_data_note(outcome.block, data), False)
+        return Pruned(graph, block, False)
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
                                       "the pruned model")
-    return Pruned(exported, _with_data_note(outcome.block, data), True)
+    return Pruned(exported, block, True)
+
+
+def _training_data(recipe: Recipe, specs: Any) -> Dataset | None:
+    """--train: the recovery's data (labels y: fine-tuning), read like --calib."""
+    if recipe.train is None:
+        return None
+    from edgekiln.compiler.data import load_data
+
+    return load_data(recipe.train, specs, role="training", mean=recipe.mean, std=recipe.std)
+
+
+def _with_recovery_data(block: dict, method: Recover, train: Dataset | None, data: Datasets) -> dict:
+    """What recovery learned from; without --train a trained recovery had the calibration samples only."""
+    if method not in (Recover.distill, Recover.finetune) or not block.get("params_after", 0) < block.get(
+            "params_before", 0):
+        return block
+    if train is not None:
+        return {**block, "recovery_data": f"{train.size} training samples (--train)"}
+    size = data.calib.size if data.calib is not None else 0
+    note = (f"pruning: recovery ({method}) trained on the {size} calibration samples only, which can overfit "
+            "them and cost accuracy; pass --train DATA (labelled: fine-tuning) to recover on more")
+    return {**block, "recovery_data": f"{size} calibration samples only", "warnings": [*block["warnings"], note]}
 
 
 def _prune_onnx_graph(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
@@ -183,13 +207,19 @@ def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -
     method = _check(recipe, data, len(inputs), trainable=False)
     subject = OnnxSubject(model, data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
-                         scorer_for(subject, data), progress)
+                         scorer_for(subject, data), progress, recipe.prune_time)
     return (outcome.model if outcome.model is not None else model), _with_data_note(outcome.block, data)
 
 
-def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool) -> Recover:
-    """The recovery method to use, after refusing what cannot work."""
+def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool, train: Dataset | None = None) -> Recover:
+    """The recovery method to use, after refusing what cannot work. Labelled --train data: auto fine-tunes."""
     method = resolve(recipe.recover, trainable)
+    if recipe.train is not None and not trainable:
+        raise RecipeError("--train needs a Keras source: ONNX models recover by reconstruction, without training",
+                          "leave out --train, or build from the Keras model")
+    if train is not None and train.labels is not None and Recover(str(recipe.recover)) is Recover.auto:
+        method = Recover.finetune
+    recovery = train if train is not None else data.calib
     if not trainable and method in (Recover.distill, Recover.finetune):
         raise RecipeError(f"--recover {method} trains the model, which is possible for Keras sources only",
                           "use --recover reconstruct (least squares, no training)")
@@ -197,8 +227,9 @@ def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool) -> Reco
         raise RecipeError("pruning supports single-input models only")
     if method is not Recover.none and data.calib is None:
         raise RecipeError(f"recovery by {method} runs on calibration data", "pass --calib DATA")
-    if method is Recover.finetune and (data.calib is None or data.calib.labels is None):
-        raise RecipeError("--recover finetune needs labels 'y' in the calibration data",
+    if method is Recover.finetune and (recovery is None or recovery.labels is None):
+        where = "training" if train is not None else "calibration"
+        raise RecipeError(f"--recover finetune needs labels 'y' in the {where} data",
                           "use --recover distill, which needs no labels")
     if recipe.prune == "auto" and data.evaluation is None and data.holdout is None:
         raise RecipeError("--prune auto needs data to measure sensitivity", "pass --eval DATA (labelled is best)")

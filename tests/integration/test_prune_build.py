@@ -105,9 +105,17 @@ def test_sample_resnet_auto_prune_keeps_accuracy_and_removes_macs(tmp_path):
                     eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / "r"), prune="auto",
                     recover="reconstruct", bench_runs=20, quantize="int8")
     m = build(recipe).manifest
-    assert m["pruning"]["macs_ratio"] <= 0.6, m["pruning"]["search"]["trials"]
+    search = m["pruning"]["search"]
+    # On 1,000 labelled samples a plan that loses 4 of them (0.4 points) is not yet evidence of staying under
+    # the 0.7-point pruning budget (its one-sided upper bound is 0.77): the paired rule keeps about a third of
+    # the MACs here, where the point estimate alone kept less. The rule is checked on the trials it made.
+    assert m["pruning"]["macs_ratio"] <= 0.7, search["trials"]
+    for t in search["trials"]:
+        assert t["within_budget"] == (t["upper_bound"] <= search["budget"]), t
+    fitting = [t["macs_after"] for t in search["trials"] if t["within_budget"]]
+    assert m["pruning"]["macs_after"] == min(fitting), search["trials"]
     assert m["accuracy"]["drop"] <= 1.0, m["accuracy"]
-    assert m["pruning"]["measured"]["size_ratio"] <= 0.6
+    assert m["pruning"]["measured"]["size_ratio"] <= 0.7
     _assert_compiled_as_shipped(m)
 
 
@@ -120,3 +128,23 @@ def _assert_compiled_as_shipped(m: dict) -> None:
     if measured["compiled_as"] != measured["shipped_as"]:
         assert measured["compiled_as"] == "int8", measured
         assert measured["compiled_as_because"].startswith("identical to int8"), measured
+
+
+def test_a_recovery_that_hurts_is_refused_and_recorded(tiny, tmp_path):
+    """Fine-tuning on labels that are all one (rare) class teaches the pruned model to answer that class:
+    worse than not recovering at all, so the unrecovered weights ship, and the manifest says why."""
+    import numpy as np
+
+    train = np.random.default_rng(3).random((2000, 8, 8, 1), dtype=np.float32)  # the tiny model's kind of input
+    labels = np.load(tiny["eval"])["y"]
+    rare = int(np.argmin(np.bincount(labels, minlength=4)))
+    np.savez(tmp_path / "wrong.npz", x=train, y=np.full(len(train), rare, np.int64))
+    m = build(tiny_recipe(tiny, tmp_path / "b", prune=0.25, recover="finetune", train=str(tmp_path / "wrong.npz"),
+                          quantize="none")).manifest
+    p = m["pruning"]
+    recovery = p["recovery"]
+    assert recovery["method"] == "finetune" and recovery["score_after"] < recovery["score_before"], recovery
+    assert recovery["used"] is False and recovery["refused"].startswith("finetune made the pruned model worse")
+    assert p["accuracy"]["after_recovery"] == p["accuracy"]["before_recovery"]  # the unrecovered model shipped
+    assert p["recovery_data"] == f"{len(train)} training samples (--train)"
+    assert p["accuracy"]["paired"]["samples"] == len(labels)

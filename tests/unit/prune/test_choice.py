@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from edgekiln.compiler.prune import cost, groups, importance, recover, sensitivity
 from edgekiln.compiler.prune.channels import ChannelGraph, Node
+from edgekiln.compiler.prune.paired import paired_drop
 from tests.unit.prune.test_groups import chain, drop, inp, op
 
 
@@ -80,16 +83,49 @@ def test_search_finds_the_most_aggressive_plan_within_budget():
     options = sensitivity.candidates(scan, analysis, scores)
     removed = [sum(r.values()) for r in options]
     # a stand-in for "drop after recovery" that grows with the total ratio: the budget allows a total of 0.8
-    chosen, trials = sensitivity.search(options, lambda r: sum(r.values()) - 0.3, 0.5, analysis, scores, 10)
+    chosen, trials, stopped = sensitivity.search(options, lambda r: sum(r.values()) - 0.3, 0.5, analysis, scores, 10)
     assert sum(chosen.values()) == max(x for x in removed if x <= 0.8 + 1e-9)
     assert trials and all(t.within_budget == (t.drop <= 0.5) for t in trials)
+    assert stopped.startswith("searched every scale")
 
 
 def test_search_returns_no_plan_when_nothing_meets_the_budget():
     scan, analysis, scores = _scan({"a": [0.1, 1.0, 9.0]})
-    chosen, trials = sensitivity.search(sensitivity.candidates(scan, analysis, scores), lambda r: 5.0, 1.0,
-                                        analysis, scores)
+    chosen, trials, _ = sensitivity.search(sensitivity.candidates(scan, analysis, scores), lambda r: 5.0, 1.0,
+                                           analysis, scores)
     assert chosen == {} and not any(t.within_budget for t in trials)
+
+
+def test_a_first_plan_that_misses_is_shrunk_until_one_fits():
+    scan, analysis, scores = _scan({"a": [0.1, 1.0, 9.0], "b": [0.0, 0.5, 2.0]})
+    options = sensitivity.candidates(scan, analysis, scores)
+    total = [sum(r.values()) for r in options]  # the global scale grows along the options
+
+    def measured(ratios):  # a real budget test: the paired drop of made-up verdicts, 4 lost per 0.1 of scale
+        lost = int(round(sum(ratios.values()) * 40))
+        reference = np.ones(1000, bool)
+        pruned = reference.copy()
+        pruned[:lost] = False
+        return paired_drop(reference, pruned)
+
+    chosen, trials, _ = sensitivity.search(options, measured, 1.0, analysis, scores, 10)
+    assert not trials[0].within_budget  # the first probe (the middle scale) missed the budget
+    assert chosen and measured(chosen).within(1.0)
+    bigger = [r for r, t in zip(options, total, strict=True) if t > sum(chosen.values())]
+    assert all(not measured(r).within(1.0) for r in bigger)  # nothing more aggressive fits
+    assert all(t.evidence["samples"] == 1000 and "upper_bound" in t.evidence for t in trials)
+
+
+def test_a_past_deadline_starts_no_probe_and_small_gains_are_not_tried():
+    scan, analysis, scores = _scan({"a": [0.1, 1.0, 9.0], "b": [0.0, 0.5, 2.0]})
+    options = sensitivity.candidates(scan, analysis, scores)
+    chosen, trials, stopped = sensitivity.search(options, lambda r: 0.0, 1.0, analysis, scores, 10,
+                                                 deadline=time.monotonic() - 1)
+    assert (chosen, trials) == ({}, []) and stopped.startswith("stopped by the time cap")
+    base = cost.cost(analysis).macs
+    kept = sensitivity.worth_trying(options, analysis, scores, min_gain=0.5)
+    assert all(base - cost.cost(analysis, importance.plan_for(analysis, scores, o)).macs >= 0.5 * base for o in kept)
+    assert len(kept) < len(options)
 
 
 def _conv_direct(x: np.ndarray, w: np.ndarray, stride: int, pads: tuple[int, int, int, int]) -> np.ndarray:
