@@ -77,6 +77,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         measured = measure_all(graph, selection, data, recipe, target)  # against the source: drops include pruning
         pruning = prune_stage.finish(pruned, graph, selection, data, recipe, target, search.unpruned_reference,
                                      progress)
+        pruning = prune_stage.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(recipe, target, source_format, graph, selection, data, measured, memory_mb, notes,

@@ -115,6 +115,16 @@ def _pruning_rows(table: Table, m: dict) -> None:
     acc = p["accuracy"]
     table.add_row(f"  {acc['metric']} before / after recovery (float)", f"{acc['before_recovery']:.2f}%",
                   f"{acc['after_recovery']:.2f}%", f"source {acc['reference']:.2f}%")
+    paired = acc.get("paired")
+    if paired:
+        low, high = paired["interval"]
+        table.add_row(f"  paired drop on {paired['samples']} samples (lost / gained)",
+                      f"{paired['lost']} / {paired['gained']}", f"{paired['drop']:+.2f} pt",
+                      f"95% [{low:+.2f}, {high:+.2f}]")
+    split = p.get("budget_split")
+    if split:
+        table.add_row("  budget: pruning / quantization / unused", f"{split['pruning_drop']:+.2f} pt",
+                      f"{split['quantization_drop']:+.2f} pt", f"{split['unused']:g} of {split['max_drop']:g}")
 
 
 def print_candidates(q: dict) -> None:

@@ -1,10 +1,16 @@
 """Keras side of recovery after pruning: distillation, fine-tuning, least-squares reconstruction.
 
 distill: the pruned model (student) learns the original model's (teacher's) outputs on the
-calibration data; no labels needed. Because the teacher can label ANY input, each epoch sees
-freshly augmented inputs (mixup of two samples; for images also a shift of up to 2 pixels), which
-is what lets a few hundred calibration samples stand in for a training set.
-finetune: the same loop with the user's labels instead of the teacher.
+recovery data (--train, else the calibration samples); no labels needed. Because the teacher can
+label ANY input, each epoch sees freshly augmented inputs (mixup of two samples; for images also a
+shift of up to 2 pixels), which is what lets a few hundred calibration samples stand in for a
+training set.
+finetune: the same loop on the user's labels, plus a distillation term towards the teacher (Hinton
+et al.): the labels alone on a few thousand samples pull the pruned model away from what the
+original learned on the full training set.
+Both hold back part of their data (HOLDOUT_SHARE, when there is enough) and stop early: after each
+epoch the student is scored there, the best epoch's weights are kept, and training stops after
+PATIENCE epochs without improvement (so that recovery takes minutes, not a fixed epoch count).
 reconstruct: compiler/prune/recover.py's least-squares re-fit, fed with this model's activations.
 BatchNormalization trains with momentum 0.9: 0.99 does not converge on small data (FACTS.md).
 """
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,32 +34,74 @@ BATCH = 32
 LEARNING_RATE = 1e-3
 BN_MOMENTUM = 0.9
 MAX_SHIFT = 2  # pixels, for 4-D image inputs
+DISTILL_WEIGHT = 0.5  # finetune: loss = CE(labels) + DISTILL_WEIGHT * distance(teacher, student)
+HOLDOUT_SHARE = 0.1   # of the recovery data, held back to stop early...
+MIN_HOLDOUT, MAX_HOLDOUT = 64, 1000  # ...when that is at least MIN_HOLDOUT samples (else a fixed EPOCHS)
+PATIENCE = 2          # epochs without a better held-back score before stopping
 
 
 def distill(student: Any, teacher: Any, x: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:
     """Train `student` in place towards `teacher`'s outputs on augmented `x`; returns the cost."""
-    keras = import_keras()
     rng = np.random.default_rng(seed)
-    probabilities = _looks_like_probabilities(teacher.predict(x[:64], verbose=0))
-    loss = keras.losses.KLDivergence() if probabilities else keras.losses.MeanSquaredError()
+    x, held = _hold_back(x, None, rng)
+    loss = _distance(teacher.predict(x[:64], verbose=0))
 
     def epoch() -> tuple[np.ndarray, None]:
         partner = x[rng.permutation(len(x))]
         lam = rng.beta(0.4, 0.4, size=(len(x),) + (1,) * (x.ndim - 1)).astype(x.dtype)
         return np.concatenate([_shift(x, rng), _shift(lam * x + (1 - lam) * partner, rng)]), None
 
-    return _train(student, teacher, loss, epoch, epochs, rng, {"method": "distill", "samples": len(x),
-                                                              "loss": type(loss).__name__, "augment": "shift+mixup"})
+    def objective(target: Any, taught: Any, out: Any) -> Any:
+        return loss(taught, out)
+
+    return _train(student, teacher, objective, epoch, epochs, rng, held,
+                  {"method": "distill", "samples": len(x), "loss": type(loss).__name__, "augment": "shift+mixup"})
 
 
-def finetune(model: Any, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:
-    """Train `model` in place on labelled data (sparse integer labels), with shifted inputs."""
+def finetune(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:
+    """Train `model` in place on labelled data (sparse integer labels) with shifted inputs, plus a distillation
+    term towards `teacher` (the unpruned model)."""
     keras = import_keras()
     rng = np.random.default_rng(seed)
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _looks_like_probabilities(
-        model.predict(x[:64], verbose=0)))
-    return _train(model, None, loss, lambda: (_shift(x, rng), y), epochs, rng,
-                  {"method": "finetune", "samples": len(x), "loss": type(loss).__name__, "augment": "shift"})
+    x, held = _hold_back(x, y, rng)
+    y = y if held is None else held.train_y
+    sample = teacher.predict(x[:64], verbose=0)
+    labels = keras.losses.SparseCategoricalCrossentropy(from_logits=not _looks_like_probabilities(sample))
+    distance = _distance(sample)
+
+    def objective(target: Any, taught: Any, out: Any) -> Any:
+        return labels(target, out) + DISTILL_WEIGHT * distance(taught, out)
+
+    return _train(model, teacher, objective, lambda: (_shift(x, rng), y), epochs, rng, held,
+                  {"method": "finetune", "samples": len(x), "loss": f"{type(labels).__name__} + "
+                   f"{DISTILL_WEIGHT} x {type(distance).__name__} to the unpruned model", "augment": "shift"})
+
+
+@dataclass(frozen=True)
+class _HeldBack:
+    """The recovery data split: what trains, and what decides when to stop (labels, or the teacher's answers)."""
+
+    train_x: np.ndarray
+    train_y: np.ndarray | None
+    x: np.ndarray
+    y: np.ndarray | None
+
+
+def _hold_back(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, _HeldBack | None]:
+    """Split off HOLDOUT_SHARE of the samples (at least MIN_HOLDOUT of them, at most MAX_HOLDOUT), or None."""
+    size = min(MAX_HOLDOUT, int(len(x) * HOLDOUT_SHARE))
+    if size < MIN_HOLDOUT:
+        return x, None
+    order = rng.permutation(len(x))
+    rest, held = order[size:], order[:size]
+    split = _HeldBack(x[rest], None if y is None else y[rest], x[held], None if y is None else y[held])
+    return split.train_x, split
+
+
+def _distance(sample: np.ndarray) -> Any:
+    """KL divergence between probability outputs, else mean squared error (logits, embeddings)."""
+    keras = import_keras()
+    return keras.losses.KLDivergence() if _looks_like_probabilities(sample) else keras.losses.MeanSquaredError()
 
 
 def _shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -70,9 +119,11 @@ def _looks_like_probabilities(y: np.ndarray) -> bool:
     return bool(y.ndim == 2 and y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=1e-3))
 
 
-def _train(model: Any, teacher: Any, loss: Any, epoch_data: Callable[[], tuple[np.ndarray, Any]], epochs: int,
-           rng: np.random.Generator, facts: dict) -> dict:
-    """Adam with cosine decay; a plain tf.function step (Keras' fit() traced 2x slower here)."""
+def _train(model: Any, teacher: Any, objective: Callable[[Any, Any, Any], Any],
+           epoch_data: Callable[[], tuple[np.ndarray, Any]], epochs: int, rng: np.random.Generator,
+           held: _HeldBack | None, facts: dict) -> dict:
+    """Adam with cosine decay; a plain tf.function step (Keras' fit() traced 2x slower here).
+    objective(labels, teacher's outputs, student's outputs) -> loss."""
     tf, keras = import_tf(), import_keras()
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
@@ -86,13 +137,14 @@ def _train(model: Any, teacher: Any, loss: Any, epoch_data: Callable[[], tuple[n
 
     @tf.function
     def step(xb: Any, yb: Any) -> Any:
-        target = teacher(xb, training=False) if teacher is not None else yb
+        taught = teacher(xb, training=False)
         with tf.GradientTape() as tape:
-            value = loss(target, model(xb, training=True))
+            value = objective(yb, taught, model(xb, training=True))
         optimizer.apply_gradients(zip(tape.gradient(value, variables), variables, strict=True))
         return value
 
     start = time.perf_counter()
+    stopper = _EarlyStop(model, teacher, held)
     for k in range(epochs):
         if k:
             inputs, targets = epoch_data()
@@ -100,8 +152,52 @@ def _train(model: Any, teacher: Any, loss: Any, epoch_data: Callable[[], tuple[n
         for b in range(batches):
             idx = order[b * BATCH:(b + 1) * BATCH]
             step(tf.constant(inputs[idx]), tf.constant(0.0 if targets is None else targets[idx]))
-    return {**facts, "epochs": epochs, "batch": BATCH, "learning_rate": LEARNING_RATE,
+        if stopper.after_epoch():
+            break
+    return {**facts, "epochs": epochs, "batch": BATCH, "learning_rate": LEARNING_RATE, **stopper.finish(),
             "seconds": round(time.perf_counter() - start, 2)}
+
+
+class _EarlyStop:
+    """Scores the student on the held-back samples after each epoch (accuracy on labels, else agreement with the
+    teacher's top-1 for class outputs, else negative MSE to it), keeps the best epoch's weights."""
+
+    def __init__(self, model: Any, teacher: Any, held: _HeldBack | None) -> None:
+        self.model, self.held = model, held
+        self.scores: list[float] = []
+        self.best_weights: list | None = None
+        if held is not None:
+            self.reference = held.y if held.y is not None else teacher.predict(held.x, batch_size=256, verbose=0)
+
+    def _score(self) -> float:
+        assert self.held is not None
+        out = self.model.predict(self.held.x, batch_size=256, verbose=0)
+        if self.held.y is not None:
+            return float(np.mean(out.argmax(-1) == self.held.y) * 100)
+        if out.ndim == 2 and out.shape[1] > 1:
+            return float(np.mean(out.argmax(-1) == self.reference.argmax(-1)) * 100)
+        return -float(np.mean((out - self.reference) ** 2))
+
+    def after_epoch(self) -> bool:
+        """Record this epoch; True when training should stop."""
+        if self.held is None:
+            return False
+        score = self._score()
+        if not self.scores or score > max(self.scores):
+            self.best_weights = self.model.get_weights()
+        self.scores.append(score)
+        best = int(np.argmax(self.scores))
+        return len(self.scores) - 1 - best >= PATIENCE
+
+    def finish(self) -> dict:
+        """Restore the best epoch's weights; the facts for the manifest."""
+        if self.held is None:
+            return {"epochs_run": None, "early_stopping": "off: too few samples to hold any back"}
+        assert self.best_weights is not None
+        self.model.set_weights(self.best_weights)
+        best = int(np.argmax(self.scores))
+        return {"epochs_run": len(self.scores), "best_epoch": best + 1, "held_back": len(self.held.x),
+                "held_back_scores": [round(s, 4) for s in self.scores]}
 
 
 def reconstruct(pruned: Any, original: Any, analysis: Analysis, plan: Plan, x: np.ndarray, seed: int = 0) -> dict:

@@ -74,7 +74,7 @@ class KerasSubject:
             steps.append(keras_recover.distill(pruned, self.model, self.x))
         elif method is Recover.finetune:
             assert self.y is not None, "fine-tuning needs labels (the stage checks it first)"
-            steps.append(keras_recover.finetune(pruned, self.x, self.y))
+            steps.append(keras_recover.finetune(pruned, self.model, self.x, self.y))
         return pruned, steps
 
     def params(self, model: Any) -> int:
@@ -264,3 +264,23 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
         "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
         "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),
         "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer}}
+
+
+def with_budget_split(block: dict | None, accuracy: dict | None, max_drop: float) -> dict | None:
+    """What the accuracy budget was spent on, measured on the evaluation samples: pruning (the source vs the
+    pruned float32 model, as converted) and quantization (that float32 model vs the shipped one). The auto
+    search reserved QUANT_RESERVE of --max-drop for quantization before it could know; this says what
+    quantization really took, and what of the budget was left unused."""
+    if block is None or accuracy is None or block.get("search") is None:
+        return block
+    pruning = round(accuracy["reference"] - accuracy["baseline"], 3)
+    quantization = round(accuracy["baseline"] - accuracy["compiled"], 3)
+    reserved = round(max_drop * driver.QUANT_RESERVE, 3)
+    split = {"max_drop": max_drop, "pruning_budget": block["search"]["budget"], "reserved_for_quantization": reserved,
+             "pruning_drop": pruning, "quantization_drop": quantization, "total_drop": accuracy["drop"],
+             "unused": round(max_drop - accuracy["drop"], 3), "samples": accuracy["samples"]}
+    if quantization < reserved:
+        split["note"] = (f"quantization took {quantization:+.2f} of the {reserved:g} points reserved for it: the "
+                         f"pruning search could have had {round(max_drop - max(quantization, 0.0), 3):g} "
+                         "(not searched again)")
+    return {**block, "budget_split": split}

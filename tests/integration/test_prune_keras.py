@@ -140,7 +140,26 @@ def test_finetune_trains_the_pruned_model_on_labels():
     y = model.predict(x, verbose=0).argmax(1)  # the original's decisions as labels
     pruned = keras_prune.apply(model, analysis, plan)
     before = float(np.mean(pruned.predict(x, verbose=0).argmax(1) == y))
-    facts = keras_recover.finetune(pruned, x, y, epochs=15)
+    facts = keras_recover.finetune(pruned, model, x, y, epochs=15)
     after = float(np.mean(pruned.predict(x, verbose=0).argmax(1) == y))
-    assert facts["method"] == "finetune" and facts["loss"] == "SparseCategoricalCrossentropy"
+    assert facts["method"] == "finetune" and facts["loss"].startswith("SparseCategoricalCrossentropy + 0.5 x ")
+    assert facts["early_stopping"].startswith("off"), facts  # 96 samples: too few to hold any back
     assert after > before, (before, after)
+
+
+def test_finetune_on_enough_data_holds_some_back_stops_early_and_keeps_the_best_epoch():
+    model = _build("chain")
+    analysis = groups.analyze(keras_prune.channel_graph(model))
+    plan = importance.plan_for(analysis, importance.group_scores(analysis), importance.uniform(analysis, 0.5))
+    x = np.random.default_rng(8).random((1000, 8, 8, 3), dtype=np.float32)
+    y = model.predict(x, verbose=0).argmax(1)
+    pruned = keras_prune.apply(model, analysis, plan)
+    facts = keras_recover.finetune(pruned, model, x, y, epochs=12, seed=0)
+    held = np.random.default_rng(0).permutation(len(x))[:100]  # finetune's first draw: the held-back split
+    score = float(np.mean(pruned.predict(x[held], verbose=0).argmax(1) == y[held]) * 100)
+    scores = facts["held_back_scores"]
+    assert facts["held_back"] == 100 and facts["samples"] == 900
+    assert facts["epochs_run"] == len(scores) <= 12
+    assert facts["best_epoch"] == int(np.argmax(scores)) + 1
+    assert len(scores) == 12 or len(scores) - facts["best_epoch"] == keras_recover.PATIENCE  # stopped by patience
+    assert score == round(max(scores), 4), (score, scores)  # the best epoch's weights, not the last
