@@ -64,7 +64,7 @@ def finetune(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray, epochs: int
     keras = import_keras()
     rng = np.random.default_rng(seed)
     x, held = _hold_back(x, y, rng)
-    y = y if held is None else held.train_y
+    y = y if held is None or held.train_y is None else held.train_y
     sample = teacher.predict(x[:64], verbose=0)
     labels = keras.losses.SparseCategoricalCrossentropy(from_logits=not _looks_like_probabilities(sample))
     distance = _distance(sample)
