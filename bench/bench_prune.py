@@ -37,13 +37,12 @@ from edgekiln.runtime import Model  # noqa: E402
 from edgekiln.runtime.model import quantize  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
-SETTINGS = (0.0, 0.25, 0.5, "auto")
 
 
-def _build_all(model: str, work: Path, train: str | None) -> dict:
+def _build_all(model: str, work: Path, train: str | None, settings: tuple) -> dict:
     """One int8 bundle per pruning setting (and with --train): (manifest, model bytes, build seconds)."""
     results = {}
-    runs = [(s, None) for s in SETTINGS] + ([(s, train) for s in SETTINGS if s != 0.0] if train else [])
+    runs = [(s, None) for s in settings] + ([(s, train) for s in settings if s != 0.0] if train else [])
     for setting, data in runs:
         name = f"{setting}+train" if data else setting
         recipe = Recipe(source=model, target="rpi4", quantize="int8", calib=str(SAMPLES / "mnist_calib.npz"),
@@ -122,6 +121,24 @@ def _print_table(results: dict, p50: dict[int, dict]) -> None:
           "stage (auto: scan + probes)")
 
 
+def _print_search(name: str, block: dict) -> None:
+    """The auto search's probes (MACs, paired drop, its upper bound, the recovery's before / after) and split."""
+    search = block["search"]
+    print(f"\n{name}: {len(search['trials'])} recovered probes under a pruning budget of {search['budget']} pt "
+          f"({search['stopped']})")
+    for t in search["trials"]:
+        rec = t.get("recovery", {})
+        print(f"  {t['macs_after']:>12,} MACs  drop {t['drop']:+.2f}  upper {t.get('upper_bound', float('nan')):+.2f}"
+              f"  {'within' if t['within_budget'] else 'over'}  recovery {rec.get('score_before', '?')} -> "
+              f"{rec.get('score_after', '?')}{'' if rec.get('used', True) else ' (refused)'}")
+    print("  chosen channels: " + ", ".join(f"{'+'.join(g['layers'])} {g['channels_before']}->{g['channels_after']}"
+                                            for g in block["groups"]))
+    split = block.get("budget_split")
+    if split:
+        print(f"  budget split: pruning {split['pruning_drop']:+.2f}, quantization {split['quantization_drop']:+.2f}, "
+              f"unused {split['unused']:g} of {split['max_drop']:g} pt")
+
+
 def _latencies(results: dict, runs: int) -> dict[int, dict]:
     x = np.load(SAMPLES / "mnist_eval.npz")["x"][:1]
     table = {}
@@ -173,19 +190,20 @@ def main() -> None:
     parser.add_argument("--skip-onnx", action="store_true")
     parser.add_argument("--train", action="store_true", help="also recover on the training split (--train)")
     parser.add_argument("--wide", type=int, default=0, help="prune a K-times wider ResNet trained first")
+    parser.add_argument("--settings", default="0,0.25,0.5,auto", help="prune settings (0 is always built)")
     args = parser.parse_args()
+    settings = tuple(dict.fromkeys((0.0, *(s if s == "auto" else float(s) for s in args.settings.split(",")))))
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         model = _wide_resnet(work, args.wide) if args.wide else args.model
         train = _training_split(work) if args.train else None
-        print(f"building {Path(model).name} at prune {', '.join(map(str, SETTINGS))} (int8, rpi4)"
+        print(f"building {Path(model).name} at prune {', '.join(map(str, settings))} (int8, rpi4)"
               f"{', and with --train' if train else ''}", flush=True)
-        results = _build_all(model, work, train)
+        results = _build_all(model, work, train, settings)
         _print_table(results, _latencies(results, args.runs))
-        auto = results["auto"][0]["pruning"]
-        print(f"auto: {len(auto['search']['trials'])} recovered probes under a budget of {auto['search']['budget']} "
-              f"pt; chosen channels: " + ", ".join(f"{'+'.join(g['layers'])} {g['channels_before']}->"
-                                                    f"{g['channels_after']}" for g in auto["groups"]))
+        for name in ("auto", "auto+train"):
+            if name in results:
+                _print_search(name, results[name][0]["pruning"])
         if not args.skip_onnx:
             _onnx_part(model, work)
 

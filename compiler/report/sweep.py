@@ -9,7 +9,7 @@ default points/<name>.toml), error}]`, `chosen` (a point's name), `max_drop`.
 from __future__ import annotations
 
 from edgekiln.compiler.report import plots
-from edgekiln.compiler.report.inputs import ReportInputs, number, rows
+from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
 from edgekiln.compiler.report.page import Raw, Section, esc, figure, table
 
 
@@ -19,17 +19,25 @@ def _quality_key(points: list[dict]) -> tuple[str, str]:
     return "sqnr_db", "SQNR vs the source model (dB)"
 
 
-def _plot(points: list[dict], chosen: str | None) -> str:
+def _latency_axis(sweep: dict) -> tuple[str, str]:
+    """The latency the sweep's front and choice used (sweep.json `latency`): the target's estimate when the host is
+    not the target's kind of machine, else the host's p50; with its honest label."""
+    if sweep.get("latency") == "estimate_ms":
+        target = dig(sweep, "evidence", "target") or "target"
+        return "estimate_ms", f"{target} estimate (ms, cost model, not measured)"
+    return "p50_ms", "host p50 (ms, host-measured, one machine, side by side)"
+
+
+def _plot(points: list[dict], chosen: str | None, axis: tuple[str, str]) -> str:
     key, label = _quality_key(points)
-    placed = [(p, number(p.get("p50_ms")), number(p.get(key))) for p in points]
+    placed = [(p, number(p.get(axis[0])), number(p.get(key))) for p in points]
     placed = [(p, x, y) for p, x, y in placed if x is not None and y is not None]
     if len(placed) < 2:
         return ""
     marks = [plots.Point(x, y, float(p.get("bytes") or 0), str(p.get("name")), chosen=p.get("name") == chosen,
                          dimmed=not p.get("on_front")) for p, x, y in placed]
     front = [(x, y) for p, x, y in placed if p.get("on_front")]
-    svg = plots.scatter(marks, "host p50 (ms, host-measured, one machine, side by side)", label, "sweep",
-                        front=front)
+    svg = plots.scatter(marks, axis[1], label, "sweep", front=front)
     return figure(svg, "Every sweep point: latency against quality, marker area = model bytes; the front "
                        "(not beaten on latency, quality and size at once) joined and coloured, the rest grey; the "
                        "chosen point ringed")
@@ -48,14 +56,18 @@ def sweep(inputs: ReportInputs) -> Section | None:
     chosen = (s or {}).get("chosen")
     chosen = chosen.get("name") if isinstance(chosen, dict) else chosen
     key, label = _quality_key(points)
-    order = sorted(points, key=lambda p: (not p.get("on_front"), number(p.get("p50_ms")) or float("inf")))
+    axis = _latency_axis(s or {})
+    estimated = axis[0] == "estimate_ms"
+    order = sorted(points, key=lambda p: (not p.get("on_front"), number(p.get(axis[0])) or float("inf")))
     body = [[_link(p), p.get("prune"), p.get("quantize") or p.get("variant"), p.get("format"), p.get("bytes"),
-             p.get("p50_ms"), p.get(key), p.get("params"), p.get("macs"), bool(p.get("on_front")),
-             p.get("error") or ("chosen" if p.get("name") == chosen else "")] for p in order]
-    headers = ["point (recipe)", "prune", "quantize", "format", "bytes", "p50 ms", label, "params", "MACs", "on front",
-               ""]
+             p.get("p50_ms"), *([p.get("estimate_ms")] if estimated else []), p.get(key), p.get("params"),
+             p.get("macs"), bool(p.get("on_front")), p.get("error") or ("chosen" if p.get("name") == chosen else "")]
+            for p in order]
+    headers = ["point (recipe)", "prune", "quantize", "format", "bytes", "host p50 ms",
+               *([axis[1].split(" (")[0] + " ms"] if estimated else []), label, "params", "MACs", "on front", ""]
+    numeric = [4, 5, 6, 7, 8, 9] if estimated else [4, 5, 6, 7, 8]
     note = f'<p class="note">Chosen: {esc(chosen)}, the fastest within the accuracy budget' \
            f'{" of " + esc(s.get("max_drop")) + " points" if s and s.get("max_drop") is not None else ""}.</p>' \
         if chosen else ""
-    return Section("sweep", "Sweep front", _plot(points, chosen) + note
-                   + table(headers, body, [4, 5, 6, 7, 8], [p.get("name") == chosen for p in order]))
+    return Section("sweep", "Sweep front", _plot(points, chosen, axis) + note
+                   + table(headers, body, numeric, [p.get("name") == chosen for p in order]))

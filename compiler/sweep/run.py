@@ -44,6 +44,9 @@ class SweepOptions:
     force: bool = False
 
 
+BAR = 20  # characters of the progress bar
+
+
 @dataclass
 class Progress:
     """Done / running / failed over the points, with elapsed time and an estimate of what is left."""
@@ -64,8 +67,10 @@ class Progress:
         self.failed += 0 if ok else 1
         elapsed = time.monotonic() - self.start
         left = elapsed / self.done * (self.total - self.done)
-        self.say(f"[{self.done}/{self.total} done, {len(self.running)} running, {self.failed} failed, "
-                 f"{elapsed:.0f} s elapsed, ~{left:.0f} s left] {name} {'built' if ok else 'failed'}")
+        filled = round(BAR * self.done / max(self.total, 1))
+        self.say(f"|{'#' * filled}{'.' * (BAR - filled)}| {self.done}/{self.total} done, {len(self.running)} running, "
+                 f"{self.failed} failed, "
+                 f"{elapsed:.0f} s elapsed, ~{left:.0f} s left: {name} {'built' if ok else 'failed'}")
 
 
 def run_sweep(options: SweepOptions, say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:

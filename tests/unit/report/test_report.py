@@ -178,3 +178,24 @@ def test_blocks_of_another_shape_leave_their_sections_out_instead_of_failing(tmp
                                           for k, v in m.items()}):
         (tmp_path / "manifest.json").write_text(json.dumps(shaped))
         assert _render(tmp_path).startswith("<!DOCTYPE html>")
+
+
+def test_a_sweep_decided_by_the_targets_estimate_plots_and_tabulates_that_estimate(tmp_path):
+    """On an x86 host building for a Pi the sweep's front is over the rpi4 estimate: the page's axis is that
+    estimate, labelled as one, not the host p50 the front was not computed on."""
+    sweep = json.loads((HERE / "sweep.json").read_text())
+    sweep.update(latency="estimate_ms", evidence={"kind": "estimate", "target": "rpi4"})
+    for k, point in enumerate(sweep["points"]):
+        point["estimate_ms"] = 10.0 + k
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    text = _render(tmp_path)
+    assert "rpi4 estimate (ms, cost model, not measured)" in text and "host p50 (ms" not in text
+    assert ">rpi4 estimate ms</th>" in text and ">host p50 ms</th>" in text
+    plain = _render_copy(HERE / "sweep.json", tmp_path / "plain")
+    assert "host p50 (ms, host-measured" in plain and "estimate ms</th>" not in plain
+
+
+def _render_copy(sweep: Path, folder: Path) -> str:
+    folder.mkdir()
+    shutil.copy(sweep, folder / "sweep.json")
+    return _render(folder)

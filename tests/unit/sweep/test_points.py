@@ -62,3 +62,17 @@ def test_the_key_changes_with_the_recipe_and_the_data_but_not_the_output(tmp_pat
 def test_a_variant_needs_one_format(tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match="variant 'int8' needs one format"):
         _base(tmp_path).replace(variant="int8")
+
+
+def test_the_progress_bar_counts_done_running_and_failed_points():
+    from edgekiln.compiler.sweep.run import BAR, Progress
+
+    lines: list[str] = []
+    progress = Progress(4, lines.append)
+    for name in ("a", "b", "c"):
+        progress.started(name)
+    progress.finished("a", True)
+    progress.finished("b", False)
+    assert lines[0].startswith("|" + "#" * (BAR // 4) + "." * (BAR - BAR // 4) + "| 1/4 done, 2 running, 0 failed")
+    assert "2/4 done, 1 running, 1 failed" in lines[1] and lines[1].endswith("b failed")
+    assert "s left: " in lines[1]
