@@ -165,6 +165,14 @@ def _check_array(array: np.ndarray, spec: InputSpec, role: str, path: Path) -> N
     if array.ndim != len(spec.shape) or any(e > 0 and e != g for e, g in fixed):
         raise DataError(f"{role} data {path}, input '{spec.name}': expected shape {expected}, got "
                         f"{tuple(array.shape)}{_layout_hint(array.shape, spec.shape)}")
+    wanted = np.dtype(spec.dtype) if spec.dtype else np.dtype(np.float32)
+    if wanted.kind in "iu" and array.dtype.kind == "f":
+        raise DataError(f"{role} data {path}, input '{spec.name}': the model takes {wanted} (e.g. token ids) but "
+                        f"the data are {array.dtype}", f"store the array as {wanted}")
+    limits = np.iinfo(wanted.type) if wanted.kind in "iu" else None
+    if limits is not None and array.size and (array.min() < limits.min or array.max() > limits.max):
+        raise DataError(f"{role} data {path}, input '{spec.name}': values {array.min()} .. {array.max()} do not "
+                        f"fit the model's {wanted}")
     if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
         raise DataError(f"{role} data {path}, input '{spec.name}' contains NaN or infinite values")
     if array.size and np.abs(array).max() > np.finfo(np.float32).max:  # would turn into inf as float32
@@ -201,9 +209,12 @@ def check_label_range(dataset: Dataset, classes: int, role: str) -> None:
                         "out: fidelity to the source model needs no labels")
 
 
-def as_float32(dataset: Dataset) -> Dataset:
-    """The dataset with float32 inputs (what the quantizer and interpreters consume)."""
-    return Dataset({k: v.astype(np.float32) for k, v in dataset.inputs.items()}, dataset.labels, dataset.origin)
+def as_float32(dataset: Dataset, specs: list[InputSpec] | None = None) -> Dataset:
+    """The dataset with float32 inputs (what the quantizer and interpreters consume), except the inputs `specs`
+    declare integer (token ids, attention masks): those get the model's integer type, never a float round trip."""
+    integer = {s.name: np.dtype(s.dtype) for s in specs or [] if np.dtype(s.dtype).kind in "iu"}
+    return Dataset({k: v.astype(integer.get(k, np.float32)) for k, v in dataset.inputs.items()}, dataset.labels,
+                   dataset.origin)
 
 
 # The datasets of a build: what feeds the quantizer, what judges it, what tunes the search.
@@ -248,7 +259,7 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     calib = holdout = evaluation = tuning = None
     if recipe.calib:
         needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1
-        calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options))
+        calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options), specs)
         held = min(recipe.holdout_samples, calib.size // 4)
         if held:
             holdout = calib.take(calib.size - held)
@@ -256,7 +267,7 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
         if holdout is not None and held >= MIN_SPLIT_HOLDOUT:  # first half tunes the search, second judges it
             tuning, holdout = holdout.take(0, held // 2), holdout.take(held // 2)
     if recipe.eval:
-        evaluation = as_float32(load_data(recipe.eval, specs, role="evaluation", **options))
+        evaluation = as_float32(load_data(recipe.eval, specs, role="evaluation", **options), specs)
     return Datasets(calib, holdout, evaluation, tuning)
 
 
@@ -271,3 +282,8 @@ def check_labels(graph: Any, data: Datasets) -> None:
     classes = max(int(np.prod(out.shape[1:])) for out in outputs)
     for dataset, role in labelled:
         check_label_range(dataset, classes, role)
+
+
+def model_feed(array: np.ndarray) -> np.ndarray:
+    """An input array as interpreters take it: integer inputs (token ids, masks) as they are, others float32."""
+    return array if array.dtype.kind in "iu" else array.astype(np.float32)

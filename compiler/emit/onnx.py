@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.emit import EmitOptions
 from edgekiln.compiler.emit.kl import kl_threshold
 from edgekiln.compiler.errors import ConversionError, RecipeError, first_line
@@ -49,8 +49,54 @@ def keras_to_onnx(graph: Any, batch: int) -> bytes:
     except Exception as exc:  # noqa: BLE001  (tf2onnx raises many types)
         raise ConversionError(f"tf2onnx could not convert the model to ONNX: {first_line(exc)}",
                               "use --format tflite") from exc
+    extra = [i.name for i in model.graph.input if i.name not in names]
+    if extra:  # a tensor the function captured (not a variable) that tf2onnx did not fold into a constant
+        raise ConversionError(f"tf2onnx left {len(extra)} captured tensor(s) as extra model inputs "
+                              f"({', '.join(extra[:3])}): the ONNX model would need inputs the source does not "
+                              "have", "use --format tflite")
     shorten_names(model)
-    return model.SerializeToString()
+    standard_erfc(model)
+    data = model.SerializeToString()
+    _check_runs(data)
+    return data
+
+
+def standard_erfc(model: Any) -> int:
+    """Rewrite tf2onnx's `Erfc` nodes (Keras' exact GELU: 0.5 x erfc(-x / sqrt 2)) as 1 - Erf(x), in place.
+
+    ONNX has no Erfc operator: tf2onnx 1.17 passes TensorFlow's op through under its own name, and
+    onnxruntime refuses the whole model ("No Op registered for Erfc"). Returns the number rewritten.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    graph, count = model.graph, 0
+    nodes = []
+    for node in graph.node:
+        if node.op_type != "Erfc" or node.domain not in ("", "ai.onnx"):
+            nodes.append(node)
+            continue
+        erf, one = f"{node.output[0]}/erf", f"{node.output[0]}/one"
+        graph.initializer.append(numpy_helper.from_array(np.array(1.0, np.float32), one))
+        nodes.append(helper.make_node("Erf", [node.input[0]], [erf], name=f"{node.name}/Erf"))
+        nodes.append(helper.make_node("Sub", [one, erf], [node.output[0]], name=f"{node.name}/OneMinus"))
+        count += 1
+    if count:
+        del graph.node[:]
+        graph.node.extend(nodes)
+        onnx.checker.check_model(model)
+    return count
+
+
+def _check_runs(model: bytes) -> None:
+    """onnxruntime loads what tf2onnx made, or the format is refused here with the reason (not mid-search)."""
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own exception types)
+        raise ConversionError(f"onnxruntime cannot load the tf2onnx output: {first_line(exc)}",
+                              "use --format tflite") from exc
 
 
 _WRAPPER_SCOPE = re.compile(r"^(StatefulPartitionedCall/)+[^/]+/")
@@ -114,7 +160,7 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
     try:
         with quiet_fds():
             if shared is None or not prepared.is_file():
-                q.quant_pre_process(str(float_path), str(prepared))
+                prepare(float_path, prepared)
             if method is q.CalibrationMethod.Entropy and (ranges is None or not ranges.is_file()):
                 ranges = _entropy_ranges(prepared, calib, options.batch, folder / "onnx_entropy_ranges.json")
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
@@ -126,6 +172,23 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
         raise ConversionError(f"onnxruntime int8 quantization failed: {first_line(exc)}",
                               "try --quantize dynamic, or --format tflite") from exc
     return out.read_bytes()
+
+
+def prepare(float_path: Path, prepared: Path) -> None:
+    """quant_pre_process; without its symbolic shape inference when that cannot finish.
+
+    Symbolic inference gives up on some graphs with data-dependent shapes (tf2onnx's attention blocks:
+    Shape -> ReduceProd -> Reshape), "Incomplete symbolic shape inference"; ONNX's own shape inference
+    after it still types every tensor the quantizer needs (shapes are fixed by --batch).
+    """
+    from onnxruntime import quantization as q
+
+    try:
+        q.quant_pre_process(str(float_path), str(prepared))
+    except Exception as exc:  # noqa: BLE001  (raised as plain Exception by the symbolic shape inference)
+        if "symbolic shape inference" not in str(exc):
+            raise
+        q.quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
 
 
 def _entropy_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> Path:
@@ -183,7 +246,7 @@ def _reader(calib: Dataset, batch: int) -> Any:
 
         def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
             for start in range(0, calib.size - batch + 1, batch):
-                yield {name: x[start:start + batch].astype(np.float32) for name, x in calib.inputs.items()}
+                yield {name: model_feed(x[start:start + batch]) for name, x in calib.inputs.items()}
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._feeds, None)

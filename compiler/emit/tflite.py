@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.errors import ConversionError, first_line
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
@@ -48,9 +48,11 @@ def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset
 
 
 def representative(calib: Dataset) -> Iterator[dict[str, np.ndarray]]:
-    """One sample at a time, keyed by signature input name (the converter calibrates per sample)."""
+    """One sample at a time, keyed by signature input name (the converter calibrates per sample). Integer inputs
+    (token ids, masks) keep their integer type: the converter feeds them to an int32 / int64 input tensor."""
     for i in range(calib.size):
-        yield {name: array[i : i + 1].astype(np.float32) for name, array in calib.inputs.items()}
+        yield {name: model_feed(array[i : i + 1])
+               for name, array in calib.inputs.items()}
 
 
 _NOT_BUILTIN = re.compile(r"'tf\.(\w+)' op is neither a custom op nor a flex op")

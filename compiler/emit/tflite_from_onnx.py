@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.emit.tflite_names import rename_signature
 from edgekiln.compiler.errors import ConversionError
 from edgekiln.compiler.recipe import Quantize
@@ -214,7 +214,7 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
 
 def _probe_inputs(graph: Any, sample: Dataset | None) -> dict[str, np.ndarray]:
     if sample is not None:
-        return {s.name: sample.inputs[s.name][: graph.batch].astype(np.float32) for s in graph.inputs}
+        return {s.name: model_feed(sample.inputs[s.name][: graph.batch]) for s in graph.inputs}
     rng = np.random.default_rng(0)
     return {s.name: rng.random([graph.batch, *s.shape[1:]], np.float32) for s in graph.inputs}
 

@@ -46,7 +46,11 @@ def distill(student: Any, teacher: Any, x: np.ndarray, epochs: int = EPOCHS, see
     x, held = _hold_back(x, None, rng)
     loss = _distance(teacher.predict(x[:64], verbose=0))
 
+    tokens = x.dtype.kind in "iu"  # token ids: a mixup of two ids is no input at all
+
     def epoch() -> tuple[np.ndarray, None]:
+        if tokens:
+            return x, None
         partner = x[rng.permutation(len(x))]
         lam = rng.beta(0.4, 0.4, size=(len(x),) + (1,) * (x.ndim - 1)).astype(x.dtype)
         return np.concatenate([_shift(x, rng), _shift(lam * x + (1 - lam) * partner, rng)]), None
@@ -55,7 +59,8 @@ def distill(student: Any, teacher: Any, x: np.ndarray, epochs: int = EPOCHS, see
         return loss(taught, out)
 
     return _train(student, teacher, objective, epoch, epochs, rng, held,
-                  {"method": "distill", "samples": len(x), "loss": type(loss).__name__, "augment": "shift+mixup"})
+                  {"method": "distill", "samples": len(x), "loss": type(loss).__name__,
+                   "augment": "none (integer inputs)" if tokens else "shift+mixup"})
 
 
 def finetune(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:

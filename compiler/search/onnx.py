@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.diagnose import onnx as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions
 from edgekiln.compiler.emit import onnx as onnx_emit
@@ -236,7 +236,7 @@ def _noted(built: Built, note: str) -> Built:
 
 def _feeds(calib: Dataset, batch: int) -> list[dict[str, np.ndarray]]:
     count = max(1, min(calib.size, onnx_diagnose.SAMPLES) // batch)
-    return [{name: x[i * batch:(i + 1) * batch].astype(np.float32) for name, x in calib.inputs.items()}
+    return [{name: model_feed(x[i * batch:(i + 1) * batch]) for name, x in calib.inputs.items()}
             for i in range(count)]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgekiln.compiler import rewrite
 from edgekiln.compiler.analyze import coverage
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.diagnose import tflite as diagnose
 from edgekiln.compiler.emit import calibrate, tflite, tflite_int8
 from edgekiln.compiler.errors import first_line
@@ -167,7 +167,7 @@ def with_coverage(built: Built) -> Built:
 
 
 def sample_feeds(calib: Dataset) -> list[dict[str, np.ndarray]]:
-    return [{name: array[i : i + 1].astype(np.float32) for name, array in calib.inputs.items()}
+    return [{name: model_feed(array[i : i + 1]) for name, array in calib.inputs.items()}
             for i in range(calib.size)]
 
 

@@ -98,3 +98,35 @@ def test_empty_image_folder(tmp_path):
 def test_missing_data_path(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_data(tmp_path / "nope.npz", IMAGE, role="calibration")
+
+
+TOKENS = [InputSpec("input_ids", (-1, 16), "int32")]
+
+
+def test_token_ids_stay_integers_of_the_models_type(tmp_path):
+    from edgekiln.compiler.data import as_float32
+
+    ids = np.random.default_rng(1).integers(0, 30000, (6, 16))  # int64, as numpy makes them
+    data = as_float32(load_data(_npz(tmp_path, x=ids), TOKENS, role="calibration"), TOKENS)
+    assert data.inputs["input_ids"].dtype == np.int32 and np.array_equal(data.inputs["input_ids"], ids)
+    float_model = as_float32(load_data(_npz(tmp_path, x=ids), [InputSpec("input_ids", (-1, 16))],
+                                       role="calibration"), [InputSpec("input_ids", (-1, 16))])
+    assert float_model.inputs["input_ids"].dtype == np.float32  # a float input gets float32, as before
+
+
+def test_float_data_for_an_integer_input_is_refused_with_the_type_to_store(tmp_path):
+    with pytest.raises(DataError, match=r"input 'input_ids': the model takes int32 \(e\.g\. token ids\) but the "
+                                        r"data are float32"):
+        load_data(_npz(tmp_path, x=np.zeros((4, 16), np.float32)), TOKENS, role="calibration")
+
+
+def test_token_ids_beyond_the_inputs_integer_type_are_refused(tmp_path):
+    with pytest.raises(DataError, match=r"values 0 \.\. 4294967296 do not fit the model's int32"):
+        load_data(_npz(tmp_path, x=np.array([[0] * 15 + [2**32]] * 2)), TOKENS, role="calibration")
+
+
+def test_model_feed_keeps_integers_and_makes_the_rest_float32():
+    from edgekiln.compiler.data import model_feed
+
+    assert model_feed(np.arange(3, dtype=np.int64)).dtype == np.int64
+    assert model_feed(np.arange(3, dtype=np.float64)).dtype == np.float32

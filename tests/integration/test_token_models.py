@@ -1,0 +1,53 @@
+"""A Keras encoder over token ids (Embedding, MultiHeadAttention, exact GELU, LayerNorm): the inputs stay
+integers from the data to the bundle, every format's converters take it, and the bundle validates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekiln.compiler.pipeline import build
+from edgekiln.compiler.recipe import Recipe
+from tests.integration.conftest import run_runtime
+
+VOCAB, LENGTH, WIDTH = 50, 8, 16
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> dict:
+    from edgekiln.compiler.tf_env import import_keras
+
+    keras = import_keras()
+    layers = keras.layers
+    keras.utils.set_random_seed(11)
+    ids = keras.Input((LENGTH,), dtype="int32", name="input_ids")
+    x = layers.Embedding(VOCAB, WIDTH, name="embed")(ids)
+    attended = layers.MultiHeadAttention(2, WIDTH // 2, name="mha")(x, x)
+    x = layers.LayerNormalization(name="ln_a")(x + attended)
+    ff = layers.Dense(WIDTH, name="ff_b")(layers.Dense(2 * WIDTH, activation="gelu", name="ff_a")(x))
+    x = layers.LayerNormalization(name="ln_b")(x + ff)
+    out = layers.Dense(3, activation="softmax", name="probs")(layers.GlobalAveragePooling1D(name="pool")(x))
+    model = keras.Model(ids, out)
+    root = tmp_path_factory.mktemp("encoder")
+    tokens = np.random.default_rng(11).integers(0, VOCAB, (120, LENGTH)).astype(np.int32)
+    labels = model.predict(tokens, verbose=0).argmax(1).astype(np.int64)
+    np.savez(root / "calib.npz", x=tokens[:80])
+    np.savez(root / "eval.npz", x=tokens[80:], y=labels[80:])
+    model.save(root / "encoder.keras")
+    return {"model": root / "encoder.keras", "calib": root / "calib.npz", "eval": root / "eval.npz", "root": root}
+
+
+def test_a_token_encoder_builds_in_both_formats_and_its_bundle_validates(encoder):
+    recipe = Recipe(source=str(encoder["model"]), calib=str(encoder["calib"]), eval=str(encoder["eval"]),
+                    output=str(encoder["root"] / "bundle"), target="rpi4", bench_runs=20)
+    m = build(recipe).manifest
+    rows = {row["name"] for row in m["quantization"]["candidates"]}
+    assert {"tflite:float32", "tflite:int8", "onnx:float32"} <= rows, rows  # exact GELU reaches onnxruntime
+    assert m["model"]["inputs"][0]["dtype"] == "int32"
+    golden = np.load(encoder["root"] / "bundle" / "golden.npz")
+    assert golden["input_0"].dtype == np.int32  # token ids, not a float round trip of them
+    done = run_runtime(encoder["root"] / "bundle", "validate")
+    assert done.returncode == 0 and "PASS" in done.stdout, done.stdout + done.stderr
+    assert json.loads((encoder["root"] / "bundle" / "manifest.json").read_text())["accuracy"]["drop"] <= 1.0
