@@ -107,6 +107,10 @@ def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: lis
     agreements = [f["top1_agreement"] for f in vectors if "top1_agreement" in f]
     if agreements:
         result["top1_agreement"] = min(agreements)
+    for key in ("cosine_mean", "cosine_p5"):
+        values = [f[key] for f in per_output if key in f]
+        if values:
+            result[key] = min(values)  # the worst output's, like SQNR
     if len(per_output) > 1:
         result["judged_on"] = "the worst of the outputs (per_output): SQNR of every output, top-1 of class vectors"
     return {**result, "samples": int(reference[0].shape[0]), "per_output": per_output}
@@ -127,7 +131,20 @@ def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> dict:
     if ref.ndim >= 2 and ref.shape[-1] > 1:
         flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
         result["top1_agreement"] = round(float(np.mean(flat_ref.argmax(1) == flat_out.argmax(1))), 4)
+        result.update(cosine(flat_ref, flat_out))
     return result
+
+
+def cosine(ref: np.ndarray, out: np.ndarray) -> dict:
+    """Cosine similarity of each output vector (a row over the last axis: a sentence embedding, a token's state)
+    to the reference's: the mean and the 5th percentile, what search over embeddings depends on. A zero
+    reference vector is similar only to a zero vector."""
+    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    norms = np.linalg.norm(ref64, axis=1) * np.linalg.norm(out64, axis=1)
+    both_zero = (np.linalg.norm(ref64, axis=1) == 0) & (np.linalg.norm(out64, axis=1) == 0)
+    cos = np.where(norms > 0, np.sum(ref64 * out64, axis=1) / np.where(norms > 0, norms, 1.0),
+                   np.where(both_zero, 1.0, 0.0))
+    return {"cosine_mean": round(float(np.mean(cos)), 6), "cosine_p5": round(float(np.percentile(cos, 5)), 6)}
 
 
 @dataclass(frozen=True)

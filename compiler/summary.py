@@ -204,4 +204,5 @@ def fidelity_text(f: dict) -> str:
     """SQNR and top-1 agreement in a few words."""
     sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
     agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""
-    return f"SQNR {sqnr}{agree}"
+    cos = f" cosine {f['cosine_mean']:.4f} (p5 {f['cosine_p5']:.4f})" if "cosine_mean" in f else ""
+    return f"SQNR {sqnr}{agree}{cos}"

@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.emit.tflite_names import rename_signature
-from edgekiln.compiler.errors import ConversionError
+from edgekiln.compiler.errors import ConversionError, first_line
 from edgekiln.compiler.recipe import Quantize
 
 TIMEOUT_S = 1800
@@ -68,6 +68,7 @@ def convert(graph: Any, calib: Dataset | None, quantize: Quantize, workdir: Path
     files = run_onnx2tf(graph, calib, quantize, scratch)
     names = ([s.name for s in graph.inputs], list(graph.output_names))
     baseline = rename_signature(files["float32"].read_bytes(), *names)
+    check_builtin_only(baseline)  # before LiteRT opens it: a Flex op fails there with a traceback-worthy error
     return Converted(files, names, baseline, find_layouts(graph, baseline, calib))
 
 
@@ -174,7 +175,11 @@ def check_builtin_only(model: bytes) -> None:
     try:
         ops = tflite_stats(model).ops
     except (RuntimeError, ValueError) as exc:
-        raise ConversionError(f"the TFLite model onnx2tf produced cannot be loaded: {exc}",
+        flex = sorted(set(re.findall(r"\((Flex\w+)\)", str(exc))))
+        if flex or "Select TensorFlow op" in str(exc):  # LiteRT refuses to open a model with TF select ops
+            raise ConversionError(f"onnx2tf produced ops LiteRT cannot run: {', '.join(flex) or 'TF select ops'}",
+                                  "use --format onnx") from exc
+        raise ConversionError(f"the TFLite model onnx2tf produced cannot be loaded: {first_line(exc)}",
                               "use --format onnx") from exc
     foreign = sorted(op for op in ops if op.startswith("Flex") or op in ("CUSTOM", "DELEGATE_CUSTOM"))
     if foreign:
@@ -191,8 +196,12 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
     from edgekiln.compiler.tf_env import quiet_fds
     from edgekiln.runtime import Model
 
-    with quiet_fds():
-        compiled = Model("tflite", baseline, threads=1)
+    try:
+        with quiet_fds():
+            compiled = Model("tflite", baseline, threads=1)
+    except (RuntimeError, ValueError) as exc:
+        raise ConversionError(f"LiteRT cannot open the TFLite model onnx2tf produced: {first_line(exc)}",
+                              "use --format onnx") from exc
     feeds = _probe_inputs(graph, sample)
     reference = graph.run(feeds)
     source_shapes = [s.shape for s in graph.inputs]

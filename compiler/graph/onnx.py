@@ -77,11 +77,13 @@ def load(path: str | Path, workdir: Path, batch: int = 1, input_shapes: dict[str
     """
     import onnx
 
+    from edgekiln.compiler.graph.onnx_ops import standard_erfc
     from edgekiln.compiler.graph.onnx_shapes import fix_inputs, fold
 
     source = Path(path)
     model = _read(source)
     _check_opsets(model, source)
+    standard_erfc(model)  # a tf2onnx export of a Keras GELU: the one rewrite made before the checker
     try:
         onnx.checker.check_model(model)  # the user's model, before we change anything
     except (onnx.checker.ValidationError, UnicodeDecodeError) as exc:  # a damaged name is not UTF-8

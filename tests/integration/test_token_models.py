@@ -51,3 +51,42 @@ def test_a_token_encoder_builds_in_both_formats_and_its_bundle_validates(encoder
     done = run_runtime(encoder["root"] / "bundle", "validate")
     assert done.returncode == 0 and "PASS" in done.stdout, done.stdout + done.stderr
     assert json.loads((encoder["root"] / "bundle" / "manifest.json").read_text())["accuracy"]["drop"] <= 1.0
+
+
+def test_its_tf2onnx_export_with_open_axes_and_int64_ids_builds_from_onnx(encoder):
+    """What a user exports: int64 input_ids and attention_mask with symbolic batch and sequence axes, and the
+    exporter's non-standard Erfc. The axes close from the data; onnx2tf's Flex Erf leaves TFLite out, saying why."""
+    import onnx
+    import tf2onnx
+
+    from edgekiln.compiler.tf_env import import_keras, import_tf
+
+    keras, tf = import_keras(), import_tf()
+    model = keras.models.load_model(encoder["model"])
+    spec = (tf.TensorSpec((None, None), tf.int64, name="input_ids"),
+            tf.TensorSpec((None, None), tf.int64, name="attention_mask"))
+
+    @tf.function(input_signature=spec)
+    def serving(ids, mask):
+        return {"probs": model(tf.cast(ids, tf.int32)) * tf.reduce_max(tf.cast(mask, tf.float32))}
+
+    proto, _ = tf2onnx.convert.from_function(serving, input_signature=spec, opset=17)
+    assert "Erfc" in {n.op_type for n in proto.graph.node}  # what the exporter really writes
+    root = encoder["root"]
+    onnx.save(proto, root / "encoder.onnx")
+    for role in ("calib", "eval"):
+        with np.load(encoder[role]) as data:
+            ids = data["x"].astype(np.int64)
+            extra = {"y": data["y"]} if "y" in data else {}
+        np.savez(root / f"{role}64.npz", input_ids=ids, attention_mask=np.ones_like(ids), **extra)
+    recipe = Recipe(source=str(root / "encoder.onnx"), calib=str(root / "calib64.npz"),
+                    eval=str(root / "eval64.npz"), output=str(root / "onnx_bundle"), target="rpi4", bench_runs=20)
+    result = build(recipe)
+    m = result.manifest
+    assert [i["dtype"] for i in m["model"]["inputs"]] == ["int64", "int64"]
+    assert [i["shape"] for i in m["model"]["inputs"]] == [[1, LENGTH], [1, LENGTH]]
+    assert m["model"]["format"] == "onnx", m["quantization"]
+    assert m["quantization"]["formats"]["failed"]["tflite"] == ("onnx2tf produced ops LiteRT cannot run: FlexErf "
+                                                               "(use --format onnx)")
+    done = run_runtime(root / "onnx_bundle", "validate")
+    assert done.returncode == 0 and "PASS" in done.stdout, done.stdout + done.stderr

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from edgekiln.compiler.emit.onnx import standard_erfc
+from edgekiln.compiler.graph.onnx_ops import standard_erfc
 
 
 def _erfc_model() -> onnx.ModelProto:
