@@ -23,7 +23,7 @@ from edgekiln.compiler.prune.paired import PairedDrop, paired_drop
 from edgekiln.compiler.prune.recover import Recover
 
 SCAN_SAMPLES = 500    # evaluation samples per sensitivity probe (a scan makes ~30 of them)
-TRIAL_SAMPLES = 2000  # evaluation samples per recovered probe of the auto search
+TRIAL_SAMPLES = 10_000  # evaluation samples per recovered probe: all a user gives, up to this many
 MAX_TRIALS = 6        # recovered probes in auto mode (each costs a recovery): bisects the 11 scales and more
 QUANT_RESERVE = 0.3   # share of the accuracy budget that auto leaves to quantization
 # auto keeps channel counts at multiples of 16: LiteRT's XNNPACK int8 kernels work in tiles of 16
