@@ -96,6 +96,8 @@ def build(
     prune_time: Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new "
                                                           "probe.")] = None,
     prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
+    prune_heads: Annotated[float | None, typer.Option(help="Remove this share of every self-attention layer's "
+                                                           "heads (Keras MultiHeadAttention).")] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: UnsafeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
@@ -120,7 +122,7 @@ def build(
                "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion, "train": _str(train),
-               "prune_time": prune_time,
+               "prune_time": prune_time, "prune_heads": prune_heads,
                "unsafe": unsafe or None, "force": force or None, "input_shape": input_shape or None,
                "main_output": main_output}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,

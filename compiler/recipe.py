@@ -141,6 +141,7 @@ class Recipe:
     variant: str | None = None
     train: str | None = None
     prune_time: float | None = None
+    prune_heads: float | None = None
 
     def __post_init__(self) -> None:
         self._normalise_scalars()
@@ -156,6 +157,7 @@ class Recipe:
         object.__setattr__(self, "recover", _enum(Recover, self.recover, "recover"))
         object.__setattr__(self, "prune_criterion", _enum(PruneCriterion, self.prune_criterion, "prune_criterion"))
         object.__setattr__(self, "prune", _prune_ratio(self.prune))
+        object.__setattr__(self, "prune_heads", _head_ratio(self.prune_heads))
         object.__setattr__(self, "mean", _channel_values(self.mean, "mean"))
         object.__setattr__(self, "std", _channel_values(self.std, "std"))
         if not self.output:
@@ -166,6 +168,12 @@ class Recipe:
         if self.quantize is Quantize.int8 and not self.calib:
             raise RecipeError("int8 quantization needs calibration data",
                               "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
+        if self.prune_heads is not None and self.prune is not None:
+            raise RecipeError("--prune-heads and --prune cannot be combined yet",
+                              "prune attention heads (transformers) or conv channels (CNNs), one per build")
+        if self.prune_heads is not None and not self.calib:
+            raise RecipeError("--prune-heads needs calibration data: heads are scored and re-fitted on it",
+                              "pass --calib DATA")
         if self.variant is not None and self.format in (None, Format.auto):
             raise RecipeError(f"variant '{self.variant}' needs one format", "add format = \"tflite\" or \"onnx\"")
         if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
@@ -261,6 +269,20 @@ def _prune_ratio(value: object) -> float | str | None:
     if not 0.0 <= ratio < 1.0:
         raise RecipeError(f"prune must be a ratio in [0, 1) or 'auto', got {ratio}",
                           "0.5 removes half of the channels of every prunable group")
+    return ratio
+
+
+def _head_ratio(value: object) -> float | None:
+    """None, or the share of every attention layer's heads to remove, 0 <= R < 1."""
+    if value is None:
+        return None
+    try:
+        ratio = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise RecipeError(f"prune_heads must be a ratio in [0, 1), got '{value}'") from None
+    if not 0.0 <= ratio < 1.0:
+        raise RecipeError(f"prune_heads must be a ratio in [0, 1), got {ratio}",
+                          "0.5 removes half of the heads of every attention layer (one head always stays)")
     return ratio
 
 

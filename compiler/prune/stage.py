@@ -138,7 +138,9 @@ def _with_data_note(block: dict, data: Datasets) -> dict:
 
 
 def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
-    """Prune the source model (Keras or ONNX) as the recipe says; None without --prune."""
+    """Prune the source model (Keras or ONNX) as the recipe says; None without --prune / --prune-heads."""
+    if recipe.prune_heads is not None:
+        return _prune_heads(graph, recipe, data, workdir, progress)
     if recipe.prune is None:
         return None
     if isinstance(graph, onnx_graph.OnnxGraph):
@@ -156,6 +158,36 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
         return Pruned(graph, block, False)
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
                                       "the pruned model")
+    return Pruned(exported, block, True)
+
+
+def _prune_heads(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
+    """--prune-heads R: whole attention heads out of every self-attention layer, output projections re-fitted
+    (compiler/graph/keras_heads.py); the block says per layer which heads stayed and what recovery did."""
+    from edgekiln.compiler.graph import keras_heads
+
+    if isinstance(graph, onnx_graph.OnnxGraph) or graph.keras_model is None:
+        raise RecipeError("--prune-heads needs a Keras model (.keras or .h5) with MultiHeadAttention layers",
+                          "build from the Keras model; ONNX head pruning is not there yet")
+    names, blocked = keras_heads.attention_layers(graph.keras_model)
+    if not names:
+        why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "it has no MultiHeadAttention layer"
+        raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
+    method = Recover(str(recipe.recover))
+    if method not in (Recover.auto, Recover.reconstruct, Recover.none):
+        raise RecipeError(f"--recover {method} is not available for head pruning",
+                          "use --recover reconstruct (least-squares re-fit, the default) or none")
+    assert data.calib is not None, "the recipe guarantees --calib with --prune-heads"
+    progress(f"Pruning {recipe.prune_heads:g} of the heads of {len(names)} attention layers")
+    pruned, facts = keras_heads.prune(graph.keras_model, recipe.prune_heads, _single(data.calib),
+                                      recover=method is not Recover.none)
+    block = {**facts, "warnings": [], "search": None}
+    removed = facts["params_after"] < facts["params_before"]
+    if not removed:
+        return Pruned(graph, {**block, "warnings": ["pruning: ratio removes no head (0, or one head per layer)"]},
+                      False)
+    exported = keras_graph.from_model(pruned, workdir / "pruned_saved_model", graph.source_format,
+                                      "the head-pruned model")
     return Pruned(exported, block, True)
 
 
@@ -255,7 +287,10 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
     best = measure.side_by_side(models, data.golden_set, recipe.bench_runs)
     per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
-    return {**pruned.block, "measured": {
+    block = pruned.block if "macs_before" in pruned.block else {  # head pruning: MACs of the compiled graphs
+        **pruned.block, "macs_before": macs[1], "macs_after": macs[0],
+        "macs_ratio": round(macs[0] / max(macs[1], 1), 4)}
+    return {**block, "measured": {
         "compiled_as": compiled.variant, "shipped_as": shipped, **because, "format": selection.format,
         "threads": threads,
         "model_bytes": len(selection.model), "unpruned_model_bytes": len(unpruned),

@@ -65,6 +65,8 @@ def pruning(inputs: ReportInputs) -> Section | None:
     p = m.get("pruning")
     if not isinstance(p, dict):
         return None
+    if p.get("kind") == "attention heads":
+        return _heads(p)
     per_layer = rows(p.get("per_layer"))
     body = _facts(m, p)
     if per_layer:
@@ -75,3 +77,17 @@ def pruning(inputs: ReportInputs) -> Section | None:
     if isinstance(scan, dict):
         body += _curves(scan)
     return Section("pruning", "Pruning", body)
+
+
+def _heads(p: dict) -> Section:
+    """Attention-head pruning: heads per layer before / after (which stayed), and the re-fit's effect."""
+    rec = block(p, "recovery")
+    note = (f'<p class="note">Criterion: {esc(p.get("criterion"))}. Recovery: {esc(rec.get("what"))}; output '
+            f'cosine to the source model {esc(rec.get("output_cosine_before"))} before, '
+            f'{esc(rec.get("output_cosine_after"))} after, on {esc(rec.get("samples"))} calibration samples. '
+            f'Parameters {esc(p.get("params_before"))} -> {esc(p.get("params_after"))}.</p>')
+    layers = rows(p.get("layers"))
+    body = note + table(["layer", "heads before", "heads after", "heads kept"],
+                        [[r.get("layer"), r.get("heads_before"), r.get("heads_after"),
+                          ", ".join(map(str, r.get("kept") or []))] for r in layers], [1, 2])
+    return Section("pruning", "Pruning: attention heads", body)

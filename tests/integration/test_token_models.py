@@ -90,3 +90,48 @@ def test_its_tf2onnx_export_with_open_axes_and_int64_ids_builds_from_onnx(encode
                                                                "(use --format onnx)")
     done = run_runtime(root / "onnx_bundle", "validate")
     assert done.returncode == 0 and "PASS" in done.stdout, done.stdout + done.stderr
+
+
+def _params_of_heads(width: int, key_dim: int, heads: int) -> int:
+    """Q, K, V kernels and biases plus the output kernel of `heads` heads (the output bias stays)."""
+    return heads * (3 * (width * key_dim + key_dim) + key_dim * width)
+
+
+def test_head_pruning_at_zero_is_bit_identical_and_removed_heads_leave_the_exact_parameter_count(encoder):
+    from edgekiln.compiler.graph import keras_heads
+    from edgekiln.compiler.tf_env import import_keras
+
+    model = import_keras().models.load_model(encoder["model"])
+    x = np.load(encoder["calib"])["x"]
+    same, facts = keras_heads.prune(model, 0.0, x, recover=False)
+    assert np.array_equal(same.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert facts["params_after"] == facts["params_before"]
+    half, facts = keras_heads.prune(model, 0.5, x, recover=False)
+    assert [(layer["heads_before"], layer["heads_after"]) for layer in facts["layers"]] == [(2, 1)]
+    assert half.count_params() == model.count_params() - _params_of_heads(WIDTH, WIDTH // 2, 1)
+    assert half.get_layer("mha").get_config()["num_heads"] == 1
+
+
+def test_reconstruction_brings_the_head_pruned_output_closer_than_no_recovery(encoder):
+    from edgekiln.compiler.graph import keras_heads
+    from edgekiln.compiler.tf_env import import_keras
+
+    model = import_keras().models.load_model(encoder["model"])
+    x = np.load(encoder["calib"])["x"]
+    _, plain = keras_heads.prune(model, 0.5, x, recover=False)
+    _, refit = keras_heads.prune(model, 0.5, x, recover=True)
+    assert plain["recovery"]["output_cosine_after"] == plain["recovery"]["output_cosine_before"]
+    assert refit["recovery"]["output_cosine_after"] > plain["recovery"]["output_cosine_after"], refit["recovery"]
+
+
+def test_build_prune_heads_ships_fewer_heads_and_says_so(encoder, cli):
+    out = encoder["root"] / "heads_bundle"
+    done = cli("build", encoder["model"], "-t", "rpi4", "--calib", encoder["calib"], "--eval", encoder["eval"],
+               "--prune-heads", "0.5", "--format", "tflite", "--quantize", "dynamic", "-o", out)
+    assert done.exit_code == 0, done.output
+    p = json.loads((out / "manifest.json").read_text())["pruning"]
+    assert p["kind"] == "attention heads" and p["layers"][0]["heads_after"] == 1
+    assert p["measured"]["unpruned_model_bytes"] > p["measured"]["model_bytes"]
+    assert p["macs_after"] < p["macs_before"]
+    assert "attention heads (1 layers, prune 0.5)" in done.output
+    assert run_runtime(out, "validate").returncode == 0

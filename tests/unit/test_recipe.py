@@ -61,3 +61,20 @@ def test_prune_settings_are_validated():
         Recipe(source="a.keras", quantize="none", prune="half")
     with pytest.raises(RecipeError, match="recover must be one of auto, distill, finetune, reconstruct, none"):
         Recipe(source="a.keras", quantize="none", prune=0.5, recover="retrain")
+
+
+def test_prune_heads_is_a_ratio_that_needs_calibration_and_no_channel_pruning():
+    import pytest
+
+    from edgekiln.compiler.errors import RecipeError
+    from edgekiln.compiler.recipe import Recipe
+
+    assert Recipe(source="m.keras", calib="c.npz", prune_heads="0.25").prune_heads == 0.25
+    for bad, message in ((1.0, r"prune_heads must be a ratio in \[0, 1\), got 1.0"),
+                         ("half", r"prune_heads must be a ratio in \[0, 1\), got 'half'")):
+        with pytest.raises(RecipeError, match=message):
+            Recipe(source="m.keras", calib="c.npz", prune_heads=bad)
+    with pytest.raises(RecipeError, match="--prune-heads and --prune cannot be combined"):
+        Recipe(source="m.keras", calib="c.npz", prune_heads=0.5, prune=0.5)
+    with pytest.raises(RecipeError, match="--prune-heads needs calibration data"):
+        Recipe(source="m.keras", prune_heads=0.5, quantize="none")

@@ -1,0 +1,128 @@
+"""Keras side of attention-head pruning: MultiHeadAttention layers lose whole heads, physically.
+
+Each self-attention MultiHeadAttention (query, value and key the same tensor, no attention mask) is rebuilt
+with fewer heads: its query / key / value kernels and biases and its output kernel keep the chosen heads'
+slices (compiler/prune/heads.py chooses them on calibration data); key_dim, hidden size and every other
+layer stay. Recovery re-fits each pruned layer's output projection by least squares, in model order, on
+the pruned model's own inputs to that layer, towards the original layer's outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from edgekiln.compiler.prune import heads as math
+from edgekiln.compiler.tf_env import import_keras
+
+MHA = "MultiHeadAttention"
+
+
+def attention_layers(model: Any) -> tuple[list[str], dict[str, str]]:
+    """The MultiHeadAttention layers heads can be removed from, and the others with the reason."""
+    ready, blocked = [], {}
+    for layer in model.layers:
+        if type(layer).__name__ != MHA:
+            continue
+        nodes = layer._inbound_nodes  # noqa: SLF001  (Keras keeps call arguments only there)
+        args, kwargs = nodes[0].arguments.args, nodes[0].arguments.kwargs
+        if len(nodes) != 1:
+            blocked[layer.name] = "called more than once (shared weights)"
+        elif len(args) < 2 or args[0] is not args[1] or (len(args) > 2 and args[2] is not args[0]):
+            blocked[layer.name] = "not self-attention (query, key and value differ)"
+        elif any(kwargs.get(k) is not None for k in ("attention_mask", "key", "query_mask", "value_mask")) \
+                or kwargs.get("use_causal_mask"):
+            blocked[layer.name] = "called with a mask (the re-fit assumes unmasked attention)"
+        elif layer.get_config().get("use_gate") or layer.get_config().get("output_shape"):
+            blocked[layer.name] = "gated or with a custom output shape"
+        else:
+            ready.append(layer.name)
+    return ready, blocked
+
+
+def _weights(layer: Any) -> math.AttentionWeights:
+    w = [np.asarray(a, np.float64) for a in layer.get_weights()]
+    if len(w) == 8:
+        return math.AttentionWeights(*w)
+    return math.AttentionWeights(w[0], None, w[1], None, w[2], None, w[3], None)
+
+
+def _set(layer: Any, w: math.AttentionWeights) -> None:
+    arrays = [w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, w.wo, w.bo]
+    dtype = layer.get_weights()[0].dtype
+    layer.set_weights([a.astype(dtype) for a in arrays if a is not None])
+
+
+def _probe(model: Any, names: list[str], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per layer: its query input and its output on `x`."""
+    keras = import_keras()
+    tensors = []
+    for name in names:
+        node = model.get_layer(name)._inbound_nodes[0]  # noqa: SLF001
+        tensors += [node.arguments.args[0], node.output_tensors[0]]
+    values = keras.Model(model.inputs, tensors).predict(x, batch_size=64, verbose=0)
+    return {name: (values[2 * k], values[2 * k + 1]) for k, name in enumerate(names)}
+
+
+def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, dict]:
+    """A copy of `model` with round(ratio x heads) of each prunable layer's heads removed, and the facts."""
+    keras = import_keras()
+    start = time.perf_counter()
+    names, blocked = attention_layers(model)
+    observed = _probe(model, names, x)
+    plans = {}
+    for name in names:
+        query, _ = observed[name]
+        w = _weights(model.get_layer(name))
+        s = math.scores(math.head_outputs(query, query, w), w.wo)
+        plans[name] = (math.to_keep(s, ratio), s)
+
+    def clone(layer: Any) -> Any:
+        config = layer.get_config()
+        if layer.name in plans:
+            config["num_heads"] = len(plans[layer.name][0])
+        return layer.__class__.from_config(config)
+
+    pruned = keras.models.clone_model(model, clone_function=clone)
+    for layer in model.layers:
+        if layer.name not in plans and layer.weights:
+            pruned.get_layer(layer.name).set_weights(layer.get_weights())
+    for name, (kept, _) in plans.items():
+        _set(pruned.get_layer(name), _weights(model.get_layer(name)).keep(kept))
+    before = _output_cosine(model, pruned, x)
+    if recover:
+        _refit(model, pruned, names, plans, observed, x)
+    facts = {"kind": "attention heads", "ratio": ratio,
+             "criterion": "output change when the head is masked (mean squared contribution, calibration data)",
+             "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
+                         "scores": [round(float(v), 6) for v in s]} for n, (k, s) in plans.items()],
+             "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
+             "params_before": int(model.count_params()), "params_after": int(pruned.count_params()),
+             "recovery": {"method": "reconstruct" if recover else "none",
+                          "what": "least-squares re-fit of each pruned layer's output projection" if recover else
+                          "none", "samples": int(len(x)), "output_cosine_before": round(before, 6),
+                          "output_cosine_after": round(_output_cosine(model, pruned, x), 6),
+                          "seconds": round(time.perf_counter() - start, 2)}}
+    return pruned, facts
+
+
+def _refit(original: Any, pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> None:
+    """In model order: the pruned model's query input to the layer (earlier layers already re-fitted) ->
+    kept heads -> output projection fitted to the original layer's output."""
+    for name in names:
+        kept, _ = plans[name]
+        query, _ = _probe(pruned, [name], x)[name]
+        layer = pruned.get_layer(name)
+        w = _weights(layer)
+        target = observed[name][1]
+        wo, bo = math.refit_output(math.head_outputs(query, query, w), target, with_bias=w.bo is not None)
+        _set(layer, math.AttentionWeights(w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, wo, bo))
+
+
+def _output_cosine(original: Any, pruned: Any, x: np.ndarray) -> float:
+    a = original.predict(x, batch_size=64, verbose=0)
+    b = pruned.predict(x, batch_size=64, verbose=0)
+    a, b = (a[0], b[0]) if isinstance(a, list | tuple) else (a, b)
+    return math.cosine_mean(a, b)
