@@ -84,8 +84,8 @@ def test_its_tf2onnx_export_with_open_axes_and_int64_ids_builds_from_onnx(encode
             extra = {"y": data["y"]} if "y" in data else {}
         np.savez(root / f"{role}64.npz", input_ids=ids, attention_mask=np.ones_like(ids), **extra)
     recipe = Recipe(source=str(root / "encoder.onnx"), calib=str(root / "calib64.npz"),
-                    eval=str(root / "eval64.npz"), output=str(root / "onnx_bundle"), target="rpi4", bench_runs=20, format="onnx",
-                    quantize="dynamic")
+                    eval=str(root / "eval64.npz"), output=str(root / "onnx_bundle"), target="rpi4", bench_runs=20,
+                    format="onnx", quantize="dynamic")
     result = build(recipe)
     m = result.manifest
     assert [i["dtype"] for i in m["model"]["inputs"]] == ["int64", "int64"]
