@@ -209,10 +209,10 @@ def check_label_range(dataset: Dataset, classes: int, role: str) -> None:
                         "out: fidelity to the source model needs no labels")
 
 
-def as_float32(dataset: Dataset, specs: list[InputSpec] | None = None) -> Dataset:
-    """The dataset with float32 inputs (what the quantizer and interpreters consume), except the inputs `specs`
-    declare integer (token ids, attention masks): those get the model's integer type, never a float round trip."""
-    integer = {s.name: np.dtype(s.dtype) for s in specs or [] if np.dtype(s.dtype).kind in "iu"}
+def in_model_types(dataset: Dataset, specs: list[InputSpec]) -> Dataset:
+    """The dataset in the types the model takes: float32 inputs (what the quantizer and interpreters consume), but
+    the inputs `specs` declare integer (token ids, masks) in that integer type, never a float round trip."""
+    integer = {s.name: np.dtype(s.dtype) for s in specs if np.dtype(s.dtype).kind in "iu"}
     return Dataset({k: v.astype(integer.get(k, np.float32)) for k, v in dataset.inputs.items()}, dataset.labels,
                    dataset.origin)
 
@@ -259,7 +259,8 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     calib = holdout = evaluation = tuning = None
     if recipe.calib:
         needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1
-        calib = as_float32(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options), specs)
+        calib = in_model_types(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options),
+                               specs)
         held = min(recipe.holdout_samples, calib.size // 4)
         if held:
             holdout = calib.take(calib.size - held)
@@ -267,7 +268,7 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
         if holdout is not None and held >= MIN_SPLIT_HOLDOUT:  # first half tunes the search, second judges it
             tuning, holdout = holdout.take(0, held // 2), holdout.take(held // 2)
     if recipe.eval:
-        evaluation = as_float32(load_data(recipe.eval, specs, role="evaluation", **options), specs)
+        evaluation = in_model_types(load_data(recipe.eval, specs, role="evaluation", **options), specs)
     return Datasets(calib, holdout, evaluation, tuning)
 
 

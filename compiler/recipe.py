@@ -260,29 +260,28 @@ def _enum(kind: type[StrEnum], value: object, field: str) -> Any:
 
 def _prune_ratio(value: object) -> float | str | None:
     """None, "auto", or a ratio 0 <= R < 1 (given as a number or its text)."""
-    if value is None or value == "auto":
-        return value
-    try:
-        ratio = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise RecipeError(f"prune must be a ratio in [0, 1) or 'auto', got '{value}'") from None
-    if not 0.0 <= ratio < 1.0:
-        raise RecipeError(f"prune must be a ratio in [0, 1) or 'auto', got {ratio}",
-                          "0.5 removes half of the channels of every prunable group")
-    return ratio
+    return _ratio(value, "prune", "0.5 removes half of the channels of every prunable group", auto=True)
 
 
 def _head_ratio(value: object) -> float | None:
     """None, or the share of every attention layer's heads to remove, 0 <= R < 1."""
-    if value is None:
-        return None
+    ratio = _ratio(value, "prune_heads", "0.5 removes half of the heads of every attention layer (one head always "
+                   "stays)")
+    assert not isinstance(ratio, str)
+    return ratio
+
+
+def _ratio(value: object, field: str, hint: str, auto: bool = False) -> float | str | None:
+    """None, a ratio 0 <= R < 1 (a number or its text), or "auto" where `auto` allows it."""
+    if value is None or (auto and value == "auto"):
+        return value
+    what = "a ratio in [0, 1)" + (" or 'auto'" if auto else "")
     try:
         ratio = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        raise RecipeError(f"prune_heads must be a ratio in [0, 1), got '{value}'") from None
+        raise RecipeError(f"{field} must be {what}, got '{value}'") from None
     if not 0.0 <= ratio < 1.0:
-        raise RecipeError(f"prune_heads must be a ratio in [0, 1), got {ratio}",
-                          "0.5 removes half of the heads of every attention layer (one head always stays)")
+        raise RecipeError(f"{field} must be {what}, got {ratio}", hint)
     return ratio
 
 

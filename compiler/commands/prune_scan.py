@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from edgekiln.compiler.data import as_float32, check_label_range, load_data
+from edgekiln.compiler.data import check_label_range, in_model_types, load_data
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
 from edgekiln.compiler.graph import detect_format
 from edgekiln.compiler.graph import keras as keras_graph
@@ -37,7 +37,7 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
         graph = keras_graph.load(model_path, detect_format(model_path), Path(work), unsafe=unsafe)
         if graph.keras_model is None:
             raise RecipeError("prune-scan needs a Keras model (.keras or .h5)")
-        dataset = as_float32(load_data(data_path, graph.inputs, role="evaluation"), graph.inputs)
+        dataset = in_model_types(load_data(data_path, graph.inputs, role="evaluation"), graph.inputs)
         if dataset.labels is not None:
             outputs = graph.run(dataset.take(0, 1).inputs)
             check_label_range(dataset, int(np.prod(outputs[0].shape[1:])), "evaluation")

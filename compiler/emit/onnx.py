@@ -22,7 +22,7 @@ import numpy as np
 from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.emit import EmitOptions
 from edgekiln.compiler.emit.kl import kl_threshold
-from edgekiln.compiler.errors import ConversionError, RecipeError, first_line
+from edgekiln.compiler.errors import ConversionError, EdgekilnError, RecipeError, first_line
 from edgekiln.compiler.graph.onnx_ops import standard_erfc
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
@@ -64,13 +64,12 @@ def keras_to_onnx(graph: Any, batch: int) -> bytes:
 
 def _check_runs(model: bytes) -> None:
     """onnxruntime loads what tf2onnx made, or the format is refused here with the reason (not mid-search)."""
-    import onnxruntime as ort
+    from edgekiln.compiler.graph.onnx import open_session
 
     try:
-        ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001  (onnxruntime raises its own exception types)
-        raise ConversionError(f"onnxruntime cannot load the tf2onnx output: {first_line(exc)}",
-                              "use --format tflite") from exc
+        open_session(model, threads=1, optimize=False)
+    except EdgekilnError as exc:
+        raise ConversionError(f"onnxruntime cannot load the tf2onnx output: {exc}", "use --format tflite") from exc
 
 
 _WRAPPER_SCOPE = re.compile(r"^(StatefulPartitionedCall/)+[^/]+/")

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekiln.compiler.measure import cosine
 from edgekiln.compiler.prune import heads as math
 from edgekiln.compiler.tf_env import import_keras
 
@@ -91,9 +92,10 @@ def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, 
             pruned.get_layer(layer.name).set_weights(layer.get_weights())
     for name, (kept, _) in plans.items():
         _set(pruned.get_layer(name), _weights(model.get_layer(name)).keep(kept))
-    before = _output_cosine(model, pruned, x)
+    before = after = _output_cosine(model, pruned, x)
     if recover:
-        _refit(model, pruned, names, plans, observed, x)
+        _refit(pruned, names, plans, observed, x)
+        after = _output_cosine(model, pruned, x)
     facts = {"kind": "attention heads", "ratio": ratio,
              "criterion": "output change when the head is masked (mean squared contribution, calibration data)",
              "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
@@ -103,12 +105,12 @@ def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, 
              "recovery": {"method": "reconstruct" if recover else "none",
                           "what": "least-squares re-fit of each pruned layer's output projection" if recover else
                           "none", "samples": int(len(x)), "output_cosine_before": round(before, 6),
-                          "output_cosine_after": round(_output_cosine(model, pruned, x), 6),
+                          "output_cosine_after": round(after, 6),
                           "seconds": round(time.perf_counter() - start, 2)}}
     return pruned, facts
 
 
-def _refit(original: Any, pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> None:
+def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> None:
     """In model order: the pruned model's query input to the layer (earlier layers already re-fitted) ->
     kept heads -> output projection fitted to the original layer's output."""
     for name in names:
@@ -125,4 +127,4 @@ def _output_cosine(original: Any, pruned: Any, x: np.ndarray) -> float:
     a = original.predict(x, batch_size=64, verbose=0)
     b = pruned.predict(x, batch_size=64, verbose=0)
     a, b = (a[0], b[0]) if isinstance(a, list | tuple) else (a, b)
-    return math.cosine_mean(a, b)
+    return cosine(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))["cosine_mean"]

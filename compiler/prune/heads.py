@@ -109,10 +109,3 @@ def refit_output(kept_heads: np.ndarray, target: np.ndarray, with_bias: bool) ->
     wo = solution[: h * v].reshape(h, v, -1)
     return wo, (solution[h * v] if with_bias else None)
 
-
-def cosine_mean(reference: np.ndarray, output: np.ndarray) -> float:
-    """Mean cosine similarity of the vectors over the last axis (per token)."""
-    a = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
-    b = output.reshape(-1, output.shape[-1]).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return float(np.mean(np.sum(a * b, axis=1) / np.maximum(norms, 1e-30)))

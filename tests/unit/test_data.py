@@ -104,12 +104,12 @@ TOKENS = [InputSpec("input_ids", (-1, 16), "int32")]
 
 
 def test_token_ids_stay_integers_of_the_models_type(tmp_path):
-    from edgekiln.compiler.data import as_float32
+    from edgekiln.compiler.data import in_model_types
 
     ids = np.random.default_rng(1).integers(0, 30000, (6, 16))  # int64, as numpy makes them
-    data = as_float32(load_data(_npz(tmp_path, x=ids), TOKENS, role="calibration"), TOKENS)
+    data = in_model_types(load_data(_npz(tmp_path, x=ids), TOKENS, role="calibration"), TOKENS)
     assert data.inputs["input_ids"].dtype == np.int32 and np.array_equal(data.inputs["input_ids"], ids)
-    float_model = as_float32(load_data(_npz(tmp_path, x=ids), [InputSpec("input_ids", (-1, 16))],
+    float_model = in_model_types(load_data(_npz(tmp_path, x=ids), [InputSpec("input_ids", (-1, 16))],
                                        role="calibration"), [InputSpec("input_ids", (-1, 16))])
     assert float_model.inputs["input_ids"].dtype == np.float32  # a float input gets float32, as before
 

@@ -42,3 +42,13 @@ def test_a_model_without_erfc_is_left_as_it_was():
     model.graph.node[1].op_type = "Erf"
     before = model.SerializeToString()
     assert standard_erfc(model) == 0 and model.SerializeToString() == before
+
+
+def test_a_tf2onnx_output_onnxruntime_cannot_load_is_refused_in_one_line():
+    from edgekiln.compiler.emit.onnx import _check_runs
+    from edgekiln.compiler.errors import ConversionError
+
+    with pytest.raises(ConversionError, match="onnxruntime cannot load the tf2onnx output: .*No Op registered for "
+                                              "Erfc") as caught:
+        _check_runs(_erfc_model().SerializeToString())
+    assert "\n" not in caught.value.one_line() and caught.value.one_line().endswith("(use --format tflite)")
