@@ -64,7 +64,7 @@ def test_mini_xception_h5_with_a_dead_channel_builds(xception, tmp_path):
     """Before: equalisation's float32 product of the dead channel's ranges underflowed to 0, its scale became
     inf, and calibration raised `supplied range of [0.0, inf] is not finite` with no bundle."""
     recipe = Recipe(source=str(xception["model"]), calib=str(xception["calib"]), output=str(tmp_path / "b"),
-                    format="tflite", quantize="int8", **FAST)  # int8 alone still builds int8+rewrites
+                    format="tflite", **FAST)
     result = build(recipe)
     manifest = _validates(result.output)
     _meets_floor(manifest)
