@@ -153,18 +153,20 @@ def prepare(float_path: Path, prepared: Path) -> None:
     Symbolic inference gives up on some graphs with data-dependent shapes (tf2onnx's attention blocks:
     Shape -> ReduceProd -> Reshape), "Incomplete symbolic shape inference"; ONNX's own shape inference
     after it still types every tensor the quantizer needs (shapes are fixed by --batch). Whether it finishes
-    is asked first (_symbolic_shapes_finish): on giving up, onnxruntime writes the half-inferred model as
+    is found out first (_symbolic_shapes): on giving up, onnxruntime writes the half-inferred model as
     sym_shape_infer_temp.onnx into the current directory, a file the user never asked for.
     """
     import onnx
     from onnxruntime import quantization as q
 
-    finishes = _symbolic_shapes_finish(onnx.load(str(float_path)))
-    q.quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=not finishes)
+    inferred = _symbolic_shapes(onnx.load(str(float_path)))
+    source = str(float_path) if inferred is None else inferred  # inferred once, not again inside
+    q.quant_pre_process(source, str(prepared), skip_symbolic_shape=True)
 
 
-def _symbolic_shapes_finish(model: Any) -> bool:
-    """SymbolicShapeInference.infer_shapes' loop without its save-on-failure (onnxruntime 1.32's code)."""
+def _symbolic_shapes(model: Any) -> Any | None:
+    """SymbolicShapeInference.infer_shapes without its save-on-failure (onnxruntime 1.32's code): the model with
+    every shape inferred, or None where it gives up."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     inference = SymbolicShapeInference(2**31 - 1, False, False, 0)
@@ -173,9 +175,10 @@ def _symbolic_shapes_finish(model: Any) -> bool:
         finished = False
         while inference.run_:
             finished = inference._infer_impl()  # noqa: SLF001
+        inference._update_output_from_vi()  # noqa: SLF001
     except Exception:  # noqa: BLE001  (an op it cannot infer: the same answer as giving up)
-        return False
-    return bool(finished)
+        return None
+    return inference.out_mp_ if finished else None
 
 
 def _entropy_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> Path:
