@@ -160,8 +160,11 @@ def prepare(float_path: Path, prepared: Path) -> None:
     from onnxruntime import quantization as q
 
     inferred = _symbolic_shapes(onnx.load(str(float_path)))
-    source = str(float_path) if inferred is None else inferred  # inferred once, not again inside
-    q.quant_pre_process(source, str(prepared), skip_symbolic_shape=True)
+    source = float_path
+    if inferred is not None:  # inferred once, not again inside; handed over as a file: given a ModelProto,
+        source = prepared.with_name("onnx_inferred.onnx")  # quant_pre_process moves large initializers
+        onnx.save(inferred, str(source))  # out to a "foo.bin" that its shape inference cannot read
+    q.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
 
 
 def _symbolic_shapes(model: Any) -> Any | None:
