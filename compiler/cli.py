@@ -23,8 +23,10 @@ app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
 
 ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory.")]
 TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.")]
-CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy or image folder.")]
-EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels 'y' gives accuracy.")]
+CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy, image folder, or .txt "
+                                                                 "sentences (with --tokenizer).")]
+EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels (npz: y; text: "
+                                                               "LABEL<TAB>sentence) gives accuracy.")]
 UnsafeOpt = Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")]
 # Device options, shared by `deploy` and `build --device`.
 WheelsOpt = Annotated[Path | None, typer.Option("--wheels", help="Ship these wheels (offline devices).")]
@@ -98,6 +100,14 @@ def build(
     prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
     prune_heads: Annotated[float | None, typer.Option(help="Remove this share of every self-attention layer's "
                                                            "heads (Keras MultiHeadAttention).")] = None,
+    drop_layers: Annotated[int | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
+                                                         "encoders; the head is re-fitted).")] = None,
+    text: Annotated[Path | None, typer.Option("--text", help="Calibration sentences, one a line (with "
+                                                             "--tokenizer); same as --calib FILE.txt.")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json that turns --text / .txt data into "
+                                                        "token ids.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.")
+                       ] = None,
     recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
     unsafe: UnsafeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
@@ -116,13 +126,17 @@ def build(
         typer.echo("error: name the model to build, or a --recipe that names it "
                    "(e.g. edgekiln build model.keras -t rpi4 --calib data.npz)", err=True)
         raise typer.Exit(1)
-    options = {"source": _str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
+    if text is not None and calib is not None:
+        typer.echo("error: --text and --calib both name calibration data; give one", err=True)
+        raise typer.Exit(1)
+    options = {"source": _str(model), "target": target, "calib": _str(calib or text), "eval": _str(eval),
                "output": _str(output), "format": format, "quantize": quantize, "calibration": calibration,
                "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
                "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion, "train": _str(train),
-               "prune_time": prune_time, "prune_heads": prune_heads,
+               "prune_time": prune_time, "prune_heads": prune_heads, "drop_layers": drop_layers,
+               "tokenizer": _str(tokenizer), "seq_len": seq_len,
                "unsafe": unsafe or None, "force": force or None, "input_shape": input_shape or None,
                "main_output": main_output}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,

@@ -13,6 +13,7 @@ import numpy as np
 
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.recipe import Quantize, Recipe
+from edgekiln.compiler.text import TEXT_SUFFIXES, load_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
 
@@ -49,8 +50,10 @@ class Dataset:
 
 
 def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_samples: int = 1,
-              mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,)) -> Dataset:
-    """Read `path` for a model with inputs `specs`; role ('calibration', 'evaluation') is for messages."""
+              mean: tuple[float, ...] = (0.0,), std: tuple[float, ...] = (1.0,), tokenizer: str | None = None,
+              seq_len: int | None = None) -> Dataset:
+    """Read `path` for a model with inputs `specs`; role ('calibration', 'evaluation') is for messages.
+    Text (.txt / .tsv, one sentence a line) is tokenized with `tokenizer` (compiler/text.py)."""
     source = Path(path)
     if not source.exists():
         raise DataError(f"{role} data {source} does not exist")
@@ -60,8 +63,11 @@ def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_sample
         dataset = _load_npz(source, specs, role)
     elif source.suffix == ".npy":
         dataset = _load_npy(source, specs, role)
+    elif source.suffix in TEXT_SUFFIXES:
+        dataset = load_text(source, specs, role, tokenizer, seq_len)
     else:
-        raise DataError(f"{role} data {source} has an unknown type", "use .npz, .npy or a folder of PNG/JPEG images")
+        raise DataError(f"{role} data {source} has an unknown type",
+                        "use .npz, .npy, a folder of PNG/JPEG images, or a .txt of sentences with --tokenizer")
     for spec in specs:
         _check_array(dataset.inputs[spec.name], spec, role, source)
     counts = {name: array.shape[0] for name, array in dataset.inputs.items()}
@@ -255,7 +261,8 @@ class Datasets:
 def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     """Read --calib and --eval, and hold back the tail of the calibration data: half to tune the candidate
     search, half to measure fidelity."""
-    options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std}
+    options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std, "tokenizer": recipe.tokenizer,
+                               "seq_len": recipe.seq_len}
     calib = holdout = evaluation = tuning = None
     if recipe.calib:
         needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1

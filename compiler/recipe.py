@@ -67,10 +67,13 @@ LIMITS: dict[str, tuple[float, float]] = {
     "bench_runs": (1, 1_000_000),
     "max_drop": (0.0, 100.0),          # percentage points of top-1 accuracy; < 0 is a budget nothing meets
     "prune_time": (1.0, 1e6),          # seconds
+    "seq_len": (1, 65_536),            # tokens
+    "drop_layers": (0, 1_000),         # encoder blocks
 }
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"}
 BOOLS = ("int8_io", "unsafe", "force")
-PATHS = ("source", "target", "output", "calib", "eval", "train")  # text (or os.PathLike from Python)
+PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")
+OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers")  # None: not given  # text (or os.PathLike from Python)
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
 
@@ -108,6 +111,10 @@ class Recipe:
     train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
         distillation); None: recovery trains on the calibration samples.
     prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
+    prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention).
+    drop_layers: remove this many whole encoder blocks (the last ones; the residual stream passes through).
+    tokenizer: a tokenizer.json for text data (.txt, one sentence a line; `LABEL<TAB>sentence` labels it).
+    seq_len: the token sequence length where the model leaves it open (text is padded / truncated to it).
     variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only
         it, what it is built from and the float32 baseline are built. A sweep point's recipe pins it, so
         `build --recipe` remakes that point.
@@ -142,6 +149,9 @@ class Recipe:
     train: str | None = None
     prune_time: float | None = None
     prune_heads: float | None = None
+    drop_layers: int | None = None
+    tokenizer: str | None = None
+    seq_len: int | None = None
 
     def __post_init__(self) -> None:
         self._normalise_scalars()
@@ -168,9 +178,13 @@ class Recipe:
         if self.quantize is Quantize.int8 and not self.calib:
             raise RecipeError("int8 quantization needs calibration data",
                               "pass --calib DATA (.npz, .npy or an image folder), or --quantize float16|dynamic|none")
-        if self.prune_heads is not None and self.prune is not None:
-            raise RecipeError("--prune-heads and --prune cannot be combined yet",
-                              "prune attention heads (transformers) or conv channels (CNNs), one per build")
+        if self.prune is not None and (self.prune_heads is not None or self.drop_layers is not None):
+            other = "--prune-heads" if self.prune_heads is not None else "--drop-layers"
+            raise RecipeError(f"--prune and {other} cannot be combined",
+                              "conv channels (CNNs) or heads / layers (transformers), one per build")
+        if self.drop_layers is not None and not self.calib:
+            raise RecipeError("--drop-layers needs calibration data: the blocks left are re-fitted on it",
+                              "pass --calib DATA")
         if self.prune_heads is not None and not self.calib:
             raise RecipeError("--prune-heads needs calibration data: heads are scored and re-fitted on it",
                               "pass --calib DATA")
@@ -193,7 +207,7 @@ class Recipe:
         """Types first (a TOML file or a Python caller can pass anything): ints, numbers, bools, text."""
         for name in LIMITS:
             value = getattr(self, name)
-            if value is None and name in ("threads", "prune_time"):
+            if value is None and name in OPTIONAL:
                 continue
             integral = isinstance(value, numbers.Integral)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or (name in INTEGERS and not integral):
@@ -207,7 +221,7 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, value := os.fspath(value))
-            if not (value is None and name in ("calib", "eval", "train")) and not isinstance(value, str):
+            if not (value is None and name in ("calib", "eval", "train", "tokenizer")) and not isinstance(value, str):
                 raise RecipeError(f"{name} must be a path (text), got {value!r}")
         if not self.source or not self.target:
             raise RecipeError("a recipe needs a source model and a target", "e.g. edgekiln build model.keras -t rpi4")
@@ -246,7 +260,7 @@ def check_paths(recipe: Recipe) -> None:
     """The files a recipe names exist, before any work (the output is checked by the bundle writer)."""
     existing(recipe.source, "model", error=InputModelError)
     for role, path in (("calibration data", recipe.calib), ("evaluation data", recipe.eval),
-                       ("training data", recipe.train)):
+                       ("training data", recipe.train), ("tokenizer", recipe.tokenizer)):
         if path:
             existing(path, role, error=DataError)
 

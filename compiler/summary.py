@@ -105,21 +105,25 @@ def _pruning_rows(table: Table, m: dict) -> None:
     """Pruning's own effect: the unpruned model compiled the same way vs this bundle, measured in this run."""
     p = m["pruning"]
     measured = p["measured"]
-    heads = p.get("kind") == "attention heads"
-    if heads:
+    encoder = p.get("kind") in ("attention heads", "encoder layers")
+    drop = p if p.get("kind") == "encoder layers" else p.get("layer_drop")
+    if drop:
+        table.add_row(f"encoder blocks (drop the last {drop['count']})", f"{drop['layers_before']}",
+                      f"{drop['layers_after']}", f"{drop['layers_after'] / drop['layers_before']:.3f}x")
+    if p.get("kind") == "attention heads":
         before = sum(layer["heads_before"] for layer in p["layers"])
         after = sum(layer["heads_after"] for layer in p["layers"])
         table.add_row(f"attention heads ({len(p['layers'])} layers, prune {p['ratio']:g})", f"{before}", f"{after}",
                       f"{after / before:.3f}x")
     if "macs_before" in p:
-        table.add_row(f"pruning ({p['ratio']}, {p['recovery']['method']}): MACs", f"{p['macs_before']:,}",
+        table.add_row(f"pruning ({p.get('ratio', p.get('count'))}, {p['recovery']['method']}): MACs", f"{p['macs_before']:,}",
                       f"{p['macs_after']:,}", f"{p['macs_ratio']:.3f}x")
     if measured:
         table.add_row("  unpruned vs pruned bundle: size", f"{measured['unpruned_model_bytes']:,} B",
                       f"{measured['model_bytes']:,} B", f"{measured['size_ratio']:.3f}x")
         table.add_row("  unpruned vs pruned bundle: host p50", f"{measured['unpruned_p50_ms']:.3f} ms",
                       f"{measured['p50_ms']:.3f} ms", f"{measured['latency_ratio']:.3f}x")
-    if heads:
+    if encoder:
         rec = p["recovery"]
         table.add_row(f"  output cosine before / after recovery ({rec['method']})",
                       f"{rec['output_cosine_before']:.4f}", f"{rec['output_cosine_after']:.4f}",

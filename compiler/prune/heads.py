@@ -99,13 +99,16 @@ def refit_output(kept_heads: np.ndarray, target: np.ndarray, with_bias: bool) ->
     """Least-squares output projection (kept heads, v, d) and bias so that project(kept) ~ target (the original
     layer's output on the same tokens)."""
     n, t, h, v = kept_heads.shape
-    x = kept_heads.reshape(n * t, h * v)
+    weights, bias = fit_linear(kept_heads.reshape(n * t, h * v), target.reshape(n * t, -1), with_bias)
+    return weights.reshape(h, v, -1), bias
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray, with_bias: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Ridge least squares: W (and b) minimising |x W + b - y|^2 over the rows (samples x features)."""
+    x = x.astype(np.float64)
     if with_bias:
-        x = np.concatenate([x, np.ones((n * t, 1))], axis=1)
-    y = target.reshape(n * t, -1).astype(np.float64)
+        x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
     gram = x.T @ x
     gram[np.diag_indices_from(gram)] += RIDGE * max(float(np.mean(np.diag(gram))), 1e-12)
-    solution = np.linalg.solve(gram, x.T @ y)
-    wo = solution[: h * v].reshape(h, v, -1)
-    return wo, (solution[h * v] if with_bias else None)
-
+    solution = np.linalg.solve(gram, x.T @ y.astype(np.float64))
+    return (solution[:-1], solution[-1]) if with_bias else (solution, None)

@@ -139,8 +139,8 @@ def _with_data_note(block: dict, data: Datasets) -> dict:
 
 def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
     """Prune the source model (Keras or ONNX) as the recipe says; None without --prune / --prune-heads."""
-    if recipe.prune_heads is not None:
-        return _prune_heads(graph, recipe, data, workdir, progress)
+    if recipe.prune_heads is not None or recipe.drop_layers is not None:
+        return _slim_encoder(graph, recipe, data, workdir, progress)
     if recipe.prune is None:
         return None
     if isinstance(graph, onnx_graph.OnnxGraph):
@@ -161,34 +161,50 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
     return Pruned(exported, block, True)
 
 
-def _prune_heads(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
-    """--prune-heads R: whole attention heads out of every self-attention layer, output projections re-fitted
-    (compiler/graph/keras_heads.py); the block says per layer which heads stayed and what recovery did."""
+def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
+    """--drop-layers N, then --prune-heads R: whole encoder blocks out (compiler/graph/keras_layers.py), whole
+    attention heads out of every self-attention layer left (compiler/graph/keras_heads.py), each re-fitted by
+    least squares; the block says which blocks and heads stayed and what recovery did."""
+    if isinstance(graph, onnx_graph.OnnxGraph) or graph.keras_model is None:
+        flag = "--prune-heads" if recipe.prune_heads is not None else "--drop-layers"
+        raise RecipeError(f"{flag} needs a Keras model (.keras or .h5) with MultiHeadAttention layers",
+                          "build from the Keras model; ONNX head pruning and layer dropping are not there yet")
+    method = Recover(str(recipe.recover))
+    if method not in (Recover.auto, Recover.reconstruct, Recover.none):
+        raise RecipeError(f"--recover {method} is not available for head pruning or layer dropping",
+                          "use --recover reconstruct (least-squares re-fit, the default) or none")
+    assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
+    model, x, recover = graph.keras_model, _single(data.calib), method is not Recover.none
+    dropped = None
+    if recipe.drop_layers is not None:
+        from edgekiln.compiler.graph import keras_layers
+
+        progress(f"Dropping the last {recipe.drop_layers} encoder block(s)")
+        model, dropped = keras_layers.drop(model, recipe.drop_layers, x, recover)
+    block = dropped
+    if recipe.prune_heads is not None:
+        model, heads = _prune_heads(model, recipe.prune_heads, x, recover, progress)
+        block = heads if dropped is None else {**heads, "params_before": dropped["params_before"],
+                                               "layer_drop": dropped}
+    assert block is not None
+    block = {**block, "warnings": [], "search": None}
+    if not block["params_after"] < block["params_before"]:
+        return Pruned(graph, {**block, "warnings": ["pruning: removes nothing (ratio 0, one head per layer, or "
+                                                    "no block dropped)"]}, False)
+    exported = keras_graph.from_model(model, workdir / "pruned_saved_model", graph.source_format,
+                                      "the slimmed encoder")
+    return Pruned(exported, block, True)
+
+
+def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:
     from edgekiln.compiler.graph import keras_heads
 
-    if isinstance(graph, onnx_graph.OnnxGraph) or graph.keras_model is None:
-        raise RecipeError("--prune-heads needs a Keras model (.keras or .h5) with MultiHeadAttention layers",
-                          "build from the Keras model; ONNX head pruning is not there yet")
-    names, blocked = keras_heads.attention_layers(graph.keras_model)
+    names, blocked = keras_heads.attention_layers(model)
     if not names:
         why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "it has no MultiHeadAttention layer"
         raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
-    method = Recover(str(recipe.recover))
-    if method not in (Recover.auto, Recover.reconstruct, Recover.none):
-        raise RecipeError(f"--recover {method} is not available for head pruning",
-                          "use --recover reconstruct (least-squares re-fit, the default) or none")
-    assert data.calib is not None, "the recipe guarantees --calib with --prune-heads"
-    progress(f"Pruning {recipe.prune_heads:g} of the heads of {len(names)} attention layers")
-    pruned, facts = keras_heads.prune(graph.keras_model, recipe.prune_heads, _single(data.calib),
-                                      recover=method is not Recover.none)
-    block = {**facts, "warnings": [], "search": None}
-    removed = facts["params_after"] < facts["params_before"]
-    if not removed:
-        return Pruned(graph, {**block, "warnings": ["pruning: ratio removes no head (0, or one head per layer)"]},
-                      False)
-    exported = keras_graph.from_model(pruned, workdir / "pruned_saved_model", graph.source_format,
-                                      "the head-pruned model")
-    return Pruned(exported, block, True)
+    progress(f"Pruning {ratio:g} of the heads of {len(names)} attention layers")
+    return keras_heads.prune(model, ratio, x, recover=recover)
 
 
 def _training_data(recipe: Recipe, specs: Any) -> Dataset | None:
@@ -197,7 +213,8 @@ def _training_data(recipe: Recipe, specs: Any) -> Dataset | None:
         return None
     from edgekiln.compiler.data import load_data
 
-    return load_data(recipe.train, specs, role="training", mean=recipe.mean, std=recipe.std)
+    return load_data(recipe.train, specs, role="training", mean=recipe.mean, std=recipe.std,
+                     tokenizer=recipe.tokenizer, seq_len=recipe.seq_len)
 
 
 def _with_recovery_data(block: dict, method: Recover, train: Dataset | None, data: Datasets) -> dict:

@@ -67,6 +67,8 @@ def pruning(inputs: ReportInputs) -> Section | None:
         return None
     if p.get("kind") == "attention heads":
         return _heads(p)
+    if p.get("kind") == "encoder layers":
+        return Section("pruning", "Pruning: encoder layers", _layers(p))
     per_layer = rows(p.get("per_layer"))
     body = _facts(m, p)
     if per_layer:
@@ -90,4 +92,20 @@ def _heads(p: dict) -> Section:
     body = note + table(["layer", "heads before", "heads after", "heads kept"],
                         [[r.get("layer"), r.get("heads_before"), r.get("heads_after"),
                           ", ".join(map(str, r.get("kept") or []))] for r in layers], [1, 2])
+    if isinstance(p.get("layer_drop"), dict):
+        body = _layers(p["layer_drop"]) + body
     return Section("pruning", "Pruning: attention heads", body)
+
+
+def _layers(p: dict) -> str:
+    """Layer dropping: which encoder blocks stayed, and the head re-fit's effect."""
+    rec = block(p, "recovery")
+    note = (f'<p class="note">Dropped the last {esc(p.get("count"))} of {esc(p.get("layers_before"))} encoder '
+            f'blocks ({esc(p.get("criterion"))}). Recovery: {esc(rec.get("what"))}; output cosine to the source '
+            f'model {esc(rec.get("output_cosine_before"))} before, {esc(rec.get("output_cosine_after"))} after, '
+            f'on {esc(rec.get("samples"))} calibration samples. Parameters {esc(p.get("params_before"))} -> '
+            f'{esc(p.get("params_after"))}.</p>')
+    blocks = rows(p.get("blocks"))
+    return note + table(["block", "kept", "layers"],
+                        [[r.get("block"), "yes" if r.get("kept") else "dropped", ", ".join(r.get("layers") or [])]
+                         for r in blocks], [0])

@@ -74,7 +74,14 @@ def test_prune_heads_is_a_ratio_that_needs_calibration_and_no_channel_pruning():
                          ("half", r"prune_heads must be a ratio in \[0, 1\), got 'half'")):
         with pytest.raises(RecipeError, match=message):
             Recipe(source="m.keras", calib="c.npz", prune_heads=bad)
-    with pytest.raises(RecipeError, match="--prune-heads and --prune cannot be combined"):
+    with pytest.raises(RecipeError, match="--prune and --prune-heads cannot be combined"):
         Recipe(source="m.keras", calib="c.npz", prune_heads=0.5, prune=0.5)
+    with pytest.raises(RecipeError, match="--prune and --drop-layers cannot be combined"):
+        Recipe(source="m.keras", calib="c.npz", drop_layers=1, prune=0.5)
+    with pytest.raises(RecipeError, match="--drop-layers needs calibration data"):
+        Recipe(source="m.keras", drop_layers=1, quantize="none")
+    with pytest.raises(RecipeError, match="drop_layers must be an integer"):
+        Recipe(source="m.keras", calib="c.npz", drop_layers=1.5)
+    assert Recipe(source="m.keras", calib="c.txt", tokenizer="t.json", seq_len=32).seq_len == 32
     with pytest.raises(RecipeError, match="--prune-heads needs calibration data"):
         Recipe(source="m.keras", prune_heads=0.5, quantize="none")

@@ -1,0 +1,150 @@
+"""Build the sample transformer: a small intent classifier for a voice assistant on a Pi, and its sentences.
+
+Offline and deterministic. The sentences are English requests to a home assistant, written as templates
+with slots (rooms, times, songs, cities, ...) and expanded with a seeded generator: eight intents, 3,000
+training sentences, 300 calibration sentences, 600 labelled evaluation sentences, no sentence in two
+splits. A WordPiece tokenizer is trained on the training sentences with the `tokenizers` library
+(lower-cased, [CLS] ... [SEP], padded with [PAD] = 0) and the encoder on their token ids:
+
+  token embedding (64) + a convolutional position encoding (Conv1D, kernel 3: order without a custom layer)
+  4 x [MultiHeadAttention (4 heads x 16) + residual + LayerNorm, Dense 128 GELU -> Dense 64 + residual +
+  LayerNorm]  (post-LN, as BERT), mean over tokens, Dense softmax over the intents.
+
+Writes, overwriting:
+  intent_encoder.keras    Keras 3, input `input_ids` int32 [N, 24]
+  intent_tokenizer.json   the tokenizer (JSON: vocabulary and rules)
+  intent_calib.txt        calibration sentences, one a line
+  intent_eval.txt         evaluation sentences, `LABEL<TAB>sentence`
+
+Run from the repository root:  .venv/bin/python sample_models/make_text_samples.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from pathlib import Path
+
+import numpy as np
+
+OUT_DIR = Path(__file__).resolve().parent
+SEED = 2026
+LENGTH = 24
+WIDTH, HEADS, BLOCKS, FFN = 64, 4, 4, 128
+SPLITS = {"train": 3000, "calib": 300, "eval": 600}
+
+ROOMS = ["kitchen", "living room", "bedroom", "bathroom", "hallway", "garage", "office", "kids room", "porch"]
+TIMES = ["five minutes", "ten minutes", "half an hour", "an hour", "twenty minutes", "ninety seconds", "two hours",
+         "fifteen minutes", "three minutes", "forty five minutes"]
+CLOCK = ["six", "six thirty", "seven", "seven fifteen", "eight", "nine", "ten", "noon", "midnight", "five am"]
+SONGS = ["some jazz", "the beatles", "my workout playlist", "classical music", "something relaxing", "the radio",
+         "lofi beats", "the news podcast", "my favourites", "rock music", "a lullaby"]
+CITIES = ["london", "paris", "berlin", "tokyo", "new york", "madrid", "oslo", "cape town", "sydney", "toronto"]
+DAYS = ["today", "tomorrow", "tonight", "this weekend", "on monday", "on friday", "this afternoon", "later"]
+ITEMS = ["milk", "eggs", "bread", "coffee", "apples", "rice", "butter", "tomatoes", "cheese", "dish soap"]
+LEVELS = ["up", "down", "a bit louder", "a bit quieter", "to fifty percent", "to maximum", "way down"]
+POLITE = ["", "please ", "could you ", "can you ", "hey ", "would you "]
+
+INTENTS: dict[str, list[str]] = {
+    "lights_on": ["{p}turn on the lights in the {room}", "{p}switch the {room} lights on", "lights on in the {room}",
+                  "{p}make the {room} brighter", "it is too dark in the {room}", "{p}light up the {room}"],
+    "lights_off": ["{p}turn off the lights in the {room}", "{p}switch the {room} lights off",
+                   "lights off in the {room}", "{p}kill the lights in the {room}", "{p}make the {room} dark",
+                   "nobody is in the {room} turn the lights off"],
+    "set_timer": ["{p}set a timer for {time}", "timer {time}", "{p}start a {time} timer",
+                  "{p}remind me in {time}", "{p}count down {time}", "wake me in {time}"],
+    "set_alarm": ["{p}set an alarm for {clock}", "{p}wake me up at {clock}", "alarm at {clock} {day}",
+                  "{p}get me up at {clock} {day}", "i need to be up at {clock}", "{p}set my alarm to {clock}"],
+    "play_music": ["{p}play {song}", "{p}put on {song}", "i want to hear {song}", "{p}start playing {song}",
+                   "music please {song}", "{p}play {song} in the {room}"],
+    "volume": ["{p}turn the volume {level}", "volume {level}", "{p}turn it {level}", "{p}make the music {level}",
+               "{p}set the volume {level}", "{p}turn the {room} speaker {level}"],
+    "weather": ["what is the weather {day}", "{p}tell me the weather in {city}", "will it rain {day}",
+                "how cold is it in {city} {day}", "do i need an umbrella {day}", "is it sunny in {city}"],
+    "shopping_list": ["{p}add {item} to my shopping list", "put {item} on the list", "we are out of {item}",
+                      "{p}remember to buy {item}", "{p}add {item} and {item2} to the list",
+                      "shopping list {item}"],
+}
+SLOTS = {"room": ROOMS, "time": TIMES, "clock": CLOCK, "song": SONGS, "city": CITIES, "day": DAYS, "item": ITEMS,
+         "item2": ITEMS, "level": LEVELS, "p": POLITE}
+
+
+def sentences(rng: np.random.Generator) -> dict[str, list[tuple[int, str]]]:
+    """Every intent's templates expanded, shuffled, and dealt into the splits without overlap."""
+    everything = []
+    for label, templates in enumerate(INTENTS.values()):
+        for template in templates:
+            names = [n for n in SLOTS if "{" + n + "}" in template]
+            for values in itertools.product(*(SLOTS[n] for n in names)):
+                text = template.format(**dict(zip(names, values, strict=True)))
+                everything.append((label, " ".join(text.split())))
+    unique = sorted(set(everything))
+    order = rng.permutation(len(unique))
+    chosen = [unique[i] for i in order[: sum(SPLITS.values())]]
+    splits, start = {}, 0
+    for name, size in SPLITS.items():
+        splits[name] = chosen[start:start + size]
+        start += size
+    return splits
+
+
+def tokenizer(train: list[str]):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+    tok.train_from_iterator(train, trainers.WordPieceTrainer(vocab_size=400, special_tokens=specials))
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", tok.token_to_id("[CLS]")),
+                                                 ("[SEP]", tok.token_to_id("[SEP]"))])
+    tok.enable_padding(length=LENGTH, pad_id=tok.token_to_id("[PAD]"), pad_token="[PAD]")
+    tok.enable_truncation(LENGTH)
+    return tok
+
+
+def encoder(keras, vocab: int, classes: int):
+    layers = keras.layers
+    ids = keras.Input((LENGTH,), dtype="int32", name="input_ids")
+    x = layers.Embedding(vocab, WIDTH, name="token_embedding")(ids)
+    x = layers.LayerNormalization(name="embedding_norm")(x + layers.Conv1D(WIDTH, 3, padding="same",
+                                                                           name="position_conv")(x))
+    for k in range(BLOCKS):
+        attended = layers.MultiHeadAttention(HEADS, WIDTH // HEADS, name=f"block{k}_attention")(x, x)
+        x = layers.LayerNormalization(name=f"block{k}_attention_norm")(x + attended)
+        hidden = layers.Dense(FFN, activation="gelu", name=f"block{k}_ffn_in")(x)
+        x = layers.LayerNormalization(name=f"block{k}_ffn_norm")(x + layers.Dense(WIDTH, name=f"block{k}_ffn_out")(hidden))
+    pooled = layers.GlobalAveragePooling1D(name="mean_pool")(x)
+    return keras.Model(ids, layers.Dense(classes, activation="softmax", name="intent")(pooled), name="intent_encoder")
+
+
+def main() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+
+    rng = np.random.default_rng(SEED)
+    splits = sentences(rng)
+    tok = tokenizer([s for _, s in splits["train"]])
+    tok.save(str(OUT_DIR / "intent_tokenizer.json"))
+
+    def ids(split: str) -> tuple[np.ndarray, np.ndarray]:
+        encoded = tok.encode_batch([s for _, s in splits[split]])
+        return np.array([e.ids for e in encoded], np.int32), np.array([y for y, _ in splits[split]], np.int64)
+
+    keras.utils.set_random_seed(SEED)
+    model = encoder(keras, tok.get_vocab_size(), len(INTENTS))
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    x, y = ids("train")
+    model.fit(x, y, batch_size=64, epochs=6, verbose=2, shuffle=True)
+    ex, ey = ids("eval")
+    accuracy = float(np.mean(model.predict(ex, verbose=0).argmax(1) == ey))
+    print(f"evaluation accuracy {accuracy:.4f} on {len(ey)} sentences; params {model.count_params():,}")
+    model.save(OUT_DIR / "intent_encoder.keras")
+    (OUT_DIR / "intent_calib.txt").write_text("".join(f"{s}\n" for _, s in splits["calib"]))
+    (OUT_DIR / "intent_eval.txt").write_text("".join(f"{y}\t{s}\n" for y, s in splits["eval"]))
+
+
+if __name__ == "__main__":
+    main()
