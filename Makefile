@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE ?= mnist_resnet
 
-.PHONY: install system-packages demo test lint clean
+.PHONY: install system-packages demo demo-text test lint clean
 
 $(BIN)/edgekiln: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,15 @@ demo: install
 	    --calib sample_models/mnist_calib.npz --eval sample_models/mnist_eval.npz \
 	    -o build/$(SAMPLE) --force
 	cd build/$(SAMPLE) && ../../$(BIN)/python -m runtime validate
+
+# The sample transformer: an intent classifier over sentences (tokenized with its tokenizer.json), its last
+# encoder block dropped and half of each attention layer's heads removed, re-fitted by least squares.
+demo-text: install
+	$(BIN)/edgekiln build sample_models/intent_encoder.keras --target rpi4 \
+	    --text sample_models/intent_calib.txt --eval sample_models/intent_eval.txt \
+	    --tokenizer sample_models/intent_tokenizer.json --drop-layers 1 --prune-heads 0.5 \
+	    -o build/intent_encoder --force
+	cd build/intent_encoder && ../../$(BIN)/python -m runtime validate
 
 # Debian packages the tests need: a real sshd on loopback (deploy), QEMU user mode (emulated Pi),
 # headless Chromium (the report page opened in a real browser).

@@ -116,7 +116,8 @@ def _pruning_rows(table: Table, m: dict) -> None:
         table.add_row(f"attention heads ({len(p['layers'])} layers, prune {p['ratio']:g})", f"{before}", f"{after}",
                       f"{after / before:.3f}x")
     if "macs_before" in p:
-        table.add_row(f"pruning ({p.get('ratio', p.get('count'))}, {p['recovery']['method']}): MACs", f"{p['macs_before']:,}",
+        setting = p.get("ratio", p.get("count"))
+        table.add_row(f"pruning ({setting}, {p['recovery']['method']}): MACs", f"{p['macs_before']:,}",
                       f"{p['macs_after']:,}", f"{p['macs_ratio']:.3f}x")
     if measured:
         table.add_row("  unpruned vs pruned bundle: size", f"{measured['unpruned_model_bytes']:,} B",

@@ -1,10 +1,12 @@
 """Build the sample transformer: a small intent classifier for a voice assistant on a Pi, and its sentences.
 
 Offline and deterministic. The sentences are English requests to a home assistant, written as templates
-with slots (rooms, times, songs, cities, ...) and expanded with a seeded generator: eight intents, 3,000
-training sentences, 300 calibration sentences, 600 labelled evaluation sentences, no sentence in two
-splits. A WordPiece tokenizer is trained on the training sentences with the `tokenizers` library
-(lower-cased, [CLS] ... [SEP], padded with [PAD] = 0) and the encoder on their token ids:
+with slots (rooms, times, songs, cities, ...) and polite endings, expanded and dealt with a seeded generator:
+eight intents, each with 400 training, 40 calibration and 80 labelled evaluation sentences, no sentence in two
+splits. Half of each intent's evaluation sentences come from a template held out of training (phrasings the
+model never saw), so the accuracy measures generalisation rather than recall. A WordPiece tokenizer is
+trained on the training sentences with the `tokenizers` library (lower-cased, [CLS] ... [SEP], padded with
+[PAD] = 0) and the encoder on their token ids:
 
   token embedding (64) + a convolutional position encoding (Conv1D, kernel 3: order without a custom layer)
   4 x [MultiHeadAttention (4 heads x 16) + residual + LayerNorm, Dense 128 GELU -> Dense 64 + residual +
@@ -31,7 +33,8 @@ OUT_DIR = Path(__file__).resolve().parent
 SEED = 2026
 LENGTH = 24
 WIDTH, HEADS, BLOCKS, FFN = 64, 4, 4, 128
-SPLITS = {"train": 3000, "calib": 300, "eval": 600}
+PER_INTENT = {"train": 400, "calib": 40, "eval": 80}  # sentences of each intent in each split
+HELD_OUT = 1  # this template of each intent is only in the evaluation split
 
 ROOMS = ["kitchen", "living room", "bedroom", "bathroom", "hallway", "garage", "office", "kids room", "porch"]
 TIMES = ["five minutes", "ten minutes", "half an hour", "an hour", "twenty minutes", "ninety seconds", "two hours",
@@ -44,6 +47,7 @@ DAYS = ["today", "tomorrow", "tonight", "this weekend", "on monday", "on friday"
 ITEMS = ["milk", "eggs", "bread", "coffee", "apples", "rice", "butter", "tomatoes", "cheese", "dish soap"]
 LEVELS = ["up", "down", "a bit louder", "a bit quieter", "to fifty percent", "to maximum", "way down"]
 POLITE = ["", "please ", "could you ", "can you ", "hey ", "would you "]
+ENDINGS = ["", " thanks", " right now", " for me", " now", " if you can"]
 
 INTENTS: dict[str, list[str]] = {
     "lights_on": ["{p}turn on the lights in the {room}", "{p}switch the {room} lights on", "lights on in the {room}",
@@ -69,23 +73,44 @@ SLOTS = {"room": ROOMS, "time": TIMES, "clock": CLOCK, "song": SONGS, "city": CI
          "item2": ITEMS, "level": LEVELS, "p": POLITE}
 
 
+def _expand(template: str) -> list[str]:
+    """Every sentence of one template: its slots filled every way, each with every polite ending."""
+    names = [n for n in SLOTS if "{" + n + "}" in template]
+    out = []
+    for values in itertools.product(*(SLOTS[n] for n in names)):
+        text = template.format(**dict(zip(names, values, strict=True)))
+        out += [" ".join((text + ending).split()) for ending in ENDINGS]
+    return sorted(set(out))
+
+
 def sentences(rng: np.random.Generator) -> dict[str, list[tuple[int, str]]]:
-    """Every intent's templates expanded, shuffled, and dealt into the splits without overlap."""
-    everything = []
+    """Per intent (balanced): train and calibration from all templates but one, evaluation half from unseen
+    sentences of those templates and half from the held-out template (phrasings never trained on, so the
+    accuracy is not trivially 100 %); no sentence in two splits."""
+    splits: dict[str, list[tuple[int, str]]] = {name: [] for name in PER_INTENT}
     for label, templates in enumerate(INTENTS.values()):
-        for template in templates:
-            names = [n for n in SLOTS if "{" + n + "}" in template]
-            for values in itertools.product(*(SLOTS[n] for n in names)):
-                text = template.format(**dict(zip(names, values, strict=True)))
-                everything.append((label, " ".join(text.split())))
-    unique = sorted(set(everything))
-    order = rng.permutation(len(unique))
-    chosen = [unique[i] for i in order[: sum(SPLITS.values())]]
-    splits, start = {}, 0
-    for name, size in SPLITS.items():
-        splits[name] = chosen[start:start + size]
-        start += size
-    return splits
+        held_out = _expand(templates[HELD_OUT])
+        pool = _dealt(rng, [_expand(t) for i, t in enumerate(templates) if i != HELD_OUT])
+        wanted = PER_INTENT["calib"] + PER_INTENT["eval"] // 2 + PER_INTENT["train"]
+        assert len(pool) >= wanted, (label, len(pool))
+        calib, rest = pool[:PER_INTENT["calib"]], pool[PER_INTENT["calib"]:]
+        unseen, train = rest[:PER_INTENT["eval"] // 2], rest[PER_INTENT["eval"] // 2:][:PER_INTENT["train"]]
+        novel = [held_out[i] for i in rng.permutation(len(held_out))[:PER_INTENT["eval"] // 2]]
+        for name, chosen in (("train", train), ("calib", calib), ("eval", unseen + novel)):
+            splits[name] += [(label, text) for text in chosen]
+    return {name: [rows[i] for i in rng.permutation(len(rows))] for name, rows in splits.items()}
+
+
+def _dealt(rng: np.random.Generator, per_template: list[list[str]]) -> list[str]:
+    """The templates' sentences interleaved (each template shuffled), so any prefix is balanced over them."""
+    shuffled = [[t[i] for i in rng.permutation(len(t))] for t in per_template]
+    out, seen = [], set()
+    for row in itertools.zip_longest(*shuffled):
+        for text in row:
+            if text is not None and text not in seen:
+                seen.add(text)
+                out.append(text)
+    return out
 
 
 def tokenizer(train: list[str]):
@@ -114,7 +139,8 @@ def encoder(keras, vocab: int, classes: int):
         attended = layers.MultiHeadAttention(HEADS, WIDTH // HEADS, name=f"block{k}_attention")(x, x)
         x = layers.LayerNormalization(name=f"block{k}_attention_norm")(x + attended)
         hidden = layers.Dense(FFN, activation="gelu", name=f"block{k}_ffn_in")(x)
-        x = layers.LayerNormalization(name=f"block{k}_ffn_norm")(x + layers.Dense(WIDTH, name=f"block{k}_ffn_out")(hidden))
+        projected = layers.Dense(WIDTH, name=f"block{k}_ffn_out")(hidden)
+        x = layers.LayerNormalization(name=f"block{k}_ffn_norm")(x + projected)
     pooled = layers.GlobalAveragePooling1D(name="mean_pool")(x)
     return keras.Model(ids, layers.Dense(classes, activation="softmax", name="intent")(pooled), name="intent_encoder")
 

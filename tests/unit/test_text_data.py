@@ -51,7 +51,7 @@ def test_labelled_lines_give_labels_and_the_models_length_is_used(tokenizer_json
     ("a\nb\n", [_ids()], {}, "is text: it needs the model's tokenizer"),
     ("0\ta\nb\n", [_ids()], {"tokenizer": True}, "line 2 has no label but others do"),
     ("\n\n", [_ids()], {"tokenizer": True}, "has no sentences"),
-    ("a\n", [_ids(-1)], {"tokenizer": True}, "pass --seq-len N"),
+    ("a\n", [_ids(-1)], {"tokenizer": True}, "has no length to pad to"),
     ("a\n", [_ids(8)], {"tokenizer": True, "seq_len": 16}, "--seq-len 16 differs from the model's sequence length 8"),
     ("a\n", [InputSpec("image", (-1, 8, 8, 1))], {"tokenizer": True}, "not token ids [batch, sequence]"),
 ])

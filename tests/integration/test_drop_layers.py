@@ -1,0 +1,114 @@
+"""--drop-layers N on a three-block Keras encoder the test builds: blocks found from the graph, exactly N removed,
+the residual stream passed through, the head re-fitted by least squares, and a bundle that validates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tests.integration.conftest import run_runtime
+
+pytestmark = pytest.mark.integration
+VOCAB, LENGTH, WIDTH, BLOCKS, HEADS = 40, 8, 16, 3, 2
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> dict:
+    from edgekiln.compiler.tf_env import import_keras
+
+    keras = import_keras()
+    layers = keras.layers
+    keras.utils.set_random_seed(5)
+    ids = keras.Input((LENGTH,), dtype="int32", name="input_ids")
+    x = layers.Embedding(VOCAB, WIDTH, name="embed")(ids)
+    for k in range(BLOCKS):  # post-LN blocks, as BERT's
+        attended = layers.MultiHeadAttention(HEADS, WIDTH // HEADS, name=f"mha_{k}")(x, x)
+        x = layers.LayerNormalization(name=f"ln_a_{k}")(x + attended)
+        ff = layers.Dense(WIDTH, name=f"ff_b_{k}")(layers.Dense(2 * WIDTH, activation="gelu", name=f"ff_a_{k}")(x))
+        x = layers.LayerNormalization(name=f"ln_b_{k}")(x + ff)
+    out = layers.Dense(4, activation="softmax", name="probs")(layers.GlobalAveragePooling1D(name="pool")(x))
+    model = keras.Model(ids, out)
+    root = tmp_path_factory.mktemp("encoder3")
+    tokens = np.random.default_rng(5).integers(0, VOCAB, (160, LENGTH)).astype(np.int32)
+    labels = model.predict(tokens, verbose=0).argmax(1).astype(np.int64)
+    np.savez(root / "calib.npz", x=tokens[:100])
+    np.savez(root / "eval.npz", x=tokens[100:], y=labels[100:])
+    model.save(root / "encoder.keras")
+    return {"model": root / "encoder.keras", "calib": root / "calib.npz", "eval": root / "eval.npz", "root": root}
+
+
+def _block_params() -> int:
+    """One block's parameters: attention (Q, K, V, output, with biases), FFN, two LayerNorms."""
+    attention = 3 * (WIDTH * WIDTH + WIDTH) + WIDTH * WIDTH + WIDTH
+    ffn = WIDTH * 2 * WIDTH + 2 * WIDTH + 2 * WIDTH * WIDTH + WIDTH
+    return attention + ffn + 2 * 2 * WIDTH
+
+
+def _load(encoder: dict):
+    from edgekiln.compiler.tf_env import import_keras
+
+    return import_keras().models.load_model(encoder["model"]), np.load(encoder["calib"])["x"]
+
+
+def test_the_blocks_are_found_from_the_graph(encoder):
+    from edgekiln.compiler.graph import keras_layers
+
+    model, _ = _load(encoder)
+    blocks = keras_layers.encoder_blocks(model)
+    assert len(blocks) == BLOCKS
+    for k, block in enumerate(blocks):
+        named = {name for name in block.layers if not name.startswith(("add", "multi"))}
+        assert named == {f"mha_{k}", f"ln_a_{k}", f"ff_a_{k}", f"ff_b_{k}", f"ln_b_{k}"}, block.layers
+
+
+def test_dropping_none_is_bit_identical_and_n_removes_exactly_n_blocks(encoder):
+    from edgekiln.compiler.graph import keras_layers
+
+    model, x = _load(encoder)
+    same, facts = keras_layers.drop(model, 0, x, recover=True)
+    assert np.array_equal(same.predict(x, verbose=0), model.predict(x, verbose=0))
+    assert facts["params_after"] == facts["params_before"] == model.count_params()
+    for count in (1, 2):
+        short, facts = keras_layers.drop(model, count, x, recover=False)
+        assert short.count_params() == model.count_params() - count * _block_params()
+        assert (facts["layers_before"], facts["layers_after"]) == (BLOCKS, BLOCKS - count)
+        assert [b["kept"] for b in facts["blocks"]] == [k < BLOCKS - count for k in range(BLOCKS)]
+        names = {layer.name for layer in short.layers}
+        assert {f"mha_{k}" for k in range(BLOCKS - count)} <= names
+        assert not {f"mha_{k}" for k in range(BLOCKS - count, BLOCKS)} & names
+        assert short.predict(x, verbose=0).shape == (len(x), 4)
+
+
+def test_refitting_the_head_brings_the_output_closer_than_no_recovery(encoder):
+    from edgekiln.compiler.graph import keras_layers
+
+    model, x = _load(encoder)
+    _, plain = keras_layers.drop(model, 2, x, recover=False)
+    _, refit = keras_layers.drop(model, 2, x, recover=True)
+    assert plain["recovery"]["output_cosine_after"] == plain["recovery"]["output_cosine_before"]
+    assert refit["recovery"]["what"].startswith("least-squares re-fit of 'probs'")
+    assert refit["recovery"]["output_cosine_after"] > plain["recovery"]["output_cosine_after"], refit["recovery"]
+
+
+def test_a_count_that_leaves_no_block_is_one_clear_error(encoder, cli):
+    done = cli("build", encoder["model"], "--calib", encoder["calib"], "--drop-layers", str(BLOCKS),
+               "-o", encoder["root"] / "none_left")
+    assert done.exit_code != 0
+    assert f"--drop-layers {BLOCKS}: the model has {BLOCKS} encoder block(s)" in done.output
+    assert "Traceback" not in done.output and not (encoder["root"] / "none_left").exists()
+
+
+def test_build_drop_layers_with_head_pruning_ships_the_slimmer_encoder(encoder, cli):
+    out = encoder["root"] / "slim"
+    done = cli("build", encoder["model"], "-t", "rpi4", "--calib", encoder["calib"], "--eval", encoder["eval"],
+               "--drop-layers", "1", "--prune-heads", "0.5", "--format", "tflite", "--quantize", "dynamic",
+               "-o", out)
+    assert done.exit_code == 0, done.output
+    p = json.loads((out / "manifest.json").read_text())["pruning"]
+    assert p["layer_drop"]["layers_after"] == BLOCKS - 1
+    assert [(layer["heads_before"], layer["heads_after"]) for layer in p["layers"]] == [(HEADS, 1)] * (BLOCKS - 1)
+    assert p["params_before"] > p["params_after"]
+    assert p["measured"]["unpruned_model_bytes"] > p["measured"]["model_bytes"]
+    assert run_runtime(out, "validate").returncode == 0
