@@ -72,8 +72,8 @@ LIMITS: dict[str, tuple[float, float]] = {
 }
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"}
 BOOLS = ("int8_io", "unsafe", "force")
-PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")
-OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers")  # None: not given  # text (or os.PathLike from Python)
+PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
+OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers")  # None: not given
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
 
