@@ -59,13 +59,23 @@ class OnnxGraph:
             feed = {k: v[start:start + step] for k, v in inputs.items()}
             real = next(iter(feed.values())).shape[0]
             feed = {k: np.concatenate([v, np.repeat(v[-1:], step - real, axis=0)]) for k, v in feed.items()}
-            chunks.append([out[:real] for out in session.run(self.output_names, feed)])
+            chunks.append([out[:real] for out in _run(session, self.output_names, feed)])
         return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
 
     def session(self) -> Any:
         if self._session is None:
             self._session = open_session(self.model.SerializeToString())
         return self._session
+
+
+def _run(session: Any, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """session.run; a model that loads but cannot run (channels that do not match a kernel's, a damaged
+    shape constant) is an InputModelError, not onnxruntime's traceback."""
+    try:
+        return session.run(names, feed)
+    except Exception as exc:  # noqa: BLE001  (Fail / InvalidArgument / RuntimeException: no common base)
+        raise InputModelError(f"onnxruntime cannot run the model: {first_line(exc)}",
+                              "check it runs in onnxruntime on inputs of the given shapes, or re-export it") from exc
 
 
 def load(path: str | Path, workdir: Path, batch: int = 1, input_shapes: dict[str, tuple[int, ...]] | None = None,
