@@ -16,6 +16,7 @@ import numpy as np
 
 from edgekiln.compiler.data import InputSpec
 from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.runtime.backends import onnx_session
 
 # ai.onnx opsets accepted. Below 11 the int8 quantizer and onnx2tf refuse models; 11..23 cover what
 # PyTorch, tf2onnx and other exporters write today. ORT 1.32 runs newer stamps, but ops introduced
@@ -226,7 +227,7 @@ def open_session(model_bytes: bytes, threads: int | None = None, optimize: bool 
     if threads:
         options.intra_op_num_threads = threads
     try:
-        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+        return onnx_session(model_bytes, options)  # the bundle runtime's, with its fallback
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises Fail / NotImplemented / InvalidGraph ...)
         raise _session_error(str(exc), ort.__version__) from exc
 
