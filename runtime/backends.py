@@ -127,22 +127,18 @@ def _tflite_info(name: str, detail: dict) -> TensorInfo:
                       float(scale), int(zero_point))
 
 
-# onnxruntime 1.32's AVX2 S8->U8 weight rewrite (extended level, asked for by x64quantprecision) adds one
-# initializer twice on some QDQ graphs (tf2onnx exports of transformer encoders) and the session fails.
-REWRITE_CLASH = "Attempt to replace the existing tensor"
+REWRITE_CLASH = "Attempt to replace the existing tensor"  # onnxruntime 1.32, see onnx_session
 
 
-def onnx_session(model_bytes: bytes, options: Any) -> Any:
-    """A CPU InferenceSession; where the S8->U8 rewrite clashes, at basic optimization instead: the QDQ pairs
-    stay unfused, float arithmetic on the int8 values, the same numbers on every CPU (only slower)."""
-    import onnxruntime as ort
-
+def onnx_session(ort: Any, model_bytes: bytes, options: Any) -> Any:
+    """A CPU InferenceSession. onnxruntime 1.32's AVX2 S8->U8 weight rewrite (x64quantprecision) adds one
+    initializer twice on some QDQ graphs (tf2onnx transformer encoders); there it opens at basic level: QDQ pairs
+    unfused, float arithmetic on the int8 values, the same numbers on every CPU, only slower."""
     severity, options.log_severity_level = options.log_severity_level, 4  # the exception says it; no log too
     try:
         return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # noqa: BLE001  (onnxruntime's Fail has no public base class)
-        basic = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        if REWRITE_CLASH not in str(exc) or int(options.graph_optimization_level) <= int(basic):
+        if REWRITE_CLASH not in str(exc) or int(options.graph_optimization_level) <= 1:  # 1: already basic
             raise
     finally:
         options.log_severity_level = severity
@@ -171,7 +167,7 @@ class OnnxBackend:
             options.inter_op_num_threads = 1
         if profile_prefix:  # onnxruntime's own per-node timer (runtime/profile.py reads its trace)
             options.enable_profiling, options.profile_file_prefix = True, profile_prefix
-        self._session = onnx_session(model_bytes, options)
+        self._session = onnx_session(ort, model_bytes, options)
         self.inputs = [_onnx_info(i) for i in self._session.get_inputs()]
         self.outputs = [_onnx_info(o) for o in self._session.get_outputs()]
 

@@ -227,7 +227,7 @@ def open_session(model_bytes: bytes, threads: int | None = None, optimize: bool 
     if threads:
         options.intra_op_num_threads = threads
     try:
-        return onnx_session(model_bytes, options)  # the bundle runtime's, with its fallback
+        return onnx_session(ort, model_bytes, options)  # the bundle runtime's, with its fallback
     except Exception as exc:  # noqa: BLE001  (onnxruntime raises Fail / NotImplemented / InvalidGraph ...)
         raise _session_error(str(exc), ort.__version__) from exc
 
