@@ -25,22 +25,26 @@ CALIBRATION_SAMPLES = 4  # random weights: ranges are meaningless anyway, only t
 SEED = 0
 
 
+DTYPES = ("float32", "int8")
+
+
 def tflite_bytes(name: str, dtype: str, cache_dir: Path) -> bytes:
-    """The .tflite of anchor `name` in `dtype` ('float32' or 'int8'), from the cache or converted now."""
+    """The .tflite of anchor `name` in `dtype` ('float32' or 'int8'), from the cache or converted now (both
+    dtypes at once: one Keras model and one SavedModel export serve the two conversions)."""
     from edgekiln.compiler.manifest import compiler_versions
 
     tf_version = compiler_versions()["tensorflow"]
-    path = cache_dir / f"{name}-{dtype}-tf{tf_version}.tflite"
-    if not path.is_file():
+    paths = {d: cache_dir / f"{name}-{d}-tf{tf_version}.tflite" for d in DTYPES}
+    if not paths[dtype].is_file():
         cache_dir.mkdir(parents=True, exist_ok=True)
-        data = _convert(name, dtype)
-        partial = path.with_suffix(".partial")
-        partial.write_bytes(data)
-        partial.rename(path)  # a killed run never leaves a truncated model behind
-    return path.read_bytes()
+        for converted, data in _convert(name).items():
+            partial = paths[converted].with_suffix(".partial")
+            partial.write_bytes(data)
+            partial.rename(paths[converted])  # a killed run never leaves a truncated model behind
+    return paths[dtype].read_bytes()
 
 
-def _convert(name: str, dtype: str) -> bytes:
+def _convert(name: str) -> dict[str, bytes]:
     from edgekiln.compiler.data import Dataset
     from edgekiln.compiler.emit import tflite
     from edgekiln.compiler.recipe import Quantize
@@ -54,8 +58,8 @@ def _convert(name: str, dtype: str) -> bytes:
         model.export(work, verbose=False)
         samples = np.random.default_rng(SEED).uniform(-1, 1, (CALIBRATION_SAMPLES, 224, 224, 3))
         calib = Dataset({_input_name(work): samples.astype(np.float32)}, None, "random")
-        quantize = Quantize.int8 if dtype == "int8" else Quantize.none
-        return tflite.convert(Path(work), quantize, calib if dtype == "int8" else None, int8_io=True)
+        return {"float32": tflite.convert(Path(work), Quantize.none, None, int8_io=True),
+                "int8": tflite.convert(Path(work), Quantize.int8, calib, int8_io=True)}
 
 
 def _input_name(saved_model_dir: str) -> str:

@@ -6,6 +6,7 @@ and shipped with --wheels, so the device never needs an index. Every ssh connect
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -36,16 +37,28 @@ def edgekiln() -> Callable[..., subprocess.CompletedProcess]:
 
 
 @pytest.fixture(scope="session")
-def sample_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An int8 bundle of the MNIST CNN for rpi4, built by the real pipeline (never modified by tests)."""
+def sample_bundle(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """An int8 bundle of the MNIST CNN for rpi4, built by the real pipeline (never modified by tests).
+
+    Built once per run: the deploy test files run on both pytest-xdist workers, which share the run's temp
+    folder; the first builds under a lock, the other reuses it (a bundle is written atomically, so one that
+    exists is whole)."""
     from edgekiln.compiler.pipeline import build
     from edgekiln.compiler.recipe import Recipe
 
-    out = tmp_path_factory.mktemp("bundles") / "mnist_cnn"
-    recipe = Recipe(source=str(REPO / "sample_models/mnist_cnn.keras"), target="rpi4", output=str(out),
-                    calib=str(REPO / "sample_models/mnist_calib.npz"), quantize="int8", calib_samples=64,
-                    bench_runs=20)
-    return build(recipe).output
+    run_folder = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # basetemp is this worker's folder inside the run's
+        run_folder = run_folder.parent
+    out = run_folder / "deploy-sample-bundle" / "mnist_cnn"
+    out.parent.mkdir(exist_ok=True)
+    with open(out.parent / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not out.is_dir():
+            recipe = Recipe(source=str(REPO / "sample_models/mnist_cnn.keras"), target="rpi4", output=str(out),
+                            calib=str(REPO / "sample_models/mnist_calib.npz"), quantize="int8", calib_samples=64,
+                            bench_runs=20)
+            build(recipe)
+    return out
 
 
 @pytest.fixture(scope="session")
