@@ -25,6 +25,14 @@ BAD_VALUES = [
     ("threads", -2, "threads must be an integer from 1 to 1024, got -2"),
     ("bench_runs", 0, "bench_runs must be an integer from 1 to"),
     ("bench_runs", True, "bench_runs must be an integer, got True"),
+    ("min_cosine", 1.5, "min_cosine must be a number above 0 and at most 1, got 1.5"),
+    ("min_cosine", 0, "min_cosine must be a number above 0 and at most 1, got 0"),  # no floor at all
+    ("min_cosine", -0.1, "min_cosine must be a number above 0 and at most 1, got -0.1"),
+    ("min_cosine", float("nan"), "min_cosine must be a number above 0 and at most 1, got nan"),
+    ("min_cosine", "high", "min_cosine must be a number, got 'high'"),
+    ("min_cosine_p5", 1.5, "min_cosine_p5 must be a number above 0 and at most 1, got 1.5"),
+    ("min_cosine_p5", 0.0, "min_cosine_p5 must be a number above 0 and at most 1, got 0"),
+    ("min_cosine_p5", -0.1, "min_cosine_p5 must be a number above 0 and at most 1, got -0.1"),
     ("prune", 1.0, "prune must be a ratio in [0, 1) or 'auto', got 1.0"),
     ("prune", -0.1, "prune must be a ratio in [0, 1) or 'auto', got -0.1"),
     ("std", (0.0,), "std must be positive, got [0.0]"),
@@ -47,7 +55,7 @@ BAD_VALUES = [
 def test_python_api_refuses(field, value, message):
     with pytest.raises(RecipeError) as caught:
         Recipe(**{"source": "m.keras", "quantize": "none", field: value})
-    assert message in caught.value.one_line()
+    assert message in caught.value.one_line() and "\n" not in caught.value.one_line()
 
 
 def _toml(value: object) -> str:
@@ -72,12 +80,24 @@ def test_toml_recipe_refuses(tmp_path, field, value, message):
 
 def test_every_numeric_option_has_limits():
     numeric = {"calib_samples", "holdout_samples", "golden_samples", "batch", "threads", "bench_runs", "max_drop",
-               "prune_time", "seq_len", "drop_layers"}
+               "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5"}
     assert set(LIMITS) == numeric
     for low, high in LIMITS.values():
         assert low < high
     zero_drop = Recipe(source="m.keras", quantize="none", max_drop=0, threads=None)
     assert zero_drop.max_drop == 0.0 and isinstance(zero_drop.max_drop, float)  # 0: no drop allowed, meetable
+    exact = Recipe(source="m.keras", quantize="none", min_cosine=1, min_cosine_p5=0.95)  # 1: the bound is allowed
+    assert (exact.min_cosine, exact.min_cosine_p5) == (1.0, 0.95) and isinstance(exact.min_cosine, float)
+    assert Recipe(source="m.keras", quantize="none").min_cosine is None  # not given: no cosine floor
+
+
+def test_the_cosine_floor_is_a_recipe_key(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('source = "m.keras"\nquantize = "none"\nmin_cosine = 0.98\nmin_cosine_p5 = 0.95\n')
+    recipe = from_toml(path)
+    assert (recipe.min_cosine, recipe.min_cosine_p5) == (0.98, 0.95)
+    assert recipe.to_dict()["min_cosine_p5"] == 0.95  # the manifest's resolved recipe carries it
+    assert from_toml(path, min_cosine=0.99).min_cosine == 0.99  # a flag overrides the file
 
 
 def test_recipe_file_that_is_not_text_or_toml(tmp_path):
