@@ -134,7 +134,7 @@ class Criterion:
     def _cosine_shortfall(self, row: Faithfulness) -> str:
         """The cosine figures that miss their floor ('' when none does)."""
         names = ("cosine mean", "cosine p5")
-        missed = [f"{name} {'unmeasured' if value is None else f'{value:.4f}'} < {floor:g}"
+        missed = [f"{name} {'unmeasured' if value is None else f'{value:.6g}'} < {floor:g}"
                   for name, (floor, value) in zip(names, self._cosines(row), strict=True)
                   if floor is not None and (value is None or value < floor)]
         return ", ".join(missed)

@@ -30,5 +30,5 @@ def _figures(quality: Quality, cosine: bool = False) -> str:
     parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
     parts += [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
     if cosine and quality.cosine_mean is not None and quality.cosine_p5 is not None:
-        parts.append(f"cosine {quality.cosine_mean:.4f} (p5 {quality.cosine_p5:.4f})")
+        parts.append(f"cosine {quality.cosine_mean:.6g} (p5 {quality.cosine_p5:.6g})")
     return ", ".join(parts) or "no figures"

@@ -251,7 +251,7 @@ def _trial(quality: Quality) -> str:
 
 
 def _describe(quality: Quality, cosine: bool = False) -> str:
-    cosines = f", cosine p5 {quality.cosine_p5:.4f}" if cosine and quality.cosine_p5 is not None else ""
+    cosines = f", cosine p5 {quality.cosine_p5:.6g}" if cosine and quality.cosine_p5 is not None else ""
     if quality.accuracy_drop is not None:
         return f"accuracy drop {quality.accuracy_drop:.2f} points{cosines}"
     sqnr = "inf" if quality.sqnr_db is None else f"{quality.sqnr_db:.1f} dB"

@@ -206,7 +206,7 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
 
 def _describe(quality: Quality, cosine: bool = False) -> str:
     parts = [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
-    parts += [f"cosine p5 {quality.cosine_p5:.4f}"] if cosine and quality.cosine_p5 is not None else []
+    parts += [f"cosine p5 {quality.cosine_p5:.6g}"] if cosine and quality.cosine_p5 is not None else []
     parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
     parts += [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f} points"]
     return ", ".join(parts)

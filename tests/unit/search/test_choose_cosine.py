@@ -23,7 +23,7 @@ def test_a_row_below_the_p5_floor_is_not_chosen_though_its_mean_meets_the_mean_f
     rows = [base, row("int8", 0.3, 250, 31.0, (0.99, 0.93)), row("dynamic", 0.5, 260, 28.0, (0.995, 0.97))]
     choice = pick(rows, EMBEDDINGS, base)
     assert choice.chosen.name == "dynamic"
-    assert choice.verdicts["int8"] == "top-1 agreement 1.000, cosine p5 0.9300 < 0.95: below the fidelity floor"
+    assert choice.verdicts["int8"] == "top-1 agreement 1.000, cosine p5 0.93 < 0.95: below the fidelity floor"
     assert choice.short["int8"] == "below floor"
     assert "meets top-1 agreement >= 0.99 and cosine mean >= 0.98 and cosine p5 >= 0.95" in choice.reason
 
@@ -40,7 +40,7 @@ def test_only_the_floors_given_apply():
     tail = row("int8", 0.3, 250, 20.0, (0.99, 0.90))  # a good mean, a poor tail
     assert mean_only.meets(tail) and not p5_only.meets(tail)
     assert mean_only.describe() == "top-1 agreement >= 0.99 and cosine mean >= 0.98 on held-back samples"
-    assert p5_only.shortfall(tail) == "top-1 agreement 1.000, cosine p5 0.9000 < 0.95: below the fidelity floor"
+    assert p5_only.shortfall(tail) == "top-1 agreement 1.000, cosine p5 0.9 < 0.95: below the fidelity floor"
 
 
 def test_top1_agreement_still_applies_to_class_vectors():
@@ -64,7 +64,7 @@ def test_with_labels_the_budget_and_the_cosine_floor_both_apply():
             row("int8+calibration", 0.5, 250, 21.0, (0.99, 0.96), accuracy_drop=0.5)]
     choice = pick(rows, both, base)
     assert choice.chosen.name == "int8+calibration"
-    assert choice.verdicts["int8"] == "accuracy drops 0.20 points (budget 1); cosine p5 0.9000 < 0.95: below the " \
+    assert choice.verdicts["int8"] == "accuracy drops 0.20 points (budget 1); cosine p5 0.9 < 0.95: below the " \
                                       "cosine floor"
     assert choice.short["int8"] == "below floor" and choice.short["dynamic"] == "over budget"
     assert both.describe() == ("accuracy drop <= 1 points on the labelled evaluation data and cosine p5 >= 0.95 "
@@ -103,5 +103,5 @@ def test_the_refinement_guard_reads_the_cosine_when_judging_by_it(criterion, dro
     assert bool(why) is dropped
     assert "cosine" not in never_less_faithful(refined, base, "int8", 16)  # the default wording is unchanged
     assert never_less_faithful(base, refined, "int8", 16, EMBEDDINGS).endswith(
-        "(top-1 agreement 1.000, SQNR 25.0 dB, cosine 0.9900 (p5 0.9500) vs top-1 agreement 0.990, SQNR 30.0 dB, "
-        "cosine 0.9950 (p5 0.9800))")
+        "(top-1 agreement 1.000, SQNR 25.0 dB, cosine 0.99 (p5 0.95) vs top-1 agreement 0.990, SQNR 30.0 dB, "
+        "cosine 0.995 (p5 0.98))")
