@@ -133,6 +133,8 @@ CLI_BAD = [
     (["--std", "0"], "std must be positive"),
     (["--mean", "1,2"], "mean must be 1 or 3 finite numbers"),
     (["--prune", "2"], "prune must be a ratio in [0, 1)"),
+    (["--min-cosine", "2"], "min_cosine must be a number above 0 and at most 1, got 2"),
+    (["--min-cosine-p5", "0"], "min_cosine_p5 must be a number above 0 and at most 1, got 0"),
     (["--format", "onnx", "--quantize", "float16"], "--quantize float16 is not available for ONNX artifacts"),
     (["--keep", "-1", "--device", "pi@10.0.0.1"], "--keep must be >= 0, got -1"),
 ]
@@ -143,6 +145,12 @@ def test_cli_build_refuses_before_any_work(cli, tmp_path, args, message):
     result = cli("build", tmp_path / "m.keras", "--calib", tmp_path / "c.npz", "-o", tmp_path / "out", *args)
     _assert_one_line(result, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_sweep_refuses_a_bad_cosine_floor_in_one_line(cli, tmp_path):
+    result = cli("sweep", tmp_path / "m.keras", "-o", tmp_path / "sweep", "--min-cosine", "2")
+    _assert_one_line(result, "min_cosine must be a number above 0 and at most 1, got 2")
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_cli_recipe_file_refused_in_one_line(cli, tmp_path):
@@ -179,6 +187,23 @@ def test_eval_labels_outside_the_models_classes_are_refused(cli, onnx_build, tmp
     np.savez(tmp_path / "negative.npz", x=x[:10], y=np.array([0, 1] * 4 + [-1, 0], np.int64))
     result = cli("build", model, "--calib", calib, "--eval", tmp_path / "negative.npz", "-o", tmp_path / "out")
     _assert_one_line(result, "labels 'y' range from -1 to 1")
+
+
+def test_a_cosine_floor_for_a_model_without_vector_outputs_is_one_line(cli, tmp_path):
+    """x [1, 4] -> MatMul [4, 1] -> y [1, 1]: no output has vectors to take a cosine of."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "score",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [weight])
+    model = onnx_models.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                             tmp_path / "score.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).random((24, 4), dtype=np.float32))
+    result = cli("build", model, "--calib", tmp_path / "calib.npz", "-o", tmp_path / "out", "--min-cosine-p5", "0.9")
+    _assert_one_line(result, "--min-cosine / --min-cosine-p5 need an output of vectors ([batch, N] or [batch, tokens, "
+                             "N]); the model's outputs per sample: y [1]")
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_data_is_refused_before_the_model_loads(cli, onnx_build, tmp_path):
