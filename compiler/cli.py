@@ -37,6 +37,12 @@ AcceptNewOpt = Annotated[bool, typer.Option("--accept-new-host-keys",
                                             help="Trust unknown host keys (changed keys stay refused).")]
 RemoteDirOpt = Annotated[str, typer.Option("--remote-dir", envvar="EDGEKILN_REMOTE_DIR",
                                            help="Directory on the device (relative: under the home).")]
+# The cosine floor of embedding models, shared by `build` and `sweep` (search/choose.Criterion).
+MinCosineOpt = Annotated[float | None, typer.Option(
+    help="Cosine floor: the mean cosine of every output vector to the source's, e.g. 0.98 (replaces the SQNR "
+         "floor; with labelled --eval, applies beside --max-drop).")]
+MinCosineP5Opt = Annotated[float | None, typer.Option(
+    help="Cosine floor on the 5th percentile of the per-vector cosine, e.g. 0.95.")]
 KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful deploy "
                                            "(older ones are removed); 0 keeps all.")]
 
@@ -88,6 +94,8 @@ def build(
     mean: Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.")] = None,
     std: Annotated[str | None, typer.Option(help="Image-folder std, e.g. 0.229,0.224,0.225.")] = None,
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in percentage points.")] = None,
+    min_cosine: MinCosineOpt = None,
+    min_cosine_p5: MinCosineP5Opt = None,
     threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
     prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
@@ -133,7 +141,8 @@ def build(
                "output": _str(output), "format": format, "quantize": quantize, "calibration": calibration,
                "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
                "golden_samples": golden_samples, "mean": _floats(mean),
-               "std": _floats(std), "max_drop": max_drop, "threads": threads, "bench_runs": runs,
+               "std": _floats(std), "max_drop": max_drop, "min_cosine": min_cosine,
+               "min_cosine_p5": min_cosine_p5, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion, "train": _str(train),
                "prune_time": prune_time, "prune_heads": prune_heads, "drop_layers": drop_layers,
                "tokenizer": _str(tokenizer), "seq_len": seq_len,
@@ -245,6 +254,8 @@ def sweep(
     = None,
     recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points for the chosen point.")] = None,
+    min_cosine: MinCosineOpt = None,
+    min_cosine_p5: MinCosineP5Opt = None,
     jobs: Annotated[int, typer.Option(help="Points built at once (a local process pool, or Ray tasks).")] = 1,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="A Ray cluster (default: a local Ray).")] = None,
@@ -256,7 +267,8 @@ def sweep(
     from edgekiln.compiler.commands.sweep import run
 
     recipe = {"source": str(model), "output": str(output), "target": target, "calib": _str(calib),
-              "eval": _str(eval), "recover": recover, "max_drop": max_drop, "bench_runs": runs,
+              "eval": _str(eval), "recover": recover, "max_drop": max_drop, "min_cosine": min_cosine,
+              "min_cosine_p5": min_cosine_p5, "bench_runs": runs,
               "unsafe": unsafe or None}
     _run(lambda: run({k: v for k, v in recipe.items() if v is not None}, prune, quantize, format, jobs, executor,
                      ray_address, force))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from edgekiln.compiler.data import Dataset, Datasets, check_label_range
-from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.errors import DataError, RecipeError
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.tf_env import quiet_fds
 from edgekiln.runtime import Model
@@ -128,11 +128,31 @@ def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> dict:
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
     result = {"sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
               "max_abs_diff": float(np.max(np.abs(ref64 - out64)))}
-    if ref.ndim >= 2 and ref.shape[-1] > 1:
+    if has_vector_axis(ref):
         flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
         result["top1_agreement"] = round(float(np.mean(flat_ref.argmax(1) == flat_out.argmax(1))), 4)
         result.update(cosine(flat_ref, flat_out))
     return result
+
+
+def has_vector_axis(output: np.ndarray) -> bool:
+    """Whether an output is made of vectors along its last axis ([batch, N], [batch, tokens, N]): what top-1
+    agreement and cosine are measured on."""
+    return output.ndim >= 2 and output.shape[-1] > 1
+
+
+def check_cosine_floor(graph: Any, data: Datasets, recipe: Recipe) -> None:
+    """A cosine floor needs an output with a vector axis; refused before any conversion (the source model
+    runs one sample), since no candidate could ever be shown to meet it."""
+    if recipe.min_cosine is None and recipe.min_cosine_p5 is None:
+        return
+    outputs = graph.run(data.fidelity_set.take(0, 1).inputs)
+    if not any(has_vector_axis(out) for out in outputs):
+        shapes = ", ".join(f"{name} {list(out.shape[1:])}" for name, out in zip(graph.output_names, outputs,
+                                                                               strict=True))
+        raise RecipeError(f"--min-cosine / --min-cosine-p5 need an output of vectors ([batch, N] or [batch, "
+                          f"tokens, N]); the model's outputs per sample: {shapes}",
+                          "leave them out: the SQNR floor judges such outputs")
 
 
 def cosine(ref: np.ndarray, out: np.ndarray) -> dict:

@@ -19,7 +19,7 @@ from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.graph import detect_format, framework, load, shapes
-from edgekiln.compiler.measure import measure_all, threads_for
+from edgekiln.compiler.measure import check_cosine_floor, measure_all, threads_for
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import stage as prune_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
@@ -63,6 +63,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         progress("Reading calibration / evaluation data")
         data = load_datasets(recipe, graph.inputs)
         check_labels(graph, data)                          # labels index the model's classes
+        check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
         search = Search(framework(source_format), recipe, target, data, Path(work), racer)
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "

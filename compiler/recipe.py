@@ -69,11 +69,14 @@ LIMITS: dict[str, tuple[float, float]] = {
     "prune_time": (1.0, 1e6),          # seconds
     "seq_len": (1, 65_536),            # tokens
     "drop_layers": (0, 1_000),         # encoder blocks
+    "min_cosine": (0.0, 1.0),          # cosine similarity floors, above 0 (OPEN_BELOW): a floor of 0 or less
+    "min_cosine_p5": (0.0, 1.0),       # passes vectors at right angles to the source's, no floor at all
 }
-INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"}
+OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5"})  # the lower bound itself is refused
+INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
 BOOLS = ("int8_io", "unsafe", "force")
 PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
-OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers")  # None: not given
+OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5")  # None: not given
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
 
@@ -96,6 +99,10 @@ class Recipe:
     mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
     int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).
     max_drop: accuracy budget in percentage points; exceeding it is reported prominently.
+    min_cosine / min_cosine_p5: a cosine floor for embedding outputs, the mean and the 5th percentile of
+        each output vector's cosine to the source's on held-back samples (e.g. 0.98 and 0.95); it replaces
+        the SQNR floor, and with labels applies beside the accuracy budget (search/choose.Criterion).
+        None: not given.
     batch: the compiled batch size where the source leaves it open (ONNX symbolic batch axis).
     threads: interpreter threads for host measurement; None means the target's default.
     bench_runs: timed runs per latency measurement.
@@ -152,6 +159,8 @@ class Recipe:
     drop_layers: int | None = None
     tokenizer: str | None = None
     seq_len: int | None = None
+    min_cosine: float | None = None
+    min_cosine_p5: float | None = None
 
     def __post_init__(self) -> None:
         self._normalise_scalars()
@@ -195,10 +204,11 @@ class Recipe:
                               "use --quantize int8, dynamic or none, or --format tflite")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
-            if value is not None and not low <= value <= high:  # NaN fails both comparisons
-                kind = "an integer" if name in INTEGERS else "a number"
-                raise RecipeError(f"{name} must be {kind} from {low:g} to {high:g}, got {value:g}",
-                                  _HINTS.get(name, ""))
+            if value is None:
+                continue
+            above = value > low if name in OPEN_BELOW else value >= low
+            if not (above and value <= high):  # NaN fails every comparison
+                raise RecipeError(f"{name} must be {_range(name, low, high)}, got {value:g}", _HINTS.get(name, ""))
         if any(s <= 0 for s in self.std):
             raise RecipeError(f"std must be positive, got {list(self.std)}",
                               "x = (pixel / 255 - mean) / std; e.g. --std 0.229,0.224,0.225")
@@ -240,9 +250,18 @@ class Recipe:
 
 _HINTS = {
     "max_drop": "the accuracy budget in percentage points, e.g. --max-drop 1 allows 1 point less top-1 accuracy",
+    "min_cosine": "the mean cosine similarity to the source's outputs, e.g. --min-cosine 0.98",
+    "min_cosine_p5": "the 5th percentile of the cosine similarity to the source's outputs, e.g. --min-cosine-p5 0.95",
     "golden_samples": "a few samples suffice to validate a device; golden.npz ships with every bundle",
     "threads": "leave it out to use the target's default",
 }
+
+
+def _range(name: str, low: float, high: float) -> str:
+    """How the limits of a numeric option read in its error."""
+    if name in OPEN_BELOW:
+        return f"a number above {low:g} and at most {high:g}"
+    return f"{'an integer' if name in INTEGERS else 'a number'} from {low:g} to {high:g}"
 
 
 def _channel_values(value: object, field: str) -> tuple[float, ...]:

@@ -145,6 +145,9 @@ def _pruning_rows(table: Table, m: dict) -> None:
                       f"{split['quantization_drop']:+.2f} pt", f"{split['unused']:g} of {split['max_drop']:g}")
 
 
+COSINE_LEGEND = " cos / cos p5 = cosine to the source per output vector, mean / 5th percentile;"
+
+
 def print_candidates(q: dict) -> None:
     """The candidate table of a build: every variant measured side by side, the verdict, the reason."""
     from rich import box
@@ -153,11 +156,12 @@ def print_candidates(q: dict) -> None:
     evidence = q.get("evidence") or {}
     estimated = any(row.get("estimate_ms") is not None for row in q["candidates"])
     on_device = any(row.get("device_p50_ms") is not None for row in q["candidates"])
+    cosine = any(row.get("cosine_mean") is not None for row in q["candidates"])  # vector outputs
     target = evidence.get("target") or "target"
     table = Table(title=f"candidates (--quantize {q['requested']})", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("variant", "kB", "host p50 ms", *((f"{target} est. ms",) if estimated else ()),
-               *(("device p50 ms",) if on_device else ()), "SQNR", "top-1", *(("acc %",) if labelled else ()),
-               "parts", "verdict")
+               *(("device p50 ms",) if on_device else ()), "SQNR", "top-1", *(("cos", "cos p5") if cosine else ()),
+               *(("acc %",) if labelled else ()), "parts", "verdict")
     for column in columns:
         table.add_column(column, justify="left" if column in ("variant", "verdict") else "right",
                          no_wrap=column != "verdict")
@@ -166,6 +170,7 @@ def print_candidates(q: dict) -> None:
                  *((_opt(row.get("estimate_ms"), "{:.3f}"),) if estimated else ()),
                  *((_opt(row.get("device_p50_ms"), "{:.3f}"),) if on_device else ()),
                  "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}", _opt(row["agreement"], "{:.3f}"),
+                 *((_opt(row.get("cosine_mean"), "{:.6f}"), _opt(row.get("cosine_p5"), "{:.6f}")) if cosine else ()),
                  *((_opt(row["accuracy"], "{:.2f}"),) if labelled else ()), _opt(row["pieces"], "{}"),
                  row.get("short", row["verdict"])]
         table.add_row(*cells, style="bold" if row["verdict"] == "chosen" else None)
@@ -173,7 +178,8 @@ def print_candidates(q: dict) -> None:
     runs = q["timing"]["runs_per_candidate"]
     console.print(f"[dim]accurate enough = {q['criterion']}; p50 on this host, {q['timing']['threads']} thread(s), "
                   f"candidates timed in turn over {q['timing']['rounds']} rounds ({min(runs.values())}-"
-                  f"{max(runs.values())} runs each); SQNR in dB; parts = XNNPACK partitions; "
+                  f"{max(runs.values())} runs each); SQNR in dB;{COSINE_LEGEND if cosine else ''} parts = XNNPACK "
+                  f"partitions; "
                   f"Nx = N times {q.get('yardstick', 'float32')}'s {evidence.get('label', 'host p50')}[/dim]")
     if evidence.get("warning"):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {evidence['warning']}")
@@ -222,5 +228,5 @@ def fidelity_text(f: dict) -> str:
     """SQNR and top-1 agreement in a few words."""
     sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
     agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""
-    cos = f" cosine {f['cosine_mean']:.4f} (p5 {f['cosine_p5']:.4f})" if "cosine_mean" in f else ""
+    cos = f" cosine {f['cosine_mean']:.6g} (p5 {f['cosine_p5']:.6g})" if "cosine_mean" in f else ""
     return f"SQNR {sqnr}{agree}{cos}"

@@ -35,8 +35,12 @@ def yardstick(quantization: dict) -> Row | None:
 
 
 def recorded_criterion(quantization: dict) -> Criterion:
-    budget = re.match(r"accuracy drop <= ([0-9.]+) points", quantization["criterion"])
-    return Criterion(max_drop=float(budget.group(1)) if budget else None)
+    text = quantization["criterion"]
+    budget = re.match(r"accuracy drop <= ([0-9.]+) points", text)
+    mean, p5 = (re.search(rf"cosine {name} >= ([0-9.]+)", text) for name in ("mean", "p5"))
+    return Criterion(max_drop=float(budget.group(1)) if budget else None,
+                     min_cosine=float(mean.group(1)) if mean else None,
+                     min_cosine_p5=float(p5.group(1)) if p5 else None)
 
 
 def assert_choice_obeys_rule(manifest: dict) -> None:

@@ -23,7 +23,7 @@ from edgekiln.compiler.graph.shapes import data_shapes
 from edgekiln.compiler.measure import open_model, threads_for
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
 from edgekiln.compiler.search.candidates import Built, plan
-from edgekiln.compiler.search.choose import Criterion
+from edgekiln.compiler.search.choose import criterion_for
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.judge import Judge, interleaved_latency
 from edgekiln.compiler.search.select import BUILDERS
@@ -57,7 +57,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
         labelled = data.evaluation is not None and data.evaluation.labels is not None
         ctx = BuildContext(graph, source, plan(Quantize.int8, model_format, source, True, target.onnx_activation_type,
                                                only="int8"),
-                           data.calib, judge, Criterion(max_drop=recipe.max_drop if labelled else None), Path(work),
+                           data.calib, judge, criterion_for(recipe, labelled), Path(work),
                            recipe.int8_io, "minmax", target.onnx_activation_type, recipe.batch)
         made = BUILDERS[source, model_format](ctx)
         progress("Measuring float32 and int8 side by side")

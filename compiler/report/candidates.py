@@ -14,12 +14,17 @@ LATENCY_FIELDS = {"host": "p50_ms", "estimate": "estimate_ms", "device": "device
 
 
 def _quality_axis(m: dict, candidates: list[dict]) -> tuple[str, str, float | None, str]:
-    """(row key, axis label, floor, floor label): accuracy with labelled data, else SQNR."""
+    """(row key, axis label, floor, floor label): accuracy with labelled data, else the cosine floor's figure
+    (its 5th percentile, or its mean when only that was given), else SQNR."""
     criterion = str(dig(m, "quantization", "criterion") or "")
     if any(number(r.get("accuracy")) is not None for r in candidates):
         reference, max_drop = dig(m, "accuracy", "reference"), dig(m, "recipe", "max_drop")
         floor = reference - max_drop if number(reference) is not None and number(max_drop) is not None else None
         return "accuracy", "accuracy (%)", floor, f"floor: source {reference} % - {max_drop} points"
+    for key, field, name in (("cosine_p5", "min_cosine_p5", "cosine p5"), ("cosine_mean", "min_cosine", "cosine mean")):
+        floor = number(dig(m, "recipe", field))
+        if floor is not None:
+            return key, f"{name} vs the source model", floor, f"floor: {name} {floor:g}"
     found = re.search(r"SQNR >= ([0-9.]+) dB", criterion)
     floor = float(found.group(1)) if found else None
     return "sqnr_db", "SQNR vs the source model (dB)", floor, f"floor: SQNR {found.group(1)} dB" if found else ""
@@ -66,13 +71,16 @@ def candidates(inputs: ReportInputs) -> Section | None:
     extra = [(key, label) for key, label in (("estimate_ms", "estimate ms"), ("device_p50_ms", "device p50 ms"),
                                               ("accuracy", "accuracy %"), ("accuracy_drop", "drop pt"))
              if any(r.get(key) is not None for r in found)]
+    cosines = [(key, label) for key, label in (("cosine_mean", "cosine mean"), ("cosine_p5", "cosine p5"))
+               if any(r.get(key) is not None for r in found)]  # outputs with a vector axis
     headers = ["candidate", "format", "bytes", "host p50 ms", *[label for _, label in extra], "SQNR dB",
-               "top-1 agreement", "pieces", "verdict", "notes"]
+               "top-1 agreement", *[label for _, label in cosines], "pieces", "verdict", "notes"]
     body = [[r["name"], r.get("format"), r.get("bytes"), r.get("p50_ms"), *[r.get(key) for key, _ in extra],
-             r.get("sqnr_db"), r.get("agreement"), r.get("pieces"), r.get("verdict"), "; ".join(texts(r.get("notes")))]
+             r.get("sqnr_db"), r.get("agreement"), *[r.get(key) for key, _ in cosines], r.get("pieces"),
+             r.get("verdict"), "; ".join(texts(r.get("notes")))]
             for r in found]
     chosen = [r.get("verdict") == "chosen" for r in found]
-    numeric = list(range(2, 7 + len(extra)))
+    numeric = list(range(2, 7 + len(extra) + len(cosines)))
     rule = f'<p class="note">Rule: {esc(q["criterion"])}.</p>' if q.get("criterion") else ""
     left_out = _left_out(q)
     return Section("candidates", "Candidates", _plot(m, q, found) + rule + table(headers, body, numeric, chosen)

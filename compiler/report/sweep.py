@@ -2,8 +2,9 @@
 to their recipes.
 
 What is read from sweep.json, each key optional: `points: [{name, prune, quantize (or variant), format,
-bytes, p50_ms, accuracy or sqnr_db / agreement, params, macs, on_front, recipe (a path relative to DIR,
-default points/<name>.toml), error}]`, `chosen` (a point's name), `max_drop`.
+bytes, p50_ms, accuracy or sqnr_db / agreement / cosine_mean / cosine_p5, params, macs, on_front, recipe
+(a path relative to DIR, default points/<name>.toml), error}]`, `chosen` (a point's name), `max_drop`,
+`quality` (the points' key of the quality axis: cosine_p5 or cosine_mean under a cosine floor).
 """
 
 from __future__ import annotations
@@ -12,10 +13,15 @@ from edgekiln.compiler.report import plots
 from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows
 from edgekiln.compiler.report.page import Raw, Section, esc, figure, table
 
+COSINE_AXES = {"cosine_p5": "cosine p5 vs the source model", "cosine_mean": "cosine mean vs the source model"}
 
-def _quality_key(points: list[dict]) -> tuple[str, str]:
+
+def _quality_key(points: list[dict], recorded: object = None) -> tuple[str, str]:
+    """Accuracy with labels, else the cosine the sweep's floor read (sweep.json `quality`), else SQNR."""
     if any(number(p.get("accuracy")) is not None for p in points):
         return "accuracy", "accuracy (%)"
+    if isinstance(recorded, str) and recorded in COSINE_AXES:
+        return recorded, COSINE_AXES[recorded]
     return "sqnr_db", "SQNR vs the source model (dB)"
 
 
@@ -28,8 +34,8 @@ def _latency_axis(sweep: dict) -> tuple[str, str]:
     return "p50_ms", "host p50 (ms, host-measured, one machine, side by side)"
 
 
-def _plot(points: list[dict], chosen: str | None, axis: tuple[str, str]) -> str:
-    key, label = _quality_key(points)
+def _plot(points: list[dict], chosen: str | None, axis: tuple[str, str], quality: tuple[str, str]) -> str:
+    key, label = quality
     placed = [(p, number(p.get(axis[0])), number(p.get(key))) for p in points]
     placed = [(p, x, y) for p, x, y in placed if x is not None and y is not None]
     if len(placed) < 2:
@@ -55,7 +61,7 @@ def sweep(inputs: ReportInputs) -> Section | None:
         return None
     chosen = (s or {}).get("chosen")
     chosen = chosen.get("name") if isinstance(chosen, dict) else chosen
-    key, label = _quality_key(points)
+    key, label = _quality_key(points, (s or {}).get("quality"))
     axis = _latency_axis(s or {})
     estimated = axis[0] == "estimate_ms"
     order = sorted(points, key=lambda p: (not p.get("on_front"), number(p.get(axis[0])) or float("inf")))
@@ -69,5 +75,5 @@ def sweep(inputs: ReportInputs) -> Section | None:
     note = f'<p class="note">Chosen: {esc(chosen)}, the fastest within the accuracy budget' \
            f'{" of " + esc(s.get("max_drop")) + " points" if s and s.get("max_drop") is not None else ""}.</p>' \
         if chosen else ""
-    return Section("sweep", "Sweep front", _plot(points, chosen, axis) + note
+    return Section("sweep", "Sweep front", _plot(points, chosen, axis, (key, label)) + note
                    + table(headers, body, numeric, [p.get("name") == chosen for p in order]))

@@ -3,7 +3,8 @@ breaking ties.
 
 Pure logic over a measured candidate table (no TensorFlow, no timing), so the rule is unit-tested on
 tables. "Accurate enough" is the accuracy budget (--max-drop) when labelled evaluation data was given,
-else a fidelity floor on held-back calibration samples. float32 always meets it, so the choice is never
+else a fidelity floor on held-back calibration samples; a cosine floor (--min-cosine, --min-cosine-p5) is
+the fidelity floor of embedding models (see Criterion). float32 always meets it, so the choice is never
 slower than float32 beyond the evidence's margin.
 
 "Fastest" reads the best evidence of the target's latency there is (`evidence_for`): timings measured on
@@ -17,7 +18,10 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.recipe import Recipe
 
 SLOWER_MARGIN = 1.05  # below 5% two host p50s are within this shared host's run-to-run noise
 SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
@@ -37,40 +41,117 @@ class Faithfulness(Protocol):
     def agreement(self) -> float | None: ...
     @property
     def accuracy_drop(self) -> float | None: ...
+    @property
+    def cosine_mean(self) -> float | None: ...
+    @property
+    def cosine_p5(self) -> float | None: ...
 
 
 @dataclass(frozen=True)
 class Criterion:
-    """max_drop: accuracy budget in points (labelled evaluation); else the fidelity floor applies."""
+    """When a candidate is accurate enough.
+
+    max_drop: the accuracy budget in points on labelled evaluation data; when given, it replaces the
+        agreement and SQNR floors (labels measure the task itself, the floors only stand in for it).
+    min_agreement / min_sqnr_db: the fidelity floor on held-back samples without labels.
+    min_cosine / min_cosine_p5: a cosine floor, the mean and the 5th percentile of the per-vector cosine to
+        the source's outputs (measure.cosine). When either is given:
+        - it replaces the SQNR floor. SQNR 30 dB is a cosine of about 0.9995, far stricter than anything a
+          user shipping sentence embeddings asks for, and means nothing to them;
+        - top-1 agreement still applies to the class vectors: a classifier head whose answer changes on more
+          than 1 % of inputs is not faithful, whatever its cosine (a pure embedding output is judged by it
+          too, since the measure cannot tell an embedding from class scores: loud, never silent harm);
+        - with labels, the accuracy budget applies AND the cosine floor: both were asked for (the labels
+          judge the head; whoever reads the embeddings relies on the floor), so neither is dropped silently.
+        A row without cosine figures (no output with a vector axis) does not meet a cosine floor; a build
+        refuses the floor for such a model before any work (measure.check_cosine_floor).
+    """
 
     max_drop: float | None = None
     min_agreement: float = 0.99
     min_sqnr_db: float = 30.0
+    min_cosine: float | None = None
+    min_cosine_p5: float | None = None
+
+    @property
+    def by_cosine(self) -> bool:
+        return self.min_cosine is not None or self.min_cosine_p5 is not None
 
     def meets(self, row: Faithfulness) -> bool:
         if self.max_drop is not None:
-            return row.accuracy_drop is not None and bool(row.accuracy_drop <= self.max_drop)
+            within = row.accuracy_drop is not None and bool(row.accuracy_drop <= self.max_drop)
+            return within and self._cosine_ok(row)
         agreement_ok = row.agreement is None or bool(row.agreement >= self.min_agreement)
-        return agreement_ok and bool(_sqnr(row) >= self.min_sqnr_db)
+        floor_ok = self._cosine_ok(row) if self.by_cosine else bool(_sqnr(row) >= self.min_sqnr_db)
+        return agreement_ok and floor_ok
+
+    def _cosine_ok(self, row: Faithfulness) -> bool:
+        """Every cosine floor given holds (True when none is given)."""
+        return all(floor is None or (value is not None and bool(value >= floor))
+                   for floor, value in self._cosines(row))
+
+    def _cosines(self, row: Faithfulness) -> tuple[tuple[float | None, float | None], ...]:
+        return (self.min_cosine, row.cosine_mean), (self.min_cosine_p5, row.cosine_p5)
+
+    def faithfulness(self, row: Faithfulness) -> tuple[float, ...]:
+        """Larger is more faithful by what this criterion reads: with a cosine floor the cosine (5th
+        percentile first: the tail is what breaks a nearest-neighbour search), then SQNR; else SQNR."""
+        if not self.by_cosine:
+            return (_sqnr(row),)
+        return (_or_tie(row.cosine_p5), _or_tie(row.cosine_mean), _sqnr(row))
 
     def describe(self) -> str:
         if self.max_drop is not None:
-            return f"accuracy drop <= {self.max_drop:g} points on the labelled evaluation data"
-        return f"top-1 agreement >= {self.min_agreement:g} and SQNR >= {self.min_sqnr_db:g} dB on held-back samples"
+            budget = f"accuracy drop <= {self.max_drop:g} points on the labelled evaluation data"
+            return budget + (f" and {self._cosine_floor()} on held-back samples" if self.by_cosine else "")
+        floor = self._cosine_floor() if self.by_cosine else f"SQNR >= {self.min_sqnr_db:g} dB"
+        return f"top-1 agreement >= {self.min_agreement:g} and {floor} on held-back samples"
+
+    def _cosine_floor(self) -> str:
+        parts = [f"{name} >= {floor:g}" for name, floor in (("cosine mean", self.min_cosine),
+                                                            ("cosine p5", self.min_cosine_p5)) if floor is not None]
+        return " and ".join(parts)
 
     def shortfall(self, row: Faithfulness) -> str:
         """Why a row does not meet the criterion, in a few words."""
+        cosine = self._cosine_shortfall(row)
         if self.max_drop is not None:
-            return f"accuracy drops {row.accuracy_drop:.2f} points (budget {self.max_drop:g})"
-        sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f} dB"
+            drop = "no accuracy" if row.accuracy_drop is None else f"accuracy drops {row.accuracy_drop:.2f} points"
+            return f"{drop} (budget {self.max_drop:g})" + (f"; {cosine}: below the cosine floor" if cosine else "")
         agreement = "" if row.agreement is None else f"top-1 agreement {row.agreement:.3f}, "
+        if self.by_cosine:  # the agreement, and the cosine figures that missed (none: the agreement did)
+            low = row.agreement is not None and row.agreement < self.min_agreement
+            agreement = agreement.removesuffix(", ") + (f" < {self.min_agreement:g}" if low else "")
+            return ", ".join(part for part in (agreement, cosine) if part) + ": below the fidelity floor"
+        sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f} dB"
         return f"{agreement}SQNR {sqnr}: below the fidelity floor"
+
+    def miss(self, row: Faithfulness) -> str:
+        """How a row misses the criterion, in two words (the CLI table)."""
+        over = self.max_drop is not None and (row.accuracy_drop is None or row.accuracy_drop > self.max_drop)
+        return "over budget" if over else "below floor"
+
+    def _cosine_shortfall(self, row: Faithfulness) -> str:
+        """The cosine figures that miss their floor ('' when none does)."""
+        names = ("cosine mean", "cosine p5")
+        missed = [f"{name} {'unmeasured' if value is None else f'{value:.6g}'} < {floor:g}"
+                  for name, (floor, value) in zip(names, self._cosines(row), strict=True)
+                  if floor is not None and (value is None or value < floor)]
+        return ", ".join(missed)
+
+
+def criterion_for(recipe: Recipe, labelled: bool) -> Criterion:
+    """A build's rule from its recipe: the accuracy budget when the evaluation data is labelled (else the
+    fidelity floor), and the recipe's cosine floor either way."""
+    return Criterion(max_drop=recipe.max_drop if labelled else None, min_cosine=recipe.min_cosine,
+                     min_cosine_p5=recipe.min_cosine_p5)
 
 
 @dataclass(frozen=True)
 class Row:
     """One measured candidate. sqnr_db None means bit-exact (infinite); p50_ms is host latency, None when
-    the candidate was the only eligible one and so was not raced."""
+    the candidate was the only eligible one and so was not raced; the fidelity figures are the worst
+    output's (measure.fidelity)."""
 
     name: str
     format: str
@@ -86,6 +167,8 @@ class Row:
     notes: tuple[str, ...] = field(default_factory=tuple)
     estimate_ms: float | None = None  # the target's cost-model estimate of this candidate
     device_p50_ms: float | None = None  # measured on the device (build --device)
+    cosine_mean: float | None = None  # per-vector cosine to the source's outputs: mean, 5th percentile
+    cosine_p5: float | None = None  # (None: no output has a vector axis)
 
     def to_dict(self) -> dict:
         data = asdict(self)
@@ -186,7 +269,7 @@ def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None, evi
         return Choice(only, f"{only.name}: the only eligible candidate{short}", {only.name: "chosen"},
                       {only.name: "chosen"}, evidence)
     if not eligible:  # only when even float32 fails: ship the most faithful and say so
-        best = max(rows, key=_sqnr)
+        best = max(rows, key=criterion.faithfulness)
         return Choice(best, f"no candidate meets {criterion.describe()}; {best.name} is the most faithful",
                       {r.name: "chosen" if r is best else criterion.shortfall(r) for r in rows},
                       {r.name: "chosen" if r is best else "not accurate enough" for r in rows}, evidence)
@@ -195,7 +278,8 @@ def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None, evi
     tied = [r for r in eligible if t.ms(r) <= t.ms(fastest) * evidence.margin]
     smallest = min(r.bytes for r in tied)
     # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
-    chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN), key=lambda r: (_sqnr(r), -r.bytes))
+    chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN),
+                 key=lambda r: (*criterion.faithfulness(r), -r.bytes))
     verdicts = {r.name: t.verdict(r, chosen, criterion, tied, baseline) for r in rows}
     return Choice(chosen, t.reason(chosen, rows, criterion, verdicts, baseline), verdicts,
                   {r.name: t.short(r, chosen, criterion, tied, baseline) for r in rows}, evidence)
@@ -224,13 +308,13 @@ class _Table:
         if row is chosen:
             words.append("chosen")
         elif not criterion.meets(row):
-            words.append("over budget" if criterion.max_drop is not None else "below floor")
+            words.append(criterion.miss(row))
         elif row not in tied:
             words.append("slower")
         elif row.bytes > chosen.bytes * SIZE_MARGIN:
             words.append("larger")
         else:
-            words.append("less faithful" if _sqnr(row) < _sqnr(chosen) else "tie")
+            words.append("less faithful" if criterion.faithfulness(row) < criterion.faithfulness(chosen) else "tie")
         if baseline is not None and self.slower(row, baseline):
             words.append(f"{self.ms(row) / self.ms(baseline):.1f}x")  # the legend: times the baseline's latency
         return "; ".join(words)
@@ -252,7 +336,7 @@ class _Table:
             return f"slower ({self.ms(row) / self.ms(chosen):.2f}x the chosen {what})"
         if row.bytes > chosen.bytes * SIZE_MARGIN:
             return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
-        if _sqnr(row) < _sqnr(chosen):
+        if criterion.faithfulness(row) < criterion.faithfulness(chosen):
             return "as fast and as small, less faithful"
         return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
 
@@ -270,3 +354,8 @@ class _Table:
 
 def _sqnr(row: Faithfulness) -> float:
     return math.inf if row.sqnr_db is None else row.sqnr_db
+
+
+def _or_tie(value: float | None) -> float:
+    """A figure no row has (no vector output) ranks alike in every row."""
+    return -math.inf if value is None else value

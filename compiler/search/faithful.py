@@ -4,24 +4,31 @@ A refinement (int8+rewrites refines int8, int8+fallback refines int8+rewrites, i
 int8+fallback) exists to be better; one that ends worse on the tuning samples is dropped with its reason, so
 the table never shows a "refined" int8 below plain int8. Compared in order: the accuracy drop (when the tuning
 samples are labelled), then top-1 agreement, then SQNR: a higher SQNR does not excuse a lower agreement
-(a real CNN's rewrites gave 11.8 dB vs 11.2 dB with agreement 0.56 vs 0.68).
+(a real CNN's rewrites gave 11.8 dB vs 11.2 dB with agreement 0.56 vs 0.68). Judged by a cosine floor, the
+cosines come before the agreement (judge.fidelity_key).
 """
 
 from __future__ import annotations
 
+from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.judge import Quality, fidelity_key
 
 
-def never_less_faithful(refined: Quality, base: Quality, base_name: str, samples: int) -> str:
-    """'' when `refined` is at least as faithful as `base`; else the reason it is dropped."""
-    if fidelity_key(refined) >= fidelity_key(base):
+def never_less_faithful(refined: Quality, base: Quality, base_name: str, samples: int,
+                        criterion: Criterion | None = None) -> str:
+    """'' when `refined` is at least as faithful as `base` (by what `criterion` reads: judge.fidelity_key);
+    else the reason it is dropped."""
+    if fidelity_key(refined, criterion) >= fidelity_key(base, criterion):
         return ""
-    return f"dropped: less faithful than {base_name} on the {samples} tuning samples ({_figures(refined)} vs " \
-           f"{_figures(base)})"
+    cosine = criterion is not None and criterion.by_cosine
+    return f"dropped: less faithful than {base_name} on the {samples} tuning samples " \
+           f"({_figures(refined, cosine)} vs {_figures(base, cosine)})"
 
 
-def _figures(quality: Quality) -> str:
+def _figures(quality: Quality, cosine: bool = False) -> str:
     parts = [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f}"]
     parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
     parts += [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
+    if cosine and quality.cosine_mean is not None and quality.cosine_p5 is not None:
+        parts.append(f"cosine {quality.cosine_mean:.6g} (p5 {quality.cosine_p5:.6g})")
     return ", ".join(parts) or "no figures"

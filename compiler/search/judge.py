@@ -26,6 +26,8 @@ class Quality:
     agreement: float | None
     accuracy: float | None = None
     accuracy_drop: float | None = None
+    cosine_mean: float | None = None  # None: no output has a vector axis (measure.cosine)
+    cosine_p5: float | None = None
 
 
 class Judge:
@@ -56,7 +58,8 @@ class Judge:
             ours = measure.predict(model, self.evaluation)
             accuracy = round(measure.accuracy(ours, self.labels, names, self.main), 3)
             drop = round(self.reference_accuracy - accuracy, 3)
-        return Quality(fidelity["sqnr_db"], fidelity.get("top1_agreement"), accuracy, drop)
+        return Quality(fidelity["sqnr_db"], fidelity.get("top1_agreement"), accuracy, drop,
+                       fidelity.get("cosine_mean"), fidelity.get("cosine_p5"))
 
     def _ordered(self, model: Model) -> list[np.ndarray]:
         if all(info.name in self._reference for info in model.outputs):
@@ -107,16 +110,25 @@ def _raw(sample: Dataset, model: Model, info: Any) -> np.ndarray:
 
 
 def rank(quality: Quality, criterion: Criterion) -> tuple:
-    """How calibration trials and refinements are ranked, both formats alike: meets the criterion, then the
-    smaller accuracy drop, then the higher top-1 agreement, then the higher SQNR (a higher SQNR with fewer
-    samples agreeing is the less faithful model to a user who reads top-1)."""
-    return (criterion.meets(quality), *fidelity_key(quality))
+    """How calibration trials and refinements are ranked, both formats alike: meets the criterion, then
+    fidelity_key by what the criterion reads."""
+    return (criterion.meets(quality), *fidelity_key(quality, criterion))
 
 
-def fidelity_key(quality: Quality) -> tuple[float, float, float]:
-    """Larger is more faithful; a figure a model does not have (no labels, no classes) counts as a tie."""
-    return (-(quality.accuracy_drop or 0.0), 1.0 if quality.agreement is None else quality.agreement,
-            float("inf") if quality.sqnr_db is None else quality.sqnr_db)
+def fidelity_key(quality: Quality, criterion: Criterion | None = None) -> tuple[float, ...]:
+    """Larger is more faithful; a figure a model does not have (no labels, no classes) counts as a tie.
+
+    The smaller accuracy drop, then the higher top-1 agreement, then the higher SQNR (a higher SQNR with
+    fewer samples agreeing is the less faithful model to a user who reads top-1). Judged by a cosine floor,
+    the cosines (criterion.faithfulness: 5th percentile, then mean) come before the agreement: the floor's
+    agreement part is already in meets(), and among models that meet it the user asked for the cosine.
+    """
+    drop = -(quality.accuracy_drop or 0.0)
+    agreement = 1.0 if quality.agreement is None else quality.agreement
+    if criterion is not None and criterion.by_cosine:
+        *cosines, sqnr = criterion.faithfulness(quality)
+        return (drop, *cosines, agreement, sqnr)
+    return (drop, agreement, float("inf") if quality.sqnr_db is None else quality.sqnr_db)
 
 
 def quality_dict(quality: Quality) -> dict:

@@ -133,7 +133,7 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
     except Exception as exc:  # noqa: BLE001  (a diagnosis must not stop a build; int8+exclude then has no ranking)
         failure = f"the per-node comparison failed: {first_line(exc, 200)}"
     quality = judge("onnx", plain)
-    accurate = _describe(quality) if criterion.meets(quality) else ""
+    accurate = _describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
     family, reference = base, ("plain int8", quality)
     for c in (c for c in int8s if c.tune_calibration):
@@ -250,8 +250,9 @@ def _trial(quality: Quality) -> str:
     return f"SQNR {sqnr} dB{drop}"
 
 
-def _describe(quality: Quality) -> str:
+def _describe(quality: Quality, cosine: bool = False) -> str:
+    cosines = f", cosine p5 {quality.cosine_p5:.6g}" if cosine and quality.cosine_p5 is not None else ""
     if quality.accuracy_drop is not None:
-        return f"accuracy drop {quality.accuracy_drop:.2f} points"
+        return f"accuracy drop {quality.accuracy_drop:.2f} points{cosines}"
     sqnr = "inf" if quality.sqnr_db is None else f"{quality.sqnr_db:.1f} dB"
-    return f"SQNR {sqnr}"
+    return f"SQNR {sqnr}{cosines}"

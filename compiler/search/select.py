@@ -23,7 +23,7 @@ from edgekiln.compiler.measure import open_model
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import on_device, onnx, tflite, tflite_from_onnx
 from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, Built, Plan, plan
-from edgekiln.compiler.search.choose import Choice, Criterion, Evidence, Row, decide, evidence_for
+from edgekiln.compiler.search.choose import Choice, Criterion, Evidence, Row, criterion_for, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
 from edgekiln.compiler.search.judge import ROUND_MS, Judge, interleaved_latency
 from edgekiln.targets import Target
@@ -36,7 +36,6 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("keras", "onnx"): onnx.build, ("onnx", "onnx"): onnx.build,
 }
 ROUNDS = 7  # candidates are timed in turn, round by round (judge.interleaved_latency)
-TUNING_CRITERION = Criterion()  # the fidelity floor: tuning never sees the evaluation labels
 FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
                "the target's CPU; `edgekiln deploy` measures the shipped model there")
 IDENTICAL = "identical to int8"  # how a builder says a refinement changed nothing (search/tflite.py, onnx.py)
@@ -112,14 +111,15 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     racer: build --device: the eligible candidates are timed on the device and its table decides.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
-    criterion = Criterion(max_drop=recipe.max_drop if labelled else None)
+    criterion = criterion_for(recipe, labelled)
     judge = Judge(graph, data, threads, recipe.main_output)
     # The search's own decisions (calibration method, what stays float) are made on other held-back
-    # samples, by fidelity alone: the samples and labels that judge the table did not shape the candidates.
-    tuner = Judge(graph, Datasets(None, data.tuning_set, None), threads)
+    # samples, by fidelity alone (the cosine floor when one is given): the samples and labels that judge
+    # the table did not shape the candidates.
+    tuner, tuning = Judge(graph, Datasets(None, data.tuning_set, None), threads), criterion_for(recipe, False)
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
                                                             activation_type, only),
-                                       data.calib, tuner, TUNING_CRITERION, workdir / f"candidates_{f.format}",
+                                       data.calib, tuner, tuning, workdir / f"candidates_{f.format}",
                                        recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch)
                 for f in formats}
     built, diagnoses, failed = _build_all(contexts)
@@ -146,7 +146,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     baseline = ready[_key(chosen.candidate.format, BASELINE, len(formats) > 1)]
     block = _block(recipe, criterion, choice, rows, built, diagnoses, chosen, max(1, recipe.bench_runs // ROUNDS),
                    threads)
-    block["data"] = _data_note(data, judge, len(rows))
+    block["data"] = _data_note(data, judge, len(rows), tuning)
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)
     if device_method is not None:
@@ -254,7 +254,8 @@ def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, thre
         notes = b.notes if timed else (*b.notes, ONLY_ONE)
         rows.append(Row(name, b.candidate.format, str(b.candidate.quantize), len(b.model or b""),
                         lat.get("p50_ms"), lat.get("runs", 0), q.sqnr_db, q.agreement, q.accuracy,
-                        q.accuracy_drop, b.details.get("coverage", {}).get("fast_path_pieces"), notes))
+                        q.accuracy_drop, b.details.get("coverage", {}).get("fast_path_pieces"), notes,
+                        cosine_mean=q.cosine_mean, cosine_p5=q.cosine_p5))
     return rows
 
 
@@ -289,7 +290,7 @@ def _diagnosis(diagnoses: dict[str, dict], preferred: str) -> dict:
     return dict(diagnoses[model_format], format=model_format)
 
 
-def _data_note(data: Datasets, judge: Judge, candidates: int) -> dict:
+def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion) -> dict:
     """Which samples shaped the candidates and which judged them, and the selection effect that remains."""
     tuned, checked = data.tuning_set, judge.check
     separate = tuned is not checked
@@ -299,7 +300,7 @@ def _data_note(data: Datasets, judge: Judge, candidates: int) -> dict:
         "calibration_samples": data.calib.size if data.calib is not None else 0,
         "tuning_samples": tuned.size,
         "judging_samples": checked.size,
-        "tuned_on": f"{tuned.size} held-back calibration samples, by fidelity ({TUNING_CRITERION.describe()})",
+        "tuned_on": f"{tuned.size} held-back calibration samples, by fidelity ({tuning.describe()})",
         "judged_on": judged,
         "note": ("tuning and judging samples are disjoint" if separate else
                  "too few samples were held back to split: the same samples tuned and judged the candidates")

@@ -84,14 +84,14 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
                 return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods, correct_bias,
                                    rewrites)
 
-            tuned = _no_worse_base(tuned_with, judge("tflite", plain_model), judge.check.size) \
+            tuned = _no_worse_base(tuned_with, judge("tflite", plain_model), judge.check.size, criterion) \
                 if graph.keras_model is not None else tuned_with(True, False)
 
             def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
                 return tuned_with(False, tuned.rewrites, (tuned.details["calibration"],))
 
             built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
-            built = _guarded(int8s, built, judge)
+            built = _guarded(int8s, built, judge, criterion)
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
             built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
@@ -102,12 +102,13 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
 BASE_RETRIES = ((False, True, "without bias correction"), (False, False, "without rewrites"))
 
 
-def _no_worse_base(tuned_with: Callable[[bool, bool], Int8Base], plain: Quality, samples: int) -> Int8Base:
+def _no_worse_base(tuned_with: Callable[[bool, bool], Int8Base], plain: Quality, samples: int,
+                   criterion: Criterion) -> Int8Base:
     """The rewritten, tuned base; when it is less faithful than plain int8 on the tuning samples, the same
     without bias correction, then without rewrites (the refinements all build on this base)."""
     base, why = tuned_with(True, True), ""
     for correct_bias, rewrites, label in BASE_RETRIES:
-        why = never_less_faithful(base.quality or plain, plain, "int8", samples)
+        why = never_less_faithful(base.quality or plain, plain, "int8", samples, criterion)
         if not why:
             return base
         base = tuned_with(correct_bias, rewrites)
@@ -115,7 +116,7 @@ def _no_worse_base(tuned_with: Callable[[bool, bool], Int8Base], plain: Quality,
     return base
 
 
-def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge) -> dict[str, Built]:
+def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge, criterion: Criterion) -> dict[str, Built]:
     """Each refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
     tuning samples: never less faithful, or dropped with the reason (search/faithful.py)."""
     standing, kept = ("int8", judge("tflite", built["int8"].model or b"")), dict(built)
@@ -124,7 +125,7 @@ def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge) -> d
         if refined is None or refined.model is None:
             continue
         quality = judge("tflite", refined.model)
-        why = never_less_faithful(quality, standing[1], standing[0], judge.check.size)
+        why = never_less_faithful(quality, standing[1], standing[0], judge.check.size, criterion)
         if why:
             kept[candidate.name] = Built(candidate, None, (why, *refined.notes))
         else:
@@ -145,7 +146,7 @@ def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], i
     except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
         failure = f"the per-layer debugger failed: {first_line(exc, 200)}"
     quality = judge("tflite", model)
-    accurate = _describe(quality) if criterion.meets(quality) else ""
+    accurate = _describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
     diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
                                 min(len(feeds), diagnose.DEBUG_SAMPLES), failure, accurate)
     return plain, model, diagnosis
@@ -203,8 +204,9 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
     return Int8Base(tried[best][0], notes, details, tried[best][1], rewrites)
 
 
-def _describe(quality: Quality) -> str:
+def _describe(quality: Quality, cosine: bool = False) -> str:
     parts = [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
+    parts += [f"cosine p5 {quality.cosine_p5:.6g}"] if cosine and quality.cosine_p5 is not None else []
     parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
     parts += [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f} points"]
     return ", ".join(parts)

@@ -9,14 +9,16 @@ side on the driver when host and target share an arch, else the target's cost-mo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from edgekiln.compiler.search.choose import SIZE_MARGIN, Criterion, Evidence
+from edgekiln.compiler.search.judge import Quality
 
 
 @dataclass(frozen=True)
 class Scored:
-    """One built point as the front sees it. quality: accuracy (labelled) or SQNR dB (inf: exact)."""
+    """One built point as the front sees it. quality: accuracy (labelled), else what the floor reads
+    (quality_key: a cosine, or SQNR dB, inf: exact)."""
 
     name: str
     latency_ms: float
@@ -48,14 +50,25 @@ def choose(points: list[Scored], evidence: Evidence) -> Scored | None:
     return min((p for p in close if p.bytes <= smallest * SIZE_MARGIN), key=lambda p: (p.latency_ms, p.bytes))
 
 
-def quality_of(row: dict, labelled: bool) -> float:
+def quality_key(labelled: bool, criterion: Criterion) -> str:
+    """The row key of the quality axis: accuracy with labels, else the figure the fidelity floor reads (a
+    cosine floor's 5th percentile, or its mean when only that is given; else SQNR)."""
     if labelled:
-        return float(row["accuracy"]) if row.get("accuracy") is not None else -math.inf
-    return math.inf if row.get("sqnr_db") is None else float(row["sqnr_db"])  # None: reproduces the source
+        return "accuracy"
+    if criterion.by_cosine:
+        return "cosine_p5" if criterion.min_cosine_p5 is not None else "cosine_mean"
+    return "sqnr_db"
+
+
+def quality_of(row: dict, labelled: bool, criterion: Criterion | None = None) -> float:
+    key = quality_key(labelled, criterion or Criterion())
+    if key == "sqnr_db":
+        return math.inf if row.get("sqnr_db") is None else float(row["sqnr_db"])  # None: reproduces the source
+    return float(row[key]) if row.get(key) is not None else -math.inf
 
 
 def within_budget(row: dict, criterion: Criterion, labelled: bool) -> bool:
-    if labelled:
-        return row.get("accuracy_drop") is not None and row["accuracy_drop"] <= (criterion.max_drop or 0.0)
-    sqnr_ok = row.get("sqnr_db") is None or row["sqnr_db"] >= criterion.min_sqnr_db
-    return sqnr_ok and (row.get("agreement") is None or row["agreement"] >= criterion.min_agreement)
+    """The build's rule (Criterion.meets) on a sweep row: the accuracy budget only when labelled."""
+    rule = replace(criterion, max_drop=(criterion.max_drop or 0.0) if labelled else None)
+    return rule.meets(Quality(row.get("sqnr_db"), row.get("agreement"), row.get("accuracy"), row.get("accuracy_drop"),
+                              row.get("cosine_mean"), row.get("cosine_p5")))

@@ -21,7 +21,7 @@ from typing import Any
 
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Recipe, check_paths
-from edgekiln.compiler.search.choose import Criterion, evidence_for
+from edgekiln.compiler.search.choose import criterion_for, evidence_for
 from edgekiln.compiler.sweep import executors, front, points, worker
 from edgekiln.compiler.sweep.points import Point
 
@@ -153,7 +153,7 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict
     say(f"timing {len(ok)} points side by side on this host ({ROUNDS} interleaved rounds)")
     timings = _time(folder, [p.name for p in ok], target.default_threads)
     labelled = any(rows[p.name].get("accuracy") is not None for p in ok)
-    criterion = Criterion(max_drop=options.base.max_drop if labelled else None)
+    criterion = criterion_for(options.base, labelled)
     table = []
     for p in grid:
         row = {"name": p.name, "prune": p.prune, "format": p.format, "quantize": p.variant,
@@ -162,14 +162,14 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict
     timed = [_Timed(r.get("p50_ms"), r.get("estimate_ms")) for r in table if "error" not in r]
     evidence = evidence_for(timed, target.name, target.arch, platform.machine(), target.estimate is not None)
     latency = {"host": "p50_ms", "estimate": "estimate_ms", "device": "p50_ms"}[evidence.kind]
-    scored = [front.Scored(r["name"], float(r[latency]), front.quality_of(r, labelled), int(r["bytes"]),
+    scored = [front.Scored(r["name"], float(r[latency]), front.quality_of(r, labelled, criterion), int(r["bytes"]),
                            front.within_budget(r, criterion, labelled)) for r in table if "error" not in r]
     on_front, chosen = front.front(scored), front.choose(scored, evidence)
     for r in table:
         r["on_front"] = r["name"] in on_front
         r["within_budget"] = next((s.within_budget for s in scored if s.name == r["name"]), False)
     result = {"target": target.name, "max_drop": options.base.max_drop if labelled else None,
-              "quality": "accuracy" if labelled else "sqnr_db", "latency": latency,
+              "quality": front.quality_key(labelled, criterion), "latency": latency,
               "evidence": evidence.to_dict(), "criterion": criterion.describe(),
               "timing": {"measured_on": "host", "machine": platform.machine(), "rounds": ROUNDS,
                          "threads": target.default_threads, "note": "every point timed here, side by side, "

@@ -68,5 +68,6 @@ def row_of(m: dict[str, Any]) -> dict[str, Any]:
             "accuracy": accuracy.get("compiled"), "accuracy_drop": accuracy.get("drop"),
             "reference_accuracy": accuracy.get("reference"),
             "sqnr_db": fidelity.get("sqnr_db"), "agreement": fidelity.get("top1_agreement"),
+            "cosine_mean": fidelity.get("cosine_mean"), "cosine_p5": fidelity.get("cosine_p5"),
             "estimate_ms": (m.get("latency") or {}).get("target_estimate", {}).get("p50_ms"),
             "worker_p50_ms": (m.get("latency") or {}).get("host", {}).get("p50_ms")}

@@ -25,6 +25,14 @@ BAD_VALUES = [
     ("threads", -2, "threads must be an integer from 1 to 1024, got -2"),
     ("bench_runs", 0, "bench_runs must be an integer from 1 to"),
     ("bench_runs", True, "bench_runs must be an integer, got True"),
+    ("min_cosine", 1.5, "min_cosine must be a number above 0 and at most 1, got 1.5"),
+    ("min_cosine", 0, "min_cosine must be a number above 0 and at most 1, got 0"),  # no floor at all
+    ("min_cosine", -0.1, "min_cosine must be a number above 0 and at most 1, got -0.1"),
+    ("min_cosine", float("nan"), "min_cosine must be a number above 0 and at most 1, got nan"),
+    ("min_cosine", "high", "min_cosine must be a number, got 'high'"),
+    ("min_cosine_p5", 1.5, "min_cosine_p5 must be a number above 0 and at most 1, got 1.5"),
+    ("min_cosine_p5", 0.0, "min_cosine_p5 must be a number above 0 and at most 1, got 0"),
+    ("min_cosine_p5", -0.1, "min_cosine_p5 must be a number above 0 and at most 1, got -0.1"),
     ("prune", 1.0, "prune must be a ratio in [0, 1) or 'auto', got 1.0"),
     ("prune", -0.1, "prune must be a ratio in [0, 1) or 'auto', got -0.1"),
     ("std", (0.0,), "std must be positive, got [0.0]"),
@@ -47,7 +55,7 @@ BAD_VALUES = [
 def test_python_api_refuses(field, value, message):
     with pytest.raises(RecipeError) as caught:
         Recipe(**{"source": "m.keras", "quantize": "none", field: value})
-    assert message in caught.value.one_line()
+    assert message in caught.value.one_line() and "\n" not in caught.value.one_line()
 
 
 def _toml(value: object) -> str:
@@ -72,12 +80,24 @@ def test_toml_recipe_refuses(tmp_path, field, value, message):
 
 def test_every_numeric_option_has_limits():
     numeric = {"calib_samples", "holdout_samples", "golden_samples", "batch", "threads", "bench_runs", "max_drop",
-               "prune_time", "seq_len", "drop_layers"}
+               "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5"}
     assert set(LIMITS) == numeric
     for low, high in LIMITS.values():
         assert low < high
     zero_drop = Recipe(source="m.keras", quantize="none", max_drop=0, threads=None)
     assert zero_drop.max_drop == 0.0 and isinstance(zero_drop.max_drop, float)  # 0: no drop allowed, meetable
+    exact = Recipe(source="m.keras", quantize="none", min_cosine=1, min_cosine_p5=0.95)  # 1: the bound is allowed
+    assert (exact.min_cosine, exact.min_cosine_p5) == (1.0, 0.95) and isinstance(exact.min_cosine, float)
+    assert Recipe(source="m.keras", quantize="none").min_cosine is None  # not given: no cosine floor
+
+
+def test_the_cosine_floor_is_a_recipe_key(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('source = "m.keras"\nquantize = "none"\nmin_cosine = 0.98\nmin_cosine_p5 = 0.95\n')
+    recipe = from_toml(path)
+    assert (recipe.min_cosine, recipe.min_cosine_p5) == (0.98, 0.95)
+    assert recipe.to_dict()["min_cosine_p5"] == 0.95  # the manifest's resolved recipe carries it
+    assert from_toml(path, min_cosine=0.99).min_cosine == 0.99  # a flag overrides the file
 
 
 def test_recipe_file_that_is_not_text_or_toml(tmp_path):
@@ -113,6 +133,8 @@ CLI_BAD = [
     (["--std", "0"], "std must be positive"),
     (["--mean", "1,2"], "mean must be 1 or 3 finite numbers"),
     (["--prune", "2"], "prune must be a ratio in [0, 1)"),
+    (["--min-cosine", "2"], "min_cosine must be a number above 0 and at most 1, got 2"),
+    (["--min-cosine-p5", "0"], "min_cosine_p5 must be a number above 0 and at most 1, got 0"),
     (["--format", "onnx", "--quantize", "float16"], "--quantize float16 is not available for ONNX artifacts"),
     (["--keep", "-1", "--device", "pi@10.0.0.1"], "--keep must be >= 0, got -1"),
 ]
@@ -123,6 +145,12 @@ def test_cli_build_refuses_before_any_work(cli, tmp_path, args, message):
     result = cli("build", tmp_path / "m.keras", "--calib", tmp_path / "c.npz", "-o", tmp_path / "out", *args)
     _assert_one_line(result, message)
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_sweep_refuses_a_bad_cosine_floor_in_one_line(cli, tmp_path):
+    result = cli("sweep", tmp_path / "m.keras", "-o", tmp_path / "sweep", "--min-cosine", "2")
+    _assert_one_line(result, "min_cosine must be a number above 0 and at most 1, got 2")
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_cli_recipe_file_refused_in_one_line(cli, tmp_path):
@@ -159,6 +187,23 @@ def test_eval_labels_outside_the_models_classes_are_refused(cli, onnx_build, tmp
     np.savez(tmp_path / "negative.npz", x=x[:10], y=np.array([0, 1] * 4 + [-1, 0], np.int64))
     result = cli("build", model, "--calib", calib, "--eval", tmp_path / "negative.npz", "-o", tmp_path / "out")
     _assert_one_line(result, "labels 'y' range from -1 to 1")
+
+
+def test_a_cosine_floor_for_a_model_without_vector_outputs_is_one_line(cli, tmp_path):
+    """x [1, 4] -> MatMul [4, 1] -> y [1, 1]: no output has vectors to take a cosine of."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((4, 1), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"])], "score",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1])], [weight])
+    model = onnx_models.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                             tmp_path / "score.onnx")
+    np.savez(tmp_path / "calib.npz", x=np.random.default_rng(0).random((24, 4), dtype=np.float32))
+    result = cli("build", model, "--calib", tmp_path / "calib.npz", "-o", tmp_path / "out", "--min-cosine-p5", "0.9")
+    _assert_one_line(result, "--min-cosine / --min-cosine-p5 need an output of vectors ([batch, N] or [batch, tokens, "
+                             "N]); the model's outputs per sample: y [1]")
+    assert not (tmp_path / "out").exists()
 
 
 def test_missing_data_is_refused_before_the_model_loads(cli, onnx_build, tmp_path):

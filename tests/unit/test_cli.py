@@ -35,3 +35,31 @@ def test_missing_model_is_one_line_exit_1(cli, tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip().splitlines() == [f"error: model {tmp_path / 'nope.keras'} does not exist"]
     assert not (tmp_path / "out").exists()
+
+
+def _stopped(seen: dict, key: str):
+    """An engine stand-in that records what the command handed it, then stops the command in one line."""
+    from edgekiln.compiler.errors import EdgekilnError
+
+    def engine(received, *_args):
+        seen[key] = received
+        raise EdgekilnError("stopped by the test")
+
+    return engine
+
+
+def test_build_and_sweep_hand_the_cosine_floor_to_the_engine(cli, tmp_path, monkeypatch):
+    from edgekiln.compiler import pipeline
+    from edgekiln.compiler.commands import sweep
+
+    seen: dict = {}
+    monkeypatch.setattr(pipeline, "build", _stopped(seen, "build"))
+    monkeypatch.setattr(sweep, "run_sweep", _stopped(seen, "sweep"))
+    floor = ["--min-cosine", "0.98", "--min-cosine-p5", "0.95"]
+    built = cli("build", tmp_path / "m.keras", "--calib", tmp_path / "c.npz", *floor)
+    swept = cli("sweep", tmp_path / "m.keras", "-o", tmp_path / "sweep", *floor)
+    assert built.stderr.strip() == swept.stderr.strip() == "error: stopped by the test"
+    assert (seen["build"].min_cosine, seen["build"].min_cosine_p5) == (0.98, 0.95)
+    assert (seen["sweep"].base.min_cosine, seen["sweep"].base.min_cosine_p5) == (0.98, 0.95)
+    cli("build", tmp_path / "m.keras", "--calib", tmp_path / "c.npz")
+    assert (seen["build"].min_cosine, seen["build"].min_cosine_p5) == (None, None)  # not given: no floor

@@ -41,3 +41,20 @@ def test_the_decision_line_says_host_timing_and_why():
     assert summary.decision_line(block).startswith("host timing")
     warned = dict(_block(), evidence=Evidence("host", "jetson-nano", "target jetson-nano has no estimate").to_dict())
     assert summary.decision_line(warned) == "host timing: target jetson-nano has no estimate"
+
+
+def test_the_candidate_table_shows_the_cosines_when_the_rows_have_them(capsys, monkeypatch):
+    monkeypatch.setattr(summary.console, "width", 200)
+    summary.print_candidates(_block())  # rows without cosine figures: no cosine columns
+    assert "cos p5" not in capsys.readouterr().out
+    rule = Criterion(min_cosine=0.98, min_cosine_p5=0.95)
+    block = _block()
+    for row, (mean, p5) in zip(block["candidates"], [(1.0, 1.0), (0.999969, 0.99812)], strict=True):
+        row.update(cosine_mean=mean, cosine_p5=p5)
+    block["criterion"] = rule.describe()
+    summary.print_candidates(block)
+    shown = capsys.readouterr().out
+    assert "cos p5" in shown and "0.999969" in shown and "0.998120" in shown
+    assert "accurate enough = top-1 agreement >= 0.99 and cosine mean >= 0.98 and cosine p5 >= 0.95" in shown
+    assert summary.fidelity_text({"sqnr_db": 25.0, "cosine_mean": 0.999969, "cosine_p5": 0.99812}) == \
+        "SQNR 25.0 dB cosine 0.999969 (p5 0.99812)"

@@ -199,3 +199,28 @@ def _render_copy(sweep: Path, folder: Path) -> str:
     folder.mkdir()
     shutil.copy(sweep, folder / "sweep.json")
     return _render(folder)
+
+
+def test_under_a_cosine_floor_the_candidates_plot_that_floor_and_tabulate_the_cosines(tmp_path, page_text):
+    """Without labels and with --min-cosine-p5: the quality axis is the cosine p5, its floor drawn; the table
+    gains a cosine mean and a cosine p5 column, which a table without cosine figures does not have."""
+    m = _manifest()
+    m["recipe"].update(min_cosine=0.98, min_cosine_p5=0.95)
+    for k, row in enumerate(m["quantization"]["candidates"]):
+        row.update(accuracy=None, accuracy_drop=None, cosine_mean=0.999 - k / 1000, cosine_p5=0.99 - k / 100)
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    text = _render(tmp_path)
+    assert "cosine p5 vs the source model" in text and "floor: cosine p5 0.95" in text
+    assert ">cosine mean</th><th" in text and ">cosine p5</th><th" in text
+    assert ">0.97</td>" in text  # the third row's p5
+    assert "cosine mean</th>" not in page_text and "cosine p5 vs" not in page_text
+
+
+def test_a_sweep_under_a_cosine_floor_plots_its_cosine(tmp_path):
+    sweep = json.loads((HERE / "sweep.json").read_text())
+    sweep["quality"] = "cosine_p5"
+    for k, point in enumerate(sweep["points"]):
+        point.update(accuracy=None, cosine_p5=0.99 - k / 100)
+    (tmp_path / "sweep.json").write_text(json.dumps(sweep))
+    text = _render(tmp_path)
+    assert "cosine p5 vs the source model" in text and "SQNR vs" not in text

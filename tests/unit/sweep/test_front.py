@@ -76,3 +76,18 @@ def test_quality_and_budget_read_accuracy_when_labelled_else_the_fidelity_floor(
     assert not front.within_budget({"sqnr_db": 25.0, "agreement": 1.0}, floor, False)
     assert not front.within_budget({"sqnr_db": 40.0, "agreement": 0.9}, floor, False)
     assert front.quality_of({"sqnr_db": None}, False) == math.inf
+
+
+def test_under_a_cosine_floor_the_budget_and_the_quality_axis_read_the_cosine() -> None:
+    embeddings = Criterion(min_cosine=0.98, min_cosine_p5=0.95)
+    good_tail = {"sqnr_db": 25.0, "agreement": 1.0, "cosine_mean": 0.99, "cosine_p5": 0.97}
+    poor_tail = {"sqnr_db": 35.0, "agreement": 1.0, "cosine_mean": 0.99, "cosine_p5": 0.93}
+    assert front.within_budget(good_tail, embeddings, False) and not front.within_budget(poor_tail, embeddings, False)
+    assert not front.within_budget(good_tail, Criterion(), False)  # SQNR 25 dB: below the default floor
+    assert front.quality_key(False, embeddings) == "cosine_p5"
+    assert front.quality_of(good_tail, False, embeddings) == 0.97
+    assert front.quality_key(False, Criterion(min_cosine=0.98)) == "cosine_mean"
+    assert front.quality_key(True, embeddings) == "accuracy" and front.quality_key(False, Criterion()) == "sqnr_db"
+    labelled = Criterion(max_drop=1.0, min_cosine_p5=0.95)  # with labels: the budget and the floor
+    assert not front.within_budget({**poor_tail, "accuracy": 97.0, "accuracy_drop": 0.5}, labelled, True)
+    assert front.within_budget({**good_tail, "accuracy": 97.0, "accuracy_drop": 0.5}, labelled, True)
