@@ -1,0 +1,127 @@
+"""ONNX side of attention-head pruning: whole heads out of PyTorch-exported encoders, physically.
+
+For every self-attention layer compiler/graph/onnx_attention.py finds, heads are scored on the calibration
+data by compiler/prune/heads.py's criterion (mean squared contribution through the output projection), from the
+real per-head contexts: onnxruntime runs the model with each layer's merged context (the output projection's
+input) and output added as graph outputs, so the attention mask, the exporter's scaling and every detail of
+the real attention are in them. The lowest-scoring heads go: Q / K / V kernel columns and biases and the
+output-projection rows of those heads are sliced out, and the reshape targets are rewritten (heads -> kept in
+the split Reshapes, heads*dim -> kept*dim in the merging one); hidden size and residual stream stay.
+
+Recovery re-fits each pruned layer's output projection by least squares, in model order, from the pruned
+model's own contexts (earlier layers already re-fitted) to the original layer's outputs. Padded tokens
+(`attention_mask` 0) are left out of the scores and of the fit: their states are never read.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.graph.onnx_attention import (Attention, Index, attention_layers, float_params, output_cosine,
+                                                    run, set_initializer, set_shape_entry, tidy, token_rows)
+from edgekiln.compiler.prune import heads as math
+
+CRITERION = "output change when the head is masked (mean squared contribution, calibration data)"
+
+
+def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: bool) -> tuple[Any, dict]:
+    """A copy of `model` with round(ratio x heads) of each self-attention layer's heads removed, and the facts
+    (shaped as compiler/graph/keras_heads.py's). `feed`: calibration inputs by name, in the model's types."""
+    start = time.perf_counter()
+    layers, blocked = attention_layers(model)
+    if not layers:
+        why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "it has no Softmax attention"
+        raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
+    mask = feed.get("attention_mask")
+    observed = run(model, feed, [name for a in layers for name in (a.merge, a.output)])
+    plans = {}
+    for a in layers:
+        wo = _array(model, a.out_weight).reshape(a.heads, a.dim, -1)
+        s = math.scores(_heads_of(observed[a.merge], a, mask), wo)
+        plans[a.name] = (math.to_keep(s, ratio), s)
+    pruned = _slice(model, layers, plans)
+    reference = {o.name: observed[o.name] for o in model.graph.output}
+    before = after = output_cosine(model, reference, pruned, feed)
+    changed = [a for a in layers if len(plans[a.name][0]) < a.heads]
+    if recover and changed:
+        _refit(pruned, changed, plans, observed, feed)
+        after = output_cosine(model, reference, pruned, feed)
+    samples = len(next(iter(feed.values())))
+    facts = {"kind": "attention heads", "ratio": ratio, "criterion": CRITERION,
+             "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
+                         "scores": [round(float(v), 6) for v in s]} for n, (k, s) in plans.items()],
+             "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
+             "params_before": float_params(model), "params_after": float_params(pruned),
+             "recovery": {"method": "reconstruct" if recover else "none",
+                          "what": "least-squares re-fit of each pruned layer's output projection" if recover else
+                          "none", "samples": samples, "output_cosine_before": before, "output_cosine_after": after,
+                          "seconds": round(time.perf_counter() - start, 2)}}
+    return pruned, facts
+
+
+def _array(model: Any, name: str) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name))
+
+
+def _heads_of(context: np.ndarray, a: Attention, mask: np.ndarray | None, heads: int | None = None) -> np.ndarray:
+    """The merged context (samples, tokens, heads*dim) as (1, real tokens, heads, dim), float64."""
+    rows = token_rows(context, mask).astype(np.float64)
+    return rows.reshape(1, len(rows), heads or a.heads, a.dim)
+
+
+def _columns(kept: np.ndarray, dim: int) -> np.ndarray:
+    """Indices along heads*dim of the kept heads: head h is columns [h*dim, (h+1)*dim) after the split."""
+    return (kept[:, None] * dim + np.arange(dim)[None, :]).reshape(-1)
+
+
+def _slice(model: Any, layers: list[Attention], plans: dict) -> Any:
+    """A copy of `model` with the removed heads' slices gone and the reshape targets rewritten."""
+    import onnx
+
+    pruned = onnx.ModelProto()
+    pruned.CopyFrom(model)
+    ix = Index(pruned)
+    for a in layers:
+        kept = plans[a.name][0]
+        if len(kept) == a.heads:
+            continue  # nothing removed: the layer stays exactly as it was
+        columns = _columns(kept, a.dim)
+        for weight, bias in zip(a.weights, a.biases, strict=True):
+            set_initializer(pruned, weight, ix.consts[weight][:, columns])
+            if bias is not None:
+                set_initializer(pruned, bias, ix.consts[bias][columns])
+        set_initializer(pruned, a.out_weight, ix.consts[a.out_weight][columns, :])
+        for split in a.splits:
+            if _entry(ix, split, -2) > 0:  # -1 (inferred) needs no rewrite
+                set_shape_entry(pruned, ix, split, -2, len(kept))
+        if _entry(ix, a.merge, -1) > 0:
+            set_shape_entry(pruned, ix, a.merge, -1, len(kept) * a.dim)
+    return tidy(pruned)
+
+
+def _entry(ix: Index, reshape_output: str, position: int) -> int:
+    from edgekiln.compiler.graph.onnx_attention import shape_entries
+
+    entries = shape_entries(ix, ix.producer[reshape_output].input[1])
+    assert entries is not None and entries[position] is not None, "attention_layers checked the target"
+    return int(entries[position])
+
+
+def _refit(pruned: Any, layers: list[Attention], plans: dict, observed: dict, feed: dict[str, np.ndarray]) -> None:
+    """In model order (in place): the pruned model's context of the kept heads -> output projection fitted to the
+    original layer's output on the same real tokens."""
+    mask = feed.get("attention_mask")
+    for a in layers:
+        kept = plans[a.name][0]
+        context = run(pruned, feed, [a.merge])[a.merge]
+        target = token_rows(observed[a.output], mask)
+        wo, bo = math.refit_output(_heads_of(context, a, mask, len(kept)), target[None], a.out_bias is not None)
+        set_initializer(pruned, a.out_weight, wo.reshape(len(kept) * a.dim, -1))
+        if a.out_bias is not None and bo is not None:
+            set_initializer(pruned, a.out_bias, bo)
