@@ -178,26 +178,27 @@ def _match(ix: Index, softmax: Any, name: str) -> Attention | str:
     if context is None or context.input[0] != softmax.output[0] or scores is None:
         return "not the scaled dot-product pattern (Q x K^T -> Softmax -> x V)"
     paths = [_to_reshape(ix, t) for t in (scores.input[0], scores.input[1], context.input[1])]
-    if any(reshape is None for reshape, _ in paths) or any(p[1] != 2 for _, p in paths):
+    splits = [reshape for reshape, perm in paths if reshape is not None and perm[1] == 2]
+    if len(splits) != 3:
         return "Q, K or V does not come from a Reshape to (batch, tokens, heads, dim) with heads on axis 2"
-    projections = [_projection(ix, reshape.input[0]) for reshape, _ in paths]
-    if any(p is None for p in projections):
+    found = [_projection(ix, reshape.input[0]) for reshape in splits]
+    projections = [p for p in found if p is not None]
+    if len(projections) != 3:
         return "Q, K or V is not a MatMul by its own weight initializer (+ bias)"
-    if len({p[0].input[0] for p in projections if p is not None}) != 1:
+    matmuls = [matmul for matmul, _ in projections]
+    if len({m.input[0] for m in matmuls}) != 1:
         return "not self-attention (Q, K and V read different tensors)"
     tail = _merge(ix, context)
     if isinstance(tail, str):
         return tail
-    merge, out = tail
-    heads, dim = _heads(ix, [reshape for reshape, _ in paths], merge, [p[0] for p in projections if p], out[0])
-    if not heads:
+    merge, (out, out_add) = tail
+    heads, dim = _heads(ix, splits, merge, matmuls, out)
+    if isinstance(dim, str):
         return dim
-    mm = [p[0] for p in projections if p is not None]
-    adds = [p[1] for p in projections if p is not None]
-    return Attention(name, mm[0].input[0], (mm[0].input[1], mm[1].input[1], mm[2].input[1]),
-                     tuple(_bias(ix, a) for a in adds), heads, int(dim),  # type: ignore[arg-type]
-                     tuple(r.output[0] for r, _ in paths), merge.output[0],  # type: ignore[arg-type]
-                     out[0].input[1], _bias(ix, out[1]), (out[1] or out[0]).output[0])
+    biases = (_bias(ix, projections[0][1]), _bias(ix, projections[1][1]), _bias(ix, projections[2][1]))
+    return Attention(name, matmuls[0].input[0], (matmuls[0].input[1], matmuls[1].input[1], matmuls[2].input[1]),
+                     biases, heads, dim, (splits[0].output[0], splits[1].output[0], splits[2].output[0]),
+                     merge.output[0], out.input[1], _bias(ix, out_add), (out_add or out).output[0])
 
 
 def _bias(ix: Index, add: Any | None) -> str | None:

@@ -21,8 +21,18 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.graph.onnx_attention import (Attention, Index, attention_layers, float_params, output_cosine,
-                                                    run, set_initializer, set_shape_entry, tidy, token_rows)
+from edgekiln.compiler.graph.onnx_attention import (
+    Attention,
+    Index,
+    attention_layers,
+    float_params,
+    output_cosine,
+    run,
+    set_initializer,
+    set_shape_entry,
+    tidy,
+    token_rows,
+)
 from edgekiln.compiler.prune import heads as math
 
 CRITERION = "output change when the head is masked (mean squared contribution, calibration data)"

@@ -22,8 +22,16 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.graph.onnx_attention import (Index, attention_layers, float_params, output_cosine, run,
-                                                    set_initializer, tidy, token_rows)
+from edgekiln.compiler.graph.onnx_attention import (
+    Index,
+    attention_layers,
+    float_params,
+    output_cosine,
+    run,
+    set_initializer,
+    tidy,
+    token_rows,
+)
 from edgekiln.compiler.prune.heads import fit_linear
 
 NO_HEAD = "none: no linear head after the encoder"

@@ -165,15 +165,17 @@ def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, pro
     """--drop-layers N, then --prune-heads R: whole encoder blocks out (compiler/graph/keras_layers.py), whole
     attention heads out of every self-attention layer left (compiler/graph/keras_heads.py), each re-fitted by
     least squares; the block says which blocks and heads stayed and what recovery did."""
-    if isinstance(graph, onnx_graph.OnnxGraph) or graph.keras_model is None:
+    if not isinstance(graph, onnx_graph.OnnxGraph) and graph.keras_model is None:
         flag = "--prune-heads" if recipe.prune_heads is not None else "--drop-layers"
-        raise RecipeError(f"{flag} needs a Keras model (.keras or .h5) with MultiHeadAttention layers",
-                          "build from the Keras model; ONNX head pruning and layer dropping are not there yet")
+        raise RecipeError(f"{flag} needs a Keras model (.keras or .h5) with MultiHeadAttention layers, or an ONNX "
+                          "encoder", "build from the Keras model or its ONNX export")
     method = Recover(str(recipe.recover))
     if method not in (Recover.auto, Recover.reconstruct, Recover.none):
         raise RecipeError(f"--recover {method} is not available for head pruning or layer dropping",
                           "use --recover reconstruct (least-squares re-fit, the default) or none")
     assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
+    if isinstance(graph, onnx_graph.OnnxGraph):
+        return _slim_onnx(graph, recipe, data.calib.inputs, method is not Recover.none, workdir, progress)
     model, x, recover = graph.keras_model, _single(data.calib), method is not Recover.none
     dropped = None
     if recipe.drop_layers is not None:
@@ -194,6 +196,34 @@ def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, pro
     exported = keras_graph.from_model(model, workdir / "pruned_saved_model", graph.source_format,
                                       "the slimmed encoder")
     return Pruned(exported, block, True)
+
+
+def _slim_onnx(graph: Any, recipe: Recipe, feed: dict[str, np.ndarray], recover: bool, workdir: Path,
+               progress: Progress) -> Pruned:
+    """_slim_encoder for a PyTorch-exported ONNX encoder (compiler/graph/onnx_layers.py, onnx_heads.py); the
+    slimmed ModelProto written where the emitters read it."""
+    from edgekiln.compiler.graph import onnx_heads, onnx_layers
+
+    model, dropped, heads = graph.model, None, None
+    if recipe.drop_layers is not None:
+        progress(f"Dropping the last {recipe.drop_layers} encoder block(s)")
+        model, dropped = onnx_layers.drop(model, recipe.drop_layers, feed, recover)
+    if recipe.prune_heads is not None:
+        progress(f"Pruning {recipe.prune_heads:g} of the heads of every self-attention layer")
+        model, heads = onnx_heads.prune_heads(model, recipe.prune_heads, feed, recover)
+    block = dropped if heads is None else heads if dropped is None else {
+        **heads, "params_before": dropped["params_before"], "layer_drop": dropped}
+    assert block is not None
+    block = {**block, "warnings": [], "search": None}
+    if not block["params_after"] < block["params_before"]:
+        return Pruned(graph, {**block, "warnings": ["pruning: removes nothing (ratio 0, one head per layer, or "
+                                                    "no block dropped)"]}, False)
+    path = workdir / "pruned.onnx"
+    path.write_bytes(model.SerializeToString())
+    slim = onnx_graph.OnnxGraph(graph.source_format, model, path, onnx_graph.input_specs(model),
+                                [o.name for o in model.graph.output], onnx_graph.param_count(model),
+                                fixed_inputs=graph.fixed_inputs)
+    return Pruned(slim, block, True)
 
 
 def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:

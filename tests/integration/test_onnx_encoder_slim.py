@@ -1,0 +1,64 @@
+"""A PyTorch-style ONNX encoder (int64 input_ids + attention_mask, open axes) built with --prune-heads and
+--drop-layers through the CLI: the bundle ships fewer heads / blocks, says so, and validates."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from tests.integration.conftest import run_runtime
+from tests.unit.bert_onnx import DIM, HEADS, HIDDEN, tiny_bert, tokens
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("onnx_encoder")
+    onnx.save(tiny_bert(classifier=True), root / "tiny.onnx")
+    np.savez(root / "tokens.npz", **tokens(64, 12, seed=3))
+    return {"model": root / "tiny.onnx", "calib": root / "tokens.npz", "root": root}
+
+
+def _shipped_heads(bundle) -> tuple[list[int], list[int]]:
+    """The shipped model's query-bias widths and the head counts its split Reshapes produce."""
+    from onnx import numpy_helper
+
+    model = onnx.load(str(bundle / "model.onnx"))
+    values = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    widths = [len(v) for name, v in values.items() if name.endswith("query.bias")]
+    splits = [n.input[1] for n in model.graph.node if n.op_type == "Reshape" and n.output[0].endswith("query/Reshape"
+                                                                                                       "_output_0")]
+    return widths, [int(values[target][2]) for target in splits]
+
+
+def test_build_prune_heads_ships_fewer_heads_and_validates(encoder, cli):
+    out = encoder["root"] / "heads_bundle"
+    done = cli("build", encoder["model"], "--target", "rpi4", "--calib", encoder["calib"], "--prune-heads", "0.5",
+               "--format", "onnx", "--quantize", "dynamic", "-o", out)
+    assert done.exit_code == 0, done.output
+    p = json.loads((out / "manifest.json").read_text())["pruning"]
+    assert p["kind"] == "attention heads" and p["blocked"] == []
+    assert [(layer["heads_before"], layer["heads_after"]) for layer in p["layers"]] == [(HEADS, HEADS // 2)] * 2
+    assert p["params_before"] - p["params_after"] == 2 * (HEADS // 2) * (3 * (HIDDEN * DIM + DIM) + DIM * HIDDEN)
+    assert p["recovery"]["output_cosine_after"] > p["recovery"]["output_cosine_before"]
+    assert p["macs_after"] < p["macs_before"] and p["measured"]["model_bytes"] < p["measured"]["unpruned_model_bytes"]
+    assert _shipped_heads(out) == ([HEADS // 2 * DIM] * 2, [HEADS // 2] * 2)  # sliced, and reshaped to 2 heads
+    assert "attention heads (2 layers, prune 0.5)" in done.output
+    validated = run_runtime(out, "validate")
+    assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr
+
+
+def test_build_drop_layers_ships_one_block_and_validates(encoder, cli):
+    out = encoder["root"] / "drop_bundle"
+    done = cli("build", encoder["model"], "--target", "rpi4", "--calib", encoder["calib"], "--drop-layers", "1",
+               "--format", "onnx", "--quantize", "dynamic", "-o", out)
+    assert done.exit_code == 0, done.output
+    p = json.loads((out / "manifest.json").read_text())["pruning"]
+    assert p["kind"] == "encoder layers" and (p["layers_before"], p["layers_after"]) == (2, 1)
+    assert p["recovery"]["method"] == "reconstruct", p["recovery"]
+    shipped = onnx.load(str(out / "model.onnx"))
+    assert sum(n.op_type == "Softmax" for n in shipped.graph.node) == 1
+    validated = run_runtime(out, "validate")
+    assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr
