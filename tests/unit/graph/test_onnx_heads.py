@@ -114,3 +114,13 @@ def test_a_pure_embedding_model_drops_blocks_without_a_head_to_refit():
     pruned, heads = prune_heads(short, 0.5, FEED, recover=True)  # the order of a build: drop, then heads
     assert [layer["heads_after"] for layer in heads["layers"]] == [HEADS // 2]
     assert float_params(pruned) == float_params(short) - _head_params(HEADS // 2)
+
+
+def test_a_model_without_self_attention_is_refused_in_one_line():
+    from tests.unit.onnx_models import conv_net
+
+    feed = {"x": np.random.default_rng(0).random((4, 3, 8, 8), dtype=np.float32)}
+    with pytest.raises(RecipeError, match="found no attention layer to prune"):
+        prune_heads(conv_net(), 0.5, feed, recover=True)
+    with pytest.raises(RecipeError, match="needs a transformer encoder"):
+        drop(conv_net(), 1, feed, recover=True)
