@@ -271,10 +271,12 @@ def run(model: Any, feed: dict[str, np.ndarray], names: Iterable[str] = ()) -> d
     return {n: np.concatenate(chunk) for n, chunk in zip(wanted, zip(*parts, strict=True), strict=True)}
 
 
-def output_cosine(model: Any, reference: dict[str, np.ndarray], other: Any, feed: dict[str, np.ndarray]) -> float:
-    """Mean over the float graph outputs of the mean cosine of `other`'s output vectors to `reference`'s."""
-    outputs = run(other, feed)
-    values = [cosine(ref.reshape(-1, ref.shape[-1]), outputs[name].reshape(-1, ref.shape[-1]))["cosine_mean"]
+def output_cosine(reference: dict[str, np.ndarray], other: Any, feed: dict[str, np.ndarray]) -> float:
+    """Mean over the float graph outputs of the mean cosine of `other`'s output vectors to `reference`'s (per
+    token outputs: the real tokens only, as the re-fits see them)."""
+    outputs, mask = run(other, feed), feed.get("attention_mask")
+    values = [cosine(token_rows(ref, mask).reshape(-1, ref.shape[-1]),
+                     token_rows(outputs[name], mask).reshape(-1, ref.shape[-1]))["cosine_mean"]
               for name, ref in reference.items() if ref.dtype.kind == "f" and ref.ndim >= 2]
     return round(float(np.mean(values)), 6) if values else 1.0
 

@@ -55,11 +55,11 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
         plans[a.name] = (math.to_keep(s, ratio), s)
     pruned = _slice(model, layers, plans)
     reference = {o.name: observed[o.name] for o in model.graph.output}
-    before = after = output_cosine(model, reference, pruned, feed)
+    before = after = output_cosine(reference, pruned, feed)
     changed = [a for a in layers if len(plans[a.name][0]) < a.heads]
     if recover and changed:
         _refit(pruned, changed, plans, observed, feed)
-        after = output_cosine(model, reference, pruned, feed)
+        after = output_cosine(reference, pruned, feed)
     samples = len(next(iter(feed.values())))
     facts = {"kind": "attention heads", "ratio": ratio, "criterion": CRITERION,
              "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],

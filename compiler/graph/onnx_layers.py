@@ -108,10 +108,10 @@ def drop(model: Any, count: int, feed: dict[str, np.ndarray], recover: bool) -> 
     kept = len(blocks) - count
     shortened = _shortened(model, blocks[kept:]) if count else _copy(model)
     reference = run(model, feed)
-    before = after = output_cosine(model, reference, shortened, feed)
+    before = after = output_cosine(reference, shortened, feed)
     head = _refit_head(model, shortened, blocks[-1].exit, feed) if recover and count else None
     if head:
-        after = output_cosine(model, reference, shortened, feed)
+        after = output_cosine(reference, shortened, feed)
     facts = {"kind": "encoder layers", "count": count,
              "criterion": "the last blocks (upper layers of an encoder are the most redundant)",
              "layers_before": len(blocks), "layers_after": kept,
