@@ -164,7 +164,7 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
 def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
     """--drop-layers N, then --prune-heads R: whole encoder blocks out (compiler/graph/keras_layers.py), whole
     attention heads out of every self-attention layer left (compiler/graph/keras_heads.py), each re-fitted by
-    least squares; the block says which blocks and heads stayed and what recovery did."""
+    least squares; the block says which blocks and heads stayed and what recovery did. ONNX sources: _slim_onnx."""
     if not isinstance(graph, onnx_graph.OnnxGraph) and graph.keras_model is None:
         flag = "--prune-heads" if recipe.prune_heads is not None else "--drop-layers"
         raise RecipeError(f"{flag} needs a Keras model (.keras or .h5) with MultiHeadAttention layers, or an ONNX "
