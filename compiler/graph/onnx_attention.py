@@ -5,13 +5,14 @@ removal, reshape targets rewritten).
 The pattern recognised, per layer (op names as torch.onnx writes them):
 
     x -> MatMul(W_q) [-> Add(b_q)] -> Reshape(B, S, heads, dim) -> Transpose(0,2,1,3) ---------> MatMul -> [Div|Mul
-    x -> MatMul(W_k) [-> Add(b_k)] -> Reshape(B, S, heads, dim) -> Transpose(0,2,3,1 | ...) ----^   by a scalar]
+    x -> MatMul(W_k) [-> Add(b_k)] -> Reshape(B, S, heads, dim) -> Transpose(0,2,3,1 | ...) ----^   by scalars]
     x -> MatMul(W_v) [-> Add(b_v)] -> Reshape(B, S, heads, dim) -> Transpose(0,2,1,3) --.      -> [Add(mask)] -> Softmax
     Softmax -> MatMul(., V) -> Transpose(0,2,1,3) -> Reshape(B, S, heads*dim) -> MatMul(W_o) [-> Add(b_o)] = output
 
 Q, K and V read the same tensor (self-attention); the reshape targets are constants or Concat chains
-(Shape -> Gather -> Unsqueeze for B and S, constants for heads and dim). Anything else is listed with the reason
-(`attention_layers`), never guessed.
+(Shape -> Gather -> Unsqueeze for B and S, constants for heads and dim). The scalings may be constants or, as
+torch exports F.scaled_dot_product_attention, computed from Shape(q) (Q and K^T each times sqrt(1/sqrt(dim))).
+Anything else is listed with the reason (`attention_layers`), never guessed.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import numpy as np
 from edgekiln.compiler.errors import InputModelError, first_line
 from edgekiln.compiler.measure import cosine
 
-_SCALES = {"Div", "Mul"}  # by a scalar constant: 1/sqrt(dim) before or after the scores MatMul
+_SCALES = {"Div", "Mul"}  # by a scalar: 1/sqrt(dim) before or after the scores MatMul
+_SHAPE_MATH = {"Slice", "Gather", "Cast", "Sqrt", "Div", "Mul", "Reciprocal", "Squeeze", "Unsqueeze", "Identity"}
 _FLOAT = {1, 10, 11, 16}  # float32, float16, double, bfloat16
 
 
@@ -75,7 +77,19 @@ class Index:
         return users[0] if len(users) == 1 and users[0].op_type == op and name not in self.outputs else None
 
     def scalar(self, name: str) -> bool:
-        return name in self.consts and self.consts[name].size == 1
+        """A one-element tensor fixed once the shapes are: a constant, or arithmetic on Shape outputs and constants
+        (torch's scaled_dot_product_attention export computes 1/sqrt(dim) from Shape(q) -> Slice -> Cast -> Sqrt)."""
+        if name in self.consts:
+            return self.consts[name].size == 1
+        return self._from_shapes(name, 0)
+
+    def _from_shapes(self, name: str, depth: int) -> bool:
+        node = self.producer.get(name)
+        if name in self.consts or (node is not None and node.op_type == "Shape"):
+            return True
+        if node is None or depth > 12 or node.op_type not in _SHAPE_MATH:
+            return False
+        return all(self._from_shapes(i, depth + 1) for i in node.input if i)
 
     def other(self, node: Any, name: str) -> str:
         return node.input[1] if node.input[0] == name else node.input[0]

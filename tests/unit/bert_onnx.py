@@ -83,17 +83,34 @@ def _embeddings(b: _Builder) -> tuple[str, str]:
     return hidden, b.op("Mul", [inverted, b.const("/mask/Min", np.array(-10000.0, np.float32))], "/mask/Mul")
 
 
-def _attention(b: _Builder, x: str, mask: str, layer: int) -> str:
+def _sdpa_scale(b: _Builder, q: str, p: str) -> str:
+    """sqrt(1 / sqrt(dim)) from Shape(q), as torch.onnx writes scaled_dot_product_attention's default scale."""
+    last = b.op("Slice", [b.op("Shape", [q], f"{p}/Shape"), b.const(f"{p}/Minus1", np.array([-1], np.int64)),
+                          b.const(f"{p}/Max", np.array([2**62], np.int64))], f"{p}/Slice")
+    size = b.op("Sqrt", [b.op("Cast", [last], f"{p}/Cast", to=TensorProto.FLOAT)], f"{p}/Sqrt")
+    scale = b.op("Div", [b.const(f"{p}/One", np.array([1.0], np.float32)), size], f"{p}/Div")
+    return b.op("Sqrt", [scale], f"{p}/Sqrt_1")
+
+
+def _attention(b: _Builder, x: str, mask: str, layer: int, sdpa: bool) -> str:
     p = f"/encoder/layer.{layer}/attention"
     shared = None if layer == 0 else b.init(f"{p}/split_shape", np.array([0, 0, HEADS, DIM], np.int64))
     heads = {}
-    for proj, perm in (("query", [0, 2, 1, 3]), ("key", [0, 2, 3, 1]), ("value", [0, 2, 1, 3])):
+    key_perm = [0, 2, 1, 3] if sdpa else [0, 2, 3, 1]  # sdpa: K^T by a second Transpose
+    for proj, perm in (("query", [0, 2, 1, 3]), ("key", key_perm), ("value", [0, 2, 1, 3])):
         y = b.linear(x, f"{p}/self/{proj}", HIDDEN, HIDDEN, 0.4)
         target = shared or b.torch_shape(y, [HEADS, DIM], f"{p}/self/{proj}/shape")
         split = b.op("Reshape", [y, target], f"{p}/self/{proj}/Reshape")
         heads[proj] = b.op("Transpose", [split], f"{p}/self/{proj}/Transpose", perm=perm)
-    scores = b.op("MatMul", [heads["query"], heads["key"]], f"{p}/self/MatMul")
-    scaled = b.op("Div", [scores, b.const(f"{p}/self/Sqrt", np.array(np.sqrt(DIM), np.float32))], f"{p}/self/Div")
+    if sdpa:
+        scale = _sdpa_scale(b, heads["query"], f"{p}/self/scale")
+        key = b.op("Transpose", [heads["key"]], f"{p}/self/key/Transpose_1", perm=[0, 1, 3, 2])
+        scaled = b.op("MatMul", [b.op("Mul", [heads["query"], scale], f"{p}/self/query/Mul"),
+                                 b.op("Mul", [key, scale], f"{p}/self/key/Mul")], f"{p}/self/MatMul")
+    else:
+        scores = b.op("MatMul", [heads["query"], heads["key"]], f"{p}/self/MatMul")
+        scaled = b.op("Div", [scores, b.const(f"{p}/self/Sqrt", np.array(np.sqrt(DIM), np.float32))],
+                      f"{p}/self/Div")
     probs = b.op("Softmax", [b.op("Add", [scaled, mask], f"{p}/self/Add")], f"{p}/self/Softmax", axis=-1)
     context = b.op("Transpose", [b.op("MatMul", [probs, heads["value"]], f"{p}/self/MatMul_1")],
                    f"{p}/self/Transpose", perm=[0, 2, 1, 3])
@@ -126,13 +143,14 @@ def _mean_pool(b: _Builder, x: str) -> str:
     return b.op("Div", [total, count], "/pool/Div")
 
 
-def tiny_bert(classifier: bool = False, seed: int = 0) -> onnx.ModelProto:
+def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False) -> onnx.ModelProto:
     """The encoder (LAYERS layers, HIDDEN wide, HEADS heads); `classifier`: a CLASSES-way linear head on the pooled
-    output (`logits`) instead of the pooled output itself (`sentence_embedding`)."""
+    output (`logits`) instead of the pooled output itself (`sentence_embedding`); `sdpa`: attention as torch.onnx
+    exports F.scaled_dot_product_attention (Q and K^T each scaled by sqrt(1/sqrt(dim)) computed from Shape(q))."""
     b = _Builder(seed)
     x, mask = _embeddings(b)
     for layer in range(LAYERS):
-        x = _feed_forward(b, _attention(b, x, mask, layer), layer)
+        x = _feed_forward(b, _attention(b, x, mask, layer, sdpa), layer)
     pooled = _mean_pool(b, x)
     out_name, width = ("logits", CLASSES) if classifier else ("sentence_embedding", HIDDEN)
     result = b.linear(pooled, "/classifier", HIDDEN, CLASSES, 0.5) if classifier else pooled

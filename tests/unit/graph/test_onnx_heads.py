@@ -39,6 +39,20 @@ def test_the_finder_reads_heads_dims_and_reshape_targets_of_both_export_styles(c
     assert layers[0].x == "/embeddings/LayerNorm_output_0" and layers[1].output.endswith("dense/Add_output_0")
 
 
+def test_torch_sdpa_exports_scaled_by_shape_arithmetic_are_recognised_and_pruned():
+    """F.scaled_dot_product_attention as torch.onnx writes it: no Div after the scores, Q and K^T each multiplied
+    by sqrt(1/sqrt(dim)) computed at run time from Shape(q), K^T by a second Transpose."""
+    eager, sdpa = tiny_bert(classifier=True), tiny_bert(classifier=True, sdpa=True)
+    assert np.allclose(run(sdpa, FEED)["logits"], run(eager, FEED)["logits"], atol=1e-4)  # the same model
+    assert [(a.heads, a.dim) for a in attention_layers(sdpa)[0]] == [(HEADS, DIM)] * LAYERS
+    pruned, facts = prune_heads(sdpa, 0.5, FEED, recover=True)
+    assert float_params(pruned) == float_params(sdpa) - _head_params(LAYERS * HEADS // 2)
+    assert [layer["kept"] for layer in facts["layers"]] == [layer["kept"] for layer in
+                                                            prune_heads(eager, 0.5, FEED, recover=False)[1]["layers"]]
+    assert run(pruned, OTHER_LENGTH)["logits"].shape == (5, 3)
+    assert drop(sdpa, 1, FEED, recover=True)[1]["layers_after"] == 1
+
+
 def test_a_layer_off_the_pattern_is_listed_with_its_reason_not_guessed(classifier):
     import onnx
 
