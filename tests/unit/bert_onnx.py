@@ -47,10 +47,10 @@ class _Builder:
         beta = self.weight(f"{name}.bias", (HIDDEN,), 0.05)
         return self.op("LayerNormalization", [x, gamma, beta], name, axis=-1, epsilon=1e-12)
 
-    def linear(self, x: str, name: str, fan_in: int, fan_out: int, scale: float) -> str:
+    def linear(self, x: str, name: str, fan_in: int, fan_out: int, scale: float, bias: bool = True) -> str:
         w = self.weight(f"{name}.weight", (fan_in, fan_out), scale)
-        b = self.weight(f"{name}.bias", (fan_out,), 0.05)
-        return self.op("Add", [b, self.op("MatMul", [x, w], f"{name}/MatMul")], f"{name}/Add")
+        y = self.op("MatMul", [x, w], f"{name}/MatMul")
+        return self.op("Add", [self.weight(f"{name}.bias", (fan_out,), 0.05), y], f"{name}/Add") if bias else y
 
     def torch_shape(self, of: str, tail: list[int], name: str) -> str:
         """Concat(Unsqueeze(Shape(of)[0]), Unsqueeze(Shape(of)[1]), *tail as Constant nodes), as torch.onnx writes
@@ -92,13 +92,13 @@ def _sdpa_scale(b: _Builder, q: str, p: str) -> str:
     return b.op("Sqrt", [scale], f"{p}/Sqrt_1")
 
 
-def _attention(b: _Builder, x: str, mask: str, layer: int, sdpa: bool) -> str:
+def _attention(b: _Builder, x: str, mask: str, layer: int, sdpa: bool, bias: bool) -> str:
     p = f"/encoder/layer.{layer}/attention"
     shared = None if layer == 0 else b.init(f"{p}/split_shape", np.array([0, 0, HEADS, DIM], np.int64))
     heads = {}
     key_perm = [0, 2, 1, 3] if sdpa else [0, 2, 3, 1]  # sdpa: K^T by a second Transpose
     for proj, perm in (("query", [0, 2, 1, 3]), ("key", key_perm), ("value", [0, 2, 1, 3])):
-        y = b.linear(x, f"{p}/self/{proj}", HIDDEN, HIDDEN, 0.4)
+        y = b.linear(x, f"{p}/self/{proj}", HIDDEN, HIDDEN, 0.4, bias)
         target = shared or b.torch_shape(y, [HEADS, DIM], f"{p}/self/{proj}/shape")
         split = b.op("Reshape", [y, target], f"{p}/self/{proj}/Reshape")
         heads[proj] = b.op("Transpose", [split], f"{p}/self/{proj}/Transpose", perm=perm)
@@ -117,7 +117,7 @@ def _attention(b: _Builder, x: str, mask: str, layer: int, sdpa: bool) -> str:
     merge = (b.torch_shape(context, [HIDDEN], f"{p}/self/merge_shape") if layer == 0 else
              b.init(f"{p}/merge_shape", np.array([0, 0, HIDDEN], np.int64)))
     merged = b.op("Reshape", [context, merge], f"{p}/self/Reshape")
-    out = b.linear(merged, f"{p}/output/dense", HIDDEN, HIDDEN, 0.3)
+    out = b.linear(merged, f"{p}/output/dense", HIDDEN, HIDDEN, 0.3, bias)
     return b.layer_norm(b.op("Add", [out, x], f"{p}/output/Add"), f"{p}/output/LayerNorm")
 
 
@@ -143,14 +143,15 @@ def _mean_pool(b: _Builder, x: str) -> str:
     return b.op("Div", [total, count], "/pool/Div")
 
 
-def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False) -> onnx.ModelProto:
+def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False, bias: bool = True) -> onnx.ModelProto:
     """The encoder (LAYERS layers, HIDDEN wide, HEADS heads); `classifier`: a CLASSES-way linear head on the pooled
     output (`logits`) instead of the pooled output itself (`sentence_embedding`); `sdpa`: attention as torch.onnx
-    exports F.scaled_dot_product_attention (Q and K^T each scaled by sqrt(1/sqrt(dim)) computed from Shape(q))."""
+    exports F.scaled_dot_product_attention (Q and K^T each scaled by sqrt(1/sqrt(dim)) computed from Shape(q));
+    `bias`: False leaves out the attention projections' biases (Q, K, V and output)."""
     b = _Builder(seed)
     x, mask = _embeddings(b)
     for layer in range(LAYERS):
-        x = _feed_forward(b, _attention(b, x, mask, layer, sdpa), layer)
+        x = _feed_forward(b, _attention(b, x, mask, layer, sdpa, bias), layer)
     pooled = _mean_pool(b, x)
     out_name, width = ("logits", CLASSES) if classifier else ("sentence_embedding", HIDDEN)
     result = b.linear(pooled, "/classifier", HIDDEN, CLASSES, 0.5) if classifier else pooled

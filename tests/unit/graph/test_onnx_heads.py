@@ -53,6 +53,16 @@ def test_torch_sdpa_exports_scaled_by_shape_arithmetic_are_recognised_and_pruned
     assert drop(sdpa, 1, FEED, recover=True)[1]["layers_after"] == 1
 
 
+def test_projections_without_biases_prune_and_refit():
+    plain = tiny_bert(classifier=True, bias=False)
+    layers, _ = attention_layers(plain)
+    assert [(a.biases, a.out_bias) for a in layers] == [((None, None, None), None)] * LAYERS
+    pruned, facts = prune_heads(plain, 0.5, FEED, recover=True)
+    assert float_params(pruned) == float_params(plain) - LAYERS * HEADS // 2 * (3 * HIDDEN * DIM + DIM * HIDDEN)
+    assert facts["recovery"]["output_cosine_after"] > facts["recovery"]["output_cosine_before"]
+    assert run(pruned, OTHER_LENGTH)["logits"].shape == (5, 3)
+
+
 def test_a_layer_off_the_pattern_is_listed_with_its_reason_not_guessed(classifier):
     import onnx
 
