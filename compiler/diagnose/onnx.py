@@ -77,7 +77,7 @@ def report(errors: list[NodeError], samples: int, accurate: str = "", failure: s
         causes.insert(0, f"plain int8 is accurate enough ({accurate})")
     if failure:
         causes.append(failure)
-    return {"of": "int8 (plain: onnxruntime QDQ, no node kept in float)",
+    return {"of": "int8 (plain: onnxruntime QDQ, no node kept in float but those int8 cannot represent)",
             "method": "float vs QDQ activations per node, relative noise power added",
             "samples": samples, "nodes": [e.to_dict() for e in top], "causes": causes}
 

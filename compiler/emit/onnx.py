@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.data import Dataset, model_feed
-from edgekiln.compiler.emit import EmitOptions
+from edgekiln.compiler.emit import EmitOptions, onnx_guard
 from edgekiln.compiler.emit.kl import kl_threshold
 from edgekiln.compiler.errors import ConversionError, EdgekilnError, RecipeError, first_line
 from edgekiln.compiler.graph.onnx_ops import standard_erfc
@@ -134,17 +134,37 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
         with quiet_fds():
             if shared is None or not prepared.is_file():
                 prepare(float_path, prepared)
+            kept = _kept_in_float(prepared, calib, options.batch, folder, reuse=shared is not None)
+            if method is q.CalibrationMethod.MinMax:  # the ranges the guard read: no second calibration pass
+                ranges = folder / "onnx_minmax_ranges.json"
             if method is q.CalibrationMethod.Entropy and (ranges is None or not ranges.is_file()):
                 ranges = _entropy_ranges(prepared, calib, options.batch, folder / "onnx_entropy_ranges.json")
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
                               extra_options=_extra_options(options), calibration_cache_path=ranges,
-                              nodes_to_exclude=list(exclude))
+                              nodes_to_exclude=list(dict.fromkeys([*exclude, *kept])))
     except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
         raise ConversionError(f"onnxruntime int8 quantization failed: {first_line(exc)}",
                               "try --quantize dynamic, or --format tflite") from exc
     return out.read_bytes()
+
+
+def _kept_in_float(prepared: Path, calib: Dataset, batch: int, folder: Path, reuse: bool) -> list[str]:
+    """The nodes no int8 form represents (mask fill values, wide Softmax inputs: emit/onnx_guard.py), from
+    the min/max ranges, calibrated once per folder; the list is recorded beside the prepared model."""
+    import onnx
+
+    minmax = folder / "onnx_minmax_ranges.json"
+    if not reuse:  # a scratch folder may hold an earlier model's ranges
+        minmax.unlink(missing_ok=True)
+    if not minmax.is_file():
+        onnx_guard.compute_minmax(prepared, _reader(calib, batch), minmax)
+    if reuse and (folder / onnx_guard.RECORD).is_file():
+        return [k["node"] for k in onnx_guard.recorded(folder)]
+    kept = onnx_guard.kept_in_float(onnx.load(str(prepared)), onnx_guard.minmax_ranges(minmax))
+    onnx_guard.record(kept, folder)
+    return [k.node for k in kept]
 
 
 def prepare(float_path: Path, prepared: Path) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.diagnose import onnx as onnx_diagnose
-from edgekiln.compiler.emit import EmitOptions
+from edgekiln.compiler.emit import EmitOptions, onnx_guard
 from edgekiln.compiler.emit import onnx as onnx_emit
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.measure import host_isa
@@ -82,6 +82,7 @@ def build(ctx: BuildContext) -> Builds:
                 family = {name: _with_twin(b, ctx.calib, options, shared) for name, b in family.items()}
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
+            family = {name: _with_kept_float(b, onnx_guard.recorded(shared)) for name, b in family.items()}
             built.update(family)
         except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -228,6 +229,14 @@ def _with_twin(built: Built, calib: Dataset, base: EmitOptions, shared: Path) ->
                       quantize=Quantize.int8, calibration_method=CalibrationMethod(built.details["calibration"]))
     twin = _qdq(options, calib, shared, tuple(built.details.get("nodes_excluded", ())))
     return replace(built, notes=(*built.notes, TWIN_NOTE), timed_as=twin)
+
+
+def _with_kept_float(built: Built, kept: list[dict]) -> Built:
+    """The nodes every int8 candidate leaves in float because int8 cannot represent them (emit/onnx_guard.py)."""
+    if built.model is None or not kept:
+        return built
+    note = f"{len(kept)} node(s) int8 cannot represent kept in float (mask fill values, wide Softmax inputs)"
+    return replace(built, notes=(*built.notes, note), details=dict(built.details, kept_in_float=kept))
 
 
 def _noted(built: Built, note: str) -> Built:

@@ -66,7 +66,7 @@ class _Builder:
         return self.op("Concat", parts, f"{name}/Concat", axis=0)
 
 
-def _embeddings(b: _Builder) -> tuple[str, str]:
+def _embeddings(b: _Builder, fill: float) -> tuple[str, str]:
     """Hidden states after the embedding LayerNorm, and the additive mask [batch, 1, 1, sequence]."""
     words = b.op("Gather", [b.weight("embeddings.word.weight", (VOCAB, HIDDEN), 0.5), "input_ids"],
                  "/embeddings/word/Gather")
@@ -80,7 +80,7 @@ def _embeddings(b: _Builder) -> tuple[str, str]:
     mask = b.op("Unsqueeze", ["attention_mask", b.const("/mask/Axes", np.array([1, 2], np.int64))], "/mask/Unsqueeze")
     inverted = b.op("Sub", [b.const("/mask/One", np.array(1.0, np.float32)),
                             b.op("Cast", [mask], "/mask/Cast", to=TensorProto.FLOAT)], "/mask/Sub")
-    return hidden, b.op("Mul", [inverted, b.const("/mask/Min", np.array(-10000.0, np.float32))], "/mask/Mul")
+    return hidden, b.op("Mul", [inverted, b.const("/mask/Min", np.array(fill, np.float32))], "/mask/Mul")
 
 
 def _sdpa_scale(b: _Builder, q: str, p: str) -> str:
@@ -143,13 +143,15 @@ def _mean_pool(b: _Builder, x: str) -> str:
     return b.op("Div", [total, count], "/pool/Div")
 
 
-def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False, bias: bool = True) -> onnx.ModelProto:
+def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False, bias: bool = True,
+              mask_fill: float = -10000.0) -> onnx.ModelProto:
     """The encoder (LAYERS layers, HIDDEN wide, HEADS heads); `classifier`: a CLASSES-way linear head on the pooled
     output (`logits`) instead of the pooled output itself (`sentence_embedding`); `sdpa`: attention as torch.onnx
     exports F.scaled_dot_product_attention (Q and K^T each scaled by sqrt(1/sqrt(dim)) computed from Shape(q));
-    `bias`: False leaves out the attention projections' biases (Q, K, V and output)."""
+    `bias`: False leaves out the attention projections' biases (Q, K, V and output); `mask_fill`: what padded
+    positions add to the attention scores (older exports -10000, torch >= 2 float32's lowest, -3.4e38)."""
     b = _Builder(seed)
-    x, mask = _embeddings(b)
+    x, mask = _embeddings(b, mask_fill)
     for layer in range(LAYERS):
         x = _feed_forward(b, _attention(b, x, mask, layer, sdpa, bias), layer)
     pooled = _mean_pool(b, x)
