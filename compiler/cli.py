@@ -106,10 +106,10 @@ def build(
     prune_time: Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new "
                                                           "probe.")] = None,
     prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
-    prune_heads: Annotated[float | None, typer.Option(help="Remove this share of every self-attention layer's "
-                                                           "heads (Keras MultiHeadAttention).")] = None,
-    drop_layers: Annotated[int | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
-                                                         "encoders; the head is re-fitted).")] = None,
+    prune_heads: Annotated[str | None, typer.Option(help="Remove this share of every self-attention layer's "
+                                                         "heads (Keras MultiHeadAttention), or 'auto'.")] = None,
+    drop_layers: Annotated[str | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
+                                                         "encoders; the head is re-fitted), or 'auto'.")] = None,
     text: Annotated[Path | None, typer.Option("--text", help="Calibration sentences, one a line (with "
                                                              "--tokenizer); same as --calib FILE.txt.")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json that turns --text / .txt data into "

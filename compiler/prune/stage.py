@@ -57,8 +57,7 @@ class KerasSubject:
         self.y = None if calib is None else calib.labels
 
     def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
-        y = model.predict(x, batch_size=256, verbose=0)
-        return y[0] if isinstance(y, list | tuple) else y
+        return _keras_output(model, x)
 
     def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
         return keras_prune.masked(self.model, self.analysis, plan)
@@ -106,6 +105,12 @@ class OnnxSubject:
 
     def params(self, model: Any) -> int:
         return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)  # FLOAT tensors
+
+
+def _keras_output(model: Any, x: np.ndarray) -> np.ndarray:
+    """The first output of a Keras model on `x`."""
+    y = model.predict(x, batch_size=256, verbose=0)
+    return y[0] if isinstance(y, list | tuple) else y
 
 
 def _single(dataset: Dataset) -> np.ndarray:
@@ -174,26 +179,52 @@ def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, pro
         raise RecipeError(f"--recover {method} is not available for head pruning or layer dropping",
                           "use --recover reconstruct (least-squares re-fit, the default) or none")
     assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
-    model, x, recover = graph.keras_model, _single(data.calib), method is not Recover.none
-    dropped = None
-    if recipe.drop_layers is not None:
-        from edgekiln.compiler.graph import keras_layers
-
-        progress(f"Dropping the last {recipe.drop_layers} encoder block(s)")
-        model, dropped = keras_layers.drop(model, recipe.drop_layers, x, recover)
-    block = dropped
-    if recipe.prune_heads is not None:
-        model, heads = _prune_heads(model, recipe.prune_heads, x, recover, progress)
-        block = heads if dropped is None else {**heads, "params_before": dropped["params_before"],
-                                               "layer_drop": dropped}
-    assert block is not None
-    block = {**block, "warnings": [], "search": None}
+    source, x, recover = graph.keras_model, _single(data.calib), method is not Recover.none
+    if "auto" in (recipe.drop_layers, recipe.prune_heads):
+        model, block = _search_encoder(source, recipe, data, x, recover, progress)
+    else:
+        model, block = _slim(source, recipe.drop_layers, recipe.prune_heads, x, recover, progress)
+    block = {"warnings": [], "search": None, **block}
     if not block["params_after"] < block["params_before"]:
-        return Pruned(graph, {**block, "warnings": ["pruning: removes nothing (ratio 0, one head per layer, or "
-                                                    "no block dropped)"]}, False)
+        nothing = [] if block["search"] else ["pruning: removes nothing (ratio 0, one head per layer, or no block "
+                                              "dropped)"]
+        return Pruned(graph, {**block, "warnings": [*block["warnings"], *nothing]}, False)
     exported = keras_graph.from_model(model, workdir / "pruned_saved_model", graph.source_format,
                                       "the slimmed encoder")
     return Pruned(exported, block, True)
+
+
+def _slim(model: Any, drop: int | None, ratio: float | None, x: np.ndarray, recover: bool, progress: Progress
+          ) -> tuple[Any, dict]:
+    """The last `drop` blocks out, then `ratio` of the heads (None: that step is skipped), each re-fitted."""
+    dropped = None
+    if drop is not None:
+        from edgekiln.compiler.graph import keras_layers
+
+        progress(f"Dropping the last {drop} encoder block(s)")
+        model, dropped = keras_layers.drop(model, drop, x, recover)
+    if ratio is None:
+        assert dropped is not None, "the recipe sets --drop-layers or --prune-heads"
+        return model, dropped
+    model, heads = _prune_heads(model, ratio, x, recover, progress)
+    return model, heads if dropped is None else {**heads, "params_before": dropped["params_before"],
+                                                 "layer_drop": dropped}
+
+
+def _search_encoder(source: Any, recipe: Recipe, data: Datasets, x: np.ndarray, recover: bool, progress: Progress
+                    ) -> tuple[Any, dict]:
+    """--drop-layers auto / --prune-heads auto (compiler/prune/encoder_auto.py) with the Keras slimming."""
+    from edgekiln.compiler.graph import keras_heads, keras_layers
+    from edgekiln.compiler.prune import encoder_auto
+
+    dataset = _judging_set(data)
+    judge, reference = encoder_auto.judge_with(lambda model: _keras_output(model, _single(dataset)), source,
+                                               dataset.labels)
+    blocks = len(keras_layers.encoder_blocks(source)) if recipe.drop_layers == "auto" else 0
+    heads = [source.get_layer(name).num_heads for name in keras_heads.attention_layers(source)[0]]
+    model, block = encoder_auto.run(lambda d, r: _slim(source, d if d or not r else None, r or None, x, recover,
+                                                       progress), judge, reference, blocks, heads, recipe, progress)
+    return model, _with_data_note(block, data)
 
 
 def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:
