@@ -284,12 +284,19 @@ def prune_scan(
     samples: Annotated[int, typer.Option(help="Evaluation samples per probe.")] = 500,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None,
+    text: Annotated[Path | None, typer.Option("--text", help="Sentences, one a line (with --tokenizer); same as "
+                                                             "--calib FILE.txt.")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json for .txt data.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.")
+                       ] = None,
     unsafe: UnsafeOpt = False,
 ) -> None:
-    """Per-layer pruning sensitivity: prune each channel group alone at each ratio, measure the drop."""
+    """Pruning sensitivity: each channel group pruned alone at each ratio; for a transformer encoder, each
+    attention head masked alone and each encoder block skipped alone. No recovery."""
     from edgekiln.compiler.commands.prune_scan import run_scan
 
-    _run(lambda: run_scan(model, eval, calib, criterion, _floats(ratios), samples, json_out, csv_out, unsafe))
+    _run(lambda: run_scan(model, eval, calib or text, criterion, _floats(ratios), samples, json_out, csv_out,
+                          unsafe, tokenizer, seq_len))
 
 
 @app.command()

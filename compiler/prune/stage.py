@@ -57,7 +57,7 @@ class KerasSubject:
         self.y = None if calib is None else calib.labels
 
     def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return _keras_output(model, x)
+        return keras_output(model, x)
 
     def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
         return keras_prune.masked(self.model, self.analysis, plan)
@@ -107,7 +107,7 @@ class OnnxSubject:
         return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)  # FLOAT tensors
 
 
-def _keras_output(model: Any, x: np.ndarray) -> np.ndarray:
+def keras_output(model: Any, x: np.ndarray) -> np.ndarray:
     """The first output of a Keras model on `x`."""
     y = model.predict(x, batch_size=256, verbose=0)
     return y[0] if isinstance(y, list | tuple) else y
@@ -218,7 +218,7 @@ def _search_encoder(source: Any, recipe: Recipe, data: Datasets, x: np.ndarray, 
     from edgekiln.compiler.prune import encoder_auto
 
     dataset = _judging_set(data)
-    judge, reference = encoder_auto.judge_with(lambda model: _keras_output(model, _single(dataset)), source,
+    judge, reference = encoder_auto.judge_with(lambda model: keras_output(model, _single(dataset)), source,
                                                dataset.labels)
     blocks = len(keras_layers.encoder_blocks(source)) if recipe.drop_layers == "auto" else 0
     heads = [source.get_layer(name).num_heads for name in keras_heads.attention_layers(source)[0]]
