@@ -38,6 +38,7 @@ MAX_PROBES = 8                   # each probe costs a re-fit and a prediction on
 # own fidelity checks; p5 0.95: no more than one sample in twenty is bent further than ~18 degrees (a mean
 # alone hides a few ruined inputs). The same pair the sample transformer's bench calls "faithful".
 DEFAULT_MIN_COSINE, DEFAULT_MIN_COSINE_P5 = 0.99, 0.95
+MIN_AGREEMENT = 0.99  # without labels, for class vectors: search/choose.Criterion's min_agreement
 
 
 @dataclass(frozen=True)
@@ -50,22 +51,26 @@ class Setting:
 
 @dataclass(frozen=True)
 class Quality:
-    """A float model's output cosine to the source (mean, 5th percentile) and, with labels, its accuracy (%)."""
+    """A float model's output cosine to the source (mean, 5th percentile), with labels its accuracy (%), and
+    for a class vector output (more than one value per sample) its top-1 agreement with the source (0-1)."""
 
     cosine_mean: float
     cosine_p5: float
     accuracy: float | None = None
+    agreement: float | None = None
 
 
 @dataclass(frozen=True)
 class Budget:
-    """What a setting must meet: an accuracy drop (points, labels only) and cosine floors (None: none)."""
+    """What a setting must meet: an accuracy drop (points, labels only), cosine floors and, without labels, a
+    top-1 agreement floor for class vectors (None: none)."""
 
     reference: float | None  # the source's accuracy on the judging samples
     max_drop: float | None
     min_cosine: float | None
     min_cosine_p5: float | None
     rule: str
+    min_agreement: float | None = None
 
     def misses(self, q: Quality) -> list[str]:
         """Why `q` is over budget; empty when it meets it."""
@@ -78,6 +83,8 @@ class Budget:
             why.append(f"cosine {q.cosine_mean:.4f} < {self.min_cosine:g}")
         if self.min_cosine_p5 is not None and q.cosine_p5 < self.min_cosine_p5:
             why.append(f"cosine p5 {q.cosine_p5:.4f} < {self.min_cosine_p5:g}")
+        if self.min_agreement is not None and q.agreement is not None and q.agreement < self.min_agreement:
+            why.append(f"top-1 agreement {q.agreement:.4f} < {self.min_agreement:g}")
         return why
 
 
@@ -85,18 +92,22 @@ def budget(max_drop: float, reference: float | None, min_cosine: float | None,
            min_cosine_p5: float | None) -> Budget:
     """The search's budget. With labels (a reference accuracy): (1 - QUANT_RESERVE) x max_drop points, the
     rest left to quantization as the channel search does, plus the cosine floors given. Without labels: the
-    cosine floors given, else DEFAULT_MIN_COSINE / DEFAULT_MIN_COSINE_P5."""
+    cosine floors given, else DEFAULT_MIN_COSINE / DEFAULT_MIN_COSINE_P5, and top-1 agreement >= MIN_AGREEMENT
+    for class vectors: the build's own rule without labels (search/choose.Criterion) keeps it beside a cosine
+    floor, and a confident softmax keeps a cosine near 1 while its answer flips on a few inputs."""
     if reference is not None:
         points = round(max_drop * (1 - QUANT_RESERVE), 3)
         rule = f"float accuracy drop <= {points:g} points ({1 - QUANT_RESERVE:.0%} of --max-drop {max_drop:g})"
         floors = [f for f in (min_cosine, min_cosine_p5) if f is not None]
         return Budget(reference, points, min_cosine, min_cosine_p5,
                       rule + (" and the cosine floors given" if floors else ""))
+    agreement = f"; top-1 agreement >= {MIN_AGREEMENT:g} for class vectors"
     if min_cosine is None and min_cosine_p5 is None:
         return Budget(None, None, DEFAULT_MIN_COSINE, DEFAULT_MIN_COSINE_P5,
                       f"no labels: output cosine to the source mean >= {DEFAULT_MIN_COSINE:g} and p5 >= "
-                      f"{DEFAULT_MIN_COSINE_P5:g} (the default floors)")
-    return Budget(None, None, min_cosine, min_cosine_p5, "no labels: the cosine floors given")
+                      f"{DEFAULT_MIN_COSINE_P5:g} (the default floors){agreement}", MIN_AGREEMENT)
+    return Budget(None, None, min_cosine, min_cosine_p5, f"no labels: the cosine floors given{agreement}",
+                  MIN_AGREEMENT)
 
 
 def grid(blocks: int, head_counts: Sequence[int], drop: int | str, ratio: float | str
@@ -146,7 +157,8 @@ class Found:
     def to_dict(self, limit: Budget) -> dict:
         chosen = next((k for k, p in enumerate(self.probes) if p.setting == self.setting), None)
         return {"budget": limit.max_drop, "floors": {"min_cosine": limit.min_cosine,
-                                                     "min_cosine_p5": limit.min_cosine_p5},
+                                                     "min_cosine_p5": limit.min_cosine_p5,
+                                                     "min_agreement": limit.min_agreement},
                 "reference_accuracy": limit.reference, "rule": limit.rule, "assumption": ASSUMPTION,
                 "probes": [p.to_dict() for p in self.probes], "chosen": chosen, "stopped": self.stopped}
 
@@ -201,12 +213,16 @@ def judge_with(predict: Callable[[Any], np.ndarray], source: Any, labels: np.nda
     model on them), and the source's own quality (cosine 1; its accuracy with labels)."""
     reference = predict(source)
     rows = reference.reshape(-1, reference.shape[-1])
+    top = reference.reshape(len(reference), -1).argmax(1)
+    vector = reference.ndim == 2 and reference.shape[1] > 1  # class scores (or an embedding: judged alike)
 
     def judge(model: Any) -> Quality:
         y = predict(model)
         cos = cosine(rows, y.reshape(rows.shape))
-        accuracy = None if labels is None else float(np.mean(y.reshape(len(y), -1).argmax(1) == labels) * 100)
-        return Quality(cos["cosine_mean"], cos["cosine_p5"], None if accuracy is None else round(accuracy, 3))
+        answers = y.reshape(len(y), -1).argmax(1)
+        accuracy = None if labels is None else round(float(np.mean(answers == labels) * 100), 3)
+        agreement = round(float(np.mean(answers == top)), 4) if vector else None
+        return Quality(cos["cosine_mean"], cos["cosine_p5"], accuracy, agreement)
 
     return judge, judge(source)
 

@@ -129,12 +129,12 @@ def scorer_for(subject: Any, data: Datasets) -> driver.Scorer:
     return driver.Scorer(subject, _single(dataset), dataset.labels)
 
 
-def _with_data_note(block: dict, data: Datasets) -> dict:
+def _with_data_note(block: dict, data: Datasets, unlabelled: str = "top-1 agreement with the source") -> dict:
     """Which data judged the pruning search. When it is the evaluation data (a few held-back samples cannot
     resolve a 1-point budget), the accuracy the manifest reports is also what the search optimised: say so."""
     dataset = _judging_set(data)
     source = "evaluation" if dataset is data.evaluation else "held-back calibration"
-    metric = "accuracy" if dataset.labels is not None else "top-1 agreement with the source"
+    metric = "accuracy" if dataset.labels is not None else unlabelled
     note = f"{dataset.size} {source} samples, by {metric}"
     if dataset is data.evaluation:
         note += ("; the reported accuracy is measured on the same samples, so it carries the search's "
@@ -224,7 +224,7 @@ def _search_encoder(source: Any, recipe: Recipe, data: Datasets, x: np.ndarray, 
     heads = [source.get_layer(name).num_heads for name in keras_heads.attention_layers(source)[0]]
     model, block = encoder_auto.run(lambda d, r: _slim(source, d if d or not r else None, r or None, x, recover,
                                                        progress), judge, reference, blocks, heads, recipe, progress)
-    return model, _with_data_note(block, data)
+    return model, _with_data_note(block, data, "output cosine and top-1 agreement with the source")
 
 
 def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:

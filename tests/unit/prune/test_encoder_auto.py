@@ -49,7 +49,10 @@ LABELS = auto.budget(1.0, 90.0, None, None)
 def test_the_budget_keeps_the_quantization_reserve_and_defaults_to_a_cosine_floor_without_labels():
     assert LABELS.max_drop == pytest.approx(1.0 * (1 - QUANT_RESERVE))
     plain = auto.budget(1.0, None, None, None)
-    assert (plain.max_drop, plain.min_cosine, plain.min_cosine_p5) == (None, 0.99, 0.95)
+    assert (plain.max_drop, plain.min_cosine, plain.min_cosine_p5, plain.min_agreement) == (None, 0.99, 0.95, 0.99)
+    assert LABELS.min_agreement is None  # with labels, accuracy judges the answers
+    assert plain.misses(auto.Quality(0.999, 0.999, None, 0.97)) == ["top-1 agreement 0.9700 < 0.99"]
+    assert plain.misses(auto.Quality(0.98, 0.999, None, None)) == ["cosine 0.9800 < 0.99"]  # no class vector
     given = auto.budget(1.0, None, 0.98, None)
     assert (given.min_cosine, given.min_cosine_p5) == (0.98, None)
 
