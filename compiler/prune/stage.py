@@ -221,19 +221,28 @@ def _search_encoder(source: Any, recipe: Recipe, data: Datasets, x: np.ndarray, 
     judge, reference = encoder_auto.judge_with(lambda model: keras_output(model, _single(dataset)), source,
                                                dataset.labels)
     blocks = len(keras_layers.encoder_blocks(source)) if recipe.drop_layers == "auto" else 0
-    heads = [source.get_layer(name).num_heads for name in keras_heads.attention_layers(source)[0]]
+    names = _attention_names(source) if recipe.prune_heads == "auto" else keras_heads.attention_layers(source)[0]
+    heads = [source.get_layer(name).num_heads for name in names]
     model, block = encoder_auto.run(lambda d, r: _slim(source, d if d or not r else None, r or None, x, recover,
                                                        progress), judge, reference, blocks, heads, recipe, progress)
     return model, _with_data_note(block, data, "output cosine and top-1 agreement with the source")
 
 
-def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:
+def _attention_names(model: Any) -> list[str]:
+    """The attention layers heads can be removed from, or a RecipeError saying why there is none."""
     from edgekiln.compiler.graph import keras_heads
 
     names, blocked = keras_heads.attention_layers(model)
     if not names:
         why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "it has no MultiHeadAttention layer"
         raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
+    return names
+
+
+def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:
+    from edgekiln.compiler.graph import keras_heads
+
+    names = _attention_names(model)
     progress(f"Pruning {ratio:g} of the heads of {len(names)} attention layers")
     return keras_heads.prune(model, ratio, x, recover=recover)
 
