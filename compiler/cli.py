@@ -106,10 +106,10 @@ def build(
     prune_time: Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new "
                                                           "probe.")] = None,
     prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
-    prune_heads: Annotated[float | None, typer.Option(help="Remove this share of every self-attention layer's "
-                                                           "heads (Keras MultiHeadAttention).")] = None,
-    drop_layers: Annotated[int | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
-                                                         "encoders; the head is re-fitted).")] = None,
+    prune_heads: Annotated[str | None, typer.Option(help="Remove this share of every self-attention layer's "
+                                                         "heads (Keras MultiHeadAttention), or 'auto'.")] = None,
+    drop_layers: Annotated[str | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
+                                                         "encoders; the head is re-fitted), or 'auto'.")] = None,
     text: Annotated[Path | None, typer.Option("--text", help="Calibration sentences, one a line (with "
                                                              "--tokenizer); same as --calib FILE.txt.")] = None,
     tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json that turns --text / .txt data into "
@@ -284,12 +284,19 @@ def prune_scan(
     samples: Annotated[int, typer.Option(help="Evaluation samples per probe.")] = 500,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the table as JSON.")] = None,
     csv_out: Annotated[Path | None, typer.Option("--csv", help="Also write the table as CSV.")] = None,
+    text: Annotated[Path | None, typer.Option("--text", help="Sentences, one a line (with --tokenizer); same as "
+                                                             "--calib FILE.txt.")] = None,
+    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json for .txt data.")] = None,
+    seq_len: Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.")
+                       ] = None,
     unsafe: UnsafeOpt = False,
 ) -> None:
-    """Per-layer pruning sensitivity: prune each channel group alone at each ratio, measure the drop."""
+    """Pruning sensitivity: each channel group pruned alone at each ratio; for a transformer encoder, each
+    attention head masked alone and each encoder block skipped alone. No recovery."""
     from edgekiln.compiler.commands.prune_scan import run_scan
 
-    _run(lambda: run_scan(model, eval, calib, criterion, _floats(ratios), samples, json_out, csv_out, unsafe))
+    _run(lambda: run_scan(model, eval, calib or text, criterion, _floats(ratios), samples, json_out, csv_out,
+                          unsafe, tokenizer, seq_len))
 
 
 @app.command()

@@ -76,6 +76,7 @@ OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5"})  # the lower bound itsel
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
 BOOLS = ("int8_io", "unsafe", "force")
 PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
+AUTO = frozenset({"drop_layers"})  # numeric options that also take "auto"
 OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5")  # None: not given
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
@@ -118,8 +119,10 @@ class Recipe:
     train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
         distillation); None: recovery trains on the calibration samples.
     prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
-    prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention).
-    drop_layers: remove this many whole encoder blocks (the last ones; the residual stream passes through).
+    prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention), or "auto"
+        to search the share under the budget (compiler/prune/encoder_auto.py).
+    drop_layers: remove this many whole encoder blocks (the last ones; the residual stream passes through), or
+        "auto" to search the count under the budget.
     tokenizer: a tokenizer.json for text data (.txt, one sentence a line; `LABEL<TAB>sentence` labels it).
     seq_len: the token sequence length where the model leaves it open (text is padded / truncated to it).
     variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only
@@ -155,14 +158,15 @@ class Recipe:
     variant: str | None = None
     train: str | None = None
     prune_time: float | None = None
-    prune_heads: float | None = None
-    drop_layers: int | None = None
+    prune_heads: float | str | None = None
+    drop_layers: int | str | None = None
     tokenizer: str | None = None
     seq_len: int | None = None
     min_cosine: float | None = None
     min_cosine_p5: float | None = None
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))
         self._normalise_scalars()
         object.__setattr__(self, "input_shape", shapes.normalise(self.input_shape))
         if self.main_output is not None and not isinstance(self.main_output, str):
@@ -204,7 +208,7 @@ class Recipe:
                               "use --quantize int8, dynamic or none, or --format tflite")
         for name, (low, high) in LIMITS.items():
             value = getattr(self, name)
-            if value is None:
+            if value is None or value == "auto":
                 continue
             above = value > low if name in OPEN_BELOW else value >= low
             if not (above and value <= high):  # NaN fails every comparison
@@ -217,7 +221,7 @@ class Recipe:
         """Types first (a TOML file or a Python caller can pass anything): ints, numbers, bools, text."""
         for name in LIMITS:
             value = getattr(self, name)
-            if value is None and name in OPTIONAL:
+            if (value is None and name in OPTIONAL) or (value == "auto" and name in AUTO):
                 continue
             integral = isinstance(value, numbers.Integral)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or (name in INTEGERS and not integral):
@@ -296,12 +300,22 @@ def _prune_ratio(value: object) -> float | str | None:
     return _ratio(value, "prune", "0.5 removes half of the channels of every prunable group", auto=True)
 
 
-def _head_ratio(value: object) -> float | None:
-    """None, or the share of every attention layer's heads to remove, 0 <= R < 1."""
-    ratio = _ratio(value, "prune_heads", "0.5 removes half of the heads of every attention layer (one head always "
-                   "stays)")
-    assert not isinstance(ratio, str)
-    return ratio
+def _head_ratio(value: object) -> float | str | None:
+    """None, "auto", or the share of every attention layer's heads to remove, 0 <= R < 1."""
+    return _ratio(value, "prune_heads", "0.5 removes half of the heads of every attention layer (one head always "
+                  "stays)", auto=True)
+
+
+def _drop_count(value: object) -> object:
+    """--drop-layers: "auto" stays, the text of an integer becomes it (the CLI passes text); the rest is
+    checked with the other numbers."""
+    if not isinstance(value, str) or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise RecipeError(f"drop_layers must be an integer or 'auto', got '{value}'",
+                          "e.g. --drop-layers 1 (the last block) or --drop-layers auto") from None
 
 
 def _ratio(value: object, field: str, hint: str, auto: bool = False) -> float | str | None:

@@ -129,6 +129,8 @@ def _pruning_rows(table: Table, m: dict) -> None:
         table.add_row(f"  output cosine before / after recovery ({rec['method']})",
                       f"{rec['output_cosine_before']:.4f}", f"{rec['output_cosine_after']:.4f}",
                       f"{rec['samples']} calibration samples")
+        _encoder_search_row(table, p.get("search"))
+        _budget_split_row(table, p.get("budget_split"))
         return
     acc = p["accuracy"]
     table.add_row(f"  {acc['metric']} before / after recovery (float)", f"{acc['before_recovery']:.2f}%",
@@ -139,10 +141,24 @@ def _pruning_rows(table: Table, m: dict) -> None:
         table.add_row(f"  paired drop on {paired['samples']} samples (lost / gained)",
                       f"{paired['lost']} / {paired['gained']}", f"{paired['drop']:+.2f} pt",
                       f"95% [{low:+.2f}, {high:+.2f}]")
-    split = p.get("budget_split")
+    _budget_split_row(table, p.get("budget_split"))
+
+
+def _budget_split_row(table: Table, split: dict | None) -> None:
     if split:
         table.add_row("  budget: pruning / quantization / unused", f"{split['pruning_drop']:+.2f} pt",
                       f"{split['quantization_drop']:+.2f} pt", f"{split['unused']:g} of {split['max_drop']:g}")
+
+
+def _encoder_search_row(table: Table, search: dict | None) -> None:
+    """--drop-layers auto / --prune-heads auto: the probes made, and the setting chosen (manifest: search)."""
+    if not search:
+        return
+    probes, chosen = search["probes"], search["chosen"]
+    within = sum(1 for q in probes if q["within_budget"])
+    pick = "nothing (none within)" if chosen is None else \
+        f"drop {probes[chosen]['drop_layers']}, heads {probes[chosen]['prune_heads']:g}"
+    table.add_row(f"  auto: {len(probes)} probes, {within} within budget", pick, "", search["rule"])
 
 
 COSINE_LEGEND = " cos / cos p5 = cosine to the source per output vector, mean / 5th percentile;"

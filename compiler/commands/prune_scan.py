@@ -2,6 +2,10 @@
 
 Each prunable channel group is pruned alone at each ratio, without recovery, and the score drop
 is measured: accuracy with labelled data, else top-1 agreement with the unpruned model.
+
+A model with MultiHeadAttention layers (a transformer encoder) gets the encoder scan instead
+(compiler/prune/encoder_scan.py): each head of each attention layer masked alone and each encoder block
+skipped alone, the accuracy drop with labels and the output cosine to the unmasked model.
 """
 
 from __future__ import annotations
@@ -9,16 +13,17 @@ from __future__ import annotations
 import csv
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from rich.table import Table
 
-from edgekiln.compiler.data import check_label_range, in_model_types, load_data
+from edgekiln.compiler.data import Dataset, check_label_range, in_model_types, load_data
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
 from edgekiln.compiler.graph import detect_format
 from edgekiln.compiler.graph import keras as keras_graph
 from edgekiln.compiler.paths import existing, writable_file
-from edgekiln.compiler.prune import groups, importance, sensitivity
+from edgekiln.compiler.prune import encoder_scan, groups, importance, sensitivity
 from edgekiln.compiler.prune.driver import Scorer
 from edgekiln.compiler.prune.stage import KerasSubject
 from edgekiln.compiler.summary import console
@@ -27,8 +32,10 @@ from edgekiln.runtime import jsonsafe
 
 def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, criterion: str,
              ratios: tuple[float, ...] | None, samples: int, json_out: Path | None, csv_out: Path | None,
-             unsafe: bool) -> sensitivity.Scan:
-    """Scan, print the table and the blocked groups, and write JSON / CSV if asked."""
+             unsafe: bool, tokenizer: Path | None = None, seq_len: int | None = None
+             ) -> sensitivity.Scan | encoder_scan.EncoderScan:
+    """Scan, print the table and the blocked groups, and write JSON / CSV if asked. Text data (.txt) is
+    tokenized with `tokenizer` to `seq_len` as in a build."""
     data_path = eval_path or calib_path
     if data_path is None:
         raise RecipeError("prune-scan needs data to measure with", "pass --eval DATA (labelled: accuracy drop)")
@@ -37,10 +44,18 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
         graph = keras_graph.load(model_path, detect_format(model_path), Path(work), unsafe=unsafe)
         if graph.keras_model is None:
             raise RecipeError("prune-scan needs a Keras model (.keras or .h5)")
-        dataset = in_model_types(load_data(data_path, graph.inputs, role="evaluation"), graph.inputs)
+        dataset = in_model_types(load_data(data_path, graph.inputs, role="evaluation",
+                                           tokenizer=None if tokenizer is None else str(tokenizer), seq_len=seq_len),
+                                 graph.inputs)
         if dataset.labels is not None:
             outputs = graph.run(dataset.take(0, 1).inputs)
             check_label_range(dataset, int(np.prod(outputs[0].shape[1:])), "evaluation")
+        if any(type(layer).__name__ == "MultiHeadAttention" for layer in graph.keras_model.layers):
+            encoder = _scan_encoder(graph.keras_model, dataset.take(0, samples) if dataset.size > samples
+                                    else dataset)
+            _print_encoder(encoder, model_path)
+            _write(encoder.to_dict(), json_out, csv_out, _encoder_csv_rows(encoder))
+            return encoder
         subject = KerasSubject(graph.keras_model, None)
         analysis = subject.analysis
         scores = importance.group_scores(analysis, criterion)
@@ -49,13 +64,25 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
         result = sensitivity.scan(analysis, scores, judge.masked_score, tuple(ratios or sensitivity.SCAN_RATIOS),
                                   judge.metric, len(judge.x))
     _print(result, analysis, model_path)
-    if json_out:
-        blocked = [{"layers": list(g.producers), "reasons": list(g.blocked)} for g in analysis.blocked]
-        json_out.write_text(jsonsafe.dumps({**result.to_dict(), "criterion": str(criterion), "blocked": blocked},
-                                           indent=2) + "\n")
-    if csv_out:
-        _write_csv(result, csv_out)
+    blocked = [{"layers": list(g.producers), "reasons": list(g.blocked)} for g in analysis.blocked]
+    _write({**result.to_dict(), "criterion": str(criterion), "blocked": blocked}, json_out, csv_out,
+           _csv_rows(result))
     return result
+
+
+def _scan_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
+    """The Keras side of the encoder scan: heads masked in place (restored), blocks skipped in a rebuilt copy."""
+    from edgekiln.compiler.graph import keras_heads, keras_layers
+    from edgekiln.compiler.prune.stage import keras_output
+
+    x = next(iter(dataset.inputs.values()))
+    layers = {layer.name: layer for layer in model.layers}
+    attention = [next(n for n in b.layers if type(layers.get(n)).__name__ == keras_heads.MHA)
+                 for b in keras_layers.encoder_blocks(model)]
+    return encoder_scan.scan(lambda m: keras_output(m, x), model, dataset.labels, keras_heads.head_facts(model, x),
+                             lambda name, h: keras_heads.head_masked(model, name, h),
+                             list(zip(attention, keras_layers.block_params(model), strict=True)),
+                             lambda k: keras_layers.without(model, k), len(x))
 
 
 def _check_options(model_path: Path, data_path: Path, ratios: tuple[float, ...] | None, samples: int,
@@ -90,10 +117,47 @@ def _print(result: sensitivity.Scan, analysis: groups.Analysis, model_path: Path
         console.print(f"not prunable: {group.label} ({group.channels} channels): {'; '.join(group.blocked)}")
 
 
-def _write_csv(result: sensitivity.Scan, path: Path) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["group", "channels", "ratio", "drop", "macs_removed", "metric", "reference"])
-        for row in result.rows:
-            for ratio, drop, removed in zip(result.ratios, row.drops, row.macs_removed, strict=True):
-                writer.writerow([row.label, row.channels, ratio, drop, removed, result.metric, result.reference])
+def _print_encoder(result: encoder_scan.EncoderScan, model_path: Path) -> None:
+    labelled = result.reference is not None
+    for kind, rows in (("head", result.heads), ("block", result.blocks)):
+        what = "one attention head masked" if kind == "head" else "one encoder block skipped"
+        table = Table(title=f"{model_path.name}: {what} alone, no recovery ({result.samples} samples"
+                            + (f"; unmasked accuracy {result.reference:.2f}%)" if labelled else ")"))
+        table.add_column("attention layer" if kind == "head" else "block (its attention layer)", overflow="fold")
+        table.add_column(kind, justify="right")
+        table.add_column("params", justify="right")
+        if labelled:
+            table.add_column("accuracy drop (points)", justify="right")
+        table.add_column("output cosine", justify="right")
+        table.add_column("cosine p5", justify="right")
+        if kind == "head":
+            table.add_column("layer-output score", justify="right")
+        for r in rows:
+            table.add_row(r.layer, str(r.index), f"{r.params:,}",
+                          *([f"{r.accuracy_drop:.2f}"] if labelled else []), f"{r.cosine_mean:.4f}",
+                          f"{r.cosine_p5:.4f}", *([f"{r.score:.4g}"] if kind == "head" else []))
+        console.print(table)
+    console.print("cosine: each output vector's cosine to the unmasked model's, mean and 5th percentile; "
+                  "layer-output score: the head's mean squared contribution to its layer's output, the criterion "
+                  "--prune-heads removes heads by")
+
+
+def _write(data: dict, json_out: Path | None, csv_out: Path | None, rows: list[list]) -> None:
+    if json_out:
+        json_out.write_text(jsonsafe.dumps(data, indent=2) + "\n")
+    if csv_out:
+        with csv_out.open("w", newline="") as f:
+            csv.writer(f).writerows(rows)
+
+
+def _csv_rows(result: sensitivity.Scan) -> list[list]:
+    rows: list[list] = [["group", "channels", "ratio", "drop", "macs_removed", "metric", "reference"]]
+    for row in result.rows:
+        for ratio, drop, removed in zip(result.ratios, row.drops, row.macs_removed, strict=True):
+            rows.append([row.label, row.channels, ratio, drop, removed, result.metric, result.reference])
+    return rows
+
+
+def _encoder_csv_rows(result: encoder_scan.EncoderScan) -> list[list]:
+    fields = ["kind", "layer", "index", "params", "accuracy_drop", "cosine_mean", "cosine_p5", "score"]
+    return [fields] + [[getattr(r, f) for f in fields] for r in (*result.heads, *result.blocks)]

@@ -9,7 +9,9 @@ the pruned model's own inputs to that layer, towards the original layer's output
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -128,3 +130,33 @@ def _output_cosine(original: Any, pruned: Any, x: np.ndarray) -> float:
     b = pruned.predict(x, batch_size=64, verbose=0)
     a, b = (a[0], b[0]) if isinstance(a, list | tuple) else (a, b)
     return cosine(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))["cosine_mean"]
+
+
+@contextlib.contextmanager
+def head_masked(model: Any, name: str, head: int) -> Iterator[Any]:
+    """`model` (modified in place, restored on exit) with head `head` of attention layer `name` zeroed in the
+    output projection: its contribution to the layer's output, exactly what removing the head takes away."""
+    layer = model.get_layer(name)
+    saved = layer.get_weights()
+    w = _weights(layer)
+    wo = w.wo.copy()
+    wo[head] = 0.0
+    _set(layer, math.AttentionWeights(w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, wo, w.bo))
+    try:
+        yield model
+    finally:
+        layer.set_weights(saved)
+
+
+def head_facts(model: Any, x: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
+    """Per prunable attention layer: each head's score (the pruner's criterion on `x`) and one head's
+    parameters (query, key, value and output projection slices)."""
+    names, _ = attention_layers(model)
+    observed = _probe(model, names, x)
+    facts = {}
+    for name in names:
+        w = _weights(model.get_layer(name))
+        query = observed[name][0]
+        per_head = (w.params() - (0 if w.bo is None else w.bo.size)) // w.heads
+        facts[name] = (math.scores(math.head_outputs(query, query, w), w.wo), int(per_head))
+    return facts

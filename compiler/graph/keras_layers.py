@@ -132,6 +132,19 @@ def drop(model: Any, count: int, x: np.ndarray, recover: bool) -> tuple[Any, dic
     return shortened, facts
 
 
+def without(model: Any, k: int) -> Any:
+    """A copy of `model` with encoder block k alone skipped (the residual stream passes through), no recovery:
+    prune-scan's per-block sensitivity."""
+    blocks = encoder_blocks(model)
+    return _rebuild(model, blocks[k], blocks[k])
+
+
+def block_params(model: Any) -> list[int]:
+    """Each encoder block's parameters (the weights of the layers called inside it)."""
+    layers = {layer.name: layer for layer in model.layers}  # operations such as `x + y` are not layers
+    return [sum(int(layers[n].count_params()) for n in set(b.layers) if n in layers) for b in encoder_blocks(model)]
+
+
 def _rebuild(model: Any, first: Block, last: Block) -> Any:
     """`model`'s graph re-run on fresh inputs with operations [first.start, last.end) skipped: the tensor that
     entered `first` stands for the one that left `last`."""

@@ -89,10 +89,13 @@ def scores(heads: np.ndarray, wo: np.ndarray) -> np.ndarray:
 def to_keep(head_scores: np.ndarray, ratio: float) -> np.ndarray:
     """Indices of the heads to keep at `ratio` removed (round(ratio x heads), at least one head kept), in
     their original order: the lowest-scoring heads go first."""
-    count = len(head_scores)
-    removed = min(count - 1, int(round(ratio * count)))
     order = np.argsort(head_scores, kind="stable")
-    return np.sort(order[removed:])
+    return np.sort(order[heads_removed(len(head_scores), ratio):])
+
+
+def heads_removed(count: int, ratio: float) -> int:
+    """How many of a layer's `count` heads `ratio` removes: round(ratio x count), at least one head kept."""
+    return min(count - 1, int(round(ratio * count)))
 
 
 def refit_output(kept_heads: np.ndarray, target: np.ndarray, with_bias: bool) -> tuple[np.ndarray, np.ndarray | None]:

@@ -57,8 +57,7 @@ class KerasSubject:
         self.y = None if calib is None else calib.labels
 
     def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
-        y = model.predict(x, batch_size=256, verbose=0)
-        return y[0] if isinstance(y, list | tuple) else y
+        return keras_output(model, x)
 
     def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
         return keras_prune.masked(self.model, self.analysis, plan)
@@ -108,11 +107,17 @@ class OnnxSubject:
         return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)  # FLOAT tensors
 
 
+def keras_output(model: Any, x: np.ndarray) -> np.ndarray:
+    """The first output of a Keras model on `x`."""
+    y = model.predict(x, batch_size=256, verbose=0)
+    return y[0] if isinstance(y, list | tuple) else y
+
+
 def _single(dataset: Dataset) -> np.ndarray:
     return next(iter(dataset.inputs.values()))
 
 
-def _judging_set(data: Datasets) -> Dataset:
+def judging_set(data: Datasets) -> Dataset:
     dataset = data.evaluation or data.holdout or data.calib
     assert dataset is not None, "the recipe guarantees --calib or --eval"
     return dataset
@@ -120,16 +125,16 @@ def _judging_set(data: Datasets) -> Dataset:
 
 def scorer_for(subject: Any, data: Datasets) -> driver.Scorer:
     """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
-    dataset = _judging_set(data)
+    dataset = judging_set(data)
     return driver.Scorer(subject, _single(dataset), dataset.labels)
 
 
-def _with_data_note(block: dict, data: Datasets) -> dict:
+def with_data_note(block: dict, data: Datasets, unlabelled: str = "top-1 agreement with the source") -> dict:
     """Which data judged the pruning search. When it is the evaluation data (a few held-back samples cannot
     resolve a 1-point budget), the accuracy the manifest reports is also what the search optimised: say so."""
-    dataset = _judging_set(data)
+    dataset = judging_set(data)
     source = "evaluation" if dataset is data.evaluation else "held-back calibration"
-    metric = "accuracy" if dataset.labels is not None else "top-1 agreement with the source"
+    metric = "accuracy" if dataset.labels is not None else unlabelled
     note = f"{dataset.size} {source} samples, by {metric}"
     if dataset is data.evaluation:
         note += ("; the reported accuracy is measured on the same samples, so it carries the search's "
@@ -153,7 +158,7 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
     subject = KerasSubject(graph.keras_model, train or data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          scorer_for(subject, data), progress, recipe.prune_time)
-    block = _with_recovery_data(_with_data_note(outcome.block, data), method, train, data)
+    block = _with_recovery_data(with_data_note(outcome.block, data), method, train, data)
     if outcome.model is None:
         return Pruned(graph, block, False)
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
@@ -162,79 +167,24 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
 
 
 def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
-    """--drop-layers N, then --prune-heads R: whole encoder blocks out (compiler/graph/keras_layers.py), whole
-    attention heads out of every self-attention layer left (compiler/graph/keras_heads.py), each re-fitted by
-    least squares; the block says which blocks and heads stayed and what recovery did. ONNX sources: _slim_onnx."""
-    if not isinstance(graph, onnx_graph.OnnxGraph) and graph.keras_model is None:
-        flag = "--prune-heads" if recipe.prune_heads is not None else "--drop-layers"
-        raise RecipeError(f"{flag} needs a Keras model (.keras or .h5) with MultiHeadAttention layers, or an ONNX "
-                          "encoder", "build from the Keras model or its ONNX export")
+    """--drop-layers N|auto, then --prune-heads R|auto, on a Keras or ONNX encoder (compiler/prune/encoder_stage.py):
+    whole blocks and whole attention heads out, each re-fitted by least squares; the block says which blocks and
+    heads stayed, what recovery did and, for auto, the search."""
+    from edgekiln.compiler.prune import encoder_stage
+
     method = Recover(str(recipe.recover))
     if method not in (Recover.auto, Recover.reconstruct, Recover.none):
         raise RecipeError(f"--recover {method} is not available for head pruning or layer dropping",
                           "use --recover reconstruct (least-squares re-fit, the default) or none")
     assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
-    if isinstance(graph, onnx_graph.OnnxGraph):
-        return _slim_onnx(graph, recipe, data.calib.inputs, method is not Recover.none, workdir, progress)
-    model, x, recover = graph.keras_model, _single(data.calib), method is not Recover.none
-    dropped = None
-    if recipe.drop_layers is not None:
-        from edgekiln.compiler.graph import keras_layers
-
-        progress(f"Dropping the last {recipe.drop_layers} encoder block(s)")
-        model, dropped = keras_layers.drop(model, recipe.drop_layers, x, recover)
-    block = dropped
-    if recipe.prune_heads is not None:
-        model, heads = _prune_heads(model, recipe.prune_heads, x, recover, progress)
-        block = heads if dropped is None else {**heads, "params_before": dropped["params_before"],
-                                               "layer_drop": dropped}
-    assert block is not None
-    block = {**block, "warnings": [], "search": None}
+    kit = encoder_stage.kit_for(graph, data.calib)
+    model, block = encoder_stage.slim(kit, recipe, data, method is not Recover.none, progress)
+    block = {"warnings": [], "search": None, **block}
     if not block["params_after"] < block["params_before"]:
-        return Pruned(graph, {**block, "warnings": ["pruning: removes nothing (ratio 0, one head per layer, or "
-                                                    "no block dropped)"]}, False)
-    exported = keras_graph.from_model(model, workdir / "pruned_saved_model", graph.source_format,
-                                      "the slimmed encoder")
-    return Pruned(exported, block, True)
-
-
-def _slim_onnx(graph: Any, recipe: Recipe, feed: dict[str, np.ndarray], recover: bool, workdir: Path,
-               progress: Progress) -> Pruned:
-    """_slim_encoder for a PyTorch-exported ONNX encoder (compiler/graph/onnx_layers.py, onnx_heads.py); the
-    slimmed ModelProto written where the emitters read it."""
-    from edgekiln.compiler.graph import onnx_heads, onnx_layers
-
-    model, dropped, heads = graph.model, None, None
-    if recipe.drop_layers is not None:
-        progress(f"Dropping the last {recipe.drop_layers} encoder block(s)")
-        model, dropped = onnx_layers.drop(model, recipe.drop_layers, feed, recover)
-    if recipe.prune_heads is not None:
-        progress(f"Pruning {recipe.prune_heads:g} of the heads of every self-attention layer")
-        model, heads = onnx_heads.prune_heads(model, recipe.prune_heads, feed, recover)
-    block = dropped if heads is None else heads if dropped is None else {
-        **heads, "params_before": dropped["params_before"], "layer_drop": dropped}
-    assert block is not None
-    block = {**block, "warnings": [], "search": None}
-    if not block["params_after"] < block["params_before"]:
-        return Pruned(graph, {**block, "warnings": ["pruning: removes nothing (ratio 0, one head per layer, or "
-                                                    "no block dropped)"]}, False)
-    path = workdir / "pruned.onnx"
-    path.write_bytes(model.SerializeToString())
-    slim = onnx_graph.OnnxGraph(graph.source_format, model, path, onnx_graph.input_specs(model),
-                                [o.name for o in model.graph.output], onnx_graph.param_count(model),
-                                fixed_inputs=graph.fixed_inputs)
-    return Pruned(slim, block, True)
-
-
-def _prune_heads(model: Any, ratio: float, x: np.ndarray, recover: bool, progress: Progress) -> tuple[Any, dict]:
-    from edgekiln.compiler.graph import keras_heads
-
-    names, blocked = keras_heads.attention_layers(model)
-    if not names:
-        why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "it has no MultiHeadAttention layer"
-        raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
-    progress(f"Pruning {ratio:g} of the heads of {len(names)} attention layers")
-    return keras_heads.prune(model, ratio, x, recover=recover)
+        nothing = [] if block["search"] else ["pruning: removes nothing (ratio 0, one head per layer, or no block "
+                                              "dropped)"]
+        return Pruned(graph, {**block, "warnings": [*block["warnings"], *nothing]}, False)
+    return Pruned(kit.export(model, workdir), block, True)
 
 
 def _training_data(recipe: Recipe, specs: Any) -> Dataset | None:
@@ -287,7 +237,7 @@ def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -
     subject = OnnxSubject(model, data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          scorer_for(subject, data), progress, recipe.prune_time)
-    return (outcome.model if outcome.model is not None else model), _with_data_note(outcome.block, data)
+    return (outcome.model if outcome.model is not None else model), with_data_note(outcome.block, data)
 
 
 def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool, train: Dataset | None = None) -> Recover:

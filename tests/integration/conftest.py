@@ -86,3 +86,12 @@ def run_runtime(bundle: Path, *args: str, env: dict | None = None) -> subprocess
     """`python -m runtime ARGS` from inside the bundle, as a user on the device would run it."""
     return subprocess.run([sys.executable, "-m", "runtime", *args], cwd=bundle, capture_output=True,
                           text=True, env=env)
+
+
+@pytest.fixture(scope="session")
+def encoder3(tmp_path_factory) -> dict:
+    """A three-block Keras encoder (2 heads a block, 4 classes) with calibration and labelled evaluation ids."""
+    from tests.integration.encoders import make_encoder
+
+    return make_encoder(tmp_path_factory.mktemp("encoder3"), blocks=3, vocab=40, classes=4, seed=5, samples=160,
+                        calib=100)

@@ -9,41 +9,15 @@ import numpy as np
 import pytest
 
 from tests.integration.conftest import run_runtime
+from tests.integration.encoders import HEADS, block_params
 
 pytestmark = pytest.mark.integration
-VOCAB, LENGTH, WIDTH, BLOCKS, HEADS = 40, 8, 16, 3, 2
+BLOCKS = 3
 
 
-@pytest.fixture(scope="module")
-def encoder(tmp_path_factory) -> dict:
-    from edgekiln.compiler.tf_env import import_keras
-
-    keras = import_keras()
-    layers = keras.layers
-    keras.utils.set_random_seed(5)
-    ids = keras.Input((LENGTH,), dtype="int32", name="input_ids")
-    x = layers.Embedding(VOCAB, WIDTH, name="embed")(ids)
-    for k in range(BLOCKS):  # post-LN blocks, as BERT's
-        attended = layers.MultiHeadAttention(HEADS, WIDTH // HEADS, name=f"mha_{k}")(x, x)
-        x = layers.LayerNormalization(name=f"ln_a_{k}")(x + attended)
-        ff = layers.Dense(WIDTH, name=f"ff_b_{k}")(layers.Dense(2 * WIDTH, activation="gelu", name=f"ff_a_{k}")(x))
-        x = layers.LayerNormalization(name=f"ln_b_{k}")(x + ff)
-    out = layers.Dense(4, activation="softmax", name="probs")(layers.GlobalAveragePooling1D(name="pool")(x))
-    model = keras.Model(ids, out)
-    root = tmp_path_factory.mktemp("encoder3")
-    tokens = np.random.default_rng(5).integers(0, VOCAB, (160, LENGTH)).astype(np.int32)
-    labels = model.predict(tokens, verbose=0).argmax(1).astype(np.int64)
-    np.savez(root / "calib.npz", x=tokens[:100])
-    np.savez(root / "eval.npz", x=tokens[100:], y=labels[100:])
-    model.save(root / "encoder.keras")
-    return {"model": root / "encoder.keras", "calib": root / "calib.npz", "eval": root / "eval.npz", "root": root}
-
-
-def _block_params() -> int:
-    """One block's parameters: attention (Q, K, V, output, with biases), FFN, two LayerNorms."""
-    attention = 3 * (WIDTH * WIDTH + WIDTH) + WIDTH * WIDTH + WIDTH
-    ffn = WIDTH * 2 * WIDTH + 2 * WIDTH + 2 * WIDTH * WIDTH + WIDTH
-    return attention + ffn + 2 * 2 * WIDTH
+@pytest.fixture
+def encoder(encoder3) -> dict:
+    return encoder3
 
 
 def _load(encoder: dict):
@@ -72,7 +46,7 @@ def test_dropping_none_is_bit_identical_and_n_removes_exactly_n_blocks(encoder):
     assert facts["params_after"] == facts["params_before"] == model.count_params()
     for count in (1, 2):
         short, facts = keras_layers.drop(model, count, x, recover=False)
-        assert short.count_params() == model.count_params() - count * _block_params()
+        assert short.count_params() == model.count_params() - count * block_params()
         assert (facts["layers_before"], facts["layers_after"]) == (BLOCKS, BLOCKS - count)
         assert [b["kept"] for b in facts["blocks"]] == [k < BLOCKS - count for k in range(BLOCKS)]
         names = {layer.name for layer in short.layers}

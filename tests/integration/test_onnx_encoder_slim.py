@@ -62,3 +62,25 @@ def test_build_drop_layers_ships_one_block_and_validates(encoder, cli):
     assert sum(n.op_type == "Softmax" for n in shipped.graph.node) == 1
     validated = run_runtime(out, "validate")
     assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr
+
+
+def test_auto_slims_an_onnx_encoder_by_probes_that_each_hold_their_verdict(encoder, cli):
+    out = encoder["root"] / "auto_bundle"
+    done = cli("build", encoder["model"], "--target", "rpi4", "--calib", encoder["calib"], "--drop-layers", "auto",
+               "--prune-heads", "auto", "--min-cosine", "0.5", "--min-cosine-p5", "0.3", "--format", "onnx",
+               "--quantize", "none", "--runs", "10", "-o", out)
+    assert done.exit_code == 0, done.output
+    p = json.loads((out / "manifest.json").read_text())["pruning"]
+    search = p["search"]
+    assert 1 <= len(search["probes"]) <= 8
+    for q in search["probes"]:  # each verdict follows from the cosine figures recorded beside it
+        holds = q["cosine_mean"] >= 0.5 and q["cosine_p5"] >= 0.3 and q.get("agreement", 1.0) >= 0.99
+        assert q["within_budget"] == holds, q
+    within = [q for q in search["probes"] if q["within_budget"]]
+    if within:  # the shipped setting is the leanest probe within budget, and the model has its parameters
+        chosen = search["probes"][search["chosen"]]
+        assert chosen["params"] == min(q["params"] for q in within) == p["params_after"]
+    else:
+        assert p["params_after"] == p["params_before"] and p["warnings"]
+    validated = run_runtime(out, "validate")
+    assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr

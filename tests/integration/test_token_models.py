@@ -11,32 +11,13 @@ import pytest
 from edgekiln.compiler.pipeline import build
 from edgekiln.compiler.recipe import Recipe
 from tests.integration.conftest import run_runtime
-
-VOCAB, LENGTH, WIDTH = 50, 8, 16
+from tests.integration.encoders import LENGTH, WIDTH, make_encoder
 
 
 @pytest.fixture(scope="module")
 def encoder(tmp_path_factory) -> dict:
-    from edgekiln.compiler.tf_env import import_keras
-
-    keras = import_keras()
-    layers = keras.layers
-    keras.utils.set_random_seed(11)
-    ids = keras.Input((LENGTH,), dtype="int32", name="input_ids")
-    x = layers.Embedding(VOCAB, WIDTH, name="embed")(ids)
-    attended = layers.MultiHeadAttention(2, WIDTH // 2, name="mha")(x, x)
-    x = layers.LayerNormalization(name="ln_a")(x + attended)
-    ff = layers.Dense(WIDTH, name="ff_b")(layers.Dense(2 * WIDTH, activation="gelu", name="ff_a")(x))
-    x = layers.LayerNormalization(name="ln_b")(x + ff)
-    out = layers.Dense(3, activation="softmax", name="probs")(layers.GlobalAveragePooling1D(name="pool")(x))
-    model = keras.Model(ids, out)
-    root = tmp_path_factory.mktemp("encoder")
-    tokens = np.random.default_rng(11).integers(0, VOCAB, (120, LENGTH)).astype(np.int32)
-    labels = model.predict(tokens, verbose=0).argmax(1).astype(np.int64)
-    np.savez(root / "calib.npz", x=tokens[:80])
-    np.savez(root / "eval.npz", x=tokens[80:], y=labels[80:])
-    model.save(root / "encoder.keras")
-    return {"model": root / "encoder.keras", "calib": root / "calib.npz", "eval": root / "eval.npz", "root": root}
+    return make_encoder(tmp_path_factory.mktemp("encoder"), blocks=1, vocab=50, classes=3, seed=11, samples=120,
+                        calib=80)
 
 
 def test_a_token_encoder_builds_in_both_formats_and_its_bundle_validates(encoder, tmp_path, monkeypatch):

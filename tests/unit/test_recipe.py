@@ -70,8 +70,13 @@ def test_prune_heads_is_a_ratio_that_needs_calibration_and_no_channel_pruning():
     from edgekiln.compiler.recipe import Recipe
 
     assert Recipe(source="m.keras", calib="c.npz", prune_heads="0.25").prune_heads == 0.25
-    for bad, message in ((1.0, r"prune_heads must be a ratio in \[0, 1\), got 1.0"),
-                         ("half", r"prune_heads must be a ratio in \[0, 1\), got 'half'")):
+    auto = Recipe(source="m.keras", calib="c.npz", prune_heads="auto", drop_layers="auto")
+    assert (auto.prune_heads, auto.drop_layers) == ("auto", "auto")
+    assert Recipe(source="m.keras", calib="c.npz", drop_layers="2").drop_layers == 2  # the CLI passes text
+    with pytest.raises(RecipeError, match=r"drop_layers must be an integer or 'auto', got 'all'"):
+        Recipe(source="m.keras", calib="c.npz", drop_layers="all")
+    for bad, message in ((1.0, r"prune_heads must be a ratio in \[0, 1\) or 'auto', got 1.0"),
+                         ("half", r"prune_heads must be a ratio in \[0, 1\) or 'auto', got 'half'")):
         with pytest.raises(RecipeError, match=message):
             Recipe(source="m.keras", calib="c.npz", prune_heads=bad)
     with pytest.raises(RecipeError, match="--prune and --prune-heads cannot be combined"):

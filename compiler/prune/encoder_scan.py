@@ -1,0 +1,72 @@
+"""prune-scan for encoders: what each attention head and each encoder block is worth, measured one at a time.
+
+Framework-free (numpy): the adapter hands over how to run a model, a context that masks one head (its
+output-projection slice zeroed: its contribution gone, exactly as removal takes it), and a model with one
+block skipped (the residual stream passes through). Nothing is re-fitted, as the channel scan re-fits
+nothing: the figures rank heads and blocks, they are not the drop `--prune-heads` / `--drop-layers` would
+leave after their least-squares re-fit (which is far smaller).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from edgekiln.compiler.prune.encoder_auto import Quality, judge_with
+
+
+@dataclass(frozen=True)
+class Row:
+    """One head (index within its layer) or one block (index in the encoder) taken out alone."""
+
+    kind: str      # "head" or "block"
+    layer: str     # the attention layer's name; for a block, its attention layer's
+    index: int
+    params: int    # parameters it holds
+    accuracy_drop: float | None  # points, with labels
+    cosine_mean: float
+    cosine_p5: float
+    score: float | None = None  # heads: the pruner's criterion (mean squared contribution to the layer output)
+
+
+@dataclass(frozen=True)
+class EncoderScan:
+    """The whole scan; `reference` is the unmasked model's accuracy (None without labels)."""
+
+    reference: float | None
+    samples: int
+    heads: tuple[Row, ...]
+    blocks: tuple[Row, ...]
+
+    @property
+    def metric(self) -> str:
+        return "accuracy" if self.reference is not None else "cosine"
+
+    def to_dict(self) -> dict:
+        return {"kind": "encoder", "metric": self.metric, "reference": self.reference, "samples": self.samples,
+                "heads": [asdict(r) for r in self.heads], "blocks": [asdict(r) for r in self.blocks]}
+
+
+def scan(predict: Callable[[Any], np.ndarray], source: Any, labels: np.ndarray | None,
+         heads: Mapping[str, tuple[np.ndarray, int]],
+         mask_head: Callable[[str, int], contextlib.AbstractContextManager[Any]],
+         blocks: Sequence[tuple[str, int]], without_block: Callable[[int], Any], samples: int) -> EncoderScan:
+    """Every head of every layer in `heads` (name -> (scores, params per head)) masked alone, then every block
+    of `blocks` ((attention layer, params) in order) skipped alone, each judged against the unmasked model."""
+    judge, reference = judge_with(predict, source, labels)
+
+    def row(kind: str, layer: str, index: int, params: int, q: Quality, score: float | None = None) -> Row:
+        drop = None if q.accuracy is None or reference.accuracy is None else round(reference.accuracy - q.accuracy, 3)
+        return Row(kind, layer, index, params, drop, q.cosine_mean, q.cosine_p5, score)
+
+    head_rows = []
+    for name, (scores, params) in heads.items():
+        for h, score in enumerate(scores):
+            with mask_head(name, h) as masked:
+                head_rows.append(row("head", name, h, params, judge(masked), round(float(score), 6)))
+    block_rows = [row("block", layer, k, params, judge(without_block(k))) for k, (layer, params) in enumerate(blocks)]
+    return EncoderScan(reference.accuracy, samples, tuple(head_rows), tuple(block_rows))

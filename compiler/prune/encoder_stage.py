@@ -1,0 +1,182 @@
+"""The build's encoder slimming: --drop-layers N|auto, then --prune-heads R|auto, for Keras or ONNX encoders.
+
+Each framework is a kit: how to drop the last blocks, prune heads (both re-fitted by least squares), count
+blocks and heads, run the model's first float output, and hand the slimmed model on as the working graph.
+Keras: compiler/graph/keras_layers.py, keras_heads.py (MultiHeadAttention). ONNX: compiler/graph/onnx_layers.py,
+onnx_heads.py (the attention pattern torch.onnx exports). The auto search (compiler/prune/encoder_auto.py)
+and the pruning block are the same for both.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from edgekiln.compiler import Progress
+from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.recipe import Recipe
+
+
+class Kit(Protocol):
+    """What the encoder slimming needs from a framework."""
+
+    source: Any
+
+    def drop(self, model: Any, count: int, recover: bool) -> tuple[Any, dict]: ...
+    def heads(self, model: Any, ratio: float, recover: bool) -> tuple[Any, dict]: ...
+    def blocks(self) -> int: ...
+    def head_counts(self) -> list[int]: ...
+    def predict(self, model: Any, dataset: Dataset) -> np.ndarray: ...
+    def export(self, model: Any, workdir: Path) -> Any: ...
+
+
+class KerasKit:
+    """A Keras encoder (MultiHeadAttention layers); `x` the calibration inputs the re-fits read."""
+
+    def __init__(self, graph: Any, x: np.ndarray) -> None:
+        self.graph, self.source, self.x = graph, graph.keras_model, x
+
+    def drop(self, model: Any, count: int, recover: bool) -> tuple[Any, dict]:
+        from edgekiln.compiler.graph import keras_layers
+
+        return keras_layers.drop(model, count, self.x, recover)
+
+    def heads(self, model: Any, ratio: float, recover: bool) -> tuple[Any, dict]:
+        from edgekiln.compiler.graph import keras_heads
+
+        _prunable(*keras_heads.attention_layers(model))
+        return keras_heads.prune(model, ratio, self.x, recover=recover)
+
+    def blocks(self) -> int:
+        from edgekiln.compiler.graph import keras_layers
+
+        return len(keras_layers.encoder_blocks(self.source))
+
+    def head_counts(self) -> list[int]:
+        from edgekiln.compiler.graph import keras_heads
+
+        names = _prunable(*keras_heads.attention_layers(self.source))
+        return [self.source.get_layer(name).num_heads for name in names]
+
+    def predict(self, model: Any, dataset: Dataset) -> np.ndarray:
+        from edgekiln.compiler.prune.stage import keras_output
+
+        return keras_output(model, next(iter(dataset.inputs.values())))
+
+    def export(self, model: Any, workdir: Path) -> Any:
+        from edgekiln.compiler.graph import keras as keras_graph
+
+        return keras_graph.from_model(model, workdir / "pruned_saved_model", self.graph.source_format,
+                                      "the slimmed encoder")
+
+
+class OnnxKit:
+    """An ONNX encoder as torch.onnx exports it; `feed` the calibration inputs by name, in the model's types."""
+
+    def __init__(self, graph: Any, feed: dict[str, np.ndarray]) -> None:
+        self.graph, self.source, self.feed = graph, graph.model, feed
+
+    def drop(self, model: Any, count: int, recover: bool) -> tuple[Any, dict]:
+        from edgekiln.compiler.graph import onnx_layers
+
+        return onnx_layers.drop(model, count, self.feed, recover)
+
+    def heads(self, model: Any, ratio: float, recover: bool) -> tuple[Any, dict]:
+        from edgekiln.compiler.graph import onnx_heads
+
+        return onnx_heads.prune_heads(model, ratio, self.feed, recover)
+
+    def blocks(self) -> int:
+        from edgekiln.compiler.graph import onnx_layers
+
+        return len(onnx_layers.encoder_blocks(self.source))
+
+    def head_counts(self) -> list[int]:
+        from edgekiln.compiler.graph.onnx_attention import attention_layers
+
+        layers, blocked = attention_layers(self.source)
+        _prunable([a.name for a in layers], blocked)
+        return [a.heads for a in layers]
+
+    def predict(self, model: Any, dataset: Dataset) -> np.ndarray:
+        """The first float output with a vector axis (token-id pass-through outputs are not judged)."""
+        from edgekiln.compiler.graph.onnx_attention import run
+
+        outputs = run(model, dataset.inputs)
+        floats = [outputs[o.name] for o in model.graph.output
+                  if outputs[o.name].dtype.kind == "f" and outputs[o.name].ndim >= 2]
+        if not floats:
+            raise RecipeError("the encoder has no float output with a vector axis to judge slimming by")
+        return floats[0]
+
+    def export(self, model: Any, workdir: Path) -> Any:
+        from edgekiln.compiler.graph import onnx as onnx_graph
+
+        path = workdir / "pruned.onnx"
+        path.write_bytes(model.SerializeToString())
+        return onnx_graph.OnnxGraph(self.graph.source_format, model, path, onnx_graph.input_specs(model),
+                                    [o.name for o in model.graph.output], onnx_graph.param_count(model),
+                                    fixed_inputs=self.graph.fixed_inputs)
+
+
+def _prunable(names: list[str], blocked: dict[str, str]) -> list[str]:
+    """The attention layers heads can be removed from, or a RecipeError saying why there is none."""
+    if not names:
+        why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "it has no self-attention layer"
+        raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
+    return names
+
+
+def kit_for(graph: Any, calib: Dataset) -> Kit:
+    from edgekiln.compiler.graph import onnx as onnx_graph
+
+    if isinstance(graph, onnx_graph.OnnxGraph):
+        return OnnxKit(graph, calib.inputs)
+    if graph.keras_model is None:
+        raise RecipeError("--prune-heads / --drop-layers need a Keras model (.keras or .h5) or an ONNX encoder: a "
+                          "SavedModel cannot be rebuilt", "load it in Keras, save it as .keras, and build that")
+    return KerasKit(graph, next(iter(calib.inputs.values())))
+
+
+def slim(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Progress) -> tuple[Any, dict]:
+    """The slimmed model and its pruning block (fixed settings, or the auto search)."""
+    if "auto" in (recipe.drop_layers, recipe.prune_heads):
+        return _search(kit, recipe, data, recover, progress)
+    return _apply(kit, kit.source, recipe.drop_layers, recipe.prune_heads, recover, progress)
+
+
+def _apply(kit: Kit, model: Any, drop: int | None, ratio: float | None, recover: bool, progress: Progress
+           ) -> tuple[Any, dict]:
+    """The last `drop` blocks out, then `ratio` of the heads (None: that step is skipped), each re-fitted."""
+    dropped = None
+    if drop is not None:
+        progress(f"Dropping the last {drop} encoder block(s)")
+        model, dropped = kit.drop(model, drop, recover)
+    if ratio is None:
+        assert dropped is not None, "the recipe sets --drop-layers or --prune-heads"
+        return model, dropped
+    progress(f"Pruning {ratio:g} of the heads of every self-attention layer")
+    model, heads = kit.heads(model, ratio, recover)
+    return model, heads if dropped is None else {**heads, "params_before": dropped["params_before"],
+                                                 "layer_drop": dropped}
+
+
+def _search(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Progress) -> tuple[Any, dict]:
+    """--drop-layers auto / --prune-heads auto (compiler/prune/encoder_auto.py)."""
+    from edgekiln.compiler.prune import encoder_auto
+    from edgekiln.compiler.prune.stage import judging_set, with_data_note
+
+    dataset = judging_set(data)
+    judge, reference = encoder_auto.judge_with(lambda model: kit.predict(model, dataset), kit.source,
+                                               dataset.labels)
+    blocks = kit.blocks() if recipe.drop_layers == "auto" else 0
+    heads = kit.head_counts() if recipe.prune_heads == "auto" else []
+
+    def apply(drop: int, ratio: float) -> tuple[Any, dict]:
+        return _apply(kit, kit.source, drop if drop or not ratio else None, ratio or None, recover, progress)
+
+    model, block = encoder_auto.run(apply, judge, reference, blocks, heads, recipe, progress)
+    return model, with_data_note(block, data, "output cosine and top-1 agreement with the source")
