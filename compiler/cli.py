@@ -43,6 +43,9 @@ MinCosineOpt = Annotated[float | None, typer.Option(
          "floor; with labelled --eval, applies beside --max-drop).")]
 MinCosineP5Opt = Annotated[float | None, typer.Option(
     help="Cosine floor on the 5th percentile of the per-vector cosine, e.g. 0.95.")]
+EmbeddingOpt = Annotated[bool, typer.Option(
+    "--embedding", help="The outputs are embeddings: judged by their cosine to the source's only, no top-1 agreement "
+                        "(default floor: mean 0.99, p5 0.95).")]
 KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful deploy "
                                            "(older ones are removed); 0 keeps all.")]
 
@@ -96,6 +99,7 @@ def build(
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in percentage points.")] = None,
     min_cosine: MinCosineOpt = None,
     min_cosine_p5: MinCosineP5Opt = None,
+    embedding: EmbeddingOpt = False,
     threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
     prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
@@ -142,7 +146,7 @@ def build(
                "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
                "golden_samples": golden_samples, "mean": _floats(mean),
                "std": _floats(std), "max_drop": max_drop, "min_cosine": min_cosine,
-               "min_cosine_p5": min_cosine_p5, "threads": threads, "bench_runs": runs,
+               "min_cosine_p5": min_cosine_p5, "embedding": embedding or None, "threads": threads, "bench_runs": runs,
                "prune": prune, "recover": recover, "prune_criterion": prune_criterion, "train": _str(train),
                "prune_time": prune_time, "prune_heads": prune_heads, "drop_layers": drop_layers,
                "tokenizer": _str(tokenizer), "seq_len": seq_len,
@@ -256,6 +260,7 @@ def sweep(
     max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points for the chosen point.")] = None,
     min_cosine: MinCosineOpt = None,
     min_cosine_p5: MinCosineP5Opt = None,
+    embedding: EmbeddingOpt = False,
     jobs: Annotated[int, typer.Option(help="Points built at once (a local process pool, or Ray tasks).")] = 1,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="A Ray cluster (default: a local Ray).")] = None,
@@ -268,7 +273,7 @@ def sweep(
 
     recipe = {"source": str(model), "output": str(output), "target": target, "calib": _str(calib),
               "eval": _str(eval), "recover": recover, "max_drop": max_drop, "min_cosine": min_cosine,
-              "min_cosine_p5": min_cosine_p5, "bench_runs": runs,
+              "min_cosine_p5": min_cosine_p5, "embedding": embedding or None, "bench_runs": runs,
               "unsafe": unsafe or None}
     _run(lambda: run({k: v for k, v in recipe.items() if v is not None}, prune, quantize, format, jobs, executor,
                      ray_address, force))

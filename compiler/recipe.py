@@ -72,9 +72,12 @@ LIMITS: dict[str, tuple[float, float]] = {
     "min_cosine": (0.0, 1.0),          # cosine similarity floors, above 0 (OPEN_BELOW): a floor of 0 or less
     "min_cosine_p5": (0.0, 1.0),       # passes vectors at right angles to the source's, no floor at all
 }
+# --embedding without a floor: outputs keep their direction to ~8 degrees on average, and at most one sample in
+# twenty is bent past ~18 degrees (the --drop-layers / --prune-heads auto default, compiler/prune/encoder_auto.py)
+EMBEDDING_FLOOR = (0.99, 0.95)
 OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5"})  # the lower bound itself is refused
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
-BOOLS = ("int8_io", "unsafe", "force")
+BOOLS = ("int8_io", "unsafe", "force", "embedding")
 PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
 AUTO = frozenset({"drop_layers"})  # numeric options that also take "auto"
 OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5")  # None: not given
@@ -104,6 +107,9 @@ class Recipe:
         each output vector's cosine to the source's on held-back samples (e.g. 0.98 and 0.95); it replaces
         the SQNR floor, and with labels applies beside the accuracy budget (search/choose.Criterion).
         None: not given.
+    embedding: the model's float outputs are embeddings (sentence or token vectors), judged by their cosine to
+        the source's only: top-1 agreement over an embedding's dimensions means nothing. Without a cosine floor
+        the default one applies (EMBEDDING_FLOOR: mean 0.99, p5 0.95).
     batch: the compiled batch size where the source leaves it open (ONNX symbolic batch axis).
     threads: interpreter threads for host measurement; None means the target's default.
     bench_runs: timed runs per latency measurement.
@@ -164,6 +170,7 @@ class Recipe:
     seq_len: int | None = None
     min_cosine: float | None = None
     min_cosine_p5: float | None = None
+    embedding: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))
@@ -185,6 +192,9 @@ class Recipe:
         object.__setattr__(self, "std", _channel_values(self.std, "std"))
         if not self.output:
             object.__setattr__(self, "output", str(Path("build") / Path(self.source.rstrip("/")).stem))
+        if self.embedding is True and self.min_cosine is None and self.min_cosine_p5 is None:
+            object.__setattr__(self, "min_cosine", EMBEDDING_FLOOR[0])
+            object.__setattr__(self, "min_cosine_p5", EMBEDDING_FLOOR[1])
         self._check()
 
     def _check(self) -> None:

@@ -89,25 +89,26 @@ class Budget:
 
 
 def budget(max_drop: float, reference: float | None, min_cosine: float | None,
-           min_cosine_p5: float | None) -> Budget:
+           min_cosine_p5: float | None, top1: bool = True) -> Budget:
     """The search's budget. With labels (a reference accuracy): (1 - QUANT_RESERVE) x max_drop points, the
     rest left to quantization as the channel search does, plus the cosine floors given. Without labels: the
     cosine floors given, else DEFAULT_MIN_COSINE / DEFAULT_MIN_COSINE_P5, and top-1 agreement >= MIN_AGREEMENT
     for class vectors: the build's own rule without labels (search/choose.Criterion) keeps it beside a cosine
-    floor, and a confident softmax keeps a cosine near 1 while its answer flips on a few inputs."""
+    floor, and a confident softmax keeps a cosine near 1 while its answer flips on a few inputs. top1 False
+    (--embedding): no agreement floor."""
     if reference is not None:
         points = round(max_drop * (1 - QUANT_RESERVE), 3)
         rule = f"float accuracy drop <= {points:g} points ({1 - QUANT_RESERVE:.0%} of --max-drop {max_drop:g})"
         floors = [f for f in (min_cosine, min_cosine_p5) if f is not None]
         return Budget(reference, points, min_cosine, min_cosine_p5,
                       rule + (" and the cosine floors given" if floors else ""))
-    agreement = f"; top-1 agreement >= {MIN_AGREEMENT:g} for class vectors"
+    agreement = f"; top-1 agreement >= {MIN_AGREEMENT:g} for class vectors" if top1 else "; embeddings: no top-1"
+    floor = MIN_AGREEMENT if top1 else None
     if min_cosine is None and min_cosine_p5 is None:
         return Budget(None, None, DEFAULT_MIN_COSINE, DEFAULT_MIN_COSINE_P5,
                       f"no labels: output cosine to the source mean >= {DEFAULT_MIN_COSINE:g} and p5 >= "
-                      f"{DEFAULT_MIN_COSINE_P5:g} (the default floors){agreement}", MIN_AGREEMENT)
-    return Budget(None, None, min_cosine, min_cosine_p5, f"no labels: the cosine floors given{agreement}",
-                  MIN_AGREEMENT)
+                      f"{DEFAULT_MIN_COSINE_P5:g} (the default floors){agreement}", floor)
+    return Budget(None, None, min_cosine, min_cosine_p5, f"no labels: the cosine floors given{agreement}", floor)
 
 
 def grid(blocks: int, head_counts: Sequence[int], drop: int | str, ratio: float | str
@@ -235,7 +236,8 @@ def run(apply: Apply, judge: Callable[[Any], Quality], reference: Quality, block
     """
     drop, ratio = recipe.drop_layers, recipe.prune_heads
     assert "auto" in (drop, ratio), "a fixed setting needs no search"
-    limit = budget(recipe.max_drop, reference.accuracy, recipe.min_cosine, recipe.min_cosine_p5)
+    limit = budget(recipe.max_drop, reference.accuracy, recipe.min_cosine, recipe.min_cosine_p5,
+                   top1=not recipe.embedding)
     rows, cols = grid(blocks, head_counts, 0 if drop is None else drop, 0.0 if ratio is None else ratio)
     progress(f"Slimming: searching {len(rows)} drop count(s) x {len(cols)} head ratio(s) ({limit.rule})")
     found = search(apply, judge, limit, rows, cols, progress=progress)

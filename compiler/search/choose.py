@@ -72,6 +72,7 @@ class Criterion:
     min_sqnr_db: float = 30.0
     min_cosine: float | None = None
     min_cosine_p5: float | None = None
+    top1: bool = True  # False (--embedding): the outputs are embeddings, judged by the cosine floor alone
 
     @property
     def by_cosine(self) -> bool:
@@ -81,7 +82,7 @@ class Criterion:
         if self.max_drop is not None:
             within = row.accuracy_drop is not None and bool(row.accuracy_drop <= self.max_drop)
             return within and self._cosine_ok(row)
-        agreement_ok = row.agreement is None or bool(row.agreement >= self.min_agreement)
+        agreement_ok = not self.top1 or row.agreement is None or bool(row.agreement >= self.min_agreement)
         floor_ok = self._cosine_ok(row) if self.by_cosine else bool(_sqnr(row) >= self.min_sqnr_db)
         return agreement_ok and floor_ok
 
@@ -105,6 +106,8 @@ class Criterion:
             budget = f"accuracy drop <= {self.max_drop:g} points on the labelled evaluation data"
             return budget + (f" and {self._cosine_floor()} on held-back samples" if self.by_cosine else "")
         floor = self._cosine_floor() if self.by_cosine else f"SQNR >= {self.min_sqnr_db:g} dB"
+        if not self.top1:
+            return f"{floor} on held-back samples (embedding outputs: no top-1 agreement)"
         return f"top-1 agreement >= {self.min_agreement:g} and {floor} on held-back samples"
 
     def _cosine_floor(self) -> str:
@@ -118,9 +121,9 @@ class Criterion:
         if self.max_drop is not None:
             drop = "no accuracy" if row.accuracy_drop is None else f"accuracy drops {row.accuracy_drop:.2f} points"
             return f"{drop} (budget {self.max_drop:g})" + (f"; {cosine}: below the cosine floor" if cosine else "")
-        agreement = "" if row.agreement is None else f"top-1 agreement {row.agreement:.3f}, "
+        agreement = "" if row.agreement is None or not self.top1 else f"top-1 agreement {row.agreement:.3f}, "
         if self.by_cosine:  # the agreement, and the cosine figures that missed (none: the agreement did)
-            low = row.agreement is not None and row.agreement < self.min_agreement
+            low = self.top1 and row.agreement is not None and row.agreement < self.min_agreement
             agreement = agreement.removesuffix(", ") + (f" < {self.min_agreement:g}" if low else "")
             return ", ".join(part for part in (agreement, cosine) if part) + ": below the fidelity floor"
         sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f} dB"
@@ -144,7 +147,7 @@ def criterion_for(recipe: Recipe, labelled: bool) -> Criterion:
     """A build's rule from its recipe: the accuracy budget when the evaluation data is labelled (else the
     fidelity floor), and the recipe's cosine floor either way."""
     return Criterion(max_drop=recipe.max_drop if labelled else None, min_cosine=recipe.min_cosine,
-                     min_cosine_p5=recipe.min_cosine_p5)
+                     min_cosine_p5=recipe.min_cosine_p5, top1=not recipe.embedding)
 
 
 @dataclass(frozen=True)

@@ -63,3 +63,17 @@ def test_build_and_sweep_hand_the_cosine_floor_to_the_engine(cli, tmp_path, monk
     assert (seen["sweep"].base.min_cosine, seen["sweep"].base.min_cosine_p5) == (0.98, 0.95)
     cli("build", tmp_path / "m.keras", "--calib", tmp_path / "c.npz")
     assert (seen["build"].min_cosine, seen["build"].min_cosine_p5) == (None, None)  # not given: no floor
+
+
+def test_embedding_reaches_build_and_sweep_with_the_default_floor(cli, tmp_path, monkeypatch):
+    from edgekiln.compiler import pipeline
+    from edgekiln.compiler.commands import sweep
+
+    seen: dict = {}
+    monkeypatch.setattr(pipeline, "build", _stopped(seen, "build"))
+    monkeypatch.setattr(sweep, "run_sweep", _stopped(seen, "sweep"))
+    cli("build", tmp_path / "m.onnx", "--calib", tmp_path / "c.npz", "--embedding")
+    cli("sweep", tmp_path / "m.onnx", "-o", tmp_path / "sweep", "--embedding", "--min-cosine", "0.97")
+    assert seen["build"].embedding and (seen["build"].min_cosine, seen["build"].min_cosine_p5) == (0.99, 0.95)
+    assert seen["sweep"].base.embedding and (seen["sweep"].base.min_cosine, seen["sweep"].base.min_cosine_p5) == (
+        0.97, None)  # a floor given is the floor: the default fills in only when none is

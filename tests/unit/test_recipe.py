@@ -90,3 +90,15 @@ def test_prune_heads_is_a_ratio_that_needs_calibration_and_no_channel_pruning():
     assert Recipe(source="m.keras", calib="c.txt", tokenizer="t.json", seq_len=32).seq_len == 32
     with pytest.raises(RecipeError, match="--prune-heads needs calibration data"):
         Recipe(source="m.keras", prune_heads=0.5, quantize="none")
+
+
+def test_embedding_without_a_floor_takes_the_default_one_and_a_given_floor_stays():
+    from edgekiln.compiler.recipe import EMBEDDING_FLOOR
+
+    assert (Recipe("m.onnx", embedding=True).min_cosine, Recipe("m.onnx", embedding=True).min_cosine_p5) == \
+        EMBEDDING_FLOOR
+    given = Recipe("m.onnx", embedding=True, min_cosine_p5=0.9)
+    assert (given.min_cosine, given.min_cosine_p5) == (None, 0.9)
+    assert (Recipe("m.onnx").min_cosine, Recipe("m.onnx").min_cosine_p5) == (None, None)
+    with pytest.raises(RecipeError, match="embedding"):
+        Recipe("m.onnx", embedding="yes")

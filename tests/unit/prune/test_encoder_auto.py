@@ -55,6 +55,8 @@ def test_the_budget_keeps_the_quantization_reserve_and_defaults_to_a_cosine_floo
     assert plain.misses(auto.Quality(0.98, 0.999, None, None)) == ["cosine 0.9800 < 0.99"]  # no class vector
     given = auto.budget(1.0, None, 0.98, None)
     assert (given.min_cosine, given.min_cosine_p5) == (0.98, None)
+    embeddings = auto.budget(1.0, None, 0.98, None, top1=False)  # --embedding: the cosine alone
+    assert embeddings.min_agreement is None and embeddings.misses(auto.Quality(0.99, 0.99, None, 0.5)) == []
 
 
 def test_the_grid_leaves_out_ratios_that_remove_no_more_heads():

@@ -105,3 +105,18 @@ def test_the_refinement_guard_reads_the_cosine_when_judging_by_it(criterion, dro
     assert never_less_faithful(base, refined, "int8", 16, EMBEDDINGS).endswith(
         "(top-1 agreement 1.000, SQNR 25.0 dB, cosine 0.99 (p5 0.95) vs top-1 agreement 0.990, SQNR 30.0 dB, "
         "cosine 0.995 (p5 0.98))")
+
+
+def test_embedding_outputs_are_judged_by_the_cosine_floor_alone():
+    """A sentence embedding's top-1 agreement (the argmax of its dimensions) means nothing: MiniLM-L3 dynamic int8
+    held cosine 0.995 (p5 0.993) with 'top-1 agreement' 0.81."""
+    base = row("float32", 1.0, 1000, 80.0, (1.0, 1.0))
+    dynamic = row("dynamic", 0.5, 260, 20.0, (0.995, 0.993), agreement=0.81)
+    embeddings = Criterion(min_cosine=0.99, min_cosine_p5=0.95, top1=False)
+    assert not EMBEDDINGS.meets(dynamic) and embeddings.meets(dynamic)
+    choice = pick([base, dynamic], embeddings, base)
+    assert choice.chosen.name == "dynamic"
+    assert embeddings.describe() == ("cosine mean >= 0.99 and cosine p5 >= 0.95 on held-back samples (embedding "
+                                     "outputs: no top-1 agreement)")
+    poor = row("int8", 0.3, 250, 5.0, (0.86, 0.80), agreement=0.3)
+    assert embeddings.shortfall(poor) == "cosine mean 0.86 < 0.99, cosine p5 0.8 < 0.95: below the fidelity floor"
