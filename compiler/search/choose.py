@@ -60,7 +60,8 @@ class Criterion:
           user shipping sentence embeddings asks for, and means nothing to them;
         - top-1 agreement still applies to the class vectors: a classifier head whose answer changes on more
           than 1 % of inputs is not faithful, whatever its cosine (a pure embedding output is judged by it
-          too, since the measure cannot tell an embedding from class scores: loud, never silent harm);
+          too, since the measure cannot tell an embedding from class scores: loud, never silent harm;
+          `top1` False, from --embedding, is the user saying so);
         - with labels, the accuracy budget applies AND the cosine floor: both were asked for (the labels
           judge the head; whoever reads the embeddings relies on the floor), so neither is dropped silently.
         A row without cosine figures (no output with a vector axis) does not meet a cosine floor; a build
