@@ -73,16 +73,20 @@ def basic_optimized(source: Path, out: Path) -> None:
                          disabled_optimizers=["ConstantSharing"])
 
 
-def optimize(source: Path, workdir: Path, num_heads: int, hidden_size: int) -> tuple[Any, dict[str, int]]:
-    """Steps 2 and 3 of the module docstring on an ONNX file: the optimizer's OnnxModel and the fusions
-    that fired (get_fused_operator_statistics, nonzero counts)."""
+def optimize(source: Path, workdir: Path) -> tuple[Any, dict[str, int], tuple[int, int]]:
+    """Steps 2 and 3 of the module docstring on an ONNX file: the optimizer's OnnxModel, the fusions that
+    fired (get_fused_operator_statistics, nonzero counts) and the (num_heads, hidden_size) it was given, read
+    from the basic-optimized graph (where constant folding has made the attention Reshape shapes constants)."""
+    import onnx
     from onnxruntime.transformers import optimizer
 
     basic = workdir / "onnx_basic.onnx"
     basic_optimized(source, basic)
-    optimized = optimizer.optimize_model(str(basic), model_type=MODEL_TYPE, num_heads=num_heads,
-                                         hidden_size=hidden_size, opt_level=0)
-    return optimized, {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}
+    heads, hidden = attention_shape(onnx.load(str(basic)))
+    heads, hidden = (heads, hidden) if heads else (0, 0)  # 0, 0: onnxruntime reads each attention's own
+    optimized = optimizer.optimize_model(str(basic), model_type=MODEL_TYPE, num_heads=heads, hidden_size=hidden,
+                                         opt_level=0)
+    return optimized, {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}, (heads, hidden)
 
 
 def fused(float_model: bytes, workdir: Path) -> tuple[bytes | None, dict]:
@@ -93,19 +97,18 @@ def fused(float_model: bytes, workdir: Path) -> tuple[bytes | None, dict]:
 
     model = onnx.load_from_string(float_model)
     rewrites = {op: n for op, n in canonicalize(model).items() if n}
-    num_heads, hidden = attention_shape(model)
     workdir.mkdir(parents=True, exist_ok=True)
     source, out = workdir / "onnx_canonical.onnx", workdir / "onnx_fused.onnx"
     onnx.save(model, str(source))
     try:
         with quiet_fds():
-            optimized, fusions = optimize(source, workdir, num_heads, hidden)
+            optimized, fusions, (heads, hidden) = optimize(source, workdir)
             if fusions:
                 optimized.save_model_to_file(str(out))
     except Exception as exc:  # noqa: BLE001  (the optimizer raises whatever its pattern code meets)
         raise ConversionError(f"onnxruntime's transformer optimizer failed: {first_line(exc)}",
                               "the other ONNX candidates are unaffected") from exc
-    facts = {"rewrites": rewrites, "fusions": fusions, "num_heads": num_heads or "read by onnxruntime",
+    facts = {"rewrites": rewrites, "fusions": fusions, "num_heads": heads or "read by onnxruntime",
              "hidden_size": hidden or "read by onnxruntime", "optimizer": f'optimize_model(model_type="{MODEL_TYPE}")'}
     return (out.read_bytes() if fusions else None), facts
 

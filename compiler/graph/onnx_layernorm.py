@@ -195,7 +195,7 @@ def _layernorm(graph: _Graph, mean: Any) -> Match:
     out = final.output[0]
     tensors = {f"{out}/ln_scale": gamma.reshape(width).astype(np.float32),
                f"{out}/ln_bias": beta.reshape(width).astype(np.float32)}
-    node = helper.make_node("LayerNormalization", [x, *tensors], [out], name=f"{final.name}/LayerNorm",
+    node = helper.make_node("LayerNormalization", [x, *tensors], [out], name=f"{out}/LayerNorm",
                             axis=axis, epsilon=float(eps.reshape(())))
     old = [mean, neg, sub, square, var, add_eps, sqrt, recip, scale, times_x, times_neg, shift, final]
     return old, [node], tensors
@@ -252,9 +252,9 @@ def _gelu(graph: _Graph, erf: Any) -> Match:
     tensors = {f"{out}/sqrt2": np.array(SQRT2, np.float32), f"{out}/one": np.array(1.0, np.float32),
                f"{out}/half": np.array(0.5, np.float32)}
     names = [f"{out}/{s}" for s in ("div", "erf", "add", "mul")]
-    new = [helper.make_node("Div", [x, f"{out}/sqrt2"], [names[0]], name=f"{final.name}/Div"),
-           helper.make_node("Erf", [names[0]], [names[1]], name=f"{final.name}/Erf"),
-           helper.make_node("Add", [names[1], f"{out}/one"], [names[2]], name=f"{final.name}/Add"),
-           helper.make_node("Mul", [x, names[2]], [names[3]], name=f"{final.name}/Mul"),
-           helper.make_node("Mul", [names[3], f"{out}/half"], [out], name=f"{final.name}/Half")]
+    new = [helper.make_node("Div", [x, f"{out}/sqrt2"], [names[0]], name=f"{out}/Div"),
+           helper.make_node("Erf", [names[0]], [names[1]], name=f"{out}/Erf"),
+           helper.make_node("Add", [names[1], f"{out}/one"], [names[2]], name=f"{out}/Add"),
+           helper.make_node("Mul", [x, names[2]], [names[3]], name=f"{out}/Mul"),
+           helper.make_node("Mul", [names[3], f"{out}/half"], [out], name=f"{out}/Half")]
     return [neg, scaled, erf, minus, half, final], new, tensors
