@@ -83,8 +83,8 @@ def optimize(source: Path, workdir: Path) -> tuple[Any, dict[str, int], tuple[in
     basic = workdir / "onnx_basic.onnx"
     basic_optimized(source, basic)
     heads, hidden = attention_shape(onnx.load(str(basic)))
-    heads, hidden = (heads, hidden) if heads else (0, 0)  # 0, 0: onnxruntime reads each attention's own
-    optimized = optimizer.optimize_model(str(basic), model_type=MODEL_TYPE, num_heads=heads, hidden_size=hidden,
+    given = (heads, hidden) if heads else (0, 0)  # 0, 0: onnxruntime reads each attention subgraph's own
+    optimized = optimizer.optimize_model(str(basic), model_type=MODEL_TYPE, num_heads=given[0], hidden_size=given[1],
                                          opt_level=0)
     return optimized, {op: int(n) for op, n in optimized.get_fused_operator_statistics().items() if n}, (heads, hidden)
 
@@ -108,8 +108,10 @@ def fused(float_model: bytes, workdir: Path) -> tuple[bytes | None, dict]:
     except Exception as exc:  # noqa: BLE001  (the optimizer raises whatever its pattern code meets)
         raise ConversionError(f"onnxruntime's transformer optimizer failed: {first_line(exc)}",
                               "the other ONNX candidates are unaffected") from exc
-    facts = {"rewrites": rewrites, "fusions": fusions, "num_heads": heads or "read by onnxruntime",
-             "hidden_size": hidden or "read by onnxruntime", "optimizer": f'optimize_model(model_type="{MODEL_TYPE}")'}
+    facts = {"rewrites": rewrites, "fusions": fusions, "hidden_size": hidden,
+             "num_heads": heads or "not in the graph's constants: onnxruntime reads each attention subgraph's own",
+             "optimizer": f'optimize_model(model_type="{MODEL_TYPE}", num_heads={heads}, '
+                          f'hidden_size={hidden if heads else 0}, opt_level=0) after basic graph optimization'}
     return (out.read_bytes() if fusions else None), facts
 
 
