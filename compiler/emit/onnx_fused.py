@@ -77,9 +77,14 @@ def optimize(source: Path, workdir: Path) -> tuple[Any, dict[str, int], tuple[in
     """Steps 2 and 3 of the module docstring on an ONNX file: the optimizer's OnnxModel, the fusions that
     fired (get_fused_operator_statistics, nonzero counts) and the (num_heads, hidden_size) it was given, read
     from the basic-optimized graph (where constant folding has made the attention Reshape shapes constants)."""
+    import logging
+
     import onnx
     from onnxruntime.transformers import optimizer
 
+    # its "Model producer not matched: Expected pytorch, Got tf2onnx" warning is about its own defaults, not
+    # something the user can act on: the fusions that fired are what the build reports
+    logging.getLogger("onnxruntime.transformers.optimizer").setLevel(logging.ERROR)
     basic = workdir / "onnx_basic.onnx"
     basic_optimized(source, basic)
     heads, hidden = attention_shape(onnx.load(str(basic)))
