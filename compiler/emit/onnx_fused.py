@@ -37,10 +37,12 @@ def attention_shape(model: Any) -> tuple[int, int]:
     """(num_heads, hidden_size) read from the graph, (0, 0) where it does not tell (onnxruntime then reads
     them from each attention subgraph itself).
 
-    hidden_size: the width a LayerNormalization normalises (its scale); num_heads: the heads axis of the
-    [batch, tokens, heads, head_size] Reshape of the query (a PyTorch export), or of a [heads, head_size]
-    bias added after a MatMul (Keras' MultiHeadAttention through tf2onnx), with heads x head_size = hidden.
+    hidden_size: the width a LayerNormalization normalises (its scale); num_heads: the heads axis of the Reshape
+    that splits a [.., hidden_size] tensor into heads: [batch, tokens, heads, head_size] in a PyTorch export,
+    [1, tokens, heads, 1, head_size] in tf2onnx's einsum form of Keras' MultiHeadAttention (axes of 1 aside,
+    the last two are heads and head_size, heads x head_size = hidden_size).
     """
+    import onnx
     from onnx import numpy_helper
 
     constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
@@ -49,15 +51,19 @@ def attention_shape(model: Any) -> tuple[int, int]:
     if not scales:
         return 0, 0
     hidden = int(scales[0].size)
+    try:
+        values = onnx.shape_inference.infer_shapes(model).graph
+    except onnx.shape_inference.InferenceError:
+        return 0, hidden
+    widths = {v.name: v.type.tensor_type.shape.dim[-1].dim_value for v in [*values.value_info, *values.input]
+              if v.type.tensor_type.shape.dim}
     for node in model.graph.node:
-        shape = constants.get(node.input[1]) if len(node.input) > 1 else None
-        if shape is None:
+        shape = constants.get(node.input[1]) if node.op_type == "Reshape" else None
+        if shape is None or shape.size < 4 or widths.get(node.input[0]) != hidden:
             continue
-        if node.op_type == "Reshape" and shape.size == 4 and shape[2] > 0 and shape[2] * shape[3] == hidden:
-            return int(shape[2]), hidden
-        if node.op_type == "Add" and shape.ndim == 2 and shape.shape[0] * shape.shape[1] == hidden and \
-                shape.shape[0] > 1:
-            return int(shape.shape[0]), hidden
+        dims = [int(d) for d in shape if d != 1]
+        if len(dims) >= 2 and dims[-2] > 1 and dims[-2] * dims[-1] == hidden:
+            return dims[-2], hidden
     return 0, hidden
 
 

@@ -143,7 +143,7 @@ def test_an_onnx_build_of_the_encoder_measures_fused_candidates_and_a_fused_bund
     q = m["quantization"]
     assert q["variant"] == "fused+dynamic"
     assert q["details"]["fusion"]["rewrites"] == {"LayerNormalization": 2, "Gelu": 1}  # tf2onnx's forms, rewritten
-    assert q["details"]["fusion"]["hidden_size"] == WIDTH
+    assert q["details"]["fusion"]["hidden_size"] == WIDTH and q["details"]["fusion"]["num_heads"] == 2, q["details"]
     assert "SkipLayerNormalization" in q["details"]["contrib_ops"], q["details"]
     done = run_runtime(out, "validate")
     assert done.returncode == 0 and "PASS" in done.stdout, done.stdout + done.stderr
