@@ -23,8 +23,9 @@ MODEL_TYPE = "bert"  # what onnxruntime's docs use for BERT-class encoders on CP
 
 
 def is_transformer(model: Any) -> bool:
-    """An encoder: a LayerNormalization (or tf2onnx's decomposed one), or a Softmax beside a MatMul of two
-    activations (attention scores); a CNN ending in Softmax has neither."""
+    """An encoder: a LayerNormalization node, or a Softmax beside a MatMul of two activations (attention scores,
+    which tf2onnx's Keras encoders have while their LayerNorm is still decomposed); a CNN ending in Softmax has
+    neither."""
     ops = {n.op_type for n in model.graph.node}
     if "LayerNormalization" in ops:
         return True
