@@ -1,18 +1,19 @@
 """The sample transformer side by side in one run: float ONNX, the by-hand onnxruntime peer, edgekiln's builds.
 
-    .venv/bin/python bench/bench_transformer.py [--runs 300] [--points 1:0.5 2:0.5] [--builds DIR]
+    .venv/bin/python bench/bench_transformer.py [--runs 300] [--points 1:0.5 2:0.5] [--formats onnx] [--builds DIR]
 
 Rows: the float ONNX (edgekiln's tf2onnx export); the by-hand peer as onnxruntime's docs show it for BERT-class
 models on CPU (`optimizer.optimize_model(model_type="bert")`, then `quantize_dynamic(weight_type=QInt8)`), run
 in a plain InferenceSession (and once more as edgekiln's runtime opens a model, for its fidelity on CPUs
-whose int8 products do not saturate); edgekiln's default builds (`--quantize auto`, ONNX and TFLite) and its pruned ones
-(`--drop-layers N --prune-heads R`), run through the bundle runtime. Each: bytes, p50 latency at 1 and 2
-threads (all models interleaved round by round: drift of a shared host hits them alike), mean and 5th-percentile
-cosine of the output vs the float Keras model's on the labelled eval sentences, top-1 accuracy, and the speed
-ratio vs the peer. HOST figures only: this machine is not a Raspberry Pi.
+whose int8 products do not saturate); edgekiln's default builds (`--quantize auto`, ONNX and TFLite), its ONNX
+`fused` and `fused+dynamic` candidates built alone (`variant`: whether the search ships one is the default row's
+business) and its pruned builds (`--drop-layers N --prune-heads R`), run through the bundle runtime. Each:
+bytes, p50 latency at 1 and 2 threads (all models interleaved round by round: drift of a shared host hits them
+alike), mean and 5th-percentile cosine of the output vs the float Keras model's on the labelled eval sentences,
+top-1 accuracy, and the speed ratio vs the peer. HOST figures only: this machine is not a Raspberry Pi.
 
 Builds go to a temporary directory, or to --builds DIR, where a bundle built by an earlier run with the same
-settings is reused: each build is edgekiln's whole candidate search (2-4 minutes here; the first run makes six),
+settings is reused: each build is edgekiln's whole candidate search (2-4 minutes here; the first run makes eight),
 the measurement itself takes about two minutes.
 """
 
@@ -127,9 +128,10 @@ def peer(float_path: Path, work: Path) -> tuple[bytes, dict[str, int], str]:
     is done here the same way (ORT_ENABLE_BASIC, ConstantSharing disabled, the optimized graph saved) and the
     Python fusions then run on its output with opt_level 0.
     """
-    import onnxruntime as ort
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
+
+    from edgekiln.compiler.emit.onnx_fused import basic_optimized
 
     how = 'optimize_model(model_type="bert", opt_level 1: its default)'
     try:
@@ -138,11 +140,7 @@ def peer(float_path: Path, work: Path) -> tuple[bytes, dict[str, int], str]:
         if exc.name != "torch":
             raise
         basic = work / "peer_basic.onnx"
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(basic)
-        ort.InferenceSession(str(float_path), options, providers=["CPUExecutionProvider"],
-                             disabled_optimizers=["ConstantSharing"])
+        basic_optimized(float_path, basic)  # what edgekiln's fused candidates run too (emit/onnx_fused.py)
         optimized = optimizer.optimize_model(str(basic), model_type="bert", num_heads=HEADS, hidden_size=HIDDEN,
                                              opt_level=0)
         how = ('optimize_model(model_type="bert"): its opt_level-1 step imports torch (not installed), so '
@@ -159,22 +157,28 @@ def peer(float_path: Path, work: Path) -> tuple[bytes, dict[str, int], str]:
 Point = tuple[int, float]  # (--drop-layers, --prune-heads); (0, 0) is the unpruned default build
 
 
-def point_name(model_format: str, point: Point) -> str:
+FORCED = ("fused", "fused+dynamic")  # ONNX variants also built alone (`variant`), whatever the search ships
+
+
+def point_name(model_format: str, point: Point, variant: str | None = None) -> str:
     drop, heads = point
-    return f"{model_format}_auto" + (f"_drop{drop}" if drop else "") + (f"_heads{heads:g}" if heads else "")
+    return f"{model_format}_auto" + (f"_drop{drop}" if drop else "") + (f"_heads{heads:g}" if heads else "") + \
+        (f"_{variant.replace('+', '_')}" if variant else "")
 
 
-def edgekiln_bundle(builds: Path, model_format: str, point: Point, log: Callable[[str], None]) -> Path:
-    """edgekiln build of the sample (--quantize auto, rpi4), reused from `builds` when made with the same recipe."""
+def edgekiln_bundle(builds: Path, model_format: str, point: Point, log: Callable[[str], None],
+                    variant: str | None = None) -> Path:
+    """edgekiln build of the sample (--quantize auto, rpi4; `variant`: ship exactly that candidate), reused from
+    `builds` when made with the same recipe."""
     from edgekiln.compiler.pipeline import build
     from edgekiln.compiler.recipe import Recipe
 
     drop, heads = point
     pruning = {"drop_layers": drop or None, "prune_heads": heads or None}
-    name = point_name(model_format, point)
+    name = point_name(model_format, point, variant)
     out = builds / name
     recipe = Recipe(source=str(MODEL), target="rpi4", format=model_format, quantize="auto", output=str(out),
-                    force=True, bench_runs=20, **TEXT, **pruning)
+                    force=True, bench_runs=20, variant=variant, **TEXT, **pruning)
     manifest = out / "manifest.json"
     if manifest.is_file() and _same_recipe(json.loads(manifest.read_text())["recipe"], recipe):
         log(f"  reusing {out}")
@@ -187,16 +191,19 @@ def edgekiln_bundle(builds: Path, model_format: str, point: Point, log: Callable
 
 def _same_recipe(saved: dict, recipe: Any) -> bool:
     """The settings this bench varies, and the data files by name (the manifest keeps paths as given)."""
-    keys = ("target", "format", "quantize", "drop_layers", "prune_heads")
+    keys = ("target", "format", "quantize", "drop_layers", "prune_heads", "variant")
     files = ("source", "calib", "eval", "tokenizer")
     return all(str(saved.get(k)) == str(getattr(recipe, k)) for k in keys) and \
         all(Path(str(saved.get(k))).name == Path(getattr(recipe, k)).name for k in files)
 
 
 def shipped(bundle: Path) -> str:
-    """The shipped variant, with what decided it (the target estimate, device timings or host timing)."""
+    """The shipped variant, with what decided it (the target estimate, device timings or host timing), and the
+    fusions of a fused variant."""
     q = json.loads((bundle / "manifest.json").read_text())["quantization"]
-    return f"{q['variant']} (by {q.get('evidence', {}).get('label', '?')})"
+    fusion = q.get("details", {}).get("fusion")
+    fused = f"; fused: {', '.join(f'{k} x{v}' for k, v in fusion['fusions'].items())}" if fusion else ""
+    return f"{q['variant']} (by {q.get('evidence', {}).get('label', '?')}{fused})"
 
 
 # --- measurement ---------------------------------------------------------------------------------------------
@@ -226,7 +233,7 @@ def quality(row: Row, ids: np.ndarray, labels: np.ndarray, reference: np.ndarray
 # --- the table -----------------------------------------------------------------------------------------------
 
 def print_table(rows: list[Row], peer_row: Row) -> None:
-    head = (f"{'row':<52} {'bytes':>9} {'p50 1t ms':>9} {'p50 2t ms':>9} {'cos mean':>9} {'cos p5':>8} "
+    head = (f"{'row':<60} {'bytes':>9} {'p50 1t ms':>9} {'p50 2t ms':>9} {'cos mean':>9} {'cos p5':>8} "
             f"{'top-1 %':>7} {'x peer 1t':>9} {'x peer 2t':>9}")
     print(head)
     print("-" * len(head))
@@ -234,7 +241,7 @@ def print_table(rows: list[Row], peer_row: Row) -> None:
     for row in rows:
         assert row.p50 is not None and row.quality is not None
         q, p = row.quality, row.p50
-        print(f"{row.label:<52} {row.size:>9,} {p[1]:>9.3f} {p[2]:>9.3f} {q['cosine_mean']:>9.4f} "
+        print(f"{row.label:<60} {row.size:>9,} {p[1]:>9.3f} {p[2]:>9.3f} {q['cosine_mean']:>9.4f} "
               f"{q['cosine_p5']:>8.4f} {q['top1']:>7.2f} {peer_row.p50[1] / p[1]:>9.2f} {peer_row.p50[2] / p[2]:>9.2f}")
 
 
@@ -262,6 +269,8 @@ def main() -> None:
                         help="pruned builds DROP:HEADS (--drop-layers DROP --prune-heads HEADS; 0 leaves one out), "
                              "each in every --pruned-formats format (default: 1:0.5, make demo-text's, and 1:0)")
     parser.add_argument("--pruned-formats", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"])
+    parser.add_argument("--formats", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"],
+                        help="formats of the unpruned default build (ONNX adds the forced fused variants)")
     parser.add_argument("--builds", type=Path, help="keep (and reuse) the bundles here instead of a tempdir")
     args = parser.parse_args()
 
@@ -282,14 +291,16 @@ def main() -> None:
         rows = [session_row("float32 ONNX (tf2onnx), onnxruntime", float_bytes, ids),
                 session_row("peer: optimize_model + quantize_dynamic", peer_bytes, ids, kind="peer"),
                 runtime_row("  the peer, exact U8U8 kernels (edgekiln runtime)", peer_bytes, ids)]
-        points: list[tuple[str, Point]] = [(f, (0, 0.0)) for f in ("onnx", "tflite")]
-        points += [(f, p) for p in args.points for f in args.pruned_formats]
+        points: list[tuple[str, Point, str | None]] = [(f, (0, 0.0), None) for f in args.formats]
+        points += [("onnx", (0, 0.0), v) for v in FORCED if "onnx" in args.formats]
+        points += [(f, p, None) for p in args.points for f in args.pruned_formats]
         log("edgekiln builds (--quantize auto, --target rpi4)")
         bundles = []
-        for model_format, point in points:
-            bundle = edgekiln_bundle(builds, model_format, point, log)
+        for model_format, point, variant in points:
+            bundle = edgekiln_bundle(builds, model_format, point, log, variant)
             bundles.append((bundle.name, shipped(bundle)))
-            what = ", ".join([f"drop {point[0]}"] * bool(point[0]) + [f"heads {point[1]:g}"] * bool(point[1]))
+            what = ", ".join([f"drop {point[0]}"] * bool(point[0]) + [f"heads {point[1]:g}"] * bool(point[1]) +
+                             [f"variant {variant} forced"] * bool(variant))
             what = f" {what}" if what else " default"
             rows.append(bundle_row(f"edgekiln {model_format}{what}: {bundles[-1][1].split(' (')[0]}", bundle, ids))
         log("fidelity on the eval sentences; latency, interleaved")

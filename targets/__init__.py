@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 _HERE = Path(__file__).parent
-_NOT_TARGETS = {"wheels", "op_versions", "locks", "runtime_memory"}  # data files in this folder that describe no device
+# data files in this folder that describe no device
+_NOT_TARGETS = {"wheels", "op_versions", "onnx_contrib_ops", "locks", "runtime_memory"}
 
 
 class TargetFileError(ValueError):

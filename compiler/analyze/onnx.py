@@ -17,6 +17,7 @@ from edgekiln.compiler.analyze import GraphStats, OpRecord
 
 _FLOATS = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
+_MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "MatMulInteger")
 
 
 def onnx_stats(model_bytes: bytes) -> GraphStats:
@@ -92,13 +93,34 @@ def onnx_arena_bytes(model_bytes: bytes) -> int:
 
 
 def _inferred(model_bytes: bytes) -> Any:
+    """The model with its tensors' shapes: ONNX's shape inference, or onnxruntime's symbolic one where ONNX's
+    leaves the output of a MAC-counted node unknown (contrib ops, whose outputs it cannot infer, or tf2onnx's
+    Shape -> Max -> Reshape attention arithmetic) and the symbolic one finishes."""
     import onnx
 
     model = onnx.load_from_string(model_bytes)
     try:
-        return onnx.shape_inference.infer_shapes(model, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(model, data_prop=True)
     except onnx.shape_inference.InferenceError:
-        return model  # counts degrade to what the file declares; never fail a build on statistics
+        inferred = model  # counts degrade to what the file declares; never fail a build on statistics
+    shapes = _shapes(inferred)
+    contrib = any(n.domain == "com.microsoft" for n in model.graph.node)
+    unknown = any(not shapes.get(n.output[0]) or 0 in shapes[n.output[0]]
+                  for n in inferred.graph.node if n.op_type in _MAC_OPS)
+    if contrib or unknown:
+        return _contrib_inferred(model) or inferred
+    return inferred
+
+
+def _contrib_inferred(model: Any) -> Any | None:
+    """onnxruntime's symbolic shape inference, which knows its contrib ops (Attention, SkipLayerNormalization,
+    ...); None where it gives up."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    try:
+        return SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+    except Exception:  # noqa: BLE001  (it raises on ops it cannot infer; ONNX's inference is the fallback)
+        return None
 
 
 def _shapes(model: Any) -> dict[str, list[int]]:
@@ -122,7 +144,9 @@ def _is_weight(tensor: Any, uses: list[tuple[str, int]]) -> bool:
 
 def _macs(node: Any, shapes: dict[str, list[int]]) -> int:
     op = node.op_type
-    if op not in ("Conv", "ConvTranspose", "Gemm", "MatMul", "ConvInteger", "MatMulInteger"):
+    if op in ("Attention", "QAttention"):
+        return _attention_macs(node, shapes)
+    if op not in _MAC_OPS:
         return 0
     out = shapes.get(node.output[0], [])
     weight = _weight_shape(node, shapes)
@@ -137,6 +161,16 @@ def _macs(node: Any, shapes: dict[str, list[int]]) -> int:
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return int(np.prod(out) * (weight[1] if trans_b else weight[0]))
     return int(np.prod(out) * weight[-2]) if len(weight) >= 2 else 0  # MatMul [.., K, N]
+
+
+def _attention_macs(node: Any, shapes: dict[str, list[int]]) -> int:
+    """onnxruntime's fused Attention: the Q, K, V projections (input [B, S, H] x weights [H, 3H']) and the
+    score and context products (B x heads x S x S x head_size each: 2 x B x S x S x H')."""
+    x, weight = shapes.get(node.input[0], []), _weight_shape(node, shapes)
+    if len(x) != 3 or len(weight) != 2 or 0 in x or 0 in weight:
+        return 0
+    batch, tokens, width = x
+    return int(batch * tokens * width * weight[1] + 2 * batch * tokens * tokens * weight[1] // 3)
 
 
 def _weight_shape(node: Any, shapes: dict[str, list[int]]) -> list[int]:

@@ -119,8 +119,10 @@ def run_problem(target: Target, model_format: str) -> Callable[[bytes], str | No
 
 
 def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
-    """Refuse a model whose (op, version) pairs the target's interpreter cannot load (op_versions.toml)."""
-    if model_format != "tflite":
+    """Refuse a model whose (op, version) pairs the target's interpreter cannot load (op_versions.toml), or
+    whose com.microsoft ops its onnxruntime has no CPU kernel for (onnx_contrib_ops.toml)."""
+    if model_format == "onnx":
+        check_contrib_ops(target, model_bytes)
         return
     from edgekiln.compiler.analyze.tflite import opcode_versions
 
@@ -134,6 +136,24 @@ def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
     if missing:
         raise TargetError(f"{pin}, the interpreter of {target.name}, cannot load this model: {'; '.join(missing)}",
                           _alternatives(target, model_format))
+
+
+def check_contrib_ops(target: Target, model_bytes: bytes) -> None:
+    """Refuse an ONNX model with a contrib op (the fused candidates' Attention, SkipLayerNormalization, ...)
+    that the target's pinned onnxruntime has no CPU kernel for; an unprobed pin: the emulated validation checks."""
+    if b"com.microsoft" not in model_bytes:  # no contrib op: nothing to parse
+        return
+    pin = interpreter_pin(target, "onnx")
+    known = _data("onnx_contrib_ops").get(pin, {}).get("contrib_ops")
+    if known is None:
+        return
+    import onnx
+
+    used = {n.op_type for n in onnx.load_from_string(model_bytes).graph.node if n.domain == "com.microsoft"}
+    missing = sorted(used - set(known))
+    if missing:
+        raise TargetError(f"{pin}, the interpreter of {target.name}, has no CPU kernel for the com.microsoft "
+                          f"op(s) {', '.join(missing)}", _alternatives(target, "onnx"))
 
 
 def _alternatives(target: Target, model_format: str) -> str:

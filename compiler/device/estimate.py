@@ -33,11 +33,15 @@ from edgekiln.targets import Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
 _INT8_TYPES = {"int8", "uint8", "int16"}  # integer kernels; float16 weights are dequantized to float32
-_MAC_CLASSES = {"conv", "depthwise", "fully_connected"}
+_MAC_CLASSES = {"conv", "depthwise", "fully_connected", "attention"}
 OP_CLASSES = {
     **dict.fromkeys(("CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "Conv", "ConvTranspose", "QLinearConv"), "conv"),
     "DEPTHWISE_CONV_2D": "depthwise",
-    **dict.fromkeys(("FULLY_CONNECTED", "BATCH_MATMUL", "Gemm", "MatMul", "QLinearMatMul"), "fully_connected"),
+    **dict.fromkeys(("FULLY_CONNECTED", "BATCH_MATMUL", "Gemm", "MatMul", "QLinearMatMul", "MatMulInteger"),
+                    "fully_connected"),
+    # onnxruntime's fused transformer ops (com.microsoft): the attention products at the FC rate; the fused
+    # LayerNorm / GELU kernels (SkipLayerNormalization, BiasGelu, FastGelu, ...) are elementwise, by bytes
+    **dict.fromkeys(("Attention", "QAttention"), "attention"),
     **dict.fromkeys(("AVERAGE_POOL_2D", "MAX_POOL_2D", "MEAN", "GlobalAveragePool", "AveragePool", "MaxPool",
                      "ReduceMean"), "pooling"),
     **dict.fromkeys(("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR", "Resize", "Upsample"), "resize"),
@@ -52,11 +56,16 @@ OP_CLASSES = {
 # and 22.5x; their mean is charged on the op's float32-sized bytes (the built-in int8 kernels are
 # compute-bound: their time follows elements, not int8 bytes).
 SLOW_KERNEL_FACTOR = 25.0
+# onnxruntime's fused elementwise ops (emit/onnx_fused.py): one kernel where the float graph had several
+FUSED_ELEMENTWISE = ("SkipLayerNormalization", "EmbedLayerNormalization", "LayerNormalization", "BiasGelu", "FastGelu",
+                     "Gelu", "SkipSimplifiedLayerNormalization", "SimplifiedLayerNormalization", "BiasSoftmax")
 _ITEMSIZE = {"int8": 1, "uint8": 1, "int16": 2, "float16": 2}
 BASIS = {
     "conv": "fitted int8 / float32 rates (the anchors are conv + depthwise + FC networks: one rate each dtype)",
     "depthwise": "the conv rate: no published per-op figure separates depthwise from conv",
     "fully_connected": "the conv rate: no published per-op figure separates FC from conv",
+    "attention": "onnxruntime's fused Attention (Q/K/V projections, score and context products): the conv rate, "
+                 "as for FC; no published figure for the fused kernel (its saving is in fewer ops and bytes)",
     "elementwise": "bytes at the fitted bandwidth: no published per-op figure",
     "pooling": "bytes at the fitted bandwidth: no published per-op figure",
     "resize": "bytes at the fitted bandwidth: no published per-op figure",
@@ -65,6 +74,8 @@ BASIS = {
     "outside_fast_path": f"built-in kernels on one thread, {SLOW_KERNEL_FACTOR:g}x XNNPACK's float32 time of the op "
                          "(measured on a build host by bench/slow_kernels.py; no published Pi figure) + one op "
                          "overhead per extra piece",
+    "fused_elementwise": "onnxruntime's fused LayerNorm / GELU kernels: bytes of their inputs and outputs at the "
+                         "fitted bandwidth, as one op (no published figure for the fused kernels)",
     "onnx": "onnxruntime on the target: the LiteRT-fitted figures; no published onnxruntime Pi figure supports them",
 }
 
@@ -171,6 +182,8 @@ def _bases(records: tuple[OpRecord, ...], model_format: str, any_outside: bool) 
         bases["dynamic_range"] = BASIS["dynamic_range"]
     if any(r.op == "DEQUANTIZE" and r.dtype == "float16" for r in records):
         bases["float16"] = BASIS["float16"]
+    if any(r.op in FUSED_ELEMENTWISE for r in records):
+        bases["fused_elementwise"] = BASIS["fused_elementwise"]
     if any_outside:
         bases["outside_fast_path"] = BASIS["outside_fast_path"]
     if model_format == "onnx":

@@ -242,7 +242,10 @@ def _dynamic(float_path: Path, workdir: Path) -> bytes:
     out = workdir / "onnx_dynamic.onnx"
     try:
         with quiet_fds():
-            q.quantize_dynamic(str(float_path), str(out), per_channel=True, weight_type=q.QuantType.QInt8)
+            # DefaultTensorType: the type of a tensor ONNX's shape inference cannot type, i.e. an output of a
+            # com.microsoft op (the fused candidates' Attention, SkipLayerNormalization): float, as they all are
+            q.quantize_dynamic(str(float_path), str(out), per_channel=True, weight_type=q.QuantType.QInt8,
+                               extra_options={"DefaultTensorType": 1})  # onnx.TensorProto.FLOAT
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"onnxruntime dynamic quantization failed: {first_line(exc)}",
                               "try --quantize none") from exc

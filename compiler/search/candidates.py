@@ -22,6 +22,7 @@ class Candidate:
     fallback: "ops" keeps in float the int8 ops outside the fast path; "layers" also the worst layers,
         more of them until the criterion holds.
     activation: int8 activation type when it differs from the target's ("" = the target's; ONNX only).
+    fused: built from onnxruntime's transformer optimizer's graph (ONNX encoders only: emit/onnx_fused.py).
     """
 
     name: str
@@ -31,6 +32,7 @@ class Candidate:
     tune_calibration: bool = False
     fallback: str = ""
     activation: str = ""
+    fused: bool = False
 
 
 CANDIDATES: dict[str, tuple[Candidate, ...]] = {
@@ -47,9 +49,13 @@ CANDIDATES: dict[str, tuple[Candidate, ...]] = {
     # onnxruntime QDQ: "int8" uses the target's activation type and min/max; "int8+calibration" the most
     # faithful calibration method; "int8+s8s8" int8 activations where the target's are uint8 (x86: no u8s8
     # saturation, slower); "int8+exclude" keeps the worst nodes in float. The last two use the chosen method.
+    # "fused" / "fused+dynamic": float32 / dynamic int8 of onnxruntime's transformer-optimized graph (encoders
+    # only, and only when a fusion fires).
     "onnx": (
         Candidate("float32", "onnx", Quantize.none),
         Candidate("dynamic", "onnx", Quantize.dynamic),
+        Candidate("fused", "onnx", Quantize.none, fused=True),
+        Candidate("fused+dynamic", "onnx", Quantize.dynamic, fused=True),
         Candidate("int8", "onnx", Quantize.int8),
         Candidate("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
         Candidate("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
@@ -62,8 +68,8 @@ BASELINE = "float32"
 # `int8` forces full-integer models: plain, with rewrites and tuned calibration, with int8 activations
 # (no float fallback or excluded nodes, which would not be full-integer).
 PLANS: dict[Quantize, tuple[str, ...]] = {
-    Quantize.auto: ("float16", "dynamic", "int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers",
-                    "int8+calibration", "int8+s8s8", "int8+exclude"),
+    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+fallback",
+                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude"),
     Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),

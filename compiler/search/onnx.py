@@ -9,6 +9,10 @@
   int8+s8s8     int8 activations where the target's are uint8 (onnxruntime picks other x86 kernels for
                 them, sometimes more faithful, usually slower). On an int8-activation target it is plain
                 int8: not built;
+  fused         float32 after onnxruntime's transformer optimizer (Attention, SkipLayerNormalization, BiasGelu,
+                ... fusions; emit/onnx_fused.py), tf2onnx's LayerNorm and GELU canonicalised first so they match;
+  fused+dynamic dynamic int8 of that graph (QAttention, MatMulInteger). Both only for encoders (no fused row at
+                all for other models: no extra conversion) and only when a fusion fired (else not built: why);
   int8+exclude  int8 with the nodes whose float copy gains the most SQNR (measured one by one on
                 the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
@@ -33,7 +37,7 @@ import numpy as np
 
 from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.diagnose import onnx as onnx_diagnose
-from edgekiln.compiler.emit import EmitOptions, onnx_guard
+from edgekiln.compiler.emit import EmitOptions, onnx_fused, onnx_guard
 from edgekiln.compiler.emit import onnx as onnx_emit
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.measure import host_isa
@@ -67,10 +71,14 @@ def build(ctx: BuildContext) -> Builds:
     method = CalibrationMethod.minmax if ctx.calibration == "auto" else CalibrationMethod(ctx.calibration)
     options = EmitOptions(Quantize.none, ctx.int8_io, method, ctx.activation_type, ctx.workdir, ctx.batch)
     built: dict[str, Built] = {}
-    for c in ctx.candidates:
-        if c.quantize is not Quantize.int8:
+    candidates = _without_fused(ctx.candidates, float_bytes)
+    for c in candidates:
+        if c.quantize is not Quantize.int8 and not c.fused:
             model = onnx_emit.quantized(float_bytes, None, _options(options, c, ctx.workdir))
             built[c.name] = Built(c, model, (), dict(details, **_float_details(c.quantize)))
+    fusable = [c for c in candidates if c.fused]
+    if fusable:
+        built.update(_fused_family(fusable, float_bytes, options, details))
     int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
     diagnosis, missing = None, ""
     if int8s and ctx.calib is not None:
@@ -88,7 +96,41 @@ def build(ctx: BuildContext) -> Builds:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
-    return Builds(tuple(built.get(c.name) or Built(c, None, (missing,)) for c in ctx.candidates), diagnosis)
+    return Builds(tuple(built.get(c.name) or Built(c, None, (missing,)) for c in candidates), diagnosis)
+
+
+def _without_fused(candidates: tuple[Candidate, ...], float_bytes: bytes) -> tuple[Candidate, ...]:
+    """The plan, less the fused candidates when the model is no transformer encoder (they get no row)."""
+    if not any(c.fused for c in candidates):
+        return candidates
+    import onnx
+
+    if onnx_fused.is_transformer(onnx.load_from_string(float_bytes)):
+        return candidates
+    return tuple(c for c in candidates if not c.fused)
+
+
+def _fused_family(fusable: list[Candidate], float_bytes: bytes, base: EmitOptions, details: dict) -> dict[str, Built]:
+    """The fused candidates from one run of onnxruntime's transformer optimizer; not built (with the reason)
+    when no fusion fired or the optimizer failed."""
+    try:
+        fused, facts = onnx_fused.fused(float_bytes, base.workdir / "onnx_optimizer")
+    except Exception as exc:  # noqa: BLE001  (a failed optimizer drops the fused rows, not the build)
+        return {c.name: Built(c, None, (failure_note(exc),)) for c in fusable}
+    if fused is None:
+        rewritten = ", ".join(f"{op} x{n}" for op, n in facts["rewrites"].items()) or "none"
+        why = f"no fusion of onnxruntime's transformer optimizer fired (canonicalised first: {rewritten})"
+        return {c.name: Built(c, None, (why,)) for c in fusable}
+    note = "fused: " + ", ".join(f"{op} x{n}" for op, n in facts["fusions"].items())
+    built = {}
+    for c in fusable:
+        try:
+            model = onnx_emit.quantized(fused, None, _options(base, c, base.workdir))
+            built[c.name] = Built(c, model, (note,), dict(details, **_float_details(c.quantize), fusion=facts,
+                                                          contrib_ops=onnx_fused.contrib_ops(model)))
+        except Exception as exc:  # noqa: BLE001  (dynamic quantization of the fused graph can fail alone)
+            built[c.name] = Built(c, None, (failure_note(exc),))
+    return built
 
 
 def _float_details(quantize: Quantize) -> dict:

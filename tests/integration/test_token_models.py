@@ -121,3 +121,30 @@ def test_build_prune_heads_ships_fewer_heads_and_says_so(encoder, cli):
     assert p["macs_after"] < p["macs_before"]
     assert "attention heads (1 layers, prune 0.5)" in done.output
     assert run_runtime(out, "validate").returncode == 0
+
+
+def test_an_onnx_build_of_the_encoder_measures_fused_candidates_and_a_fused_bundle_validates(encoder, tmp_path,
+                                                                                            monkeypatch):
+    """tf2onnx's LayerNorm and GELU canonicalised, onnxruntime's transformer optimizer fuses them, and the fused
+    candidates are judged and timed like every other row (which one wins is the host's business). Then the
+    fused+dynamic variant, shipped: the bundle validates with com.microsoft ops inside."""
+    monkeypatch.chdir(tmp_path)
+    common = {"source": str(encoder["model"]), "eval": str(encoder["eval"]), "target": "rpi4", "bench_runs": 20,
+              "format": "onnx", "quantize": "auto"}
+    m = build(Recipe(output=str(encoder["root"] / "auto_onnx"), **common)).manifest
+    rows = {row["name"]: row for row in m["quantization"]["candidates"]}
+    assert {"float32", "dynamic", "fused", "fused+dynamic"} <= set(rows), m["quantization"]["not_built"]
+    for name in ("fused", "fused+dynamic"):
+        assert rows[name]["p50_ms"] > 0 and rows[name]["cosine_mean"] > 0.9, rows[name]
+        assert rows[name]["estimate_ms"] > 0  # the target's cost model covers the fused ops
+    assert "SkipLayerNormalization" in " ".join(rows["fused"]["notes"]), rows["fused"]  # Add + LayerNorm, fused
+    out = encoder["root"] / "fused_bundle"
+    m = build(Recipe(output=str(out), variant="fused+dynamic", **common)).manifest
+    q = m["quantization"]
+    assert q["variant"] == "fused+dynamic"
+    assert q["details"]["fusion"]["rewrites"] == {"LayerNormalization": 2, "Gelu": 1}  # tf2onnx's forms, rewritten
+    assert q["details"]["fusion"]["hidden_size"] == WIDTH and q["details"]["fusion"]["num_heads"] == 2, q["details"]
+    assert "SkipLayerNormalization" in q["details"]["contrib_ops"], q["details"]
+    done = run_runtime(out, "validate")
+    assert done.returncode == 0 and "PASS" in done.stdout, done.stdout + done.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -144,3 +144,25 @@ def test_onnx_rpi4_requirements_are_the_locked_set_with_transitive_pins():
     assert {"numpy==2.4.6", "onnxruntime==1.32.0"} < set(lines)  # the base pins, and more
     names = {compat.package_name(line) for line in lines}
     assert {"protobuf", "flatbuffers"} <= names and all("==" in line for line in lines)
+
+
+def _contrib_model(op: str) -> bytes:
+    from onnx import TensorProto, helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])
+    node = helper.make_node(op, ["x"], ["y"], domain="com.microsoft")
+    graph = helper.make_graph([node], "g", [x], [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                   helper.make_opsetid("com.microsoft", 1)]).SerializeToString()
+
+
+def test_onnx_contrib_ops_the_targets_onnxruntime_lacks_are_refused_and_fused_ones_pass() -> None:
+    """The fused candidates' com.microsoft ops are checked against the pinned onnxruntime's CPU kernels."""
+    import onnxruntime
+
+    rpi4 = targets.load("rpi4")
+    assert rpi4.onnx_interpreter == f"onnxruntime=={onnxruntime.__version__}"  # the table was read from this one
+    for op in ("Attention", "QAttention", "SkipLayerNormalization", "BiasGelu", "FastGelu", "EmbedLayerNormalization"):
+        compat.check_ops(rpi4, "onnx", _contrib_model(op))
+    with pytest.raises(TargetError, match="no CPU kernel for the com.microsoft op\\(s\\) NoSuchFusedOp"):
+        compat.check_ops(rpi4, "onnx", _contrib_model("NoSuchFusedOp"))

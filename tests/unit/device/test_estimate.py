@@ -140,3 +140,31 @@ def test_a_candidate_estimate_reads_its_measured_coverage():
     outside = candidate_ms(rpi4, "tflite", records, {"outside_fast_path": {"HARD_SWISH": 1}})
     assert inside is not None and outside is not None and outside > inside
     assert candidate_ms(targets.load("x86-64"), "tflite", records) is None
+
+
+def test_a_fused_attention_is_charged_its_macs_and_the_basis_says_what_covers_the_fused_ops():
+    """onnxruntime's com.microsoft Attention (what the fused candidates hold): its Q/K/V projections and score /
+    context products count as MACs (ONNX's own shape inference cannot type its output: onnxruntime's symbolic
+    one does), and a fused LayerNorm after it is charged by bytes, as the basis says."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekiln.compiler.analyze.onnx import onnx_stats
+
+    tokens, width, heads = 6, 8, 2
+    rng = np.random.default_rng(0)
+    nodes = [helper.make_node("Attention", ["x", "w", "b"], ["a"], domain="com.microsoft", num_heads=heads),
+             helper.make_node("SkipLayerNormalization", ["a", "x", "g", "beta"], ["y"], domain="com.microsoft")]
+    weights = [numpy_helper.from_array(rng.normal(size=s).astype(np.float32), n)
+               for n, s in (("w", (width, 3 * width)), ("b", (3 * width,)), ("g", (width,)), ("beta", (width,)))]
+    x, y = (helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, tokens, width]) for n in ("x", "y"))
+    graph = helper.make_graph(nodes, "fused", [x], [y], weights)
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    model = helper.make_model(graph, opset_imports=opsets)
+    records = onnx_stats(model.SerializeToString()).records
+    attention = next(r for r in records if r.op == "Attention")
+    assert attention.macs == tokens * width * 3 * width + 2 * tokens * tokens * width  # projections + QK^T and PV
+    skip = next(r for r in records if r.op == "SkipLayerNormalization")
+    assert skip.macs == 0 and skip.activation_bytes == 3 * tokens * width * 4  # two inputs and the output
+    estimate = target_estimate(targets.load("rpi4"), records, "onnx")
+    assert estimate is not None and {"attention", "fused_elementwise"} <= set(estimate["per_op_basis"])

@@ -89,3 +89,20 @@ def test_the_kl_search_finds_onnxruntimes_threshold() -> None:
     assert max(ours[0], float(data.min())) == pytest.approx(float(lo))
     assert min(ours[1], float(data.max())) == pytest.approx(float(hi))
     assert ours[1] < top / 4  # the heavy tail is clipped
+
+
+def test_a_cnn_gets_no_fused_candidate_and_no_optimizer_run(tmp_path: Path) -> None:
+    """The fused candidates are for transformer encoders: a CNN's auto build has no such row at all, and
+    onnxruntime's transformer optimizer never runs (nothing written for it, no build time spent)."""
+    (tmp_path / "m.onnx").write_bytes(_model().SerializeToString())
+    x = np.random.default_rng(1).normal(size=(16, 3, 32, 32)).astype(np.float32)
+    graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
+    calib = Dataset({"x": x}, None, "test")
+    planned = plan(Quantize.auto, "onnx", "onnx", calibrated=False)
+    assert {"fused", "fused+dynamic"} <= {c.name for c in planned.build}
+    ctx = BuildContext(graph, "onnx", planned, calib, Judge(graph, Datasets(calib, calib, None), 1), Criterion(),
+                       tmp_path / "work", True, "auto", "uint8")
+    ctx.workdir.mkdir()
+    names = [b.candidate.name for b in onnx_builder.build(ctx).built]
+    assert names == ["float32", "dynamic"]
+    assert not list(ctx.workdir.rglob("onnx_optimizer")) and not list(ctx.workdir.rglob("*fused*"))
