@@ -297,7 +297,8 @@ def prune_scan(
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Pruning sensitivity: each channel group pruned alone at each ratio; for a transformer encoder, each
-    attention head masked alone and each encoder block skipped alone. No recovery."""
+    attention head masked alone and each encoder block skipped alone (Keras, or ONNX as torch exports it). No
+    recovery."""
     from edgekiln.compiler.commands.prune_scan import run_scan
 
     _run(lambda: run_scan(model, eval, calib or text, criterion, _floats(ratios), samples, json_out, csv_out,

@@ -5,7 +5,9 @@ is measured: accuracy with labelled data, else top-1 agreement with the unpruned
 
 A model with MultiHeadAttention layers (a transformer encoder) gets the encoder scan instead
 (compiler/prune/encoder_scan.py): each head of each attention layer masked alone and each encoder block
-skipped alone, the accuracy drop with labels and the output cosine to the unmasked model.
+skipped alone, the accuracy drop with labels and the output cosine to the unmasked model. An ONNX source is
+scanned the same way when it is an encoder as torch.onnx exports one (compiler/graph/onnx_attention.py finds
+its attention layers), run in onnxruntime.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from edgekiln.compiler.prune import encoder_scan, groups, importance, sensitivit
 from edgekiln.compiler.prune.driver import Scorer
 from edgekiln.compiler.prune.stage import KerasSubject
 from edgekiln.compiler.summary import console
+from edgekiln.compiler.text import TEXT_SUFFIXES
 from edgekiln.runtime import jsonsafe
+
+TAKES = "takes a Keras model (.keras or .h5) or an ONNX transformer encoder"
 
 
 def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, criterion: str,
@@ -41,21 +46,19 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
         raise RecipeError("prune-scan needs data to measure with", "pass --eval DATA (labelled: accuracy drop)")
     _check_options(model_path, data_path, ratios, samples, json_out, csv_out)
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        if detect_format(model_path) == "onnx":
+            encoder = _scan_onnx(model_path, data_path, samples, tokenizer, seq_len, Path(work))
+            return _report_encoder(encoder, model_path, json_out, csv_out)
         graph = keras_graph.load(model_path, detect_format(model_path), Path(work), unsafe=unsafe)
         if graph.keras_model is None:
-            raise RecipeError("prune-scan needs a Keras model (.keras or .h5)")
-        dataset = in_model_types(load_data(data_path, graph.inputs, role="evaluation",
-                                           tokenizer=None if tokenizer is None else str(tokenizer), seq_len=seq_len),
-                                 graph.inputs)
+            raise RecipeError(f"prune-scan {TAKES}")
+        dataset = _load(data_path, graph.inputs, tokenizer, seq_len)
         if dataset.labels is not None:
             outputs = graph.run(dataset.take(0, 1).inputs)
             check_label_range(dataset, int(np.prod(outputs[0].shape[1:])), "evaluation")
         if any(type(layer).__name__ == "MultiHeadAttention" for layer in graph.keras_model.layers):
-            encoder = _scan_encoder(graph.keras_model, dataset.take(0, samples) if dataset.size > samples
-                                    else dataset)
-            _print_encoder(encoder, model_path)
-            _write(encoder.to_dict(), json_out, csv_out, _encoder_csv_rows(encoder))
-            return encoder
+            encoder = _scan_encoder(graph.keras_model, dataset.take(0, samples))
+            return _report_encoder(encoder, model_path, json_out, csv_out)
         subject = KerasSubject(graph.keras_model, None)
         analysis = subject.analysis
         scores = importance.group_scores(analysis, criterion)
@@ -85,6 +88,81 @@ def _scan_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
                              lambda k: keras_layers.without(model, k), len(x))
 
 
+def _load(data_path: Path, specs: list, tokenizer: Path | None, seq_len: int | None) -> Dataset:
+    """The evaluation data in the model's input types (.txt tokenized as in a build)."""
+    return in_model_types(load_data(data_path, specs, role="evaluation", seq_len=seq_len,
+                                    tokenizer=None if tokenizer is None else str(tokenizer)), specs)
+
+
+def _report_encoder(encoder: encoder_scan.EncoderScan, model_path: Path, json_out: Path | None,
+                    csv_out: Path | None) -> encoder_scan.EncoderScan:
+    _print_encoder(encoder, model_path)
+    _write(encoder.to_dict(), json_out, csv_out, _encoder_csv_rows(encoder))
+    return encoder
+
+
+def _scan_onnx(model_path: Path, data_path: Path, samples: int, tokenizer: Path | None, seq_len: int | None,
+               work: Path) -> encoder_scan.EncoderScan:
+    """An ONNX encoder (torch.onnx's attention pattern) scanned in onnxruntime; any other ONNX model refused."""
+    from edgekiln.compiler.graph import onnx as onnx_graph
+    from edgekiln.compiler.graph.onnx_attention import attention_layers
+
+    graph = onnx_graph.load(model_path, work, batch=min(samples, 64),
+                            data_shapes=_onnx_shapes(model_path, data_path, seq_len))
+    layers, blocked = attention_layers(graph.model)
+    if not layers:
+        why = "; ".join(f"{n}: {r}" for n, r in blocked.items()) or "no self-attention layer"
+        raise InputModelError(f"prune-scan {TAKES}; {model_path.name} has no attention layer it can mask ({why})",
+                              "`edgekiln build --prune` prunes the channels of ONNX sources")
+    return scan_onnx_encoder(graph.model, _load(data_path, graph.inputs, tokenizer, seq_len).take(0, samples))
+
+
+def _onnx_shapes(model_path: Path, data_path: Path, seq_len: int | None) -> dict:
+    """The sample shapes that close the model's open axes: the .npz's, else (text) --seq-len tokens per input."""
+    from edgekiln.compiler.graph.shapes import data_shapes
+
+    found = data_shapes({"evaluation data": str(data_path)})
+    if found or data_path.suffix not in TEXT_SUFFIXES:
+        return found
+    import onnx
+
+    inputs = onnx.load(str(model_path), load_external_data=False).graph.input
+    if seq_len is None:
+        if any(not d.dim_value for i in inputs for d in i.type.tensor_type.shape.dim[1:]):
+            raise DataError(f"the model's sequence axis is open, so evaluation text {data_path} has no length to "
+                            "pad to", "pass --seq-len N (the longest input the device will see, e.g. 64)")
+        return {}
+    return {f"--seq-len {seq_len}": {i.name: (seq_len,) for i in inputs}}
+
+
+def scan_onnx_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
+    """The ONNX side of the encoder scan: heads masked and blocks skipped in copies of `model` (which stays as it
+    is), each run once in onnxruntime; per-token outputs judged on the real tokens (attention_mask 1) only."""
+    from edgekiln.compiler.graph import onnx_heads, onnx_layers
+    from edgekiln.compiler.graph.onnx_attention import attention_layers, token_rows
+    from edgekiln.compiler.prune.encoder_stage import vector_output
+
+    feed, mask = dataset.inputs, dataset.inputs.get("attention_mask")
+    if dataset.labels is not None:
+        first = vector_output(model, dataset.take(0, 1).inputs)
+        if first.ndim != 2:
+            raise DataError(f"evaluation data {dataset.origin} has labels 'y', but the encoder's judged output is "
+                            f"per token ({first.shape[1]} tokens x {first.shape[-1]}), not class scores",
+                            "leave 'y' out: the scan then reports the output cosine to the unmasked model")
+        check_label_range(dataset, first.shape[1], "evaluation")
+    names = {a.x: a.name for a in attention_layers(model)[0]}
+    try:
+        blocks = [(names[b.entry], p) for b, p in zip(onnx_layers.encoder_blocks(model),
+                                                      onnx_layers.block_params(model), strict=True)]
+    except RecipeError as exc:  # heads are still scanned
+        console.print(f"blocks not scanned: {exc}")
+        blocks = []
+    return encoder_scan.scan(lambda m: token_rows(vector_output(m, feed), mask), model, dataset.labels,
+                             onnx_heads.head_facts(model, feed),
+                             lambda name, h: onnx_heads.head_masked(model, name, h), blocks,
+                             lambda k: onnx_layers.without(model, k), dataset.size)
+
+
 def _check_options(model_path: Path, data_path: Path, ratios: tuple[float, ...] | None, samples: int,
                    json_out: Path | None, csv_out: Path | None) -> None:
     """Everything that can be refused before the model loads (the scan itself takes minutes)."""
@@ -92,9 +170,9 @@ def _check_options(model_path: Path, data_path: Path, ratios: tuple[float, ...] 
         raise RecipeError(f"ratios must lie in (0, 1), got {list(ratios)}", "e.g. --ratios 0.25,0.5,0.75")
     if samples < 1:
         raise RecipeError(f"--samples must be at least 1, got {samples}")
-    if detect_format(model_path) not in ("keras", "h5"):  # scanned layer by layer in Keras
-        raise InputModelError(f"prune-scan needs a Keras model (.keras or .h5), got {model_path}",
-                              "`edgekiln build --prune` prunes ONNX sources too")
+    if detect_format(model_path) not in ("keras", "h5", "onnx"):  # a SavedModel cannot be rebuilt layer by layer
+        raise InputModelError(f"prune-scan {TAKES}, got {model_path}",
+                              "load it in Keras and save it as .keras")
     existing(data_path, "evaluation data", error=DataError)
     for flag, path in (("--json", json_out), ("--csv", csv_out)):
         if path is not None:

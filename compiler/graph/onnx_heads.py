@@ -15,7 +15,9 @@ model's own contexts (earlier layers already re-fitted) to the original layer's 
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -50,8 +52,7 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
     observed = run(model, feed, [name for a in layers for name in (a.merge, a.output)])
     plans = {}
     for a in layers:
-        wo = _array(model, a.out_weight).reshape(a.heads, a.dim, -1)
-        s = math.scores(_heads_of(observed[a.merge], a, mask), wo)
+        s = _scores(model, a, observed, mask)
         plans[a.name] = (math.to_keep(s, ratio), s)
     pruned = _slice(model, layers, plans)
     reference = {o.name: observed[o.name] for o in model.graph.output}
@@ -71,6 +72,43 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
                           "none", "samples": samples, "output_cosine_before": before, "output_cosine_after": after,
                           "seconds": round(time.perf_counter() - start, 2)}}
     return pruned, facts
+
+
+def head_facts(model: Any, feed: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
+    """Per prunable attention layer: each head's score (the pruner's criterion on `feed`) and one head's
+    parameters (its Q, K, V kernel columns and biases and its output-projection rows), as
+    compiler/graph/keras_heads.py's `head_facts`."""
+    layers, _ = attention_layers(model)
+    observed = run(model, feed, [a.merge for a in layers])
+    ix = Index(model)
+    facts = {}
+    for a in layers:
+        kernels = sum(ix.consts[w].shape[0] * a.dim for w in a.weights)
+        biases = a.dim * sum(b is not None for b in a.biases)
+        facts[a.name] = (_scores(model, a, observed, feed.get("attention_mask")),
+                         int(kernels + biases + a.dim * ix.consts[a.out_weight].shape[1]))
+    return facts
+
+
+@contextlib.contextmanager
+def head_masked(model: Any, name: str, head: int) -> Iterator[Any]:
+    """A copy of `model` with head `head` of attention layer `name` zeroed in the output projection (its rows
+    of the weight): its contribution to the layer's output, exactly what removing the head takes away. `model`
+    itself is not touched."""
+    import onnx
+
+    a = next(a for a in attention_layers(model)[0] if a.name == name)
+    masked = onnx.ModelProto()
+    masked.CopyFrom(model)
+    wo = _array(masked, a.out_weight).copy()
+    wo[head * a.dim:(head + 1) * a.dim] = 0.0
+    set_initializer(masked, a.out_weight, wo)
+    yield masked
+
+
+def _scores(model: Any, a: Attention, observed: dict[str, np.ndarray], mask: np.ndarray | None) -> np.ndarray:
+    """The layer's head scores from its observed merged context (compiler/prune/heads.py's criterion)."""
+    return math.scores(_heads_of(observed[a.merge], a, mask), _array(model, a.out_weight).reshape(a.heads, a.dim, -1))
 
 
 def _array(model: Any, name: str) -> np.ndarray:

@@ -125,6 +125,21 @@ def drop(model: Any, count: int, feed: dict[str, np.ndarray], recover: bool) -> 
     return shortened, facts
 
 
+def without(model: Any, k: int) -> Any:
+    """A copy of `model` with encoder block k alone skipped (whatever read its output reads its input: the residual
+    stream passes through), no recovery: prune-scan's per-block sensitivity."""
+    blocks = encoder_blocks(model)
+    if not blocks[k].exit:
+        raise RecipeError("a single encoder block cannot be skipped (no block before it to tell where it ends)")
+    return _shortened(model, blocks[k:k + 1])
+
+
+def block_params(model: Any) -> list[int]:
+    """Each encoder block's parameters: the float weights that skipping it alone removes."""
+    total = float_params(model)
+    return [total - float_params(without(model, k)) for k in range(len(encoder_blocks(model)))]
+
+
 def _copy(model: Any) -> Any:
     import onnx
 
@@ -135,7 +150,8 @@ def _copy(model: Any) -> Any:
 
 def _shortened(model: Any, dropped: list[Block]) -> Any:
     """The model with the last dropped block's exit replaced by the first one's entry wherever it is read (a graph
-    output keeps its name through an Identity), and what then feeds nothing removed."""
+    output keeps its name through an Identity), and what then feeds nothing removed. `dropped`: consecutive blocks,
+    the last ones (--drop-layers) or any one (`without`)."""
     from onnx import helper
 
     entry, exit_ = dropped[0].entry, dropped[-1].exit

@@ -2,9 +2,10 @@
 
 Framework-free (numpy): the adapter hands over how to run a model, a context that masks one head (its
 output-projection slice zeroed: its contribution gone, exactly as removal takes it), and a model with one
-block skipped (the residual stream passes through). Nothing is re-fitted, as the channel scan re-fits
-nothing: the figures rank heads and blocks, they are not the drop `--prune-heads` / `--drop-layers` would
-leave after their least-squares re-fit (which is far smaller).
+block skipped (the residual stream passes through); compiler/commands/prune_scan.py holds the two adapters
+(Keras: keras_heads / keras_layers; ONNX: onnx_heads / onnx_layers, run in onnxruntime). Nothing is
+re-fitted, as the channel scan re-fits nothing: the figures rank heads and blocks, they are not the drop
+`--prune-heads` / `--drop-layers` would leave after their least-squares re-fit (which is far smaller).
 """
 
 from __future__ import annotations

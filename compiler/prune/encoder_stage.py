@@ -102,15 +102,7 @@ class OnnxKit:
         return [a.heads for a in layers]
 
     def predict(self, model: Any, dataset: Dataset) -> np.ndarray:
-        """The first float output with a vector axis (token-id pass-through outputs are not judged)."""
-        from edgekiln.compiler.graph.onnx_attention import run
-
-        outputs = run(model, dataset.inputs)
-        floats = [outputs[o.name] for o in model.graph.output
-                  if outputs[o.name].dtype.kind == "f" and outputs[o.name].ndim >= 2]
-        if not floats:
-            raise RecipeError("the encoder has no float output with a vector axis to judge slimming by")
-        return floats[0]
+        return vector_output(model, dataset.inputs)
 
     def export(self, model: Any, workdir: Path) -> Any:
         from edgekiln.compiler.graph import onnx as onnx_graph
@@ -120,6 +112,19 @@ class OnnxKit:
         return onnx_graph.OnnxGraph(self.graph.source_format, model, path, onnx_graph.input_specs(model),
                                     [o.name for o in model.graph.output], onnx_graph.param_count(model),
                                     fixed_inputs=self.graph.fixed_inputs)
+
+
+def vector_output(model: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
+    """An ONNX encoder's first float output with a vector axis on `feed` (token-id pass-through outputs are not
+    judged)."""
+    from edgekiln.compiler.graph.onnx_attention import run
+
+    outputs = run(model, feed)
+    floats = [outputs[o.name] for o in model.graph.output
+              if outputs[o.name].dtype.kind == "f" and outputs[o.name].ndim >= 2]
+    if not floats:
+        raise RecipeError("the encoder has no float output with a vector axis to judge slimming by")
+    return floats[0]
 
 
 def _prunable(names: list[str], blocked: dict[str, str]) -> list[str]:

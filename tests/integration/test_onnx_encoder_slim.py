@@ -1,5 +1,5 @@
 """A PyTorch-style ONNX encoder (int64 input_ids + attention_mask, open axes) built with --prune-heads and
---drop-layers through the CLI: the bundle ships fewer heads / blocks, says so, and validates."""
+--drop-layers through the CLI: the bundle ships fewer heads / blocks, says so, and validates; and prune-scan on it."""
 
 from __future__ import annotations
 
@@ -84,3 +84,19 @@ def test_auto_slims_an_onnx_encoder_by_probes_that_each_hold_their_verdict(encod
         assert p["params_after"] == p["params_before"] and p["warnings"]
     validated = run_runtime(out, "validate")
     assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr
+
+
+def test_prune_scan_writes_a_row_per_head_and_per_block(encoder, cli, tmp_path):
+    done = cli("prune-scan", encoder["model"], "--eval", encoder["calib"], "--json", tmp_path / "s.json",
+               "--csv", tmp_path / "s.csv")
+    assert done.exit_code == 0, done.output
+    assert "one attention head masked alone" in done.output and "one encoder block skipped alone" in done.output
+    scan = json.loads((tmp_path / "s.json").read_text())
+    assert scan["kind"] == "encoder" and scan["metric"] == "cosine" and scan["samples"] == 64
+    layers = [f"/encoder/layer.{k}/attention/self" for k in range(2)]
+    assert [(r["layer"], r["index"]) for r in scan["heads"]] == [(n, h) for n in layers for h in range(HEADS)]
+    assert [(r["layer"], r["index"]) for r in scan["blocks"]] == [(n, k) for k, n in enumerate(layers)]
+    assert all(-1 <= r["cosine_p5"] <= 1 and r["cosine_mean"] < 1 for r in (*scan["heads"], *scan["blocks"]))
+    rows = (tmp_path / "s.csv").read_text().splitlines()
+    assert rows[0] == "kind,layer,index,params,accuracy_drop,cosine_mean,cosine_p5,score"
+    assert [r.split(",")[0] for r in rows[1:]] == ["head"] * 2 * HEADS + ["block"] * 2

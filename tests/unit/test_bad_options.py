@@ -247,9 +247,11 @@ def test_prune_scan_refuses_before_loading(cli, tmp_path, args, message):
     _assert_one_line(result, message.format(**fill))
 
 
-def test_prune_scan_refuses_onnx_and_missing_data(cli, onnx_build, tmp_path):
+def test_prune_scan_refuses_onnx_without_attention_and_missing_data(cli, onnx_build, tmp_path):
     model, calib, _ = onnx_build
-    _assert_one_line(cli("prune-scan", model, "--eval", calib), "prune-scan needs a Keras model (.keras or .h5)")
+    _assert_one_line(cli("prune-scan", model, "--eval", calib),
+                     "prune-scan takes a Keras model (.keras or .h5) or an ONNX transformer encoder; net.onnx has no "
+                     "attention layer it can mask (no self-attention layer)")
     keras_file = tmp_path / "m.keras"
     keras_file.write_bytes(b"PK")
     _assert_one_line(cli("prune-scan", keras_file, "--eval", tmp_path / "none.npz"),
