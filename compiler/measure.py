@@ -12,7 +12,7 @@ import numpy as np
 
 from edgekiln.compiler.data import Dataset, Datasets, check_label_range
 from edgekiln.compiler.errors import DataError, RecipeError
-from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.tf_env import quiet_fds
 from edgekiln.runtime import Model
 
@@ -198,7 +198,7 @@ def measure_all(graph: Any, selection: Selection, data: Datasets, recipe: Recipe
     golden_out = predict(compiled, golden_in)
     golden = {f"input_{k}": golden_in.inputs[info.name] for k, info in enumerate(compiled.inputs)}
     golden.update({f"output_{k}": out for k, out in enumerate(golden_out)})
-    atol, rtol = _tolerance(compiled, selection)
+    atol, rtol = _tolerance(compiled, selection, compiled_fidelity)
     return Measured(latency, baseline_latency, compiled_fidelity, baseline_fidelity,
                     _accuracy(graph, compiled, baseline, data.evaluation, recipe), golden, atol, rtol,
                     _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
@@ -254,8 +254,9 @@ def _accuracy(graph: Any, compiled: Model, baseline: Model, evaluation: Dataset 
             "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
 
 
-def _tolerance(model: Model, selection: Selection) -> tuple[float, float]:
-    """Golden tolerance: 2 quantization steps for int8 outputs; tight float bounds otherwise.
+def _tolerance(model: Model, selection: Selection, quality: dict) -> tuple[float, float]:
+    """Golden tolerance: 2 quantization steps for int8 outputs; a share of the quantization error for dynamic
+    int8; tight float bounds otherwise.
 
     LiteRT's int8 kernels matched x86 bit for bit under ARM emulation; 2 steps leave room for
     the rounding of other interpreter builds without hiding a real mismatch. ONNX QDQ models
@@ -266,6 +267,29 @@ def _tolerance(model: Model, selection: Selection) -> tuple[float, float]:
         from edgekiln.compiler.analyze.onnx import output_steps
 
         steps = [2 * step for step in output_steps(selection.model).values()]
+    dynamic = selection.shipped.candidate.quantize is Quantize.dynamic
+    return golden_tolerance(steps, [f["max_abs_diff"] for f in quality.get("per_output", [quality])], dynamic)
+
+
+FLOAT_TOLERANCE = (1e-4, 1e-3)  # atol, rtol: float kernels of other CPUs sum in another order
+DYNAMIC_SHARE = 0.5  # of the largest quantization error of an output: what another CPU may add to it
+
+
+def golden_tolerance(steps: list[float], quantization_errors: list[float], dynamic: bool) -> tuple[float, float]:
+    """(atol, rtol) for golden.npz from the outputs' int8 steps, or, for dynamic int8, from each output's
+    largest |compiled - source| on the held-back samples (quantization_errors).
+
+    Dynamic int8 quantizes activations at run time from their own min / max: where another CPU's float kernels
+    sum in another order, an activation can round to the neighbouring int8 step, and the outputs move by a
+    fraction of the quantization error. Measured on paraphrase-MiniLM-L3-v2 (`fused+dynamic`, emulated
+    Cortex-A72 vs this x86 host): 5 of 8 samples within 1.7e-6, the others 0.0011, 0.0059 and 0.034, where
+    |compiled - float| reaches 0.243 (token states) and 0.098 (sentence embedding). One tolerance serves every
+    output (runtime/ compares with one atol): DYNAMIC_SHARE of the largest error allows such rounding and still
+    refuses a device as far off as quantization itself (a wrong model, a broken kernel).
+    """
     if steps:
         return float(max(steps)), 0.0
-    return 1e-4, 1e-3
+    errors = [e for e in quantization_errors if e > 0]
+    if dynamic and errors:
+        return max(FLOAT_TOLERANCE[0], DYNAMIC_SHARE * float(max(errors))), FLOAT_TOLERANCE[1]
+    return FLOAT_TOLERANCE
