@@ -76,7 +76,7 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
 def _scan_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
     """The Keras side of the encoder scan: heads masked in place (restored), blocks skipped in a rebuilt copy."""
     from edgekiln.compiler.graph import keras_heads, keras_layers
-    from edgekiln.compiler.prune.stage import keras_output
+    from edgekiln.compiler.prune.encoder_stage import keras_output
 
     x = next(iter(dataset.inputs.values()))
     layers = {layer.name: layer for layer in model.layers}

@@ -20,6 +20,12 @@ from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Recipe
 
 
+def keras_output(model: Any, x: np.ndarray) -> np.ndarray:
+    """The first output of a Keras model on `x`."""
+    y = model.predict(x, batch_size=256, verbose=0)
+    return y[0] if isinstance(y, list | tuple) else y
+
+
 class Kit(Protocol):
     """What the encoder slimming needs from a framework."""
 
@@ -62,9 +68,28 @@ class KerasKit:
         return [self.source.get_layer(name).num_heads for name in names]
 
     def predict(self, model: Any, dataset: Dataset) -> np.ndarray:
-        from edgekiln.compiler.prune.stage import keras_output
-
         return keras_output(model, next(iter(dataset.inputs.values())))
+
+    def distill(self, model: Any, progress: Progress) -> dict:
+        """Train the slimmed (and re-fitted) `model` in place towards the source's outputs on the calibration
+        inputs (compiler/graph/keras_recover.distill; early stopping keeps its best epoch); the facts, with the
+        output cosine to the source before and after. Training that leaves the model further from the source than
+        the re-fit did is undone, and the facts say so (a recovery never makes the model worse)."""
+        from edgekiln.compiler.graph import keras_recover
+        from edgekiln.compiler.graph.keras_layers import output_cosine
+
+        progress("Distilling the slimmed encoder towards the source model")
+        reference = keras_output(self.source, self.x)
+        refitted = model.get_weights()
+        before = output_cosine(self.source, model, self.x, reference)
+        facts = keras_recover.distill(model, self.source, self.x)
+        after = output_cosine(self.source, model, self.x, reference)
+        kept = after >= before
+        if not kept:
+            model.set_weights(refitted)
+        return {**facts, "output_cosine_before": round(before, 6), "output_cosine_after": round(after, 6),
+                "kept": kept, **({} if kept else {"note": "undone: the distilled model was further from the source "
+                                                          "than the re-fitted one"})}
 
     def export(self, model: Any, workdir: Path) -> Any:
         from edgekiln.compiler.graph import keras as keras_graph

@@ -30,6 +30,7 @@ from edgekiln.compiler.measure import threads_for
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.encoder_stage import keras_output
 from edgekiln.compiler.prune.recover import Recover, resolve
 from edgekiln.compiler.recipe import Recipe
 
@@ -107,12 +108,6 @@ class OnnxSubject:
         return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)  # FLOAT tensors
 
 
-def keras_output(model: Any, x: np.ndarray) -> np.ndarray:
-    """The first output of a Keras model on `x`."""
-    y = model.predict(x, batch_size=256, verbose=0)
-    return y[0] if isinstance(y, list | tuple) else y
-
-
 def _single(dataset: Dataset) -> np.ndarray:
     return next(iter(dataset.inputs.values()))
 
@@ -173,17 +168,23 @@ def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, pro
     from edgekiln.compiler.prune import encoder_stage
 
     method = Recover(str(recipe.recover))
-    if method not in (Recover.auto, Recover.reconstruct, Recover.none):
-        raise RecipeError(f"--recover {method} is not available for head pruning or layer dropping",
-                          "use --recover reconstruct (least-squares re-fit, the default) or none")
+    if method is Recover.finetune:
+        raise RecipeError("--recover finetune is not available for head pruning or layer dropping",
+                          "use --recover reconstruct (least-squares re-fit, the default), distill (Keras) or none")
     assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
     kit = encoder_stage.kit_for(graph, data.calib)
+    if method is Recover.distill and not isinstance(kit, encoder_stage.KerasKit):
+        raise RecipeError("--recover distill trains the model, which is possible for Keras sources only",
+                          "use --recover reconstruct (least squares, no training)")
     model, block = encoder_stage.slim(kit, recipe, data, method is not Recover.none, progress)
     block = {"warnings": [], "search": None, **block}
     if not block["params_after"] < block["params_before"]:
         nothing = [] if block["search"] else ["pruning: removes nothing (ratio 0, one head per layer, or no block "
                                               "dropped)"]
         return Pruned(graph, {**block, "warnings": [*block["warnings"], *nothing]}, False)
+    if method is Recover.distill:
+        assert isinstance(kit, encoder_stage.KerasKit)
+        block = {**block, "distillation": kit.distill(model, progress)}
     return Pruned(kit.export(model, workdir), block, True)
 
 

@@ -86,3 +86,35 @@ def test_build_drop_layers_with_head_pruning_ships_the_slimmer_encoder(encoder, 
     assert p["params_before"] > p["params_after"]
     assert p["measured"]["unpruned_model_bytes"] > p["measured"]["model_bytes"]
     assert run_runtime(out, "validate").returncode == 0
+
+
+def test_distillation_after_the_refit_never_leaves_the_encoder_further_from_the_source(encoder, cli):
+    from edgekiln.compiler.graph import keras_layers
+
+    out = encoder["root"] / "distilled"
+    done = cli("build", encoder["model"], "-t", "rpi4", "--calib", encoder["calib"], "--drop-layers", "1",
+               "--recover", "distill", "--format", "tflite", "--quantize", "none", "--runs", "10", "-o", out)
+    assert done.exit_code == 0, done.output
+    p = json.loads((out / "manifest.json").read_text())["pruning"]
+    distilled = p["distillation"]
+    assert distilled["method"] == "distill" and distilled["epochs"] >= 1 and distilled["augment"].startswith("none")
+    assert distilled["output_cosine_before"] == pytest.approx(p["recovery"]["output_cosine_after"], abs=1e-6)
+    assert distilled["kept"] == (distilled["output_cosine_after"] >= distilled["output_cosine_before"])
+    shipped = distilled["output_cosine_after"] if distilled["kept"] else distilled["output_cosine_before"]
+    model, x = _load(encoder)  # the shipped float model is as far from the source as the facts say
+    _, refit = keras_layers.drop(model, 1, x, recover=True)
+    assert shipped >= refit["recovery"]["output_cosine_after"] - 1e-6
+
+
+def test_distillation_of_an_onnx_encoder_is_refused_in_one_line(cli, tmp_path):
+    import onnx
+
+    from tests.unit.bert_onnx import tiny_bert, tokens
+
+    onnx.save(tiny_bert(), tmp_path / "tiny.onnx")
+    np.savez(tmp_path / "tokens.npz", **tokens(16, 8))
+    done = cli("build", tmp_path / "tiny.onnx", "--calib", tmp_path / "tokens.npz", "--drop-layers", "1",
+               "--recover", "distill", "-o", tmp_path / "out")
+    assert done.exit_code != 0 and "Traceback" not in done.output
+    assert "--recover distill trains the model, which is possible for Keras sources only" in done.output
+    assert not (tmp_path / "out").exists()
