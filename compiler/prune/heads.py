@@ -170,8 +170,15 @@ def choose_strength(x: np.ndarray, y: np.ndarray, original: tuple[np.ndarray, np
     gram, rhs = sum(g for g, _ in normal), sum(c for _, c in normal)
     squared = np.zeros(len(STRENGTHS))
     for (f_out, r_out), (g_out, c_out) in zip(parts, normal, strict=True):
+        # one eigendecomposition of the training gram serves every strength: (G + a I)^-1 = V diag(1/(s+a)) V'
+        train = gram - g_out
+        eigenvalues, vectors = np.linalg.eigh(train)
+        scale = max(float(np.mean(np.diag(train))), 1e-12)
+        projected, coefficients = f_out @ vectors, vectors.T @ (rhs - c_out)
         for j, strength in enumerate(STRENGTHS):
-            fitted = 0.0 if math.isinf(strength) else f_out @ _solve(gram - g_out, rhs - c_out, strength)
+            # infinity: the original weights, nothing fitted to the residual
+            fitted = 0.0 if math.isinf(strength) else \
+                projected @ (coefficients / (eigenvalues + strength * scale)[:, None])
             squared[j] += float(np.sum((r_out - fitted) ** 2))
     errors = squared / y.size
     return STRENGTHS[int(np.argmin(errors))], tuple(float(e) for e in errors), folds  # ties: the weaker shrink

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from edgekiln.compiler.prune import heads
 
@@ -118,3 +119,20 @@ def test_the_fit_is_deterministic_bit_for_bit_and_needs_two_samples_to_choose():
     one = heads.refit_output(x[:1], y[:1], layer.original)
     assert math.isinf(one.strength) and one.folds == 0 and one.facts()["heldout_mse"] is None
     assert heads.refit_output(x[:3], y[:3], layer.original).folds == 3
+
+
+def test_the_held_out_errors_are_those_of_fits_on_the_other_folds_made_from_scratch():
+    layer = Layer(2)
+    x, y = layer.sample(7, seed=4)
+    rows, targets = x.reshape(7 * TOKENS, -1), y.reshape(7 * TOKENS, -1)
+    samples = np.repeat(np.arange(7), TOKENS)
+    original = (layer.w_kept, layer.bias)
+    _, errors, folds = heads.choose_strength(rows, targets, original, samples)
+    fold = heads.fold_of_rows(samples, folds)
+    for strength, error in zip(heads.STRENGTHS[:-1], errors, strict=False):
+        squared = 0.0
+        for k in range(folds):
+            w, b = heads.fit_shrunk(rows[fold != k], targets[fold != k], original, strength)
+            squared += float(np.sum((rows[fold == k] @ w + b - targets[fold == k]) ** 2))
+        assert error == pytest.approx(squared / targets.size, rel=1e-9)
+    assert errors[-1] == pytest.approx(np.mean((rows @ layer.w_kept + layer.bias - targets) ** 2), rel=1e-12)
