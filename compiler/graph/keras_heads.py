@@ -4,7 +4,8 @@ Each self-attention MultiHeadAttention (query, value and key the same tensor, no
 with fewer heads: its query / key / value kernels and biases and its output kernel keep the chosen heads'
 slices (compiler/prune/heads.py chooses them on calibration data); key_dim, hidden size and every other
 layer stay. Recovery re-fits each pruned layer's output projection by least squares, in model order, on
-the pruned model's own inputs to that layer, towards the original layer's outputs.
+the pruned model's own inputs to that layer, towards the original layer's outputs, shrunk towards the kept
+heads' original projection by a strength chosen on held-out sentences (compiler/prune/heads.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.measure import cosine
+from edgekiln.compiler.graph.keras_layers import first_output, output_cosine
 from edgekiln.compiler.prune import heads as math
 from edgekiln.compiler.tf_env import import_keras
 
@@ -94,10 +95,12 @@ def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, 
             pruned.get_layer(layer.name).set_weights(layer.get_weights())
     for name, (kept, _) in plans.items():
         _set(pruned.get_layer(name), _weights(model.get_layer(name)).keep(kept))
-    before = after = _output_cosine(model, pruned, x)
+    reference = first_output(model.predict(x, batch_size=64, verbose=0))  # predicted once for both cosines
+    before = after = output_cosine(model, pruned, x, reference)
+    chosen: list[dict] = []
     if recover:
-        _refit(pruned, names, plans, observed, x)
-        after = _output_cosine(model, pruned, x)
+        chosen = _refit(pruned, names, plans, observed, x)
+        after = output_cosine(model, pruned, x, reference)
     facts = {"kind": "attention heads", "ratio": ratio,
              "criterion": "output change when the head is masked (mean squared contribution, calibration data)",
              "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
@@ -105,31 +108,29 @@ def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, 
              "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
              "params_before": int(model.count_params()), "params_after": int(pruned.count_params()),
              "recovery": {"method": "reconstruct" if recover else "none",
-                          "what": "least-squares re-fit of each pruned layer's output projection" if recover else
-                          "none", "samples": int(len(x)), "output_cosine_before": round(before, 6),
-                          "output_cosine_after": round(after, 6),
+                          "what": math.REFIT_WHAT if recover else "none", "samples": int(len(x)),
+                          "output_cosine_before": round(before, 6), "output_cosine_after": round(after, 6),
+                          **({"layers": chosen} if recover else {}),
                           "seconds": round(time.perf_counter() - start, 2)}}
     return pruned, facts
 
 
-def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> None:
+def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> list[dict]:
     """In model order: the pruned model's query input to the layer (earlier layers already re-fitted) ->
-    kept heads -> output projection fitted to the original layer's output."""
+    kept heads -> output projection fitted to the original layer's output, shrunk towards the kept heads'
+    original projection (math.refit_output). Per layer: the strength chosen and its held-out error."""
+    chosen = []
     for name in names:
         kept, _ = plans[name]
         query, _ = _probe(pruned, [name], x)[name]
         layer = pruned.get_layer(name)
         w = _weights(layer)
         target = observed[name][1]
-        wo, bo = math.refit_output(math.head_outputs(query, query, w), target, with_bias=w.bo is not None)
-        _set(layer, math.AttentionWeights(w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, wo, bo))
+        fit = math.refit_output(math.head_outputs(query, query, w), target, (w.wo, w.bo))  # a sample per sentence
+        _set(layer, math.AttentionWeights(w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, fit.weights, fit.bias))
+        chosen.append({"layer": name, **fit.facts()})
+    return chosen
 
-
-def _output_cosine(original: Any, pruned: Any, x: np.ndarray) -> float:
-    a = original.predict(x, batch_size=64, verbose=0)
-    b = pruned.predict(x, batch_size=64, verbose=0)
-    a, b = (a[0], b[0]) if isinstance(a, list | tuple) else (a, b)
-    return cosine(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))["cosine_mean"]
 
 
 @contextlib.contextmanager

@@ -115,7 +115,7 @@ def drop(model: Any, count: int, x: np.ndarray, recover: bool) -> tuple[Any, dic
                           "stays", f"give 0 to {len(blocks) - 1}")
     kept = blocks[: len(blocks) - count]
     shortened = _rebuild(clone, blocks[len(kept)], blocks[-1]) if count else clone
-    reference = _first(model.predict(x, batch_size=64, verbose=0))  # predicted once for both cosines
+    reference = first_output(model.predict(x, batch_size=64, verbose=0))  # predicted once for both cosines
     before = after = output_cosine(model, shortened, x, reference)
     head = _refit_head(model, shortened, clone, blocks[-1], x) if recover and count else None
     if head:
@@ -191,10 +191,11 @@ def _refit_head(original: Any, shortened: Any, clone: Any, last: Block, x: np.nd
 
 def output_cosine(original: Any, other: Any, x: np.ndarray, reference: np.ndarray | None = None) -> float:
     """Mean cosine of `other`'s first output vectors to `original`'s on `x` (`reference`: original's, if known)."""
-    a = _first(original.predict(x, batch_size=64, verbose=0)) if reference is None else reference
-    b = _first(other.predict(x, batch_size=64, verbose=0))
+    a = first_output(original.predict(x, batch_size=64, verbose=0)) if reference is None else reference
+    b = first_output(other.predict(x, batch_size=64, verbose=0))
     return cosine(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))["cosine_mean"]
 
 
-def _first(outputs: Any) -> np.ndarray:
+def first_output(outputs: Any) -> np.ndarray:
+    """The first of a Keras model's outputs (predict returns a list for several)."""
     return outputs[0] if isinstance(outputs, list | tuple) else outputs

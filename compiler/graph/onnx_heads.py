@@ -9,7 +9,8 @@ output-projection rows of those heads are sliced out, and the reshape targets ar
 the split Reshapes, heads*dim -> kept*dim in the merging one); hidden size and residual stream stay.
 
 Recovery re-fits each pruned layer's output projection by least squares, in model order, from the pruned
-model's own contexts (earlier layers already re-fitted) to the original layer's outputs. Padded tokens
+model's own contexts (earlier layers already re-fitted) to the original layer's outputs, shrunk towards the
+kept heads' original projection by a strength chosen on held-out sentences (compiler/prune/heads.py). Padded tokens
 (`attention_mask` 0) are left out of the scores and of the fit: their states are never read.
 """
 
@@ -58,8 +59,9 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
     reference = {o.name: observed[o.name] for o in model.graph.output}
     before = after = output_cosine(reference, pruned, feed)
     changed = [a for a in layers if len(plans[a.name][0]) < a.heads]
+    chosen: list[dict] = []
     if recover and changed:
-        _refit(pruned, changed, plans, observed, feed)
+        chosen = _refit(pruned, changed, plans, observed, feed)
         after = output_cosine(reference, pruned, feed)
     samples = len(next(iter(feed.values())))
     facts = {"kind": "attention heads", "ratio": ratio, "criterion": CRITERION,
@@ -68,8 +70,9 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
              "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
              "params_before": float_params(model), "params_after": float_params(pruned),
              "recovery": {"method": "reconstruct" if recover else "none",
-                          "what": "least-squares re-fit of each pruned layer's output projection" if recover else
-                          "none", "samples": samples, "output_cosine_before": before, "output_cosine_after": after,
+                          "what": math.REFIT_WHAT if recover else "none", "samples": samples,
+                          "output_cosine_before": before, "output_cosine_after": after,
+                          **({"layers": chosen} if recover else {}),
                           "seconds": round(time.perf_counter() - start, 2)}}
     return pruned, facts
 
@@ -161,15 +164,32 @@ def _entry(ix: Index, reshape_output: str, position: int) -> int:
     return int(entries[position])
 
 
-def _refit(pruned: Any, layers: list[Attention], plans: dict, observed: dict, feed: dict[str, np.ndarray]) -> None:
+def _refit(pruned: Any, layers: list[Attention], plans: dict, observed: dict, feed: dict[str, np.ndarray]
+           ) -> list[dict]:
     """In model order (in place): the pruned model's context of the kept heads -> output projection fitted to the
-    original layer's output on the same real tokens."""
+    original layer's output on the same real tokens, shrunk towards the kept heads' original projection
+    (math.refit_output; each row keeps its sentence's index, so folds hold out whole sentences). Per layer: the
+    strength chosen and its held-out error."""
     mask = feed.get("attention_mask")
+    chosen = []
     for a in layers:
         kept = plans[a.name][0]
         context = run(pruned, feed, [a.merge])[a.merge]
         target = token_rows(observed[a.output], mask)
-        wo, bo = math.refit_output(_heads_of(context, a, mask, len(kept)), target[None], a.out_bias is not None)
-        set_initializer(pruned, a.out_weight, wo.reshape(len(kept) * a.dim, -1))
-        if a.out_bias is not None and bo is not None:
-            set_initializer(pruned, a.out_bias, bo)
+        rows = _heads_of(context, a, mask, len(kept))
+        original = (_array(pruned, a.out_weight).reshape(len(kept), a.dim, -1),
+                    None if a.out_bias is None else _array(pruned, a.out_bias))
+        fit = math.refit_output(rows, target[None], original, _sample_of_rows(context, mask, rows.shape[1]))
+        set_initializer(pruned, a.out_weight, fit.weights.reshape(len(kept) * a.dim, -1))
+        if a.out_bias is not None and fit.bias is not None:
+            set_initializer(pruned, a.out_bias, fit.bias)
+        chosen.append({"layer": a.name, **fit.facts()})
+    return chosen
+
+
+def _sample_of_rows(context: np.ndarray, mask: np.ndarray | None, rows: int) -> np.ndarray:
+    """The sentence each of token_rows(context, mask)'s rows comes from (same selection, same order)."""
+    index = np.broadcast_to(np.arange(len(context))[:, None], context.shape[:2])
+    sample = token_rows(index[..., None], mask)[:, 0]
+    assert len(sample) == rows, "token_rows selects the same rows from the index as from the context"
+    return sample

@@ -8,8 +8,9 @@ import pytest
 
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.graph.onnx_attention import attention_layers, float_params, run
-from edgekiln.compiler.graph.onnx_heads import prune_heads
+from edgekiln.compiler.graph.onnx_heads import _sample_of_rows, prune_heads
 from edgekiln.compiler.graph.onnx_layers import NO_HEAD, drop, encoder_blocks
+from edgekiln.compiler.measure import cosine
 from tests.unit.bert_onnx import DIM, FFN, HEADS, HIDDEN, LAYERS, tiny_bert, tokens
 
 FEED = tokens(48, 10, seed=1)
@@ -101,12 +102,26 @@ def test_half_the_heads_leave_the_exact_parameter_count_and_any_sequence_length_
 
 
 def test_the_refit_brings_the_output_closer_than_no_recovery(classifier):
-    _, plain = prune_heads(classifier, 0.5, FEED, recover=False)
+    dropped, plain = prune_heads(classifier, 0.5, FEED, recover=False)
     refitted, fitted = prune_heads(classifier, 0.5, FEED, recover=True)
     assert plain["recovery"]["output_cosine_after"] == plain["recovery"]["output_cosine_before"] < 0.99
     assert fitted["recovery"]["output_cosine_after"] > plain["recovery"]["output_cosine_after"] + 0.05
     assert fitted["params_after"] == plain["params_after"]
     assert run(refitted, OTHER_LENGTH)["logits"].shape == (5, 3)
+    chosen = fitted["recovery"]["layers"]  # per layer: the shrinkage chosen on held-out sentences
+    assert len(chosen) == LAYERS and all(c["folds"] == 4 and c["heldout_mse"] <= c["heldout_mse_no_refit"]
+                                         for c in chosen), chosen
+    held = tokens(48, 10, seed=3)  # sentences the re-fit never saw come closer to the source as well
+    reference = run(classifier, held)["logits"]
+    assert cosine(reference, run(refitted, held)["logits"])["cosine_mean"] > \
+        cosine(reference, run(dropped, held)["logits"])["cosine_mean"]
+
+
+def test_each_real_token_row_keeps_its_sentence_so_folds_hold_out_whole_sentences():
+    mask = np.array([[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+    context = np.zeros((3, 4, 6))
+    assert list(_sample_of_rows(context, mask, 7)) == [0, 0, 1, 1, 1, 1, 2]
+    assert list(_sample_of_rows(context, None, 12)) == [0] * 4 + [1] * 4 + [2] * 4
 
 
 def test_drop_removes_exactly_the_last_blocks_and_refits_the_classifier(classifier):

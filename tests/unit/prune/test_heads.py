@@ -61,8 +61,8 @@ def test_the_refit_recovers_more_of_the_output_than_dropping_the_heads():
     target = heads.project(out, layer.wo, layer.bo)
     kept = heads.to_keep(heads.scores(out, layer.wo), 0.5)
     dropped = heads.project(out[:, :, kept], layer.wo[kept], layer.bo)
-    wo, bo = heads.refit_output(out[:, :, kept], target, with_bias=True)
-    refitted = heads.project(out[:, :, kept], wo, bo)
+    fit = heads.refit_output(out[:, :, kept], target, (layer.wo[kept], layer.bo))
+    refitted = heads.project(out[:, :, kept], fit.weights, fit.bias)
     assert np.mean((refitted - target) ** 2) < np.mean((dropped - target) ** 2)
     def cos(a, b):
         return cosine(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))["cosine_mean"]
@@ -76,5 +76,5 @@ def test_a_refit_with_every_head_kept_reproduces_the_layer():
     x = rng.normal(size=(30, 8, 12))
     out = heads.head_outputs(x, x, layer)
     target = heads.project(out, layer.wo, layer.bo)
-    wo, bo = heads.refit_output(out, target, with_bias=True)
-    np.testing.assert_allclose(heads.project(out, wo, bo), target, atol=1e-3)
+    fit = heads.refit_output(out, target, (layer.wo, layer.bo))
+    np.testing.assert_allclose(heads.project(out, fit.weights, fit.bias), target, atol=1e-3)
