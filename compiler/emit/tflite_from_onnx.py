@@ -89,7 +89,7 @@ def check_ops(model: Any) -> None:
 def run_onnx2tf(graph: Any, calib: Dataset | None, quantize: Quantize, scratch: Path) -> dict[str, Path]:
     """Run onnx2tf on the normalised model; return its .tflite outputs by suffix."""
     model_path = scratch / "model.onnx"
-    model_path.write_bytes(graph.path.read_bytes())
+    model_path.write_bytes(_for_onnx2tf(graph))
     args = [sys.executable, "-m", "onnx2tf", "-i", str(model_path), "-o", str(scratch / "out"), "-osd"]
     if quantize is Quantize.int8:
         assert calib is not None, "the recipe guarantees calibration data for int8"
@@ -108,6 +108,21 @@ def run_onnx2tf(graph: Any, calib: Dataset | None, quantize: Quantize, scratch: 
         raise ConversionError(f"onnx2tf could not convert the model to TFLite: {reason}",
                               "use --format onnx: onnxruntime runs the ONNX model directly")
     return files
+
+
+def _for_onnx2tf(graph: Any) -> bytes:
+    """The normalised model as onnx2tf gets it: Erf (exact GELU) as TFLite builtins, since onnx2tf would make it
+    the select op FlexErf that LiteRT cannot run (graph/onnx_ops.erf_as_builtins; the ONNX candidates keep Erf)."""
+    if not any(n.op_type == "Erf" for n in graph.model.graph.node):
+        return graph.path.read_bytes()
+    import onnx
+
+    from edgekiln.compiler.graph.onnx_ops import erf_as_builtins
+
+    model = onnx.ModelProto()
+    model.CopyFrom(graph.model)
+    erf_as_builtins(model)
+    return model.SerializeToString()
 
 
 def _environment() -> dict[str, str]:
@@ -205,11 +220,14 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
     feeds = _probe_inputs(graph, sample)
     reference = graph.run(feeds)
     source_shapes = [s.shape for s in graph.inputs]
-    for perms in itertools.product(*[_candidates(s, i.shape) for s, i in zip(source_shapes, compiled.inputs,
-                                                                             strict=True)]):
+    inputs = _in_source_order(compiled.inputs, [s.name for s in graph.inputs])
+    outputs = _in_source_order(compiled.outputs, list(graph.output_names))
+    for perms in itertools.product(*[_candidates(s, i.shape) for s, i in zip(source_shapes, inputs, strict=True)]):
+        moved = {i.name: f.transpose(p) for i, f, p in zip(inputs, feeds.values(), perms, strict=True)}
         with quiet_fds():  # LiteRT announces its delegate at the first invocation
-            raw = compiled.predict_list([f.transpose(p) for f, p in zip(feeds.values(), perms, strict=True)])
-        matched = [_matching_perm(r, o) for r, o in zip(reference, raw, strict=True)]
+            raw = compiled.predict_list([moved[i.name] for i in compiled.inputs])
+        by_name = {o.name: r for o, r in zip(compiled.outputs, raw, strict=True)}
+        matched = [_matching_perm(r, by_name[o.name]) for r, o in zip(reference, outputs, strict=True)]
         out_perms = [p for p in matched if p is not None]
         if len(out_perms) == len(matched):
             shapes = [*source_shapes, *[(graph.batch, *r.shape[1:]) for r in reference]]
@@ -221,11 +239,22 @@ def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[st
                           "use --format onnx")
 
 
+def _in_source_order(tensors: list, names: list[str]) -> list:
+    """The compiled model's inputs or outputs in the ONNX model's order: LiteRT lists a signature's tensors by
+    name (MiniLM's `attention_mask` before `input_ids`), and rename_signature gave them the ONNX names; tensors
+    whose names do not match keep their position."""
+    by_name = {t.name: t for t in tensors}
+    if sorted(by_name) != sorted(names):
+        return list(tensors)
+    return [by_name[name] for name in names]
+
+
 def _probe_inputs(graph: Any, sample: Dataset | None) -> dict[str, np.ndarray]:
     if sample is not None:
         return {s.name: model_feed(sample.inputs[s.name][: graph.batch]) for s in graph.inputs}
-    rng = np.random.default_rng(0)
-    return {s.name: rng.random([graph.batch, *s.shape[1:]], np.float32) for s in graph.inputs}
+    rng = np.random.default_rng(0)  # no data: random floats; integer inputs (token ids, masks) ones, valid for any
+    return {s.name: np.ones([graph.batch, *s.shape[1:]], s.dtype) if np.dtype(s.dtype).kind in "iu"  # vocabulary
+            else rng.random([graph.batch, *s.shape[1:]], np.float32) for s in graph.inputs}
 
 
 def _candidates(source: tuple[int, ...], compiled: tuple[int, ...]) -> list[list[int]]:

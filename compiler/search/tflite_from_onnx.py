@@ -8,6 +8,8 @@ says why. Every model keeps the layout change onnx2tf made (NCHW -> NHWC), which
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Quantize
@@ -24,15 +26,21 @@ def build(ctx: BuildContext) -> Builds:
     A ConversionError (onnx2tf failed, or wrote ops LiteRT cannot run) propagates: the caller decides
     whether the format is dropped from the comparison or the build stops.
     """
-    int8 = ctx.calib is not None and any(c.quantize is Quantize.int8 for c in ctx.candidates)
+    wanted = ctx.calib is not None and any(c.quantize is Quantize.int8 for c in ctx.candidates)
+    integer = [s.name for s in ctx.graph.inputs if np.dtype(s.dtype).kind in "iu"]
+    int8 = wanted and not integer  # onnx2tf's -cind calibration data is float32: token ids cannot be fed
     check_calibration(ctx.calibration, int8)
     mode = Quantize.int8 if int8 else Quantize.dynamic if any(
         c.quantize is Quantize.dynamic for c in ctx.candidates) else Quantize.none
-    converted = onnx2tf.convert(ctx.graph, ctx.calib if int8 else None, mode, ctx.workdir)
+    converted = onnx2tf.convert(ctx.graph, ctx.calib, mode, ctx.workdir)  # calib: real samples to probe layouts
     details = {"converter": f"onnx2tf {onnx2tf.version()}"}
     built = []
     for c in ctx.candidates:
         suffix = onnx2tf.ARTIFACT.get((c.quantize, ctx.int8_io))
+        if c.quantize is Quantize.int8 and integer:
+            built.append(Built(c, None, (f"onnx2tf calibrates int8 with float data only; the model takes integer "
+                                         f"input(s) {', '.join(integer)} (use --format onnx for static int8)",)))
+            continue
         if suffix is None or suffix not in converted.files:
             built.append(Built(c, None, (f"onnx2tf wrote no {suffix} model",)))
             continue

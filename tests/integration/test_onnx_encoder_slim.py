@@ -100,3 +100,19 @@ def test_prune_scan_writes_a_row_per_head_and_per_block(encoder, cli, tmp_path):
     rows = (tmp_path / "s.csv").read_text().splitlines()
     assert rows[0] == "kind,layer,index,params,accuracy_drop,cosine_mean,cosine_p5,score"
     assert [r.split(",")[0] for r in rows[1:]] == ["head"] * 2 * HEADS + ["block"] * 2
+
+
+def test_a_torch_style_encoder_reaches_tflite_through_onnx2tf_and_validates(encoder, cli):
+    """Erf (exact GELU) would become LiteRT-less FlexErf, int64 token ids cannot calibrate onnx2tf's int8, and LiteRT
+    lists the inputs by name (attention_mask before input_ids): each is handled, and the bundle validates."""
+    out = encoder["root"] / "tflite_bundle"
+    done = cli("build", encoder["model"], "--target", "rpi4", "--calib", encoder["calib"], "--format", "tflite",
+               "--quantize", "auto", "--runs", "10", "-o", out)
+    assert done.exit_code == 0, done.output
+    q = json.loads((out / "manifest.json").read_text())["quantization"]
+    rows = {r["name"]: r for r in q["candidates"]}
+    assert {"float32", "dynamic"} <= set(rows)
+    assert rows["float32"]["cosine_mean"] > 0.9999  # Erf's builtin form is within float rounding of it
+    assert "integer input(s) input_ids, attention_mask" in json.dumps(q["not_built"])
+    validated = run_runtime(out, "validate")
+    assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr

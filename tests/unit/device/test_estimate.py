@@ -7,7 +7,7 @@ import pytest
 from edgekiln import targets
 from edgekiln.compiler.analyze.tflite import OpRecord
 from edgekiln.compiler.commands.targets import estimate_error
-from edgekiln.compiler.device.estimate import predict_ms, target_estimate
+from edgekiln.compiler.device.estimate import predict_ms, target_estimate, traffic_bytes
 from edgekiln.targets import Estimate
 
 FIGURES = Estimate(fp32_gmacs_per_core=2.0, int8_gmacs_per_core=8.0, bandwidth_gbs=4.0, op_overhead_us=10.0,
@@ -168,3 +168,15 @@ def test_a_fused_attention_is_charged_its_macs_and_the_basis_says_what_covers_th
     assert skip.macs == 0 and skip.activation_bytes == 3 * tokens * width * 4  # two inputs and the output
     estimate = target_estimate(targets.load("rpi4"), records, "onnx")
     assert estimate is not None and {"attention", "fused_elementwise"} <= set(estimate["per_op_basis"])
+
+
+@pytest.mark.parametrize("op", ["GATHER", "Gather"])
+def test_an_embedding_lookup_is_charged_the_rows_it_gathers_not_the_table(op):
+    # MiniLM-L3: a 30522 x 384 float table (47 MB); 32 ids gather 32 rows (49 KB out)
+    ids, rows = 32 * 8, 32 * 384 * 4
+    lookup = OpRecord(op, "float32", macs=0, weight_bytes=30522 * 384 * 4, activation_bytes=ids + rows)
+    small_table = OpRecord(op, "float32", macs=0, weight_bytes=1000 * 384 * 4, activation_bytes=ids + rows)
+    cost = predict_ms([lookup], FIGURES, 1)
+    assert cost.memory_ms == pytest.approx(2 * (ids + rows) / 4e9 * 1e3)
+    assert cost == predict_ms([small_table], FIGURES, 1)  # the table's size does not matter
+    assert traffic_bytes(OpRecord("CONV_2D", "float32", 0, 1000, 500)) == 1500  # other ops: weights + activations
