@@ -116,3 +116,22 @@ def test_a_torch_style_encoder_reaches_tflite_through_onnx2tf_and_validates(enco
     assert "integer input(s) input_ids, attention_mask" in json.dumps(q["not_built"])
     validated = run_runtime(out, "validate")
     assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr
+
+
+def test_a_bert_with_token_type_ids_builds_heads_pruned_and_validates(cli, tmp_path):
+    """Three int64 inputs, as torch exports bert-base: each fed by name from the .npz, through pruning, both
+    judging sessions and golden.npz."""
+    onnx.save(tiny_bert(classifier=True, token_types=True), tmp_path / "bert3.onnx")
+    np.savez(tmp_path / "tokens.npz", **tokens(48, 12, seed=4, token_types=True))
+    out = tmp_path / "bundle"
+    done = cli("build", tmp_path / "bert3.onnx", "--target", "rpi4", "--calib", tmp_path / "tokens.npz",
+               "--prune-heads", "0.5", "--format", "onnx", "--quantize", "dynamic", "--runs", "10", "-o", out)
+    assert done.exit_code == 0, done.output
+    m = json.loads((out / "manifest.json").read_text())
+    assert [i["name"] for i in m["model"]["inputs"]] == ["input_ids", "attention_mask", "token_type_ids"]
+    assert all(i["dtype"] == "int64" for i in m["model"]["inputs"])
+    assert [layer["heads_after"] for layer in m["pruning"]["layers"]] == [HEADS // 2] * 2
+    golden = np.load(out / "golden.npz")
+    assert golden["input_2"].dtype == np.int64 and set(np.unique(golden["input_2"])) <= {0, 1}
+    validated = run_runtime(out, "validate")
+    assert validated.returncode == 0 and "PASS" in validated.stdout, validated.stdout + validated.stderr

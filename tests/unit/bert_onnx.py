@@ -66,7 +66,7 @@ class _Builder:
         return self.op("Concat", parts, f"{name}/Concat", axis=0)
 
 
-def _embeddings(b: _Builder, fill: float) -> tuple[str, str]:
+def _embeddings(b: _Builder, fill: float, token_types: bool = False) -> tuple[str, str]:
     """Hidden states after the embedding LayerNorm, and the additive mask [batch, 1, 1, sequence]."""
     words = b.op("Gather", [b.weight("embeddings.word.weight", (VOCAB, HIDDEN), 0.5), "input_ids"],
                  "/embeddings/word/Gather")
@@ -76,7 +76,12 @@ def _embeddings(b: _Builder, fill: float) -> tuple[str, str]:
                                b.const("/embeddings/Step", np.array(1, np.int64))], "/embeddings/Range")
     pos = b.op("Gather", [b.weight("embeddings.position.weight", (MAX_POS, HIDDEN), 0.5), positions],
                "/embeddings/position/Gather")
-    hidden = b.layer_norm(b.op("Add", [words, pos], "/embeddings/Add"), "/embeddings/LayerNorm")
+    summed = b.op("Add", [words, pos], "/embeddings/Add")
+    if token_types:  # BERT's segment embedding: a third int64 input, as torch exports bert-base
+        types = b.op("Gather", [b.weight("embeddings.token_type.weight", (2, HIDDEN), 0.5), "token_type_ids"],
+                     "/embeddings/token_type/Gather")
+        summed = b.op("Add", [summed, types], "/embeddings/Add_types")
+    hidden = b.layer_norm(summed, "/embeddings/LayerNorm")
     mask = b.op("Unsqueeze", ["attention_mask", b.const("/mask/Axes", np.array([1, 2], np.int64))], "/mask/Unsqueeze")
     inverted = b.op("Sub", [b.const("/mask/One", np.array(1.0, np.float32)),
                             b.op("Cast", [mask], "/mask/Cast", to=TensorProto.FLOAT)], "/mask/Sub")
@@ -144,14 +149,15 @@ def _mean_pool(b: _Builder, x: str) -> str:
 
 
 def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False, bias: bool = True,
-              mask_fill: float = -10000.0) -> onnx.ModelProto:
+              mask_fill: float = -10000.0, token_types: bool = False) -> onnx.ModelProto:
     """The encoder (LAYERS layers, HIDDEN wide, HEADS heads); `classifier`: a CLASSES-way linear head on the pooled
     output (`logits`) instead of the pooled output itself (`sentence_embedding`); `sdpa`: attention as torch.onnx
     exports F.scaled_dot_product_attention (Q and K^T each scaled by sqrt(1/sqrt(dim)) computed from Shape(q));
     `bias`: False leaves out the attention projections' biases (Q, K, V and output); `mask_fill`: what padded
-    positions add to the attention scores (older exports -10000, torch >= 2 float32's lowest, -3.4e38)."""
+    positions add to the attention scores (older exports -10000, torch >= 2 float32's lowest, -3.4e38);
+    `token_types`: a third input, `token_type_ids` (0 / 1), through a segment embedding."""
     b = _Builder(seed)
-    x, mask = _embeddings(b, mask_fill)
+    x, mask = _embeddings(b, mask_fill, token_types)
     for layer in range(LAYERS):
         x = _feed_forward(b, _attention(b, x, mask, layer, sdpa, bias), layer)
     pooled = _mean_pool(b, x)
@@ -159,7 +165,7 @@ def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False, bias:
     result = b.linear(pooled, "/classifier", HIDDEN, CLASSES, 0.5) if classifier else pooled
     b.nodes.append(helper.make_node("Identity", [result], [out_name], name="/output/Identity"))
     ids = [helper.make_tensor_value_info(n, TensorProto.INT64, ["batch", "sequence"])
-           for n in ("input_ids", "attention_mask")]
+           for n in ("input_ids", "attention_mask", *(("token_type_ids",) if token_types else ()))]
     output = helper.make_tensor_value_info(out_name, TensorProto.FLOAT, ["batch", width])
     graph = helper.make_graph(b.nodes, "tiny_bert", ids, [output], b.inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -168,12 +174,18 @@ def tiny_bert(classifier: bool = False, seed: int = 0, sdpa: bool = False, bias:
     return model
 
 
-def tokens(count: int, length: int, seed: int = 0, padded: bool = True) -> dict[str, np.ndarray]:
-    """Random token ids and an attention mask (a random tail of each row padded with id 0, mask 0)."""
+def tokens(count: int, length: int, seed: int = 0, padded: bool = True, token_types: bool = False
+           ) -> dict[str, np.ndarray]:
+    """Random token ids and an attention mask (a random tail of each row padded with id 0, mask 0); `token_types`:
+    token_type_ids too (a random second segment of each row typed 1, padding 0)."""
     rng = np.random.default_rng(seed)
     ids = rng.integers(1, VOCAB, (count, length)).astype(np.int64)
     mask = np.ones_like(ids)
     if padded:
         for row, used in enumerate(rng.integers(max(2, length // 2), length + 1, count)):
             ids[row, used:], mask[row, used:] = 0, 0
-    return {"input_ids": ids, "attention_mask": mask}
+    arrays = {"input_ids": ids, "attention_mask": mask}
+    if token_types:
+        starts = rng.integers(1, length, count)
+        arrays["token_type_ids"] = ((np.arange(length)[None] >= starts[:, None]) & (mask > 0)).astype(np.int64)
+    return arrays
