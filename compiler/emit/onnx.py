@@ -138,7 +138,11 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
             if method is q.CalibrationMethod.MinMax:  # the ranges the guard read: no second calibration pass
                 ranges = folder / "onnx_minmax_ranges.json"
             if method is q.CalibrationMethod.Entropy and (ranges is None or not ranges.is_file()):
-                ranges = _entropy_ranges(prepared, calib, options.batch, folder / "onnx_entropy_ranges.json")
+                ranges = _entropy_ranges(onnx_guard.without_fill(prepared), calib, options.batch,
+                                         folder / "onnx_entropy_ranges.json")
+            if method is q.CalibrationMethod.Percentile and (ranges is None or not ranges.is_file()):
+                ranges = _percentile_ranges(onnx_guard.without_fill(prepared), calib, options.batch,
+                                            folder / "onnx_percentile_ranges.json")
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
@@ -224,6 +228,19 @@ def _entropy_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> 
         ranges[name] = calibrate.TensorData(lowest=np.array(max(lo, t_lo), np.float32),
                                             highest=np.array(min(hi, t_hi), np.float32))
     calibrate.save_tensors_data(calibrate.TensorsData(calibrate.CalibrationMethod.Entropy, ranges), cache)
+    return cache
+
+
+def _percentile_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> Path:
+    """Percentile calibration ranges (PERCENTILE of |x|, onnxruntime's histogram calibrator), written to `cache`
+    for quantize_static; calibrated here so that the model it sees can be onnx_guard.without_fill's."""
+    from onnxruntime.quantization import calibrate
+
+    calibrator = calibrate.create_calibrator(prepared, None, str(cache.parent / "onnx_augmented.onnx"),
+                                             calibrate_method=calibrate.CalibrationMethod.Percentile,
+                                             extra_options={"percentile": PERCENTILE})
+    calibrator.collect_data(_reader(calib, batch))
+    calibrate.save_tensors_data(calibrator.compute_data(), cache)
     return cache
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 FILL_MAGNITUDE = 1e30  # no activation is this large; a mask fill value (finfo.min, -1e30 ...) is
 SOFTMAX_SPAN = 255.0   # a range wider than this gives a uint8 step of more than one unit of logit
+FILL_STAND_IN = 1e4  # what a fill value becomes for the histogram calibrations (older BERT exports' mask)
 RECORD = "onnx_kept_float.json"  # beside the prepared model: what was kept in float, and why
 
 
@@ -99,3 +100,30 @@ def recorded(folder: Path) -> list[dict]:
     """The nodes `record` wrote for this folder's prepared model (none recorded: none kept)."""
     path = folder / RECORD
     return json.loads(path.read_text()) if path.is_file() else []
+
+
+def without_fill(prepared: Path) -> Path:
+    """The model the histogram calibrations (entropy, percentile) read: fill constants (|value| >=
+    FILL_MAGNITUDE) replaced by FILL_STAND_IN with their sign, written beside `prepared` (or `prepared` itself
+    when it has none). onnxruntime's histograms cannot span +-3.4e38 ("Too many bins for data range"). Every
+    other tensor keeps its values: a padded position's score becomes -1e4 instead of -3.4e38, and exp of either
+    minus the row's maximum is exactly 0 in float32, so the Softmax outputs, and all after them, are unchanged;
+    the nodes that see the fill are kept in float anyway (kept_in_float)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(prepared))
+    tensors = [*model.graph.initializer, *(a.t for n in model.graph.node if n.op_type == "Constant"
+                                           for a in n.attribute if a.name == "value")]
+    changed = 0
+    for tensor in tensors:
+        value = numpy_helper.to_array(tensor)
+        if value.dtype.kind == "f" and value.size and float(np.max(np.abs(value))) >= FILL_MAGNITUDE:
+            stand_in = np.where(np.abs(value) >= FILL_MAGNITUDE, np.sign(value) * FILL_STAND_IN, value)
+            tensor.CopyFrom(numpy_helper.from_array(stand_in.astype(value.dtype), tensor.name))
+            changed += 1
+    if not changed:
+        return prepared
+    out = prepared.with_name("onnx_prepared_no_fill.onnx")
+    onnx.save(model, str(out))
+    return out
