@@ -141,8 +141,8 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
                 ranges = _entropy_ranges(onnx_guard.without_fill(prepared), calib, options.batch,
                                          folder / "onnx_entropy_ranges.json")
             if method is q.CalibrationMethod.Percentile and (ranges is None or not ranges.is_file()):
-                ranges = _percentile_ranges(onnx_guard.without_fill(prepared), calib, options.batch,
-                                            folder / "onnx_percentile_ranges.json")
+                ranges = _calibrated_ranges(onnx_guard.without_fill(prepared), calib, options.batch,
+                                            folder / "onnx_percentile_ranges.json", "Percentile")
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
@@ -163,7 +163,7 @@ def _kept_in_float(prepared: Path, calib: Dataset, batch: int, folder: Path, reu
     if not reuse:  # a scratch folder may hold an earlier model's ranges
         minmax.unlink(missing_ok=True)
     if not minmax.is_file():
-        onnx_guard.compute_minmax(prepared, _reader(calib, batch), minmax)
+        _calibrated_ranges(prepared, calib, batch, minmax, "MinMax")
     if reuse and (folder / onnx_guard.RECORD).is_file():
         return [k["node"] for k in onnx_guard.recorded(folder)]
     kept = onnx_guard.kept_in_float(onnx.load(str(prepared)), onnx_guard.minmax_ranges(minmax))
@@ -231,16 +231,18 @@ def _entropy_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> 
     return cache
 
 
-def _percentile_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path) -> Path:
-    """Percentile calibration ranges (PERCENTILE of |x|, onnxruntime's histogram calibrator), written to `cache`
-    for quantize_static; calibrated here so that the model it sees can be onnx_guard.without_fill's."""
+def _calibrated_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path, method: str) -> Path:
+    """onnxruntime's MinMax or Percentile (PERCENTILE of |x|) calibration of `prepared`, written to `cache`, which
+    quantize_static then reads instead of calibrating again; done here so that the guard can read the min/max
+    ranges first, and the histogram method can see onnx_guard.without_fill's model."""
     from onnxruntime.quantization import calibrate
 
-    calibrator = calibrate.create_calibrator(prepared, None, str(cache.parent / "onnx_augmented.onnx"),
-                                             calibrate_method=calibrate.CalibrationMethod.Percentile,
-                                             extra_options={"percentile": PERCENTILE})
+    calibrator = calibrate.create_calibrator(prepared, None, str(cache.parent / f"onnx_{method}_augmented.onnx"),
+                                             calibrate_method=calibrate.CalibrationMethod[method],
+                                             extra_options={"percentile": PERCENTILE} if method == "Percentile" else {})
     calibrator.collect_data(_reader(calib, batch))
     calibrate.save_tensors_data(calibrator.compute_data(), cache)
+    (cache.parent / f"onnx_{method}_augmented.onnx").unlink(missing_ok=True)
     return cache
 
 

@@ -8,7 +8,7 @@
 Step 2 is what optimize_model's own opt_level 1 would run first, except that onnxruntime 1.32 does it in
 `optimize_by_onnxruntime`, which imports torch (to ask for ROCm) even on CPU: done here the same way
 (ORT_ENABLE_BASIC, ConstantSharing disabled), without torch. The fused ops are com.microsoft contrib ops,
-which the CPU execution provider of the same onnxruntime version runs (targets/op_versions.toml).
+which the CPU execution provider of the same onnxruntime version runs (targets/onnx_contrib_ops.toml).
 """
 
 from __future__ import annotations

@@ -78,19 +78,6 @@ def minmax_ranges(cache: Path) -> dict[str, tuple[float, float]]:
             for name, t in data.data.items()}
 
 
-def compute_minmax(prepared: Path, reader: Any, cache: Path) -> None:
-    """onnxruntime's min/max calibration of `prepared`, written to `cache` (the quantizer reads it back
-    instead of calibrating again)."""
-    from onnxruntime.quantization import calibrate
-
-    augmented = cache.parent / "onnx_minmax_augmented.onnx"
-    calibrator = calibrate.create_calibrator(prepared, None, str(augmented),
-                                             calibrate_method=calibrate.CalibrationMethod.MinMax)
-    calibrator.collect_data(reader)
-    calibrate.save_tensors_data(calibrator.compute_data(), cache)
-    augmented.unlink(missing_ok=True)
-
-
 def record(kept: list[Kept], folder: Path) -> None:
     """What was kept in float, beside the prepared model (the search reads it into the candidate's details)."""
     (folder / RECORD).write_text(json.dumps([k.__dict__ for k in kept]))

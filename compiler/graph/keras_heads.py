@@ -101,18 +101,9 @@ def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, 
     if recover:
         chosen = _refit(pruned, names, plans, observed, x)
         after = output_cosine(model, pruned, x, reference)
-    facts = {"kind": "attention heads", "ratio": ratio,
-             "criterion": "output change when the head is masked (mean squared contribution, calibration data)",
-             "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
-                         "scores": [round(float(v), 6) for v in s]} for n, (k, s) in plans.items()],
-             "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
-             "params_before": int(model.count_params()), "params_after": int(pruned.count_params()),
-             "recovery": {"method": "reconstruct" if recover else "none",
-                          "what": math.REFIT_WHAT if recover else "none", "samples": int(len(x)),
-                          "output_cosine_before": round(before, 6), "output_cosine_after": round(after, 6),
-                          **({"layers": chosen} if recover else {}),
-                          "seconds": round(time.perf_counter() - start, 2)}}
-    return pruned, facts
+    recovery = math.recovery_facts(recover, len(x), (before, after), chosen, time.perf_counter() - start)
+    params = (int(model.count_params()), int(pruned.count_params()))
+    return pruned, math.pruning_facts(ratio, plans, blocked, params, recovery)
 
 
 def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> list[dict]:
@@ -130,7 +121,6 @@ def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.nda
         _set(layer, math.AttentionWeights(w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, fit.weights, fit.bias))
         chosen.append({"layer": name, **fit.facts()})
     return chosen
-
 
 
 @contextlib.contextmanager

@@ -33,12 +33,11 @@ from edgekiln.compiler.graph.onnx_attention import (
     run,
     set_initializer,
     set_shape_entry,
+    shape_entries,
     tidy,
     token_rows,
 )
 from edgekiln.compiler.prune import heads as math
-
-CRITERION = "output change when the head is masked (mean squared contribution, calibration data)"
 
 
 def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: bool) -> tuple[Any, dict]:
@@ -63,18 +62,9 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
     if recover and changed:
         chosen = _refit(pruned, changed, plans, observed, feed)
         after = output_cosine(reference, pruned, feed)
-    samples = len(next(iter(feed.values())))
-    facts = {"kind": "attention heads", "ratio": ratio, "criterion": CRITERION,
-             "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
-                         "scores": [round(float(v), 6) for v in s]} for n, (k, s) in plans.items()],
-             "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
-             "params_before": float_params(model), "params_after": float_params(pruned),
-             "recovery": {"method": "reconstruct" if recover else "none",
-                          "what": math.REFIT_WHAT if recover else "none", "samples": samples,
-                          "output_cosine_before": before, "output_cosine_after": after,
-                          **({"layers": chosen} if recover else {}),
-                          "seconds": round(time.perf_counter() - start, 2)}}
-    return pruned, facts
+    recovery = math.recovery_facts(recover, len(next(iter(feed.values()))), (before, after), chosen,
+                                   time.perf_counter() - start)
+    return pruned, math.pruning_facts(ratio, plans, blocked, (float_params(model), float_params(pruned)), recovery)
 
 
 def head_facts(model: Any, feed: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
@@ -157,8 +147,6 @@ def _slice(model: Any, layers: list[Attention], plans: dict) -> Any:
 
 
 def _entry(ix: Index, reshape_output: str, position: int) -> int:
-    from edgekiln.compiler.graph.onnx_attention import shape_entries
-
     entries = shape_entries(ix, ix.producer[reshape_output].input[1])
     assert entries is not None and entries[position] is not None, "attention_layers checked the target"
     return int(entries[position])

@@ -30,6 +30,7 @@ RIDGE = 1e-4  # relative to the mean diagonal of the normal equations: keeps the
 # infinity keeps the original weights (no re-fit), so the choice is never worse than that on held-out samples.
 STRENGTHS = (RIDGE, 0.01, 0.1, 1.0, 10.0, math.inf)
 FOLDS = 4  # at most; one per sample when there are fewer
+CRITERION = "output change when the head is masked (mean squared contribution, calibration data)"
 REFIT_WHAT = ("least-squares re-fit of each pruned layer's output projection, shrunk towards the kept heads' "
               "original projection by a strength chosen per layer on held-out samples (K-fold over samples)")
 
@@ -101,6 +102,27 @@ def to_keep(head_scores: np.ndarray, ratio: float) -> np.ndarray:
     their original order: the lowest-scoring heads go first."""
     order = np.argsort(head_scores, kind="stable")
     return np.sort(order[heads_removed(len(head_scores), ratio):])
+
+
+def pruning_facts(ratio: float, plans: dict[str, tuple[np.ndarray, np.ndarray]], blocked: dict[str, str],
+                  params: tuple[int, int], recovery: dict) -> dict:
+    """The manifest's pruning block of head pruning, whatever the framework: per layer the heads before / after,
+    which stayed and their scores (plans: layer -> (kept indices, scores)), the layers left alone and why, the
+    parameters before / after and what recovery did (recovery_facts)."""
+    return {"kind": "attention heads", "ratio": ratio, "criterion": CRITERION,
+            "layers": [{"layer": n, "heads_before": len(s), "heads_after": len(k), "kept": [int(i) for i in k],
+                        "scores": [round(float(v), 6) for v in s]} for n, (k, s) in plans.items()],
+            "blocked": [{"layer": n, "reason": r} for n, r in blocked.items()],
+            "params_before": params[0], "params_after": params[1], "recovery": recovery}
+
+
+def recovery_facts(recovered: bool, samples: int, cosines: tuple[float, float], chosen: list[dict],
+                   seconds: float) -> dict:
+    """What the re-fit did: the output cosine to the source before / after it, and each layer's chosen strength."""
+    return {"method": "reconstruct" if recovered else "none", "what": REFIT_WHAT if recovered else "none",
+            "samples": int(samples), "output_cosine_before": round(cosines[0], 6),
+            "output_cosine_after": round(cosines[1], 6), **({"layers": chosen} if recovered else {}),
+            "seconds": round(seconds, 2)}
 
 
 def heads_removed(count: int, ratio: float) -> int:
