@@ -24,13 +24,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edgekiln.compiler.data import load_datasets  # noqa: E402
+from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
+from edgekiln.compiler.evaluate.runner import open_model  # noqa: E402
+from edgekiln.compiler.evaluate.timing import interleaved_latency  # noqa: E402
 from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
-from edgekiln.compiler.measure import open_model  # noqa: E402
 from edgekiln.compiler.pipeline import Search, resolve_target  # noqa: E402
 from edgekiln.compiler.recipe import Recipe  # noqa: E402
 from edgekiln.compiler.search import formats  # noqa: E402
-from edgekiln.compiler.search.choose import Criterion, Evidence, decide  # noqa: E402
-from edgekiln.compiler.search.judge import interleaved_latency  # noqa: E402
+from edgekiln.compiler.search.choose import Evidence, decide  # noqa: E402
 from edgekiln.compiler.search.select import Selection  # noqa: E402
 from edgekiln.compiler.tf_env import import_keras  # noqa: E402
 from tests import synthetic  # noqa: E402

@@ -34,7 +34,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edgekiln.compiler.measure import accuracy, cosine, host_cpu, host_isa  # noqa: E402
+from edgekiln.compiler.evaluate.metrics import accuracy, cosine  # noqa: E402
+from edgekiln.compiler.evaluate.timing import host_cpu, host_isa  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 MODEL = SAMPLES / "intent_encoder.keras"

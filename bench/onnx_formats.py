@@ -22,14 +22,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekiln.compiler.data import Dataset, load_datasets  # noqa: E402  (after the path set-up: a checkout runs)
+from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
+from edgekiln.compiler.evaluate.judge import Judge  # noqa: E402
+from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
+from edgekiln.compiler.evaluate.runner import open_model  # noqa: E402
 from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
-from edgekiln.compiler.measure import open_model  # noqa: E402
 from edgekiln.compiler.pipeline import resolve_target  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
 from edgekiln.compiler.search.candidates import plan  # noqa: E402
-from edgekiln.compiler.search.choose import Criterion  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
-from edgekiln.compiler.search.judge import Judge  # noqa: E402
 from edgekiln.compiler.search.select import BUILDERS  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
@@ -56,7 +57,7 @@ def artifacts(model: Path, work: Path) -> tuple[dict, Dataset]:
     graph = load(model, source_format, work)
     data = load_datasets(recipe, graph.inputs)
     found = {}
-    source, judge = framework(source_format), Judge(graph, data, 1)
+    source, judge = framework(source_format), Judge.for_build(Reference(graph), data, 1, None)
     for fmt, activation in (("onnx", "int8"), ("onnx", "uint8"), ("tflite", "int8")):
         scratch = work / f"{fmt}_{activation}"
         scratch.mkdir()

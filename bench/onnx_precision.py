@@ -23,15 +23,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekiln.compiler.data import load_datasets  # noqa: E402
+from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
+from edgekiln.compiler.evaluate.judge import Judge  # noqa: E402
+from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
+from edgekiln.compiler.evaluate.timing import host_cpu, host_isa  # noqa: E402
 from edgekiln.compiler.graph import load  # noqa: E402
 from edgekiln.compiler.graph.onnx import open_session  # noqa: E402
-from edgekiln.compiler.measure import host_cpu, host_isa  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
 from edgekiln.compiler.search import onnx as onnx_builder  # noqa: E402
 from edgekiln.compiler.search.candidates import plan  # noqa: E402
-from edgekiln.compiler.search.choose import Criterion  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
-from edgekiln.compiler.search.judge import Judge  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 MODELS = ("mnist_resnet_nchw.onnx", "mnist_dwsep_nchw.onnx")
@@ -42,7 +43,7 @@ def int8_model(model: Path, work: Path) -> tuple[bytes, dict[str, np.ndarray]]:
     graph = load(model, "onnx", work)
     data = load_datasets(recipe, graph.inputs)
     ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "onnx", "onnx", only="int8"), data.calib,
-                       Judge(graph, data, 1), Criterion(), work, False, "minmax", "uint8")
+                       Judge.for_build(Reference(graph), data, 1, None), Criterion(), work, False, "minmax", "uint8")
     built = {b.candidate.name: b for b in onnx_builder.build(ctx).built}
     model_bytes = built["int8"].model
     assert model_bytes is not None

@@ -23,13 +23,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from edgekiln.compiler.data import load_datasets  # noqa: E402  (after the path set-up: a checkout runs)
+from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
+from edgekiln.compiler.evaluate.judge import Judge  # noqa: E402
+from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
 from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
 from edgekiln.compiler.profile import profile_model  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
 from edgekiln.compiler.search.candidates import plan  # noqa: E402
-from edgekiln.compiler.search.choose import Criterion  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
-from edgekiln.compiler.search.judge import Judge  # noqa: E402
 from edgekiln.compiler.search.select import BUILDERS  # noqa: E402
 from edgekiln.compiler.tf_env import quiet_fds  # noqa: E402
 from edgekiln.runtime.backends import OnnxBackend  # noqa: E402
@@ -49,7 +50,8 @@ def artifacts(source: Path, work: Path) -> tuple[str, dict[str, bytes], np.ndarr
     data = load_datasets(recipe, graph.inputs)
     model_format = "onnx" if kind == "onnx" else "tflite"
     ctx = BuildContext(graph, kind, plan(Quantize.int8, model_format, kind, True, "uint8", only="int8"), data.calib,
-                       Judge(graph, data, 1), Criterion(max_drop=None), work, True, "minmax", "uint8", 1)
+                       Judge.for_build(Reference(graph), data, 1, None), Criterion(max_drop=None), work, True,
+                       "minmax", "uint8", 1)
     made = BUILDERS[kind, model_format](ctx)
     sample = next(iter(data.calib.inputs.values()))[:1]
     return model_format, {b.candidate.name: b.model for b in made.built if b.model is not None}, sample

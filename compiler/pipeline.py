@@ -18,8 +18,10 @@ from edgekiln.compiler import Progress, bundle, manifest
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
+from edgekiln.compiler.evaluate.reference import Reference
+from edgekiln.compiler.evaluate.timing import threads_for
 from edgekiln.compiler.graph import detect_format, framework, load, shapes
-from edgekiln.compiler.measure import check_cosine_floor, measure_all, threads_for
+from edgekiln.compiler.measure import check_cosine_floor, measure_all
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import stage as prune_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
@@ -64,7 +66,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         data = load_datasets(recipe, graph.inputs)
         check_labels(graph, data)                          # labels index the model's classes
         check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
-        search = Search(framework(source_format), recipe, target, data, Path(work), racer)
+        reference = Reference(graph)                       # the source's outputs, computed once per dataset
+        search = Search(framework(source_format), recipe, target, data, Path(work), reference, racer)
         pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
@@ -75,7 +78,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
-        measured = measure_all(graph, selection, data, recipe, target)  # against the source: drops include pruning
+        measured = measure_all(reference, selection, data, recipe, target)  # against the source: drops include pruning
         pruning = prune_stage.finish(pruned, graph, selection, data, recipe, target, search.unpruned_reference,
                                      progress)
         pruning = prune_stage.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
@@ -98,13 +101,15 @@ class Search:
     target: Target
     data: Datasets
     work: Path
+    reference: Reference  # the source model's outputs; a pruned graph gets its own
     racer: Racer | None = None
 
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
+        reference = self.reference if graph is self.reference.graph else Reference(graph)
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
                       scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
-                      self.racer)
+                      self.racer, reference)
 
     def unpruned_reference(self, graph: Any, shipped: Selection) -> Selection:
         """The unpruned source compiled as the shipped variant (same format, same refinements)."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from edgekiln.compiler.search.choose import Criterion, Evidence, Row, pick
-from edgekiln.compiler.search.judge import Quality, fidelity_key
+from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key
+from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.search.choose import Evidence, Row, pick
 
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 

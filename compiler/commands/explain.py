@@ -18,14 +18,16 @@ from rich.table import Table
 from edgekiln.compiler import Progress, rewrite
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.evaluate.criterion import criterion_for
+from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.reference import Reference
+from edgekiln.compiler.evaluate.runner import open_model
+from edgekiln.compiler.evaluate.timing import interleaved_latency, threads_for
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.graph.shapes import data_shapes
-from edgekiln.compiler.measure import open_model, threads_for
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
 from edgekiln.compiler.search.candidates import Built, plan
-from edgekiln.compiler.search.choose import criterion_for
 from edgekiln.compiler.search.context import BuildContext
-from edgekiln.compiler.search.judge import Judge, interleaved_latency
 from edgekiln.compiler.search.select import BUILDERS
 from edgekiln.compiler.summary import console, fidelity_text
 
@@ -53,7 +55,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
         model_format = "onnx" if source == "onnx" else "tflite"
         progress("Quantizing (plain int8) and diagnosing it layer by layer" if model_format == "tflite" else
                  "Quantizing (plain int8) and comparing every node with its float output")
-        judge = Judge(graph, data, threads)
+        judge = Judge.for_build(Reference(graph), data, threads, None)
         labelled = data.evaluation is not None and data.evaluation.labels is not None
         ctx = BuildContext(graph, source, plan(Quantize.int8, model_format, source, True, target.onnx_activation_type,
                                                only="int8"),

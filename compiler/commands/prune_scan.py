@@ -212,8 +212,9 @@ def _print_encoder(result: encoder_scan.EncoderScan, model_path: Path) -> None:
             table.add_column("layer-output score", justify="right")
         for r in rows:
             table.add_row(r.layer, str(r.index), f"{r.params:,}",
-                          *([f"{r.accuracy_drop:.2f}"] if labelled else []), f"{r.cosine_mean:.4f}",
-                          f"{r.cosine_p5:.4f}", *([f"{r.score:.4g}"] if kind == "head" else []))
+                          *([f"{r.quality.accuracy_drop:.2f}"] if labelled else []),
+                          f"{r.quality.cosine_mean:.4f}", f"{r.quality.cosine_p5:.4f}",
+                          *([f"{r.score:.4g}"] if kind == "head" else []))
         console.print(table)
     console.print("cosine: each output vector's cosine to the unmasked model's, mean and 5th percentile; "
                   "layer-output score: the head's mean squared contribution to its layer's output, the criterion "
@@ -238,4 +239,4 @@ def _csv_rows(result: sensitivity.Scan) -> list[list]:
 
 def _encoder_csv_rows(result: encoder_scan.EncoderScan) -> list[list]:
     fields = ["kind", "layer", "index", "params", "accuracy_drop", "cosine_mean", "cosine_p5", "score"]
-    return [fields] + [[getattr(r, f) for f in fields] for r in (*result.heads, *result.blocks)]
+    return [fields] + [[r.to_dict()[f] for f in fields] for r in (*result.heads, *result.blocks)]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.measure import cosine
+from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.prune.heads import fit_linear
 from edgekiln.compiler.tf_env import import_keras
 

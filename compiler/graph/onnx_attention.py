@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, first_line
-from edgekiln.compiler.measure import cosine
+from edgekiln.compiler.evaluate.metrics import cosine
 
 _SCALES = {"Div", "Mul"}  # by a scalar: 1/sqrt(dim) before or after the scores MatMul
 _SHAPE_MATH = {"Slice", "Gather", "Cast", "Sqrt", "Div", "Mul", "Reciprocal", "Squeeze", "Unsqueeze", "Identity"}

@@ -20,12 +20,13 @@ never be the most slimmed). At most rows + columns - 1 probes: 6 for a 3-block e
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.measure import cosine
+from edgekiln.compiler.evaluate.metrics import cosine
+from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.prune.driver import QUANT_RESERVE
 from edgekiln.compiler.prune.heads import heads_removed
 from edgekiln.compiler.recipe import Recipe
@@ -33,7 +34,7 @@ from edgekiln.compiler.recipe import Recipe
 HEAD_RATIOS = (0.25, 0.5, 0.75)  # the head-ratio grid of --prune-heads auto (0 besides, when drops are auto too)
 MAX_PROBES = 8                   # each probe costs a re-fit and a prediction on the judging samples
 # Without labels and without --min-cosine / --min-cosine-p5, the floors on the output cosine to the source
-# (measure.cosine). Mean 0.99: the outputs keep their direction to within ~8 degrees on average, so class
+# (evaluate/metrics.cosine). Mean 0.99: the outputs keep their direction to within ~8 degrees on average, so class
 # scores and embedding neighbourhoods barely move, and quantization after it still has room before the build's
 # own fidelity checks; p5 0.95: no more than one sample in twenty is bent further than ~18 degrees (a mean
 # alone hides a few ruined inputs). The same pair the sample transformer's bench calls "faithful".
@@ -47,17 +48,6 @@ class Setting:
 
     drop: int
     heads: float
-
-
-@dataclass(frozen=True)
-class Quality:
-    """A float model's output cosine to the source (mean, 5th percentile), with labels its accuracy (%), and
-    for a class vector output (more than one value per sample) its top-1 agreement with the source (0-1)."""
-
-    cosine_mean: float
-    cosine_p5: float
-    accuracy: float | None = None
-    agreement: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +69,10 @@ class Budget:
             drop = self.reference - q.accuracy
             if drop > self.max_drop:
                 why.append(f"accuracy drop {drop:.2f} > {self.max_drop:g} points")
-        if self.min_cosine is not None and q.cosine_mean < self.min_cosine:
-            why.append(f"cosine {q.cosine_mean:.4f} < {self.min_cosine:g}")
-        if self.min_cosine_p5 is not None and q.cosine_p5 < self.min_cosine_p5:
-            why.append(f"cosine p5 {q.cosine_p5:.4f} < {self.min_cosine_p5:g}")
+        for name, value, floor in (("cosine", q.cosine_mean, self.min_cosine),
+                                   ("cosine p5", q.cosine_p5, self.min_cosine_p5)):
+            if floor is not None and (value is None or value < floor):
+                why.append(f"{name} {'unmeasured' if value is None else f'{value:.4f}'} < {floor:g}")
         if self.min_agreement is not None and q.agreement is not None and q.agreement < self.min_agreement:
             why.append(f"top-1 agreement {q.agreement:.4f} < {self.min_agreement:g}")
         return why
@@ -141,7 +131,7 @@ class Probe:
 
     def to_dict(self) -> dict:
         return {"drop_layers": self.setting.drop, "prune_heads": self.setting.heads, "params": self.params,
-                **{k: v for k, v in asdict(self.quality).items() if v is not None}, "within_budget": self.within,
+                **_figures(self.quality), "within_budget": self.within,
                 "misses": list(self.misses)}
 
 
@@ -162,6 +152,12 @@ class Found:
                                                      "min_agreement": limit.min_agreement},
                 "reference_accuracy": limit.reference, "rule": limit.rule, "assumption": ASSUMPTION,
                 "probes": [p.to_dict() for p in self.probes], "chosen": chosen, "stopped": self.stopped}
+
+
+def _figures(quality: Quality) -> dict[str, float]:
+    """A probe's figures in the order the manifest has always written them."""
+    figures = quality.to_dict()
+    return {k: figures[k] for k in ("cosine_mean", "cosine_p5", "accuracy", "agreement") if k in figures}
 
 
 ASSUMPTION = ("quality after re-fit does not improve when one knob removes more with the other fixed; every "
@@ -223,7 +219,8 @@ def judge_with(predict: Callable[[Any], np.ndarray], source: Any, labels: np.nda
         answers = y.reshape(len(y), -1).argmax(1)
         accuracy = None if labels is None else round(float(np.mean(answers == labels) * 100), 3)
         agreement = round(float(np.mean(answers == top)), 4) if vector else None
-        return Quality(cos["cosine_mean"], cos["cosine_p5"], accuracy, agreement)
+        return Quality(agreement=agreement, accuracy=accuracy, cosine_mean=cos["cosine_mean"],
+                       cosine_p5=cos["cosine_p5"])
 
     return judge, judge(source)
 

@@ -12,26 +12,32 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.prune.encoder_auto import Quality, judge_with
+from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.prune.encoder_auto import judge_with
 
 
 @dataclass(frozen=True)
-class Row:
-    """One head (index within its layer) or one block (index in the encoder) taken out alone."""
+class Ablation:
+    """One head (index within its layer) or one block (index in the encoder) taken out alone, and the
+    quality left (its accuracy_drop in points with labels, its cosines to the unmasked model)."""
 
     kind: str      # "head" or "block"
     layer: str     # the attention layer's name; for a block, its attention layer's
     index: int
     params: int    # parameters it holds
-    accuracy_drop: float | None  # points, with labels
-    cosine_mean: float
-    cosine_p5: float
+    quality: Quality
     score: float | None = None  # heads: the pruner's criterion (mean squared contribution to the layer output)
+
+    def to_dict(self) -> dict[str, Any]:
+        q = self.quality
+        return {"kind": self.kind, "layer": self.layer, "index": self.index, "params": self.params,
+                "accuracy_drop": q.accuracy_drop, "cosine_mean": q.cosine_mean, "cosine_p5": q.cosine_p5,
+                "score": self.score}
 
 
 @dataclass(frozen=True)
@@ -40,8 +46,8 @@ class EncoderScan:
 
     reference: float | None
     samples: int
-    heads: tuple[Row, ...]
-    blocks: tuple[Row, ...]
+    heads: tuple[Ablation, ...]
+    blocks: tuple[Ablation, ...]
 
     @property
     def metric(self) -> str:
@@ -49,7 +55,7 @@ class EncoderScan:
 
     def to_dict(self) -> dict:
         return {"kind": "encoder", "metric": self.metric, "reference": self.reference, "samples": self.samples,
-                "heads": [asdict(r) for r in self.heads], "blocks": [asdict(r) for r in self.blocks]}
+                "heads": [r.to_dict() for r in self.heads], "blocks": [r.to_dict() for r in self.blocks]}
 
 
 def scan(predict: Callable[[Any], np.ndarray], source: Any, labels: np.ndarray | None,
@@ -60,9 +66,10 @@ def scan(predict: Callable[[Any], np.ndarray], source: Any, labels: np.ndarray |
     of `blocks` ((attention layer, params) in order) skipped alone, each judged against the unmasked model."""
     judge, reference = judge_with(predict, source, labels)
 
-    def row(kind: str, layer: str, index: int, params: int, q: Quality, score: float | None = None) -> Row:
+    def row(kind: str, layer: str, index: int, params: int, q: Quality, score: float | None = None) -> Ablation:
         drop = None if q.accuracy is None or reference.accuracy is None else round(reference.accuracy - q.accuracy, 3)
-        return Row(kind, layer, index, params, drop, q.cosine_mean, q.cosine_p5, score)
+        return Ablation(kind, layer, index, params, Quality(accuracy_drop=drop, cosine_mean=q.cosine_mean,
+                                                            cosine_p5=q.cosine_p5), score)
 
     head_rows = []
     for name, (scores, params) in heads.items():

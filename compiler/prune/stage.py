@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekiln.compiler import Progress, measure
+from edgekiln.compiler import Progress
 from edgekiln.compiler.data import Dataset, Datasets
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.evaluate.runner import open_model
+from edgekiln.compiler.evaluate.timing import side_by_side, threads_for
 from edgekiln.compiler.graph import keras as keras_graph
 from edgekiln.compiler.graph import keras_prune, keras_recover, onnx_prune, onnx_recover
 from edgekiln.compiler.graph import onnx as onnx_graph
-from edgekiln.compiler.measure import threads_for
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
@@ -281,8 +282,8 @@ def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datas
         {"compiled_as_because": compiled.block["not_built"].get(shipped, "not built for the unpruned model")}
     unpruned = compiled.model
     threads = threads_for(recipe, target)
-    models = [measure.open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
-    best = measure.side_by_side(models, data.golden_set, recipe.bench_runs)
+    models = [open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
+    best = side_by_side(models, data.golden_set, recipe.bench_runs)
     per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
     block = pruned.block if "macs_before" in pruned.block else {  # head pruning: MACs of the compiled graphs

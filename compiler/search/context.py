@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.search.candidates import Built, Candidate, Plan
-from edgekiln.compiler.search.choose import Criterion
-from edgekiln.compiler.search.judge import Judge
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,8 @@ cosines come before the agreement (judge.fidelity_key).
 
 from __future__ import annotations
 
-from edgekiln.compiler.search.choose import Criterion
-from edgekiln.compiler.search.judge import Quality, fidelity_key
+from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key
+from edgekiln.compiler.evaluate.quality import Quality, describe
 
 
 def never_less_faithful(refined: Quality, base: Quality, base_name: str, samples: int,
@@ -22,13 +22,4 @@ def never_less_faithful(refined: Quality, base: Quality, base_name: str, samples
         return ""
     cosine = criterion is not None and criterion.by_cosine
     return f"dropped: less faithful than {base_name} on the {samples} tuning samples " \
-           f"({_figures(refined, cosine)} vs {_figures(base, cosine)})"
-
-
-def _figures(quality: Quality, cosine: bool = False) -> str:
-    parts = [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f}"]
-    parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
-    parts += [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
-    if cosine and quality.cosine_mean is not None and quality.cosine_p5 is not None:
-        parts.append(f"cosine {quality.cosine_mean:.6g} (p5 {quality.cosine_p5:.6g})")
-    return ", ".join(parts) or "no figures"
+           f"({describe(refined, cosine)} vs {describe(base, cosine)})"

@@ -10,8 +10,9 @@ from dataclasses import replace
 from typing import Protocol
 
 from edgekiln.compiler.device import compat
+from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.search.candidates import Built
-from edgekiln.compiler.search.choose import Criterion, Evidence, Row
+from edgekiln.compiler.search.choose import Evidence, Row
 from edgekiln.targets import Target
 
 

@@ -40,12 +40,13 @@ from edgekiln.compiler.diagnose import onnx as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions, onnx_fused, onnx_guard
 from edgekiln.compiler.emit import onnx as onnx_emit
 from edgekiln.compiler.errors import first_line
-from edgekiln.compiler.measure import host_isa
+from edgekiln.compiler.evaluate.criterion import Criterion, rank
+from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.quality import Quality, describe
+from edgekiln.compiler.evaluate.timing import host_isa
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
-from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext, Builds
-from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
 
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
 PROBES = 6                     # nodes each kept in float alone to measure what it gains
@@ -176,7 +177,7 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
     except Exception as exc:  # noqa: BLE001  (a diagnosis must not stop a build; int8+exclude then has no ranking)
         failure = f"the per-node comparison failed: {first_line(exc, 200)}"
     quality = judge("onnx", plain)
-    accurate = _describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
+    accurate = describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
     family, reference = base, ("plain int8", quality)
     for c in (c for c in int8s if c.tune_calibration):
@@ -217,9 +218,9 @@ def _calibrated(candidate: Candidate, calib: Dataset, judge: Judge, criterion: C
         model = _qdq(replace(options, calibration_method=method), calib, shared)
         tried[method] = (model, judge("onnx", model))
     best = max(tried, key=lambda m: rank(tried[m][1], criterion))  # ties: the earlier, simpler method
-    trials = {str(m): quality_dict(q) for m, (_, q) in tried.items()}
+    trials = {str(m): q.to_dict() for m, (_, q) in tried.items()}
     if best is CalibrationMethod.minmax:
-        measured = "measured: " + ", ".join(f"{m} {_trial(q)}" for m, (_, q) in tried.items())
+        measured = "measured: " + ", ".join(f"{m} {describe(q)}" for m, (_, q) in tried.items())
         return (Built(candidate, None, ("identical to int8: min/max is the most faithful", measured)), base,
                 ("plain int8", plain[1]))
     options = replace(options, calibration_method=best)
@@ -295,15 +296,3 @@ def _sqnr(quality: Quality) -> float:
     return np.inf if quality.sqnr_db is None else quality.sqnr_db
 
 
-def _trial(quality: Quality) -> str:
-    sqnr = "inf" if quality.sqnr_db is None else f"{quality.sqnr_db:.1f}"
-    drop = "" if quality.accuracy_drop is None else f" (drop {quality.accuracy_drop:.2f} pt)"
-    return f"SQNR {sqnr} dB{drop}"
-
-
-def _describe(quality: Quality, cosine: bool = False) -> str:
-    cosines = f", cosine p5 {quality.cosine_p5:.6g}" if cosine and quality.cosine_p5 is not None else ""
-    if quality.accuracy_drop is not None:
-        return f"accuracy drop {quality.accuracy_drop:.2f} points{cosines}"
-    sqnr = "inf" if quality.sqnr_db is None else f"{quality.sqnr_db:.1f} dB"
-    return f"SQNR {sqnr}{cosines}"

@@ -19,13 +19,16 @@ from edgekiln.compiler.analyze import GraphStats
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, TargetError
-from edgekiln.compiler.measure import open_model
+from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
+from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.reference import Reference
+from edgekiln.compiler.evaluate.runner import open_model
+from edgekiln.compiler.evaluate.timing import ROUND_MS, interleaved_latency
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import on_device, onnx, tflite, tflite_from_onnx
 from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, Built, Plan, plan
-from edgekiln.compiler.search.choose import Choice, Criterion, Evidence, Row, criterion_for, decide, evidence_for
+from edgekiln.compiler.search.choose import Choice, Evidence, Row, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
-from edgekiln.compiler.search.judge import ROUND_MS, Judge, interleaved_latency
 from edgekiln.targets import Target
 
 # (framework of the working graph, artifact format) -> the builder of that format's candidates.
@@ -98,7 +101,7 @@ class Selection:
 
 def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
            workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
-           racer: on_device.Racer | None = None) -> Selection:
+           racer: on_device.Racer | None = None, reference: Reference | None = None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is
@@ -109,14 +112,16 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     target: whose latency the choice is for: each candidate gets the target's estimate, and the rule reads
     it when the build host's arch differs from the target's (choose.evidence_for).
     racer: build --device: the eligible candidates are timed on the device and its table decides.
+    reference: `graph`'s outputs, computed once per build (made here when not given).
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = criterion_for(recipe, labelled)
-    judge = Judge(graph, data, threads, recipe.main_output)
+    reference = reference or Reference(graph)
+    judge = Judge.for_build(reference, data, threads, recipe.main_output)
     # The search's own decisions (calibration method, what stays float) are made on other held-back
     # samples, by fidelity alone (the cosine floor when one is given): the samples and labels that judge
     # the table did not shape the candidates.
-    tuner, tuning = Judge(graph, Datasets(None, data.tuning_set, None), threads), criterion_for(recipe, False)
+    tuner, tuning = Judge.for_tuning(reference, data, threads), criterion_for(recipe, False)
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
                                                             activation_type, only),
                                        data.calib, tuner, tuning, workdir / f"candidates_{f.format}",

@@ -25,12 +25,13 @@ from edgekiln.compiler.data import Dataset, model_feed
 from edgekiln.compiler.diagnose import tflite as diagnose
 from edgekiln.compiler.emit import calibrate, tflite, tflite_int8
 from edgekiln.compiler.errors import first_line
+from edgekiln.compiler.evaluate.criterion import Criterion, rank
+from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
-from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
-from edgekiln.compiler.search.judge import Judge, Quality, quality_dict, rank
 from edgekiln.compiler.tf_env import quiet_fds
 
 STATS_SAMPLES = 64                 # calibration samples whose activations feed percentile / entropy ranges
@@ -146,7 +147,7 @@ def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], i
     except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
         failure = f"the per-layer debugger failed: {first_line(exc, 200)}"
     quality = judge("tflite", model)
-    accurate = _describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
+    accurate = describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
     diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
                                 min(len(feeds), diagnose.DEBUG_SAMPLES), failure, accurate)
     return plain, model, diagnosis
@@ -199,17 +200,9 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
         tried[method] = (ranged, judge("tflite", tflite_int8.quantize(ranged, int8_io)))
     best = max(tried, key=lambda m: rank(tried[m][1], criterion))
     details["calibration"] = best
-    details["calibration_trials"] = {m: quality_dict(q) for m, (_, q) in tried.items()}
+    details["calibration_trials"] = {m: q.to_dict() for m, (_, q) in tried.items()}
     notes.append(f"{best} calibration")
     return Int8Base(tried[best][0], notes, details, tried[best][1], rewrites)
-
-
-def _describe(quality: Quality, cosine: bool = False) -> str:
-    parts = [] if quality.sqnr_db is None else [f"SQNR {quality.sqnr_db:.1f} dB"]
-    parts += [f"cosine p5 {quality.cosine_p5:.6g}"] if cosine and quality.cosine_p5 is not None else []
-    parts += [] if quality.agreement is None else [f"top-1 agreement {quality.agreement:.3f}"]
-    parts += [] if quality.accuracy_drop is None else [f"accuracy drop {quality.accuracy_drop:.2f} points"]
-    return ", ".join(parts)
 
 
 def _refined(candidates: list[Candidate], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
@@ -256,7 +249,7 @@ def _layer_fallback(candidate: Candidate, tuned: Int8Base, exact: Callable[[], I
         worst = errors[:count]
         model = tflite_int8.quantize(base.calibrated, int8_io, float_ops, [t for e in worst for t in e.tensors])
         quality = judge("tflite", model)
-        steps.append({"float_layers": count, **quality_dict(quality)})
+        steps.append({"float_layers": count, **quality.to_dict()})
         if criterion.meets(quality) or count >= len(errors):
             break
     details = dict(base.details, fallback={

@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from edgekiln.compiler.search.choose import SIZE_MARGIN, Criterion, Evidence
-from edgekiln.compiler.search.judge import Quality
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.search.choose import SIZE_MARGIN, Evidence
 
 
 @dataclass(frozen=True)
@@ -70,5 +71,4 @@ def quality_of(row: dict, labelled: bool, criterion: Criterion | None = None) ->
 def within_budget(row: dict, criterion: Criterion, labelled: bool) -> bool:
     """The build's rule (Criterion.meets) on a sweep row: the accuracy budget only when labelled."""
     rule = replace(criterion, max_drop=(criterion.max_drop or 0.0) if labelled else None)
-    return rule.meets(Quality(row.get("sqnr_db"), row.get("agreement"), row.get("accuracy"), row.get("accuracy_drop"),
-                              row.get("cosine_mean"), row.get("cosine_p5")))
+    return rule.meets(Quality.from_dict(row))

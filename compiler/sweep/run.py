@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.recipe import Recipe, check_paths
-from edgekiln.compiler.search.choose import criterion_for, evidence_for
+from edgekiln.compiler.search.choose import evidence_for
 from edgekiln.compiler.sweep import executors, front, points, worker
 from edgekiln.compiler.sweep.points import Point
 
@@ -194,7 +195,7 @@ class _Timed:
 def _time(folder: Path, names: list[str], threads: int) -> dict[str, dict]:
     """Every built point's model, loaded through the bundle runtime, timed in interleaved rounds."""
     from edgekiln import runtime
-    from edgekiln.compiler.search.judge import interleaved_feeds
+    from edgekiln.compiler.evaluate.timing import interleaved_feeds
     from edgekiln.compiler.tf_env import quiet_fds
 
     if not names:

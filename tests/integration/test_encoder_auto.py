@@ -36,8 +36,8 @@ def test_drop_layers_auto_records_a_search_whose_chosen_probe_meets_its_budget(e
 
 
 def test_prune_scan_on_an_encoder_has_one_row_per_head_and_per_block(encoder3, cli, tmp_path):
+    from edgekiln.compiler.evaluate.metrics import cosine
     from edgekiln.compiler.graph import keras_heads, keras_layers
-    from edgekiln.compiler.measure import cosine
     from edgekiln.compiler.tf_env import import_keras
 
     done = cli("prune-scan", encoder3["model"], "--eval", encoder3["eval"], "--json", tmp_path / "s.json",

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.pipeline import build
 from edgekiln.compiler.recipe import Recipe
-from edgekiln.compiler.search.choose import Criterion
 from tests import real_shapes
 
 from .conftest import run_runtime

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from edgekiln.compiler.measure import cosine
+from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.pipeline import build
 from edgekiln.compiler.recipe import Recipe
 from tests.integration.conftest import run_runtime

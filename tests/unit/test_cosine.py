@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from edgekiln.compiler.measure import cosine, fidelity
+from edgekiln.compiler.evaluate.metrics import cosine, fidelity
 
 
 def test_cosine_of_constructed_vectors():

@@ -1,10 +1,10 @@
-"""compiler/measure.golden_tolerance: how far a device's outputs may be from the host's golden outputs."""
+"""compiler/evaluate/metrics.golden_tolerance: how far a device's outputs may be from the host's golden outputs."""
 
 from __future__ import annotations
 
 import pytest
 
-from edgekiln.compiler.measure import DYNAMIC_SHARE, FLOAT_TOLERANCE, golden_tolerance
+from edgekiln.compiler.evaluate.metrics import DYNAMIC_SHARE, FLOAT_TOLERANCE, golden_tolerance
 
 
 def test_int8_outputs_allow_two_steps_of_the_coarsest_output_and_nothing_relative():

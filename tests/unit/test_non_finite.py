@@ -8,9 +8,10 @@ import math
 import numpy as np
 import pytest
 
-from edgekiln.compiler import manifest, measure
+from edgekiln.compiler import manifest
 from edgekiln.compiler.deploy import records
 from edgekiln.compiler.emit import calibrate
+from edgekiln.compiler.evaluate import metrics
 from edgekiln.compiler.rewrite import equalize
 from edgekiln.runtime import jsonsafe
 
@@ -25,7 +26,7 @@ def _strict(text: str) -> dict:
 def _figures() -> dict:
     """What a build of a random-weight MobileNetV2 measures: an exact output (SQNR inf), an all-zero one
     (0/0), a ratio over zero, numpy scalars."""
-    exact = measure.fidelity([np.full((4, 1000), 1e-3, np.float32)], [np.full((4, 1000), 1e-3, np.float32)])
+    exact = metrics.fidelity([np.full((4, 1000), 1e-3, np.float32)], [np.full((4, 1000), 1e-3, np.float32)])
     return {"fidelity": {**exact, "sqnr_db": float("inf")},
             "per_output": [{"sqnr_db": np.float64(np.inf)}, {"sqnr_db": float("nan")}, {"sqnr_db": -math.inf}],
             "size": {"ratio": np.float32(np.inf)}, "latency": {"speedup_vs_baseline": float("nan"), "p50_ms": 1.5},

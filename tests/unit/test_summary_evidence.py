@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from edgekiln.compiler import summary
 from edgekiln.compiler.commands import inspect as inspect_command
-from edgekiln.compiler.search.choose import Criterion, Evidence, Row, decide
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.search.choose import Evidence, Row, decide
 
 
 def _block() -> dict:

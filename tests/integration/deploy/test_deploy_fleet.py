@@ -11,7 +11,7 @@ import pytest
 import sshd_loopback
 
 from edgekiln import runtime
-from edgekiln.compiler.search.choose import Criterion
+from edgekiln.compiler.evaluate.criterion import Criterion
 from tests.choice_rule import assert_choice_obeys_rule, competing_rows, recorded_criterion
 
 pytestmark = pytest.mark.integration

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.graph.onnx_attention import attention_layers, float_params, run
 from edgekiln.compiler.graph.onnx_heads import _sample_of_rows, prune_heads
 from edgekiln.compiler.graph.onnx_layers import NO_HEAD, drop, encoder_blocks
-from edgekiln.compiler.measure import cosine
 from tests.unit.bert_onnx import DIM, FFN, HEADS, HIDDEN, LAYERS, tiny_bert, tokens
 
 FEED = tokens(48, 10, seed=1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.prune import encoder_auto as auto
 from edgekiln.compiler.prune.driver import QUANT_RESERVE
 from edgekiln.compiler.recipe import Recipe
@@ -17,6 +18,10 @@ def _params(drop: int, ratio: float) -> int:
     return SOURCE - drop * BLOCK - left * auto.heads_removed(4, ratio) * HEAD
 
 
+def _cosines(mean: float, p5: float, **more: float) -> Quality:
+    return Quality(cosine_mean=mean, cosine_p5=p5, **more)
+
+
 class Table:
     """A fake encoder: apply() records the settings it is asked for, judge() reads the accuracy table."""
 
@@ -27,9 +32,9 @@ class Table:
         self.applied.append((drop, ratio))
         return (drop, ratio), {"params_after": _params(drop, ratio), "params_before": SOURCE}
 
-    def judge(self, model: tuple[int, float]) -> auto.Quality:
+    def judge(self, model: tuple[int, float]) -> Quality:
         mean, p5 = self.cosine.get(model, (1.0, 1.0))
-        return auto.Quality(mean, p5, self.accuracy.get(model, 90.0))
+        return _cosines(mean, p5, accuracy=self.accuracy.get(model, 90.0))
 
 
 def _monotone(drop_ok: int, heads_ok: dict[int, float]) -> dict[tuple[int, float], float]:
@@ -51,12 +56,12 @@ def test_the_budget_keeps_the_quantization_reserve_and_defaults_to_a_cosine_floo
     plain = auto.budget(1.0, None, None, None)
     assert (plain.max_drop, plain.min_cosine, plain.min_cosine_p5, plain.min_agreement) == (None, 0.99, 0.95, 0.99)
     assert LABELS.min_agreement is None  # with labels, accuracy judges the answers
-    assert plain.misses(auto.Quality(0.999, 0.999, None, 0.97)) == ["top-1 agreement 0.9700 < 0.99"]
-    assert plain.misses(auto.Quality(0.98, 0.999, None, None)) == ["cosine 0.9800 < 0.99"]  # no class vector
+    assert plain.misses(_cosines(0.999, 0.999, agreement=0.97)) == ["top-1 agreement 0.9700 < 0.99"]
+    assert plain.misses(_cosines(0.98, 0.999)) == ["cosine 0.9800 < 0.99"]  # no class vector
     given = auto.budget(1.0, None, 0.98, None)
     assert (given.min_cosine, given.min_cosine_p5) == (0.98, None)
     embeddings = auto.budget(1.0, None, 0.98, None, top1=False)  # --embedding: the cosine alone
-    assert embeddings.min_agreement is None and embeddings.misses(auto.Quality(0.99, 0.99, None, 0.5)) == []
+    assert embeddings.min_agreement is None and embeddings.misses(_cosines(0.99, 0.99, agreement=0.5)) == []
 
 
 def test_the_grid_leaves_out_ratios_that_remove_no_more_heads():
@@ -93,7 +98,7 @@ def test_a_cosine_floor_is_honoured_beside_the_accuracy_budget():
 def test_nothing_within_budget_removes_nothing_and_says_so():
     table = Table({(d, r): 50.0 for d in range(3) for r in (0.0, 0.25, 0.5, 0.75)})
     recipe = Recipe(source="m.keras", calib="c.npz", drop_layers="auto", prune_heads="auto")
-    model, block = auto.run(table.apply, table.judge, auto.Quality(1.0, 1.0, 90.0), 3, [4, 4, 4], recipe)
+    model, block = auto.run(table.apply, table.judge, _cosines(1.0, 1.0, accuracy=90.0), 3, [4, 4, 4], recipe)
     assert model == (0, 0.0) and table.applied[-1] == (0, 0.0)  # the fallback: the source, as apply gives it
     assert block["params_after"] == block["params_before"]
     assert block["search"]["chosen"] is None and block["search"]["budget"] == pytest.approx(0.7)
@@ -107,12 +112,12 @@ def test_with_one_knob_fixed_only_the_other_is_searched_and_the_fixed_one_is_the
     assert found.setting == auto.Setting(1, 0.5) and {r for _, r in table.applied} == {0.5}
     nothing = Table({(d, r): 0.0 for d in range(3) for r in (0.0, 0.25, 0.5, 0.75)})
     recipe = Recipe(source="m.keras", calib="c.npz", drop_layers="auto", prune_heads=0.5)
-    model, block = auto.run(nothing.apply, nothing.judge, auto.Quality(1.0, 1.0, 90.0), 3, [4], recipe)
+    model, block = auto.run(nothing.apply, nothing.judge, _cosines(1.0, 1.0, accuracy=90.0), 3, [4], recipe)
     assert model == (0, 0.5) and "only the fixed setting was applied (drop 0, heads 0.5)" in block["warnings"][0]
 
 
 def test_the_probe_count_is_bounded_and_the_stop_recorded():
     table = Table(_monotone(2, {2: 0.75}))
     rows, cols = [5, 4, 3, 2, 1, 0], [0.0, 0.25, 0.5, 0.75]
-    found = auto.search(table.apply, lambda m: auto.Quality(1.0, 1.0, 0.0), LABELS, rows, cols, max_probes=4)
+    found = auto.search(table.apply, lambda m: _cosines(1.0, 1.0, accuracy=0.0), LABELS, rows, cols, max_probes=4)
     assert len(found.probes) == 4 and found.stopped == "stopped after 4 probes" and found.setting is None

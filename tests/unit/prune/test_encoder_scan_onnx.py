@@ -12,10 +12,10 @@ from onnx import numpy_helper
 from edgekiln.compiler.commands.prune_scan import scan_onnx_encoder
 from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.graph.onnx_attention import attention_layers, float_params
 from edgekiln.compiler.graph.onnx_heads import prune_heads
 from edgekiln.compiler.graph.onnx_layers import drop
-from edgekiln.compiler.measure import cosine
 from tests.unit.bert_onnx import DIM, HEADS, HIDDEN, LAYERS, tiny_bert, tokens
 
 FEED = tokens(40, 10, seed=5)
@@ -90,20 +90,21 @@ def test_a_masked_head_is_the_model_with_its_output_rows_zeroed(embedder):
     for layer, head in ((0, 1), (1, 3)):
         row = scan.heads[layer * HEADS + head]
         expected = cosine(reference, _run(_head_zeroed(embedder, layer, head)))
-        assert (row.cosine_mean, row.cosine_p5) == pytest.approx((expected["cosine_mean"], expected["cosine_p5"]),
+        assert (row.quality.cosine_mean, row.quality.cosine_p5) == pytest.approx(
+            (expected["cosine_mean"], expected["cosine_p5"]),
                                                                  abs=1e-5)
-        assert row.cosine_mean < 0.999  # the head mattered: a wrong mask would not land on the same figure
+        assert row.quality.cosine_mean < 0.999  # the head mattered: a wrong mask would not land on the same figure
 
 
 def test_a_skipped_block_is_the_hand_rewired_graph_and_the_last_is_drop_1(embedder):
     scan = scan_onnx_encoder(embedder, Dataset(FEED, None, "tokens"))
     reference = _run(embedder)
     first = cosine(reference, _run(_rewired(embedder, 0)))
-    assert (scan.blocks[0].cosine_mean, scan.blocks[0].cosine_p5) == pytest.approx(
+    assert (scan.blocks[0].quality.cosine_mean, scan.blocks[0].quality.cosine_p5) == pytest.approx(
         (first["cosine_mean"], first["cosine_p5"]), abs=1e-5)
     short, _ = drop(embedder, LAYERS - 1, FEED, recover=False)
     last = cosine(reference, _run(short))
-    assert (scan.blocks[-1].cosine_mean, scan.blocks[-1].cosine_p5) == pytest.approx(
+    assert (scan.blocks[-1].quality.cosine_mean, scan.blocks[-1].quality.cosine_p5) == pytest.approx(
         (last["cosine_mean"], last["cosine_p5"]), abs=1e-5)
     assert first["cosine_mean"] != pytest.approx(last["cosine_mean"], abs=1e-3)
 
@@ -115,7 +116,7 @@ def test_per_token_outputs_are_judged_on_real_tokens_only(embedder):
     assert not real.all()  # padded tokens present: judging them too would change the figures
     reference = _run(states)[real]
     expected = cosine(reference, _run(_head_zeroed(states, 0, 2))[real])
-    assert scan.heads[2].cosine_mean == pytest.approx(expected["cosine_mean"], abs=1e-5)
+    assert scan.heads[2].quality.cosine_mean == pytest.approx(expected["cosine_mean"], abs=1e-5)
     with pytest.raises(DataError, match="per token"):
         scan_onnx_encoder(states, Dataset(FEED, np.zeros(len(real), np.int64), "tokens"))
 
@@ -126,5 +127,5 @@ def test_labels_give_the_accuracy_drop_of_the_masked_model():
     scan = scan_onnx_encoder(classifier, Dataset(FEED, labels, "tokens"))
     assert scan.reference == 100.0 and scan.metric == "accuracy"
     masked = _run(_head_zeroed(classifier, 1, 0)).argmax(1)
-    assert scan.heads[HEADS].accuracy_drop == pytest.approx(100.0 - 100 * np.mean(masked == labels), abs=1e-3)
-    assert any(r.accuracy_drop > 0 for r in (*scan.heads, *scan.blocks))
+    assert scan.heads[HEADS].quality.accuracy_drop == pytest.approx(100.0 - 100 * np.mean(masked == labels), abs=1e-3)
+    assert any(r.quality.accuracy_drop > 0 for r in (*scan.heads, *scan.blocks))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekiln.compiler.measure import cosine
+from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.prune import heads
 
 

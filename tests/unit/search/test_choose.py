@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidates import plan
-from edgekiln.compiler.search.choose import SLOWER_MARGIN, Criterion, Row, pick
+from edgekiln.compiler.search.choose import SLOWER_MARGIN, Row, pick
 
 FLOOR = Criterion()
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from edgekiln.compiler.search.choose import Criterion, Row, pick
+from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key, rank
+from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.search.choose import Row, pick
 from edgekiln.compiler.search.faithful import never_less_faithful
-from edgekiln.compiler.search.judge import Quality, fidelity_key, rank
 
 EMBEDDINGS = Criterion(min_cosine=0.98, min_cosine_p5=0.95)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from edgekiln.compiler.search.choose import MARGINS, Criterion, Evidence, Row, decide, evidence_for, pick
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.search.choose import MARGINS, Evidence, Row, decide, evidence_for, pick
 
 FLOOR = Criterion()
 RPI4 = Evidence("estimate", "rpi4")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.search.faithful import never_less_faithful
-from edgekiln.compiler.search.judge import Quality
 
 
 def test_a_lower_agreement_is_dropped_even_with_a_higher_sqnr() -> None:

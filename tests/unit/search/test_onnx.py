@@ -16,13 +16,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from edgekiln.compiler.data import Dataset, Datasets
 from edgekiln.compiler.emit.onnx import kl_threshold
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.graph import load
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search import onnx as onnx_builder
 from edgekiln.compiler.search.candidates import Built, plan
-from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.context import BuildContext
-from edgekiln.compiler.search.judge import Judge
 
 HELD_BACK = 32
 
@@ -49,7 +50,7 @@ def _build(tmp_path: Path, calibration: str) -> dict[str, Built]:
     x[0, 0, 5, 5] = x[1, 1, 9, 20] = 200.0  # outliers in two calibration samples only
     graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
     calib, held = Dataset({"x": x[:-HELD_BACK]}, None, "test"), Dataset({"x": x[-HELD_BACK:]}, None, "test")
-    judge = Judge(graph, Datasets(calib, held, None), 1)
+    judge = Judge.for_build(Reference(graph), Datasets(calib, held, None), 1, None)
     ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "onnx", "onnx"), calib, judge, Criterion(), tmp_path,
                        True, calibration, "uint8")
     return {b.candidate.name: b for b in onnx_builder.build(ctx).built}
@@ -100,8 +101,8 @@ def test_a_cnn_gets_no_fused_candidate_and_no_optimizer_run(tmp_path: Path) -> N
     calib = Dataset({"x": x}, None, "test")
     planned = plan(Quantize.auto, "onnx", "onnx", calibrated=False)
     assert {"fused", "fused+dynamic"} <= {c.name for c in planned.build}
-    ctx = BuildContext(graph, "onnx", planned, calib, Judge(graph, Datasets(calib, calib, None), 1), Criterion(),
-                       tmp_path / "work", True, "auto", "uint8")
+    judge = Judge.for_build(Reference(graph), Datasets(calib, calib, None), 1, None)
+    ctx = BuildContext(graph, "onnx", planned, calib, judge, Criterion(), tmp_path / "work", True, "auto", "uint8")
     ctx.workdir.mkdir()
     names = [b.candidate.name for b in onnx_builder.build(ctx).built]
     assert names == ["float32", "dynamic"]

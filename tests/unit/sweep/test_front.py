@@ -8,7 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from edgekiln.compiler.search.choose import SIZE_MARGIN, Criterion, Evidence
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.search.choose import SIZE_MARGIN, Evidence
 from edgekiln.compiler.sweep import front
 from edgekiln.compiler.sweep.front import Scored
 

@@ -1,0 +1,49 @@
+"""The judge: any compiled model's Quality, measured through the runtime against the source model's outputs
+(computed once, evaluate/reference.py) on the judging samples, and its labelled accuracy."""
+
+from __future__ import annotations
+
+from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.evaluate import metrics
+from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.evaluate.reference import Reference
+from edgekiln.compiler.evaluate.runner import open_model, predict
+
+
+class Judge:
+    """Fidelity on `check` (the held-back samples) and accuracy on labelled evaluation data, of any model's
+    bytes; every model is compared with the same reference arrays."""
+
+    def __init__(self, reference: Reference, check: Dataset, evaluation: Dataset | None, threads: int,
+                 main_output: str | None = None) -> None:
+        self.reference, self.check, self.threads, self.main = reference, check, threads, main_output
+        self.evaluation = evaluation if evaluation is not None and evaluation.labels is not None else None
+        self.reference_accuracy: float | None = None
+        if self.evaluation is not None and self.evaluation.labels is not None:
+            source = reference.outputs(self.evaluation)
+            self.reference_accuracy = metrics.accuracy(list(source.values()), self.evaluation.labels,
+                                                       list(source), main_output)
+
+    @classmethod
+    def for_build(cls, reference: Reference, data: Datasets, threads: int, main_output: str | None) -> Judge:
+        """The judge of a build's candidate table: fidelity on the held-back samples, accuracy with labels."""
+        return cls(reference, data.fidelity_set, data.evaluation, threads, main_output)
+
+    @classmethod
+    def for_tuning(cls, reference: Reference, data: Datasets, threads: int) -> Judge:
+        """The judge of the search's own decisions: fidelity on the tuning samples, never the labels."""
+        return cls(reference, data.tuning_set, None, threads)
+
+    def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
+        model = open_model(model_format, model_bytes, self.threads, layouts)
+        outputs = predict(model, self.check)
+        names = [info.name for info in model.outputs]
+        fidelity = metrics.fidelity(self.reference.ordered(self.check, model), outputs, names)
+        accuracy = drop = None
+        if self.evaluation is not None and self.evaluation.labels is not None and \
+                self.reference_accuracy is not None:
+            ours = predict(model, self.evaluation)
+            accuracy = round(metrics.accuracy(ours, self.evaluation.labels, names, self.main), 3)
+            drop = round(self.reference_accuracy - accuracy, 3)
+        return Quality(fidelity["sqnr_db"], fidelity.get("top1_agreement"), accuracy, drop,
+                       fidelity.get("cosine_mean"), fidelity.get("cosine_p5"))

@@ -1,0 +1,118 @@
+"""Host timing: latency measured on this machine through the runtime, labelled as such, and the host's
+identity (CPU, the instruction-set features that change int8 speed or results). Models are timed side by
+side, round by round, so that a shared host's drift hits them all alike."""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from edgekiln.compiler.data import Dataset
+from edgekiln.runtime import Model
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.recipe import Recipe
+    from edgekiln.targets import Target
+
+
+def host_latency(model: Model, dataset: Dataset, runs: int) -> dict:
+    """Init, first and steady-state latency on this host, labelled as such."""
+    result = model.benchmark([dataset.inputs[info.name] for info in model.inputs], runs=runs, warmup=10)
+    result.pop("peak_rss_mb", None)  # the compiler's own memory, not the model's: meaningless here
+    return {"measured_on": "host", "cpu": host_cpu(), "machine": platform.machine(), "isa": host_isa()["flags"],
+            **result}
+
+
+# The instruction-set features that change int8 results or speed: AVX2 / AVX-512 run U8S8 products with
+# VPMADDUBSW (saturating int16 pair sums) unless VNNI is present; ARM dot-product / i8mm are the Pi 5's.
+ISA_FLAGS = ("sse4_1", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+             "asimd", "asimddp", "i8mm")
+VNNI = ("avx512_vnni", "avx_vnni")
+
+
+def host_isa() -> dict:
+    """This machine's int8-relevant instruction-set features, as the manifest records them."""
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags |= set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    x86 = platform.machine().lower() in ("x86_64", "amd64")
+    return {"machine": platform.machine(), "flags": [f for f in ISA_FLAGS if f in flags],
+            "int8_dot_product": "vnni" if flags & set(VNNI) else ("none (VPMADDUBSW)" if x86 else "arm")}
+
+
+def host_cpu() -> str:
+    """The CPU model name of this machine."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def threads_for(recipe: Recipe, target: Target) -> int:
+    """--threads, else the target's default thread count capped at this host's cores (more only
+    oversubscribes): every host measurement of a build uses this."""
+    return recipe.threads or max(1, min(target.default_threads, os.cpu_count() or 1))
+
+
+SIDE_BY_SIDE_ROUNDS = 3  # alternating rounds of host_latency; each model keeps its best
+
+
+def side_by_side(models: list[Model], dataset: Dataset, runs: int, rounds: int = SIDE_BY_SIDE_ROUNDS) -> list[dict]:
+    """Host latency of each model, timed in alternating rounds, each keeping its best round: drift on a
+    shared, noisy host hits every model alike, and one burst of load does not decide a ratio."""
+    timed = [[host_latency(m, dataset, runs) for m in models] for _ in range(rounds)]
+    return [min((r[k] for r in timed), key=lambda lat: lat["p50_ms"]) for k in range(len(models))]
+
+
+ROUND_MS = 25.0        # each round times every candidate for about this long (at least min_runs runs)
+MAX_RUNS_PER_ROUND = 500
+
+
+def interleaved_latency(models: dict[str, Model], sample: Dataset, min_runs: int, rounds: int) -> dict[str, dict]:
+    """p50 of every model on the first sample of `sample`, timed round by round (interleaved_feeds)."""
+    feeds = {name: [_raw(sample, m, info) for info in m.inputs] for name, m in models.items()}
+    return interleaved_feeds(models, feeds, min_runs, rounds)
+
+
+def interleaved_feeds(models: dict[str, Model], feeds: dict[str, list[np.ndarray]], min_runs: int,
+                      rounds: int) -> dict[str, dict]:
+    """p50 of every model on its raw feeds, timed round by round in turn so that a shared host's drift hits
+    all alike.
+
+    In each round every model runs for about ROUND_MS (at least `min_runs` invocations); a model's p50 is
+    the median of its round p50s, so one burst of load from another process does not decide a choice.
+    """
+    runs = {}
+    for name, model in models.items():  # warm-up (first runs allocate and pack weights), then a run count
+        warm = [_timed(model, feeds[name]) for _ in range(5)]
+        runs[name] = int(np.clip(ROUND_MS / max(min(warm), 1e-3), min_runs, MAX_RUNS_PER_ROUND))
+    per_round: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            per_round[name].append(float(np.median([_timed(model, feeds[name]) for _ in range(runs[name])])))
+    return {name: {"p50_ms": round(float(np.median(v)), 4), "runs": runs[name] * rounds, "rounds": rounds}
+            for name, v in per_round.items()}
+
+
+def _timed(model: Model, feed: list[np.ndarray]) -> float:
+    start = time.perf_counter()
+    model.backend.run(feed)
+    return (time.perf_counter() - start) * 1e3
+
+
+def _raw(sample: Dataset, model: Model, info: Any) -> np.ndarray:
+    from edgekiln.runtime.model import quantize, to_compiled
+
+    return quantize(to_compiled(sample.inputs[info.name][:1], model.layouts.get(info.name)), info)
