@@ -155,7 +155,7 @@ def _onnx_part(model_path: str, work: Path) -> None:
 
     from edgekiln.compiler.data import Dataset, Datasets
     from edgekiln.compiler.graph import onnx_recover
-    from edgekiln.compiler.prune.stage import prune_onnx
+    from edgekiln.compiler.pruning_stage import prune_onnx
     from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 
     keras, tf = import_keras(), import_tf()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln import targets as target_data
-from edgekiln.compiler import Progress, bundle, manifest
+from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
@@ -23,7 +23,6 @@ from edgekiln.compiler.evaluate.timing import threads_for
 from edgekiln.compiler.graph import detect_format, framework, load, shapes
 from edgekiln.compiler.measure import check_cosine_floor, measure_all
 from edgekiln.compiler.profile import stage as profile_stage
-from edgekiln.compiler.prune import stage as prune_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search import formats
 from edgekiln.compiler.search.on_device import Racer
@@ -68,20 +67,17 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
         reference = Reference(graph)                       # the source's outputs, computed once per dataset
         search = Search(framework(source_format), recipe, target, data, Path(work), reference, racer)
-        pruned = prune_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
+        pruned = pruning_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
-        selection = search(pruned.graph if pruned else graph, chosen_formats.build, Path(work))
-        selection = selection.with_block(formats=dict(selection.block.get("formats", {}),
-                                                      left_out=chosen_formats.left_out)) \
-            if chosen_formats.left_out else selection
+        searched = search.run(graph, pruned, chosen_formats, progress)
+        selection = searched.selection
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(reference, selection, data, recipe, target)  # against the source: drops include pruning
-        pruning = prune_stage.finish(pruned, graph, selection, data, recipe, target, search.unpruned_reference,
-                                     progress)
-        pruning = prune_stage.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
+        pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target)
+        pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(recipe, target, source_format, graph, selection, data, measured, memory_mb, notes,
@@ -89,6 +85,15 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer 
         progress("Writing the bundle")
         bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
     return BuildResult(output, built, tuple(built["warnings"]))
+
+
+@dataclass(frozen=True)
+class Searched:
+    """The search stage's outcome: the chosen candidate's selection, and for a pruned build the unpruned source
+    compiled as the shipped variant (None otherwise)."""
+
+    selection: Selection
+    unpruned: Selection | None
 
 
 @dataclass(frozen=True)
@@ -110,6 +115,19 @@ class Search:
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
                       scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
                       self.racer, reference)
+
+    def run(self, source: Any, pruned: pruning_stage.Pruned | None, chosen: formats.Formats,
+            progress: Progress) -> Searched:
+        """The candidate search on the working graph (pruned, or the source), and for a pruned build the unpruned
+        source compiled as the shipped variant: what the measured gain of pruning compares with."""
+        selection = self(pruned.graph if pruned else source, chosen.build, self.work)
+        if chosen.left_out:
+            selection = selection.with_block(formats=dict(selection.block.get("formats", {}),
+                                                          left_out=chosen.left_out))
+        if pruned is None or not pruned.removed:
+            return Searched(selection, None)
+        progress(f"Compiling the unpruned model the same way ({selection.variant}), to measure the speed-up")
+        return Searched(selection, self.unpruned_reference(source, selection))
 
     def unpruned_reference(self, graph: Any, shipped: Selection) -> Selection:
         """The unpruned source compiled as the shipped variant (same format, same refinements)."""

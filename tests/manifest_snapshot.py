@@ -25,7 +25,7 @@ RECORDED = ROOT / "tests" / "data" / "manifests"
 
 _MNIST = {"calib": SAMPLES / "mnist_calib.npz", "eval": SAMPLES / "mnist_eval.npz"}
 _NCHW = {"calib": SAMPLES / "mnist_calib_nchw.npz", "eval": SAMPLES / "mnist_eval_nchw.npz"}
-_TEXT = {"text": SAMPLES / "intent_calib.txt", "eval": SAMPLES / "intent_eval.txt",
+_TEXT = {"calib": SAMPLES / "intent_calib.txt", "eval": SAMPLES / "intent_eval.txt",
          "tokenizer": SAMPLES / "intent_tokenizer.json"}
 
 # name -> (source, build options): the demo build, each sample in its own format, pruning, the encoder.

@@ -27,7 +27,7 @@ from edgekiln.compiler.graph import keras as keras_graph
 from edgekiln.compiler.paths import existing, writable_file
 from edgekiln.compiler.prune import encoder_scan, groups, importance, sensitivity
 from edgekiln.compiler.prune.driver import Scorer
-from edgekiln.compiler.prune.stage import KerasSubject
+from edgekiln.compiler.pruning_stage import KerasSubject
 from edgekiln.compiler.summary import console
 from edgekiln.compiler.text import TEXT_SUFFIXES
 from edgekiln.runtime import jsonsafe
@@ -75,8 +75,8 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
 
 def _scan_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
     """The Keras side of the encoder scan: heads masked in place (restored), blocks skipped in a rebuilt copy."""
+    from edgekiln.compiler.encoder_slimming import keras_output
     from edgekiln.compiler.graph import keras_heads, keras_layers
-    from edgekiln.compiler.prune.encoder_stage import keras_output
 
     x = next(iter(dataset.inputs.values()))
     layers = {layer.name: layer for layer in model.layers}
@@ -138,9 +138,9 @@ def _onnx_shapes(model_path: Path, data_path: Path, seq_len: int | None) -> dict
 def scan_onnx_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
     """The ONNX side of the encoder scan: heads masked and blocks skipped in copies of `model` (which stays as it
     is), each run once in onnxruntime; per-token outputs judged on the real tokens (attention_mask 1) only."""
+    from edgekiln.compiler.encoder_slimming import vector_output
     from edgekiln.compiler.graph import onnx_heads, onnx_layers
     from edgekiln.compiler.graph.onnx_attention import attention_layers, token_rows
-    from edgekiln.compiler.prune.encoder_stage import vector_output
 
     feed, mask = dataset.inputs, dataset.inputs.get("attention_mask")
     if dataset.labels is not None:

@@ -7,7 +7,7 @@ import pytest
 
 from edgekiln.compiler.data import Dataset, Datasets
 from edgekiln.compiler.graph import onnx_recover
-from edgekiln.compiler.prune.stage import prune_onnx
+from edgekiln.compiler.pruning_stage import prune_onnx
 from edgekiln.compiler.recipe import Recipe
 from tests.conftest import SAMPLES
 

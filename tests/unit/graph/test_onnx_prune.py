@@ -189,7 +189,7 @@ def _datasets(model: onnx.ModelProto, n_eval: int = 40):
 
 
 def test_prune_onnx_stage_uniform_with_reconstruction():
-    from edgekiln.compiler.prune.stage import prune_onnx
+    from edgekiln.compiler.pruning_stage import prune_onnx
     from edgekiln.compiler.recipe import Recipe
 
     model = build("residual")
@@ -204,7 +204,7 @@ def test_prune_onnx_stage_uniform_with_reconstruction():
 
 def test_prune_onnx_stage_auto_and_refusals():
     from edgekiln.compiler.errors import RecipeError
-    from edgekiln.compiler.prune.stage import prune_onnx
+    from edgekiln.compiler.pruning_stage import prune_onnx
     from edgekiln.compiler.recipe import Recipe
 
     model = build("chain")

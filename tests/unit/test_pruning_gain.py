@@ -1,6 +1,6 @@
 """The accuracy budget's split between pruning and quantization, as measured on the evaluation samples."""
 
-from edgekiln.compiler.prune.stage import with_budget_split
+from edgekiln.compiler.pruning_gain import with_budget_split
 
 
 def _block(budget=0.7):

@@ -17,6 +17,7 @@ import numpy as np
 from edgekiln.compiler import Progress
 from edgekiln.compiler.data import Dataset, Datasets
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.prune.judging import judging_set, with_data_note
 from edgekiln.compiler.recipe import Recipe
 
 
@@ -197,7 +198,6 @@ def _apply(kit: Kit, model: Any, drop: int | None, ratio: float | None, recover:
 def _search(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Progress) -> tuple[Any, dict]:
     """--drop-layers auto / --prune-heads auto (compiler/prune/encoder_auto.py)."""
     from edgekiln.compiler.prune import encoder_auto
-    from edgekiln.compiler.prune.stage import judging_set, with_data_note
 
     dataset = judging_set(data)
     judge, reference = encoder_auto.judge_with(lambda model: kit.predict(model, dataset), kit.source,

@@ -13,31 +13,25 @@ framework is needed); the logic both share is compiler/prune/driver.py.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler import Progress
+from edgekiln.compiler import Progress, encoder_slimming
 from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.encoder_slimming import keras_output
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.evaluate.runner import open_model
-from edgekiln.compiler.evaluate.timing import side_by_side, threads_for
 from edgekiln.compiler.graph import keras as keras_graph
 from edgekiln.compiler.graph import keras_prune, keras_recover, onnx_prune, onnx_recover
 from edgekiln.compiler.graph import onnx as onnx_graph
-from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
-from edgekiln.compiler.prune.encoder_stage import keras_output
+from edgekiln.compiler.prune.judging import scorer_for, with_data_note
 from edgekiln.compiler.prune.recover import Recover, resolve
 from edgekiln.compiler.recipe import Recipe
-
-if TYPE_CHECKING:
-    from edgekiln.compiler.search.select import Selection
-
 
 
 @dataclass(frozen=True)
@@ -113,30 +107,6 @@ def _single(dataset: Dataset) -> np.ndarray:
     return next(iter(dataset.inputs.values()))
 
 
-def judging_set(data: Datasets) -> Dataset:
-    dataset = data.evaluation or data.holdout or data.calib
-    assert dataset is not None, "the recipe guarantees --calib or --eval"
-    return dataset
-
-
-def scorer_for(subject: Any, data: Datasets) -> driver.Scorer:
-    """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
-    dataset = judging_set(data)
-    return driver.Scorer(subject, _single(dataset), dataset.labels)
-
-
-def with_data_note(block: dict, data: Datasets, unlabelled: str = "top-1 agreement with the source") -> dict:
-    """Which data judged the pruning search. When it is the evaluation data (a few held-back samples cannot
-    resolve a 1-point budget), the accuracy the manifest reports is also what the search optimised: say so."""
-    dataset = judging_set(data)
-    source = "evaluation" if dataset is data.evaluation else "held-back calibration"
-    metric = "accuracy" if dataset.labels is not None else unlabelled
-    note = f"{dataset.size} {source} samples, by {metric}"
-    if dataset is data.evaluation:
-        note += ("; the reported accuracy is measured on the same samples, so it carries the search's "
-                 "selection effect: for an unbiased figure, validate the bundle on data the build never saw")
-    return {**block, "judged_on": note}
-
 
 def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
     """Prune the source model (Keras or ONNX) as the recipe says; None without --prune / --prune-heads."""
@@ -163,28 +133,27 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
 
 
 def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
-    """--drop-layers N|auto, then --prune-heads R|auto, on a Keras or ONNX encoder (compiler/prune/encoder_stage.py):
+    """--drop-layers N|auto, then --prune-heads R|auto, on a Keras or ONNX encoder (compiler/prune/encoder_slimming.py):
     whole blocks and whole attention heads out, each re-fitted by least squares; the block says which blocks and
     heads stayed, what recovery did and, for auto, the search."""
-    from edgekiln.compiler.prune import encoder_stage
 
     method = Recover(str(recipe.recover))
     if method is Recover.finetune:
         raise RecipeError("--recover finetune is not available for head pruning or layer dropping",
                           "use --recover reconstruct (least-squares re-fit, the default), distill (Keras) or none")
     assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
-    kit = encoder_stage.kit_for(graph, data.calib)
-    if method is Recover.distill and not isinstance(kit, encoder_stage.KerasKit):
+    kit = encoder_slimming.kit_for(graph, data.calib)
+    if method is Recover.distill and not isinstance(kit, encoder_slimming.KerasKit):
         raise RecipeError("--recover distill trains the model, which is possible for Keras sources only",
                           "use --recover reconstruct (least squares, no training)")
-    model, block = encoder_stage.slim(kit, recipe, data, method is not Recover.none, progress)
+    model, block = encoder_slimming.slim(kit, recipe, data, method is not Recover.none, progress)
     block = {"warnings": [], "search": None, **block}
     if not block["params_after"] < block["params_before"]:
         nothing = [] if block["search"] else ["pruning: removes nothing (ratio 0, one head per layer, or no block "
                                               "dropped)"]
         return Pruned(graph, {**block, "warnings": [*block["warnings"], *nothing]}, False)
     if method is Recover.distill:
-        assert isinstance(kit, encoder_stage.KerasKit)
+        assert isinstance(kit, encoder_slimming.KerasKit)
         block = {**block, "distillation": kit.distill(model, progress)}
     return Pruned(kit.export(model, workdir), block, True)
 
@@ -265,56 +234,3 @@ def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool, train: 
     if recipe.prune == "auto" and data.evaluation is None and data.holdout is None:
         raise RecipeError("--prune auto needs data to measure sensitivity", "pass --eval DATA (labelled is best)")
     return method
-
-
-def finish(pruned: Pruned | None, source: Any, selection: Selection, data: Datasets, recipe: Recipe, target: Any,
-           reference: Callable[[Any, Selection], Selection], progress: Progress) -> dict | None:
-    """The pruning block completed with the unpruned model compiled as the shipped variant (`reference`)
-    and both timed side by side."""
-    if pruned is None:
-        return None
-    if not pruned.removed:
-        return {**pruned.block, "measured": None}
-    shipped = selection.variant
-    progress(f"Measuring the speed-up: the unpruned model compiled the same way ({shipped})")
-    compiled = reference(source, selection)
-    because = {} if compiled.variant == shipped else \
-        {"compiled_as_because": compiled.block["not_built"].get(shipped, "not built for the unpruned model")}
-    unpruned = compiled.model
-    threads = threads_for(recipe, target)
-    models = [open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
-    best = side_by_side(models, data.golden_set, recipe.bench_runs)
-    per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
-    macs = (selection.model_stats.macs, compiled.model_stats.macs)
-    block = pruned.block if "macs_before" in pruned.block else {  # head pruning: MACs of the compiled graphs
-        **pruned.block, "macs_before": macs[1], "macs_after": macs[0],
-        "macs_ratio": round(macs[0] / max(macs[1], 1), 4)}
-    return {**block, "measured": {
-        "compiled_as": compiled.variant, "shipped_as": shipped, **because, "format": selection.format,
-        "threads": threads,
-        "model_bytes": len(selection.model), "unpruned_model_bytes": len(unpruned),
-        "size_ratio": round(len(selection.model) / len(unpruned), 4),
-        "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),
-        "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
-        "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),
-        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer}}
-
-
-def with_budget_split(block: dict | None, accuracy: dict | None, max_drop: float) -> dict | None:
-    """What the accuracy budget was spent on, measured on the evaluation samples: pruning (the source vs the
-    pruned float32 model, as converted) and quantization (that float32 model vs the shipped one). The auto
-    search reserved QUANT_RESERVE of --max-drop for quantization before it could know; this says what
-    quantization really took, and what of the budget was left unused."""
-    if block is None or accuracy is None or block.get("search") is None:
-        return block
-    pruning = round(accuracy["reference"] - accuracy["baseline"], 3)
-    quantization = round(accuracy["baseline"] - accuracy["compiled"], 3)
-    reserved = round(max_drop * driver.QUANT_RESERVE, 3)
-    split = {"max_drop": max_drop, "pruning_budget": block["search"]["budget"], "reserved_for_quantization": reserved,
-             "pruning_drop": pruning, "quantization_drop": quantization, "total_drop": accuracy["drop"],
-             "unused": round(max_drop - accuracy["drop"], 3), "samples": accuracy["samples"]}
-    if quantization < reserved:
-        split["note"] = (f"quantization took {quantization:+.2f} of the {reserved:g} points reserved for it: the "
-                         f"pruning search could have had {round(max_drop - max(quantization, 0.0), 3):g} "
-                         "(not searched again)")
-    return {**block, "budget_split": split}

@@ -1,0 +1,33 @@
+"""What judges a pruning search (channel or encoder): the samples, and the note the manifest carries about them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.prune import driver
+
+
+def judging_set(data: Datasets) -> Dataset:
+    dataset = data.evaluation or data.holdout or data.calib
+    assert dataset is not None, "the recipe guarantees --calib or --eval"
+    return dataset
+
+
+def scorer_for(subject: Any, data: Datasets) -> driver.Scorer:
+    """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
+    dataset = judging_set(data)
+    return driver.Scorer(subject, next(iter(dataset.inputs.values())), dataset.labels)
+
+
+def with_data_note(block: dict, data: Datasets, unlabelled: str = "top-1 agreement with the source") -> dict:
+    """Which data judged the pruning search. When it is the evaluation data (a few held-back samples cannot
+    resolve a 1-point budget), the accuracy the manifest reports is also what the search optimised: say so."""
+    dataset = judging_set(data)
+    source = "evaluation" if dataset is data.evaluation else "held-back calibration"
+    metric = "accuracy" if dataset.labels is not None else unlabelled
+    note = f"{dataset.size} {source} samples, by {metric}"
+    if dataset is data.evaluation:
+        note += ("; the reported accuracy is measured on the same samples, so it carries the search's "
+                 "selection effect: for an unbiased figure, validate the bundle on data the build never saw")
+    return {**block, "judged_on": note}
