@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, Datasets, check_label_range
+from edgekiln.compiler.data import Datasets, check_label_range
 from edgekiln.compiler.errors import DataError, RecipeError
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.tf_env import quiet_fds
 from edgekiln.runtime import Model

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search.candidates import Built, Candidate, Plan
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.compiler.search.judge import Judge

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler import measure
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search.choose import Criterion
 from edgekiln.runtime import Model
 
