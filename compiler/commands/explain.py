@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.table import Table
 
 from edgekiln.compiler import Progress, rewrite
+from edgekiln.compiler.console import console
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.graph import detect_format, framework, load
@@ -27,7 +28,7 @@ from edgekiln.compiler.search.choose import criterion_for
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.judge import Judge, interleaved_latency
 from edgekiln.compiler.search.select import BUILDERS
-from edgekiln.compiler.summary import console, fidelity_text
+from edgekiln.compiler.summary import fidelity_text
 
 ROUNDS = 5
 

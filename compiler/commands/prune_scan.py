@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
+from edgekiln.compiler.console import console
 from edgekiln.compiler.data import check_label_range, in_model_types, load_data
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
 from edgekiln.compiler.graph import detect_format
@@ -29,7 +30,6 @@ from edgekiln.compiler.paths import existing, writable_file
 from edgekiln.compiler.prune import encoder_scan, groups, importance, sensitivity
 from edgekiln.compiler.prune.driver import Scorer
 from edgekiln.compiler.prune.stage import KerasSubject
-from edgekiln.compiler.summary import console
 from edgekiln.compiler.text import TEXT_SUFFIXES
 from edgekiln.runtime import jsonsafe
 
