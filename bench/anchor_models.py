@@ -45,8 +45,8 @@ def tflite_bytes(name: str, dtype: str, cache_dir: Path) -> bytes:
 
 
 def _convert(name: str) -> dict[str, bytes]:
-    from edgekiln.compiler.data import Dataset
     from edgekiln.compiler.emit import tflite
+    from edgekiln.compiler.model_inputs import Dataset
     from edgekiln.compiler.recipe import Quantize
     from edgekiln.compiler.tf_env import import_keras
 

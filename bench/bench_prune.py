@@ -153,8 +153,9 @@ def _onnx_part(model_path: str, work: Path) -> None:
     """ONNX export of the model, pruned 0.3, reconstructed (no training), accuracy before/after."""
     import onnx
 
-    from edgekiln.compiler.data import Dataset, Datasets
+    from edgekiln.compiler.data import Datasets
     from edgekiln.compiler.graph import onnx_recover
+    from edgekiln.compiler.model_inputs import Dataset
     from edgekiln.compiler.pruning_stage import prune_onnx
     from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 

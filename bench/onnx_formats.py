@@ -21,12 +21,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from edgekiln.compiler.data import Dataset, load_datasets  # noqa: E402  (after the path set-up: a checkout runs)
+from edgekiln.compiler.data import load_datasets  # noqa: E402  (after the path set-up: a checkout runs)
 from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
 from edgekiln.compiler.evaluate.judge import Judge  # noqa: E402
 from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
 from edgekiln.compiler.evaluate.runner import open_model  # noqa: E402
 from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
+from edgekiln.compiler.model_inputs import Dataset  # noqa: E402  (after the path set-up: a checkout runs)
 from edgekiln.compiler.pipeline import resolve_target  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
 from edgekiln.compiler.search.candidates import plan  # noqa: E402

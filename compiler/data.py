@@ -12,41 +12,11 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.model_inputs import Dataset, InputSpec
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.text import TEXT_SUFFIXES, load_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """A model input as the compiler sees it: name, shape (-1 = any size), dtype.
-
-    channels_first: an NCHW image input (PyTorch-style ONNX); image folders are transposed to it.
-    """
-
-    name: str
-    shape: tuple[int, ...]
-    dtype: str = "float32"
-    channels_first: bool = False
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """Samples keyed by model input name, with optional integer labels."""
-
-    inputs: dict[str, np.ndarray]
-    labels: np.ndarray | None
-    origin: str
-
-    @property
-    def size(self) -> int:
-        return next(iter(self.inputs.values())).shape[0]
-
-    def take(self, start: int, stop: int | None = None) -> Dataset:
-        """Samples [start:stop] (a view: datasets are never mutated)."""
-        labels = None if self.labels is None else self.labels[start:stop]
-        return Dataset({k: v[start:stop] for k, v in self.inputs.items()}, labels, self.origin)
 
 
 def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_samples: int = 1,

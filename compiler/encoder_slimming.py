@@ -15,8 +15,9 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgekiln.compiler import Progress
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.prune.judging import judging_set, with_data_note
 from edgekiln.compiler.recipe import Recipe
 

@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edgekiln import __version__
+from edgekiln._version import __version__
 from edgekiln.compiler.device import compat, estimate
 from edgekiln.compiler.recipe import Calibration, Quantize, Recipe
 from edgekiln.compiler.search.choose import SLOWER_MARGIN

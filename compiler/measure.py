@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, Datasets, check_label_range
+from edgekiln.compiler.data import Datasets, check_label_range
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.metrics import accuracy, fidelity, golden_tolerance, has_vector_axis, main_output
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.evaluate.timing import side_by_side, threads_for
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.runtime import Model
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 import time
 from collections.abc import Callable, Iterator
 
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-# Piped output (logs, CI) gets a wide fixed width instead of rich's 80 columns, so tables stay readable.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
+from edgekiln.compiler.console import console
 
 
 @contextlib.contextmanager

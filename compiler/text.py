@@ -12,14 +12,12 @@ Inputs are matched by name, as exporters name them: one with "mask" in it is the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from edgekiln.compiler.errors import DataError
-
-if TYPE_CHECKING:  # data.py imports this module where a text file is read
-    from edgekiln.compiler.data import Dataset, InputSpec
+from edgekiln.compiler.model_inputs import Dataset, InputSpec
 
 TEXT_SUFFIXES = {".txt", ".tsv"}
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>")
@@ -28,8 +26,6 @@ PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>")
 def load_text(path: Path, specs: list[InputSpec], role: str, tokenizer: str | None,
               seq_len: int | None) -> Dataset:
     """The sentences of `path` as one token array per model input, with labels when every line has one."""
-    from edgekiln.compiler.data import Dataset
-
     if tokenizer is None:
         raise DataError(f"{role} data {path} is text: it needs the model's tokenizer",
                         "pass --tokenizer tokenizer.json (the one the model was trained with)")

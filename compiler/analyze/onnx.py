@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.analyze import GraphStats, OpRecord
+from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord
 
 _FLOATS = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}

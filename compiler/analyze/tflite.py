@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.analyze import GraphStats, OpRecord
+from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord
 from edgekiln.compiler.tf_env import quiet_fds
 
 _CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}

@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.table import Table
 
 from edgekiln.compiler import Progress, rewrite
+from edgekiln.compiler.console import console
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
@@ -29,7 +30,7 @@ from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
 from edgekiln.compiler.search.candidates import Built, plan
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.select import BUILDERS
-from edgekiln.compiler.summary import console, fidelity_text
+from edgekiln.compiler.summary import fidelity_text
 
 ROUNDS = 5
 

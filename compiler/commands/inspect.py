@@ -7,8 +7,8 @@ from pathlib import Path
 
 from rich.table import Table
 
+from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import EdgekilnError
-from edgekiln.compiler.summary import console
 
 
 def inspect_path(path: Path, unsafe: bool, input_shapes: dict | None = None) -> None:

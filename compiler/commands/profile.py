@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
+from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
 from edgekiln.compiler.profile import profile_model
 from edgekiln.compiler.profile.stage import layers_side_by_side
 from edgekiln.compiler.profile.table import print_layers, print_profile
-from edgekiln.compiler.summary import console
 
 
 def run_profile(path: Path, target: str | None, calib: Path | None, threads: int | None, top: int,

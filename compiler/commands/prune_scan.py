@@ -20,15 +20,16 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from edgekiln.compiler.data import Dataset, check_label_range, in_model_types, load_data
+from edgekiln.compiler.console import console
+from edgekiln.compiler.data import check_label_range, in_model_types, load_data
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
 from edgekiln.compiler.graph import detect_format
 from edgekiln.compiler.graph import keras as keras_graph
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.paths import existing, writable_file
 from edgekiln.compiler.prune import encoder_scan, groups, importance, sensitivity
 from edgekiln.compiler.prune.driver import Scorer
 from edgekiln.compiler.pruning_stage import KerasSubject
-from edgekiln.compiler.summary import console
 from edgekiln.compiler.text import TEXT_SUFFIXES
 from edgekiln.runtime import jsonsafe
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgekiln.compiler.console import console
 from edgekiln.compiler.paths import existing, writable_file
-from edgekiln.compiler.summary import console
 
 
 def report_command(folder: Path, output: Path | None) -> Path:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Recipe
-from edgekiln.compiler.summary import console
 from edgekiln.compiler.sweep import SweepOptions, run_sweep
 from edgekiln.compiler.sweep.points import parse_prunes
 

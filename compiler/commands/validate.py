@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edgekiln.compiler import Progress
+from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import ValidationError
-from edgekiln.compiler.summary import console
 
 
 @dataclass(frozen=True)

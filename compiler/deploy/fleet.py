@@ -16,12 +16,12 @@ from pathlib import Path
 from rich.live import Live
 from rich.table import Table
 
+from edgekiln.compiler.console import console
 from edgekiln.compiler.deploy import records
 from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult, PreparedBundle, deploy
 from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, parse_destination
 from edgekiln.compiler.errors import DeployError
 from edgekiln.compiler.profile import on_device
-from edgekiln.compiler.summary import console
 
 
 def read_inventory(path: Path) -> list[Destination]:

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgekiln.compiler.analyze.tflite import OpRecord
+from edgekiln.compiler.analyze.graph_stats import OpRecord
 from edgekiln.targets import Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"

@@ -16,7 +16,7 @@ from edgekiln.compiler.tf_env import quiet_fds
 
 if TYPE_CHECKING:
     from edgekiln.compiler.analyze.coverage import Coverage
-    from edgekiln.compiler.diagnose.tflite import LayerError
+    from edgekiln.compiler.diagnose.layer_error import LayerError
     from edgekiln.compiler.emit.calibrate import TensorStats
 
 CULPRIT_SHARE = 0.25   # a layer with at least this share of the int8 error is named

@@ -14,37 +14,19 @@ import io
 import math
 import re
 import warnings
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from edgekiln.compiler.analyze.coverage import Coverage
 from edgekiln.compiler.diagnose import causes
+from edgekiln.compiler.diagnose.layer_error import LayerError
 from edgekiln.compiler.emit import tflite_int8
 from edgekiln.compiler.emit.calibrate import TensorStats
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 DEBUG_SAMPLES = 16   # calibration samples the debug model runs (it uses reference kernels: slow)
 TOP_LAYERS = 10      # layers listed in the manifest
-
-
-@dataclass(frozen=True)
-class LayerError:
-    """One Keras layer (or fused group) as int8 sees it: its ops, their output tensors (what a denylist
-    names) and its error. Several ops of one layer (a BN's MUL and ADD) are summed."""
-
-    layer: str
-    op: str
-    tensors: tuple[str, ...]
-    rmse_over_scale: float  # sqrt(MSE) in int8 steps, worst op; about 0.29 is plain rounding
-    sqnr_db: float | None   # tensor-wide signal / noise, worst op; None = exact
-    channel_nsr: float      # mean over channels of noise / signal power (model outputs: tensor-wide)
-    share: float            # of the sum of channel_nsr over all layers
-
-    def to_dict(self) -> dict:
-        data = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-        return dict(data, tensors=list(self.tensors))
 
 
 def layer_errors(calibrated: bytes, feeds: list[dict[str, np.ndarray]], layer_names: list[str]) -> list[LayerError]:

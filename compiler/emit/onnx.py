@@ -19,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, model_feed
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.emit import EmitOptions, onnx_guard
 from edgekiln.compiler.emit.kl import kl_threshold
 from edgekiln.compiler.errors import ConversionError, EdgekilnError, RecipeError, first_line
 from edgekiln.compiler.graph.onnx_ops import standard_erfc
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, model_feed
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 

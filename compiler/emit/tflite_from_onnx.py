@@ -26,9 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, model_feed
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.emit.tflite_names import rename_signature
 from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 
 TIMEOUT_S = 1800

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate import metrics
 from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
+from edgekiln.compiler.model_inputs import Dataset
 
 
 class Judge:

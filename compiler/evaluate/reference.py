@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.runtime import Model
 
 

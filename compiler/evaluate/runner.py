@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.tf_env import quiet_fds
 from edgekiln.runtime import Model
 

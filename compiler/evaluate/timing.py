@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.runtime import Model
 
 if TYPE_CHECKING:

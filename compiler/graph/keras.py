@@ -15,8 +15,8 @@ from typing import Any
 import h5py
 import numpy as np
 
-from edgekiln.compiler.data import InputSpec
 from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.compiler.model_inputs import InputSpec
 from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 
 _SIGNATURE = "serving_default"

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.data import InputSpec
 from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.compiler.model_inputs import InputSpec
 from edgekiln.runtime.backends import onnx_session
 
 # ai.onnx opsets accepted. Below 11 the int8 quantizer and onnx2tf refuse models; 11..23 cover what

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.analyze import OpRecord
+from edgekiln.compiler.analyze.graph_stats import OpRecord
 
 
 @dataclass(frozen=True)

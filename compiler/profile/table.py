@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from edgekiln.compiler.summary import console
+from edgekiln.compiler.console import console
 
 
 def adds_up_line(profile: dict) -> str:

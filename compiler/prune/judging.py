@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.prune import driver
 
 

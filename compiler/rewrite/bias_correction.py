@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekiln.compiler.rewrite.layer_state import LayerState
 from edgekiln.compiler.rewrite.work import (
-    LayerState,
     WorkingModel,
     bias,
     input_contribution,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from edgekiln.compiler.rewrite.work import LayerState
+    from edgekiln.compiler.rewrite.layer_state import LayerState
 
 
 def bn_affine(state: LayerState) -> tuple[np.ndarray, np.ndarray]:

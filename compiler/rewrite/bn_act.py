@@ -16,8 +16,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgekiln.compiler.rewrite.bn import bn_affine, channels_last_bn, identity_bn, set_bn_affine
+from edgekiln.compiler.rewrite.layer_state import LayerState
 from edgekiln.compiler.rewrite.work import (
-    LayerState,
     WorkingModel,
     fused_activation,
     kernel_kind,

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgekiln.compiler.rewrite.bn import channels_last_bn
+from edgekiln.compiler.rewrite.layer_state import LayerState
 from edgekiln.compiler.rewrite.work import (
-    LayerState,
     WorkingModel,
     fused_activation,
     input_ranges,

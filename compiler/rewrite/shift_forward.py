@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from edgekiln.compiler.rewrite.bn import channels_last_bn, set_bn_affine, sign_and_shift
+from edgekiln.compiler.rewrite.layer_state import LayerState
 from edgekiln.compiler.rewrite.work import (
-    LayerState,
     WorkingModel,
     bias,
     input_contribution,

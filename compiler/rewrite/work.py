@@ -7,35 +7,18 @@ from the source model. `to_keras()` rebuilds a model with `clone_model` from the
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from edgekiln.compiler.rewrite.bn import identity_bn, set_bn_affine
+from edgekiln.compiler.rewrite.layer_state import LayerState
 
 # Layers that compute y = x @ W + b along the channel axis (kernel axis -2 = input channels).
 LINEAR = {"Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D"}
 # Layers that are y = x at inference (the converter drops them); the passes look through them.
 IDENTITY = {"Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianDropout",
             "GaussianNoise", "AlphaDropout"}
-
-
-@dataclass
-class LayerState:
-    """One layer of the working copy: its class name, its config and its weights by variable name."""
-
-    name: str
-    kind: str
-    config: dict[str, Any]
-    weights: dict[str, np.ndarray] = field(default_factory=dict)
-    shape: tuple[int | None, ...] = ()  # the layer's output shape in the model, batch excluded
-    identity: bool = False  # y = x at inference (Dropout), or rewritten into a no-op: the converter drops it
-
-    @property
-    def rank(self) -> int:
-        """Rank of the layer's output, batch included (0 when it is not called in the model)."""
-        return len(self.shape) + 1 if self.shape else 0
 
 
 class WorkingModel:

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search.candidates import Built, Candidate, Plan
 
 

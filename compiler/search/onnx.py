@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset, model_feed
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.diagnose import onnx as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions, onnx_fused, onnx_guard
 from edgekiln.compiler.emit import onnx as onnx_emit
@@ -44,6 +44,7 @@ from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.evaluate.timing import host_isa
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
 from edgekiln.compiler.search.context import BuildContext, Builds

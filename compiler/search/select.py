@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln.compiler import analyze
-from edgekiln.compiler.analyze import GraphStats
+from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, TargetError

@@ -21,13 +21,14 @@ import numpy as np
 
 from edgekiln.compiler import rewrite
 from edgekiln.compiler.analyze import coverage
-from edgekiln.compiler.data import Dataset, model_feed
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.diagnose import tflite as diagnose
 from edgekiln.compiler.emit import calibrate, tflite, tflite_int8
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
 from edgekiln.compiler.search.context import BuildContext, Builds

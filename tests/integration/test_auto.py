@@ -130,9 +130,9 @@ def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_mode
 
 def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):
     """calibrate() then quantize() gives the model TFLiteConverter.convert() gives, int8 or float I/O."""
-    from edgekiln.compiler.data import Dataset
     from edgekiln.compiler.emit import tflite, tflite_int8
     from edgekiln.compiler.graph import keras as keras_graph
+    from edgekiln.compiler.model_inputs import Dataset
     from edgekiln.compiler.recipe import Quantize
     from edgekiln.runtime import Model
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.graph import onnx_recover
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.pruning_stage import prune_onnx
 from edgekiln.compiler.recipe import Recipe
 from tests.conftest import SAMPLES

@@ -217,7 +217,8 @@ def test_missing_data_is_refused_before_the_model_loads(cli, onnx_build, tmp_pat
 
 
 def test_label_range_check_itself():
-    from edgekiln.compiler.data import Dataset, check_label_range
+    from edgekiln.compiler.data import check_label_range
+    from edgekiln.compiler.model_inputs import Dataset
 
     ok = Dataset({"x": np.zeros((3, 2))}, np.array([0, 1, 9]), "e.npz")
     check_label_range(ok, 10, "evaluation")

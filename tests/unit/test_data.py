@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from edgekiln.compiler.data import InputSpec, load_data
+from edgekiln.compiler.data import load_data
 from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.model_inputs import InputSpec
 
 IMAGE = [InputSpec("image", (-1, 8, 8, 1))]
 

@@ -18,9 +18,10 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from edgekiln import targets
-from edgekiln.compiler.data import InputSpec, load_data
+from edgekiln.compiler.data import load_data
 from edgekiln.compiler.deploy.fleet import read_inventory
 from edgekiln.compiler.errors import DataError, DeployError, InputModelError, RecipeError
+from edgekiln.compiler.model_inputs import InputSpec
 from edgekiln.compiler.recipe import Recipe, from_toml
 from tests.unit import onnx_models
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from edgekiln.compiler import summary
 from edgekiln.compiler.commands import inspect as inspect_command
+from edgekiln.compiler.console import console
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.search.choose import Evidence, Row, decide
 
@@ -21,7 +22,7 @@ def _block() -> dict:
 
 
 def test_the_candidate_table_shows_host_p50_and_the_estimate_and_the_decision_line(capsys, monkeypatch):
-    monkeypatch.setattr(summary.console, "width", 200)
+    monkeypatch.setattr(console, "width", 200)
     summary.print_candidates(_block())
     shown = capsys.readouterr().out
     assert "host p50 ms" in shown and "rpi4 est. ms" in shown and "17.000" in shown and "46.000" in shown
@@ -29,7 +30,7 @@ def test_the_candidate_table_shows_host_p50_and_the_estimate_and_the_decision_li
 
 
 def test_inspect_lists_each_candidate_with_both_figures(capsys, monkeypatch):
-    monkeypatch.setattr(summary.console, "width", 200)
+    monkeypatch.setattr(console, "width", 200)
     inspect_command._candidate_lines(_block())  # noqa: SLF001
     shown = capsys.readouterr().out
     assert "int8: host p50 1.65 ms, rpi4 estimate 17.0 ms; chosen" in shown
@@ -45,7 +46,7 @@ def test_the_decision_line_says_host_timing_and_why():
 
 
 def test_the_candidate_table_shows_the_cosines_when_the_rows_have_them(capsys, monkeypatch):
-    monkeypatch.setattr(summary.console, "width", 200)
+    monkeypatch.setattr(console, "width", 200)
     summary.print_candidates(_block())  # rows without cosine figures: no cosine columns
     assert "cos p5" not in capsys.readouterr().out
     rule = Criterion(min_cosine=0.98, min_cosine_p5=0.95)

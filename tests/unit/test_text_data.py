@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from edgekiln.compiler.data import InputSpec, load_data
+from edgekiln.compiler.data import load_data
 from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.model_inputs import InputSpec
 
 SENTENCES = ["turn on the lights", "play some jazz in the kitchen", "what is the weather tomorrow"]
 

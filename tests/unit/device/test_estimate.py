@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from edgekiln import targets
-from edgekiln.compiler.analyze.tflite import OpRecord
+from edgekiln.compiler.analyze.graph_stats import OpRecord
 from edgekiln.compiler.commands.targets import estimate_error
 from edgekiln.compiler.device.estimate import predict_ms, target_estimate, traffic_bytes
 from edgekiln.targets import Estimate

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.diagnose import onnx as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions
 from edgekiln.compiler.emit.onnx import quantized
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from tests.unit.onnx_models import conv_net
 

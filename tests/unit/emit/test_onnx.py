@@ -11,12 +11,12 @@ import pytest
 from onnx import numpy_helper
 
 from edgekiln.compiler.analyze.onnx import onnx_arena_bytes, onnx_stats, output_steps
-from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.emit import EmitOptions
 from edgekiln.compiler.emit.onnx import quantized
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.timing import host_isa
 from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.runtime import Model
 from tests.unit.onnx_models import conv_net

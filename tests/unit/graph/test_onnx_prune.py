@@ -180,7 +180,8 @@ def test_reconstruction_restores_a_pruned_onnx_model():
 
 
 def _datasets(model: onnx.ModelProto, n_eval: int = 40):
-    from edgekiln.compiler.data import Dataset, Datasets
+    from edgekiln.compiler.data import Datasets
+    from edgekiln.compiler.model_inputs import Dataset
 
     rng = np.random.default_rng(8)
     calib, evaluation = rng.random((64, 3, 8, 8), np.float32), rng.random((n_eval, 3, 8, 8), np.float32)

@@ -10,12 +10,12 @@ import pytest
 from onnx import numpy_helper
 
 from edgekiln.compiler.commands.prune_scan import scan_onnx_encoder
-from edgekiln.compiler.data import Dataset
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.graph.onnx_attention import attention_layers, float_params
 from edgekiln.compiler.graph.onnx_heads import prune_heads
 from edgekiln.compiler.graph.onnx_layers import drop
+from edgekiln.compiler.model_inputs import Dataset
 from tests.unit.bert_onnx import DIM, HEADS, HIDDEN, LAYERS, tiny_bert, tokens
 
 FEED = tokens(40, 10, seed=5)

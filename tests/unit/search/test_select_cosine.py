@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekiln.compiler.data import Dataset, Datasets
+from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.graph import load
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.search.select import FormatPlan, select
 from tests.unit.search.test_onnx import _model
