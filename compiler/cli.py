@@ -13,9 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from edgekiln.compiler.errors import EdgekilnError
-from edgekiln.compiler.prune.importance import PruneCriterion
-from edgekiln.compiler.prune.recover import Recover
-from edgekiln.compiler.recipe import Calibration, Format, Quantize
+from edgekiln.compiler.recipe import Calibration, Format, PruneCriterion, Quantize, Recover
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -168,7 +166,7 @@ def _build(options: dict[str, Any], recipe_file: Path | None, devices: tuple[lis
 
     given = {k: v for k, v in options.items() if v is not None}
     if "input_shape" in given:  # NAME=DIMS texts; a bad one is a one-line error like any recipe value
-        from edgekiln.compiler.graph.shapes import parse_flag
+        from edgekiln.compiler.input_shapes import parse_flag
 
         given["input_shape"] = parse_flag(given["input_shape"])
     recipe = recipe_module.from_toml(recipe_file, **given) if recipe_file else recipe_module.Recipe(**given)
@@ -383,7 +381,7 @@ def inspect(
 ) -> None:
     """Show inputs/outputs, params, MACs and ops of a model, or the summary of a bundle."""
     from edgekiln.compiler.commands.inspect import inspect_path
-    from edgekiln.compiler.graph.shapes import parse_flag
+    from edgekiln.compiler.input_shapes import parse_flag
 
     _run(lambda: inspect_path(path, unsafe, parse_flag(input_shape or [])))
 

@@ -31,8 +31,8 @@ from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.encoder_stage import keras_output
-from edgekiln.compiler.prune.recover import Recover, resolve
-from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.prune.recover import resolve
+from edgekiln.compiler.recipe import Recipe, Recover
 
 if TYPE_CHECKING:
     from edgekiln.compiler.search.select import Selection
