@@ -1,5 +1,8 @@
 """The `edgekiln` command line: thin commands that build a Recipe and call the engine.
 
+The recipe's options are declared once (cli_options.py): `build` and `sweep` take the same ones, and
+`recipe_from` turns a command's parameters into its Recipe.
+
 One error boundary (`_run`): an EdgekilnError becomes one line on stderr and exit 1; typer's
 usage errors exit 2. Heavy modules are imported inside the commands so `--help` is instant.
 """
@@ -12,22 +15,49 @@ from typing import Annotated, Any
 
 import typer
 
-from edgekiln.compiler.errors import EdgekilnError
-from edgekiln.compiler.prune.importance import PruneCriterion
-from edgekiln.compiler.prune.recover import Recover
-from edgekiln.compiler.recipe import Calibration, Format, Quantize
+from edgekiln.compiler.cli_options import (
+    BatchOpt,
+    CalibOpt,
+    CalibrationOpt,
+    CalibSamplesOpt,
+    DropLayersOpt,
+    EmbeddingOpt,
+    EvalOpt,
+    GoldenSamplesOpt,
+    InputShapeOpt,
+    Int8IoOpt,
+    MainOutputOpt,
+    MaxDropOpt,
+    MeanOpt,
+    MinCosineOpt,
+    MinCosineP5Opt,
+    ModelArg,
+    PruneCriterionOpt,
+    PruneHeadsOpt,
+    PruneTimeOpt,
+    RecipeFileOpt,
+    RecipeModelArg,
+    RecoverOpt,
+    RunsOpt,
+    SeqLenOpt,
+    StdOpt,
+    TargetOpt,
+    TextOpt,
+    ThreadsOpt,
+    TokenizerOpt,
+    TrainOpt,
+    UnsafeOpt,
+    floats,
+    recipe_from,
+    recipe_values,
+)
+from edgekiln.compiler.errors import EdgekilnError, RecipeError
+from edgekiln.compiler.recipe import Format, PruneCriterion, Quantize
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Compile a trained model into a measured, validated bundle for an edge device.")
 
-ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory.")]
-TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.")]
-CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy, image folder, or .txt "
-                                                                 "sentences (with --tokenizer).")]
-EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels (npz: y; text: "
-                                                               "LABEL<TAB>sentence) gives accuracy.")]
-UnsafeOpt = Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")]
 # Device options, shared by `deploy` and `build --device`.
 WheelsOpt = Annotated[Path | None, typer.Option("--wheels", help="Ship these wheels (offline devices).")]
 IdentityOpt = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key file.")]
@@ -37,15 +67,6 @@ AcceptNewOpt = Annotated[bool, typer.Option("--accept-new-host-keys",
                                             help="Trust unknown host keys (changed keys stay refused).")]
 RemoteDirOpt = Annotated[str, typer.Option("--remote-dir", envvar="EDGEKILN_REMOTE_DIR",
                                            help="Directory on the device (relative: under the home).")]
-# The cosine floor of embedding models, shared by `build` and `sweep` (search/choose.Criterion).
-MinCosineOpt = Annotated[float | None, typer.Option(
-    help="Cosine floor: the mean cosine of every output vector to the source's, e.g. 0.98 (replaces the SQNR "
-         "floor; with labelled --eval, applies beside --max-drop).")]
-MinCosineP5Opt = Annotated[float | None, typer.Option(
-    help="Cosine floor on the 5th percentile of the per-vector cosine, e.g. 0.95.")]
-EmbeddingOpt = Annotated[bool, typer.Option(
-    "--embedding", help="The outputs are embeddings: judged by their cosine to the source's only, no top-1 agreement "
-                        "(default floor: mean 0.99, p5 0.95).")]
 KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful deploy "
                                            "(older ones are removed); 0 keeps all.")]
 
@@ -62,19 +83,9 @@ def _run(action: Callable[[], Any]) -> Any:
         raise typer.Exit(130) from None
 
 
-def _floats(text: str | None) -> tuple[float, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers, got '{text}'") from None
-
-
 @app.command()
 def build(
-    model: Annotated[Path | None, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory "
-                                                       "(or the recipe's source).")] = None,
+    model: RecipeModelArg = None,
     target: TargetOpt = None,
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
@@ -84,43 +95,32 @@ def build(
              "(default: auto with --quantize auto, else the target's format).")] = None,  # noqa: A002
     quantize: Annotated[Quantize | None, typer.Option(
         "--quantize", "-q", help="auto (default): build the variants, ship the fastest accurate enough one.")] = None,
-    calibration: Annotated[Calibration | None, typer.Option(help="int8 activation ranges (auto: the best).")] = None,
-    int8_io: Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 model inputs/outputs.")] = None,
-    calib_samples: Annotated[int | None, typer.Option(help="At most this many calibration samples.")] = None,
-    batch: Annotated[int | None, typer.Option(help="Compiled batch where the model leaves it open.")] = None,
-    input_shape: Annotated[list[str] | None, typer.Option(
-        "--input-shape", help="Static shape of an ONNX input with dynamic axes, NAME=1,3,320,320 (repeats; "
-                              "default: the data's sample shape).")] = None,
-    main_output: Annotated[str | None, typer.Option(
-        help="Output scored against the labels (default: the first [batch, classes] one).")] = None,
-    golden_samples: Annotated[int | None, typer.Option(help="Samples stored in golden.npz.")] = None,
-    mean: Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.")] = None,
-    std: Annotated[str | None, typer.Option(help="Image-folder std, e.g. 0.229,0.224,0.225.")] = None,
-    max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in percentage points.")] = None,
+    calibration: CalibrationOpt = None,
+    int8_io: Int8IoOpt = None,
+    calib_samples: CalibSamplesOpt = None,
+    batch: BatchOpt = None,
+    input_shape: InputShapeOpt = None,
+    main_output: MainOutputOpt = None,
+    golden_samples: GoldenSamplesOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    max_drop: MaxDropOpt = None,
     min_cosine: MinCosineOpt = None,
     min_cosine_p5: MinCosineP5Opt = None,
     embedding: EmbeddingOpt = False,
-    threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
-    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")] = None,
+    threads: ThreadsOpt = None,
+    runs: RunsOpt = None,
     prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
-    recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill; fine-tune with a "
-                                                         "labelled --train).")] = None,
-    train: Annotated[Path | None, typer.Option("--train", help="Training data for recovery after pruning "
-                                                                "(labels y: fine-tune).")] = None,
-    prune_time: Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new "
-                                                          "probe.")] = None,
-    prune_criterion: Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")] = None,
-    prune_heads: Annotated[str | None, typer.Option(help="Remove this share of every self-attention layer's "
-                                                         "heads (Keras MultiHeadAttention), or 'auto'.")] = None,
-    drop_layers: Annotated[str | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
-                                                         "encoders; the head is re-fitted), or 'auto'.")] = None,
-    text: Annotated[Path | None, typer.Option("--text", help="Calibration sentences, one a line (with "
-                                                             "--tokenizer); same as --calib FILE.txt.")] = None,
-    tokenizer: Annotated[Path | None, typer.Option(help="tokenizer.json that turns --text / .txt data into "
-                                                        "token ids.")] = None,
-    seq_len: Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.")
-                       ] = None,
-    recipe_file: Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")] = None,
+    recover: RecoverOpt = None,
+    train: TrainOpt = None,
+    prune_time: PruneTimeOpt = None,
+    prune_criterion: PruneCriterionOpt = None,
+    prune_heads: PruneHeadsOpt = None,
+    drop_layers: DropLayersOpt = None,
+    text: TextOpt = None,
+    tokenizer: TokenizerOpt = None,
+    seq_len: SeqLenOpt = None,
+    recipe_file: RecipeFileOpt = None,
     unsafe: UnsafeOpt = False,
     force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
                                               "checks (RAM, wheels, op versions) fail, with a warning.")] = False,
@@ -134,44 +134,21 @@ def build(
     keep: KeepOpt = 3,
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
+    params = dict(locals())  # every option by name; recipe_from takes the recipe's (compiler/cli_options.py)
     if model is None and recipe_file is None:
         typer.echo("error: name the model to build, or a --recipe that names it "
                    "(e.g. edgekiln build model.keras -t rpi4 --calib data.npz)", err=True)
         raise typer.Exit(1)
-    if text is not None and calib is not None:
-        typer.echo("error: --text and --calib both name calibration data; give one", err=True)
-        raise typer.Exit(1)
-    options = {"source": _str(model), "target": target, "calib": _str(calib or text), "eval": _str(eval),
-               "output": _str(output), "format": format, "quantize": quantize, "calibration": calibration,
-               "int8_io": int8_io, "calib_samples": calib_samples, "batch": batch,
-               "golden_samples": golden_samples, "mean": _floats(mean),
-               "std": _floats(std), "max_drop": max_drop, "min_cosine": min_cosine,
-               "min_cosine_p5": min_cosine_p5, "embedding": embedding or None, "threads": threads, "bench_runs": runs,
-               "prune": prune, "recover": recover, "prune_criterion": prune_criterion, "train": _str(train),
-               "prune_time": prune_time, "prune_heads": prune_heads, "drop_layers": drop_layers,
-               "tokenizer": _str(tokenizer), "seq_len": seq_len,
-               "unsafe": unsafe or None, "force": force or None, "input_shape": input_shape or None,
-               "main_output": main_output}
     devices = (device or [], lambda: _deploy_options(wheels, identity, ssh_config, accept_new_host_keys,
                                                      remote_dir=remote_dir, keep=keep))
-    _run(lambda: _build(options, recipe_file, devices))
+    _run(lambda: _build(params, devices))
 
 
-def _str(path: Path | None) -> str | None:
-    return None if path is None else str(path)
-
-
-def _build(options: dict[str, Any], recipe_file: Path | None, devices: tuple[list[str], Callable]) -> None:
-    from edgekiln.compiler import recipe as recipe_module
+def _build(params: dict[str, Any], devices: tuple[list[str], Callable]) -> None:
+    recipe = recipe_from(params)  # before the heavy imports: a bad option is refused at once
     from edgekiln.compiler.pipeline import build as run_build
     from edgekiln.compiler.summary import print_build_summary, progress_display
 
-    given = {k: v for k, v in options.items() if v is not None}
-    if "input_shape" in given:  # NAME=DIMS texts; a bad one is a one-line error like any recipe value
-        from edgekiln.compiler.graph.shapes import parse_flag
-
-        given["input_shape"] = parse_flag(given["input_shape"])
-    recipe = recipe_module.from_toml(recipe_file, **given) if recipe_file else recipe_module.Recipe(**given)
     hosts, device_options = devices[0], (devices[1]() if devices[0] else None)
     racer = None
     if hosts:  # refuse a bad device list before minutes of work
@@ -244,39 +221,72 @@ def validate(
     _run(action)
 
 
+# Sweep's own parameters: its axes (comma-separated lists where build takes one value) and how it runs.
+# Every other parameter of `sweep` is a recipe option, the same as build's, and reaches each point's recipe.
+SWEEP_OWN = ("prune", "quantize", "format", "jobs", "executor", "ray_address", "force")
+
+
 @app.command()
 def sweep(
-    model: ModelArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Sweep folder (resumed when it is one).")],
+    model: RecipeModelArg = None,
     target: TargetOpt = None,
     calib: CalibOpt = None,
-    eval: EvalOpt = None,  # noqa: A002
-    prune: Annotated[str, typer.Option(help="Prune settings: ratios and 'auto', e.g. 0,0.25,0.5.")] = "0,0.25,0.5",
-    quantize: Annotated[str, typer.Option(help="Variants, e.g. float32,int8,int8+rewrites; auto: one per mode.")]
-    = "auto",
-    format: Annotated[str | None, typer.Option(help="tflite, onnx, or auto (every format the target runs).")]  # noqa: A002
-    = None,
-    recover: Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill).")] = None,
-    max_drop: Annotated[float | None, typer.Option(help="Accuracy budget in points for the chosen point.")] = None,
+    eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
+    prune: Annotated[str | None, typer.Option(
+        help="Prune settings: ratios and 'auto' (default: 0,0.25,0.5; 0 with --prune-heads / --drop-layers; "
+             "a --recipe's prune).")] = None,
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", "-q", help="Variants, e.g. float32,int8,int8+rewrites; auto: one per storage mode "
+                                 "(default, or a --recipe's variant or quantize).")] = None,
+    format: Annotated[str | None, typer.Option(  # noqa: A002
+        help="tflite, onnx, or auto: every format the target runs (default, or a --recipe's format).")] = None,
+    calibration: CalibrationOpt = None,
+    int8_io: Int8IoOpt = None,
+    calib_samples: CalibSamplesOpt = None,
+    batch: BatchOpt = None,
+    input_shape: InputShapeOpt = None,
+    main_output: MainOutputOpt = None,
+    golden_samples: GoldenSamplesOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    max_drop: MaxDropOpt = None,
     min_cosine: MinCosineOpt = None,
     min_cosine_p5: MinCosineP5Opt = None,
     embedding: EmbeddingOpt = False,
+    threads: ThreadsOpt = None,
+    runs: RunsOpt = None,
+    recover: RecoverOpt = None,
+    train: TrainOpt = None,
+    prune_time: PruneTimeOpt = None,
+    prune_criterion: PruneCriterionOpt = None,
+    prune_heads: PruneHeadsOpt = None,
+    drop_layers: DropLayersOpt = None,
+    text: TextOpt = None,
+    tokenizer: TokenizerOpt = None,
+    seq_len: SeqLenOpt = None,
+    recipe_file: RecipeFileOpt = None,
+    unsafe: UnsafeOpt = False,
     jobs: Annotated[int, typer.Option(help="Points built at once (a local process pool, or Ray tasks).")] = 1,
     executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
     ray_address: Annotated[str | None, typer.Option(help="A Ray cluster (default: a local Ray).")] = None,
-    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per candidate inside each build.")] = None,
     force: Annotated[bool, typer.Option(help="Replace the folder instead of resuming it.")] = False,
-    unsafe: UnsafeOpt = False,
 ) -> None:
-    """Prune x quantize points, built like `build`, timed side by side here: the latency x accuracy x size front."""
-    from edgekiln.compiler.commands.sweep import run
+    """Prune x quantize points, built like `build` (with all of its recipe options), timed side by side here: the
+    latency x accuracy x size front."""
+    params = dict(locals())  # every option by name; the recipe's reach every point (compiler/cli_options.py)
+    _run(lambda: _sweep(params))
 
-    recipe = {"source": str(model), "output": str(output), "target": target, "calib": _str(calib),
-              "eval": _str(eval), "recover": recover, "max_drop": max_drop, "min_cosine": min_cosine,
-              "min_cosine_p5": min_cosine_p5, "embedding": embedding or None, "bench_runs": runs,
-              "unsafe": unsafe or None}
-    _run(lambda: run({k: v for k, v in recipe.items() if v is not None}, prune, quantize, format, jobs, executor,
-                     ray_address, force))
+
+def _sweep(params: dict[str, Any]) -> None:
+    from edgekiln.compiler.commands.sweep import Grid, run
+
+    if params["model"] is None and params["recipe_file"] is None:
+        raise RecipeError("name the model to sweep, or a --recipe that names it",
+                          "e.g. edgekiln sweep model.keras -t rpi4 --calib data.npz -o sweep/")
+    base = recipe_from({k: v for k, v in params.items() if k not in SWEEP_OWN})
+    grid = Grid(params["prune"], params["quantize"], params["format"])
+    run(base, grid, params["jobs"], params["executor"], params["ray_address"], params["force"])
 
 
 @app.command("prune-scan")
@@ -301,7 +311,7 @@ def prune_scan(
     recovery."""
     from edgekiln.compiler.commands.prune_scan import run_scan
 
-    _run(lambda: run_scan(model, eval, calib or text, criterion, _floats(ratios), samples, json_out, csv_out,
+    _run(lambda: run_scan(model, eval, calib or text, criterion, floats(ratios), samples, json_out, csv_out,
                           unsafe, tokenizer, seq_len))
 
 
@@ -311,14 +321,13 @@ def explain(
     target: TargetOpt = None,
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
-    threads: Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")] = None,
+    threads: ThreadsOpt = None,
     runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per model.")] = None,
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Why plain int8 hurts MODEL on --target: per-layer error, fast-path coverage, likely causes."""
-    options = {"source": str(model), "target": target, "calib": _str(calib), "eval": _str(eval),
-               "threads": threads, "bench_runs": runs, "unsafe": unsafe or None}
-    _run(lambda: _explain({k: v for k, v in options.items() if v is not None}))
+    params = dict(locals())
+    _run(lambda: _explain(recipe_values(params)))
 
 
 def _explain(options: dict[str, Any]) -> None:
@@ -383,7 +392,7 @@ def inspect(
 ) -> None:
     """Show inputs/outputs, params, MACs and ops of a model, or the summary of a bundle."""
     from edgekiln.compiler.commands.inspect import inspect_path
-    from edgekiln.compiler.graph.shapes import parse_flag
+    from edgekiln.compiler.input_shapes import parse_flag
 
     _run(lambda: inspect_path(path, unsafe, parse_flag(input_shape or [])))
 

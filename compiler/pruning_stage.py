@@ -31,8 +31,8 @@ from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.judging import scorer_for, with_data_note
-from edgekiln.compiler.prune.recover import Recover, resolve
-from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.prune.recover import resolve
+from edgekiln.compiler.recipe import Recipe, Recover
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from edgekiln.compiler import input_shapes
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
-from edgekiln.compiler.graph import shapes
 from edgekiln.compiler.paths import existing
-from edgekiln.compiler.prune.importance import PruneCriterion
-from edgekiln.compiler.prune.recover import Recover
 
 
 class Quantize(StrEnum):
@@ -54,6 +52,24 @@ class Format(StrEnum):
 
 
 ARTIFACT_FORMATS = (Format.tflite, Format.onnx)  # what `auto` chooses among
+
+
+class Recover(StrEnum):
+    """How accuracy is recovered after channels are removed (compiler/prune/recover.py)."""
+
+    auto = "auto"                # the best available for the source: distill (Keras), reconstruct (ONNX)
+    distill = "distill"          # train against the original model's outputs on calibration data (no labels)
+    finetune = "finetune"        # train on labelled calibration data (labels 'y' in --calib)
+    reconstruct = "reconstruct"  # least-squares re-fit of the layers after a pruned one; no training
+    none = "none"                # keep the pruned weights as they are (accuracy usually collapses)
+
+
+class PruneCriterion(StrEnum):
+    """How a channel's importance is scored (compiler/prune/importance.py)."""
+
+    l1 = "l1"
+    l2 = "l2"
+    bn = "bn"
 
 # Inclusive bounds of every numeric option; a value outside is refused where the Recipe is built (CLI, TOML
 # and Python API alike). The upper bounds are far above any sensible value: they catch typos (an extra
@@ -175,7 +191,7 @@ class Recipe:
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))
         self._normalise_scalars()
-        object.__setattr__(self, "input_shape", shapes.normalise(self.input_shape))
+        object.__setattr__(self, "input_shape", input_shapes.normalise(self.input_shape))
         if self.main_output is not None and not isinstance(self.main_output, str):
             raise RecipeError(f"main_output must be an output name (text), got {self.main_output!r}")
         if self.variant is not None and not isinstance(self.variant, str):
@@ -255,7 +271,7 @@ class Recipe:
         data.update(mean=list(self.mean), std=list(self.std), quantize=str(self.quantize),
                     format=str(self.format) if self.format else None, recover=str(self.recover),
                     prune_criterion=str(self.prune_criterion), calibration=str(self.calibration),
-                    input_shape=shapes.to_toml(self.input_shape))
+                    input_shape=input_shapes.to_toml(self.input_shape))
         return data
 
     def replace(self, **changes: Any) -> Recipe:

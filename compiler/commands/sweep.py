@@ -1,38 +1,80 @@
-"""`edgekiln sweep`: the CLI side of compiler/sweep (flags -> SweepOptions, the front printed as a table)."""
+"""`edgekiln sweep`: the CLI side of compiler/sweep (the base recipe and the axes -> SweepOptions, the front
+printed as a table)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.recipe import Recipe
+from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.sweep import SweepOptions, run_sweep
 from edgekiln.compiler.sweep.points import parse_prunes
 
 EXECUTORS = ("local", "ray")
+DEFAULT_PRUNES = "0,0.25,0.5"
+NO_CHANNEL_PRUNING = "0"  # with --prune-heads / --drop-layers: a point prunes heads or blocks, not channels
 
 
-def run(recipe: dict[str, Any], prune: str, quantize: str, formats: str | None, jobs: int, executor: str,
-        ray_address: str | None, force: bool) -> dict:
+@dataclass(frozen=True)
+class Grid:
+    """The sweep's axes as given: comma-separated texts, None where the flag was left out."""
+
+    prune: str | None = None
+    quantize: str | None = None
+    formats: str | None = None
+
+
+def run(base: Recipe, grid: Grid, jobs: int, executor: str, ray_address: str | None, force: bool) -> dict:
+    """Check the sweep's own options, lay out the grid over `base` (every point's recipe options) and run it."""
+    _check_controls(jobs, executor, ray_address)
+    grid = axes_of(base, grid)
+    base = base.replace(prune=None, quantize=Quantize.auto, format=None, variant=None)  # each point sets them
+    options = SweepOptions(base, parse_prunes(grid.prune or ""), _variants(grid.quantize or ""),
+                           _formats(grid.formats), jobs, executor, ray_address, force)
+    result = run_sweep(options, lambda line: console.print(line, highlight=False))
+    print_front(result, Path(base.output))
+    return result
+
+
+def _check_controls(jobs: int, executor: str, ray_address: str | None) -> None:
     if executor not in EXECUTORS:
         raise RecipeError(f"--executor must be local or ray, got '{executor}'")
     if jobs < 1:
         raise RecipeError(f"--jobs must be at least 1, got {jobs}")
     if ray_address is not None and executor != "ray":
         raise RecipeError("--ray-address needs --executor ray")
-    variants = [v.strip() for v in quantize.split(",") if v.strip()]
+
+
+def _variants(text: str) -> list[str]:
+    variants = [v.strip() for v in text.split(",") if v.strip()]
     if not variants:
         raise RecipeError("--quantize names no variant", "e.g. --quantize auto or --quantize float32,int8")
-    chosen_formats = [f.strip() for f in formats.split(",")] if formats and formats != "auto" else None
-    if chosen_formats and not set(chosen_formats) <= {"tflite", "onnx"}:
-        raise RecipeError(f"--format takes tflite, onnx or auto, got '{formats}'")
-    options = SweepOptions(Recipe(**recipe), parse_prunes(prune), variants, chosen_formats, jobs, executor,
-                           ray_address, force)
-    result = run_sweep(options, lambda line: console.print(line, highlight=False))
-    print_front(result, Path(recipe["output"]))
-    return result
+    return variants
+
+
+def _formats(text: str | None) -> list[str] | None:
+    """The formats named, or None: every format the target runs."""
+    chosen = [f.strip() for f in text.split(",")] if text and text != "auto" else None
+    if chosen and not set(chosen) <= {"tflite", "onnx"}:
+        raise RecipeError(f"--format takes tflite, onnx or auto, got '{text}'")
+    return chosen
+
+
+def axes_of(base: Recipe, given: Grid) -> Grid:
+    """The axes left out, from the recipe (a --recipe file's prune, variant or quantize, format: that one
+    value), else the defaults (every prune ratio of DEFAULT_PRUNES, unless heads or blocks are pruned)."""
+    transformer = base.prune_heads is not None or base.drop_layers is not None
+    prune = str(base.prune) if base.prune is not None else NO_CHANNEL_PRUNING if transformer else DEFAULT_PRUNES
+    quantize = base.variant or ("float32" if base.quantize is Quantize.none else str(base.quantize))
+    formats = str(base.format) if base.format is not None else None
+    return Grid(_or(given.prune, prune), _or(given.quantize, quantize), _or(given.formats, formats))
+
+
+def _or(given: str | None, default: str | None) -> str | None:
+    return default if given is None else given
 
 
 def print_front(result: dict, folder: Path) -> None:

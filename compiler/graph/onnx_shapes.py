@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, RecipeError
-from edgekiln.compiler.graph.shapes import EXAMPLE, UNNAMED, shape_text
+from edgekiln.compiler.input_shapes import EXAMPLE, UNNAMED, shape_text
 
 # Ops folded when all their inputs are constant: shape arithmetic. Their outputs are small integer tensors;
 # weights are never recomputed (FOLD_MAX_ELEMENTS keeps it that way).

@@ -20,7 +20,7 @@ from edgekiln.compiler.prune import cost, importance, sensitivity
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import Analysis
 from edgekiln.compiler.prune.paired import PairedDrop, paired_drop
-from edgekiln.compiler.prune.recover import Recover
+from edgekiln.compiler.recipe import Recover
 
 SCAN_SAMPLES = 500    # evaluation samples per sensitivity probe (a scan makes ~30 of them)
 TRIAL_SAMPLES = 10_000  # evaluation samples per recovered probe: all a user gives, up to this many

@@ -9,20 +9,11 @@ would let the bigger fan-in decide alone.
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 import numpy as np
 
 from edgekiln.compiler.prune.channels import Node, Plan
 from edgekiln.compiler.prune.groups import Analysis, Group
-
-
-class PruneCriterion(StrEnum):
-    """How a channel's importance is scored."""
-
-    l1 = "l1"
-    l2 = "l2"
-    bn = "bn"
+from edgekiln.compiler.recipe import PruneCriterion
 
 
 def group_scores(analysis: Analysis, criterion: PruneCriterion | str = PruneCriterion.l1) -> dict[int, np.ndarray]:

@@ -16,25 +16,15 @@ Fine-tuning and distillation train the model and live in the framework adapter.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 import numpy as np
 
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import COUPLING, Analysis, Role
+from edgekiln.compiler.recipe import Recover
 
 ROWS_PER_LAYER = 10_000  # sampled output positions per re-fitted layer
 RIDGE = 1e-3             # lam relative to the mean diagonal of P^T P: keeps near-dead channels stable
-
-
-class Recover(StrEnum):
-    """How accuracy is recovered after channels are removed."""
-
-    auto = "auto"                # the best available for the source: distill (Keras), reconstruct (ONNX)
-    distill = "distill"          # train against the original model's outputs on calibration data (no labels)
-    finetune = "finetune"        # train on labelled calibration data (labels 'y' in --calib)
-    reconstruct = "reconstruct"  # least-squares re-fit of the layers after a pruned one; no training
-    none = "none"                # keep the pruned weights as they are (accuracy usually collapses)
 
 
 def resolve(method: Recover | str, trainable: bool) -> Recover:

@@ -17,6 +17,7 @@ from edgekiln.compiler.search.candidates import CANDIDATES
 # --quantize auto: one point per storage mode. The int8 refinements are points when named explicitly.
 AUTO_VARIANTS = {"tflite": ("float32", "float16", "dynamic", "int8"), "onnx": ("float32", "dynamic", "int8")}
 NOT_IN_KEY = ("output", "force")  # where a point is written does not change what it is
+FILE_KEYS = ("source", "calib", "eval", "train", "tokenizer")  # recipe keys naming a file a point reads
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,15 @@ class Point:
 
 def _absolute(base: Recipe) -> dict[str, str]:
     """The recipe's files as absolute paths: a point's recipe builds the same point from any directory."""
-    return {k: str(Path(v).resolve()) for k in ("source", "calib", "eval") if (v := getattr(base, k))}
+    return {k: str(Path(v).resolve()) for k, v in _files(base).items()}
+
+
+def _files(recipe: Recipe) -> dict[str, str]:
+    """The files a recipe reads, by key: the model, the data, the tokenizer, and a target given as a TOML file."""
+    files = {k: v for k in FILE_KEYS if (v := getattr(recipe, k))}
+    if Path(recipe.target).suffix == ".toml":  # else a shipped target's name (targets.load)
+        files["target"] = recipe.target
+    return files
 
 
 def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> list[Point]:
@@ -78,10 +87,9 @@ def parse_prunes(text: str) -> list[float | str]:
 
 
 def key(recipe: Recipe) -> str:
-    """What makes a point the same point: the source's bytes and every recipe value that shapes it."""
+    """What makes a point the same point: the bytes of the files it reads and every recipe value that shapes it."""
     data = {k: v for k, v in recipe.to_dict().items() if k not in NOT_IN_KEY}
-    inputs = [recipe.source, recipe.calib, recipe.eval]
-    digests = [file_facts(Path(p))[1] if p else "" for p in inputs]
+    digests = {k: file_facts(Path(p))[1] for k, p in _files(recipe).items()}
     return hashlib.sha256(json.dumps([data, digests], sort_keys=True, default=str).encode()).hexdigest()
 
 

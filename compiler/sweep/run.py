@@ -82,11 +82,11 @@ def run_sweep(options: SweepOptions, say: Callable[[str], None] = lambda line: N
     base, folder = options.base, Path(options.base.output)
     check_paths(base)
     target = resolve_target(base.target)
-    _check_folder(folder, options.force)
     model_formats = options.formats or list(format_search.resolve(base.replace(format="auto"), target).build)
     grid = points.plan(options.prunes, options.variants, model_formats)
+    recipes = {p.name: p.recipe(base) for p in grid}  # a point the recipe refuses is refused before DIR is touched
+    _check_folder(folder, options.force)
     (folder / "points").mkdir(parents=True, exist_ok=True)
-    recipes = {p.name: p.recipe(base) for p in grid}
     for name, recipe in recipes.items():
         _atomic_text(folder / "points" / f"{name}.toml", points.to_toml(recipe))
     keys = {name: points.key(recipe) for name, recipe in recipes.items()}
@@ -152,7 +152,8 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict
               built_now: list[str], say: Callable[[str], None]) -> dict[str, Any]:
     ok = [p for p in grid if "error" not in rows[p.name]]
     say(f"timing {len(ok)} points side by side on this host ({ROUNDS} interleaved rounds)")
-    timings = _time(folder, [p.name for p in ok], target.default_threads)
+    threads = options.base.threads or target.default_threads  # --threads, as every build's host timing
+    timings = _time(folder, [p.name for p in ok], threads)
     labelled = any(rows[p.name].get("accuracy") is not None for p in ok)
     criterion = criterion_for(options.base, labelled)
     table = []
@@ -173,8 +174,7 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict
               "quality": front.quality_key(labelled, criterion), "latency": latency,
               "evidence": evidence.to_dict(), "criterion": criterion.describe(),
               "timing": {"measured_on": "host", "machine": platform.machine(), "rounds": ROUNDS,
-                         "threads": target.default_threads, "note": "every point timed here, side by side, "
-                                                                    "in one process"},
+                         "threads": threads, "note": "every point timed here, side by side, in one process"},
               "points": table, "front": sorted(on_front), "chosen": chosen.name if chosen else None,
               "built_now": built_now, "reused": [p.name for p in grid if p.name not in built_now]}
     _ship(folder, chosen.name if chosen else None)

@@ -12,7 +12,8 @@ def test_help_does_not_import_tensorflow():
     code = ("import sys; from typer.testing import CliRunner; from edgekiln.compiler.cli import app; "
             "r = CliRunner().invoke(app, ['build', '--help']); assert r.exit_code == 0, r.output; "
             "r = CliRunner().invoke(app, ['prune-scan', '--help']); assert r.exit_code == 0, r.output; "
-            "heavy = [m for m in ('tensorflow', 'keras', 'onnx', 'tf2onnx') if m in sys.modules]; "
+            "r = CliRunner().invoke(app, ['sweep', '--help']); assert r.exit_code == 0, r.output; "
+            "heavy = [m for m in ('tensorflow', 'keras', 'onnx', 'tf2onnx', 'ray') if m in sys.modules]; "
             "print(heavy); sys.exit(1 if heavy else 0)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -4,10 +4,6 @@ The graph is read with `ast` (nothing is imported) and counts every import state
 function, and under `if TYPE_CHECKING:`; an import hidden in a function is still a dependency. `from p import x`
 is an edge to the module `p.x` when there is one, else to `p` (its `__init__`). Imports of other distributions
 are not edges.
-
-`PENDING` lists the imports (importer, imported) that another change is removing; a cycle is tolerated only
-while it runs through one of them. The list only shrinks: an entry whose import is gone fails
-test_every_pending_import_still_exists.
 """
 
 from __future__ import annotations
@@ -15,7 +11,7 @@ from __future__ import annotations
 import ast
 import functools
 import tomllib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.conftest import ROOT
@@ -24,20 +20,6 @@ Edge = tuple[str, str]
 Graph = dict[str, set[str]]
 
 C = "edgekiln.compiler."
-
-
-def _imports(importer: str, *imported: str) -> set[Edge]:
-    """The edges importer -> each of imported, names under edgekiln.compiler."""
-    return {(C + importer, C + target) for target in imported}
-
-
-# PENDING: imports that close a cycle and that work in progress elsewhere removes (issue 30). Each entry is one
-# module's import of another, so a new cycle that avoids them all fails. The lead empties the list as that work
-# lands; never add to it to let a new cycle pass.
-PENDING: frozenset[Edge] = frozenset({
-    # recipe <-> prune, recipe <-> graph: recipe.py's imports of the prune enums and graph's shapes, being moved.
-    *_imports("recipe", "graph.shapes", "prune.importance", "prune.recover"),
-})
 
 
 def _package_dirs() -> dict[str, Path]:
@@ -121,12 +103,6 @@ def package_graph(graph: Graph) -> Graph:
     for source, targets in graph.items():
         collapsed.setdefault(_unit(source), set()).update(_unit(t) for t in targets)
     return {node: targets - {node} for node, targets in collapsed.items()}
-
-
-def without(graph: Graph, edges: Iterable[Edge]) -> Graph:
-    """A copy of the graph without some edges."""
-    dropped = set(edges)
-    return {source: {t for t in targets if (source, t) not in dropped} for source, targets in graph.items()}
 
 
 def strongly_connected(graph: Graph) -> list[list[str]]:
@@ -214,19 +190,13 @@ def _listed(title: str, found: list[str]) -> str:
 
 
 def test_no_cycle_among_modules() -> None:
-    found = cycles(without(import_graph(), PENDING))
+    found = cycles(import_graph())
     assert not found, _listed("import cycles among modules", found)
 
 
 def test_no_cycle_among_the_compilers_sub_packages() -> None:
-    found = cycles(package_graph(without(import_graph(), PENDING)))
+    found = cycles(package_graph(import_graph()))
     assert not found, _listed("import cycles among the compiler's sub-packages", found)
-
-
-def test_every_pending_import_still_exists() -> None:
-    graph = import_graph()
-    gone = sorted(f"{_short(a)} -> {_short(b)}" for a, b in PENDING if b not in graph.get(a, set()))
-    assert not gone, "no longer imported, remove from PENDING: " + ", ".join(gone)
 
 
 SOURCE = """
@@ -264,6 +234,6 @@ def test_the_reader_counts_every_kind_of_import() -> None:
 def test_cycles_are_found_and_named_once_each() -> None:
     graph = {"a": {"b"}, "b": {"c", "a"}, "c": {"a"}, "d": {"a"}}
     assert cycles(graph) == ["a -> b -> a", "a -> b -> c -> a"]
-    assert cycles(without(graph, {("b", "a"), ("c", "a")})) == []
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": set(), "d": {"a"}}) == []
     modules = {C + "x.one": {C + "y.two"}, C + "y.three": {C + "x"}, C + "x": set(), C + "y.two": set()}
     assert cycles(package_graph(modules)) == [f"{C}x -> {C}y -> {C}x"]

@@ -75,20 +75,6 @@ def test_data_of_two_sizes_is_ambiguous(models, tmp_path):
                                               "evaluation data": models["wider"]})
 
 
-@pytest.mark.parametrize(("texts", "expected"), [
-    (["images=1,3,0,320"], "positive integer"), (["images=1,3,-1,320"], "positive integer"),
-    (["images=1,3,a,320"], "not an integer"), (["images=1,3,320,320", "images=1,3,64,64"], "twice"),
-])
-def test_bad_input_shape_flags(texts, expected):
-    with pytest.raises(RecipeError, match=expected):
-        shapes.parse_flag(texts)
-
-
-def test_flag_forms():
-    assert shapes.parse_flag(["images=1,3,320,320"]) == {"images": (1, 3, 320, 320)}
-    assert shapes.parse_flag(["1x3x48x96"]) == {"": (1, 3, 48, 96)}
-
-
 def test_recipe_file_takes_a_table_or_a_list(tmp_path):
     table = tmp_path / "table.toml"
     table.write_text('source = "m.onnx"\ninput_shape = {images = [1, 3, 320, 320]}\n')

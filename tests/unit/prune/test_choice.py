@@ -10,6 +10,7 @@ import pytest
 from edgekiln.compiler.prune import cost, groups, importance, recover, sensitivity
 from edgekiln.compiler.prune.channels import ChannelGraph, Node
 from edgekiln.compiler.prune.paired import paired_drop
+from edgekiln.compiler.recipe import Recover
 from tests.unit.prune.test_groups import chain, drop, inp, op
 
 
@@ -183,9 +184,9 @@ def test_dense_reconstruction_without_bias():
 
 
 def test_auto_recovery_is_distill_with_training_else_reconstruct():
-    assert recover.resolve("auto", trainable=True) is recover.Recover.distill
-    assert recover.resolve("auto", trainable=False) is recover.Recover.reconstruct
-    assert recover.resolve("finetune", trainable=True) is recover.Recover.finetune
+    assert recover.resolve("auto", trainable=True) is Recover.distill
+    assert recover.resolve("auto", trainable=False) is Recover.reconstruct
+    assert recover.resolve("finetune", trainable=True) is Recover.finetune
 
 
 def test_drop_helper_matches_group_sizes():

@@ -76,3 +76,19 @@ def test_the_progress_bar_counts_done_running_and_failed_points():
     assert lines[0].startswith("|" + "#" * (BAR // 4) + "." * (BAR - BAR // 4) + "| 1/4 done, 2 running, 0 failed")
     assert "2/4 done, 1 running, 1 failed" in lines[1] and lines[1].endswith("b failed")
     assert "s left: " in lines[1]
+
+
+def test_every_file_a_point_reads_is_absolute_and_in_its_key(tmp_path: Path, monkeypatch) -> None:
+    base = _base(tmp_path)
+    read = {"train": "t.npz", "tokenizer": "tok.json", "target": "board.toml"}  # a target file, not a name
+    for name in read.values():
+        (tmp_path / name).write_text("1")
+    monkeypatch.chdir(tmp_path)
+    recipe = Point(0.5, "tflite", "int8").recipe(base.replace(**read))
+    assert {k: getattr(recipe, k) for k in read} == {k: str(tmp_path / name) for k, name in read.items()}
+    key = points.key(recipe)
+    for name in read.values():  # the same paths, other bytes: another point
+        (tmp_path / name).write_text("2")
+        assert points.key(recipe) != key
+        key = points.key(recipe)
+    assert Point(0.5, "tflite", "int8").recipe(base).target == "rpi4"  # a shipped target's name stays a name
