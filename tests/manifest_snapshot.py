@@ -46,8 +46,10 @@ MASKED_KEYS = frozenset({
     "created_utc", "compiler", "cpu", "isa", "machine", "int8_dot_product", "runtime_version",
     "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "runs",
     "runs_per_candidate", "speedup_vs_baseline", "speedup", "latency_ratio", "unpruned_p50_ms",
-    "host_would_choose", "peak_rss_mb", "profile",
+    "host_would_choose", "peak_rss_mb", "profile", "per_layer_ms",
 })
+# Warnings that appear or not with host timing (a variant slower than float32 on this host).
+_HOST_WARNINGS = re.compile(r"slower than the float32 baseline on this host", re.I)
 # Phrases of free text that quote a host timing or a host-timing verdict.
 _HOST_PHRASES = (
     (re.compile(r"host timing (agrees|would have chosen [\w:+.-]+)"), "host timing <masked>"),
@@ -65,7 +67,8 @@ def masked(value: Any, key: str = "") -> Any:
     if isinstance(value, dict):
         return {k: masked(v, k) for k, v in value.items()}
     if isinstance(value, list):
-        return [masked(v, key) for v in value]
+        kept = [v for v in value if not (key == "warnings" and isinstance(v, str) and _HOST_WARNINGS.search(v))]
+        return [masked(v, key) for v in kept]
     if isinstance(value, str):
         value = value.replace(str(ROOT), "<root>")
         for pattern, replacement in _HOST_PHRASES:

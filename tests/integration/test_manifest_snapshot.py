@@ -8,21 +8,19 @@ import json
 
 import pytest
 
-from tests.manifest_snapshot import RECIPES, RECORDED, build_masked, differences
+from tests.manifest_snapshot import RECIPES, RECORDED, build_masked, differences, masked
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_manifest_equals_the_recorded_one(name, tmp_path):
-    recorded = json.loads((RECORDED / f"{name}.json").read_text())
+    recorded = masked(json.loads((RECORDED / f"{name}.json").read_text()))  # masked as the code masks today
     built = json.loads(json.dumps(build_masked(name, tmp_path / name)))  # tuples as lists, as recorded
     assert differences(recorded, built) == []
 
 
 def test_masking_keeps_figures_and_hides_timings():
-    from tests.manifest_snapshot import masked
-
     manifest = {"latency": {"host": {"p50_ms": 1.5, "cpu": "X"}}, "fidelity": {"sqnr_db": 31.2},
                 "quantization": {"reason": "int8: p50 0.412 ms vs float32 0.900 ms; host timing would have chosen "
                                            "float16", "candidates": [{"estimate_ms": 3.1, "p50_ms": 0.4}]}}
