@@ -46,7 +46,7 @@ MASKED_KEYS = frozenset({
     "created_utc", "compiler", "cpu", "isa", "machine", "int8_dot_product", "runtime_version",
     "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms", "mean_ms", "min_ms", "max_ms", "std_ms", "runs",
     "runs_per_candidate", "speedup_vs_baseline", "speedup", "latency_ratio", "unpruned_p50_ms",
-    "host_would_choose", "peak_rss_mb", "profile", "per_layer_ms",
+    "host_would_choose", "peak_rss_mb", "profile", "per_layer_ms", "seconds",
 })
 # Warnings that appear or not with host timing (a variant slower than float32 on this host).
 _HOST_WARNINGS = re.compile(r"slower than the float32 baseline on this host", re.I)
