@@ -57,6 +57,7 @@ def keras_to_onnx(graph: Any, batch: int) -> bytes:
                               f"({', '.join(extra[:3])}): the ONNX model would need inputs the source does not "
                               "have", "use --format tflite")
     shorten_names(model)
+    model.graph.doc_string = "tf2onnx: the Keras model's serving function"  # it named the traced function's number
     standard_erfc(model)
     data = model.SerializeToString()
     _check_runs(data)
@@ -74,20 +75,30 @@ def _check_runs(model: bytes) -> None:
 
 
 _WRAPPER_SCOPE = re.compile(r"^(StatefulPartitionedCall/)+[^/]+/")
+_INSERTED = re.compile(r"^(.*__)(\d+)(:\d+)?$")  # tf2onnx's inserted node NAME__N, or its output NAME__N:I
 
 
 def shorten_names(model: Any) -> None:
-    """Drop the SavedModel wrapper scopes tf2onnx puts in front of every internal name (in place).
+    """Drop the SavedModel wrapper scopes tf2onnx puts in front of every internal name, and number the
+    nodes it inserted in graph order (in place).
 
     `StatefulPartitionedCall/StatefulPartitionedCall/mnist_resnet_1/conv2d_1/...` becomes
     `conv2d_1/...`: the layer names stay readable, and the int8 file no longer spends a sixth
-    of its bytes on repeated prefixes. Graph input/output names are never changed.
+    of its bytes on repeated prefixes. tf2onnx numbers inserted nodes (`Conv__27`) from a process-wide
+    counter, so the same model converted after another conversion had other names and other bytes (the
+    second build of a process, a test after other tests): numbered here 1, 2, ... in graph order instead.
+    Graph input/output names are never changed.
     """
     graph = model.graph
     keep = {v.name for v in [*graph.input, *graph.output]}
-    names = {n for node in graph.node for n in [*node.input, *node.output, node.name]}
-    names |= {t.name for t in graph.initializer} | {v.name for v in graph.value_info}
+    names = dict.fromkeys(n for node in graph.node for n in [node.name, *node.input, *node.output])
+    names.update(dict.fromkeys([*(t.name for t in graph.initializer), *(v.name for v in graph.value_info)]))
     mapping = {n: _WRAPPER_SCOPE.sub("", n) for n in names if n and n not in keep}
+    numbers: dict[str, int] = {}  # NAME__N (a node and its outputs alike) -> its number in graph order
+    for name, short in mapping.items():
+        if found := _INSERTED.match(short):
+            number = numbers.setdefault(found[1] + found[2], len(numbers) + 1)
+            mapping[name] = f"{found[1]}{number}{found[3] or ''}"
     if len(set(mapping.values()) | keep) != len(mapping) + len(keep):
         return  # shortening would merge two names: keep them long
     for node in graph.node:
