@@ -174,9 +174,11 @@ def test_recipe_file_of_random_bytes(payload):
     path = _scratch() / "r.toml"
     path.write_bytes(payload)
     try:
-        from_toml(path)
-    except RecipeError:
+        recipe = from_toml(path)
+    except RecipeError as exc:  # the only way it may fail: our one-line error, never another exception
+        assert exc.one_line() and "\n" not in exc.one_line()
         return
+    assert recipe.source  # random bytes that happen to be a valid recipe: a checked one, with its model
 
 
 # Target TOML: a real target with one value replaced, truncated, or random bytes.

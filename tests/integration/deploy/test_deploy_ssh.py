@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import sshd_loopback
 
+from tests.system import require
+
 pytestmark = pytest.mark.integration
 
 
@@ -198,7 +200,7 @@ def small_disk(tmp_path):
     mount.mkdir()
     done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)], capture_output=True)
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+        require(f"cannot mount a tmpfs here (needs root): {done.stderr.decode().strip()}")
     yield mount
     subprocess.run(["umount", str(mount)], check=True)
 
@@ -232,14 +234,14 @@ def python_without_venv(tmp_path) -> Path:
     """A real device Python whose `-m venv` fails as on Debian without python3-venv (root + unshare)."""
     python, ensurepip = Path("/usr/bin/python3"), Path("/usr/lib/python3.11/ensurepip")
     if not (python.is_file() and ensurepip.is_dir() and shutil.which("unshare")):
-        pytest.skip("needs Debian's /usr/bin/python3 3.11 and unshare")
+        require("needs Debian's /usr/bin/python3 3.11 and unshare")
     (tmp_path / "empty").mkdir()
     wrapper = tmp_path / "python3-without-venv"
     wrapper.write_text(NO_ENSUREPIP.format(python=python, empty=tmp_path / "empty", ensurepip=ensurepip))
     wrapper.chmod(0o755)
     hidden = "import sys, ensurepip; sys.exit(hasattr(ensurepip, 'bootstrap'))"  # the empty dir: a namespace
     if subprocess.run([wrapper, "-c", hidden], capture_output=True).returncode != 0:
-        pytest.skip("cannot hide ensurepip here (unshare -m needs root)")
+        require("cannot hide ensurepip here (unshare -m needs root)")
     return wrapper
 
 
