@@ -25,11 +25,12 @@ sys.path.insert(0, str(ROOT))
 
 from edgekiln.compiler.data import load_datasets  # noqa: E402
 from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
+from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
 from edgekiln.compiler.evaluate.runner import open_model  # noqa: E402
 from edgekiln.compiler.evaluate.timing import interleaved_latency  # noqa: E402
 from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
 from edgekiln.compiler.pipeline import Search, resolve_target  # noqa: E402
-from edgekiln.compiler.recipe import Recipe  # noqa: E402
+from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
 from edgekiln.compiler.search import formats  # noqa: E402
 from edgekiln.compiler.search.choose import Evidence, decide  # noqa: E402
 from edgekiln.compiler.search.select import Selection  # noqa: E402
@@ -60,13 +61,14 @@ def _sources(work: Path, names: list[str]) -> dict[str, dict]:
 def _table(selection: Selection, target: str) -> None:
     print(f"  {'variant':26}{'bytes':>9}{'host p50':>9}{target + ' est':>10}{'SQNR dB':>9}{'top-1':>7}{'acc %':>7}"
           f"{'pieces':>7}  verdict")
-    for row in selection.rows:
-        sqnr = "inf" if row.sqnr_db is None else f"{row.sqnr_db:.1f}"
-        accuracy = "-" if row.accuracy is None else f"{row.accuracy:.1f}"
-        agreement = "-" if row.agreement is None else f"{row.agreement:.3f}"
-        verdict = selection.choice.verdicts.get(row.name, "baseline") if selection.choice else "chosen"
-        p50 = "-" if row.p50_ms is None else f"{row.p50_ms:.3f}"
-        estimate = "-" if row.estimate_ms is None else f"{row.estimate_ms:.3f}"
+    for row in selection.table:
+        q, t = row.judged, row.timings
+        sqnr = "inf" if q.sqnr_db is None else f"{q.sqnr_db:.1f}"
+        accuracy = "-" if q.accuracy is None else f"{q.accuracy:.1f}"
+        agreement = "-" if q.agreement is None else f"{q.agreement:.3f}"
+        verdict = row.verdict.text if row.verdict else "chosen"
+        p50 = "-" if t.host_p50_ms is None else f"{t.host_p50_ms:.3f}"
+        estimate = "-" if t.estimate_ms is None else f"{t.estimate_ms:.3f}"
         print(f"  {row.name:26}{row.bytes:>9,}{p50:>9}{estimate:>10}{sqnr:>9}{agreement:>7}{accuracy:>7}"
               f"{row.pieces if row.pieces is not None else '-':>7}  {verdict}")
 
@@ -79,21 +81,21 @@ def _choices(selection: Selection, target: str) -> None:
     print(f"  chosen for --target {target}: {q['variant']} (by the {evidence['label']}"
           + (f"; host timing would have chosen {host})" if host and host != q["variant"] else ")"))
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
-    competing = [r for r in selection.rows if not verdicts[r.name].startswith(("baseline (not", "not eligible"))]
+    competing = [r for r in selection.table if not verdicts[r.name].startswith(("baseline (not", "not eligible"))]
     budget = re.match(r"accuracy drop <= ([0-9.]+) points", q["criterion"])
     criterion = Criterion(max_drop=float(budget.group(1)) if budget else None)
-    yardstick = next(r for r in selection.rows if r.name == q["yardstick"])
-    on_host = decide(competing, criterion, yardstick if yardstick.p50_ms is not None else None,
+    yardstick = next(r for r in selection.table if r.name == q["yardstick"])
+    on_host = decide(competing, criterion, yardstick if yardstick.timings.host_p50_ms is not None else None,
                      Evidence("host", "x86-64"))
     print(f"  chosen for --target x86-64 (same table, host timing): {on_host.chosen.name}")
 
 
 def _names(selection: Selection) -> dict[str, str]:
     """label -> row name of what is re-timed: the fastest float32, each format's plain int8, the choice."""
-    rows = {r.name: r for r in selection.rows}
-    floats = [r for r in selection.rows if r.quantize == "none"]
-    picked = {"float32": min(floats, key=lambda r: r.p50_ms or 0.0).name}
-    picked.update({f"int8[{r.format}]": r.name for r in selection.rows if r.name.split(":")[-1] == "int8"})
+    rows = {r.name: r for r in selection.table}
+    floats = [r for r in selection.table if r.variant.quantize is Quantize.none]
+    picked = {"float32": min(floats, key=lambda r: r.timings.host_p50_ms or 0.0).name}
+    picked.update({f"int8[{r.format}]": r.name for r in selection.table if r.name.split(":")[-1] == "int8"})
     picked["auto"] = selection.block["variant"]
     assert all(name in rows for name in picked.values())
     return picked
@@ -101,12 +103,11 @@ def _names(selection: Selection) -> dict[str, str]:
 
 def _retime(selection: Selection, data, runs: int) -> None:
     picked = _names(selection)
-    chosen = selection.built[picked["auto"]]
-    own_int8 = f"int8[{chosen.candidate.format}]"
+    table = {c.name: c for c in selection.table}
+    own_int8 = f"int8[{table[picked['auto']].format}]"
     for threads in (1, 2):
-        models = {label: open_model(selection.built[name].candidate.format,
-                                    selection.built[name].timed_as or selection.built[name].model or b"", threads,
-                                    selection.built[name].layouts) for label, name in picked.items()}
+        models = {label: open_model(table[name].format, table[name].timed_as or table[name].model or b"", threads,
+                                    table[name].layouts) for label, name in picked.items()}
         p50 = {k: v["p50_ms"] for k, v in interleaved_latency(models, data.golden_set, runs // 7, 7).items()}
         shown = "  ".join(f"{label} {p50[label]:.4f}" for label in picked)
         ratio = f"  auto/{own_int8} {p50['auto'] / p50[own_int8]:.2f}" if own_int8 in p50 else ""
@@ -129,19 +130,20 @@ def main() -> None:
             (work / f"{name}_src").mkdir()
             graph = load(recipe.source, source_format, work / f"{name}_src", batch=1)
             data = load_datasets(recipe, graph.inputs)
-            search = Search(framework(source_format), recipe.replace(threads=2), target, data, work)
+            search = Search(framework(source_format), recipe.replace(threads=2), target, data, work, Reference(graph))
             (work / f"{name}_work").mkdir()
             selection = search(graph, formats.resolve(recipe, target).build, work / f"{name}_work")
-            rows = {r.name: r for r in selection.rows}
+            rows = {r.name: r for r in selection.table}
             print(f"\n== {name}: {graph.params:,} params; {args.target}; candidates timed in one build at 2 "
                   f"threads; accurate enough = {selection.block['criterion']}")
             _table(selection, args.target)
             _choices(selection, args.target)
-            chosen = next(r for r in selection.rows if r.name == selection.block["variant"])
+            chosen = next(r for r in selection.table if r.name == selection.block["variant"])
             plain = rows.get(f"{chosen.format}:int8") or rows.get("int8")
             if plain is not None:
-                print(f"  auto chose {chosen.name}: SQNR {chosen.sqnr_db} dB vs its format's plain int8 "
-                      f"{plain.sqnr_db} dB; top-1 agreement {chosen.agreement} vs {plain.agreement}")
+                print(f"  auto chose {chosen.name}: SQNR {chosen.judged.sqnr_db} dB vs its format's plain int8 "
+                      f"{plain.judged.sqnr_db} dB; top-1 agreement {chosen.judged.agreement} vs "
+                      f"{plain.judged.agreement}")
             _retime(selection, data, args.runs)
 
 

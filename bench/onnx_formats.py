@@ -30,9 +30,9 @@ from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
 from edgekiln.compiler.model_inputs import Dataset  # noqa: E402  (after the path set-up: a checkout runs)
 from edgekiln.compiler.pipeline import resolve_target  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
-from edgekiln.compiler.search.candidates import plan  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
 from edgekiln.compiler.search.select import BUILDERS  # noqa: E402
+from edgekiln.compiler.search.variants import plan  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 DEFAULT_MODELS = ["mnist_resnet_nchw.onnx", "mnist_dwsep_nchw.onnx", "mnist_resnet.keras"]
@@ -64,7 +64,7 @@ def artifacts(model: Path, work: Path) -> tuple[dict, Dataset]:
         scratch.mkdir()
         ctx = BuildContext(graph, source, plan(Quantize.int8, fmt, source, True, activation, only="int8"), data.calib,
                            judge, Criterion(), scratch, False, "minmax", activation)
-        built = {b.candidate.name: b for b in BUILDERS[source, fmt](ctx).built}
+        built = {b.variant.name: b for b in BUILDERS[source, fmt](ctx).built}
         found[f"{fmt} float32"] = (fmt, built["float32"].model, built["float32"].layouts)
         found[f"{fmt} int8" + (f" ({ACTIVATIONS[activation]})" if fmt == "onnx" else "")] = \
             (fmt, built["int8"].model, built["int8"].layouts)

@@ -31,8 +31,8 @@ from edgekiln.compiler.graph import load  # noqa: E402
 from edgekiln.compiler.graph.onnx import open_session  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
 from edgekiln.compiler.search import onnx as onnx_builder  # noqa: E402
-from edgekiln.compiler.search.candidates import plan  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
+from edgekiln.compiler.search.variants import plan  # noqa: E402
 
 SAMPLES = ROOT / "sample_models"
 MODELS = ("mnist_resnet_nchw.onnx", "mnist_dwsep_nchw.onnx")
@@ -44,7 +44,7 @@ def int8_model(model: Path, work: Path) -> tuple[bytes, dict[str, np.ndarray]]:
     data = load_datasets(recipe, graph.inputs)
     ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "onnx", "onnx", only="int8"), data.calib,
                        Judge.for_build(Reference(graph), data, 1, None), Criterion(), work, False, "minmax", "uint8")
-    built = {b.candidate.name: b for b in onnx_builder.build(ctx).built}
+    built = {b.variant.name: b for b in onnx_builder.build(ctx).built}
     model_bytes = built["int8"].model
     assert model_bytes is not None
     return model_bytes, {name: x[:1] for name, x in data.fidelity_set.inputs.items()}

@@ -29,9 +29,9 @@ from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
 from edgekiln.compiler.graph import detect_format, framework, load  # noqa: E402
 from edgekiln.compiler.profile import profile_model  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
-from edgekiln.compiler.search.candidates import plan  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
 from edgekiln.compiler.search.select import BUILDERS  # noqa: E402
+from edgekiln.compiler.search.variants import plan  # noqa: E402
 from edgekiln.compiler.tf_env import quiet_fds  # noqa: E402
 from edgekiln.runtime.backends import OnnxBackend  # noqa: E402
 from edgekiln.runtime.model import Model  # noqa: E402
@@ -54,7 +54,7 @@ def artifacts(source: Path, work: Path) -> tuple[str, dict[str, bytes], np.ndarr
                        "minmax", "uint8", 1)
     made = BUILDERS[kind, model_format](ctx)
     sample = next(iter(data.calib.inputs.values()))[:1]
-    return model_format, {b.candidate.name: b.model for b in made.built if b.model is not None}, sample
+    return model_format, {b.variant.name: b.model for b in made.built if b.model is not None}, sample
 
 
 def profiler_slowdown(model_bytes: bytes, threads: int, sample: np.ndarray, runs: int) -> float:

@@ -113,5 +113,5 @@ def _tolerance(model: Model, selection: Selection, quality: dict) -> tuple[float
         from edgekiln.compiler.analyze.onnx import output_steps
 
         steps = [2 * step for step in output_steps(selection.model).values()]
-    dynamic = selection.shipped.candidate.quantize is Quantize.dynamic
+    dynamic = selection.shipped.variant.quantize is Quantize.dynamic
     return golden_tolerance(steps, [f["max_abs_diff"] for f in quality.get("per_output", [quality])], dynamic)

@@ -8,28 +8,37 @@ manifest says decided (host timing, the target's estimate, or device timing).
 
 from __future__ import annotations
 
-import dataclasses
 import re
+from typing import Any
 
 from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key
 from edgekiln.compiler.evaluate.quality import Quality
-from edgekiln.compiler.search.choose import Evidence, Row, pick
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.choose import Evidence, pick
 
 NOT_COMPETING = ("baseline (not eligible)", "not eligible")
 
 
-def _row(recorded: dict) -> Row:
-    names = {f.name for f in dataclasses.fields(Row)}
-    return Row(**{k: tuple(v) if k == "notes" else v for k, v in recorded.items() if k in names})
+def candidate_row(name: str, model_format: str, quantize: str, size: int, p50_ms: float | None, runs: int = 0,
+                  sqnr_db: float | None = None, agreement: float | None = None, **more: Any) -> Candidate:
+    """A measured candidate as a table row gives it (Candidate.from_row): the rule's tests build tables so."""
+    return Candidate.from_row({"name": name, "format": model_format, "quantize": quantize, "bytes": size,
+                               "p50_ms": p50_ms, "runs": runs, "sqnr_db": sqnr_db, "agreement": agreement, **more})
 
 
-def competing_rows(quantization: dict) -> list[Row]:
+def _row(recorded: dict) -> Candidate:
+    row = Candidate.from_row(recorded)
+    return row if row.verdict is None else Candidate.from_row({k: v for k, v in recorded.items()
+                                                                 if k not in ("verdict", "short")})
+
+
+def competing_rows(quantization: dict) -> list[Candidate]:
     """The recorded rows the choice was made among (float32 baselines of a forced mode, and rows the
     target cannot run, are recorded but did not compete)."""
     return [_row(row) for row in quantization["candidates"] if not row["verdict"].startswith(NOT_COMPETING)]
 
 
-def yardstick(quantization: dict) -> Row | None:
+def yardstick(quantization: dict) -> Candidate | None:
     """The float32 row that "N x slower" is relative to (recorded by name)."""
     named = quantization.get("yardstick")
     return next((_row(row) for row in quantization["candidates"] if row["name"] == named), None)
@@ -53,7 +62,8 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
     recorded = q.get("evidence") or {"kind": "host", "target": ""}
     evidence = Evidence(recorded["kind"], recorded["target"], recorded.get("warning"), recorded.get("device", ""))
-    ranked = baseline if baseline and evidence.latency(baseline) is not None and baseline.p50_ms is not None else None
+    timed = baseline is not None and baseline.timings.host_p50_ms is not None
+    ranked = baseline if timed and evidence.latency(baseline) is not None else None
     choice = pick(rows, recorded_criterion(q), ranked, evidence)
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
@@ -82,4 +92,5 @@ def host_choice(manifest: dict) -> str:
     q = manifest["quantization"]
     rows = competing_rows(q)
     base = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
-    return pick(rows, recorded_criterion(q), base if base and base.p50_ms is not None else None).chosen.name
+    timed = base if base and base.timings.host_p50_ms is not None else None
+    return pick(rows, recorded_criterion(q), timed).chosen.name

@@ -27,9 +27,10 @@ from edgekiln.compiler.evaluate.timing import interleaved_latency, threads_for
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.graph.shapes import data_shapes
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
-from edgekiln.compiler.search.candidates import Built, plan
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.select import BUILDERS
+from edgekiln.compiler.search.variants import plan
 from edgekiln.compiler.summary import fidelity_text
 
 ROUNDS = 5
@@ -64,7 +65,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
                            recipe.int8_io, "minmax", target.onnx_activation_type, recipe.batch)
         made = BUILDERS[source, model_format](ctx)
         progress("Measuring float32 and int8 side by side")
-        models = {b.candidate.name: b for b in made.built if b.model is not None}
+        models = {b.variant.name: b for b in made.built if b.model is not None}
         measured = _side_by_side(model_format, models, judge, data, threads, recipe.bench_runs)
         rewrites = None
         if getattr(graph, "keras_model", None) is not None and data.calib is not None:
@@ -75,7 +76,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
             "diagnosis": made.diagnosis, "rewrites": rewrites}
 
 
-def _side_by_side(model_format: str, models: dict[str, Built], judge: Judge, data: Datasets, threads: int,
+def _side_by_side(model_format: str, models: dict[str, Candidate], judge: Judge, data: Datasets, threads: int,
                   bench_runs: int) -> dict[str, dict]:
     """Fidelity, size and host latency (timed in turn; a model's timing stand-in where it has one) per model."""
     opened = {name: open_model(model_format, b.timed_as or b.model or b"", threads, b.layouts)

@@ -16,10 +16,10 @@ run-to-run noise; two estimates within their error band are a tie the cost model
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
-from typing import Protocol
+from dataclasses import dataclass, replace
 
 from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 
 SLOWER_MARGIN = 1.05  # below 5% two host p50s are within this shared host's run-to-run noise
 SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
@@ -28,35 +28,6 @@ SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by
 # same ops, the same figures), so what separates them is the per-op rate ratios, fitted only to +-10%.
 MARGINS = {"device": 1.05, "estimate": 1.10, "host": SLOWER_MARGIN}
 KINDS = ("device", "estimate", "host")  # best first
-
-
-@dataclass(frozen=True)
-class Row:
-    """One measured candidate. sqnr_db None means bit-exact (infinite); p50_ms is host latency, None when
-    the candidate was the only eligible one and so was not raced; the fidelity figures are the worst
-    output's (evaluate/metrics.fidelity)."""
-
-    name: str
-    format: str
-    quantize: str
-    bytes: int
-    p50_ms: float | None
-    runs: int = 0
-    sqnr_db: float | None = None
-    agreement: float | None = None
-    accuracy: float | None = None
-    accuracy_drop: float | None = None
-    pieces: int | None = None
-    notes: tuple[str, ...] = field(default_factory=tuple)
-    estimate_ms: float | None = None  # the target's cost-model estimate of this candidate
-    device_p50_ms: float | None = None  # measured on the device (build --device)
-    cosine_mean: float | None = None  # per-vector cosine to the source's outputs: mean, 5th percentile
-    cosine_p5: float | None = None  # (None: no output has a vector axis)
-
-    def to_dict(self) -> dict:
-        data = asdict(self)
-        data["notes"] = list(self.notes)
-        return data
 
 
 @dataclass(frozen=True)
@@ -79,8 +50,9 @@ class Evidence:
         return {"host": "host p50", "estimate": f"{self.target} estimate",
                 "device": f"timing on {self.device}" if self.device else f"{self.target} device p50"}[self.kind]
 
-    def latency(self, row: Row) -> float | None:
-        return {"host": row.p50_ms, "estimate": row.estimate_ms, "device": row.device_p50_ms}[self.kind]
+    def latency(self, row: Candidate) -> float | None:
+        t = row.timings
+        return {"host": t.host_p50_ms, "estimate": t.estimate_ms, "device": t.device_p50_ms}[self.kind]
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "target": self.target, "margin": self.margin, "label": self.label,
@@ -90,9 +62,11 @@ class Evidence:
 HOST = Evidence()
 
 
-def evidence_for(rows: Sequence[Timed], target: str, target_arch: str, host_arch: str, has_estimate: bool) -> Evidence:
-    """The best evidence every row has: device timings, else (the host's arch differs from the target's)
-    the target's estimate, else host timing; with a warning when the estimate was wanted but missing."""
+def evidence_for(rows: Sequence[Timings], target: str, target_arch: str, host_arch: str,
+                 has_estimate: bool) -> Evidence:
+    """The best evidence every row's timings have (a candidate's, or a sweep point's): device timings, else
+    (the host's arch differs from the target's) the target's estimate, else host timing; with a warning when
+    the estimate was wanted but missing."""
     if rows and all(r.device_p50_ms is not None for r in rows):
         return Evidence("device", target)
     if target_arch == host_arch:
@@ -104,68 +78,79 @@ def evidence_for(rows: Sequence[Timed], target: str, target_arch: str, host_arch
                                     f"timing on this {host_arch} host, which need not rank them as the target would")
 
 
-class Timed(Protocol):
-    """What evidence_for reads of a row: a candidate Row, or a sweep point."""
-
-    @property
-    def estimate_ms(self) -> float | None: ...
-
-    @property
-    def device_p50_ms(self) -> float | None: ...
-
-
 @dataclass(frozen=True)
 class Choice:
-    """The chosen row, why, and a verdict for every row (in full, and in a few words for a table).
+    """The chosen candidate, why, and the table it was chosen from, every candidate with its verdict.
 
     host_choice: what host timing alone would have chosen, when another kind of evidence decided."""
 
-    chosen: Row
+    chosen: Candidate
     reason: str
-    verdicts: dict[str, str]
-    short: dict[str, str] = field(default_factory=dict)
+    table: tuple[Candidate, ...]
     evidence: Evidence = HOST
     host_choice: str | None = None
 
+    @property
+    def verdicts(self) -> dict[str, str]:
+        """Every candidate's verdict in full, by name."""
+        return {c.name: c.verdict.text for c in self.table if c.verdict is not None}
 
-def decide(rows: list[Row], criterion: Criterion, baseline: Row | None, evidence: Evidence) -> Choice:
+    @property
+    def short(self) -> dict[str, str]:
+        """Every candidate's verdict in a few words, by name."""
+        return {c.name: c.verdict.short for c in self.table if c.verdict is not None}
+
+
+def _judged(rows: Sequence[Candidate], verdicts: dict[str, str], short: dict[str, str],
+            chosen: Candidate) -> tuple[Candidate, tuple[Candidate, ...]]:
+    """The rows with their verdicts, and the chosen one among them."""
+    table = tuple(replace(r, verdict=Verdict(verdicts[r.name], short[r.name])) for r in rows)
+    return next(r for r in table if r.name == chosen.name), table
+
+
+def decide(rows: list[Candidate], criterion: Criterion, baseline: Candidate | None, evidence: Evidence) -> Choice:
     """pick() on `evidence`, noting what host timing alone would have chosen (when every row was timed)."""
     choice = pick(rows, criterion, baseline, evidence)
-    if evidence.kind == "host" or len(rows) == 1 or any(r.p50_ms is None for r in rows):
+    if evidence.kind == "host" or len(rows) == 1 or any(r.timings.host_p50_ms is None for r in rows):
         return choice
-    host = pick(rows, criterion, baseline if baseline is not None and baseline.p50_ms is not None else None).chosen
+    timed_baseline = baseline if baseline is not None and baseline.timings.host_p50_ms is not None else None
+    host = pick(rows, criterion, timed_baseline).chosen
     agrees = "host timing agrees" if host.name == choice.chosen.name else f"host timing would have chosen {host.name}"
     return replace(choice, host_choice=host.name, reason=f"{choice.reason}; chosen by the {evidence.label}; {agrees}")
 
 
-def pick(rows: list[Row], criterion: Criterion, baseline: Row | None = None, evidence: Evidence = HOST) -> Choice:
+def pick(rows: list[Candidate], criterion: Criterion, baseline: Candidate | None = None,
+         evidence: Evidence = HOST) -> Choice:
     """The fastest row meeting the criterion by `evidence`; within its margin of it, the smallest (within
     SIZE_MARGIN), then the most faithful, then the smallest exactly.
 
     `baseline` (float32) is only quoted in the reason; it competes only if it is among `rows`.
     """
-    eligible = [r for r in rows if criterion.meets(r)]
+    eligible = [r for r in rows if criterion.meets(r.judged)]
     if len(rows) == 1:  # nothing to choose between: nothing was raced
         only = rows[0]
-        short = "" if criterion.meets(only) else \
-            f"; it does not meet {criterion.describe()}: {criterion.shortfall(only)}"
-        return Choice(only, f"{only.name}: the only eligible candidate{short}", {only.name: "chosen"},
-                      {only.name: "chosen"}, evidence)
+        short = "" if criterion.meets(only.judged) else \
+            f"; it does not meet {criterion.describe()}: {criterion.shortfall(only.judged)}"
+        chosen, table = _judged(rows, {only.name: "chosen"}, {only.name: "chosen"}, only)
+        return Choice(chosen, f"{only.name}: the only eligible candidate{short}", table, evidence)
     if not eligible:  # only when even float32 fails: ship the most faithful and say so
-        best = max(rows, key=criterion.faithfulness)
-        return Choice(best, f"no candidate meets {criterion.describe()}; {best.name} is the most faithful",
-                      {r.name: "chosen" if r is best else criterion.shortfall(r) for r in rows},
-                      {r.name: "chosen" if r is best else "not accurate enough" for r in rows}, evidence)
+        best = max(rows, key=lambda r: criterion.faithfulness(r.judged))
+        chosen, table = _judged(rows, {r.name: "chosen" if r is best else criterion.shortfall(r.judged) for r in rows},
+                                {r.name: "chosen" if r is best else "not accurate enough" for r in rows}, best)
+        return Choice(chosen, f"no candidate meets {criterion.describe()}; {best.name} is the most faithful", table,
+                      evidence)
     t = _Table(evidence)
     fastest = min(eligible, key=t.ms)
     tied = [r for r in eligible if t.ms(r) <= t.ms(fastest) * evidence.margin]
     smallest = min(r.bytes for r in tied)
     # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
     chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN),
-                 key=lambda r: (*criterion.faithfulness(r), -r.bytes))
+                 key=lambda r: (*criterion.faithfulness(r.judged), -r.bytes))
     verdicts = {r.name: t.verdict(r, chosen, criterion, tied, baseline) for r in rows}
-    return Choice(chosen, t.reason(chosen, rows, criterion, verdicts, baseline), verdicts,
-                  {r.name: t.short(r, chosen, criterion, tied, baseline) for r in rows}, evidence)
+    reason = t.reason(chosen, rows, criterion, verdicts, baseline)
+    judged, table = _judged(rows, verdicts, {r.name: t.short(r, chosen, criterion, tied, baseline) for r in rows},
+                            chosen)
+    return Choice(judged, reason, table, evidence)
 
 
 @dataclass(frozen=True)
@@ -174,35 +159,38 @@ class _Table:
 
     evidence: Evidence
 
-    def ms(self, row: Row) -> float:
+    def ms(self, row: Candidate) -> float:
         """A ranked row's latency (pick only compares rows that have one: an un-raced row is alone)."""
         value = self.evidence.latency(row)
         assert value is not None, f"{row.name} has no {self.evidence.label}"
         return value
 
-    def slower(self, row: Row, than: Row | None) -> bool:
+    def slower(self, row: Candidate, than: Candidate | None) -> bool:
         if than is None or row is than or self.evidence.latency(row) is None or self.evidence.latency(than) is None:
             return False
         return self.ms(row) > self.ms(than) * self.evidence.margin
 
-    def short(self, row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
+    def short(self, row: Candidate, chosen: Candidate, criterion: Criterion, tied: list[Candidate],
+                   baseline: Candidate | None) -> str:
         """The verdict in a few words, for the CLI table."""
         words = []
         if row is chosen:
             words.append("chosen")
-        elif not criterion.meets(row):
-            words.append(criterion.miss(row))
+        elif not criterion.meets(row.judged):
+            words.append(criterion.miss(row.judged))
         elif row not in tied:
             words.append("slower")
         elif row.bytes > chosen.bytes * SIZE_MARGIN:
             words.append("larger")
         else:
-            words.append("less faithful" if criterion.faithfulness(row) < criterion.faithfulness(chosen) else "tie")
+            less = criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged)
+            words.append("less faithful" if less else "tie")
         if baseline is not None and self.slower(row, baseline):
             words.append(f"{self.ms(row) / self.ms(baseline):.1f}x")  # the legend: times the baseline's latency
         return "; ".join(words)
 
-    def verdict(self, row: Row, chosen: Row, criterion: Criterion, tied: list[Row], baseline: Row | None) -> str:
+    def verdict(self, row: Candidate, chosen: Candidate, criterion: Criterion, tied: list[Candidate],
+                     baseline: Candidate | None) -> str:
         if row is chosen:
             return "chosen"
         by = "" if self.evidence.kind == "host" else f" by the {self.evidence.label}"
@@ -210,8 +198,8 @@ class _Table:
         versus = f"{self.ms(row) / self.ms(baseline):.2f}x slower than {baseline.name}{by}" \
             if slower and baseline else ""
         why = f" ({row.notes[0]})" if versus and row.notes else ""
-        if not criterion.meets(row):
-            return criterion.shortfall(row) + (f"; {versus}{why}" if versus else "")
+        if not criterion.meets(row.judged):
+            return criterion.shortfall(row.judged) + (f"; {versus}{why}" if versus else "")
         if versus:
             return versus + why
         what = "p50" if self.evidence.kind == "host" else self.evidence.label
@@ -219,12 +207,12 @@ class _Table:
             return f"slower ({self.ms(row) / self.ms(chosen):.2f}x the chosen {what})"
         if row.bytes > chosen.bytes * SIZE_MARGIN:
             return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
-        if criterion.faithfulness(row) < criterion.faithfulness(chosen):
+        if criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged):
             return "as fast and as small, less faithful"
         return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
 
-    def reason(self, chosen: Row, rows: list[Row], criterion: Criterion, verdicts: dict[str, str],
-               baseline: Row | None) -> str:
+    def reason(self, chosen: Candidate, rows: list[Candidate], criterion: Criterion, verdicts: dict[str, str],
+               baseline: Candidate | None) -> str:
         base = f" vs {baseline.name} {self.ms(baseline):.3f} ms" if baseline is not None and baseline is not chosen \
             else ""
         what = "p50" if self.evidence.kind == "host" else self.evidence.label

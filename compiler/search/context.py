@@ -10,7 +10,8 @@ from typing import Any
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.model_inputs import Dataset
-from edgekiln.compiler.search.candidates import Built, Candidate, Plan
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.variants import Plan, Variant
 
 
 @dataclass(frozen=True)
@@ -40,15 +41,15 @@ class BuildContext:
     batch: int = 1
 
     @property
-    def candidates(self) -> tuple[Candidate, ...]:
+    def candidates(self) -> tuple[Variant, ...]:
         return self.plan.build
 
 
 @dataclass(frozen=True)
 class Builds:
-    """One Built per planned candidate, in plan order, and the diagnosis of plain int8 (None without int8)."""
+    """One Candidate per planned candidate, in plan order, and the diagnosis of plain int8 (None without int8)."""
 
-    built: tuple[Built, ...]
+    built: tuple[Candidate, ...]
     diagnosis: dict | None = None
 
 

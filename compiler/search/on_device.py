@@ -6,13 +6,12 @@ The race (compiler/deploy/race.py) runs before the choice, so the rule reads the
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Protocol
 
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.evaluate.criterion import Criterion
-from edgekiln.compiler.search.candidates import Built
-from edgekiln.compiler.search.choose import Evidence, Row
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.choose import Evidence
 from edgekiln.targets import Target
 
 
@@ -27,15 +26,15 @@ class Racer(Protocol):
                  threads: int) -> DeviceTable: ...
 
 
-def raced(racer: Racer, target: Target, rows: list[Row], ready: dict[str, Built], competing: set[str],
-          baselines: set[str], criterion: Criterion, runs: int, threads: int) -> tuple[list[Row], Evidence, dict]:
+def raced(racer: Racer, target: Target, rows: list[Candidate], competing: set[str], baselines: set[str],
+          criterion: Criterion, runs: int, threads: int) -> tuple[list[Candidate], Evidence, dict]:
     """Time on the device the competing rows that meet the criterion and the runnable float32 baselines;
     the rows with their device p50, the device evidence, and the manifest's note of how it was timed.
     threads: the target's, as the host timed them (the bundle's runtime runs with them too)."""
-    names = [r.name for r in rows if (r.name in competing and criterion.meets(r)) or r.name in baselines]
-    models = {name: (ready[name].candidate.format, ready[name].model or b"") for name in names}
+    raced_rows = [r for r in rows if (r.name in competing and criterion.meets(r.judged)) or r.name in baselines]
+    models = {r.name: (r.format, r.model or b"") for r in raced_rows}
     requirements = list(dict.fromkeys(pin for f in dict.fromkeys(fmt for fmt, _ in models.values())
                                       for pin in compat.requirements(target, f)))
     table = racer(models, requirements, runs, threads)
-    rows = [replace(r, device_p50_ms=table.p50_ms.get(r.name)) for r in rows]
+    rows = [r.timed(device_p50_ms=table.p50_ms.get(r.name)) for r in rows]
     return rows, Evidence("device", target.name, device=table.device), table.method

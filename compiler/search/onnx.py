@@ -1,4 +1,4 @@
-"""Every ONNX candidate of a build (candidates.CANDIDATES["onnx"]), and the diagnosis of plain int8.
+"""Every ONNX candidate of a build (variants.VARIANTS["onnx"]), and the diagnosis of plain int8.
 
   float32       the float model (tf2onnx output, or the ONNX source as loaded);
   dynamic       int8 weights, activations quantized on the fly;
@@ -46,8 +46,9 @@ from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.evaluate.timing import host_isa
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
-from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.variants import Variant, as_conversion_error, failure_note
 
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
 PROBES = 6                     # nodes each kept in float alone to measure what it gains
@@ -72,12 +73,12 @@ def build(ctx: BuildContext) -> Builds:
         details = {"converter": f"tf2onnx {metadata.version('tf2onnx')} (opset {onnx_emit.OPSET})"}
     method = CalibrationMethod.minmax if ctx.calibration == "auto" else CalibrationMethod(ctx.calibration)
     options = EmitOptions(Quantize.none, ctx.int8_io, method, ctx.activation_type, ctx.workdir, ctx.batch)
-    built: dict[str, Built] = {}
+    built: dict[str, Candidate] = {}
     candidates = _without_fused(ctx.candidates, float_bytes)
     for c in candidates:
         if c.quantize is not Quantize.int8 and not c.fused:
             model = onnx_emit.quantized(float_bytes, None, _options(options, c, ctx.workdir))
-            built[c.name] = Built(c, model, (), dict(details, **_float_details(c.quantize)))
+            built[c.name] = Candidate(c, model, (), dict(details, **_float_details(c.quantize)))
     fusable = [c for c in candidates if c.fused]
     if fusable:
         built.update(_fused_family(fusable, float_bytes, options, details))
@@ -98,10 +99,10 @@ def build(ctx: BuildContext) -> Builds:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
-    return Builds(tuple(built.get(c.name) or Built(c, None, (missing,)) for c in candidates), diagnosis)
+    return Builds(tuple(built.get(c.name) or Candidate(c, None, (missing,)) for c in candidates), diagnosis)
 
 
-def _without_fused(candidates: tuple[Candidate, ...], float_bytes: bytes) -> tuple[Candidate, ...]:
+def _without_fused(candidates: tuple[Variant, ...], float_bytes: bytes) -> tuple[Variant, ...]:
     """The plan, less the fused candidates when the model is no transformer encoder (they get no row)."""
     if not any(c.fused for c in candidates):
         return candidates
@@ -112,26 +113,26 @@ def _without_fused(candidates: tuple[Candidate, ...], float_bytes: bytes) -> tup
     return tuple(c for c in candidates if not c.fused)
 
 
-def _fused_family(fusable: list[Candidate], float_bytes: bytes, base: EmitOptions, details: dict) -> dict[str, Built]:
+def _fused_family(fusable: list[Variant], float_bytes: bytes, base: EmitOptions, details: dict) -> dict[str, Candidate]:
     """The fused candidates from one run of onnxruntime's transformer optimizer; not built (with the reason)
     when no fusion fired or the optimizer failed."""
     try:
         fused, facts = onnx_fused.fused(float_bytes, base.workdir / "onnx_optimizer")
     except Exception as exc:  # noqa: BLE001  (a failed optimizer drops the fused rows, not the build)
-        return {c.name: Built(c, None, (failure_note(exc),)) for c in fusable}
+        return {c.name: Candidate(c, None, (failure_note(exc),)) for c in fusable}
     if fused is None:
         rewritten = ", ".join(f"{op} x{n}" for op, n in facts["rewrites"].items()) or "none"
         why = f"no fusion of onnxruntime's transformer optimizer fired (canonicalised first: {rewritten})"
-        return {c.name: Built(c, None, (why,)) for c in fusable}
+        return {c.name: Candidate(c, None, (why,)) for c in fusable}
     note = "fused: " + ", ".join(f"{op} x{n}" for op, n in facts["fusions"].items())
     built = {}
     for c in fusable:
         try:
             model = onnx_emit.quantized(fused, None, _options(base, c, base.workdir))
-            built[c.name] = Built(c, model, (note,), dict(details, **_float_details(c.quantize), fusion=facts,
+            built[c.name] = Candidate(c, model, (note,), dict(details, **_float_details(c.quantize), fusion=facts,
                                                           contrib_ops=onnx_fused.contrib_ops(model)))
         except Exception as exc:  # noqa: BLE001  (dynamic quantization of the fused graph can fail alone)
-            built[c.name] = Built(c, None, (failure_note(exc),))
+            built[c.name] = Candidate(c, None, (failure_note(exc),))
     return built
 
 
@@ -139,7 +140,7 @@ def _float_details(quantize: Quantize) -> dict:
     return {"weight_type": "int8", "activation_type": "float32"} if quantize is Quantize.dynamic else {}
 
 
-def _options(base: EmitOptions, candidate: Candidate, workdir: Path) -> EmitOptions:
+def _options(base: EmitOptions, candidate: Variant, workdir: Path) -> EmitOptions:
     """Each candidate in its own scratch directory (the quantizer writes fixed file names)."""
     folder = workdir / f"onnx_{candidate.name.replace('+', '_')}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -165,12 +166,12 @@ def _details(details: dict, options: EmitOptions) -> dict:
                 calibration=str(options.calibration_method))
 
 
-def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
-                 shared: Path, details: dict, tune: bool) -> tuple[dict[str, Built], dict]:
+def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
+                 shared: Path, details: dict, tune: bool) -> tuple[dict[str, Candidate], dict]:
     """Plain int8 (diagnosed), the most faithful calibration, and the refinements built with that method."""
     plain_c = next(c for c in int8s if c.name == "int8")
     plain = _qdq(_options(base, plain_c, base.workdir), calib, shared)
-    built = {"int8": Built(plain_c, plain, (f"{base.calibration_method} calibration",), _details(details, base))}
+    built = {"int8": Candidate(plain_c, plain, (f"{base.calibration_method} calibration",), _details(details, base))}
     feeds = _feeds(calib, base.batch)
     errors, failure = [], ""
     try:
@@ -186,25 +187,25 @@ def _int8_family(int8s: list[Candidate], calib: Dataset, judge: Judge, criterion
             built[c.name], family, reference = _calibrated(c, calib, judge, criterion, base, shared, details,
                                                            (plain, quality), tune)
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 stands)
-            built[c.name] = Built(c, None, (failure_note(exc),))
+            built[c.name] = Candidate(c, None, (failure_note(exc),))
     calibration = f"{family.calibration_method} calibration"
     for c in int8s:
         try:
-            if c.activation:  # (never the target's own type: candidates.plan leaves that one out)
+            if c.activation:  # (never the target's own type: variants.plan leaves that one out)
                 options = _options(family, c, base.workdir)
-                built[c.name] = Built(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
+                built[c.name] = Candidate(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
                                       _details(details, options))
             elif c.fallback == "layers":
                 built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir),
                                           shared, details, reference)
         except Exception as exc:  # noqa: BLE001
-            built[c.name] = Built(c, None, (failure_note(exc),))
+            built[c.name] = Candidate(c, None, (failure_note(exc),))
     return built, diagnosis
 
 
-def _calibrated(candidate: Candidate, calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
+def _calibrated(candidate: Variant, calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
                 shared: Path, details: dict, plain: tuple[bytes, Quality],
-                tune: bool) -> tuple[Built, EmitOptions, tuple[str, Quality]]:
+                tune: bool) -> tuple[Candidate, EmitOptions, tuple[str, Quality]]:
     """int8 with the most faithful of min/max, percentile and entropy ranges, ranked as TFLite ranks them.
 
     Returns the candidate, the options the refinements build on (its method) and the model they are
@@ -212,7 +213,7 @@ def _calibrated(candidate: Candidate, calib: Dataset, judge: Judge, criterion: C
     """
     if not tune:
         why = f"--calibration {base.calibration_method} was given"
-        return Built(candidate, None, (why,)), base, ("plain int8", plain[1])
+        return Candidate(candidate, None, (why,)), base, ("plain int8", plain[1])
     options = _options(base, candidate, base.workdir)
     tried = {CalibrationMethod.minmax: plain}
     for method in METHODS[1:]:
@@ -222,17 +223,17 @@ def _calibrated(candidate: Candidate, calib: Dataset, judge: Judge, criterion: C
     trials = {str(m): q.to_dict() for m, (_, q) in tried.items()}
     if best is CalibrationMethod.minmax:
         measured = "measured: " + ", ".join(f"{m} {describe(q)}" for m, (_, q) in tried.items())
-        return (Built(candidate, None, ("identical to int8: min/max is the most faithful", measured)), base,
+        return (Candidate(candidate, None, ("identical to int8: min/max is the most faithful", measured)), base,
                 ("plain int8", plain[1]))
     options = replace(options, calibration_method=best)
-    built = Built(candidate, tried[best][0], (f"{best} calibration",),
+    built = Candidate(candidate, tried[best][0], (f"{best} calibration",),
                   dict(_details(details, options), calibration_trials=trials))
     return built, replace(base, calibration_method=best), (candidate.name, tried[best][1])
 
 
-def _excluded(candidate: Candidate, calib: Dataset, errors: list[onnx_diagnose.NodeError], judge: Judge,
+def _excluded(candidate: Variant, calib: Dataset, errors: list[onnx_diagnose.NodeError], judge: Judge,
               criterion: Criterion, options: EmitOptions, shared: Path, details: dict,
-              reference: tuple[str, Quality]) -> Built:
+              reference: tuple[str, Quality]) -> Candidate:
     """The reference int8 model (plain int8, or int8+calibration when it won) with the nodes whose float
     copy helps most kept in float, more of them until the criterion holds and it is more faithful than the
     reference; never more faithful: not built.
@@ -248,7 +249,7 @@ def _excluded(candidate: Candidate, calib: Dataset, errors: list[onnx_diagnose.N
         gains[node] = _sqnr(judge("onnx", _qdq(options, calib, shared, (node,)))) - _sqnr(plain)
     helpful = sorted((n for n, g in gains.items() if g > 0), key=lambda n: -gains[n])
     if not helpful:
-        return Built(candidate, None, (f"keeping any of {len(gains)} probed node(s) in float was no more faithful "
+        return Candidate(candidate, None, (f"keeping any of {len(gains)} probed node(s) in float was no more faithful "
                                        f"than {name}",))
     model, kept, quality = b"", [], plain
     for step in FALLBACK_STEPS:
@@ -260,22 +261,22 @@ def _excluded(candidate: Candidate, calib: Dataset, errors: list[onnx_diagnose.N
     shares = {e.name: e.share for e in errors}
     share = sum(shares.get(n, 0.0) for n in kept)
     note = f"{len(kept)} node(s) kept in float (+{_sqnr(quality) - _sqnr(plain):.1f} dB over {name})"
-    return Built(candidate, model, (note, f"{options.calibration_method} calibration"),
+    return Candidate(candidate, model, (note, f"{options.calibration_method} calibration"),
                  dict(_details(details, options), nodes_excluded=kept, excluded_error_share=round(share, 4),
                       probe_gain_db={n: round(g, 2) for n, g in gains.items()}))
 
 
-def _with_twin(built: Built, calib: Dataset, base: EmitOptions, shared: Path) -> Built:
+def _with_twin(built: Candidate, calib: Dataset, base: EmitOptions, shared: Path) -> Candidate:
     """The candidate with a u8s8 twin to time in its place (same method, same excluded nodes)."""
     if built.model is None or built.details.get("activation_type") != "int8":
         return built
-    options = replace(_options(base, built.candidate, base.workdir / "u8_twin"), activation_type="uint8",
+    options = replace(_options(base, built.variant, base.workdir / "u8_twin"), activation_type="uint8",
                       quantize=Quantize.int8, calibration_method=CalibrationMethod(built.details["calibration"]))
     twin = _qdq(options, calib, shared, tuple(built.details.get("nodes_excluded", ())))
     return replace(built, notes=(*built.notes, TWIN_NOTE), timed_as=twin)
 
 
-def _with_kept_float(built: Built, kept: list[dict]) -> Built:
+def _with_kept_float(built: Candidate, kept: list[dict]) -> Candidate:
     """The nodes every int8 candidate leaves in float because int8 cannot represent them (emit/onnx_guard.py)."""
     if built.model is None or not kept:
         return built
@@ -283,7 +284,7 @@ def _with_kept_float(built: Built, kept: list[dict]) -> Built:
     return replace(built, notes=(*built.notes, note), details=dict(built.details, kept_in_float=kept))
 
 
-def _noted(built: Built, note: str) -> Built:
+def _noted(built: Candidate, note: str) -> Candidate:
     return built if built.model is None else replace(built, notes=(*built.notes, note))
 
 

@@ -1,6 +1,6 @@
 """The quantization stage of a build: build the candidates, judge and time them side by side, choose one.
 
-Every build is this search; --quantize and --format only choose the candidate set (candidates.plan):
+Every build is this search; --quantize and --format only choose the candidate set (variants.plan):
 `--quantize none` is [float32], a forced mode builds its own variants (the float32 baseline is always
 built: it is what "slower" is measured against), `--quantize auto` every variant. With --format auto
 (search/formats.py) the candidates of every format the target runs share one table.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,10 @@ from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, interleaved_latency
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import on_device, onnx, tflite, tflite_from_onnx
-from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, Built, Plan, plan
-from edgekiln.compiler.search.choose import Choice, Evidence, Row, decide, evidence_for
+from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
+from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
+from edgekiln.compiler.search.variants import BASELINE, VARIANTS, Plan, plan
 from edgekiln.targets import Target
 
 # (framework of the working graph, artifact format) -> the builder of that format's candidates.
@@ -56,21 +57,29 @@ class FormatPlan:
 
 @dataclass(frozen=True)
 class Selection:
-    """The search's outcome: the chosen candidate and its format's float32 baseline, their static stats,
-    the measured rows they were chosen among, and the manifest's quantization block (`block`)."""
+    """The search's outcome: the chosen candidate and its format's float32 baseline (each with its static
+    stats), the table they were chosen from (every measured candidate with its verdict), and the manifest's
+    quantization block (`block`, written from the table by quantization_block)."""
 
-    shipped: Built
-    reference: Built
-    model_stats: GraphStats
-    baseline_stats: GraphStats
-    block: dict
-    rows: tuple[Row, ...] = ()
+    shipped: Candidate
+    reference: Candidate
+    block: dict[str, Any]
+    table: tuple[Candidate, ...] = ()
     choice: Choice | None = None
-    built: dict[str, Built] = field(default_factory=dict)  # every timed candidate, by row name
+
+    @property
+    def model_stats(self) -> GraphStats:
+        assert self.shipped.stats is not None
+        return self.shipped.stats
+
+    @property
+    def baseline_stats(self) -> GraphStats:
+        assert self.reference.stats is not None
+        return self.reference.stats
 
     @property
     def format(self) -> str:
-        return self.shipped.candidate.format
+        return self.shipped.format
 
     @property
     def model(self) -> bytes:
@@ -88,12 +97,12 @@ class Selection:
 
     @property
     def quantize(self) -> Quantize:
-        return self.shipped.candidate.quantize
+        return self.shipped.variant.quantize
 
     @property
     def variant(self) -> str:
         """The shipped candidate's variant name, without a format prefix (e.g. "int8+rewrites")."""
-        return self.shipped.candidate.name
+        return self.shipped.variant.name
 
     def with_block(self, **changes: Any) -> Selection:
         return replace(self, block={**self.block, **changes})
@@ -129,69 +138,85 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
                 for f in formats}
     built, diagnoses, failed = _build_all(contexts)
     ready = {key: b for key, b in built.items() if b.model is not None}
-    baselines = {key for key, b in ready.items() if b.candidate.name == BASELINE}
+    baselines = {key for key, b in ready.items() if b.variant.name == BASELINE}
     problems = {f.format: f.target_problem for f in formats}
-    unrunnable = {key: why for key, b in ready.items() if (why := problems[b.candidate.format](b.model or b""))}
+    unrunnable = {key: why for key, b in ready.items() if (why := problems[b.variant.format](b.model or b""))}
     refused = {key: why for key, why in unrunnable.items() if key not in baselines}
     ready = {key: b for key, b in ready.items() if key not in refused}
     eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only, _identical_to_int8(built, only))
-    rows = _rows(ready, judge, data, max(1, recipe.bench_runs // ROUNDS), threads, timed=len(eligible_names) > 1)
-    rows = [replace(r, estimate_ms=_estimate(target, ready[r.name])) for r in rows] if target else rows
-    timed = [r for r in rows if r.p50_ms is not None]
+    runs = max(1, recipe.bench_runs // ROUNDS)
+    rows = _rows(ready, judge, data, runs, threads, timed=len(eligible_names) > 1)
+    rows = [_with_stats(r).timed(estimate_ms=_estimate(target, _with_stats(r))) for r in rows] if target else rows
+    timed = [r for r in rows if r.timings.host_p50_ms is not None]
     device_method, device_evidence = None, Evidence()
     if racer is not None and target is not None and len(eligible_names) > 1:
-        rows, device_evidence, device_method = on_device.raced(racer, target, rows, ready, set(eligible_names),
-                                                               baselines - set(unrunnable), criterion,
-                                                               max(1, recipe.bench_runs // ROUNDS), threads)
+        rows, device_evidence, device_method = on_device.raced(racer, target, rows, set(eligible_names),
+                                                               baselines - set(unrunnable), criterion, runs, threads)
     competing = [r for r in rows if r.name in eligible_names]
     evidence = device_evidence if device_method is not None else _evidence(competing, target)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: _ms(evidence, r))  # the fastest float32
     choice = decide(competing, criterion, yardstick if timed else None, evidence)
-    chosen = ready[choice.chosen.name]
-    baseline = ready[_key(chosen.candidate.format, BASELINE, len(formats) > 1)]
-    block = _block(recipe, criterion, choice, rows, built, diagnoses, chosen, max(1, recipe.bench_runs // ROUNDS),
-                   threads)
+    table = _table(rows, choice, unrunnable)
+    chosen = _with_stats(next(c for c in table if c.name == choice.chosen.name))
+    baseline = _with_stats(next(c for c in table if c.name == _key(chosen.format, BASELINE, len(formats) > 1)))
+    block = quantization_block(recipe, criterion, choice, table, built, diagnoses, chosen, runs, threads)
     block["data"] = _data_note(data, judge, len(rows), tuning)
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)
     if device_method is not None:
         block["timing"]["device"] = device_method
-    for row in block["candidates"]:
-        if row["name"] in unrunnable and row["verdict"] != "chosen":  # a float32 baseline the target cannot run
-            row.update(verdict=f"not eligible: {unrunnable[row['name']]}", short="target can't run it")
     if refused:
         block["refused_by_target"] = refused
     if len(formats) > 1:
         block["formats"] = {"compared": [f.format for f in formats], "failed": failed, "note": FORMAT_NOTE}
-    return Selection(chosen, baseline, analyze.stats(chosen.candidate.format, chosen.model or b""),
-                     analyze.stats(baseline.candidate.format, baseline.model or b""), block, tuple(rows), choice,
-                     ready)
+    return Selection(chosen, baseline, block, table, choice)
 
 
-def _ms(evidence: Evidence, row: Row) -> float:
+def _table(rows: list[Candidate], choice: Choice, unrunnable: dict[str, str]) -> tuple[Candidate, ...]:
+    """Every measured candidate with its verdict: the rule's for those that competed, else a baseline's (and
+    why the target cannot run a float32 baseline that did not ship)."""
+    judged = {c.name: c for c in choice.table}
+    table = []
+    for row in rows:
+        row = judged.get(row.name) or replace(row, verdict=Verdict("baseline (not eligible)", "baseline"))
+        if row.name in unrunnable and row.name != choice.chosen.name:
+            row = replace(row, verdict=Verdict(f"not eligible: {unrunnable[row.name]}", "target can't run it"))
+        table.append(row)
+    return tuple(table)
+
+
+def _with_stats(candidate: Candidate) -> Candidate:
+    """The candidate with the static stats of its model (read once)."""
+    if candidate.stats is not None:
+        return candidate
+    return replace(candidate, stats=analyze.stats(candidate.format, candidate.model or b""))
+
+
+def _ms(evidence: Evidence, row: Candidate) -> float:
     value = evidence.latency(row)
     return value if value is not None else float("inf")  # a baseline the device did not time: not the yardstick
 
 
-def _estimate(target: Target, built: Built) -> float | None:
+def _estimate(target: Target, candidate: Candidate) -> float | None:
     """The target's cost-model estimate of one candidate, from its per-op records and measured coverage."""
-    records = analyze.stats(built.candidate.format, built.model or b"").records
-    return estimate.candidate_ms(target, built.candidate.format, records, built.details.get("coverage"))
+    assert candidate.stats is not None
+    return estimate.candidate_ms(target, candidate.format, candidate.stats.records, candidate.details.get("coverage"))
 
 
-def _evidence(rows: list[Row], target: Target | None) -> Evidence:
+def _evidence(rows: list[Candidate], target: Target | None) -> Evidence:
     if target is None:
         return Evidence()
-    return evidence_for(rows, target.name, target.arch, platform.machine(), target.estimate is not None)
+    return evidence_for([r.timings for r in rows], target.name, target.arch, platform.machine(),
+                        target.estimate is not None)
 
 
-def _identical_to_int8(built: dict[str, Built], only: str | None) -> bool:
+def _identical_to_int8(built: dict[str, Candidate], only: str | None) -> bool:
     """The variant asked for was not built because it would be plain int8 byte for byte."""
-    return any(b.candidate.name == only and b.model is None and any(n.startswith(IDENTICAL) for n in b.notes)
+    return any(b.variant.name == only and b.model is None and any(n.startswith(IDENTICAL) for n in b.notes)
                for b in built.values())
 
 
-def _eligible(ready: dict[str, Built], baselines: set[str], unrunnable: dict[str, str], quantize: Quantize,
+def _eligible(ready: dict[str, Candidate], baselines: set[str], unrunnable: dict[str, str], quantize: Quantize,
               only: str | None, identical: bool = False) -> list[str]:
     """The rows the choice may ship: runnable on the target, and no float32 baseline for a forced mode."""
     free = quantize in (Quantize.auto, Quantize.none)
@@ -205,15 +230,15 @@ def _eligible(ready: dict[str, Built], baselines: set[str], unrunnable: dict[str
     if only is None:
         return eligible
     # The variant asked for; when it was not built because it is plain int8 byte for byte, plain int8.
-    wanted = [name for name in eligible if ready[name].candidate.name == only] or \
-        [name for name in eligible if identical and ready[name].candidate.name == "int8"]
+    wanted = [name for name in eligible if ready[name].variant.name == only] or \
+        [name for name in eligible if identical and ready[name].variant.name == "int8"]
     return wanted or eligible
 
 
-def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Built], dict[str, dict], dict[str, str]]:
-    """Every format's Built candidates by row name (not built ones too, with the reason), each format's
+def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Candidate], dict[str, dict], dict[str, str]]:
+    """Every format's candidates by row name (not built ones too, with the reason), each format's
     int8 diagnosis, and the formats whose conversion failed."""
-    built: dict[str, Built] = {}
+    built: dict[str, Candidate] = {}
     diagnoses: dict[str, dict] = {}
     failed: dict[str, str] = {}
     compared = len(contexts) > 1
@@ -226,18 +251,19 @@ def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Built], dic
                 raise
             failed[model_format] = exc.one_line()
             continue
-        built.update({_key(model_format, b.candidate.name, compared): b for b in _in_order(ctx.plan, made.built)})
+        built.update({(key := _key(model_format, b.variant.name, compared)): replace(b, key=key)
+                      for b in _in_order(ctx.plan, made.built)})
         if made.diagnosis is not None:
             diagnoses[model_format] = made.diagnosis
     return built, diagnoses, failed
 
 
-def _in_order(planned: Plan, made: tuple[Built, ...]) -> list[Built]:
+def _in_order(planned: Plan, made: tuple[Candidate, ...]) -> list[Candidate]:
     """The builder's candidates and the ones the plan did not build (with the reason), in catalogue order."""
-    by_name = {b.candidate.name: b for b in made}
-    fmt = made[0].candidate.format if made else planned.build[0].format
-    return [by_name.get(c.name) or Built(c, None, (planned.not_built[c.name],))
-            for c in CANDIDATES[fmt] if c.name in by_name or c.name in planned.not_built]
+    by_name = {b.variant.name: b for b in made}
+    fmt = made[0].variant.format if made else planned.build[0].format
+    return [by_name.get(c.name) or Candidate(c, None, (planned.not_built[c.name],))
+            for c in VARIANTS[fmt] if c.name in by_name or c.name in planned.not_built]
 
 
 def _key(model_format: str, name: str, compared: bool) -> str:
@@ -245,45 +271,44 @@ def _key(model_format: str, name: str, compared: bool) -> str:
     return f"{model_format}:{name}" if compared else name
 
 
-def _rows(ready: dict[str, Built], judge: Judge, data: Datasets, runs: int, threads: int, timed: bool) -> list[Row]:
+def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, threads: int,
+          timed: bool) -> list[Candidate]:
     """Every ready candidate judged; timed in turn when there is a choice to make (else p50 None)."""
     latency: dict[str, dict] = {}
     if timed:
-        models = {name: open_model(b.candidate.format, b.timed_as or b.model or b"", threads, b.layouts)
+        models = {name: open_model(b.format, b.timed_as or b.model or b"", threads, b.layouts)
                   for name, b in ready.items()}
         latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
     rows = []
     for name, b in ready.items():
-        q = judge(b.candidate.format, b.model or b"", b.layouts)
         lat = latency.get(name, {})
-        notes = b.notes if timed else (*b.notes, ONLY_ONE)
-        rows.append(Row(name, b.candidate.format, str(b.candidate.quantize), len(b.model or b""),
-                        lat.get("p50_ms"), lat.get("runs", 0), q.sqnr_db, q.agreement, q.accuracy,
-                        q.accuracy_drop, b.details.get("coverage", {}).get("fast_path_pieces"), notes,
-                        cosine_mean=q.cosine_mean, cosine_p5=q.cosine_p5))
+        rows.append(replace(b, quality=judge(b.format, b.model or b"", b.layouts),
+                            timings=Timings(lat.get("p50_ms"), lat.get("runs", 0)),
+                            notes=b.notes if timed else (*b.notes, ONLY_ONE)))
     return rows
 
 
-def _block(recipe: Recipe, criterion: Criterion, choice: Choice, rows: list[Row], built: dict[str, Built],
-           diagnoses: dict[str, dict], chosen: Built, runs: int, threads: int) -> dict:
-    """The manifest's quantization block: the table, the choice and why, how it was measured."""
+def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, table: tuple[Candidate, ...],
+                       built: dict[str, Candidate], diagnoses: dict[str, dict], chosen: Candidate, runs: int,
+                       threads: int) -> dict[str, Any]:
+    """The manifest's quantization block, written from the candidate records: the table, the choice and why,
+    what was not built, how it was measured."""
     return {
         "requested": str(recipe.quantize),
         "variant": choice.chosen.name,
         "reason": choice.reason,
         "criterion": criterion.describe(),
-        "candidates": [dict(r.to_dict(), verdict=choice.verdicts.get(r.name, "baseline (not eligible)"),
-                            short=choice.short.get(r.name, "baseline")) for r in rows],
+        "candidates": [c.to_row() for c in table],
         "not_built": {key: "; ".join(b.notes) for key, b in built.items() if b.model is None},
         "failed": {key: b.notes[0].removeprefix("failed: ") for key, b in built.items()
                    if b.model is None and b.notes and b.notes[0].startswith("failed: ")},
         "timing": {"measured_on": "host", "threads": threads, "rounds": ROUNDS,
-                   "runs_per_candidate": {r.name: r.runs for r in rows},
+                   "runs_per_candidate": {c.name: c.timings.host_runs for c in table},
                    "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
                              f"(at least {runs} runs) per round; p50 = median of the round p50s"},
         "details": {k: v for k, v in chosen.details.items() if k != "coverage"},
         "coverage": chosen.details.get("coverage"),
-        "diagnosis": _diagnosis(diagnoses, chosen.candidate.format),
+        "diagnosis": _diagnosis(diagnoses, chosen.format),
     }
 
 

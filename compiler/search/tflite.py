@@ -30,9 +30,10 @@ from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search.candidates import Built, Candidate, as_conversion_error, failure_note
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
+from edgekiln.compiler.search.variants import Variant, as_conversion_error, failure_note
 from edgekiln.compiler.tf_env import quiet_fds
 
 STATS_SAMPLES = 64                 # calibration samples whose activations feed percentile / entropy ranges
@@ -57,7 +58,7 @@ def build(ctx: BuildContext) -> Builds:
     If int8 conversion fails, the int8 candidates are not built (the note says why) unless int8 is all
     that was asked for (`--quantize int8`): then the error stops the build.
     """
-    built = {c.name: Built(c, tflite.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
+    built = {c.name: Candidate(c, tflite.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
              for c in ctx.candidates if c.quantize is not Quantize.int8}
     int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
     diagnosis, missing = None, ""
@@ -70,15 +71,15 @@ def build(ctx: BuildContext) -> Builds:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
-    ordered = [built.get(c.name) or Built(c, None, (missing,)) for c in ctx.candidates]
+    ordered = [built.get(c.name) or Candidate(c, None, (missing,)) for c in ctx.candidates]
     return Builds(tuple(with_coverage(b) for b in ordered), diagnosis)
 
 
-def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judge, criterion: Criterion,
-                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Built], dict]:
+def _int8_family(graph: Any, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
+                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], dict]:
     feeds, names = sample_feeds(calib), layer_names(graph)
     plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
-    built = {"int8": Built(int8s[0], plain_model, tuple(plain.notes), plain.details)}
+    built = {"int8": Candidate(int8s[0], plain_model, tuple(plain.notes), plain.details)}
     if len(int8s) > 1:
         methods = calibrate.METHODS if calibration == "auto" else (calibration,)
         try:
@@ -95,7 +96,7 @@ def _int8_family(graph: Any, int8s: list[Candidate], calib: Dataset, judge: Judg
             built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
             built = _guarded(int8s, built, judge, criterion)
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
-            built.update({c.name: Built(c, None, (failure_note(exc),)) for c in int8s[1:]})
+            built.update({c.name: Candidate(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
 
 
@@ -118,7 +119,8 @@ def _no_worse_base(tuned_with: Callable[[bool, bool], Int8Base], plain: Quality,
     return base
 
 
-def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge, criterion: Criterion) -> dict[str, Built]:
+def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
+             criterion: Criterion) -> dict[str, Candidate]:
     """Each refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
     tuning samples: never less faithful, or dropped with the reason (search/faithful.py)."""
     standing, kept = ("int8", judge("tflite", built["int8"].model or b"")), dict(built)
@@ -129,7 +131,7 @@ def _guarded(int8s: list[Candidate], built: dict[str, Built], judge: Judge, crit
         quality = judge("tflite", refined.model)
         why = never_less_faithful(quality, standing[1], standing[0], judge.check.size, criterion)
         if why:
-            kept[candidate.name] = Built(candidate, None, (why, *refined.notes))
+            kept[candidate.name] = Candidate(candidate, None, (why, *refined.notes))
         else:
             standing = (candidate.name, quality)
     return kept
@@ -158,14 +160,14 @@ def layer_names(graph: Any) -> list[str]:
     return [layer.name for layer in graph.keras_model.layers] if graph.keras_model is not None else []
 
 
-def with_coverage(built: Built) -> Built:
+def with_coverage(built: Candidate) -> Candidate:
     """Record how XNNPACK partitions each model (the table shows the pieces; slow ops become a note)."""
     if built.model is None:
         return built
     cover = coverage.measure(built.model)
     slow = {op: n for op, n in cover.slow_ops.items() if op not in CONVERSION_OPS}
     note = (f"{', '.join(f'{op} x{n}' for op, n in slow.items())} outside XNNPACK, {cover.pieces} piece(s)",) \
-        if slow and built.candidate.quantize is Quantize.int8 else ()
+        if slow and built.variant.quantize is Quantize.int8 else ()
     return replace(built, notes=(*note, *built.notes), details=dict(built.details, coverage=cover.to_dict()))
 
 
@@ -206,9 +208,9 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
     return Int8Base(tried[best][0], notes, details, tried[best][1], rewrites)
 
 
-def _refined(candidates: list[Candidate], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
+def _refined(candidates: list[Variant], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
              names: list[str], judge: Judge, criterion: Criterion, int8_io: bool,
-             exact: Callable[[], Int8Base]) -> dict[str, Built]:
+             exact: Callable[[], Int8Base]) -> dict[str, Candidate]:
     """int8+rewrites and the fallback variants from the tuned base (layer fallback: from `exact()`)."""
     model = tflite_int8.quantize(base.calibrated, int8_io)
     cover = coverage.measure(model)
@@ -220,29 +222,29 @@ def _refined(candidates: list[Candidate], base: Int8Base, plain_model: bytes, fe
             built[candidate.name] = _layer_fallback(candidate, base, exact, float_ops, feeds, names, judge,
                                                     criterion, int8_io)
         elif candidate.fallback == "ops" and not float_ops:
-            built[candidate.name] = Built(candidate, None, ("every int8 op already runs in XNNPACK",))
+            built[candidate.name] = Candidate(candidate, None, ("every int8 op already runs in XNNPACK",))
         elif candidate.fallback == "ops":
             kept = tflite_int8.quantize(base.calibrated, int8_io, float_ops=float_ops)
-            built[candidate.name] = Built(candidate, kept, (*base.notes, f"float: {', '.join(float_ops)}"),
+            built[candidate.name] = Candidate(candidate, kept, (*base.notes, f"float: {', '.join(float_ops)}"),
                                           dict(base.details, fallback={"float_ops": float_ops, "float_layers": []}))
         elif model == plain_model:
-            built[candidate.name] = Built(candidate, None, ("identical to int8: no rewrite applied, min/max best",))
+            built[candidate.name] = Candidate(candidate, None, ("identical to int8: no rewrite applied, min/max best",))
         else:
-            built[candidate.name] = Built(candidate, model, tuple(base.notes), dict(base.details))
+            built[candidate.name] = Candidate(candidate, model, tuple(base.notes), dict(base.details))
     return built
 
 
-def _layer_fallback(candidate: Candidate, tuned: Int8Base, exact: Callable[[], Int8Base], float_ops: dict[str, str],
+def _layer_fallback(candidate: Variant, tuned: Int8Base, exact: Callable[[], Int8Base], float_ops: dict[str, str],
                     feeds: list[dict[str, np.ndarray]], names: list[str], judge: Judge, criterion: Criterion,
-                    int8_io: bool) -> Built:
+                    int8_io: bool) -> Candidate:
     """The ops outside the fast path in float, then the layers with the worst error, until the criterion holds.
 
-    Built from the rewritten model without bias correction: a corrected bias is wrong for a layer whose
+    Candidate from the rewritten model without bias correction: a corrected bias is wrong for a layer whose
     weights stay float.
     """
     quality = judge("tflite", tflite_int8.quantize(tuned.calibrated, int8_io, float_ops=float_ops))
     if criterion.meets(quality):
-        return Built(candidate, None, ("not needed: the int8 model meets the criterion without float layers",))
+        return Candidate(candidate, None, ("not needed: the int8 model meets the criterion without float layers",))
     base = exact()
     errors = [e for e in diagnose.layer_errors(base.calibrated, feeds, names) if e.op not in float_ops]
     steps = []
@@ -259,4 +261,4 @@ def _layer_fallback(candidate: Candidate, tuned: Int8Base, exact: Callable[[], I
                           "reason": f"{e.share:.0%} of the int8 error"} for e in worst],
         "steps": steps, "meets_criterion": criterion.meets(quality)})
     kept = [*float_ops, *(e.layer for e in worst)]
-    return Built(candidate, model, (*base.notes, f"float: {', '.join(kept)}"), details)
+    return Candidate(candidate, model, (*base.notes, f"float: {', '.join(kept)}"), details)

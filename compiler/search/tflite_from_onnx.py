@@ -13,7 +13,7 @@ import numpy as np
 from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search.candidates import Built
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.tflite import with_coverage
 
@@ -38,15 +38,15 @@ def build(ctx: BuildContext) -> Builds:
     for c in ctx.candidates:
         suffix = onnx2tf.ARTIFACT.get((c.quantize, ctx.int8_io))
         if c.quantize is Quantize.int8 and integer:
-            built.append(Built(c, None, (f"onnx2tf calibrates int8 with float data only; the model takes integer "
+            built.append(Candidate(c, None, (f"onnx2tf calibrates int8 with float data only; the model takes integer "
                                          f"input(s) {', '.join(integer)} (use --format onnx for static int8)",)))
             continue
         if suffix is None or suffix not in converted.files:
-            built.append(Built(c, None, (f"onnx2tf wrote no {suffix} model",)))
+            built.append(Candidate(c, None, (f"onnx2tf wrote no {suffix} model",)))
             continue
         extra = {"calibration": "minmax"} if c.quantize is Quantize.int8 else {}
         notes = ("min/max calibration (onnx2tf)",) if extra else ()
-        built.append(with_coverage(Built(c, converted.model(suffix), notes, dict(details, **extra),
+        built.append(with_coverage(Candidate(c, converted.model(suffix), notes, dict(details, **extra),
                                          layouts=converted.layouts)))
     return Builds(tuple(built))
 

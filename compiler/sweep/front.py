@@ -13,42 +13,53 @@ from dataclasses import dataclass, replace
 
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import SIZE_MARGIN, Evidence
 
 
 @dataclass(frozen=True)
-class Scored:
-    """One built point as the front sees it. quality: accuracy (labelled), else what the floor reads
-    (quality_key: a cosine, or SQNR dB, inf: exact)."""
+class Axes:
+    """How the front reads a point (a sweep point's row read back as a Candidate): its latency by the evidence,
+    its quality (accuracy when labelled, else what the fidelity floor reads: quality_key; SQNR None is exact),
+    its bytes, and whether it meets the build's rule."""
 
-    name: str
-    latency_ms: float
-    quality: float
-    bytes: int
-    within_budget: bool
+    criterion: Criterion
+    labelled: bool
+    evidence: Evidence
+
+    def latency(self, point: Candidate) -> float:
+        value = self.evidence.latency(point)
+        return math.inf if value is None else value
+
+    def quality(self, point: Candidate) -> float:
+        return quality_of(point.judged.to_dict(), self.labelled, self.criterion)
+
+    def within_budget(self, point: Candidate) -> bool:
+        return within_budget(point.judged.to_dict(), self.criterion, self.labelled)
 
 
-def dominates(a: Scored, b: Scored) -> bool:
-    at_least = a.latency_ms <= b.latency_ms and a.quality >= b.quality and a.bytes <= b.bytes
-    better = a.latency_ms < b.latency_ms or a.quality > b.quality or a.bytes < b.bytes
+def dominates(a: Candidate, b: Candidate, axes: Axes) -> bool:
+    la, lb, qa, qb = axes.latency(a), axes.latency(b), axes.quality(a), axes.quality(b)
+    at_least = la <= lb and qa >= qb and a.bytes <= b.bytes
+    better = la < lb or qa > qb or a.bytes < b.bytes
     return at_least and better
 
 
-def front(points: list[Scored]) -> set[str]:
+def front(points: list[Candidate], axes: Axes) -> set[str]:
     """The names of the non-dominated points."""
-    return {p.name for p in points if not any(dominates(q, p) for q in points if q is not p)}
+    return {p.name for p in points if not any(dominates(q, p, axes) for q in points if q is not p)}
 
 
-def choose(points: list[Scored], evidence: Evidence) -> Scored | None:
+def choose(points: list[Candidate], axes: Axes) -> Candidate | None:
     """The fastest point within the budget; among those within the evidence's noise margin of it, the
     smallest (sizes within SIZE_MARGIN are one size: then the fastest). None when no point is within."""
-    eligible = [p for p in points if p.within_budget]
+    eligible = [p for p in points if axes.within_budget(p)]
     if not eligible:
         return None
-    fastest = min(p.latency_ms for p in eligible)
-    close = [p for p in eligible if p.latency_ms <= fastest * evidence.margin]
+    fastest = min(axes.latency(p) for p in eligible)
+    close = [p for p in eligible if axes.latency(p) <= fastest * axes.evidence.margin]
     smallest = min(p.bytes for p in close)
-    return min((p for p in close if p.bytes <= smallest * SIZE_MARGIN), key=lambda p: (p.latency_ms, p.bytes))
+    return min((p for p in close if p.bytes <= smallest * SIZE_MARGIN), key=lambda p: (axes.latency(p), p.bytes))
 
 
 def quality_key(labelled: bool, criterion: Criterion) -> str:

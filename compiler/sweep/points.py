@@ -12,7 +12,7 @@ from typing import Any
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.manifest import file_facts
 from edgekiln.compiler.recipe import Recipe
-from edgekiln.compiler.search.candidates import CANDIDATES
+from edgekiln.compiler.search.variants import VARIANTS
 
 # --quantize auto: one point per storage mode. The int8 refinements are points when named explicitly.
 AUTO_VARIANTS = {"tflite": ("float32", "float16", "dynamic", "int8"), "onnx": ("float32", "dynamic", "int8")}
@@ -57,7 +57,7 @@ def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> 
     """Every prune setting x format x variant the format has ("auto": AUTO_VARIANTS)."""
     points = []
     for fmt in formats:
-        names = {c.name for c in CANDIDATES[fmt]}
+        names = {c.name for c in VARIANTS[fmt]}
         wanted = [v for given in variants for v in (AUTO_VARIANTS[fmt] if given == "auto" else (given,))]
         unknown = [v for v in wanted if v not in names]
         if unknown and len(formats) == 1:

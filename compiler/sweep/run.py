@@ -22,6 +22,7 @@ from typing import Any
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.recipe import Recipe, check_paths
+from edgekiln.compiler.search.candidate import Candidate, Timings
 from edgekiln.compiler.search.choose import evidence_for
 from edgekiln.compiler.sweep import executors, front, points, worker
 from edgekiln.compiler.sweep.points import Point
@@ -161,15 +162,16 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict
         row = {"name": p.name, "prune": p.prune, "format": p.format, "quantize": p.variant,
                "recipe": f"points/{p.name}.toml", **rows[p.name], **timings.get(p.name, {})}
         table.append(row)
-    timed = [_Timed(r.get("p50_ms"), r.get("estimate_ms")) for r in table if "error" not in r]
+    timed = [Timings(r.get("p50_ms"), estimate_ms=r.get("estimate_ms")) for r in table if "error" not in r]
     evidence = evidence_for(timed, target.name, target.arch, platform.machine(), target.estimate is not None)
     latency = {"host": "p50_ms", "estimate": "estimate_ms", "device": "p50_ms"}[evidence.kind]
-    scored = [front.Scored(r["name"], float(r[latency]), front.quality_of(r, labelled, criterion), int(r["bytes"]),
-                           front.within_budget(r, criterion, labelled)) for r in table if "error" not in r]
-    on_front, chosen = front.front(scored), front.choose(scored, evidence)
+    axes = front.Axes(criterion, labelled, evidence)
+    points = [Candidate.from_row(r) for r in table if "error" not in r]
+    on_front, chosen = front.front(points, axes), front.choose(points, axes)
+    within = {p.name for p in points if axes.within_budget(p)}
     for r in table:
         r["on_front"] = r["name"] in on_front
-        r["within_budget"] = next((s.within_budget for s in scored if s.name == r["name"]), False)
+        r["within_budget"] = r["name"] in within
     result = {"target": target.name, "max_drop": options.base.max_drop if labelled else None,
               "quality": front.quality_key(labelled, criterion), "latency": latency,
               "evidence": evidence.to_dict(), "criterion": criterion.describe(),
@@ -181,15 +183,6 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict
     _atomic_text(folder / SWEEP_FILE, json.dumps(result, indent=1, allow_nan=False, default=_json_default))
     _report(folder, say)
     return result
-
-
-@dataclass(frozen=True)
-class _Timed:
-    """A point's latencies as the evidence rule reads them (no device timing in a sweep)."""
-
-    p50_ms: float | None
-    estimate_ms: float | None
-    device_p50_ms: float | None = None
 
 
 def _time(folder: Path, names: list[str], threads: int) -> dict[str, dict]:

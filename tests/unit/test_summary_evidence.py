@@ -6,17 +6,17 @@ from edgekiln.compiler import summary
 from edgekiln.compiler.commands import inspect as inspect_command
 from edgekiln.compiler.console import console
 from edgekiln.compiler.evaluate.criterion import Criterion
-from edgekiln.compiler.search.choose import Evidence, Row, decide
+from edgekiln.compiler.search.choose import Evidence, decide
+from tests.choice_rule import candidate_row
 
 
 def _block() -> dict:
-    rows = [Row("float32", "tflite", "none", 4000, 1.49, 10, None, 1.0, estimate_ms=46.0),
-            Row("int8", "tflite", "int8", 1000, 1.65, 10, 40.0, 1.0, estimate_ms=17.0)]
+    rows = [candidate_row("float32", "tflite", "none", 4000, 1.49, 10, None, 1.0, estimate_ms=46.0),
+            candidate_row("int8", "tflite", "int8", 1000, 1.65, 10, 40.0, 1.0, estimate_ms=17.0)]
     choice = decide(rows, Criterion(), rows[0], Evidence("estimate", "rpi4"))
     return {"requested": "auto", "variant": choice.chosen.name, "reason": choice.reason,
             "criterion": Criterion().describe(), "yardstick": "float32",
-            "candidates": [dict(r.to_dict(), verdict=choice.verdicts[r.name], short=choice.short[r.name])
-                           for r in rows],
+            "candidates": [c.to_row() for c in choice.table],
             "timing": {"threads": 2, "rounds": 7, "runs_per_candidate": {"float32": 10, "int8": 10}},
             "evidence": dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)}
 

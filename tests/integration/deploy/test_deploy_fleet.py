@@ -78,8 +78,9 @@ def test_build_with_device_puts_device_latency_in_the_manifest(edgekiln, device,
     assert q["evidence"]["kind"] == "device" and q["evidence"]["device"] == device.destination
     assert q["timing"]["device"]["device_id"] == device.device_id and q["timing"]["device"]["rounds"] >= 1
     criterion: Criterion = recorded_criterion(q)
-    eligible = [r for r in competing_rows(q) if criterion.meets(r)]
-    assert len(eligible) > 1 and all(r.device_p50_ms is not None and r.device_p50_ms > 0 for r in eligible)
+    eligible = [r for r in competing_rows(q) if criterion.meets(r.judged)]
+    on_device = [r.timings.device_p50_ms for r in eligible]
+    assert len(eligible) > 1 and all(ms is not None and ms > 0 for ms in on_device)
     assert_choice_obeys_rule(manifest)
     assert f"chosen by the timing on {device.destination}" in done.stdout.replace("\n", " ")
     assert f"device p50 on {device.destination}" in done.stdout

@@ -1,4 +1,4 @@
-"""Candidate planning: which candidates each mode x format x source builds, which are not built and why.
+"""Variant planning: which candidates each mode x format x source builds, which are not built and why.
 
 Pure logic (no TensorFlow): every build is the candidate search, and this is the whole of what --quantize,
 --format, calibration data and the target's activation type decide about it.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search.candidates import BASELINE, CANDIDATES, NEEDS_CALIBRATION, ONNX2TF_ONLY, PLANS, plan
+from edgekiln.compiler.search.variants import BASELINE, NEEDS_CALIBRATION, ONNX2TF_ONLY, PLANS, VARIANTS, plan
 
 
 def names(mode: Quantize, model_format: str, **options: object) -> list[str]:
@@ -21,7 +21,7 @@ def names(mode: Quantize, model_format: str, **options: object) -> list[str]:
 def test_every_plan_starts_with_the_float32_baseline_and_keeps_catalogue_order(mode: Quantize,
                                                                               model_format: str) -> None:
     planned = names(mode, model_format)
-    order = [c.name for c in CANDIDATES[model_format]]
+    order = [c.name for c in VARIANTS[model_format]]
     assert planned[0] == BASELINE and planned == sorted(planned, key=order.index)
     assert set(planned) - {BASELINE} <= set(PLANS[mode])
 
@@ -52,7 +52,7 @@ def test_onnx_to_tflite_plans_only_what_onnx2tf_writes() -> None:
     assert [c.name for c in planned.build] == ["float32", "float16", "dynamic", "int8"]
     assert planned.not_built == {name: ONNX2TF_ONLY for name in ("int8+rewrites", "int8+fallback",
                                                                  "int8+fallback+layers")}
-    assert names(Quantize.auto, "tflite", source="keras") == [c.name for c in CANDIDATES["tflite"]]
+    assert names(Quantize.auto, "tflite", source="keras") == [c.name for c in VARIANTS["tflite"]]
 
 
 def test_an_int8_activation_target_has_no_s8s8_alternative() -> None:

@@ -7,14 +7,16 @@ import pytest
 
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search.candidates import plan
-from edgekiln.compiler.search.choose import SLOWER_MARGIN, Row, pick
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.choose import SLOWER_MARGIN, pick
+from edgekiln.compiler.search.variants import plan
+from tests.choice_rule import candidate_row
 
 FLOOR = Criterion()
 
 
-def row(name: str, p50: float, size: int, sqnr: float | None, agreement: float | None = 1.0, **extra) -> Row:
-    return Row(name, "tflite", "int8", size, p50, 10, sqnr, agreement, **extra)
+def row(name: str, p50: float, size: int, sqnr: float | None, agreement: float | None = 1.0, **extra) -> Candidate:
+    return candidate_row(name, "tflite", "int8", size, p50, 10, sqnr, agreement, **extra)
 
 
 def test_the_fastest_candidate_above_the_floor_wins():
@@ -81,10 +83,11 @@ def test_never_slower_than_float32_nor_less_faithful_than_a_tied_plain_int8(seed
     rows = [base] + [row(n, float(rng.uniform(0.2, 3.0)), int(rng.integers(240, 600)), float(rng.uniform(5, 60)),
                          float(rng.choice([0.9, 0.97, 1.0]))) for n in names]
     choice = pick(rows, FLOOR, base)
-    assert choice.chosen.p50_ms <= base.p50_ms * SLOWER_MARGIN
+    assert choice.chosen.timings.host_p50_ms <= base.timings.host_p50_ms * SLOWER_MARGIN
     plain = rows[3]
-    if FLOOR.meets(plain) and plain.p50_ms <= choice.chosen.p50_ms and plain.bytes <= choice.chosen.bytes:
-        assert (choice.chosen.sqnr_db or np.inf) >= plain.sqnr_db
+    if FLOOR.meets(plain.judged) and plain.timings.host_p50_ms <= choice.chosen.timings.host_p50_ms and \
+            plain.bytes <= choice.chosen.bytes:
+        assert (choice.chosen.judged.sqnr_db or np.inf) >= plain.judged.sqnr_db
 
 
 def _names(mode: Quantize, model_format: str, **options: object) -> list[str]:

@@ -7,16 +7,18 @@ import pytest
 
 from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key, rank
 from edgekiln.compiler.evaluate.quality import Quality
-from edgekiln.compiler.search.choose import Row, pick
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.choose import pick
 from edgekiln.compiler.search.faithful import never_less_faithful
+from tests.choice_rule import candidate_row
 
 EMBEDDINGS = Criterion(min_cosine=0.98, min_cosine_p5=0.95)
 
 
 def row(name: str, p50: float, size: int, sqnr: float | None, cosine: tuple[float, float] | None,
-        agreement: float | None = 1.0, **extra) -> Row:
+        agreement: float | None = 1.0, **extra) -> Candidate:
     mean, p5 = cosine if cosine is not None else (None, None)
-    return Row(name, "onnx", "int8", size, p50, 10, sqnr, agreement, cosine_mean=mean, cosine_p5=p5, **extra)
+    return candidate_row(name, "onnx", "int8", size, p50, 10, sqnr, agreement, cosine_mean=mean, cosine_p5=p5, **extra)
 
 
 def test_a_row_below_the_p5_floor_is_not_chosen_though_its_mean_meets_the_mean_floor():
@@ -32,29 +34,29 @@ def test_a_row_below_the_p5_floor_is_not_chosen_though_its_mean_meets_the_mean_f
 def test_with_a_cosine_floor_25_db_is_accurate_enough_and_without_one_it_is_not():
     base = row("float32", 1.0, 1000, 80.0, (1.0, 1.0))
     int8 = row("int8", 0.3, 250, 25.0, (0.99, 0.97))
-    assert EMBEDDINGS.meets(int8) and pick([base, int8], EMBEDDINGS, base).chosen.name == "int8"
-    assert not Criterion().meets(int8) and pick([base, int8], Criterion(), base).chosen.name == "float32"
+    assert EMBEDDINGS.meets(int8.judged) and pick([base, int8], EMBEDDINGS, base).chosen.name == "int8"
+    assert not Criterion().meets(int8.judged) and pick([base, int8], Criterion(), base).chosen.name == "float32"
 
 
 def test_only_the_floors_given_apply():
     mean_only, p5_only = Criterion(min_cosine=0.98), Criterion(min_cosine_p5=0.95)
     tail = row("int8", 0.3, 250, 20.0, (0.99, 0.90))  # a good mean, a poor tail
-    assert mean_only.meets(tail) and not p5_only.meets(tail)
+    assert mean_only.meets(tail.judged) and not p5_only.meets(tail.judged)
     assert mean_only.describe() == "top-1 agreement >= 0.99 and cosine mean >= 0.98 on held-back samples"
-    assert p5_only.shortfall(tail) == "top-1 agreement 1.000, cosine p5 0.9 < 0.95: below the fidelity floor"
+    assert p5_only.shortfall(tail.judged) == "top-1 agreement 1.000, cosine p5 0.9 < 0.95: below the fidelity floor"
 
 
 def test_top1_agreement_still_applies_to_class_vectors():
     flipped = row("int8", 0.3, 250, 40.0, (0.999, 0.995), agreement=0.95)
-    assert not EMBEDDINGS.meets(flipped)
-    assert EMBEDDINGS.shortfall(flipped) == "top-1 agreement 0.950 < 0.99: below the fidelity floor"
-    assert EMBEDDINGS.meets(row("int8", 0.3, 250, 40.0, (0.999, 0.995), agreement=None))  # no class vector
+    assert not EMBEDDINGS.meets(flipped.judged)
+    assert EMBEDDINGS.shortfall(flipped.judged) == "top-1 agreement 0.950 < 0.99: below the fidelity floor"
+    assert EMBEDDINGS.meets(row("int8", 0.3, 250, 40.0, (0.999, 0.995), agreement=None).judged)  # no class vector
 
 
 def test_a_row_without_cosine_figures_does_not_meet_a_cosine_floor():
     scalar = row("int8", 0.3, 250, 60.0, None)
-    assert not EMBEDDINGS.meets(scalar) and Criterion().meets(scalar)
-    assert "cosine mean unmeasured < 0.98" in EMBEDDINGS.shortfall(scalar)
+    assert not EMBEDDINGS.meets(scalar.judged) and Criterion().meets(scalar.judged)
+    assert "cosine mean unmeasured < 0.98" in EMBEDDINGS.shortfall(scalar.judged)
 
 
 def test_with_labels_the_budget_and_the_cosine_floor_both_apply():
@@ -114,10 +116,11 @@ def test_embedding_outputs_are_judged_by_the_cosine_floor_alone():
     base = row("float32", 1.0, 1000, 80.0, (1.0, 1.0))
     dynamic = row("dynamic", 0.5, 260, 20.0, (0.995, 0.993), agreement=0.81)
     embeddings = Criterion(min_cosine=0.99, min_cosine_p5=0.95, top1=False)
-    assert not EMBEDDINGS.meets(dynamic) and embeddings.meets(dynamic)
+    assert not EMBEDDINGS.meets(dynamic.judged) and embeddings.meets(dynamic.judged)
     choice = pick([base, dynamic], embeddings, base)
     assert choice.chosen.name == "dynamic"
     assert embeddings.describe() == ("cosine mean >= 0.99 and cosine p5 >= 0.95 on held-back samples (embedding "
                                      "outputs: no top-1 agreement)")
     poor = row("int8", 0.3, 250, 5.0, (0.86, 0.80), agreement=0.3)
-    assert embeddings.shortfall(poor) == "cosine mean 0.86 < 0.99, cosine p5 0.8 < 0.95: below the fidelity floor"
+    assert embeddings.shortfall(poor.judged) == \
+        "cosine mean 0.86 < 0.99, cosine p5 0.8 < 0.95: below the fidelity floor"

@@ -3,29 +3,32 @@
 from __future__ import annotations
 
 from edgekiln.compiler.evaluate.criterion import Criterion
-from edgekiln.compiler.search.choose import MARGINS, Evidence, Row, decide, evidence_for, pick
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.choose import MARGINS, Evidence, decide, evidence_for, pick
+from tests.choice_rule import candidate_row
 
 FLOOR = Criterion()
 RPI4 = Evidence("estimate", "rpi4")
 
 
 def row(name: str, host: float | None, estimate: float | None, size: int, sqnr: float | None = 45.0,
-        device: float | None = None) -> Row:
+        device: float | None = None) -> Candidate:
     quantize = "none" if name == "float32" else "int8"
-    return Row(name, "tflite", quantize, size, host, 10, sqnr, 1.0, estimate_ms=estimate, device_p50_ms=device)
+    return candidate_row(name, "tflite", quantize, size, host, 10, sqnr, 1.0, estimate_ms=estimate,
+                         device_p50_ms=device)
 
 
-def host_fast_float_table() -> list[Row]:
+def host_fast_float_table() -> list[Candidate]:
     """Host timings favour float (an AVX2 host without VNNI); the Pi estimate favours int8 (2.7x)."""
     return [row("float32", 1.49, 46.0, 4000, None), row("int8", 1.65, 17.0, 1000)]
 
 
 def test_the_same_table_ships_int8_for_rpi4_and_float_for_x86_64():
     rows = host_fast_float_table()
-    for_pi = evidence_for(rows, "rpi4", "aarch64", "x86_64", has_estimate=True)
+    for_pi = evidence_for([r.timings for r in rows], "rpi4", "aarch64", "x86_64", has_estimate=True)
     assert for_pi.kind == "estimate" and for_pi.warning is None
     assert decide(rows, FLOOR, rows[0], for_pi).chosen.name == "int8"
-    for_x86 = evidence_for(rows, "x86-64", "x86_64", "x86_64", has_estimate=False)
+    for_x86 = evidence_for([r.timings for r in rows], "x86-64", "x86_64", "x86_64", has_estimate=False)
     assert for_x86.kind == "host" and for_x86.warning is None
     assert decide(rows, FLOOR, rows[0], for_x86).chosen.name == "float32"
 
@@ -42,18 +45,18 @@ def test_the_decision_line_names_the_evidence_and_what_host_timing_would_have_ch
 
 def test_device_timings_beat_the_estimate_and_the_estimate_beats_host_timing():
     rows = [row("float32", 1.0, 46.0, 4000, None, device=30.0), row("int8", 0.5, 17.0, 1000, device=40.0)]
-    evidence = evidence_for(rows, "rpi4", "aarch64", "x86_64", has_estimate=True)
+    evidence = evidence_for([r.timings for r in rows], "rpi4", "aarch64", "x86_64", has_estimate=True)
     assert evidence.kind == "device"
     assert pick(rows, FLOOR, rows[0], evidence).chosen.name == "float32"  # the device measured int8 slower
     one_untimed = [rows[0], row("int8", 0.5, 17.0, 1000)]
-    assert evidence_for(one_untimed, "rpi4", "aarch64", "x86_64", True).kind == "estimate"
+    assert evidence_for([r.timings for r in one_untimed], "rpi4", "aarch64", "x86_64", True).kind == "estimate"
     # Device timings decide even for a target of the host's own arch.
-    assert evidence_for(rows, "x86-64", "x86_64", "x86_64", False).kind == "device"
+    assert evidence_for([r.timings for r in rows], "x86-64", "x86_64", "x86_64", False).kind == "device"
 
 
 def test_a_target_without_estimate_figures_falls_back_to_host_timing_with_a_warning():
     rows = [row("float32", 1.0, None, 4000, None), row("int8", 0.5, None, 1000)]
-    evidence = evidence_for(rows, "jetson-nano", "aarch64", "x86_64", has_estimate=False)
+    evidence = evidence_for([r.timings for r in rows], "jetson-nano", "aarch64", "x86_64", has_estimate=False)
     assert evidence.kind == "host"
     assert evidence.warning and "jetson-nano (aarch64) has no estimate figures" in evidence.warning
     assert "x86_64 host" in evidence.warning

@@ -23,8 +23,9 @@ from edgekiln.compiler.graph import load
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search import onnx as onnx_builder
-from edgekiln.compiler.search.candidates import Built, plan
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
+from edgekiln.compiler.search.variants import plan
 
 HELD_BACK = 32
 
@@ -45,7 +46,7 @@ def _model() -> onnx.ModelProto:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def _build(tmp_path: Path, calibration: str) -> dict[str, Built]:
+def _build(tmp_path: Path, calibration: str) -> dict[str, Candidate]:
     (tmp_path / "m.onnx").write_bytes(_model().SerializeToString())
     x = np.random.default_rng(1).normal(size=(64 + HELD_BACK, 3, 32, 32)).astype(np.float32)
     x[0, 0, 5, 5] = x[1, 1, 9, 20] = 200.0  # outliers in two calibration samples only
@@ -54,7 +55,7 @@ def _build(tmp_path: Path, calibration: str) -> dict[str, Built]:
     judge = Judge.for_build(Reference(graph), Datasets(calib, held, None), 1, None)
     ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "onnx", "onnx"), calib, judge, Criterion(), tmp_path,
                        True, calibration, "uint8")
-    return {b.candidate.name: b for b in onnx_builder.build(ctx).built}
+    return {b.variant.name: b for b in onnx_builder.build(ctx).built}
 
 
 def test_a_clipping_method_wins_over_outliers_and_the_refinements_use_it(tmp_path: Path) -> None:
@@ -105,6 +106,6 @@ def test_a_cnn_gets_no_fused_candidate_and_no_optimizer_run(tmp_path: Path) -> N
     judge = Judge.for_build(Reference(graph), Datasets(calib, calib, None), 1, None)
     ctx = BuildContext(graph, "onnx", planned, calib, judge, Criterion(), tmp_path / "work", True, "auto", "uint8")
     ctx.workdir.mkdir()
-    names = [b.candidate.name for b in onnx_builder.build(ctx).built]
+    names = [b.variant.name for b in onnx_builder.build(ctx).built]
     assert names == ["float32", "dynamic"]
     assert not list(ctx.workdir.rglob("onnx_optimizer")) and not list(ctx.workdir.rglob("*fused*"))

@@ -40,7 +40,7 @@ def test_the_table_the_rule_and_the_tuning_name_the_cosine_floor(by_cosine):
     assert block["data"]["tuned_on"].endswith(f"by fidelity ({floor})")
     rows = block["candidates"]
     assert len(rows) > 2 and all(0 < r["cosine_p5"] <= r["cosine_mean"] <= 1.000001 for r in rows), rows
-    assert [r.cosine_mean for r in by_cosine.rows] == [r["cosine_mean"] for r in rows]
+    assert [r.judged.cosine_mean for r in by_cosine.table] == [r["cosine_mean"] for r in rows]
 
 
 def test_rows_below_the_cosine_floor_are_not_chosen_and_say_so(tmp_path):

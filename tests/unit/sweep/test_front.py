@@ -9,25 +9,35 @@ import numpy as np
 import pytest
 
 from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import SIZE_MARGIN, Evidence
 from edgekiln.compiler.sweep import front
-from edgekiln.compiler.sweep.front import Scored
+from tests.choice_rule import candidate_row
+
+# Points with labels: quality is the accuracy, the budget is a 1-point drop, latency the host p50.
+AXES = front.Axes(Criterion(max_drop=1.0), True, Evidence("host"))
 
 
-def _random_points(seed: int, n: int) -> list[Scored]:
+def point(name: str, latency: float, accuracy: float, size: int, within: bool) -> Candidate:
+    return candidate_row(name, "tflite", "int8", size, latency, accuracy=accuracy,
+                         accuracy_drop=0.5 if within else 2.0)
+
+
+def _random_points(seed: int, n: int) -> list[Candidate]:
     rng = np.random.default_rng(seed)
     # few distinct values, so that ties (equal on one or more axes) occur
-    return [Scored(f"p{i}", float(rng.integers(1, 6)), float(rng.integers(90, 95)), int(rng.integers(1, 5)) * 1000,
-                   bool(rng.random() < 0.7)) for i in range(n)]
+    return [point(f"p{i}", float(rng.integers(1, 6)), float(rng.integers(90, 95)), int(rng.integers(1, 5)) * 1000,
+                  bool(rng.random() < 0.7)) for i in range(n)]
 
 
-def _brute_front(points: list[Scored]) -> set[str]:
+def _brute_front(points: list[Candidate]) -> set[str]:
     keep = set()
     for p in points:
         beaten = False
         for q in points:
-            no_worse = (q.latency_ms <= p.latency_ms, q.quality >= p.quality, q.bytes <= p.bytes)
-            better = (q.latency_ms < p.latency_ms, q.quality > p.quality, q.bytes < p.bytes)
+            lp, lq, ap, aq = p.timings.host_p50_ms, q.timings.host_p50_ms, p.judged.accuracy, q.judged.accuracy
+            no_worse = (lq <= lp, aq >= ap, q.bytes <= p.bytes)
+            better = (lq < lp, aq > ap, q.bytes < p.bytes)
             beaten |= all(no_worse) and any(better)
         if not beaten:
             keep.add(p.name)
@@ -37,34 +47,34 @@ def _brute_front(points: list[Scored]) -> set[str]:
 @pytest.mark.parametrize("seed", range(30))
 def test_the_front_is_the_brute_force_non_dominated_set(seed: int) -> None:
     points = _random_points(seed, 12)
-    assert front.front(points) == _brute_front(points)
-    on = [p for p in points if p.name in front.front(points)]
-    assert not any(front.dominates(a, b) for a, b in itertools.permutations(on, 2))
+    assert front.front(points, AXES) == _brute_front(points)
+    on = [p for p in points if p.name in front.front(points, AXES)]
+    assert not any(front.dominates(a, b, AXES) for a, b in itertools.permutations(on, 2))
 
 
 @pytest.mark.parametrize("seed", range(30))
 def test_the_chosen_point_is_the_fastest_within_budget_or_a_smaller_one_within_the_noise(seed: int) -> None:
     points = _random_points(seed, 12)
-    evidence = Evidence("host")
-    chosen = front.choose(points, evidence)
-    eligible = [p for p in points if p.within_budget]
+    evidence = AXES.evidence
+    chosen = front.choose(points, AXES)
+    eligible = [p for p in points if p.judged.accuracy_drop == 0.5]
     if not eligible:
         assert chosen is None
         return
-    assert chosen is not None and chosen.within_budget
-    fastest = min(p.latency_ms for p in eligible)
-    assert chosen.latency_ms <= fastest * evidence.margin
-    close = [p for p in eligible if p.latency_ms <= fastest * evidence.margin]
+    assert chosen is not None and chosen in eligible
+    fastest = min(p.timings.host_p50_ms for p in eligible)
+    assert chosen.timings.host_p50_ms <= fastest * evidence.margin
+    close = [p for p in eligible if p.timings.host_p50_ms <= fastest * evidence.margin]
     assert chosen.bytes <= min(p.bytes for p in close) * SIZE_MARGIN
 
 
 def test_a_smaller_point_within_the_noise_wins_over_the_fastest() -> None:
-    fast_big = Scored("big", 1.00, 95.0, 4000, True)
-    near_small = Scored("small", 1.04, 95.0, 1000, True)  # 4 % slower: within the host margin of 5 %
-    far_small = Scored("far", 1.20, 95.0, 500, True)
-    assert front.choose([fast_big, near_small, far_small], Evidence("host")).name == "small"
-    assert front.choose([fast_big, far_small], Evidence("host")).name == "big"
-    assert front.choose([Scored("over", 0.5, 80.0, 10, False)], Evidence("host")) is None
+    fast_big = point("big", 1.00, 95.0, 4000, True)
+    near_small = point("small", 1.04, 95.0, 1000, True)  # 4 % slower: within the host margin of 5 %
+    far_small = point("far", 1.20, 95.0, 500, True)
+    assert front.choose([fast_big, near_small, far_small], AXES).name == "small"
+    assert front.choose([fast_big, far_small], AXES).name == "big"
+    assert front.choose([point("over", 0.5, 80.0, 10, False)], AXES) is None
 
 
 def test_quality_and_budget_read_accuracy_when_labelled_else_the_fidelity_floor() -> None:

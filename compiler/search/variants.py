@@ -1,8 +1,9 @@
 """The variants a build considers, as data, and which of them a build plans (pure logic, no TensorFlow).
 
-CANDIDATES lists, per artifact format, every variant its builder can make; `plan` picks the ones a
+VARIANTS lists, per artifact format, every variant its builder can make; `plan` picks the ones a
 --quantize mode asks for and says why each other one is not built. A format's builder (search/select.py
-BUILDERS) returns one Built per planned candidate; another format adds a row here and a builder there.
+BUILDERS) returns one Candidate (search/candidate.py) per planned variant; another format adds a row here
+and a builder there.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from edgekiln.compiler.recipe import Quantize
 
 
 @dataclass(frozen=True)
-class Candidate:
+class Variant:
     """One variant: artifact format, number format, and the int8 refinements it uses.
 
     rewrites: exact rewrites (BN folding, equalisation) and bias correction on the Keras model first.
@@ -35,15 +36,15 @@ class Candidate:
     fused: bool = False
 
 
-CANDIDATES: dict[str, tuple[Candidate, ...]] = {
+VARIANTS: dict[str, tuple[Variant, ...]] = {
     "tflite": (
-        Candidate("float32", "tflite", Quantize.none),
-        Candidate("float16", "tflite", Quantize.float16),
-        Candidate("dynamic", "tflite", Quantize.dynamic),
-        Candidate("int8", "tflite", Quantize.int8),
-        Candidate("int8+rewrites", "tflite", Quantize.int8, rewrites=True, tune_calibration=True),
-        Candidate("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
-        Candidate("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
+        Variant("float32", "tflite", Quantize.none),
+        Variant("float16", "tflite", Quantize.float16),
+        Variant("dynamic", "tflite", Quantize.dynamic),
+        Variant("int8", "tflite", Quantize.int8),
+        Variant("int8+rewrites", "tflite", Quantize.int8, rewrites=True, tune_calibration=True),
+        Variant("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
+        Variant("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
     ),
     # onnxruntime QDQ: "int8" uses the target's activation type and min/max; "int8+calibration" the most
@@ -52,14 +53,14 @@ CANDIDATES: dict[str, tuple[Candidate, ...]] = {
     # "fused" / "fused+dynamic": float32 / dynamic int8 of onnxruntime's transformer-optimized graph (encoders
     # only, and only when a fusion fires).
     "onnx": (
-        Candidate("float32", "onnx", Quantize.none),
-        Candidate("dynamic", "onnx", Quantize.dynamic),
-        Candidate("fused", "onnx", Quantize.none, fused=True),
-        Candidate("fused+dynamic", "onnx", Quantize.dynamic, fused=True),
-        Candidate("int8", "onnx", Quantize.int8),
-        Candidate("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
-        Candidate("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
-        Candidate("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
+        Variant("float32", "onnx", Quantize.none),
+        Variant("dynamic", "onnx", Quantize.dynamic),
+        Variant("fused", "onnx", Quantize.none, fused=True),
+        Variant("fused+dynamic", "onnx", Quantize.dynamic, fused=True),
+        Variant("int8", "onnx", Quantize.int8),
+        Variant("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
+        Variant("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
+        Variant("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
     ),
 }
 BASELINE = "float32"
@@ -77,6 +78,28 @@ PLANS: dict[Quantize, tuple[str, ...]] = {
 }
 
 
+def quantize_of(name: str) -> Quantize:
+    """A variant's number format by its name (a table row's "format:" prefix ignored), e.g. int8+rewrites: int8;
+    ValueError for a name that is neither a variant nor a number format."""
+    bare = name.split(":")[-1]
+    known = {v.name: v.quantize for variants in VARIANTS.values() for v in variants}
+    return known[bare] if bare in known else Quantize(bare)
+
+
+def variant_named(name: str, model_format: str, quantize: str | None = None) -> Variant:
+    """The catalogue's variant of that name in that format (a table row read back); else (a sweep point's format
+    axis "auto", a test's made-up row) one of that name with the number format given or implied by the name."""
+    bare = name.split(":")[-1]
+    found = [v for v in VARIANTS.get(model_format, ()) if v.name == bare]
+    if found:
+        return found[0]
+    try:
+        number = quantize_of(bare)
+    except ValueError:  # a made-up name: the number format given
+        number = Quantize(quantize or "none")
+    return Variant(bare, model_format, number)
+
+
 # What onnx2tf can make from an ONNX source (one run, min/max int8): the refinements need the Keras path.
 ONNX2TF_ONLY = "onnx2tf (ONNX -> TFLite) writes float32, float16, dynamic and plain min/max int8 only"
 NEEDS_CALIBRATION = "needs calibration data (--calib)"
@@ -86,7 +109,7 @@ NEEDS_CALIBRATION = "needs calibration data (--calib)"
 class Plan:
     """The candidates of one format a build makes, baseline first, and why each other wanted one is not made."""
 
-    build: tuple[Candidate, ...]
+    build: tuple[Variant, ...]
     not_built: dict[str, str] = field(default_factory=dict)
 
 
@@ -99,7 +122,7 @@ def plan(quantize: Quantize, model_format: str, source: str = "keras", calibrate
     only: just this variant, and what it is built from (plain int8 for an int8 refinement), e.g. the
     unpruned reference of a pruned build made the way the shipped variant was.
     """
-    wanted = [c for c in CANDIDATES[model_format] if c.name in (BASELINE, *PLANS[quantize])]
+    wanted = [c for c in VARIANTS[model_format] if c.name in (BASELINE, *PLANS[quantize])]
     if only is not None:
         wanted = [c for c in wanted if c.name in (BASELINE, only) or (c.name == "int8" and only.startswith("int8"))]
     build, not_built = [], {}
@@ -112,7 +135,7 @@ def plan(quantize: Quantize, model_format: str, source: str = "keras", calibrate
     return Plan(tuple(build), not_built)
 
 
-def _not_buildable(c: Candidate, source: str, calibrated: bool, activation_type: str) -> str:
+def _not_buildable(c: Variant, source: str, calibrated: bool, activation_type: str) -> str:
     if c.quantize is Quantize.int8 and not calibrated:
         return NEEDS_CALIBRATION
     if (source, c.format) == ("onnx", "tflite") and (c.rewrites or c.tune_calibration or c.fallback):
@@ -120,24 +143,6 @@ def _not_buildable(c: Candidate, source: str, calibrated: bool, activation_type:
     if c.activation and c.activation == activation_type:
         return f"{c.activation} activations are the target's: this is plain int8"
     return ""
-
-
-@dataclass(frozen=True)
-class Built:
-    """A built candidate (model None = not built; notes say why) and what went into it.
-
-    timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
-    layouts: tensor name -> {"source", "compiled", "perm", "source_shape"} for inputs/outputs whose layout the
-        converter changed (compiled = source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
-    details: facts for the manifest's `quantization` section (converter, activation type, calibration, ...).
-    """
-
-    candidate: Candidate
-    model: bytes | None
-    notes: tuple[str, ...] = ()
-    details: dict = field(default_factory=dict)
-    timed_as: bytes | None = None
-    layouts: dict = field(default_factory=dict)
 
 
 def as_conversion_error(exc: BaseException) -> EdgekilnError:
