@@ -45,7 +45,7 @@ def tflite_bytes(name: str, dtype: str, cache_dir: Path) -> bytes:
 
 
 def _convert(name: str) -> dict[str, bytes]:
-    from edgekiln.compiler.emit import tflite
+    from edgekiln.compiler.emit import tflite_convert
     from edgekiln.compiler.model_inputs import Dataset
     from edgekiln.compiler.recipe import Quantize
     from edgekiln.compiler.tf_env import import_keras
@@ -58,8 +58,8 @@ def _convert(name: str) -> dict[str, bytes]:
         model.export(work, verbose=False)
         samples = np.random.default_rng(SEED).uniform(-1, 1, (CALIBRATION_SAMPLES, 224, 224, 3))
         calib = Dataset({_input_name(work): samples.astype(np.float32)}, None, "random")
-        return {"float32": tflite.convert(Path(work), Quantize.none, None, int8_io=True),
-                "int8": tflite.convert(Path(work), Quantize.int8, calib, int8_io=True)}
+        return {"float32": tflite_convert.convert(Path(work), Quantize.none, None, int8_io=True),
+                "int8": tflite_convert.convert(Path(work), Quantize.int8, calib, int8_io=True)}
 
 
 def _input_name(saved_model_dir: str) -> str:

@@ -68,8 +68,8 @@ def main() -> None:
                         eval=str(samples / "mnist_eval.npz"), output=f"{work}/b", bench_runs=20)
         manifest = build(recipe).manifest
         model_bytes = (Path(work) / "b" / "model.tflite").read_bytes()
-        from edgekiln.compiler.emit.tflite import convert
-        from edgekiln.compiler.graph.keras import load
+        from edgekiln.compiler.emit.tflite_convert import convert
+        from edgekiln.compiler.graph.keras_graph import load
         from edgekiln.compiler.recipe import Quantize
 
         float_bytes = convert(load(args.model, "keras", Path(work)).saved_model_dir, Quantize.none, None)

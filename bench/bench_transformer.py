@@ -113,8 +113,8 @@ def bundle_row(label: str, bundle: Path, ids: np.ndarray) -> Row:
 
 def float_onnx(work: Path) -> tuple[Any, bytes]:
     """The Keras source as edgekiln loads it, and its tf2onnx export (batch 1, opset 17) as edgekiln makes it."""
-    from edgekiln.compiler.emit.onnx import keras_to_onnx
-    from edgekiln.compiler.graph.keras import load
+    from edgekiln.compiler.emit.onnx_convert import keras_to_onnx
+    from edgekiln.compiler.graph.keras_graph import load
 
     graph = load(MODEL, "keras", work)
     return graph, keras_to_onnx(graph, 1)

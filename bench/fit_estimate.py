@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.anchor_models import ARCHITECTURES, tflite_bytes  # noqa: E402
 from edgekiln.compiler.analyze.graph_stats import OpRecord  # noqa: E402
-from edgekiln.compiler.analyze.tflite import tflite_stats  # noqa: E402
+from edgekiln.compiler.analyze.tflite_stats import tflite_stats  # noqa: E402
 from edgekiln.compiler.device.estimate import predict_ms  # noqa: E402
 from edgekiln.targets import Anchor, Estimate  # noqa: E402
 

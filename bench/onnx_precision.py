@@ -28,9 +28,9 @@ from edgekiln.compiler.evaluate.judge import Judge  # noqa: E402
 from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
 from edgekiln.compiler.evaluate.timing import host_cpu, host_isa  # noqa: E402
 from edgekiln.compiler.graph import load  # noqa: E402
-from edgekiln.compiler.graph.onnx import open_session  # noqa: E402
+from edgekiln.compiler.graph.onnx_graph import open_session  # noqa: E402
 from edgekiln.compiler.recipe import Quantize, Recipe  # noqa: E402
-from edgekiln.compiler.search import onnx as onnx_builder  # noqa: E402
+from edgekiln.compiler.search import onnx_builder  # noqa: E402
 from edgekiln.compiler.search.context import BuildContext  # noqa: E402
 from edgekiln.compiler.search.variants import plan  # noqa: E402
 

@@ -18,7 +18,7 @@ import numpy as np
 from edgekiln import runtime
 from edgekiln.compiler import report
 from edgekiln.compiler.device import compat
-from edgekiln.compiler.errors import BundleError
+from edgekiln.compiler.errors import OutputError
 from edgekiln.compiler.manifest import MODEL_FILES, dumps
 from edgekiln.compiler.paths import creatable
 
@@ -43,11 +43,11 @@ class BundleContents:
 def check_writable(output: Path, force: bool) -> None:
     """Fail before any work if the output exists and may not be replaced, or cannot be created."""
     if output.exists() and not force:
-        raise BundleError(f"output {output} already exists", "pass --force to replace it, or choose another -o")
+        raise OutputError(f"output {output} already exists", "pass --force to replace it, or choose another -o")
     if output.exists() and not (output / "manifest.json").is_file():
-        raise BundleError(f"output {output} exists and is not a bundle; refusing to replace it",
+        raise OutputError(f"output {output} exists and is not a bundle; refusing to replace it",
                           "remove it yourself or choose another -o")
-    creatable(output, "output", BundleError)  # e.g. -o some_file/sub, or a read-only folder
+    creatable(output, "output", OutputError)  # e.g. -o some_file/sub, or a read-only folder
 
 
 def write(output: Path, contents: BundleContents, force: bool = False) -> Path:
@@ -57,13 +57,13 @@ def write(output: Path, contents: BundleContents, force: bool = False) -> Path:
         output.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
     except OSError as exc:  # the folder changed since the check at the start of the build
-        raise BundleError(f"cannot create output {output}: {exc.strerror}", "choose another -o") from None
+        raise OutputError(f"cannot create output {output}: {exc.strerror}", "choose another -o") from None
     try:
         _fill(staging, contents)
         _swap_in(staging, output)
     except OSError as exc:  # disk full, the folder removed under us: nothing is left half-written
         shutil.rmtree(staging, ignore_errors=True)
-        raise BundleError(f"cannot write the bundle {output}: {exc.strerror or exc}",
+        raise OutputError(f"cannot write the bundle {output}: {exc.strerror or exc}",
                           "check the free space and the folder, then build again") from None
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -94,7 +94,7 @@ class KerasKit:
                                                           "than the re-fitted one"})}
 
     def export(self, model: Any, workdir: Path) -> Any:
-        from edgekiln.compiler.graph import keras as keras_graph
+        from edgekiln.compiler.graph import keras_graph
 
         return keras_graph.from_model(model, workdir / "pruned_saved_model", self.graph.source_format,
                                       "the slimmed encoder")
@@ -132,7 +132,7 @@ class OnnxKit:
         return vector_output(model, dataset.inputs)
 
     def export(self, model: Any, workdir: Path) -> Any:
-        from edgekiln.compiler.graph import onnx as onnx_graph
+        from edgekiln.compiler.graph import onnx_graph
 
         path = workdir / "pruned.onnx"
         path.write_bytes(model.SerializeToString())
@@ -163,7 +163,7 @@ def _prunable(names: list[str], blocked: dict[str, str]) -> list[str]:
 
 
 def kit_for(graph: Any, calib: Dataset) -> Kit:
-    from edgekiln.compiler.graph import onnx as onnx_graph
+    from edgekiln.compiler.graph import onnx_graph
 
     if isinstance(graph, onnx_graph.OnnxGraph):
         return OnnxKit(graph, calib.inputs)

@@ -37,7 +37,7 @@ class TargetError(EdgekilnError):
     """Unknown target, bad target file, or a bundle that cannot run on the target."""
 
 
-class BundleError(EdgekilnError):
+class OutputError(EdgekilnError):
     """The output bundle cannot be written (exists, not writable)."""
 
 

@@ -110,7 +110,7 @@ def _tolerance(model: Model, selection: Selection, quality: dict) -> tuple[float
     """
     steps = [2 * o.scale for o in model.outputs if o.scale > 0]
     if not steps and selection.format == "onnx" and selection.model != selection.baseline:
-        from edgekiln.compiler.analyze.onnx import output_steps
+        from edgekiln.compiler.analyze.onnx_stats import output_steps
 
         steps = [2 * step for step in output_steps(selection.model).values()]
     dynamic = selection.shipped.variant.quantize is Quantize.dynamic

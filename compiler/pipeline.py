@@ -25,7 +25,7 @@ from edgekiln.compiler.measure import check_cosine_floor, measure_all
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search import formats
-from edgekiln.compiler.search.on_device import Racer
+from edgekiln.compiler.search.on_device import DeviceTimer
 from edgekiln.compiler.search.select import FormatPlan, Selection, select
 from edgekiln.targets import Target, TargetFileError
 
@@ -39,7 +39,7 @@ class BuildResult:
     warnings: tuple[str, ...]
 
 
-def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Racer | None = None) -> BuildResult:
+def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: DeviceTimer | None = None) -> BuildResult:
     """Compile recipe.source into a bundle at recipe.output; every stage is one call.
     racer (build --device): times the eligible candidates on the device, whose table the choice reads."""
     check_paths(recipe)                                    # the files named exist, before any work
@@ -107,7 +107,7 @@ class Search:
     data: Datasets
     work: Path
     reference: Reference  # the source model's outputs; a pruned graph gets its own
-    racer: Racer | None = None
+    racer: DeviceTimer | None = None
 
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]

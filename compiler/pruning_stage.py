@@ -24,9 +24,7 @@ from edgekiln.compiler import Progress, encoder_slimming
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.encoder_slimming import keras_output
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.graph import keras as keras_graph
-from edgekiln.compiler.graph import keras_prune, keras_recover, onnx_prune, onnx_recover
-from edgekiln.compiler.graph import onnx as onnx_graph
+from edgekiln.compiler.graph import keras_graph, keras_prune, keras_recover, onnx_graph, onnx_prune, onnx_recover
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan

@@ -1,6 +1,7 @@
 """The records of a compiled model's static facts: each op (OpRecord) and the whole graph (GraphStats).
 
-Their own module, below the per-format readers (onnx.py, tflite.py) and the `stats` dispatch that calls them.
+Their own module, below the per-format readers (onnx_stats.py, tflite_stats.py) and the `stats` dispatch that
+calls them.
 """
 
 from __future__ import annotations

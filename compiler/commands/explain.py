@@ -4,8 +4,8 @@ It builds only what the diagnosis needs, through the same builders a build uses:
 the converter's plain int8 model (min/max calibration), measured side by side through the runtime, and
 the diagnosis of the int8 model. Keras and SavedModel sources: TFLite's per-layer debugger, how XNNPACK
 partitions the int8 graph, and the rewrites that apply. ONNX sources: onnxruntime's QDQ int8 in the
-target's activation type, its nodes ranked by the error they add (diagnose/onnx.py); on an ARM target
-this x86 host times the int8 model as its u8s8 twin (search/onnx.py TWIN_NOTE). No bundle is written.
+target's activation type, its nodes ranked by the error they add (diagnose/onnx_diagnosis.py); on an ARM target
+this x86 host times the int8 model as its u8s8 twin (search/onnx_builder.py TWIN_NOTE). No bundle is written.
 """
 
 from __future__ import annotations

@@ -94,7 +94,7 @@ def _variant_line(q: dict) -> str:
 
 
 def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
-    from edgekiln.compiler.analyze.tflite import tflite_stats
+    from edgekiln.compiler.analyze.tflite_stats import tflite_stats
     from edgekiln.runtime import Model
 
     try:
@@ -112,8 +112,8 @@ def _inspect_onnx(path: Path, input_shapes: dict | None = None) -> None:
     static facts."""
     import tempfile
 
-    from edgekiln.compiler.analyze.onnx import onnx_stats
-    from edgekiln.compiler.graph import onnx as onnx_graph
+    from edgekiln.compiler.analyze.onnx_stats import onnx_stats
+    from edgekiln.compiler.graph import onnx_graph
     from edgekiln.runtime import Model
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
@@ -135,14 +135,13 @@ def _inspect_onnx(path: Path, input_shapes: dict | None = None) -> None:
 def _inspect_source(path: Path, unsafe: bool) -> None:
     import tempfile
 
-    from edgekiln.compiler.emit import tflite
-    from edgekiln.compiler.graph import detect_format
-    from edgekiln.compiler.graph import keras as keras_graph
+    from edgekiln.compiler.emit import tflite_convert
+    from edgekiln.compiler.graph import detect_format, keras_graph
     from edgekiln.compiler.recipe import Quantize
 
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
         graph = keras_graph.load(path, detect_format(path), Path(work), unsafe=unsafe)
-        float_bytes = tflite.convert(graph.saved_model_dir, Quantize.none, None)
+        float_bytes = tflite_convert.convert(graph.saved_model_dir, Quantize.none, None)
     console.print(f"source {path} ({graph.source_format}), {graph.params:,} params; as float32 TFLite:")
     _inspect_model_bytes(path.name, float_bytes)
 

@@ -23,12 +23,11 @@ from rich.table import Table
 from edgekiln.compiler.console import console
 from edgekiln.compiler.data import check_label_range, in_model_types, load_data
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
-from edgekiln.compiler.graph import detect_format
-from edgekiln.compiler.graph import keras as keras_graph
+from edgekiln.compiler.graph import detect_format, keras_graph
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.paths import existing, writable_file
 from edgekiln.compiler.prune import encoder_scan, groups, importance, sensitivity
-from edgekiln.compiler.prune.driver import Scorer
+from edgekiln.compiler.prune.driver import PruningJudge
 from edgekiln.compiler.pruning_stage import KerasSubject
 from edgekiln.compiler.text import TEXT_SUFFIXES
 from edgekiln.runtime import jsonsafe
@@ -63,7 +62,7 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
         subject = KerasSubject(graph.keras_model, None)
         analysis = subject.analysis
         scores = importance.group_scores(analysis, criterion)
-        judge = Scorer(subject, next(iter(dataset.inputs.values()))[:samples],
+        judge = PruningJudge(subject, next(iter(dataset.inputs.values()))[:samples],
                       None if dataset.labels is None else dataset.labels[:samples])
         result = sensitivity.scan(analysis, scores, judge.masked_score, tuple(ratios or sensitivity.SCAN_RATIOS),
                                   judge.metric, len(judge.x))
@@ -105,7 +104,7 @@ def _report_encoder(encoder: encoder_scan.EncoderScan, model_path: Path, json_ou
 def _scan_onnx(model_path: Path, data_path: Path, samples: int, tokenizer: Path | None, seq_len: int | None,
                work: Path) -> encoder_scan.EncoderScan:
     """An ONNX encoder (torch.onnx's attention pattern) scanned in onnxruntime; any other ONNX model refused."""
-    from edgekiln.compiler.graph import onnx as onnx_graph
+    from edgekiln.compiler.graph import onnx_graph
     from edgekiln.compiler.graph.onnx_attention import attention_layers
 
     graph = onnx_graph.load(model_path, work, batch=min(samples, 64),

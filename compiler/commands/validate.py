@@ -20,7 +20,7 @@ from edgekiln.compiler.errors import ValidationError
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Validation:
     """The runtime's report, where it ran, and lines describing that environment."""
 
     report: dict
@@ -28,25 +28,25 @@ class Outcome:
     facts: tuple[str, ...] = ()
 
 
-def run_validation(bundle: Path, emulate: str | None, progress: Progress = lambda stage: None) -> Outcome:
+def run_validation(bundle: Path, emulate: str | None, progress: Progress = lambda stage: None) -> Validation:
     """Run the bundle's runtime validation on this host or an emulated target; print nothing."""
     if not (bundle / "manifest.json").is_file():
         raise ValidationError(f"{bundle} is not a bundle: it has no manifest.json",
                               "pass the directory `edgekiln build -o` wrote")
     if emulate is None:
         progress("Running `python -m runtime validate` on this host")
-        return Outcome(_validate_on_host(bundle), "this host", (f"validated on this host with {sys.executable}",))
+        return Validation(_validate_on_host(bundle), "this host", (f"validated on this host with {sys.executable}",))
     from edgekiln.compiler.emulate import validate_emulated
     from edgekiln.compiler.emulate.run import environment_facts
 
     run = validate_emulated(bundle, emulate, progress)
     installed = [*run.site.wheels, *(f"{pin} (apt)" for pin in run.site.from_apt)]
-    return Outcome(run.report, f"emulated {run.target.name}",
+    return Validation(run.report, f"emulated {run.target.name}",
                    (f"emulated {environment_facts(run)}",
                     f"installed from requirements.txt: {', '.join(installed)}"))
 
 
-def report(outcome: Outcome) -> None:
+def report(outcome: Validation) -> None:
     """Print the outcome; raise ValidationError (exit 1) unless every golden sample passed."""
     for line in outcome.facts:
         console.print(line)

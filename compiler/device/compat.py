@@ -124,7 +124,7 @@ def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
     if model_format == "onnx":
         check_contrib_ops(target, model_bytes)
         return
-    from edgekiln.compiler.analyze.tflite import opcode_versions
+    from edgekiln.compiler.analyze.tflite_stats import opcode_versions
 
     pin = interpreter_pin(target, model_format)
     table = _data("op_versions").get(pin)
@@ -216,7 +216,7 @@ def check_memory(target: Target, model_bytes: int, arena_bytes: int, model_forma
 def arena_bytes(model_format: str, model_bytes: bytes) -> int:
     """Activation-memory upper bound of an artifact of either format."""
     if model_format == "onnx":
-        from edgekiln.compiler.analyze.onnx import onnx_arena_bytes
+        from edgekiln.compiler.analyze.onnx_stats import onnx_arena_bytes
 
         return onnx_arena_bytes(model_bytes)
     return tflite_arena_bytes(model_bytes)
@@ -224,7 +224,7 @@ def arena_bytes(model_format: str, model_bytes: bytes) -> int:
 
 def tflite_arena_bytes(model_bytes: bytes) -> int:
     """Upper bound of the activation memory: the bytes of every non-constant tensor at batch 1."""
-    from edgekiln.compiler.analyze.tflite import open_litert
+    from edgekiln.compiler.analyze.tflite_stats import open_litert
 
     interp = open_litert(model_bytes)
     ops = interp._get_ops_details()  # noqa: SLF001

@@ -1,4 +1,4 @@
-"""One layer's int8 error (LayerError): what the per-layer diagnosis (tflite.py) finds and causes.py reads."""
+"""One layer's int8 error (LayerError): what the per-layer diagnosis (tflite_diagnosis.py) finds and causes.py reads."""
 
 from __future__ import annotations
 

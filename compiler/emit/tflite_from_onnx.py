@@ -186,7 +186,7 @@ def error_line(text: str) -> str:
 
 def check_builtin_only(model: bytes) -> None:
     """onnx2tf allows TF select (Flex) ops; LiteRT on the device cannot run them."""
-    from edgekiln.compiler.analyze.tflite import tflite_stats
+    from edgekiln.compiler.analyze.tflite_stats import tflite_stats
 
     try:
         ops = tflite_stats(model).ops

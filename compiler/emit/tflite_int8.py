@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from edgekiln.compiler.emit.tflite import conversion_error, representative
+from edgekiln.compiler.emit.tflite_convert import conversion_error, representative
 from edgekiln.compiler.errors import ConversionError, first_line
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.tf_env import import_tf, quiet_fds

@@ -36,15 +36,15 @@ def framework(source_format: str) -> str:
 
 
 def _load_keras(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int, **shapes: Any) -> Any:
-    from edgekiln.compiler.graph import keras
+    from edgekiln.compiler.graph import keras_graph
 
-    return keras.load(path, source_format, workdir, unsafe=unsafe)
+    return keras_graph.load(path, source_format, workdir, unsafe=unsafe)
 
 
 def _load_onnx(path: Path, source_format: str, workdir: Path, unsafe: bool, batch: int, **shapes: Any) -> Any:
-    from edgekiln.compiler.graph import onnx
+    from edgekiln.compiler.graph import onnx_graph
 
-    return onnx.load(path, workdir, batch=batch, **shapes)
+    return onnx_graph.load(path, workdir, batch=batch, **shapes)
 
 
 LOADERS: dict[str, Callable[..., Any]] = {"keras": _load_keras, "onnx": _load_onnx}

@@ -31,7 +31,7 @@ MHA = "MultiHeadAttention"
 
 
 @dataclass(frozen=True)
-class Block:
+class KerasBlock:
     """Encoder block k: operations [start, end) of the graph order; `entry` enters it, `exit` leaves it."""
 
     start: int
@@ -65,7 +65,7 @@ def _cuts(nodes: list[Any], model: Any) -> dict[int, Any]:
     return cuts
 
 
-def encoder_blocks(model: Any) -> list[Block]:
+def encoder_blocks(model: Any) -> list[KerasBlock]:
     """The model's encoder blocks in order, or a RecipeError saying why none can be dropped."""
     nodes = _order(model)
     cuts = _cuts(nodes, model)
@@ -85,7 +85,7 @@ def encoder_blocks(model: Any) -> list[Block]:
     blocks = []
     for start, end in zip(starts, ends, strict=True):
         entry = cuts[start - 1] if start > 0 else model.inputs[0]
-        blocks.append(Block(start, end, entry, cuts[end - 1], tuple(n.operation.name for n in nodes[start:end])))
+        blocks.append(KerasBlock(start, end, entry, cuts[end - 1], tuple(n.operation.name for n in nodes[start:end])))
     return blocks
 
 
@@ -146,7 +146,7 @@ def block_params(model: Any) -> list[int]:
     return [sum(int(layers[n].count_params()) for n in set(b.layers) if n in layers) for b in encoder_blocks(model)]
 
 
-def _rebuild(model: Any, first: Block, last: Block) -> Any:
+def _rebuild(model: Any, first: KerasBlock, last: KerasBlock) -> Any:
     """`model`'s graph re-run on fresh inputs with operations [first.start, last.end) skipped: the tensor that
     entered `first` stands for the one that left `last`."""
     keras = import_keras()
@@ -167,7 +167,7 @@ def _rebuild(model: Any, first: Block, last: Block) -> Any:
     return fresh
 
 
-def _refit_head(original: Any, shortened: Any, clone: Any, last: Block, x: np.ndarray) -> str | None:
+def _refit_head(original: Any, shortened: Any, clone: Any, last: KerasBlock, x: np.ndarray) -> str | None:
     """Least squares for the first Dense after the encoder: the shortened model's features in, the original's
     pre-activation out."""
     keras = import_keras()

@@ -260,7 +260,7 @@ def run(model: Any, feed: dict[str, np.ndarray], names: Iterable[str] = ()) -> d
     batch (64 when open; a short last chunk padded by repeating its last sample)."""
     import onnx
 
-    from edgekiln.compiler.graph.onnx import open_session
+    from edgekiln.compiler.graph.onnx_graph import open_session
 
     copy = onnx.ModelProto()
     copy.CopyFrom(model)

@@ -38,7 +38,7 @@ NO_HEAD = "none: no linear head after the encoder"
 
 
 @dataclass(frozen=True)
-class Block:
+class OnnxBlock:
     """Encoder block k: the tensor entering it, the one leaving it, and its weighted nodes (for the manifest)."""
 
     entry: str
@@ -47,7 +47,7 @@ class Block:
     query_weight: str  # its attention's Q kernel: gone once the block is dropped
 
 
-def encoder_blocks(model: Any) -> list[Block]:
+def encoder_blocks(model: Any) -> list[OnnxBlock]:
     """The encoder blocks in order, or a RecipeError saying why they cannot be told apart."""
     layers, blocked = attention_layers(model)
     if blocked:
@@ -60,7 +60,7 @@ def encoder_blocks(model: Any) -> list[Block]:
     if len(set(entries)) != len(entries):
         raise RecipeError("two attention layers read one tensor (no single residual stream between blocks)")
     exits = entries[1:] + [_last_exit(ix, entries) if len(entries) > 1 else ""]
-    return [Block(entry, end, tuple(n.name or n.output[0] for n in _between(ix, entry, end)
+    return [OnnxBlock(entry, end, tuple(n.name or n.output[0] for n in _between(ix, entry, end)
                                     if n.op_type in ("MatMul", "LayerNormalization")), a.weights[0])
             for entry, end, a in zip(entries, exits, layers, strict=True)]
 
@@ -148,7 +148,7 @@ def _copy(model: Any) -> Any:
     return copy
 
 
-def _shortened(model: Any, dropped: list[Block]) -> Any:
+def _shortened(model: Any, dropped: list[OnnxBlock]) -> Any:
     """The model with the last dropped block's exit replaced by the first one's entry wherever it is read (a graph
     output keeps its name through an Identity), and what then feeds nothing removed. `dropped`: consecutive blocks,
     the last ones (--drop-layers) or any one (`without`)."""

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.graph.onnx_graph import open_session
 from edgekiln.compiler.graph.onnx_prune import ConstWriter, attr, read_model
 from edgekiln.compiler.prune import recover as ls
 from edgekiln.compiler.prune.channels import Plan

@@ -1,6 +1,6 @@
 """What each op of a compiled model is, beside its measured time: MACs, params, weight bytes, dtype, fast path, layer.
 
-TFLite: the op records of analyze/tflite.py (the op graph in execution order, the order the profile's rows
+TFLite: the op records of analyze/tflite_stats.py (the op graph in execution order, the order the profile's rows
 have), XNNPACK's partitions from analyze/coverage.py, the Keras layer from the tensor name. ONNX: the
 source graph's nodes by name (onnxruntime's optimized graph renames some: '<node>_output_0_nchwc'); the
 kernel onnxruntime picked comes with the measured row.
@@ -33,8 +33,8 @@ class OpFacts:
 def tflite_facts(model_bytes: bytes, layer_names: list[str]) -> list[OpFacts]:
     """One OpFacts per node, in the interpreter's node order."""
     from edgekiln.compiler.analyze import coverage
-    from edgekiln.compiler.analyze.tflite import _param_count, open_litert, tflite_stats
-    from edgekiln.compiler.diagnose.tflite import layer_of
+    from edgekiln.compiler.analyze.tflite_stats import _param_count, open_litert, tflite_stats
+    from edgekiln.compiler.diagnose.tflite_diagnosis import layer_of
 
     records = tflite_stats(model_bytes).records
     interp = open_litert(model_bytes)
@@ -55,7 +55,7 @@ def tflite_facts(model_bytes: bytes, layer_names: list[str]) -> list[OpFacts]:
 def onnx_facts(model_bytes: bytes) -> dict[str, OpFacts]:
     """Node name -> OpFacts of the ONNX file's nodes, also keyed by their output tensors' names
     (onnxruntime names a node it rewrote after its output: '<tensor>_nchwc')."""
-    from edgekiln.compiler.analyze.onnx import _inferred, _macs, _shapes
+    from edgekiln.compiler.analyze.onnx_stats import _inferred, _macs, _shapes
 
     model = _inferred(model_bytes)
     shapes, constants = _shapes(model), {t.name: t for t in model.graph.initializer}

@@ -50,7 +50,7 @@ class Subject(Protocol):
         """Parameters of a model (the framework's own count)."""
 
 
-class Scorer:
+class PruningJudge:
     """Scores a model in percent: accuracy with labels, else agreement with the original model.
 
     agreement: top-1 agreement with the original outputs; for single-valued outputs, fidelity =
@@ -96,15 +96,15 @@ class Scorer:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class PruneOutcome:
     """The pruned, recovered model (None when nothing was removed) and the manifest's pruning block."""
 
     model: Any | None
     block: dict
 
 
-def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, max_drop: float, judge: Scorer,
-        progress: Progress = lambda stage: None, time_cap: float | None = None) -> Outcome:
+def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, max_drop: float, judge: PruningJudge,
+        progress: Progress = lambda stage: None, time_cap: float | None = None) -> PruneOutcome:
     """Prune `subject` at a uniform ratio or, with ratio 'auto', at searched per-group ratios.
     time_cap (--prune-time): seconds after which the auto search starts no new probe."""
     start = time.perf_counter()
@@ -119,10 +119,10 @@ def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, m
         ratios = importance.uniform(subject.analysis, float(ratio))
     plan = importance.plan_for(subject.analysis, scores, ratios, multiple)
     if not plan:
-        return Outcome(None, _block(subject, plan, ratio, criterion, subject.model, None, judge, search, start))
+        return PruneOutcome(None, _block(subject, plan, ratio, criterion, subject.model, None, judge, search, start))
     progress(f"Pruning {len(plan)} channel groups, recovering by {method}")
     pruned, facts = probes.get(ratios)
-    return Outcome(pruned, _block(subject, plan, ratio, criterion, pruned, facts, judge, search, start))
+    return PruneOutcome(pruned, _block(subject, plan, ratio, criterion, pruned, facts, judge, search, start))
 
 
 class _Probes:
@@ -132,7 +132,7 @@ class _Probes:
     removed, weights untouched) on the judging samples is not used; the facts record both scores.
     """
 
-    def __init__(self, subject: Subject, scores: dict, method: Recover, multiple: int, judge: Scorer) -> None:
+    def __init__(self, subject: Subject, scores: dict, method: Recover, multiple: int, judge: PruningJudge) -> None:
         self.subject, self.scores, self.method, self.multiple, self.judge = subject, scores, method, multiple, judge
         self.cache: dict[tuple, tuple[Any, dict]] = {}
 
@@ -161,7 +161,7 @@ class _Probes:
                                         f"{self.judge.metric}): the unrecovered weights are kept"}
 
 
-def _auto(analysis: Analysis, scores: dict, judge: Scorer, probes: _Probes, max_drop: float,
+def _auto(analysis: Analysis, scores: dict, judge: PruningJudge, probes: _Probes, max_drop: float,
           progress: Progress, deadline: float | None = None) -> tuple[dict[int, float], dict]:
     """Scan every group's sensitivity, then search the threshold plans with recovered probes."""
     progress(f"Pruning: sensitivity scan of {len(analysis.prunable)} groups x {len(sensitivity.AUTO_RATIOS)} ratios")
@@ -201,7 +201,7 @@ def _probe_recovery(probes: _Probes, ratios: dict[int, float]) -> dict:
 
 
 def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pruned: Any, facts: dict | None,
-           judge: Scorer, search: dict | None, start: float) -> dict:
+           judge: PruningJudge, search: dict | None, start: float) -> dict:
     """The manifest's pruning block."""
     analysis = subject.analysis
     before, after = cost.cost(analysis), cost.cost(analysis, plan)
@@ -224,7 +224,7 @@ def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pru
     }
 
 
-def _paired(judge: Scorer, pruned: Any) -> dict | None:
+def _paired(judge: PruningJudge, pruned: Any) -> dict | None:
     paired = judge.paired(pruned)
     return None if paired is None else paired.to_dict()
 

@@ -15,10 +15,10 @@ def judging_set(data: Datasets) -> Dataset:
     return dataset
 
 
-def scorer_for(subject: Any, data: Datasets) -> driver.Scorer:
+def scorer_for(subject: Any, data: Datasets) -> driver.PruningJudge:
     """Accuracy on labelled evaluation data; else agreement with the source on evaluation or held-back data."""
     dataset = judging_set(data)
-    return driver.Scorer(subject, next(iter(dataset.inputs.values())), dataset.labels)
+    return driver.PruningJudge(subject, next(iter(dataset.inputs.values())), dataset.labels)
 
 
 def with_data_note(block: dict, data: Datasets, unlabelled: str = "top-1 agreement with the source") -> dict:

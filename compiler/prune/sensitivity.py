@@ -113,7 +113,7 @@ class Trial:
     evidence: dict = field(default_factory=dict)
 
 
-class Measured(Protocol):
+class TrialResult(Protocol):
     """A probe's drop with its own budget test (prune/paired.PairedDrop)."""
 
     drop: float
@@ -131,7 +131,7 @@ def worth_trying(options: list[dict[int, float]], analysis: Analysis, scores: di
     return [o for o, r in zip(options, removed, strict=True) if r >= min_gain * base]
 
 
-def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], float | Measured], budget: float,
+def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], float | TrialResult], budget: float,
            analysis: Analysis, scores: dict, max_trials: int = 8, multiple: int = 1,
            deadline: float | None = None, progress: Callable[[str], None] = lambda line: None,
            ) -> tuple[dict[int, float], list[Trial], str]:
@@ -139,7 +139,7 @@ def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], 
     monotonicity. A plan that misses halves the scale toward the smallest option worth trying.
 
     Returns ({} if none qualified, the trials, why the search stopped). Options: fewest MACs removed first.
-    trial: the drop after recovery, as a number (within budget when <= budget) or Measured (its own test).
+    trial: the drop after recovery, as a number (within budget when <= budget) or TrialResult (its own test).
     deadline: time.monotonic() after which no new probe starts (--prune-time).
     """
     trials: list = []

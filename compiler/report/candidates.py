@@ -50,7 +50,7 @@ def _plot(m: dict, q: dict, candidates: list[dict]) -> str:
             exact.append(r["name"])
         points.append((r, x, y))
     top = max((y for _, _, y in points if y is not None), default=floor or 0.0)
-    marks = [plots.Point(x, top if y is None else y, float(r.get("bytes") or 0), str(r.get("name")),
+    marks = [plots.PlotPoint(x, top if y is None else y, float(r.get("bytes") or 0), str(r.get("name")),
                          chosen=r.get("verdict") == "chosen" or r.get("name") == q.get("variant"),
                          dimmed=str(r.get("verdict", "")).startswith("not eligible"))
              for r, x, y in points]

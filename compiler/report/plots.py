@@ -23,7 +23,7 @@ WIDTH_IN = 5.2  # inches; at 400 px wide the 9-point labels still render at ~9 p
 
 
 @dataclass(frozen=True)
-class Point:
+class PlotPoint:
     """One marker of a scatter plot: position, area (e.g. bytes), label, and whether it is the chosen one."""
 
     x: float
@@ -73,7 +73,7 @@ def _figure(height_in: float) -> tuple[Any, Any]:
     return fig, ax
 
 
-def scatter(points: Sequence[Point], xlabel: str, ylabel: str, salt: str, floor: float | None = None,
+def scatter(points: Sequence[PlotPoint], xlabel: str, ylabel: str, salt: str, floor: float | None = None,
             floor_label: str = "", front: Sequence[tuple[float, float]] = ()) -> str:
     """Markers sized by `size` (area), the chosen one ringed and labelled, a horizontal floor line, and
     `front` (e.g. a Pareto front) joined by a line."""
@@ -101,7 +101,7 @@ def scatter(points: Sequence[Point], xlabel: str, ylabel: str, salt: str, floor:
     return to_svg(fig, salt)
 
 
-def _label(ax: Any, points: Sequence[Point]) -> None:
+def _label(ax: Any, points: Sequence[PlotPoint]) -> None:
     """Name the markers, the chosen one first, each at the first offset where its text overlaps no other
     label; a name that fits nowhere is left out (the table below the plot has every row)."""
     ax.figure.draw_without_rendering()  # fixes the axes' limits and layout, so data map to final positions

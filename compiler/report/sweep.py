@@ -40,7 +40,7 @@ def _plot(points: list[dict], chosen: str | None, axis: tuple[str, str], quality
     placed = [(p, x, y) for p, x, y in placed if x is not None and y is not None]
     if len(placed) < 2:
         return ""
-    marks = [plots.Point(x, y, float(p.get("bytes") or 0), str(p.get("name")), chosen=p.get("name") == chosen,
+    marks = [plots.PlotPoint(x, y, float(p.get("bytes") or 0), str(p.get("name")), chosen=p.get("name") == chosen,
                          dimmed=not p.get("on_front")) for p, x, y in placed]
     front = [(x, y) for p, x, y in placed if p.get("on_front")]
     svg = plots.scatter(marks, axis[1], label, "sweep", front=front)

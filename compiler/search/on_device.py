@@ -21,12 +21,12 @@ class DeviceTable(Protocol):
     method: dict
 
 
-class Racer(Protocol):
+class DeviceTimer(Protocol):
     def __call__(self, models: dict[str, tuple[str, bytes]], requirements: list[str], runs: int,
                  threads: int) -> DeviceTable: ...
 
 
-def raced(racer: Racer, target: Target, rows: list[Candidate], competing: set[str], baselines: set[str],
+def raced(racer: DeviceTimer, target: Target, rows: list[Candidate], competing: set[str], baselines: set[str],
           criterion: Criterion, runs: int, threads: int) -> tuple[list[Candidate], Evidence, dict]:
     """Time on the device the competing rows that meet the criterion and the runnable float32 baselines;
     the rows with their device p50, the device evidence, and the manifest's note of how it was timed.

@@ -25,7 +25,7 @@ from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, interleaved_latency
 from edgekiln.compiler.recipe import Quantize, Recipe
-from edgekiln.compiler.search import on_device, onnx, tflite, tflite_from_onnx
+from edgekiln.compiler.search import on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
@@ -36,13 +36,13 @@ from edgekiln.targets import Target
 # Keras -> TFLite goes through TensorFlow's converter, ONNX -> TFLite through onnx2tf, * -> ONNX
 # through tf2onnx (Keras) or as loaded (ONNX), then onnxruntime's quantizer.
 BUILDERS: dict[tuple[str, str], Builder] = {
-    ("keras", "tflite"): tflite.build, ("onnx", "tflite"): tflite_from_onnx.build,
-    ("keras", "onnx"): onnx.build, ("onnx", "onnx"): onnx.build,
+    ("keras", "tflite"): tflite_builder.build, ("onnx", "tflite"): onnx2tf_builder.build,
+    ("keras", "onnx"): onnx_builder.build, ("onnx", "onnx"): onnx_builder.build,
 }
 ROUNDS = 7  # candidates are timed in turn, round by round (judge.interleaved_latency)
 FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
                "the target's CPU; `edgekiln deploy` measures the shipped model there")
-IDENTICAL = "identical to int8"  # how a builder says a refinement changed nothing (search/tflite.py, onnx.py)
+IDENTICAL = "identical to int8"  # how a builder says a refinement changed nothing (search/tflite_builder.py, onnx.py)
 ONLY_ONE = "the only eligible candidate: not raced (its latency is measured with the baseline's, latency.host)"
 
 
@@ -110,7 +110,7 @@ class Selection:
 
 def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
            workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
-           racer: on_device.Racer | None = None, reference: Reference | None = None) -> Selection:
+           racer: on_device.DeviceTimer | None = None, reference: Reference | None = None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is

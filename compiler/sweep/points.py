@@ -21,7 +21,7 @@ FILE_KEYS = ("source", "calib", "eval", "train", "tokenizer")  # recipe keys nam
 
 
 @dataclass(frozen=True)
-class Point:
+class SweepPoint:
     """One sweep point: a prune setting (0: unpruned; or "auto"), a format and the one variant it ships."""
 
     prune: float | str
@@ -53,7 +53,7 @@ def _files(recipe: Recipe) -> dict[str, str]:
     return files
 
 
-def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> list[Point]:
+def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> list[SweepPoint]:
     """Every prune setting x format x variant the format has ("auto": AUTO_VARIANTS)."""
     points = []
     for fmt in formats:
@@ -62,7 +62,7 @@ def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> 
         unknown = [v for v in wanted if v not in names]
         if unknown and len(formats) == 1:
             raise RecipeError(f"{fmt} has no variant {', '.join(unknown)}", f"its variants: {', '.join(sorted(names))}")
-        points += [Point(p, fmt, v) for p in prunes for v in dict.fromkeys(wanted) if v in names]
+        points += [SweepPoint(p, fmt, v) for p in prunes for v in dict.fromkeys(wanted) if v in names]
     return points
 
 

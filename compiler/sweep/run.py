@@ -25,7 +25,7 @@ from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search.candidate import Candidate, Timings
 from edgekiln.compiler.search.choose import evidence_for
 from edgekiln.compiler.sweep import executors, front, points, worker
-from edgekiln.compiler.sweep.points import Point
+from edgekiln.compiler.sweep.points import SweepPoint
 
 SWEEP_FILE = "sweep.json"
 ROUNDS, MIN_RUNS = 7, 3  # as the candidate table is timed (search/select.py)
@@ -149,7 +149,7 @@ def _save(folder: Path, name: str, key: str, result: dict[str, Any]) -> dict[str
     return row
 
 
-def _conclude(folder: Path, options: SweepOptions, grid: list[Point], rows: dict[str, dict], target: Any,
+def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows: dict[str, dict], target: Any,
               built_now: list[str], say: Callable[[str], None]) -> dict[str, Any]:
     ok = [p for p in grid if "error" not in rows[p.name]]
     say(f"timing {len(ok)} points side by side on this host ({ROUNDS} interleaved rounds)")

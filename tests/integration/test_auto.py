@@ -130,8 +130,8 @@ def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_mode
 
 def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):
     """calibrate() then quantize() gives the model TFLiteConverter.convert() gives, int8 or float I/O."""
-    from edgekiln.compiler.emit import tflite, tflite_int8
-    from edgekiln.compiler.graph import keras as keras_graph
+    from edgekiln.compiler.emit import tflite_convert, tflite_int8
+    from edgekiln.compiler.graph import keras_graph
     from edgekiln.compiler.model_inputs import Dataset
     from edgekiln.compiler.recipe import Quantize
     from edgekiln.runtime import Model
@@ -142,7 +142,7 @@ def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):
     calibrated = tflite_int8.calibrate(graph.saved_model_dir, calib)
     for int8_io in (True, False):
         ours = Model("tflite", tflite_int8.quantize(calibrated, int8_io))
-        theirs = Model("tflite", tflite.convert(graph.saved_model_dir, Quantize.int8, calib, int8_io))
+        theirs = Model("tflite", tflite_convert.convert(graph.saved_model_dir, Quantize.int8, calib, int8_io))
         assert ours.inputs == theirs.inputs and ours.outputs == theirs.outputs
         assert np.array_equal(ours.predict(calib.inputs["image"]), theirs.predict(calib.inputs["image"]))
 

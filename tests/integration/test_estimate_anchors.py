@@ -14,7 +14,7 @@ import pytest
 
 from bench.anchor_models import tflite_bytes
 from edgekiln import targets
-from edgekiln.compiler.analyze.tflite import tflite_stats
+from edgekiln.compiler.analyze.tflite_stats import tflite_stats
 from edgekiln.compiler.device.estimate import predict_ms
 
 pytestmark = pytest.mark.integration

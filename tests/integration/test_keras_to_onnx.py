@@ -10,7 +10,7 @@ pytestmark = pytest.mark.integration
 def test_the_same_model_converts_to_the_same_bytes_every_time(tiny, tmp_path):
     import onnx
 
-    from edgekiln.compiler.emit.onnx import keras_to_onnx
+    from edgekiln.compiler.emit.onnx_convert import keras_to_onnx
     from edgekiln.compiler.graph import load
 
     first = keras_to_onnx(load(tiny["keras"], "keras", tmp_path / "a"), 1)

@@ -31,7 +31,7 @@ def models(tmp_path_factory):
     XNNPACK) whose convs are cheap: PReLU on 64x64x16 tensors, a 3x3 conv of 16 channels."""
     import tf2onnx
 
-    from edgekiln.compiler.emit.tflite import convert
+    from edgekiln.compiler.emit.tflite_convert import convert
     from edgekiln.compiler.model_inputs import Dataset
     from edgekiln.compiler.recipe import Quantize
     from edgekiln.compiler.tf_env import import_keras, import_tf

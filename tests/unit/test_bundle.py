@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from edgekiln.compiler import bundle
-from edgekiln.compiler.errors import BundleError
+from edgekiln.compiler.errors import OutputError
 
 
 def _contents(manifest=None):
@@ -25,7 +25,7 @@ def test_writes_the_layout(tmp_path):
 
 def test_existing_output_is_not_clobbered(tmp_path):
     out = bundle.write(tmp_path / "b", _contents())
-    with pytest.raises(BundleError, match="already exists") as caught:
+    with pytest.raises(OutputError, match="already exists") as caught:
         bundle.write(out, _contents({"schema_version": 2}))
     assert "--force" in caught.value.hint
     assert '"schema_version": 1' in (out / "manifest.json").read_text()
@@ -47,6 +47,6 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path):
 def test_non_bundle_directory_is_never_replaced(tmp_path):
     (tmp_path / "precious").mkdir()
     (tmp_path / "precious" / "thesis.tex").write_text("x")
-    with pytest.raises(BundleError, match="is not a bundle"):
+    with pytest.raises(OutputError, match="is not a bundle"):
         bundle.write(tmp_path / "precious", _contents(), force=True)
     assert (tmp_path / "precious" / "thesis.tex").exists()

@@ -230,7 +230,7 @@ ONNX_BYTES = onnx_models.conv_net().SerializeToString()
 
 
 def _load_onnx(payload: bytes) -> None:
-    from edgekiln.compiler.graph import onnx as onnx_graph
+    from edgekiln.compiler.graph import onnx_graph
 
     work = _scratch()
     (work / "m.onnx").write_bytes(payload)

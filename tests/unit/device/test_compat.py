@@ -9,7 +9,7 @@ import pytest
 from ai_edge_litert import schema_py_generated as schema
 
 from edgekiln import targets
-from edgekiln.compiler.analyze.tflite import opcode_versions
+from edgekiln.compiler.analyze.tflite_stats import opcode_versions
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import TargetError
 

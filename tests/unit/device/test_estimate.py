@@ -149,7 +149,7 @@ def test_a_fused_attention_is_charged_its_macs_and_the_basis_says_what_covers_th
     import numpy as np
     from onnx import TensorProto, helper, numpy_helper
 
-    from edgekiln.compiler.analyze.onnx import onnx_stats
+    from edgekiln.compiler.analyze.onnx_stats import onnx_stats
 
     tokens, width, heads = 6, 8, 2
     rng = np.random.default_rng(0)

@@ -7,7 +7,7 @@ import numpy as np
 from edgekiln.compiler.analyze.coverage import from_ops
 from edgekiln.compiler.diagnose.causes import spread_of
 from edgekiln.compiler.diagnose.layer_error import LayerError
-from edgekiln.compiler.diagnose.tflite import group, layer_of
+from edgekiln.compiler.diagnose.tflite_diagnosis import group, layer_of
 from edgekiln.compiler.emit import calibrate
 
 

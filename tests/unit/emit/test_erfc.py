@@ -45,7 +45,7 @@ def test_a_model_without_erfc_is_left_as_it_was():
 
 
 def test_a_tf2onnx_output_onnxruntime_cannot_load_is_refused_in_one_line():
-    from edgekiln.compiler.emit.onnx import _check_runs
+    from edgekiln.compiler.emit.onnx_convert import _check_runs
     from edgekiln.compiler.errors import ConversionError
 
     with pytest.raises(ConversionError, match="onnxruntime cannot load the tf2onnx output: .*No Op registered for "

@@ -13,9 +13,9 @@ import pytest
 from onnxruntime import quantization as q
 
 from edgekiln.compiler.emit import EmitOptions, onnx_guard
-from edgekiln.compiler.emit.onnx import _reader, prepare, quantized
+from edgekiln.compiler.emit.onnx_convert import _reader, prepare, quantized
 from edgekiln.compiler.evaluate.metrics import cosine
-from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.graph.onnx_graph import open_session
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from tests.unit.bert_onnx import LAYERS, tiny_bert, tokens

@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
-from edgekiln.compiler.graph import onnx as onnx_graph
-from edgekiln.compiler.graph import shapes
+from edgekiln.compiler.graph import onnx_graph, shapes
 from edgekiln.compiler.recipe import from_toml
 from tests import real_shapes
 

@@ -13,7 +13,7 @@ from edgekiln.compiler.graph import load
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.search.select import FormatPlan, select
-from tests.unit.search.test_onnx import _model
+from tests.unit.search.test_onnx_builder import _model
 
 FLOOR = {"min_cosine": 0.98, "min_cosine_p5": 0.95}
 

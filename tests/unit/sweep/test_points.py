@@ -10,7 +10,7 @@ import pytest
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Recipe, from_toml
 from edgekiln.compiler.sweep import points
-from edgekiln.compiler.sweep.points import Point
+from edgekiln.compiler.sweep.points import SweepPoint
 
 
 def _base(tmp_path: Path) -> Recipe:
@@ -41,17 +41,17 @@ def test_bad_prune_lists_are_refused(text: str, message: str) -> None:
 
 def test_the_recipe_file_reads_back_as_the_same_recipe(tmp_path: Path) -> None:
     base = _base(tmp_path)
-    recipe = Point(0.25, "tflite", "int8+rewrites").recipe(base)
+    recipe = SweepPoint(0.25, "tflite", "int8+rewrites").recipe(base)
     (tmp_path / "p.toml").write_text(points.to_toml(recipe))
     again = from_toml(tmp_path / "p.toml", output=recipe.output)
     assert again == recipe
     assert (again.prune, again.variant, str(again.format)) == (0.25, "int8+rewrites", "tflite")
-    assert Point(0.0, "onnx", "float32").recipe(base).prune is None  # ratio 0: not pruned at all
+    assert SweepPoint(0.0, "onnx", "float32").recipe(base).prune is None  # ratio 0: not pruned at all
 
 
 def test_the_key_changes_with_the_recipe_and_the_data_but_not_the_output(tmp_path: Path) -> None:
     base = _base(tmp_path)
-    recipe = Point(0.5, "tflite", "int8").recipe(base)
+    recipe = SweepPoint(0.5, "tflite", "int8").recipe(base)
     key = points.key(recipe)
     assert points.key(recipe.replace(output=str(tmp_path / "elsewhere"), force=True)) == key
     assert points.key(recipe.replace(max_drop=2.0)) != key
@@ -84,11 +84,11 @@ def test_every_file_a_point_reads_is_absolute_and_in_its_key(tmp_path: Path, mon
     for name in read.values():
         (tmp_path / name).write_text("1")
     monkeypatch.chdir(tmp_path)
-    recipe = Point(0.5, "tflite", "int8").recipe(base.replace(**read))
+    recipe = SweepPoint(0.5, "tflite", "int8").recipe(base.replace(**read))
     assert {k: getattr(recipe, k) for k in read} == {k: str(tmp_path / name) for k, name in read.items()}
     key = points.key(recipe)
     for name in read.values():  # the same paths, other bytes: another point
         (tmp_path / name).write_text("2")
         assert points.key(recipe) != key
         key = points.key(recipe)
-    assert Point(0.5, "tflite", "int8").recipe(base).target == "rpi4"  # a shipped target's name stays a name
+    assert SweepPoint(0.5, "tflite", "int8").recipe(base).target == "rpi4"  # a shipped target's name stays a name

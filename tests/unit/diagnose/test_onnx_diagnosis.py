@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edgekiln.compiler.diagnose import onnx as onnx_diagnose
+from edgekiln.compiler.diagnose import onnx_diagnosis as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions
-from edgekiln.compiler.emit.onnx import quantized
+from edgekiln.compiler.emit.onnx_convert import quantized
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from tests.unit.onnx_models import conv_net

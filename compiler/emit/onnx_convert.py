@@ -66,7 +66,7 @@ def keras_to_onnx(graph: Any, batch: int) -> bytes:
 
 def _check_runs(model: bytes) -> None:
     """onnxruntime loads what tf2onnx made, or the format is refused here with the reason (not mid-search)."""
-    from edgekiln.compiler.graph.onnx import open_session
+    from edgekiln.compiler.graph.onnx_graph import open_session
 
     try:
         open_session(model, threads=1, optimize=False)

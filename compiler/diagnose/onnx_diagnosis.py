@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.graph.onnx_graph import open_session
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 SAMPLES = 32     # calibration samples run through both models

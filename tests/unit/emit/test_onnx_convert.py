@@ -1,4 +1,4 @@
-"""compiler/emit/onnx.py and compiler/analyze_onnx.py on tiny models (onnxruntime's real quantizer)."""
+"""compiler/emit/onnx_convert.py and compiler/analyze_onnx.py on tiny models (onnxruntime's real quantizer)."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import onnxruntime as ort
 import pytest
 from onnx import numpy_helper
 
-from edgekiln.compiler.analyze.onnx import onnx_arena_bytes, onnx_stats, output_steps
+from edgekiln.compiler.analyze.onnx_stats import onnx_arena_bytes, onnx_stats, output_steps
 from edgekiln.compiler.emit import EmitOptions
-from edgekiln.compiler.emit.onnx import quantized
+from edgekiln.compiler.emit.onnx_convert import quantized
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.timing import host_isa
-from edgekiln.compiler.graph.onnx import open_session
+from edgekiln.compiler.graph.onnx_graph import open_session
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.runtime import Model
@@ -130,7 +130,7 @@ def test_float16_is_refused_for_onnx(tmp_path: Path) -> None:
 
 
 def test_onnx2tf_refuses_calibration_methods_it_does_not_have() -> None:
-    from edgekiln.compiler.search.tflite_from_onnx import check_calibration
+    from edgekiln.compiler.search.onnx2tf_builder import check_calibration
 
     check_calibration("minmax", True)
     check_calibration("entropy", False)  # no int8 candidate: nothing is calibrated

@@ -1,4 +1,4 @@
-"""compiler/graph/onnx.py: loading, checking and normalising ONNX sources (onnxruntime, no TensorFlow)."""
+"""compiler/graph/onnx_graph.py: loading, checking and normalising ONNX sources (onnxruntime, no TensorFlow)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import pytest
 from onnx import TensorProto
 
 from edgekiln.compiler.errors import InputModelError
-from edgekiln.compiler.graph import detect_format, framework
-from edgekiln.compiler.graph import onnx as onnx_graph
+from edgekiln.compiler.graph import detect_format, framework, onnx_graph
 from tests.unit.onnx_models import conv_net, save, single_op
 
 

@@ -15,14 +15,14 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekiln.compiler.data import Datasets
-from edgekiln.compiler.emit.onnx import kl_threshold
+from edgekiln.compiler.emit.onnx_convert import kl_threshold
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.graph import load
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search import onnx as onnx_builder
+from edgekiln.compiler.search import onnx_builder
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.variants import plan

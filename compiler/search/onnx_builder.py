@@ -17,7 +17,7 @@
                 the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
                 of them (FALLBACK_STEPS) until the criterion holds.
 The refinements (s8s8, exclude) use the method int8+calibration chose, so they stack. All int8 candidates
-quantize one pre-processed model with ranges computed once per method (emit/onnx.py `static`, shared).
+quantize one pre-processed model with ranges computed once per method (emit/onnx_convert.py `static`, shared).
 
 On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
 type, they are the fast path: the int8 candidates of an ARM target are timed as their u8s8 twins (same
@@ -36,9 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from edgekiln.compiler.data import model_feed
-from edgekiln.compiler.diagnose import onnx as onnx_diagnose
+from edgekiln.compiler.diagnose import onnx_diagnosis as onnx_diagnose
 from edgekiln.compiler.emit import EmitOptions, onnx_fused, onnx_guard
-from edgekiln.compiler.emit import onnx as onnx_emit
+from edgekiln.compiler.emit import onnx_convert as onnx_emit
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge

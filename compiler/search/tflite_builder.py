@@ -22,8 +22,8 @@ import numpy as np
 from edgekiln.compiler import rewrite
 from edgekiln.compiler.analyze import coverage
 from edgekiln.compiler.data import model_feed
-from edgekiln.compiler.diagnose import tflite as diagnose
-from edgekiln.compiler.emit import calibrate, tflite, tflite_int8
+from edgekiln.compiler.diagnose import tflite_diagnosis as diagnose
+from edgekiln.compiler.emit import calibrate, tflite_convert, tflite_int8
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
@@ -58,7 +58,7 @@ def build(ctx: BuildContext) -> Builds:
     If int8 conversion fails, the int8 candidates are not built (the note says why) unless int8 is all
     that was asked for (`--quantize int8`): then the error stops the build.
     """
-    built = {c.name: Candidate(c, tflite.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
+    built = {c.name: Candidate(c, tflite_convert.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
              for c in ctx.candidates if c.quantize is not Quantize.int8}
     int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
     diagnosis, missing = None, ""

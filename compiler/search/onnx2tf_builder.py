@@ -15,7 +15,7 @@ from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
-from edgekiln.compiler.search.tflite import with_coverage
+from edgekiln.compiler.search.tflite_builder import with_coverage
 
 
 def build(ctx: BuildContext) -> Builds:
