@@ -20,6 +20,7 @@ from edgekiln.runtime import jsonsafe
 from edgekiln.targets import Target
 
 if TYPE_CHECKING:
+    from edgekiln.compiler.build_state import BuildState
     from edgekiln.compiler.data import Datasets
     from edgekiln.compiler.measure import Measured
     from edgekiln.compiler.search.select import Selection
@@ -61,53 +62,71 @@ def dumps(manifest: dict[str, Any]) -> str:
     return jsonsafe.dumps(manifest, indent=2, sort_keys=False) + "\n"
 
 
-def build(recipe: Recipe, target: Target, source_format: str, graph: Any, selection: Selection,
-             data: Datasets, measured: Measured, memory_mb: float, notes: list[str] | None = None,
-             pruning: dict | None = None, profile: dict | None = None) -> dict[str, Any]:
-    """The whole manifest of a build; `notes` are target checks that --force overrode; `profile`: the
-    shipped model's per-op profile block (compiler/profile/)."""
+def build(state: BuildState) -> dict[str, Any]:
+    """The whole manifest of a build, written from its state: each section by its own function."""
+    recipe, target, selection, measured = state.recipe, state.target, state.selection, state.measured
     source_bytes, source_sha = file_facts(Path(recipe.source))
-    model_sha = hashlib.sha256(selection.model).hexdigest()
     sections = {
         "recipe": recipe.to_dict(),
         "target": target.to_dict(),
-        "source": {"file_name": Path(recipe.source).name, "format": source_format, "sha256": source_sha,
-                   "bytes": source_bytes, "params": graph.params, "macs": selection.baseline_stats.macs,
-                   **_fixed_inputs(graph)},
-        "model": {"file": MODEL_FILES[selection.format], "format": selection.format, "sha256": model_sha,
-                  "bytes": len(selection.model), "params": selection.model_stats.params,
-                  "macs": selection.model_stats.macs, "ops": selection.model_stats.ops,
-                  "inputs": measured.inputs, "outputs": measured.outputs},
-        "baseline": {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
-                     "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
-                     "target_estimate": estimate.target_estimate(
-                         target, selection.baseline_stats.records, selection.format,
-                         selection.reference.details.get("coverage"))},
-        "size": {"source_bytes": source_bytes, "baseline_bytes": len(selection.baseline),
-                 "model_bytes": len(selection.model),
-                 "ratio": _ratio(len(selection.model), len(selection.baseline), 4)},
-        "pruning": pruning,
-        "quantization": _quantization(recipe, selection, data, measured),
+        "source": _source(state, source_bytes, source_sha),
+        "model": _model(selection, measured),
+        "baseline": _baseline(target, selection, measured),
+        "size": _size(selection, source_bytes),
+        "pruning": state.pruning,
+        "quantization": _quantization(recipe, selection, state.loaded.data, measured),
         "fidelity": measured.fidelity,
-        "latency": {"host": {**measured.latency, "target_threads": target.default_threads},
-                    "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
-                    "target_estimate": estimate.target_estimate(target, selection.model_stats.records, selection.format,
-                                                                selection.block.get("coverage")),
-                    "device": []},
-        "profile": profile,
-        "memory": {"estimated_peak_mb": round(memory_mb, 1), "budget_mb": target.ram_budget_mb,
+        "latency": _latency(target, selection, measured),
+        "profile": state.profile,
+        "memory": {"estimated_peak_mb": round(state.memory_mb, 1), "budget_mb": target.ram_budget_mb,
                    **compat.memory_basis(target, selection.format)},
         "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
                    "atol": measured.atol, "rtol": measured.rtol},
     }
-    if pruning and pruning["measured"]:
-        _add_pruning_measurements(sections, pruning["measured"])
+    if state.pruning and state.pruning["measured"]:
+        _add_pruning_measurements(sections, state.pruning["measured"])
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]
-    sections["warnings"] = (warnings(recipe, measured, selection) + list(notes or [])
-                            + (pruning or {}).get("warnings", []))
+    sections["warnings"] = (warnings(recipe, measured, selection) + list(state.notes)
+                            + (state.pruning or {}).get("warnings", []))
     return assemble(sections)
+
+
+def _source(state: BuildState, source_bytes: int, source_sha: str) -> dict[str, Any]:
+    graph = state.loaded.graph
+    return {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
+            "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
+            "macs": state.selection.baseline_stats.macs, **_fixed_inputs(graph)}
+
+
+def _model(selection: Selection, measured: Measured) -> dict[str, Any]:
+    stats = selection.model_stats
+    return {"file": MODEL_FILES[selection.format], "format": selection.format,
+            "sha256": hashlib.sha256(selection.model).hexdigest(), "bytes": len(selection.model),
+            "params": stats.params, "macs": stats.macs, "ops": stats.ops,
+            "inputs": measured.inputs, "outputs": measured.outputs}
+
+
+def _baseline(target: Target, selection: Selection, measured: Measured) -> dict[str, Any]:
+    return {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
+            "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
+            "target_estimate": estimate.target_estimate(target, selection.baseline_stats.records, selection.format,
+                                                        selection.reference.details.get("coverage"))}
+
+
+def _size(selection: Selection, source_bytes: int) -> dict[str, Any]:
+    model, baseline = len(selection.model), len(selection.baseline)
+    return {"source_bytes": source_bytes, "baseline_bytes": baseline,
+            "model_bytes": model, "ratio": _ratio(model, baseline, 4)}
+
+
+def _latency(target: Target, selection: Selection, measured: Measured) -> dict[str, Any]:
+    return {"host": {**measured.latency, "target_threads": target.default_threads},
+            "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
+            "target_estimate": estimate.target_estimate(target, selection.model_stats.records, selection.format,
+                                                        selection.block.get("coverage")),
+            "device": []}
 
 
 def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:

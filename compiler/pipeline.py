@@ -15,6 +15,7 @@ from typing import Any
 
 from edgekiln import targets as target_data
 from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage
+from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import RecipeError, TargetError
@@ -65,8 +66,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         data = load_datasets(recipe, graph.inputs)
         check_labels(graph, data)                          # labels index the model's classes
         check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
-        reference = Reference(graph)                       # the source's outputs, computed once per dataset
-        search = Search(framework(source_format), recipe, target, data, Path(work), reference, racer)
+        loaded = Loaded(graph, source_format, data, Reference(graph))  # the source's outputs: once per dataset
+        search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer)
         pruned = pruning_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
@@ -75,25 +76,16 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
-        measured = measure_all(reference, selection, data, recipe, target)  # against the source: drops include pruning
+        measured = measure_all(loaded.reference, selection, data, recipe, target)  # drops include pruning
         pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target)
         pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
-        built = manifest.build(recipe, target, source_format, graph, selection, data, measured, memory_mb, notes,
-                               pruning, profile)
+        built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory_mb, measured,
+                                          pruning, profile))
         progress("Writing the bundle")
         bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
     return BuildResult(output, built, tuple(built["warnings"]))
-
-
-@dataclass(frozen=True)
-class Searched:
-    """The search stage's outcome: the chosen candidate's selection, and for a pruned build the unpruned source
-    compiled as the shipped variant (None otherwise)."""
-
-    selection: Selection
-    unpruned: Selection | None
 
 
 @dataclass(frozen=True)
