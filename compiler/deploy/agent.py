@@ -30,6 +30,7 @@ import socket
 import subprocess
 import sys
 import time
+from types import ModuleType
 
 MARK = "@@edgekiln "
 ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
@@ -121,7 +122,7 @@ def probe(args: argparse.Namespace) -> None:
                    "venv_ready": os.path.isfile(os.path.join(p["venv"], ".edgekiln-complete"))})
 
 
-def keeper():  # -> the agent_keep module (no annotation: it is a different object on host and device)
+def keeper() -> ModuleType:  # the agent_keep module: beside this file on the device, the package's on the host
     """agent_keep.py: beside this file in the upload on the device; the package's module on the host."""
     if __package__:
         from . import agent_keep

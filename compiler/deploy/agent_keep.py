@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import time
+from typing import IO
 
 DEPLOY_RECORD = ".edgekiln-deploy.json"
 REMOVING = ".edgekiln-removing-"  # a version being removed: renamed first, so no one sees it half-deleted
@@ -27,7 +28,7 @@ VERSION = re.compile(r"^(?P<name>.+)-[0-9a-f]{12}$")
 VENV = re.compile(r"^[0-9a-f]{16}$")
 
 
-def acquire(path: str, exclusive: bool, wait: bool = True):  # -> file object holding the lock, or None
+def acquire(path: str, exclusive: bool, wait: bool = True) -> IO[str] | None:  # the open file holds the lock
     """flock `path`; None when not waiting and it is held. A remover unlinks a lock file while holding it
     exclusively, so re-open until the file locked is the one at `path`."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
