@@ -20,6 +20,7 @@ from edgekiln.compiler import report
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import OutputError
 from edgekiln.compiler.manifest import MODEL_FILES, dumps
+from edgekiln.compiler.manifest_schema import Manifest, TensorEntry
 from edgekiln.compiler.paths import creatable
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ class BundleContents:
 
     model_bytes: bytes
     model_format: str
-    manifest: dict
+    manifest: Manifest
     golden: dict[str, np.ndarray]
     requirements: list[str]
     readme: str
@@ -101,7 +102,7 @@ def _swap_in(staging: Path, output: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def contents(selection: Selection, manifest: dict, measured: Measured, target: Target) -> BundleContents:
+def contents(selection: Selection, manifest: Manifest, measured: Measured, target: Target) -> BundleContents:
     """What the bundle of a build holds: the shipped model, its manifest, golden vectors, device files."""
     return BundleContents(selection.model, selection.format, manifest, measured.golden,
                           compat.requirements(target, selection.format), device_readme(manifest, target))
@@ -115,7 +116,7 @@ def _venv_lines(target: Target) -> str:
             "python3 -m venv --system-site-packages .venv && . .venv/bin/activate")
 
 
-def device_readme(manifest: dict, target: Target) -> str:
+def device_readme(manifest: Manifest, target: Target) -> str:
     """The README that travels with the bundle: install and run on the device."""
     model, size = manifest["model"], manifest["size"]
     return f"""# {manifest['source']['file_name']} for {target.description}
@@ -148,7 +149,7 @@ Outputs: {', '.join(_tensor_text(o) for o in model['outputs'])}.
 """
 
 
-def _tensor_text(t: dict) -> str:
+def _tensor_text(t: TensorEntry) -> str:
     """name, shape, dtype; with the shape predict() takes when the converter changed the layout."""
     if "layout" in t:
         lay = t["layout"]

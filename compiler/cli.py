@@ -151,7 +151,7 @@ def _build(params: dict[str, Any], devices: tuple[list[str], Callable]) -> None:
 
     hosts, device_options = devices[0], (devices[1]() if devices[0] else None)
     racer = None
-    if hosts:  # refuse a bad device list before minutes of work
+    if hosts and device_options is not None:  # refuse a bad device list before minutes of work
         from edgekiln.compiler.deploy import destinations, measure_after_build
         from edgekiln.compiler.deploy.race import Racer
 

@@ -175,9 +175,11 @@ def kit_for(graph: Any, calib: Dataset) -> Kit:
 
 def slim(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Progress) -> tuple[Any, dict]:
     """The slimmed model and its pruning block (fixed settings, or the auto search)."""
-    if "auto" in (recipe.drop_layers, recipe.prune_heads):
+    drop, ratio = recipe.drop_layers, recipe.prune_heads
+    if drop == "auto" or ratio == "auto":
         return _search(kit, recipe, data, recover, progress)
-    return _apply(kit, kit.source, recipe.drop_layers, recipe.prune_heads, recover, progress)
+    assert not isinstance(drop, str) and not isinstance(ratio, str), "the recipe parses every other text"
+    return _apply(kit, kit.source, drop, ratio, recover, progress)
 
 
 def _apply(kit: Kit, model: Any, drop: int | None, ratio: float | None, recover: bool, progress: Progress

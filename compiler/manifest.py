@@ -10,16 +10,34 @@ import datetime as dt
 import hashlib
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from edgekiln._version import __version__
 from edgekiln.compiler.device import compat, estimate
+from edgekiln.compiler.manifest_schema import (
+    REQUIRED_KEYS,
+    SCHEMA_VERSION,
+    Baseline,
+    Fidelity,
+    Golden,
+    HostLatency,
+    Latency,
+    Manifest,
+    Memory,
+    Model,
+    Quantization,
+    Size,
+    Source,
+    TargetEstimate,
+    TensorEntry,
+)
 from edgekiln.compiler.recipe import Calibration, Quantize, Recipe
 from edgekiln.compiler.search.choose import SLOWER_MARGIN
 from edgekiln.runtime import jsonsafe
 from edgekiln.targets import Target
 
 if TYPE_CHECKING:
+    from edgekiln.compiler.analyze.graph_stats import OpRecord
     from edgekiln.compiler.build_state import BuildState
     from edgekiln.compiler.data import Datasets
     from edgekiln.compiler.measure import Measured
@@ -27,9 +45,6 @@ if TYPE_CHECKING:
 
 MODEL_FILES = {"tflite": "model.tflite", "onnx": "model.onnx"}  # the model's file name in a bundle, per format
 
-SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("schema_version", "compiler", "created_utc", "recipe", "target", "source", "model",
-                 "baseline", "size", "pruning", "quantization", "fidelity", "latency", "golden")
 _TOOLS = {"tensorflow": "tensorflow-cpu", "keras": "keras", "onnx": "onnx", "onnxruntime": "onnxruntime",
           "ai_edge_litert": "ai-edge-litert", "numpy": "numpy", "tf2onnx": "tf2onnx",
           "onnx2tf": "onnx2tf"}
@@ -46,7 +61,7 @@ def compiler_versions() -> dict[str, str]:
     return versions
 
 
-def assemble(sections: dict[str, Any]) -> dict[str, Any]:
+def assemble(sections: dict[str, Any]) -> Manifest:
     """The manifest: schema header + the build's sections, checked for the contract keys."""
     manifest = {"schema_version": SCHEMA_VERSION, "compiler": compiler_versions(),
                 "created_utc": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), **sections,
@@ -54,19 +69,19 @@ def assemble(sections: dict[str, Any]) -> dict[str, Any]:
     missing = [key for key in REQUIRED_KEYS if key not in manifest]
     if missing:
         raise ValueError(f"manifest lacks contract keys {missing}")  # a compiler bug, not a user error
-    return manifest
+    return cast(Manifest, manifest)
 
 
-def dumps(manifest: dict[str, Any]) -> str:
+def dumps(manifest: Manifest) -> str:
     """Strict JSON: a non-finite figure is null, and `non_finite` says what each one was (runtime/jsonsafe.py)."""
     return jsonsafe.dumps(manifest, indent=2, sort_keys=False) + "\n"
 
 
-def build(state: BuildState) -> dict[str, Any]:
+def build(state: BuildState) -> Manifest:
     """The whole manifest of a build, written from its state: each section by its own function."""
     recipe, target, selection, measured = state.recipe, state.target, state.selection, state.measured
     source_bytes, source_sha = file_facts(Path(recipe.source))
-    sections = {
+    sections: dict[str, Any] = {
         "recipe": recipe.to_dict(),
         "target": target.to_dict(),
         "source": _source(state, source_bytes, source_sha),
@@ -78,10 +93,9 @@ def build(state: BuildState) -> dict[str, Any]:
         "fidelity": measured.fidelity,
         "latency": _latency(target, selection, measured),
         "profile": state.profile,
-        "memory": {"estimated_peak_mb": round(state.memory_mb, 1), "budget_mb": target.ram_budget_mb,
-                   **compat.memory_basis(target, selection.format)},
-        "golden": {"file": "golden.npz", "samples": int(measured.golden["input_0"].shape[0]),
-                   "atol": measured.atol, "rtol": measured.rtol},
+        "memory": _memory(state),
+        "golden": Golden(file="golden.npz", samples=int(measured.golden["input_0"].shape[0]),
+                         atol=measured.atol, rtol=measured.rtol),
     }
     if state.pruning and state.pruning["measured"]:
         _add_pruning_measurements(sections, state.pruning["measured"])
@@ -93,40 +107,53 @@ def build(state: BuildState) -> dict[str, Any]:
     return assemble(sections)
 
 
-def _source(state: BuildState, source_bytes: int, source_sha: str) -> dict[str, Any]:
+def _memory(state: BuildState) -> Memory:
+    target = state.target
+    return cast(Memory, {"estimated_peak_mb": round(state.memory_mb, 1), "budget_mb": target.ram_budget_mb,
+                         **compat.memory_basis(target, state.selection.format)})
+
+
+def _source(state: BuildState, source_bytes: int, source_sha: str) -> Source:
     graph = state.loaded.graph
     return {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
             "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
             "macs": state.selection.baseline_stats.macs, **_fixed_inputs(graph)}
 
 
-def _model(selection: Selection, measured: Measured) -> dict[str, Any]:
+def _model(selection: Selection, measured: Measured) -> Model:
     stats = selection.model_stats
     return {"file": MODEL_FILES[selection.format], "format": selection.format,
             "sha256": hashlib.sha256(selection.model).hexdigest(), "bytes": len(selection.model),
             "params": stats.params, "macs": stats.macs, "ops": stats.ops,
-            "inputs": measured.inputs, "outputs": measured.outputs}
+            "inputs": cast(list[TensorEntry], measured.inputs), "outputs": cast(list[TensorEntry], measured.outputs)}
 
 
-def _baseline(target: Target, selection: Selection, measured: Measured) -> dict[str, Any]:
+def _baseline(target: Target, selection: Selection, measured: Measured) -> Baseline:
     return {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
-            "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
-            "target_estimate": estimate.target_estimate(target, selection.baseline_stats.records, selection.format,
-                                                        selection.reference.details.get("coverage"))}
+            "latency": cast(HostLatency, measured.baseline_latency),
+            "fidelity": cast(Fidelity, measured.baseline_fidelity),
+            "target_estimate": _estimate(target, selection.baseline_stats.records, selection.format,
+                                         selection.reference.details.get("coverage"))}
 
 
-def _size(selection: Selection, source_bytes: int) -> dict[str, Any]:
+def _size(selection: Selection, source_bytes: int) -> Size:
     model, baseline = len(selection.model), len(selection.baseline)
     return {"source_bytes": source_bytes, "baseline_bytes": baseline,
             "model_bytes": model, "ratio": _ratio(model, baseline, 4)}
 
 
-def _latency(target: Target, selection: Selection, measured: Measured) -> dict[str, Any]:
-    return {"host": {**measured.latency, "target_threads": target.default_threads},
+def _latency(target: Target, selection: Selection, measured: Measured) -> Latency:
+    host = cast(HostLatency, {**measured.latency, "target_threads": target.default_threads})
+    return {"host": host,
             "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
-            "target_estimate": estimate.target_estimate(target, selection.model_stats.records, selection.format,
-                                                        selection.block.get("coverage")),
+            "target_estimate": _estimate(target, selection.model_stats.records, selection.format,
+                                         selection.block.get("coverage")),
             "device": []}
+
+
+def _estimate(target: Target, records: tuple[OpRecord, ...], model_format: str,
+              coverage: dict | None) -> TargetEstimate | None:
+    return cast(TargetEstimate | None, estimate.target_estimate(target, records, model_format, coverage))
 
 
 def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:
@@ -138,18 +165,18 @@ def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:
                                       ("unpruned_p50_ms", "p50_ms", "speedup", "latency_ratio", "macs_ratio")}
 
 
-def _quantization(recipe: Recipe, selection: Selection, data: Datasets, measured: Measured) -> dict | None:
+def _quantization(recipe: Recipe, selection: Selection, data: Datasets, measured: Measured) -> Quantization | None:
     mode = _mode(recipe, selection)
     if recipe.quantize is Quantize.none:
         return None
     calibrated = mode is Quantize.int8
     details = selection.block.get("details", {})
-    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
+    return cast(Quantization, {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
             "calibration_method": details.get("calibration", _calibration_used(recipe)) if calibrated else None,
             "float_ops": list(selection.model_stats.float_ops) if calibrated else [],
-            **selection.block["details"], **selection.block}
+            **selection.block["details"], **selection.block})
 
 
 def _calibration_used(recipe: Recipe) -> str:

@@ -22,6 +22,7 @@ from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.timing import threads_for
 from edgekiln.compiler.graph import detect_format, framework, load, shapes
+from edgekiln.compiler.manifest_schema import Manifest
 from edgekiln.compiler.measure import check_cosine_floor, measure_all
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
@@ -36,7 +37,7 @@ class BuildResult:
     """Where the bundle went, its manifest, and what the user must be told."""
 
     output: Path
-    manifest: dict
+    manifest: Manifest
     warnings: tuple[str, ...]
 
 

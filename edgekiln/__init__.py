@@ -39,7 +39,8 @@ def build(source: str | Path, *, progress: Progress | None = None, **options: An
     known = {f.name for f in dataclasses.fields(Recipe)} - {"source"}
     if unknown := sorted(set(options) - known):
         raise RecipeError(f"unknown option(s) {', '.join(unknown)}", f"edgekiln.build takes {', '.join(sorted(known))}")
-    recipe = Recipe(source=str(source), **{k: str(v) if isinstance(v, Path) else v for k, v in options.items()})
+    given: dict[str, Any] = {k: str(v) if isinstance(v, Path) else v for k, v in options.items()}
+    recipe = Recipe(source=str(source), **given)  # each option's type is the Recipe's to check
     return run_build(recipe) if progress is None else run_build(recipe, progress)
 
 

@@ -51,11 +51,11 @@ def _refresh_report(bundle: Path, outcomes: list[DeviceResult]) -> None:
 
 
 def _raise_failures(outcomes: list[DeviceResult], prefix: str) -> None:
-    failed = [o for o in outcomes if o.failure is not None]
+    failed = [(o.destination, o.failure) for o in outcomes if o.failure is not None]
     if len(failed) == 1 and len(outcomes) == 1:
-        f = failed[0].failure
-        raise DeployError(f"{prefix}{failed[0].destination}: {f.message}", f.hint)
+        destination, f = failed[0]
+        raise DeployError(f"{prefix}{destination}: {f.message}", f.hint)
     if failed:
-        names = "; ".join(f"{o.destination} ({o.failure.kind})" for o in failed)
+        names = "; ".join(f"{destination} ({f.kind})" for destination, f in failed)
         raise DeployError(f"{prefix}{len(failed)} of {len(outcomes)} devices failed: {names}",
                           "each failure is described above")

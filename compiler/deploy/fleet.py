@@ -132,9 +132,9 @@ def _progress(devices: list[Destination]) -> Iterator[tuple[Callable, Callable]]
 
 
 def _verdict(outcome: DeviceResult) -> str:
-    if outcome.ok:
+    if outcome.failure is None and outcome.result is not None:
         return f"ok, p50 {outcome.result['latency']['p50_ms']} ms"
-    return f"FAILED {outcome.failure.one_line()}"
+    return f"FAILED {outcome.failure.one_line()}" if outcome.failure else "FAILED"
 
 
 def _venv(venv: dict) -> str:
@@ -154,7 +154,7 @@ def print_summary(manifest: dict, outcomes: list[DeviceResult]) -> None:
         facts = (o.result or {}).get("facts") or (o.probe or {}).get("facts") or {}
         lat, venv = (o.result or {}).get("latency") or {}, (o.result or {}).get("venv") or {}
         where = facts.get("board") or facts.get("cpu") or ""
-        status = "PASS" if o.ok else f"[red]{o.failure.kind}[/red]"
+        status = "PASS" if o.failure is None else f"[red]{o.failure.kind}[/red]"
         table.add_row(str(o.destination), where, facts.get("python", ""),
                       f"{lat.get('runtime', '')} {lat.get('runtime_version', '')}".strip(),
                       _venv(venv),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -86,7 +87,7 @@ def interleaved_latency(models: dict[str, Model], sample: Dataset, min_runs: int
     return interleaved_feeds(models, feeds, min_runs, rounds)
 
 
-def interleaved_feeds(models: dict[str, Model], feeds: dict[str, list[np.ndarray]], min_runs: int,
+def interleaved_feeds(models: Mapping[str, Model], feeds: dict[str, list[np.ndarray]], min_runs: int,
                       rounds: int) -> dict[str, dict]:
     """p50 of every model on its raw feeds, timed round by round in turn so that a shared host's drift hits
     all alike.

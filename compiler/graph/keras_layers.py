@@ -184,8 +184,8 @@ def _refit_head(original: Any, shortened: Any, clone: Any, last: KerasBlock, x: 
         x, batch_size=64, verbose=0)
     fitted, bias = fit_linear(new_features.reshape(-1, new_features.shape[-1]), target.reshape(-1, target.shape[-1]),
                               layer.use_bias)
-    new_layer.set_weights([fitted.astype(weights[0].dtype)] + ([bias.astype(weights[0].dtype)] if layer.use_bias
-                                                                 else []))
+    new_layer.set_weights([fitted.astype(weights[0].dtype)] + ([bias.astype(weights[0].dtype)] if bias is not None
+                                                                 else []))  # fit_linear fits a bias iff use_bias
     return name
 
 

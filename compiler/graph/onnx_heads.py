@@ -148,8 +148,9 @@ def _slice(model: Any, layers: list[Attention], plans: dict) -> Any:
 
 def _entry(ix: Index, reshape_output: str, position: int) -> int:
     entries = shape_entries(ix, ix.producer[reshape_output].input[1])
-    assert entries is not None and entries[position] is not None, "attention_layers checked the target"
-    return int(entries[position])
+    entry = entries[position] if entries is not None else None
+    assert entry is not None, "attention_layers checked the target"
+    return int(entry)
 
 
 def _refit(pruned: Any, layers: list[Attention], plans: dict, observed: dict, feed: dict[str, np.ndarray]

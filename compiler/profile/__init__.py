@@ -93,7 +93,7 @@ def _estimates(facts: list[OpFacts | None], target: Any, threads: int) -> list[f
 
     known = [f for f in facts if f and f.record]
     # an op off the fast path (fast_path False) runs on the built-in kernels on the device too
-    per_op = iter(per_op_ms([f.record for f in known], figures, target.default_threads,
+    per_op = iter(per_op_ms([f.record for f in known if f.record], figures, target.default_threads,
                             [f.fast_path is False for f in known]))
     return [round(next(per_op), 5) if f and f.record else None for f in facts]
 

@@ -116,7 +116,8 @@ class Trial:
 class TrialResult(Protocol):
     """A probe's drop with its own budget test (prune/paired.PairedDrop)."""
 
-    drop: float
+    @property
+    def drop(self) -> float: ...
 
     def within(self, budget: float) -> bool: ...
 

@@ -3,6 +3,8 @@ accuracy before and after recovery, and the measured effect on size and latency.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from edgekiln.compiler.report import plots
 from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows
 from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
@@ -24,7 +26,7 @@ def _curves(scan: dict) -> str:
     scan_rows = rows(scan.get("rows"))
     if not scan_rows or not ratios or None in ratios:
         return ""
-    series = {}
+    series: dict[str, tuple[Sequence[float], Sequence[float]]] = {}
     for r in scan_rows[:MAX_CURVES]:
         drops = [number(d) for d in r.get("drops") or []]
         if len(drops) == len(ratios) and None not in drops:

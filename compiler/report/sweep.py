@@ -36,8 +36,8 @@ def _latency_axis(sweep: dict) -> tuple[str, str]:
 
 def _plot(points: list[dict], chosen: str | None, axis: tuple[str, str], quality: tuple[str, str]) -> str:
     key, label = quality
-    placed = [(p, number(p.get(axis[0])), number(p.get(key))) for p in points]
-    placed = [(p, x, y) for p, x, y in placed if x is not None and y is not None]
+    numbered = [(p, number(p.get(axis[0])), number(p.get(key))) for p in points]
+    placed = [(p, x, y) for p, x, y in numbered if x is not None and y is not None]
     if len(placed) < 2:
         return ""
     marks = [plots.PlotPoint(x, y, float(p.get("bytes") or 0), str(p.get("name")), chosen=p.get("name") == chosen,

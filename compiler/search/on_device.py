@@ -16,9 +16,16 @@ from edgekiln.targets import Target
 
 
 class DeviceTable(Protocol):
-    device: str
-    p50_ms: dict[str, float]
-    method: dict
+    """A device's timings (deploy/race.DeviceRace, a frozen record: hence read-only properties)."""
+
+    @property
+    def device(self) -> str: ...
+
+    @property
+    def p50_ms(self) -> dict[str, float]: ...
+
+    @property
+    def method(self) -> dict: ...
 
 
 class DeviceTimer(Protocol):

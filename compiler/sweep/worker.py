@@ -11,7 +11,10 @@ import os
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.manifest_schema import Manifest
 
 # Each worker caps its own threads: N workers on a host must not each start one thread per core.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -60,14 +63,16 @@ def untar(data: bytes, folder: Path) -> None:
         tar.extractall(folder, filter="data")
 
 
-def row_of(m: dict[str, Any]) -> dict[str, Any]:
+def row_of(m: Manifest) -> dict[str, Any]:
     """The sweep's columns of one built point, from its manifest."""
-    accuracy, fidelity, model = m.get("accuracy") or {}, m.get("fidelity") or {}, m["model"]
-    return {"variant": m["quantization"]["variant"], "sha256": model["sha256"], "bytes": model["bytes"],
-            "params": model.get("params"), "macs": model.get("macs"),
-            "accuracy": accuracy.get("compiled"), "accuracy_drop": accuracy.get("drop"),
-            "reference_accuracy": accuracy.get("reference"),
+    accuracy, fidelity, model = m.get("accuracy"), m["fidelity"], m["model"]
+    estimate = m["latency"]["target_estimate"]
+    return {"variant": (m["quantization"] or {}).get("variant"), "sha256": model["sha256"], "bytes": model["bytes"],
+            "params": model["params"], "macs": model["macs"],
+            "accuracy": accuracy["compiled"] if accuracy else None,
+            "accuracy_drop": accuracy["drop"] if accuracy else None,
+            "reference_accuracy": accuracy["reference"] if accuracy else None,
             "sqnr_db": fidelity.get("sqnr_db"), "agreement": fidelity.get("top1_agreement"),
             "cosine_mean": fidelity.get("cosine_mean"), "cosine_p5": fidelity.get("cosine_p5"),
-            "estimate_ms": (m.get("latency") or {}).get("target_estimate", {}).get("p50_ms"),
-            "worker_p50_ms": (m.get("latency") or {}).get("host", {}).get("p50_ms")}
+            "estimate_ms": estimate["p50_ms"] if estimate else None,
+            "worker_p50_ms": m["latency"]["host"]["p50_ms"]}

@@ -1,0 +1,1 @@
+../../edgekiln/__init__.py

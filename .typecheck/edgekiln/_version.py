@@ -1,0 +1,1 @@
+../../edgekiln/_version.py

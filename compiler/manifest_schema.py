@@ -1,0 +1,398 @@
+"""manifest.json, schema_version 1, as types: the one declaration of its sections and keys, and the one reader.
+
+The writer (manifest.py, pruning_gain.py, profile/) builds these, and every reader (the build summary,
+`inspect`, the report, the sweep) takes a `Manifest` from `read` or from the build, so mypy checks each key
+and its type on both sides. A key that not every build writes is `NotRequired`; a figure JSON cannot hold
+(an infinite ratio, an exact SQNR) is null, hence `| None` (runtime/jsonsafe.py says which).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import NotRequired, TypedDict, cast
+
+from edgekiln.compiler.errors import EdgekilnError
+
+SCHEMA_VERSION = 1
+MANIFEST_FILE = "manifest.json"
+REQUIRED_KEYS = ("schema_version", "compiler", "created_utc", "recipe", "target", "source", "model",
+                 "baseline", "size", "pruning", "quantization", "fidelity", "latency", "golden")
+
+JsonObject = dict[str, object]  # a section's detail that readers show as is, never index into
+
+
+class FixedInput(TypedDict):
+    name: str
+    declared: str
+    shape: list[int]
+    origin: str
+
+
+class Source(TypedDict):
+    file_name: str
+    format: str
+    sha256: str
+    bytes: int
+    params: int
+    macs: int
+    fixed_inputs: NotRequired[list[FixedInput]]
+    shape_nodes_folded: NotRequired[int]
+
+
+class TensorEntry(TypedDict):
+    name: str
+    shape: list[int]
+    dtype: str
+    scale: float
+    zero_point: int
+    layout: NotRequired[JsonObject]
+
+
+class Model(TypedDict):
+    file: str
+    format: str
+    sha256: str
+    bytes: int
+    params: int
+    macs: int
+    ops: dict[str, int]
+    inputs: list[TensorEntry]
+    outputs: list[TensorEntry]
+
+
+class HostLatency(TypedDict):
+    """A host measurement (evaluate/timing.py): always `measured_on: host`."""
+
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    first_ms: float
+    init_ms: float
+    runs: int
+    threads: int
+    runtime: str
+    runtime_version: str
+    cpu: str
+    isa: str
+    machine: str
+    measured_on: str
+    target_threads: NotRequired[int]
+
+
+class TargetEstimate(TypedDict):
+    """The target's cost model (device/estimate.py): always `method: estimate`, with its basis and band."""
+
+    method: str
+    model: str
+    p50_ms: float
+    low_ms: float
+    high_ms: float
+    threads: int
+    basis: str
+    breakdown_ms: dict[str, float]
+    error_band: list[float]
+    fitted_on: list[str]
+    held_out: list[str]
+    sources: list[str]
+    per_op_basis: dict[str, str]
+
+
+class PruningLatency(TypedDict):
+    unpruned_p50_ms: float
+    p50_ms: float
+    speedup: float | None
+    latency_ratio: float | None
+    macs_ratio: float
+
+
+class Latency(TypedDict):
+    host: HostLatency
+    speedup_vs_baseline: float | None
+    target_estimate: TargetEstimate | None
+    device: list[JsonObject]
+    pruning: NotRequired[PruningLatency]
+
+
+class OutputFidelity(TypedDict, total=False):
+    name: str
+    sqnr_db: float | None
+    max_abs_diff: float
+    top1_agreement: float
+    cosine_mean: float
+    cosine_p5: float
+
+
+class Fidelity(TypedDict, total=False):
+    """The shipped (or baseline) model against the source on the held-back samples (measure.py)."""
+
+    samples: int
+    sqnr_db: float | None
+    max_abs_diff: float
+    top1_agreement: float
+    cosine_mean: float
+    cosine_p5: float
+    per_output: list[OutputFidelity]
+
+
+class Baseline(TypedDict):
+    format: str
+    quantization: str
+    bytes: int
+    latency: HostLatency
+    fidelity: Fidelity
+    target_estimate: TargetEstimate | None
+    accuracy: NotRequired[float]
+
+
+class Size(TypedDict):
+    source_bytes: int
+    baseline_bytes: int
+    model_bytes: int
+    ratio: float | None
+    unpruned_model_bytes: NotRequired[int]
+    pruning_ratio: NotRequired[float]
+
+
+class Accuracy(TypedDict):
+    metric: str
+    output: str
+    samples: int
+    reference: float
+    baseline: float
+    compiled: float
+    drop: float
+    budget: float
+    within_budget: bool
+
+
+class Evidence(TypedDict, total=False):
+    """Which latency decided the choice (search/choose.py): host, estimate or device, and its margin."""
+
+    kind: str
+    label: str
+    margin: float
+    target: str | None
+    warning: str | None
+    host_would_choose: str | None
+
+
+class CandidateRow(TypedDict, total=False):
+    """One row of the candidate table (search/candidate.Candidate.to_row; read back by Candidate.from_row)."""
+
+    name: str
+    format: str
+    quantize: str
+    bytes: int
+    p50_ms: float | None
+    runs: int
+    estimate_ms: float | None
+    device_p50_ms: float | None
+    sqnr_db: float | None
+    agreement: float | None
+    cosine_mean: float | None
+    cosine_p5: float | None
+    accuracy: float | None
+    accuracy_drop: float | None
+    pieces: int | None
+    notes: list[str]
+    verdict: str
+    short: str
+
+
+class Timing(TypedDict, total=False):
+    method: str
+    measured_on: str
+    threads: int
+    rounds: int
+    runs_per_candidate: dict[str, int]
+    device: JsonObject
+
+
+class Formats(TypedDict, total=False):
+    compared: list[str]
+    note: str
+    left_out: dict[str, str]
+    failed: dict[str, str]
+
+
+class Quantization(TypedDict, total=False):
+    """The quantization section: the shipped mode and, with a candidate search, the whole table and the
+    decision (search/select.quantization_block), with the chosen candidate's details spread in."""
+
+    mode: str
+    per_channel: bool
+    io_dtype: str
+    calibration_samples: int
+    calibration_method: str | None
+    float_ops: list[str]
+    requested: str
+    variant: str
+    format: str
+    criterion: str
+    reason: str
+    yardstick: str
+    candidates: list[CandidateRow]
+    evidence: Evidence
+    timing: Timing
+    formats: Formats
+    data: dict[str, object]
+    not_built: dict[str, str]
+    failed: dict[str, str]
+    coverage: JsonObject | None
+    diagnosis: JsonObject
+    details: JsonObject
+
+
+class PairedDrop(TypedDict):
+    samples: int
+    lost: int
+    gained: int
+    drop: float
+    interval: list[float]
+    upper_bound: float
+
+
+class PruningAccuracy(TypedDict, total=False):
+    metric: str
+    samples: int
+    reference: float
+    before_recovery: float
+    after_recovery: float
+    paired: PairedDrop
+
+
+class MeasuredGain(TypedDict):
+    """Pruning's measured effect (pruning_gain.py): the pruned bundle beside the unpruned model compiled as the
+    shipped variant, timed side by side."""
+
+    compiled_as: str
+    shipped_as: str
+    compiled_as_because: NotRequired[str]
+    format: str
+    threads: int
+    model_bytes: int
+    unpruned_model_bytes: int
+    size_ratio: float
+    macs: int
+    unpruned_macs: int
+    macs_ratio: float
+    p50_ms: float
+    unpruned_p50_ms: float
+    latency_ratio: float
+    speedup: float
+    per_layer_ms: list[JsonObject]
+
+
+class BudgetSplit(TypedDict):
+    max_drop: float
+    pruning_budget: float
+    reserved_for_quantization: float
+    pruning_drop: float
+    quantization_drop: float
+    total_drop: float
+    unused: float
+    samples: int
+    note: NotRequired[str]
+
+
+class Pruning(TypedDict, total=False):
+    """The pruning section: what the pruning stage removed (filters, heads or encoder blocks), its recovery,
+    and after measurement its measured gain and the accuracy budget's split."""
+
+    kind: str
+    criterion: str
+    ratio: float
+    count: int
+    layers_before: int
+    layers_after: int
+    macs_before: int
+    macs_after: int
+    macs_ratio: float
+    recovery: JsonObject
+    accuracy: PruningAccuracy
+    layers: list[JsonObject]
+    layer_drop: JsonObject
+    search: JsonObject | None
+    measured: MeasuredGain | None
+    budget_split: BudgetSplit
+    warnings: list[str]
+
+
+class Profile(TypedDict, total=False):
+    """The shipped model's per-op profile (profile/__init__.block), or why there is none (`unavailable`)."""
+
+    method: str | None
+    threads: int
+    total_ms: float
+    sum_ms: float
+    agreement: JsonObject
+    runs: int
+    profile_s: float
+    estimate: JsonObject | None
+    ops_total: int
+    ops: list[JsonObject]
+    unavailable: str
+
+
+class Golden(TypedDict):
+    file: str
+    samples: int
+    atol: float
+    rtol: float
+
+
+class Memory(TypedDict):
+    estimated_peak_mb: float
+    budget_mb: int
+    runtime_base_mb: float
+    runtime_base_source: str
+    runtime_interpreter: str
+
+
+class Manifest(TypedDict):
+    schema_version: int
+    compiler: dict[str, str]
+    created_utc: str
+    recipe: JsonObject
+    target: JsonObject
+    source: Source
+    model: Model
+    baseline: Baseline
+    size: Size
+    pruning: Pruning | None
+    quantization: Quantization | None
+    fidelity: Fidelity
+    latency: Latency
+    profile: Profile
+    memory: Memory
+    golden: Golden
+    accuracy: NotRequired[Accuracy]
+    warnings: list[str]
+    null_values: dict[str, str]
+
+
+def checked(data: object, where: str) -> Manifest:
+    """A parsed manifest.json, if it is one of this schema: a JSON object with every contract section."""
+    if not isinstance(data, dict):
+        raise EdgekilnError(f"{where} is not an edgekiln manifest (a JSON object)", "rebuild it with edgekiln")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise EdgekilnError(f"{where} has schema_version {version!r}; this edgekiln reads {SCHEMA_VERSION}",
+                            "rebuild the bundle with this edgekiln")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    if missing:
+        raise EdgekilnError(f"{where} is not a complete edgekiln manifest (no {', '.join(missing)})",
+                            "rebuild the bundle with `edgekiln build`")
+    return cast(Manifest, data)
+
+
+def read(bundle: Path) -> Manifest:
+    """BUNDLE/manifest.json, parsed and checked: the one way the compiler's commands read a built manifest."""
+    path = bundle / MANIFEST_FILE
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise EdgekilnError(f"cannot read {path}: {' '.join(str(exc).split())}", "rebuild it with edgekiln") from None
+    return checked(data, str(path))
