@@ -8,6 +8,7 @@ from typing import Any
 
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate.reference import Reference
+from edgekiln.compiler.manifest_schema import Profile, Pruning
 from edgekiln.compiler.measure import Measured
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.search.select import Selection
@@ -51,8 +52,8 @@ class BuildState:
     notes: tuple[str, ...]
     memory_mb: float
     measured: Measured
-    pruning: dict[str, Any] | None
-    profile: dict[str, Any]
+    pruning: Pruning | None
+    profile: Profile
 
     @property
     def selection(self) -> Selection:

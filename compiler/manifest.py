@@ -23,6 +23,7 @@ from edgekiln.compiler.manifest_schema import (
     HostLatency,
     Latency,
     Manifest,
+    MeasuredGain,
     Memory,
     Model,
     Quantization,
@@ -156,7 +157,7 @@ def _estimate(target: Target, records: tuple[OpRecord, ...], model_format: str,
     return cast(TargetEstimate | None, estimate.target_estimate(target, records, model_format, coverage))
 
 
-def _add_pruning_measurements(sections: dict[str, Any], measured: dict) -> None:
+def _add_pruning_measurements(sections: dict[str, Any], measured: MeasuredGain) -> None:
     """The source's MACs are the unpruned model's; size and latency show the measured effect of pruning."""
     sections["source"]["macs"] = measured["unpruned_macs"]
     sections["size"].update(unpruned_model_bytes=measured["unpruned_model_bytes"],

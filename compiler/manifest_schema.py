@@ -217,6 +217,20 @@ class Formats(TypedDict, total=False):
     failed: dict[str, str]
 
 
+class Diagnosis(TypedDict, total=False):
+    """Why plain int8 lost fidelity (diagnose/): the causes in words, the worst layers or nodes."""
+
+    format: str | None
+    of: str | None
+    method: str
+    samples: int
+    causes: list[str]
+    note: str
+    layers: list[JsonObject]
+    nodes: list[JsonObject]
+    coverage: JsonObject
+
+
 class Quantization(TypedDict, total=False):
     """The quantization section: the shipped mode and, with a candidate search, the whole table and the
     decision (search/select.quantization_block), with the chosen candidate's details spread in."""
@@ -241,7 +255,7 @@ class Quantization(TypedDict, total=False):
     not_built: dict[str, str]
     failed: dict[str, str]
     coverage: JsonObject | None
-    diagnosis: JsonObject
+    diagnosis: Diagnosis
     details: JsonObject
 
 
@@ -297,6 +311,60 @@ class BudgetSplit(TypedDict):
     note: NotRequired[str]
 
 
+class Recovery(TypedDict, total=False):
+    """How the pruned model won accuracy back: fine-tuning, distillation or least squares (`method`)."""
+
+    method: str
+    what: str
+    samples: int
+    seconds: float
+    output_cosine_before: float
+    output_cosine_after: float
+    layers: list[JsonObject]
+    steps: list[JsonObject]
+
+
+class LayerDrop(TypedDict, total=False):
+    """Encoder blocks dropped from the end (prune/encoder_*; kind `encoder layers`)."""
+
+    kind: str
+    count: int
+    criterion: str
+    layers_before: int
+    layers_after: int
+    params_before: int
+    params_after: int
+    blocks: list[JsonObject]
+    recovery: Recovery
+
+
+class HeadLayer(TypedDict):
+    layer: str
+    heads_before: int
+    heads_after: int
+    kept: list[int]
+    scores: list[float]
+
+
+class Probe(TypedDict):
+    """One probe of the encoder auto search (`drop_layers`, `prune_heads`, and whether it met the budget)."""
+
+    drop_layers: int
+    prune_heads: float
+    within_budget: bool
+
+
+class PruningSearch(TypedDict, total=False):
+    """The auto search of a pruning setting within the budget: filters (prune/driver.py) or encoder blocks and
+    heads (prune/encoder_auto.py, with `probes`, the `chosen` one's index and the `rule`)."""
+
+    budget: float
+    probes: list[Probe]
+    chosen: int | None
+    rule: str
+    stopped: str
+
+
 class Pruning(TypedDict, total=False):
     """The pruning section: what the pruning stage removed (filters, heads or encoder blocks), its recovery,
     and after measurement its measured gain and the accuracy budget's split."""
@@ -310,30 +378,69 @@ class Pruning(TypedDict, total=False):
     macs_before: int
     macs_after: int
     macs_ratio: float
-    recovery: JsonObject
+    recovery: Recovery
     accuracy: PruningAccuracy
-    layers: list[JsonObject]
-    layer_drop: JsonObject
-    search: JsonObject | None
+    layers: list[HeadLayer]
+    layer_drop: LayerDrop
+    search: PruningSearch | None
     measured: MeasuredGain | None
     budget_split: BudgetSplit
     warnings: list[str]
 
 
-class Profile(TypedDict, total=False):
-    """The shipped model's per-op profile (profile/__init__.block), or why there is none (`unavailable`)."""
+class ProfileOp(TypedDict, total=False):
+    """One op of a profile: measured (index, name, op, ms, share), static facts, the target's estimate."""
 
+    index: int
+    name: str
+    op: str
+    ms: float
+    share: float
+    layer: str
+    macs: int
+    params: int
+    weight_bytes: int
+    dtype: str
+    estimate_ms: float | None
+    fast_path: bool | str | None  # on XNNPACK or not (TFLite); onnxruntime's provider name (ONNX)
+    hot: bool
+
+
+class Agreement(TypedDict):
+    """Whether the ops' times add up to the whole model's: sum / whole, within +-bound."""
+
+    ratio: float
+    within: bool
+    bound: float
+
+
+class ProfileEstimate(TypedDict):
+    method: str
+    target: str
+    threads: int
+    sum_ms: float
+
+
+class Profile(TypedDict, total=False):
+    """A model's per-op profile (compiler/profile/); in the manifest its top rows (`block`), or why there is
+    none (`unavailable`). A device's profile adds `measured_on` and `machine`."""
+
+    model: str
+    format: str
     method: str | None
     threads: int
     total_ms: float
     sum_ms: float
-    agreement: JsonObject
+    agreement: Agreement
     runs: int
     profile_s: float
-    estimate: JsonObject | None
+    estimate: ProfileEstimate | None
     ops_total: int
-    ops: list[JsonObject]
+    ops: list[ProfileOp]
     unavailable: str
+    measured_on: str
+    machine: str | None
+    variant: str  # `profile SOURCE`: which variant of the build was profiled
 
 
 class Golden(TypedDict):

@@ -4,11 +4,12 @@ shows the speed-up measured, not only the MACs ratio; and what the accuracy budg
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import side_by_side, threads_for
+from edgekiln.compiler.manifest_schema import Accuracy, BudgetSplit, MeasuredGain, Pruning
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver
 from edgekiln.compiler.pruning_stage import Pruned
@@ -18,26 +19,27 @@ from edgekiln.targets import Target
 
 
 def measured(pruned: Pruned | None, selection: Selection, compiled: Selection | None, data: Datasets,
-             recipe: Recipe, target: Target) -> dict[str, Any] | None:
+             recipe: Recipe, target: Target) -> Pruning | None:
     """The pruning block completed with the unpruned model compiled as the shipped variant (`compiled`, None
     when nothing was removed), both timed side by side."""
     if pruned is None:
         return None
+    block = cast(Pruning, pruned.block)  # the pruning stage's section of the manifest
     if not pruned.removed or compiled is None:
-        return {**pruned.block, "measured": None}
+        return {**block, "measured": None}
     shipped = selection.variant
-    because = {} if compiled.variant == shipped else \
-        {"compiled_as_because": compiled.block["not_built"].get(shipped, "not built for the unpruned model")}
     unpruned = compiled.model
     threads = threads_for(recipe, target)
     models = [open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
     best = side_by_side(models, data.golden_set, recipe.bench_runs)
     per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
-    block = pruned.block if "macs_before" in pruned.block else {  # head pruning: MACs of the compiled graphs
-        **pruned.block, "macs_before": macs[1], "macs_after": macs[0],
-        "macs_ratio": round(macs[0] / max(macs[1], 1), 4)}
-    return {**block, "measured": {
+    if "macs_before" not in block:  # head pruning: MACs of the compiled graphs
+        block = {**block, "macs_before": macs[1], "macs_after": macs[0],
+                 "macs_ratio": round(macs[0] / max(macs[1], 1), 4)}
+    because = {} if compiled.variant == shipped else \
+        {"compiled_as_because": compiled.block["not_built"].get(shipped, "not built for the unpruned model")}
+    gain = cast(MeasuredGain, {  # the optional `compiled_as_because` keeps its place among the keys
         "compiled_as": compiled.variant, "shipped_as": shipped, **because, "format": selection.format,
         "threads": threads,
         "model_bytes": len(selection.model), "unpruned_model_bytes": len(unpruned),
@@ -45,22 +47,25 @@ def measured(pruned: Pruned | None, selection: Selection, compiled: Selection | 
         "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),
         "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
         "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),
-        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer}}
+        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer})
+    return {**block, "measured": gain}
 
 
-def with_budget_split(block: dict | None, accuracy: dict | None, max_drop: float) -> dict | None:
+def with_budget_split(block: Pruning | None, accuracy: Accuracy | None, max_drop: float) -> Pruning | None:
     """What the accuracy budget was spent on, measured on the evaluation samples: pruning (the source vs the
     pruned float32 model, as converted) and quantization (that float32 model vs the shipped one). The auto
     search reserved QUANT_RESERVE of --max-drop for quantization before it could know; this says what
     quantization really took, and what of the budget was left unused."""
-    if block is None or accuracy is None or block.get("search") is None:
+    search = block.get("search") if block else None
+    if block is None or accuracy is None or search is None:
         return block
     pruning = round(accuracy["reference"] - accuracy["baseline"], 3)
     quantization = round(accuracy["baseline"] - accuracy["compiled"], 3)
     reserved = round(max_drop * driver.QUANT_RESERVE, 3)
-    split = {"max_drop": max_drop, "pruning_budget": block["search"]["budget"], "reserved_for_quantization": reserved,
-             "pruning_drop": pruning, "quantization_drop": quantization, "total_drop": accuracy["drop"],
-             "unused": round(max_drop - accuracy["drop"], 3), "samples": accuracy["samples"]}
+    split: BudgetSplit = {
+        "max_drop": max_drop, "pruning_budget": search["budget"], "reserved_for_quantization": reserved,
+        "pruning_drop": pruning, "quantization_drop": quantization, "total_drop": accuracy["drop"],
+        "unused": round(max_drop - accuracy["drop"], 3), "samples": accuracy["samples"]}
     if quantization < reserved:
         split["note"] = (f"quantization took {quantization:+.2f} of the {reserved:g} points reserved for it: the "
                          f"pruning search could have had {round(max_drop - max(quantization, 0.0), 3):g} "

@@ -5,11 +5,25 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from edgekiln.compiler.console import console
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.manifest_schema import (
+        BudgetSplit,
+        Fidelity,
+        LayerDrop,
+        Manifest,
+        OutputFidelity,
+        Pruning,
+        PruningSearch,
+        Quantization,
+    )
+    from edgekiln.compiler.pipeline import BuildResult
 
 
 @contextlib.contextmanager
@@ -32,20 +46,21 @@ def _finish(state: dict) -> None:
         console.print(f"[green]✓[/green] {state['stage']} [dim]({time.perf_counter() - state['start']:.1f} s)[/dim]")
 
 
-def _print_profile(m: dict) -> None:
+def _print_profile(m: Manifest) -> None:
     """The shipped model's five slowest ops; for a pruned build, each layer's time before and after."""
     from edgekiln.compiler.profile.table import print_layers, print_profile
 
-    if (m.get("profile") or {}).get("ops"):
+    if m["profile"].get("ops"):
         print_profile(m["profile"], "where the time goes (shipped model, host; manifest.json `profile`)", top=5)
-    per_layer = ((m.get("pruning") or {}).get("measured") or {}).get("per_layer_ms")
+    measured = (m["pruning"] or {}).get("measured")
+    per_layer = measured["per_layer_ms"] if measured else None
     if per_layer:
         print_layers(per_layer, "time per layer before and after pruning (host)", ("unpruned", "pruned"))
 
 
-def print_build_summary(result: object) -> None:
-    m = result.manifest  # type: ignore[attr-defined]
-    table = Table(title=f"edgekiln build -> {result.output}", show_header=True)  # type: ignore[attr-defined]
+def print_build_summary(result: BuildResult) -> None:
+    m = result.manifest
+    table = Table(title=f"edgekiln build -> {result.output}", show_header=True)
     table.add_column("")
     table.add_column("float32 baseline", justify="right")
     table.add_column(f"bundle ({(m['quantization'] or {}).get('mode', 'none')})", justify="right")
@@ -61,8 +76,9 @@ def print_build_summary(result: object) -> None:
         acc = m["accuracy"]
         table.add_row(f"top-1 accuracy ({acc['samples']} samples; source {acc['reference']:.2f}%)",
                       f"{acc['baseline']:.2f}%", f"{acc['compiled']:.2f}%", f"drop {acc['drop']:.2f} pt")
-    if m.get("pruning"):
-        _pruning_rows(table, m)
+    pruning = m["pruning"]
+    if pruning:
+        _pruning_rows(table, pruning)
     fid, bfid = m["fidelity"], base["fidelity"]
     several = len(fid.get("per_output", [])) > 1
     table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else ''})",
@@ -75,8 +91,9 @@ def print_build_summary(result: object) -> None:
         if fixed["origin"] != "batch":
             console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
                           f"(from {_origin(fixed['origin'])})", markup=False)
-    if (m["quantization"] or {}).get("candidates"):
-        print_candidates(m["quantization"])
+    quantization = m["quantization"]
+    if quantization and quantization.get("candidates"):
+        print_candidates(quantization)
     _print_profile(m)
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")
@@ -84,11 +101,11 @@ def print_build_summary(result: object) -> None:
                   "not on the target[/dim]")
     for warning in m["warnings"]:
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
-    console.print(f"bundle written to [bold]{result.output}[/bold]; on the device: "  # type: ignore[attr-defined]
+    console.print(f"bundle written to [bold]{result.output}[/bold]; on the device: "
                   "pip install -r requirements.txt && python -m runtime validate")
 
 
-def _estimate_row(table: Table, m: dict) -> None:
+def _estimate_row(table: Table, m: Manifest) -> None:
     """The target estimate beside the host measurement (labelled: it is a model, not a measurement)."""
     est, base_est = m["latency"].get("target_estimate"), m["baseline"].get("target_estimate")
     if not est or not base_est:
@@ -98,12 +115,12 @@ def _estimate_row(table: Table, m: dict) -> None:
                   f"{est['p50_ms'] / base_est['p50_ms']:.3f}x")
 
 
-def _pruning_rows(table: Table, m: dict) -> None:
+def _pruning_rows(table: Table, p: Pruning) -> None:
     """Pruning's own effect: the unpruned model compiled the same way vs this bundle, measured in this run."""
-    p = m["pruning"]
-    measured = p["measured"]
-    encoder = p.get("kind") in ("attention heads", "encoder layers")
-    drop = p if p.get("kind") == "encoder layers" else p.get("layer_drop")
+    measured = p.get("measured")
+    kind = p.get("kind")
+    encoder = kind in ("attention heads", "encoder layers")
+    drop: Pruning | LayerDrop | None = p if kind == "encoder layers" else p.get("layer_drop")
     if drop:
         table.add_row(f"encoder blocks (drop the last {drop['count']})", f"{drop['layers_before']}",
                       f"{drop['layers_after']}", f"{drop['layers_after'] / drop['layers_before']:.3f}x")
@@ -141,13 +158,13 @@ def _pruning_rows(table: Table, m: dict) -> None:
     _budget_split_row(table, p.get("budget_split"))
 
 
-def _budget_split_row(table: Table, split: dict | None) -> None:
+def _budget_split_row(table: Table, split: BudgetSplit | None) -> None:
     if split:
         table.add_row("  budget: pruning / quantization / unused", f"{split['pruning_drop']:+.2f} pt",
                       f"{split['quantization_drop']:+.2f} pt", f"{split['unused']:g} of {split['max_drop']:g}")
 
 
-def _encoder_search_row(table: Table, search: dict | None) -> None:
+def _encoder_search_row(table: Table, search: PruningSearch | None) -> None:
     """--drop-layers auto / --prune-heads auto: the probes made, and the setting chosen (manifest: search)."""
     if not search:
         return
@@ -161,7 +178,7 @@ def _encoder_search_row(table: Table, search: dict | None) -> None:
 COSINE_LEGEND = " cos / cos p5 = cosine to the source per output vector, mean / 5th percentile;"
 
 
-def print_candidates(q: dict) -> None:
+def print_candidates(q: Quantization) -> None:
     """The candidate table of a build: every variant measured side by side, the verdict, the reason."""
     from rich import box
 
@@ -217,12 +234,13 @@ def print_candidates(q: dict) -> None:
         console.print(f"[dim]{of}:[/dim] {cause}")
 
 
-def decision_line(q: dict) -> str:
+def decision_line(q: Quantization) -> str:
     """Which evidence decided, and what host timing alone would have chosen."""
     evidence = q.get("evidence") or {"kind": "host", "label": "host p50"}
+    warning = evidence.get("warning")
     if evidence["kind"] == "host":
-        return "host timing (the target shares this host's arch, or has no estimate)" if not evidence.get("warning") \
-            else "host timing: " + evidence["warning"]
+        return "host timing: " + warning if warning else \
+            "host timing (the target shares this host's arch, or has no estimate)"
     host = evidence.get("host_would_choose")
     agrees = "" if host is None else ("; host timing agrees" if host == q["variant"] else
                                       f"; host timing would have chosen {host}")
@@ -237,7 +255,7 @@ def _opt(value: object, fmt: str) -> str:
     return "-" if value is None else fmt.format(value)
 
 
-def fidelity_text(f: dict) -> str:
+def fidelity_text(f: Fidelity | OutputFidelity) -> str:
     """SQNR and top-1 agreement in a few words."""
     sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
     agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import EdgekilnError
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.manifest_schema import Manifest, Quantization
 
 
 def inspect_path(path: Path, unsafe: bool, input_shapes: dict | None = None) -> None:
@@ -25,9 +30,10 @@ def inspect_path(path: Path, unsafe: bool, input_shapes: dict | None = None) -> 
 
 def _inspect_bundle(path: Path) -> None:
     from edgekiln import runtime
+    from edgekiln.compiler import manifest_schema
 
-    try:
-        _print_bundle(path, runtime.read_manifest(path))
+    try:  # the runtime's checks (the keys a device relies on), then this schema's
+        _print_bundle(path, manifest_schema.checked(runtime.read_manifest(path), str(path / "manifest.json")))
     except runtime.BundleError as exc:
         raise EdgekilnError(str(exc)) from None
     except (KeyError, TypeError, AttributeError, ValueError) as exc:  # valid JSON, not the manifest schema
@@ -35,7 +41,7 @@ def _inspect_bundle(path: Path) -> None:
                             f"({type(exc).__name__}: {exc})", "rebuild the bundle with `edgekiln build`") from None
 
 
-def _print_bundle(path: Path, m: dict) -> None:
+def _print_bundle(path: Path, m: Manifest) -> None:
     from edgekiln.compiler.deploy.records import describe as describe_devices
 
     model, host = m["model"], m["latency"]["host"]
@@ -56,9 +62,10 @@ def _print_bundle(path: Path, m: dict) -> None:
         a = m["accuracy"]
         console.print(f"accuracy {a['compiled']}% vs source {a['reference']}% "
                       f"(drop {a['drop']} pt, {a['samples']} samples)")
-    if m.get("pruning"):
-        p = m["pruning"]
-        speed = (p.get("measured") or {}).get("speedup")
+    p = m["pruning"]
+    if p:
+        gain = p.get("measured")
+        speed = gain["speedup"] if gain else None
         console.print(f"pruning {p['ratio']} ({p['criterion']}, recovery {p['recovery']['method']}): MACs "
                       f"{p['macs_before']:,} -> {p['macs_after']:,}" + (f", {speed}x faster than unpruned" if speed
                                                                           else ""))
@@ -68,7 +75,7 @@ def _print_bundle(path: Path, m: dict) -> None:
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
 
 
-def _candidate_lines(q: dict) -> None:
+def _candidate_lines(q: Quantization) -> None:
     """Per candidate, the host p50 beside the target's estimate (and device p50), then the decision line."""
     from edgekiln.compiler.summary import decision_line
 
@@ -82,7 +89,7 @@ def _candidate_lines(q: dict) -> None:
     console.print(f"  decided by: {decision_line(q)}", markup=False)
 
 
-def _variant_line(q: dict) -> str:
+def _variant_line(q: Quantization) -> str:
     """The mode, and with a candidate search the shipped variant and what it was chosen from."""
     text = q.get("mode", "none")
     if q.get("variant"):
@@ -146,11 +153,12 @@ def _inspect_source(path: Path, unsafe: bool) -> None:
     _inspect_model_bytes(path.name, float_bytes)
 
 
-def _io_table(inputs: list[dict], outputs: list[dict]) -> None:
+def _io_table(inputs: Sequence[Mapping[str, object]], outputs: Sequence[Mapping[str, object]]) -> None:
     table = Table(show_header=True)
     for column in ("", "name", "shape", "dtype", "scale", "zero point"):
         table.add_column(column)
     for kind, items in (("input", inputs), ("output", outputs)):
         for t in items:
-            table.add_row(kind, t["name"], str(t["shape"]), t["dtype"], f"{t['scale']:.6g}", str(t["zero_point"]))
+            table.add_row(kind, str(t["name"]), str(t["shape"]), str(t["dtype"]), f"{t['scale']:.6g}",
+                          str(t["zero_point"]))
     console.print(table)

@@ -16,19 +16,29 @@ import numpy as np
 
 from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
+from edgekiln.compiler.manifest_schema import Profile
 from edgekiln.compiler.profile import profile_model
 from edgekiln.compiler.profile.stage import layers_side_by_side
 from edgekiln.compiler.profile.table import print_layers, print_profile
 
 
+class SourceProfile(Profile, total=False):
+    """`profile SOURCE --json`: the model as a default build ships it, beside its float32 build, by layer."""
+
+    float32: Profile
+    by_layer: list[dict[str, object]]
+
+
 def run_profile(path: Path, target: str | None, calib: Path | None, threads: int | None, top: int,
-                json_out: Path | None, runs: int, progress: Any = lambda stage: None, quantize: str = "auto") -> dict:
+                json_out: Path | None, runs: int, progress: Any = lambda stage: None, quantize: str = "auto",
+                ) -> Profile:
     """Profile PATH, print the tables, write --json; returns what was written. `quantize`: what the build
     of a source model ships (a default build: auto)."""
     from edgekiln.compiler.pipeline import resolve_target
 
     if not path.exists():
         raise EdgekilnError(f"{path} does not exist", "pass a bundle directory, a .tflite file or a source model")
+    result: Profile
     if (path / "manifest.json").is_file():
         result = _bundle(path, target, threads, runs)
         print_profile(result, f"{path} (shipped model, host)", top)
@@ -38,17 +48,18 @@ def run_profile(path: Path, target: str | None, calib: Path | None, threads: int
                                name=str(path))
         print_profile(result, f"{path} (host)", top)
     else:
-        result = _source(path, target, calib, threads, runs, progress, quantize)
-        print_profile(result["float32"], f"{path} as float32 (host)", top)
-        print_profile(result, f"{path} as a default build ships it: {result['variant']} (host)", top)
-        print_layers(result["by_layer"], "time per source layer (host)", ("float32", result["variant"]), top)
+        shipped = _source(path, target, calib, threads, runs, progress, quantize)
+        print_profile(shipped["float32"], f"{path} as float32 (host)", top)
+        print_profile(shipped, f"{path} as a default build ships it: {shipped['variant']} (host)", top)
+        print_layers(shipped["by_layer"], "time per source layer (host)", ("float32", shipped["variant"]), top)
+        result = shipped
     if json_out is not None:
         json_out.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"profile written to {json_out}", markup=False)
     return result
 
 
-def _bundle(path: Path, target: str | None, threads: int | None, runs: int) -> dict:
+def _bundle(path: Path, target: str | None, threads: int | None, runs: int) -> Profile:
     from edgekiln.compiler.pipeline import resolve_target
     from edgekiln.runtime import BundleError, load
 
@@ -66,7 +77,7 @@ def _bundle(path: Path, target: str | None, threads: int | None, runs: int) -> d
 
 
 def _source(path: Path, target: str | None, calib: Path | None, threads: int | None, runs: int,
-            progress: Any, quantize: str) -> dict:
+            progress: Any, quantize: str) -> SourceProfile:
     from edgekiln.compiler.pipeline import build
     from edgekiln.compiler.recipe import Quantize, Recipe
 
@@ -74,7 +85,8 @@ def _source(path: Path, target: str | None, calib: Path | None, threads: int | N
         raise RecipeError("profiling a source model compiles it, which needs calibration data",
                           "pass --calib DATA (or profile a bundle or a .tflite file)")
     with tempfile.TemporaryDirectory(prefix="edgekiln-profile-") as scratch:
-        profiles = {}
+        profiles: dict[str, Profile] = {}
+        variants: dict[str, str] = {}
         plans = (("float32", Quantize.none),) + ((("shipped", Quantize(quantize)),) if quantize != "none" else ())
         for name, mode in plans:  # a float32 build ships float32: one build is both
             progress(f"Compiling {path.name} ({'float32' if name == 'float32' else 'as a default build'})")
@@ -83,13 +95,14 @@ def _source(path: Path, target: str | None, calib: Path | None, threads: int | N
             result = build(recipe, progress)
             progress(f"Profiling the {name} model")
             profiles[name] = _bundle(result.output, target, threads, runs)
-            profiles[name]["variant"] = result.manifest["quantization"].get("variant", "int8") \
-                if result.manifest["quantization"] else "float32"
+            quantization = result.manifest["quantization"]
+            variants[name] = quantization.get("variant", "int8") if quantization else "float32"
     profiles.setdefault("shipped", profiles["float32"])
-    shipped = dict(profiles["shipped"], model=str(path), float32=dict(profiles["float32"], model=str(path)))
-    shipped["by_layer"] = layers_side_by_side(profiles["float32"], profiles["shipped"],
-                                              ("float32_ms", "shipped_ms"))
-    return shipped
+    variants.setdefault("shipped", variants["float32"])
+    by_layer = layers_side_by_side(profiles["float32"], profiles["shipped"], ("float32_ms", "shipped_ms"))
+    float32: Profile = {**profiles["float32"], "model": str(path), "variant": variants["float32"]}
+    return {**profiles["shipped"], "model": str(path), "variant": variants["shipped"], "float32": float32,
+            "by_layer": list(by_layer)}
 
 
 def _sample(calib: Path | None) -> list[np.ndarray] | None:

@@ -18,6 +18,7 @@ from edgekiln.compiler.deploy.fleet import destinations, run_fleet
 from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult
 from edgekiln.compiler.deploy.transport import SshOptions
 from edgekiln.compiler.errors import DeployError
+from edgekiln.compiler.manifest_schema import Manifest
 
 __all__ = ["DeployOptions", "SshOptions", "deploy_command", "destinations", "measure_after_build"]
 
@@ -32,11 +33,11 @@ def deploy_command(bundle: Path, hosts: list[str], inventory: Path | None, optio
     return outcomes
 
 
-def measure_after_build(bundle: Path, hosts: list[str], options: DeployOptions) -> dict:
+def measure_after_build(bundle: Path, hosts: list[str], options: DeployOptions) -> Manifest | None:
     """`build --device`: deploy the new bundle; the device figures go into its manifest's latency.device."""
     outcomes = run_fleet(bundle, destinations(hosts, None), options, parallel=len(hosts))
     measured = [o.record for o in outcomes if o.ok and o.record is not None]
-    manifest = records.record_in_manifest(bundle, measured) if measured else {}
+    manifest = records.record_in_manifest(bundle, measured) if measured else None
     _refresh_report(bundle, outcomes)
     _raise_failures(outcomes, f"the bundle was written to {bundle}, but ")
     return manifest

@@ -17,6 +17,8 @@ from typing import Any
 
 from edgekiln.compiler.deploy.remote import DeviceResult
 from edgekiln.compiler.manifest import dumps
+from edgekiln.compiler.manifest_schema import MANIFEST_FILE, Manifest
+from edgekiln.compiler.manifest_schema import read as read_manifest
 from edgekiln.runtime import jsonsafe
 
 SCHEMA_VERSION = 1
@@ -86,12 +88,12 @@ def manifest_entry(record: dict) -> dict[str, Any]:
             "validated": record["status"] == "ok"}
 
 
-def record_in_manifest(bundle: Path, records: list[dict]) -> dict:
+def record_in_manifest(bundle: Path, records: list[dict]) -> Manifest:
     """Device figures into manifest.json's latency.device (same device: replaced); nothing else changes."""
-    path = bundle / "manifest.json"
-    manifest = json.loads(path.read_text())
+    path = bundle / MANIFEST_FILE
+    manifest = read_manifest(bundle)
     ours = {r["device_id"] for r in records}
-    kept = [e for e in manifest["latency"].get("device", []) if e.get("device") not in ours]
+    kept = [e for e in manifest["latency"]["device"] if e.get("device") not in ours]
     manifest["latency"]["device"] = kept + [manifest_entry(r) for r in records if r["latency"] is not None]
     atomic_write_text(path, dumps(manifest))
     return manifest
@@ -123,7 +125,7 @@ def read_measurements(bundle: Path) -> list[dict]:
     return records
 
 
-def describe(bundle: Path, manifest: dict) -> list[str]:
+def describe(bundle: Path, manifest: Manifest) -> list[str]:
     """One line per device for `inspect`: measurements/*.json, then manifest entries without a file."""
     lines, seen = [], set()
     for r in read_measurements(bundle):

@@ -10,11 +10,14 @@ The JSON shape (`edgekiln profile --json`, the manifest's `profile` block keeps 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
 from edgekiln.compiler.profile.static import OpFacts, onnx_facts, onnx_match, tflite_facts
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.manifest_schema import Agreement, Manifest, Profile, ProfileEstimate, ProfileOp
 
 HOT_SHARE = 0.8
 AGREEMENT = 0.2  # sum of the ops vs the whole: within +-20 % counts as adding up
@@ -22,7 +25,7 @@ AGREEMENT = 0.2  # sum of the ops vs the whole: within +-20 % counts as adding u
 
 def profile_model(model_format: str, model_bytes: bytes, threads: int, sample: list[np.ndarray] | None,
                   target: Any = None, layouts: dict | None = None, layer_names: list[str] | None = None,
-                  runs: int = 30, name: str = "model") -> dict:
+                  runs: int = 30, name: str = "model") -> Profile:
     """The full profile (every op, sorted by measured time) of one compiled model on this host."""
     from edgekiln.runtime.model import Model
 
@@ -31,9 +34,9 @@ def profile_model(model_format: str, model_bytes: bytes, threads: int, sample: l
 
 
 def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, layer_names: list[str],
-           name: str) -> dict:
+           name: str) -> Profile:
     """A runtime profile (rows: index, name, op, ms, share) with the static columns and the estimate added."""
-    rows = [dict(op) for op in measured["ops"]]
+    rows = [cast("ProfileOp", dict(op)) for op in measured["ops"]]  # runtime/profile.py's rows
     if model_format == "tflite":
         facts: list[OpFacts | None] = list(tflite_facts(model_bytes, layer_names))
         matched = [facts[row["index"]] if row["index"] < len(facts) else None for row in rows]
@@ -42,10 +45,10 @@ def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, l
         matched = [onnx_match(row["name"], by_name) for row in rows]
     estimates = _estimates(matched, target, measured.get("threads") or 1)
     for row, fact, estimate in zip(rows, matched, estimates, strict=True):
-        row.update(layer=fact.layer if fact else row["name"], macs=fact.macs if fact else 0,
-                   params=fact.params if fact else 0, weight_bytes=fact.weight_bytes if fact else 0,
-                   dtype=fact.dtype if fact else "", estimate_ms=estimate,
-                   fast_path=row.get("fast_path", fact.fast_path if fact else None))
+        row.update({"layer": fact.layer if fact else row["name"], "macs": fact.macs if fact else 0,
+                    "params": fact.params if fact else 0, "weight_bytes": fact.weight_bytes if fact else 0,
+                    "dtype": fact.dtype if fact else "", "estimate_ms": estimate,
+                    "fast_path": row.get("fast_path", fact.fast_path if fact else None)})
     rows.sort(key=lambda r: -r["ms"])
     _mark_hot(rows)
     total, whole = measured["sum_ms"], measured["total_ms"]
@@ -54,30 +57,34 @@ def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, l
             "profile_s": measured["profile_s"], "estimate": _estimate_label(target, estimates), "ops": rows}
 
 
-def on_device(measured: dict, bundle: Path, manifest: dict) -> dict:
+def on_device(measured: dict, bundle: Path, manifest: Manifest) -> Profile:
     """A profile measured on a device (`python -m runtime profile --json`) with the static columns added (read
     from the bundle's model here) and the target's estimate beside the device's own times."""
     from edgekiln import targets
 
     model = manifest["model"]
-    target = targets.load(manifest["target"]["name"]) if manifest["target"]["name"] in targets.names() else None
+    name = str(manifest["target"]["name"])
+    target = targets.load(name) if name in targets.names() else None
     device = joined(measured, model["format"], (bundle / model["file"]).read_bytes(), target, [], model["file"])
     return {**device, "measured_on": "device", "machine": measured.get("machine")}
 
 
-def agreement(sum_ms: float, whole_ms: float) -> dict:
+def agreement(sum_ms: float, whole_ms: float) -> Agreement:
     """sum / whole and whether it is within the bound."""
     ratio = sum_ms / whole_ms if whole_ms > 0 else 0.0
     return {"ratio": round(ratio, 3), "within": abs(ratio - 1) <= AGREEMENT, "bound": AGREEMENT}
 
 
-def block(profile: dict, top: int = 10) -> dict:
+def block(profile: Profile, top: int = 10) -> Profile:
     """The manifest's `profile` block: method, sum vs whole, the top rows."""
-    keys = ("method", "threads", "total_ms", "sum_ms", "agreement", "runs", "profile_s", "estimate")
-    return {**{k: profile[k] for k in keys}, "ops_total": len(profile["ops"]), "ops": profile["ops"][:top]}
+    ops = profile["ops"]
+    return {"method": profile["method"], "threads": profile["threads"], "total_ms": profile["total_ms"],
+            "sum_ms": profile["sum_ms"], "agreement": profile["agreement"], "runs": profile["runs"],
+            "profile_s": profile["profile_s"], "estimate": profile["estimate"], "ops_total": len(ops),
+            "ops": ops[:top]}
 
 
-def _mark_hot(rows: list[dict]) -> None:
+def _mark_hot(rows: list[ProfileOp]) -> None:
     total, running = sum(r["ms"] for r in rows), 0.0
     for row in rows:  # sorted slowest first: an op is hot while the ones before it take < 80 %
         row["hot"] = total > 0 and running < HOT_SHARE * total
@@ -98,7 +105,7 @@ def _estimates(facts: list[OpFacts | None], target: Any, threads: int) -> list[f
     return [round(next(per_op), 5) if f and f.record else None for f in facts]
 
 
-def _estimate_label(target: Any, estimates: list[float | None]) -> dict | None:
+def _estimate_label(target: Any, estimates: list[float | None]) -> ProfileEstimate | None:
     if target is None or all(e is None for e in estimates):
         return None
     return {"method": "estimate", "target": target.name, "threads": target.default_threads,

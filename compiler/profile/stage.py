@@ -3,16 +3,19 @@ a pruned build each layer's time before and after pruning side by side."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekiln.compiler.profile import block, profile_model
 from edgekiln.compiler.tf_env import quiet_fds
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.manifest_schema import Profile
 
 TOP = 10
 BUILD_RUNS = 10  # rounds per batch (up to 4 batches); every prefix model is timed once a round
 
 
-def shipped(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
+def shipped(selection: Any, dataset: Any, threads: int, target: Any) -> Profile:
     """The manifest's `profile` block of the shipped model; a model the profiler cannot cut (an interpreter
     error) gets the reason instead of failing a build whose bundle is sound."""
     try:
@@ -28,7 +31,8 @@ def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int) ->
     return layers_side_by_side(before, after, ("unpruned_ms", "pruned_ms"))
 
 
-def layers_side_by_side(before: dict, after: dict, keys: tuple[str, str] = ("before_ms", "after_ms")) -> list[dict]:
+def layers_side_by_side(before: Profile, after: Profile,
+                        keys: tuple[str, str] = ("before_ms", "after_ms")) -> list[dict]:
     """Two profiles' time per source layer, matched by layer name, slowest `before` layer first."""
     first, second = _by_layer(before), _by_layer(after)
     rows = [{"layer": layer, keys[0]: round(first.get(layer, 0.0), 4), keys[1]: round(second.get(layer, 0.0), 4),
@@ -37,7 +41,7 @@ def layers_side_by_side(before: dict, after: dict, keys: tuple[str, str] = ("bef
     return sorted(rows, key=lambda r: -r[keys[0]])
 
 
-def _profile(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
+def _profile(selection: Any, dataset: Any, threads: int, target: Any) -> Profile:
     """Layers are read from the tensor names alone, as for a bundle, so the build's rows are the bundle's."""
     from edgekiln.runtime.model import Model
 
@@ -48,7 +52,7 @@ def _profile(selection: Any, dataset: Any, threads: int, target: Any) -> dict:
                              runs=BUILD_RUNS)
 
 
-def _by_layer(profile: dict) -> dict[str, float]:
+def _by_layer(profile: Profile) -> dict[str, float]:
     layers: dict[str, float] = {}
     for op in profile["ops"]:
         layers[op["layer"]] = layers.get(op["layer"], 0.0) + op["ms"]

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.table import Table
 
 from edgekiln.compiler.console import console
 
+if TYPE_CHECKING:
+    from edgekiln.compiler.manifest_schema import Profile
 
-def adds_up_line(profile: dict) -> str:
+
+def adds_up_line(profile: Profile) -> str:
     """'sum of ops 1.06 ms vs whole 1.12 ms (0.95x; within +-20 %)', or says that it does not add up."""
     agree = profile["agreement"]
     verdict = "within" if agree["within"] else "NOT within"
@@ -16,7 +21,7 @@ def adds_up_line(profile: dict) -> str:
             f"{profile['threads']} threads")
 
 
-def print_profile(profile: dict, title: str, top: int | None = None) -> None:
+def print_profile(profile: Profile, title: str, top: int | None = None) -> None:
     """The rows sorted by time; hot rows (together 80 % of the time) marked '*'."""
     estimate = profile.get("estimate")
     table = Table(title=title, show_header=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler import manifest_schema
+from edgekiln.compiler.errors import EdgekilnError, RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search.candidate import Candidate, Timings
@@ -127,8 +128,8 @@ def _finished(folder: Path, name: str, key: str) -> dict | None:
     """The saved row of a point built with this very key, when its bundle is there; else None."""
     try:
         saved = json.loads((folder / "points" / f"{name}.json").read_text())
-        manifest = json.loads((folder / "points" / name / "manifest.json").read_text())
-    except (OSError, ValueError):
+        manifest = manifest_schema.read(folder / "points" / name)
+    except (OSError, ValueError, EdgekilnError):  # not finished, or left half-written: build it again
         return None
     row = saved.get("row") or {}
     if saved.get("key") != key or "error" in row or manifest["model"]["sha256"] != row.get("sha256"):

@@ -21,12 +21,17 @@ VALID = {"passed": True, "max_abs_diff": 0.0, "atol": 0.0078, "rtol": 0.0,
          "samples": [{"index": 0, "passed": True, "max_abs_diff": 0.0}]}
 
 
+SNAPSHOT = Path(__file__).resolve().parents[2] / "data" / "manifests" / "mnist_cnn_int8.json"
+
+
 @pytest.fixture
 def bundle(tmp_path: Path) -> Path:
-    manifest = {"model": {"file": "model.tflite", "sha256": "ab" * 32},
-                "target": {"name": "rpi4", "arch": "aarch64", "python": "3.11"},
-                "latency": {"host": {"p50_ms": 0.08}, "target_estimate": None, "device": []},
-                "recipe": {"source": "m.keras"}}
+    """A real build's manifest (tests/data/manifests), with the fields these tests read set."""
+    manifest = json.loads(SNAPSHOT.read_text())
+    manifest["model"].update(file="model.tflite", sha256="ab" * 32)
+    manifest["target"].update(name="rpi4", arch="aarch64", python="3.11")
+    manifest["latency"].update(host={**manifest["latency"]["host"], "p50_ms": 0.08}, device=[])
+    manifest["recipe"]["source"] = "m.keras"
     (tmp_path / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return tmp_path
 
