@@ -42,8 +42,6 @@ from edgekiln.compiler.prune import heads as math
 if TYPE_CHECKING:
     import onnx
 
-Plans = dict[str, tuple[np.ndarray, np.ndarray]]  # layer -> (indices of the heads kept, every head's score)
-
 
 def prune_heads(model: onnx.ModelProto, ratio: float, feed: dict[str, np.ndarray], recover: bool
                 ) -> tuple[onnx.ModelProto, dict]:
@@ -56,7 +54,7 @@ def prune_heads(model: onnx.ModelProto, ratio: float, feed: dict[str, np.ndarray
         raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
     mask = feed.get("attention_mask")
     observed = run(model, feed, [name for a in layers for name in (a.merge, a.output)])
-    plans: Plans = {}
+    plans: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for a in layers:
         s = _scores(model, a, observed, mask)
         plans[a.name] = (math.to_keep(s, ratio), s)
@@ -128,7 +126,8 @@ def _columns(kept: np.ndarray, dim: int) -> np.ndarray:
     return (kept[:, None] * dim + np.arange(dim)[None, :]).reshape(-1)
 
 
-def _slice(model: onnx.ModelProto, layers: list[Attention], plans: Plans) -> onnx.ModelProto:
+def _slice(model: onnx.ModelProto, layers: list[Attention], plans: dict[str, tuple[np.ndarray, np.ndarray]]
+           ) -> onnx.ModelProto:
     """A copy of `model` with the removed heads' slices gone and the reshape targets rewritten."""
     import onnx
 
@@ -160,8 +159,8 @@ def _entry(ix: Index, reshape_output: str, position: int) -> int:
     return entry
 
 
-def _refit(pruned: onnx.ModelProto, layers: list[Attention], plans: Plans, observed: dict[str, np.ndarray],
-           feed: dict[str, np.ndarray]) -> list[dict]:
+def _refit(pruned: onnx.ModelProto, layers: list[Attention], plans: dict[str, tuple[np.ndarray, np.ndarray]],
+           observed: dict[str, np.ndarray], feed: dict[str, np.ndarray]) -> list[dict]:
     """In model order (in place): the pruned model's context of the kept heads -> output projection fitted to the
     original layer's output on the same real tokens, shrunk towards the kept heads' original projection
     (math.refit_output; each row keeps its sentence's index, so folds hold out whole sentences). Per layer: the
