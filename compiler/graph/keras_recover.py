@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
+from edgekiln.compiler.graph.recovery import EarlyStopping, Reconstruction, Training, TrainingSetup
 from edgekiln.compiler.keras_types import KerasLayer, KerasModel
 from edgekiln.compiler.prune import recover as ls
 from edgekiln.compiler.prune.channels import Plan
@@ -47,7 +48,8 @@ MIN_HOLDOUT, MAX_HOLDOUT = 64, 1000  # ...when that is at least MIN_HOLDOUT samp
 PATIENCE = 2          # epochs without a better held-back score before stopping
 
 
-def distill(student: KerasModel, teacher: KerasModel, x: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:
+def distill(student: KerasModel, teacher: KerasModel, x: np.ndarray, epochs: int = EPOCHS, seed: int = 0
+            ) -> Training:
     """Train `student` in place towards `teacher`'s outputs on augmented `x`; returns the cost."""
     rng = np.random.default_rng(seed)
     x, held = _hold_back(x, None, rng)
@@ -71,7 +73,7 @@ def distill(student: KerasModel, teacher: KerasModel, x: np.ndarray, epochs: int
 
 
 def finetune(model: KerasModel, teacher: KerasModel, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS,
-             seed: int = 0) -> dict:
+             seed: int = 0) -> Training:
     """Train `model` in place on labelled data (sparse integer labels) with shifted inputs, plus a distillation
     term towards `teacher` (the unpruned model)."""
     keras = import_keras()
@@ -134,7 +136,7 @@ def _looks_like_probabilities(y: np.ndarray) -> bool:
 
 def _train(model: KerasModel, teacher: KerasModel, objective: Objective,
            epoch_data: Callable[[], tuple[np.ndarray, np.ndarray | None]], epochs: int, rng: np.random.Generator,
-           held: _HeldBack | None, facts: dict) -> dict:
+           held: _HeldBack | None, facts: TrainingSetup) -> Training:
     """Adam with cosine decay; a plain tf.function step (Keras' fit() traced 2x slower here).
     objective(labels, teacher's outputs, student's outputs) -> loss."""
     tf, keras = import_tf(), import_keras()
@@ -202,7 +204,7 @@ class _EarlyStop:
         best = int(np.argmax(self.scores))
         return len(self.scores) - 1 - best >= PATIENCE
 
-    def finish(self) -> dict:
+    def finish(self) -> EarlyStopping:
         """Restore the best epoch's weights; the facts for the manifest."""
         if self.held is None:
             return {"epochs_run": None, "early_stopping": "off: too few samples to hold any back"}
@@ -214,7 +216,7 @@ class _EarlyStop:
 
 
 def reconstruct(pruned: KerasModel, original: KerasModel, analysis: Analysis, plan: Plan, x: np.ndarray,
-                seed: int = 0) -> dict:
+                seed: int = 0) -> Reconstruction:
     """Re-fit, in topological order, every conv/dense layer downstream of a removed channel."""
     keras = import_keras()
     start = time.perf_counter()

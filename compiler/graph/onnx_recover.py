@@ -15,6 +15,7 @@ import numpy as np
 
 from edgekiln.compiler.graph.onnx_graph import open_session
 from edgekiln.compiler.graph.onnx_prune import ConstWriter, attr, read_model
+from edgekiln.compiler.graph.recovery import Reconstruction
 from edgekiln.compiler.prune import recover as ls
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import Analysis
@@ -50,7 +51,7 @@ def _exposing(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 
 
 def reconstruct(pruned: onnx.ModelProto, original: onnx.ModelProto, analysis: Analysis, plan: Plan, x: np.ndarray,
-                seed: int = 0) -> tuple[onnx.ModelProto, dict]:
+                seed: int = 0) -> tuple[onnx.ModelProto, Reconstruction]:
     """Re-fit every conv/dense layer downstream of a removed channel; returns (model, cost facts)."""
     start = time.perf_counter()
     by_output = {n.output[0]: n for n in original.graph.node if n.output}
