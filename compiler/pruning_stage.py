@@ -30,6 +30,7 @@ from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.judging import scorer_for, with_data_note
 from edgekiln.compiler.prune.recover import resolve
+from edgekiln.compiler.prune.recovery_facts import Reconstruction, Training
 from edgekiln.compiler.recipe import Recipe, Recover
 
 
@@ -57,9 +58,9 @@ class KerasSubject:
     def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
         return keras_prune.masked(self.model, self.analysis, plan)
 
-    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[dict]]:
+    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[Reconstruction | Training]]:
         pruned = keras_prune.apply(self.model, self.analysis, plan)
-        steps: list[dict] = []
+        steps: list[Reconstruction | Training] = []
         if method is Recover.none:
             return pruned, steps
         assert self.x is not None, "recovery needs calibration data (the stage checks it first)"
@@ -90,7 +91,7 @@ class OnnxSubject:
     def masked(self, plan: Plan) -> Iterator[Any]:
         yield onnx_prune.masked(self.model, self.analysis, plan)
 
-    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[dict]]:
+    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[Reconstruction | Training]]:
         pruned = onnx_prune.apply(self.model, self.analysis, plan)
         if method is Recover.none:
             return pruned, []

@@ -25,6 +25,7 @@ from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import interleaved_latency, threads_for
 from edgekiln.compiler.graph import detect_format, framework, load
+from edgekiln.compiler.graph.keras_graph import KerasGraph
 from edgekiln.compiler.graph.shapes import data_shapes
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
 from edgekiln.compiler.search.candidate import Candidate
@@ -68,7 +69,7 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
         models = {b.variant.name: b for b in made.built if b.model is not None}
         measured = _side_by_side(model_format, models, judge, data, threads, recipe.bench_runs)
         rewrites = None
-        if getattr(graph, "keras_model", None) is not None and data.calib is not None:
+        if isinstance(graph, KerasGraph) and data.calib is not None:
             progress("Trying the rewrites")
             inputs = rewrite.model_inputs(graph.keras_model, data.calib.inputs)
             rewrites = rewrite.apply(graph.keras_model, inputs).to_dict()

@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.compiler.keras_types import KerasModel
 from edgekiln.compiler.model_inputs import InputSpec
 from edgekiln.compiler.tf_env import import_keras, import_tf, quiet_fds
 
@@ -32,8 +33,8 @@ class KerasGraph:
 
     source_format: str
     saved_model_dir: Path
-    keras_model: Any
-    signature: Any
+    keras_model: KerasModel | None
+    signature: Any  # the SavedModel's serving ConcreteFunction
     inputs: list[InputSpec]
     output_names: list[str]
     params: int
@@ -64,7 +65,7 @@ def load(path: str | Path, source_format: str, workdir: Path, unsafe: bool = Fal
     return from_model(model, workdir / "source_saved_model", source_format, source.name)
 
 
-def from_model(model: Any, export_dir: Path, source_format: str, label: str) -> KerasGraph:
+def from_model(model: KerasModel, export_dir: Path, source_format: str, label: str) -> KerasGraph:
     """A working graph of an in-memory Keras model (e.g. a pruned one), exported to export_dir."""
     try:
         with quiet_fds():
@@ -74,7 +75,7 @@ def from_model(model: Any, export_dir: Path, source_format: str, label: str) -> 
     return _from_saved_model(export_dir, source_format, model, int(model.count_params()))
 
 
-def _load_keras(source: Path, source_format: str, unsafe: bool) -> Any:
+def _load_keras(source: Path, source_format: str, unsafe: bool) -> KerasModel:
     _check_container(source, source_format)
     keras = import_keras()
     try:
@@ -107,7 +108,7 @@ def _check_container(source: Path, source_format: str) -> None:
                                   "re-save it with model.save()") from exc
 
 
-def _from_saved_model(directory: Path, source_format: str, keras_model: Any, params: int) -> KerasGraph:
+def _from_saved_model(directory: Path, source_format: str, keras_model: KerasModel | None, params: int) -> KerasGraph:
     tf = import_tf()
     try:
         loaded = tf.saved_model.load(str(directory))

@@ -13,18 +13,18 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import numpy as np
 
 from edgekiln.compiler.graph.keras_layers import first_output, output_cosine
+from edgekiln.compiler.keras_types import KerasLayer, KerasModel
 from edgekiln.compiler.prune import heads as math
 from edgekiln.compiler.tf_env import import_keras
 
 MHA = "MultiHeadAttention"
 
 
-def attention_layers(model: Any) -> tuple[list[str], dict[str, str]]:
+def attention_layers(model: KerasModel) -> tuple[list[str], dict[str, str]]:
     """The MultiHeadAttention layers heads can be removed from, and the others with the reason."""
     ready, blocked = [], {}
     for layer in model.layers:
@@ -46,20 +46,20 @@ def attention_layers(model: Any) -> tuple[list[str], dict[str, str]]:
     return ready, blocked
 
 
-def _weights(layer: Any) -> math.AttentionWeights:
+def _weights(layer: KerasLayer) -> math.AttentionWeights:
     w = [np.asarray(a, np.float64) for a in layer.get_weights()]
     if len(w) == 8:
         return math.AttentionWeights(*w)
     return math.AttentionWeights(w[0], None, w[1], None, w[2], None, w[3], None)
 
 
-def _set(layer: Any, w: math.AttentionWeights) -> None:
+def _set(layer: KerasLayer, w: math.AttentionWeights) -> None:
     arrays = [w.wq, w.bq, w.wk, w.bk, w.wv, w.bv, w.wo, w.bo]
     dtype = layer.get_weights()[0].dtype
     layer.set_weights([a.astype(dtype) for a in arrays if a is not None])
 
 
-def _probe(model: Any, names: list[str], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _probe(model: KerasModel, names: list[str], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Per layer: its query input and its output on `x`."""
     keras = import_keras()
     tensors = []
@@ -70,20 +70,20 @@ def _probe(model: Any, names: list[str], x: np.ndarray) -> dict[str, tuple[np.nd
     return {name: (values[2 * k], values[2 * k + 1]) for k, name in enumerate(names)}
 
 
-def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, dict]:
+def prune(model: KerasModel, ratio: float, x: np.ndarray, recover: bool) -> tuple[KerasModel, dict]:
     """A copy of `model` with round(ratio x heads) of each prunable layer's heads removed, and the facts."""
     keras = import_keras()
     start = time.perf_counter()
     names, blocked = attention_layers(model)
     observed = _probe(model, names, x)
-    plans = {}
+    plans: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for name in names:
         query, _ = observed[name]
         w = _weights(model.get_layer(name))
         s = math.scores(math.head_outputs(query, query, w), w.wo)
         plans[name] = (math.to_keep(s, ratio), s)
 
-    def clone(layer: Any) -> Any:
+    def clone(layer: KerasLayer) -> KerasLayer:
         config = layer.get_config()
         if layer.name in plans:
             config["num_heads"] = len(plans[layer.name][0])
@@ -106,7 +106,8 @@ def prune(model: Any, ratio: float, x: np.ndarray, recover: bool) -> tuple[Any, 
     return pruned, math.pruning_facts(ratio, plans, blocked, params, recovery)
 
 
-def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.ndarray) -> list[dict]:
+def _refit(pruned: KerasModel, names: list[str], plans: dict[str, tuple[np.ndarray, np.ndarray]],
+           observed: dict[str, tuple[np.ndarray, np.ndarray]], x: np.ndarray) -> list[dict]:
     """In model order: the pruned model's query input to the layer (earlier layers already re-fitted) ->
     kept heads -> output projection fitted to the original layer's output, shrunk towards the kept heads'
     original projection (math.refit_output). Per layer: the strength chosen and its held-out error."""
@@ -124,7 +125,7 @@ def _refit(pruned: Any, names: list[str], plans: dict, observed: dict, x: np.nda
 
 
 @contextlib.contextmanager
-def head_masked(model: Any, name: str, head: int) -> Iterator[Any]:
+def head_masked(model: KerasModel, name: str, head: int) -> Iterator[KerasModel]:
     """`model` (modified in place, restored on exit) with head `head` of attention layer `name` zeroed in the
     output projection: its contribution to the layer's output, exactly what removing the head takes away."""
     layer = model.get_layer(name)
@@ -139,7 +140,7 @@ def head_masked(model: Any, name: str, head: int) -> Iterator[Any]:
         layer.set_weights(saved)
 
 
-def head_facts(model: Any, x: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
+def head_facts(model: KerasModel, x: np.ndarray) -> dict[str, tuple[np.ndarray, int]]:
     """Per prunable attention layer: each head's score (the pruner's criterion on `x`) and one head's
     parameters (query, key, value and output projection slices)."""
     names, _ = attention_layers(model)

@@ -24,6 +24,7 @@ import numpy as np
 
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.metrics import cosine
+from edgekiln.compiler.keras_types import KerasModel, KerasTensor
 from edgekiln.compiler.prune.heads import fit_linear
 from edgekiln.compiler.tf_env import import_keras
 
@@ -36,19 +37,20 @@ class KerasBlock:
 
     start: int
     end: int
-    entry: Any
-    exit: Any
+    entry: KerasTensor
+    exit: KerasTensor
     layers: tuple[str, ...]
 
 
-def _order(model: Any) -> list[Any]:
-    """The model's operation calls (nodes), inputs first, in an order where every node follows its inputs."""
+def _order(model: KerasModel) -> list[Any]:
+    """The model's operation calls (nodes: Keras' internal keras.src.ops.node.Node), inputs first, in an order where
+    every node follows its inputs."""
     depths = sorted(model._nodes_by_depth, reverse=True)  # noqa: SLF001  (Keras keeps the graph only there)
     return [node for depth in depths for node in model._nodes_by_depth[depth]  # noqa: SLF001
             if not node.is_input]
 
 
-def _cuts(nodes: list[Any], model: Any) -> dict[int, Any]:
+def _cuts(nodes: list[Any], model: KerasModel) -> dict[int, KerasTensor]:
     """Position -> the one tensor live after the node at that position, where only one is."""
     last_use: dict[int, int] = {}
     for position, node in enumerate(nodes):
@@ -65,7 +67,7 @@ def _cuts(nodes: list[Any], model: Any) -> dict[int, Any]:
     return cuts
 
 
-def encoder_blocks(model: Any) -> list[KerasBlock]:
+def encoder_blocks(model: KerasModel) -> list[KerasBlock]:
     """The model's encoder blocks in order, or a RecipeError saying why none can be dropped."""
     nodes = _order(model)
     cuts = _cuts(nodes, model)
@@ -89,7 +91,7 @@ def encoder_blocks(model: Any) -> list[KerasBlock]:
     return blocks
 
 
-def _last_end(nodes: list[Any], cuts: dict[int, Any], starts: list[int]) -> int:
+def _last_end(nodes: list[Any], cuts: dict[int, KerasTensor], starts: list[int]) -> int:
     later = sorted(p for p in cuts if p >= starts[-1])
     if len(starts) > 1:
         previous = [type(n.operation).__name__ for n in nodes[starts[-2]:starts[-1]]]
@@ -103,7 +105,7 @@ def _last_end(nodes: list[Any], cuts: dict[int, Any], starts: list[int]) -> int:
     return same[-1] + 1
 
 
-def drop(model: Any, count: int, x: np.ndarray, recover: bool) -> tuple[Any, dict]:
+def drop(model: KerasModel, count: int, x: np.ndarray, recover: bool) -> tuple[KerasModel, dict]:
     """A copy of `model` without its last `count` encoder blocks, re-fitted head, and the facts."""
     keras = import_keras()
     start_time = time.perf_counter()
@@ -133,20 +135,20 @@ def drop(model: Any, count: int, x: np.ndarray, recover: bool) -> tuple[Any, dic
     return shortened, facts
 
 
-def without(model: Any, k: int) -> Any:
+def without(model: KerasModel, k: int) -> KerasModel:
     """A copy of `model` with encoder block k alone skipped (the residual stream passes through), no recovery:
     prune-scan's per-block sensitivity."""
     blocks = encoder_blocks(model)
     return _rebuild(model, blocks[k], blocks[k])
 
 
-def block_params(model: Any) -> list[int]:
+def block_params(model: KerasModel) -> list[int]:
     """Each encoder block's parameters (the weights of the layers called inside it)."""
     layers = {layer.name: layer for layer in model.layers}  # operations such as `x + y` are not layers
     return [sum(int(layers[n].count_params()) for n in set(b.layers) if n in layers) for b in encoder_blocks(model)]
 
 
-def _rebuild(model: Any, first: KerasBlock, last: KerasBlock) -> Any:
+def _rebuild(model: KerasModel, first: KerasBlock, last: KerasBlock) -> KerasModel:
     """`model`'s graph re-run on fresh inputs with operations [first.start, last.end) skipped: the tensor that
     entered `first` stands for the one that left `last`."""
     keras = import_keras()
@@ -167,7 +169,8 @@ def _rebuild(model: Any, first: KerasBlock, last: KerasBlock) -> Any:
     return fresh
 
 
-def _refit_head(original: Any, shortened: Any, clone: Any, last: KerasBlock, x: np.ndarray) -> str | None:
+def _refit_head(original: KerasModel, shortened: KerasModel, clone: KerasModel, last: KerasBlock, x: np.ndarray
+                ) -> str | None:
     """Least squares for the first Dense after the encoder: the shortened model's features in, the original's
     pre-activation out."""
     keras = import_keras()
@@ -185,17 +188,17 @@ def _refit_head(original: Any, shortened: Any, clone: Any, last: KerasBlock, x: 
     fitted, bias = fit_linear(new_features.reshape(-1, new_features.shape[-1]), target.reshape(-1, target.shape[-1]),
                               layer.use_bias)
     new_layer.set_weights([fitted.astype(weights[0].dtype)] + ([bias.astype(weights[0].dtype)] if bias is not None
-                                                                 else []))  # fit_linear fits a bias iff use_bias
+                                                                 else []))
     return name
 
 
-def output_cosine(original: Any, other: Any, x: np.ndarray, reference: np.ndarray | None = None) -> float:
+def output_cosine(original: KerasModel, other: KerasModel, x: np.ndarray, reference: np.ndarray | None = None) -> float:
     """Mean cosine of `other`'s first output vectors to `original`'s on `x` (`reference`: original's, if known)."""
     a = first_output(original.predict(x, batch_size=64, verbose=0)) if reference is None else reference
     b = first_output(other.predict(x, batch_size=64, verbose=0))
     return cosine(a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1]))["cosine_mean"]
 
 
-def first_output(outputs: Any) -> np.ndarray:
+def first_output(outputs: np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...]) -> np.ndarray:
     """The first of a Keras model's outputs (predict returns a list for several)."""
     return outputs[0] if isinstance(outputs, list | tuple) else outputs

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, first_line
+from edgekiln.compiler.keras_types import KerasLayer, KerasModel
 from edgekiln.compiler.prune.channels import ChannelGraph, Node, Plan
 from edgekiln.compiler.prune.groups import Analysis
 from edgekiln.compiler.tf_env import import_keras
@@ -31,12 +31,12 @@ SIZE_KEYS = {"Conv2D": "filters", "Dense": "units"}  # config key of a producer'
 _LAST_AXIS_LAYERS = {"Concatenate": "axis", "BatchNormalization": "axis"}
 
 
-def graph_model(model: Any) -> Any:
+def graph_model(model: KerasModel) -> KerasModel:
     """The functional graph behind a model (a built Sequential keeps one in `_functional`)."""
     return getattr(model, "_functional", None) or model
 
 
-def channel_graph(model: Any) -> ChannelGraph:
+def channel_graph(model: KerasModel) -> ChannelGraph:
     """The channel graph of a functional or Sequential Keras model."""
     graph = graph_model(model)
     nodes = [_node(layer, *_parents(graph, layer)) for layer in graph.operations]
@@ -46,7 +46,7 @@ def channel_graph(model: Any) -> ChannelGraph:
     return ChannelGraph(tuple(nodes), outputs, fixed=fixed)
 
 
-def _parents(graph: Any, layer: Any) -> tuple[list[str], bool]:
+def _parents(graph: KerasModel, layer: KerasLayer) -> tuple[list[str], bool]:
     """Names of the layers feeding `layer` in this graph, and whether it is called more than once."""
     from keras.src.ops.function import make_node_key  # how Keras itself keys a graph's nodes
 
@@ -55,7 +55,7 @@ def _parents(graph: Any, layer: Any) -> tuple[list[str], bool]:
     return list(dict.fromkeys(names)), len(nodes) > 1
 
 
-def _node(layer: Any, parents: list[str], shared: bool) -> Node:
+def _node(layer: KerasLayer, parents: list[str], shared: bool) -> Node:
     if shared or isinstance(layer.output, list | tuple):  # one node per layer: no single output to describe
         kind = "shared" if shared else "multi-output"
         return Node(layer.name, f"{type(layer).__name__}({kind})", tuple(parents), channels=0, kernel=0)
@@ -82,7 +82,7 @@ def _node(layer: Any, parents: list[str], shared: bool) -> Node:
     return Node(**common, kernel=0)
 
 
-def _op_key(layer: Any, rank: int) -> str:
+def _op_key(layer: KerasLayer, rank: int) -> str:
     """The layer's class, refined where an attribute changes how it couples channels."""
     kind = type(layer).__name__
     if kind == "InputLayer":
@@ -100,22 +100,22 @@ def _op_key(layer: Any, rank: int) -> str:
     return kind
 
 
-def _axis(layer: Any, key: str) -> int:
+def _axis(layer: KerasLayer, key: str) -> int:
     axis = getattr(layer, key)
     return int(axis[0] if isinstance(axis, list | tuple) else axis)
 
 
-def _activation(layer: Any) -> str:
+def _activation(layer: KerasLayer) -> str:
     activation = getattr(layer, "activation", None)
     return getattr(activation, "__name__", str(activation))
 
 
-def apply(model: Any, analysis: Analysis, plan: Plan) -> Any:
+def apply(model: KerasModel, analysis: Analysis, plan: Plan) -> KerasModel:
     """A new model with the plan's channels physically removed (the input model is not touched)."""
     keras = import_keras()
     sizes = {n.name: int(analysis.mask(n.name, plan).sum()) for n in analysis.graph.nodes if n.op in SIZE_KEYS}
 
-    def rebuild(layer: Any) -> Any:
+    def rebuild(layer: KerasLayer) -> KerasLayer:
         config = layer.get_config()
         config.pop("build_config", None)
         if layer.name in sizes:
@@ -133,7 +133,7 @@ def apply(model: Any, analysis: Analysis, plan: Plan) -> Any:
     return pruned
 
 
-def _sliced(layer: Any, analysis: Analysis, plan: Plan) -> list[np.ndarray]:
+def _sliced(layer: KerasLayer, analysis: Analysis, plan: Plan) -> list[np.ndarray]:
     weights = [np.asarray(w) for w in layer.get_weights()]
     node = analysis.graph.node(layer.name)
     out_mask = analysis.mask(layer.name, plan)
@@ -147,7 +147,7 @@ def _sliced(layer: Any, analysis: Analysis, plan: Plan) -> list[np.ndarray]:
 
 
 @contextlib.contextmanager
-def masked(model: Any, analysis: Analysis, plan: Plan) -> Iterator[Any]:
+def masked(model: KerasModel, analysis: Analysis, plan: Plan) -> Iterator[KerasModel]:
     """The model with the plan's channels zeroed at every consumer input; restored on exit."""
     saved = {}
     for node in analysis.graph.nodes:

@@ -20,14 +20,22 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
+from edgekiln.compiler.keras_types import KerasLayer, KerasModel
 from edgekiln.compiler.prune import recover as ls
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.prune.recovery_facts import EarlyStopping, Reconstruction, Training, TrainingSetup
 from edgekiln.compiler.tf_env import import_keras, import_tf
+
+if TYPE_CHECKING:
+    from tensorflow import Tensor  # what the training step's losses take and give (eager or traced)
+
+Loss: TypeAlias = "Callable[[Tensor, Tensor], Tensor]"  # a Keras loss object: (targets, predictions) -> loss
+Objective: TypeAlias = "Callable[[Tensor, Tensor, Tensor], Tensor]"  # (labels, teacher's outputs, student's) -> loss
 
 EPOCHS = 8
 BATCH = 32
@@ -40,7 +48,8 @@ MIN_HOLDOUT, MAX_HOLDOUT = 64, 1000  # ...when that is at least MIN_HOLDOUT samp
 PATIENCE = 2          # epochs without a better held-back score before stopping
 
 
-def distill(student: Any, teacher: Any, x: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:
+def distill(student: KerasModel, teacher: KerasModel, x: np.ndarray, epochs: int = EPOCHS, seed: int = 0
+            ) -> Training:
     """Train `student` in place towards `teacher`'s outputs on augmented `x`; returns the cost."""
     rng = np.random.default_rng(seed)
     x, held = _hold_back(x, None, rng)
@@ -55,7 +64,7 @@ def distill(student: Any, teacher: Any, x: np.ndarray, epochs: int = EPOCHS, see
         lam = rng.beta(0.4, 0.4, size=(len(x),) + (1,) * (x.ndim - 1)).astype(x.dtype)
         return np.concatenate([_shift(x, rng), _shift(lam * x + (1 - lam) * partner, rng)]), None
 
-    def objective(target: Any, taught: Any, out: Any) -> Any:
+    def objective(target: Tensor, taught: Tensor, out: Tensor) -> Tensor:
         return loss(taught, out)
 
     return _train(student, teacher, objective, epoch, epochs, rng, held,
@@ -63,7 +72,8 @@ def distill(student: Any, teacher: Any, x: np.ndarray, epochs: int = EPOCHS, see
                    "augment": "none (integer inputs)" if tokens else "shift+mixup"})
 
 
-def finetune(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS, seed: int = 0) -> dict:
+def finetune(model: KerasModel, teacher: KerasModel, x: np.ndarray, y: np.ndarray, epochs: int = EPOCHS,
+             seed: int = 0) -> Training:
     """Train `model` in place on labelled data (sparse integer labels) with shifted inputs, plus a distillation
     term towards `teacher` (the unpruned model)."""
     keras = import_keras()
@@ -74,7 +84,7 @@ def finetune(model: Any, teacher: Any, x: np.ndarray, y: np.ndarray, epochs: int
     labels = keras.losses.SparseCategoricalCrossentropy(from_logits=not _looks_like_probabilities(sample))
     distance = _distance(sample)
 
-    def objective(target: Any, taught: Any, out: Any) -> Any:
+    def objective(target: Tensor, taught: Tensor, out: Tensor) -> Tensor:
         return labels(target, out) + DISTILL_WEIGHT * distance(taught, out)
 
     return _train(model, teacher, objective, lambda: (_shift(x, rng), y), epochs, rng, held,
@@ -103,7 +113,7 @@ def _hold_back(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) ->
     return split.train_x, split
 
 
-def _distance(sample: np.ndarray) -> Any:
+def _distance(sample: np.ndarray) -> Loss:
     """KL divergence between probability outputs, else mean squared error (logits, embeddings)."""
     keras = import_keras()
     return keras.losses.KLDivergence() if _looks_like_probabilities(sample) else keras.losses.MeanSquaredError()
@@ -124,9 +134,9 @@ def _looks_like_probabilities(y: np.ndarray) -> bool:
     return bool(y.ndim == 2 and y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=1e-3))
 
 
-def _train(model: Any, teacher: Any, objective: Callable[[Any, Any, Any], Any],
-           epoch_data: Callable[[], tuple[np.ndarray, Any]], epochs: int, rng: np.random.Generator,
-           held: _HeldBack | None, facts: dict) -> dict:
+def _train(model: KerasModel, teacher: KerasModel, objective: Objective,
+           epoch_data: Callable[[], tuple[np.ndarray, np.ndarray | None]], epochs: int, rng: np.random.Generator,
+           held: _HeldBack | None, facts: TrainingSetup) -> Training:
     """Adam with cosine decay; a plain tf.function step (Keras' fit() traced 2x slower here).
     objective(labels, teacher's outputs, student's outputs) -> loss."""
     tf, keras = import_tf(), import_keras()
@@ -141,7 +151,7 @@ def _train(model: Any, teacher: Any, objective: Callable[[Any, Any, Any], Any],
     optimizer.build(variables)
 
     @tf.function
-    def step(xb: Any, yb: Any) -> Any:
+    def step(xb: Tensor, yb: Tensor) -> Tensor:
         taught = teacher(xb, training=False)
         with tf.GradientTape() as tape:
             value = objective(yb, taught, model(xb, training=True))
@@ -167,7 +177,7 @@ class _EarlyStop:
     """Scores the student on the held-back samples after each epoch (accuracy on labels, else agreement with the
     teacher's top-1 for class outputs, else negative MSE to it), keeps the best epoch's weights."""
 
-    def __init__(self, model: Any, teacher: Any, held: _HeldBack | None) -> None:
+    def __init__(self, model: KerasModel, teacher: KerasModel, held: _HeldBack | None) -> None:
         self.model, self.held = model, held
         self.scores: list[float] = []
         self.best_weights: list | None = None
@@ -194,7 +204,7 @@ class _EarlyStop:
         best = int(np.argmax(self.scores))
         return len(self.scores) - 1 - best >= PATIENCE
 
-    def finish(self) -> dict:
+    def finish(self) -> EarlyStopping:
         """Restore the best epoch's weights; the facts for the manifest."""
         if self.held is None:
             return {"epochs_run": None, "early_stopping": "off: too few samples to hold any back"}
@@ -205,7 +215,8 @@ class _EarlyStop:
                 "held_back_scores": [round(s, 4) for s in self.scores]}
 
 
-def reconstruct(pruned: Any, original: Any, analysis: Analysis, plan: Plan, x: np.ndarray, seed: int = 0) -> dict:
+def reconstruct(pruned: KerasModel, original: KerasModel, analysis: Analysis, plan: Plan, x: np.ndarray,
+                seed: int = 0) -> Reconstruction:
     """Re-fit, in topological order, every conv/dense layer downstream of a removed channel."""
     keras = import_keras()
     start = time.perf_counter()
@@ -241,11 +252,11 @@ def _batchnorm_after(analysis: Analysis, name: str) -> str | None:
     return readers[0].name if len(readers) == 1 and readers[0].op == "BatchNormalization" else None
 
 
-def _as_list(outputs: Any) -> list[np.ndarray]:
+def _as_list(outputs: np.ndarray | list[np.ndarray] | tuple[np.ndarray, ...]) -> list[np.ndarray]:
     return list(outputs) if isinstance(outputs, list | tuple) else [outputs]
 
 
-def _geometry(layer: Any) -> ls.Geometry:
+def _geometry(layer: KerasLayer) -> ls.Geometry:
     if type(layer).__name__ != "Conv2D":
         return ls.Geometry()
     kh, kw = layer.kernel_size

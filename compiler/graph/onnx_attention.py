@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, first_line
 from edgekiln.compiler.evaluate.metrics import cosine
+
+if TYPE_CHECKING:
+    import onnx
 
 _SCALES = {"Div", "Mul"}  # by a scalar: 1/sqrt(dim) before or after the scores MatMul
 _SHAPE_MATH = {"Slice", "Gather", "Cast", "Sqrt", "Div", "Mul", "Reciprocal", "Squeeze", "Unsqueeze", "Identity"}
@@ -51,12 +54,12 @@ class Attention:
 class Index:
     """Producers, consumers and constant values of a model's graph (read-only)."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: onnx.ModelProto) -> None:
         from onnx import numpy_helper
 
         self.nodes = list(model.graph.node)
         self.producer = {out: n for n in self.nodes for out in n.output if out}
-        self.consumers: dict[str, list[Any]] = {}
+        self.consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in self.nodes:
             for name in node.input:
                 self.consumers.setdefault(name, []).append(node)
@@ -67,11 +70,11 @@ class Index:
                 self.consts[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
         self.outputs = [o.name for o in model.graph.output]
 
-    def made_by(self, name: str, *ops: str) -> Any | None:
+    def made_by(self, name: str, *ops: str) -> onnx.NodeProto | None:
         node = self.producer.get(name)
         return node if node is not None and node.op_type in ops else None
 
-    def only_consumer(self, name: str, op: str) -> Any | None:
+    def only_consumer(self, name: str, op: str) -> onnx.NodeProto | None:
         """The one node reading `name`, of type `op`; Shape nodes (the exporter's size arithmetic) do not count."""
         users = [n for n in self.consumers.get(name, []) if n.op_type != "Shape"]
         return users[0] if len(users) == 1 and users[0].op_type == op and name not in self.outputs else None
@@ -91,17 +94,17 @@ class Index:
             return False
         return all(self._from_shapes(i, depth + 1) for i in node.input if i)
 
-    def other(self, node: Any, name: str) -> str:
+    def other(self, node: onnx.NodeProto, name: str) -> str:
         return node.input[1] if node.input[0] == name else node.input[0]
 
 
-def _attr(node: Any, name: str, default: Any = None) -> Any:
+def _attr(node: onnx.NodeProto, name: str, default: object = None) -> Any:
     from onnx import helper
 
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def _projection(ix: Index, name: str) -> tuple[Any, Any | None] | None:
+def _projection(ix: Index, name: str) -> tuple[onnx.NodeProto, onnx.NodeProto | None] | None:
     """(MatMul, bias Add or None) when `name` is x @ W [+ b] with W a 2-D initializer and b a 1-D constant (a scalar
     scaling after it, e.g. Q / sqrt(dim), is passed through: it commutes with the head split)."""
     scale = ix.made_by(name, *_SCALES)
@@ -116,12 +119,12 @@ def _projection(ix: Index, name: str) -> tuple[Any, Any | None] | None:
     return (matmul, None) if matmul is not None and _weight(ix, matmul) else None
 
 
-def _weight(ix: Index, matmul: Any) -> bool:
+def _weight(ix: Index, matmul: onnx.NodeProto) -> bool:
     w = matmul.input[1]
     return w in ix.initializers and ix.consts[w].ndim == 2 and len(ix.consumers.get(w, [])) == 1
 
 
-def _to_reshape(ix: Index, name: str) -> tuple[Any | None, list[int]]:
+def _to_reshape(ix: Index, name: str) -> tuple[onnx.NodeProto | None, list[int]]:
     """Back from `name` through Transposes and scalar scalings to a Reshape; the composed permutation."""
     perm = [0, 1, 2, 3]
     for _ in range(6):
@@ -140,7 +143,7 @@ def _to_reshape(ix: Index, name: str) -> tuple[Any | None, list[int]]:
     return None, perm
 
 
-def _scores_matmul(ix: Index, name: str, depth: int = 0) -> Any | None:
+def _scores_matmul(ix: Index, name: str, depth: int = 0) -> onnx.NodeProto | None:
     """The Q x K^T MatMul behind the Softmax's input: through a scalar Div / Mul and the mask's Add."""
     node = ix.producer.get(name)
     if node is None or depth > 4:
@@ -172,7 +175,7 @@ def shape_entries(ix: Index, target: str) -> list[int | None] | None:
     return entries
 
 
-def attention_layers(model: Any) -> tuple[list[Attention], dict[str, str]]:
+def attention_layers(model: onnx.ModelProto) -> tuple[list[Attention], dict[str, str]]:
     """The self-attention layers whose heads can be removed, in graph order, and the others with the reason."""
     ix = Index(model)
     ready, blocked = [], {}
@@ -186,7 +189,7 @@ def attention_layers(model: Any) -> tuple[list[Attention], dict[str, str]]:
     return ready, blocked
 
 
-def _match(ix: Index, softmax: Any, name: str) -> Attention | str:
+def _match(ix: Index, softmax: onnx.NodeProto, name: str) -> Attention | str:
     context = ix.only_consumer(softmax.output[0], "MatMul")
     scores = _scores_matmul(ix, softmax.input[0])
     if context is None or context.input[0] != softmax.output[0] or scores is None:
@@ -215,11 +218,12 @@ def _match(ix: Index, softmax: Any, name: str) -> Attention | str:
                      merge.output[0], out.input[1], _bias(ix, out_add), (out_add or out).output[0])
 
 
-def _bias(ix: Index, add: Any | None) -> str | None:
+def _bias(ix: Index, add: onnx.NodeProto | None) -> str | None:
     return None if add is None else next(i for i in add.input if i in ix.consts)
 
 
-def _merge(ix: Index, context: Any) -> tuple[Any, tuple[Any, Any | None]] | str:
+def _merge(ix: Index, context: onnx.NodeProto
+           ) -> tuple[onnx.NodeProto, tuple[onnx.NodeProto, onnx.NodeProto | None]] | str:
     """The merging Reshape after the context MatMul and the output projection it feeds."""
     transpose = ix.only_consumer(context.output[0], "Transpose")
     merge = ix.only_consumer(transpose.output[0], "Reshape") if transpose is not None else None
@@ -233,7 +237,8 @@ def _merge(ix: Index, context: Any) -> tuple[Any, tuple[Any, Any | None]] | str:
     return merge, (out, add if bias is not None else None)
 
 
-def _heads(ix: Index, splits: list[Any], merge: Any, projections: list[Any], out: Any) -> tuple[int, int | str]:
+def _heads(ix: Index, splits: list[onnx.NodeProto], merge: onnx.NodeProto, projections: list[onnx.NodeProto],
+           out: onnx.NodeProto) -> tuple[int, int | str]:
     """(heads, dim) read from the split Reshapes' targets and checked against every weight; (0, reason) if not."""
     width = int(ix.consts[projections[0].input[1]].shape[1])
     found = set()
@@ -255,7 +260,7 @@ def _heads(ix: Index, splits: list[Any], merge: Any, projections: list[Any], out
     return heads, dim
 
 
-def run(model: Any, feed: dict[str, np.ndarray], names: Iterable[str] = ()) -> dict[str, np.ndarray]:
+def run(model: onnx.ModelProto, feed: dict[str, np.ndarray], names: Iterable[str] = ()) -> dict[str, np.ndarray]:
     """The graph's outputs and the named intermediate tensors on `feed`, by name, in chunks of the model's fixed
     batch (64 when open; a short last chunk padded by repeating its last sample)."""
     import onnx
@@ -285,7 +290,7 @@ def run(model: Any, feed: dict[str, np.ndarray], names: Iterable[str] = ()) -> d
     return {n: np.concatenate(chunk) for n, chunk in zip(wanted, zip(*parts, strict=True), strict=True)}
 
 
-def output_cosine(reference: dict[str, np.ndarray], other: Any, feed: dict[str, np.ndarray]) -> float:
+def output_cosine(reference: dict[str, np.ndarray], other: onnx.ModelProto, feed: dict[str, np.ndarray]) -> float:
     """Mean over the float graph outputs of the mean cosine of `other`'s output vectors to `reference`'s (per
     token outputs: the real tokens only, as the re-fits see them)."""
     outputs, mask = run(other, feed), feed.get("attention_mask")
@@ -303,7 +308,7 @@ def token_rows(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return values.reshape(-1, *values.shape[2:]) if values.ndim >= 3 else values
 
 
-def set_shape_entry(model: Any, ix: Index, reshape_output: str, position: int, value: int) -> None:
+def set_shape_entry(model: onnx.ModelProto, ix: Index, reshape_output: str, position: int, value: int) -> None:
     """Make the target of the Reshape producing `reshape_output` carry `value` at `position` (in place): a fresh
     constant for this Reshape alone (a target may be shared), or a copy of its Concat with that part replaced."""
     from onnx import helper, numpy_helper
@@ -332,7 +337,7 @@ def set_shape_entry(model: Any, ix: Index, reshape_output: str, position: int, v
     reshape.input[1] = fresh
 
 
-def set_initializer(model: Any, name: str, value: np.ndarray) -> None:
+def set_initializer(model: onnx.ModelProto, name: str, value: np.ndarray) -> None:
     """Replace the named initializer's value (in place), keeping its dtype."""
     from onnx import numpy_helper
 
@@ -341,7 +346,7 @@ def set_initializer(model: Any, name: str, value: np.ndarray) -> None:
     tensor.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(value.astype(dtype)), name))
 
 
-def tidy(model: Any) -> Any:
+def tidy(model: onnx.ModelProto) -> onnx.ModelProto:
     """The model (in place) with nodes in topological order, without the nodes and initializers nothing reads
     any more, and without stale intermediate shapes; checked by onnx.checker."""
     import onnx
@@ -365,7 +370,7 @@ def tidy(model: Any) -> Any:
     return model
 
 
-def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
+def _topological(nodes: list[onnx.NodeProto], available: set[str]) -> list[onnx.NodeProto]:
     """Nodes ordered so each follows its inputs' producers (appended nodes move to where they can run)."""
     ordered, pending, ready = [], list(nodes), set(available) | {""}
     while pending:
@@ -383,6 +388,6 @@ def _topological(nodes: list[Any], available: set[str]) -> list[Any]:
     return ordered
 
 
-def float_params(model: Any) -> int:
+def float_params(model: onnx.ModelProto) -> int:
     """Elements of the floating-point initializers (onnx.param_count's measure)."""
     return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type in _FLOAT))

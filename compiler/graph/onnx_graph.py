@@ -10,13 +10,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, first_line
 from edgekiln.compiler.model_inputs import InputSpec
 from edgekiln.runtime.backends import onnx_session
+
+if TYPE_CHECKING:
+    import onnx
+    from onnxruntime import InferenceSession
+
+    from edgekiln.compiler.graph.onnx_shapes import FixedInput
 
 # ai.onnx opsets accepted. Below 11 the int8 quantizer and onnx2tf refuse models; 11..23 cover what
 # PyTorch, tf2onnx and other exporters write today. ORT 1.32 runs newer stamps, but ops introduced
@@ -35,15 +41,15 @@ class OnnxGraph:
     """
 
     source_format: str
-    model: Any  # onnx.ModelProto
+    model: onnx.ModelProto
     path: Path
     inputs: list[InputSpec]
     output_names: list[str]
     params: int
     constants_normalised: int = 0
-    fixed_inputs: list[Any] = field(default_factory=list)  # onnx_shapes.FixedInput: how open axes were closed
+    fixed_inputs: list[FixedInput] = field(default_factory=list)  # how open axes were closed
     shape_nodes_folded: int = 0
-    _session: Any = field(default=None, repr=False)
+    _session: InferenceSession | None = field(default=None, repr=False)
 
     @property
     def batch(self) -> int:
@@ -63,13 +69,13 @@ class OnnxGraph:
             chunks.append([out[:real] for out in _run(session, self.output_names, feed)])
         return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
 
-    def session(self) -> Any:
+    def session(self) -> InferenceSession:
         if self._session is None:
             self._session = open_session(self.model.SerializeToString())
         return self._session
 
 
-def _run(session: Any, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
+def _run(session: InferenceSession, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
     """session.run; a model that loads but cannot run (channels that do not match a kernel's, a damaged
     shape constant) is an InputModelError, not onnxruntime's traceback."""
     try:
@@ -111,7 +117,7 @@ def load(path: str | Path, workdir: Path, batch: int = 1, input_shapes: dict[str
     return graph
 
 
-def _read(source: Path) -> Any:
+def _read(source: Path) -> onnx.ModelProto:
     """The ModelProto with external data inlined; a clear error for non-ONNX or truncated files."""
     import onnx
     from google.protobuf.message import DecodeError
@@ -133,7 +139,7 @@ def _read(source: Path) -> Any:
     return model
 
 
-def _check_opsets(model: Any, source: Path) -> None:
+def _check_opsets(model: onnx.ModelProto, source: Path) -> None:
     for opset in model.opset_import:
         if opset.domain in _DEFAULT_DOMAINS and not MIN_OPSET <= opset.version <= MAX_OPSET:
             raise InputModelError(
@@ -146,7 +152,7 @@ def _check_opsets(model: Any, source: Path) -> None:
                                   "re-export the model with standard ONNX ops")
 
 
-def constants_to_initializers(graph: Any) -> int:
+def constants_to_initializers(graph: onnx.GraphProto) -> int:
     """Move tensors held by `Constant` nodes into initializers (in place); return how many moved.
 
     Exporters other than PyTorch's often store weights this way. Weight-aware code reads
@@ -169,7 +175,7 @@ def constants_to_initializers(graph: Any) -> int:
     return moved
 
 
-def _constant_value(node: Any) -> np.ndarray | None:
+def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
     """The numeric value of a Constant node, or None (other nodes, strings, sparse tensors)."""
     from onnx import helper, numpy_helper
 
@@ -185,7 +191,7 @@ def _constant_value(node: Any) -> np.ndarray | None:
     return None
 
 
-def input_specs(model: Any) -> list[InputSpec]:
+def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
     """The graph inputs that are not initializers, with static shapes and numpy dtype names."""
     from onnx import helper
 
@@ -206,12 +212,12 @@ def _looks_nchw(shape: tuple[int, ...]) -> bool:
     return len(shape) == 4 and shape[1] in (1, 3) and min(shape[2], shape[3]) > 4
 
 
-def param_count(model: Any) -> int:
+def param_count(model: onnx.ModelProto) -> int:
     """Elements of the floating-point initializers: the weights and biases (shape tensors excluded)."""
     return int(sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type in (1, 10, 11, 16)))
 
 
-def open_session(model_bytes: bytes, threads: int | None = None, optimize: bool = True) -> Any:
+def open_session(model_bytes: bytes, threads: int | None = None, optimize: bool = True) -> InferenceSession:
     """An onnxruntime CPU session; an op without a kernel becomes an InputModelError naming it.
 
     int8 products are exact on every x86 CPU (the runtime's reason: runtime/backends.py OnnxBackend).

@@ -19,7 +19,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -39,8 +39,12 @@ from edgekiln.compiler.graph.onnx_attention import (
 )
 from edgekiln.compiler.prune import heads as math
 
+if TYPE_CHECKING:
+    import onnx
 
-def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: bool) -> tuple[Any, dict]:
+
+def prune_heads(model: onnx.ModelProto, ratio: float, feed: dict[str, np.ndarray], recover: bool
+                ) -> tuple[onnx.ModelProto, dict]:
     """A copy of `model` with round(ratio x heads) of each self-attention layer's heads removed, and the facts
     (shaped as compiler/graph/keras_heads.py's). `feed`: calibration inputs by name, in the model's types."""
     start = time.perf_counter()
@@ -50,7 +54,7 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
         raise RecipeError(f"--prune-heads found no attention layer to prune ({why})", "leave out --prune-heads")
     mask = feed.get("attention_mask")
     observed = run(model, feed, [name for a in layers for name in (a.merge, a.output)])
-    plans = {}
+    plans: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for a in layers:
         s = _scores(model, a, observed, mask)
         plans[a.name] = (math.to_keep(s, ratio), s)
@@ -67,7 +71,7 @@ def prune_heads(model: Any, ratio: float, feed: dict[str, np.ndarray], recover: 
     return pruned, math.pruning_facts(ratio, plans, blocked, (float_params(model), float_params(pruned)), recovery)
 
 
-def head_facts(model: Any, feed: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
+def head_facts(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, int]]:
     """Per prunable attention layer: each head's score (the pruner's criterion on `feed`) and one head's
     parameters (its Q, K, V kernel columns and biases and its output-projection rows), as
     compiler/graph/keras_heads.py's `head_facts`."""
@@ -84,7 +88,7 @@ def head_facts(model: Any, feed: dict[str, np.ndarray]) -> dict[str, tuple[np.nd
 
 
 @contextlib.contextmanager
-def head_masked(model: Any, name: str, head: int) -> Iterator[Any]:
+def head_masked(model: onnx.ModelProto, name: str, head: int) -> Iterator[onnx.ModelProto]:
     """A copy of `model` with head `head` of attention layer `name` zeroed in the output projection (its rows
     of the weight): its contribution to the layer's output, exactly what removing the head takes away. `model`
     itself is not touched."""
@@ -99,12 +103,13 @@ def head_masked(model: Any, name: str, head: int) -> Iterator[Any]:
     yield masked
 
 
-def _scores(model: Any, a: Attention, observed: dict[str, np.ndarray], mask: np.ndarray | None) -> np.ndarray:
+def _scores(model: onnx.ModelProto, a: Attention, observed: dict[str, np.ndarray], mask: np.ndarray | None
+            ) -> np.ndarray:
     """The layer's head scores from its observed merged context (compiler/prune/heads.py's criterion)."""
     return math.scores(_heads_of(observed[a.merge], a, mask), _array(model, a.out_weight).reshape(a.heads, a.dim, -1))
 
 
-def _array(model: Any, name: str) -> np.ndarray:
+def _array(model: onnx.ModelProto, name: str) -> np.ndarray:
     from onnx import numpy_helper
 
     return numpy_helper.to_array(next(t for t in model.graph.initializer if t.name == name))
@@ -121,7 +126,8 @@ def _columns(kept: np.ndarray, dim: int) -> np.ndarray:
     return (kept[:, None] * dim + np.arange(dim)[None, :]).reshape(-1)
 
 
-def _slice(model: Any, layers: list[Attention], plans: dict) -> Any:
+def _slice(model: onnx.ModelProto, layers: list[Attention], plans: dict[str, tuple[np.ndarray, np.ndarray]]
+           ) -> onnx.ModelProto:
     """A copy of `model` with the removed heads' slices gone and the reshape targets rewritten."""
     import onnx
 
@@ -148,13 +154,13 @@ def _slice(model: Any, layers: list[Attention], plans: dict) -> Any:
 
 def _entry(ix: Index, reshape_output: str, position: int) -> int:
     entries = shape_entries(ix, ix.producer[reshape_output].input[1])
-    entry = entries[position] if entries is not None else None
+    entry = None if entries is None else entries[position]
     assert entry is not None, "attention_layers checked the target"
-    return int(entry)
+    return entry
 
 
-def _refit(pruned: Any, layers: list[Attention], plans: dict, observed: dict, feed: dict[str, np.ndarray]
-           ) -> list[dict]:
+def _refit(pruned: onnx.ModelProto, layers: list[Attention], plans: dict[str, tuple[np.ndarray, np.ndarray]],
+           observed: dict[str, np.ndarray], feed: dict[str, np.ndarray]) -> list[dict]:
     """In model order (in place): the pruned model's context of the kept heads -> output projection fitted to the
     original layer's output on the same real tokens, shrunk towards the kept heads' original projection
     (math.refit_output; each row keeps its sentence's index, so folds hold out whole sentences). Per layer: the

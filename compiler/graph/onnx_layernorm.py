@@ -23,9 +23,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeAlias, TypedDict, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 SQRT2 = math.sqrt(2.0)
 T = TypeVar("T")
@@ -35,15 +38,15 @@ T = TypeVar("T")
 class _Graph:
     """Who makes and who reads each tensor, and the constants (the view one rewrite pass works on)."""
 
-    model: Any
-    producer: dict[str, Any]
-    consumers: dict[str, list[Any]]
+    model: onnx.ModelProto
+    producer: dict[str, onnx.NodeProto]
+    consumers: dict[str, list[onnx.NodeProto]]
     constants: dict[str, np.ndarray]
     outputs: set[str]
     shapes: dict[str, list[int]]
 
     @classmethod
-    def of(cls, model: Any) -> _Graph:
+    def of(cls, model: onnx.ModelProto) -> _Graph:
         import onnx
         from onnx import numpy_helper
 
@@ -54,21 +57,21 @@ class _Graph:
         except onnx.shape_inference.InferenceError:
             shapes = {}
         producer = {out: node for node in model.graph.node for out in node.output}
-        consumers: dict[str, list[Any]] = {}
+        consumers: dict[str, list[onnx.NodeProto]] = {}
         for node in model.graph.node:
             for name in dict.fromkeys(node.input):  # a node reading a tensor twice (x * x) is one reader
                 consumers.setdefault(name, []).append(node)
         constants = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
         return cls(model, producer, consumers, constants, {o.name for o in model.graph.output}, shapes)
 
-    def only_reader(self, name: str, op: str) -> Any | None:
+    def only_reader(self, name: str, op: str) -> onnx.NodeProto | None:
         """The single node reading `name`, when it is an `op` and `name` is no graph output."""
         readers = self.consumers.get(name, [])
         if len(readers) != 1 or readers[0].op_type != op or name in self.outputs:
             return None
         return readers[0]
 
-    def other(self, node: Any, name: str) -> str:
+    def other(self, node: onnx.NodeProto, name: str) -> str:
         """The input of a two-input node that is not `name` ('' when both are)."""
         rest = [i for i in node.input if i != name]
         return rest[0] if len(rest) == 1 else ""
@@ -77,26 +80,34 @@ class _Graph:
         return self.constants.get(name)
 
 
-def canonicalize(model: Any) -> dict[str, int]:
+class Rewrites(TypedDict):
+    """How many patterns each rewrite replaced, by the op it wrote (the fused ONNX candidate's facts)."""
+
+    LayerNormalization: int
+    Gelu: int
+
+
+def canonicalize(model: onnx.ModelProto) -> Rewrites:
     """Every rewrite of this module, in place; how many patterns each replaced."""
     return {"LayerNormalization": fuse_layernorm(model), "Gelu": canonical_gelu(model)}
 
 
-def fuse_layernorm(model: Any) -> int:
+def fuse_layernorm(model: onnx.ModelProto) -> int:
     """tf2onnx's decomposed LayerNorm subgraphs -> one LayerNormalization node each (in place)."""
     return _rewrite(model, "GlobalAveragePool", _match_layernorm, "ReduceMean")
 
 
-def canonical_gelu(model: Any) -> int:
+def canonical_gelu(model: onnx.ModelProto) -> int:
     """0.5 x (1 - Erf(-x / sqrt 2)) -> (x (1 + Erf(x / sqrt 2))) 0.5, onnxruntime's Gelu pattern (in place)."""
     return _rewrite(model, "Erf", _match_gelu)
 
 
-Match = tuple[list[Any], list[Any], dict[str, np.ndarray]]  # nodes replaced, new nodes, new initializers
-Matcher = Callable[[_Graph, Any], Match | None]
+# nodes replaced, new nodes, new initializers
+Match: TypeAlias = "tuple[list[onnx.NodeProto], list[onnx.NodeProto], dict[str, np.ndarray]]"
+Matcher: TypeAlias = "Callable[[_Graph, onnx.NodeProto], Match | None]"
 
 
-def _rewrite(model: Any, anchor: str, match: Matcher, *anchors: str) -> int:
+def _rewrite(model: onnx.ModelProto, anchor: str, match: Matcher, *anchors: str) -> int:
     """Replace every match found from an `anchor` node: the new nodes take the place of the last node
     replaced (every input they read exists before it), the replaced ones go."""
     from onnx import numpy_helper
@@ -126,7 +137,7 @@ def _rewrite(model: Any, anchor: str, match: Matcher, *anchors: str) -> int:
     return len(found)
 
 
-def _drop_unread(model: Any, names: set[str]) -> None:
+def _drop_unread(model: onnx.ModelProto, names: set[str]) -> None:
     """The constants among `names` that no node reads any more (gamma, beta, eps of the patterns)."""
     read = {i for node in model.graph.node for i in node.input} | {o.name for o in model.graph.output}
     kept = [t for t in model.graph.initializer if t.name not in names or t.name in read]
@@ -135,7 +146,7 @@ def _drop_unread(model: Any, names: set[str]) -> None:
         model.graph.initializer.extend(kept)
 
 
-def _mean_axis(graph: _Graph, node: Any) -> int | None:
+def _mean_axis(graph: _Graph, node: onnx.NodeProto) -> int | None:
     """The first normalised axis of a mean node: 2 for GlobalAveragePool, -1 for ReduceMean(axes=[-1])."""
     if node.op_type == "GlobalAveragePool":
         return 2
@@ -157,7 +168,7 @@ def _need(value: T | None) -> T:
     return value
 
 
-def _match_layernorm(graph: _Graph, mean: Any) -> Match | None:
+def _match_layernorm(graph: _Graph, mean: onnx.NodeProto) -> Match | None:
     """The moment arithmetic of the module docstring, from its first mean; None when anything differs."""
     try:
         return _layernorm(graph, mean)
@@ -165,7 +176,7 @@ def _match_layernorm(graph: _Graph, mean: Any) -> Match | None:
         return None
 
 
-def _layernorm(graph: _Graph, mean: Any) -> Match:
+def _layernorm(graph: _Graph, mean: onnx.NodeProto) -> Match:
     from onnx import helper
 
     axis, x, mu = _need(_mean_axis(graph, mean)), mean.input[0], mean.output[0]
@@ -207,7 +218,7 @@ def _last_axis_is(graph: _Graph, name: str, width: int) -> bool:
     return len(dims) == 3 and dims[2] == width
 
 
-def _follow(graph: _Graph, name: str, ops: tuple[str, ...]) -> list[Any] | None:
+def _follow(graph: _Graph, name: str, ops: tuple[str, ...]) -> list[onnx.NodeProto] | None:
     """The chain of single readers of `name` with these op types, in order."""
     chain = []
     for op in ops:
@@ -219,7 +230,7 @@ def _follow(graph: _Graph, name: str, ops: tuple[str, ...]) -> list[Any] | None:
     return chain
 
 
-def _match_gelu(graph: _Graph, erf: Any) -> Match | None:
+def _match_gelu(graph: _Graph, erf: onnx.NodeProto) -> Match | None:
     """Erf(Neg(x) * c) with c = 1/sqrt 2, read by Sub(1, .), read by Mul(0.5 x, .) (the docstring's form)."""
     try:
         return _gelu(graph, erf)
@@ -232,7 +243,7 @@ def _scalar(graph: _Graph, name: str) -> float | None:
     return float(value.reshape(())) if value is not None and value.size == 1 else None
 
 
-def _gelu(graph: _Graph, erf: Any) -> Match:
+def _gelu(graph: _Graph, erf: onnx.NodeProto) -> Match:
     from onnx import helper
 
     scaled = _need(graph.producer.get(erf.input[0]))

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +34,9 @@ from edgekiln.compiler.graph.onnx_attention import (
 )
 from edgekiln.compiler.prune.heads import fit_linear
 
+if TYPE_CHECKING:
+    import onnx
+
 NO_HEAD = "none: no linear head after the encoder"
 
 
@@ -47,7 +50,7 @@ class OnnxBlock:
     query_weight: str  # its attention's Q kernel: gone once the block is dropped
 
 
-def encoder_blocks(model: Any) -> list[OnnxBlock]:
+def encoder_blocks(model: onnx.ModelProto) -> list[OnnxBlock]:
     """The encoder blocks in order, or a RecipeError saying why they cannot be told apart."""
     layers, blocked = attention_layers(model)
     if blocked:
@@ -65,7 +68,7 @@ def encoder_blocks(model: Any) -> list[OnnxBlock]:
             for entry, end, a in zip(entries, exits, layers, strict=True)]
 
 
-def _between(ix: Index, entry: str, end: str) -> list[Any]:
+def _between(ix: Index, entry: str, end: str) -> list[onnx.NodeProto]:
     """The nodes on the way from `entry` to `end`: descendants of the one and ancestors of the other, in order.
     Shape arithmetic is not followed (Shape -> Gather -> Concat chains or folded constants: the same block either
     way)."""
@@ -77,10 +80,10 @@ def _between(ix: Index, entry: str, end: str) -> list[Any]:
                 stack.extend(node.output)
     above, stack = set(), [end]
     while stack:
-        node = ix.producer.get(stack.pop())
-        if node is not None and id(node) not in above:
-            above.add(id(node))
-            stack.extend(node.input)
+        producer = ix.producer.get(stack.pop())
+        if producer is not None and id(producer) not in above:
+            above.add(id(producer))
+            stack.extend(producer.input)
     return [n for n in ix.nodes if id(n) in below and id(n) in above]
 
 
@@ -97,7 +100,8 @@ def _last_exit(ix: Index, entries: list[str]) -> str:
                       "as in the block before lead to)")
 
 
-def drop(model: Any, count: int, feed: dict[str, np.ndarray], recover: bool) -> tuple[Any, dict]:
+def drop(model: onnx.ModelProto, count: int, feed: dict[str, np.ndarray], recover: bool
+         ) -> tuple[onnx.ModelProto, dict]:
     """A copy of `model` without its last `count` encoder blocks, its head re-fitted, and the facts (shaped as
     compiler/graph/keras_layers.py's). `feed`: calibration inputs by name, in the model's types."""
     start = time.perf_counter()
@@ -125,7 +129,7 @@ def drop(model: Any, count: int, feed: dict[str, np.ndarray], recover: bool) -> 
     return shortened, facts
 
 
-def without(model: Any, k: int) -> Any:
+def without(model: onnx.ModelProto, k: int) -> onnx.ModelProto:
     """A copy of `model` with encoder block k alone skipped (whatever read its output reads its input: the residual
     stream passes through), no recovery: prune-scan's per-block sensitivity."""
     blocks = encoder_blocks(model)
@@ -134,13 +138,13 @@ def without(model: Any, k: int) -> Any:
     return _shortened(model, blocks[k:k + 1])
 
 
-def block_params(model: Any) -> list[int]:
+def block_params(model: onnx.ModelProto) -> list[int]:
     """Each encoder block's parameters: the float weights that skipping it alone removes."""
     total = float_params(model)
     return [total - float_params(without(model, k)) for k in range(len(encoder_blocks(model)))]
 
 
-def _copy(model: Any) -> Any:
+def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
     import onnx
 
     copy = onnx.ModelProto()
@@ -148,7 +152,7 @@ def _copy(model: Any) -> Any:
     return copy
 
 
-def _shortened(model: Any, dropped: list[OnnxBlock]) -> Any:
+def _shortened(model: onnx.ModelProto, dropped: list[OnnxBlock]) -> onnx.ModelProto:
     """The model with the last dropped block's exit replaced by the first one's entry wherever it is read (a graph
     output keeps its name through an Identity), and what then feeds nothing removed. `dropped`: consecutive blocks,
     the last ones (--drop-layers) or any one (`without`)."""
@@ -171,7 +175,7 @@ def _shortened(model: Any, dropped: list[OnnxBlock]) -> Any:
     return out
 
 
-def _head(ix: Index, exit_: str) -> tuple[Any, Any | None] | None:
+def _head(ix: Index, exit_: str) -> tuple[onnx.NodeProto, onnx.NodeProto | None] | None:
     """The first MatMul by a 2-D weight initializer downstream of the encoder's output, with its bias Add."""
     below, stack = set(), [exit_]
     while stack:
@@ -189,7 +193,8 @@ def _head(ix: Index, exit_: str) -> tuple[Any, Any | None] | None:
     return None
 
 
-def _refit_head(original: Any, shortened: Any, exit_: str, feed: dict[str, np.ndarray]) -> str | None:
+def _refit_head(original: onnx.ModelProto, shortened: onnx.ModelProto, exit_: str, feed: dict[str, np.ndarray]
+                ) -> str | None:
     """Least squares (in place) for the head: the shortened model's features in, the original's head output out."""
     ix = Index(original)
     found = _head(ix, exit_)

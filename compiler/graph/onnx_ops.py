@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+if TYPE_CHECKING:
+    import onnx
 
-def standard_erfc(model: Any) -> int:
+
+def standard_erfc(model: onnx.ModelProto) -> int:
     """Rewrite tf2onnx's `Erfc` nodes (Keras' exact GELU: 0.5 x erfc(-x / sqrt 2)) as 1 - Erf(x), in place.
 
     ONNX has no Erfc operator: tf2onnx 1.17 passes TensorFlow's op through under its own name, and
@@ -40,7 +43,7 @@ _AS_P = 0.3275911
 _AS_A = (0.254829592, -0.284496736, 1.421413741, -1.453152027, 1.061405429)
 
 
-def erf_as_builtins(model: Any) -> int:
+def erf_as_builtins(model: onnx.ModelProto) -> int:
     """Rewrite every `Erf` node (GELU's exact form) as elementwise ops TFLite has builtins for, in place:
     sign(x) * (1 - poly(t) * exp(-x^2)), t = 1 / (1 + p |x|) (Abramowitz & Stegun 7.1.26, |error| <= 1.5e-7).
 
@@ -48,14 +51,12 @@ def erf_as_builtins(model: Any) -> int:
     would be left out of TFLite. Only the copy handed to onnx2tf is rewritten; the ONNX candidates keep Erf.
     Returns the number rewritten.
     """
-    from onnx import helper, numpy_helper
-
     graph, count, nodes = model.graph, 0, []
     for node in graph.node:
         if node.op_type != "Erf" or node.domain not in ("", "ai.onnx"):
             nodes.append(node)
             continue
-        nodes.extend(_erf_nodes(graph, node, helper, numpy_helper))
+        nodes.extend(_erf_nodes(graph, node))
         count += 1
     if count:
         del graph.node[:]
@@ -63,8 +64,10 @@ def erf_as_builtins(model: Any) -> int:
     return count
 
 
-def _erf_nodes(graph: Any, node: Any, helper: Any, numpy_helper: Any) -> list[Any]:
+def _erf_nodes(graph: onnx.GraphProto, node: onnx.NodeProto) -> list[onnx.NodeProto]:
     """The nodes computing Erf(node.input[0]) into node.output[0] (constants added to `graph`)."""
+    from onnx import helper, numpy_helper
+
     x, out, p = node.input[0], node.output[0], f"{node.output[0]}/as"
 
     def const(name: str, value: float) -> str:
@@ -75,7 +78,7 @@ def _erf_nodes(graph: Any, node: Any, helper: Any, numpy_helper: Any) -> list[An
         made.append(helper.make_node(kind, inputs, [f"{p}/{name}"], name=f"{node.name}/{name}"))
         return f"{p}/{name}"
 
-    made: list[Any] = []
+    made: list[onnx.NodeProto] = []
     magnitude = op("Abs", [x], "abs")
     t = op("Div", [const("one", 1.0), op("Add", [const("one_", 1.0), op("Mul", [magnitude, const("p", _AS_P)],
                                                                               "px")], "den")], "t")

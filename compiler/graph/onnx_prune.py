@@ -9,14 +9,18 @@ or Constant nodes) are not graph nodes: a per-channel constant of an Add/Mul is 
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from edgekiln.compiler.prune.channels import CHANNELS_FIRST, ChannelGraph, Node, Plan
 from edgekiln.compiler.prune.groups import Analysis
+
+if TYPE_CHECKING:
+    import onnx
 
 _ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum"}
 _SAME = {"Relu", "LeakyRelu", "Sigmoid", "Tanh", "Clip", "HardSwish", "HardSigmoid", "Elu", "Selu", "MaxPool",
@@ -28,7 +32,7 @@ class ModelFacts:
     """What the rules read from a model: constants by name, tensor shapes, and graph I/O."""
 
     consts: dict[str, np.ndarray]
-    shapes: dict[str, tuple]
+    shapes: dict[str, tuple[int | None, ...]]  # None: an axis without a static size
     inputs: list[str]
     outputs: list[str]
 
@@ -39,11 +43,17 @@ class ModelFacts:
         shape = self.shapes.get(name, ())
         return int(shape[1]) if len(shape) >= 2 and isinstance(shape[1], int) else 0
 
+    def features(self, name: str) -> int | None:
+        """Elements per sample (every axis after the batch), when all those axes are static."""
+        dims = self.shapes.get(name, ())[1:]
+        static = [d for d in dims if d is not None]
+        return math.prod(static) if len(static) == len(dims) else None
+
     def positions(self, name: str) -> int:
         return int(np.prod([d for d in self.shapes.get(name, ())[2:] if isinstance(d, int)]))
 
 
-def read_model(model: Any) -> ModelFacts:
+def read_model(model: onnx.ModelProto) -> ModelFacts:
     import onnx
     from onnx import numpy_helper
 
@@ -58,13 +68,14 @@ def read_model(model: Any) -> ModelFacts:
                   [o.name for o in graph.output])
 
 
-def attr(node: Any, name: str, default: Any = None) -> Any:
+def attr(node: onnx.NodeProto, name: str, default: object = None) -> Any:
+    """The value of the node's attribute `name` (int, float, bytes, list, tensor...), else `default`."""
     from onnx import helper
 
     return next((helper.get_attribute_value(a) for a in node.attribute if a.name == name), default)
 
 
-def channel_graph(model: Any) -> ChannelGraph:
+def channel_graph(model: onnx.ModelProto) -> ChannelGraph:
     """The channel graph of an ONNX model (nodes named after their output tensors)."""
     info = read_model(model)
     nodes = [Node(name, "Input", (), info.channels(name), kernel=0) for name in info.inputs]
@@ -80,7 +91,7 @@ def channel_graph(model: Any) -> ChannelGraph:
     return ChannelGraph(tuple(nodes), tuple(info.outputs), layout=CHANNELS_FIRST)
 
 
-def _describe(node: Any, data: tuple[str, ...], info: ModelFacts) -> Node:
+def _describe(node: onnx.NodeProto, data: tuple[str, ...], info: ModelFacts) -> Node:
     out = node.output[0]
     base = {"name": out, "op": _op_key(node, data, info), "inputs": data, "channels": info.channels(out),
             "spatial": max(1, info.positions(out)), "kernel": 0}
@@ -105,12 +116,12 @@ def _describe(node: Any, data: tuple[str, ...], info: ModelFacts) -> Node:
     return Node(**base)
 
 
-def _dense_weight(node: Any, info: ModelFacts) -> np.ndarray:
+def _dense_weight(node: onnx.NodeProto, info: ModelFacts) -> np.ndarray:
     w = info.consts[node.input[1]]
     return w if node.op_type == "Gemm" and attr(node, "transB", 0) else w.T
 
 
-def _op_key(node: Any, data: tuple[str, ...], info: ModelFacts) -> str:
+def _op_key(node: onnx.NodeProto, data: tuple[str, ...], info: ModelFacts) -> str:
     """The op type, refined where attributes or constant operands change the coupling."""
     op, ins = node.op_type, list(node.input)
     rank = info.rank(ins[0]) if ins else 0
@@ -142,21 +153,21 @@ def _op_key(node: Any, data: tuple[str, ...], info: ModelFacts) -> str:
     return op
 
 
-def _axes(node: Any, info: ModelFacts) -> list[int] | None:
+def _axes(node: onnx.NodeProto, info: ModelFacts) -> list[int] | None:
     axes = attr(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1] in info.consts:
         axes = info.consts[node.input[1]].tolist()
     return None if axes is None else list(axes)
 
 
-def _flattens(node: Any, info: ModelFacts) -> bool:
+def _flattens(node: onnx.NodeProto, info: ModelFacts) -> bool:
     """A Reshape (N, C, H, W) -> (N, C*H*W), as PyTorch exports x.view(n, -1)."""
     src, out = info.shapes.get(node.input[0], ()), info.shapes.get(node.output[0], ())
-    return (len(src) >= 3 and len(out) == 2 and all(isinstance(d, int) for d in src[1:])
-            and out[1] == int(np.prod(src[1:])))
+    features = info.features(node.input[0])
+    return len(src) >= 3 and len(out) == 2 and features is not None and out[1] == features
 
 
-def _const_axis(node: Any, info: ModelFacts) -> int | None:
+def _const_axis(node: onnx.NodeProto, info: ModelFacts) -> int | None:
     """For an elementwise op with one constant: the constant's axis that runs along channels.
 
     None: the constant does not vary over channels (scalar, or broadcast along them);
@@ -170,17 +181,17 @@ def _const_axis(node: Any, info: ModelFacts) -> int | None:
     return axis if const.shape[axis] == info.channels(node.output[0]) else -1
 
 
-def apply(model: Any, analysis: Analysis, plan: Plan) -> Any:
+def apply(model: onnx.ModelProto, analysis: Analysis, plan: Plan) -> onnx.ModelProto:
     """A new model with the plan's channels removed; the input model is not touched."""
     return _rewrite(model, analysis, plan, zero_only=False)
 
 
-def masked(model: Any, analysis: Analysis, plan: Plan) -> Any:
+def masked(model: onnx.ModelProto, analysis: Analysis, plan: Plan) -> onnx.ModelProto:
     """A copy whose conv/dense consumers ignore the removed channels (outputs equal `apply`'s)."""
     return _rewrite(model, analysis, plan, zero_only=True)
 
 
-def _rewrite(model: Any, analysis: Analysis, plan: Plan, zero_only: bool) -> Any:
+def _rewrite(model: onnx.ModelProto, analysis: Analysis, plan: Plan, zero_only: bool) -> onnx.ModelProto:
     import onnx
 
     out = onnx.ModelProto()
@@ -203,12 +214,12 @@ def _rewrite(model: Any, analysis: Analysis, plan: Plan, zero_only: bool) -> Any
 class ConstWriter:
     """Replaces constant operands; a constant shared with another node gets a copy of its own."""
 
-    def __init__(self, graph: Any, info: ModelFacts) -> None:
+    def __init__(self, graph: onnx.GraphProto, info: ModelFacts) -> None:
         self.graph, self.info = graph, info
         self.uses = Counter(i for n in graph.node for i in n.input)
         self.inits = {t.name: t for t in graph.initializer}
 
-    def set(self, node: Any, index: int, array: np.ndarray) -> None:
+    def set(self, node: onnx.NodeProto, index: int, array: np.ndarray) -> None:
         from onnx import numpy_helper
 
         name = node.input[index]
@@ -219,11 +230,11 @@ class ConstWriter:
         self.graph.initializer.append(numpy_helper.from_array(array, fresh))
         node.input[index] = fresh
 
-    def get(self, node: Any, index: int) -> np.ndarray:
+    def get(self, node: onnx.NodeProto, index: int) -> np.ndarray:
         return self.info.consts[node.input[index]]
 
 
-def _zero_inputs(node: Any, key: str, in_mask: np.ndarray | None, w: ConstWriter) -> None:
+def _zero_inputs(node: onnx.NodeProto, key: str, in_mask: np.ndarray | None, w: ConstWriter) -> None:
     if in_mask is None or in_mask.all() or key not in ("Conv", "Gemm", "MatMul"):
         return
     weight = w.get(node, 1).copy()
@@ -234,7 +245,7 @@ def _zero_inputs(node: Any, key: str, in_mask: np.ndarray | None, w: ConstWriter
     w.set(node, 1, weight)
 
 
-def _slice(node: Any, key: str, i: np.ndarray | None, o: np.ndarray, w: ConstWriter) -> None:
+def _slice(node: onnx.NodeProto, key: str, i: np.ndarray | None, o: np.ndarray, w: ConstWriter) -> None:
     from onnx import helper
 
     n_inputs = len([x for x in node.input if x])
@@ -260,7 +271,8 @@ def _slice(node: Any, key: str, i: np.ndarray | None, o: np.ndarray, w: ConstWri
             k = next(n for n, name in enumerate(node.input) if name in w.info.consts)
             w.set(node, k, np.compress(o, w.get(node, k), axis=axis))
     elif key == "Flatten" and node.op_type == "Reshape":
-        old = int(np.prod(w.info.shapes[node.input[0]][1:]))
+        old = w.info.features(node.input[0])
+        assert old is not None, "a flattening Reshape has static input dims (_flattens)"
         shape = w.get(node, 1).copy()
         shape[shape == old] = int(o.sum())
         w.set(node, 1, shape)

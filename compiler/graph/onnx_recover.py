@@ -9,7 +9,7 @@ with the previous re-fits applied.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,9 +18,13 @@ from edgekiln.compiler.graph.onnx_prune import ConstWriter, attr, read_model
 from edgekiln.compiler.prune import recover as ls
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import Analysis
+from edgekiln.compiler.prune.recovery_facts import Reconstruction
+
+if TYPE_CHECKING:
+    import onnx
 
 
-def run(model: Any, x: np.ndarray, outputs: list[str] | None = None, batch: int = 256) -> list[np.ndarray]:
+def run(model: onnx.ModelProto, x: np.ndarray, outputs: list[str] | None = None, batch: int = 256) -> list[np.ndarray]:
     """Outputs (the graph's, or the named tensors) of a single-input model on x, in chunks."""
     if outputs:
         model = _exposing(model, outputs)
@@ -33,7 +37,7 @@ def run(model: Any, x: np.ndarray, outputs: list[str] | None = None, batch: int 
     return [np.concatenate(chunk) for chunk in zip(*parts, strict=True)]
 
 
-def _exposing(model: Any, names: list[str]) -> Any:
+def _exposing(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
     """A copy of the model that also outputs the named intermediate tensors."""
     import onnx
 
@@ -46,8 +50,8 @@ def _exposing(model: Any, names: list[str]) -> Any:
     return copy
 
 
-def reconstruct(pruned: Any, original: Any, analysis: Analysis, plan: Plan, x: np.ndarray,
-                seed: int = 0) -> tuple[Any, dict]:
+def reconstruct(pruned: onnx.ModelProto, original: onnx.ModelProto, analysis: Analysis, plan: Plan, x: np.ndarray,
+                seed: int = 0) -> tuple[onnx.ModelProto, Reconstruction]:
     """Re-fit every conv/dense layer downstream of a removed channel; returns (model, cost facts)."""
     start = time.perf_counter()
     by_output = {n.output[0]: n for n in original.graph.node if n.output}
@@ -72,7 +76,8 @@ def _nhwc(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 3, 1) if x.ndim == 4 else x
 
 
-def _canonical(node: Any, consts: dict, in_shape: tuple) -> tuple[np.ndarray, np.ndarray | None, ls.Geometry]:
+def _canonical(node: onnx.NodeProto, consts: dict[str, np.ndarray], in_shape: tuple[int, ...]
+               ) -> tuple[np.ndarray, np.ndarray | None, ls.Geometry]:
     """The layer's kernel as HWIO / (in, out), its bias, and its window, from ONNX conventions."""
     w = consts[node.input[1]]
     bias = consts[node.input[2]] if len(node.input) > 2 and node.input[2] else None
@@ -82,19 +87,20 @@ def _canonical(node: Any, consts: dict, in_shape: tuple) -> tuple[np.ndarray, np
         kh, kw = w.shape[2:]
         stride = tuple(attr(node, "strides", [1, 1]))
         dilation = tuple(attr(node, "dilations", [1, 1]))
-        return w.transpose(2, 3, 1, 0), bias, ls.Geometry(kh, kw, stride, dilation,
-                                                          _pads(node, in_shape[2:], (kh, kw), stride, dilation))
+        pads = _pads(node, (in_shape[2], in_shape[3]), (kh, kw), stride, dilation)
+        return w.transpose(2, 3, 1, 0), bias, ls.Geometry(kh, kw, stride, dilation, pads)
     kernel = w.T if node.op_type == "Gemm" and attr(node, "transB", 0) else w
     if bias is not None and bias.size != kernel.shape[1]:
         bias = None  # a broadcast scalar bias is not per output: leave it as it is
     return kernel, None if bias is None else bias.reshape(-1), ls.Geometry()
 
 
-def _pads(node: Any, size: tuple, kernel: tuple, stride: tuple, dilation: tuple) -> tuple[int, int, int, int]:
+def _pads(node: onnx.NodeProto, size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int],
+          dilation: tuple[int, int]) -> tuple[int, int, int, int]:
     auto = attr(node, "auto_pad", b"NOTSET")
     auto = auto.decode() if isinstance(auto, bytes) else auto
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        top, left, bottom, right = ls.Geometry.same_pads(tuple(size), kernel, stride, dilation)
+        top, left, bottom, right = ls.Geometry.same_pads(size, kernel, stride, dilation)
         return (top, left, bottom, right) if auto == "SAME_UPPER" else (bottom, right, top, left)
     if auto == "VALID":
         return 0, 0, 0, 0
@@ -102,7 +108,8 @@ def _pads(node: Any, size: tuple, kernel: tuple, stride: tuple, dilation: tuple)
     return pads[0], pads[1], pads[2], pads[3]
 
 
-def _write(model: Any, name: str, op_type: str, kernel: np.ndarray, bias: np.ndarray | None) -> Any:
+def _write(model: onnx.ModelProto, name: str, op_type: str, kernel: np.ndarray, bias: np.ndarray | None
+           ) -> onnx.ModelProto:
     """The model with the named layer's weights replaced (its kernel back in ONNX layout)."""
     import onnx
 

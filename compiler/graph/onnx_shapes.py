@@ -12,14 +12,18 @@ for `x.view(b, 4, -1)`) into initializers and infers every tensor's now static s
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekiln.compiler.errors import InputModelError, RecipeError
 from edgekiln.compiler.input_shapes import EXAMPLE, UNNAMED, shape_text
+
+if TYPE_CHECKING:
+    import onnx
 
 # Ops folded when all their inputs are constant: shape arithmetic. Their outputs are small integer tensors;
 # weights are never recomputed (FOLD_MAX_ELEMENTS keeps it that way).
@@ -46,7 +50,7 @@ class FixedInput:
         return f"input '{self.name}' {self.declared} fixed to [{shape_text(self.shape)}] from {source}"
 
 
-def fix_inputs(model: Any, batch: int, given: dict[str, tuple[int, ...]] | None,
+def fix_inputs(model: onnx.ModelProto, batch: int, given: dict[str, tuple[int, ...]] | None,
                data: dict[str, dict[str, tuple[int, ...]]], source: Path) -> list[FixedInput]:
     """Give every input static dims, in place; return what was fixed and how (inputs already static: nothing)."""
     inputs = _graph_inputs(model)
@@ -79,7 +83,7 @@ def fix_inputs(model: Any, batch: int, given: dict[str, tuple[int, ...]] | None,
     return fixed
 
 
-def _graph_inputs(model: Any) -> list[Any]:
+def _graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     initializers = {t.name for t in model.graph.initializer}
     return [v for v in model.graph.input if v.name not in initializers]
 
@@ -138,7 +142,7 @@ def _from_data(name: str, current: list[int | None], declared: str, batch: int,
     return shape, role
 
 
-def _replace_symbols(model: Any, symbols: dict[str, int]) -> None:
+def _replace_symbols(model: onnx.ModelProto, symbols: dict[str, int]) -> None:
     """Every other use of a symbol now fixed (outputs, value_info) gets its value."""
     for value in [*model.graph.output, *model.graph.value_info]:
         for dim in value.type.tensor_type.shape.dim:
@@ -148,12 +152,13 @@ def _replace_symbols(model: Any, symbols: dict[str, int]) -> None:
                 dim.dim_value = size
 
 
-def shape_of(dims: Any) -> str:
+def shape_of(dims: Iterable[onnx.TensorShapeProto.Dimension]) -> str:
+    """The dims as text, symbols kept: `[batch, 3, 224, 224]` (`?` for an open axis without a name)."""
     return "[" + ", ".join(str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?")
                            for d in dims) + "]"
 
 
-def fold(model: Any) -> int:
+def fold(model: onnx.ModelProto) -> int:
     """Evaluate the shape arithmetic whose inputs are now constant into initializers, in place, then infer
     every tensor's shape again (outputs included); returns how many nodes were folded."""
     import onnx
@@ -181,7 +186,7 @@ def fold(model: Any) -> int:
     return folded
 
 
-def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     shapes = {}
     for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
@@ -190,7 +195,8 @@ def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _evaluate(node: Any, constants: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> np.ndarray | None:
+def _evaluate(node: onnx.NodeProto, constants: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
+              ) -> np.ndarray | None:
     """The node's output if it is shape arithmetic over known values (a Shape of a static tensor included)."""
     if node.op_type not in FOLDABLE or node.domain not in ("", "ai.onnx"):
         return None
@@ -210,7 +216,7 @@ def _evaluate(node: Any, constants: dict[str, np.ndarray], shapes: dict[str, tup
     return _run_node(node, constants)
 
 
-def _run_node(node: Any, constants: dict[str, np.ndarray]) -> np.ndarray | None:
+def _run_node(node: onnx.NodeProto, constants: dict[str, np.ndarray]) -> np.ndarray | None:
     from onnx.reference import ReferenceEvaluator
 
     try:
@@ -221,7 +227,7 @@ def _run_node(node: Any, constants: dict[str, np.ndarray]) -> np.ndarray | None:
     return value if value.size <= FOLD_MAX_ELEMENTS else None
 
 
-def _drop_unused_initializers(model: Any) -> None:
+def _drop_unused_initializers(model: onnx.ModelProto) -> None:
     used = {name for node in model.graph.node for name in node.input} | {o.name for o in model.graph.output}
     kept = [t for t in model.graph.initializer if t.name in used]
     del model.graph.initializer[:]

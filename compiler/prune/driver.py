@@ -20,6 +20,7 @@ from edgekiln.compiler.prune import cost, importance, sensitivity
 from edgekiln.compiler.prune.channels import Plan
 from edgekiln.compiler.prune.groups import Analysis
 from edgekiln.compiler.prune.paired import PairedDrop, paired_drop
+from edgekiln.compiler.prune.recovery_facts import Reconstruction, Training
 from edgekiln.compiler.recipe import Recover
 
 SCAN_SAMPLES = 500    # evaluation samples per sensitivity probe (a scan makes ~30 of them)
@@ -43,7 +44,7 @@ class Subject(Protocol):
     def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
         """The original model with the plan's channels zeroed at their consumers (same outputs as removed)."""
 
-    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[dict]]:
+    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[Reconstruction | Training]]:
         """A new model with the plan's channels removed and recovered; the recovery steps' facts."""
 
     def params(self, model: Any) -> int:
