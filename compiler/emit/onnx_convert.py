@@ -147,6 +147,8 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
               CalibrationMethod.entropy: q.CalibrationMethod.Entropy,
               CalibrationMethod.percentile: q.CalibrationMethod.Percentile}[options.calibration_method]
     ranges = folder / f"onnx_{options.calibration_method}_ranges.json" if shared else None
+    percentile = options.calibration_method is CalibrationMethod.percentile
+    extra = {"CalibPercentile": PERCENTILE} if percentile else {}  # our typed option as onnxruntime's string key
     try:
         with quiet_fds():
             if shared is None or not prepared.is_file():
@@ -163,7 +165,7 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
-                              extra_options=_extra_options(options), calibration_cache_path=ranges,
+                              extra_options=extra, calibration_cache_path=ranges,
                               nodes_to_exclude=list(dict.fromkeys([*exclude, *kept])))
     except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
         raise ConversionError(f"onnxruntime int8 quantization failed: {first_line(exc)}",
@@ -261,14 +263,6 @@ def _calibrated_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path, 
     calibrate.save_tensors_data(calibrator.compute_data(), cache)
     (cache.parent / f"onnx_{method}_augmented.onnx").unlink(missing_ok=True)
     return cache
-
-
-def _extra_options(options: EmitOptions) -> dict[str, Any]:
-    """Our typed options as onnxruntime's string keys."""
-    extra: dict[str, Any] = {}
-    if options.calibration_method is CalibrationMethod.percentile:
-        extra["CalibPercentile"] = PERCENTILE
-    return extra
 
 
 def _dynamic(float_path: Path, workdir: Path) -> bytes:

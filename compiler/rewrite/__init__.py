@@ -8,7 +8,7 @@ last: it deliberately moves the float outputs by the expected int8 weight roundi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
@@ -28,6 +28,15 @@ EXACT_TOLERANCE = 1e-5  # max |rewritten - source| relative to max |source| over
 CHECK_SAMPLES = 32      # samples the exactness check and bias correction's channel means use
 
 
+class RewriteFacts(TypedDict):
+    """A Rewritten as the candidate's details and `explain` record it."""
+
+    applied: list[str]
+    not_applied: list[str]
+    exact_passes_max_rel_diff: float
+    dropped: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class Rewritten:
     """The rewritten model, what changed, and how far its float outputs moved before bias correction."""
@@ -42,10 +51,12 @@ class Rewritten:
     def changed(self) -> bool:
         return bool(self.notes)
 
-    def to_dict(self) -> dict:
-        data = {"applied": list(self.notes), "not_applied": list(self.not_applied),
-                "exact_passes_max_rel_diff": float(f"{self.exact_max_diff:.3g}")}
-        return dict(data, dropped=self.dropped) if self.dropped else data
+    def to_dict(self) -> RewriteFacts:
+        facts = RewriteFacts(applied=list(self.notes), not_applied=list(self.not_applied),
+                             exact_passes_max_rel_diff=float(f"{self.exact_max_diff:.3g}"))
+        if self.dropped:
+            facts["dropped"] = self.dropped
+        return facts
 
 
 def apply(model: KerasModel, inputs: PredictInputs, correct_bias: bool = True) -> Rewritten:
