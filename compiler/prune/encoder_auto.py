@@ -120,6 +120,15 @@ def grid(blocks: int, head_counts: Sequence[int], drop: int | str, ratio: float 
     return rows, cols
 
 
+class Figures(TypedDict, total=False):
+    """What the judge measured of a model (Quality's figures that are not None)."""
+
+    cosine_mean: float
+    cosine_p5: float
+    accuracy: float
+    agreement: float
+
+
 class ProbeFacts(TypedDict):
     """A Probe as the search's record in the manifest has it: the setting, the parameters left, the figures the
     judge measured (those it has), and the verdict."""
@@ -166,18 +175,22 @@ class Probe:
     misses: tuple[str, ...]
 
     def to_dict(self) -> ProbeFacts:
-        facts = ProbeFacts(drop_layers=self.setting.drop, prune_heads=self.setting.heads, params=self.params,
-                           within_budget=self.within, misses=list(self.misses))
-        q = self.quality  # the figures it has, in the order the manifest has always written them
-        if q.cosine_mean is not None:
-            facts["cosine_mean"] = q.cosine_mean
-        if q.cosine_p5 is not None:
-            facts["cosine_p5"] = q.cosine_p5
-        if q.accuracy is not None:
-            facts["accuracy"] = q.accuracy
-        if q.agreement is not None:
-            facts["agreement"] = q.agreement
-        return facts
+        return {"drop_layers": self.setting.drop, "prune_heads": self.setting.heads, "params": self.params,
+                **_figures(self.quality), "within_budget": self.within, "misses": list(self.misses)}
+
+
+def _figures(q: Quality) -> Figures:
+    """A probe's figures (those it has) in the order the manifest has always written them."""
+    figures = Figures()
+    if q.cosine_mean is not None:
+        figures["cosine_mean"] = q.cosine_mean
+    if q.cosine_p5 is not None:
+        figures["cosine_p5"] = q.cosine_p5
+    if q.accuracy is not None:
+        figures["accuracy"] = q.accuracy
+    if q.agreement is not None:
+        figures["agreement"] = q.agreement
+    return figures
 
 
 @dataclass(frozen=True)
