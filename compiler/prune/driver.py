@@ -16,11 +16,11 @@ from typing import Generic, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
-from edgekiln.compiler import Progress
+from edgekiln.compiler import Progress, manifest_schema
 from edgekiln.compiler.prune import cost, importance, sensitivity
 from edgekiln.compiler.prune.channels import Plan, Ratios, Scores
 from edgekiln.compiler.prune.groups import Analysis
-from edgekiln.compiler.prune.paired import PairedDrop, PairedFigures, paired_drop
+from edgekiln.compiler.prune.paired import PairedDrop, paired_drop
 from edgekiln.compiler.recipe import Recover
 
 SCAN_SAMPLES = 500    # evaluation samples per sensitivity probe (a scan makes ~30 of them)
@@ -106,7 +106,7 @@ class AccuracyFacts(TypedDict):
     before_recovery: float
     after_recovery: float
     samples: int
-    paired: PairedFigures | None
+    paired: manifest_schema.PairedDrop | None
 
 
 class PruningBlock(TypedDict):
@@ -303,7 +303,7 @@ def _block(subject: Subject[ModelT], plan: Plan, ratio: float | str, criterion: 
     }
 
 
-def _paired(judge: PruningJudge[ModelT], pruned: ModelT) -> PairedFigures | None:
+def _paired(judge: PruningJudge[ModelT], pruned: ModelT) -> manifest_schema.PairedDrop | None:
     paired = judge.paired(pruned)
     return None if paired is None else paired.to_dict()
 

@@ -20,23 +20,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
 
+from edgekiln.compiler import manifest_schema
+
 Z_TWO_SIDED = 1.96   # the reported 95 % interval
 Z_ONE_SIDED = 1.645  # the budget's test: 95 % confidence that the drop is at most the budget
-
-
-class PairedFigures(TypedDict):
-    """A PairedDrop as the manifest records it (points, rounded to 3 decimals; `interval` is [low, high])."""
-
-    samples: int
-    lost: int
-    gained: int
-    drop: float
-    interval: list[float]
-    upper_bound: float
 
 
 @dataclass(frozen=True)
@@ -54,7 +44,8 @@ class PairedDrop:
     def within(self, budget: float) -> bool:
         return self.upper <= budget
 
-    def to_dict(self) -> PairedFigures:
+    def to_dict(self) -> manifest_schema.PairedDrop:
+        """As the manifest records it: points rounded to 3 decimals, `interval` [low, high]."""
         return {"samples": self.n, "lost": self.lost, "gained": self.gained, "drop": round(self.drop, 3),
                 "interval": [round(self.low, 3), round(self.high, 3)], "upper_bound": round(self.upper, 3)}
 

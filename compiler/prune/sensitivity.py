@@ -20,11 +20,11 @@ from typing import Protocol, TypedDict
 
 import numpy as np
 
+from edgekiln.compiler import manifest_schema
 from edgekiln.compiler.prune.channels import Plan, Ratios, Scores
 from edgekiln.compiler.prune.cost import cost
 from edgekiln.compiler.prune.groups import Analysis
 from edgekiln.compiler.prune.importance import plan_for
-from edgekiln.compiler.prune.paired import PairedFigures
 
 SCAN_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)  # prune-scan's default
 AUTO_RATIOS = (0.1, 0.3, 0.5, 0.7, 0.9)                        # --prune auto: half the evaluations
@@ -147,7 +147,7 @@ class TrialResult(Protocol):
 
     def within(self, budget: float) -> bool: ...
 
-    def to_dict(self) -> PairedFigures: ...
+    def to_dict(self) -> manifest_schema.PairedDrop: ...
 
 
 def worth_trying(options: list[Ratios], analysis: Analysis, scores: Scores, multiple: int = 1,
