@@ -10,7 +10,7 @@ and the pruning block are the same for both.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -18,41 +18,54 @@ from edgekiln.compiler import Progress
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.model_inputs import Dataset
-from edgekiln.compiler.prune.judging import judging_set, with_data_note
+from edgekiln.compiler.prune.judging import data_note, judging_set
 from edgekiln.compiler.recipe import Recipe
 
+if TYPE_CHECKING:
+    import onnx
 
-def keras_output(model: Any, x: np.ndarray) -> np.ndarray:
+    from edgekiln.compiler.graph.keras_graph import KerasGraph
+    from edgekiln.compiler.graph.onnx_graph import OnnxGraph
+    from edgekiln.compiler.keras_types import KerasModel
+
+ModelT = TypeVar("ModelT")  # the kit's model: a Keras model or an onnx.ModelProto
+# A slimming step's facts as compiler/graph's keras_layers / keras_heads / onnx_layers / onnx_heads report them:
+# the pruning block's JSON, with at least params_before and params_after.
+Facts = dict[str, Any]
+
+
+def keras_output(model: KerasModel, x: np.ndarray) -> np.ndarray:
     """The first output of a Keras model on `x`."""
     y = model.predict(x, batch_size=256, verbose=0)
     return y[0] if isinstance(y, list | tuple) else y
 
 
-class Kit(Protocol):
+class Kit(Protocol[ModelT]):
     """What the encoder slimming needs from a framework."""
 
-    source: Any
+    source: ModelT
 
-    def drop(self, model: Any, count: int, recover: bool) -> tuple[Any, dict]: ...
-    def heads(self, model: Any, ratio: float, recover: bool) -> tuple[Any, dict]: ...
+    def drop(self, model: ModelT, count: int, recover: bool) -> tuple[ModelT, Facts]: ...
+    def heads(self, model: ModelT, ratio: float, recover: bool) -> tuple[ModelT, Facts]: ...
     def blocks(self) -> int: ...
     def head_counts(self) -> list[int]: ...
-    def predict(self, model: Any, dataset: Dataset) -> np.ndarray: ...
-    def export(self, model: Any, workdir: Path) -> Any: ...
+    def predict(self, model: ModelT, dataset: Dataset) -> np.ndarray: ...
+    def export(self, model: ModelT, workdir: Path) -> KerasGraph | OnnxGraph: ...
 
 
 class KerasKit:
     """A Keras encoder (MultiHeadAttention layers); `x` the calibration inputs the re-fits read."""
 
-    def __init__(self, graph: Any, x: np.ndarray) -> None:
+    def __init__(self, graph: KerasGraph, x: np.ndarray) -> None:
+        assert graph.keras_model is not None, "kit_for refuses a SavedModel (no Keras model to rebuild) first"
         self.graph, self.source, self.x = graph, graph.keras_model, x
 
-    def drop(self, model: Any, count: int, recover: bool) -> tuple[Any, dict]:
+    def drop(self, model: KerasModel, count: int, recover: bool) -> tuple[KerasModel, Facts]:
         from edgekiln.compiler.graph import keras_layers
 
         return keras_layers.drop(model, count, self.x, recover)
 
-    def heads(self, model: Any, ratio: float, recover: bool) -> tuple[Any, dict]:
+    def heads(self, model: KerasModel, ratio: float, recover: bool) -> tuple[KerasModel, Facts]:
         from edgekiln.compiler.graph import keras_heads
 
         _prunable(*keras_heads.attention_layers(model))
@@ -69,10 +82,10 @@ class KerasKit:
         names = _prunable(*keras_heads.attention_layers(self.source))
         return [self.source.get_layer(name).num_heads for name in names]
 
-    def predict(self, model: Any, dataset: Dataset) -> np.ndarray:
+    def predict(self, model: KerasModel, dataset: Dataset) -> np.ndarray:
         return keras_output(model, next(iter(dataset.inputs.values())))
 
-    def distill(self, model: Any, progress: Progress) -> dict:
+    def distill(self, model: KerasModel, progress: Progress) -> dict[str, Any]:
         """Train the slimmed (and re-fitted) `model` in place towards the source's outputs on the calibration
         inputs (compiler/graph/keras_recover.distill; early stopping keeps its best epoch); the facts, with the
         output cosine to the source before and after. Training that leaves the model further from the source than
@@ -93,7 +106,7 @@ class KerasKit:
                 "kept": kept, **({} if kept else {"note": "undone: the distilled model was further from the source "
                                                           "than the re-fitted one"})}
 
-    def export(self, model: Any, workdir: Path) -> Any:
+    def export(self, model: KerasModel, workdir: Path) -> KerasGraph:
         from edgekiln.compiler.graph import keras_graph
 
         return keras_graph.from_model(model, workdir / "pruned_saved_model", self.graph.source_format,
@@ -103,15 +116,15 @@ class KerasKit:
 class OnnxKit:
     """An ONNX encoder as torch.onnx exports it; `feed` the calibration inputs by name, in the model's types."""
 
-    def __init__(self, graph: Any, feed: dict[str, np.ndarray]) -> None:
+    def __init__(self, graph: OnnxGraph, feed: dict[str, np.ndarray]) -> None:
         self.graph, self.source, self.feed = graph, graph.model, feed
 
-    def drop(self, model: Any, count: int, recover: bool) -> tuple[Any, dict]:
+    def drop(self, model: onnx.ModelProto, count: int, recover: bool) -> tuple[onnx.ModelProto, Facts]:
         from edgekiln.compiler.graph import onnx_layers
 
         return onnx_layers.drop(model, count, self.feed, recover)
 
-    def heads(self, model: Any, ratio: float, recover: bool) -> tuple[Any, dict]:
+    def heads(self, model: onnx.ModelProto, ratio: float, recover: bool) -> tuple[onnx.ModelProto, Facts]:
         from edgekiln.compiler.graph import onnx_heads
 
         return onnx_heads.prune_heads(model, ratio, self.feed, recover)
@@ -128,10 +141,10 @@ class OnnxKit:
         _prunable([a.name for a in layers], blocked)
         return [a.heads for a in layers]
 
-    def predict(self, model: Any, dataset: Dataset) -> np.ndarray:
+    def predict(self, model: onnx.ModelProto, dataset: Dataset) -> np.ndarray:
         return vector_output(model, dataset.inputs)
 
-    def export(self, model: Any, workdir: Path) -> Any:
+    def export(self, model: onnx.ModelProto, workdir: Path) -> OnnxGraph:
         from edgekiln.compiler.graph import onnx_graph
 
         path = workdir / "pruned.onnx"
@@ -141,7 +154,7 @@ class OnnxKit:
                                     fixed_inputs=self.graph.fixed_inputs)
 
 
-def vector_output(model: Any, feed: dict[str, np.ndarray]) -> np.ndarray:
+def vector_output(model: onnx.ModelProto, feed: dict[str, np.ndarray]) -> np.ndarray:
     """An ONNX encoder's first float output with a vector axis on `feed` (token-id pass-through outputs are not
     judged)."""
     from edgekiln.compiler.graph.onnx_attention import run
@@ -162,7 +175,7 @@ def _prunable(names: list[str], blocked: dict[str, str]) -> list[str]:
     return names
 
 
-def kit_for(graph: Any, calib: Dataset) -> Kit:
+def kit_for(graph: KerasGraph | OnnxGraph, calib: Dataset) -> KerasKit | OnnxKit:
     from edgekiln.compiler.graph import onnx_graph
 
     if isinstance(graph, onnx_graph.OnnxGraph):
@@ -173,7 +186,8 @@ def kit_for(graph: Any, calib: Dataset) -> Kit:
     return KerasKit(graph, next(iter(calib.inputs.values())))
 
 
-def slim(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Progress) -> tuple[Any, dict]:
+def slim(kit: Kit[ModelT], recipe: Recipe, data: Datasets, recover: bool, progress: Progress
+         ) -> tuple[ModelT, Facts]:
     """The slimmed model and its pruning block (fixed settings, or the auto search)."""
     drop, ratio = recipe.drop_layers, recipe.prune_heads
     if drop == "auto" or ratio == "auto":
@@ -182,8 +196,8 @@ def slim(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Prog
     return _apply(kit, kit.source, drop, ratio, recover, progress)
 
 
-def _apply(kit: Kit, model: Any, drop: int | None, ratio: float | None, recover: bool, progress: Progress
-           ) -> tuple[Any, dict]:
+def _apply(kit: Kit[ModelT], model: ModelT, drop: int | None, ratio: float | None, recover: bool,
+           progress: Progress) -> tuple[ModelT, Facts]:
     """The last `drop` blocks out, then `ratio` of the heads (None: that step is skipped), each re-fitted."""
     dropped = None
     if drop is not None:
@@ -198,7 +212,8 @@ def _apply(kit: Kit, model: Any, drop: int | None, ratio: float | None, recover:
                                                  "layer_drop": dropped}
 
 
-def _search(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: Progress) -> tuple[Any, dict]:
+def _search(kit: Kit[ModelT], recipe: Recipe, data: Datasets, recover: bool, progress: Progress
+            ) -> tuple[ModelT, Facts]:
     """--drop-layers auto / --prune-heads auto (compiler/prune/encoder_auto.py)."""
     from edgekiln.compiler.prune import encoder_auto
 
@@ -208,8 +223,8 @@ def _search(kit: Kit, recipe: Recipe, data: Datasets, recover: bool, progress: P
     blocks = kit.blocks() if recipe.drop_layers == "auto" else 0
     heads = kit.head_counts() if recipe.prune_heads == "auto" else []
 
-    def apply(drop: int, ratio: float) -> tuple[Any, dict]:
+    def apply(drop: int, ratio: float) -> tuple[ModelT, Facts]:
         return _apply(kit, kit.source, drop if drop or not ratio else None, ratio or None, recover, progress)
 
     model, block = encoder_auto.run(apply, judge, reference, blocks, heads, recipe, progress)
-    return model, with_data_note(block, data, "output cosine and top-1 agreement with the source")
+    return model, {**block, "judged_on": data_note(data, "output cosine and top-1 agreement with the source")}

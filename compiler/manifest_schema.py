@@ -268,13 +268,27 @@ class PairedDrop(TypedDict):
     upper_bound: float
 
 
-class PruningAccuracy(TypedDict, total=False):
+class PruningAccuracy(TypedDict):
+    """The judging metric on the source, the pruned model before and after recovery, and the paired drop
+    (None for a single-valued output)."""
+
     metric: str
-    samples: int
     reference: float
     before_recovery: float
     after_recovery: float
-    paired: PairedDrop
+    samples: int
+    paired: PairedDrop | None
+
+
+class PrunedGroup(TypedDict):
+    layers: list[str]
+    channels_before: int
+    channels_after: int
+
+
+class BlockedGroup(TypedDict):
+    layers: list[str]
+    reasons: list[str]
 
 
 class MeasuredGain(TypedDict):
@@ -371,8 +385,15 @@ class Pruning(TypedDict, total=False):
 
     kind: str
     criterion: str
-    ratio: float
+    ratio: float | str
     count: int
+    groups: list[PrunedGroup]
+    per_layer: list[JsonObject]
+    blocked: list[BlockedGroup]
+    params_before: int
+    params_after: int
+    judged_on: str
+    seconds: float
     layers_before: int
     layers_after: int
     macs_before: int

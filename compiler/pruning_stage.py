@@ -13,10 +13,10 @@ framework is needed); the logic both share is compiler/prune/driver.py.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
@@ -25,40 +25,47 @@ from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.encoder_slimming import keras_output
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.graph import keras_graph, keras_prune, keras_recover, onnx_graph, onnx_prune, onnx_recover
-from edgekiln.compiler.model_inputs import Dataset
+from edgekiln.compiler.model_inputs import Dataset, InputSpec
 from edgekiln.compiler.prune import driver, groups
 from edgekiln.compiler.prune.channels import Plan
-from edgekiln.compiler.prune.judging import scorer_for, with_data_note
+from edgekiln.compiler.prune.judging import data_note, scorer_for
 from edgekiln.compiler.prune.recover import resolve
 from edgekiln.compiler.prune.recovery_facts import Reconstruction, Training
 from edgekiln.compiler.recipe import Recipe, Recover
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgekiln.compiler.keras_types import KerasModel
+
+WorkingGraph: TypeAlias = keras_graph.KerasGraph | onnx_graph.OnnxGraph
 
 
 @dataclass(frozen=True)
 class Pruned:
     """The working graph to emit (the source's when nothing was removed) and the manifest's pruning block."""
 
-    graph: Any  # KerasGraph or OnnxGraph
-    block: dict
+    graph: WorkingGraph
+    block: Mapping[str, object]  # JSON: the channel block (prune/driver.PruningBlock) or the encoder slimming's
     removed: bool
 
 
 class KerasSubject:
     """A Keras model as the pruning driver sees it (compiler/prune/driver.py: Subject)."""
 
-    def __init__(self, model: Any, calib: Dataset | None) -> None:
+    def __init__(self, model: KerasModel, calib: Dataset | None) -> None:
         self.model = model
         self.analysis = groups.analyze(keras_prune.channel_graph(model))
         self.x = None if calib is None else _single(calib)
         self.y = None if calib is None else calib.labels
 
-    def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+    def predict(self, model: KerasModel, x: np.ndarray) -> np.ndarray:
         return keras_output(model, x)
 
-    def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
+    def masked(self, plan: Plan) -> contextlib.AbstractContextManager[KerasModel]:
         return keras_prune.masked(self.model, self.analysis, plan)
 
-    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[Reconstruction | Training]]:
+    def prune(self, plan: Plan, method: Recover) -> tuple[KerasModel, list[Reconstruction | Training]]:
         pruned = keras_prune.apply(self.model, self.analysis, plan)
         steps: list[Reconstruction | Training] = []
         if method is Recover.none:
@@ -72,26 +79,26 @@ class KerasSubject:
             steps.append(keras_recover.finetune(pruned, self.model, self.x, self.y))
         return pruned, steps
 
-    def params(self, model: Any) -> int:
+    def params(self, model: KerasModel) -> int:
         return int(model.count_params())
 
 
 class OnnxSubject:
     """An ONNX ModelProto as the pruning driver sees it; recovery by reconstruction only (no training)."""
 
-    def __init__(self, model: Any, calib: Dataset | None) -> None:
+    def __init__(self, model: onnx.ModelProto, calib: Dataset | None) -> None:
         self.model = model
         self.analysis = groups.analyze(onnx_prune.channel_graph(model))
         self.x = None if calib is None else _single(calib)
 
-    def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+    def predict(self, model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
         return onnx_recover.run(model, x)[0]
 
     @contextlib.contextmanager
-    def masked(self, plan: Plan) -> Iterator[Any]:
+    def masked(self, plan: Plan) -> Iterator[onnx.ModelProto]:
         yield onnx_prune.masked(self.model, self.analysis, plan)
 
-    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[Reconstruction | Training]]:
+    def prune(self, plan: Plan, method: Recover) -> tuple[onnx.ModelProto, list[Reconstruction | Training]]:
         pruned = onnx_prune.apply(self.model, self.analysis, plan)
         if method is Recover.none:
             return pruned, []
@@ -99,7 +106,7 @@ class OnnxSubject:
         pruned, facts = onnx_recover.reconstruct(pruned, self.model, self.analysis, plan, self.x)
         return pruned, [facts]
 
-    def params(self, model: Any) -> int:
+    def params(self, model: onnx.ModelProto) -> int:
         return sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type == 1)  # FLOAT tensors
 
 
@@ -108,7 +115,7 @@ def _single(dataset: Dataset) -> np.ndarray:
 
 
 
-def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
+def prune(graph: WorkingGraph, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned | None:
     """Prune the source model (Keras or ONNX) as the recipe says; None without --prune / --prune-heads."""
     if recipe.prune_heads is not None or recipe.drop_layers is not None:
         return _slim_encoder(graph, recipe, data, workdir, progress)
@@ -124,7 +131,10 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
     subject = KerasSubject(graph.keras_model, train or data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          scorer_for(subject, data), progress, recipe.prune_time)
-    block = _with_recovery_data(with_data_note(outcome.block, data), method, train, data)
+    block: dict[str, object] = {**outcome.block, "judged_on": data_note(data)}
+    if method in (Recover.distill, Recover.finetune) and outcome.block["params_after"] < outcome.block["params_before"]:
+        learned_from, warnings = _recovery_data(method, train, data)
+        block = {**block, "recovery_data": learned_from, "warnings": [*outcome.block["warnings"], *warnings]}
     if outcome.model is None:
         return Pruned(graph, block, False)
     exported = keras_graph.from_model(outcome.model, workdir / "pruned_saved_model", graph.source_format,
@@ -132,7 +142,7 @@ def prune(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: P
     return Pruned(exported, block, True)
 
 
-def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
+def _slim_encoder(graph: WorkingGraph, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
     """--drop-layers N|auto, then --prune-heads R|auto, on a Keras or ONNX encoder (compiler/prune/encoder_slimming.py):
     whole blocks and whole attention heads out, each re-fitted by least squares; the block says which blocks and
     heads stayed, what recovery did and, for auto, the search."""
@@ -158,7 +168,7 @@ def _slim_encoder(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, pro
     return Pruned(kit.export(model, workdir), block, True)
 
 
-def _training_data(recipe: Recipe, specs: Any) -> Dataset | None:
+def _training_data(recipe: Recipe, specs: list[InputSpec]) -> Dataset | None:
     """--train: the recovery's data (labels y: fine-tuning), read like --calib."""
     if recipe.train is None:
         return None
@@ -168,20 +178,19 @@ def _training_data(recipe: Recipe, specs: Any) -> Dataset | None:
                      tokenizer=recipe.tokenizer, seq_len=recipe.seq_len)
 
 
-def _with_recovery_data(block: dict, method: Recover, train: Dataset | None, data: Datasets) -> dict:
-    """What recovery learned from; without --train a trained recovery had the calibration samples only."""
-    if method not in (Recover.distill, Recover.finetune) or not block.get("params_after", 0) < block.get(
-            "params_before", 0):
-        return block
+def _recovery_data(method: Recover, train: Dataset | None, data: Datasets) -> tuple[str, list[str]]:
+    """What a trained recovery learned from, and the warnings to add: without --train it had the calibration
+    samples only."""
     if train is not None:
-        return {**block, "recovery_data": f"{train.size} training samples (--train)"}
+        return f"{train.size} training samples (--train)", []
     size = data.calib.size if data.calib is not None else 0
     note = (f"pruning: recovery ({method}) trained on the {size} calibration samples only, which can overfit "
             "them and cost accuracy; pass --train DATA (labelled: fine-tuning) to recover on more")
-    return {**block, "recovery_data": f"{size} calibration samples only", "warnings": [*block["warnings"], note]}
+    return f"{size} calibration samples only", [note]
 
 
-def _prune_onnx_graph(graph: Any, recipe: Recipe, data: Datasets, workdir: Path, progress: Progress) -> Pruned:
+def _prune_onnx_graph(graph: onnx_graph.OnnxGraph, recipe: Recipe, data: Datasets, workdir: Path,
+                      progress: Progress) -> Pruned:
     """The ONNX working graph pruned and reconstructed, written where the emitters read it."""
     outcome = prune_onnx(graph.model, recipe, data, progress)
     assert outcome is not None, "recipe.prune is set"
@@ -195,7 +204,8 @@ def _prune_onnx_graph(graph: Any, recipe: Recipe, data: Datasets, workdir: Path,
     return Pruned(pruned, block, True)
 
 
-def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -> tuple[Any, dict] | None:
+def prune_onnx(model: onnx.ModelProto, recipe: Recipe, data: Datasets, progress: Progress
+               ) -> tuple[onnx.ModelProto, dict[str, object]] | None:
     """Prune an ONNX ModelProto as the recipe says: (pruned model or the input one, pruning block), or None.
 
     Data must be in the model's own input layout (NCHW for most ONNX models).
@@ -208,7 +218,8 @@ def prune_onnx(model: Any, recipe: Recipe, data: Datasets, progress: Progress) -
     subject = OnnxSubject(model, data.calib)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          scorer_for(subject, data), progress, recipe.prune_time)
-    return (outcome.model if outcome.model is not None else model), with_data_note(outcome.block, data)
+    block: dict[str, object] = {**outcome.block, "judged_on": data_note(data)}
+    return (outcome.model if outcome.model is not None else model), block
 
 
 def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool, train: Dataset | None = None) -> Recover:

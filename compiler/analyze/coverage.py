@@ -10,10 +10,21 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from edgekiln.compiler.tf_env import quiet_fds
 
 DELEGATE = "DELEGATE"
+
+
+class CoverageFacts(TypedDict):
+    """A Coverage as the candidate's details and the diagnosis record it."""
+
+    nodes: int
+    fast_path_nodes: int
+    fast_path_pieces: int
+    library: str
+    outside_fast_path: dict[str, int]  # op name -> nodes of that op on the built-in kernels, by op name
 
 
 @dataclass(frozen=True)
@@ -26,7 +37,7 @@ class Coverage:
     pieces: int
     slow_ops: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> CoverageFacts:
         return {"nodes": self.nodes, "fast_path_nodes": self.fast, "fast_path_pieces": self.pieces,
                 "library": "XNNPACK", "outside_fast_path": dict(sorted(self.slow_ops.items()))}
 

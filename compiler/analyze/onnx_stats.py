@@ -9,11 +9,14 @@ MatMul at the compiled batch.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord
+
+if TYPE_CHECKING:
+    import onnx
 
 _FLOATS = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 _QDQ = {"QuantizeLinear", "DequantizeLinear"}
@@ -34,7 +37,7 @@ def onnx_stats(model_bytes: bytes) -> GraphStats:
                       records=_records(model, shapes))
 
 
-def _records(model: Any, shapes: dict[str, list[int]]) -> tuple[OpRecord, ...]:
+def _records(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> tuple[OpRecord, ...]:
     """Per-node records for the latency estimate, as onnxruntime runs a QDQ model: its QDQ transformer
     fuses DequantizeLinear -> op -> QuantizeLinear into an integer kernel, so a node fed by
     DequantizeLinear computes in int8 and the activation Q/DQ nodes between such ops vanish; only
@@ -92,7 +95,7 @@ def onnx_arena_bytes(model_bytes: bytes) -> int:
     return total
 
 
-def _inferred(model_bytes: bytes) -> Any:
+def _inferred(model_bytes: bytes) -> onnx.ModelProto:
     """The model with its tensors' shapes: ONNX's shape inference, or onnxruntime's symbolic one where ONNX's
     leaves the output of a MAC-counted node unknown (contrib ops, whose outputs it cannot infer, or tf2onnx's
     Shape -> Max -> Reshape attention arithmetic) and the symbolic one finishes."""
@@ -112,7 +115,7 @@ def _inferred(model_bytes: bytes) -> Any:
     return inferred
 
 
-def _contrib_inferred(model: Any) -> Any | None:
+def _contrib_inferred(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """onnxruntime's symbolic shape inference, which knows its contrib ops (Attention, SkipLayerNormalization,
     ...); None where it gives up."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -123,7 +126,7 @@ def _contrib_inferred(model: Any) -> Any | None:
         return None
 
 
-def _shapes(model: Any) -> dict[str, list[int]]:
+def _shapes(model: onnx.ModelProto) -> dict[str, list[int]]:
     shapes = {}
     for value in [*model.graph.input, *model.graph.value_info, *model.graph.output]:
         dims = value.type.tensor_type.shape.dim
@@ -133,7 +136,7 @@ def _shapes(model: Any) -> dict[str, list[int]]:
     return shapes
 
 
-def _is_weight(tensor: Any, uses: list[tuple[str, int]]) -> bool:
+def _is_weight(tensor: onnx.TensorProto, uses: list[tuple[str, int]]) -> bool:
     """Float initializers that are not Q/DQ scales, and integer ones that DequantizeLinear expands."""
     if any(op in _QDQ and position > 0 for op, position in uses):
         return False  # a scale or zero point
@@ -142,7 +145,7 @@ def _is_weight(tensor: Any, uses: list[tuple[str, int]]) -> bool:
     return any(op == "DequantizeLinear" and position == 0 for op, position in uses)
 
 
-def _macs(node: Any, shapes: dict[str, list[int]]) -> int:
+def _macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
     op = node.op_type
     if op in ("Attention", "QAttention"):
         return _attention_macs(node, shapes)
@@ -163,7 +166,7 @@ def _macs(node: Any, shapes: dict[str, list[int]]) -> int:
     return int(np.prod(out) * weight[-2]) if len(weight) >= 2 else 0  # MatMul [.., K, N]
 
 
-def _attention_macs(node: Any, shapes: dict[str, list[int]]) -> int:
+def _attention_macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
     """onnxruntime's fused Attention: the Q, K, V projections (input [B, S, H] x weights [H, 3H']) and the
     score and context products (B x heads x S x S x head_size each: 2 x B x S x S x H')."""
     x, weight = shapes.get(node.input[0], []), _weight_shape(node, shapes)
@@ -173,7 +176,7 @@ def _attention_macs(node: Any, shapes: dict[str, list[int]]) -> int:
     return int(batch * tokens * width * weight[1] + 2 * batch * tokens * tokens * weight[1] // 3)
 
 
-def _weight_shape(node: Any, shapes: dict[str, list[int]]) -> list[int]:
+def _weight_shape(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> list[int]:
     """The second input's shape; in QDQ models the shape of the tensor it was dequantized from."""
     return shapes.get(node.input[1], []) if len(node.input) > 1 else []
 

@@ -8,7 +8,8 @@ activation whose channels span orders of magnitude, or weights that do within an
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ if TYPE_CHECKING:
     from edgekiln.compiler.analyze.coverage import Coverage
     from edgekiln.compiler.diagnose.layer_error import LayerError
     from edgekiln.compiler.emit.calibrate import TensorStats
+    from edgekiln.compiler.keras_types import KerasModel
+
+Describe = Callable[[str], str]  # a diagnosed layer's name -> how people should read it
 
 CULPRIT_SHARE = 0.25   # a layer with at least this share of the int8 error is named
 MAX_LAYER_CAUSES = 2
@@ -26,7 +30,7 @@ CONVERSIONS = ("QUANTIZE", "DEQUANTIZE")
 
 
 def find(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats], calibrated: bytes,
-         keras_model: Any, accurate: str = "") -> list[str]:
+         keras_model: KerasModel | None, accurate: str = "") -> list[str]:
     """The causes, most damaging first; never empty.
 
     Ops outside the fast path come first when they split it (each piece boundary costs a round trip
@@ -55,7 +59,7 @@ def find(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats
 
 
 def _layer_cause(worst: LayerError, stats: dict[int, TensorStats], operands: dict[str, tuple[str, np.ndarray]],
-                 describe: Any) -> str:
+                 describe: Describe) -> str:
     share = f"carries {worst.share:.0%} of the int8 error"
     crush = "one int8 scale for the whole tensor crushes the small channels"
     for tensor in worst.tensors:
@@ -110,7 +114,7 @@ def op_operands(calibrated: bytes) -> dict[str, tuple[str, np.ndarray]]:
     return found
 
 
-def describer(keras_model: Any) -> Any:
+def describer(keras_model: KerasModel | None) -> Describe:
     """A function naming a diagnosed layer for people: "BatchNormalization 'bn' after ReLU 'relu1'"."""
     if keras_model is None:
         return lambda layer: f"'{layer}'"

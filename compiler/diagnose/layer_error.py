@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import TypedDict
+
+
+class LayerFacts(TypedDict):
+    """A LayerError as the manifest's diagnosis lists it (figures rounded to 4 decimals)."""
+
+    layer: str
+    op: str
+    tensors: list[str]
+    rmse_over_scale: float
+    sqnr_db: float | None
+    channel_nsr: float
+    share: float
 
 
 @dataclass(frozen=True)
@@ -18,6 +31,8 @@ class LayerError:
     channel_nsr: float      # mean over channels of noise / signal power (model outputs: tensor-wide)
     share: float            # of the sum of channel_nsr over all layers
 
-    def to_dict(self) -> dict:
-        data = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
-        return dict(data, tensors=list(self.tensors))
+    def to_dict(self) -> LayerFacts:
+        return {"layer": self.layer, "op": self.op, "tensors": list(self.tensors),
+                "rmse_over_scale": round(self.rmse_over_scale, 4),
+                "sqnr_db": None if self.sqnr_db is None else round(self.sqnr_db, 4),
+                "channel_nsr": round(self.channel_nsr, 4), "share": round(self.share, 4)}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 
@@ -20,6 +21,15 @@ from edgekiln.compiler.graph.onnx_graph import open_session
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 SAMPLES = 32     # calibration samples run through both models
 TOP = 10         # nodes listed in the manifest's diagnosis
+
+
+class NodeFacts(TypedDict):
+    """A NodeError as the manifest's diagnosis lists it."""
+
+    name: str
+    op: str
+    sqnr_db: float | None
+    share: float
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,7 @@ class NodeError:
     share: float = 0.0
     output: bool = False  # produces a graph output (the last layer: often worth keeping in float)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> NodeFacts:
         sqnr = None if self.sqnr_db is None else round(self.sqnr_db, 2)
         return {"name": self.name, "op": self.op, "sqnr_db": sqnr, "share": round(self.share, 4)}
 

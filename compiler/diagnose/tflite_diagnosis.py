@@ -14,7 +14,7 @@ import io
 import math
 import re
 import warnings
-from typing import Any
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -23,6 +23,7 @@ from edgekiln.compiler.diagnose import causes
 from edgekiln.compiler.diagnose.layer_error import LayerError
 from edgekiln.compiler.emit import tflite_int8
 from edgekiln.compiler.emit.calibrate import TensorStats
+from edgekiln.compiler.keras_types import KerasModel
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 DEBUG_SAMPLES = 16   # calibration samples the debug model runs (it uses reference kernels: slow)
@@ -100,7 +101,7 @@ def _finite(text: str) -> float:
     return value if math.isfinite(value) else 0.0
 
 
-def _ordered(model: bytes, feeds: list[dict[str, np.ndarray]]) -> Any:
+def _ordered(model: bytes, feeds: list[dict[str, np.ndarray]]) -> Iterator[list[np.ndarray]]:
     """Samples as lists in the debug model's input order (its inputs are 'serving_default_NAME:0')."""
     from ai_edge_litert.interpreter import Interpreter
 
@@ -134,7 +135,7 @@ def layer_of(tensor_name: str, layer_names: list[str]) -> str:
 
 
 def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats], calibrated: bytes,
-           keras_model: Any, samples: int, failure: str = "", accurate: str = "") -> dict:
+           keras_model: KerasModel | None, samples: int, failure: str = "", accurate: str = "") -> dict:
     """The manifest's quantization.diagnosis block (of the plain int8 model); `failure`: why layers are missing;
     `accurate`: how plain int8 meets the accuracy criterion, if it does."""
     return {

@@ -22,6 +22,16 @@ PERCENTILE = 99.99  # of |x|: TensorRT's and onnxruntime's usual choice
 ENTROPY_STEP = 16   # threshold candidates every 16 bins: 2048 / 16 = 128 KL evaluations per tensor
 
 
+@dataclass(frozen=True)
+class RangedTensor:
+    """A tensor the calibration gave a (min, max): its index and name in the calibrated model's first subgraph."""
+
+    index: int
+    name: str
+    lo: float
+    hi: float
+
+
 @dataclass
 class TensorStats:
     """What calibration saw of one activation tensor (index in the calibrated model)."""
@@ -48,8 +58,8 @@ def collect(calibrated: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[int, 
         interp.allocate_tensors()
     inputs = interp.get_signature_runner().get_input_details()
     boundary = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
-    stats = {i: TensorStats(name, lo, hi, np.zeros(BINS, np.int64), np.zeros(0), i not in boundary)
-             for i, (name, lo, hi) in _ranged_tensors(calibrated).items()}
+    stats = {t.index: TensorStats(t.name, t.lo, t.hi, np.zeros(BINS, np.int64), np.zeros(0), t.index not in boundary)
+             for t in _ranged_tensors(calibrated)}
     for feed in feeds:
         for name, detail in inputs.items():
             interp.set_tensor(detail["index"], feed[name].astype(detail["dtype"]))
@@ -67,16 +77,16 @@ def _accumulate(s: TensorStats, value: np.ndarray) -> None:
     s.channel_absmax = per_channel if s.channel_absmax.size == 0 else np.maximum(s.channel_absmax, per_channel)
 
 
-def _ranged_tensors(calibrated: bytes) -> dict[int, tuple[str, float, float]]:
-    """index -> (name, min, max) of every tensor the calibration gave a range (first subgraph)."""
+def _ranged_tensors(calibrated: bytes) -> list[RangedTensor]:
+    """Every tensor the calibration gave a range (first subgraph), in index order."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated))
-    found = {}
+    found = []
     for i, tensor in enumerate(model.subgraphs[0].tensors):
         q = tensor.quantization
         if q is not None and q.min is not None and q.max is not None and len(q.min) == 1:
-            found[i] = (tensor.name.decode(), float(q.min[0]), float(q.max[0]))
+            found.append(RangedTensor(i, tensor.name.decode(), float(q.min[0]), float(q.max[0])))
     return found
 
 
@@ -102,8 +112,8 @@ def non_finite(calibrated: bytes) -> list[tuple[str, float, float]]:
     """The tensors whose calibrated (min, max) is infinite or NaN, or float32's largest value (TensorFlow's
     calibrator records an activation that overflowed as +-3.4e38): no int8 scale represents them, and the
     quantizer must never see them (measured: XNNPACK then refuses the int8 model, 'failed to prepare')."""
-    return [(name, lo, hi) for name, lo, hi in _ranged_tensors(calibrated).values()
-            if not (np.isfinite(lo) and np.isfinite(hi)) or max(abs(lo), abs(hi)) >= FLOAT32_MAX]
+    return [(t.name, t.lo, t.hi) for t in _ranged_tensors(calibrated)
+            if not (np.isfinite(t.lo) and np.isfinite(t.hi)) or max(abs(t.lo), abs(t.hi)) >= FLOAT32_MAX]
 
 
 def _percentile(hist: np.ndarray, levels: int) -> int:

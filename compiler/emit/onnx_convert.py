@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -28,12 +28,17 @@ from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
+if TYPE_CHECKING:
+    import onnx
+
+    from edgekiln.compiler.graph.keras_graph import KerasGraph
+
 OPSET = 17
 PERCENTILE = 99.999  # percentile calibration keeps this share of each activation's values
 ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 256}  # histogram bins; bins of the 8-bit grid
 
 
-def keras_to_onnx(graph: Any, batch: int) -> bytes:
+def keras_to_onnx(graph: KerasGraph, batch: int) -> bytes:
     """tf2onnx over the serving signature with an explicit input signature; names are kept."""
     tf = import_tf()
     import tf2onnx
@@ -78,7 +83,7 @@ _WRAPPER_SCOPE = re.compile(r"^(StatefulPartitionedCall/)+[^/]+/")
 _INSERTED = re.compile(r"^(.*__)(\d+)(:\d+)?$")  # tf2onnx's inserted node NAME__N, or its output NAME__N:I
 
 
-def shorten_names(model: Any) -> None:
+def shorten_names(model: onnx.ModelProto) -> None:
     """Drop the SavedModel wrapper scopes tf2onnx puts in front of every internal name, and number the
     nodes it inserted in graph order (in place).
 
@@ -142,6 +147,8 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
               CalibrationMethod.entropy: q.CalibrationMethod.Entropy,
               CalibrationMethod.percentile: q.CalibrationMethod.Percentile}[options.calibration_method]
     ranges = folder / f"onnx_{options.calibration_method}_ranges.json" if shared else None
+    percentile = options.calibration_method is CalibrationMethod.percentile
+    extra = {"CalibPercentile": PERCENTILE} if percentile else {}  # our typed option as onnxruntime's string key
     try:
         with quiet_fds():
             if shared is None or not prepared.is_file():
@@ -158,7 +165,7 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
                               quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
                               weight_type=q.QuantType.QInt8, calibrate_method=method,
-                              extra_options=_extra_options(options), calibration_cache_path=ranges,
+                              extra_options=extra, calibration_cache_path=ranges,
                               nodes_to_exclude=list(dict.fromkeys([*exclude, *kept])))
     except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
         raise ConversionError(f"onnxruntime int8 quantization failed: {first_line(exc)}",
@@ -203,7 +210,7 @@ def prepare(float_path: Path, prepared: Path) -> None:
     q.quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
 
 
-def _symbolic_shapes(model: Any) -> Any | None:
+def _symbolic_shapes(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """SymbolicShapeInference.infer_shapes without its save-on-failure (onnxruntime 1.32's code): the model with
     every shape inferred, or None where it gives up."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -256,14 +263,6 @@ def _calibrated_ranges(prepared: Path, calib: Dataset, batch: int, cache: Path, 
     calibrate.save_tensors_data(calibrator.compute_data(), cache)
     (cache.parent / f"onnx_{method}_augmented.onnx").unlink(missing_ok=True)
     return cache
-
-
-def _extra_options(options: EmitOptions) -> dict[str, Any]:
-    """Our typed options as onnxruntime's string keys."""
-    extra: dict[str, Any] = {}
-    if options.calibration_method is CalibrationMethod.percentile:
-        extra["CalibPercentile"] = PERCENTILE
-    return extra
 
 
 def _dynamic(float_path: Path, workdir: Path) -> bytes:

@@ -14,15 +14,18 @@ which the CPU execution provider of the same onnxruntime version runs (targets/o
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekiln.compiler.errors import ConversionError, first_line
 from edgekiln.compiler.tf_env import quiet_fds
 
+if TYPE_CHECKING:
+    import onnx
+
 MODEL_TYPE = "bert"  # what onnxruntime's docs use for BERT-class encoders on CPU
 
 
-def is_transformer(model: Any) -> bool:
+def is_transformer(model: onnx.ModelProto) -> bool:
     """An encoder: a LayerNormalization node, or a Softmax beside a MatMul of two activations (attention scores,
     which tf2onnx's Keras encoders have while their LayerNorm is still decomposed); a CNN ending in Softmax has
     neither."""
@@ -34,7 +37,7 @@ def is_transformer(model: Any) -> bool:
     return "Softmax" in ops and activations
 
 
-def attention_shape(model: Any) -> tuple[int, int]:
+def attention_shape(model: onnx.ModelProto) -> tuple[int, int]:
     """(num_heads, hidden_size) read from the graph, (0, 0) where it does not tell (onnxruntime then reads
     them from each attention subgraph itself).
 

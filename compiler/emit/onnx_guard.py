@@ -21,9 +21,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import onnx
 
 FILL_MAGNITUDE = 1e30  # no activation is this large; a mask fill value (finfo.min, -1e30 ...) is
 SOFTMAX_SPAN = 255.0   # a range wider than this gives a uint8 step of more than one unit of logit
@@ -40,7 +43,7 @@ class Kept:
     reason: str
 
 
-def kept_in_float(model: Any, ranges: dict[str, tuple[float, float]]) -> list[Kept]:
+def kept_in_float(model: onnx.ModelProto, ranges: dict[str, tuple[float, float]]) -> list[Kept]:
     """The nodes of `model` (ONNX ModelProto) that static int8 must not quantize, given each tensor's
     calibrated (min, max)."""
     producer = {out: node for node in model.graph.node for out in node.output}

@@ -22,7 +22,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -31,6 +31,11 @@ from edgekiln.compiler.emit.tflite_names import rename_signature
 from edgekiln.compiler.errors import ConversionError, first_line
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgekiln.compiler.graph.onnx_graph import OnnxGraph
 
 TIMEOUT_S = 1800
 STAND_IN = "calibration_image_sample_data_20x128x128x3_float32.npy"  # onnx2tf's download target
@@ -61,7 +66,7 @@ class Converted:
         return model
 
 
-def convert(graph: Any, calib: Dataset | None, quantize: Quantize, workdir: Path) -> Converted:
+def convert(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, workdir: Path) -> Converted:
     """Run onnx2tf once (int8 also writes float16 and dynamic) in a fresh scratch directory under workdir."""
     check_ops(graph.model)
     # A fresh directory per conversion: a build may convert twice (pruned, then the unpruned reference).
@@ -73,7 +78,7 @@ def convert(graph: Any, calib: Dataset | None, quantize: Quantize, workdir: Path
     return Converted(files, names, baseline, find_layouts(graph, baseline, calib))
 
 
-def check_ops(model: Any) -> None:
+def check_ops(model: onnx.ModelProto) -> None:
     """Refuse, naming them, ops onnx2tf has no converter for (it has one module per op)."""
     spec = importlib.util.find_spec("onnx2tf")  # locates the package without importing TensorFlow
     if spec is None or spec.origin is None:
@@ -87,7 +92,7 @@ def check_ops(model: Any) -> None:
                               "converter for it)", "use --format onnx: onnxruntime runs ONNX models directly")
 
 
-def run_onnx2tf(graph: Any, calib: Dataset | None, quantize: Quantize, scratch: Path) -> dict[str, Path]:
+def run_onnx2tf(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, scratch: Path) -> dict[str, Path]:
     """Run onnx2tf on the normalised model; return its .tflite outputs by suffix."""
     model_path = scratch / "model.onnx"
     model_path.write_bytes(_for_onnx2tf(graph))
@@ -111,7 +116,7 @@ def run_onnx2tf(graph: Any, calib: Dataset | None, quantize: Quantize, scratch: 
     return files
 
 
-def _for_onnx2tf(graph: Any) -> bytes:
+def _for_onnx2tf(graph: OnnxGraph) -> bytes:
     """The normalised model as onnx2tf gets it: Erf (exact GELU) as TFLite builtins, since onnx2tf would make it
     the select op FlexErf that LiteRT cannot run (graph/onnx_ops.erf_as_builtins; the ONNX candidates keep Erf)."""
     if not any(n.op_type == "Erf" for n in graph.model.graph.node):
@@ -146,7 +151,7 @@ def channels_last_perm(rank: int) -> list[int] | None:
     return [0, *range(2, rank), 1] if rank in _LAYOUT_NAMES else None
 
 
-def _calibration_args(graph: Any, calib: Dataset, scratch: Path) -> list[str]:
+def _calibration_args(graph: OnnxGraph, calib: Dataset, scratch: Path) -> list[str]:
     """-cind NAME FILE MEAN STD per input: our data, channels-last, already normalised (mean 0, std 1)."""
     args: list[str] = []
     for spec in graph.inputs:
@@ -158,7 +163,7 @@ def _calibration_args(graph: Any, calib: Dataset, scratch: Path) -> list[str]:
     return args
 
 
-def _write_stand_in(graph: Any, calib: Dataset | None, scratch: Path) -> None:
+def _write_stand_in(graph: OnnxGraph, calib: Dataset | None, scratch: Path) -> None:
     """onnx2tf loads this file (20 x 128x128 RGB) for 3-channel image inputs instead of downloading it.
 
     Built from our own data when there is any (channels-last, nearest-neighbour resize, channels
@@ -203,7 +208,7 @@ def check_builtin_only(model: bytes) -> None:
                               "use --format onnx, or --quantize dynamic")
 
 
-def find_layouts(graph: Any, baseline: bytes, sample: Dataset | None) -> dict[str, dict]:
+def find_layouts(graph: OnnxGraph, baseline: bytes, sample: Dataset | None) -> dict[str, dict]:
     """Per input/output: the transposition from the ONNX layout to the compiled one (or none).
 
     Candidates come from the shapes (identity, channels-last); the combination that makes the
@@ -250,7 +255,7 @@ def _in_source_order(tensors: list, names: list[str]) -> list:
     return [by_name[name] for name in names]
 
 
-def _probe_inputs(graph: Any, sample: Dataset | None) -> dict[str, np.ndarray]:
+def _probe_inputs(graph: OnnxGraph, sample: Dataset | None) -> dict[str, np.ndarray]:
     if sample is not None:
         return {s.name: model_feed(sample.inputs[s.name][: graph.batch]) for s in graph.inputs}
     rng = np.random.default_rng(0)  # no data: random floats; integer inputs (token ids, masks) ones, valid for any

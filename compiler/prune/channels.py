@@ -58,16 +58,17 @@ class ChannelGraph:
     fixed: tuple[tuple[str, str], ...] = ()
 
     def node(self, name: str) -> Node:
-        return self._by_name()[name]
-
-    def _by_name(self) -> dict[str, Node]:
-        cache = self.__dict__.get("_index")
-        if cache is None:
-            cache = {n.name: n for n in self.nodes}
-            object.__setattr__(self, "_index", cache)  # a derived index, not state: the graph stays frozen
-        return cache
+        index = self.__dict__.get("_index")
+        if index is None:
+            index = {n.name: n for n in self.nodes}
+            object.__setattr__(self, "_index", index)  # a derived index, not state: the graph stays frozen
+        return index[name]
 
 
 # Which channels of each group to keep: group id -> boolean mask over the group's channels.
 # A group missing from a plan keeps all of its channels.
 Plan = dict[int, np.ndarray]
+# Per prunable group (by id): one importance score per channel, higher = keep (prune/importance.py).
+Scores = dict[int, np.ndarray]
+# Per prunable group (by id): the share of its channels to remove; a group missing removes none.
+Ratios = dict[int, float]

@@ -11,13 +11,13 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypedDict, TypeVar
 
 import numpy as np
 
-from edgekiln.compiler import Progress
+from edgekiln.compiler import Progress, manifest_schema
 from edgekiln.compiler.prune import cost, importance, sensitivity
-from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler.prune.channels import Plan, Ratios, Scores
 from edgekiln.compiler.prune.groups import Analysis
 from edgekiln.compiler.prune.paired import PairedDrop, paired_drop
 from edgekiln.compiler.prune.recovery_facts import Reconstruction, Training
@@ -31,40 +31,94 @@ QUANT_RESERVE = 0.3   # share of the accuracy budget that auto leaves to quantiz
 # channels here; the sample ResNet at 16/32/48 channels ran 0.028 ms, at 17/33/49 0.051 ms (+7% MACs).
 CHANNEL_MULTIPLE = 16
 
+ModelT = TypeVar("ModelT")  # the framework's model: a Keras model or an onnx.ModelProto
 
-class Subject(Protocol):
+
+class Subject(Protocol[ModelT]):
     """What the driver needs from a framework adapter."""
 
-    model: Any          # the original model; never modified
+    model: ModelT       # the original model; never modified
     analysis: Analysis
 
-    def predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+    def predict(self, model: ModelT, x: np.ndarray) -> np.ndarray:
         """The first output of `model` on `x`."""
 
-    def masked(self, plan: Plan) -> contextlib.AbstractContextManager[Any]:
+    def masked(self, plan: Plan) -> contextlib.AbstractContextManager[ModelT]:
         """The original model with the plan's channels zeroed at their consumers (same outputs as removed)."""
 
-    def prune(self, plan: Plan, method: Recover) -> tuple[Any, list[Reconstruction | Training]]:
+    def prune(self, plan: Plan, method: Recover) -> tuple[ModelT, list[Reconstruction | Training]]:
         """A new model with the plan's channels removed and recovered; the recovery steps' facts."""
 
-    def params(self, model: Any) -> int:
+    def params(self, model: ModelT) -> int:
         """Parameters of a model (the framework's own count)."""
 
 
-class PruningJudge:
+class RecoveryFacts(TypedDict, total=False):
+    """The pruning block's `recovery`: the method and its steps' facts; with recovery, the judging score before and
+    after it (and, when it made the model worse, that its weights were not used); `reason` when nothing was
+    removed."""
+
+    method: str
+    reason: str
+    steps: list[Reconstruction | Training]
+    score_before: float
+    score_after: float
+    metric: str
+    samples: int
+    used: bool
+    refused: str
+    seconds: float
+
+
+class SearchFacts(TypedDict):
+    """The pruning block's `search` (ratio auto): the budget, the candidate plans, the sensitivity scan, the
+    search's per-group weights and its trials (each with its paired evidence), and why it stopped."""
+
+    budget: float
+    candidates: int
+    channel_multiple: int
+    rule: str
+    stopped: str
+    weights: dict[str, float]   # group label -> its share of the common ratio
+    scan: sensitivity.ScanFacts
+    trials: list[dict[str, object]]
+
+
+class PruningBlock(TypedDict):
+    """The manifest's pruning block of channel pruning, as this writer makes it: manifest_schema.Pruning (what the
+    readers take, every kind of pruning in one) with the keys channel pruning always writes made required."""
+
+    criterion: str
+    ratio: float | str
+    groups: list[manifest_schema.PrunedGroup]
+    per_layer: list[dict]
+    blocked: list[manifest_schema.BlockedGroup]
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    macs_ratio: float
+    recovery: RecoveryFacts
+    accuracy: manifest_schema.PruningAccuracy
+    search: SearchFacts | None
+    seconds: float
+    warnings: list[str]
+
+
+class PruningJudge(Generic[ModelT]):
     """Scores a model in percent: accuracy with labels, else agreement with the original model.
 
     agreement: top-1 agreement with the original outputs; for single-valued outputs, fidelity =
     100 * (1 - relative RMS error).
     """
 
-    def __init__(self, subject: Subject, x: np.ndarray, labels: np.ndarray | None) -> None:
+    def __init__(self, subject: Subject[ModelT], x: np.ndarray, labels: np.ndarray | None) -> None:
         self.subject, self.x, self.labels = subject, x, labels
         self.reference = None if labels is not None else subject.predict(subject.model, x)
         vector = self.reference is not None and self.reference.ndim == 2 and self.reference.shape[1] > 1
         self.metric = "accuracy" if labels is not None else "agreement" if vector else "fidelity"
 
-    def score(self, model: Any, limit: int | None = None) -> float:
+    def score(self, model: ModelT, limit: int | None = None) -> float:
         y = self.subject.predict(model, self.x[:limit])
         if self.labels is not None:
             return float(np.mean(y.reshape(len(y), -1).argmax(1) == self.labels[:limit]) * 100)
@@ -78,7 +132,7 @@ class PruningJudge:
         with self.subject.masked(plan) as model:
             return self.score(model, limit)
 
-    def verdicts(self, model: Any, limit: int | None = None) -> np.ndarray | None:
+    def verdicts(self, model: ModelT, limit: int | None = None) -> np.ndarray | None:
         """Per sample, whether `model` is right (labels) or agrees with the original (class vectors);
         None for a single-valued output, which has no per-sample verdict."""
         if self.metric == "fidelity":
@@ -89,7 +143,7 @@ class PruningJudge:
             return top == self.labels[:limit]
         return top == self.reference[:limit].reshape(len(y), -1).argmax(1)  # type: ignore[index]
 
-    def paired(self, model: Any, limit: int | None = None) -> PairedDrop | None:
+    def paired(self, model: ModelT, limit: int | None = None) -> PairedDrop | None:
         """The paired drop of `model` against the original on the same samples (prune/paired.py)."""
         reference = self.verdicts(self.subject.model, limit)
         pruned = self.verdicts(model, limit)
@@ -97,15 +151,16 @@ class PruningJudge:
 
 
 @dataclass(frozen=True)
-class PruneOutcome:
+class PruneOutcome(Generic[ModelT]):
     """The pruned, recovered model (None when nothing was removed) and the manifest's pruning block."""
 
-    model: Any | None
-    block: dict
+    model: ModelT | None
+    block: PruningBlock
 
 
-def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, max_drop: float, judge: PruningJudge,
-        progress: Progress = lambda stage: None, time_cap: float | None = None) -> PruneOutcome:
+def run(subject: Subject[ModelT], ratio: float | str, criterion: str, method: Recover, max_drop: float,
+        judge: PruningJudge[ModelT], progress: Progress = lambda stage: None, time_cap: float | None = None
+        ) -> PruneOutcome[ModelT]:
     """Prune `subject` at a uniform ratio or, with ratio 'auto', at searched per-group ratios.
     time_cap (--prune-time): seconds after which the auto search starts no new probe."""
     start = time.perf_counter()
@@ -126,30 +181,31 @@ def run(subject: Subject, ratio: float | str, criterion: str, method: Recover, m
     return PruneOutcome(pruned, _block(subject, plan, ratio, criterion, pruned, facts, judge, search, start))
 
 
-class _Probes:
+class _Probes(Generic[ModelT]):
     """Prunes and recovers each ratio set once: the auto search's probes are reused, not recomputed.
 
     Recovery never hurts: a recovered model that scores below the unrecovered one (the plan's channels
     removed, weights untouched) on the judging samples is not used; the facts record both scores.
     """
 
-    def __init__(self, subject: Subject, scores: dict, method: Recover, multiple: int, judge: PruningJudge) -> None:
+    def __init__(self, subject: Subject[ModelT], scores: Scores, method: Recover, multiple: int,
+                 judge: PruningJudge[ModelT]) -> None:
         self.subject, self.scores, self.method, self.multiple, self.judge = subject, scores, method, multiple, judge
-        self.cache: dict[tuple, tuple[Any, dict]] = {}
+        self.cache: dict[tuple[tuple[int, float], ...], tuple[ModelT, RecoveryFacts]] = {}
 
-    def get(self, ratios: dict[int, float]) -> tuple[Any, dict]:
+    def get(self, ratios: Ratios) -> tuple[ModelT, RecoveryFacts]:
         key = tuple(sorted(ratios.items()))
         if key not in self.cache:
             begin = time.perf_counter()
             plan = importance.plan_for(self.subject.analysis, self.scores, ratios, self.multiple)
             model, steps = self.subject.prune(plan, self.method)
-            facts = {"method": str(self.method), "steps": steps}
+            facts: RecoveryFacts = {"method": str(self.method), "steps": steps}
             if self.method is not Recover.none and plan:
                 model, facts = self._never_worse(plan, model, facts)
             self.cache[key] = model, {**facts, "seconds": round(time.perf_counter() - begin, 2)}
         return self.cache[key]
 
-    def _never_worse(self, plan: Plan, recovered: Any, facts: dict) -> tuple[Any, dict]:
+    def _never_worse(self, plan: Plan, recovered: ModelT, facts: RecoveryFacts) -> tuple[ModelT, RecoveryFacts]:
         before = self.judge.masked_score(plan, TRIAL_SAMPLES)  # exactly the unrecovered model's outputs
         after = self.judge.score(recovered, TRIAL_SAMPLES)
         facts = {**facts, "score_before": round(before, 3), "score_after": round(after, 3),
@@ -162,8 +218,8 @@ class _Probes:
                                         f"{self.judge.metric}): the unrecovered weights are kept"}
 
 
-def _auto(analysis: Analysis, scores: dict, judge: PruningJudge, probes: _Probes, max_drop: float,
-          progress: Progress, deadline: float | None = None) -> tuple[dict[int, float], dict]:
+def _auto(analysis: Analysis, scores: Scores, judge: PruningJudge[ModelT], probes: _Probes[ModelT], max_drop: float,
+          progress: Progress, deadline: float | None = None) -> tuple[Ratios, SearchFacts]:
     """Scan every group's sensitivity, then search the threshold plans with recovered probes."""
     progress(f"Pruning: sensitivity scan of {len(analysis.prunable)} groups x {len(sensitivity.AUTO_RATIOS)} ratios")
     scan = sensitivity.scan(analysis, scores, lambda plan: judge.masked_score(plan, SCAN_SAMPLES),
@@ -175,16 +231,17 @@ def _auto(analysis: Analysis, scores: dict, judge: PruningJudge, probes: _Probes
     progress(f"Pruning: searching {len(options)} candidate plans (<= {MAX_TRIALS} probes, each recovered by "
              f"{probes.method})")
 
-    def trial(ratios: dict[int, float]) -> float | PairedDrop:
+    def trial(ratios: Ratios) -> float | PairedDrop:
         model = probes.get(ratios)[0]
         paired = judge.paired(model, TRIAL_SAMPLES)
         return paired if paired is not None else reference - judge.score(model, TRIAL_SAMPLES)
 
     ratios, trials, stopped = sensitivity.search(options, trial, budget, analysis, scores, MAX_TRIALS,
                                                  probes.multiple, deadline, progress)
-    named = [{"ratios": {g.label: t.ratios[g.id] for g in analysis.groups if g.id in t.ratios},
-              "macs_after": t.macs, "drop": t.drop, "within_budget": t.within_budget, **t.evidence,
-              "recovery": _probe_recovery(probes, t.ratios)} for t in trials]
+    named: list[dict[str, object]] = [
+        {"ratios": {g.label: t.ratios[g.id] for g in analysis.groups if g.id in t.ratios},
+         "macs_after": t.macs, "drop": t.drop, "within_budget": t.within_budget, **t.evidence,
+         "recovery": {k: v for k, v in probes.get(t.ratios)[1].items() if k in PROBE_RECOVERY}} for t in trials]
     share = sensitivity.weights(scan)
     return ratios, {"budget": budget, "candidates": len(options), "channel_multiple": probes.multiple,
                     "rule": BUDGET_RULE, "stopped": stopped,
@@ -192,17 +249,14 @@ def _auto(analysis: Analysis, scores: dict, judge: PruningJudge, probes: _Probes
                     "scan": scan.to_dict(), "trials": named}
 
 
+PROBE_RECOVERY = ("score_before", "score_after", "used", "refused")  # what a trial records of its recovery
 BUDGET_RULE = ("within budget when the one-sided 95% upper bound of the paired drop (same samples, Agresti-Min "
                "interval) is at most the budget; without a class output, when the drop is")
 
 
-def _probe_recovery(probes: _Probes, ratios: dict[int, float]) -> dict:
-    facts = probes.get(ratios)[1]
-    return {k: facts[k] for k in ("score_before", "score_after", "used", "refused") if k in facts}
-
-
-def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pruned: Any, facts: dict | None,
-           judge: PruningJudge, search: dict | None, start: float) -> dict:
+def _block(subject: Subject[ModelT], plan: Plan, ratio: float | str, criterion: str, pruned: ModelT,
+           facts: RecoveryFacts | None, judge: PruningJudge[ModelT], search: SearchFacts | None, start: float
+           ) -> PruningBlock:
     """The manifest's pruning block."""
     analysis = subject.analysis
     before, after = cost.cost(analysis), cost.cost(analysis, plan)
@@ -225,12 +279,12 @@ def _block(subject: Subject, plan: Plan, ratio: float | str, criterion: str, pru
     }
 
 
-def _paired(judge: PruningJudge, pruned: Any) -> dict | None:
+def _paired(judge: PruningJudge[ModelT], pruned: ModelT) -> manifest_schema.PairedDrop | None:
     paired = judge.paired(pruned)
     return None if paired is None else paired.to_dict()
 
 
-def _warnings(plan: Plan, ratio: float | str, facts: dict | None, search: dict | None) -> list[str]:
+def _warnings(plan: Plan, ratio: float | str, facts: RecoveryFacts | None, search: SearchFacts | None) -> list[str]:
     notes = []
     if ratio == "auto" and not plan:
         notes.append(f"pruning: no candidate met the budget of {search['budget'] if search else '?'} points after "

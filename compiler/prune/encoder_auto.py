@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, NotRequired, TypedDict, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,7 @@ MAX_PROBES = 8                   # each probe costs a re-fit and a prediction on
 # alone hides a few ruined inputs). The same pair the sample transformer's bench calls "faithful".
 DEFAULT_MIN_COSINE, DEFAULT_MIN_COSINE_P5 = 0.99, 0.95
 MIN_AGREEMENT = 0.99  # without labels, for class vectors: search/choose.Criterion's min_agreement
+ModelT = TypeVar("ModelT")  # the framework's model: a Keras model or an onnx.ModelProto
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,50 @@ def grid(blocks: int, head_counts: Sequence[int], drop: int | str, ratio: float 
     return rows, cols
 
 
+class Figures(TypedDict, total=False):
+    """What the judge measured of a model (Quality's figures that are not None)."""
+
+    cosine_mean: float
+    cosine_p5: float
+    accuracy: float
+    agreement: float
+
+
+class ProbeFacts(TypedDict):
+    """A Probe as the search's record in the manifest has it: the setting, the parameters left, the figures the
+    judge measured (those it has), and the verdict."""
+
+    drop_layers: int
+    prune_heads: float
+    params: int
+    cosine_mean: NotRequired[float]
+    cosine_p5: NotRequired[float]
+    accuracy: NotRequired[float]
+    agreement: NotRequired[float]
+    within_budget: bool
+    misses: list[str]
+
+
+class Floors(TypedDict):
+    min_cosine: float | None
+    min_cosine_p5: float | None
+    min_agreement: float | None
+
+
+class SearchFacts(TypedDict):
+    """The encoder slimming's `search` in the pruning block: the budget and its rule, every probe, the index of
+    the chosen one (None: nothing met the budget) and why the search stopped."""
+
+    budget: float | None
+    floors: Floors
+    reference_accuracy: float | None
+    rule: str
+    assumption: str
+    probes: list[ProbeFacts]
+    chosen: int | None
+    stopped: str
+
+
 @dataclass(frozen=True)
 class Probe:
     """One setting applied, re-fitted and judged."""
@@ -129,23 +174,36 @@ class Probe:
     within: bool
     misses: tuple[str, ...]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> ProbeFacts:
         return {"drop_layers": self.setting.drop, "prune_heads": self.setting.heads, "params": self.params,
-                **_figures(self.quality), "within_budget": self.within,
-                "misses": list(self.misses)}
+                **_figures(self.quality), "within_budget": self.within, "misses": list(self.misses)}
+
+
+def _figures(q: Quality) -> Figures:
+    """A probe's figures (those it has) in the order the manifest has always written them."""
+    figures = Figures()
+    if q.cosine_mean is not None:
+        figures["cosine_mean"] = q.cosine_mean
+    if q.cosine_p5 is not None:
+        figures["cosine_p5"] = q.cosine_p5
+    if q.accuracy is not None:
+        figures["accuracy"] = q.accuracy
+    if q.agreement is not None:
+        figures["agreement"] = q.agreement
+    return figures
 
 
 @dataclass(frozen=True)
-class Found:
+class Found(Generic[ModelT]):
     """The search's outcome: the chosen setting (None: nothing met the budget), its model and facts."""
 
     setting: Setting | None
-    model: Any
-    facts: dict | None
+    model: ModelT | None
+    facts: dict[str, Any] | None  # the chosen setting's pruning facts, as `apply` returned them
     probes: tuple[Probe, ...]
     stopped: str
 
-    def to_dict(self, limit: Budget) -> dict:
+    def to_dict(self, limit: Budget) -> SearchFacts:
         chosen = next((k for k, p in enumerate(self.probes) if p.setting == self.setting), None)
         return {"budget": limit.max_drop, "floors": {"min_cosine": limit.min_cosine,
                                                      "min_cosine_p5": limit.min_cosine_p5,
@@ -154,23 +212,19 @@ class Found:
                 "probes": [p.to_dict() for p in self.probes], "chosen": chosen, "stopped": self.stopped}
 
 
-def _figures(quality: Quality) -> dict[str, float]:
-    """A probe's figures in the order the manifest has always written them."""
-    figures = quality.to_dict()
-    return {k: figures[k] for k in ("cosine_mean", "cosine_p5", "accuracy", "agreement") if k in figures}
-
-
 ASSUMPTION = ("quality after re-fit does not improve when one knob removes more with the other fixed; every "
               "setting that can be chosen is probed")
 
-Apply = Callable[[int, float], tuple[Any, dict]]
+# (blocks dropped, head ratio) -> the slimmed and re-fitted model, and its pruning facts (with `params_after`)
+Apply = Callable[[int, float], tuple[ModelT, dict[str, Any]]]
 
 
-def search(apply: Apply, judge: Callable[[Any], Quality], limit: Budget, rows: list[int], cols: list[float],
-           max_probes: int = MAX_PROBES, progress: Callable[[str], None] = lambda line: None) -> Found:
+def search(apply: Apply[ModelT], judge: Callable[[ModelT], Quality], limit: Budget, rows: list[int],
+           cols: list[float], max_probes: int = MAX_PROBES, progress: Callable[[str], None] = lambda line: None
+           ) -> Found[ModelT]:
     """The staircase walk (module docstring): the fewest parameters left among the probes within budget."""
     probes: list[Probe] = []
-    best: tuple[Any, dict] | None = None
+    best: tuple[ModelT, dict[str, Any]] | None = None
     reached = -1  # index of the highest column within budget so far (implied for the current row)
     stopped = "walked the staircase of settings within budget"
     for drop in rows:
@@ -197,15 +251,15 @@ def search(apply: Apply, judge: Callable[[Any], Quality], limit: Budget, rows: l
     return _found(best, probes, stopped)
 
 
-def _found(best: tuple[Any, dict] | None, probes: list[Probe], stopped: str) -> Found:
+def _found(best: tuple[ModelT, dict[str, Any]] | None, probes: list[Probe], stopped: str) -> Found[ModelT]:
     if best is None:
         return Found(None, None, None, tuple(probes), stopped)
     chosen = min((p for p in probes if p.within), key=lambda p: p.params)
     return Found(chosen.setting, best[0], best[1], tuple(probes), stopped)
 
 
-def judge_with(predict: Callable[[Any], np.ndarray], source: Any, labels: np.ndarray | None
-               ) -> tuple[Callable[[Any], Quality], Quality]:
+def judge_with(predict: Callable[[ModelT], np.ndarray], source: ModelT, labels: np.ndarray | None
+               ) -> tuple[Callable[[ModelT], Quality], Quality]:
     """A judge comparing a model's first output with the source's on the same samples (`predict` runs a
     model on them), and the source's own quality (cosine 1; its accuracy with labels)."""
     reference = predict(source)
@@ -213,7 +267,7 @@ def judge_with(predict: Callable[[Any], np.ndarray], source: Any, labels: np.nda
     top = reference.reshape(len(reference), -1).argmax(1)
     vector = reference.ndim == 2 and reference.shape[1] > 1  # class scores (or an embedding: judged alike)
 
-    def judge(model: Any) -> Quality:
+    def judge(model: ModelT) -> Quality:
         y = predict(model)
         cos = cosine(rows, y.reshape(rows.shape))
         answers = y.reshape(len(y), -1).argmax(1)
@@ -225,8 +279,9 @@ def judge_with(predict: Callable[[Any], np.ndarray], source: Any, labels: np.nda
     return judge, judge(source)
 
 
-def run(apply: Apply, judge: Callable[[Any], Quality], reference: Quality, blocks: int, head_counts: Sequence[int],
-        recipe: Recipe, progress: Callable[[str], None] = lambda line: None) -> tuple[Any, dict]:
+def run(apply: Apply[ModelT], judge: Callable[[ModelT], Quality], reference: Quality, blocks: int,
+        head_counts: Sequence[int], recipe: Recipe, progress: Callable[[str], None] = lambda line: None
+        ) -> tuple[ModelT, dict[str, Any]]:
     """Search the recipe's auto knob(s), then the slimmed model and its pruning block: the chosen setting's
     facts (from `apply`), the search, and a warning when nothing met the budget. Then the fallback is applied:
     the auto knobs at 0, a fixed knob as given (`apply(0, 0.0)` must return the model unchanged, with facts).
@@ -247,6 +302,6 @@ def run(apply: Apply, judge: Callable[[Any], Quality], reference: Quality, block
         warnings.append(f"pruning: no auto setting met the budget ({limit.rule}) after re-fit, {kept}; raise "
                         "--max-drop, lower the cosine floor, or give --drop-layers N / --prune-heads R")
     else:
-        assert found.facts is not None
+        assert found.model is not None and found.facts is not None, "a chosen setting has its model"
         model, facts = found.model, found.facts
     return model, {**facts, "search": found.to_dict(limit), "warnings": warnings}

@@ -13,12 +13,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.prune.encoder_auto import judge_with
+
+ModelT = TypeVar("ModelT")  # the framework's model: a Keras model or an onnx.ModelProto
 
 
 @dataclass(frozen=True)
@@ -58,10 +60,10 @@ class EncoderScan:
                 "heads": [r.to_dict() for r in self.heads], "blocks": [r.to_dict() for r in self.blocks]}
 
 
-def scan(predict: Callable[[Any], np.ndarray], source: Any, labels: np.ndarray | None,
+def scan(predict: Callable[[ModelT], np.ndarray], source: ModelT, labels: np.ndarray | None,
          heads: Mapping[str, tuple[np.ndarray, int]],
-         mask_head: Callable[[str, int], contextlib.AbstractContextManager[Any]],
-         blocks: Sequence[tuple[str, int]], without_block: Callable[[int], Any], samples: int) -> EncoderScan:
+         mask_head: Callable[[str, int], contextlib.AbstractContextManager[ModelT]],
+         blocks: Sequence[tuple[str, int]], without_block: Callable[[int], ModelT], samples: int) -> EncoderScan:
     """Every head of every layer in `heads` (name -> (scores, params per head)) masked alone, then every block
     of `blocks` ((attention layer, params) in order) skipped alone, each judged against the unmasked model."""
     judge, reference = judge_with(predict, source, labels)

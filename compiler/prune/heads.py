@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NotRequired, TypedDict
 
 import numpy as np
 
@@ -104,8 +105,31 @@ def to_keep(head_scores: np.ndarray, ratio: float) -> np.ndarray:
     return np.sort(order[heads_removed(len(head_scores), ratio):])
 
 
+class RefitFacts(TypedDict):
+    """A Refit's choice as the manifest records it (JSON: no infinities; None where nothing was held out)."""
+
+    strength: float | None
+    original_kept: bool
+    folds: int
+    heldout_mse: float | None
+    heldout_mse_no_refit: float | None
+
+
+class HeadRecovery(TypedDict):
+    """The head pruning block's `recovery`: the method, the output cosine to the source before / after it and,
+    when re-fitted, each layer's choice (its name and RefitFacts)."""
+
+    method: str
+    what: str
+    samples: int
+    output_cosine_before: float
+    output_cosine_after: float
+    layers: NotRequired[list[dict]]
+    seconds: float
+
+
 def pruning_facts(ratio: float, plans: dict[str, tuple[np.ndarray, np.ndarray]], blocked: dict[str, str],
-                  params: tuple[int, int], recovery: dict) -> dict:
+                  params: tuple[int, int], recovery: HeadRecovery) -> dict:
     """The manifest's pruning block of head pruning, whatever the framework: per layer the heads before / after,
     which stayed and their scores (plans: layer -> (kept indices, scores)), the layers left alone and why, the
     parameters before / after and what recovery did (recovery_facts)."""
@@ -117,12 +141,14 @@ def pruning_facts(ratio: float, plans: dict[str, tuple[np.ndarray, np.ndarray]],
 
 
 def recovery_facts(recovered: bool, samples: int, cosines: tuple[float, float], chosen: list[dict],
-                   seconds: float) -> dict:
+                   seconds: float) -> HeadRecovery:
     """What the re-fit did: the output cosine to the source before / after it, and each layer's chosen strength."""
-    return {"method": "reconstruct" if recovered else "none", "what": REFIT_WHAT if recovered else "none",
-            "samples": int(samples), "output_cosine_before": round(cosines[0], 6),
-            "output_cosine_after": round(cosines[1], 6), **({"layers": chosen} if recovered else {}),
-            "seconds": round(seconds, 2)}
+    before, after = round(cosines[0], 6), round(cosines[1], 6)
+    if recovered:
+        return {"method": "reconstruct", "what": REFIT_WHAT, "samples": int(samples), "output_cosine_before": before,
+                "output_cosine_after": after, "layers": chosen, "seconds": round(seconds, 2)}
+    return {"method": "none", "what": "none", "samples": int(samples), "output_cosine_before": before,
+            "output_cosine_after": after, "seconds": round(seconds, 2)}
 
 
 def heads_removed(count: int, ratio: float) -> int:
@@ -143,7 +169,7 @@ class Refit:
     errors: tuple[float, ...]
     folds: int
 
-    def facts(self) -> dict:
+    def facts(self) -> RefitFacts:
         """The choice as the manifest records it (JSON: no infinities)."""
         kept = math.isinf(self.strength)
         return {"strength": None if kept else self.strength, "original_kept": kept, "folds": self.folds,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from edgekiln.compiler.prune.channels import Node, Plan
+from edgekiln.compiler.prune.channels import Node, Plan, Ratios, Scores
 from edgekiln.compiler.prune.groups import Analysis, Group
 from edgekiln.compiler.recipe import PruneCriterion
 
 
-def group_scores(analysis: Analysis, criterion: PruneCriterion | str = PruneCriterion.l1) -> dict[int, np.ndarray]:
+def group_scores(analysis: Analysis, criterion: PruneCriterion | str = PruneCriterion.l1) -> Scores:
     """Per prunable group: one importance score per channel (higher = keep)."""
     criterion = PruneCriterion(str(criterion))
     return {g.id: _score(analysis, g, criterion) for g in analysis.prunable}
@@ -60,7 +60,7 @@ def removed_count(channels: int, ratio: float, multiple: int = 1) -> int:
     return removed
 
 
-def plan_for(analysis: Analysis, scores: dict[int, np.ndarray], ratios: dict[int, float], multiple: int = 1) -> Plan:
+def plan_for(analysis: Analysis, scores: Scores, ratios: Ratios, multiple: int = 1) -> Plan:
     """Keep masks that drop each group's lowest-scoring channels at its ratio (stable on ties)."""
     plan: Plan = {}
     for gid, ratio in ratios.items():
@@ -74,6 +74,6 @@ def plan_for(analysis: Analysis, scores: dict[int, np.ndarray], ratios: dict[int
     return plan
 
 
-def uniform(analysis: Analysis, ratio: float) -> dict[int, float]:
+def uniform(analysis: Analysis, ratio: float) -> Ratios:
     """The same ratio for every prunable group (`--prune R`)."""
     return {g.id: ratio for g in analysis.prunable}

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekiln.compiler import manifest_schema
+
 Z_TWO_SIDED = 1.96   # the reported 95 % interval
 Z_ONE_SIDED = 1.645  # the budget's test: 95 % confidence that the drop is at most the budget
 
@@ -42,7 +44,8 @@ class PairedDrop:
     def within(self, budget: float) -> bool:
         return self.upper <= budget
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> manifest_schema.PairedDrop:
+        """As the manifest records it: points rounded to 3 decimals, `interval` [low, high]."""
         return {"samples": self.n, "lost": self.lost, "gained": self.gained, "drop": round(self.drop, 3),
                 "interval": [round(self.low, 3), round(self.high, 3)], "upper_bound": round(self.upper, 3)}
 

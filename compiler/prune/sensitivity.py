@@ -14,13 +14,14 @@ recovery meets the budget within a bounded number of probes (recovery is the exp
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, TypedDict
 
 import numpy as np
 
-from edgekiln.compiler.prune.channels import Plan
+from edgekiln.compiler import manifest_schema
+from edgekiln.compiler.prune.channels import Plan, Ratios, Scores
 from edgekiln.compiler.prune.cost import cost
 from edgekiln.compiler.prune.groups import Analysis
 from edgekiln.compiler.prune.importance import plan_for
@@ -45,6 +46,27 @@ class ScanRow:
     macs_removed: tuple[int, ...]
 
 
+class ScanRowFacts(TypedDict):
+    """A ScanRow as the manifest and prune-scan's JSON record it."""
+
+    group: int
+    label: str
+    channels: int
+    drops: tuple[float, ...]
+    macs_removed: tuple[int, ...]
+
+
+class ScanFacts(TypedDict):
+    """A Scan as the manifest and prune-scan's JSON record it (every field, rows as ScanRowFacts)."""
+
+    metric: str
+    reference: float
+    samples: int
+    ratios: tuple[float, ...]
+    macs: int
+    rows: tuple[ScanRowFacts, ...]
+
+
 @dataclass(frozen=True)
 class Scan:
     """A whole sensitivity scan; `metric` is 'accuracy' (labels) or 'agreement' (with the original)."""
@@ -56,11 +78,14 @@ class Scan:
     macs: int
     rows: tuple[ScanRow, ...]
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def to_dict(self) -> ScanFacts:
+        rows = tuple(ScanRowFacts(group=r.group, label=r.label, channels=r.channels, drops=r.drops,
+                                  macs_removed=r.macs_removed) for r in self.rows)
+        return ScanFacts(metric=self.metric, reference=self.reference, samples=self.samples, ratios=self.ratios,
+                         macs=self.macs, rows=rows)
 
 
-def scan(analysis: Analysis, scores: dict, evaluate: Evaluate, ratios: tuple[float, ...] = AUTO_RATIOS,
+def scan(analysis: Analysis, scores: Scores, evaluate: Evaluate, ratios: tuple[float, ...] = AUTO_RATIOS,
          metric: str = "accuracy", samples: int = 0) -> Scan:
     """Prune every prunable group alone at every ratio and record the score drop."""
     reference = evaluate({})
@@ -76,8 +101,9 @@ def scan(analysis: Analysis, scores: dict, evaluate: Evaluate, ratios: tuple[flo
     return Scan(metric, round(reference, 3), samples, tuple(ratios), base, tuple(rows))
 
 
-def weights(result: Scan) -> dict[int, float]:
-    """Per group, its share of the common ratio: 1 for the least sensitive, 0.5 for the most, 0 = skipped.
+def weights(result: Scan) -> Ratios:
+    """Per group, its share of the common ratio (its ratio at alpha 1): 1 for the least sensitive, 0.5 for the
+    most, 0 = skipped.
 
     Sensitivity is the mean drop over the scanned ratios (the area under Li et al.'s curve).
     """
@@ -87,7 +113,7 @@ def weights(result: Scan) -> dict[int, float]:
             1.0 - 0.5 * ((area[row.group] - lo) / (hi - lo) if hi > lo else 0.0) for row in result.rows}
 
 
-def candidates(result: Scan, analysis: Analysis, scores: dict, multiple: int = 1) -> list[dict[int, float]]:
+def candidates(result: Scan, analysis: Analysis, scores: Scores, multiple: int = 1) -> list[Ratios]:
     """Ratios per group for alpha in ALPHAS, distinct as plans, fewest MACs removed first."""
     share = weights(result)
     seen, found = set(), []
@@ -106,11 +132,11 @@ class Trial:
     """One probe of the search: the ratios tried, the drop measured after recovery, whether the evidence puts
     it within budget, and that evidence (the paired drop, the recovery's before / after)."""
 
-    ratios: dict[int, float]
+    ratios: Ratios
     macs: int
     drop: float
     within_budget: bool
-    evidence: dict = field(default_factory=dict)
+    evidence: Mapping[str, object] = field(default_factory=dict)
 
 
 class TrialResult(Protocol):
@@ -121,21 +147,21 @@ class TrialResult(Protocol):
 
     def within(self, budget: float) -> bool: ...
 
-    def to_dict(self) -> dict: ...
+    def to_dict(self) -> manifest_schema.PairedDrop: ...
 
 
-def worth_trying(options: list[dict[int, float]], analysis: Analysis, scores: dict, multiple: int = 1,
-                 min_gain: float = MIN_GAIN) -> list[dict[int, float]]:
+def worth_trying(options: list[Ratios], analysis: Analysis, scores: Scores, multiple: int = 1,
+                 min_gain: float = MIN_GAIN) -> list[Ratios]:
     """The options that remove at least `min_gain` of the MACs (the search's floor)."""
     base = cost(analysis).macs
     removed = [base - cost(analysis, plan_for(analysis, scores, o, multiple)).macs for o in options]
     return [o for o, r in zip(options, removed, strict=True) if r >= min_gain * base]
 
 
-def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], float | TrialResult], budget: float,
-           analysis: Analysis, scores: dict, max_trials: int = 8, multiple: int = 1,
+def search(options: list[Ratios], trial: Callable[[Ratios], float | TrialResult], budget: float,
+           analysis: Analysis, scores: Scores, max_trials: int = 8, multiple: int = 1,
            deadline: float | None = None, progress: Callable[[str], None] = lambda line: None,
-           ) -> tuple[dict[int, float], list[Trial], str]:
+           ) -> tuple[Ratios, list[Trial], str]:
     """The most aggressive option (by MACs) within budget, by bisection over the global scale; assumes rough
     monotonicity. A plan that misses halves the scale toward the smallest option worth trying.
 
@@ -143,7 +169,7 @@ def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], 
     trial: the drop after recovery, as a number (within budget when <= budget) or TrialResult (its own test).
     deadline: time.monotonic() after which no new probe starts (--prune-time).
     """
-    trials: list = []
+    trials: list[Trial] = []
     lo, hi = -1, len(options)  # invariant: lo is within budget (-1: no pruning), hi is not
     stopped = "searched every scale between the best plan within budget and the first beyond it"
     while hi - lo > 1:
@@ -155,6 +181,7 @@ def search(options: list[dict[int, float]], trial: Callable[[dict[int, float]], 
             break
         mid = (lo + hi) // 2
         measured = trial(options[mid])
+        evidence: Mapping[str, object]
         if isinstance(measured, int | float):
             drop, ok, evidence = round(float(measured), 3), round(float(measured), 3) <= budget, {}
         else:

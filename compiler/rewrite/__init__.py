@@ -8,12 +8,15 @@ last: it deliberately moves the float outputs by the expected int8 weight roundi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 import numpy as np
 
 from edgekiln.compiler.rewrite import bias_correction, bn_act, equalize, fold_bn, shift_forward
-from edgekiln.compiler.rewrite.work import WorkingModel
+from edgekiln.compiler.rewrite.work import PredictInputs, WorkingModel
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.keras_types import KerasModel
 
 EXACT_PASSES = {
     "fold_bn": fold_bn.run,                   # conv -> BN
@@ -25,11 +28,20 @@ EXACT_TOLERANCE = 1e-5  # max |rewritten - source| relative to max |source| over
 CHECK_SAMPLES = 32      # samples the exactness check and bias correction's channel means use
 
 
+class RewriteFacts(TypedDict):
+    """A Rewritten as the candidate's details and `explain` record it."""
+
+    applied: list[str]
+    not_applied: list[str]
+    exact_passes_max_rel_diff: float
+    dropped: NotRequired[str]
+
+
 @dataclass(frozen=True)
 class Rewritten:
     """The rewritten model, what changed, and how far its float outputs moved before bias correction."""
 
-    model: Any
+    model: KerasModel
     notes: tuple[str, ...]
     exact_max_diff: float
     dropped: str = ""
@@ -39,13 +51,15 @@ class Rewritten:
     def changed(self) -> bool:
         return bool(self.notes)
 
-    def to_dict(self) -> dict:
-        data = {"applied": list(self.notes), "not_applied": list(self.not_applied),
-                "exact_passes_max_rel_diff": float(f"{self.exact_max_diff:.3g}")}
-        return dict(data, dropped=self.dropped) if self.dropped else data
+    def to_dict(self) -> RewriteFacts:
+        facts = RewriteFacts(applied=list(self.notes), not_applied=list(self.not_applied),
+                             exact_passes_max_rel_diff=float(f"{self.exact_max_diff:.3g}"))
+        if self.dropped:
+            facts["dropped"] = self.dropped
+        return facts
 
 
-def apply(model: Any, inputs: Any, correct_bias: bool = True) -> Rewritten:
+def apply(model: KerasModel, inputs: PredictInputs, correct_bias: bool = True) -> Rewritten:
     """Run every exact pass, check the float outputs did not move, then bias correction (optional)."""
     work = WorkingModel(model)
     if work.shared:  # a layer called twice has one set of weights for two roles
@@ -68,12 +82,12 @@ def apply(model: Any, inputs: Any, correct_bias: bool = True) -> Rewritten:
     return Rewritten(rewritten, tuple(notes), diff, not_applied=tuple(skipped))
 
 
-def all_finite(model: Any) -> bool:
+def all_finite(model: KerasModel) -> bool:
     """No inf or NaN in any weight: a non-finite weight gives non-finite activation ranges."""
     return all(bool(np.all(np.isfinite(w))) for w in model.get_weights())
 
 
-def relative_diff(a: Any, b: Any, inputs: Any) -> float:
+def relative_diff(a: KerasModel, b: KerasModel, inputs: PredictInputs) -> float:
     """max |a(x) - b(x)| / max |a(x)| over all outputs."""
     ya, yb = a.predict(inputs, verbose=0, batch_size=64), b.predict(inputs, verbose=0, batch_size=64)
     ya, yb = (ya, yb) if isinstance(ya, list) else ([ya], [yb])
@@ -83,7 +97,7 @@ def relative_diff(a: Any, b: Any, inputs: Any) -> float:
     return max(float(np.max(np.abs(p - q))) for p, q in zip(ya, yb, strict=True)) / scale
 
 
-def model_inputs(model: Any, feed: dict[str, np.ndarray]) -> Any:
+def model_inputs(model: KerasModel, feed: dict[str, np.ndarray]) -> PredictInputs:
     """What model.predict takes for signature-named arrays: the array itself for one input, else a list
     in model.inputs order (the serving signature names its inputs after the Input layers)."""
     if len(model.inputs) == 1:
@@ -92,5 +106,5 @@ def model_inputs(model: Any, feed: dict[str, np.ndarray]) -> Any:
     return [feed[name] for name in names]
 
 
-def _head(inputs: Any, count: int) -> Any:
+def _head(inputs: PredictInputs, count: int) -> PredictInputs:
     return [x[:count] for x in inputs] if isinstance(inputs, list) else inputs[:count]

@@ -9,12 +9,13 @@ symmetric, per output channel, scale max|W| / 127.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekiln.compiler.rewrite.layer_state import LayerState
 from edgekiln.compiler.rewrite.work import (
+    PredictInputs,
     WorkingModel,
     bias,
     input_contribution,
@@ -22,6 +23,9 @@ from edgekiln.compiler.rewrite.work import (
     out_view,
     set_kernel_and_bias,
 )
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.keras_types import KerasModel
 
 
 def int8_weights(state: LayerState) -> np.ndarray:
@@ -33,7 +37,7 @@ def int8_weights(state: LayerState) -> np.ndarray:
     return rounded.reshape(state.weights["kernel"].shape)
 
 
-def run(model: Any, inputs: Any) -> tuple[Any, list[str]]:
+def run(model: KerasModel, inputs: PredictInputs) -> tuple[KerasModel, list[str]]:
     """A new model with corrected biases (and a note), given calibration inputs as model.predict takes them."""
     work = WorkingModel(model)
     names = [n for n, s in work.layers.items() if kernel_kind(s) is not None]
@@ -51,7 +55,7 @@ def run(model: Any, inputs: Any) -> tuple[Any, list[str]]:
                              f"(largest shift {largest:.2g})"]
 
 
-def _input_means(model: Any, names: list[str], inputs: Any) -> dict[str, np.ndarray]:
+def _input_means(model: KerasModel, names: list[str], inputs: PredictInputs) -> dict[str, np.ndarray]:
     """Mean of every input channel of each named layer over the calibration samples."""
     import keras
 

@@ -7,12 +7,18 @@ from the source model. `to_keras()` rebuilds a model with `clone_model` from the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
 from edgekiln.compiler.rewrite.bn import identity_bn, set_bn_affine
 from edgekiln.compiler.rewrite.layer_state import LayerState
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.keras_types import KerasModel
+
+# What a Keras model's predict takes: the array itself for one input, else a list in model.inputs order.
+PredictInputs: TypeAlias = np.ndarray | list[np.ndarray]
 
 # Layers that compute y = x @ W + b along the channel axis (kernel axis -2 = input channels).
 LINEAR = {"Conv1D", "Conv2D", "Conv3D", "Dense", "DepthwiseConv2D"}
@@ -24,7 +30,7 @@ IDENTITY = {"Identity", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "Spat
 class WorkingModel:
     """A mutable copy of a Keras functional (or Sequential) model's layers; the graph itself is fixed."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: KerasModel) -> None:
         self.model = model
         self.layers: dict[str, LayerState] = {}
         self.inputs_of: dict[str, list[str]] = {}
@@ -77,7 +83,7 @@ class WorkingModel:
         set_bn_affine(self.layers[name], None, None)
         self.layers[name].identity = True
 
-    def to_keras(self) -> Any:
+    def to_keras(self) -> KerasModel:
         """A new Keras model from the edited configs and weights."""
         import keras
         from keras.src.saving.serialization_lib import SafeModeScope
@@ -94,7 +100,7 @@ class WorkingModel:
         return rebuilt
 
 
-def graph_nodes(model: Any) -> tuple[dict[str, Any], bool]:
+def graph_nodes(model: KerasModel) -> tuple[dict[str, Any], bool]:
     """Each layer's call that is part of this model (walking back from its outputs), and whether a layer
     is called more than once within it.
 
