@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -53,6 +53,9 @@ from edgekiln.compiler.cli_options import (
 )
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
 from edgekiln.compiler.recipe import Format, PruneCriterion, Quantize
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.deploy import DeployOptions
 
 app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
@@ -165,11 +168,13 @@ def _build(params: dict[str, Any], devices: tuple[list[str], Callable]) -> None:
 
 
 def _deploy_options(wheels: Path | None, identity: Path | None, ssh_config: Path | None, accept_new: bool,
-                    connect_timeout: int = 10, **more: Any) -> Any:
+                    connect_timeout: int = 10, *, remote_dir: str, keep: int, python: str = "python3", runs: int = 50,
+                    threads: int | None = None, timeout: float = 1800, profile: bool = False) -> DeployOptions:
     from edgekiln.compiler.deploy import DeployOptions, SshOptions
 
     ssh = SshOptions(identity, ssh_config, accept_new, connect_timeout)
-    return DeployOptions(ssh=ssh, wheels=wheels, **more)
+    return DeployOptions(ssh=ssh, remote_dir=remote_dir, python=python, wheels=wheels, runs=runs, threads=threads,
+                         timeout=timeout, keep=keep, profile=profile)
 
 
 @app.command()

@@ -11,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.input_shapes import parse_flag
 from edgekiln.compiler.recipe import Calibration, PruneCriterion, Recipe, Recover, from_toml
+
+T = TypeVar("T")
 
 ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory.")]
 RecipeModelArg = Annotated[Path | None, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel "
@@ -106,7 +108,7 @@ def floats(text: str | None) -> tuple[float, ...] | None:
         raise typer.BadParameter(f"expected comma-separated numbers, got '{text}'") from None
 
 
-def _same(value: Any) -> Any:
+def _same(value: T) -> T:
     return value
 
 

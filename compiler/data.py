@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -17,6 +17,15 @@ from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.text import TEXT_SUFFIXES, load_text
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp"}
+
+
+class SourceGraph(Protocol):
+    """What the data checks, the reference outputs and the measurement read of a working graph
+    (graph/keras_graph.KerasGraph, graph/onnx_graph.OnnxGraph): its float outputs, in output_names order."""
+
+    output_names: list[str]
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]: ...
 
 
 def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_samples: int = 1,
@@ -249,7 +258,7 @@ def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
     return Datasets(calib, holdout, evaluation, tuning)
 
 
-def check_labels(graph: Any, data: Datasets) -> None:
+def check_labels(graph: SourceGraph, data: Datasets) -> None:
     """Labels against the classes the model scores, before any conversion: the source model runs one
     sample and its widest output bounds the labels (the exact first output is checked in measure._accuracy)."""
     labelled = [(d, role) for d, role in ((data.evaluation, "evaluation"), (data.calib, "calibration"))

@@ -8,8 +8,6 @@ imports the rest of the compiler but its errors, so the recipe and the graph ada
 
 from __future__ import annotations
 
-from typing import Any
-
 from edgekiln.compiler.errors import RecipeError
 
 UNNAMED = ""  # the key of a shape given without an input name (single-input models)
@@ -28,7 +26,7 @@ def parse_flag(texts: list[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def normalise(value: Any) -> dict[str, tuple[int, ...]] | None:
+def normalise(value: object) -> dict[str, tuple[int, ...]] | None:
     """The recipe's input_shape from a TOML table {name = [dims]}, a list of dims, or what parse_flag gave."""
     if value is None or value == {}:
         return None
@@ -40,7 +38,7 @@ def normalise(value: Any) -> dict[str, tuple[int, ...]] | None:
     return {str(name): _dims(dims, f"{name} = {dims!r}") for name, dims in value.items()}
 
 
-def _dims(parts: Any, text: str) -> tuple[int, ...]:
+def _dims(parts: object, text: str) -> tuple[int, ...]:
     if not isinstance(parts, list | tuple) or not parts:
         raise RecipeError(f"input shape '{text}' has no dims", EXAMPLE)
     dims = []

@@ -5,26 +5,34 @@ side, golden vectors and their tolerance."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekiln.compiler.data import Datasets, check_label_range
+from edgekiln.compiler.data import Datasets, SourceGraph, check_label_range
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.evaluate.metrics import accuracy, fidelity, golden_tolerance, has_vector_axis, main_output
+from edgekiln.compiler.evaluate.metrics import (
+    Fidelity,
+    accuracy,
+    fidelity,
+    golden_tolerance,
+    has_vector_axis,
+    main_output,
+)
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
-from edgekiln.compiler.evaluate.timing import side_by_side, threads_for
+from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads_for
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.runtime import Model
+from edgekiln.runtime.backends import TensorInfo
 
 if TYPE_CHECKING:
     from edgekiln.compiler.search.select import Selection
     from edgekiln.targets import Target
 
 
-def check_cosine_floor(graph: Any, data: Datasets, recipe: Recipe) -> None:
+def check_cosine_floor(graph: SourceGraph, data: Datasets, recipe: Recipe) -> None:
     """A cosine floor needs an output with a vector axis; refused before any conversion (the source model
     runs one sample), since no candidate could ever be shown to meet it."""
     if recipe.min_cosine is None and recipe.min_cosine_p5 is None:
@@ -42,10 +50,10 @@ def check_cosine_floor(graph: Any, data: Datasets, recipe: Recipe) -> None:
 class Measured:
     """Everything measured through the runtime on this host."""
 
-    latency: dict
-    baseline_latency: dict
-    fidelity: dict
-    baseline_fidelity: dict
+    latency: HostLatency
+    baseline_latency: HostLatency
+    fidelity: Fidelity
+    baseline_fidelity: Fidelity
     accuracy: dict | None
     golden: dict[str, np.ndarray]
     atol: float
@@ -76,7 +84,7 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
                     _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
 
 
-def _io(tensors: list, layouts: dict[str, dict]) -> list[dict]:
+def _io(tensors: list[TensorInfo], layouts: dict[str, dict]) -> list[dict]:
     """Manifest entries of inputs/outputs, with the layout change where the converter made one."""
     return [{**t.to_dict(), **({"layout": layouts[t.name]} if t.name in layouts else {})} for t in tensors]
 
@@ -100,7 +108,7 @@ def _accuracy(source: Reference, compiled: Model, baseline: Model, evaluation: D
             "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
 
 
-def _tolerance(model: Model, selection: Selection, quality: dict) -> tuple[float, float]:
+def _tolerance(model: Model, selection: Selection, quality: Fidelity) -> tuple[float, float]:
     """Golden tolerance: 2 quantization steps for int8 outputs; a share of the quantization error for dynamic
     int8; tight float bounds otherwise.
 
@@ -114,4 +122,4 @@ def _tolerance(model: Model, selection: Selection, quality: dict) -> tuple[float
 
         steps = [2 * step for step in output_steps(selection.model).values()]
     dynamic = selection.shipped.variant.quantize is Quantize.dynamic
-    return golden_tolerance(steps, [f["max_abs_diff"] for f in quality.get("per_output", [quality])], dynamic)
+    return golden_tolerance(steps, [f["max_abs_diff"] for f in quality["per_output"]], dynamic)

@@ -274,7 +274,7 @@ class Recipe:
                     input_shape=input_shapes.to_toml(self.input_shape))
         return data
 
-    def replace(self, **changes: Any) -> Recipe:
+    def replace(self, **changes: Any) -> Recipe:  # to dataclasses.replace; __post_init__ checks each value
         return dataclasses.replace(self, **changes)
 
 
@@ -358,7 +358,7 @@ def _ratio(value: object, field: str, hint: str, auto: bool = False) -> float | 
     return ratio
 
 
-def from_toml(path: str | Path, **overrides: Any) -> Recipe:
+def from_toml(path: str | Path, **overrides: object) -> Recipe:
     """A recipe file (same keys as Recipe), with explicitly given CLI values taking precedence."""
     try:
         data = tomllib.loads(Path(path).read_text())

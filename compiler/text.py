@@ -12,12 +12,15 @@ Inputs are matched by name, as exporters name them: one with "mask" in it is the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.model_inputs import Dataset, InputSpec
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 TEXT_SUFFIXES = {".txt", ".tsv"}
 PAD_TOKENS = ("[PAD]", "<pad>", "<PAD>")
@@ -81,7 +84,7 @@ def _read_lines(path: Path, role: str) -> tuple[list[str], np.ndarray | None]:
     return [parts[1].strip() for parts in split], np.array([int(parts[0]) for parts in split], np.int64)
 
 
-def _tokenizer(path: str, length: int) -> Any:
+def _tokenizer(path: str, length: int) -> Tokenizer:
     from tokenizers import Tokenizer
 
     source = Path(path)
@@ -98,9 +101,9 @@ def _tokenizer(path: str, length: int) -> Any:
     return tokenizer
 
 
-def _pad_id(tokenizer: Any) -> int:
+def _pad_id(tokenizer: Tokenizer) -> int:
     """The tokenizer's own padding id when it has one, else its pad token's, else 0 (BERT's [PAD])."""
     if tokenizer.padding is not None:
         return int(tokenizer.padding["pad_id"])
-    found = [tokenizer.token_to_id(t) for t in PAD_TOKENS if tokenizer.token_to_id(t) is not None]
-    return int(found[0]) if found else 0
+    found = [token_id for t in PAD_TOKENS if (token_id := tokenizer.token_to_id(t)) is not None]
+    return found[0] if found else 0

@@ -98,7 +98,7 @@ def read_manifest(bundle_dir: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def _manifest_problem(m: Any) -> str | None:
+def _manifest_problem(m: object) -> str | None:
     """What in a parsed manifest the runtime cannot use, or None."""
     if not isinstance(m, dict) or not isinstance(m.get("model"), dict) or not isinstance(m.get("golden"), dict):
         return "it lacks the 'model' and 'golden' sections"

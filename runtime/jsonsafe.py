@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
+from typing import Any, SupportsFloat
 
 # What a replaced value meant, by the key it sat under (the last path component), then in general.
 MEANINGS = {
@@ -31,7 +31,7 @@ NULL_MEANINGS = {
 }
 
 
-def clean(value: Any, path: str = "", found: dict[str, str] | None = None) -> Any:
+def clean(value: object, path: str = "", found: dict[str, str] | None = None) -> object:
     """A copy of value (dicts, lists, tuples, numbers, numpy scalars) with every non-finite float as None;
     each replacement recorded in `found` as path -> meaning."""
     found = {} if found is None else found
@@ -53,21 +53,21 @@ def clean(value: Any, path: str = "", found: dict[str, str] | None = None) -> An
     return None
 
 
-def _as_float(value: Any) -> float | None:
+def _as_float(value: object) -> float | None:
     """A float for float-like values (float, numpy floating scalars and 0-d arrays), else None."""
     try:
-        return float(value) if hasattr(value, "__float__") and not isinstance(value, str) else None
+        return float(value) if isinstance(value, SupportsFloat) and not isinstance(value, str) else None
     except (TypeError, ValueError):
         return None
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """numpy scalars as Python numbers (json cannot write them)."""
     item = getattr(value, "item", None)
     return item() if callable(item) else value
 
 
-def dumps(value: Any, **options: Any) -> str:
+def dumps(value: object, **options: Any) -> str:
     """Strict JSON of value: non-finite floats as null, listed under `non_finite` in a top-level object."""
     found: dict[str, str] = {}
     cleaned = clean(value, "", found)

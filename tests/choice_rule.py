@@ -68,7 +68,7 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     assert choice.chosen.name == q["variant"], (choice.chosen.name, q["variant"], q["candidates"])
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
     assert verdicts[q["variant"]] == "chosen"
-    assert all(verdicts[r.name] == choice.verdicts[r.name] for r in rows)
+    assert all(verdicts[r.name] == choice.verdict_of(r.name).text for r in rows)
 
 
 def assert_refinements_not_below_plain_int8(quantization: dict, prefix: str = "tflite:") -> None:

@@ -11,6 +11,7 @@ this x86 host times the int8 model as its u8s8 twin (search/onnx_builder.py TWIN
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -21,9 +22,10 @@ from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
-from edgekiln.compiler.evaluate.timing import interleaved_latency, threads_for
+from edgekiln.compiler.evaluate.timing import RoundTiming, interleaved_latency, threads_for
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.graph.keras_graph import KerasGraph
 from edgekiln.compiler.graph.shapes import data_shapes
@@ -37,7 +39,32 @@ from edgekiln.compiler.summary import fidelity_text
 ROUNDS = 5
 
 
-def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
+@dataclass(frozen=True)
+class MeasuredModel:
+    """One model of the explanation (float32 or plain int8): its fidelity, its size, its host p50 (its timing
+    stand-in's where it has one) and the builder's notes."""
+
+    quality: Quality
+    bytes: int
+    latency: RoundTiming
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What `explain` found: float32 and plain int8 measured side by side on this host (`measured`, by variant
+    name), the diagnosis of the int8 model (diagnose/), and the Keras rewrites that apply (None: not a Keras
+    source)."""
+
+    source: str
+    target: str
+    threads: int
+    measured: dict[str, MeasuredModel]
+    diagnosis: dict
+    rewrites: dict | None
+
+
+def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> Explanation:
     """The diagnosis of plain int8 for recipe.source, with fidelity and host latency beside float32."""
     from edgekiln.compiler.pipeline import resolve_target
 
@@ -73,29 +100,29 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> dict:
             progress("Trying the rewrites")
             inputs = rewrite.model_inputs(graph.keras_model, data.calib.inputs)
             rewrites = rewrite.apply(graph.keras_model, inputs).to_dict()
-    return {"source": recipe.source, "target": target.name, "threads": threads, "measured": measured,
-            "diagnosis": made.diagnosis, "rewrites": rewrites}
+    assert made.diagnosis is not None, "plain int8 is built and diagnosed whenever calibration data is given"
+    return Explanation(recipe.source, target.name, threads, measured, made.diagnosis, rewrites)
 
 
 def _side_by_side(model_format: str, models: dict[str, Candidate], judge: Judge, data: Datasets, threads: int,
-                  bench_runs: int) -> dict[str, dict]:
+                  bench_runs: int) -> dict[str, MeasuredModel]:
     """Fidelity, size and host latency (timed in turn; a model's timing stand-in where it has one) per model."""
     opened = {name: open_model(model_format, b.timed_as or b.model or b"", threads, b.layouts)
               for name, b in models.items()}
     latency = interleaved_latency(opened, data.golden_set, max(1, bench_runs // ROUNDS), ROUNDS)
-    return {name: {**vars(judge(model_format, b.model or b"", b.layouts)), "bytes": len(b.model or b""),
-                   **latency[name], "notes": list(b.notes)} for name, b in models.items()}
+    return {name: MeasuredModel(judge(model_format, b.model or b"", b.layouts), len(b.model or b""), latency[name],
+                                b.notes) for name, b in models.items()}
 
 
-def print_explanation(result: dict) -> None:
+def print_explanation(result: Explanation) -> None:
     """`edgekiln explain`: the likely causes first, then the ranked layers, coverage and rewrites."""
-    d, measured = result["diagnosis"], result["measured"]
-    console.print(f"[bold]{result['source']}[/bold] on {result['target']}: plain int8 ({d['of']})")
+    d, measured = result.diagnosis, result.measured
+    console.print(f"[bold]{result.source}[/bold] on {result.target}: plain int8 ({d['of']})")
     base, q = measured["float32"], measured["int8"]
-    console.print(f"int8 vs float32 on this host ({result['threads']} thread(s)): p50 {q['p50_ms']:.3f} ms vs "
-                  f"{base['p50_ms']:.3f} ms ({q['p50_ms'] / base['p50_ms']:.2f}x), size {q['bytes']:,} B vs "
-                  f"{base['bytes']:,} B; fidelity "
-                  f"{fidelity_text({'sqnr_db': q['sqnr_db'], 'top1_agreement': q['agreement']})}")
+    ms, base_ms = q.latency["p50_ms"], base.latency["p50_ms"]
+    console.print(f"int8 vs float32 on this host ({result.threads} thread(s)): p50 {ms:.3f} ms vs "
+                  f"{base_ms:.3f} ms ({ms / base_ms:.2f}x), size {q.bytes:,} B vs {base.bytes:,} B; fidelity "
+                  f"{fidelity_text({'sqnr_db': q.quality.sqnr_db, 'top1_agreement': q.quality.agreement})}")
     console.print("[bold]likely causes, worst first:[/bold]")
     for k, cause in enumerate(d["causes"], 1):
         console.print(f"  {k}. {cause}")
@@ -113,7 +140,7 @@ def print_explanation(result: dict) -> None:
     outside = ", ".join(f"{op} x{n}" for op, n in c["outside_fast_path"].items()) or "none"
     console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
                   f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
-    _print_rewrites(result["rewrites"] or {})
+    _print_rewrites(result.rewrites or {})
     console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
 
 
@@ -127,7 +154,7 @@ def _print_rewrites(rewrites: dict) -> None:
         console.print(f"  not applied: {why}")
 
 
-def _print_nodes(d: dict, int8: dict) -> None:
+def _print_nodes(d: dict, int8: MeasuredModel) -> None:
     table = Table(title=f"per-node int8 error ({d['samples']} samples; {d['method']})")
     for column in ("node", "op", "share", "SQNR at its output"):
         table.add_column(column, justify="left" if column in ("node", "op") else "right")
@@ -135,7 +162,7 @@ def _print_nodes(d: dict, int8: dict) -> None:
         table.add_row(e["name"], e["op"], f"{e['share']:.0%}",
                       "exact" if e["sqnr_db"] is None else f"{e['sqnr_db']:.1f} dB")
     console.print(table)
-    for note in int8.get("notes", []):
+    for note in int8.notes:
         console.print(f"[dim]int8: {note}[/dim]")
     console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these "
                   "(calibration methods, nodes kept in float, and the TFLite variants where the target runs both).")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from rich.table import Table
@@ -31,6 +31,11 @@ from edgekiln.compiler.prune.driver import PruningJudge
 from edgekiln.compiler.pruning_stage import KerasSubject
 from edgekiln.compiler.text import TEXT_SUFFIXES
 from edgekiln.runtime import jsonsafe
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgekiln.compiler.keras_types import KerasModel
 
 TAKES = "takes a Keras model (.keras or .h5) or an ONNX transformer encoder"
 
@@ -73,7 +78,7 @@ def run_scan(model_path: Path, eval_path: Path | None, calib_path: Path | None, 
     return result
 
 
-def _scan_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
+def _scan_encoder(model: KerasModel, dataset: Dataset) -> encoder_scan.EncoderScan:
     """The Keras side of the encoder scan: heads masked in place (restored), blocks skipped in a rebuilt copy."""
     from edgekiln.compiler.encoder_slimming import keras_output
     from edgekiln.compiler.graph import keras_heads, keras_layers
@@ -117,7 +122,7 @@ def _scan_onnx(model_path: Path, data_path: Path, samples: int, tokenizer: Path 
     return scan_onnx_encoder(graph.model, _load(data_path, graph.inputs, tokenizer, seq_len).take(0, samples))
 
 
-def _onnx_shapes(model_path: Path, data_path: Path, seq_len: int | None) -> dict:
+def _onnx_shapes(model_path: Path, data_path: Path, seq_len: int | None) -> dict[str, dict[str, tuple[int, ...]]]:
     """The sample shapes that close the model's open axes: the .npz's, else (text) --seq-len tokens per input."""
     from edgekiln.compiler.graph.shapes import data_shapes
 
@@ -135,7 +140,7 @@ def _onnx_shapes(model_path: Path, data_path: Path, seq_len: int | None) -> dict
     return {f"--seq-len {seq_len}": {i.name: (seq_len,) for i in inputs}}
 
 
-def scan_onnx_encoder(model: Any, dataset: Dataset) -> encoder_scan.EncoderScan:
+def scan_onnx_encoder(model: onnx.ModelProto, dataset: Dataset) -> encoder_scan.EncoderScan:
     """The ONNX side of the encoder scan: heads masked and blocks skipped in copies of `model` (which stays as it
     is), each run once in onnxruntime; per-token outputs judged on the real tokens (attention_mask 1) only."""
     from edgekiln.compiler.encoder_slimming import vector_output

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import RecipeError
@@ -27,8 +26,9 @@ class Grid:
     formats: str | None = None
 
 
-def run(base: Recipe, grid: Grid, jobs: int, executor: str, ray_address: str | None, force: bool) -> dict:
-    """Check the sweep's own options, lay out the grid over `base` (every point's recipe options) and run it."""
+def run(base: Recipe, grid: Grid, jobs: int, executor: str, ray_address: str | None, force: bool) -> None:
+    """Check the sweep's own options, lay out the grid over `base` (every point's recipe options), run it and
+    print its front (DIR/sweep.json holds it)."""
     _check_controls(jobs, executor, ray_address)
     grid = axes_of(base, grid)
     base = base.replace(prune=None, quantize=Quantize.auto, format=None, variant=None)  # each point sets them
@@ -36,7 +36,6 @@ def run(base: Recipe, grid: Grid, jobs: int, executor: str, ray_address: str | N
                            _formats(grid.formats), jobs, executor, ray_address, force)
     result = run_sweep(options, lambda line: console.print(line, highlight=False))
     print_front(result, Path(base.output))
-    return result
 
 
 def _check_controls(jobs: int, executor: str, ray_address: str | None) -> None:
@@ -98,7 +97,7 @@ def print_front(result: dict, folder: Path) -> None:
         console.print(f"no point meets {result['criterion']}: no bundle shipped", highlight=False)
 
 
-def _num(value: Any) -> str:
+def _num(value: object) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):

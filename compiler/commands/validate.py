@@ -14,7 +14,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekiln.compiler import Progress
+from edgekiln.compiler import Progress, runtime_json
 from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import ValidationError
 
@@ -23,7 +23,7 @@ from edgekiln.compiler.errors import ValidationError
 class Validation:
     """The runtime's report, where it ran, and lines describing that environment."""
 
-    report: dict
+    report: runtime_json.Validation
     where: str
     facts: tuple[str, ...] = ()
 
@@ -60,7 +60,7 @@ def report(outcome: Validation) -> None:
                               "the bundle's outputs there are not the ones recorded at build time")
 
 
-def _validate_on_host(bundle: Path) -> dict:
+def _validate_on_host(bundle: Path) -> runtime_json.Validation:
     from edgekiln.compiler.emulate.run import parse_report
 
     env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
@@ -69,7 +69,7 @@ def _validate_on_host(bundle: Path) -> dict:
     return parse_report(result.returncode, result.stdout, result.stderr, "this host")
 
 
-def print_report(report: dict, where: str) -> None:
+def print_report(report: runtime_json.Validation, where: str) -> None:
     """PASS/FAIL per golden sample with its max difference, then the verdict; never a timing."""
     for sample in report["samples"]:
         verdict = "[green]PASS[/green]" if sample["passed"] else "[bold red]FAIL[/bold red]"

@@ -31,6 +31,12 @@ import subprocess
 import sys
 import time
 from types import ModuleType
+from typing import IO, TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:  # the host's names for what the agent sends it; the device needs none of them
+    from edgekiln.compiler.deploy.agent_messages import AgentResult, Facts, Venv, Versions
+    from edgekiln.compiler.manifest_schema import Profile
+    from edgekiln.compiler.runtime_json import Benchmark, Validation
 
 MARK = "@@edgekiln "
 ARM_PARTS = {"0xd03": "Cortex-A53", "0xd04": "Cortex-A35", "0xd05": "Cortex-A55", "0xd07": "Cortex-A57",
@@ -95,7 +101,7 @@ def free_mb(path: str) -> int:
     return shutil.disk_usage(path).free // 2**20
 
 
-def facts(base: str) -> dict:
+def facts(base: str) -> Facts:
     return {"hostname": socket.gethostname(), "board": _read("/proc/device-tree/model") or None,
             "cpu": cpu_name(), "cores": os.cpu_count(), "machine": platform.machine(),
             "kernel": platform.release(), "os": os_name(), "python": platform.python_version(),
@@ -108,18 +114,27 @@ def venv_key(req_hash: str) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
-def paths(args: argparse.Namespace) -> dict:
+class Paths(NamedTuple):
+    """Where a run's things are on the device: the agent's base directory, this bundle version's directory, the
+    venv for its requirements, and the upload's directory (removed at the end)."""
+
+    base: str
+    bundle: str
+    venv: str
+    incoming: str
+
+
+def paths(args: argparse.Namespace) -> Paths:
     base = os.path.abspath(os.path.expanduser(args.base))
-    return {"base": base, "bundle": os.path.join(base, "bundles", args.bundle),
-            "venv": os.path.join(base, "venvs", venv_key(args.req_hash)),
-            "incoming": os.path.join(base, "incoming", args.incoming or "none")}
+    return Paths(base, os.path.join(base, "bundles", args.bundle), os.path.join(base, "venvs", venv_key(args.req_hash)),
+                 os.path.join(base, "incoming", args.incoming or "none"))
 
 
 def probe(args: argparse.Namespace) -> None:
     p = paths(args)
-    emit("probe", {"facts": facts(p["base"]), "base": p["base"],
-                   "bundle_present": os.path.isfile(os.path.join(p["bundle"], "manifest.json")),
-                   "venv_ready": os.path.isfile(os.path.join(p["venv"], ".edgekiln-complete"))})
+    emit("probe", {"facts": facts(p.base), "base": p.base,
+                   "bundle_present": os.path.isfile(os.path.join(p.bundle, "manifest.json")),
+                   "venv_ready": os.path.isfile(os.path.join(p.venv, ".edgekiln-complete"))})
 
 
 def keeper() -> ModuleType:  # the agent_keep module: beside this file on the device, the package's on the host
@@ -131,22 +146,22 @@ def keeper() -> ModuleType:  # the agent_keep module: beside this file on the de
     return agent_keep
 
 
-def place_bundle(p: dict) -> None:
+def place_bundle(p: Paths) -> None:
     """Move the uploaded copy into bundles/VERSION in one rename (a concurrent deploy may have won)."""
-    uploaded = os.path.join(p["incoming"], "bundle")
+    uploaded = os.path.join(p.incoming, "bundle")
     sent = os.path.isdir(uploaded)
     if sent:
-        os.makedirs(os.path.dirname(p["bundle"]), exist_ok=True)
+        os.makedirs(os.path.dirname(p.bundle), exist_ok=True)
         try:
-            os.rename(uploaded, p["bundle"])
+            os.rename(uploaded, p.bundle)
         except OSError as exc:
             if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-    if not os.path.isfile(os.path.join(p["bundle"], "manifest.json")):
+    if not os.path.isfile(os.path.join(p.bundle, "manifest.json")):
         if not sent:  # present at the probe, gone now: another deploy's --keep
-            raise Failure("copy", "the bundle was removed from the device after the probe: " + p["bundle"],
+            raise Failure("copy", "the bundle was removed from the device after the probe: " + p.bundle,
                           "deploy again (it will be uploaded)")
-        raise Failure("copy", "the bundle is not on the device after the upload: " + p["bundle"])
+        raise Failure("copy", "the bundle is not on the device after the upload: " + p.bundle)
 
 
 def last_error_line(text: str) -> str:
@@ -165,34 +180,34 @@ def check_output(cmd: list, kind: str, what: str, hint: str = "", cwd: str | Non
     return proc.stdout
 
 
-def ensure_venv(p: dict, wheels: str | None, held: list) -> dict:
+def ensure_venv(p: Paths, wheels: str | None, held: list[IO[str]]) -> Venv:
     """Reuse the venv for these requirements, or build it under a lock (devices may share a home).
 
     The lock stays held, shared, until the run ends: runs reusing a venv never wait for each other, and
     --keep never removes a venv a run is using. Only the maker holds it exclusively."""
-    os.makedirs(os.path.dirname(p["venv"]), exist_ok=True)
+    os.makedirs(os.path.dirname(p.venv), exist_ok=True)
     start = time.perf_counter()
-    lock = keeper().acquire(p["venv"] + ".lock", exclusive=False)
+    lock = keeper().acquire(p.venv + ".lock", exclusive=False)
     held.append(lock)
-    marker = os.path.join(p["venv"], ".edgekiln-complete")
+    marker = os.path.join(p.venv, ".edgekiln-complete")
     reused = os.path.isfile(marker)
     if not reused:
         fcntl.flock(lock, fcntl.LOCK_EX)  # not atomic: another run may have made it meanwhile
         reused = os.path.isfile(marker)
     if not reused:
-        shutil.rmtree(p["venv"], ignore_errors=True)  # a half-made venv from an interrupted run
+        shutil.rmtree(p.venv, ignore_errors=True)  # a half-made venv from an interrupted run
         emit("stage", "venv")
         try:
-            make_venv(p["venv"], wheels)
+            make_venv(p.venv, wheels)
             emit("stage", "install")
             pip_install(p, wheels)
         except BaseException:
-            shutil.rmtree(p["venv"], ignore_errors=True)
+            shutil.rmtree(p.venv, ignore_errors=True)
             raise
         with open(marker, "w") as f:
             json.dump({"python": sys.executable, "version": sys.version}, f)
     fcntl.flock(lock, fcntl.LOCK_SH)  # the bundle's deploy record names this venv: no remover picks it
-    return {"reused": reused, "path": p["venv"], "seconds": round(time.perf_counter() - start, 2)}
+    return {"reused": reused, "path": p.venv, "seconds": round(time.perf_counter() - start, 2)}
 
 
 def make_venv(path: str, wheels: str | None) -> None:
@@ -216,9 +231,9 @@ def make_venv(path: str, wheels: str | None) -> None:
                   "--no-index", wheel], "venv", "installing pip from " + pip_wheels[-1])
 
 
-def pip_install(p: dict, wheels: str | None) -> None:
-    cmd = [os.path.join(p["venv"], "bin", "python"), "-m", "pip", "install", "-q",
-           "--disable-pip-version-check", "--no-input", "-r", os.path.join(p["bundle"], "requirements.txt")]
+def pip_install(p: Paths, wheels: str | None) -> None:
+    cmd = [os.path.join(p.venv, "bin", "python"), "-m", "pip", "install", "-q",
+           "--disable-pip-version-check", "--no-input", "-r", os.path.join(p.bundle, "requirements.txt")]
     if wheels:
         cmd += ["--no-index", "--find-links", wheels]
     hint = "the wheels in --wheels DIR must cover requirements.txt" if wheels else \
@@ -226,8 +241,8 @@ def pip_install(p: dict, wheels: str | None) -> None:
     check_output(cmd, "pip", "pip install", hint)
 
 
-def validate(p: dict, python: str) -> dict:
-    proc = subprocess.run([python, "-m", "runtime", "validate", "--json"], cwd=p["bundle"],
+def validate(p: Paths, python: str) -> Validation:
+    proc = subprocess.run([python, "-m", "runtime", "validate", "--json"], cwd=p.bundle,
                           capture_output=True, text=True)
     try:
         report = json.loads(proc.stdout[proc.stdout.index("{"):])
@@ -248,44 +263,44 @@ def validate(p: dict, python: str) -> dict:
     return report
 
 
-def bench(p: dict, python: str, args: argparse.Namespace) -> dict:
+def bench(p: Paths, python: str, args: argparse.Namespace) -> Benchmark:
     cmd = [python, "-m", "runtime", "bench", "--json", "--runs", str(args.runs), "--warmup", str(args.warmup)]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
-    out = check_output(cmd, "bench", "python -m runtime bench", cwd=p["bundle"])
+    out = check_output(cmd, "bench", "python -m runtime bench", cwd=p.bundle)
     return json.loads(out[out.index("{"):])
 
 
-def profile(p: dict, python: str, args: argparse.Namespace) -> dict:
+def profile(p: Paths, python: str, args: argparse.Namespace) -> Profile:
     """Per-op time on the device (`python -m runtime profile`): --profile only, it takes longer than bench."""
     cmd = [python, "-m", "runtime", "profile", "--json"] + (["--threads", str(args.threads)] if args.threads else [])
-    out = check_output(cmd, "bench", "python -m runtime profile", cwd=p["bundle"])
+    out = check_output(cmd, "bench", "python -m runtime profile", cwd=p.bundle)
     return json.loads(out[out.index("{"):])
 
 
-def packages(p: dict, python: str) -> dict:
+def packages(p: Paths, python: str) -> Versions:
     """Versions of the required packages and of the bundle's runtime, as the venv sees them."""
-    with open(os.path.join(p["bundle"], "requirements.txt")) as f:
+    with open(os.path.join(p.bundle, "requirements.txt")) as f:
         lines = [line.strip() for line in f if line.strip() and not line.startswith("#")]
     names = [re.split(r"[=<>!~;\[ ]", line, maxsplit=1)[0] for line in lines]
     code = ("import json, sys, importlib.metadata as m, runtime\n"
             "v = {}\nfor n in sys.argv[1:]:\n"
             "    try: v[n] = m.version(n)\n    except m.PackageNotFoundError: v[n] = None\n"
             "print(json.dumps({'packages': v, 'runtime': runtime.__version__}))")
-    out = check_output([python, "-c", code] + names, "bench", "reading package versions", cwd=p["bundle"])
+    out = check_output([python, "-c", code] + names, "bench", "reading package versions", cwd=p.bundle)
     return json.loads(out[out.index("{"):])
 
 
 def run(args: argparse.Namespace) -> None:
     p, keep = paths(args), keeper()  # imported now: incoming/ (where it is) goes before the end
     emit("stage", "copied")
-    held = [keep.acquire(keep.bundle_lock(p, args.bundle), exclusive=False)]  # no --keep removes it now
+    held = [keep.acquire(keep.bundle_lock(p.base, args.bundle), exclusive=False)]  # no --keep removes it now
     try:
         result = checked_run(p, args, held)
-        keep.write_record(p, args.bundle, sequence=keep.next_sequence(p["base"]), deployed_utc=keep.utc_now())
-        result["pruned"] = keep.prune(p, args.bundle, args.keep)
-        os.makedirs(os.path.join(p["base"], "results"), exist_ok=True)
-        with open(os.path.join(p["base"], "results", args.bundle + ".json"), "w") as f:
+        keep.write_record(p.bundle, args.bundle, sequence=keep.next_sequence(p.base), deployed_utc=keep.utc_now())
+        result["pruned"] = keep.prune(p.base, args.bundle, args.keep)
+        os.makedirs(os.path.join(p.base, "results"), exist_ok=True)
+        with open(os.path.join(p.base, "results", args.bundle + ".json"), "w") as f:
             json.dump(result, f, indent=2)
     finally:
         for lock in held:
@@ -293,12 +308,12 @@ def run(args: argparse.Namespace) -> None:
     emit("result", result)
 
 
-def checked_run(p: dict, args: argparse.Namespace, held: list) -> dict:
+def checked_run(p: Paths, args: argparse.Namespace, held: list[IO[str]]) -> AgentResult:
     """Place the bundle, make or reuse its venv, validate, bench: the result, or a Failure."""
     try:
         place_bundle(p)
-        keeper().claim(p, args.bundle)
-        wheels = os.path.join(p["incoming"], "wheels")
+        keeper().claim(p.base, p.bundle, p.venv, args.bundle)
+        wheels = os.path.join(p.incoming, "wheels")
         venv = ensure_venv(p, wheels if os.path.isdir(wheels) else None, held)
         python = os.path.join(venv["path"], "bin", "python")
         emit("stage", "validate")
@@ -311,8 +326,8 @@ def checked_run(p: dict, args: argparse.Namespace, held: list) -> dict:
         per_op = profile(p, python, args) if args.profile else None
         versions = packages(p, python)
     finally:
-        shutil.rmtree(p["incoming"], ignore_errors=True)
-    return {"facts": facts(p["base"]), "bundle_dir": p["bundle"], "venv": venv, "validation": validation,
+        shutil.rmtree(p.incoming, ignore_errors=True)
+    return {"facts": facts(p.base), "bundle_dir": p.bundle, "venv": venv, "validation": validation,
             "latency": latency, "profile": per_op, "packages": versions["packages"],
             "runtime_version": versions["runtime"],
             "timings_s": {"venv": venv["seconds"], "validate": round(t1 - t0, 2), "bench": round(t2 - t1, 2)}}
@@ -322,23 +337,23 @@ def race(args: argparse.Namespace) -> None:
     """Time the upload's candidate models in one interleaved race, in the venv for their requirements;
     nothing stays on the device but the venv (the upload is a build's candidates, not a bundle)."""
     p = paths(args)
-    held: list = []  # the venv's lock, closed at the end
-    p["bundle"] = os.path.join(p["incoming"], "bundle")
+    p = p._replace(bundle=os.path.join(p.incoming, "bundle"))
+    held: list[IO[str]] = []  # the venv's lock, closed at the end
     emit("stage", "copied")
     try:
-        wheels = os.path.join(p["incoming"], "wheels")
+        wheels = os.path.join(p.incoming, "wheels")
         venv = ensure_venv(p, wheels if os.path.isdir(wheels) else None, held)
         emit("stage", "race")
-        folder = os.path.join(p["bundle"], "candidates")
+        folder = os.path.join(p.bundle, "candidates")
         cmd = [os.path.join(venv["path"], "bin", "python"), "-m", "runtime", "race", "--json",
                "--runs", str(args.runs)] + (["--threads", str(args.threads)] if args.threads else [])
         out = check_output(cmd + [os.path.join(folder, f) for f in sorted(os.listdir(folder))], "bench",
-                           "python -m runtime race", cwd=p["bundle"])
+                           "python -m runtime race", cwd=p.bundle)
     finally:
         for lock in held:
             lock.close()
-        shutil.rmtree(p["incoming"], ignore_errors=True)
-    emit("result", {"facts": facts(p["base"]), "venv": venv, "race": json.loads(out[out.index("{"):])})
+        shutil.rmtree(p.incoming, ignore_errors=True)
+    emit("result", {"facts": facts(p.base), "venv": venv, "race": json.loads(out[out.index("{"):])})
 
 
 def main(argv: list | None = None) -> int:

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from edgekiln.compiler.console import console
 from edgekiln.compiler.deploy import records
+from edgekiln.compiler.deploy.agent_messages import AgentResult, PruneReport, Venv
 from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult, PreparedBundle, deploy
 from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, parse_destination
 from edgekiln.compiler.errors import DeployError
@@ -137,10 +138,10 @@ def _verdict(outcome: DeviceResult) -> str:
     return f"FAILED {outcome.failure.one_line()}" if outcome.failure else "FAILED"
 
 
-def _venv(venv: dict) -> str:
+def _venv(venv: Venv | None) -> str:
     if not venv:
         return ""
-    return "reused" if venv.get("reused") else f"new {venv.get('seconds', 0):.0f} s"
+    return "reused" if venv["reused"] else f"new {venv['seconds']:.0f} s"
 
 
 def print_summary(manifest: dict, outcomes: list[DeviceResult]) -> None:
@@ -151,29 +152,32 @@ def print_summary(manifest: dict, outcomes: list[DeviceResult]) -> None:
     for column in ("p50 ms", "p90 ms", "s"):
         table.add_column(column, justify="right")
     for o in outcomes:
-        facts = (o.result or {}).get("facts") or (o.probe or {}).get("facts") or {}
-        lat, venv = (o.result or {}).get("latency") or {}, (o.result or {}).get("venv") or {}
-        where = facts.get("board") or facts.get("cpu") or ""
+        result: AgentResult = o.result or {}
+        facts = result.get("facts") or (o.probe["facts"] if o.probe else None)
+        lat = result.get("latency")
         status = "PASS" if o.failure is None else f"[red]{o.failure.kind}[/red]"
-        table.add_row(str(o.destination), where, facts.get("python", ""),
-                      f"{lat.get('runtime', '')} {lat.get('runtime_version', '')}".strip(),
-                      _venv(venv),
-                      status, str(lat.get("p50_ms", "")), str(lat.get("p90_ms", "")),
+        table.add_row(str(o.destination), (facts["board"] or facts["cpu"]) if facts else "",
+                      facts["python"] if facts else "",
+                      f"{lat['runtime']} {lat['runtime_version']}" if lat else "",
+                      _venv(result.get("venv")),
+                      status, str(lat["p50_ms"]) if lat else "", str(lat["p90_ms"]) if lat else "",
                       f"{o.timings_s.get('total', 0):.1f}")
     console.print(table)
     host, estimate = manifest["latency"]["host"], manifest["latency"].get("target_estimate")
     console.print(f"build host p50 {host['p50_ms']} ms ({host['threads']} threads, {host.get('cpu')})"
                   + (f"; target estimate p50 {estimate['p50_ms']} ms" if estimate else ""))
     for o in outcomes:
-        for line in removal_lines((o.result or {}).get("pruned") or {}):
+        for line in removal_lines((o.result or {}).get("pruned")):
             console.print(f"{o.destination}: {line}")
     for o in outcomes:
         if o.failure is not None:
             console.print(f"[bold red]FAILED[/bold red] {o.destination}: {o.failure.one_line()}")
 
 
-def removal_lines(pruned: dict) -> list[str]:
+def removal_lines(pruned: PruneReport | None) -> list[str]:
     """What --keep removed on one device, in words (nothing when nothing was removed or went wrong)."""
+    if pruned is None:
+        return []
     versions, venvs = len(pruned.get("removed", [])), len(pruned.get("venvs_removed", []))
     parts = [f"{versions} old version(s) of {pruned.get('name')}"] if versions else []
     parts += [f"{venvs} venv(s) no remaining bundle uses"] if venvs else []

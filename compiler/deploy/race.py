@@ -19,6 +19,7 @@ from edgekiln import runtime
 from edgekiln.compiler.deploy.fleet import destinations
 from edgekiln.compiler.deploy.remote import DeployOptions, PreparedBundle, deploy
 from edgekiln.compiler.errors import DeployError
+from edgekiln.compiler.search.on_device import RaceMethod
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class DeviceRace:
 
     device: str  # user@host[:port] as given
     p50_ms: dict[str, float]
-    method: dict
+    method: RaceMethod
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,8 @@ def race_on_device(host: str, options: DeployOptions, models: dict[str, tuple[st
     if outcome.failure is not None or outcome.result is None:
         failure = outcome.failure
         raise DeployError(f"{dest}: {failure.message if failure else 'no result'}", failure.hint if failure else "")
-    table, facts = outcome.result["race"], outcome.result.get("facts") or {}
-    method = {"device": str(dest), "device_id": dest.device_id, "cpu": facts.get("cpu"),
+    table, facts = outcome.result["race"], outcome.result.get("facts")
+    method: RaceMethod = {"device": str(dest), "device_id": dest.device_id, "cpu": facts["cpu"] if facts else None,
               "machine": table.get("machine"),
               "runtime": f"{table.get('runtime')} {table.get('runtime_version')}", "threads": table.get("threads"),
               "rounds": table.get("rounds"), "runs_per_round": table.get("runs"), "round_ms": table.get("round_ms"),

@@ -12,6 +12,7 @@ import datetime as dt
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,7 @@ def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | N
     if validation is None:
         return None
     result = outcome.result or {}
-    facts = result.get("facts") or (outcome.probe or {}).get("facts", {})
+    facts: Mapping[str, object] = result.get("facts") or (outcome.probe["facts"] if outcome.probe else {})
     latency = result.get("latency")
     return {
         "schema_version": SCHEMA_VERSION,
@@ -60,7 +61,7 @@ def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | N
     }
 
 
-def mismatch_warnings(manifest: dict, facts: dict) -> list[str]:
+def mismatch_warnings(manifest: dict, facts: Mapping[str, object]) -> list[str]:
     """The device is not what the bundle was built for: its figures describe another machine."""
     target, notes = manifest.get("target", {}), []
     if facts.get("machine") and target.get("arch") and facts["machine"] != target["arch"]:

@@ -18,8 +18,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from edgekiln.compiler.deploy import transport
+from edgekiln.compiler.deploy.agent_messages import AgentResult, Probe
 from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, SshOptions
 from edgekiln.compiler.errors import DeployError
 
@@ -79,8 +81,8 @@ class DeviceResult:
     """What happened on one device: the fetched agent result, or the failure."""
 
     destination: Destination
-    probe: dict | None = None
-    result: dict | None = None
+    probe: Probe | None = None
+    result: AgentResult | None = None
     failure: DeviceFailure | None = None
     timings_s: dict = field(default_factory=dict)
     record: dict | None = None  # what was written to measurements/, if anything
@@ -163,15 +165,16 @@ def _agent_args(bundle: PreparedBundle, options: DeployOptions) -> str:
                                              "--req-hash", bundle.req_hash))
 
 
-def _probe(bundle: PreparedBundle, dest: Destination, options: DeployOptions) -> dict:
+def _probe(bundle: PreparedBundle, dest: Destination, options: DeployOptions) -> Probe:
     command = f"{shlex.quote(options.python)} - probe {_agent_args(bundle, options)}"
     done = transport.run(dest, options.ssh, command, stdin=AGENT.read_bytes(), timeout=120)
     return _answer(done, "probe")
 
 
 def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outcome: DeviceResult,
-         stage: Callable[[str], None], verb: str = "run") -> dict:
-    probe = outcome.probe or {}
+         stage: Callable[[str], None], verb: str = "run") -> AgentResult:
+    probe = outcome.probe
+    assert probe is not None, "a device is probed before the run"
     upload = bundle.tar(not probe["bundle_present"], not probe["venv_ready"])
     _check_space(probe, upload, options, bundle)
     incoming = f"{options.remote_dir.rstrip('/')}/incoming/{uuid.uuid4().hex[:12]}"
@@ -202,7 +205,7 @@ def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outc
     return _answer(done, "result")
 
 
-def _check_space(probe: dict, upload: Path, options: DeployOptions, bundle: PreparedBundle) -> None:
+def _check_space(probe: Probe, upload: Path, options: DeployOptions, bundle: PreparedBundle) -> None:
     """Refuse early when the device's disk cannot hold the upload and the venv it will become."""
     needed = upload.stat().st_size / 2**20  # the upload unpacked (wheels included)
     if not probe["venv_ready"] and options.wheels is None:
@@ -218,8 +221,9 @@ def _check_space(probe: dict, upload: Path, options: DeployOptions, bundle: Prep
                             "free space on the device or pass --remote-dir elsewhere")
 
 
-def _answer(done: transport.Completed, kind: str) -> dict:
-    """The agent's `probe`/`result` line, or its error, or the shell's failure, as one DeviceFailure."""
+def _answer(done: transport.Completed, kind: str) -> Any:
+    """The agent's `probe`/`result` line as parsed (a Probe, an AgentResult), or its error, or the shell's
+    failure, as one DeviceFailure."""
     for line in done.stdout.splitlines():
         if line.startswith(MARK + kind + " "):
             return json.loads(line.split(" ", 2)[2])

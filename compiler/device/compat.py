@@ -12,7 +12,7 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypedDict, TypeVar
 
 import numpy as np
 
@@ -185,7 +185,16 @@ def package_name(pin: str) -> str:
     return re.sub(r"[-_.]+", "-", re.split(r"[=<>!~;\[ ]", pin.strip(), maxsplit=1)[0]).lower()
 
 
-def memory_basis(target: Target, model_format: str) -> dict[str, object]:
+class MemoryBasis(TypedDict):
+    """What the manifest's memory estimate rests on: the runtime's base memory in MB, the interpreter pin, and
+    where the base comes from (measured in targets/runtime_memory.toml, or the largest base there)."""
+
+    runtime_base_mb: float
+    runtime_interpreter: str
+    runtime_base_source: str
+
+
+def memory_basis(target: Target, model_format: str) -> MemoryBasis:
     """What the manifest's memory estimate rests on: the interpreter and its measured (or fallback) base."""
     pin, base = runtime_base(target, model_format)
     measured = package_name(pin) in _data("runtime_memory")["runtime_base_mb"]

@@ -22,6 +22,7 @@ from edgekiln.compiler.emulate import wheels
 from edgekiln.compiler.emulate.platforms import cpuinfo, platform_for
 from edgekiln.compiler.emulate.userland import Userland, build_atomically, cache_dir, debian_userland
 from edgekiln.compiler.errors import EmulationError, TargetError, ValidationError
+from edgekiln.compiler.runtime_json import Validation
 from edgekiln.targets import Target, TargetFileError
 
 TIMEOUT_S = 1800  # emulation runs 100-450x slower than the device; a big model can take minutes
@@ -35,7 +36,7 @@ class EmulatedRun:
     qemu: str
     userland: Userland
     site: wheels.Site
-    report: dict
+    report: Validation
 
 
 def validate_emulated(bundle: Path, target_name: str, progress: Progress = lambda stage: None) -> EmulatedRun:
@@ -78,7 +79,7 @@ def _board_root(userland: Userland, target: Target) -> Path:
     return final
 
 
-def _run(qemu: str, board: Path, userland: Userland, site: wheels.Site, target: Target, bundle: Path) -> dict:
+def _run(qemu: str, board: Path, userland: Userland, site: wheels.Site, target: Target, bundle: Path) -> Validation:
     env = {"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(Path.home()),
            "QEMU_LD_PREFIX": str(board), "QEMU_CPU": target.qemu_cpu, "PYTHONPATH": str(site.path),
            "PYTHONDONTWRITEBYTECODE": "1",  # the bundle is the user's: write nothing into it
@@ -91,7 +92,7 @@ def _run(qemu: str, board: Path, userland: Userland, site: wheels.Site, target: 
     return parse_report(result.returncode, result.stdout, result.stderr, f"emulated {target.name}")
 
 
-def parse_report(returncode: int, stdout: str, stderr: str, where: str) -> dict:
+def parse_report(returncode: int, stdout: str, stderr: str, where: str) -> Validation:
     """The runtime's JSON report; a runtime that refused to run (checksum, crash) is a ValidationError."""
     start = stdout.find("{")
     try:

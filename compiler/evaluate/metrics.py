@@ -4,7 +4,52 @@ measurement) computes its figures here, so one figure means one thing wherever i
 
 from __future__ import annotations
 
+from typing import NotRequired, TypedDict
+
 import numpy as np
+
+
+class Cosine(TypedDict):
+    """Per-vector cosine to the reference's vectors: the mean and the 5th percentile."""
+
+    cosine_mean: float
+    cosine_p5: float
+
+
+class _Overall(TypedDict, total=False):
+    """The overall figures only some models have: of outputs with a vector axis (top-1 agreement, the cosines),
+    and of several outputs (how the overall figures were taken)."""
+
+    top1_agreement: float
+    cosine_mean: float
+    cosine_p5: float
+    judged_on: str
+
+
+class OutputFidelity(TypedDict):
+    """One output against its reference: SQNR (None: exact), the largest |difference|, and with a vector axis
+    top-1 agreement and the cosines; `name` when the outputs were named."""
+
+    name: NotRequired[str]
+    sqnr_db: float | None
+    max_abs_diff: float
+    top1_agreement: NotRequired[float]
+    cosine_mean: NotRequired[float]
+    cosine_p5: NotRequired[float]
+
+
+class Fidelity(TypedDict):
+    """A model's fidelity to the reference: each figure the worst output's (see fidelity), the samples, and
+    every output's own figures; `judged_on` says so for a model of several outputs."""
+
+    sqnr_db: float | None
+    max_abs_diff: float
+    top1_agreement: NotRequired[float]
+    cosine_mean: NotRequired[float]
+    cosine_p5: NotRequired[float]
+    judged_on: NotRequired[str]
+    samples: int
+    per_output: list[OutputFidelity]
 
 
 def accuracy(outputs: list[np.ndarray], labels: np.ndarray, names: list[str] | None = None,
@@ -24,7 +69,7 @@ def main_output(outputs: list[np.ndarray], labels: np.ndarray | None = None) -> 
     return vectors[0] if vectors else 0
 
 
-def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: list[str] | None = None) -> dict:
+def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: list[str] | None = None) -> Fidelity:
     """How closely the compiled model reproduces the reference, per output and overall.
 
     sqnr_db = 10 log10(sum(ref^2) / sum((ref - out)^2)) per output; overall the WORST output's (a detector's
@@ -35,19 +80,20 @@ def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: lis
     per_output = [_fidelity_one(r, c) for r, c in zip(reference, compiled, strict=True)]
     if names:
         per_output = [{"name": name, **f} for name, f in zip(names, per_output, strict=True)]
-    result = {"sqnr_db": _worst([f["sqnr_db"] for f in per_output]),
-              "max_abs_diff": max(f["max_abs_diff"] for f in per_output)}
     vectors = [f for f, r in zip(per_output, reference, strict=True) if len(per_output) == 1 or r.ndim == 2]
+    worst: _Overall = {}
     agreements = [f["top1_agreement"] for f in vectors if "top1_agreement" in f]
     if agreements:
-        result["top1_agreement"] = min(agreements)
+        worst["top1_agreement"] = min(agreements)
     for key in ("cosine_mean", "cosine_p5"):
         values = [f[key] for f in per_output if key in f]
         if values:
-            result[key] = min(values)  # the worst output's, like SQNR
+            worst[key] = min(values)  # the worst output's, like SQNR
     if len(per_output) > 1:
-        result["judged_on"] = "the worst of the outputs (per_output): SQNR of every output, top-1 of class vectors"
-    return {**result, "samples": int(reference[0].shape[0]), "per_output": per_output}
+        worst["judged_on"] = "the worst of the outputs (per_output): SQNR of every output, top-1 of class vectors"
+    return {"sqnr_db": _worst([f["sqnr_db"] for f in per_output]),
+            "max_abs_diff": max(f["max_abs_diff"] for f in per_output), **worst,
+            "samples": int(reference[0].shape[0]), "per_output": per_output}
 
 
 def _worst(values: list[float | None]) -> float | None:
@@ -55,13 +101,13 @@ def _worst(values: list[float | None]) -> float | None:
     return min(finite) if finite else None
 
 
-def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> dict:
+def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> OutputFidelity:
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     noise = float(np.sum((ref64 - out64) ** 2))
     signal = float(np.sum(ref64**2))
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
-    result = {"sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
-              "max_abs_diff": float(np.max(np.abs(ref64 - out64)))}
+    result: OutputFidelity = {"sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
+                              "max_abs_diff": float(np.max(np.abs(ref64 - out64)))}
     if has_vector_axis(ref):
         flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
         result["top1_agreement"] = round(float(np.mean(flat_ref.argmax(1) == flat_out.argmax(1))), 4)
@@ -75,7 +121,7 @@ def has_vector_axis(output: np.ndarray) -> bool:
     return output.ndim >= 2 and output.shape[-1] > 1
 
 
-def cosine(ref: np.ndarray, out: np.ndarray) -> dict:
+def cosine(ref: np.ndarray, out: np.ndarray) -> Cosine:
     """Cosine similarity of each output vector (a row over the last axis: a sentence embedding, a token's state)
     to the reference's: the mean and the 5th percentile, what search over embeddings depends on. A zero
     reference vector is similar only to a zero vector."""

@@ -3,10 +3,9 @@ candidate search's judge, the tuning judge and the final measurement read the sa
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 
+from edgekiln.compiler.data import SourceGraph
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.runtime import Model
@@ -16,7 +15,7 @@ class Reference:
     """A working graph's (the source's, or the pruned model's) outputs by output name, per dataset, each
     computed on first use. The graph is only run, never changed."""
 
-    def __init__(self, graph: Any) -> None:
+    def __init__(self, graph: SourceGraph) -> None:
         self.graph = graph
         self._outputs: dict[int, tuple[Dataset, dict[str, np.ndarray]]] = {}
 

@@ -9,24 +9,63 @@ import platform
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.runtime import Model
+from edgekiln.runtime.backends import TensorInfo
 
 if TYPE_CHECKING:
     from edgekiln.compiler.recipe import Recipe
     from edgekiln.targets import Target
 
 
-def host_latency(model: Model, dataset: Dataset, runs: int) -> dict:
+class HostLatency(TypedDict):
+    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
+    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
+
+    measured_on: str
+    cpu: str
+    machine: str
+    isa: list[str]
+    runtime: str
+    runtime_version: str
+    threads: int | None
+    init_ms: float
+    first_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int
+
+
+class HostIsa(TypedDict):
+    """This machine's int8-relevant instruction-set features (ISA_FLAGS it has) and its int8 dot product."""
+
+    machine: str
+    flags: list[str]
+    int8_dot_product: str
+
+
+class RoundTiming(TypedDict):
+    """One model's time in interleaved rounds: the median of its round p50s, its runs in all, the rounds."""
+
+    p50_ms: float
+    runs: int
+    rounds: int
+
+
+def host_latency(model: Model, dataset: Dataset, runs: int) -> HostLatency:
     """Init, first and steady-state latency on this host, labelled as such."""
     result = model.benchmark([dataset.inputs[info.name] for info in model.inputs], runs=runs, warmup=10)
-    result.pop("peak_rss_mb", None)  # the compiler's own memory, not the model's: meaningless here
     return {"measured_on": "host", "cpu": host_cpu(), "machine": platform.machine(), "isa": host_isa()["flags"],
-            **result}
+            "runtime": result["runtime"], "runtime_version": result["runtime_version"], "threads": result["threads"],
+            "init_ms": result["init_ms"], "first_ms": result["first_ms"], "p50_ms": result["p50_ms"],
+            "p90_ms": result["p90_ms"], "p99_ms": result["p99_ms"], "mean_ms": result["mean_ms"],
+            "runs": result["runs"]}
 
 
 # The instruction-set features that change int8 results or speed: AVX2 / AVX-512 run U8S8 products with
@@ -36,7 +75,7 @@ ISA_FLAGS = ("sse4_1", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx
 VNNI = ("avx512_vnni", "avx_vnni")
 
 
-def host_isa() -> dict:
+def host_isa() -> HostIsa:
     """This machine's int8-relevant instruction-set features, as the manifest records them."""
     flags: set[str] = set()
     try:
@@ -70,7 +109,8 @@ def threads_for(recipe: Recipe, target: Target) -> int:
 SIDE_BY_SIDE_ROUNDS = 3  # alternating rounds of host_latency; each model keeps its best
 
 
-def side_by_side(models: list[Model], dataset: Dataset, runs: int, rounds: int = SIDE_BY_SIDE_ROUNDS) -> list[dict]:
+def side_by_side(models: list[Model], dataset: Dataset, runs: int,
+                 rounds: int = SIDE_BY_SIDE_ROUNDS) -> list[HostLatency]:
     """Host latency of each model, timed in alternating rounds, each keeping its best round: drift on a
     shared, noisy host hits every model alike, and one burst of load does not decide a ratio."""
     timed = [[host_latency(m, dataset, runs) for m in models] for _ in range(rounds)]
@@ -81,14 +121,15 @@ ROUND_MS = 25.0        # each round times every candidate for about this long (a
 MAX_RUNS_PER_ROUND = 500
 
 
-def interleaved_latency(models: dict[str, Model], sample: Dataset, min_runs: int, rounds: int) -> dict[str, dict]:
+def interleaved_latency(models: Mapping[str, Model], sample: Dataset, min_runs: int,
+                        rounds: int) -> dict[str, RoundTiming]:
     """p50 of every model on the first sample of `sample`, timed round by round (interleaved_feeds)."""
     feeds = {name: [_raw(sample, m, info) for info in m.inputs] for name, m in models.items()}
     return interleaved_feeds(models, feeds, min_runs, rounds)
 
 
-def interleaved_feeds(models: Mapping[str, Model], feeds: dict[str, list[np.ndarray]], min_runs: int,
-                      rounds: int) -> dict[str, dict]:
+def interleaved_feeds(models: Mapping[str, Model], feeds: Mapping[str, list[np.ndarray]], min_runs: int,
+                      rounds: int) -> dict[str, RoundTiming]:
     """p50 of every model on its raw feeds, timed round by round in turn so that a shared host's drift hits
     all alike.
 
@@ -113,7 +154,7 @@ def _timed(model: Model, feed: list[np.ndarray]) -> float:
     return (time.perf_counter() - start) * 1e3
 
 
-def _raw(sample: Dataset, model: Model, info: Any) -> np.ndarray:
+def _raw(sample: Dataset, model: Model, info: TensorInfo) -> np.ndarray:
     from edgekiln.runtime.model import quantize, to_compiled
 
     return quantize(to_compiled(sample.inputs[info.name][:1], model.layouts.get(info.name)), info)

@@ -6,10 +6,11 @@ the manifest's candidate row; `from_row` reads one back (the sweep, the tests of
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.evaluate.quality import Quality
+from edgekiln.compiler.manifest_schema import CandidateRow
 from edgekiln.compiler.search.variants import Variant, variant_named
 
 
@@ -22,6 +23,15 @@ class Timings:
     host_runs: int = 0
     estimate_ms: float | None = None
     device_p50_ms: float | None = None
+
+
+class TimingsGiven(TypedDict, total=False):
+    """Some of a candidate's Timings, by field name (Candidate.timed)."""
+
+    host_p50_ms: float | None
+    host_runs: int
+    estimate_ms: float | None
+    device_p50_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -82,21 +92,21 @@ class Candidate:
         assert self.quality is not None, f"{self.name} was not judged"
         return self.quality
 
-    def timed(self, **timings: Any) -> Candidate:
+    def timed(self, **timings: Unpack[TimingsGiven]) -> Candidate:
         """The same candidate with some timings set."""
         return replace(self, timings=replace(self.timings, **timings))
 
-    def to_row(self) -> dict[str, Any]:
+    def to_row(self) -> CandidateRow:
         """The manifest's row of this candidate (keys in the order the manifest has always had them)."""
         q, t = self.quality or Quality(), self.timings
-        row: dict[str, Any] = {
+        row: CandidateRow = {
             "name": self.name, "format": self.format, "quantize": str(self.variant.quantize), "bytes": self.bytes,
             "p50_ms": t.host_p50_ms, "runs": t.host_runs, "sqnr_db": q.sqnr_db, "agreement": q.agreement,
             "accuracy": q.accuracy, "accuracy_drop": q.accuracy_drop, "pieces": self.pieces,
             "notes": list(self.notes), "estimate_ms": t.estimate_ms, "device_p50_ms": t.device_p50_ms,
             "cosine_mean": q.cosine_mean, "cosine_p5": q.cosine_p5}
         if self.verdict is not None:
-            row.update(verdict=self.verdict.text, short=self.verdict.short)
+            row["verdict"], row["short"] = self.verdict.text, self.verdict.short
         return row
 
     @classmethod

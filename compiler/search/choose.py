@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TypedDict
 
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -28,6 +29,19 @@ SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by
 # same ops, the same figures), so what separates them is the per-op rate ratios, fitted only to +-10%.
 MARGINS = {"device": 1.05, "estimate": 1.10, "host": SLOWER_MARGIN}
 KINDS = ("device", "estimate", "host")  # best first
+
+
+class EvidenceEntry(TypedDict, total=False):
+    """An Evidence as the manifest's quantization.evidence and a sweep's summary write it (Evidence.to_dict);
+    `device` only for device timings, `host_would_choose` added by the search (select.py)."""
+
+    kind: str
+    target: str
+    margin: float
+    label: str
+    warning: str | None
+    device: str
+    host_would_choose: str | None
 
 
 @dataclass(frozen=True)
@@ -54,9 +68,12 @@ class Evidence:
         t = row.timings
         return {"host": t.host_p50_ms, "estimate": t.estimate_ms, "device": t.device_p50_ms}[self.kind]
 
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "target": self.target, "margin": self.margin, "label": self.label,
-                "warning": self.warning, **({"device": self.device} if self.device else {})}
+    def to_dict(self) -> EvidenceEntry:
+        entry: EvidenceEntry = {"kind": self.kind, "target": self.target, "margin": self.margin,
+                                "label": self.label, "warning": self.warning}
+        if self.device:
+            entry["device"] = self.device
+        return entry
 
 
 HOST = Evidence()
@@ -90,15 +107,9 @@ class Choice:
     evidence: Evidence = HOST
     host_choice: str | None = None
 
-    @property
-    def verdicts(self) -> dict[str, str]:
-        """Every candidate's verdict in full, by name."""
-        return {c.name: c.verdict.text for c in self.table if c.verdict is not None}
-
-    @property
-    def short(self) -> dict[str, str]:
-        """Every candidate's verdict in a few words, by name."""
-        return {c.name: c.verdict.short for c in self.table if c.verdict is not None}
+    def verdict_of(self, name: str) -> Verdict:
+        """The verdict of the candidate named `name`: in full (`text`) and in a few words (`short`)."""
+        return next(c.verdict for c in self.table if c.name == name and c.verdict is not None)
 
 
 def _judged(rows: Sequence[Candidate], verdicts: dict[str, str], short: dict[str, str],

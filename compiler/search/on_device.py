@@ -6,13 +6,29 @@ The race (compiler/deploy/race.py) runs before the choice, so the rule reads the
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, TypedDict
 
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import Evidence
 from edgekiln.targets import Target
+
+
+class RaceMethod(TypedDict):
+    """How the device timed the candidates (the manifest's quantization.timing.device): where, with which
+    interpreter and threads, how many rounds of how many runs, and the method in words."""
+
+    device: str
+    device_id: str
+    cpu: str | None
+    machine: str | None
+    runtime: str
+    threads: int | None
+    rounds: int | None
+    runs_per_round: int | None
+    round_ms: float | None
+    method: str
 
 
 class DeviceTable(Protocol):
@@ -25,7 +41,7 @@ class DeviceTable(Protocol):
     def p50_ms(self) -> dict[str, float]: ...
 
     @property
-    def method(self) -> dict: ...
+    def method(self) -> RaceMethod: ...
 
 
 class DeviceTimer(Protocol):
@@ -34,7 +50,7 @@ class DeviceTimer(Protocol):
 
 
 def raced(racer: DeviceTimer, target: Target, rows: list[Candidate], competing: set[str], baselines: set[str],
-          criterion: Criterion, runs: int, threads: int) -> tuple[list[Candidate], Evidence, dict]:
+          criterion: Criterion, runs: int, threads: int) -> tuple[list[Candidate], Evidence, RaceMethod]:
     """Time on the device the competing rows that meet the criterion and the runnable float32 baselines;
     the rows with their device p50, the device evidence, and the manifest's note of how it was timed.
     threads: the target's, as the host timed them (the bundle's runtime runs with them too)."""

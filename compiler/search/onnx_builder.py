@@ -32,6 +32,7 @@ import platform
 from dataclasses import replace
 from importlib import metadata
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -81,7 +82,7 @@ def build(ctx: BuildContext) -> Builds:
             built[c.name] = Candidate(c, model, (), dict(details, **_float_details(c.quantize)))
     fusable = [c for c in candidates if c.fused]
     if fusable:
-        built.update(_fused_family(fusable, float_bytes, options, details))
+        built.update({c.name: c for c in _fused_family(fusable, float_bytes, options, details)})
     int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
     diagnosis, missing = None, ""
     if int8s and ctx.calib is not None:
@@ -113,30 +114,43 @@ def _without_fused(candidates: tuple[Variant, ...], float_bytes: bytes) -> tuple
     return tuple(c for c in candidates if not c.fused)
 
 
-def _fused_family(fusable: list[Variant], float_bytes: bytes, base: EmitOptions, details: dict) -> dict[str, Candidate]:
+def _fused_family(fusable: list[Variant], float_bytes: bytes, base: EmitOptions,
+                  details: dict) -> tuple[Candidate, ...]:
     """The fused candidates from one run of onnxruntime's transformer optimizer; not built (with the reason)
     when no fusion fired or the optimizer failed."""
     try:
         fused, facts = onnx_fused.fused(float_bytes, base.workdir / "onnx_optimizer")
     except Exception as exc:  # noqa: BLE001  (a failed optimizer drops the fused rows, not the build)
-        return {c.name: Candidate(c, None, (failure_note(exc),)) for c in fusable}
+        return tuple(Candidate(c, None, (failure_note(exc),)) for c in fusable)
     if fused is None:
         rewritten = ", ".join(f"{op} x{n}" for op, n in facts["rewrites"].items()) or "none"
         why = f"no fusion of onnxruntime's transformer optimizer fired (canonicalised first: {rewritten})"
-        return {c.name: Candidate(c, None, (why,)) for c in fusable}
+        return tuple(Candidate(c, None, (why,)) for c in fusable)
     note = "fused: " + ", ".join(f"{op} x{n}" for op, n in facts["fusions"].items())
-    built = {}
-    for c in fusable:
-        try:
-            model = onnx_emit.quantized(fused, None, _options(base, c, base.workdir))
-            built[c.name] = Candidate(c, model, (note,), dict(details, **_float_details(c.quantize), fusion=facts,
-                                                          contrib_ops=onnx_fused.contrib_ops(model)))
-        except Exception as exc:  # noqa: BLE001  (dynamic quantization of the fused graph can fail alone)
-            built[c.name] = Candidate(c, None, (failure_note(exc),))
-    return built
+    return tuple(_fused(c, fused, facts, note, base, details) for c in fusable)
 
 
-def _float_details(quantize: Quantize) -> dict:
+def _fused(candidate: Variant, fused: bytes, facts: dict, note: str, base: EmitOptions, details: dict) -> Candidate:
+    """One candidate of the fused graph; not built (with the reason) when quantizing it fails."""
+    try:
+        model = onnx_emit.quantized(fused, None, _options(base, candidate, base.workdir))
+        return Candidate(candidate, model, (note,), dict(details, **_float_details(candidate.quantize), fusion=facts,
+                                                         contrib_ops=onnx_fused.contrib_ops(model)))
+    except Exception as exc:  # noqa: BLE001  (dynamic quantization of the fused graph can fail alone)
+        return Candidate(candidate, None, (failure_note(exc),))
+
+
+class StorageFacts(TypedDict, total=False):
+    """How an ONNX candidate stores numbers, for the manifest's quantization details: QDQ int8 (`format`, its
+    ranges' `calibration` method) or dynamic int8 (int8 weights, float32 activations); none for float."""
+
+    format: str
+    weight_type: str
+    activation_type: str
+    calibration: str
+
+
+def _float_details(quantize: Quantize) -> StorageFacts:
     return {"weight_type": "int8", "activation_type": "float32"} if quantize is Quantize.dynamic else {}
 
 
@@ -161,9 +175,9 @@ def _qdq(options: EmitOptions, calib: Dataset, shared: Path, exclude: tuple[str,
     return onnx_emit.static(shared / "onnx_float.onnx", calib, options, exclude, shared)
 
 
-def _details(details: dict, options: EmitOptions) -> dict:
-    return dict(details, format="QDQ", weight_type="int8", activation_type=options.activation_type,
-                calibration=str(options.calibration_method))
+def _qdq_facts(options: EmitOptions) -> StorageFacts:
+    return {"format": "QDQ", "weight_type": "int8", "activation_type": options.activation_type,
+            "calibration": str(options.calibration_method)}
 
 
 def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
@@ -171,7 +185,8 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
     """Plain int8 (diagnosed), the most faithful calibration, and the refinements built with that method."""
     plain_c = next(c for c in int8s if c.name == "int8")
     plain = _qdq(_options(base, plain_c, base.workdir), calib, shared)
-    built = {"int8": Candidate(plain_c, plain, (f"{base.calibration_method} calibration",), _details(details, base))}
+    built = {"int8": Candidate(plain_c, plain, (f"{base.calibration_method} calibration",),
+                               dict(details, **_qdq_facts(base)))}
     feeds = _feeds(calib, base.batch)
     errors, failure = [], ""
     try:
@@ -194,7 +209,7 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
             if c.activation:  # (never the target's own type: variants.plan leaves that one out)
                 options = _options(family, c, base.workdir)
                 built[c.name] = Candidate(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
-                                      _details(details, options))
+                                      dict(details, **_qdq_facts(options)))
             elif c.fallback == "layers":
                 built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir),
                                           shared, details, reference)
@@ -227,7 +242,7 @@ def _calibrated(candidate: Variant, calib: Dataset, judge: Judge, criterion: Cri
                 ("plain int8", plain[1]))
     options = replace(options, calibration_method=best)
     built = Candidate(candidate, tried[best][0], (f"{best} calibration",),
-                  dict(_details(details, options), calibration_trials=trials))
+                  dict(details, **_qdq_facts(options), calibration_trials=trials))
     return built, replace(base, calibration_method=best), (candidate.name, tried[best][1])
 
 
@@ -262,7 +277,7 @@ def _excluded(candidate: Variant, calib: Dataset, errors: list[onnx_diagnose.Nod
     share = sum(shares.get(n, 0.0) for n in kept)
     note = f"{len(kept)} node(s) kept in float (+{_sqnr(quality) - _sqnr(plain):.1f} dB over {name})"
     return Candidate(candidate, model, (note, f"{options.calibration_method} calibration"),
-                 dict(_details(details, options), nodes_excluded=kept, excluded_error_share=round(share, 4),
+                 dict(details, **_qdq_facts(options), nodes_excluded=kept, excluded_error_share=round(share, 4),
                       probe_gain_db={n: round(g, 2) for n, g in gains.items()}))
 
 

@@ -12,7 +12,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from edgekiln.compiler import analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
@@ -23,7 +23,7 @@ from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
-from edgekiln.compiler.evaluate.timing import ROUND_MS, interleaved_latency
+from edgekiln.compiler.evaluate.timing import ROUND_MS, RoundTiming, interleaved_latency
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -31,6 +31,10 @@ from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_f
 from edgekiln.compiler.search.context import BuildContext, Builder
 from edgekiln.compiler.search.variants import BASELINE, VARIANTS, Plan, plan
 from edgekiln.targets import Target
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.graph.keras_graph import KerasGraph
+    from edgekiln.compiler.graph.onnx_graph import OnnxGraph
 
 # (framework of the working graph, artifact format) -> the builder of that format's candidates.
 # Keras -> TFLite goes through TensorFlow's converter, ONNX -> TFLite through onnx2tf, * -> ONNX
@@ -104,12 +108,12 @@ class Selection:
         """The shipped candidate's variant name, without a format prefix (e.g. "int8+rewrites")."""
         return self.shipped.variant.name
 
-    def with_block(self, **changes: Any) -> Selection:
+    def with_block(self, **changes: object) -> Selection:
         return replace(self, block={**self.block, **changes})
 
 
-def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets, threads: int,
-           workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
+def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets,
+           threads: int, workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
            racer: on_device.DeviceTimer | None = None, reference: Reference | None = None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
@@ -162,7 +166,7 @@ def select(graph: Any, source: str, formats: list[FormatPlan], recipe: Recipe, d
     block = quantization_block(recipe, criterion, choice, table, built, diagnoses, chosen, runs, threads)
     block["data"] = _data_note(data, judge, len(rows), tuning)
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
-    block["evidence"] = dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)
+    block["evidence"] = {**choice.evidence.to_dict(), "host_would_choose": choice.host_choice}
     if device_method is not None:
         block["timing"]["device"] = device_method
     if refused:
@@ -274,16 +278,16 @@ def _key(model_format: str, name: str, compared: bool) -> str:
 def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, threads: int,
           timed: bool) -> list[Candidate]:
     """Every ready candidate judged; timed in turn when there is a choice to make (else p50 None)."""
-    latency: dict[str, dict] = {}
+    latency: dict[str, RoundTiming] = {}
     if timed:
         models = {name: open_model(b.format, b.timed_as or b.model or b"", threads, b.layouts)
                   for name, b in ready.items()}
         latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
     rows = []
     for name, b in ready.items():
-        lat = latency.get(name, {})
+        lat = latency.get(name)
         rows.append(replace(b, quality=judge(b.format, b.model or b"", b.layouts),
-                            timings=Timings(lat.get("p50_ms"), lat.get("runs", 0)),
+                            timings=Timings(lat["p50_ms"], lat["runs"]) if lat else Timings(),
                             notes=b.notes if timed else (*b.notes, ONLY_ONE)))
     return rows
 
@@ -320,7 +324,18 @@ def _diagnosis(diagnoses: dict[str, dict], preferred: str) -> dict:
     return dict(diagnoses[model_format], format=model_format)
 
 
-def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion) -> dict:
+class DataNote(TypedDict):
+    """Which samples shaped the candidates and which judged them (the manifest's quantization.data)."""
+
+    calibration_samples: int
+    tuning_samples: int
+    judging_samples: int
+    tuned_on: str
+    judged_on: str
+    note: str
+
+
+def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion) -> DataNote:
     """Which samples shaped the candidates and which judged them, and the selection effect that remains."""
     tuned, checked = data.tuning_set, judge.check
     separate = tuned is not checked

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -35,6 +35,9 @@ from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
 from edgekiln.compiler.search.variants import Variant, as_conversion_error, failure_note
 from edgekiln.compiler.tf_env import quiet_fds
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.graph.keras_graph import KerasGraph
 
 STATS_SAMPLES = 64                 # calibration samples whose activations feed percentile / entropy ranges
 FALLBACK_STEPS = (1, 2, 4, 8)      # how many of the worst layers to keep in float, tried in turn
@@ -75,7 +78,7 @@ def build(ctx: BuildContext) -> Builds:
     return Builds(tuple(with_coverage(b) for b in ordered), diagnosis)
 
 
-def _int8_family(graph: Any, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
+def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
                  workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], dict]:
     feeds, names = sample_feeds(calib), layer_names(graph)
     plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
@@ -93,8 +96,9 @@ def _int8_family(graph: Any, int8s: list[Variant], calib: Dataset, judge: Judge,
             def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
                 return tuned_with(False, tuned.rewrites, (tuned.details["calibration"],))
 
-            built.update(_refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion, int8_io, exact))
-            built = _guarded(int8s, built, judge, criterion)
+            built.update({c.name: c for c in _refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion,
+                                                      int8_io, exact)})
+            built.update({c.name: c for c in _guarded(int8s, built, judge, criterion)})
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
             built.update({c.name: Candidate(c, None, (failure_note(exc),)) for c in int8s[1:]})
     return built, diagnosis
@@ -120,10 +124,10 @@ def _no_worse_base(tuned_with: Callable[[bool, bool], Int8Base], plain: Quality,
 
 
 def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
-             criterion: Criterion) -> dict[str, Candidate]:
-    """Each refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
-    tuning samples: never less faithful, or dropped with the reason (search/faithful.py)."""
-    standing, kept = ("int8", judge("tflite", built["int8"].model or b"")), dict(built)
+             criterion: Criterion) -> tuple[Candidate, ...]:
+    """Each built refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
+    tuning samples: never less faithful, or dropped (not built) with the reason (search/faithful.py)."""
+    standing, guarded = ("int8", judge("tflite", built["int8"].model or b"")), []
     for candidate in int8s[1:]:
         refined = built.get(candidate.name)
         if refined is None or refined.model is None:
@@ -131,13 +135,13 @@ def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
         quality = judge("tflite", refined.model)
         why = never_less_faithful(quality, standing[1], standing[0], judge.check.size, criterion)
         if why:
-            kept[candidate.name] = Candidate(candidate, None, (why, *refined.notes))
+            guarded.append(Candidate(candidate, None, (why, *refined.notes)))
         else:
             standing = (candidate.name, quality)
-    return kept
+    return tuple(guarded)
 
 
-def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
+def plain_int8(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
                criterion: Criterion) -> tuple[Int8Base, bytes, dict]:
     """The converter's default int8 model (min/max, nothing else) and its diagnosis."""
     plain = Int8Base(tflite_int8.calibrate(graph.saved_model_dir, calib), ["min/max calibration"],
@@ -156,7 +160,7 @@ def plain_int8(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], i
     return plain, model, diagnosis
 
 
-def layer_names(graph: Any) -> list[str]:
+def layer_names(graph: KerasGraph) -> list[str]:
     return [layer.name for layer in graph.keras_model.layers] if graph.keras_model is not None else []
 
 
@@ -176,11 +180,13 @@ def sample_feeds(calib: Dataset) -> list[dict[str, np.ndarray]]:
             for i in range(calib.size)]
 
 
-def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], judge: Judge,
+def _tuned_base(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndarray]], judge: Judge,
                 criterion: Criterion, workdir: Path, int8_io: bool, methods: tuple[str, ...],
                 correct_bias: bool = True, rewrites: bool = True) -> Int8Base:
     """Rewrite the Keras model (when there is one and `rewrites`), calibrate it, keep the most faithful ranges."""
-    source, notes, details = graph.saved_model_dir, [], {}  # type: tuple[Any, list[str], dict[str, Any]]
+    source: Path = graph.saved_model_dir
+    notes: list[str] = []
+    details: dict[str, Any] = {}
     if graph.keras_model is None:
         notes.append("no rewrites: a SavedModel source has no Keras layers to rewrite")
     elif rewrites:
@@ -210,28 +216,27 @@ def _tuned_base(graph: Any, calib: Dataset, feeds: list[dict[str, np.ndarray]], 
 
 def _refined(candidates: list[Variant], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
              names: list[str], judge: Judge, criterion: Criterion, int8_io: bool,
-             exact: Callable[[], Int8Base]) -> dict[str, Candidate]:
+             exact: Callable[[], Int8Base]) -> tuple[Candidate, ...]:
     """int8+rewrites and the fallback variants from the tuned base (layer fallback: from `exact()`)."""
     model = tflite_int8.quantize(base.calibrated, int8_io)
     cover = coverage.measure(model)
     float_ops = {op: f"int8 kernel not in XNNPACK ({n} node(s) outside the fast path, {cover.pieces} pieces)"
                  for op, n in cover.slow_ops.items() if op not in CONVERSION_OPS}
-    built = {}
+    built = []
     for candidate in candidates:
         if candidate.fallback == "layers":
-            built[candidate.name] = _layer_fallback(candidate, base, exact, float_ops, feeds, names, judge,
-                                                    criterion, int8_io)
+            built.append(_layer_fallback(candidate, base, exact, float_ops, feeds, names, judge, criterion, int8_io))
         elif candidate.fallback == "ops" and not float_ops:
-            built[candidate.name] = Candidate(candidate, None, ("every int8 op already runs in XNNPACK",))
+            built.append(Candidate(candidate, None, ("every int8 op already runs in XNNPACK",)))
         elif candidate.fallback == "ops":
             kept = tflite_int8.quantize(base.calibrated, int8_io, float_ops=float_ops)
-            built[candidate.name] = Candidate(candidate, kept, (*base.notes, f"float: {', '.join(float_ops)}"),
-                                          dict(base.details, fallback={"float_ops": float_ops, "float_layers": []}))
+            built.append(Candidate(candidate, kept, (*base.notes, f"float: {', '.join(float_ops)}"),
+                                   dict(base.details, fallback={"float_ops": float_ops, "float_layers": []})))
         elif model == plain_model:
-            built[candidate.name] = Candidate(candidate, None, ("identical to int8: no rewrite applied, min/max best",))
+            built.append(Candidate(candidate, None, ("identical to int8: no rewrite applied, min/max best",)))
         else:
-            built[candidate.name] = Candidate(candidate, model, tuple(base.notes), dict(base.details))
-    return built
+            built.append(Candidate(candidate, model, tuple(base.notes), dict(base.details)))
+    return tuple(built)
 
 
 def _layer_fallback(candidate: Variant, tuned: Int8Base, exact: Callable[[], Int8Base], float_ops: dict[str, str],

@@ -34,10 +34,6 @@ def _venv(base: Path, key: str) -> Path:
     return path
 
 
-def _paths(base: Path, version: str) -> dict:
-    return {"base": str(base), "bundle": str(base / "bundles" / version)}
-
-
 def _versions(base: Path, count: int, name: str = "mnist") -> list[str]:
     names = [f"{name}-{h}" for h in HASHES[:count]]
     for sequence, version in enumerate(names, 1):
@@ -90,7 +86,7 @@ def test_prune_removes_old_versions_with_their_results_and_counts_the_bytes(tmp_
     sizes = {v: agent_keep.tree_bytes(str(tmp_path / "bundles" / v)) for v in names}
     result_bytes = (tmp_path / "results" / f"{names[0]}.json").stat().st_blocks * 512
 
-    report = agent_keep.prune(_paths(tmp_path, names[3]), names[3], keep=2)
+    report = agent_keep.prune(str(tmp_path), names[3], keep=2)
 
     assert sorted(p.name for p in (tmp_path / "bundles").iterdir()) == [names[2], names[3], "my-notes"]
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == [f"{names[2]}.json", f"{names[3]}.json"]
@@ -103,7 +99,7 @@ def test_prune_removes_old_versions_with_their_results_and_counts_the_bytes(tmp_
 def test_keep_zero_removes_nothing(tmp_path):
     names = _versions(tmp_path, 3)
     _venv(tmp_path, "2" * 16)  # unused, but --keep 0 means never delete
-    report = agent_keep.prune(_paths(tmp_path, names[2]), names[2], keep=0)
+    report = agent_keep.prune(str(tmp_path), names[2], keep=0)
     assert report["removed"] == report["venvs_removed"] == [] and report["bytes_freed"] == 0
     assert len(list((tmp_path / "bundles").iterdir())) == 3 and (tmp_path / "venvs" / ("2" * 16)).is_dir()
     assert removal_lines(report) == []
@@ -111,9 +107,9 @@ def test_keep_zero_removes_nothing(tmp_path):
 
 def test_a_version_whose_deploy_is_in_progress_is_skipped(tmp_path):
     names = _versions(tmp_path, 3)
-    held = agent_keep.acquire(agent_keep.bundle_lock(_paths(tmp_path, names[0]), names[0]), exclusive=False)
+    held = agent_keep.acquire(agent_keep.bundle_lock(str(tmp_path), names[0]), exclusive=False)
     try:
-        report = agent_keep.prune(_paths(tmp_path, names[2]), names[2], keep=1)
+        report = agent_keep.prune(str(tmp_path), names[2], keep=1)
     finally:
         held.close()
     assert report["skipped"] == [names[0]] and [r["version"] for r in report["removed"]] == [names[1]]
@@ -130,7 +126,7 @@ def test_venvs_no_remaining_bundle_uses_go_the_others_stay(tmp_path):
     (tmp_path / "venvs" / ("4" * 16)).mkdir()  # not complete: not ours to judge
     (tmp_path / "venvs" / "not-a-venv").mkdir()
 
-    report = agent_keep.prune(_paths(tmp_path, f"mnist-{HASHES[1]}"), f"mnist-{HASHES[1]}", keep=1)
+    report = agent_keep.prune(str(tmp_path), f"mnist-{HASHES[1]}", keep=1)
 
     assert sorted(v["venv"] for v in report["venvs_removed"]) == [orphaned, old]
     assert sorted(p.name for p in (tmp_path / "venvs").iterdir()) == [used, "4" * 16, "not-a-venv"]
@@ -143,7 +139,7 @@ def test_a_bundle_without_a_deploy_record_keeps_every_venv(tmp_path):
     legacy.mkdir()
     (legacy / "manifest.json").write_text("{}")
     _venv(tmp_path, "9" * 16)
-    report = agent_keep.prune(_paths(tmp_path, names[1]), names[1], keep=1)
+    report = agent_keep.prune(str(tmp_path), names[1], keep=1)
     assert [r["version"] for r in report["removed"]] == [names[0]] and report["venvs_removed"] == []
     assert "has no deploy record" in report["venvs_note"] and (tmp_path / "venvs" / ("9" * 16)).is_dir()
     assert legacy.is_dir()
@@ -154,7 +150,7 @@ def test_a_removal_cut_short_is_finished_by_the_next_prune(tmp_path):
     trash = tmp_path / "bundles" / f"{agent_keep.REMOVING}mnist-{HASHES[3]}"
     (trash / "sub").mkdir(parents=True)
     (trash / "sub" / "model.tflite").write_bytes(b"\0" * 8192)
-    report = agent_keep.prune(_paths(tmp_path, names[0]), names[0], keep=3)
+    report = agent_keep.prune(str(tmp_path), names[0], keep=3)
     assert not trash.exists() and report["leftovers"][0]["bytes"] >= 8192
     assert report["bytes_freed"] == report["leftovers"][0]["bytes"]
 

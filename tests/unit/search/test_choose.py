@@ -23,8 +23,8 @@ def test_the_fastest_candidate_above_the_floor_wins():
     rows = [row("float32", 1.0, 1000, None), row("int8", 0.3, 250, 12.0, 0.8), row("dynamic", 0.5, 260, 40.0)]
     choice = pick(rows, FLOOR, rows[0])
     assert choice.chosen.name == "dynamic"
-    assert choice.verdicts["int8"] == "top-1 agreement 0.800, SQNR 12.0 dB: below the fidelity floor"
-    assert choice.short["int8"] == "below floor"
+    assert choice.verdict_of("int8").text == "top-1 agreement 0.800, SQNR 12.0 dB: below the fidelity floor"
+    assert choice.verdict_of("int8").short == "below floor"
     assert "dynamic: the fastest candidate" in choice.reason and "vs float32 1.000 ms" in choice.reason
 
 
@@ -34,15 +34,15 @@ def test_within_the_noise_margin_the_smaller_wins_then_the_more_faithful():
     rows = [row("int8", 0.30, 250, 35.0), row("int8+rewrites", 0.31, 252, 45.0)]
     choice = pick(rows, FLOOR)
     assert choice.chosen.name == "int8+rewrites"  # same speed, same size class: the more faithful
-    assert choice.verdicts["int8"] == "as fast and as small, less faithful"
+    assert choice.verdict_of("int8").text == "as fast and as small, less faithful"
 
 
 def test_a_full_tie_is_called_a_tie_not_less_faithful():
     rows = [row("int8", 0.30, 250, 49.2), row("int8+rewrites", 0.30, 251, 49.2)]
     choice = pick(rows, FLOOR)
     assert choice.chosen.name == "int8"  # the earlier, simpler candidate
-    assert choice.verdicts["int8+rewrites"].startswith("a tie (as fast, as small, as faithful)")
-    assert choice.short["int8+rewrites"] == "tie"
+    assert choice.verdict_of("int8+rewrites").text.startswith("a tie (as fast, as small, as faithful)")
+    assert choice.verdict_of("int8+rewrites").short == "tie"
 
 
 def test_a_slower_int8_is_rejected_and_the_reason_says_why():
@@ -51,8 +51,8 @@ def test_a_slower_int8_is_rejected_and_the_reason_says_why():
             row("int8+fallback", 0.4, 260, 38.0)]
     choice = pick(rows, FLOOR, base)
     assert choice.chosen.name == "int8+fallback"
-    assert choice.verdicts["int8"] == "2.50x slower than float32 (PRELU x8 outside XNNPACK, 9 piece(s))"
-    assert choice.short["int8"] == "slower; 2.5x"
+    assert choice.verdict_of("int8").text == "2.50x slower than float32 (PRELU x8 outside XNNPACK, 9 piece(s))"
+    assert choice.verdict_of("int8").short == "slower; 2.5x"
     assert "int8 2.50x slower than float32" in choice.reason
 
 
@@ -63,8 +63,8 @@ def test_labelled_data_uses_the_accuracy_budget_not_the_floor():
             row("dynamic", 0.2, 260, 45.0, accuracy_drop=1.5)]        # over the budget
     choice = pick(rows, budget, rows[0])
     assert choice.chosen.name == "int8"
-    assert choice.verdicts["dynamic"] == "accuracy drops 1.50 points (budget 1)"
-    assert choice.short["dynamic"] == "over budget"
+    assert choice.verdict_of("dynamic").text == "accuracy drops 1.50 points (budget 1)"
+    assert choice.verdict_of("dynamic").short == "over budget"
 
 
 def test_nothing_accurate_enough_ships_the_most_faithful():

@@ -26,8 +26,8 @@ def test_a_row_below_the_p5_floor_is_not_chosen_though_its_mean_meets_the_mean_f
     rows = [base, row("int8", 0.3, 250, 31.0, (0.99, 0.93)), row("dynamic", 0.5, 260, 28.0, (0.995, 0.97))]
     choice = pick(rows, EMBEDDINGS, base)
     assert choice.chosen.name == "dynamic"
-    assert choice.verdicts["int8"] == "top-1 agreement 1.000, cosine p5 0.93 < 0.95: below the fidelity floor"
-    assert choice.short["int8"] == "below floor"
+    assert choice.verdict_of("int8").text == "top-1 agreement 1.000, cosine p5 0.93 < 0.95: below the fidelity floor"
+    assert choice.verdict_of("int8").short == "below floor"
     assert "meets top-1 agreement >= 0.99 and cosine mean >= 0.98 and cosine p5 >= 0.95" in choice.reason
 
 
@@ -67,9 +67,9 @@ def test_with_labels_the_budget_and_the_cosine_floor_both_apply():
             row("int8+calibration", 0.5, 250, 21.0, (0.99, 0.96), accuracy_drop=0.5)]
     choice = pick(rows, both, base)
     assert choice.chosen.name == "int8+calibration"
-    assert choice.verdicts["int8"] == "accuracy drops 0.20 points (budget 1); cosine p5 0.9 < 0.95: below the " \
+    assert choice.verdict_of("int8").text == "accuracy drops 0.20 points (budget 1); cosine p5 0.9 < 0.95: below the " \
                                       "cosine floor"
-    assert choice.short["int8"] == "below floor" and choice.short["dynamic"] == "over budget"
+    assert choice.verdict_of("int8").short == "below floor" and choice.verdict_of("dynamic").short == "over budget"
     assert both.describe() == ("accuracy drop <= 1 points on the labelled evaluation data and cosine p5 >= 0.95 "
                                "on held-back samples")
 
@@ -78,7 +78,7 @@ def test_as_fast_and_as_small_the_higher_cosine_tail_wins_when_judging_by_cosine
     rows = [row("int8", 0.30, 250, 35.0, (0.99, 0.96)), row("int8+calibration", 0.30, 251, 31.0, (0.99, 0.98))]
     by_cosine = pick(rows, EMBEDDINGS)
     assert by_cosine.chosen.name == "int8+calibration"
-    assert by_cosine.verdicts["int8"] == "as fast and as small, less faithful"
+    assert by_cosine.verdict_of("int8").text == "as fast and as small, less faithful"
     assert pick(rows, Criterion()).chosen.name == "int8"  # the SQNR floor: the higher SQNR, as before
 
 

@@ -69,11 +69,12 @@ def test_estimates_within_their_error_band_tie_where_host_timings_would_not():
     assert MARGINS["estimate"] > MARGINS["host"]
     assert pick(rows, FLOOR, None).chosen.name == "int8"
     choice = pick(rows, FLOOR, None, RPI4)
-    assert choice.chosen.name == "float16" and choice.verdicts["int8"].startswith("as fast, but larger")
+    assert choice.chosen.name == "float16" and choice.verdict_of("int8").text.startswith("as fast, but larger")
     # 12% apart is beyond the estimate's band too: the faster one ships.
     rows = [row("int8", 1.0, 10.0, 1000, 40.0), row("float16", 1.0, 11.2, 500, 60.0)]
     choice = pick(rows, FLOOR, None, RPI4)
-    assert choice.chosen.name == "int8" and choice.verdicts["float16"] == "slower (1.12x the chosen rpi4 estimate)"
+    assert choice.chosen.name == "int8"
+    assert choice.verdict_of("float16").text == "slower (1.12x the chosen rpi4 estimate)"
 
 
 def test_device_noise_is_a_timing_noise():
@@ -88,7 +89,7 @@ def test_an_int8_variant_outside_the_fast_path_is_avoided_on_its_estimate():
             row("int8+fallback", 0.8, 1.5, 1100)]
     choice = decide(rows, FLOOR, rows[0], RPI4)
     assert choice.chosen.name == "int8+fallback"
-    assert choice.verdicts["int8"].startswith("1.67x slower than float32 by the rpi4 estimate")
+    assert choice.verdict_of("int8").text.startswith("1.67x slower than float32 by the rpi4 estimate")
 
 
 def test_the_evidence_is_recorded_with_its_margin():

@@ -1,0 +1,67 @@
+"""What the bundle runtime's `python -m runtime validate | bench | race --json` prints, as the compiler reads it.
+
+The runtime (runtime/__main__.py, runtime/race.py) ships to devices within a line budget and writes these as
+plain dicts; the compiler reads them from a subprocess here (`validate`), under emulation (compiler/emulate)
+and from a device (compiler/deploy). `profile --json` is manifest_schema.Profile.
+"""
+
+from __future__ import annotations
+
+from typing import NotRequired, TypedDict
+
+
+class SampleCheck(TypedDict):
+    """One golden sample: whether every output matched within atol + rtol * |expected|, its largest |diff|."""
+
+    index: int
+    passed: bool
+    max_abs_diff: float
+
+
+class Validation(TypedDict):
+    """`validate --json`: the golden samples compared, with the tolerances and where it ran. A bundle the
+    runtime refused to run (checksum, unreadable manifest) has only `passed` false, the `error` and no sample
+    (the device agent's report, compiler/deploy/agent.py)."""
+
+    passed: bool
+    samples: list[SampleCheck]
+    max_abs_diff: NotRequired[float]
+    atol: NotRequired[float]
+    rtol: NotRequired[float]
+    interpreter: NotRequired[str]
+    machine: NotRequired[str]
+    python: NotRequired[str]
+    numpy: NotRequired[str]
+    error: NotRequired[str]
+
+
+class Benchmark(TypedDict):
+    """`bench --json`: latency of one compiled batch in ms (first inference, then steady state over `runs`),
+    the interpreter, the process's peak memory, and the machine and Python it ran on."""
+
+    runtime: str
+    runtime_version: str
+    threads: int | None
+    init_ms: float
+    first_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int
+    peak_rss_mb: float
+    machine: str
+    python: str
+
+
+class Race(TypedDict):
+    """`race --json`: each model file's p50 (the median of its round p50s) and how the rounds were run."""
+
+    p50_ms: dict[str, float]
+    runs: int
+    round_ms: float
+    rounds: int
+    threads: int | None
+    runtime: str
+    runtime_version: str
+    machine: str
