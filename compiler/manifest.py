@@ -18,7 +18,6 @@ from edgekiln.compiler.manifest_schema import (
     REQUIRED_KEYS,
     SCHEMA_VERSION,
     Baseline,
-    Fidelity,
     Golden,
     HostLatency,
     Latency,
@@ -110,8 +109,8 @@ def build(state: BuildState) -> Manifest:
 
 def _memory(state: BuildState) -> Memory:
     target = state.target
-    return cast(Memory, {"estimated_peak_mb": round(state.memory_mb, 1), "budget_mb": target.ram_budget_mb,
-                         **compat.memory_basis(target, state.selection.format)})
+    return {"estimated_peak_mb": round(state.memory_mb, 1), "budget_mb": target.ram_budget_mb,
+            **compat.memory_basis(target, state.selection.format)}
 
 
 def _source(state: BuildState, source_bytes: int, source_sha: str) -> Source:
@@ -131,8 +130,7 @@ def _model(selection: Selection, measured: Measured) -> Model:
 
 def _baseline(target: Target, selection: Selection, measured: Measured) -> Baseline:
     return {"format": selection.format, "quantization": "none", "bytes": len(selection.baseline),
-            "latency": cast(HostLatency, measured.baseline_latency),
-            "fidelity": cast(Fidelity, measured.baseline_fidelity),
+            "latency": measured.baseline_latency, "fidelity": measured.baseline_fidelity,
             "target_estimate": _estimate(target, selection.baseline_stats.records, selection.format,
                                          selection.reference.details.get("coverage"))}
 
@@ -144,7 +142,7 @@ def _size(selection: Selection, source_bytes: int) -> Size:
 
 
 def _latency(target: Target, selection: Selection, measured: Measured) -> Latency:
-    host = cast(HostLatency, {**measured.latency, "target_threads": target.default_threads})
+    host: HostLatency = {**measured.latency, "target_threads": target.default_threads}
     return {"host": host,
             "speedup_vs_baseline": _ratio(measured.baseline_latency["p50_ms"], measured.latency["p50_ms"], 3),
             "target_estimate": _estimate(target, selection.model_stats.records, selection.format,
@@ -154,7 +152,7 @@ def _latency(target: Target, selection: Selection, measured: Measured) -> Latenc
 
 def _estimate(target: Target, records: tuple[OpRecord, ...], model_format: str,
               coverage: dict | None) -> TargetEstimate | None:
-    return cast(TargetEstimate | None, estimate.target_estimate(target, records, model_format, coverage))
+    return estimate.target_estimate(target, records, model_format, coverage)
 
 
 def _add_pruning_measurements(sections: dict[str, Any], measured: MeasuredGain) -> None:

@@ -62,23 +62,24 @@ class Model(TypedDict):
 
 
 class HostLatency(TypedDict):
-    """A host measurement (evaluate/timing.py): always `measured_on: host`."""
+    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
+    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
 
+    measured_on: str
+    cpu: str
+    machine: str
+    isa: list[str]
+    runtime: str
+    runtime_version: str
+    threads: int | None
+    init_ms: float
+    first_ms: float
     p50_ms: float
     p90_ms: float
     p99_ms: float
     mean_ms: float
-    first_ms: float
-    init_ms: float
     runs: int
-    threads: int
-    runtime: str
-    runtime_version: str
-    cpu: str
-    isa: str
-    machine: str
-    measured_on: str
-    target_threads: NotRequired[int]
+    target_threads: NotRequired[int]  # in the manifest's latency.host: the target's thread count
 
 
 class TargetEstimate(TypedDict):
@@ -115,24 +116,29 @@ class Latency(TypedDict):
     pruning: NotRequired[PruningLatency]
 
 
-class OutputFidelity(TypedDict, total=False):
-    name: str
+class OutputFidelity(TypedDict):
+    """One output against its reference: SQNR (None: exact), the largest |difference|, and with a vector axis
+    top-1 agreement and the cosines; `name` when the outputs were named."""
+
+    name: NotRequired[str]
     sqnr_db: float | None
     max_abs_diff: float
-    top1_agreement: float
-    cosine_mean: float
-    cosine_p5: float
+    top1_agreement: NotRequired[float]
+    cosine_mean: NotRequired[float]
+    cosine_p5: NotRequired[float]
 
 
-class Fidelity(TypedDict, total=False):
-    """The shipped (or baseline) model against the source on the held-back samples (measure.py)."""
+class Fidelity(TypedDict):
+    """A model's fidelity to the reference: each figure the worst output's (see fidelity), the samples, and
+    every output's own figures; `judged_on` says so for a model of several outputs."""
 
+    sqnr_db: float | None
+    max_abs_diff: float
+    top1_agreement: NotRequired[float]
+    cosine_mean: NotRequired[float]
+    cosine_p5: NotRequired[float]
+    judged_on: NotRequired[str]
     samples: int
-    sqnr_db: float | None
-    max_abs_diff: float
-    top1_agreement: float
-    cosine_mean: float
-    cosine_p5: float
     per_output: list[OutputFidelity]
 
 
@@ -167,14 +173,16 @@ class Accuracy(TypedDict):
     within_budget: bool
 
 
-class Evidence(TypedDict, total=False):
-    """Which latency decided the choice (search/choose.py): host, estimate or device, and its margin."""
+class EvidenceEntry(TypedDict, total=False):
+    """An Evidence as the manifest's quantization.evidence and a sweep's summary write it (Evidence.to_dict);
+    `device` only for device timings, `host_would_choose` added by the search (select.py)."""
 
     kind: str
-    label: str
+    target: str
     margin: float
-    target: str | None
+    label: str
     warning: str | None
+    device: str
     host_would_choose: str | None
 
 
@@ -248,7 +256,7 @@ class Quantization(TypedDict, total=False):
     reason: str
     yardstick: str
     candidates: list[CandidateRow]
-    evidence: Evidence
+    evidence: EvidenceEntry
     timing: Timing
     formats: Formats
     data: dict[str, object]
@@ -471,12 +479,18 @@ class Golden(TypedDict):
     rtol: float
 
 
-class Memory(TypedDict):
+class MemoryBasis(TypedDict):
+    """What the manifest's memory estimate rests on: the runtime's base memory in MB, the interpreter pin, and
+    where the base comes from (measured in targets/runtime_memory.toml, or the largest base there)."""
+
+    runtime_base_mb: float
+    runtime_interpreter: str
+    runtime_base_source: str
+
+
+class Memory(MemoryBasis):
     estimated_peak_mb: float
     budget_mb: int
-    runtime_base_mb: float
-    runtime_base_source: str
-    runtime_interpreter: str
 
 
 class Manifest(TypedDict):

@@ -22,6 +22,7 @@ from edgekiln.compiler.evaluate.metrics import (
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads_for
+from edgekiln.compiler.manifest_schema import Accuracy
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.runtime import Model
@@ -54,7 +55,7 @@ class Measured:
     baseline_latency: HostLatency
     fidelity: Fidelity
     baseline_fidelity: Fidelity
-    accuracy: dict | None
+    accuracy: Accuracy | None
     golden: dict[str, np.ndarray]
     atol: float
     rtol: float
@@ -90,7 +91,7 @@ def _io(tensors: list[TensorInfo], layouts: dict[str, dict]) -> list[dict]:
 
 
 def _accuracy(source: Reference, compiled: Model, baseline: Model, evaluation: Dataset | None,
-              recipe: Recipe) -> dict | None:
+              recipe: Recipe) -> Accuracy | None:
     if evaluation is None or evaluation.labels is None:
         return None
     labels, names, main = evaluation.labels, [info.name for info in compiled.outputs], recipe.main_output

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from edgekiln import targets as target_data
 from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage
@@ -22,7 +22,7 @@ from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.timing import threads_for
 from edgekiln.compiler.graph import detect_format, framework, load, shapes
-from edgekiln.compiler.manifest_schema import Accuracy, Manifest
+from edgekiln.compiler.manifest_schema import Manifest
 from edgekiln.compiler.measure import check_cosine_floor, measure_all
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
@@ -79,7 +79,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         progress("Measuring through the bundle runtime")
         measured = measure_all(loaded.reference, selection, data, recipe, target)  # drops include pruning
         pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target)
-        pruning = pruning_gain.with_budget_split(pruning, cast(Accuracy | None, measured.accuracy), recipe.max_drop)
+        pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory_mb, measured,

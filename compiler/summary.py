@@ -257,7 +257,13 @@ def _opt(value: object, fmt: str) -> str:
 
 def fidelity_text(f: Fidelity | OutputFidelity) -> str:
     """SQNR and top-1 agreement in a few words."""
-    sqnr = "inf" if f.get("sqnr_db") is None else f"{f['sqnr_db']:.1f} dB"
-    agree = f" top-1 {f['top1_agreement']:.3f}" if "top1_agreement" in f else ""
-    cos = f" cosine {f['cosine_mean']:.6g} (p5 {f['cosine_p5']:.6g})" if "cosine_mean" in f else ""
+    return figures_text(f.get("sqnr_db"), f.get("top1_agreement"), f.get("cosine_mean"), f.get("cosine_p5"))
+
+
+def figures_text(sqnr_db: float | None, agreement: float | None, cosine_mean: float | None = None,
+                 cosine_p5: float | None = None) -> str:
+    """'SQNR 31.2 dB top-1 0.990 cosine 0.9991 (p5 0.998)': the figures a model has (SQNR None: exact)."""
+    sqnr = "inf" if sqnr_db is None else f"{sqnr_db:.1f} dB"
+    agree = "" if agreement is None else f" top-1 {agreement:.3f}"
+    cos = "" if cosine_mean is None or cosine_p5 is None else f" cosine {cosine_mean:.6g} (p5 {cosine_p5:.6g})"
     return f"SQNR {sqnr}{agree}{cos}"

@@ -30,11 +30,12 @@ from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.graph.keras_graph import KerasGraph
 from edgekiln.compiler.graph.shapes import data_shapes
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
+from edgekiln.compiler.rewrite import RewriteFacts
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.select import BUILDERS
 from edgekiln.compiler.search.variants import plan
-from edgekiln.compiler.summary import fidelity_text
+from edgekiln.compiler.summary import figures_text
 
 ROUNDS = 5
 
@@ -61,7 +62,7 @@ class Explanation:
     threads: int
     measured: dict[str, MeasuredModel]
     diagnosis: dict
-    rewrites: dict | None
+    rewrites: RewriteFacts | None
 
 
 def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> Explanation:
@@ -122,7 +123,7 @@ def print_explanation(result: Explanation) -> None:
     ms, base_ms = q.latency["p50_ms"], base.latency["p50_ms"]
     console.print(f"int8 vs float32 on this host ({result.threads} thread(s)): p50 {ms:.3f} ms vs "
                   f"{base_ms:.3f} ms ({ms / base_ms:.2f}x), size {q.bytes:,} B vs {base.bytes:,} B; fidelity "
-                  f"{fidelity_text({'sqnr_db': q.quality.sqnr_db, 'top1_agreement': q.quality.agreement})}")
+                  f"{figures_text(q.quality.sqnr_db, q.quality.agreement)}")
     console.print("[bold]likely causes, worst first:[/bold]")
     for k, cause in enumerate(d["causes"], 1):
         console.print(f"  {k}. {cause}")
@@ -140,17 +141,21 @@ def print_explanation(result: Explanation) -> None:
     outside = ", ".join(f"{op} x{n}" for op, n in c["outside_fast_path"].items()) or "none"
     console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
                   f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
-    _print_rewrites(result.rewrites or {})
+    _print_rewrites(result.rewrites)
     console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
 
 
-def _print_rewrites(rewrites: dict) -> None:
-    """Which exact rewrites apply to which layers, and which were found but left, with the reason."""
-    applied = rewrites.get("applied", [])
+def _print_rewrites(rewrites: RewriteFacts | None) -> None:
+    """Which exact rewrites apply to which layers, and which were found but left, with the reason (None: not
+    a Keras source, none tried)."""
+    if rewrites is None:
+        console.print("rewrites that apply: none")
+        return
+    applied = rewrites["applied"]
     console.print("rewrites that apply: " + ("; ".join(applied) if applied else "none"))
     if rewrites.get("dropped"):
         console.print(f"  {rewrites['dropped']}")
-    for why in rewrites.get("not_applied", []):
+    for why in rewrites["not_applied"]:
         console.print(f"  not applied: {why}")
 
 

@@ -12,12 +12,13 @@ import re
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypedDict, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
 from edgekiln import targets as target_data
 from edgekiln.compiler.errors import TargetError
+from edgekiln.compiler.manifest_schema import MemoryBasis
 from edgekiln.targets import Target
 
 T = TypeVar("T")
@@ -185,13 +186,7 @@ def package_name(pin: str) -> str:
     return re.sub(r"[-_.]+", "-", re.split(r"[=<>!~;\[ ]", pin.strip(), maxsplit=1)[0]).lower()
 
 
-class MemoryBasis(TypedDict):
-    """What the manifest's memory estimate rests on: the runtime's base memory in MB, the interpreter pin, and
-    where the base comes from (measured in targets/runtime_memory.toml, or the largest base there)."""
 
-    runtime_base_mb: float
-    runtime_interpreter: str
-    runtime_base_source: str
 
 
 def memory_basis(target: Target, model_format: str) -> MemoryBasis:

@@ -29,6 +29,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgekiln.compiler.analyze.graph_stats import OpRecord
+from edgekiln.compiler.manifest_schema import TargetEstimate
 from edgekiln.targets import Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
@@ -163,7 +164,7 @@ def candidate_ms(target: Target, model_format: str, records: Iterable[OpRecord],
 
 
 def target_estimate(target: Target, records: Iterable[OpRecord], model_format: str = "tflite",
-                    coverage: dict | None = None) -> dict | None:
+                    coverage: dict | None = None) -> TargetEstimate | None:
     """The manifest's latency.target_estimate, or None for a target without estimate figures."""
     figures = target.estimate
     records = tuple(records)

@@ -4,9 +4,11 @@ measurement) computes its figures here, so one figure means one thing wherever i
 
 from __future__ import annotations
 
-from typing import NotRequired, TypedDict
+from typing import TypedDict
 
 import numpy as np
+
+from edgekiln.compiler.manifest_schema import Fidelity, OutputFidelity
 
 
 class Cosine(TypedDict):
@@ -24,32 +26,6 @@ class _Overall(TypedDict, total=False):
     cosine_mean: float
     cosine_p5: float
     judged_on: str
-
-
-class OutputFidelity(TypedDict):
-    """One output against its reference: SQNR (None: exact), the largest |difference|, and with a vector axis
-    top-1 agreement and the cosines; `name` when the outputs were named."""
-
-    name: NotRequired[str]
-    sqnr_db: float | None
-    max_abs_diff: float
-    top1_agreement: NotRequired[float]
-    cosine_mean: NotRequired[float]
-    cosine_p5: NotRequired[float]
-
-
-class Fidelity(TypedDict):
-    """A model's fidelity to the reference: each figure the worst output's (see fidelity), the samples, and
-    every output's own figures; `judged_on` says so for a model of several outputs."""
-
-    sqnr_db: float | None
-    max_abs_diff: float
-    top1_agreement: NotRequired[float]
-    cosine_mean: NotRequired[float]
-    cosine_p5: NotRequired[float]
-    judged_on: NotRequired[str]
-    samples: int
-    per_output: list[OutputFidelity]
 
 
 def accuracy(outputs: list[np.ndarray], labels: np.ndarray, names: list[str] | None = None,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
+from edgekiln.compiler.manifest_schema import HostLatency
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.runtime import Model
 from edgekiln.runtime.backends import TensorInfo
@@ -20,26 +21,6 @@ from edgekiln.runtime.backends import TensorInfo
 if TYPE_CHECKING:
     from edgekiln.compiler.recipe import Recipe
     from edgekiln.targets import Target
-
-
-class HostLatency(TypedDict):
-    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
-    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
-
-    measured_on: str
-    cpu: str
-    machine: str
-    isa: list[str]
-    runtime: str
-    runtime_version: str
-    threads: int | None
-    init_ms: float
-    first_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    runs: int
 
 
 class HostIsa(TypedDict):

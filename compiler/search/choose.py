@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import TypedDict
 
 from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.manifest_schema import EvidenceEntry
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 
 SLOWER_MARGIN = 1.05  # below 5% two host p50s are within this shared host's run-to-run noise
@@ -29,19 +29,6 @@ SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by
 # same ops, the same figures), so what separates them is the per-op rate ratios, fitted only to +-10%.
 MARGINS = {"device": 1.05, "estimate": 1.10, "host": SLOWER_MARGIN}
 KINDS = ("device", "estimate", "host")  # best first
-
-
-class EvidenceEntry(TypedDict, total=False):
-    """An Evidence as the manifest's quantization.evidence and a sweep's summary write it (Evidence.to_dict);
-    `device` only for device timings, `host_would_choose` added by the search (select.py)."""
-
-    kind: str
-    target: str
-    margin: float
-    label: str
-    warning: str | None
-    device: str
-    host_would_choose: str | None
 
 
 @dataclass(frozen=True)
