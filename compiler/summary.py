@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Pruning,
         PruningSearch,
         Quantization,
+        TargetEstimate,
     )
     from edgekiln.compiler.pipeline import BuildResult
 
@@ -110,9 +111,17 @@ def _estimate_row(table: Table, m: Manifest) -> None:
     est, base_est = m["latency"].get("target_estimate"), m["baseline"].get("target_estimate")
     if not est or not base_est:
         return
-    table.add_row(f"{m['target']['name']} p50 ESTIMATE ({est['threads']} threads; range {est['low_ms']:.3g}-"
-                  f"{est['high_ms']:.3g} ms)", f"{base_est['p50_ms']:.3f} ms", f"{est['p50_ms']:.3f} ms",
+    table.add_row(f"{m['target']['name']} p50 ESTIMATE ({est['threads']} threads; {estimate_range(est)})",
+                  f"{base_est['p50_ms']:.3f} ms", f"{est['p50_ms']:.3f} ms",
                   f"{est['p50_ms'] / base_est['p50_ms']:.3f}x")
+
+
+def estimate_range(est: TargetEstimate) -> str:
+    """The estimate's cross-validated range, or "band unknown" for a board with no published figure."""
+    low, high = est.get("low_ms"), est.get("high_ms")
+    if low is None or high is None:
+        return "band unknown"
+    return f"range {low:.3g}-{high:.3g} ms"
 
 
 def _pruning_rows(table: Table, p: Pruning) -> None:
