@@ -189,6 +189,7 @@ class EvidenceEntry(TypedDict, total=False):
     kind: str
     target: str
     margin: float
+    margin_basis: str
     label: str
     warning: str | None
     device: str

@@ -245,6 +245,8 @@ def print_candidates(q: Quantization) -> None:
 
 def decision_line(q: Quantization) -> str:
     """Which evidence decided, and what host timing alone would have chosen."""
+    from edgekiln.compiler.search.choose import margin_text
+
     evidence = q.get("evidence") or {"kind": "host", "label": "host p50"}
     warning = evidence.get("warning")
     if evidence["kind"] == "host":
@@ -253,7 +255,7 @@ def decision_line(q: Quantization) -> str:
     host = evidence.get("host_would_choose")
     agrees = "" if host is None else ("; host timing agrees" if host == q["variant"] else
                                       f"; host timing would have chosen {host}")
-    return f"chosen by the {evidence['label']} (margin {evidence['margin'] - 1:.0%}){agrees}"
+    return f"chosen by the {evidence['label']} (margin {margin_text(evidence['margin'])}){agrees}"
 
 
 def _origin(origin: str) -> str:

@@ -164,7 +164,8 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows:
                "recipe": f"points/{p.name}.toml", **rows[p.name], **timings.get(p.name, {})}
         table.append(row)
     timed = [Timings(r.get("p50_ms"), estimate_ms=r.get("estimate_ms")) for r in table if "error" not in r]
-    evidence = evidence_for(timed, target.name, target.arch, platform.machine(), target.estimate is not None)
+    evidence = evidence_for(timed, target.name, target.arch, platform.machine(), target.estimate is not None,
+                            target.estimate.ratio_error if target.estimate else None)
     latency = {"host": "p50_ms", "estimate": "estimate_ms", "device": "p50_ms"}[evidence.kind]
     axes = front.Axes(criterion, labelled, evidence)
     points = [Candidate.from_row(r) for r in table if "error" not in r]
