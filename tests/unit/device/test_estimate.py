@@ -7,7 +7,7 @@ import pytest
 from edgekiln import targets
 from edgekiln.compiler.analyze.graph_stats import OpRecord
 from edgekiln.compiler.commands.targets import estimate_error
-from edgekiln.compiler.device.estimate import predict_ms, target_estimate, traffic_bytes
+from edgekiln.compiler.device.estimate import band_ms, predict_ms, target_estimate, traffic_bytes
 from edgekiln.targets import Estimate
 
 FIGURES = Estimate(fp32_gmacs_per_core=2.0, int8_gmacs_per_core=8.0, bandwidth_gbs=4.0, op_overhead_us=10.0,
@@ -119,8 +119,6 @@ def test_a_board_without_anchors_has_no_low_or_high():
 
 
 def test_the_range_is_the_published_time_the_band_allows():
-    from edgekiln.compiler.device.estimate import band_ms
-
     # an estimate of 12 ms with anchors predicted 20% low to 50% high: the device takes 12 / 1.5 .. 12 / 0.8
     assert band_ms(12.0, (-0.2, 0.5)) == (8.0, 15.0)
     assert band_ms(12.0, None) == (None, None)
@@ -256,3 +254,32 @@ def test_an_embedding_lookup_is_charged_the_rows_it_gathers_not_the_table(op):
     assert cost.memory_ms == pytest.approx(2 * (ids + rows) / 4e9 * 1e3)
     assert cost == predict_ms([small_table], FIGURES, 1)  # the table's size does not matter
     assert traffic_bytes(OpRecord("CONV_2D", "float32", 0, 1000, 500)) == 1500  # other ops: weights + activations
+
+
+def test_the_summary_and_the_report_print_band_unknown_for_a_derived_board(capsys, monkeypatch):
+    """A build for rpi5 (no published figure): the summary's estimate row and the report's estimate card say
+    "band unknown" where an anchored board prints its cross-validated range."""
+    from rich.table import Table
+
+    from edgekiln.compiler import summary
+    from edgekiln.compiler.console import console
+    from edgekiln.compiler.report.headline import _estimate
+
+    records = [OpRecord("CONV_2D", "int8", 10_000_000, 50_000, 100_000)] * 5
+    monkeypatch.setattr(console, "width", 200)
+    for name, shown in (("rpi5", "band unknown"), ("rpi4", "range ")):
+        est = target_estimate(targets.load(name), records)
+        m = {"target": {"name": name}, "latency": {"target_estimate": est}, "baseline": {"target_estimate": est}}
+        table = Table()
+        for column in ("what", "float32", "compiled", "ratio"):
+            table.add_column(column)
+        summary._estimate_row(table, m)  # type: ignore[arg-type]  # noqa: SLF001
+        console.print(table)
+        printed = capsys.readouterr().out
+        assert f"{name} p50 ESTIMATE (4 threads; {shown}" in printed, printed
+        card = _estimate(m)
+        assert card is not None and (("band unknown: no published figure for this board" in card) == (name == "rpi5"))
+    rpi4 = target_estimate(targets.load("rpi4"), records)
+    lo, hi = targets.load("rpi4").estimate.error_band
+    assert rpi4["low_ms"] == pytest.approx(rpi4["p50_ms"] / (1 + hi), abs=1e-3)
+    assert summary.estimate_range(rpi4) == f"range {rpi4['low_ms']:.3g}-{rpi4['high_ms']:.3g} ms"
