@@ -84,6 +84,9 @@ ANCHOR_SEARCH = (
     "the README's RPi 4 32-bit, RPi 2 and RPi Zero W columns: no target has that board and ABI",
     "TensorFlow blog 'Faster Quantized Inference with XNNPACK' (Sep 2021), Pi 3B+ MobileNet v1/v2 figures as "
     "quoted elsewhere: thread count, OS bitness and TFLite version not stated where they could be read",
+    "Arm's ExecuTorch + XNNPACK course and model cards (MobileNetV2 fp32 / int8 on a Raspberry Pi, Pi 5 model "
+    "cards): another runtime, thread count not stated where read, two points per board (4 rates need 5): at "
+    "most a check of rpi5's derived figures, not an anchor",
 )
 
 # Targets without anchors of their own: (parent, rate factor, bandwidth factor, overhead factor, why).
