@@ -117,15 +117,23 @@ class Latency(TypedDict):
 
 
 class OutputFidelity(TypedDict):
-    """One output against its reference: SQNR (None: exact), the largest |difference|, and with a vector axis
-    top-1 agreement and the cosines; `name` when the outputs were named."""
+    """One output against its reference: its kind (class, embedding, values: evaluate/output_kinds.py) and the
+    measure that judges it, SQNR (None: exact), the largest |difference|, and with a vector axis top-1
+    agreement and the cosines; `name` when the outputs were named. The measure's 95 % interval: `interval`
+    (top-1 agreement of a class output, from its `flips`; SQNR of values) or `intervals` (an embedding's cosine
+    mean and 5th percentile)."""
 
     name: NotRequired[str]
+    kind: NotRequired[str]
     sqnr_db: float | None
     max_abs_diff: float
     top1_agreement: NotRequired[float]
     cosine_mean: NotRequired[float]
     cosine_p5: NotRequired[float]
+    measure: NotRequired[str]
+    flips: NotRequired[int]
+    interval: NotRequired[list[float]]
+    intervals: NotRequired[dict[str, list[float]]]
 
 
 class Fidelity(TypedDict):
@@ -135,8 +143,11 @@ class Fidelity(TypedDict):
     sqnr_db: float | None
     max_abs_diff: float
     top1_agreement: NotRequired[float]
+    flips: NotRequired[int]
     cosine_mean: NotRequired[float]
     cosine_p5: NotRequired[float]
+    values_sqnr_db: NotRequired[float | None]
+    intervals: NotRequired[dict[str, list[float]]]
     judged_on: NotRequired[str]
     samples: int
     per_output: list[OutputFidelity]
@@ -205,6 +216,11 @@ class CandidateRow(TypedDict, total=False):
     accuracy_drop: float | None
     pieces: int | None
     notes: list[str]
+    samples: int
+    flips: int
+    values_sqnr_db: float | None
+    kinds: list[str]
+    intervals: dict[str, list[float]]
     verdict: str
     short: str
 

@@ -19,6 +19,7 @@ from edgekiln.compiler.evaluate.metrics import (
     has_vector_axis,
     main_output,
 )
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads_for
@@ -72,8 +73,9 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     check = data.fidelity_set
     reference = source.ordered(check, compiled)
     names = [info.name for info in compiled.outputs]
-    compiled_fidelity = fidelity(reference, predict(compiled, check), names)
-    baseline_fidelity = fidelity(reference, predict(baseline, check), names)
+    kinds = KindRule.of_recipe(recipe).of(names, reference)
+    compiled_fidelity = fidelity(reference, predict(compiled, check), names, kinds)
+    baseline_fidelity = fidelity(reference, predict(baseline, check), names, kinds)
     latency, baseline_latency = side_by_side([compiled, baseline], data.golden_set, recipe.bench_runs)
     golden_in = data.golden_set.take(0, recipe.golden_samples)
     golden_out = predict(compiled, golden_in)

@@ -105,6 +105,11 @@ class Candidate:
             "accuracy": q.accuracy, "accuracy_drop": q.accuracy_drop, "pieces": self.pieces,
             "notes": list(self.notes), "estimate_ms": t.estimate_ms, "device_p50_ms": t.device_p50_ms,
             "cosine_mean": q.cosine_mean, "cosine_p5": q.cosine_p5}
+        if q.kinds:  # judged by output kind: the samples, flips and each figure's interval
+            row.update({"samples": q.samples or 0, "values_sqnr_db": q.values_sqnr_db, "kinds": list(q.kinds),
+                        "intervals": {name: [low, high] for name, low, high in q.intervals}})
+            if q.flips is not None:
+                row["flips"] = q.flips
         if self.verdict is not None:
             row["verdict"], row["short"] = self.verdict.text, self.verdict.short
         return row

@@ -141,11 +141,15 @@ def pick(rows: list[Candidate], criterion: Criterion, baseline: Candidate | None
     fastest = min(eligible, key=t.ms)
     tied = [r for r in eligible if t.ms(r) <= t.ms(fastest) * evidence.margin]
     smallest = min(r.bytes for r in tied)
-    # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
-    chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN),
-                 key=lambda r: (*criterion.faithfulness(r.judged), -r.bytes))
+    pool = [r for r in tied if r.bytes <= smallest * SIZE_MARGIN]
+    # The most faithful; but rows the evidence cannot tell from it (overlapping intervals) are as faithful,
+    # and of those the smallest, then the earlier (simpler) one: min() and max() keep the first of equals.
+    best = max(pool, key=lambda r: (*criterion.faithfulness(r.judged), -r.bytes))
+    chosen = min((r for r in pool if criterion.same_fidelity(r.judged, best.judged)), key=lambda r: r.bytes)
     verdicts = {r.name: t.verdict(r, chosen, criterion, tied, baseline) for r in rows}
     reason = t.reason(chosen, rows, criterion, verdicts, baseline)
+    weak = criterion.weak(chosen.judged)
+    reason += f"; {weak}" if weak else ""
     judged, table = _judged(rows, verdicts, {r.name: t.short(r, chosen, criterion, tied, baseline) for r in rows},
                             chosen)
     return Choice(judged, reason, table, evidence)
@@ -181,8 +185,7 @@ class _Table:
         elif row.bytes > chosen.bytes * SIZE_MARGIN:
             words.append("larger")
         else:
-            less = criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged)
-            words.append("less faithful" if less else "tie")
+            words.append("less faithful" if _less_faithful(row, chosen, criterion) else "tie")
         if baseline is not None and self.slower(row, baseline):
             words.append(f"{self.ms(row) / self.ms(baseline):.1f}x")  # the legend: times the baseline's latency
         return "; ".join(words)
@@ -205,7 +208,7 @@ class _Table:
             return f"slower ({self.ms(row) / self.ms(chosen):.2f}x the chosen {what})"
         if row.bytes > chosen.bytes * SIZE_MARGIN:
             return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
-        if criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged):
+        if _less_faithful(row, chosen, criterion):
             return "as fast and as small, less faithful"
         return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
 
@@ -219,3 +222,9 @@ class _Table:
                f"smallest) that meets {criterion.describe()}; {what} {self.ms(chosen):.3f} ms{base}"
         others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]
         return text + ("; " + "; ".join(others) if others else "")
+
+
+def _less_faithful(row: Candidate, chosen: Candidate, criterion: Criterion) -> bool:
+    """Less faithful than the chosen row by evidence, not by a difference within the intervals."""
+    return not criterion.same_fidelity(row.judged, chosen.judged) and \
+        criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged)

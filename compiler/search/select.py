@@ -21,6 +21,7 @@ from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, RoundTiming, interleaved_latency
@@ -130,11 +131,13 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = criterion_for(recipe, labelled)
     reference = reference or Reference(graph)
-    judge = Judge.for_build(reference, data, threads, recipe.main_output)
+    kinds = KindRule.of_recipe(recipe)
+    kinds.check(list(reference.graph.output_names))
+    judge = Judge.for_build(reference, data, threads, recipe.main_output, kinds)
     # The search's own decisions (calibration method, what stays float) are made on other held-back
     # samples, by fidelity alone (the cosine floor when one is given): the samples and labels that judge
     # the table did not shape the candidates.
-    tuner, tuning = Judge.for_tuning(reference, data, threads), criterion_for(recipe, False)
+    tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False)
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
                                                             activation_type, only),
                                        data.calib, tuner, tuning, workdir / f"candidates_{f.format}",
