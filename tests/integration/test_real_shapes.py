@@ -39,6 +39,7 @@ def _meets_floor(manifest: dict) -> None:
     """The shipped model meets the fidelity floor, on every output."""
     fidelity = manifest["fidelity"]
     floor = Criterion()
+    assert fidelity["per_output"], fidelity  # every output is judged: none is left out of the check below
     for output in fidelity["per_output"]:
         assert output["sqnr_db"] is None or output["sqnr_db"] >= floor.min_sqnr_db, output
     assert fidelity.get("top1_agreement") is None or fidelity["top1_agreement"] >= floor.min_agreement
@@ -72,7 +73,10 @@ def test_mini_xception_h5_with_a_dead_channel_builds(xception, tmp_path):
     rows, q = _table(manifest), manifest["quantization"]
     assert {"float32", "int8", "int8+rewrites"} <= set(rows)  # the rewritten candidate is built and measured
     assert q["failed"] == {}
-    assert all(row["sqnr_db"] is None or np.isfinite(row["sqnr_db"]) for row in rows.values())
+    # the dead channel gives no infinite or undefined figure: every row's SQNR (float32's too: the TFLite
+    # conversion of the Keras model) is measured and finite, and nothing in the manifest was replaced by null
+    assert all(row["sqnr_db"] is not None and np.isfinite(row["sqnr_db"]) for row in rows.values()), rows
+    assert "non_finite" not in manifest, manifest.get("non_finite")
 
 
 def test_a_candidate_whose_ranges_overflow_drops_out_with_its_reason(tmp_path):
@@ -118,8 +122,8 @@ def test_detector_with_dynamic_height_and_width_builds_with_input_shape(detector
     per_output = manifest["fidelity"]["per_output"]
     assert [o["name"] for o in per_output] == ["boxes", "scores"]  # both outputs judged, each by SQNR
     assert "top1_agreement" not in manifest["fidelity"]  # no class vector: SQNR per output decides
-    assert all(o["sqnr_db"] is None for o in per_output) or \
-        manifest["fidelity"]["sqnr_db"] == min(o["sqnr_db"] for o in per_output if o["sqnr_db"] is not None)
+    finite = [o["sqnr_db"] for o in per_output if o["sqnr_db"] is not None]
+    assert manifest["fidelity"]["sqnr_db"] == (min(finite) if finite else None)  # the worst output's
     from edgekiln import runtime
 
     model = runtime.load(tmp_path / "b")
@@ -174,7 +178,29 @@ def test_random_mobilenet_v2_writes_strict_json(tmp_path):
     exact = [row for row in manifest["quantization"]["candidates"] if row["sqnr_db"] is None]
     assert exact  # float32 at least reproduces the source exactly: null, and the manifest says what null means
     assert "sqnr_db" in manifest["null_values"]
-    gains = manifest["quantization"]["details"].get("probe_gain_db", {})
-    for node, gain in gains.items():  # shipped int8+exclude (host timing decides): an exact probe gains "inf"
-        if gain is None:
-            assert manifest["non_finite"][f"quantization.details.probe_gain_db.{node}"].startswith("inf: ")
+    # every figure written as null for not being finite is null where it sat, and says what it was
+    replaced = manifest["non_finite"]
+    assert replaced  # exact rows: an infinite SQNR each
+    for where, meaning in replaced.items():
+        assert _at(manifest, where) is None and meaning.split(": ")[0] in ("inf", "-inf", "nan"), (where, meaning)
+    # the probes' gains are recorded with the variant that keeps nodes in float, whichever row this host's
+    # timing shipped; an exact probe gains "inf"
+    q = manifest["quantization"]
+    if q["variant"] == "int8+exclude":
+        gains = q["details"]["probe_gain_db"]
+        assert gains and all(gain is not None or replaced[f"quantization.details.probe_gain_db.{node}"]
+                             .startswith("inf: ") for node, gain in gains.items())
+    else:
+        assert "probe_gain_db" not in q["details"] and not any(".probe_gain_db." in where for where in replaced)
+
+
+def _at(document: dict | list, where: str):
+    """The value at a `non_finite` path (`a.b[2].c`; a key may itself hold dots)."""
+    if not where:
+        return document
+    if where.startswith("["):
+        index, rest = where[1:].split("]", 1)
+        return _at(document[int(index)], rest.removeprefix("."))
+    assert isinstance(document, dict), (document, where)
+    key = max((k for k in document if where == k or where.startswith((f"{k}.", f"{k}["))), key=len)
+    return _at(document[key], where[len(key):].removeprefix("."))

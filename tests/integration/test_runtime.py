@@ -117,5 +117,5 @@ def test_inspect_a_bundle_with_an_incomplete_manifest(bundle, tmp_path, cli):
     result = cli("inspect", copy)
     assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
     assert result.stderr.strip().splitlines() == [
-        f"error: {copy / 'manifest.json'} is not a complete edgekiln manifest (KeyError: 'latency') "
+        f"error: {copy / 'manifest.json'} is not a complete edgekiln manifest (no latency) "
         "(rebuild the bundle with `edgekiln build`)"]

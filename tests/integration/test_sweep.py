@@ -4,6 +4,7 @@ for real after two points and resumed; the front, the choice, the rebuilt recipe
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import signal
@@ -17,6 +18,7 @@ import pytest
 from edgekiln.compiler.pipeline import build
 from edgekiln.compiler.recipe import Recipe, from_toml
 from edgekiln.compiler.sweep import SweepOptions, run_sweep
+from tests.system import require
 
 pytestmark = pytest.mark.integration
 PRUNES, VARIANTS = [0.0, 0.5], ["float32", "int8"]
@@ -72,10 +74,10 @@ def test_the_front_is_non_dominated_and_the_choice_obeys_the_rule(swept):
     assert {r["name"] for r in rows if r["on_front"]} == {b["name"] for b in rows if not any(beats(a, b) for a in rows)}
     within = [r for r in rows if r["accuracy_drop"] <= result["max_drop"]]
     assert [r["name"] for r in rows if r["within_budget"]] == [r["name"] for r in within]
-    if within:
-        chosen = next(r for r in rows if r["name"] == result["chosen"])
-        margin = result["evidence"]["margin"]
-        assert chosen in within and chosen[axis] <= min(r[axis] for r in within) * margin
+    assert within, rows  # never empty here: the unpruned float32 point is the source model, converted
+    chosen = next(r for r in rows if r["name"] == result["chosen"])
+    margin = result["evidence"]["margin"]
+    assert chosen in within and chosen[axis] <= min(r[axis] for r in within) * margin
     assert json.loads((folder / "sweep.json").read_text(), parse_constant=pytest.fail) == result
     assert all(r["p50_ms"] > 0 and r["timed_runs"] >= 7 * 3 for r in rows)  # all timed here, in rounds
     assert "Sweep front" in (folder / "report.html").read_text()
@@ -91,12 +93,13 @@ def test_the_chosen_bundle_is_the_points_and_its_recipe_rebuilds_it(swept, tmp_p
 
 
 def test_ray_builds_the_same_points_as_one_job(swept, tiny, tmp_path):
-    pytest.importorskip("ray", reason="Ray is not installed: pip install 'edgekiln[ray]'")
+    require(None if importlib.util.find_spec("ray") else "Ray is not installed: pip install -e '.[ray]'")
     _, result, _ = swept
     ray = run_sweep(SweepOptions(_base(tiny, tmp_path / "ray"), [0.5], ["int8"], ["tflite"], jobs=2,
                                  executor="ray"))
     same = {r["name"]: r for r in result["points"]}
     columns = ("sha256", "bytes", "accuracy", "params", "macs", "variant")
+    assert len(ray["points"]) == 1 and ray["points"][0]["name"] in same, ray["points"]  # prune 0.5 x int8
     for row in ray["points"]:
         assert {c: row[c] for c in columns} == {c: same[row["name"]][c] for c in columns}
 

@@ -266,10 +266,18 @@ def test_bit_flipped_onnx(flips):
 
 @FUZZ
 @given(payload=st.binary(max_size=200))
+@example(payload=b"pi@kitchen\n# the lab\n\n  lab-2:2222  # spare\nroot@[fe80::1]:22\n")
 def test_inventory_of_random_bytes(payload):
     path = _scratch() / "hosts.txt"
     path.write_bytes(payload)
     try:
-        read_inventory(path)
+        found = read_inventory(path)
     except DeployError as exc:
         assert "\n" not in exc.one_line()
+        return
+    # read: one device per line that is not blank or a comment, each the host written on that line
+    lines = [line for raw in path.read_text().splitlines() if (line := raw.split("#", 1)[0].strip())]
+    assert len(found) == len(lines), (found, lines)
+    for device, line in zip(found, lines, strict=True):
+        assert device.host and device.host in line and (device.port is None or 0 < device.port < 65536), line
+        assert device.user is None or line.startswith(f"{device.user}@"), line

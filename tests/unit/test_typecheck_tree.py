@@ -12,6 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_installed_package_is_linked_for_mypy() -> None:
     package_dir = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     tree = ROOT / ".typecheck"
+    assert {"edgekiln", "edgekiln.compiler", "edgekiln.runtime", "edgekiln.targets"} <= set(package_dir)
     for name, folder in package_dir.items():
         linked = tree.joinpath(*name.split("."))
         if name == "edgekiln":  # the top package is a real folder: its modules are linked one by one

@@ -213,7 +213,13 @@ def test_prune_onnx_stage_auto_and_refusals():
     _, block = prune_onnx(model, Recipe(source="m.onnx", quantize="none", prune="auto", max_drop=10.0), data,
                           lambda stage: None)
     assert block["search"]["budget"] == 7.0 and block["search"]["trials"]
-    assert block["accuracy"]["after_recovery"] >= 100.0 - 7.0 or block["params_after"] == block["params_before"]
+    # it pruned (the chain has room: its scan loses nothing at half of either layer), the smallest plan whose
+    # paired drop is within the budget, and the shipped model keeps to the budget
+    assert block["params_after"] < block["params_before"] and block["macs_after"] < block["macs_before"]
+    within = [trial for trial in block["search"]["trials"] if trial["within_budget"]]
+    assert within and all(trial["upper_bound"] <= 7.0 for trial in within)
+    assert block["macs_after"] == min(trial["macs_after"] for trial in within)
+    assert block["accuracy"]["after_recovery"] >= 100.0 - 7.0 and block["accuracy"]["paired"]["upper_bound"] <= 7.0
     with pytest.raises(RecipeError, match="--recover distill trains the model"):
         prune_onnx(model, Recipe(source="m.onnx", quantize="none", prune=0.5, recover="distill"), data,
                    lambda stage: None)

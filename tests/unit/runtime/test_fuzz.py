@@ -71,7 +71,7 @@ def _validate(bundle: Path) -> None:
     try:
         report = runtime.load(bundle).validate()
     except runtime.BundleError as exc:
-        assert "\n" not in str(exc) and str(bundle) in str(exc) or "model.onnx" in str(exc), str(exc)
+        assert "\n" not in str(exc) and (str(bundle) in str(exc) or "model.onnx" in str(exc)), str(exc)
         return
     assert report.samples  # read: every golden sample was compared
 

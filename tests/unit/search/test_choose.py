@@ -88,6 +88,13 @@ def test_never_slower_than_float32_nor_less_faithful_than_a_tied_plain_int8(seed
     if FLOOR.meets(plain.judged) and plain.timings.host_p50_ms <= choice.chosen.timings.host_p50_ms and \
             plain.bytes <= choice.chosen.bytes:
         assert (choice.chosen.judged.sqnr_db or np.inf) >= plain.judged.sqnr_db
+    else:  # plain int8 was passed over, and its verdict gives the reason the numbers give
+        verdict = choice.verdict_of("int8").text
+        assert choice.chosen.name != "int8" and verdict != "chosen"
+        if not FLOOR.meets(plain.judged):
+            assert "below the fidelity floor" in verdict, verdict
+        else:
+            assert not verdict.startswith("a tie"), verdict
 
 
 def _names(mode: Quantize, model_format: str, **options: object) -> list[str]:
