@@ -5,8 +5,8 @@
   top-1 agreement, flips counted.
 - `embedding`: vectors whose direction is what a reader uses (a sentence or speaker embedding, token states,
   L2-normalised rows). Judged by the cosine to the source's vectors; an argmax of an embedding means nothing.
-- `values`: numbers read as numbers (a regression, boxes, landmarks, a spectrogram, anything without a
-  vector axis). Judged by SQNR, the relative error of the values.
+- `values`: numbers read as numbers (a regression, boxes, a few landmarks, anything without a vector axis,
+  and short vectors that are no class decision). Judged by SQNR, the relative error of the values.
 
 The kind is inferred from the source model's own outputs on the judging samples; `--output-kind NAME=KIND`
 overrides it per output, and `--embedding` says every vector output is an embedding.
@@ -23,6 +23,7 @@ from edgekiln.compiler.recipe import OUTPUT_KINDS, Recipe
 
 KINDS = OUTPUT_KINDS
 PEAKED = 2.0     # logits: the top entry stands this many standard deviations of its row above the second
+SMALLEST_EMBEDDING = 16  # a vector shorter than this that is no class decision is values (boxes, landmarks)
 SUM_TOLERANCE = 1e-3  # probabilities: every row sums to 1 within this
 NORM_TOLERANCE = 1e-3  # L2-normalised embeddings: every row's norm is 1 within this
 
@@ -35,10 +36,11 @@ def infer(reference: np.ndarray) -> str:
     if _normalised(rows):
         return "embedding"
     if reference.ndim > 2:  # a sequence of vectors (token states) or a feature map
-        return "embedding" if reference.shape[-1] >= 16 else "values"
-    if _probabilities(rows) or _peaked(rows):
+        return "embedding" if reference.shape[-1] >= SMALLEST_EMBEDDING else "values"
+    if reference.shape[-1] == 2 or _probabilities(rows) or _peaked(rows):  # two logits: a binary decision
         return "class"
-    return "embedding"
+    # Not a decision: a long vector is read by its direction, a short one (a box, a few landmarks) by its values.
+    return "embedding" if reference.shape[-1] >= SMALLEST_EMBEDDING else "values"
 
 
 def _probabilities(rows: np.ndarray) -> bool:

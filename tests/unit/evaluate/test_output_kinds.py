@@ -28,6 +28,7 @@ def test_a_softmax_head_is_a_class_output():
 
 def test_peaked_logits_are_a_class_output():
     assert output_kinds.infer(_logits()) == "class"
+    assert output_kinds.infer(RNG.normal(size=(64, 2)).astype(np.float32)) == "class"  # two logits: binary
 
 
 def test_a_2d_embedding_is_an_embedding():
@@ -45,6 +46,7 @@ def test_token_states_are_an_embedding_and_a_small_feature_map_values():
 
 
 def test_a_box_head_and_a_scalar_regression_are_values():
+    assert output_kinds.infer(RNG.normal(size=(64, 4)).astype(np.float32) * 100) == "values"
     assert output_kinds.infer(RNG.normal(size=(64, 1)).astype(np.float32)) == "values"
     assert output_kinds.infer(RNG.normal(size=(64,)).astype(np.float32)) == "values"
 
