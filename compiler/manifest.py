@@ -219,8 +219,8 @@ def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[s
         notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
                      f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize auto or none"
                      + (" or float16" if selection.format == "tflite" else ""))
-    if evidence.get("warning"):
-        notes.append(evidence["warning"])
+    if warning := evidence.get("warning"):
+        notes.append(warning)
     accuracy = measured.accuracy
     if accuracy is not None and not accuracy["within_budget"]:
         notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "

@@ -40,13 +40,23 @@ class Source(TypedDict):
     shape_nodes_folded: NotRequired[int]
 
 
+class Layout(TypedDict):
+    """How the converter moved a tensor's axes (emit/tflite_from_onnx.py, e.g. onnx2tf's NCHW -> NHWC): the
+    source's and the compiled model's axis letters, compiled = source.transpose(perm); the runtime undoes it."""
+
+    source: str
+    compiled: str
+    perm: list[int]
+    source_shape: list[int]
+
+
 class TensorEntry(TypedDict):
     name: str
     shape: list[int]
     dtype: str
     scale: float
     zero_point: int
-    layout: NotRequired[JsonObject]
+    layout: NotRequired[Layout]
 
 
 class Model(TypedDict):
@@ -209,13 +219,43 @@ class CandidateRow(TypedDict, total=False):
     short: str
 
 
-class Timing(TypedDict, total=False):
+class RaceMethod(TypedDict):
+    """How the device timed the candidates (the manifest's quantization.timing.device): where, with which
+    interpreter and threads, how many rounds of how many runs, and the method in words."""
+
+    device: str
+    device_id: str
+    cpu: str | None
+    machine: str | None
+    runtime: str
+    threads: int | None
+    rounds: int | None
+    runs_per_round: int | None
+    round_ms: float | None
     method: str
+
+
+class Timing(TypedDict, total=False):
+    """How the candidates were timed: on this host in interleaved rounds, and with `build --device` on the
+    device too (`device`)."""
+
     measured_on: str
     threads: int
     rounds: int
     runs_per_candidate: dict[str, int]
-    device: JsonObject
+    method: str
+    device: RaceMethod
+
+
+class DataNote(TypedDict):
+    """Which samples shaped the candidates and which judged them (the manifest's quantization.data)."""
+
+    calibration_samples: int
+    tuning_samples: int
+    judging_samples: int
+    tuned_on: str
+    judged_on: str
+    note: str
 
 
 class Formats(TypedDict, total=False):
@@ -225,18 +265,52 @@ class Formats(TypedDict, total=False):
     failed: dict[str, str]
 
 
-class Diagnosis(TypedDict, total=False):
-    """Why plain int8 lost fidelity (diagnose/): the causes in words, the worst layers or nodes."""
+class CoverageFacts(TypedDict):
+    """Which ops of a .tflite model run in XNNPACK (analyze/coverage.Coverage), as a candidate's details and the
+    diagnosis record it."""
 
-    format: str | None
+    nodes: int
+    fast_path_nodes: int
+    fast_path_pieces: int
+    library: str
+    outside_fast_path: dict[str, int]  # op name -> nodes of that op on the built-in kernels, by op name
+
+
+class LayerFacts(TypedDict):
+    """One layer's int8 error in the TFLite diagnosis (diagnose/layer_error.LayerError; rounded to 4 decimals)."""
+
+    layer: str
+    op: str
+    tensors: list[str]
+    rmse_over_scale: float
+    sqnr_db: float | None
+    channel_nsr: float
+    share: float
+
+
+class NodeFacts(TypedDict):
+    """One node's int8 error in the ONNX diagnosis (diagnose/onnx_diagnosis.NodeError)."""
+
+    name: str
+    op: str
+    sqnr_db: float | None
+    share: float
+
+
+class Diagnosis(TypedDict, total=False):
+    """Why plain int8 lost fidelity (diagnose/): of what and how, the causes in words, and the worst layers with
+    the fast path's coverage (TFLite; `note`: why layers are missing) or the worst nodes (ONNX). The search
+    adds the `format` diagnosed (select.py); without an int8 candidate only `of` (None) and the `note`."""
+
     of: str | None
     method: str
     samples: int
+    layers: list[LayerFacts]
+    nodes: list[NodeFacts]
+    coverage: CoverageFacts
     causes: list[str]
     note: str
-    layers: list[JsonObject]
-    nodes: list[JsonObject]
-    coverage: JsonObject
+    format: str
 
 
 class Quantization(TypedDict, total=False):
@@ -259,8 +333,9 @@ class Quantization(TypedDict, total=False):
     evidence: EvidenceEntry
     timing: Timing
     formats: Formats
-    data: dict[str, object]
+    data: DataNote
     not_built: dict[str, str]
+    refused_by_target: dict[str, str]
     failed: dict[str, str]
     coverage: JsonObject | None
     diagnosis: Diagnosis

@@ -115,8 +115,8 @@ class Search:
         source compiled as the shipped variant: what the measured gain of pruning compares with."""
         selection = self(pruned.graph if pruned else source, chosen.build, self.work)
         if chosen.left_out:
-            selection = selection.with_block(formats=dict(selection.block.get("formats", {}),
-                                                          left_out=chosen.left_out))
+            selection = selection.with_block(formats={**selection.block.get("formats", {}),
+                                                      "left_out": chosen.left_out})
         if pruned is None or not pruned.removed:
             return Searched(selection, None)
         progress(f"Compiling the unpruned model the same way ({selection.variant}), to measure the speed-up")

@@ -10,7 +10,7 @@ from typing import Any, TypedDict, Unpack
 
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.evaluate.quality import Quality
-from edgekiln.compiler.manifest_schema import CandidateRow
+from edgekiln.compiler.manifest_schema import CandidateRow, Layout
 from edgekiln.compiler.search.variants import Variant, variant_named
 
 
@@ -49,8 +49,8 @@ class Candidate:
     key: its row name in the table ("int8", or "tflite:int8" when formats are compared); the variant's name
         until the search names it.
     timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
-    layouts: tensor name -> {"source", "compiled", "perm", "source_shape"} for inputs/outputs whose layout the
-        converter changed (compiled = source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
+    layouts: tensor name -> its Layout for inputs/outputs whose layout the converter changed (compiled =
+        source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
     details: facts for the manifest's `quantization` section (converter, activation type, calibration, ...).
     stats / quality / timings / verdict: added by the search stage (None until then).
     """
@@ -60,7 +60,7 @@ class Candidate:
     notes: tuple[str, ...] = ()
     details: dict[str, Any] = field(default_factory=dict)
     timed_as: bytes | None = None
-    layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    layouts: dict[str, Layout] = field(default_factory=dict)
     key: str = ""
     stats: GraphStats | None = None
     quality: Quality | None = None

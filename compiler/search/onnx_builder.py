@@ -45,6 +45,7 @@ from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.evaluate.timing import host_isa
+from edgekiln.compiler.manifest_schema import Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.search.candidate import Candidate
@@ -181,7 +182,7 @@ def _qdq_facts(options: EmitOptions) -> StorageFacts:
 
 
 def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
-                 shared: Path, details: dict, tune: bool) -> tuple[dict[str, Candidate], dict]:
+                 shared: Path, details: dict, tune: bool) -> tuple[dict[str, Candidate], Diagnosis]:
     """Plain int8 (diagnosed), the most faithful calibration, and the refinements built with that method."""
     plain_c = next(c for c in int8s if c.name == "int8")
     plain = _qdq(_options(base, plain_c, base.workdir), calib, shared)

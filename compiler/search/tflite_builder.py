@@ -28,6 +28,7 @@ from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
+from edgekiln.compiler.manifest_schema import Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
@@ -79,7 +80,7 @@ def build(ctx: BuildContext) -> Builds:
 
 
 def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
-                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], dict]:
+                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], Diagnosis]:
     feeds, names = sample_feeds(calib), layer_names(graph)
     plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
     built = {"int8": Candidate(int8s[0], plain_model, tuple(plain.notes), plain.details)}
@@ -142,7 +143,7 @@ def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
 
 
 def plain_int8(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
-               criterion: Criterion) -> tuple[Int8Base, bytes, dict]:
+               criterion: Criterion) -> tuple[Int8Base, bytes, Diagnosis]:
     """The converter's default int8 model (min/max, nothing else) and its diagnosis."""
     plain = Int8Base(tflite_int8.calibrate(graph.saved_model_dir, calib), ["min/max calibration"],
                      {"calibration": "minmax"})
