@@ -118,11 +118,46 @@ class PruningLatency(TypedDict):
     macs_ratio: float
 
 
+class DeviceFacts(TypedDict):
+    """A device as its agent read it (deploy/agent.py; None: not readable there, or not reported)."""
+
+    board: str | None
+    cpu: str | None
+    cores: int | None
+    machine: str | None
+    kernel: str | None
+    os: str | None
+    python: str | None
+
+
+class DeviceEntry(DeviceFacts):
+    """One device's figures in latency.device (`build --device`, deploy/records.manifest_entry): which device,
+    when, what it is, the bundle runtime's benchmark there (runtime_json.Benchmark, without the machine and
+    Python) and whether the bundle validated there."""
+
+    device: str
+    destination: str
+    measured_on: str
+    measured_utc: str
+    runtime: str
+    runtime_version: str
+    threads: int | None
+    init_ms: float
+    first_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    runs: int
+    peak_rss_mb: float
+    validated: bool
+
+
 class Latency(TypedDict):
     host: HostLatency
     speedup_vs_baseline: float | None
     target_estimate: TargetEstimate | None
-    device: list[JsonObject]
+    device: list[DeviceEntry]
     pruning: NotRequired[PruningLatency]
 
 
