@@ -115,9 +115,10 @@ def _memory(state: BuildState) -> Memory:
 
 def _source(state: BuildState, source_bytes: int, source_sha: str) -> Source:
     graph = state.loaded.graph
-    return {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
-            "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
-            "macs": state.selection.baseline_stats.macs, **_fixed_inputs(graph)}
+    source: Source = {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
+                      "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
+                      "macs": state.selection.baseline_stats.macs}
+    return _with_fixed_inputs(source, graph)
 
 
 def _model(selection: Selection, measured: Measured) -> Model:
@@ -193,12 +194,12 @@ def _ratio(numerator: float, denominator: float, digits: int) -> float:
     return round(numerator / denominator, digits) if denominator else float("inf")
 
 
-def _fixed_inputs(graph: Any) -> dict:
-    """How an ONNX source's dynamic axes were fixed (graph/onnx_shapes.py), when any were."""
+def _with_fixed_inputs(source: Source, graph: object) -> Source:
+    """The source section with how an ONNX source's dynamic axes were fixed (graph/onnx_shapes.py), when any were."""
     fixed = getattr(graph, "fixed_inputs", [])
     if not fixed:
-        return {}
-    return {"fixed_inputs": [f.to_dict() for f in fixed],
+        return source
+    return {**source, "fixed_inputs": [f.to_dict() for f in fixed],
             "shape_nodes_folded": getattr(graph, "shape_nodes_folded", 0)}
 
 

@@ -133,8 +133,9 @@ class Search:
         return (lambda model: None) if self.recipe.force else compat.run_problem(self.target, model_format)
 
 
-def _data_shapes(recipe: Recipe, source_format: str) -> dict:
-    """The data's sample shapes, which close an ONNX source's dynamic axes the recipe leaves open."""
+def _data_shapes(recipe: Recipe, source_format: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The data's sample shapes by role and input name, which close an ONNX source's dynamic axes the recipe
+    leaves open (none for a Keras source)."""
     if framework(source_format) != "onnx":
         return {}
     return shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})
