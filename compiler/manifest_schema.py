@@ -524,6 +524,7 @@ class Pruning(TypedDict, total=False):
     search: PruningSearch | None
     measured: MeasuredGain | None
     budget_split: BudgetSplit
+    distillation: JsonObject  # prune/recovery_facts.Distillation (the schema imports no sub-package: no cycle)
     warnings: list[str]
 
 
