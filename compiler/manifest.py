@@ -18,6 +18,7 @@ from edgekiln.compiler.manifest_schema import (
     REQUIRED_KEYS,
     SCHEMA_VERSION,
     Baseline,
+    CoverageFacts,
     Golden,
     HostLatency,
     Latency,
@@ -152,7 +153,7 @@ def _latency(target: Target, selection: Selection, measured: Measured) -> Latenc
 
 
 def _estimate(target: Target, records: tuple[OpRecord, ...], model_format: str,
-              coverage: dict | None) -> TargetEstimate | None:
+              coverage: CoverageFacts | None) -> TargetEstimate | None:
     return estimate.target_estimate(target, records, model_format, coverage)
 
 
@@ -171,12 +172,12 @@ def _quantization(recipe: Recipe, selection: Selection, data: Datasets, measured
         return None
     calibrated = mode is Quantize.int8
     details = selection.block.get("details", {})
-    return cast(Quantization, {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
+    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
             "calibration_method": details.get("calibration", _calibration_used(recipe)) if calibrated else None,
             "float_ops": list(selection.model_stats.float_ops) if calibrated else [],
-            **selection.block["details"], **selection.block})
+            **selection.block["details"], **selection.block}  # the chosen candidate's details, then the search's
 
 
 def _calibration_used(recipe: Recipe) -> str:

@@ -348,7 +348,50 @@ class Diagnosis(TypedDict, total=False):
     format: str
 
 
-class Quantization(TypedDict, total=False):
+class RewriteFacts(TypedDict):
+    """The Keras rewrites (rewrite/__init__.Rewritten) as a candidate's details and `explain` record them."""
+
+    applied: list[str]
+    not_applied: list[str]
+    exact_passes_max_rel_diff: float
+    dropped: NotRequired[str]
+
+
+class FloatFallback(TypedDict):
+    """What a TFLite int8+fallback candidate keeps in float (search/tflite_builder.py): the ops outside the
+    fast path and why, the worst layers and why, and (int8+fallback+layers) the steps tried until the
+    criterion held."""
+
+    float_ops: dict[str, str]
+    float_layers: list[JsonObject]
+    steps: NotRequired[list[dict[str, float]]]  # float_layers and the quality figures (Quality.to_dict) of each
+    meets_criterion: NotRequired[bool]
+
+
+class CandidateDetails(TypedDict, total=False):
+    """How a candidate was made, as its builder (search/) records it: the converter, how it stores numbers, its
+    calibration and the trials that chose it, the Keras rewrites, the transformer fusion, what stays in float,
+    and its fast-path coverage (TFLite; None: not measured). The chosen one's are the quantization section's
+    `details` (without the coverage), and the section repeats them at its top level."""
+
+    converter: str
+    format: str
+    weight_type: str
+    activation_type: str
+    calibration: str
+    calibration_trials: dict[str, dict[str, float]]
+    rewrites: RewriteFacts
+    fusion: JsonObject
+    contrib_ops: list[str]
+    nodes_excluded: list[str]
+    excluded_error_share: float
+    probe_gain_db: dict[str, float]
+    kept_in_float: list[JsonObject]
+    fallback: FloatFallback
+    coverage: CoverageFacts | None
+
+
+class Quantization(CandidateDetails, total=False):
     """The quantization section: the shipped mode and, with a candidate search, the whole table and the
     decision (search/select.quantization_block), with the chosen candidate's details spread in."""
 
@@ -360,7 +403,6 @@ class Quantization(TypedDict, total=False):
     float_ops: list[str]
     requested: str
     variant: str
-    format: str
     criterion: str
     reason: str
     yardstick: str
@@ -372,9 +414,8 @@ class Quantization(TypedDict, total=False):
     not_built: dict[str, str]
     refused_by_target: dict[str, str]
     failed: dict[str, str]
-    coverage: JsonObject | None
     diagnosis: Diagnosis
-    details: JsonObject
+    details: CandidateDetails
 
 
 class PairedDrop(TypedDict):

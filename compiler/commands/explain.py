@@ -29,9 +29,8 @@ from edgekiln.compiler.evaluate.timing import RoundTiming, interleaved_latency, 
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.graph.keras_graph import KerasGraph
 from edgekiln.compiler.graph.shapes import data_shapes
-from edgekiln.compiler.manifest_schema import Diagnosis
+from edgekiln.compiler.manifest_schema import Diagnosis, RewriteFacts
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
-from edgekiln.compiler.rewrite import RewriteFacts
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.select import BUILDERS

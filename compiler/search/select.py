@@ -24,7 +24,7 @@ from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, RoundTiming, interleaved_latency
-from edgekiln.compiler.manifest_schema import DataNote, Diagnosis, Layout, Quantization
+from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -312,10 +312,17 @@ def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, tab
                    "runs_per_candidate": {c.name: c.timings.host_runs for c in table},
                    "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
                              f"(at least {runs} runs) per round; p50 = median of the round p50s"},
-        "details": {k: v for k, v in chosen.details.items() if k != "coverage"},
+        "details": _without_coverage(chosen.details),
         "coverage": chosen.details.get("coverage"),
         "diagnosis": _diagnosis(diagnoses, chosen.format),
     }
+
+
+def _without_coverage(details: CandidateDetails) -> CandidateDetails:
+    """A candidate's details as the block lists them: its coverage has a key of its own there."""
+    listed: CandidateDetails = {**details}
+    listed.pop("coverage", None)
+    return listed
 
 
 def _diagnosis(diagnoses: dict[str, Diagnosis], preferred: str) -> Diagnosis:
