@@ -171,7 +171,7 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows:
     say(f"timing {len(ok)} points side by side on this host ({ROUNDS} interleaved rounds)")
     threads = options.base.threads or target.default_threads  # --threads, as every build's host timing
     timings = _time(folder, [p.name for p in ok], threads)
-    labelled = any(row["accuracy"] is not None for row in built.values())
+    labelled = any(row.get("accuracy") is not None for row in built.values())
     criterion = criterion_for(options.base, labelled)
     candidates = [Candidate.from_row({**_at(p), **built[p.name], **timings[p.name]}) for p in ok]
     evidence = evidence_for([c.timings for c in candidates], target.name, target.arch, platform.machine(),
