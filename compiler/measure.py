@@ -23,7 +23,7 @@ from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads_for
-from edgekiln.compiler.manifest_schema import Accuracy
+from edgekiln.compiler.manifest_schema import Accuracy, Layout
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.runtime import Model
@@ -87,7 +87,7 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
                     _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
 
 
-def _io(tensors: list[TensorInfo], layouts: dict[str, dict]) -> list[dict]:
+def _io(tensors: list[TensorInfo], layouts: dict[str, Layout]) -> list[dict]:
     """Manifest entries of inputs/outputs, with the layout change where the converter made one."""
     return [{**t.to_dict(), **({"layout": layouts[t.name]} if t.name in layouts else {})} for t in tensors]
 
