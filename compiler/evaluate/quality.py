@@ -39,15 +39,10 @@ class Quality:
         """The 95 % interval of a figure (agreement, cosine_mean, cosine_p5, values_sqnr_db), if measured."""
         return next(((low, high) for name, low, high in self.intervals if name == figure), None)
 
-    def to_dict(self) -> dict[str, object]:
-        """The figures it has (None left out), as the manifest writes them."""
-        figures: dict[str, object] = {k: v for k, v in vars(self).items()
-                                      if v is not None and k not in ("kinds", "intervals")}
-        if self.kinds:
-            figures["kinds"] = list(self.kinds)
-        if self.intervals:
-            figures["intervals"] = {name: [low, high] for name, low, high in self.intervals}
-        return figures
+    def to_dict(self) -> dict[str, float]:
+        """The figures it has (None left out), as the manifest writes them; the kinds and intervals are the
+        candidate row's (Candidate.to_row)."""
+        return {k: v for k, v in vars(self).items() if v is not None and k not in ("kinds", "intervals")}
 
     @classmethod
     def from_dict(cls, figures: Mapping[str, Any]) -> Quality:
