@@ -71,14 +71,11 @@ class Model(TypedDict):
     outputs: list[TensorEntry]
 
 
-class HostLatency(TypedDict):
-    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
-    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
+class RuntimeTiming(TypedDict):
+    """One compiled batch timed by the bundle runtime's benchmark (runtime/model.py Model.benchmark): its
+    interpreter, threads, first inference and steady state over `runs`, in ms. The host's figure (HostLatency),
+    a device's (DeviceEntry) and `python -m runtime bench --json` (runtime_json.Benchmark) all extend it."""
 
-    measured_on: str
-    cpu: str
-    machine: str
-    isa: list[str]
     runtime: str
     runtime_version: str
     threads: int | None
@@ -89,6 +86,16 @@ class HostLatency(TypedDict):
     p99_ms: float
     mean_ms: float
     runs: int
+
+
+class HostLatency(RuntimeTiming):
+    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
+    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
+
+    measured_on: str
+    cpu: str
+    machine: str
+    isa: list[str]
     target_threads: NotRequired[int]  # in the manifest's latency.host: the target's thread count
 
 
@@ -130,7 +137,7 @@ class DeviceFacts(TypedDict):
     python: str | None
 
 
-class DeviceEntry(DeviceFacts):
+class DeviceEntry(DeviceFacts, RuntimeTiming):
     """One device's figures in latency.device (`build --device`, deploy/records.manifest_entry): which device,
     when, what it is, the bundle runtime's benchmark there (runtime_json.Benchmark, without the machine and
     Python) and whether the bundle validated there."""
@@ -139,16 +146,6 @@ class DeviceEntry(DeviceFacts):
     destination: str
     measured_on: str
     measured_utc: str
-    runtime: str
-    runtime_version: str
-    threads: int | None
-    init_ms: float
-    first_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    runs: int
     peak_rss_mb: float
     validated: bool
 
