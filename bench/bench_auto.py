@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from edgekiln.compiler.data import load_datasets  # noqa: E402
 from edgekiln.compiler.evaluate.criterion import Criterion  # noqa: E402
+from edgekiln.compiler.evaluate.quality import Quality  # noqa: E402
 from edgekiln.compiler.evaluate.reference import Reference  # noqa: E402
 from edgekiln.compiler.evaluate.runner import open_model  # noqa: E402
 from edgekiln.compiler.evaluate.timing import interleaved_latency  # noqa: E402
@@ -71,6 +72,20 @@ def _table(selection: Selection, target: str) -> None:
         estimate = "-" if t.estimate_ms is None else f"{t.estimate_ms:.3f}"
         print(f"  {row.name:26}{row.bytes:>9,}{p50:>9}{estimate:>10}{sqnr:>9}{agreement:>7}{accuracy:>7}"
               f"{row.pieces if row.pieces is not None else '-':>7}  {verdict}")
+        if q.kinds:
+            print(f"  {'':26}judged as {'/'.join(q.kinds)} on {q.samples} samples{_evidence(q)}")
+
+
+def _evidence(q: Quality) -> str:
+    """The judged figures with their 95 % intervals, as the rule reads them."""
+    parts = [] if q.flips is None else [f"flips {q.flips}"]
+    for figure, value in (("agreement", q.agreement), ("cosine_mean", q.cosine_mean), ("cosine_p5", q.cosine_p5),
+                          ("values_sqnr_db", q.values_sqnr_db)):
+        interval = q.interval(figure)
+        if value is not None and interval is not None:
+            parts.append(f"{figure} {value:.4g} [{interval[0]:.4g}, {interval[1]:.4g}]")
+    weak = Criterion(by_kind=True).weak(q)
+    return (": " + ", ".join(parts) if parts else "") + (f"; {weak}" if weak else "")
 
 
 def _choices(selection: Selection, target: str) -> None:
@@ -83,7 +98,7 @@ def _choices(selection: Selection, target: str) -> None:
     verdicts = {row["name"]: row["verdict"] for row in q["candidates"]}
     competing = [r for r in selection.table if not verdicts[r.name].startswith(("baseline (not", "not eligible"))]
     budget = re.match(r"accuracy drop <= ([0-9.]+) points", q["criterion"])
-    criterion = Criterion(max_drop=float(budget.group(1)) if budget else None)
+    criterion = Criterion(max_drop=float(budget.group(1)) if budget else None, by_kind=True)
     yardstick = next(r for r in selection.table if r.name == q["yardstick"])
     on_host = decide(competing, criterion, yardstick if yardstick.timings.host_p50_ms is not None else None,
                      Evidence("host", "x86-64"))
@@ -119,13 +134,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=210, help="timed runs per model when re-timing (7 rounds)")
     parser.add_argument("--target", default="rpi4")
     parser.add_argument("--cases", default=",".join(CASES))
+    parser.add_argument("--unlabelled", action="store_true",
+                        help="no --eval for the sample models either: every case judged by the fidelity floors")
+    parser.add_argument("--calib-samples", type=int, default=None,
+                        help="at most this many calibration samples (the held-back ones come from them)")
     args = parser.parse_args()
     target = resolve_target(args.target)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, paths in _sources(work, args.cases.split(",")).items():
-            recipe = Recipe(source=str(paths["model"]), target=args.target, calib=str(paths["calib"]),
-                            eval=str(paths.get("eval") or "") or None, output=str(work / "unused"), bench_runs=50)
+            labels = None if args.unlabelled else str(paths.get("eval") or "") or None
+            recipe = Recipe(source=str(paths["model"]), target=args.target, calib=str(paths["calib"]), eval=labels,
+                            output=str(work / "unused"), bench_runs=50,
+                            **({"calib_samples": args.calib_samples} if args.calib_samples else {}))
             source_format = detect_format(recipe.source)
             (work / f"{name}_src").mkdir()
             graph = load(recipe.source, source_format, work / f"{name}_src", batch=1)

@@ -32,6 +32,7 @@ MobileNet v1 86 ms -> 27 ms, (86 / 27 - 1) / 3 = 0.73.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import re
 import sys
@@ -115,6 +116,31 @@ def load_records(cache: Path) -> dict[Key, tuple[OpRecord, ...]]:
 # theta: log fp32 GMAC/s, log int8 GMAC/s, log GB/s (per core / total), per-op overhead in us
 PARAMS = ("fp32_gmacs_per_core", "int8_gmacs_per_core", "bandwidth_gbs", "op_overhead_us")
 LOWER, UPPER = np.array([-3.0, -3.0, -3.0, 0.0]), np.array([5.0, 5.0, 5.0, 500.0])
+# A board's memory cannot stream faster than its bus: the theoretical peak (config.txt's default sdram_freq in
+# MT/s x the 32-bit LPDDR bus of every Pi). Without this bound the rpi4 fit put bandwidth at 31 GB/s, 2.4x the
+# Pi 4's peak: the anchors (all compute-heavy MobileNets) barely constrain it, and a memory-bound user model
+# would then be estimated faster than the board can move its bytes.
+PEAK_BANDWIDTH_GBS = {"rpi4": (12.8, "LPDDR4-3200 on a 32-bit bus"),
+                      "rpi3": (3.6, "LPDDR2 at 900 MT/s on a 32-bit bus")}
+PEAK_BANDWIDTH_GBS["rpi3-armv7l"] = PEAK_BANDWIDTH_GBS["rpi3"]
+
+
+class Bounds(NamedTuple):
+    """The range each fitted figure (in theta's units) may take."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+
+
+BOUNDS = Bounds(LOWER, UPPER)
+
+
+def bounds_for(board: str) -> Bounds:
+    """The fit's range for one board: bandwidth at most the board's bus peak where it is known."""
+    upper = UPPER.copy()
+    if board in PEAK_BANDWIDTH_GBS:
+        upper[2] = np.log(PEAK_BANDWIDTH_GBS[board][0])
+    return Bounds(LOWER, upper)
 STARTS = tuple(np.array(s) for s in itertools.product([0.0, 1.0, 2.0], [0.5, 1.5, 2.5], [0.0, 1.5, 3.0],
                                                        [0.0, 20.0, 60.0]))
 
@@ -149,31 +175,31 @@ def fast_ms(a: Arrays, theta: np.ndarray, threads: int) -> float:
 
 
 def fit_theta(records: Records, published: Mapping[Key, float], keys: Sequence[Key], threads: int = THREADS,
-              starts: Sequence[np.ndarray] = STARTS) -> np.ndarray:
+              starts: Sequence[np.ndarray] = STARTS, bounds: Bounds = BOUNDS) -> np.ndarray:
     """Least squares on log(estimate / published) over `keys` only, from a grid of starts."""
     compiled = {k: arrays(records[k]) for k in keys}
 
     def residuals(theta: np.ndarray) -> np.ndarray:
         return np.array([np.log(fast_ms(compiled[k], theta, threads) / published[k]) for k in keys])
 
-    return min((levenberg_marquardt(residuals, s.astype(float)) for s in starts),
+    return min((levenberg_marquardt(residuals, np.clip(s.astype(float), *bounds), bounds=bounds) for s in starts),
                key=lambda t: float(np.sum(residuals(t) ** 2)))
 
 
 def fit(records: Records, published: Mapping[Key, float], threads: int = THREADS,
-        keys: Sequence[Key] | None = None, starts: Sequence[np.ndarray] = STARTS) -> Estimate:
+        keys: Sequence[Key] | None = None, starts: Sequence[np.ndarray] = STARTS, bounds: Bounds = BOUNDS) -> Estimate:
     """The figures fitted on `keys` (default: every published anchor)."""
-    return figures(fit_theta(records, published, list(published) if keys is None else keys, threads, starts))
+    return figures(fit_theta(records, published, list(published) if keys is None else keys, threads, starts, bounds))
 
 
-def at_bound(theta: np.ndarray) -> tuple[str, ...]:
+def at_bound(theta: np.ndarray, bounds: Bounds = BOUNDS) -> tuple[str, ...]:
     """The figures a fit left at a bound of its range: the anchors did not determine them."""
-    return tuple(name for name, t, lo, hi in zip(PARAMS, theta, LOWER, UPPER, strict=True)
+    return tuple(name for name, t, lo, hi in zip(PARAMS, theta, bounds.lower, bounds.upper, strict=True)
                  if abs(t - lo) < 1e-6 or abs(t - hi) < 1e-6)
 
 
 def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray], theta: np.ndarray,
-                        steps: int = 100) -> np.ndarray:
+                        steps: int = 100, bounds: Bounds = BOUNDS) -> np.ndarray:
     """Damped Gauss-Newton with a forward-difference Jacobian, clipped to the bounds (numpy only)."""
     damping = 1e-2
     r = residuals(theta)
@@ -181,7 +207,7 @@ def levenberg_marquardt(residuals: Callable[[np.ndarray], np.ndarray], theta: np
         jacobian = np.stack([(residuals(theta + h) - r) / 1e-6 for h in np.eye(len(theta)) * 1e-6], axis=1)
         normal = jacobian.T @ jacobian
         step = np.linalg.solve(normal + damping * np.diag(np.diag(normal) + 1e-12), -jacobian.T @ r)
-        candidate = np.clip(theta + step, LOWER, UPPER)
+        candidate = np.clip(theta + step, bounds.lower, bounds.upper)
         r_new = residuals(candidate)
         if r_new @ r_new < r @ r:
             theta, r, damping = candidate, r_new, damping / 3
@@ -201,17 +227,18 @@ class Fold(NamedTuple):
 
 
 def leave_one_out(records: Records, published: Mapping[Key, float], threads: int = THREADS,
-                  starts: Sequence[np.ndarray] = STARTS) -> dict[Key, Fold]:
+                  starts: Sequence[np.ndarray] = STARTS, bounds: Bounds = BOUNDS) -> dict[Key, Fold]:
     """Each anchor's ms as predicted by figures fitted on the other anchors only."""
     folds = {}
     for key in published:
-        theta = fit_theta(records, published, [k for k in published if k != key], threads, starts)
-        folds[key] = Fold(predict_ms(records[key], figures(theta), threads).total_ms, at_bound(theta))
+        theta = fit_theta(records, published, [k for k in published if k != key], threads, starts, bounds)
+        folds[key] = Fold(predict_ms(records[key], figures(theta), threads).total_ms, at_bound(theta, bounds))
     return folds
 
 
 def leave_model_out_ratios(records: Records, published: Mapping[Key, float], threads: int = THREADS,
-                           starts: Sequence[np.ndarray] = STARTS) -> dict[str, tuple[float, float]]:
+                           starts: Sequence[np.ndarray] = STARTS, bounds: Bounds = BOUNDS
+                           ) -> dict[str, tuple[float, float]]:
     """Per architecture with both an int8 and a float32 anchor: (published, predicted) int8 / float32 ratio,
     predicted by figures fitted without either variant of it (the choice compares variants of a model the
     fit never saw)."""
@@ -220,7 +247,7 @@ def leave_model_out_ratios(records: Records, published: Mapping[Key, float], thr
         pair = [(model, "int8"), (model, "float32")]
         if not all(k in published for k in pair):
             continue
-        e = fit(records, published, threads, [k for k in published if k[0] != model], starts)
+        e = fit(records, published, threads, [k for k in published if k[0] != model], starts, bounds)
         int8, fp32 = (predict_ms(records[k], e, threads).total_ms for k in pair)
         ratios[model] = (published[pair[0]] / published[pair[1]], int8 / fp32)
     return ratios
@@ -238,14 +265,14 @@ def ratio_error(ratios: Mapping[str, tuple[float, float]]) -> float | None:
 
 
 def cross_validated(records: Records, column: str, published: Mapping[Key, float], threads: int = THREADS,
-                    starts: Sequence[np.ndarray] = STARTS
+                    starts: Sequence[np.ndarray] = STARTS, bounds: Bounds = BOUNDS
                     ) -> tuple[Estimate, dict[str, tuple[float, float]], dict[Key, Fold]]:
     """One board's stored figures (fitted on every anchor), its leave-one-out band and its ratio error; the
     ratios and the folds behind them."""
-    theta = fit_theta(records, published, list(published), threads, starts)
+    theta = fit_theta(records, published, list(published), threads, starts, bounds)
     e = figures(theta)
-    loo = leave_one_out(records, published, threads, starts)
-    ratios = leave_model_out_ratios(records, published, threads, starts)
+    loo = leave_one_out(records, published, threads, starts, bounds)
+    ratios = leave_model_out_ratios(records, published, threads, starts, bounds)
     anchors = tuple(Anchor(model, dtype, float(ms), round(predict_ms(records[(model, dtype)], e, threads).total_ms, 2),
                            True, round(loo[(model, dtype)].predicted_ms, 3), anchor_source(column, (model, dtype)),
                            loo[(model, dtype)].at_bound)
@@ -254,7 +281,7 @@ def cross_validated(records: Records, column: str, published: Mapping[Key, float
     return Estimate(round(e.fp32_gmacs_per_core, 4), round(e.int8_gmacs_per_core, 4), round(e.bandwidth_gbs, 4),
                     round(e.op_overhead_us, 3), e.thread_efficiency, error_band(published, stored), anchors, "",
                     f"XNNPACK README {column}", (XNNPACK, THREAD_SOURCE), ratio_error(ratios),
-                    at_bound(theta)), ratios, loo
+                    at_bound(theta, bounds)), ratios, loo
 
 
 def anchor_source(column: str, key: Key) -> str:
@@ -337,7 +364,12 @@ def main() -> None:
     records = load_records(args.cache)
     fitted: dict[str, Estimate] = {}
     for name, (column, published) in PUBLISHED.items():
-        e, ratios, _ = cross_validated(records, column, {k: float(v) for k, v in published.items()})
+        e, ratios, _ = cross_validated(records, column, {k: float(v) for k, v in published.items()},
+                                       bounds=bounds_for(name))
+        if name in PEAK_BANDWIDTH_GBS:
+            peak, bus = PEAK_BANDWIDTH_GBS[name]
+            bounded = f"bandwidth_gbs bounded by the bus peak, {peak} GB/s: {bus}"
+            e = dataclasses.replace(e, sources=(*e.sources, bounded))
         fitted[name] = e
         write(name, e)
         print_table(name, e, ratios)

@@ -72,7 +72,8 @@ def main() -> None:
     min_runs = max(1, Recipe(source="model").bench_runs // ROUNDS)  # what build passes (search/select.py)
     print(f"two identical models, {ROUNDS} interleaved rounds each (>= {min_runs} runs per round), "
           f"{args.threads} threads, {args.repeats} repeats; noise = max(a/b, b/a) of their p50s")
-    print(f"host: {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} (1 min) at the start")
+    load_at_start = os.getloadavg()[0]
+    print(f"host: {os.cpu_count()} cores, load average {load_at_start:.2f} (1 min) at the start")
     worst = []
     for spec in args.models:
         name, dtype = spec.split(":")
@@ -85,6 +86,9 @@ def main() -> None:
               f"range {a_to_b.min():.4f}..{a_to_b.max():.4f})")
     print(f"load average {os.getloadavg()[0]:.2f} (1 min) at the end")
     print(f"p95 of the noise, worst model: {max(worst):.4f} -> a margin of {(max(worst) - 1) * 100:.1f} %")
+    if max(os.getloadavg()[0], load_at_start) > (os.cpu_count() or 1):
+        print("WARNING: the host was loaded by other work (load average above its core count): this is the noise "
+              "of a busy host, not the figure SLOWER_MARGIN should hold (compiler/search/choose.py); re-run it quiet")
 
 
 if __name__ == "__main__":

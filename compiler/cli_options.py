@@ -51,6 +51,9 @@ MinCosineP5Opt = Annotated[float | None, typer.Option(
 EmbeddingOpt = Annotated[bool, typer.Option(
     "--embedding", help="The outputs are embeddings: judged by their cosine to the source's only, no top-1 agreement "
                         "(default floor: mean 0.99, p5 0.95).")]
+OutputKindOpt = Annotated[list[str] | None, typer.Option(
+    "--output-kind", help="What an output is, judged accordingly: NAME=class (top-1 agreement), NAME=embedding "
+                          "(cosine) or NAME=values (SQNR); repeats (default: inferred, printed in the table).")]
 ThreadsOpt = Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")]
 RunsOpt = Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")]
 RecoverOpt = Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill; fine-tune with a "

@@ -19,6 +19,7 @@ from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.prune.judging import data_note, judging_set
+from edgekiln.compiler.prune.recovery_facts import Distillation
 from edgekiln.compiler.recipe import Recipe
 
 if TYPE_CHECKING:
@@ -85,7 +86,7 @@ class KerasKit:
     def predict(self, model: KerasModel, dataset: Dataset) -> np.ndarray:
         return keras_output(model, next(iter(dataset.inputs.values())))
 
-    def distill(self, model: KerasModel, progress: Progress) -> dict[str, Any]:
+    def distill(self, model: KerasModel, progress: Progress) -> Distillation:
         """Train the slimmed (and re-fitted) `model` in place towards the source's outputs on the calibration
         inputs (compiler/graph/keras_recover.distill; early stopping keeps its best epoch); the facts, with the
         output cosine to the source before and after. Training that leaves the model further from the source than
@@ -102,9 +103,11 @@ class KerasKit:
         kept = after >= before
         if not kept:
             model.set_weights(refitted)
-        return {**facts, "output_cosine_before": round(before, 6), "output_cosine_after": round(after, 6),
-                "kept": kept, **({} if kept else {"note": "undone: the distilled model was further from the source "
-                                                          "than the re-fitted one"})}
+        distilled: Distillation = {**facts, "output_cosine_before": round(before, 6),
+                                   "output_cosine_after": round(after, 6), "kept": kept}
+        if not kept:
+            distilled["note"] = "undone: the distilled model was further from the source than the re-fitted one"
+        return distilled
 
     def export(self, model: KerasModel, workdir: Path) -> KerasGraph:
         from edgekiln.compiler.graph import keras_graph

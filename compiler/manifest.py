@@ -18,6 +18,7 @@ from edgekiln.compiler.manifest_schema import (
     REQUIRED_KEYS,
     SCHEMA_VERSION,
     Baseline,
+    CoverageFacts,
     Golden,
     HostLatency,
     Latency,
@@ -115,9 +116,10 @@ def _memory(state: BuildState) -> Memory:
 
 def _source(state: BuildState, source_bytes: int, source_sha: str) -> Source:
     graph = state.loaded.graph
-    return {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
-            "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
-            "macs": state.selection.baseline_stats.macs, **_fixed_inputs(graph)}
+    source: Source = {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
+                      "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
+                      "macs": state.selection.baseline_stats.macs}
+    return _with_fixed_inputs(source, graph)
 
 
 def _model(selection: Selection, measured: Measured) -> Model:
@@ -151,7 +153,7 @@ def _latency(target: Target, selection: Selection, measured: Measured) -> Latenc
 
 
 def _estimate(target: Target, records: tuple[OpRecord, ...], model_format: str,
-              coverage: dict | None) -> TargetEstimate | None:
+              coverage: CoverageFacts | None) -> TargetEstimate | None:
     return estimate.target_estimate(target, records, model_format, coverage)
 
 
@@ -170,12 +172,12 @@ def _quantization(recipe: Recipe, selection: Selection, data: Datasets, measured
         return None
     calibrated = mode is Quantize.int8
     details = selection.block.get("details", {})
-    return cast(Quantization, {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
+    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
             "calibration_method": details.get("calibration", _calibration_used(recipe)) if calibrated else None,
             "float_ops": list(selection.model_stats.float_ops) if calibrated else [],
-            **selection.block["details"], **selection.block})
+            **selection.block["details"], **selection.block}  # the chosen candidate's details, then the search's
 
 
 def _calibration_used(recipe: Recipe) -> str:
@@ -193,12 +195,12 @@ def _ratio(numerator: float, denominator: float, digits: int) -> float:
     return round(numerator / denominator, digits) if denominator else float("inf")
 
 
-def _fixed_inputs(graph: Any) -> dict:
-    """How an ONNX source's dynamic axes were fixed (graph/onnx_shapes.py), when any were."""
+def _with_fixed_inputs(source: Source, graph: object) -> Source:
+    """The source section with how an ONNX source's dynamic axes were fixed (graph/onnx_shapes.py), when any were."""
     fixed = getattr(graph, "fixed_inputs", [])
     if not fixed:
-        return {}
-    return {"fixed_inputs": [f.to_dict() for f in fixed],
+        return source
+    return {**source, "fixed_inputs": [f.to_dict() for f in fixed],
             "shape_nodes_folded": getattr(graph, "shape_nodes_folded", 0)}
 
 
@@ -219,8 +221,8 @@ def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[s
         notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
                      f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize auto or none"
                      + (" or float16" if selection.format == "tflite" else ""))
-    if evidence.get("warning"):
-        notes.append(evidence["warning"])
+    if warning := evidence.get("warning"):
+        notes.append(warning)
     accuracy = measured.accuracy
     if accuracy is not None and not accuracy["within_budget"]:
         notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "

@@ -40,13 +40,23 @@ class Source(TypedDict):
     shape_nodes_folded: NotRequired[int]
 
 
+class Layout(TypedDict):
+    """How the converter moved a tensor's axes (emit/tflite_from_onnx.py, e.g. onnx2tf's NCHW -> NHWC): the
+    source's and the compiled model's axis letters, compiled = source.transpose(perm); the runtime undoes it."""
+
+    source: str
+    compiled: str
+    perm: list[int]
+    source_shape: list[int]
+
+
 class TensorEntry(TypedDict):
     name: str
     shape: list[int]
     dtype: str
     scale: float
     zero_point: int
-    layout: NotRequired[JsonObject]
+    layout: NotRequired[Layout]
 
 
 class Model(TypedDict):
@@ -61,14 +71,11 @@ class Model(TypedDict):
     outputs: list[TensorEntry]
 
 
-class HostLatency(TypedDict):
-    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
-    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
+class RuntimeTiming(TypedDict):
+    """One compiled batch timed by the bundle runtime's benchmark (runtime/model.py Model.benchmark): its
+    interpreter, threads, first inference and steady state over `runs`, in ms. The host's figure (HostLatency),
+    a device's (DeviceEntry) and `python -m runtime bench --json` (runtime_json.Benchmark) all extend it."""
 
-    measured_on: str
-    cpu: str
-    machine: str
-    isa: list[str]
     runtime: str
     runtime_version: str
     threads: int | None
@@ -79,6 +86,16 @@ class HostLatency(TypedDict):
     p99_ms: float
     mean_ms: float
     runs: int
+
+
+class HostLatency(RuntimeTiming):
+    """A latency measured on this host (the manifest's latency.host): where, then the runtime's benchmark of one
+    compiled batch (runtime/model.py Model.benchmark) without its peak memory, the compiler's own here."""
+
+    measured_on: str
+    cpu: str
+    machine: str
+    isa: list[str]
     target_threads: NotRequired[int]  # in the manifest's latency.host: the target's thread count
 
 
@@ -117,24 +134,57 @@ class PruningLatency(TypedDict):
     macs_ratio: float
 
 
+class DeviceFacts(TypedDict):
+    """A device as its agent read it (deploy/agent.py; None: not readable there, or not reported)."""
+
+    board: str | None
+    cpu: str | None
+    cores: int | None
+    machine: str | None
+    kernel: str | None
+    os: str | None
+    python: str | None
+
+
+class DeviceEntry(DeviceFacts, RuntimeTiming):
+    """One device's figures in latency.device (`build --device`, deploy/records.manifest_entry): which device,
+    when, what it is, the bundle runtime's benchmark there (runtime_json.Benchmark, without the machine and
+    Python) and whether the bundle validated there."""
+
+    device: str
+    destination: str
+    measured_on: str
+    measured_utc: str
+    peak_rss_mb: float
+    validated: bool
+
+
 class Latency(TypedDict):
     host: HostLatency
     speedup_vs_baseline: float | None
     target_estimate: TargetEstimate | None
-    device: list[JsonObject]
+    device: list[DeviceEntry]
     pruning: NotRequired[PruningLatency]
 
 
 class OutputFidelity(TypedDict):
-    """One output against its reference: SQNR (None: exact), the largest |difference|, and with a vector axis
-    top-1 agreement and the cosines; `name` when the outputs were named."""
+    """One output against its reference: its kind (class, embedding, values: evaluate/output_kinds.py) and the
+    measure that judges it, SQNR (None: exact), the largest |difference|, and with a vector axis top-1
+    agreement and the cosines; `name` when the outputs were named. The measure's 95 % interval: `interval`
+    (top-1 agreement of a class output, from its `flips`; SQNR of values) or `intervals` (an embedding's cosine
+    mean and 5th percentile)."""
 
     name: NotRequired[str]
+    kind: NotRequired[str]
     sqnr_db: float | None
     max_abs_diff: float
     top1_agreement: NotRequired[float]
     cosine_mean: NotRequired[float]
     cosine_p5: NotRequired[float]
+    measure: NotRequired[str]
+    flips: NotRequired[int]
+    interval: NotRequired[list[float]]
+    intervals: NotRequired[dict[str, list[float]]]
 
 
 class Fidelity(TypedDict):
@@ -144,8 +194,11 @@ class Fidelity(TypedDict):
     sqnr_db: float | None
     max_abs_diff: float
     top1_agreement: NotRequired[float]
+    flips: NotRequired[int]
     cosine_mean: NotRequired[float]
     cosine_p5: NotRequired[float]
+    values_sqnr_db: NotRequired[float | None]
+    intervals: NotRequired[dict[str, list[float]]]
     judged_on: NotRequired[str]
     samples: int
     per_output: list[OutputFidelity]
@@ -215,17 +268,52 @@ class CandidateRow(TypedDict, total=False):
     accuracy_drop: float | None
     pieces: int | None
     notes: list[str]
+    samples: int
+    flips: int
+    values_sqnr_db: float | None
+    kinds: list[str]
+    intervals: dict[str, list[float]]
     verdict: str
     short: str
 
 
-class Timing(TypedDict, total=False):
+class RaceMethod(TypedDict):
+    """How the device timed the candidates (the manifest's quantization.timing.device): where, with which
+    interpreter and threads, how many rounds of how many runs, and the method in words."""
+
+    device: str
+    device_id: str
+    cpu: str | None
+    machine: str | None
+    runtime: str
+    threads: int | None
+    rounds: int | None
+    runs_per_round: int | None
+    round_ms: float | None
     method: str
+
+
+class Timing(TypedDict, total=False):
+    """How the candidates were timed: on this host in interleaved rounds, and with `build --device` on the
+    device too (`device`)."""
+
     measured_on: str
     threads: int
     rounds: int
     runs_per_candidate: dict[str, int]
-    device: JsonObject
+    method: str
+    device: RaceMethod
+
+
+class DataNote(TypedDict):
+    """Which samples shaped the candidates and which judged them (the manifest's quantization.data)."""
+
+    calibration_samples: int
+    tuning_samples: int
+    judging_samples: int
+    tuned_on: str
+    judged_on: str
+    note: str
 
 
 class Formats(TypedDict, total=False):
@@ -235,21 +323,98 @@ class Formats(TypedDict, total=False):
     failed: dict[str, str]
 
 
-class Diagnosis(TypedDict, total=False):
-    """Why plain int8 lost fidelity (diagnose/): the causes in words, the worst layers or nodes."""
+class CoverageFacts(TypedDict):
+    """Which ops of a .tflite model run in XNNPACK (analyze/coverage.Coverage), as a candidate's details and the
+    diagnosis record it."""
 
-    format: str | None
+    nodes: int
+    fast_path_nodes: int
+    fast_path_pieces: int
+    library: str
+    outside_fast_path: dict[str, int]  # op name -> nodes of that op on the built-in kernels, by op name
+
+
+class LayerFacts(TypedDict):
+    """One layer's int8 error in the TFLite diagnosis (diagnose/layer_error.LayerError; rounded to 4 decimals)."""
+
+    layer: str
+    op: str
+    tensors: list[str]
+    rmse_over_scale: float
+    sqnr_db: float | None
+    channel_nsr: float
+    share: float
+
+
+class NodeFacts(TypedDict):
+    """One node's int8 error in the ONNX diagnosis (diagnose/onnx_diagnosis.NodeError)."""
+
+    name: str
+    op: str
+    sqnr_db: float | None
+    share: float
+
+
+class Diagnosis(TypedDict, total=False):
+    """Why plain int8 lost fidelity (diagnose/): of what and how, the causes in words, and the worst layers with
+    the fast path's coverage (TFLite; `note`: why layers are missing) or the worst nodes (ONNX). The search
+    adds the `format` diagnosed (select.py); without an int8 candidate only `of` (None) and the `note`."""
+
     of: str | None
     method: str
     samples: int
+    layers: list[LayerFacts]
+    nodes: list[NodeFacts]
+    coverage: CoverageFacts
     causes: list[str]
     note: str
-    layers: list[JsonObject]
-    nodes: list[JsonObject]
-    coverage: JsonObject
+    format: str
 
 
-class Quantization(TypedDict, total=False):
+class RewriteFacts(TypedDict):
+    """The Keras rewrites (rewrite/__init__.Rewritten) as a candidate's details and `explain` record them."""
+
+    applied: list[str]
+    not_applied: list[str]
+    exact_passes_max_rel_diff: float
+    dropped: NotRequired[str]
+
+
+class FloatFallback(TypedDict):
+    """What a TFLite int8+fallback candidate keeps in float (search/tflite_builder.py): the ops outside the
+    fast path and why, the worst layers and why, and (int8+fallback+layers) the steps tried until the
+    criterion held."""
+
+    float_ops: dict[str, str]
+    float_layers: list[JsonObject]
+    steps: NotRequired[list[dict[str, float]]]  # float_layers and the quality figures (Quality.to_dict) of each
+    meets_criterion: NotRequired[bool]
+
+
+class CandidateDetails(TypedDict, total=False):
+    """How a candidate was made, as its builder (search/) records it: the converter, how it stores numbers, its
+    calibration and the trials that chose it, the Keras rewrites, the transformer fusion, what stays in float,
+    and its fast-path coverage (TFLite; None: not measured). The chosen one's are the quantization section's
+    `details` (without the coverage), and the section repeats them at its top level."""
+
+    converter: str
+    format: str
+    weight_type: str
+    activation_type: str
+    calibration: str
+    calibration_trials: dict[str, dict[str, float]]
+    rewrites: RewriteFacts
+    fusion: JsonObject
+    contrib_ops: list[str]
+    nodes_excluded: list[str]
+    excluded_error_share: float
+    probe_gain_db: dict[str, float]
+    kept_in_float: list[JsonObject]
+    fallback: FloatFallback
+    coverage: CoverageFacts | None
+
+
+class Quantization(CandidateDetails, total=False):
     """The quantization section: the shipped mode and, with a candidate search, the whole table and the
     decision (search/select.quantization_block), with the chosen candidate's details spread in."""
 
@@ -261,7 +426,6 @@ class Quantization(TypedDict, total=False):
     float_ops: list[str]
     requested: str
     variant: str
-    format: str
     criterion: str
     reason: str
     yardstick: str
@@ -269,12 +433,12 @@ class Quantization(TypedDict, total=False):
     evidence: EvidenceEntry
     timing: Timing
     formats: Formats
-    data: dict[str, object]
+    data: DataNote
     not_built: dict[str, str]
+    refused_by_target: dict[str, str]
     failed: dict[str, str]
-    coverage: JsonObject | None
     diagnosis: Diagnosis
-    details: JsonObject
+    details: CandidateDetails
 
 
 class PairedDrop(TypedDict):
@@ -424,6 +588,7 @@ class Pruning(TypedDict, total=False):
     search: PruningSearch | None
     measured: MeasuredGain | None
     budget_split: BudgetSplit
+    distillation: JsonObject  # prune/recovery_facts.Distillation (the schema imports no sub-package: no cycle)
     warnings: list[str]
 
 

@@ -19,10 +19,11 @@ from edgekiln.compiler.evaluate.metrics import (
     has_vector_axis,
     main_output,
 )
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads_for
-from edgekiln.compiler.manifest_schema import Accuracy
+from edgekiln.compiler.manifest_schema import Accuracy, Layout
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.runtime import Model
@@ -72,8 +73,9 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     check = data.fidelity_set
     reference = source.ordered(check, compiled)
     names = [info.name for info in compiled.outputs]
-    compiled_fidelity = fidelity(reference, predict(compiled, check), names)
-    baseline_fidelity = fidelity(reference, predict(baseline, check), names)
+    kinds = KindRule.of_recipe(recipe).of(names, reference)
+    compiled_fidelity = fidelity(reference, predict(compiled, check), names, kinds)
+    baseline_fidelity = fidelity(reference, predict(baseline, check), names, kinds)
     latency, baseline_latency = side_by_side([compiled, baseline], data.golden_set, recipe.bench_runs)
     golden_in = data.golden_set.take(0, recipe.golden_samples)
     golden_out = predict(compiled, golden_in)
@@ -85,7 +87,7 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
                     _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
 
 
-def _io(tensors: list[TensorInfo], layouts: dict[str, dict]) -> list[dict]:
+def _io(tensors: list[TensorInfo], layouts: dict[str, Layout]) -> list[dict]:
     """Manifest entries of inputs/outputs, with the layout change where the converter made one."""
     return [{**t.to_dict(), **({"layout": layouts[t.name]} if t.name in layouts else {})} for t in tensors]
 

@@ -115,8 +115,8 @@ class Search:
         source compiled as the shipped variant: what the measured gain of pruning compares with."""
         selection = self(pruned.graph if pruned else source, chosen.build, self.work)
         if chosen.left_out:
-            selection = selection.with_block(formats=dict(selection.block.get("formats", {}),
-                                                          left_out=chosen.left_out))
+            selection = selection.with_block(formats={**selection.block.get("formats", {}),
+                                                      "left_out": chosen.left_out})
         if pruned is None or not pruned.removed:
             return Searched(selection, None)
         progress(f"Compiling the unpruned model the same way ({selection.variant}), to measure the speed-up")
@@ -133,8 +133,9 @@ class Search:
         return (lambda model: None) if self.recipe.force else compat.run_problem(self.target, model_format)
 
 
-def _data_shapes(recipe: Recipe, source_format: str) -> dict:
-    """The data's sample shapes, which close an ONNX source's dynamic axes the recipe leaves open."""
+def _data_shapes(recipe: Recipe, source_format: str) -> dict[str, dict[str, tuple[int, ...]]]:
+    """The data's sample shapes by role and input name, which close an ONNX source's dynamic axes the recipe
+    leaves open (none for a Keras source)."""
     if framework(source_format) != "onnx":
         return {}
     return shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})

@@ -94,6 +94,8 @@ EMBEDDING_FLOOR = (0.99, 0.95)
 OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5"})  # the lower bound itself is refused
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
 BOOLS = ("int8_io", "unsafe", "force", "embedding")
+# What an output is, for judging it (compiler/evaluate/output_kinds.py): a class decision, an embedding, values.
+OUTPUT_KINDS = ("class", "embedding", "values")
 PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
 AUTO = frozenset({"drop_layers"})  # numeric options that also take "auto"
 OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5")  # None: not given
@@ -187,9 +189,11 @@ class Recipe:
     min_cosine: float | None = None
     min_cosine_p5: float | None = None
     embedding: bool = False
+    output_kind: dict[str, str] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))
+        object.__setattr__(self, "output_kind", _output_kinds(self.output_kind))
         self._normalise_scalars()
         object.__setattr__(self, "input_shape", input_shapes.normalise(self.input_shape))
         if self.main_output is not None and not isinstance(self.main_output, str):
@@ -324,6 +328,21 @@ def _enum(kind: type[StrEnum], value: object, field: str) -> Any:
 def _prune_ratio(value: object) -> float | str | None:
     """None, "auto", or a ratio 0 <= R < 1 (given as a number or its text)."""
     return _ratio(value, "prune", "0.5 removes half of the channels of every prunable group", auto=True)
+
+
+def _output_kinds(value: object) -> dict[str, str] | None:
+    """--output-kind NAME=KIND (repeatable; a recipe file: a table NAME = "KIND") as output name -> kind."""
+    if value is None or value == {} or value == []:
+        return None
+    pairs = value.items() if isinstance(value, dict) else \
+        [str(flag).partition("=")[::2] for flag in (value if isinstance(value, list | tuple) else [value])]
+    kinds = {}
+    for name, kind in pairs:
+        if not isinstance(name, str) or not name or kind not in OUTPUT_KINDS:
+            raise RecipeError(f"output kind {name}={kind} is not NAME=KIND with KIND one of {', '.join(OUTPUT_KINDS)}",
+                              "e.g. --output-kind scores=class --output-kind boxes=values")
+        kinds[name] = str(kind)
+    return kinds
 
 
 def _head_ratio(value: object) -> float | str | None:

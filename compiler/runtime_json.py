@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import NotRequired, TypedDict
 
+from edgekiln.compiler.manifest_schema import RuntimeTiming
+
 
 class SampleCheck(TypedDict):
     """One golden sample: whether every output matched within atol + rtol * |expected|, its largest |diff|."""
@@ -35,20 +37,10 @@ class Validation(TypedDict):
     error: NotRequired[str]
 
 
-class Benchmark(TypedDict):
+class Benchmark(RuntimeTiming):
     """`bench --json`: latency of one compiled batch in ms (first inference, then steady state over `runs`),
     the interpreter, the process's peak memory, and the machine and Python it ran on."""
 
-    runtime: str
-    runtime_version: str
-    threads: int | None
-    init_ms: float
-    first_ms: float
-    p50_ms: float
-    p90_ms: float
-    p99_ms: float
-    mean_ms: float
-    runs: int
     peak_rss_mb: float
     machine: str
     python: str

@@ -81,12 +81,15 @@ def print_build_summary(result: BuildResult) -> None:
     if pruning:
         _pruning_rows(table, pruning)
     fid, bfid = m["fidelity"], base["fidelity"]
-    several = len(fid.get("per_output", [])) > 1
-    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else ''})",
+    outputs = fid.get("per_output", [])
+    several = len(outputs) > 1
+    kind = "" if several or not outputs or "kind" not in outputs[0] else f"; a {outputs[0]['kind']} output"
+    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else kind})",
                   fidelity_text(bfid), fidelity_text(fid), "")
-    if several:  # every output is judged: a detector's boxes and class scores alike
-        for ours, theirs in zip(fid["per_output"], bfid.get("per_output", fid["per_output"]), strict=False):
-            table.add_row(f"  output {ours.get('name', '?')}", fidelity_text(theirs), fidelity_text(ours), "")
+    if several:  # every output is judged, each by its kind: a detector's boxes and class scores alike
+        for ours, theirs in zip(outputs, bfid.get("per_output", outputs), strict=False):
+            of = f" ({ours['kind']})" if "kind" in ours else ""
+            table.add_row(f"  output {ours.get('name', '?')}{of}", fidelity_text(theirs), fidelity_text(ours), "")
     console.print(table)
     for fixed in m["source"].get("fixed_inputs", []):
         if fixed["origin"] != "batch":
@@ -228,6 +231,10 @@ def print_candidates(q: Quantization) -> None:
                       f"{raced['threads']} thread(s)): timed in turn over {raced['rounds']} rounds[/dim]")
     if q.get("data"):
         console.print(f"[dim]tuned on {q['data']['tuned_on']}; judged on {q['data']['judged_on']}[/dim]")
+    kinds = q["candidates"][0].get("kinds") if q["candidates"] else None
+    if kinds:  # judged by output kind (evaluate/output_kinds.py): each figure's 95 % interval is in manifest.json
+        console.print(f"[dim]outputs judged as {', '.join(kinds)} (--output-kind NAME=KIND overrides); 95 % "
+                      "intervals of every figure in manifest.json[/dim]")
     compared = q.get("formats") or {}
     if compared.get("note"):
         console.print(f"[dim]{compared['note']}[/dim]")

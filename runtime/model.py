@@ -50,7 +50,7 @@ class Model:
     """
 
     def __init__(self, model_format: str, model_bytes: bytes, threads: int | None = None,
-                 layouts: dict[str, dict] | None = None) -> None:
+                 layouts: dict[str, Any] | None = None) -> None:
         start = time.perf_counter()
         self.backend = open_backend(model_format, model_bytes, threads)
         self.init_ms = (time.perf_counter() - start) * 1e3

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key
+from edgekiln.compiler.evaluate.criterion import DEFAULT_COSINE, Criterion, fidelity_key
 from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import Evidence, pick
@@ -47,10 +47,12 @@ def yardstick(quantization: dict) -> Candidate | None:
 def recorded_criterion(quantization: dict) -> Criterion:
     text = quantization["criterion"]
     budget = re.match(r"accuracy drop <= ([0-9.]+) points", text)
-    mean, p5 = (re.search(rf"cosine {name} >= ([0-9.]+)", text) for name in ("mean", "p5"))
+    given = text.replace(f"cosine mean >= {DEFAULT_COSINE:g} (the default)", "")  # not a floor the user gave
+    mean, p5 = (re.search(rf"cosine {name} >= ([0-9.]+)", given) for name in ("mean", "p5"))
     return Criterion(max_drop=float(budget.group(1)) if budget else None,
                      min_cosine=float(mean.group(1)) if mean else None,
-                     min_cosine_p5=float(p5.group(1)) if p5 else None)
+                     min_cosine_p5=float(p5.group(1)) if p5 else None,
+                     by_kind=text.startswith("on held-back samples, each output by its kind") or bool(budget))
 
 
 def assert_choice_obeys_rule(manifest: dict) -> None:

@@ -10,21 +10,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TypedDict
 
+from edgekiln.compiler.manifest_schema import CoverageFacts
 from edgekiln.compiler.tf_env import quiet_fds
 
 DELEGATE = "DELEGATE"
-
-
-class CoverageFacts(TypedDict):
-    """A Coverage as the candidate's details and the diagnosis record it."""
-
-    nodes: int
-    fast_path_nodes: int
-    fast_path_pieces: int
-    library: str
-    outside_fast_path: dict[str, int]  # op name -> nodes of that op on the built-in kernels, by op name
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ from edgekiln.compiler.evaluate.timing import RoundTiming, interleaved_latency, 
 from edgekiln.compiler.graph import detect_format, framework, load
 from edgekiln.compiler.graph.keras_graph import KerasGraph
 from edgekiln.compiler.graph.shapes import data_shapes
+from edgekiln.compiler.manifest_schema import Diagnosis, RewriteFacts
 from edgekiln.compiler.recipe import Quantize, Recipe, check_paths
-from edgekiln.compiler.rewrite import RewriteFacts
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.select import BUILDERS
@@ -61,7 +61,7 @@ class Explanation:
     target: str
     threads: int
     measured: dict[str, MeasuredModel]
-    diagnosis: dict
+    diagnosis: Diagnosis
     rewrites: RewriteFacts | None
 
 
@@ -159,7 +159,7 @@ def _print_rewrites(rewrites: RewriteFacts | None) -> None:
         console.print(f"  not applied: {why}")
 
 
-def _print_nodes(d: dict, int8: MeasuredModel) -> None:
+def _print_nodes(d: Diagnosis, int8: MeasuredModel) -> None:
     table = Table(title=f"per-node int8 error ({d['samples']} samples; {d['method']})")
     for column in ("node", "op", "share", "SQNR at its output"):
         table.add_column(column, justify="left" if column in ("node", "op") else "right")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -226,7 +227,7 @@ def _print_encoder(result: encoder_scan.EncoderScan, model_path: Path) -> None:
                   "--prune-heads removes heads by")
 
 
-def _write(data: dict, json_out: Path | None, csv_out: Path | None, rows: list[list]) -> None:
+def _write(data: Mapping[str, object], json_out: Path | None, csv_out: Path | None, rows: list[list]) -> None:
     if json_out:
         json_out.write_text(jsonsafe.dumps(data, indent=2) + "\n")
     if csv_out:
@@ -244,4 +245,5 @@ def _csv_rows(result: sensitivity.Scan) -> list[list]:
 
 def _encoder_csv_rows(result: encoder_scan.EncoderScan) -> list[list]:
     fields = ["kind", "layer", "index", "params", "accuracy_drop", "cosine_mean", "cosine_p5", "score"]
-    return [fields] + [[r.to_dict()[f] for f in fields] for r in (*result.heads, *result.blocks)]
+    facts: list[Mapping[str, object]] = [r.to_dict() for r in (*result.heads, *result.blocks)]
+    return [fields] + [[row[f] for f in fields] for row in facts]

@@ -11,6 +11,7 @@ from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.sweep import SweepOptions, run_sweep
 from edgekiln.compiler.sweep.points import parse_prunes
+from edgekiln.compiler.sweep.sweep_json import SweepResult
 
 EXECUTORS = ("local", "ray")
 DEFAULT_PRUNES = "0,0.25,0.5"
@@ -76,7 +77,7 @@ def _or(given: str | None, default: str | None) -> str | None:
     return default if given is None else given
 
 
-def print_front(result: dict, folder: Path) -> None:
+def print_front(result: SweepResult, folder: Path) -> None:
     from rich.table import Table
 
     quality = result["quality"]
@@ -85,7 +86,7 @@ def print_front(result: dict, folder: Path) -> None:
         table.add_column(column, justify="left" if column in ("point", "") else "right")
     order = sorted(result["points"], key=lambda r: (not r["on_front"], r.get(result["latency"]) or float("inf")))
     for r in order:
-        mark = "chosen" if r["name"] == result["chosen"] else (r.get("error") or "")
+        mark = "chosen" if r["name"] == result["chosen"] else str(r.get("error") or "")
         table.add_row(r["name"], _num(r.get("p50_ms")), _num(r.get("estimate_ms")), _num(r.get(quality)),
                       _num(r.get("bytes")), _num(r.get("macs")), "yes" if r["on_front"] else "", mark)
     console.print(table)

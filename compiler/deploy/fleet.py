@@ -71,8 +71,8 @@ def run_fleet(bundle: Path, devices: list[Destination], options: DeployOptions,
                 outcome = future.result()
                 record = records.measurement(prepared.manifest, prepared.version, outcome)
                 if record is not None:
-                    if record.get("profile"):  # --profile: the device's per-op times with each op's static facts
-                        record["profile"] = on_device(record["profile"], bundle, prepared.manifest)
+                    if profile := record["profile"]:  # --profile: the device's per-op times with each op's static facts
+                        record["profile"] = on_device(profile, bundle, prepared.manifest)
                     records.write_measurement(bundle, record)
                     outcome.record = record
                 outcomes.append(outcome)

@@ -19,7 +19,7 @@ from edgekiln import runtime
 from edgekiln.compiler.deploy.fleet import destinations
 from edgekiln.compiler.deploy.remote import DeployOptions, PreparedBundle, deploy
 from edgekiln.compiler.errors import DeployError
-from edgekiln.compiler.search.on_device import RaceMethod
+from edgekiln.compiler.manifest_schema import RaceMethod
 
 
 @dataclass(frozen=True)

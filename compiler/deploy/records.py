@@ -14,29 +14,27 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
+from edgekiln.compiler.deploy.agent_messages import AgentResult, Facts
+from edgekiln.compiler.deploy.measurement_json import DeviceLatency, MeasuredDevice, Measurement
 from edgekiln.compiler.deploy.remote import DeviceResult
 from edgekiln.compiler.manifest import dumps
-from edgekiln.compiler.manifest_schema import MANIFEST_FILE, Manifest
+from edgekiln.compiler.manifest_schema import MANIFEST_FILE, DeviceEntry, Manifest
 from edgekiln.compiler.manifest_schema import read as read_manifest
 from edgekiln.runtime import jsonsafe
 
 SCHEMA_VERSION = 1
-LATENCY_KEYS = ("runtime", "runtime_version", "threads", "init_ms", "first_ms", "p50_ms", "p90_ms", "p99_ms",
-                "mean_ms", "runs", "peak_rss_mb")
-FACT_KEYS = ("board", "cpu", "cores", "machine", "kernel", "os", "python", "ram_mb", "hostname")
 
 
-def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | None:
+def measurement(manifest: dict, version: str, outcome: DeviceResult) -> Measurement | None:
     """The record of one device's run, or None when the bundle never ran there."""
     validation = (outcome.result or {}).get("validation") or (outcome.failure.detail.get("validation")
                                                                if outcome.failure else None)
     if validation is None:
         return None
-    result = outcome.result or {}
-    facts: Mapping[str, object] = result.get("facts") or (outcome.probe["facts"] if outcome.probe else {})
-    latency = result.get("latency")
+    result: AgentResult = outcome.result or {}
+    facts = result.get("facts") or (outcome.probe["facts"] if outcome.probe else None)
+    latency, venv = result.get("latency"), result.get("venv")
     return {
         "schema_version": SCHEMA_VERSION,
         "measured_on": "device",
@@ -48,17 +46,27 @@ def measurement(manifest: dict, version: str, outcome: DeviceResult) -> dict | N
         "hint": None if outcome.failure is None else outcome.failure.hint,
         "bundle": {"model_sha256": manifest["model"]["sha256"], "version": version,
                    "remote_dir": result.get("bundle_dir")},
-        "device": {k: facts.get(k) for k in FACT_KEYS},
+        "device": _device(facts),
         "packages": result.get("packages"),
         "runtime_version": result.get("runtime_version"),
-        "venv": {k: v for k, v in (result.get("venv") or {}).items() if k != "path"} or None,
+        "venv": None if venv is None else {"reused": venv["reused"], "seconds": venv["seconds"]},
         "validation": validation,
         "latency": None if latency is None else {"measured_on": "device", **latency},
         "profile": result.get("profile"),  # deploy --profile: per-op time on the device (runtime/profile.py)
         "timings_s": {**outcome.timings_s, **result.get("timings_s", {})},
-        "warnings": mismatch_warnings(manifest, facts),
+        "warnings": mismatch_warnings(manifest, facts or {}),
         "removed_on_device": result.get("pruned"),  # --keep: old versions and venvs removed, bytes freed
     }
+
+
+def _device(facts: Facts | None) -> MeasuredDevice:
+    """What the record keeps of the device's facts (None: not reported)."""
+    if facts is None:
+        return {"board": None, "cpu": None, "cores": None, "machine": None, "kernel": None, "os": None,
+                "python": None, "ram_mb": None, "hostname": None}
+    return {"board": facts.get("board"), "cpu": facts.get("cpu"), "cores": facts.get("cores"),
+            "machine": facts.get("machine"), "kernel": facts.get("kernel"), "os": facts.get("os"),
+            "python": facts.get("python"), "ram_mb": facts.get("ram_mb"), "hostname": facts.get("hostname")}
 
 
 def mismatch_warnings(manifest: dict, facts: Mapping[str, object]) -> list[str]:
@@ -73,7 +81,7 @@ def mismatch_warnings(manifest: dict, facts: Mapping[str, object]) -> list[str]:
     return notes
 
 
-def write_measurement(bundle: Path, record: dict) -> Path:
+def write_measurement(bundle: Path, record: Measurement) -> Path:
     """measurements/<device-id>.json, replaced atomically."""
     path = bundle / "measurements" / f"{record['device_id']}.json"
     path.parent.mkdir(exist_ok=True)
@@ -81,21 +89,27 @@ def write_measurement(bundle: Path, record: dict) -> Path:
     return path
 
 
-def manifest_entry(record: dict) -> dict[str, Any]:
-    """The compact form that goes into the manifest's latency.device list."""
+def manifest_entry(record: Measurement, latency: DeviceLatency) -> DeviceEntry:
+    """The compact form of a record with latency figures that goes into the manifest's latency.device list."""
+    d = record["device"]
     return {"device": record["device_id"], "destination": record["destination"], "measured_on": "device",
-            "measured_utc": record["measured_utc"], **{k: record["device"].get(k) for k in FACT_KEYS[:7]},
-            **{k: (record["latency"] or {}).get(k) for k in LATENCY_KEYS},
+            "measured_utc": record["measured_utc"], "board": d["board"], "cpu": d["cpu"], "cores": d["cores"],
+            "machine": d["machine"], "kernel": d["kernel"], "os": d["os"], "python": d["python"],
+            "runtime": latency["runtime"], "runtime_version": latency["runtime_version"],
+            "threads": latency["threads"], "init_ms": latency["init_ms"], "first_ms": latency["first_ms"],
+            "p50_ms": latency["p50_ms"], "p90_ms": latency["p90_ms"], "p99_ms": latency["p99_ms"],
+            "mean_ms": latency["mean_ms"], "runs": latency["runs"], "peak_rss_mb": latency["peak_rss_mb"],
             "validated": record["status"] == "ok"}
 
 
-def record_in_manifest(bundle: Path, records: list[dict]) -> Manifest:
+def record_in_manifest(bundle: Path, records: list[Measurement]) -> Manifest:
     """Device figures into manifest.json's latency.device (same device: replaced); nothing else changes."""
     path = bundle / MANIFEST_FILE
     manifest = read_manifest(bundle)
     ours = {r["device_id"] for r in records}
     kept = [e for e in manifest["latency"]["device"] if e.get("device") not in ours]
-    manifest["latency"]["device"] = kept + [manifest_entry(r) for r in records if r["latency"] is not None]
+    measured = [manifest_entry(r, latency) for r in records if (latency := r["latency"]) is not None]
+    manifest["latency"]["device"] = kept + measured
     atomic_write_text(path, dumps(manifest))
     return manifest
 

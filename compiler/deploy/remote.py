@@ -22,6 +22,7 @@ from typing import Any
 
 from edgekiln.compiler.deploy import transport
 from edgekiln.compiler.deploy.agent_messages import AgentResult, Probe
+from edgekiln.compiler.deploy.measurement_json import Measurement
 from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, SshOptions
 from edgekiln.compiler.errors import DeployError
 
@@ -85,7 +86,7 @@ class DeviceResult:
     result: AgentResult | None = None
     failure: DeviceFailure | None = None
     timings_s: dict = field(default_factory=dict)
-    record: dict | None = None  # what was written to measurements/, if anything
+    record: Measurement | None = None  # what was written to measurements/, if anything
 
     @property
     def ok(self) -> bool:

@@ -11,8 +11,9 @@ import functools
 import re
 import tomllib
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import NotRequired, TypedDict, TypeVar
 
 import numpy as np
 
@@ -22,6 +23,48 @@ from edgekiln.compiler.manifest_schema import MemoryBasis
 from edgekiln.targets import Target
 
 T = TypeVar("T")
+
+
+class Wheels(TypedDict):
+    """targets/wheels.toml, per pin: the CPython versions with a wheel, the oldest glibc per machine, and the
+    apt package that provides it where PyPI has no wheel."""
+
+    python: list[str]
+    glibc: dict[str, str]
+    apt: NotRequired[dict[str, str]]
+
+
+class Lock(TypedDict):
+    """targets/locks.toml, per lock_key: the exact requirements an emulated validation passed with."""
+
+    requirements: list[str]
+    validated: str
+
+
+class OpVersions(TypedDict):
+    """targets/op_versions.toml, per interpreter pin: the highest version of each builtin op it loads."""
+
+    probed_with: str
+    max_version: dict[str, int]
+
+
+class ContribOps(TypedDict):
+    """targets/onnx_contrib_ops.toml, per onnxruntime pin: the com.microsoft ops it has a CPU kernel for."""
+
+    probed_with: str
+    contrib_ops: list[str]
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The target facts this module compares with (targets/*.toml; a missing file is an empty table), by pin;
+    runtime_base_mb by package name (runtime_memory.toml)."""
+
+    wheels: dict[str, Wheels]
+    locks: dict[str, Lock]
+    op_versions: dict[str, OpVersions]
+    onnx_contrib_ops: dict[str, ContribOps]
+    runtime_base_mb: dict[str, float]
 
 
 def interpreter_pin(target: Target, model_format: str) -> str:
@@ -42,23 +85,28 @@ def lock_key(target: Target, model_format: str) -> str:
 def requirements(target: Target, model_format: str) -> list[str]:
     """The bundle's requirements.txt lines: the exact set an emulated validation installed and passed
     with (targets/locks.toml), else the base pins. Pins apt provides carry a comment saying so."""
-    lock = _data("locks").get(lock_key(target, model_format))
+    lock = _tables().locks.get(lock_key(target, model_format))
     pins = list(lock["requirements"]) if lock else base_pins(target, model_format)
     return [_with_apt_note(pin, target) for pin in pins]
 
 
 def _with_apt_note(pin: str, target: Target) -> str:
     """A pin the target's OS provides through apt (numpy on 32-bit Pi OS) says so: pip would find no wheel."""
-    apt_package = _data("wheels").get(pin, {}).get("apt", {}).get(target.arch)
+    wheels = _tables().wheels.get(pin)
+    apt_package = wheels.get("apt", {}).get(target.arch) if wheels else None
     if apt_package and apt_package in target.apt_packages:
         return f"{pin}  # from apt: {apt_package} (PyPI has no {target.arch} wheel)"
     return pin
 
 
 @functools.cache
-def _data(name: str) -> dict:
-    path = Path(target_data.__file__).parent / f"{name}.toml"
-    return tomllib.loads(path.read_text()) if path.is_file() else {}
+def _tables() -> Tables:
+    folder = Path(target_data.__file__).parent
+    read = {name: tomllib.loads(path.read_text()) if (path := folder / f"{name}.toml").is_file() else {}
+            for name in ("wheels", "locks", "op_versions", "onnx_contrib_ops", "runtime_memory")}
+    return Tables(wheels=read["wheels"], locks=read["locks"], op_versions=read["op_versions"],
+                  onnx_contrib_ops=read["onnx_contrib_ops"],
+                  runtime_base_mb=read["runtime_memory"].get("runtime_base_mb", {}))
 
 
 def enforce(check: Callable[[], T], force: bool, notes: list[str]) -> T | None:
@@ -89,7 +137,7 @@ def check_wheels(target: Target, model_format: str) -> None:
 
 def wheel_problem(target: Target, model_format: str) -> str | None:
     """Why this format's pins cannot be installed on the target, or None when they can."""
-    table = _data("wheels")
+    table = _tables().wheels
     for pin in reversed(base_pins(target, model_format)):  # the interpreter first: it matters most
         facts = table.get(pin)
         if facts is None:
@@ -128,7 +176,7 @@ def check_ops(target: Target, model_format: str, model_bytes: bytes) -> None:
     from edgekiln.compiler.analyze.tflite_stats import opcode_versions
 
     pin = interpreter_pin(target, model_format)
-    table = _data("op_versions").get(pin)
+    table = _tables().op_versions.get(pin)
     if table is None:
         return  # no probe of this interpreter: the emulated validation is the check
     highest = table["max_version"]
@@ -145,13 +193,13 @@ def check_contrib_ops(target: Target, model_bytes: bytes) -> None:
     if b"com.microsoft" not in model_bytes:  # no contrib op: nothing to parse
         return
     pin = interpreter_pin(target, "onnx")
-    known = _data("onnx_contrib_ops").get(pin, {}).get("contrib_ops")
+    known = _tables().onnx_contrib_ops.get(pin)
     if known is None:
         return
     import onnx
 
     used = {n.op_type for n in onnx.load_from_string(model_bytes).graph.node if n.domain == "com.microsoft"}
-    missing = sorted(used - set(known))
+    missing = sorted(used - set(known["contrib_ops"]))
     if missing:
         raise TargetError(f"{pin}, the interpreter of {target.name}, has no CPU kernel for the com.microsoft "
                           f"op(s) {', '.join(missing)}", _alternatives(target, "onnx"))
@@ -177,7 +225,7 @@ def runtime_base(target: Target, model_format: str) -> tuple[str, float]:
     An interpreter not measured there gets the largest measured base: overestimating refuses a
     borderline bundle, which --force overrides; underestimating would let one die on the device."""
     pin = interpreter_pin(target, model_format)
-    bases = _data("runtime_memory")["runtime_base_mb"]
+    bases = _tables().runtime_base_mb
     return pin, float(bases.get(package_name(pin), max(bases.values())))
 
 
@@ -192,7 +240,7 @@ def package_name(pin: str) -> str:
 def memory_basis(target: Target, model_format: str) -> MemoryBasis:
     """What the manifest's memory estimate rests on: the interpreter and its measured (or fallback) base."""
     pin, base = runtime_base(target, model_format)
-    measured = package_name(pin) in _data("runtime_memory")["runtime_base_mb"]
+    measured = package_name(pin) in _tables().runtime_base_mb
     return {"runtime_base_mb": base, "runtime_interpreter": pin,
             "runtime_base_source": "targets/runtime_memory.toml" if measured else
             f"not measured for {package_name(pin)}: the largest base in targets/runtime_memory.toml"}

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from edgekiln.compiler.analyze.graph_stats import OpRecord
-from edgekiln.compiler.manifest_schema import TargetEstimate
+from edgekiln.compiler.manifest_schema import CoverageFacts, TargetEstimate
 from edgekiln.targets import NO_BAND, Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
@@ -156,24 +156,24 @@ def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
 
 
 def candidate_ms(target: Target, model_format: str, records: Iterable[OpRecord],
-                 coverage: dict | None = None) -> float | None:
+                 coverage: CoverageFacts | None = None) -> float | None:
     """A candidate's estimated latency on the target (None without figures or per-op records)."""
     records = tuple(records)
     if target.estimate is None or not records:
         return None
-    outside = (coverage or {}).get("outside_fast_path") if model_format == "tflite" else None
+    outside = coverage.get("outside_fast_path") if coverage and model_format == "tflite" else None
     return round(predict_ms(records, target.estimate, target.default_threads, outside).total_ms, 4)
 
 
 def target_estimate(target: Target, records: Iterable[OpRecord], model_format: str = "tflite",
-                    coverage: dict | None = None) -> TargetEstimate | None:
+                    coverage: CoverageFacts | None = None) -> TargetEstimate | None:
     """The manifest's latency.target_estimate, or None for a target without estimate figures."""
     figures = target.estimate
     records = tuple(records)
     if figures is None or not records:
         return None
     threads = target.default_threads
-    outside = (coverage or {}).get("outside_fast_path") if model_format == "tflite" else None
+    outside = coverage.get("outside_fast_path") if coverage and model_format == "tflite" else None
     cost = predict_ms(records, figures, threads, outside)
     low, high = band_ms(cost.total_ms, figures.error_band)
     return {"method": "estimate", "p50_ms": round(cost.total_ms, 3), "low_ms": low, "high_ms": high,

@@ -3,19 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypedDict
 
-
-class LayerFacts(TypedDict):
-    """A LayerError as the manifest's diagnosis lists it (figures rounded to 4 decimals)."""
-
-    layer: str
-    op: str
-    tensors: list[str]
-    rmse_over_scale: float
-    sqnr_db: float | None
-    channel_nsr: float
-    share: float
+from edgekiln.compiler.manifest_schema import LayerFacts
 
 
 @dataclass(frozen=True)

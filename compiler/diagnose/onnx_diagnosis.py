@@ -12,24 +12,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TypedDict
 
 import numpy as np
 
 from edgekiln.compiler.graph.onnx_graph import open_session
+from edgekiln.compiler.manifest_schema import Diagnosis, NodeFacts
 
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 SAMPLES = 32     # calibration samples run through both models
 TOP = 10         # nodes listed in the manifest's diagnosis
-
-
-class NodeFacts(TypedDict):
-    """A NodeError as the manifest's diagnosis lists it."""
-
-    name: str
-    op: str
-    sqnr_db: float | None
-    share: float
 
 
 @dataclass(frozen=True)
@@ -79,7 +70,7 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
     return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total, e.output) for e in ranked]
 
 
-def report(errors: list[NodeError], samples: int, accurate: str = "", failure: str = "") -> dict:
+def report(errors: list[NodeError], samples: int, accurate: str = "", failure: str = "") -> Diagnosis:
     """The manifest's quantization.diagnosis for ONNX int8: nodes ranked by their share of the error."""
     top = errors[:TOP]
     causes = [f"{e.name} ({e.op}) adds {e.share:.0%} of the int8 error" for e in top[:3] if e.share > 0]

@@ -24,6 +24,7 @@ from edgekiln.compiler.diagnose.layer_error import LayerError
 from edgekiln.compiler.emit import tflite_int8
 from edgekiln.compiler.emit.calibrate import TensorStats
 from edgekiln.compiler.keras_types import KerasModel
+from edgekiln.compiler.manifest_schema import Diagnosis
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 DEBUG_SAMPLES = 16   # calibration samples the debug model runs (it uses reference kernels: slow)
@@ -135,10 +136,10 @@ def layer_of(tensor_name: str, layer_names: list[str]) -> str:
 
 
 def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorStats], calibrated: bytes,
-           keras_model: KerasModel | None, samples: int, failure: str = "", accurate: str = "") -> dict:
+           keras_model: KerasModel | None, samples: int, failure: str = "", accurate: str = "") -> Diagnosis:
     """The manifest's quantization.diagnosis block (of the plain int8 model); `failure`: why layers are missing;
     `accurate`: how plain int8 meets the accuracy criterion, if it does."""
-    return {
+    diagnosis: Diagnosis = {
         "of": "int8 (plain: min/max calibration, no rewrites, no float fallback)",
         "method": "tf.lite.experimental.QuantizationDebugger layer statistics: each quantized op against its float "
                   "op on the same input; ranked by mean per-channel noise/signal power",
@@ -146,5 +147,7 @@ def report(errors: list[LayerError], cover: Coverage, stats: dict[int, TensorSta
         "layers": [e.to_dict() for e in errors[:TOP_LAYERS]],
         "coverage": cover.to_dict(),
         "causes": causes.find(errors, cover, stats, calibrated, keras_model, accurate),
-        **({"note": failure} if failure else {}),
     }
+    if failure:
+        diagnosis["note"] = failure
+    return diagnosis

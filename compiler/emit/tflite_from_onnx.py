@@ -29,6 +29,7 @@ import numpy as np
 from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.emit.tflite_names import rename_signature
 from edgekiln.compiler.errors import ConversionError, first_line
+from edgekiln.compiler.manifest_schema import Layout
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 
@@ -56,7 +57,7 @@ class Converted:
     files: dict[str, Path]
     names: tuple[list[str], list[str]]
     baseline: bytes
-    layouts: dict[str, dict]
+    layouts: dict[str, Layout]  # tensor name -> its layout change (none: not changed)
 
     def model(self, suffix: str) -> bytes:
         """The model onnx2tf wrote with this suffix, ONNX names restored, refused if LiteRT cannot run it."""
@@ -208,7 +209,7 @@ def check_builtin_only(model: bytes) -> None:
                               "use --format onnx, or --quantize dynamic")
 
 
-def find_layouts(graph: OnnxGraph, baseline: bytes, sample: Dataset | None) -> dict[str, dict]:
+def find_layouts(graph: OnnxGraph, baseline: bytes, sample: Dataset | None) -> dict[str, Layout]:
     """Per input/output: the transposition from the ONNX layout to the compiled one (or none).
 
     Candidates come from the shapes (identity, channels-last); the combination that makes the
@@ -282,7 +283,7 @@ def _matching_perm(reference: np.ndarray, compiled: np.ndarray) -> list[int] | N
     return None
 
 
-def _layout(perm: list[int], source_shape: tuple[int, ...], channels_first: bool) -> dict:
+def _layout(perm: list[int], source_shape: tuple[int, ...], channels_first: bool) -> Layout:
     """The manifest record; axis letters are the source's (NCHW-like unless it looks channels-last)."""
     letters = _LAYOUT_NAMES[len(perm)][0 if channels_first or source_shape[-1] not in (1, 3, 4) else 1]
     return {"source": letters, "compiled": "".join(letters[i] for i in perm), "perm": list(perm),

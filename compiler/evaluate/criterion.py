@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from edgekiln.compiler.evaluate import evidence
 from edgekiln.compiler.evaluate.quality import Quality
 
 if TYPE_CHECKING:
@@ -31,6 +32,20 @@ class Faithfulness(Protocol):
     def cosine_mean(self) -> float | None: ...
     @property
     def cosine_p5(self) -> float | None: ...
+    @property
+    def samples(self) -> int | None: ...
+    @property
+    def flips(self) -> int | None: ...
+    @property
+    def values_sqnr_db(self) -> float | None: ...
+    @property
+    def kinds(self) -> tuple[str, ...]: ...
+    def interval(self, figure: str) -> tuple[float, float] | None: ...
+
+
+# The embeddings' floor when the user gives none: a cosine of 0.99 to the source's vector keeps a nearest-neighbour
+# ranking (the issue's audio embedding: int8 0.994) while refusing a collapsed one (the detector's int8: 0.19).
+DEFAULT_COSINE = 0.99
 
 
 @dataclass(frozen=True)
@@ -60,6 +75,7 @@ class Criterion:
     min_cosine: float | None = None
     min_cosine_p5: float | None = None
     top1: bool = True  # False (--embedding): the outputs are embeddings, judged by the cosine floor alone
+    by_kind: bool = False  # a build's rule (criterion_for): rows are judged per output kind, with intervals
 
     @property
     def by_cosine(self) -> bool:
@@ -69,9 +85,76 @@ class Criterion:
         if self.max_drop is not None:
             within = row.accuracy_drop is not None and bool(row.accuracy_drop <= self.max_drop)
             return within and self._cosine_ok(row)
+        if row.kinds:
+            return not self._shown_worse(row)
         agreement_ok = not self.top1 or row.agreement is None or bool(row.agreement >= self.min_agreement)
         floor_ok = self._cosine_ok(row) if self.by_cosine else bool(_sqnr(row) >= self.min_sqnr_db)
         return agreement_ok and floor_ok
+
+    # --- judged by output kind, with intervals (a row measured by evaluate/judge.py) -------------------------
+
+    def _shown_worse(self, row: Faithfulness) -> list[str]:
+        """The floors the evidence shows the row below (one-sided 95 %), in words; none: it meets them.
+        class outputs: the flip rate's lower bound above 1 - min_agreement; embeddings (or any vector output
+        under a cosine floor given): a cosine's upper bound below its floor; value outputs: SQNR's upper bound
+        below min_sqnr_db."""
+        worse = []
+        if "class" in row.kinds and row.agreement is not None:
+            flips, n = row.flips, row.samples
+            shown = evidence.flip_rate_low(flips, n) > 1 - self.min_agreement if flips is not None and n else \
+                row.agreement < self.min_agreement
+            if shown:
+                worse.append(f"top-1 agreement {row.agreement:.3f} ({flips} of {n} samples changed class)")
+        for name, floor, value, figure in self._cosine_floors(row):
+            if value is None or _upper(row, figure, value) < floor:
+                worse.append(f"{name} {'unmeasured' if value is None else f'{value:.6g}'} < {floor:g}")
+        if "values" in row.kinds:
+            sqnr = math.inf if row.values_sqnr_db is None else row.values_sqnr_db
+            if _upper(row, "values_sqnr_db", sqnr) < self.min_sqnr_db:
+                worse.append(f"SQNR of values {sqnr:.1f} dB < {self.min_sqnr_db:g}")
+        return worse
+
+    def _cosine_floors(self, row: Faithfulness) -> list[tuple[str, float, float | None, str]]:
+        """(name, floor, value, figure) of the cosine floors that apply: the user's (--min-cosine,
+        --min-cosine-p5) on the vector outputs, else DEFAULT_COSINE on the mean of the embedding outputs."""
+        if self.by_cosine:
+            return [(name, floor, value, figure) for name, floor, value, figure in
+                    (("cosine mean", self.min_cosine, row.cosine_mean, "cosine_mean"),
+                     ("cosine p5", self.min_cosine_p5, row.cosine_p5, "cosine_p5")) if floor is not None]
+        if "embedding" in row.kinds:
+            return [("cosine mean", DEFAULT_COSINE, row.cosine_mean, "cosine_mean")]
+        return []
+
+    def weak(self, row: Faithfulness) -> str | None:
+        """Where the row meets the floors only because its samples are too few to show otherwise: the one-sided
+        95 % bound reaches past a floor. None when the evidence is clear (or the row has no intervals)."""
+        if not row.kinds or self.max_drop is not None or not self.meets(row):
+            return None
+        n = row.samples or 0
+        if "class" in row.kinds and row.flips is not None and n:
+            slack = 1 - self.min_agreement
+            if evidence.flip_rate_high(row.flips, n) > slack:
+                return (f"weak evidence: {n} samples judged; {evidence.samples_to_tell(slack)} samples without a "
+                        f"class change would show it changes on at most {slack:.0%} of inputs")
+        for name, floor, value, figure in self._cosine_floors(row):
+            interval = row.interval(figure)
+            if value is not None and interval is not None and interval[0] < floor:
+                return f"weak evidence: {n} samples judged; the {name}'s 95 % interval reaches below {floor:g}"
+        interval = row.interval("values_sqnr_db")
+        if "values" in row.kinds and interval is not None and interval[0] < self.min_sqnr_db:
+            return f"weak evidence: {n} samples judged; the SQNR's 95 % interval reaches below {self.min_sqnr_db:g} dB"
+        return None
+
+    def same_fidelity(self, a: Faithfulness, b: Faithfulness) -> bool:
+        """Whether the evidence cannot tell two rows' fidelity apart: every figure the rule reads has
+        overlapping 95 % intervals (rows without intervals: equal figures)."""
+        if not (a.kinds and b.kinds):
+            return self.faithfulness(a) == self.faithfulness(b)
+        figures = [f for f in ("agreement", "cosine_mean", "cosine_p5", "values_sqnr_db")
+                   if a.interval(f) is not None and b.interval(f) is not None]
+        return all(_overlap(a.interval(f), b.interval(f)) for f in figures)
+
+    # --- the figures alone (labelled builds, and rows recorded before output kinds) -----------------------
 
     def _cosine_ok(self, row: Faithfulness) -> bool:
         """Every cosine floor given holds (True when none is given)."""
@@ -92,6 +175,16 @@ class Criterion:
         if self.max_drop is not None:
             budget = f"accuracy drop <= {self.max_drop:g} points on the labelled evaluation data"
             return budget + (f" and {self._cosine_floor()} on held-back samples" if self.by_cosine else "")
+        if not self.by_kind:
+            return self._describe_figures()
+        embeddings = self._cosine_floor() if self.by_cosine else f"cosine mean >= {DEFAULT_COSINE:g} (the default)"
+        return (f"on held-back samples, each output by its kind: the class changes on at most "
+                f"{1 - self.min_agreement:.0%} of inputs (top-1 agreement >= {self.min_agreement:g}); embeddings "
+                f"{embeddings}; values SQNR >= {self.min_sqnr_db:g} dB; a floor fails only when the evidence "
+                "shows it missed (one-sided 95 %)")
+
+    def _describe_figures(self) -> str:
+        """The rule on the figures alone (rows without output kinds)."""
         floor = self._cosine_floor() if self.by_cosine else f"SQNR >= {self.min_sqnr_db:g} dB"
         if not self.top1:
             return f"{floor} on held-back samples (embedding outputs: no top-1 agreement)"
@@ -105,6 +198,8 @@ class Criterion:
     def shortfall(self, row: Faithfulness) -> str:
         """Why a row does not meet the criterion, in a few words."""
         cosine = self._cosine_shortfall(row)
+        if self.max_drop is None and row.kinds:
+            return ", ".join(self._shown_worse(row)) + ": below the fidelity floor"
         if self.max_drop is not None:
             drop = "no accuracy" if row.accuracy_drop is None else f"accuracy drops {row.accuracy_drop:.2f} points"
             return f"{drop} (budget {self.max_drop:g})" + (f"; {cosine}: below the cosine floor" if cosine else "")
@@ -134,7 +229,7 @@ def criterion_for(recipe: Recipe, labelled: bool) -> Criterion:
     """A build's rule from its recipe: the accuracy budget when the evaluation data is labelled (else the
     fidelity floor), and the recipe's cosine floor either way."""
     return Criterion(max_drop=recipe.max_drop if labelled else None, min_cosine=recipe.min_cosine,
-                     min_cosine_p5=recipe.min_cosine_p5, top1=not recipe.embedding)
+                     min_cosine_p5=recipe.min_cosine_p5, top1=not recipe.embedding, by_kind=True)
 
 
 
@@ -158,6 +253,16 @@ def fidelity_key(quality: Faithfulness, criterion: Criterion | None = None) -> t
         *cosines, sqnr = criterion.faithfulness(quality)
         return (drop, *cosines, agreement, sqnr)
     return (drop, agreement, float("inf") if quality.sqnr_db is None else quality.sqnr_db)
+
+
+def _upper(row: Faithfulness, figure: str, value: float) -> float:
+    """A figure's upper 95 % bound where its interval was measured, else the figure itself."""
+    interval = row.interval(figure)
+    return value if interval is None else max(value, interval[1])
+
+
+def _overlap(a: tuple[float, float] | None, b: tuple[float, float] | None) -> bool:
+    return a is None or b is None or (a[0] <= b[1] and b[0] <= a[1])
 
 
 def _sqnr(row: Faithfulness) -> float:

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate import metrics
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
+from edgekiln.compiler.manifest_schema import Fidelity
 from edgekiln.compiler.model_inputs import Dataset
 
 
@@ -16,8 +18,9 @@ class Judge:
     bytes; every model is compared with the same reference arrays."""
 
     def __init__(self, reference: Reference, check: Dataset, evaluation: Dataset | None, threads: int,
-                 main_output: str | None = None) -> None:
+                 main_output: str | None = None, kinds: KindRule | None = None) -> None:
         self.reference, self.check, self.threads, self.main = reference, check, threads, main_output
+        self.kinds = kinds or KindRule()
         self.evaluation = evaluation if evaluation is not None and evaluation.labels is not None else None
         self.reference_accuracy: float | None = None
         if self.evaluation is not None and self.evaluation.labels is not None:
@@ -26,25 +29,38 @@ class Judge:
                                                        list(source), main_output)
 
     @classmethod
-    def for_build(cls, reference: Reference, data: Datasets, threads: int, main_output: str | None) -> Judge:
+    def for_build(cls, reference: Reference, data: Datasets, threads: int, main_output: str | None,
+                  kinds: KindRule | None = None) -> Judge:
         """The judge of a build's candidate table: fidelity on the held-back samples, accuracy with labels."""
-        return cls(reference, data.fidelity_set, data.evaluation, threads, main_output)
+        return cls(reference, data.fidelity_set, data.evaluation, threads, main_output, kinds)
 
     @classmethod
-    def for_tuning(cls, reference: Reference, data: Datasets, threads: int) -> Judge:
+    def for_tuning(cls, reference: Reference, data: Datasets, threads: int, kinds: KindRule | None = None) -> Judge:
         """The judge of the search's own decisions: fidelity on the tuning samples, never the labels."""
-        return cls(reference, data.tuning_set, None, threads)
+        return cls(reference, data.tuning_set, None, threads, kinds=kinds)
 
     def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
         model = open_model(model_format, model_bytes, self.threads, layouts)
         outputs = predict(model, self.check)
         names = [info.name for info in model.outputs]
-        fidelity = metrics.fidelity(self.reference.ordered(self.check, model), outputs, names)
+        references = self.reference.ordered(self.check, model)
+        fidelity = metrics.fidelity(references, outputs, names, self.kinds.of(names, references))
         accuracy = drop = None
         if self.evaluation is not None and self.evaluation.labels is not None and \
                 self.reference_accuracy is not None:
             ours = predict(model, self.evaluation)
             accuracy = round(metrics.accuracy(ours, self.evaluation.labels, names, self.main), 3)
             drop = round(self.reference_accuracy - accuracy, 3)
-        return Quality(fidelity["sqnr_db"], fidelity.get("top1_agreement"), accuracy, drop,
-                       fidelity.get("cosine_mean"), fidelity.get("cosine_p5"))
+        return quality_of(fidelity, accuracy, drop)
+
+
+def quality_of(fidelity: Fidelity, accuracy: float | None = None, drop: float | None = None) -> Quality:
+    """A Quality from metrics.fidelity's figures (and labelled accuracy), with the kinds and intervals."""
+    kinds = tuple(dict.fromkeys(f["kind"] for f in fidelity["per_output"] if "kind" in f))
+    intervals = fidelity.get("intervals", {})
+    named = {"agreement": intervals.get("top1_agreement"), "cosine_mean": intervals.get("cosine_mean"),
+             "cosine_p5": intervals.get("cosine_p5"), "values_sqnr_db": intervals.get("values_sqnr_db")}
+    return Quality(fidelity["sqnr_db"], fidelity.get("top1_agreement"), accuracy, drop,
+                   fidelity.get("cosine_mean"), fidelity.get("cosine_p5"), samples=fidelity["samples"],
+                   flips=fidelity.get("flips"), values_sqnr_db=fidelity.get("values_sqnr_db"), kinds=kinds,
+                   intervals=tuple((k, v[0], v[1]) for k, v in named.items() if v and len(v) == 2))

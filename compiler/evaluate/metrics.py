@@ -4,10 +4,12 @@ measurement) computes its figures here, so one figure means one thing wherever i
 
 from __future__ import annotations
 
+import math
 from typing import TypedDict
 
 import numpy as np
 
+from edgekiln.compiler.evaluate import evidence, output_kinds
 from edgekiln.compiler.manifest_schema import Fidelity, OutputFidelity
 
 
@@ -19,12 +21,17 @@ class Cosine(TypedDict):
 
 
 class _Overall(TypedDict, total=False):
-    """The overall figures only some models have: of outputs with a vector axis (top-1 agreement, the cosines),
-    and of several outputs (how the overall figures were taken)."""
+    """The overall figures only some models have, each the worst output's of the kind it measures
+    (evaluate/output_kinds.py): top-1 agreement and its flips of the class outputs, the cosines of the
+    embeddings (of every vector output when there is no embedding), SQNR of the value outputs; their 95 %
+    intervals (evaluate/evidence.py); and of several outputs, how the overall figures were taken."""
 
     top1_agreement: float
+    flips: int
     cosine_mean: float
     cosine_p5: float
+    values_sqnr_db: float | None
+    intervals: dict[str, list[float]]
     judged_on: str
 
 
@@ -45,31 +52,52 @@ def main_output(outputs: list[np.ndarray], labels: np.ndarray | None = None) -> 
     return vectors[0] if vectors else 0
 
 
-def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: list[str] | None = None) -> Fidelity:
+def fidelity(reference: list[np.ndarray], compiled: list[np.ndarray], names: list[str] | None = None,
+             kinds: list[str] | None = None) -> Fidelity:
     """How closely the compiled model reproduces the reference, per output and overall.
 
-    sqnr_db = 10 log10(sum(ref^2) / sum((ref - out)^2)) per output; overall the WORST output's (a detector's
-    boxes and class scores must both be faithful; None = exact). top1_agreement over the last axis: of the
-    only output, or the worst of a multi-output model's class vectors ([batch, classes]); a detector's
-    [batch, 4, anchors] has no top-1 to agree on (None). max_abs_diff: the largest over all outputs.
+    Each output is judged by the measure of its kind (`kinds`, inferred from the reference when not given:
+    evaluate/output_kinds.py): a class output by top-1 agreement (flips counted), an embedding by cosine, values
+    by SQNR, each with its 95 % interval. sqnr_db = 10 log10(sum(ref^2) / sum((ref - out)^2)) per output;
+    overall the WORST output's (None = exact). Overall, each measure is the worst output's of its kind
+    (_overall). max_abs_diff: the largest over all outputs.
     """
-    per_output = [_fidelity_one(r, c) for r, c in zip(reference, compiled, strict=True)]
+    kinds = kinds or [output_kinds.infer(r) for r in reference]
+    per_output = [_fidelity_one(r, c, kind) for r, c, kind in zip(reference, compiled, kinds, strict=True)]
     if names:
         per_output = [{"name": name, **f} for name, f in zip(names, per_output, strict=True)]
-    vectors = [f for f, r in zip(per_output, reference, strict=True) if len(per_output) == 1 or r.ndim == 2]
-    worst: _Overall = {}
-    agreements = [f["top1_agreement"] for f in vectors if "top1_agreement" in f]
-    if agreements:
-        worst["top1_agreement"] = min(agreements)
-    for key in ("cosine_mean", "cosine_p5"):
-        values = [f[key] for f in per_output if key in f]
-        if values:
-            worst[key] = min(values)  # the worst output's, like SQNR
+    worst = _overall(per_output)
     if len(per_output) > 1:
-        worst["judged_on"] = "the worst of the outputs (per_output): SQNR of every output, top-1 of class vectors"
+        worst["judged_on"] = ("the worst of the outputs (per_output), each by its kind: top-1 agreement of class "
+                              "outputs, cosine of embeddings, SQNR of values")
     return {"sqnr_db": _worst([f["sqnr_db"] for f in per_output]),
             "max_abs_diff": max(f["max_abs_diff"] for f in per_output), **worst,
             "samples": int(reference[0].shape[0]), "per_output": per_output}
+
+
+def _overall(per_output: list[OutputFidelity]) -> _Overall:
+    """The worst output's figure of each measure, with its interval."""
+    worst: _Overall = {}
+    intervals: dict[str, list[float]] = {}
+    of_kind = {kind: [f for f in per_output if f.get("kind") == kind] for kind in output_kinds.KINDS}
+    classes = [f for f in of_kind["class"] if "top1_agreement" in f]
+    if classes:
+        least = min(classes, key=lambda f: f["top1_agreement"])
+        worst.update({"top1_agreement": least["top1_agreement"], "flips": least.get("flips", 0)})
+        intervals["top1_agreement"] = least.get("interval", [])
+    cosines = of_kind["embedding"] or [f for f in per_output if "cosine_mean" in f]
+    for key in ("cosine_mean", "cosine_p5"):
+        with_key = [f for f in cosines if key in f]
+        if with_key:
+            least = min(with_key, key=lambda f: f[key])
+            worst[key] = least[key]
+            intervals[key] = least.get("intervals", {}).get(key, [])
+    if of_kind["values"]:
+        least = min(of_kind["values"], key=lambda f: math.inf if f["sqnr_db"] is None else f["sqnr_db"])
+        worst["values_sqnr_db"] = least["sqnr_db"]
+        intervals["values_sqnr_db"] = least.get("interval", [])
+    worst["intervals"] = {k: v for k, v in intervals.items() if v}
+    return worst
 
 
 def _worst(values: list[float | None]) -> float | None:
@@ -77,18 +105,62 @@ def _worst(values: list[float | None]) -> float | None:
     return min(finite) if finite else None
 
 
-def _fidelity_one(ref: np.ndarray, out: np.ndarray) -> OutputFidelity:
+def _fidelity_one(ref: np.ndarray, out: np.ndarray, kind: str) -> OutputFidelity:
     ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
     noise = float(np.sum((ref64 - out64) ** 2))
     signal = float(np.sum(ref64**2))
     sqnr = float("inf") if noise == 0 else 10 * np.log10(max(signal, 1e-30) / noise)
-    result: OutputFidelity = {"sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
+    result: OutputFidelity = {"kind": kind, "sqnr_db": round(sqnr, 2) if np.isfinite(sqnr) else None,
                               "max_abs_diff": float(np.max(np.abs(ref64 - out64)))}
     if has_vector_axis(ref):
         flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
-        result["top1_agreement"] = round(float(np.mean(flat_ref.argmax(1) == flat_out.argmax(1))), 4)
+        agree = flat_ref.argmax(1) == flat_out.argmax(1)
+        result["top1_agreement"] = round(float(np.mean(agree)), 4)
         result.update(cosine(flat_ref, flat_out))
+        if kind == "class":
+            flips, n = int(np.sum(~agree)), int(agree.size)
+            low, high = evidence.flip_interval(flips, n)
+            result.update({"flips": flips, "measure": "top-1 agreement",
+                           "interval": [round(1 - high, 4), round(1 - low, 4)]})
+        elif kind == "embedding":
+            result["measure"] = "cosine"
+            result["intervals"] = _cosine_intervals(ref64, out64)
+    if kind == "values" or "measure" not in result:
+        result["measure"] = "SQNR dB"
+        result["interval"] = _sqnr_interval(ref64, out64)
     return result
+
+
+def _per_sample_cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """[samples, vectors]: the cosine of each vector of each sample."""
+    samples = ref.shape[0]
+    flat_ref, flat_out = ref.reshape(-1, ref.shape[-1]), out.reshape(-1, out.shape[-1])
+    return _cosines(flat_ref, flat_out).reshape(samples, -1)
+
+
+def _cosine_intervals(ref: np.ndarray, out: np.ndarray) -> dict[str, list[float]]:
+    """95 % bootstrap intervals of the cosine mean and 5th percentile, resampling whole samples."""
+    per_sample = _per_sample_cosines(ref, out)
+    mean = evidence.bootstrap(per_sample, lambda rows: float(np.mean(rows)))
+    p5 = evidence.bootstrap(per_sample, lambda rows: float(np.percentile(rows, 5)))
+    return {"cosine_mean": [round(mean[0], 6), round(mean[1], 6)], "cosine_p5": [round(p5[0], 6), round(p5[1], 6)]}
+
+
+def _sqnr_interval(ref: np.ndarray, out: np.ndarray) -> list[float]:
+    """The 95 % bootstrap interval of SQNR (dB), resampling whole samples; [] when the output is exact."""
+    axes = tuple(range(1, ref.ndim))
+    signal = np.sum(ref**2, axis=axes) if axes else ref**2
+    noise = np.sum((ref - out) ** 2, axis=axes) if axes else (ref - out) ** 2
+    if not np.any(noise > 0):
+        return []
+    pairs = np.stack([signal, noise], axis=1)
+
+    def sqnr(rows: np.ndarray) -> float:
+        total = rows.sum(axis=0)
+        return float(10 * np.log10(max(total[0], 1e-30) / total[1])) if total[1] > 0 else 300.0
+
+    low, high = evidence.bootstrap(pairs, sqnr)
+    return [round(low, 2), round(high, 2)]
 
 
 def has_vector_axis(output: np.ndarray) -> bool:
@@ -101,12 +173,16 @@ def cosine(ref: np.ndarray, out: np.ndarray) -> Cosine:
     """Cosine similarity of each output vector (a row over the last axis: a sentence embedding, a token's state)
     to the reference's: the mean and the 5th percentile, what search over embeddings depends on. A zero
     reference vector is similar only to a zero vector."""
-    ref64, out64 = ref.astype(np.float64), out.astype(np.float64)
+    cos = _cosines(ref.astype(np.float64), out.astype(np.float64))
+    return {"cosine_mean": round(float(np.mean(cos)), 6), "cosine_p5": round(float(np.percentile(cos, 5)), 6)}
+
+
+def _cosines(ref64: np.ndarray, out64: np.ndarray) -> np.ndarray:
+    """Each row's cosine; a zero reference row is similar only to a zero row."""
     norms = np.linalg.norm(ref64, axis=1) * np.linalg.norm(out64, axis=1)
     both_zero = (np.linalg.norm(ref64, axis=1) == 0) & (np.linalg.norm(out64, axis=1) == 0)
-    cos = np.where(norms > 0, np.sum(ref64 * out64, axis=1) / np.where(norms > 0, norms, 1.0),
-                   np.where(both_zero, 1.0, 0.0))
-    return {"cosine_mean": round(float(np.mean(cos)), 6), "cosine_p5": round(float(np.percentile(cos, 5)), 6)}
+    return np.where(norms > 0, np.sum(ref64 * out64, axis=1) / np.where(norms > 0, norms, 1.0),
+                    np.where(both_zero, 1.0, 0.0))
 
 
 FLOAT_TOLERANCE = (1e-4, 1e-3)  # atol, rtol: float kernels of other CPUs sum in another order

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekiln.compiler.manifest_schema import Layout
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.tf_env import quiet_fds
 from edgekiln.runtime import Model
 
 
 def open_model(model_format: str, model_bytes: bytes, threads: int | None,
-               layouts: dict[str, dict] | None = None) -> Model:
+               layouts: dict[str, Layout] | None = None) -> Model:
     """The compiled model in the same runtime class the bundle uses on the device."""
     with quiet_fds():  # LiteRT announces its XNNPACK delegate on fd 2 at creation
         return Model(model_format, model_bytes, threads, layouts)

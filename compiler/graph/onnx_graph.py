@@ -202,7 +202,12 @@ def input_specs(model: onnx.ModelProto) -> list[InputSpec]:
             continue
         tensor = value.type.tensor_type
         shape = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in tensor.shape.dim)
-        dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+        try:
+            dtype = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).name
+        except (KeyError, TypeError, ValueError):  # elem_type 0 (UNDEFINED) or a number onnx does not know
+            raise InputModelError(f"ONNX input '{value.name}' has no tensor type onnx knows "
+                                  f"(elem_type {tensor.elem_type})",
+                                  "re-export the model with typed inputs (e.g. torch.onnx.export)") from None
         specs.append(InputSpec(value.name, shape, dtype, channels_first=_looks_nchw(shape)))
     return specs
 

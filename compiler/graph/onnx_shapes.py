@@ -25,6 +25,8 @@ from edgekiln.compiler.input_shapes import EXAMPLE, UNNAMED, shape_text
 if TYPE_CHECKING:
     import onnx
 
+    from edgekiln.compiler import manifest_schema
+
 # Ops folded when all their inputs are constant: shape arithmetic. Their outputs are small integer tensors;
 # weights are never recomputed (FOLD_MAX_ELEMENTS keeps it that way).
 FOLDABLE = {"Shape", "Size", "Gather", "Concat", "Unsqueeze", "Squeeze", "Slice", "Cast", "Add", "Sub", "Mul",
@@ -42,7 +44,7 @@ class FixedInput:
     declared: str          # the model's own shape, symbols included, e.g. [batch, 3, height, width]
     origin: str            # "input_shape", "batch" or the data role ("calibration data")
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> manifest_schema.FixedInput:
         return {"name": self.name, "shape": list(self.shape), "declared": self.declared, "origin": self.origin}
 
     def describe(self) -> str:

@@ -9,6 +9,7 @@ The JSON shape (`edgekiln profile --json`, the manifest's `profile` block keeps 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -33,7 +34,7 @@ def profile_model(model_format: str, model_bytes: bytes, threads: int, sample: l
     return joined(measured, model_format, model_bytes, target, layer_names or [], name)
 
 
-def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, layer_names: list[str],
+def joined(measured: Mapping[str, Any], model_format: str, model_bytes: bytes, target: Any, layer_names: list[str],
            name: str) -> Profile:
     """A runtime profile (rows: index, name, op, ms, share) with the static columns and the estimate added."""
     rows = [cast("ProfileOp", dict(op)) for op in measured["ops"]]  # runtime/profile.py's rows
@@ -57,7 +58,7 @@ def joined(measured: dict, model_format: str, model_bytes: bytes, target: Any, l
             "profile_s": measured["profile_s"], "estimate": _estimate_label(target, estimates), "ops": rows}
 
 
-def on_device(measured: dict, bundle: Path, manifest: Manifest) -> Profile:
+def on_device(measured: Profile, bundle: Path, manifest: Manifest) -> Profile:
     """A profile measured on a device (`python -m runtime profile --json`) with the static columns added (read
     from the bundle's model here) and the target's estimate beside the device's own times."""
     from edgekiln import targets

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TypedDict, TypeVar
 
 import numpy as np
 
@@ -21,6 +21,30 @@ from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.prune.encoder_auto import judge_with
 
 ModelT = TypeVar("ModelT")  # the framework's model: a Keras model or an onnx.ModelProto
+
+
+class AblationFacts(TypedDict):
+    """An Ablation as prune-scan's JSON records it: what was taken out, its parameters, the quality left."""
+
+    kind: str
+    layer: str
+    index: int
+    params: int
+    accuracy_drop: float | None
+    cosine_mean: float | None
+    cosine_p5: float | None
+    score: float | None
+
+
+class EncoderScanFacts(TypedDict):
+    """An EncoderScan as `prune-scan --json` writes it (kind `encoder`)."""
+
+    kind: str
+    metric: str
+    reference: float | None
+    samples: int
+    heads: list[AblationFacts]
+    blocks: list[AblationFacts]
 
 
 @dataclass(frozen=True)
@@ -35,7 +59,7 @@ class Ablation:
     quality: Quality
     score: float | None = None  # heads: the pruner's criterion (mean squared contribution to the layer output)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> AblationFacts:
         q = self.quality
         return {"kind": self.kind, "layer": self.layer, "index": self.index, "params": self.params,
                 "accuracy_drop": q.accuracy_drop, "cosine_mean": q.cosine_mean, "cosine_p5": q.cosine_p5,
@@ -55,7 +79,7 @@ class EncoderScan:
     def metric(self) -> str:
         return "accuracy" if self.reference is not None else "cosine"
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> EncoderScanFacts:
         return {"kind": "encoder", "metric": self.metric, "reference": self.reference, "samples": self.samples,
                 "heads": [r.to_dict() for r in self.heads], "blocks": [r.to_dict() for r in self.blocks]}
 

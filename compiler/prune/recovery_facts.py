@@ -45,3 +45,14 @@ class Training(TrainingSetup, EarlyStopping):
     batch: int
     learning_rate: float
     seconds: float
+
+
+class Distillation(Training):
+    """The slimmed encoder distilled towards the source (encoder_slimming.KerasKit.distill; the manifest's
+    pruning.distillation): the training's facts, the output cosine to the source before and after, and whether
+    the distilled weights were kept (`note`: why they were undone)."""
+
+    output_cosine_before: float
+    output_cosine_after: float
+    kept: bool
+    note: NotRequired[str]

@@ -8,10 +8,11 @@ last: it deliberately moves the float outputs by the expected int8 weight roundi
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, NotRequired, TypedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
 
+from edgekiln.compiler.manifest_schema import RewriteFacts
 from edgekiln.compiler.rewrite import bias_correction, bn_act, equalize, fold_bn, shift_forward
 from edgekiln.compiler.rewrite.work import PredictInputs, WorkingModel
 
@@ -26,15 +27,6 @@ EXACT_PASSES = {
 }
 EXACT_TOLERANCE = 1e-5  # max |rewritten - source| relative to max |source| over the check samples
 CHECK_SAMPLES = 32      # samples the exactness check and bias correction's channel means use
-
-
-class RewriteFacts(TypedDict):
-    """A Rewritten as the candidate's details and `explain` record it."""
-
-    applied: list[str]
-    not_applied: list[str]
-    exact_passes_max_rel_diff: float
-    dropped: NotRequired[str]
 
 
 @dataclass(frozen=True)

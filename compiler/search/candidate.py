@@ -10,7 +10,7 @@ from typing import Any, TypedDict, Unpack
 
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.evaluate.quality import Quality
-from edgekiln.compiler.manifest_schema import CandidateRow
+from edgekiln.compiler.manifest_schema import CandidateDetails, CandidateRow, Layout
 from edgekiln.compiler.search.variants import Variant, variant_named
 
 
@@ -49,8 +49,8 @@ class Candidate:
     key: its row name in the table ("int8", or "tflite:int8" when formats are compared); the variant's name
         until the search names it.
     timed_as: the model timed in its place when this host cannot time it representatively (a note says so).
-    layouts: tensor name -> {"source", "compiled", "perm", "source_shape"} for inputs/outputs whose layout the
-        converter changed (compiled = source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
+    layouts: tensor name -> its Layout for inputs/outputs whose layout the converter changed (compiled =
+        source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
     details: facts for the manifest's `quantization` section (converter, activation type, calibration, ...).
     stats / quality / timings / verdict: added by the search stage (None until then).
     """
@@ -58,15 +58,16 @@ class Candidate:
     variant: Variant
     model: bytes | None
     notes: tuple[str, ...] = ()
-    details: dict[str, Any] = field(default_factory=dict)
+    details: CandidateDetails = field(default_factory=CandidateDetails)
     timed_as: bytes | None = None
-    layouts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    layouts: dict[str, Layout] = field(default_factory=dict)
     key: str = ""
     stats: GraphStats | None = None
     quality: Quality | None = None
     timings: Timings = Timings()
     verdict: Verdict | None = None
     size: int = 0  # the bytes of a model not held here (a row read back: from_row)
+    recorded_pieces: int | None = None  # the fast-path pieces of a row read back, with no coverage here
 
     @property
     def name(self) -> str:
@@ -83,8 +84,8 @@ class Candidate:
     @property
     def pieces(self) -> int | None:
         """How many pieces the fast path (XNNPACK) runs it in, where measured."""
-        coverage = self.details.get("coverage") or {}
-        return coverage.get("fast_path_pieces")
+        coverage = self.details.get("coverage")
+        return coverage["fast_path_pieces"] if coverage else self.recorded_pieces
 
     @property
     def judged(self) -> Quality:
@@ -105,20 +106,25 @@ class Candidate:
             "accuracy": q.accuracy, "accuracy_drop": q.accuracy_drop, "pieces": self.pieces,
             "notes": list(self.notes), "estimate_ms": t.estimate_ms, "device_p50_ms": t.device_p50_ms,
             "cosine_mean": q.cosine_mean, "cosine_p5": q.cosine_p5}
+        if q.kinds:  # judged by output kind: the samples, flips and each figure's interval
+            row.update({"samples": q.samples or 0, "values_sqnr_db": q.values_sqnr_db, "kinds": list(q.kinds),
+                        "intervals": {name: [low, high] for name, low, high in q.intervals}})
+            if q.flips is not None:
+                row["flips"] = q.flips
         if self.verdict is not None:
             row["verdict"], row["short"] = self.verdict.text, self.verdict.short
         return row
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Candidate:
-        """A candidate as a manifest row recorded it (its figures and verdict; no model, a stand-in of its
-        size): what the sweep and the rule's tests read."""
+        """A candidate as a manifest row recorded it (its figures and verdict; no model, no details: stand-ins of
+        its size and fast-path pieces): what the sweep and the rule's tests read."""
         name = str(row["name"])
         # a sweep point's row names the variant it shipped; a candidate's row is named after its variant
         variant = variant_named(str(row.get("variant", name)), str(row.get("format", "")), row.get("quantize"))
-        details = {"coverage": {"fast_path_pieces": row["pieces"]}} if row.get("pieces") is not None else {}
         verdict = Verdict(row["verdict"], row.get("short", "")) if "verdict" in row else None
-        return cls(variant, None, tuple(row.get("notes", ())), details, key=name, size=int(row.get("bytes", 0)),
+        return cls(variant, None, tuple(row.get("notes", ())), key=name, size=int(row.get("bytes", 0)),
+                   recorded_pieces=row.get("pieces"),
                    quality=Quality.from_dict(row),
                    timings=Timings(row.get("p50_ms"), int(row.get("runs", 0)), row.get("estimate_ms"),
                                    row.get("device_p50_ms")),

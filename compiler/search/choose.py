@@ -26,16 +26,16 @@ from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 # Two host p50s within this ratio are run-to-run noise on this host: the 95th percentile of max(a/b, b/a)
 # for two copies of ONE model timed as the candidate table is (interleaved rounds, median of round medians).
 # Measured by `python bench/host_noise.py` (30 repeats per model, 2 threads as a 4-thread target gets on this
-# 2-core host, AMD EPYC shared with other jobs, load average 5-7): p95 1.378 and 1.398 in two runs (MobileNet
-# v2 int8 / v3 Small float32; medians 1.005-1.04); with --threads 1 under the same load, p95 1.029. A 5 %
-# margin (the figure asserted before) was the median, not the noise: two identical models differed by more
-# than 5 % in more than one comparison in ten. Re-measure on another kind of machine; tests must not depend
-# on the host, so this stays a constant.
-SLOWER_MARGIN = 1.40
+# 2-core AMD EPYC host) on a quiet host (load average 0.5-1.1): p95 1.090 (MobileNet v3 Small float32) and
+# 1.084 (v2 int8), medians 1.01-1.02. The same bench on the host shared with other jobs (load average 5-7)
+# gave p95 1.38-1.40: timing on a loaded host is noisier than this margin, and the bench says so. A 5 %
+# margin (the figure asserted before) was the median, not the noise. Tests must not depend on the host,
+# so this stays a constant; re-measure on another kind of machine.
+SLOWER_MARGIN = 1.09
 SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
 # The estimate's margin is the target's own measured figure (evidence_for(..., ratio_error)): 1 + its
 # ratio_error, the cross-validated error of an int8 / float32 latency ratio of one architecture with that
-# architecture left out of the fit (`python bench/fit_estimate.py`: rpi4 0.095, rpi3 and rpi3-armv7l 0.0726;
+# architecture left out of the fit (`python bench/fit_estimate.py`: rpi4 0.095, rpi3 and rpi3-armv7l 0.0278;
 # the choice compares exactly such ratios). A target without one (a derived board, a user's own file) falls
 # back to ESTIMATE_FALLBACK, the widest ratio error measured on an anchored board (rpi4's).
 ESTIMATE_FALLBACK = 1.095
@@ -182,11 +182,15 @@ def pick(rows: list[Candidate], criterion: Criterion, baseline: Candidate | None
     fastest = min(eligible, key=t.ms)
     tied = [r for r in eligible if t.ms(r) <= t.ms(fastest) * evidence.margin]
     smallest = min(r.bytes for r in tied)
-    # Among equals, the earlier (simpler) candidate: max() keeps the first of equal keys.
-    chosen = max((r for r in tied if r.bytes <= smallest * SIZE_MARGIN),
-                 key=lambda r: (*criterion.faithfulness(r.judged), -r.bytes))
+    pool = [r for r in tied if r.bytes <= smallest * SIZE_MARGIN]
+    # The most faithful; but rows the evidence cannot tell from it (overlapping intervals) are as faithful,
+    # and of those the smallest, then the earlier (simpler) one: min() and max() keep the first of equals.
+    best = max(pool, key=lambda r: (*criterion.faithfulness(r.judged), -r.bytes))
+    chosen = min((r for r in pool if criterion.same_fidelity(r.judged, best.judged)), key=lambda r: r.bytes)
     verdicts = {r.name: t.verdict(r, chosen, criterion, tied, baseline) for r in rows}
     reason = t.reason(chosen, rows, criterion, verdicts, baseline)
+    weak = criterion.weak(chosen.judged)
+    reason += f"; {weak}" if weak else ""
     judged, table = _judged(rows, verdicts, {r.name: t.short(r, chosen, criterion, tied, baseline) for r in rows},
                             chosen)
     return Choice(judged, reason, table, evidence)
@@ -222,8 +226,7 @@ class _Table:
         elif row.bytes > chosen.bytes * SIZE_MARGIN:
             words.append("larger")
         else:
-            less = criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged)
-            words.append("less faithful" if less else "tie")
+            words.append("less faithful" if _less_faithful(row, chosen, criterion) else "tie")
         if baseline is not None and self.slower(row, baseline):
             words.append(f"{self.ms(row) / self.ms(baseline):.1f}x")  # the legend: times the baseline's latency
         return "; ".join(words)
@@ -246,7 +249,7 @@ class _Table:
             return f"slower ({self.ms(row) / self.ms(chosen):.2f}x the chosen {what})"
         if row.bytes > chosen.bytes * SIZE_MARGIN:
             return f"as fast, but larger ({row.bytes / chosen.bytes:.2f}x the chosen size)"
-        if criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged):
+        if _less_faithful(row, chosen, criterion):
             return "as fast and as small, less faithful"
         return "a tie (as fast, as small, as faithful): the earlier, simpler candidate is chosen"
 
@@ -260,3 +263,9 @@ class _Table:
                f"smallest) that meets {criterion.describe()}; {what} {self.ms(chosen):.3f} ms{base}"
         others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]
         return text + ("; " + "; ".join(others) if others else "")
+
+
+def _less_faithful(row: Candidate, chosen: Candidate, criterion: Criterion) -> bool:
+    """Less faithful than the chosen row by evidence, not by a difference within the intervals."""
+    return not criterion.same_fidelity(row.judged, chosen.judged) and \
+        criterion.faithfulness(row.judged) < criterion.faithfulness(chosen.judged)

@@ -9,6 +9,7 @@ from typing import Any
 
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.manifest_schema import Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.variants import Plan, Variant
@@ -50,7 +51,7 @@ class Builds:
     """One Candidate per planned candidate, in plan order, and the diagnosis of plain int8 (None without int8)."""
 
     built: tuple[Candidate, ...]
-    diagnosis: dict | None = None
+    diagnosis: Diagnosis | None = None
 
 
 Builder = Callable[[BuildContext], Builds]

@@ -6,29 +6,14 @@ The race (compiler/deploy/race.py) runs before the choice, so the rule reads the
 
 from __future__ import annotations
 
-from typing import Protocol, TypedDict
+from typing import Protocol
 
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.manifest_schema import RaceMethod
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import Evidence
 from edgekiln.targets import Target
-
-
-class RaceMethod(TypedDict):
-    """How the device timed the candidates (the manifest's quantization.timing.device): where, with which
-    interpreter and threads, how many rounds of how many runs, and the method in words."""
-
-    device: str
-    device_id: str
-    cpu: str | None
-    machine: str | None
-    runtime: str
-    threads: int | None
-    rounds: int | None
-    runs_per_round: int | None
-    round_ms: float | None
-    method: str
 
 
 class DeviceTable(Protocol):

@@ -12,6 +12,7 @@ import numpy as np
 
 from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.manifest_schema import CandidateDetails
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
@@ -33,7 +34,7 @@ def build(ctx: BuildContext) -> Builds:
     mode = Quantize.int8 if int8 else Quantize.dynamic if any(
         c.quantize is Quantize.dynamic for c in ctx.candidates) else Quantize.none
     converted = onnx2tf.convert(ctx.graph, ctx.calib, mode, ctx.workdir)  # calib: real samples to probe layouts
-    details = {"converter": f"onnx2tf {onnx2tf.version()}"}
+    details: CandidateDetails = {"converter": f"onnx2tf {onnx2tf.version()}"}
     built = []
     for c in ctx.candidates:
         suffix = onnx2tf.ARTIFACT.get((c.quantize, ctx.int8_io))
@@ -44,9 +45,9 @@ def build(ctx: BuildContext) -> Builds:
         if suffix is None or suffix not in converted.files:
             built.append(Candidate(c, None, (f"onnx2tf wrote no {suffix} model",)))
             continue
-        extra = {"calibration": "minmax"} if c.quantize is Quantize.int8 else {}
+        extra: CandidateDetails = {"calibration": "minmax"} if c.quantize is Quantize.int8 else {}
         notes = ("min/max calibration (onnx2tf)",) if extra else ()
-        built.append(with_coverage(Candidate(c, converted.model(suffix), notes, dict(details, **extra),
+        built.append(with_coverage(Candidate(c, converted.model(suffix), notes, {**details, **extra},
                                          layouts=converted.layouts)))
     return Builds(tuple(built))
 

@@ -45,6 +45,7 @@ from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.evaluate.timing import host_isa
+from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.search.candidate import Candidate
@@ -67,6 +68,7 @@ def build(ctx: BuildContext) -> Builds:
     calibration "auto" tunes the method (int8+calibration) and plain int8 stays min/max; a method given by
     the user is used by every int8 candidate.
     """
+    details: CandidateDetails
     if ctx.source == "onnx":
         float_bytes, details = ctx.graph.model.SerializeToString(), {"converter": "none (ONNX source)"}
     else:
@@ -79,7 +81,7 @@ def build(ctx: BuildContext) -> Builds:
     for c in candidates:
         if c.quantize is not Quantize.int8 and not c.fused:
             model = onnx_emit.quantized(float_bytes, None, _options(options, c, ctx.workdir))
-            built[c.name] = Candidate(c, model, (), dict(details, **_float_details(c.quantize)))
+            built[c.name] = Candidate(c, model, (), {**details, **_float_details(c.quantize)})
     fusable = [c for c in candidates if c.fused]
     if fusable:
         built.update({c.name: c for c in _fused_family(fusable, float_bytes, options, details)})
@@ -115,7 +117,7 @@ def _without_fused(candidates: tuple[Variant, ...], float_bytes: bytes) -> tuple
 
 
 def _fused_family(fusable: list[Variant], float_bytes: bytes, base: EmitOptions,
-                  details: dict) -> tuple[Candidate, ...]:
+                  details: CandidateDetails) -> tuple[Candidate, ...]:
     """The fused candidates from one run of onnxruntime's transformer optimizer; not built (with the reason)
     when no fusion fired or the optimizer failed."""
     try:
@@ -130,12 +132,13 @@ def _fused_family(fusable: list[Variant], float_bytes: bytes, base: EmitOptions,
     return tuple(_fused(c, fused, facts, note, base, details) for c in fusable)
 
 
-def _fused(candidate: Variant, fused: bytes, facts: dict, note: str, base: EmitOptions, details: dict) -> Candidate:
+def _fused(candidate: Variant, fused: bytes, facts: dict, note: str, base: EmitOptions,
+           details: CandidateDetails) -> Candidate:
     """One candidate of the fused graph; not built (with the reason) when quantizing it fails."""
     try:
         model = onnx_emit.quantized(fused, None, _options(base, candidate, base.workdir))
-        return Candidate(candidate, model, (note,), dict(details, **_float_details(candidate.quantize), fusion=facts,
-                                                         contrib_ops=onnx_fused.contrib_ops(model)))
+        return Candidate(candidate, model, (note,), {**details, **_float_details(candidate.quantize), "fusion": facts,
+                                                     "contrib_ops": onnx_fused.contrib_ops(model)})
     except Exception as exc:  # noqa: BLE001  (dynamic quantization of the fused graph can fail alone)
         return Candidate(candidate, None, (failure_note(exc),))
 
@@ -181,12 +184,12 @@ def _qdq_facts(options: EmitOptions) -> StorageFacts:
 
 
 def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
-                 shared: Path, details: dict, tune: bool) -> tuple[dict[str, Candidate], dict]:
+                 shared: Path, details: CandidateDetails, tune: bool) -> tuple[dict[str, Candidate], Diagnosis]:
     """Plain int8 (diagnosed), the most faithful calibration, and the refinements built with that method."""
     plain_c = next(c for c in int8s if c.name == "int8")
     plain = _qdq(_options(base, plain_c, base.workdir), calib, shared)
     built = {"int8": Candidate(plain_c, plain, (f"{base.calibration_method} calibration",),
-                               dict(details, **_qdq_facts(base)))}
+                               {**details, **_qdq_facts(base)})}
     feeds = _feeds(calib, base.batch)
     errors, failure = [], ""
     try:
@@ -209,7 +212,7 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
             if c.activation:  # (never the target's own type: variants.plan leaves that one out)
                 options = _options(family, c, base.workdir)
                 built[c.name] = Candidate(c, _qdq(options, calib, shared), (f"{c.activation} activations", calibration),
-                                      dict(details, **_qdq_facts(options)))
+                                      {**details, **_qdq_facts(options)})
             elif c.fallback == "layers":
                 built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir),
                                           shared, details, reference)
@@ -219,7 +222,7 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
 
 
 def _calibrated(candidate: Variant, calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,
-                shared: Path, details: dict, plain: tuple[bytes, Quality],
+                shared: Path, details: CandidateDetails, plain: tuple[bytes, Quality],
                 tune: bool) -> tuple[Candidate, EmitOptions, tuple[str, Quality]]:
     """int8 with the most faithful of min/max, percentile and entropy ranges, ranked as TFLite ranks them.
 
@@ -242,12 +245,12 @@ def _calibrated(candidate: Variant, calib: Dataset, judge: Judge, criterion: Cri
                 ("plain int8", plain[1]))
     options = replace(options, calibration_method=best)
     built = Candidate(candidate, tried[best][0], (f"{best} calibration",),
-                  dict(details, **_qdq_facts(options), calibration_trials=trials))
+                  {**details, **_qdq_facts(options), "calibration_trials": trials})
     return built, replace(base, calibration_method=best), (candidate.name, tried[best][1])
 
 
 def _excluded(candidate: Variant, calib: Dataset, errors: list[onnx_diagnose.NodeError], judge: Judge,
-              criterion: Criterion, options: EmitOptions, shared: Path, details: dict,
+              criterion: Criterion, options: EmitOptions, shared: Path, details: CandidateDetails,
               reference: tuple[str, Quality]) -> Candidate:
     """The reference int8 model (plain int8, or int8+calibration when it won) with the nodes whose float
     copy helps most kept in float, more of them until the criterion holds and it is more faithful than the
@@ -277,8 +280,8 @@ def _excluded(candidate: Variant, calib: Dataset, errors: list[onnx_diagnose.Nod
     share = sum(shares.get(n, 0.0) for n in kept)
     note = f"{len(kept)} node(s) kept in float (+{_sqnr(quality) - _sqnr(plain):.1f} dB over {name})"
     return Candidate(candidate, model, (note, f"{options.calibration_method} calibration"),
-                 dict(details, **_qdq_facts(options), nodes_excluded=kept, excluded_error_share=round(share, 4),
-                      probe_gain_db={n: round(g, 2) for n, g in gains.items()}))
+                     {**details, **_qdq_facts(options), "nodes_excluded": kept, "excluded_error_share": round(share, 4),
+                      "probe_gain_db": {n: round(g, 2) for n, g in gains.items()}})
 
 
 def _with_twin(built: Candidate, calib: Dataset, base: EmitOptions, shared: Path) -> Candidate:
@@ -296,7 +299,7 @@ def _with_kept_float(built: Candidate, kept: list[dict]) -> Candidate:
     if built.model is None or not kept:
         return built
     note = f"{len(kept)} node(s) int8 cannot represent kept in float (mask fill values, wide Softmax inputs)"
-    return replace(built, notes=(*built.notes, note), details=dict(built.details, kept_in_float=kept))
+    return replace(built, notes=(*built.notes, note), details={**built.details, "kept_in_float": kept})
 
 
 def _noted(built: Candidate, note: str) -> Candidate:

@@ -12,7 +12,7 @@ import platform
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict
+from typing import TYPE_CHECKING, Unpack
 
 from edgekiln.compiler import analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
@@ -21,9 +21,11 @@ from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, RoundTiming, interleaved_latency
+from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -67,7 +69,7 @@ class Selection:
 
     shipped: Candidate
     reference: Candidate
-    block: dict[str, Any]
+    block: Quantization
     table: tuple[Candidate, ...] = ()
     choice: Choice | None = None
 
@@ -96,7 +98,7 @@ class Selection:
         return self.reference.model
 
     @property
-    def layouts(self) -> dict[str, dict]:
+    def layouts(self) -> dict[str, Layout]:
         return self.shipped.layouts
 
     @property
@@ -108,7 +110,7 @@ class Selection:
         """The shipped candidate's variant name, without a format prefix (e.g. "int8+rewrites")."""
         return self.shipped.variant.name
 
-    def with_block(self, **changes: object) -> Selection:
+    def with_block(self, **changes: Unpack[Quantization]) -> Selection:
         return replace(self, block={**self.block, **changes})
 
 
@@ -130,11 +132,13 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = criterion_for(recipe, labelled)
     reference = reference or Reference(graph)
-    judge = Judge.for_build(reference, data, threads, recipe.main_output)
+    kinds = KindRule.of_recipe(recipe)
+    kinds.check(list(reference.graph.output_names))
+    judge = Judge.for_build(reference, data, threads, recipe.main_output, kinds)
     # The search's own decisions (calibration method, what stays float) are made on other held-back
     # samples, by fidelity alone (the cosine floor when one is given): the samples and labels that judge
     # the table did not shape the candidates.
-    tuner, tuning = Judge.for_tuning(reference, data, threads), criterion_for(recipe, False)
+    tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False)
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
                                                             activation_type, only),
                                        data.calib, tuner, tuning, workdir / f"candidates_{f.format}",
@@ -239,11 +243,12 @@ def _eligible(ready: dict[str, Candidate], baselines: set[str], unrunnable: dict
     return wanted or eligible
 
 
-def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Candidate], dict[str, dict], dict[str, str]]:
+def _build_all(contexts: dict[str, BuildContext]) -> tuple[dict[str, Candidate], dict[str, Diagnosis],
+                                                          dict[str, str]]:
     """Every format's candidates by row name (not built ones too, with the reason), each format's
     int8 diagnosis, and the formats whose conversion failed."""
     built: dict[str, Candidate] = {}
-    diagnoses: dict[str, dict] = {}
+    diagnoses: dict[str, Diagnosis] = {}
     failed: dict[str, str] = {}
     compared = len(contexts) > 1
     for model_format, ctx in contexts.items():
@@ -293,8 +298,8 @@ def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, 
 
 
 def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, table: tuple[Candidate, ...],
-                       built: dict[str, Candidate], diagnoses: dict[str, dict], chosen: Candidate, runs: int,
-                       threads: int) -> dict[str, Any]:
+                       built: dict[str, Candidate], diagnoses: dict[str, Diagnosis], chosen: Candidate, runs: int,
+                       threads: int) -> Quantization:
     """The manifest's quantization block, written from the candidate records: the table, the choice and why,
     what was not built, how it was measured."""
     return {
@@ -310,29 +315,25 @@ def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, tab
                    "runs_per_candidate": {c.name: c.timings.host_runs for c in table},
                    "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
                              f"(at least {runs} runs) per round; p50 = median of the round p50s"},
-        "details": {k: v for k, v in chosen.details.items() if k != "coverage"},
+        "details": _without_coverage(chosen.details),
         "coverage": chosen.details.get("coverage"),
         "diagnosis": _diagnosis(diagnoses, chosen.format),
     }
 
 
-def _diagnosis(diagnoses: dict[str, dict], preferred: str) -> dict:
+def _without_coverage(details: CandidateDetails) -> CandidateDetails:
+    """A candidate's details as the block lists them: its coverage has a key of its own there."""
+    listed: CandidateDetails = {**details}
+    listed.pop("coverage", None)
+    return listed
+
+
+def _diagnosis(diagnoses: dict[str, Diagnosis], preferred: str) -> Diagnosis:
     """The plain-int8 diagnosis of the shipped format, else of the other one (the block says which)."""
     if not diagnoses:
         return {"of": None, "note": "no int8 candidate was built (mode, missing calibration data, or format)"}
     model_format = preferred if preferred in diagnoses else next(iter(diagnoses))
-    return dict(diagnoses[model_format], format=model_format)
-
-
-class DataNote(TypedDict):
-    """Which samples shaped the candidates and which judged them (the manifest's quantization.data)."""
-
-    calibration_samples: int
-    tuning_samples: int
-    judging_samples: int
-    tuned_on: str
-    judged_on: str
-    note: str
+    return {**diagnoses[model_format], "format": model_format}
 
 
 def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion) -> DataNote:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
+from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
@@ -50,7 +51,7 @@ class Int8Base:
 
     calibrated: bytes
     notes: list[str] = field(default_factory=list)
-    details: dict = field(default_factory=dict)
+    details: CandidateDetails = field(default_factory=CandidateDetails)
     quality: Quality | None = None  # on the tuning samples
     rewrites: bool = True           # the Keras rewrites were tried (SavedModel sources have none)
 
@@ -79,7 +80,7 @@ def build(ctx: BuildContext) -> Builds:
 
 
 def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
-                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], dict]:
+                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], Diagnosis]:
     feeds, names = sample_feeds(calib), layer_names(graph)
     plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
     built = {"int8": Candidate(int8s[0], plain_model, tuple(plain.notes), plain.details)}
@@ -142,7 +143,7 @@ def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
 
 
 def plain_int8(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
-               criterion: Criterion) -> tuple[Int8Base, bytes, dict]:
+               criterion: Criterion) -> tuple[Int8Base, bytes, Diagnosis]:
     """The converter's default int8 model (min/max, nothing else) and its diagnosis."""
     plain = Int8Base(tflite_int8.calibrate(graph.saved_model_dir, calib), ["min/max calibration"],
                      {"calibration": "minmax"})
@@ -172,7 +173,7 @@ def with_coverage(built: Candidate) -> Candidate:
     slow = {op: n for op, n in cover.slow_ops.items() if op not in CONVERSION_OPS}
     note = (f"{', '.join(f'{op} x{n}' for op, n in slow.items())} outside XNNPACK, {cover.pieces} piece(s)",) \
         if slow and built.variant.quantize is Quantize.int8 else ()
-    return replace(built, notes=(*note, *built.notes), details=dict(built.details, coverage=cover.to_dict()))
+    return replace(built, notes=(*note, *built.notes), details={**built.details, "coverage": cover.to_dict()})
 
 
 def sample_feeds(calib: Dataset) -> list[dict[str, np.ndarray]]:
@@ -186,7 +187,7 @@ def _tuned_base(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndar
     """Rewrite the Keras model (when there is one and `rewrites`), calibrate it, keep the most faithful ranges."""
     source: Path = graph.saved_model_dir
     notes: list[str] = []
-    details: dict[str, Any] = {}
+    details: CandidateDetails = {}
     if graph.keras_model is None:
         notes.append("no rewrites: a SavedModel source has no Keras layers to rewrite")
     elif rewrites:
@@ -231,11 +232,11 @@ def _refined(candidates: list[Variant], base: Int8Base, plain_model: bytes, feed
         elif candidate.fallback == "ops":
             kept = tflite_int8.quantize(base.calibrated, int8_io, float_ops=float_ops)
             built.append(Candidate(candidate, kept, (*base.notes, f"float: {', '.join(float_ops)}"),
-                                   dict(base.details, fallback={"float_ops": float_ops, "float_layers": []})))
+                                   {**base.details, "fallback": {"float_ops": float_ops, "float_layers": []}}))
         elif model == plain_model:
             built.append(Candidate(candidate, None, ("identical to int8: no rewrite applied, min/max best",)))
         else:
-            built.append(Candidate(candidate, model, tuple(base.notes), dict(base.details)))
+            built.append(Candidate(candidate, model, tuple(base.notes), {**base.details}))
     return tuple(built)
 
 
@@ -260,10 +261,10 @@ def _layer_fallback(candidate: Variant, tuned: Int8Base, exact: Callable[[], Int
         steps.append({"float_layers": count, **quality.to_dict()})
         if criterion.meets(quality) or count >= len(errors):
             break
-    details = dict(base.details, fallback={
+    details: CandidateDetails = {**base.details, "fallback": {
         "float_ops": float_ops,
         "float_layers": [{"layer": e.layer, "op": e.op, "tensors": list(e.tensors),
                           "reason": f"{e.share:.0%} of the int8 error"} for e in worst],
-        "steps": steps, "meets_criterion": criterion.meets(quality)})
+        "steps": steps, "meets_criterion": criterion.meets(quality)}}
     kept = [*float_ops, *(e.layer for e in worst)]
     return Candidate(candidate, model, (*base.notes, f"float: {', '.join(kept)}"), details)

@@ -18,11 +18,16 @@ from edgekiln.compiler.errors import EdgekilnError, first_line
 from edgekiln.compiler.sweep import worker
 
 Task = tuple[str, dict[str, Any]]  # (point name, recipe as a dict)
-Done = Callable[[str, dict[str, Any]], None]
+Done = Callable[[str, worker.PointResult], None]
 
 
 def threads_per_worker(jobs: int) -> int:
     return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _lost(why: str) -> worker.PointResult:
+    """A point whose worker or task was lost (not a point that cannot be built): the next run tries it again."""
+    return worker.PointResult({"error": why, "retry": True})
 
 
 def run(tasks: list[Task], jobs: int, executor: str, address: str | None, started: Callable[[str], None],
@@ -52,7 +57,7 @@ def _pool(tasks: list[Task], jobs: int, started: Callable[[str], None], done: Do
                 try:
                     result = future.result()
                 except BrokenProcessPool as exc:  # a worker was killed: this point is retried by the next run
-                    result = {"error": f"the worker building it died ({first_line(exc)})", "retry": True}
+                    result = _lost(f"the worker building it died ({first_line(exc)})")
                 done(futures[future], result)
         except KeyboardInterrupt:
             pool.shutdown(wait=False, cancel_futures=True)
@@ -81,7 +86,7 @@ def _ray(tasks: list[Task], jobs: int, address: str | None, started: Callable[[s
                 try:
                     result = ray.get(ref)
                 except ray.exceptions.RayError as exc:
-                    result = {"error": f"the Ray task failed ({first_line(exc)})", "retry": True}
+                    result = _lost(f"the Ray task failed ({first_line(exc)})")
                 done(name, result)
     finally:
         ray.shutdown()

@@ -23,10 +23,24 @@ from edgekiln.compiler import manifest_schema
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.recipe import Recipe, check_paths
-from edgekiln.compiler.search.candidate import Candidate, Timings
+from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import evidence_for
 from edgekiln.compiler.sweep import executors, front, points, worker
 from edgekiln.compiler.sweep.points import SweepPoint
+from edgekiln.compiler.sweep.sweep_json import (
+    BuiltRow,
+    FailedRow,
+    FrontMarks,
+    PointAt,
+    PointOutcome,
+    PointRow,
+    PointTiming,
+    SavedPoint,
+    SweepResult,
+    SweepRow,
+    failed,
+)
+from edgekiln.targets import Target
 
 SWEEP_FILE = "sweep.json"
 ROUNDS, MIN_RUNS = 7, 3  # as the candidate table is timed (search/select.py)
@@ -76,7 +90,7 @@ class Progress:
                  f"{elapsed:.0f} s elapsed, ~{left:.0f} s left: {name} {'built' if ok else 'failed'}")
 
 
-def run_sweep(options: SweepOptions, say: Callable[[str], None] = lambda line: None) -> dict[str, Any]:
+def run_sweep(options: SweepOptions, say: Callable[[str], None] = lambda line: None) -> SweepResult:
     """Build, time and rank every point; returns what DIR/sweep.json holds."""
     from edgekiln.compiler.pipeline import resolve_target
     from edgekiln.compiler.search import formats as format_search
@@ -92,15 +106,15 @@ def run_sweep(options: SweepOptions, say: Callable[[str], None] = lambda line: N
     for name, recipe in recipes.items():
         _atomic_text(folder / "points" / f"{name}.toml", points.to_toml(recipe))
     keys = {name: points.key(recipe) for name, recipe in recipes.items()}
-    rows = {name: row for name in recipes if (row := _finished(folder, name, keys[name]))}
+    rows: dict[str, PointOutcome] = {name: row for name in recipes if (row := _finished(folder, name, keys[name]))}
     todo = [(name, recipes[name].to_dict()) for name in recipes if name not in rows]
     say(f"{len(grid)} points ({len(rows)} already built in {folder}), {len(todo)} to build with "
         f"{_engine(options)}")
     progress = Progress(len(todo), say)
 
-    def done(name: str, result: dict[str, Any]) -> None:
+    def done(name: str, result: worker.PointResult) -> None:
         rows[name] = _save(folder, name, keys[name], result)
-        progress.finished(name, "error" not in result)
+        progress.finished(name, not failed(result.row))
 
     executors.run(todo, options.jobs, options.executor, options.ray_address, progress.started, done)
     return _conclude(folder, options, grid, rows, target, built_now=[name for name, _ in todo], say=say)
@@ -124,70 +138,81 @@ def _check_folder(folder: Path, force: bool) -> None:
         raise RecipeError(f"{folder} exists and is not a sweep folder", "pass -o NEW_FOLDER, or --force to replace it")
 
 
-def _finished(folder: Path, name: str, key: str) -> dict | None:
+def _finished(folder: Path, name: str, key: str) -> PointRow | None:
     """The saved row of a point built with this very key, when its bundle is there; else None."""
     try:
-        saved = json.loads((folder / "points" / f"{name}.json").read_text())
+        saved: SavedPoint = json.loads((folder / "points" / f"{name}.json").read_text())  # as _save wrote it
         manifest = manifest_schema.read(folder / "points" / name)
     except (OSError, ValueError, EdgekilnError):  # not finished, or left half-written: build it again
         return None
-    row = saved.get("row") or {}
-    if saved.get("key") != key or "error" in row or manifest["model"]["sha256"] != row.get("sha256"):
+    row = saved.get("row")
+    if row is None or failed(row) or saved.get("key") != key or manifest["model"]["sha256"] != row.get("sha256"):
         return None
     return row
 
 
-def _save(folder: Path, name: str, key: str, result: dict[str, Any]) -> dict[str, Any]:
+def _save(folder: Path, name: str, key: str, result: worker.PointResult) -> PointOutcome:
     """The point's bundle (replacing a stale one) and then its row: the row is the mark of a finished point."""
-    row = {k: v for k, v in result.items() if k != "bundle_tar"}
-    if "bundle_tar" in result:
+    if result.bundle_tar is not None:
         bundle, staging = folder / "points" / name, folder / "points" / f".{name}.partial"
         shutil.rmtree(staging, ignore_errors=True)
-        worker.untar(result["bundle_tar"], staging)
+        worker.untar(result.bundle_tar, staging)
         shutil.rmtree(bundle, ignore_errors=True)
         staging.rename(bundle)
-    _atomic_text(folder / "points" / f"{name}.json", json.dumps({"key": key, "row": row}, indent=1))
-    return row
+    saved: SavedPoint = {"key": key, "row": result.row}
+    _atomic_text(folder / "points" / f"{name}.json", json.dumps(saved, indent=1))
+    return result.row
 
 
-def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows: dict[str, dict], target: Any,
-              built_now: list[str], say: Callable[[str], None]) -> dict[str, Any]:
-    ok = [p for p in grid if "error" not in rows[p.name]]
+def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows: dict[str, PointOutcome],
+              target: Target, built_now: list[str], say: Callable[[str], None]) -> SweepResult:
+    built = {name: row for name, row in rows.items() if not failed(row)}
+    ok = [p for p in grid if p.name in built]
     say(f"timing {len(ok)} points side by side on this host ({ROUNDS} interleaved rounds)")
     threads = options.base.threads or target.default_threads  # --threads, as every build's host timing
     timings = _time(folder, [p.name for p in ok], threads)
-    labelled = any(rows[p.name].get("accuracy") is not None for p in ok)
+    labelled = any(row.get("accuracy") is not None for row in built.values())
     criterion = criterion_for(options.base, labelled)
-    table = []
-    for p in grid:
-        row = {"name": p.name, "prune": p.prune, "format": p.format, "quantize": p.variant,
-               "recipe": f"points/{p.name}.toml", **rows[p.name], **timings.get(p.name, {})}
-        table.append(row)
-    timed = [Timings(r.get("p50_ms"), estimate_ms=r.get("estimate_ms")) for r in table if "error" not in r]
-    evidence = evidence_for(timed, target.name, target.arch, platform.machine(), target.estimate is not None,
+    candidates = [Candidate.from_row({**_at(p), **built[p.name], **timings[p.name]}) for p in ok]
+    evidence = evidence_for([c.timings for c in candidates], target.name, target.arch, platform.machine(),
+                            target.estimate is not None,
                             target.estimate.ratio_error if target.estimate else None)
     latency = {"host": "p50_ms", "estimate": "estimate_ms", "device": "p50_ms"}[evidence.kind]
     axes = front.Axes(criterion, labelled, evidence)
-    points = [Candidate.from_row(r) for r in table if "error" not in r]
-    on_front, chosen = front.front(points, axes), front.choose(points, axes)
-    within = {p.name for p in points if axes.within_budget(p)}
-    for r in table:
-        r["on_front"] = r["name"] in on_front
-        r["within_budget"] = r["name"] in within
-    result = {"target": target.name, "max_drop": options.base.max_drop if labelled else None,
-              "quality": front.quality_key(labelled, criterion), "latency": latency,
-              "evidence": evidence.to_dict(), "criterion": criterion.describe(),
-              "timing": {"measured_on": "host", "machine": platform.machine(), "rounds": ROUNDS,
-                         "threads": threads, "note": "every point timed here, side by side, in one process"},
-              "points": table, "front": sorted(on_front), "chosen": chosen.name if chosen else None,
-              "built_now": built_now, "reused": [p.name for p in grid if p.name not in built_now]}
+    on_front, chosen = front.front(candidates, axes), front.choose(candidates, axes)
+    within = {c.name for c in candidates if axes.within_budget(c)}
+    table = [_sweep_row(p, rows[p.name], timings, {"on_front": p.name in on_front, "within_budget": p.name in within})
+             for p in grid]
+    result: SweepResult = {
+        "target": target.name, "max_drop": options.base.max_drop if labelled else None,
+        "quality": front.quality_key(labelled, criterion), "latency": latency, "evidence": evidence.to_dict(),
+        "criterion": criterion.describe(),
+        "timing": {"measured_on": "host", "machine": platform.machine(), "rounds": ROUNDS, "threads": threads,
+                   "note": "every point timed here, side by side, in one process"},
+        "points": table, "front": sorted(on_front), "chosen": chosen.name if chosen else None,
+        "built_now": built_now, "reused": [p.name for p in grid if p.name not in built_now]}
     _ship(folder, chosen.name if chosen else None)
     _atomic_text(folder / SWEEP_FILE, json.dumps(result, indent=1, allow_nan=False, default=_json_default))
     _report(folder, say)
     return result
 
 
-def _time(folder: Path, names: list[str], threads: int) -> dict[str, dict]:
+def _at(p: SweepPoint) -> PointAt:
+    return {"name": p.name, "prune": p.prune, "format": p.format, "quantize": p.variant,
+            "recipe": f"points/{p.name}.toml"}
+
+
+def _sweep_row(p: SweepPoint, outcome: PointOutcome, timings: dict[str, PointTiming], marks: FrontMarks) -> SweepRow:
+    """The point in sweep.json: where it sits, what its manifest measured and its timing here (or why it was not
+    built), and its marks."""
+    if failed(outcome):
+        failure: FailedRow = {**_at(p), **outcome, **marks}
+        return failure
+    row: BuiltRow = {**_at(p), **outcome, **timings[p.name], **marks}
+    return row
+
+
+def _time(folder: Path, names: list[str], threads: int) -> dict[str, PointTiming]:
     """Every built point's model, loaded through the bundle runtime, timed in interleaved rounds."""
     from edgekiln import runtime
     from edgekiln.compiler.evaluate.timing import interleaved_feeds

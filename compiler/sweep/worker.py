@@ -1,7 +1,8 @@
 """Build one sweep point, in whatever process runs it (the driver, a spawned pool worker, a Ray worker).
 
-Takes and returns plain dicts, so the same function crosses a process pool and a Ray cluster. A point that
-cannot be built is a row with its one-line reason, never an exception that stops the sweep.
+Takes the recipe as a plain dict and returns a PointResult (plain data: the row and the bundle's bytes), so the
+same function crosses a process pool and a Ray cluster. A point that cannot be built is a row with its one-line
+reason, never an exception that stops the sweep.
 """
 
 from __future__ import annotations
@@ -10,14 +11,26 @@ import io
 import os
 import tarfile
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from edgekiln.compiler.sweep.sweep_json import PointOutcome, PointRow
 
 if TYPE_CHECKING:
     from edgekiln.compiler.manifest_schema import Manifest
 
 # Each worker caps its own threads: N workers on a host must not each start one thread per core.
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+@dataclass(frozen=True)
+class PointResult:
+    """What building one point gave: its row (what its manifest measured, or why it was not built) and, when
+    built, its bundle as tar bytes."""
+
+    row: PointOutcome
+    bundle_tar: bytes | None = None
 
 
 def thread_env(threads: int) -> dict[str, str]:
@@ -30,7 +43,7 @@ def cap_threads(threads: int) -> None:
     os.environ.update(thread_env(threads))
 
 
-def build_point(recipe: dict[str, Any]) -> dict[str, Any]:
+def build_point(recipe: dict[str, Any]) -> PointResult:
     """Build the point's bundle in a scratch folder of this worker; its row (what the manifest measured, or
     the error) and the bundle as tar bytes, so that a worker on another machine needs no shared disk for
     its output (it does need the source and data paths)."""
@@ -43,10 +56,10 @@ def build_point(recipe: dict[str, Any]) -> dict[str, Any]:
         try:
             manifest = build(Recipe(**{**recipe, "output": str(out), "force": False})).manifest
         except EdgekilnError as exc:
-            return {"error": first_line(exc)}
+            return PointResult({"error": first_line(exc)})
         except Exception as exc:  # noqa: BLE001  (a converter's crash fails this point, not the sweep)
-            return {"error": f"{type(exc).__name__}: {first_line(exc)}"}
-        return {**row_of(manifest), "bundle_tar": _tar(out)}
+            return PointResult({"error": f"{type(exc).__name__}: {first_line(exc)}"})
+        return PointResult(row_of(manifest), _tar(out))
 
 
 def _tar(folder: Path) -> bytes:
@@ -63,7 +76,7 @@ def untar(data: bytes, folder: Path) -> None:
         tar.extractall(folder, filter="data")
 
 
-def row_of(m: Manifest) -> dict[str, Any]:
+def row_of(m: Manifest) -> PointRow:
     """The sweep's columns of one built point, from its manifest."""
     accuracy, fidelity, model = m.get("accuracy"), m["fidelity"], m["model"]
     estimate = m["latency"]["target_estimate"]

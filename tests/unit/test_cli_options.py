@@ -101,6 +101,7 @@ GIVEN = [
     (["--min-cosine", "0.98"], "min_cosine", 0.98),
     (["--min-cosine-p5", "0.9"], "min_cosine_p5", 0.9),
     (["--embedding"], "embedding", True),
+    (["--output-kind", "y=values", "--output-kind", "z=class"], "output_kind", {"y": "values", "z": "class"}),
     (["--threads", "2"], "threads", 2),
     (["--runs", "7"], "bench_runs", 7),
     (["--recover", "finetune"], "recover", "finetune"),

@@ -131,3 +131,11 @@ def test_invalid_graph_fails_the_checker(tmp_path: Path) -> None:
     model.graph.node[1].input[0] = "no_such_tensor"
     with pytest.raises(InputModelError, match="not a valid ONNX model"):
         onnx_graph.load(save(model, tmp_path / "m.onnx"), tmp_path)
+
+
+def test_an_untyped_onnx_input_is_a_one_line_error(tmp_path):
+    """elem_type 0 (UNDEFINED), as a bit-flipped file had it (test_readers_fuzz): no KeyError traceback."""
+    model = conv_net()
+    model.graph.input[0].type.tensor_type.elem_type = 0
+    with pytest.raises(InputModelError, match="ONNX input 'x' has no tensor type onnx knows \\(elem_type 0\\)"):
+        onnx_graph.input_specs(model)
