@@ -100,17 +100,26 @@ class HostLatency(RuntimeTiming):
 
 
 class TargetEstimate(TypedDict):
-    """The target's cost model (device/estimate.py): always `method: estimate`, with its basis and band."""
+    """The target's cost model (device/estimate.py): always `method: estimate`, with its basis and band.
+
+    low_ms / high_ms / error_band: from the leave-one-out errors on the board's own anchors; null when it has
+    none (`band` says so: "no published figure for this board: band unknown"). anchors: how many published
+    figures of this board; ratio_error: cross-validated error of an int8 / float32 ratio (null: unknown);
+    at_bound: figures the fit left at a bound of its range."""
 
     method: str
     model: str
     p50_ms: float
-    low_ms: float
-    high_ms: float
+    low_ms: float | None
+    high_ms: float | None
     threads: int
     basis: str
     breakdown_ms: dict[str, float]
-    error_band: list[float]
+    error_band: list[float] | None
+    band: str
+    anchors: int
+    ratio_error: float | None
+    at_bound: list[str]
     fitted_on: list[str]
     held_out: list[str]
     sources: list[str]
@@ -233,6 +242,7 @@ class EvidenceEntry(TypedDict, total=False):
     kind: str
     target: str
     margin: float
+    margin_basis: str
     label: str
     warning: str | None
     device: str

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         Pruning,
         PruningSearch,
         Quantization,
+        TargetEstimate,
     )
     from edgekiln.compiler.pipeline import BuildResult
 
@@ -113,9 +114,17 @@ def _estimate_row(table: Table, m: Manifest) -> None:
     est, base_est = m["latency"].get("target_estimate"), m["baseline"].get("target_estimate")
     if not est or not base_est:
         return
-    table.add_row(f"{m['target']['name']} p50 ESTIMATE ({est['threads']} threads; range {est['low_ms']:.3g}-"
-                  f"{est['high_ms']:.3g} ms)", f"{base_est['p50_ms']:.3f} ms", f"{est['p50_ms']:.3f} ms",
+    table.add_row(f"{m['target']['name']} p50 ESTIMATE ({est['threads']} threads; {estimate_range(est)})",
+                  f"{base_est['p50_ms']:.3f} ms", f"{est['p50_ms']:.3f} ms",
                   f"{est['p50_ms'] / base_est['p50_ms']:.3f}x")
+
+
+def estimate_range(est: TargetEstimate) -> str:
+    """The estimate's cross-validated range, or "band unknown" for a board with no published figure."""
+    low, high = est.get("low_ms"), est.get("high_ms")
+    if low is None or high is None:
+        return "band unknown"
+    return f"range {low:.3g}-{high:.3g} ms"
 
 
 def _pruning_rows(table: Table, p: Pruning) -> None:
@@ -243,6 +252,8 @@ def print_candidates(q: Quantization) -> None:
 
 def decision_line(q: Quantization) -> str:
     """Which evidence decided, and what host timing alone would have chosen."""
+    from edgekiln.compiler.search.choose import margin_text
+
     evidence = q.get("evidence") or {"kind": "host", "label": "host p50"}
     warning = evidence.get("warning")
     if evidence["kind"] == "host":
@@ -251,7 +262,7 @@ def decision_line(q: Quantization) -> str:
     host = evidence.get("host_would_choose")
     agrees = "" if host is None else ("; host timing agrees" if host == q["variant"] else
                                       f"; host timing would have chosen {host}")
-    return f"chosen by the {evidence['label']} (margin {evidence['margin'] - 1:.0%}){agrees}"
+    return f"chosen by the {evidence['label']} (margin {margin_text(evidence['margin'])}){agrees}"
 
 
 def _origin(origin: str) -> str:

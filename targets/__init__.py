@@ -16,6 +16,9 @@ _HERE = Path(__file__).parent
 _NOT_TARGETS = {"wheels", "op_versions", "onnx_contrib_ops", "locks", "runtime_memory"}
 
 
+NO_BAND = "no published figure for this board: band unknown"
+
+
 class TargetFileError(ValueError):
     """A target name or file that cannot be used (the compiler wraps it in its own error)."""
 
@@ -25,7 +28,11 @@ class Anchor:
     """A published latency of a known model on this device, and what the cost model says for it.
 
     model: an architecture bench/anchor_models.py can build; dtype: float32 or int8.
-    fitted: whether the figures were fitted on it (False = held out, a test of the fit).
+    estimate_ms: what the stored figures give for it; fitted: whether those figures were fitted on it.
+    loo_ms: its leave-one-out prediction, by figures fitted on the board's other anchors only (None when
+        not cross-validated); loo_at_bound: the figures that leave-one-out fit left at a bound of their
+        range (with 1 degree of freedom, a figure the other anchors do not determine); source: where the
+        published figure comes from.
     """
 
     model: str
@@ -33,11 +40,20 @@ class Anchor:
     published_ms: float
     estimate_ms: float
     fitted: bool
+    loo_ms: float | None = None
+    source: str = ""
+    loo_at_bound: tuple[str, ...] = ()
 
     @property
     def error(self) -> float:
-        """Relative error of the estimate, (estimate - published) / published."""
+        """Relative error of the stored figures' estimate, (estimate - published) / published: on a fitted
+        anchor this is the fit's residual, not a test of it."""
         return self.estimate_ms / self.published_ms - 1
+
+    @property
+    def loo_error(self) -> float | None:
+        """Relative error of the leave-one-out prediction: the figures that made it never saw this anchor."""
+        return None if self.loo_ms is None else self.loo_ms / self.published_ms - 1
 
 
 @dataclass(frozen=True)
@@ -47,7 +63,11 @@ class Estimate:
     fp32_gmacs_per_core / int8_gmacs_per_core: sustained GMAC/s of one core in float / int8 kernels.
     bandwidth_gbs: sustained memory bandwidth, GB/s; op_overhead_us: fixed cost per op, serial.
     thread_efficiency: each extra thread adds this fraction of a core.
-    error_band: (lowest, highest) relative error of the estimate over the anchors.
+    error_band: (lowest, highest) leave-one-out relative error over this board's anchors (each predicted
+        by figures fitted on the others); None when the board has no published figure: band unknown.
+    ratio_error: the largest cross-validated relative error of an int8 / float32 latency ratio of one
+        architecture on this board (what the variant choice compares); None when not measured.
+    at_bound: the figures the fit left at a bound of its range (not determined by the anchors).
     anchors: the published figures and the estimate for each; derived_from: the target whose
         fitted figures were scaled to this one when it has no anchors of its own.
     """
@@ -57,11 +77,13 @@ class Estimate:
     bandwidth_gbs: float
     op_overhead_us: float
     thread_efficiency: float
-    error_band: tuple[float, float] = (0.0, 0.0)
+    error_band: tuple[float, float] | None = None
     anchors: tuple[Anchor, ...] = ()
     derived_from: str = ""
     basis: str = ""
     sources: tuple[str, ...] = ()
+    ratio_error: float | None = None
+    at_bound: tuple[str, ...] = ()
 
     @property
     def fitted_on(self) -> tuple[str, ...]:
@@ -73,11 +95,21 @@ class Estimate:
 
     def basis_text(self) -> str:
         """One line saying what the figures rest on."""
+        bound = f"; {', '.join(self.at_bound)} at the fit's bound (not determined by the anchors)" \
+            if self.at_bound else ""
         if not self.anchors:
-            return self.basis or f"derived from {self.derived_from}; no published anchor of its own"
+            return (self.basis or f"derived from {self.derived_from}") + f"; {NO_BAND}{bound}"
+        n = len(self.anchors)
+        if self.error_band is None:
+            return f"fitted on {len(self.fitted_on)} of {n} published anchors; {NO_BAND}{bound}"
         lo, hi = self.error_band
-        return (f"fitted on {len(self.fitted_on)} published anchors, {len(self.held_out)} held out; "
-                f"anchor error {lo * 100:+.0f}% .. {hi * 100:+.0f}%")
+        dof = max(n - 5, 0)
+        folds = [a for a in self.anchors if a.loo_at_bound]
+        weak = sorted({name for a in folds for name in a.loo_at_bound})
+        loose = f"; {len(folds)} of {n} folds left {', '.join(weak)} at a bound" if folds else ""
+        return (f"fitted on {len(self.fitted_on)} published anchors of this board; each held out in turn, "
+                f"leave-one-out error {lo * 100:+.0f}% .. {hi * 100:+.0f}% (4 rates fitted on {n - 1} points: "
+                f"{dof} degree{'' if dof == 1 else 's'} of freedom{loose}){bound}")
 
 
 @dataclass(frozen=True)
@@ -200,6 +232,8 @@ def _check_values(target: Target, path: Path) -> None:
 
 
 def _estimate(data: object, path: Path) -> Estimate:
+    if isinstance(data, dict) and data.get("anchors") == 0:  # `anchors = 0`: no published figure of its own
+        data = {k: v for k, v in data.items() if k != "anchors"}
     anchors = data.get("anchors", ()) if isinstance(data, dict) else None
     if not isinstance(data, dict) or not isinstance(anchors, list | tuple) or \
             not all(isinstance(a, dict) for a in anchors):
@@ -215,10 +249,14 @@ def _estimate(data: object, path: Path) -> Estimate:
         if extra:
             raise TargetFileError(f"target file {path}: [[estimate.anchors]] has unknown keys: {', '.join(extra)}")
     try:
-        anchors = tuple(Anchor(**a) for a in values.pop("anchors", ()))
-        band = tuple(float(x) for x in values.pop("error_band", (0.0, 0.0)))
+        anchors = tuple(Anchor(**{**a, "loo_at_bound": tuple(a.get("loo_at_bound", ()))})
+                        for a in values.pop("anchors", ()))
+        band = values.pop("error_band", None)
+        band = None if band is None else tuple(float(x) for x in band)
         sources = tuple(values.pop("sources", ()))
-        figures = Estimate(**values, anchors=anchors, error_band=band, sources=sources)  # type: ignore[arg-type]
+        at_bound = tuple(values.pop("at_bound", ()))
+        figures = Estimate(**values, anchors=anchors, error_band=band, sources=sources,
+                           at_bound=at_bound)
     except (TypeError, ValueError) as exc:
         raise TargetFileError(f"target file {path}: bad [estimate] table: {exc}") from None
     for name in ("fp32_gmacs_per_core", "int8_gmacs_per_core", "bandwidth_gbs", "thread_efficiency",
@@ -226,10 +264,18 @@ def _estimate(data: object, path: Path) -> Estimate:
         value = getattr(figures, name)
         if not _number(value) or value < 0 or (value == 0 and name != "op_overhead_us"):
             raise TargetFileError(f"target file {path}: estimate.{name} must be a positive number, got {value!r}")
-    if figures.thread_efficiency > 1 or len(figures.error_band) != 2:
+    band = figures.error_band
+    if figures.thread_efficiency > 1 or (band is not None and (len(band) != 2 or band[0] > band[1])):
         raise TargetFileError(f"target file {path}: estimate.thread_efficiency must be at most 1 and "
                               "error_band two numbers (lowest, highest)")
-    if not all(_number(a.published_ms) and a.published_ms > 0 and _number(a.estimate_ms) for a in anchors):
+    if band is not None and not anchors:
+        raise TargetFileError(f"target file {path}: an error_band needs the anchors it was measured on "
+                              "([[estimate.anchors]]); without any, leave it out: band unknown")
+    ratio = figures.ratio_error
+    if ratio is not None and (not _number(ratio) or ratio < 0):
+        raise TargetFileError(f"target file {path}: estimate.ratio_error must be a number >= 0, got {ratio!r}")
+    if not all(_number(a.published_ms) and a.published_ms > 0 and _number(a.estimate_ms)
+               and (a.loo_ms is None or _number(a.loo_ms)) for a in anchors):
         raise TargetFileError(f"target file {path}: every anchor needs published_ms > 0 and estimate_ms numbers")
     return figures
 

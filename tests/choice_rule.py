@@ -63,7 +63,8 @@ def assert_choice_obeys_rule(manifest: dict) -> None:
     # pick compares rows by identity: the yardstick is the competing row itself when it competed
     baseline = next((r for r in rows if r.name == q.get("yardstick")), None) or yardstick(q)
     recorded = q.get("evidence") or {"kind": "host", "target": ""}
-    evidence = Evidence(recorded["kind"], recorded["target"], recorded.get("warning"), recorded.get("device", ""))
+    evidence = Evidence(recorded["kind"], recorded["target"], recorded.get("warning"), recorded.get("device", ""),
+                        recorded.get("margin") if recorded["kind"] == "estimate" else None)
     timed = baseline is not None and baseline.timings.host_p50_ms is not None
     ranked = baseline if timed and evidence.latency(baseline) is not None else None
     choice = pick(rows, recorded_criterion(q), ranked, evidence)

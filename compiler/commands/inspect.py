@@ -53,8 +53,10 @@ def _print_bundle(path: Path, m: Manifest) -> None:
                   f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
     estimate = m["latency"].get("target_estimate")
     if estimate:
-        console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms (range {estimate['low_ms']}-"
-                      f"{estimate['high_ms']} ms; {estimate.get('basis', '')})  \\[{estimate['method']}]")
+        known = estimate.get("low_ms") is not None and estimate.get("high_ms") is not None
+        band = f"range {estimate['low_ms']}-{estimate['high_ms']} ms" if known else "band unknown"
+        console.print(f"{m['target']['name']} estimate p50 {estimate['p50_ms']} ms ({band}; "
+                      f"{estimate.get('basis', '')})  \\[{estimate['method']}]")
     _candidate_lines(m["quantization"] or {})
     for line in describe_devices(path, m):  # measurements/*.json and the manifest's latency.device
         console.print(line, markup=False, soft_wrap=True)  # one device, one line, whatever the width

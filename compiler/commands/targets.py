@@ -1,4 +1,4 @@
-"""`edgekiln targets`: the known target devices, with the anchor error of their latency estimate."""
+"""`edgekiln targets`: the known target devices, with the cross-validated error band of their latency estimate."""
 
 from __future__ import annotations
 
@@ -18,18 +18,20 @@ def print_targets() -> None:
         table.add_row(t.name, t.arch, t.cpu, f"{t.ram_mb} ({t.ram_budget_mb})", t.python, t.tflite_interpreter,
                       estimate_error(t))
     console.print(table)
-    console.print("[dim]estimate error: (estimate - published) / published on each target's anchors "
-                  "(XNNPACK README MobileNets; bench/fit_estimate.py)[/dim]")
+    console.print("[dim]estimate error: leave-one-out (estimate - published) / published over each board's own "
+                  "published anchors, each predicted by figures fitted on the others (XNNPACK README MobileNets; "
+                  "bench/fit_estimate.py); a board without any: band unknown[/dim]")
 
 
 def estimate_error(t: object) -> str:
-    """The targets table's cell: the anchor error of a target's estimate, or why there is none."""
+    """The targets table's cell: the number of anchors and the leave-one-out band of a target's estimate, or
+    why there is none."""
     e = t.estimate  # type: ignore[attr-defined]
     if e is None:
         return "no estimate"
-    if not e.anchors:
-        return f"no anchor (derived from {e.derived_from})"
-    held = [a for a in e.anchors if not a.fitted]
-    worst = max(abs(a.error) for a in held) if held else 0.0
-    return (f"{e.error_band[0] * 100:+.0f}%..{e.error_band[1] * 100:+.0f}% on {len(e.anchors)} anchors "
-            f"({len(held)} held out: max {worst * 100:.0f}%)")
+    if not e.anchors or e.error_band is None:
+        derived = f" (derived from {e.derived_from})" if e.derived_from else ""
+        return f"0 anchors: band unknown{derived}"
+    lo, hi = e.error_band
+    bound = f"; {', '.join(e.at_bound)} at bound" if e.at_bound else ""
+    return f"{len(e.anchors)} anchors: {lo * 100:+.0f}%..{hi * 100:+.0f}% (leave-one-out){bound}"

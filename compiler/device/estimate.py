@@ -9,7 +9,9 @@ The cost model (a per-op roofline with a serial per-op overhead), for `threads` 
 rate is the target's per-core multiply-accumulate throughput for float or int8 kernels, bytes
 the op's weights plus its input and output activations. The figures live in the target's TOML
 (`[estimate]`), fitted by bench/fit_estimate.py to published measurements (the anchors), with
-the error band measured on those anchors; the estimate is labelled `method: "estimate"`.
+the error band measured by leave-one-out on those anchors (each predicted by figures fitted on
+the others); a board with no published figure of its own has no band (low/high null, "band
+unknown"). The estimate is labelled `method: "estimate"`.
 
 Per op class and dtype (OP_CLASSES, and `BASIS` says what each rule rests on):
 - conv, depthwise, fully connected: compute at the fitted rate of their compute dtype. int8 weights
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 
 from edgekiln.compiler.analyze.graph_stats import OpRecord
 from edgekiln.compiler.manifest_schema import CoverageFacts, TargetEstimate
-from edgekiln.targets import Estimate, Target
+from edgekiln.targets import NO_BAND, Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
 _INT8_TYPES = {"int8", "uint8", "int16"}  # integer kernels; float16 weights are dequantized to float32
@@ -173,18 +175,37 @@ def target_estimate(target: Target, records: Iterable[OpRecord], model_format: s
     threads = target.default_threads
     outside = coverage.get("outside_fast_path") if coverage and model_format == "tflite" else None
     cost = predict_ms(records, figures, threads, outside)
-    # The band: every anchor's error e = estimate / published - 1 lay in [lo, hi], so the
-    # device's time lies in [estimate / (1 + hi), estimate / (1 + lo)] as far as the anchors tell.
-    lo, hi = figures.error_band
-    return {"method": "estimate", "p50_ms": round(cost.total_ms, 3),
-            "low_ms": round(cost.total_ms / (1 + hi), 3), "high_ms": round(cost.total_ms / (1 + lo), 3),
+    low, high = band_ms(cost.total_ms, figures.error_band)
+    return {"method": "estimate", "p50_ms": round(cost.total_ms, 3), "low_ms": low, "high_ms": high,
             "threads": threads, "model": MODEL,
             "breakdown_ms": {"compute": round(cost.compute_ms, 3), "memory": round(cost.memory_ms, 3),
                              "overhead": round(cost.overhead_ms, 3)},
             "basis": figures.basis_text() + ("; " + BASIS["onnx"] if model_format == "onnx" else ""),
-            "per_op_basis": _bases(records, model_format, bool(outside)), "error_band": [lo, hi],
+            "per_op_basis": _bases(records, model_format, bool(outside)),
+            "error_band": list(figures.error_band) if figures.error_band is not None else None,
+            "band": band_note(figures), "anchors": len(figures.anchors), "ratio_error": figures.ratio_error,
+            "at_bound": list(figures.at_bound),
             "fitted_on": list(figures.fitted_on), "held_out": list(figures.held_out),
             "sources": list(figures.sources)}
+
+
+def band_ms(p50_ms: float, error_band: tuple[float, float] | None) -> tuple[float | None, float | None]:
+    """(low, high) device time for an estimate of p50_ms: each anchor's leave-one-out error
+    e = predicted / published - 1 lay in [lo, hi], so the device's time lies in
+    [estimate / (1 + hi), estimate / (1 + lo)] as far as the anchors tell; (None, None) without a band."""
+    if error_band is None:
+        return None, None
+    lo, hi = error_band
+    return round(p50_ms / (1 + hi), 3), round(p50_ms / (1 + lo), 3)
+
+
+def band_note(figures: Estimate) -> str:
+    """How the low/high were made, in words: the cross-validation behind them, or why there are none."""
+    n = len(figures.anchors)
+    if figures.error_band is None or not n:
+        return NO_BAND
+    return (f"leave-one-out over {n} published anchors of this board: each predicted by figures fitted on the "
+            f"other {n - 1}, never on itself")
 
 
 def _bases(records: tuple[OpRecord, ...], model_format: str, any_outside: bool) -> dict[str, str]:

@@ -41,7 +41,10 @@ def _estimate(m: dict) -> str | None:
     if number(dig(est, "p50_ms")) is None:
         return None
     base = dig(m, "baseline", "target_estimate", "p50_ms")
-    lines = [esc(f"range {fmt(est.get('low_ms'))} - {fmt(est.get('high_ms'))} ms, {est.get('threads')} threads"),
+    known = number(est.get("low_ms")) is not None and number(est.get("high_ms")) is not None
+    band = f"range {fmt(est.get('low_ms'))} - {fmt(est.get('high_ms'))} ms (leave-one-out band)" if known \
+        else "band unknown: no published figure for this board"
+    lines = [esc(f"{band}, {est.get('threads')} threads"),
              f"float32 baseline {num(base, 'baseline.target_estimate.p50_ms')} ms" if base is not None else "",
              esc(est.get("basis", ""))]
     target = dig(m, "target", "name") or "target"

@@ -9,8 +9,9 @@ slower than float32 beyond the evidence's margin.
 
 "Fastest" reads the best evidence of the target's latency there is (`evidence_for`): timings measured on
 the device, else the target's cost-model estimate of every candidate when the build host's arch differs
-from the target's, else host timing. Each kind has its own margin: two timings within a few percent are
-run-to-run noise; two estimates within their error band are a tie the cost model cannot break.
+from the target's, else host timing. Each kind has its own margin, measured where it could be: two host
+timings within SLOWER_MARGIN are this host's run-to-run noise (bench/host_noise.py); two estimates within
+1 + the target's cross-validated ratio error are a tie the cost model cannot break (bench/fit_estimate.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,26 @@ from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.manifest_schema import EvidenceEntry
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 
-SLOWER_MARGIN = 1.05  # below 5% two host p50s are within this shared host's run-to-run noise
+# Two host p50s within this ratio are run-to-run noise on this host: the 95th percentile of max(a/b, b/a)
+# for two copies of ONE model timed as the candidate table is (interleaved rounds, median of round medians).
+# Measured by `python bench/host_noise.py` (30 repeats per model, 2 threads as a 4-thread target gets on this
+# 2-core AMD EPYC host) on a quiet host (load average 0.5-1.1): p95 1.090 (MobileNet v3 Small float32) and
+# 1.084 (v2 int8), medians 1.01-1.02. The same bench on the host shared with other jobs (load average 5-7)
+# gave p95 1.38-1.40: timing on a loaded host is noisier than this margin, and the bench says so. A 5 %
+# margin (the figure asserted before) was the median, not the noise. Tests must not depend on the host,
+# so this stays a constant; re-measure on another kind of machine.
+SLOWER_MARGIN = 1.09
 SIZE_MARGIN = 1.02  # sizes within 2% are the same size (int8 variants differ by a few header bytes)
-# Per evidence kind, the ratio below which two latencies are the same. Device timings are interleaved
-# rounds like the host's; two estimates of variants of one graph share most of the model's error (the
-# same ops, the same figures), so what separates them is the per-op rate ratios, fitted only to +-10%.
-MARGINS = {"device": 1.05, "estimate": 1.10, "host": SLOWER_MARGIN}
+# The estimate's margin is the target's own measured figure (evidence_for(..., ratio_error)): 1 + its
+# ratio_error, the cross-validated error of an int8 / float32 latency ratio of one architecture with that
+# architecture left out of the fit (`python bench/fit_estimate.py`: rpi4 0.095, rpi3 and rpi3-armv7l 0.0278;
+# the choice compares exactly such ratios). A target without one (a derived board, a user's own file) falls
+# back to ESTIMATE_FALLBACK, the widest ratio error measured on an anchored board (rpi4's).
+ESTIMATE_FALLBACK = 1.095
+# Device timings: interleaved rounds on the board, which runs nothing else; no board was at hand to measure
+# their noise, so this 5 % is asserted, not measured (the device table says so: evidence.margin_basis).
+DEVICE_MARGIN = 1.05
+MARGINS = {"device": DEVICE_MARGIN, "estimate": ESTIMATE_FALLBACK, "host": SLOWER_MARGIN}
 KINDS = ("device", "estimate", "host")  # best first
 
 
@@ -40,10 +55,26 @@ class Evidence:
     target: str = ""
     warning: str | None = None
     device: str = ""  # kind "device": the device the candidates were timed on (build --device)
+    estimate_margin: float | None = None  # kind "estimate": the target's measured margin (estimate_margin())
 
     @property
     def margin(self) -> float:
+        if self.kind == "estimate" and self.estimate_margin is not None:
+            return self.estimate_margin
         return MARGINS[self.kind]
+
+    @property
+    def margin_basis(self) -> str:
+        """Where the margin comes from, in words (the manifest's evidence.margin_basis)."""
+        if self.kind == "host":
+            return "p95 run-to-run noise of interleaved timings of two identical models here (bench/host_noise.py)"
+        if self.kind == "device":
+            return "asserted device timing noise (choose.DEVICE_MARGIN): no board was at hand to measure it"
+        if self.estimate_margin is not None:
+            return (f"{self.target}'s cross-validated int8 / float32 ratio error (ratio_error, "
+                    "bench/fit_estimate.py)")
+        return (f"{self.target} has no measured ratio error: the widest measured on an anchored board "
+                "(choose.ESTIMATE_FALLBACK)")
 
     @property
     def label(self) -> str:
@@ -57,7 +88,7 @@ class Evidence:
 
     def to_dict(self) -> EvidenceEntry:
         entry: EvidenceEntry = {"kind": self.kind, "target": self.target, "margin": self.margin,
-                                "label": self.label, "warning": self.warning}
+                                "margin_basis": self.margin_basis, "label": self.label, "warning": self.warning}
         if self.device:
             entry["device"] = self.device
         return entry
@@ -66,17 +97,27 @@ class Evidence:
 HOST = Evidence()
 
 
+def margin_text(margin: float) -> str:
+    """A margin as the percentage it allows: 1.4 -> "40%", 1.095 -> "9.5%"."""
+    return f"{(margin - 1) * 100:.3g}%"
+
+
+def estimate_margin(ratio_error: float | None) -> float | None:
+    """The estimate evidence's margin from a target's measured ratio_error (None: the fallback applies)."""
+    return None if ratio_error is None else round(1 + ratio_error, 4)
+
+
 def evidence_for(rows: Sequence[Timings], target: str, target_arch: str, host_arch: str,
-                 has_estimate: bool) -> Evidence:
+                 has_estimate: bool, ratio_error: float | None = None) -> Evidence:
     """The best evidence every row's timings have (a candidate's, or a sweep point's): device timings, else
-    (the host's arch differs from the target's) the target's estimate, else host timing; with a warning when
-    the estimate was wanted but missing."""
+    (the host's arch differs from the target's) the target's estimate, with the target's measured margin
+    (ratio_error), else host timing; with a warning when the estimate was wanted but missing."""
     if rows and all(r.device_p50_ms is not None for r in rows):
         return Evidence("device", target)
     if target_arch == host_arch:
         return Evidence("host", target)
     if has_estimate and all(r.estimate_ms is not None for r in rows):
-        return Evidence("estimate", target)
+        return Evidence("estimate", target, estimate_margin=estimate_margin(ratio_error))
     missing = "has no estimate figures" if not has_estimate else "has no estimate for every candidate"
     return Evidence("host", target, f"target {target} ({target_arch}) {missing}: candidates were ranked by "
                                     f"timing on this {host_arch} host, which need not rank them as the target would")
@@ -218,7 +259,7 @@ class _Table:
             else ""
         what = "p50" if self.evidence.kind == "host" else self.evidence.label
         noise = "noise" if self.evidence.kind != "estimate" else "the estimate's error"
-        text = f"{chosen.name}: the fastest candidate (within {self.evidence.margin - 1:.0%} {noise}; then " \
+        text = f"{chosen.name}: the fastest candidate (within {margin_text(self.evidence.margin)} {noise}; then " \
                f"smallest) that meets {criterion.describe()}; {what} {self.ms(chosen):.3f} ms{base}"
         others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]
         return text + ("; " + "; ".join(others) if others else "")

@@ -215,7 +215,7 @@ def _evidence(rows: list[Candidate], target: Target | None) -> Evidence:
     if target is None:
         return Evidence()
     return evidence_for([r.timings for r in rows], target.name, target.arch, platform.machine(),
-                        target.estimate is not None)
+                        target.estimate is not None, target.estimate.ratio_error if target.estimate else None)
 
 
 def _identical_to_int8(built: dict[str, Candidate], only: str | None) -> bool:

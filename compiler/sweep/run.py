@@ -175,7 +175,8 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows:
     criterion = criterion_for(options.base, labelled)
     candidates = [Candidate.from_row({**_at(p), **built[p.name], **timings[p.name]}) for p in ok]
     evidence = evidence_for([c.timings for c in candidates], target.name, target.arch, platform.machine(),
-                            target.estimate is not None)
+                            target.estimate is not None,
+                            target.estimate.ratio_error if target.estimate else None)
     latency = {"host": "p50_ms", "estimate": "estimate_ms", "device": "p50_ms"}[evidence.kind]
     axes = front.Axes(criterion, labelled, evidence)
     on_front, chosen = front.front(candidates, axes), front.choose(candidates, axes)

@@ -10,7 +10,7 @@ import pytest
 
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.search.candidate import Candidate
-from edgekiln.compiler.search.choose import SIZE_MARGIN, Evidence
+from edgekiln.compiler.search.choose import SIZE_MARGIN, SLOWER_MARGIN, Evidence
 from edgekiln.compiler.sweep import front
 from tests.choice_rule import candidate_row
 
@@ -70,8 +70,8 @@ def test_the_chosen_point_is_the_fastest_within_budget_or_a_smaller_one_within_t
 
 def test_a_smaller_point_within_the_noise_wins_over_the_fastest() -> None:
     fast_big = point("big", 1.00, 95.0, 4000, True)
-    near_small = point("small", 1.04, 95.0, 1000, True)  # 4 % slower: within the host margin of 5 %
-    far_small = point("far", 1.20, 95.0, 500, True)
+    near_small = point("small", 1 + (SLOWER_MARGIN - 1) / 2, 95.0, 1000, True)  # within the host's noise margin
+    far_small = point("far", SLOWER_MARGIN * 1.2, 95.0, 500, True)
     assert front.choose([fast_big, near_small, far_small], AXES).name == "small"
     assert front.choose([fast_big, far_small], AXES).name == "big"
     assert front.choose([point("over", 0.5, 80.0, 10, False)], AXES) is None
