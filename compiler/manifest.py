@@ -172,7 +172,8 @@ def _quantization(recipe: Recipe, selection: Selection, data: Datasets, measured
         return None
     calibrated = mode is Quantize.int8
     details = selection.block.get("details", {})
-    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic),
+    per_tensor = mode is Quantize.int8 and details.get("opset", {}).get("weights") == "per-tensor"  # an old opset
+    return {"mode": str(mode), "per_channel": mode in (Quantize.int8, Quantize.dynamic) and not per_tensor,
             "io_dtype": measured.inputs[0]["dtype"],
             "calibration_samples": data.calib.size if calibrated and data.calib else 0,
             "calibration_method": details.get("calibration", _calibration_used(recipe)) if calibrated else None,
@@ -206,7 +207,7 @@ def _with_fixed_inputs(source: Source, graph: object) -> Source:
 
 def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[str]:
     """What the user must see prominently: a slower or less accurate result than they asked for."""
-    notes = []
+    notes = [no_int8] if (no_int8 := selection.block.get("no_int8")) else []  # a whole family failed: first
     mode = _mode(recipe, selection)
     deliberate = "fallback" in selection.block.get("details", {})  # kept in float on purpose, and said so
     if mode is Quantize.int8 and selection.model_stats.float_ops and not deliberate:

@@ -391,6 +391,16 @@ class FloatFallback(TypedDict):
     meets_criterion: NotRequired[bool]
 
 
+class OpsetFacts(TypedDict):
+    """How static int8 of an ONNX model below opset 13 was made (emit/onnx_opset.py): its `source` opset, the
+    opset `quantized`, its weights `per-channel` (opset raised) or `per-tensor` (not raised), and why."""
+
+    source: int
+    quantized: int
+    weights: str
+    why: str
+
+
 class CandidateDetails(TypedDict, total=False):
     """How a candidate was made, as its builder (search/) records it: the converter, how it stores numbers, its
     calibration and the trials that chose it, the Keras rewrites, the transformer fusion, what stays in float,
@@ -411,6 +421,7 @@ class CandidateDetails(TypedDict, total=False):
     probe_gain_db: dict[str, float]
     kept_in_float: list[JsonObject]
     fallback: FloatFallback
+    opset: OpsetFacts
     coverage: CoverageFacts | None
 
 
@@ -437,6 +448,7 @@ class Quantization(CandidateDetails, total=False):
     not_built: dict[str, str]
     refused_by_target: dict[str, str]
     failed: dict[str, str]
+    no_int8: str  # no int8 candidate could be built (each failed): the first cause, what ships, what to try
     diagnosis: Diagnosis
     details: CandidateDetails
 

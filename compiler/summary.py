@@ -243,7 +243,12 @@ def print_candidates(q: Quantization) -> None:
     for variant, why in q.get("failed", {}).items():  # a candidate that failed dropped out of the table
         console.print(f"[yellow]{variant} failed and is not in the table:[/yellow] {escape(why)}")
     console.print(f"chosen: {q['reason']}")
-    console.print(f"decided by: {decision_line(q)}")
+    style = "bold yellow" if q.get("no_int8") else "default"
+    console.print(f"[{style}]decided by:[/{style}] {escape(decision_line(q))}")
+    if q.get("opset"):  # an old ONNX model: its opset raised for per-channel int8, or weights per tensor
+        facts = q["opset"]
+        console.print(f"[dim]int8 of this opset-{facts['source']} model: {facts['weights']} weights at opset "
+                      f"{facts['quantized']} ({escape(facts['why'])})[/dim]")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
@@ -251,7 +256,13 @@ def print_candidates(q: Quantization) -> None:
 
 
 def decision_line(q: Quantization) -> str:
-    """Which evidence decided, and what host timing alone would have chosen."""
+    """Which evidence decided, and what host timing alone would have chosen; first, a format none of whose int8
+    candidates could be built (search/failures.py)."""
+    failed = q.get("no_int8")
+    return f"{failed} {_evidence_line(q)}" if failed else _evidence_line(q)
+
+
+def _evidence_line(q: Quantization) -> str:
     from edgekiln.compiler.search.choose import margin_text
 
     evidence = q.get("evidence") or {"kind": "host", "label": "host p50"}

@@ -17,6 +17,8 @@ class EmitOptions:
     activation_type: 'int8' or 'uint8', the target's choice for onnxruntime int8 activations.
     workdir: a scratch directory that disappears after the build.
     batch: the compiled batch size where the source leaves it open.
+    per_channel: static int8 weights per output channel (False: per tensor, for an ONNX model whose opset has no
+        per-channel DequantizeLinear and could not be raised: emit/onnx_opset.py).
     """
 
     quantize: Quantize
@@ -25,3 +27,4 @@ class EmitOptions:
     activation_type: str
     workdir: Path
     batch: int = 1
+    per_channel: bool = True

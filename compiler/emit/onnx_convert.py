@@ -2,7 +2,8 @@
 
 Keras/SavedModel sources are converted with tf2onnx (explicit input signature, opset 17); ONNX
 sources are used as loaded and normalised. int8 is `quant_pre_process` (shape inference and
-onnxruntime's graph optimisations) then `quantize_static` in QDQ format: per-channel int8 weights,
+onnxruntime's graph optimisations) then `quantize_static` in QDQ format: per-channel int8 weights (per tensor
+below opset 13 when the opset cannot be raised: emit/onnx_opset.py),
 activations of the target's type (uint8 on x86, int8 on ARM: FACTS.md), calibrated on our data
 through a CalibrationDataReader. I/O stays float32: the QDQ nodes wrap the integer compute.
 
@@ -163,8 +164,8 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
                 ranges = _calibrated_ranges(onnx_guard.without_fill(prepared), calib, options.batch,
                                             folder / "onnx_percentile_ranges.json", "Percentile")
             q.quantize_static(str(prepared), str(out), _reader(calib, options.batch),
-                              quant_format=q.QuantFormat.QDQ, per_channel=True, activation_type=activation,
-                              weight_type=q.QuantType.QInt8, calibrate_method=method,
+                              quant_format=q.QuantFormat.QDQ, per_channel=options.per_channel,
+                              activation_type=activation, weight_type=q.QuantType.QInt8, calibrate_method=method,
                               extra_options=extra, calibration_cache_path=ranges,
                               nodes_to_exclude=list(dict.fromkeys([*exclude, *kept])))
     except Exception as exc:  # noqa: BLE001  (the quantizer raises ValueError, RuntimeError, ORT errors ...)
@@ -291,8 +292,7 @@ def _reader(calib: Dataset, batch: int) -> Any:
             self._feeds = self._iterate()
 
         def _iterate(self) -> Iterator[dict[str, np.ndarray]]:
-            for start in range(0, calib.size - batch + 1, batch):
-                yield {name: model_feed(x[start:start + batch]) for name, x in calib.inputs.items()}
+            return calibration_feeds(calib, batch)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._feeds, None)
@@ -301,3 +301,9 @@ def _reader(calib: Dataset, batch: int) -> Any:
             self._feeds = self._iterate()
 
     return DatasetReader()
+
+
+def calibration_feeds(calib: Dataset, batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """The calibration samples in chunks of the compiled batch (a last partial chunk is left out)."""
+    for start in range(0, calib.size - batch + 1, batch):
+        yield {name: model_feed(x[start:start + batch]) for name, x in calib.inputs.items()}

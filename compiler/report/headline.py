@@ -108,4 +108,6 @@ def _what(m: dict) -> str:
     evidence = dig(q, "evidence", "label")
     text = f"Ships <b>{esc(q.get('variant') or q.get('mode') or 'float32')}</b>"
     text += f" ({esc(dig(m, 'model', 'format') or '')}, chosen by the {esc(evidence)})" if evidence else ""
-    return f'<p>{text}.{" Why: " + esc(reason) if reason else ""}</p>'
+    failed = q.get("no_int8")  # a whole candidate family failed (search/failures.py): not a footnote
+    loud = f'<p class="warn"><b>{esc(failed)}</b></p>' if isinstance(failed, str) and failed else ""
+    return loud + f'<p>{text}.{" Why: " + esc(reason) if reason else ""}</p>'

@@ -38,6 +38,7 @@ figure { margin: 0.6rem 0; }
 svg.plot { display: block; width: 100%; height: auto; max-width: 42rem; }
 td.w { min-width: 14rem; }
 ul.warnings li { color: var(--warn); }
+p.warn { color: var(--warn); }
 @media (max-width: 600px) {
   body { font-size: 14px; }
   main { padding: 0.6rem; }

@@ -18,6 +18,8 @@
                 of them (FALLBACK_STEPS) until the criterion holds.
 The refinements (s8s8, exclude) use the method int8+calibration chose, so they stack. All int8 candidates
 quantize one pre-processed model with ranges computed once per method (emit/onnx_convert.py `static`, shared).
+A model below opset 13 is quantized at opset 13 when onnx's converter raises it faithfully, else with per-tensor
+weights (emit/onnx_opset.py); each int8 candidate's note and `opset` details say which.
 
 On an x86 host, s8s8 kernels run slower than float (FACTS.md) while on ARM, where s8s8 is the target's
 type, they are the fast path: the int8 candidates of an ARM target are timed as their u8s8 twins (same
@@ -38,7 +40,7 @@ import numpy as np
 
 from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.diagnose import onnx_diagnosis as onnx_diagnose
-from edgekiln.compiler.emit import EmitOptions, onnx_fused, onnx_guard
+from edgekiln.compiler.emit import EmitOptions, onnx_fused, onnx_guard, onnx_opset
 from edgekiln.compiler.emit import onnx_convert as onnx_emit
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
@@ -89,14 +91,16 @@ def build(ctx: BuildContext) -> Builds:
     diagnosis, missing = None, ""
     if int8s and ctx.calib is not None:
         try:
-            shared = _shared(options, float_bytes)
-            family, diagnosis = _int8_family(int8s, ctx.calib, ctx.judge, ctx.criterion, options, shared, details,
+            opset = onnx_opset.for_per_channel(float_bytes, ctx.calib, ctx.batch)  # an old model: raised, or per tensor
+            shared, int8_options = _shared(options, opset.model), replace(options, per_channel=opset.per_channel)
+            family, diagnosis = _int8_family(int8s, ctx.calib, ctx.judge, ctx.criterion, int8_options, shared, details,
                                              tune=ctx.calibration == "auto")
             if ctx.activation_type == "int8" and platform.machine().lower() in X86:
-                family = {name: _with_twin(b, ctx.calib, options, shared) for name, b in family.items()}
+                family = {name: _with_twin(b, ctx.calib, int8_options, shared) for name, b in family.items()}
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}
             family = {name: _with_kept_float(b, onnx_guard.recorded(shared)) for name, b in family.items()}
+            family = {name: _with_opset(b, opset) for name, b in family.items()}
             built.update(family)
         except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -300,6 +304,13 @@ def _with_kept_float(built: Candidate, kept: list[dict]) -> Candidate:
         return built
     note = f"{len(kept)} node(s) int8 cannot represent kept in float (mask fill values, wide Softmax inputs)"
     return replace(built, notes=(*built.notes, note), details={**built.details, "kept_in_float": kept})
+
+
+def _with_opset(built: Candidate, opset: onnx_opset.OpsetPlan) -> Candidate:
+    """The candidate with how its old opset was handled (raised, or weights per tensor), when it was old."""
+    if built.model is None or opset.facts is None:
+        return built
+    return replace(built, notes=(*built.notes, opset.note), details={**built.details, "opset": opset.facts})
 
 
 def _noted(built: Candidate, note: str) -> Candidate:

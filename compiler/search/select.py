@@ -27,7 +27,7 @@ from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, RoundTiming, interleaved_latency
 from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization
 from edgekiln.compiler.recipe import Quantize, Recipe
-from edgekiln.compiler.search import on_device, onnx2tf_builder, onnx_builder, tflite_builder
+from edgekiln.compiler.search import failures, on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
@@ -301,8 +301,8 @@ def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, tab
                        built: dict[str, Candidate], diagnoses: dict[str, Diagnosis], chosen: Candidate, runs: int,
                        threads: int) -> Quantization:
     """The manifest's quantization block, written from the candidate records: the table, the choice and why,
-    what was not built, how it was measured."""
-    return {
+    what was not built, how it was measured, and (loudly) a format none of whose int8 candidates could be built."""
+    block: Quantization = {
         "requested": str(recipe.quantize),
         "variant": choice.chosen.name,
         "reason": choice.reason,
@@ -319,6 +319,11 @@ def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, tab
         "coverage": chosen.details.get("coverage"),
         "diagnosis": _diagnosis(diagnoses, chosen.format),
     }
+    if no_int8 := failures.no_int8(built, chosen, compared=len({b.format for b in built.values()}) > 1):
+        block["no_int8"] = no_int8
+    if opset := failures.opset_facts(built):
+        block["opset"] = opset
+    return block
 
 
 def _without_coverage(details: CandidateDetails) -> CandidateDetails:
