@@ -157,11 +157,11 @@ class OnnxBackend:
         self.name, self.version = "onnxruntime", ort.__version__
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        # x86 CPUs without VNNI run int8 (U8S8) products with VPMADDUBSW, which saturates its int16
-        # pair sums: outputs drift whole quantization steps from what ARM or VNNI kernels compute.
-        # This asks for onnxruntime's exact U8U8 kernels there (slower); elsewhere it changes nothing,
-        # so a bundle computes the same int8 numbers, and validates, on every CPU.
+        # Exact U8U8 kernels on x86 without VNNI (U8S8's VPMADDUBSW pair sums saturate: outputs drift whole steps),
+        # so a bundle validates on every CPU; MatMulNBits (what DQ -> float MatMul becomes: 16x8, a node kept
+        # float) in float32: by default it quantizes its input to int8 per block, undoing 16-bit activations.
         options.add_session_config_entry("session.x64quantprecision", "1")
+        options.add_session_config_entry("session.qdq_matmulnbits_accuracy_level", "1")
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

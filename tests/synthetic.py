@@ -6,6 +6,9 @@ cifar_cnn   a Keras-2-era CIFAR CNN as a Sequential: Conv (valid) -> ReLU -> Bat
             and Dropout between, raw 0..255 input, the first BN's scales spread 0.04 .. 31.5 (as measured on a
             pretrained one): the BN-after-ReLU rewrites must reach it through pools, dropout and Flatten.
 activation  conv / depthwise conv blocks with PReLU or HardSwish, whose int8 kernels are not in XNNPACK.
+outlier     conv -> ReLU -> 1x1 conv whose channel 0 is ~1000x the others (an activation outlier, as in detectors
+            and transformers) -> pool -> dense head that ignores channel 0: one int8 scale for the tensor erases
+            the channels the head reads; 16-bit activations keep them (16x8).
 
 The inputs are noisy draws around a few smooth random prototypes (the classes), each conv is scaled to unit
 output std per channel (as BatchNormalization keeps a trained model's) and the head is the nearest-class-mean
@@ -153,6 +156,23 @@ def activation(keras: Any, kind: str, seed: int = 0, size: int = 32,
     normalise(keras, model, x)
     fit_head(keras, model, head, x, labels)
     return model, x
+
+
+def outlier(keras: Any, seed: int = 0, magnitude: float = 300.0) -> tuple[Any, np.ndarray]:
+    """A tiny model whose middle tensor has one channel `magnitude` times its input sum (see the module doc)."""
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inp = keras.Input((8, 8, 4), name="x")
+    h = layers.ReLU(name="relu")(layers.Conv2D(16, 3, padding="same", name="conv")(inp))
+    h = layers.GlobalAveragePooling2D(name="gap")(layers.Conv2D(16, 1, name="mix")(h))
+    model = keras.Model(inp, layers.Dense(6, name="head")(h))
+    weights, bias = model.get_layer("mix").get_weights()
+    weights[..., 0] = magnitude  # the outlier channel: its range sets the tensor's one scale
+    model.get_layer("mix").set_weights([weights, bias])
+    weights, bias = model.get_layer("head").get_weights()
+    weights[0, :] = 0.0  # the head reads only the small channels
+    model.get_layer("head").set_weights([weights, bias])
+    return model, np.random.default_rng(seed).random((192, 8, 8, 4), dtype=np.float32)
 
 
 def write(model: Any, x: np.ndarray, root: Path, name: str, calib: int = 128) -> dict[str, Path]:

@@ -22,6 +22,12 @@ Per op class and dtype (OP_CLASSES, and `BASIS` says what each rule rests on):
   kernels: on one thread, SLOW_KERNEL_FACTOR times XNNPACK's float32 time of the op (measured on a build
   host: no published Pi figure gives it), and each extra XNNPACK piece is one more
   DELEGATE node (one more op overhead, as in the fit: the anchors' DELEGATE nodes are costed the same).
+- 16x8 (int16 activations, int8 weights): no int8 kernel runs it, so it is charged at the float32 rate, never
+  the int8 one (computes_in_int8). TFLite: XNNPACK takes no 16x8 op, so the measured coverage puts every op on
+  LiteRT's built-in kernels, charged as above; bench/slow_kernels.py measured the 16x8 kernels against XNNPACK
+  float32 on a build host (conv 24.2x, fully connected 6.1x, add 16.8x), in line with SLOW_KERNEL_FACTOR. ONNX:
+  onnxruntime fuses no 16-bit QDQ group (its optimized graph keeps Conv between DequantizeLinear and
+  QuantizeLinear), so each op runs at the float32 rate and its Q/DQ nodes are charged as ops of their own.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ from edgekiln.compiler.manifest_schema import CoverageFacts, TargetEstimate
 from edgekiln.targets import NO_BAND, Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
-_INT8_TYPES = {"int8", "uint8", "int16"}  # integer kernels; float16 weights are dequantized to float32
+_INT8_TYPES = {"int8", "uint8"}  # int8 kernels; float16 weights are dequantized to float32; int16: 16x8, see above
+_SIXTEEN = "int16"
 _MAC_CLASSES = {"conv", "depthwise", "fully_connected", "attention"}
 OP_CLASSES = {
     **dict.fromkeys(("CONV_2D", "TRANSPOSE_CONV", "CONV_3D", "Conv", "ConvTranspose", "QLinearConv"), "conv"),
@@ -80,6 +87,12 @@ BASIS = {
     "fused_elementwise": "onnxruntime's fused LayerNorm / GELU kernels: bytes of their inputs and outputs at the "
                          "fitted bandwidth, as one op (no published figure for the fused kernels)",
     "onnx": "onnxruntime on the target: the LiteRT-fitted figures; no published onnxruntime Pi figure supports them",
+    "int16_activations": "16x8 (int16 activations, int8 weights): the float32 rate, no faster; no published Pi "
+                         "figure for 16x8 kernels exists. TFLite: XNNPACK runs no 16x8 op, LiteRT's built-in "
+                         "kernels do (charged as outside the fast path; measured on a build host by "
+                         "bench/slow_kernels.py: conv 24.2x, fully connected 6.1x, add 16.8x XNNPACK's float32 "
+                         "time). ONNX: onnxruntime fuses no 16-bit QDQ group, each op runs in float32 between "
+                         "Q/DQ nodes, which are charged by their bytes",
 }
 
 
@@ -213,8 +226,10 @@ def _bases(records: tuple[OpRecord, ...], model_format: str, any_outside: bool) 
     classes = {op_class(r.op) for r in records} & set(BASIS)
     bases = {c: BASIS[c] for c in sorted(classes)}
     weighted = [r for r in records if op_class(r.op) in _MAC_CLASSES]
-    if any(r.dtype in _INT8_TYPES and not computes_in_int8(r) for r in weighted):
+    if any(r.dtype in _INT8_TYPES and not computes_in_int8(r) and r.input_dtype != _SIXTEEN for r in weighted):
         bases["dynamic_range"] = BASIS["dynamic_range"]
+    if any(r.input_dtype == _SIXTEEN for r in records):
+        bases["int16_activations"] = BASIS["int16_activations"]
     if any(r.op == "DEQUANTIZE" and r.dtype == "float16" for r in records):
         bases["float16"] = BASIS["float16"]
     if any(r.op in FUSED_ELEMENTWISE for r in records):

@@ -14,7 +14,7 @@ from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 class EmitOptions:
     """What a converter needs to know, typed; built by the candidate builders from the build context.
 
-    activation_type: 'int8' or 'uint8', the target's choice for onnxruntime int8 activations.
+    activation_type: 'int8' or 'uint8', the target's choice for onnxruntime int8 activations; 'int16' for 16x8.
     workdir: a scratch directory that disappears after the build.
     batch: the compiled batch size where the source leaves it open.
     per_channel: static int8 weights per output channel (False: per tensor, for an ONNX model whose opset has no

@@ -3,6 +3,7 @@
 int8 is full-integer (TFLITE_BUILTINS_INT8 only): per-channel int8 weights, int8 activations
 calibrated on the user's data, and by default int8 inputs/outputs too. An op without an int8
 kernel makes the conversion fail with the op named, rather than silently staying float.
+16x8 (`activations="int16"`) is TFLite's int16-activation, int8-weight mode; its I/O is int16 where int8's is int8.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.tf_env import import_tf, quiet_fds
 
 
-def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, int8_io: bool = True) -> bytes:
-    """The .tflite bytes of the SavedModel's serving signature in the given quantization mode."""
+def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, int8_io: bool = True,
+            activations: str = "int8") -> bytes:
+    """The .tflite bytes of the SavedModel's serving signature in the given quantization mode (int8 with
+    `activations="int16"`: 16x8)."""
     tf = import_tf()
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model_dir))
-    _configure(converter, tf, quantize, calib, int8_io)
+    _configure(converter, tf, quantize, calib, int8_io, activations == "int16")
     try:
         with quiet_fds():
             return bytes(converter.convert())
@@ -32,7 +35,8 @@ def convert(saved_model_dir: Path, quantize: Quantize, calib: Dataset | None, in
         raise conversion_error(exc, quantize) from exc
 
 
-def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset | None, int8_io: bool) -> None:
+def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset | None, int8_io: bool,
+               int16: bool = False) -> None:
     if quantize is Quantize.none:
         return
     converter.optimizations = [tf.lite.Optimize.DEFAULT]  # type: ignore[attr-defined]
@@ -41,10 +45,12 @@ def _configure(converter: object, tf: object, quantize: Quantize, calib: Dataset
     elif quantize is Quantize.int8:
         assert calib is not None, "the recipe guarantees calibration data for int8"
         converter.representative_dataset = lambda: representative(calib)  # type: ignore[attr-defined]
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]  # type: ignore[attr-defined]
+        ops = tf.lite.OpsSet  # type: ignore[attr-defined]
+        converter.target_spec.supported_ops = [  # type: ignore[attr-defined]
+            ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if int16 else ops.TFLITE_BUILTINS_INT8]
         if int8_io:
-            converter.inference_input_type = tf.int8  # type: ignore[attr-defined]
-            converter.inference_output_type = tf.int8  # type: ignore[attr-defined]
+            converter.inference_input_type = tf.int16 if int16 else tf.int8  # type: ignore[attr-defined]
+            converter.inference_output_type = tf.int16 if int16 else tf.int8  # type: ignore[attr-defined]
     # Quantize.dynamic: DEFAULT without a representative dataset = int8 weights, float activations.
 
 

@@ -46,6 +46,7 @@ ARTIFACT = {  # (quantize, int8 I/O) -> the onnx2tf output file suffix
     (Quantize.dynamic, True): "dynamic_range_quant", (Quantize.dynamic, False): "dynamic_range_quant",
     (Quantize.int8, True): "full_integer_quant", (Quantize.int8, False): "integer_quant",
 }
+SIXTEEN_ARTIFACT = {True: "full_integer_quant_with_int16_act", False: "integer_quant_with_int16_act"}  # 16x8
 _LAYOUT_NAMES = {3: ("NCW", "NWC"), 4: ("NCHW", "NHWC"), 5: ("NCDHW", "NDHWC")}
 
 

@@ -1,4 +1,4 @@
-"""The TFLite candidates of an ONNX source: one onnx2tf run writes float32, float16, dynamic and int8.
+"""The TFLite candidates of an ONNX source: one onnx2tf run writes float32, float16, dynamic, int8 and 16x8.
 
 onnx2tf converts once and writes every number format from that conversion (with -oiqt), so these
 candidates cost one run. It calibrates with min/max and offers no hook for the Keras path's int8
@@ -12,11 +12,13 @@ import numpy as np
 
 from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.evaluate.quality import describe
 from edgekiln.compiler.manifest_schema import CandidateDetails
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
-from edgekiln.compiler.search.tflite_builder import with_coverage
+from edgekiln.compiler.search.tflite_builder import SIXTEEN_NOTES, with_coverage
+from edgekiln.compiler.search.variants import is_16x8, sixteen_not_needed
 
 
 def build(ctx: BuildContext) -> Builds:
@@ -37,7 +39,8 @@ def build(ctx: BuildContext) -> Builds:
     details: CandidateDetails = {"converter": f"onnx2tf {onnx2tf.version()}"}
     built = []
     for c in ctx.candidates:
-        suffix = onnx2tf.ARTIFACT.get((c.quantize, ctx.int8_io))
+        io = ctx.int8_io
+        suffix = onnx2tf.SIXTEEN_ARTIFACT[io] if is_16x8(c) else onnx2tf.ARTIFACT.get((c.quantize, io))
         if c.quantize is Quantize.int8 and integer:
             built.append(Candidate(c, None, (f"onnx2tf calibrates int8 with float data only; the model takes integer "
                                          f"input(s) {', '.join(integer)} (use --format onnx for static int8)",)))
@@ -47,9 +50,22 @@ def build(ctx: BuildContext) -> Builds:
             continue
         extra: CandidateDetails = {"calibration": "minmax"} if c.quantize is Quantize.int8 else {}
         notes = ("min/max calibration (onnx2tf)",) if extra else ()
+        if is_16x8(c):
+            notes, extra = (*notes, *SIXTEEN_NOTES[1:]), {**extra, "activation_type": "int16", "weight_type": "int8"}
         built.append(with_coverage(Candidate(c, converted.model(suffix), notes, {**details, **extra},
                                          layouts=converted.layouts)))
-    return Builds(tuple(built))
+    return Builds(tuple(_gated(b, built, ctx) for b in built))
+
+
+def _gated(built: Candidate, every: list[Candidate], ctx: BuildContext) -> Candidate:
+    """A 16x8 candidate stays only where plain int8 misses the criterion (variants.sixteen_not_needed): onnx2tf
+    wrote both in one run, but a 16x8 row that cannot be chosen would still be judged and timed."""
+    plain = next((b for b in every if b.name == "int8" and b.model is not None), None)
+    if not is_16x8(built.variant) or built.model is None or plain is None:
+        return built
+    judged = ctx.judge("tflite", plain.model or b"", plain.layouts)
+    why = sixteen_not_needed(ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine))
+    return Candidate(built.variant, None, (why,)) if why else built
 
 
 def check_calibration(calibration: str, int8: bool) -> None:

@@ -15,7 +15,10 @@
                 all for other models: no extra conversion) and only when a fusion fired (else not built: why);
   int8+exclude  int8 with the nodes whose float copy gains the most SQNR (measured one by one on
                 the diagnosis's worst nodes and the output layer) kept in float (`nodes_to_exclude`), more
-                of them (FALLBACK_STEPS) until the criterion holds.
+                of them (FALLBACK_STEPS) until the criterion holds;
+  16x8          int16 activations, int8 weights (16-bit QDQ; the quantizer raises the opset to 21), plain int8's
+                calibration; built only when plain int8 misses the criterion: onnxruntime fuses no 16-bit QDQ
+                group into an integer kernel, so each op runs in float32 between its Q/DQ pairs (slower than float).
 The refinements (s8s8, exclude) use the method int8+calibration chose, so they stack. All int8 candidates
 quantize one pre-processed model with ranges computed once per method (emit/onnx_convert.py `static`, shared).
 A model below opset 13 is quantized at opset 13 when onnx's converter raises it faithfully, else with per-tensor
@@ -52,7 +55,13 @@ from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
-from edgekiln.compiler.search.variants import Variant, as_conversion_error, failure_note
+from edgekiln.compiler.search.variants import (
+    Variant,
+    as_conversion_error,
+    failure_note,
+    is_16x8,
+    sixteen_not_needed,
+)
 
 FALLBACK_STEPS = (1, 2, 4, 8)  # how many of the most helpful nodes to keep in float, tried in turn
 PROBES = 6                     # nodes each kept in float alone to measure what it gains
@@ -87,8 +96,9 @@ def build(ctx: BuildContext) -> Builds:
     fusable = [c for c in candidates if c.fused]
     if fusable:
         built.update({c.name: c for c in _fused_family(fusable, float_bytes, options, details)})
-    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
+    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8 and not is_16x8(c)]
     diagnosis, missing = None, ""
+    shared: Path | None = None
     if int8s and ctx.calib is not None:
         try:
             opset = onnx_opset.for_per_channel(float_bytes, ctx.calib, ctx.batch)  # an old model: raised, or per tensor
@@ -106,7 +116,36 @@ def build(ctx: BuildContext) -> Builds:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
+    for c in (c for c in candidates if is_16x8(c) and ctx.calib is not None):
+        built[c.name] = _sixteen_by_eight(c, ctx, built.get("int8"), options, shared or _shared(options, float_bytes),
+                                          details)
     return Builds(tuple(built.get(c.name) or Candidate(c, None, (missing,)) for c in candidates), diagnosis)
+
+
+SIXTEEN_NOTE = ("int16 activations, int8 weights: onnxruntime fuses no 16-bit QDQ group into an integer kernel, each "
+                "op runs in float32 between its QuantizeLinear / DequantizeLinear")
+
+
+def _sixteen_by_eight(candidate: Variant, ctx: BuildContext, plain: Candidate | None, base: EmitOptions,
+                      shared: Path, details: CandidateDetails) -> Candidate:
+    """16-bit QDQ with plain int8's ranges (the shared calibration), or not built: where plain int8 meets the
+    criterion on the tuning samples, or quantizing fails (its reason)."""
+    meets, quality = None, ""
+    if plain is not None and plain.model is not None:
+        judged = ctx.judge("onnx", plain.model)
+        meets, quality = ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine)
+    why = sixteen_not_needed(meets, quality)
+    if why:
+        return Candidate(candidate, None, (why,))
+    assert ctx.calib is not None, "16x8 is planned only with calibration data"
+    options = _options(base, candidate, base.workdir)
+    try:
+        model = _qdq(options, ctx.calib, shared)
+    except Exception as exc:  # noqa: BLE001  (a 16-bit quantization that fails drops out with its reason)
+        return Candidate(candidate, None, (failure_note(exc),))
+    built = Candidate(candidate, model, (f"{base.calibration_method} calibration", SIXTEEN_NOTE),
+                      {**details, **_qdq_facts(options)})
+    return _with_kept_float(built, onnx_guard.recorded(shared))
 
 
 def _without_fused(candidates: tuple[Variant, ...], float_bytes: bytes) -> tuple[Variant, ...]:

@@ -7,6 +7,9 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
   int8+fallback  int8+rewrites with the int8 ops that leave XNNPACK kept in float;
   int8+fallback+layers  that, and the layers with the worst error kept in float too, more of them until the
                  accuracy criterion holds (built only when int8+fallback does not meet it).
+  16x8           the source model, min/max ranges, int16 activations and int8 weights (TFLite's 16x8 mode: one
+                 converter run, calibrating again); built only when plain int8 misses the criterion on the
+                 tuning samples (variants.sixteen_not_needed): XNNPACK runs none of its ops.
 A refinement less faithful on the tuning samples than the candidate it refines is dropped (search/faithful.py).
 """
 
@@ -34,7 +37,13 @@ from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
-from edgekiln.compiler.search.variants import Variant, as_conversion_error, failure_note
+from edgekiln.compiler.search.variants import (
+    Variant,
+    as_conversion_error,
+    failure_note,
+    is_16x8,
+    sixteen_not_needed,
+)
 from edgekiln.compiler.tf_env import quiet_fds
 
 if TYPE_CHECKING:
@@ -64,7 +73,7 @@ def build(ctx: BuildContext) -> Builds:
     """
     built = {c.name: Candidate(c, tflite_convert.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
              for c in ctx.candidates if c.quantize is not Quantize.int8}
-    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8]
+    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8 and not is_16x8(c)]
     diagnosis, missing = None, ""
     if int8s and ctx.calib is not None:
         try:
@@ -75,8 +84,32 @@ def build(ctx: BuildContext) -> Builds:
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
                 raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
+    for c in (c for c in ctx.candidates if is_16x8(c) and ctx.calib is not None):
+        built[c.name] = sixteen_by_eight(c, ctx, built.get("int8"))
     ordered = [built.get(c.name) or Candidate(c, None, (missing,)) for c in ctx.candidates]
     return Builds(tuple(with_coverage(b) for b in ordered), diagnosis)
+
+
+SIXTEEN_NOTES = ("min/max calibration", "int16 activations, int8 weights: LiteRT's built-in 16x8 kernels "
+                 "(XNNPACK runs no 16x8 op)")
+
+
+def sixteen_by_eight(candidate: Variant, ctx: BuildContext, plain: Candidate | None) -> Candidate:
+    """The 16x8 candidate, or not built: where plain int8 meets the criterion on the tuning samples, or the
+    conversion fails (its reason)."""
+    meets, quality = None, ""
+    if plain is not None and plain.model is not None:
+        judged = ctx.judge("tflite", plain.model)
+        meets, quality = ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine)
+    why = sixteen_not_needed(meets, quality)
+    if why:
+        return Candidate(candidate, None, (why,))
+    try:
+        model = tflite_convert.convert(ctx.graph.saved_model_dir, Quantize.int8, ctx.calib, ctx.int8_io, "int16")
+    except Exception as exc:  # noqa: BLE001  (a 16x8 conversion that fails drops out with its reason)
+        return Candidate(candidate, None, (failure_note(exc),))
+    return Candidate(candidate, model, SIXTEEN_NOTES,
+                     {"calibration": "minmax", "activation_type": "int16", "weight_type": "int8"})
 
 
 def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,

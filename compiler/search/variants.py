@@ -22,7 +22,8 @@ class Variant:
     tune_calibration: min/max, percentile or entropy ranges, whichever is most faithful on held-back data.
     fallback: "ops" keeps in float the int8 ops outside the fast path; "layers" also the worst layers,
         more of them until the criterion holds.
-    activation: int8 activation type when it differs from the target's ("" = the target's; ONNX only).
+    activation: the activation type when it is not the target's int8 type ("" = the target's): "int16" for
+        16x8 (int16 activations, int8 weights; both formats), or ONNX's "int8" where the target's is uint8.
     fused: built from onnxruntime's transformer optimizer's graph (ONNX encoders only: emit/onnx_fused.py).
     """
 
@@ -46,12 +47,14 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
         Variant("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
+        Variant("16x8", "tflite", Quantize.int8, activation="int16"),
     ),
     # onnxruntime QDQ: "int8" uses the target's activation type and min/max; "int8+calibration" the most
     # faithful calibration method; "int8+s8s8" int8 activations where the target's are uint8 (x86: no u8s8
     # saturation, slower); "int8+exclude" keeps the worst nodes in float. The last two use the chosen method.
     # "fused" / "fused+dynamic": float32 / dynamic int8 of onnxruntime's transformer-optimized graph (encoders
-    # only, and only when a fusion fires).
+    # only, and only when a fusion fires). "16x8" (both formats): int16 activations, int8 weights, min/max,
+    # built only where plain int8 misses the criterion (SIXTEEN_NOT_NEEDED).
     "onnx": (
         Variant("float32", "onnx", Quantize.none),
         Variant("dynamic", "onnx", Quantize.dynamic),
@@ -61,16 +64,17 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
         Variant("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
         Variant("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
+        Variant("16x8", "onnx", Quantize.int8, activation="int16"),
     ),
 }
 BASELINE = "float32"
 
 # What each --quantize mode builds besides the float32 baseline (`plan` keeps the format's own names).
-# `int8` forces full-integer models: plain, with rewrites and tuned calibration, with int8 activations
-# (no float fallback or excluded nodes, which would not be full-integer).
+# `int8` forces full-integer models with int8 activations: plain, with rewrites and tuned calibration (no float
+# fallback or excluded nodes, which would not be full-integer; no 16x8, whose activations are int16: auto only).
 PLANS: dict[Quantize, tuple[str, ...]] = {
     Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+fallback",
-                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude"),
+                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8"),
     Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
@@ -101,8 +105,25 @@ def variant_named(name: str, model_format: str, quantize: str | None = None) -> 
 
 
 # What onnx2tf can make from an ONNX source (one run, min/max int8): the refinements need the Keras path.
-ONNX2TF_ONLY = "onnx2tf (ONNX -> TFLite) writes float32, float16, dynamic and plain min/max int8 only"
+ONNX2TF_ONLY = "onnx2tf (ONNX -> TFLite) writes float32, float16, dynamic and plain min/max int8 and 16x8 only"
 NEEDS_CALIBRATION = "needs calibration data (--calib)"
+SIXTEEN = "int16"  # a variant's activation type for 16x8
+
+
+def is_16x8(c: Variant) -> bool:
+    """int16 activations, int8 weights (TFLite's 16x8 mode; onnxruntime's 16-bit QDQ)."""
+    return c.activation == SIXTEEN
+
+
+def sixteen_not_needed(plain_meets: bool | None, plain_quality: str = "") -> str:
+    """Why a 16x8 candidate is not built ('' = build it): it runs on slower kernels than int8 in both formats
+    (LiteRT's reference 16x8 kernels, outside XNNPACK; onnxruntime's float ops between 16-bit Q/DQ), so it can
+    only be chosen where plain int8 is not accurate enough. plain_meets None: plain int8 was not built (e.g.
+    the unpruned reference of a 16x8 build): 16x8 is built."""
+    if plain_meets:
+        return f"not needed: plain int8 meets the criterion ({plain_quality})" if plain_quality else \
+            "not needed: plain int8 meets the criterion"
+    return ""
 
 
 @dataclass(frozen=True)

@@ -285,3 +285,18 @@ def test_the_summary_and_the_report_print_band_unknown_for_a_derived_board(capsy
     lo, hi = targets.load("rpi4").estimate.error_band
     assert rpi4["low_ms"] == pytest.approx(rpi4["p50_ms"] / (1 + hi), abs=1e-3)
     assert summary.estimate_range(rpi4) == f"range {rpi4['low_ms']:.3g}-{rpi4['high_ms']:.3g} ms"
+
+
+def test_a_16x8_op_is_charged_the_float32_rate_and_outside_the_fast_path_its_slow_kernels():
+    from edgekiln.compiler.device.estimate import SLOW_KERNEL_FACTOR
+
+    # a 16x8 conv: int8 weights, int16 input; no int8 kernel runs it
+    sixteen = OpRecord("CONV_2D", "int8", 2_000_000, 1000, 1000, "int16")
+    as_float = OpRecord("CONV_2D", "float32", 2_000_000, 1000, 1000, "float32")
+    assert predict_ms([sixteen], FIGURES, 1).compute_ms == predict_ms([as_float], FIGURES, 1).compute_ms == \
+        pytest.approx(1.0)
+    # TFLite: XNNPACK takes no 16x8 op (the coverage lists every one): LiteRT's kernels, one thread
+    slow = predict_ms([sixteen], FIGURES, 4, {"CONV_2D": 1})
+    assert slow.compute_ms == pytest.approx(SLOW_KERNEL_FACTOR)
+    bases = target_estimate(targets.load("rpi4"), [sixteen])["per_op_basis"]
+    assert "the float32 rate, no faster" in bases["int16_activations"] and "dynamic_range" not in bases

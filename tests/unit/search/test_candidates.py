@@ -9,7 +9,16 @@ from __future__ import annotations
 import pytest
 
 from edgekiln.compiler.recipe import Quantize
-from edgekiln.compiler.search.variants import BASELINE, NEEDS_CALIBRATION, ONNX2TF_ONLY, PLANS, VARIANTS, plan
+from edgekiln.compiler.search.variants import (
+    BASELINE,
+    NEEDS_CALIBRATION,
+    ONNX2TF_ONLY,
+    PLANS,
+    VARIANTS,
+    is_16x8,
+    plan,
+    sixteen_not_needed,
+)
 
 
 def names(mode: Quantize, model_format: str, **options: object) -> list[str]:
@@ -44,12 +53,12 @@ def test_without_calibration_data_no_int8_candidate_is_built_and_each_says_why()
     planned = plan(Quantize.auto, "tflite", calibrated=False)
     assert [c.name for c in planned.build] == ["float32", "float16", "dynamic"]
     assert planned.not_built == {name: NEEDS_CALIBRATION for name in
-                                 ("int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers")}
+                                 ("int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers", "16x8")}
 
 
 def test_onnx_to_tflite_plans_only_what_onnx2tf_writes() -> None:
     planned = plan(Quantize.auto, "tflite", "onnx")
-    assert [c.name for c in planned.build] == ["float32", "float16", "dynamic", "int8"]
+    assert [c.name for c in planned.build] == ["float32", "float16", "dynamic", "int8", "16x8"]  # one onnx2tf run
     assert planned.not_built == {name: ONNX2TF_ONLY for name in ("int8+rewrites", "int8+fallback",
                                                                  "int8+fallback+layers")}
     assert names(Quantize.auto, "tflite", source="keras") == [c.name for c in VARIANTS["tflite"]]
@@ -66,3 +75,24 @@ def test_only_keeps_the_baseline_the_variant_and_what_it_is_built_from() -> None
     assert names(Quantize.auto, "tflite", only="int8+fallback") == ["float32", "int8", "int8+fallback"]
     assert names(Quantize.auto, "tflite", only="dynamic") == ["float32", "dynamic"]
     assert names(Quantize.auto, "onnx", only="int8") == ["float32", "int8"]
+
+
+@pytest.mark.parametrize("model_format", ["tflite", "onnx"])
+def test_16x8_is_an_auto_candidate_of_both_formats_and_never_a_forced_int8_one(model_format: str) -> None:
+    sixteen = [c for c in VARIANTS[model_format] if c.name == "16x8"]
+    assert len(sixteen) == 1 and is_16x8(sixteen[0]) and sixteen[0].quantize is Quantize.int8
+    assert "16x8" in names(Quantize.auto, model_format)
+    assert "16x8" not in names(Quantize.int8, model_format)  # --quantize int8 means int8 activations
+
+
+def test_only_16x8_builds_it_without_plain_int8_so_nothing_gates_it() -> None:
+    # The unpruned reference of a build that shipped 16x8 must be 16x8 whatever plain int8 scores there.
+    assert names(Quantize.auto, "tflite", only="16x8") == ["float32", "16x8"]
+    assert names(Quantize.auto, "onnx", only="16x8") == ["float32", "16x8"]
+    assert sixteen_not_needed(None) == ""
+
+
+def test_16x8_is_built_only_where_plain_int8_misses_the_criterion() -> None:
+    assert sixteen_not_needed(False, "SQNR 3.1 dB") == ""
+    assert sixteen_not_needed(True, "SQNR 31.0 dB") == "not needed: plain int8 meets the criterion (SQNR 31.0 dB)"
+    assert sixteen_not_needed(True) == "not needed: plain int8 meets the criterion"
