@@ -108,9 +108,24 @@ def scatter(points: Sequence[PlotPoint], xlabel: str, ylabel: str, salt: str, fl
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.margins(0.15)
+    _min_span(ax, [p.x for p in points], [p.y for p in points] + ([floor] if floor is not None else []))
     _legend(fig, handles, names)
     _label(ax, points, largest, salt)
     return to_svg(fig, salt)
+
+
+MIN_SPAN = 0.2  # an axis spans at least 20 % of its largest value: noise-sized gaps are not stretched apart
+
+
+def _min_span(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Widen a linear axis whose data differ by less than MIN_SPAN of their size, around their middle: figures
+    within a timing margin of each other should look close, not spread over the whole plot."""
+    for values, get, set_ in ((xs, ax.get_xlim, ax.set_xlim), (ys, ax.get_ylim, ax.set_ylim)):
+        low, high = get()
+        scale = max((abs(v) for v in values), default=0.0)
+        if values and high - low < MIN_SPAN * scale and (set_ != ax.set_xlim or ax.get_xscale() == "linear"):
+            middle = (max(values) + min(values)) / 2
+            set_(middle - MIN_SPAN * scale / 2, middle + MIN_SPAN * scale / 2)
 
 
 def _kind(p: PlotPoint) -> str:
