@@ -6,8 +6,8 @@ from __future__ import annotations
 import re
 
 from edgekiln.compiler.report import plots
-from edgekiln.compiler.report.inputs import ReportInputs, dig, number, rows, texts
-from edgekiln.compiler.report.page import Section, esc, figure, table
+from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows, texts
+from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
 
 # Which latency of a candidate row the rule read (quantization.evidence.kind; host when not recorded).
 LATENCY_FIELDS = {"host": "p50_ms", "estimate": "estimate_ms", "device": "device_p50_ms"}
@@ -38,28 +38,52 @@ def _latency_axis(q: dict) -> tuple[str, str]:
     return key, f"{label} (ms, {where})"
 
 
+# How far apart quality figures must be to tell candidates apart on a plot (smaller: a size axis instead).
+RESOLUTION = {"accuracy": 0.2, "sqnr_db": 1.0, "cosine_p5": 1e-3, "cosine_mean": 1e-3}
+
+
+def _separates(key: str, values: list[float]) -> bool:
+    """Whether the quality figures differ by more than the axis can show apart (RESOLUTION)."""
+    return len(values) > 1 and max(values) - min(values) >= RESOLUTION.get(key, 0.0)
+
+
 def _plot(m: dict, q: dict, candidates: list[dict]) -> str:
+    """Latency (by the evidence) against quality, or against size when quality does not tell them apart; each
+    marker numbered as the table's # column."""
     x_key, x_label = _latency_axis(q)
     y_key, y_label, floor, floor_label = _quality_axis(m, candidates)
     points, exact = [], []
-    for r in candidates:
+    for number_, r in enumerate(candidates, 1):
         x, y = number(r.get(x_key)), number(r.get(y_key))
         if x is None:
             continue
         if y is None and y_key == "sqnr_db":  # null SQNR: reproduced exactly (infinite); drawn at the top
             exact.append(r["name"])
-        points.append((r, x, y))
-    top = max((y for _, _, y in points if y is not None), default=floor or 0.0)
-    marks = [plots.PlotPoint(x, top if y is None else y, float(r.get("bytes") or 0), str(r.get("name")),
-                         chosen=r.get("verdict") == "chosen" or r.get("name") == q.get("variant"),
-                         dimmed=str(r.get("verdict", "")).startswith("not eligible"))
-             for r, x, y in points]
-    if len(marks) < 2:
+        points.append((number_, r, x, y))
+    if len(points) < 2:
         return ""
-    note = f"; {', '.join(exact)} reproduce the source exactly (infinite SQNR, drawn at the top)" if exact else ""
-    svg = plots.scatter(marks, x_label, y_label, "candidates", floor, floor_label)
-    return figure(svg, f"Each candidate: {x_label} against {y_label}; marker area = model bytes; the chosen one "
-                       f"is ringed; dashed: the accuracy floor of the rule{note}.")
+    quality = [y for *_, y in points if y is not None]
+    by_size = not _separates(y_key, quality)
+    if by_size:
+        spread = f"{min(quality):g}-{max(quality):g}" if quality else "not measured"
+        note = (f"; {y_label.split(' (')[0]} does not separate them ({spread}), so model size is the y axis"
+                if quality else "; model size is the y axis")
+        y_label, floor = "model size (kB)", None
+    else:
+        top = max(quality, default=floor or 0.0)
+        note = f"; {', '.join(exact)} reproduce the source exactly (infinite SQNR, drawn at the top)" if exact else ""
+    marks = [plots.PlotPoint(x, float(r.get("bytes") or 0) / 1000 if by_size else top if y is None else y,
+                             float(r.get("bytes") or 0), str(k), chosen=_chosen(r, q),
+                             dimmed=str(r.get("verdict", "")).startswith("not eligible"))
+             for k, r, x, y in points]
+    svg = plots.scatter(marks, x_label, y_label, "candidates", floor, floor_label,
+                        kinds=("chosen (ringed)", "accurate enough", "not accurate enough"))
+    return figure(svg, f"Each candidate, numbered as in the table: {x_label} against {y_label}; marker area = "
+                       f"model bytes{note}.")
+
+
+def _chosen(r: dict, q: dict) -> bool:
+    return r.get("verdict") == "chosen" or r.get("name") == q.get("variant")
 
 
 def candidates(inputs: ReportInputs) -> Section | None:
@@ -68,23 +92,37 @@ def candidates(inputs: ReportInputs) -> Section | None:
     found = [r for r in rows(q.get("candidates")) if r.get("name")]
     if not found:
         return None
-    extra = [(key, label) for key, label in (("estimate_ms", "estimate ms"), ("device_p50_ms", "device p50 ms"),
-                                              ("accuracy", "accuracy %"), ("accuracy_drop", "drop pt"))
+    extra = [(key, label) for key, label in (("estimate_ms", f"{dig(q, 'evidence', 'target') or 'target'} estimate ms"),
+                                              ("device_p50_ms", "device p50 ms"), ("accuracy", "accuracy %"),
+                                              ("accuracy_drop", "drop pt"))
              if any(r.get(key) is not None for r in found)]
     cosines = [(key, label) for key, label in (("cosine_mean", "cosine mean"), ("cosine_p5", "cosine p5"))
                if any(r.get(key) is not None for r in found)]  # outputs with a vector axis
-    headers = ["candidate", "format", "bytes", "host p50 ms", *[label for _, label in extra], "SQNR dB",
-               "top-1 agreement", *[label for _, label in cosines], "pieces", "verdict", "notes"]
-    body = [[r["name"], r.get("format"), r.get("bytes"), r.get("p50_ms"), *[r.get(key) for key, _ in extra],
-             r.get("sqnr_db"), r.get("agreement"), *[r.get(key) for key, _ in cosines], r.get("pieces"),
-             r.get("verdict"), "; ".join(texts(r.get("notes")))]
-            for r in found]
-    chosen = [r.get("verdict") == "chosen" for r in found]
-    numeric = list(range(2, 7 + len(extra) + len(cosines)))
+    headers = ["#", "candidate", "bytes", "host p50 ms", *[label for _, label in extra], "SQNR dB",
+               "top-1 agree", *[label for _, label in cosines], "verdict"]
+    body = [[k, r["name"], r.get("bytes"), r.get("p50_ms"), *[r.get(key) for key, _ in extra], r.get("sqnr_db"),
+             r.get("agreement"), *[r.get(key) for key, _ in cosines], r.get("short") or r.get("verdict")]
+            for k, r in enumerate(found, 1)]
+    details = [_details(r) for r in found]
+    numeric = list(range(0, 7 + len(extra) + len(cosines) - 1))
+    numeric.remove(1)
     rule = f'<p class="note">Rule: {esc(q["criterion"])}.</p>' if q.get("criterion") else ""
-    left_out = _left_out(q)
-    return Section("candidates", "Candidates", _plot(m, q, found) + rule + table(headers, body, numeric, chosen)
-                   + left_out)
+    return Section("candidates", "Candidates", _plot(m, q, found) + rule
+                   + table(headers, body, numeric, [_chosen(r, q) for r in found], details) + _left_out(q))
+
+
+def _details(r: dict) -> str:
+    """The row's second line: its verdict in full, how it is stored and run, its notes and intervals."""
+    parts = [str(r.get("verdict") or "")] if r.get("verdict") != r.get("short") else []
+    parts += [f"{r.get('format')}, {r.get('quantize')}" if r.get("quantize") else str(r.get("format") or "")]
+    if r.get("pieces") is not None:
+        parts.append(f"{r['pieces']} fast-path piece(s)")
+    intervals = block(r, "intervals")
+    for name, bounds in intervals.items():
+        if isinstance(bounds, list) and len(bounds) == 2:
+            parts.append(f"{name} 95 % [{fmt(bounds[0])}, {fmt(bounds[1])}] on {fmt(r.get('samples'))} samples")
+    parts += texts(r.get("notes"))
+    return esc("; ".join(p for p in parts if p))
 
 
 def _left_out(q: dict) -> str:

@@ -3,6 +3,7 @@ against the float32 baseline and labelled with where it was measured."""
 
 from __future__ import annotations
 
+from edgekiln.compiler.report.answer import answer
 from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows
 from edgekiln.compiler.report.page import Section, esc, fmt, num, where
 
@@ -30,7 +31,7 @@ def _host(m: dict) -> str | None:
     base = dig(m, "baseline", "latency", "p50_ms")
     speed = dig(m, "latency", "speedup_vs_baseline")
     lines = [f"float32 baseline {num(base, 'baseline.latency.p50_ms')} ms" if base is not None else "",
-             f"{num(speed, 'latency.speedup_vs_baseline')}x faster than float32" if speed is not None else "",
+             f"{num(speed, 'latency.speedup_vs_baseline')}x the float32 speed" if speed is not None else "",
              esc(f"{host.get('threads')} threads, {host.get('runtime')} {host.get('runtime_version')}, "
                  f"{host.get('cpu')}")]
     return _card("Host latency p50", f"{num(host['p50_ms'], 'latency.host.p50_ms')} ms", lines, "host-measured")
@@ -98,16 +99,22 @@ def headline(inputs: ReportInputs) -> Section | None:
     cards += [quality] if quality else []
     if not cards:
         return None
-    return Section("headline", "Headline", f'<div class="cards">{"".join(cards)}</div>' + _what(m))
+    return Section("headline", "What ships, and why", _what(m) + f'<div class="cards">{"".join(cards)}</div>'
+                   + _why(m))
 
 
 def _what(m: dict) -> str:
-    """Which variant ships and why, in the build's own words."""
-    q = m["quantization"] if isinstance(m.get("quantization"), dict) else {}
-    reason = q.get("reason")
-    evidence = dig(q, "evidence", "label")
-    text = f"Ships <b>{esc(q.get('variant') or q.get('mode') or 'float32')}</b>"
-    text += f" ({esc(dig(m, 'model', 'format') or '')}, chosen by the {esc(evidence)})" if evidence else ""
-    failed = q.get("no_int8")  # a whole candidate family failed (search/failures.py): not a footnote
+    """Which variant ships, what it gained and what to try next; a whole int8 family failing comes first."""
+    failed = dig(m, "quantization", "no_int8")  # a whole candidate family failed (search/failures.py): not a footnote
     loud = f'<p class="warn"><b>{esc(failed)}</b></p>' if isinstance(failed, str) and failed else ""
-    return loud + f'<p>{text}.{" Why: " + esc(reason) if reason else ""}</p>'
+    return loud + answer(m)
+
+
+def _why(m: dict) -> str:
+    """The rule's reason in the build's own words (long: every candidate's verdict), folded."""
+    q = m["quantization"] if isinstance(m.get("quantization"), dict) else {}
+    evidence = dig(q, "evidence", "label")
+    chosen = f" Chosen by the {esc(evidence)}." if evidence else ""
+    reason = q.get("reason")
+    return f'<details><summary>Why this one: the rule, candidate by candidate</summary><p>{esc(reason)}</p></details>' \
+        f'<p class="note">{chosen}</p>' if reason else (f'<p class="note">{chosen}</p>' if chosen else "")

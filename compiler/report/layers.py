@@ -5,32 +5,45 @@ from __future__ import annotations
 
 from edgekiln.compiler.report import plots
 from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows, texts
-from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
+from edgekiln.compiler.report.page import Section, abbr, esc, figure, fmt, shorten, table
 
 FAST_COLORS = {True: plots.BLUE, False: plots.RED, None: plots.GREY}
 MAX_BARS = 20  # a plot of more layers is unreadable on a phone; the table lists them all
 
 
+def _layer(op: dict) -> str:
+    """The source (Keras / ONNX) layers an op comes from, as the profile joined them ("bn_11+conv2d_11"), else the
+    op's own name (a TFLite tensor name, several fused ops' names joined by ';')."""
+    return str(op.get("layer") or op.get("name") or "?")
+
+
 def _op_label(op: dict) -> str:
-    layer, kind = op.get("layer") or op.get("name") or "?", op.get("op")
-    return f"{layer} ({kind})" if kind else str(layer)
+    """A plot label: the op's main layer (the last one a fusion names) and how many more were fused into it."""
+    layers = _layer(op).split("+")
+    more = f" +{len(layers) - 1}" if len(layers) > 1 else ""
+    kind = f" ({op.get('op')})" if op.get("op") else ""
+    return shorten(layers[-1], 28) + more + kind
 
 
-def _profile_plot(ops: list[dict], before: dict[str, float]) -> str:
+def _profile_plot(ops: list[dict], before: dict[str, float], target: str) -> str:
     shown = ops[:MAX_BARS]
     labels = [_op_label(o) for o in shown]
-    series = [plots.Bars("host ms (measured)", [number(o.get("ms")) for o in shown],
+    series = [plots.Bars("host ms", [number(o.get("ms")) for o in shown],
                          [FAST_COLORS.get(o.get("fast_path"), plots.GREY) for o in shown])]
-    legend = [(plots.BLUE, "fast path"), (plots.RED, "not in the fast path"), (plots.GREY, "unknown")]
+    legend = [(plots.BLUE, "host ms, in the fast path"), (plots.RED, "host ms, outside the fast path"),
+              (plots.GREY, "host ms, fast path unknown")]
     if any(number(o.get("estimate_ms")) is not None for o in shown):
-        series.append(plots.Bars("target estimate ms", [number(o.get("estimate_ms")) for o in shown], plots.ORANGE))
-        legend.append((plots.ORANGE, "target estimate"))
+        series.append(plots.Bars(f"{target} estimate ms", [number(o.get("estimate_ms")) for o in shown],
+                                 plots.ORANGE))
+        legend.append((plots.ORANGE, f"{target} estimate ms (cost model, not measured)"))
     if before:
         series.insert(0, plots.Bars("before pruning", [before.get(str(o.get("layer"))) for o in shown], plots.PURPLE))
-        legend.insert(0, (plots.PURPLE, "before pruning (host)"))
+        legend.insert(0, (plots.PURPLE, "host ms before pruning"))
     svg = plots.hbars(labels, series, "time per op (ms)", "profile", legend)
-    return figure(svg, "Time per op of the shipped model, slowest first; colour: whether the op runs in the "
-                       "interpreter's fast path" + ("; beside it, the target's estimate" if len(series) > 1 else ""))
+    return figure(svg, "Time per op of the shipped model, slowest first, labelled by the layer it comes from (+N: "
+                       "N more layers fused into it): measured on the build host, coloured by whether it runs in "
+                       "the interpreter's fast path" + (f"; beside it, the {target} estimate" if len(series) > 1
+                                                        else ""))
 
 
 def _by_layer(profile: dict | None) -> dict[str, float]:
@@ -57,16 +70,17 @@ def profile(inputs: ReportInputs) -> Section | None:
         return None
     ops.sort(key=lambda o: -float(o["ms"]))
     before = _by_layer(p.get("unpruned")) or _unpruned_by_layer(inputs.manifest)
-    headers = ["op", "layer", "type", "ms", "share", "MACs", "params", "weight bytes", "dtype", "fast path",
-               *(["estimate ms"] if any("estimate_ms" in o for o in ops) else [])]
-    body = [[o.get("name"), o.get("layer"), o.get("op"), o.get("ms"), o.get("share"), o.get("macs"), o.get("params"),
-             o.get("weight_bytes"), o.get("dtype"), o.get("fast_path"),
-             *([o.get("estimate_ms")] if len(headers) > 10 else [])] for o in ops]
+    target = str(dig(inputs.manifest, "target", "name") or "target")
+    headers = ["layer (op name on hover)", "type", "host ms", "share", "MACs", "params", "weight bytes", "dtype",
+               "fast path", *([f"{target} estimate ms"] if any("estimate_ms" in o for o in ops) else [])]
+    body = [[abbr(o.get("name") or _layer(o), shorten(_layer(o), 40)), o.get("op"), o.get("ms"), o.get("share"),
+             o.get("macs"), o.get("params"), o.get("weight_bytes"), o.get("dtype"), o.get("fast_path"),
+             *([o.get("estimate_ms")] if len(headers) > 9 else [])] for o in ops]
     summary = (f'<p>Measured by {esc(p.get("method", "?"))} with {esc(fmt(p.get("threads")))} threads: the ops add '
                f'up to {esc(fmt(p.get("sum_ms")))} ms against {esc(fmt(p.get("total_ms")))} ms measured for the '
                f'whole model <span class="where">host-measured</span>.</p>')
-    return Section("profile", "Where the time goes", summary + _profile_plot(ops, before)
-                   + table(headers, body, [3, 4, 5, 6, 7, 10]))
+    return Section("profile", "Where the time goes", summary + _profile_plot(ops, before, target)
+                   + table(headers, body, [2, 3, 4, 5, 6, 9]))
 
 
 def diagnosis(inputs: ReportInputs) -> Section | None:
@@ -81,13 +95,14 @@ def diagnosis(inputs: ReportInputs) -> Section | None:
     shares = [number(r.get("share")) for r in layers]
     if layers and any(s is not None for s in shares):
         shown = layers[:MAX_BARS]
-        labels = [f"{r.get('layer') or r.get('name')} ({r.get('op')})" for r in shown]
+        labels = [f"{shorten(str(r.get('layer') or r.get('name')), 28)} ({r.get('op')})" for r in shown]
         svg = plots.hbars(labels, [plots.Bars("share of the int8 error", [number(r.get("share")) for r in shown],
                                               plots.RED)], "share of the int8 error", "diagnosis")
         body += figure(svg, "Each layer's share of plain int8's error (what keeping it in float would remove), "
                             "worst first")
     body += table(["layer", "op", "SQNR dB", "share"],
-                  [[r.get("layer") or r.get("name"), r.get("op"), r.get("sqnr_db"), r.get("share")] for r in layers],
+                  [[abbr(r.get("layer") or r.get("name"), shorten(str(r.get("layer") or r.get("name")), 40)),
+                    r.get("op"), r.get("sqnr_db"), r.get("share")] for r in layers],
                   [2, 3])
     cover = dig(d, "coverage")
     if isinstance(cover, dict) and cover.get("outside_fast_path") is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -32,8 +33,15 @@ nav a { color: var(--accent); text-decoration: none; white-space: nowrap; }  /* 
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.4rem 0; }
 th, td { border-bottom: 1px solid var(--line); padding: 0.25rem 0.5rem; text-align: left; vertical-align: top; }
 th { background: var(--card); }
-td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; }
+td.n { white-space: nowrap; }
 tr.chosen td { font-weight: 600; background: #e8f2fa; }
+tr.more td { color: var(--soft); font-size: 0.78rem; font-weight: normal; padding-top: 0; overflow-wrap: anywhere; }
+tr:has(+ tr.more) td { border-bottom: none; }
+.lead { font-size: 1.05rem; margin: 0.3rem 0 0.6rem; }
+.lead b { font-weight: 650; }
+ul.next { margin: 0.4rem 0; padding-left: 1.2rem; }
+td span[title] { text-decoration: underline dotted var(--line); }
 figure { margin: 0.6rem 0; }
 svg.plot { display: block; width: 100%; height: auto; max-width: 42rem; }
 td.w { min-width: 14rem; }
@@ -102,17 +110,41 @@ def where(label: str) -> str:
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Sequence[int] = (),
-          highlight: Sequence[bool] = ()) -> str:
+          highlight: Sequence[bool] = (), details: Sequence[str] = ()) -> str:
     """An HTML table; columns in `numeric` are right-aligned, cells of words (str longer than a few
-    words) get room so that a phone scrolls the table instead of stacking them; Raw cells are HTML."""
-    marks = list(highlight)
+    words) get room and wrap; Raw cells are HTML. `details`: per row, HTML for a second, full-width line
+    under it (notes, the verdict in full), so that the columns stay few enough to fit the page."""
+    marks, more = list(highlight), list(details)
     head = "".join(f'<th{_n(i, numeric)}>{esc(h)}</th>' for i, h in enumerate(headers))
     body = []
     for r, row in enumerate(rows):
         cls = ' class="chosen"' if r < len(marks) and marks[r] else ""
         cells = "".join(f"<td{_n(i, numeric) or _w(c)}>{_cell(c)}</td>" for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
+        if r < len(more) and more[r]:
+            body.append(f'<tr class="more{" chosen" if cls else ""}"><td></td>'
+                        f'<td colspan="{len(headers) - 1}">{more[r]}</td></tr>')
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def abbr(full: object, short: str) -> Raw:
+    """A long name shown short, the whole of it on hover (and to screen readers); it may wrap after a separator."""
+    text, shown = str(full), re.sub(r"([/;+_])", r"\1<wbr>", esc(short))
+    return Raw(shown if short == text else f'<span title="{esc(text)}">{shown}</span>')
+
+
+def shorten(name: str, limit: int = 32) -> str:
+    """A long name cut at a separator, never inside a word: its last parts (which name the op or layer), after
+    an ellipsis; a single word longer than `limit` is kept whole."""
+    if len(name) <= limit:
+        return name
+    parts = re.split(r"(?<=[/;+: ])", name)
+    kept = ""
+    for part in reversed(parts):
+        if kept and len(part) + len(kept) + 1 > limit:
+            break
+        kept = part + kept
+    return "…" + kept if kept != name else name
 
 
 def _cell(value: object) -> str:

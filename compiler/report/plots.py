@@ -10,15 +10,16 @@ an element id. The SVG gets a viewBox and width 100%, so it scales to any screen
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from edgekiln.compiler.report.page import shorten
+
 # Colour-blind-safe (Okabe-Ito): the chosen / fast-path series first.
 BLUE, ORANGE, GREEN, RED, GREY, PURPLE = "#0072B2", "#E69F00", "#009E73", "#D55E00", "#888888", "#CC79A7"
-# Where a marker's name may go (points from the marker), tried in turn: right, above, below, left.
-LABEL_OFFSETS = ((7, 3), (7, 12), (7, -12), (-7, 3), (7, 21), (7, -21), (-7, 12), (-7, -12))
 WIDTH_IN = 5.2  # inches; at 400 px wide the 9-point labels still render at ~9 px
 
 
@@ -46,6 +47,7 @@ class Bars:
 def _mpl() -> Any:
     import matplotlib
     import matplotlib.figure
+    import matplotlib.lines
     import matplotlib.patches
     import matplotlib.ticker
 
@@ -74,52 +76,127 @@ def _figure(height_in: float) -> tuple[Any, Any]:
 
 
 def scatter(points: Sequence[PlotPoint], xlabel: str, ylabel: str, salt: str, floor: float | None = None,
-            floor_label: str = "", front: Sequence[tuple[float, float]] = ()) -> str:
-    """Markers sized by `size` (area), the chosen one ringed and labelled, a horizontal floor line, and
-    `front` (e.g. a Pareto front) joined by a line."""
+            floor_label: str = "", front: Sequence[tuple[float, float]] = (),
+            kinds: tuple[str, str, str] = ("chosen", "other", "dimmed")) -> str:
+    """Markers sized by `size` (area), the chosen one ringed, each named by its `label` (a short number: the
+    table beside the plot names it) placed where it overlaps no other label and no marker; a horizontal floor
+    line, `front` (e.g. a Pareto front) joined by a line, and a legend naming each colour by `kinds`
+    (chosen, other, dimmed)."""
     fig, ax = _figure(3.6)
+    mpl = _mpl()
     if front:
         ax.plot(*zip(*sorted(front), strict=True), color=BLUE, linewidth=1, alpha=0.6, zorder=2)
     largest = max((p.size for p in points), default=1) or 1
+    colors = {"chosen": BLUE, "other": ORANGE, "dimmed": GREY}
     for p in points:
-        area = 40 + 360 * p.size / largest
-        color = BLUE if p.chosen else (GREY if p.dimmed else ORANGE)
-        ax.scatter([p.x], [p.y], s=area, color=color, alpha=0.75, edgecolors="black" if p.chosen else "none",
-                   linewidths=1.5, zorder=3)
+        ax.scatter([p.x], [p.y], s=_area(p, largest), color=colors[_kind(p)], alpha=0.75,
+                   edgecolors="black" if p.chosen else "none", linewidths=1.5, zorder=3)
     xs = [p.x for p in points if p.x > 0]
     if xs and max(xs) > 8 * min(xs):  # latencies an order of magnitude apart: equal ratios, equal distances
         ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(_mpl().ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_major_formatter(mpl.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    handles, names = [], []
+    for kind, name in zip(("chosen", "other", "dimmed"), kinds, strict=True):
+        if any(_kind(p) == kind for p in points):
+            handles.append(mpl.lines.Line2D([], [], marker="o", linestyle="", color=colors[kind], markersize=7,
+                                            markeredgecolor="black" if kind == "chosen" else colors[kind]))
+            names.append(name)
     if floor is not None:
         ax.axhline(floor, color=RED, linestyle="--", linewidth=1)
-        ax.annotate(floor_label, (0.99, floor), xycoords=("axes fraction", "data"), xytext=(0, -10),
-                    textcoords="offset points", color=RED, fontsize=8, ha="right")
+        handles.append(mpl.lines.Line2D([], [], color=RED, linestyle="--"))
+        names.append(floor_label or "floor")
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.margins(0.15)
-    _label(ax, points)
+    _min_span(ax, [p.x for p in points], [p.y for p in points] + ([floor] if floor is not None else []))
+    _legend(fig, handles, names)
+    _label(ax, points, largest, salt)
     return to_svg(fig, salt)
 
 
-def _label(ax: Any, points: Sequence[PlotPoint]) -> None:
-    """Name the markers, the chosen one first, each at the first offset where its text overlaps no other
-    label; a name that fits nowhere is left out (the table below the plot has every row)."""
+MIN_SPAN = 0.2  # an axis spans at least 20 % of its largest value: noise-sized gaps are not stretched apart
+
+
+def _min_span(ax: Any, xs: Sequence[float], ys: Sequence[float]) -> None:
+    """Widen a linear axis whose data differ by less than MIN_SPAN of their size, around their middle: figures
+    within a timing margin of each other should look close, not spread over the whole plot."""
+    for values, get, set_ in ((xs, ax.get_xlim, ax.set_xlim), (ys, ax.get_ylim, ax.set_ylim)):
+        low, high = get()
+        scale = max((abs(v) for v in values), default=0.0)
+        if values and high - low < MIN_SPAN * scale and (set_ != ax.set_xlim or ax.get_xscale() == "linear"):
+            middle = (max(values) + min(values)) / 2
+            set_(middle - MIN_SPAN * scale / 2, middle + MIN_SPAN * scale / 2)
+
+
+def _kind(p: PlotPoint) -> str:
+    return "chosen" if p.chosen else "dimmed" if p.dimmed else "other"
+
+
+def _area(p: PlotPoint, largest: float) -> float:
+    return 40 + 360 * p.size / largest  # points^2
+
+
+LABEL_FONT = 8.0
+RINGS = (9, 15, 23, 33, 46, 62)  # distances (points) from a marker's centre at which its label is tried
+
+
+def _label(ax: Any, points: Sequence[PlotPoint], largest: float, salt: str) -> None:
+    """Number the markers: markers that sit on one another share one label ("2,5"); each label goes to the first
+    place, ring by ring around its marker (a leader line beyond the first rings), where its box overlaps no
+    other label, no marker and stays inside the axes. Every label is an SVG group `{salt}-label-K`."""
     ax.figure.draw_without_rendering()  # fixes the axes' limits and layout, so data map to final positions
-    placed: list[tuple[float, float, float, float]] = []
-    for p in sorted(points, key=lambda p: not p.chosen):
-        text = p.label + (" (chosen)" if p.chosen else "")
-        x0, y0 = ax.transData.transform((p.x, p.y)) * 72 / ax.figure.dpi  # in points
-        width, height = 8 * 0.56 * len(text), 9.0
-        for dx, dy in LABEL_OFFSETS:
-            box = (x0 + dx if dx > 0 else x0 + dx - width, y0 + dy, width, height)
-            if not any(_overlap(box, other) for other in placed):
-                placed.append(box)
-                ax.annotate(text, (p.x, p.y), xytext=(dx, dy), textcoords="offset points", fontsize=8,
-                            ha="left" if dx > 0 else "right", fontweight="bold" if p.chosen else "normal")
+    scale = 72 / ax.figure.dpi
+    where = [tuple(ax.transData.transform((p.x, p.y)) * scale) for p in points]
+    radius = [math.sqrt(_area(p, largest) / math.pi) for p in points]
+    frame = tuple(v * scale for v in ax.bbox.bounds)
+    taken = [(x - r, y - r, 2 * r, 2 * r) for (x, y), r in zip(where, radius, strict=True)]  # the markers
+    for k, group in enumerate(_stacked(where, points)):
+        text = ",".join(points[i].label for i in group)
+        x0, y0 = where[group[0]]
+        width, height = 0.62 * LABEL_FONT * len(text) + 2, LABEL_FONT * 1.3
+        reach = max(radius[i] for i in group)
+        for dx, dy in _spots(reach):
+            box = (x0 + dx - width / 2, y0 + dy - height / 2, width, height)
+            if _inside(box, frame) and not any(_overlap(box, other) for other in taken):
+                taken.append(box)
+                far = math.hypot(dx, dy) > reach + 10
+                first = points[group[0]]  # the group's markers are within 4 points of it
+                ax.annotate(text, (first.x, first.y), xytext=(dx, dy), textcoords="offset points",
+                            fontsize=LABEL_FONT, ha="center", va="center",
+                            fontweight="bold" if any(points[i].chosen for i in group) else "normal",
+                            arrowprops={"arrowstyle": "-", "color": GREY, "linewidth": 0.6} if far else None,
+                            gid=f"{salt}-label-{k}")
                 break
 
 
-def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+def _stacked(where: Sequence[tuple[float, ...]], points: Sequence[PlotPoint]) -> list[list[int]]:
+    """Markers whose centres are within a few points of each other, as groups (the chosen one's first)."""
+    groups: list[list[int]] = []
+    for i, (x, y) in enumerate(where):
+        near = next((g for g in groups if math.hypot(x - where[g[0]][0], y - where[g[0]][1]) < 4), None)
+        if near is None:
+            groups.append([i])
+        else:
+            near.append(i)
+    return sorted(groups, key=lambda g: not any(points[i].chosen for i in g))
+
+
+def _spots(reach: float) -> list[tuple[float, float]]:
+    """Offsets from a marker's centre, nearest first: 12 directions on each ring beyond the marker's edge."""
+    spots = []
+    for ring in RINGS:
+        r = reach + ring
+        spots += [(r * math.cos(a * math.pi / 6), r * math.sin(a * math.pi / 6)) for a in (0, 1, 11, 3, 9, 2, 10,
+                                                                                          6, 5, 7, 4, 8)]
+    return spots
+
+
+def _inside(box: tuple[float, ...], frame: tuple[float, ...]) -> bool:
+    return box[0] >= frame[0] and box[1] >= frame[1] and box[0] + box[2] <= frame[0] + frame[2] and \
+        box[1] + box[3] <= frame[1] + frame[3]
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
@@ -132,7 +209,7 @@ def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
         ys = [row + (i - (len(series) - 1) / 2) * height for row in range(len(labels))]
         values = [0.0 if v is None else v for v in s.values]
         ax.barh(ys, values, height=height * 0.9, color=s.colors, label=s.name)
-    ax.set_yticks(range(len(labels)), labels=[_short(t) for t in labels], fontsize=8)
+    ax.set_yticks(range(len(labels)), labels=[shorten(t, 36) for t in labels], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     used = {c for s in series for c in ([s.colors] if isinstance(s.colors, str) else s.colors)}
@@ -147,11 +224,6 @@ def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
 def _legend(fig: Any, handles: Sequence[Any], labels: Sequence[str]) -> None:
     """Below the axes, never over the data (constrained layout makes room)."""
     fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
-
-
-def _short(label: str, limit: int = 32) -> str:
-    """A long layer name cut in the middle (its start and its end tell layers apart); tables hold the rest."""
-    return label if len(label) <= limit else f"{label[:limit // 2 - 1]}…{label[-(limit // 2 - 1):]}"
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str, salt: str) -> str:

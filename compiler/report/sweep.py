@@ -40,11 +40,14 @@ def _plot(points: list[dict], chosen: str | None, axis: tuple[str, str], quality
     placed = [(p, x, y) for p, x, y in numbered if x is not None and y is not None]
     if len(placed) < 2:
         return ""
-    marks = [plots.PlotPoint(x, y, float(p.get("bytes") or 0), str(p.get("name")), chosen=p.get("name") == chosen,
-                         dimmed=not p.get("on_front")) for p, x, y in placed]
+    numbers = {id(p): k for k, p in enumerate(points, 1)}  # as the table's # column
+    marks = [plots.PlotPoint(x, y, float(p.get("bytes") or 0), str(numbers[id(p)]), chosen=p.get("name") == chosen,
+                             dimmed=not p.get("on_front")) for p, x, y in placed]
     front = [(x, y) for p, x, y in placed if p.get("on_front")]
-    svg = plots.scatter(marks, axis[1], label, "sweep", front=front)
-    return figure(svg, "Every sweep point: latency against quality, marker area = model bytes; the front "
+    svg = plots.scatter(marks, axis[1], label, "sweep", front=front, kinds=("chosen (ringed)", "on the front",
+                                                                          "not on the front"))
+    return figure(svg, "Every sweep point, numbered as in the table: latency against quality, marker area = model "
+                       "bytes; the front "
                        "(not beaten on latency, quality and size at once) joined and coloured, the rest grey; the "
                        "chosen point ringed")
 
@@ -65,15 +68,15 @@ def sweep(inputs: ReportInputs) -> Section | None:
     axis = _latency_axis(s or {})
     estimated = axis[0] == "estimate_ms"
     order = sorted(points, key=lambda p: (not p.get("on_front"), number(p.get(axis[0])) or float("inf")))
-    body = [[_link(p), p.get("prune"), p.get("quantize") or p.get("variant"), p.get("format"), p.get("bytes"),
+    body = [[k, _link(p), p.get("prune"), p.get("quantize") or p.get("variant"), p.get("format"), p.get("bytes"),
              p.get("p50_ms"), *([p.get("estimate_ms")] if estimated else []), p.get(key), p.get("params"),
              p.get("macs"), bool(p.get("on_front")), p.get("error") or ("chosen" if p.get("name") == chosen else "")]
-            for p in order]
-    headers = ["point (recipe)", "prune", "quantize", "format", "bytes", "host p50 ms",
+            for k, p in enumerate(order, 1)]
+    headers = ["#", "point (recipe)", "prune", "quantize", "format", "bytes", "host p50 ms",
                *([axis[1].split(" (")[0] + " ms"] if estimated else []), label, "params", "MACs", "on front", ""]
-    numeric = [4, 5, 6, 7, 8, 9] if estimated else [4, 5, 6, 7, 8]
+    numeric = [0, 5, 6, 7, 8, 9, 10] if estimated else [0, 5, 6, 7, 8, 9]
     note = f'<p class="note">Chosen: {esc(chosen)}, the fastest within the accuracy budget' \
            f'{" of " + esc(s.get("max_drop")) + " points" if s and s.get("max_drop") is not None else ""}.</p>' \
         if chosen else ""
-    return Section("sweep", "Sweep front", _plot(points, chosen, axis, (key, label)) + note
+    return Section("sweep", "Sweep front", _plot(order, chosen, axis, (key, label)) + note
                    + table(headers, body, numeric, [p.get("name") == chosen for p in order]))

@@ -172,6 +172,10 @@ def test_explain_needs_calibration_data(cli, synthetic_models):
 LAYOUT = ("{plots: [...document.querySelectorAll('svg.plot')].map(e => [e.getBoundingClientRect().width, "
           "e.getBoundingClientRect().height]), page: document.documentElement.scrollWidth}")
 FIELDS = "[...document.querySelectorAll('[data-field]')].map(e => [e.dataset.field, e.textContent])"
+# The first screen's answer (report/answer.py) and every table's box against the room it has.
+FIRST = ("Object.fromEntries([...document.querySelectorAll('[data-part]')].map(e => [e.dataset.part, "
+         "[e.textContent, e.getBoundingClientRect().bottom]]))")
+TABLES = "[...document.querySelectorAll('.scroll')].map(e => [e.scrollWidth, e.clientWidth])"
 
 
 def test_the_report_opens_in_headless_chromium(spread, tmp_path):
@@ -184,8 +188,10 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
     bundle = Path(spread["recipe"]["output"])
     manifest, url = json.loads((bundle / "manifest.json").read_text()), (bundle / "report.html").as_uri()
     with Chromium(executable, tmp_path / "profile") as page:
-        page.width(1000)
+        page.width(1280, 800)
         page.open(url)
+        first, tables = page.evaluate(FIRST), page.evaluate(TABLES)
+        page.width(1000)
         wide, fields = page.evaluate(LAYOUT), page.evaluate(FIELDS)
         page.screenshot(tmp_path / "report-1000px.png")
         page.width(400)
@@ -206,4 +212,11 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
             "fidelity.top1_agreement", "fidelity.sqnr_db"} <= set(shown)
     assert all(value == dig(manifest, *field.split(".")) for field, value in shown.items()), shown
     assert (tmp_path / "report-400px.png").stat().st_size > 10_000
+    # the first screen at 1280 x 800: what ships, its latency with the evidence that chose it, an interval
+    evidence = manifest["quantization"]["evidence"]["kind"]
+    assert first["variant"][0] == manifest["quantization"]["variant"]
+    assert {"host": "host-measured", "estimate": "estimate", "device": "device-measured"}[evidence] in \
+        first["evidence"][0]
+    assert "95 % interval" in first["quality"][0] and all(bottom <= 800 for _, bottom in first.values()), first
+    assert tables and all(scroll <= client for scroll, client in tables), tables  # no table scrolls at 1280
     assert printed == "none" and pdf.startswith(b"%PDF") and len(pdf) > 10_000  # print CSS: no navigation
