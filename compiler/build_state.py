@@ -42,8 +42,8 @@ class BuildState:
 
     notes: target checks that --force overrode (target-check stage); memory: the estimated peak memory on the
     target (and what of it is unknown); pruning: the manifest's pruning block with its measured gain
-    (pruning_gain.py), None without pruning; profile: the shipped model's per-op profile block (profile/stage.py). The last two stay the JSON
-    blocks the manifest writes.
+    (pruning_gain.py), None without pruning; profile: the shipped model's per-op profile block
+    (profile/stage.py). The last two stay the JSON blocks the manifest writes.
     """
 
     recipe: Recipe
