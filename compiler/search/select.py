@@ -153,7 +153,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only, _identical_to_int8(built, only))
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads, timed=len(eligible_names) > 1)
-    rows = [_with_stats(r).timed(estimate_ms=_estimate(target, _with_stats(r))) for r in rows] if target else rows
+    rows = [_with_estimate(target, _with_stats(r)) for r in rows] if target else rows
     timed = [r for r in rows if r.timings.host_p50_ms is not None]
     device_method, device_evidence = None, Evidence()
     if racer is not None and target is not None and len(eligible_names) > 1:
@@ -204,10 +204,15 @@ def _ms(evidence: Evidence, row: Candidate) -> float:
     return value if value is not None else float("inf")  # a baseline the device did not time: not the yardstick
 
 
-def _estimate(target: Target, candidate: Candidate) -> float | None:
-    """The target's cost-model estimate of one candidate, from its per-op records and measured coverage."""
+def _with_estimate(target: Target, candidate: Candidate) -> Candidate:
+    """The candidate with the target's cost-model estimate, from its per-op records and measured coverage; where
+    some op's MACs or bytes are unknown there is none, and its notes say why."""
     assert candidate.stats is not None
-    return estimate.candidate_ms(target, candidate.format, candidate.stats.records, candidate.details.get("coverage"))
+    ms = estimate.candidate_ms(target, candidate.format, candidate.stats.records, candidate.details.get("coverage"))
+    unknown = candidate.stats.unknown if target.estimate is not None else None
+    if unknown:
+        candidate = replace(candidate, notes=(*candidate.notes, f"no {target.name} estimate: {unknown}"))
+    return candidate.timed(estimate_ms=ms)
 
 
 def _evidence(rows: list[Candidate], target: Target | None) -> Evidence:
