@@ -94,3 +94,14 @@ def test_the_fixture_really_defeats_inference():
     inferred = onnx.shape_inference.infer_shapes(onnx.load_from_string(reshaped_by_input()))
     shapes = {v.name: v.type.tensor_type.shape for v in inferred.graph.value_info}
     assert "m" not in shapes or not all(d.HasField("dim_value") for d in shapes["m"].dim)
+
+
+def test_the_summary_says_the_estimate_is_a_lower_bound():
+    from edgekiln.compiler import summary
+
+    rpi4 = targets.load("rpi4")
+    bounded = estimate.target_estimate(rpi4, onnx_stats(reshaped_by_input()).records, "onnx")
+    exact = estimate.target_estimate(rpi4, onnx_stats(known_matmul()).records, "onnx")
+    assert bounded is not None and exact is not None
+    assert summary.estimate_range(bounded).startswith("LOWER BOUND, some ops' MACs unknown; range ")
+    assert summary.estimate_range(exact).startswith("range ")
