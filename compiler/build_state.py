@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.device.compat import PeakMemory
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.manifest_schema import Profile, Pruning
 from edgekiln.compiler.measure import Measured
@@ -39,10 +40,10 @@ class Searched:
 class BuildState:
     """Everything a build made, stage by stage, from which the manifest is written (manifest.build).
 
-    notes: target checks that --force overrode (target-check stage); memory_mb: the estimated peak memory on the
-    target; pruning: the manifest's pruning block with its measured gain (pruning_gain.py), None without
-    pruning; profile: the shipped model's per-op profile block (profile/stage.py). The last two stay the JSON
-    blocks the manifest writes.
+    notes: target checks that --force overrode (target-check stage); memory: the estimated peak memory on the
+    target (and what of it is unknown); pruning: the manifest's pruning block with its measured gain
+    (pruning_gain.py), None without pruning; profile: the shipped model's per-op profile block
+    (profile/stage.py). The last two stay the JSON blocks the manifest writes.
     """
 
     recipe: Recipe
@@ -50,7 +51,7 @@ class BuildState:
     loaded: Loaded
     searched: Searched
     notes: tuple[str, ...]
-    memory_mb: float
+    memory: PeakMemory
     measured: Measured
     pruning: Pruning | None
     profile: Profile

@@ -26,11 +26,13 @@ from edgekiln.compiler.manifest_schema import (
     MeasuredGain,
     Memory,
     Model,
+    Provenance,
     Quantization,
     Size,
     Source,
     TargetEstimate,
     TensorEntry,
+    provenance,
 )
 from edgekiln.compiler.recipe import Calibration, Quantize, Recipe
 from edgekiln.compiler.search.choose import SLOWER_MARGIN
@@ -38,7 +40,7 @@ from edgekiln.runtime import jsonsafe
 from edgekiln.targets import Target
 
 if TYPE_CHECKING:
-    from edgekiln.compiler.analyze.graph_stats import OpRecord
+    from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord
     from edgekiln.compiler.build_state import BuildState
     from edgekiln.compiler.data import Datasets
     from edgekiln.compiler.measure import Measured
@@ -110,15 +112,16 @@ def build(state: BuildState) -> Manifest:
 
 def _memory(state: BuildState) -> Memory:
     target = state.target
-    return {"estimated_peak_mb": round(state.memory_mb, 1), "budget_mb": target.ram_budget_mb,
-            **compat.memory_basis(target, state.selection.format)}
+    return {"estimated_peak_mb": round(state.memory.mb, 1), "budget_mb": target.ram_budget_mb,
+            **compat.memory_basis(target, state.selection.format), "how": compat.memory_how(state.memory)}
 
 
 def _source(state: BuildState, source_bytes: int, source_sha: str) -> Source:
     graph = state.loaded.graph
+    stats = state.selection.baseline_stats
     source: Source = {"file_name": Path(state.recipe.source).name, "format": state.loaded.source_format,
-                      "sha256": source_sha, "bytes": source_bytes, "params": graph.params,
-                      "macs": state.selection.baseline_stats.macs}
+                      "sha256": source_sha, "bytes": source_bytes, "params": graph.params, "macs": stats.macs,
+                      "how": counted(stats, "MACs of the float32 baseline compiled from it")}
     return _with_fixed_inputs(source, graph)
 
 
@@ -127,7 +130,15 @@ def _model(selection: Selection, measured: Measured) -> Model:
     return {"file": MODEL_FILES[selection.format], "format": selection.format,
             "sha256": hashlib.sha256(selection.model).hexdigest(), "bytes": len(selection.model),
             "params": stats.params, "macs": stats.macs, "ops": stats.ops,
-            "inputs": cast(list[TensorEntry], measured.inputs), "outputs": cast(list[TensorEntry], measured.outputs)}
+            "inputs": cast(list[TensorEntry], measured.inputs), "outputs": cast(list[TensorEntry], measured.outputs),
+            "how": counted(stats, "MACs of the compiled model")}
+
+
+def counted(stats: GraphStats, what: str) -> Provenance:
+    """How a model's MACs were made: counted from its graph (conv, FC and matmul at the compiled batch), or
+    null and why."""
+    return provenance("static", f"{what}: conv, FC and matmul multiply-accumulates at the compiled batch",
+                      unknown=stats.unknown)
 
 
 def _baseline(target: Target, selection: Selection, measured: Measured) -> Baseline:
@@ -160,6 +171,8 @@ def _estimate(target: Target, records: tuple[OpRecord, ...], model_format: str,
 def _add_pruning_measurements(sections: dict[str, Any], measured: MeasuredGain) -> None:
     """The source's MACs are the unpruned model's; size and latency show the measured effect of pruning."""
     sections["source"]["macs"] = measured["unpruned_macs"]
+    sections["source"]["how"] = {**sections["source"]["how"], "statistic": "MACs of the unpruned model compiled as "
+                                 "the shipped variant: conv, FC and matmul multiply-accumulates at the compiled batch"}
     sections["size"].update(unpruned_model_bytes=measured["unpruned_model_bytes"],
                             pruning_ratio=measured["size_ratio"])
     sections["latency"]["pruning"] = {key: measured[key] for key in

@@ -22,6 +22,38 @@ REQUIRED_KEYS = ("schema_version", "compiler", "created_utc", "recipe", "target"
 JsonObject = dict[str, object]  # a section's detail that readers show as is, never index into
 
 
+WHERE = ("host", "device", "emulator", "estimate", "static")  # Provenance.where: measured here, on a board,
+# under ARM emulation, the target's cost model, or counted from the model file
+
+
+class Provenance(TypedDict):
+    """How a figure was made: the one vocabulary every figure section carries as `how`.
+
+    where: one of WHERE. statistic: what the figure is, in words ("median of 7 interleaved round p50s").
+    runs / rounds: timed runs in all and the rounds they came in (None: not timed). threads: the interpreter's
+    threads (None: not run). samples / data: how many samples and which set (held-back, calibration,
+    evaluation, golden; None: no samples). unknown: what could not be computed and why, the figure then being
+    null or a bound that says so (None: everything was computed)."""
+
+    where: str
+    statistic: str
+    runs: int | None
+    rounds: int | None
+    threads: int | None
+    samples: int | None
+    data: str | None
+    unknown: str | None
+
+
+def provenance(where: str, statistic: str, *, runs: int | None = None, rounds: int | None = None,
+               threads: int | None = None, samples: int | None = None, data: str | None = None,
+               unknown: str | None = None) -> Provenance:
+    """A figure's `how`, checked against the vocabulary's places."""
+    assert where in WHERE, f"{where!r} is not one of {WHERE}"
+    return {"where": where, "statistic": statistic, "runs": runs, "rounds": rounds, "threads": threads,
+            "samples": samples, "data": data, "unknown": unknown}
+
+
 class FixedInput(TypedDict):
     name: str
     declared: str
@@ -35,9 +67,10 @@ class Source(TypedDict):
     sha256: str
     bytes: int
     params: int
-    macs: int
+    macs: int | None  # None: not computed (how.unknown says why)
     fixed_inputs: NotRequired[list[FixedInput]]
     shape_nodes_folded: NotRequired[int]
+    how: NotRequired[Provenance]  # of macs
 
 
 class Layout(TypedDict):
@@ -65,10 +98,11 @@ class Model(TypedDict):
     sha256: str
     bytes: int
     params: int
-    macs: int
+    macs: int | None  # None: not computed (how.unknown says why)
     ops: dict[str, int]
     inputs: list[TensorEntry]
     outputs: list[TensorEntry]
+    how: NotRequired[Provenance]  # of macs
 
 
 class RuntimeTiming(TypedDict):
@@ -97,6 +131,7 @@ class HostLatency(RuntimeTiming):
     machine: str
     isa: list[str]
     target_threads: NotRequired[int]  # in the manifest's latency.host: the target's thread count
+    how: NotRequired[Provenance]  # absent in bundles built before it was recorded
 
 
 class TargetEstimate(TypedDict):
@@ -124,6 +159,8 @@ class TargetEstimate(TypedDict):
     held_out: list[str]
     sources: list[str]
     per_op_basis: dict[str, str]
+    lower_bound: NotRequired[bool]  # some ops' MACs or bytes are unknown: p50/low/high are lower bounds
+    how: NotRequired[Provenance]
 
 
 class PruningLatency(TypedDict):
@@ -131,7 +168,7 @@ class PruningLatency(TypedDict):
     p50_ms: float
     speedup: float | None
     latency_ratio: float | None
-    macs_ratio: float
+    macs_ratio: float | None
 
 
 class DeviceFacts(TypedDict):
@@ -157,6 +194,7 @@ class DeviceEntry(DeviceFacts, RuntimeTiming):
     measured_utc: str
     peak_rss_mb: float
     validated: bool
+    how: NotRequired[Provenance]
 
 
 class Latency(TypedDict):
@@ -202,6 +240,7 @@ class Fidelity(TypedDict):
     judged_on: NotRequired[str]
     samples: int
     per_output: list[OutputFidelity]
+    how: NotRequired[Provenance]
 
 
 class Baseline(TypedDict):
@@ -233,6 +272,7 @@ class Accuracy(TypedDict):
     drop: float
     budget: float
     within_budget: bool
+    how: NotRequired[Provenance]
 
 
 class EvidenceEntry(TypedDict, total=False):
@@ -291,6 +331,7 @@ class RaceMethod(TypedDict):
     runs_per_round: int | None
     round_ms: float | None
     method: str
+    how: NotRequired[Provenance]
 
 
 class Timing(TypedDict, total=False):
@@ -302,6 +343,7 @@ class Timing(TypedDict, total=False):
     rounds: int
     runs_per_candidate: dict[str, int]
     method: str
+    how: Provenance
     device: RaceMethod
 
 
@@ -497,14 +539,15 @@ class MeasuredGain(TypedDict):
     model_bytes: int
     unpruned_model_bytes: int
     size_ratio: float
-    macs: int
-    unpruned_macs: int
-    macs_ratio: float
+    macs: int | None  # None: unknown (the model's how.unknown says why)
+    unpruned_macs: int | None
+    macs_ratio: float | None
     p50_ms: float
     unpruned_p50_ms: float
     latency_ratio: float
     speedup: float
     per_layer_ms: list[JsonObject]
+    how: NotRequired[Provenance]  # of the two p50s
 
 
 class BudgetSplit(TypedDict):
@@ -590,9 +633,9 @@ class Pruning(TypedDict, total=False):
     seconds: float
     layers_before: int
     layers_after: int
-    macs_before: int
-    macs_after: int
-    macs_ratio: float
+    macs_before: int | None
+    macs_after: int | None
+    macs_ratio: float | None
     recovery: Recovery
     accuracy: PruningAccuracy
     layers: list[HeadLayer]
@@ -613,7 +656,7 @@ class ProfileOp(TypedDict, total=False):
     ms: float
     share: float
     layer: str
-    macs: int
+    macs: int | None
     params: int
     weight_bytes: int
     dtype: str
@@ -657,6 +700,7 @@ class Profile(TypedDict, total=False):
     measured_on: str
     machine: str | None
     variant: str  # `profile SOURCE`: which variant of the build was profiled
+    how: Provenance
 
 
 class Golden(TypedDict):
@@ -678,6 +722,7 @@ class MemoryBasis(TypedDict):
 class Memory(MemoryBasis):
     estimated_peak_mb: float
     budget_mb: int
+    how: NotRequired[Provenance]
 
 
 class Manifest(TypedDict):

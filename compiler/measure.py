@@ -23,7 +23,7 @@ from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads_for
-from edgekiln.compiler.manifest_schema import Accuracy, Layout
+from edgekiln.compiler.manifest_schema import Accuracy, Layout, Provenance, provenance
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.runtime import Model
@@ -74,8 +74,9 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     reference = source.ordered(check, compiled)
     names = [info.name for info in compiled.outputs]
     kinds = KindRule.of_recipe(recipe).of(names, reference)
-    compiled_fidelity = fidelity(reference, predict(compiled, check), names, kinds)
-    baseline_fidelity = fidelity(reference, predict(baseline, check), names, kinds)
+    how = fidelity_how(data, check, threads)
+    compiled_fidelity: Fidelity = {**fidelity(reference, predict(compiled, check), names, kinds), "how": how}
+    baseline_fidelity: Fidelity = {**fidelity(reference, predict(baseline, check), names, kinds), "how": how}
     latency, baseline_latency = side_by_side([compiled, baseline], data.golden_set, recipe.bench_runs)
     golden_in = data.golden_set.take(0, recipe.golden_samples)
     golden_out = predict(compiled, golden_in)
@@ -83,8 +84,21 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     golden.update({f"output_{k}": out for k, out in enumerate(golden_out)})
     atol, rtol = _tolerance(compiled, selection, compiled_fidelity)
     return Measured(latency, baseline_latency, compiled_fidelity, baseline_fidelity,
-                    _accuracy(source, compiled, baseline, data.evaluation, recipe), golden, atol, rtol,
+                    _accuracy(source, compiled, baseline, data.evaluation, recipe, threads), golden, atol, rtol,
                     _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
+
+
+def data_name(data: Datasets, dataset: Dataset) -> str:
+    """Which of the build's sets a dataset is, as a figure's `how.data` names it."""
+    named = [("held-back calibration samples", data.holdout), ("evaluation samples", data.evaluation),
+             ("calibration samples (the quantizer's own)", data.calib)]
+    return next((name for name, d in named if d is dataset), "samples")
+
+
+def fidelity_how(data: Datasets, check: Dataset, threads: int) -> Provenance:
+    """How the fidelity figures were made: through the runtime here, the worst output's figure over the set."""
+    return provenance("host", "each figure: the worst output's over every sample, against the source model's "
+                      "outputs", threads=threads, samples=check.size, data=data_name(data, check))
 
 
 def _io(tensors: list[TensorInfo], layouts: dict[str, Layout]) -> list[dict]:
@@ -93,7 +107,7 @@ def _io(tensors: list[TensorInfo], layouts: dict[str, Layout]) -> list[dict]:
 
 
 def _accuracy(source: Reference, compiled: Model, baseline: Model, evaluation: Dataset | None,
-              recipe: Recipe) -> Accuracy | None:
+              recipe: Recipe, threads: int) -> Accuracy | None:
     if evaluation is None or evaluation.labels is None:
         return None
     labels, names, main = evaluation.labels, [info.name for info in compiled.outputs], recipe.main_output
@@ -108,7 +122,9 @@ def _accuracy(source: Reference, compiled: Model, baseline: Model, evaluation: D
     output = main if main in names else names[main_output(scored, labels)]
     return {"metric": "top1_percent", "output": output, "reference": round(reference, 3), "compiled": round(ours, 3),
             "baseline": round(base, 3), "drop": drop, "budget": recipe.max_drop,
-            "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0])}
+            "within_budget": drop <= recipe.max_drop, "samples": int(labels.shape[0]),
+            "how": provenance("host", f"top-1 accuracy of output {output} against the labels", threads=threads,
+                              samples=int(labels.shape[0]), data="evaluation samples")}
 
 
 def _tolerance(model: Model, selection: Selection, quality: Fidelity) -> tuple[float, float]:

@@ -75,14 +75,14 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         searched = search.run(graph, pruned, chosen_formats, progress)
         selection = searched.selection
         progress("Checking the target's limits")
-        memory_mb = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
+        memory = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(loaded.reference, selection, data, recipe, target)  # drops include pruning
         pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target)
         pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
-        built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory_mb, measured,
+        built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory, measured,
                                           pruning, profile))
         progress("Writing the bundle")
         bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)

@@ -36,7 +36,7 @@ def measured(pruned: Pruned | None, selection: Selection, compiled: Selection | 
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
     if "macs_before" not in block:  # head pruning: MACs of the compiled graphs
         block = {**block, "macs_before": macs[1], "macs_after": macs[0],
-                 "macs_ratio": round(macs[0] / max(macs[1], 1), 4)}
+                 "macs_ratio": _macs_ratio(*macs)}
     because = {} if compiled.variant == shipped else \
         {"compiled_as_because": compiled.block["not_built"].get(shipped, "not built for the unpruned model")}
     gain = cast(MeasuredGain, {  # the optional `compiled_as_because` keeps its place among the keys
@@ -44,11 +44,17 @@ def measured(pruned: Pruned | None, selection: Selection, compiled: Selection | 
         "threads": threads,
         "model_bytes": len(selection.model), "unpruned_model_bytes": len(unpruned),
         "size_ratio": round(len(selection.model) / len(unpruned), 4),
-        "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": round(macs[0] / max(macs[1], 1), 4),
+        "macs": macs[0], "unpruned_macs": macs[1], "macs_ratio": _macs_ratio(*macs),
         "p50_ms": best[0]["p50_ms"], "unpruned_p50_ms": best[1]["p50_ms"],
         "latency_ratio": round(best[0]["p50_ms"] / best[1]["p50_ms"], 4),
-        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer})
+        "speedup": round(best[1]["p50_ms"] / best[0]["p50_ms"], 3), "per_layer_ms": per_layer,
+        "how": best[0]["how"]})
     return {**block, "measured": gain}
+
+
+def _macs_ratio(pruned: int | None, unpruned: int | None) -> float | None:
+    """pruned / unpruned MACs; None when either is unknown (never a ratio of partial counts)."""
+    return None if pruned is None or unpruned is None else round(pruned / max(unpruned, 1), 4)
 
 
 def with_budget_split(block: Pruning | None, accuracy: Accuracy | None, max_drop: float) -> Pruning | None:

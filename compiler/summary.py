@@ -120,11 +120,13 @@ def _estimate_row(table: Table, m: Manifest) -> None:
 
 
 def estimate_range(est: TargetEstimate) -> str:
-    """The estimate's cross-validated range, or "band unknown" for a board with no published figure."""
+    """The estimate's cross-validated range, or "band unknown" for a board with no published figure; said to be a
+    lower bound when some ops' MACs or bytes were unknown."""
     low, high = est.get("low_ms"), est.get("high_ms")
+    bound = "LOWER BOUND, some ops' MACs unknown; " if est.get("lower_bound") else ""
     if low is None or high is None:
-        return "band unknown"
-    return f"range {low:.3g}-{high:.3g} ms"
+        return f"{bound}band unknown"
+    return f"{bound}range {low:.3g}-{high:.3g} ms"
 
 
 def _pruning_rows(table: Table, p: Pruning) -> None:

@@ -53,11 +53,7 @@ def _info(model: BundleModel, as_json: bool) -> int:
              "inputs": [i.to_dict() for i in model.inputs], "outputs": [o.to_dict() for o in model.outputs]}
     if model.layouts:  # predict() takes the source layout; the interpreter sees the compiled one
         facts["layouts"] = {name: f"{v['source']} -> {v['compiled']}" for name, v in model.layouts.items()}
-    if as_json:
-        print(jsonsafe.dumps(facts, indent=2))
-        return 0
-    for key, value in facts.items():
-        print(f"{key:13s} {value}")
+    print(jsonsafe.dumps(facts, indent=2) if as_json else "\n".join(f"{k:13s} {v}" for k, v in facts.items()))
     return 0
 
 
@@ -114,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             return _validate(model, args.json)
         return _profile(model, args.json) if args.command == "profile" else \
             _bench(model, args.runs, args.warmup, args.json)
-    except (BundleError, OSError, ValueError, KeyError, TypeError) as exc:  # a broken bundle: one line
+    except (BundleError, OSError, ValueError, KeyError, TypeError, ImportError) as exc:  # one line, no traceback
         print(f"error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
 

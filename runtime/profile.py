@@ -28,9 +28,12 @@ def profile(model_format: str, model_bytes: bytes, threads: int | None, feeds: l
 
 
 def _tflite(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> tuple[str, list, float, int]:
-    import flatbuffers
-    from ai_edge_litert import schema_py_generated as fb
-
+    try:  # the TFLite schema ships only in ai-edge-litert (tflite-runtime, 32-bit Pi OS, has none): one line
+        import flatbuffers
+        from ai_edge_litert import schema_py_generated as fb
+    except ImportError as exc:
+        raise ImportError(f"profiling a .tflite model needs {exc.name}: pip install ai-edge-litert flatbuffers "
+                          "(no 32-bit ARM wheel: profile on a 64-bit OS)") from None
     model, whole, calls = fb.ModelT.InitFromPackedBuf(model_bytes, 0), TFLiteBackend(model_bytes, threads), []
     graph, model.signatureDefs = model.subgraphs[0], None  # a prefix's outputs are not the signature's
     ops, ends = list(graph.operators), {int(t) for t in graph.outputs}

@@ -3,7 +3,8 @@
 The counting rules match analyze.py's for .tflite so the two formats compare: parameters are the
 weights and biases (in QDQ models the int8/int32 tensors behind DequantizeLinear, not their scales
 or zero points, and never shape/axis constants); MACs are those of Conv, ConvTranspose, Gemm and
-MatMul at the compiled batch.
+MatMul at the compiled batch. A figure over a tensor whose shape inference could not infer is None (unknown),
+never 0, and GraphStats.unknown says which ops and why.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord
+from edgekiln.compiler.analyze.graph_stats import UNKNOWN_SHAPES, GraphStats, OpRecord, total_macs, unknown_note
 
 if TYPE_CHECKING:
     import onnx
@@ -33,9 +34,9 @@ def onnx_stats(model_bytes: bytes) -> GraphStats:
         for position, name in enumerate(node.input):
             uses.setdefault(name, []).append((node.op_type, position))
     params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if _is_weight(t, uses.get(t.name, [])))
-    macs = sum(_macs(node, shapes) for node in model.graph.node)
-    return GraphStats(int(params), int(macs), dict(Counter(n.op_type for n in model.graph.node)),
-                      records=_records(model, shapes))
+    records = _records(model, shapes)
+    return GraphStats(int(params), total_macs(records), dict(Counter(n.op_type for n in model.graph.node)),
+                      records=records, unknown=unknown_note(records, UNKNOWN_SHAPES))
 
 
 def _records(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> tuple[OpRecord, ...]:
@@ -54,10 +55,10 @@ def _records(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> tuple[OpRe
     int8 = ({n.output[0] for n in model.graph.node if n.op_type in _QDQ} - sixteen - widened) | \
         {name for name, t in constants.items() if t.data_type in (2, 3)}  # UINT8, INT8
 
-    def size(name: str) -> int:
-        dims = shapes.get(name, [])
+    def size(name: str) -> int | None:
+        dims = shapes.get(name)
         width = 2 if name in sixteen else 1 if name in int8 else 4
-        return int(np.prod(dims)) * width if dims and 0 not in dims else 0
+        return int(np.prod(dims)) * width if dims is not None and 0 not in dims else None  # [] is a scalar
 
     def dequantized(name: str) -> bool:
         node = producer.get(name)
@@ -78,31 +79,34 @@ def _records(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> tuple[OpRe
         else:
             input_dtype = "int8" if variable and dequantized(variable[0]) else "float32" if variable else "const"
         dtype = "int8" if (weights and dequantized(weights[0])) or input_dtype == "int8" else "float32"
-        act = sum(size(n) for n in [*variable, *node.output])
-        records.append(OpRecord(node.op_type, dtype, _macs(node, shapes), sum(size(n) for n in weights), act,
-                                input_dtype))
+        acts = [size(n) for n in [*variable, *node.output]]
+        act = None if None in acts else sum(a for a in acts if a is not None)
+        weight_bytes = sum(size(n) or 0 for n in weights)  # constants: their dims are always known
+        records.append(OpRecord(node.op_type, dtype, _macs(node, shapes), weight_bytes, act, input_dtype))
     return tuple(records)
 
 
-def onnx_arena_bytes(model_bytes: bytes) -> int:
+def onnx_arena_bytes(model_bytes: bytes) -> tuple[int, str | None]:
     """Upper bound of the activation memory: the bytes of every graph input and node output at batch 1,
-    as compat.tflite_arena_bytes counts every non-constant tensor. Unknown shapes count as 0."""
+    as compat.tflite_arena_bytes counts every non-constant tensor; and, when some tensors' shapes are unknown,
+    how many and why (the bytes are then a sum over the known ones only: no upper bound)."""
     from onnx import helper
 
     model = _inferred(model_bytes)
     values = {v.name: v for v in [*model.graph.input, *model.graph.value_info, *model.graph.output]}
     initializers = {t.name for t in model.graph.initializer}
     names = {n for node in model.graph.node for n in node.output} | {i.name for i in model.graph.input}
-    total = 0
-    for name in names - initializers:
+    total, unknown = 0, []
+    for name in sorted(names - initializers):
         value = values.get(name)
-        if value is None or not value.type.HasField("tensor_type"):
+        tensor = value.type.tensor_type if value is not None and value.type.HasField("tensor_type") else None
+        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim] if tensor else [0]
+        if tensor is None or not tensor.HasField("shape") or 0 in dims:
+            unknown.append(name)
             continue
-        tensor = value.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else 0 for d in tensor.shape.dim]
-        itemsize = np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).itemsize
-        total += int(np.prod(dims)) * itemsize
-    return total
+        total += int(np.prod(dims)) * np.dtype(helper.tensor_dtype_to_np_dtype(tensor.elem_type)).itemsize
+    why = f"{len(unknown)} of {len(names - initializers)} activation tensors have unknown shapes: {UNKNOWN_SHAPES}"
+    return total, why if unknown else None
 
 
 def _inferred(model_bytes: bytes) -> onnx.ModelProto:
@@ -155,7 +159,8 @@ def _is_weight(tensor: onnx.TensorProto, uses: list[tuple[str, int]]) -> bool:
     return any(op == "DequantizeLinear" and position == 0 for op, position in uses)
 
 
-def _macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
+def _macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int | None:
+    """The node's MACs: 0 for an op without any, None for a MAC op whose shapes are unknown."""
     op = node.op_type
     if op in ("Attention", "QAttention"):
         return _attention_macs(node, shapes)
@@ -164,24 +169,24 @@ def _macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
     out = shapes.get(node.output[0], [])
     weight = _weight_shape(node, shapes)
     if not out or not weight or 0 in out:
-        return 0
+        return None
     if op in ("Conv", "ConvInteger"):              # weight [O, I/group, k...]: one dot product per output
         return int(np.prod(out) * np.prod(weight[1:]))
     if op == "ConvTranspose":                       # weight [I, O/group, k...]
         x = shapes.get(node.input[0], [])
-        return int(np.prod(x) * np.prod(weight[1:])) if x and 0 not in x else 0
+        return int(np.prod(x) * np.prod(weight[1:])) if x and 0 not in x else None
     if op == "Gemm":                                # K is weight's first axis unless transB
         trans_b = next((a.i for a in node.attribute if a.name == "transB"), 0)
         return int(np.prod(out) * (weight[1] if trans_b else weight[0]))
-    return int(np.prod(out) * weight[-2]) if len(weight) >= 2 else 0  # MatMul [.., K, N]
+    return int(np.prod(out) * weight[-2]) if len(weight) >= 2 else None  # MatMul [.., K, N]
 
 
-def _attention_macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int:
+def _attention_macs(node: onnx.NodeProto, shapes: dict[str, list[int]]) -> int | None:
     """onnxruntime's fused Attention: the Q, K, V projections (input [B, S, H] x weights [H, 3H']) and the
     score and context products (B x heads x S x S x head_size each: 2 x B x S x S x H')."""
     x, weight = shapes.get(node.input[0], []), _weight_shape(node, shapes)
     if len(x) != 3 or len(weight) != 2 or 0 in x or 0 in weight:
-        return 0
+        return None
     batch, tokens, width = x
     return int(batch * tokens * width * weight[1] + 2 * batch * tokens * tokens * weight[1] // 3)
 

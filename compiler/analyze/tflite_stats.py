@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord
+from edgekiln.compiler.analyze.graph_stats import GraphStats, OpRecord, total_macs
 from edgekiln.compiler.tf_env import quiet_fds
 
 _CONVERSIONS = {"QUANTIZE", "DEQUANTIZE"}
@@ -42,7 +42,7 @@ def tflite_stats(model_bytes: bytes) -> GraphStats:
     records = tuple(_record(op, tensors, constants) for op in ops)
     float_ops = sorted({op["op_name"] for op in ops if op["op_name"] not in _CONVERSIONS and
                         any(np.dtype(tensors[i]["dtype"]) == np.float32 for i in op["outputs"])})
-    return GraphStats(int(params), sum(r.macs for r in records), dict(Counter(op["op_name"] for op in ops)),
+    return GraphStats(int(params), total_macs(records), dict(Counter(op["op_name"] for op in ops)),
                       tuple(float_ops), records)
 
 

@@ -48,7 +48,8 @@ def _print_bundle(path: Path, m: Manifest) -> None:
     console.print(f"[bold]{path}[/bold]: {m['source']['file_name']} -> {model['file']} for {m['target']['name']}, "
                   f"built {m['created_utc']} by edgekiln {m['compiler']['version']}")
     console.print(f"quantization {_variant_line(m['quantization'] or {})}; size {model['bytes']:,} B "
-                  f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; MACs {model['macs']:,}")
+                  f"({m['size']['ratio']:.3f}x float32 baseline); params {model['params']:,}; "
+                  f"MACs {count(model['macs'])}")
     console.print(f"host latency p50 {host['p50_ms']} ms ({host['threads']} threads, {host['runtime']} "
                   f"{host['runtime_version']}, {host['cpu']})  \\[host-measured]")
     estimate = m["latency"].get("target_estimate")
@@ -69,9 +70,9 @@ def _print_bundle(path: Path, m: Manifest) -> None:
         gain = p.get("measured")
         speed = gain["speedup"] if gain else None
         console.print(f"pruning {p['ratio']} ({p['criterion']}, recovery {p['recovery']['method']}): MACs "
-                      f"{p['macs_before']:,} -> {p['macs_after']:,}" + (f", {speed}x faster than unpruned" if speed
-                                                                          else ""))
-    console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k != 'per_output'})}")
+                      f"{count(p['macs_before'])} -> {count(p['macs_after'])}"
+                      + (f", {speed}x faster than unpruned" if speed else ""))
+    console.print(f"fidelity {json.dumps({k: v for k, v in m['fidelity'].items() if k not in ('per_output', 'how')})}")
     _io_table(model["inputs"], model["outputs"])
     for warning in m.get("warnings", []):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {warning}")
@@ -111,7 +112,7 @@ def _inspect_model_bytes(name: str, model_bytes: bytes) -> None:
     except ValueError as exc:
         raise EdgekilnError(f"{name} is not a readable .tflite model: {exc}") from exc
     stats = tflite_stats(model_bytes)
-    console.print(f"[bold]{name}[/bold]: {len(model_bytes):,} B, params {stats.params:,}, MACs {stats.macs:,}")
+    console.print(f"[bold]{name}[/bold]: {len(model_bytes):,} B, params {stats.params:,}, MACs {count(stats.macs)}")
     _io_table([i.to_dict() for i in model.inputs], [o.to_dict() for o in model.outputs])
     console.print("ops: " + ", ".join(f"{op} x{n}" for op, n in sorted(stats.ops.items())))
 
@@ -131,7 +132,7 @@ def _inspect_onnx(path: Path, input_shapes: dict | None = None) -> None:
     stats, model = onnx_stats(model_bytes), Model("onnx", model_bytes)
     opset = next(o.version for o in graph.model.opset_import if o.domain in ("", "ai.onnx"))
     console.print(f"[bold]{path.name}[/bold]: ONNX opset {opset}, {path.stat().st_size:,} B, "
-                  f"params {stats.params:,}, MACs {stats.macs:,} (batch 1)")
+                  f"params {stats.params:,}, MACs {count(stats.macs)} (batch 1)")
     if graph.constants_normalised:
         console.print(f"{graph.constants_normalised} Constant nodes hold tensors (moved to initializers)")
     for fixed in graph.fixed_inputs:
@@ -164,3 +165,8 @@ def _io_table(inputs: Sequence[Mapping[str, object]], outputs: Sequence[Mapping[
             table.add_row(kind, str(t["name"]), str(t["shape"]), str(t["dtype"]), f"{t['scale']:.6g}",
                           str(t["zero_point"]))
     console.print(table)
+
+
+def count(value: int | None) -> str:
+    """A count with thousands separators, or "unknown" (a figure the analysis could not make: how.unknown)."""
+    return "unknown" if value is None else f"{value:,}"

@@ -19,7 +19,7 @@ from edgekiln import runtime
 from edgekiln.compiler.deploy.fleet import destinations
 from edgekiln.compiler.deploy.remote import DeployOptions, PreparedBundle, deploy
 from edgekiln.compiler.errors import DeployError
-from edgekiln.compiler.manifest_schema import RaceMethod
+from edgekiln.compiler.manifest_schema import RaceMethod, provenance
 
 
 @dataclass(frozen=True)
@@ -67,7 +67,10 @@ def race_on_device(host: str, options: DeployOptions, models: dict[str, tuple[st
               "rounds": table.get("rounds"), "runs_per_round": table.get("runs"), "round_ms": table.get("round_ms"),
               "method": "candidates timed in turn on the device, round by round (each at least runs_per_round runs "
                         "and round_ms), on zero inputs; "
-                        "p50 = median of the round medians (python -m runtime race)"}
+                        "p50 = median of the round medians (python -m runtime race)",
+              "how": provenance("device", f"each row's p50: median of {table.get('rounds')} interleaved round p50s",
+                                rounds=table.get("rounds"), threads=table.get("threads"), samples=1,
+                                data="zero inputs")}
     return DeviceRace(str(dest), {files[f]: p50 for f, p50 in table["p50_ms"].items()}, method)
 
 

@@ -19,7 +19,7 @@ from edgekiln.compiler.deploy.agent_messages import AgentResult, Facts
 from edgekiln.compiler.deploy.measurement_json import DeviceLatency, MeasuredDevice, Measurement
 from edgekiln.compiler.deploy.remote import DeviceResult
 from edgekiln.compiler.manifest import dumps
-from edgekiln.compiler.manifest_schema import MANIFEST_FILE, DeviceEntry, Manifest
+from edgekiln.compiler.manifest_schema import MANIFEST_FILE, DeviceEntry, Manifest, provenance
 from edgekiln.compiler.manifest_schema import read as read_manifest
 from edgekiln.runtime import jsonsafe
 
@@ -99,7 +99,10 @@ def manifest_entry(record: Measurement, latency: DeviceLatency) -> DeviceEntry:
             "threads": latency["threads"], "init_ms": latency["init_ms"], "first_ms": latency["first_ms"],
             "p50_ms": latency["p50_ms"], "p90_ms": latency["p90_ms"], "p99_ms": latency["p99_ms"],
             "mean_ms": latency["mean_ms"], "runs": latency["runs"], "peak_rss_mb": latency["peak_rss_mb"],
-            "validated": record["status"] == "ok"}
+            "validated": record["status"] == "ok",
+            "how": provenance("device", "p50 / p90 / p99 / mean of one round of runs after warm-up "
+                              "(python -m runtime bench)", runs=latency["runs"], rounds=1, threads=latency["threads"],
+                              samples=1, data="the first compiled batch of the golden samples")}
 
 
 def record_in_manifest(bundle: Path, records: list[Measurement]) -> Manifest:

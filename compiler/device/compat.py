@@ -19,7 +19,7 @@ import numpy as np
 
 from edgekiln import targets as target_data
 from edgekiln.compiler.errors import TargetError
-from edgekiln.compiler.manifest_schema import MemoryBasis
+from edgekiln.compiler.manifest_schema import MemoryBasis, Provenance, provenance
 from edgekiln.targets import Target
 
 T = TypeVar("T")
@@ -120,12 +120,27 @@ def enforce(check: Callable[[], T], force: bool, notes: list[str]) -> T | None:
         return None
 
 
-def check_target(target: Target, model_format: str, model_bytes: bytes, force: bool, notes: list[str]) -> float:
-    """The checks that need the compiled model: op versions, then RAM. Returns the estimated peak MB."""
+@dataclass(frozen=True)
+class PeakMemory:
+    """The estimated peak memory on the target, in MB; unknown: activation tensors whose shapes are unknown and
+    why (the figure then sums the known ones: a lower bound, not the upper bound it is otherwise)."""
+
+    mb: float
+    unknown: str | None = None
+
+
+def check_target(target: Target, model_format: str, model_bytes: bytes, force: bool,
+                 notes: list[str]) -> PeakMemory:
+    """The checks that need the compiled model: op versions, then RAM. Returns the estimated peak memory; when it
+    is only a lower bound the check could pass wrongly, and a note says so."""
     enforce(lambda: check_ops(target, model_format, model_bytes), force, notes)
-    arena = arena_bytes(model_format, model_bytes)
+    arena, unknown = arena_bytes(model_format, model_bytes)
     enforce(lambda: check_memory(target, len(model_bytes), arena, model_format), force, notes)
-    return memory_mb(len(model_bytes), arena, runtime_base(target, model_format)[1])
+    peak = PeakMemory(memory_mb(len(model_bytes), arena, runtime_base(target, model_format)[1]), unknown)
+    if unknown:
+        notes.append(f"the RAM check passed on a lower bound ({peak.mb:.0f} MB of {target.ram_budget_mb} MB): "
+                     f"{unknown}")
+    return peak
 
 
 def check_wheels(target: Target, model_format: str) -> None:
@@ -159,7 +174,7 @@ def run_problem(target: Target, model_format: str) -> Callable[[bytes], str | No
     def problem(model_bytes: bytes) -> str | None:
         try:
             check_ops(target, model_format, model_bytes)
-            check_memory(target, len(model_bytes), arena_bytes(model_format, model_bytes), model_format)
+            check_memory(target, len(model_bytes), arena_bytes(model_format, model_bytes)[0], model_format)
         except TargetError as exc:
             return exc.message
         return None
@@ -246,13 +261,21 @@ def memory_basis(target: Target, model_format: str) -> MemoryBasis:
             f"not measured for {package_name(pin)}: the largest base in targets/runtime_memory.toml"}
 
 
+def memory_how(peak: PeakMemory) -> Provenance:
+    """How the manifest's memory figure was made: an estimate, an upper bound unless some shapes are unknown."""
+    return provenance("estimate", "runtime base (targets/runtime_memory.toml) + model bytes + every activation "
+                      "tensor at batch 1 (an upper bound: no arena reuse)", unknown=peak.unknown and
+                      f"{peak.unknown}; the figure sums the known tensors: a lower bound")
+
+
 def memory_mb(model_bytes: int, arena_bytes: int, base_mb: float) -> float:
     """Estimated peak memory in MB of the device's process: runtime base + model + activations."""
     return base_mb + (model_bytes + arena_bytes) / 2**20
 
 
 def check_memory(target: Target, model_bytes: int, arena_bytes: int, model_format: str = "tflite") -> float:
-    """Estimated peak memory in MB (model + activations + the format's runtime); refuse beyond the budget."""
+    """Estimated peak memory in MB (model + activations + the format's runtime); refuse beyond the budget (also
+    when the activations are a lower bound: the bundle needs at least that)."""
     pin, base_mb = runtime_base(target, model_format)
     needed_mb = memory_mb(model_bytes, arena_bytes, base_mb)
     if needed_mb > target.ram_budget_mb:
@@ -265,13 +288,14 @@ def check_memory(target: Target, model_bytes: int, arena_bytes: int, model_forma
     return needed_mb
 
 
-def arena_bytes(model_format: str, model_bytes: bytes) -> int:
-    """Activation-memory upper bound of an artifact of either format."""
+def arena_bytes(model_format: str, model_bytes: bytes) -> tuple[int, str | None]:
+    """Activation-memory upper bound of an artifact of either format, and what of it is unknown and why (a .tflite
+    model's shapes are all in the file: None)."""
     if model_format == "onnx":
         from edgekiln.compiler.analyze.onnx_stats import onnx_arena_bytes
 
         return onnx_arena_bytes(model_bytes)
-    return tflite_arena_bytes(model_bytes)
+    return tflite_arena_bytes(model_bytes), None
 
 
 def tflite_arena_bytes(model_bytes: bytes) -> int:

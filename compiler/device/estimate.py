@@ -28,6 +28,11 @@ Per op class and dtype (OP_CLASSES, and `BASIS` says what each rule rests on):
   float32 on a build host (conv 24.2x, fully connected 6.1x, add 16.8x), in line with SLOW_KERNEL_FACTOR. ONNX:
   onnxruntime fuses no 16-bit QDQ group (its optimized graph keeps Conv between DequantizeLinear and
   QuantizeLinear), so each op runs at the float32 rate and its Q/DQ nodes are charged as ops of their own.
+
+An op whose MACs or activation bytes are unknown (ONNX shape inference failed on it: analyze/onnx_stats.py) is
+charged what is known of it, so the sum is a lower bound: the manifest's estimate says so (`lower_bound`,
+`how.unknown`), and a candidate's estimate, which the choice compares, is refused (None) rather than compared
+as a bound: the choice then falls back to host timing and says why.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from edgekiln.compiler.analyze.graph_stats import OpRecord
-from edgekiln.compiler.manifest_schema import CoverageFacts, TargetEstimate
+from edgekiln.compiler.analyze.graph_stats import UNKNOWN_SHAPES, OpRecord, unknown_note
+from edgekiln.compiler.manifest_schema import CoverageFacts, TargetEstimate, provenance
 from edgekiln.targets import NO_BAND, Estimate, Target
 
 MODEL = "per-op roofline: max(MACs / (rate[dtype] x n_eff), bytes / bandwidth) + per-op overhead"
@@ -103,6 +108,7 @@ class CostBreakdown:
     compute_ms: float
     memory_ms: float
     overhead_ms: float
+    unknown_ops: int = 0  # ops charged only what is known of them: the total is then a lower bound
 
     @property
     def total_ms(self) -> float:
@@ -116,10 +122,12 @@ LOOKUPS = frozenset({"GATHER", "GATHER_ND", "EMBEDDING_LOOKUP", "Gather", "Gathe
 
 def traffic_bytes(op: OpRecord) -> int:
     """Bytes an op moves: its weights and activations; for a table lookup the activations (indices and output)
-    and the gathered rows (as many bytes as the output), whatever the table's size."""
+    and the gathered rows (as many bytes as the output), whatever the table's size. Unknown activation bytes:
+    the weights only (a lower bound; predict_ms counts such ops)."""
+    activations = op.activation_bytes or 0
     if op.op in LOOKUPS and op.weight_bytes:
-        return 2 * op.activation_bytes
-    return op.weight_bytes + op.activation_bytes
+        return 2 * activations
+    return op.weight_bytes + activations
 
 
 def op_class(op: str) -> str:
@@ -148,14 +156,15 @@ def predict_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
         rate = figures.int8_gmacs_per_core if computes_in_int8(op) else figures.fp32_gmacs_per_core
         factor, cores = (SLOW_KERNEL_FACTOR, 1.0) if outside else (1.0, n_eff)
         scale = 4 / _ITEMSIZE.get(op.dtype, 4) if outside else 1.0  # float32-sized bytes (see above)
-        t_compute = op.macs * factor / (rate * 1e9 * cores)
+        t_compute = (op.macs or 0) * factor / (rate * 1e9 * cores)  # unknown MACs: a lower bound, counted
         t_memory = traffic_bytes(op) * scale * factor / (figures.bandwidth_gbs * 1e9)
         if t_compute >= t_memory:
             compute += t_compute
         else:
             memory += t_memory
         overhead += figures.op_overhead_us * 1e-6
-    return CostBreakdown(compute * 1e3, memory * 1e3, overhead * 1e3)
+    unknown = sum(not op.known for op in records)
+    return CostBreakdown(compute * 1e3, memory * 1e3, overhead * 1e3, unknown)
 
 
 def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
@@ -170,9 +179,10 @@ def per_op_ms(records: Iterable[OpRecord], figures: Estimate, threads: int,
 
 def candidate_ms(target: Target, model_format: str, records: Iterable[OpRecord],
                  coverage: CoverageFacts | None = None) -> float | None:
-    """A candidate's estimated latency on the target (None without figures or per-op records)."""
+    """A candidate's estimated latency on the target (None without figures or per-op records, or when some op's
+    MACs or bytes are unknown: a lower bound is no figure to rank candidates by)."""
     records = tuple(records)
-    if target.estimate is None or not records:
+    if target.estimate is None or not records or not all(r.known for r in records):
         return None
     outside = coverage.get("outside_fast_path") if coverage and model_format == "tflite" else None
     return round(predict_ms(records, target.estimate, target.default_threads, outside).total_ms, 4)
@@ -189,6 +199,10 @@ def target_estimate(target: Target, records: Iterable[OpRecord], model_format: s
     outside = coverage.get("outside_fast_path") if coverage and model_format == "tflite" else None
     cost = predict_ms(records, figures, threads, outside)
     low, high = band_ms(cost.total_ms, figures.error_band)
+    unknown = unknown_note(records, f"{UNKNOWN_SHAPES}; the estimate charges what is known of them, so p50, low "
+                                    "and high are lower bounds")
+    how = provenance("estimate", f"{target.name} cost model ({MODEL}); low / high: {band_note(figures)}",
+                     threads=threads, unknown=unknown)
     return {"method": "estimate", "p50_ms": round(cost.total_ms, 3), "low_ms": low, "high_ms": high,
             "threads": threads, "model": MODEL,
             "breakdown_ms": {"compute": round(cost.compute_ms, 3), "memory": round(cost.memory_ms, 3),
@@ -199,7 +213,7 @@ def target_estimate(target: Target, records: Iterable[OpRecord], model_format: s
             "band": band_note(figures), "anchors": len(figures.anchors), "ratio_error": figures.ratio_error,
             "at_bound": list(figures.at_bound),
             "fitted_on": list(figures.fitted_on), "held_out": list(figures.held_out),
-            "sources": list(figures.sources)}
+            "sources": list(figures.sources), "lower_bound": cost.unknown_ops > 0, "how": how}
 
 
 def band_ms(p50_ms: float, error_band: tuple[float, float] | None) -> tuple[float | None, float | None]:

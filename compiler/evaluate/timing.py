@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 import numpy as np
 
-from edgekiln.compiler.manifest_schema import HostLatency
+from edgekiln.compiler.manifest_schema import HostLatency, provenance
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.runtime import Model
 from edgekiln.runtime.backends import TensorInfo
@@ -39,9 +39,9 @@ class RoundTiming(TypedDict):
     rounds: int
 
 
-def host_latency(model: Model, dataset: Dataset, runs: int) -> HostLatency:
+def host_latency(model: Model, dataset: Dataset, runs: int, warmup: int = 10) -> HostLatency:
     """Init, first and steady-state latency on this host, labelled as such."""
-    result = model.benchmark([dataset.inputs[info.name] for info in model.inputs], runs=runs, warmup=10)
+    result = model.benchmark([dataset.inputs[info.name] for info in model.inputs], runs=runs, warmup=warmup)
     return {"measured_on": "host", "cpu": host_cpu(), "machine": platform.machine(), "isa": host_isa()["flags"],
             "runtime": result["runtime"], "runtime_version": result["runtime_version"], "threads": result["threads"],
             "init_ms": result["init_ms"], "first_ms": result["first_ms"], "p50_ms": result["p50_ms"],
@@ -87,19 +87,38 @@ def threads_for(recipe: Recipe, target: Target) -> int:
     return recipe.threads or max(1, min(target.default_threads, os.cpu_count() or 1))
 
 
-SIDE_BY_SIDE_ROUNDS = 3  # alternating rounds of host_latency; each model keeps its best
-
-
-def side_by_side(models: list[Model], dataset: Dataset, runs: int,
-                 rounds: int = SIDE_BY_SIDE_ROUNDS) -> list[HostLatency]:
-    """Host latency of each model, timed in alternating rounds, each keeping its best round: drift on a
-    shared, noisy host hits every model alike, and one burst of load does not decide a ratio."""
-    timed = [[host_latency(m, dataset, runs) for m in models] for _ in range(rounds)]
-    return [min((r[k] for r in timed), key=lambda lat: lat["p50_ms"]) for k in range(len(models))]
-
-
+ROUNDS = 7  # every host p50 of a build (the candidate rows, latency.host, the pruning gain): interleaved rounds
 ROUND_MS = 25.0        # each round times every candidate for about this long (at least min_runs runs)
 MAX_RUNS_PER_ROUND = 500
+ROUNDS_STATISTIC = f"median of {ROUNDS} interleaved round p50s"
+
+
+def side_by_side(models: list[Model], dataset: Dataset, runs: int, rounds: int = ROUNDS) -> list[HostLatency]:
+    """Host latency of each model made as the candidate table's rows are (interleaved_feeds): in `rounds`
+    rounds every model runs in turn for about ROUND_MS (at least runs / rounds runs), and its p50 is the median
+    of its round p50s; first inference and init are round 1's, p90 / p99 / mean the median round's. Drift on a
+    shared host hits every model alike, and one burst of load does not decide a ratio. `how` says so."""
+    least = max(1, runs // rounds)
+    per_round = [_round_runs(m, m.raw_feeds([dataset.inputs[i.name] for i in m.inputs]), least) for m in models]
+    timed = [[host_latency(m, dataset, n, warmup=0) for m, n in zip(models, per_round, strict=True)]
+             for _ in range(rounds)]
+    results = []
+    for k, (model, n) in enumerate(zip(models, per_round, strict=True)):
+        ranked = sorted((r[k] for r in timed), key=lambda lat: lat["p50_ms"])
+        how = provenance("host", f"p50: {ROUNDS_STATISTIC} (as the candidate rows); init, first: round 1; p90, "
+                         "p99, mean: the median round", runs=n * rounds, rounds=rounds, threads=model.threads,
+                         samples=1, data="the first compiled batch of the golden samples")
+        median: HostLatency = {**ranked[rounds // 2], "init_ms": timed[0][k]["init_ms"],
+                               "first_ms": timed[0][k]["first_ms"], "runs": n * rounds, "how": how}
+        results.append(median)
+    return results
+
+
+def _round_runs(model: Model, feed: list[np.ndarray], least: int) -> int:
+    """How many runs fill one round of about ROUND_MS (at least `least`), after five warm-up runs (the first
+    runs allocate and pack weights)."""
+    warm = [_timed(model, feed) for _ in range(5)]
+    return int(np.clip(ROUND_MS / max(min(warm), 1e-3), least, MAX_RUNS_PER_ROUND))
 
 
 def interleaved_latency(models: Mapping[str, Model], sample: Dataset, min_runs: int,
@@ -117,10 +136,7 @@ def interleaved_feeds(models: Mapping[str, Model], feeds: Mapping[str, list[np.n
     In each round every model runs for about ROUND_MS (at least `min_runs` invocations); a model's p50 is
     the median of its round p50s, so one burst of load from another process does not decide a choice.
     """
-    runs = {}
-    for name, model in models.items():  # warm-up (first runs allocate and pack weights), then a run count
-        warm = [_timed(model, feeds[name]) for _ in range(5)]
-        runs[name] = int(np.clip(ROUND_MS / max(min(warm), 1e-3), min_runs, MAX_RUNS_PER_ROUND))
+    runs = {name: _round_runs(model, feeds[name], min_runs) for name, model in models.items()}
     per_round: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(rounds):
         for name, model in models.items():

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
+from edgekiln.compiler.manifest_schema import provenance
 from edgekiln.compiler.profile.static import OpFacts, onnx_facts, onnx_match, tflite_facts
 
 if TYPE_CHECKING:
@@ -22,6 +23,12 @@ if TYPE_CHECKING:
 
 HOT_SHARE = 0.8
 AGREEMENT = 0.2  # sum of the ops vs the whole: within +-20 % counts as adding up
+METHOD_STATISTIC = {  # runtime/profile.py's methods: how each op's time and the whole's are made
+    "prefix-differences": "each op: the fastest round's time of the model cut after it minus the one cut before "
+                          "(running minimum); whole: the fastest round",
+    "onnxruntime-profiler": "each op: the fastest round's kernel_time of onnxruntime's profiler; whole: the "
+                            "fastest round without the profiler",
+}
 
 
 def profile_model(model_format: str, model_bytes: bytes, threads: int, sample: list[np.ndarray] | None,
@@ -46,7 +53,7 @@ def joined(measured: Mapping[str, Any], model_format: str, model_bytes: bytes, t
         matched = [onnx_match(row["name"], by_name) for row in rows]
     estimates = _estimates(matched, target, measured.get("threads") or 1)
     for row, fact, estimate in zip(rows, matched, estimates, strict=True):
-        row.update({"layer": fact.layer if fact else row["name"], "macs": fact.macs if fact else 0,
+        row.update({"layer": fact.layer if fact else row["name"], "macs": fact.macs if fact else None,
                     "params": fact.params if fact else 0, "weight_bytes": fact.weight_bytes if fact else 0,
                     "dtype": fact.dtype if fact else "", "estimate_ms": estimate,
                     "fast_path": row.get("fast_path", fact.fast_path if fact else None)})
@@ -55,7 +62,10 @@ def joined(measured: Mapping[str, Any], model_format: str, model_bytes: bytes, t
     total, whole = measured["sum_ms"], measured["total_ms"]
     return {"model": name, "format": model_format, "method": measured["method"], "threads": measured["threads"],
             "total_ms": whole, "sum_ms": total, "agreement": agreement(total, whole), "runs": measured["runs"],
-            "profile_s": measured["profile_s"], "estimate": _estimate_label(target, estimates), "ops": rows}
+            "profile_s": measured["profile_s"], "estimate": _estimate_label(target, estimates), "ops": rows,
+            "how": provenance("host", METHOD_STATISTIC.get(measured["method"], str(measured["method"])),
+                              runs=measured["runs"], rounds=measured["runs"], threads=measured["threads"], samples=1,
+                              data="one compiled batch")}
 
 
 def on_device(measured: Profile, bundle: Path, manifest: Manifest) -> Profile:
@@ -67,7 +77,8 @@ def on_device(measured: Profile, bundle: Path, manifest: Manifest) -> Profile:
     name = str(manifest["target"]["name"])
     target = targets.load(name) if name in targets.names() else None
     device = joined(measured, model["format"], (bundle / model["file"]).read_bytes(), target, [], model["file"])
-    return {**device, "measured_on": "device", "machine": measured.get("machine")}
+    return {**device, "measured_on": "device", "machine": measured.get("machine"),
+            "how": {**device["how"], "where": "device"}}
 
 
 def agreement(sum_ms: float, whole_ms: float) -> Agreement:

@@ -22,7 +22,7 @@ class OpFacts:
     """The static columns of one profile row; record feeds the cost model (None: no estimate)."""
 
     layer: str
-    macs: int
+    macs: int | None  # None: unknown (its shapes could not be inferred)
     params: int
     weight_bytes: int
     dtype: str

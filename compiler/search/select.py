@@ -24,8 +24,8 @@ from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
-from edgekiln.compiler.evaluate.timing import ROUND_MS, RoundTiming, interleaved_latency
-from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization
+from edgekiln.compiler.evaluate.timing import ROUND_MS, ROUNDS, ROUNDS_STATISTIC, RoundTiming, interleaved_latency
+from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization, provenance
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import failures, on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -45,7 +45,6 @@ BUILDERS: dict[tuple[str, str], Builder] = {
     ("keras", "tflite"): tflite_builder.build, ("onnx", "tflite"): onnx2tf_builder.build,
     ("keras", "onnx"): onnx_builder.build, ("onnx", "onnx"): onnx_builder.build,
 }
-ROUNDS = 7  # candidates are timed in turn, round by round (judge.interleaved_latency)
 FORMAT_NOTE = ("formats compared on this host: which interpreter is faster here need not be the faster one on "
                "the target's CPU; `edgekiln deploy` measures the shipped model there")
 IDENTICAL = "identical to int8"  # how a builder says a refinement changed nothing (search/tflite_builder.py, onnx.py)
@@ -154,7 +153,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only, _identical_to_int8(built, only))
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads, timed=len(eligible_names) > 1)
-    rows = [_with_stats(r).timed(estimate_ms=_estimate(target, _with_stats(r))) for r in rows] if target else rows
+    rows = [_with_estimate(target, _with_stats(r)) for r in rows] if target else rows
     timed = [r for r in rows if r.timings.host_p50_ms is not None]
     device_method, device_evidence = None, Evidence()
     if racer is not None and target is not None and len(eligible_names) > 1:
@@ -205,10 +204,15 @@ def _ms(evidence: Evidence, row: Candidate) -> float:
     return value if value is not None else float("inf")  # a baseline the device did not time: not the yardstick
 
 
-def _estimate(target: Target, candidate: Candidate) -> float | None:
-    """The target's cost-model estimate of one candidate, from its per-op records and measured coverage."""
+def _with_estimate(target: Target, candidate: Candidate) -> Candidate:
+    """The candidate with the target's cost-model estimate, from its per-op records and measured coverage; where
+    some op's MACs or bytes are unknown there is none, and its notes say why."""
     assert candidate.stats is not None
-    return estimate.candidate_ms(target, candidate.format, candidate.stats.records, candidate.details.get("coverage"))
+    ms = estimate.candidate_ms(target, candidate.format, candidate.stats.records, candidate.details.get("coverage"))
+    unknown = candidate.stats.unknown if target.estimate is not None else None
+    if unknown:
+        candidate = replace(candidate, notes=(*candidate.notes, f"no {target.name} estimate: {unknown}"))
+    return candidate.timed(estimate_ms=ms)
 
 
 def _evidence(rows: list[Candidate], target: Target | None) -> Evidence:
@@ -314,7 +318,9 @@ def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, tab
         "timing": {"measured_on": "host", "threads": threads, "rounds": ROUNDS,
                    "runs_per_candidate": {c.name: c.timings.host_runs for c in table},
                    "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
-                             f"(at least {runs} runs) per round; p50 = median of the round p50s"},
+                             f"(at least {runs} runs) per round; p50 = median of the round p50s",
+                   "how": provenance("host", f"each row's p50: {ROUNDS_STATISTIC}", rounds=ROUNDS, threads=threads,
+                                     samples=1, data="the first golden sample")},
         "details": _without_coverage(chosen.details),
         "coverage": chosen.details.get("coverage"),
         "diagnosis": _diagnosis(diagnoses, chosen.format),

@@ -22,6 +22,7 @@ from typing import Any
 from edgekiln.compiler import manifest_schema
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
+from edgekiln.compiler.evaluate.timing import ROUNDS
 from edgekiln.compiler.recipe import Recipe, check_paths
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.choose import evidence_for
@@ -43,7 +44,7 @@ from edgekiln.compiler.sweep.sweep_json import (
 from edgekiln.targets import Target
 
 SWEEP_FILE = "sweep.json"
-ROUNDS, MIN_RUNS = 7, 3  # as the candidate table is timed (search/select.py)
+MIN_RUNS = 3  # ROUNDS: as the candidate table is timed (evaluate/timing.py)
 
 
 @dataclass(frozen=True)

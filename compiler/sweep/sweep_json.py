@@ -23,7 +23,7 @@ class PointRow(TypedDict):
     sha256: str
     bytes: int
     params: int
-    macs: int
+    macs: int | None
     accuracy: float | None
     accuracy_drop: float | None
     reference_accuracy: float | None
