@@ -680,6 +680,38 @@ class Memory(MemoryBasis):
     budget_mb: int
 
 
+class VocabularyCosine(TypedDict):
+    """The cosine of the vocabulary-pruned model's pooled sentence embedding to the source's, on these sentences."""
+
+    mean: float
+    p5: float
+    sentences: int
+
+
+class Vocabulary(TypedDict):
+    """--vocab-from (compiler/vocab_stage.py): the word-embedding rows kept, what chose them, their bytes (float32)
+    before and after, the share of the corpus's / unseen sentences' tokens kept, and the cosine to the source."""
+
+    corpus: str
+    corpus_sentences: int
+    rows_before: int
+    rows_after: int
+    special_tokens: int
+    alphabet_tokens: int
+    corpus_tokens: int
+    filled_to_vocab_size: int
+    corpus_tokens_dropped: int
+    embedding_bytes_before: int
+    embedding_bytes_after: int
+    params_before: int
+    params_after: int
+    coverage_corpus: float
+    cosine_corpus: VocabularyCosine
+    coverage_unseen: NotRequired[float]
+    cosine_unseen: NotRequired[VocabularyCosine]
+    tokenizer: str
+
+
 class Manifest(TypedDict):
     schema_version: int
     compiler: dict[str, str]
@@ -698,6 +730,7 @@ class Manifest(TypedDict):
     memory: Memory
     golden: Golden
     accuracy: NotRequired[Accuracy]
+    vocabulary: NotRequired[Vocabulary]
     warnings: list[str]
     null_values: dict[str, str]
 

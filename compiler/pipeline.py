@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln import targets as target_data
-from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage
+from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage, vocab_stage
 from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
@@ -68,6 +68,10 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         check_labels(graph, data)                          # labels index the model's classes
         check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
         loaded = Loaded(graph, source_format, data, Reference(graph))  # the source's outputs: once per dataset
+        cut = vocab_stage.prune(graph, recipe, data, Path(work), progress)  # None without --vocab-from
+        if cut is not None:  # the cut model and its re-read data from here on, judged against the source
+            loaded = Loaded(graph, source_format, cut.data, cut.reference)
+            graph, data = cut.graph, cut.data
         search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer)
         pruned = pruning_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
@@ -83,7 +87,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory_mb, measured,
-                                          pruning, profile))
+                                          pruning, profile, cut.block if cut else None))
         progress("Writing the bundle")
         bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
     return BuildResult(output, built, tuple(built["warnings"]))
@@ -104,7 +108,7 @@ class Search:
 
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
-        reference = self.reference if graph is self.reference.graph else Reference(graph)
+        reference = self.reference if graph is self.reference.subject else Reference(graph)
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
                       scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
                       self.racer, reference)
