@@ -712,6 +712,23 @@ class Vocabulary(TypedDict):
     tokenizer: str
 
 
+class TextSection(TypedDict):
+    """A bundle that takes text (compiler/text_bundle.py, read by runtime/text.py): its tokenizer file, the length
+    it pads to, each token input's role (ids, mask, types), which output is pooled, how, and whether normalized;
+    the golden sentences whose embeddings golden.npz holds (`text_embedding`)."""
+
+    tokenizer: str
+    seq_len: int
+    pad_id: int
+    pad_token: str
+    inputs: dict[str, str]
+    output: int
+    pooling: str
+    normalize: bool
+    pooling_from: str
+    golden_sentences: list[str]
+
+
 class Manifest(TypedDict):
     schema_version: int
     compiler: dict[str, str]
@@ -731,6 +748,7 @@ class Manifest(TypedDict):
     golden: Golden
     accuracy: NotRequired[Accuracy]
     vocabulary: NotRequired[Vocabulary]
+    text: NotRequired[TextSection]
     warnings: list[str]
     null_values: dict[str, str]
 

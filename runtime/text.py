@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .model import SampleResult
+
 ROLES = ("ids", "mask", "types")  # what each token input holds, by name (compiler/text.py names them)
 
 
@@ -57,3 +59,10 @@ class TextEncoder:
         """The sentence embeddings of the model's outputs: the configured output, pooled and normalized."""
         pooled = pool(outputs[self.text.get("output", 0)].astype(np.float32), mask, self.text["pooling"])
         return normalized(pooled) if self.text["normalize"] else pooled
+
+
+def text_samples(got: np.ndarray, expected: np.ndarray, first: int, atol: float, rtol: float) -> list[SampleResult]:
+    """Each golden sentence's embedding against the recorded one, numbered after the token-array samples."""
+    diffs = np.abs(got - expected)
+    return [SampleResult(first + i, bool(np.all(d <= atol + rtol * np.abs(e))), float(d.max()))
+            for i, (d, e) in enumerate(zip(diffs, expected, strict=True))]
