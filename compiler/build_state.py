@@ -9,7 +9,7 @@ from typing import Any
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.device.compat import PeakMemory
 from edgekiln.compiler.evaluate.reference import Reference
-from edgekiln.compiler.manifest_schema import Profile, Pruning
+from edgekiln.compiler.manifest_schema import Profile, Pruning, TextSection, Vocabulary
 from edgekiln.compiler.measure import Measured
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.search.select import Selection
@@ -55,6 +55,8 @@ class BuildState:
     measured: Measured
     pruning: Pruning | None
     profile: Profile
+    vocabulary: Vocabulary | None = None  # --vocab-from (compiler/vocab_stage.py)
+    text: TextSection | None = None  # a build from sentences: the bundle takes text (compiler/text_bundle.py)
 
     @property
     def selection(self) -> Selection:

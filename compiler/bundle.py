@@ -9,9 +9,9 @@ from __future__ import annotations
 import io
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from edgekiln.compiler.errors import OutputError
 from edgekiln.compiler.manifest import MODEL_FILES, dumps
 from edgekiln.compiler.manifest_schema import Manifest, TensorEntry
 from edgekiln.compiler.paths import creatable
+from edgekiln.compiler.text_bundle import TOKENIZERS_PIN
 
 if TYPE_CHECKING:
     from edgekiln.compiler.measure import Measured
@@ -39,6 +40,7 @@ class BundleContents:
     golden: dict[str, np.ndarray]
     requirements: list[str]
     readme: str
+    files: dict[str, bytes] = field(default_factory=dict)  # more files by name: a text bundle's tokenizer.json
 
 
 def check_writable(output: Path, force: bool) -> None:
@@ -74,8 +76,11 @@ def write(output: Path, contents: BundleContents, force: bool = False) -> Path:
 
 def _fill(directory: Path, contents: BundleContents) -> None:
     (directory / MODEL_FILES[contents.model_format]).write_bytes(contents.model_bytes)
+    for name, data in contents.files.items():
+        (directory / name).write_bytes(data)
+    golden = {**contents.golden, **_text_golden(directory, contents)}
     buffer = io.BytesIO()
-    np.savez(buffer, allow_pickle=False, **contents.golden)
+    np.savez(buffer, allow_pickle=False, **golden)
     (directory / "golden.npz").write_bytes(buffer.getvalue())
     (directory / "requirements.txt").write_text("\n".join(contents.requirements) + "\n")
     (directory / "README.md").write_text(contents.readme)
@@ -84,6 +89,17 @@ def _fill(directory: Path, contents: BundleContents) -> None:
     (directory / "manifest.json").write_text(dumps(contents.manifest))  # its presence marks a bundle
     report.write(directory)  # a view of the manifest just written, as `edgekiln report` would remake it
     directory.chmod(0o755)
+
+
+def _text_golden(directory: Path, contents: BundleContents) -> dict[str, np.ndarray]:
+    """A bundle that takes text: its golden sentences' embeddings, made by the bundle's own runtime from the files
+    just written (tokenizer, model), as `python -m runtime embed` will make them on the device."""
+    text = contents.manifest.get("text")
+    if not text:
+        return {}
+    manifest = cast(dict[str, Any], contents.manifest)
+    model = runtime.BundleModel(directory, manifest, contents.model_bytes, threads=1)
+    return {"text_embedding": model.embed(list(text["golden_sentences"]))}
 
 
 def _swap_in(staging: Path, output: Path) -> None:
@@ -102,10 +118,15 @@ def _swap_in(staging: Path, output: Path) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
-def contents(selection: Selection, manifest: Manifest, measured: Measured, target: Target) -> BundleContents:
-    """What the bundle of a build holds: the shipped model, its manifest, golden vectors, device files."""
-    return BundleContents(selection.model, selection.format, manifest, measured.golden,
-                          compat.requirements(target, selection.format), device_readme(manifest, target))
+def contents(selection: Selection, manifest: Manifest, measured: Measured, target: Target,
+             files: dict[str, bytes] | None = None) -> BundleContents:
+    """What the bundle of a build holds: the shipped model, its manifest, golden vectors, device files; a bundle
+    that takes text also its tokenizer, and the `tokenizers` package in its requirements."""
+    requirements = compat.requirements(target, selection.format)
+    if "text" in manifest:
+        requirements.append(TOKENIZERS_PIN)
+    return BundleContents(selection.model, selection.format, manifest, measured.golden, requirements,
+                          device_readme(manifest, target), dict(files or {}))
 
 
 def _venv_lines(target: Target) -> str:

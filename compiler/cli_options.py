@@ -70,6 +70,10 @@ TextOpt = Annotated[Path | None, typer.Option("--text", help="Calibration senten
                                                              "same as --calib FILE.txt.")]
 TokenizerOpt = Annotated[Path | None, typer.Option(help="tokenizer.json that turns --text / .txt data into "
                                                         "token ids.")]
+VocabFromOpt = Annotated[str | None, typer.Option(help="Keep only the vocabulary this corpus (one sentence a "
+                                                     "line) uses, and ship the tokenizer for it; 'auto': the --text "
+                                                     "sentences.")]
+VocabSizeOpt = Annotated[int | None, typer.Option(help="With --vocab-from: keep this many tokens.")]
 SeqLenOpt = Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.")]
 RecipeFileOpt = Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")]
 UnsafeOpt = Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")]

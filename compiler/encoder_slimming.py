@@ -218,16 +218,22 @@ def _apply(kit: Kit[ModelT], model: ModelT, drop: int | None, ratio: float | Non
 def _search(kit: Kit[ModelT], recipe: Recipe, data: Datasets, recover: bool, progress: Progress
             ) -> tuple[ModelT, Facts]:
     """--drop-layers auto / --prune-heads auto (compiler/prune/encoder_auto.py)."""
+    from edgekiln.compiler.evaluate import output_kinds
     from edgekiln.compiler.prune import encoder_auto
 
     dataset = judging_set(data)
-    judge, reference = encoder_auto.judge_with(lambda model: kit.predict(model, dataset), kit.source,
-                                               dataset.labels)
+    source_output = kit.predict(kit.source, dataset)  # once: the kind is read from it, the judge compares with it
+    kind = "embedding" if recipe.embedding else output_kinds.infer(source_output)
+    judge, reference = encoder_auto.judge_with(
+        lambda model: source_output if model is kit.source else kit.predict(model, dataset), kit.source,
+        dataset.labels)
     blocks = kit.blocks() if recipe.drop_layers == "auto" else 0
     heads = kit.head_counts() if recipe.prune_heads == "auto" else []
 
     def apply(drop: int, ratio: float) -> tuple[ModelT, Facts]:
         return _apply(kit, kit.source, drop if drop or not ratio else None, ratio or None, recover, progress)
 
-    model, block = encoder_auto.run(apply, judge, reference, blocks, heads, recipe, progress)
-    return model, {**block, "judged_on": data_note(data, "output cosine and top-1 agreement with the source")}
+    model, block = encoder_auto.run(apply, judge, reference, blocks, heads, recipe, progress, kind)
+    measure = "top-1 agreement and output cosine" if kind == "class" else "output cosine"
+    return model, {**block, "judged_as": kind,
+                   "judged_on": data_note(data, f"{measure} with the source (the output is judged as {kind})")}

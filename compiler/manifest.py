@@ -102,6 +102,10 @@ def build(state: BuildState) -> Manifest:
     }
     if state.pruning and state.pruning["measured"]:
         _add_pruning_measurements(sections, state.pruning["measured"])
+    if state.vocabulary is not None:
+        sections["vocabulary"] = state.vocabulary
+    if state.text is not None:
+        sections["text"] = state.text
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]

@@ -725,6 +725,55 @@ class Memory(MemoryBasis):
     how: NotRequired[Provenance]
 
 
+class VocabularyCosine(TypedDict):
+    """The cosine of the vocabulary-pruned model's pooled sentence embedding to the source's, on these sentences."""
+
+    mean: float
+    p5: float
+    sentences: int
+
+
+class Vocabulary(TypedDict):
+    """--vocab-from (compiler/vocab_stage.py): the word-embedding rows kept, what chose them, their bytes (float32)
+    before and after, the share of the corpus's / unseen sentences' tokens kept, and the cosine to the source."""
+
+    corpus: str
+    corpus_sentences: int
+    rows_before: int
+    rows_after: int
+    special_tokens: int
+    alphabet_tokens: int
+    corpus_tokens: int
+    filled_to_vocab_size: int
+    corpus_tokens_dropped: int
+    embedding_bytes_before: int
+    embedding_bytes_after: int
+    params_before: int
+    params_after: int
+    coverage_corpus: float
+    cosine_corpus: VocabularyCosine
+    coverage_unseen: NotRequired[float]
+    cosine_unseen: NotRequired[VocabularyCosine]
+    tokenizer: str
+
+
+class TextSection(TypedDict):
+    """A bundle that takes text (compiler/text_bundle.py, read by runtime/text.py): its tokenizer file, the length
+    it pads to, each token input's role (ids, mask, types), which output is pooled, how, and whether normalized;
+    the golden sentences whose embeddings golden.npz holds (`text_embedding`)."""
+
+    tokenizer: str
+    seq_len: int
+    pad_id: int
+    pad_token: str
+    inputs: dict[str, str]
+    output: int
+    pooling: str
+    normalize: bool
+    pooling_from: str
+    golden_sentences: list[str]
+
+
 class Manifest(TypedDict):
     schema_version: int
     compiler: dict[str, str]
@@ -743,6 +792,8 @@ class Manifest(TypedDict):
     memory: Memory
     golden: Golden
     accuracy: NotRequired[Accuracy]
+    vocabulary: NotRequired[Vocabulary]
+    text: NotRequired[TextSection]
     warnings: list[str]
     null_values: dict[str, str]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln import targets as target_data
-from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage
+from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage, text_bundle, vocab_stage
 from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
@@ -56,6 +56,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         raise RecipeError("a build needs real input data for measurement and golden vectors",
                           "pass --calib DATA and/or --eval DATA")
     with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+        if recipe.tokenizer:  # the bundle takes text: the device tokenizes
+            compat.enforce(partial(_check_pin, target, text_bundle.TOKENIZERS_PIN), recipe.force, notes)
         progress("Loading the source model")
         source_format = detect_format(recipe.source)
         graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch,
@@ -68,6 +70,10 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         check_labels(graph, data)                          # labels index the model's classes
         check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
         loaded = Loaded(graph, source_format, data, Reference(graph))  # the source's outputs: once per dataset
+        cut = vocab_stage.prune(graph, recipe, data, Path(work), progress)  # None without --vocab-from
+        if cut is not None:  # the cut model and its re-read data from here on, judged against the source
+            loaded = Loaded(graph, source_format, cut.data, cut.reference)
+            graph, data = cut.graph, cut.data
         search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer)
         pruned = pruning_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
@@ -82,10 +88,13 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
+        tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
+        text = text_bundle.section(recipe, tokenizer, graph.inputs, recipe.golden_samples) if tokenizer else None
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory, measured,
-                                          pruning, profile))
+                                          pruning, profile, cut.block if cut else None, text))
         progress("Writing the bundle")
-        bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
+        files = {text_bundle.TOKENIZER_FILE: Path(tokenizer).read_bytes()} if text and tokenizer else {}
+        bundle.write(output, bundle.contents(selection, built, measured, target, files), force=recipe.force)
     return BuildResult(output, built, tuple(built["warnings"]))
 
 
@@ -104,7 +113,7 @@ class Search:
 
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
-        reference = self.reference if graph is self.reference.graph else Reference(graph)
+        reference = self.reference if graph is self.reference.subject else Reference(graph)
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
                       scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
                       self.racer, reference)
@@ -139,6 +148,13 @@ def _data_shapes(recipe: Recipe, source_format: str) -> dict[str, dict[str, tupl
     if framework(source_format) != "onnx":
         return {}
     return shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})
+
+
+def _check_pin(target: Target, pin: str) -> None:
+    problem = compat.pin_problem(target, pin)
+    if problem:
+        raise TargetError(f"the bundle takes text, so the device tokenizes: {problem}",
+                          "build for a target with a wheel for it, or from token arrays (.npz) instead of --text")
 
 
 def resolve_target(name: str) -> Target:

@@ -85,6 +85,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "prune_time": (1.0, 1e6),          # seconds
     "seq_len": (1, 65_536),            # tokens
     "drop_layers": (0, 1_000),         # encoder blocks
+    "vocab_size": (1, 10_000_000),     # tokens kept by --vocab-from
     "min_cosine": (0.0, 1.0),          # cosine similarity floors, above 0 (OPEN_BELOW): a floor of 0 or less
     "min_cosine_p5": (0.0, 1.0),       # passes vectors at right angles to the source's, no floor at all
 }
@@ -96,9 +97,12 @@ INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
 BOOLS = ("int8_io", "unsafe", "force", "embedding")
 # What an output is, for judging it (compiler/evaluate/output_kinds.py): a class decision, an embedding, values.
 OUTPUT_KINDS = ("class", "embedding", "values")
-PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
+# text (or os.PathLike from Python)
+PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer", "vocab_from")
 AUTO = frozenset({"drop_layers"})  # numeric options that also take "auto"
-OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5")  # None: not given
+# None: not given
+OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5", "vocab_size")
+NULLABLE_PATHS = ("calib", "eval", "train", "tokenizer", "vocab_from")
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
 
@@ -147,6 +151,11 @@ class Recipe:
         to search the share under the budget (compiler/prune/encoder_auto.py).
     drop_layers: remove this many whole encoder blocks (the last ones; the residual stream passes through), or
         "auto" to search the count under the budget.
+    vocab_from: keep the word-embedding rows of the tokens this corpus (text, one sentence a line) produces, the
+        special tokens and the corpus's single characters, and ship the tokenizer numbering them (compiler/vocab.py);
+        "auto": the calibration sentences are the corpus. None: the whole vocabulary.
+    vocab_size: with vocab_from, keep this many tokens (filled in the vocabulary's own order, or cut to the
+        corpus's most frequent).
     tokenizer: a tokenizer.json for text data (.txt, one sentence a line; `LABEL<TAB>sentence` labels it).
     seq_len: the token sequence length where the model leaves it open (text is padded / truncated to it).
     variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only
@@ -186,6 +195,8 @@ class Recipe:
     drop_layers: int | str | None = None
     tokenizer: str | None = None
     seq_len: int | None = None
+    vocab_from: str | None = None
+    vocab_size: int | None = None
     min_cosine: float | None = None
     min_cosine_p5: float | None = None
     embedding: bool = False
@@ -231,6 +242,11 @@ class Recipe:
         if self.prune_heads is not None and not self.calib:
             raise RecipeError("--prune-heads needs calibration data: heads are scored and re-fitted on it",
                               "pass --calib DATA")
+        if self.vocab_from is not None and not self.tokenizer:
+            raise RecipeError("--vocab-from prunes the tokenizer's vocabulary: it needs --tokenizer tokenizer.json")
+        if self.vocab_size is not None and self.vocab_from is None:
+            raise RecipeError("--vocab-size sets how many tokens --vocab-from keeps",
+                              "add --vocab-from CORPUS.txt (or auto), or leave out --vocab-size")
         if self.variant is not None and self.format in (None, Format.auto):
             raise RecipeError(f"variant '{self.variant}' needs one format", "add format = \"tflite\" or \"onnx\"")
         if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
@@ -265,7 +281,7 @@ class Recipe:
             value = getattr(self, name)
             if isinstance(value, os.PathLike):
                 object.__setattr__(self, name, value := os.fspath(value))
-            if not (value is None and name in ("calib", "eval", "train", "tokenizer")) and not isinstance(value, str):
+            if not (value is None and name in NULLABLE_PATHS) and not isinstance(value, str):
                 raise RecipeError(f"{name} must be a path (text), got {value!r}")
         if not self.source or not self.target:
             raise RecipeError("a recipe needs a source model and a target", "e.g. edgekiln build model.keras -t rpi4")
@@ -313,7 +329,8 @@ def check_paths(recipe: Recipe) -> None:
     """The files a recipe names exist, before any work (the output is checked by the bundle writer)."""
     existing(recipe.source, "model", error=InputModelError)
     for role, path in (("calibration data", recipe.calib), ("evaluation data", recipe.eval),
-                       ("training data", recipe.train), ("tokenizer", recipe.tokenizer)):
+                       ("training data", recipe.train), ("tokenizer", recipe.tokenizer),
+                       ("vocabulary corpus", None if recipe.vocab_from == "auto" else recipe.vocab_from)):
         if path:
             existing(path, role, error=DataError)
 

@@ -32,14 +32,19 @@ def load_text(path: Path, specs: list[InputSpec], role: str, tokenizer: str | No
     if tokenizer is None:
         raise DataError(f"{role} data {path} is text: it needs the model's tokenizer",
                         "pass --tokenizer tokenizer.json (the one the model was trained with)")
-    roles = {spec.name: _role(spec, role, path) for spec in specs}
-    length = _sequence_length(specs, seq_len, role, path)
-    sentences, labels = _read_lines(path, role)
-    encoded = _tokenizer(tokenizer, length).encode_batch(sentences)
+    roles = token_roles(specs, role, path)
+    length = sequence_length(specs, seq_len, role, path)
+    sentences, labels = read_sentences(path, role)
+    encoded = tokenizer_for(tokenizer, length).encode_batch(sentences)
     ids = np.array([e.ids for e in encoded], np.int64)
     mask = np.array([e.attention_mask for e in encoded], np.int64)
     arrays = {"ids": ids, "mask": mask, "types": np.array([e.type_ids for e in encoded], np.int64)}
     return Dataset({name: arrays[kind] for name, kind in roles.items()}, labels, str(path))
+
+
+def token_roles(specs: list[InputSpec], role: str, path: Path) -> dict[str, str]:
+    """What each token input holds, by input name: "ids", "mask" or "types" (runtime/text.py ROLES)."""
+    return {spec.name: _role(spec, role, path) for spec in specs}
 
 
 def _role(spec: InputSpec, role: str, path: Path) -> str:
@@ -50,7 +55,7 @@ def _role(spec: InputSpec, role: str, path: Path) -> str:
     return "mask" if "mask" in name else "types" if "type" in name or "segment" in name else "ids"
 
 
-def _sequence_length(specs: list[InputSpec], seq_len: int | None, role: str, path: Path) -> int:
+def sequence_length(specs: list[InputSpec], seq_len: int | None, role: str, path: Path) -> int:
     fixed = {spec.shape[1] for spec in specs if spec.shape[1] > 0}
     if len(fixed) > 1:
         raise DataError(f"the model's token inputs have different lengths {sorted(fixed)}; {path} cannot fill them")
@@ -65,7 +70,8 @@ def _sequence_length(specs: list[InputSpec], seq_len: int | None, role: str, pat
     return seq_len
 
 
-def _read_lines(path: Path, role: str) -> tuple[list[str], np.ndarray | None]:
+def read_sentences(path: Path, role: str) -> tuple[list[str], np.ndarray | None]:
+    """The sentences of a text file, and their labels when every line has one."""
     try:
         lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
     except (OSError, UnicodeDecodeError) as exc:
@@ -84,7 +90,7 @@ def _read_lines(path: Path, role: str) -> tuple[list[str], np.ndarray | None]:
     return [parts[1].strip() for parts in split], np.array([int(parts[0]) for parts in split], np.int64)
 
 
-def _tokenizer(path: str, length: int) -> Tokenizer:
+def tokenizer_for(path: str, length: int) -> Tokenizer:
     from tokenizers import Tokenizer
 
     source = Path(path)
@@ -95,13 +101,13 @@ def _tokenizer(path: str, length: int) -> Tokenizer:
     except Exception as exc:  # noqa: BLE001  (the Rust library raises plain Exception with its parser's message)
         raise DataError(f"{source} is not a tokenizer.json the tokenizers library reads ({str(exc)[:160]})",
                         "save it with tokenizer.save('tokenizer.json')") from None
-    pad_id = _pad_id(tokenizer)
+    padding = pad_id(tokenizer)
     tokenizer.enable_truncation(length)
-    tokenizer.enable_padding(length=length, pad_id=pad_id, pad_token=tokenizer.id_to_token(pad_id) or "[PAD]")
+    tokenizer.enable_padding(length=length, pad_id=padding, pad_token=tokenizer.id_to_token(padding) or "[PAD]")
     return tokenizer
 
 
-def _pad_id(tokenizer: Tokenizer) -> int:
+def pad_id(tokenizer: Tokenizer) -> int:
     """The tokenizer's own padding id when it has one, else its pad token's, else 0 (BERT's [PAD])."""
     if tokenizer.padding is not None:
         return int(tokenizer.padding["pad_id"])

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .model import Model, ValidationReport, compare_golden, to_compiled
+from .text import TextEncoder, text_samples
 
 __all__ = ["BundleError", "BundleModel", "ChecksumError", "Model", "load"]
 __version__ = "1"
@@ -46,6 +47,7 @@ class BundleModel(Model):
         layouts = {t["name"]: t["layout"] for t in tensors if t.get("layout")}
         super().__init__(manifest["model"]["format"], model_bytes, threads, layouts)
         self.bundle_dir, self.manifest = bundle_dir, manifest
+        self._text: TextEncoder | None = None
 
     def golden(self) -> dict[str, np.ndarray]:
         """The golden vectors, checked against this model's inputs and outputs."""
@@ -73,9 +75,26 @@ class BundleModel(Model):
         return arrays
 
     def validate(self) -> ValidationReport:
-        """Golden inputs through this interpreter, compared with the outputs recorded at build time."""
+        """Golden inputs through this interpreter, compared with the outputs recorded at build time; a bundle that
+        takes text also embeds its golden sentences and compares the embeddings recorded at build time."""
         spec = self.manifest["golden"]
-        return compare_golden(self, self.golden(), float(spec["atol"]), float(spec["rtol"]))
+        report = compare_golden(self, self.golden(), float(spec["atol"]), float(spec["rtol"]))
+        text = self.manifest.get("text")
+        if text:
+            expected = self.golden()["text_embedding"]
+            got = self.embed(list(text["golden_sentences"]))
+            report.samples += text_samples(got, expected, len(report.samples), report.atol, report.rtol)
+        return report
+
+    def embed(self, sentences: list[str]) -> np.ndarray:
+        """Sentences -> [len(sentences), width] embeddings, as the source model's users compute them (the bundle's
+        tokenizer, padding, attention mask, pooling and normalization: runtime/text.py)."""
+        if not self.manifest.get("text"):
+            raise BundleError("this bundle takes token arrays, not text: it was built without --tokenizer")
+        if self._text is None:
+            self._text = TextEncoder(self.bundle_dir, self.manifest["text"])
+        feeds, mask = self._text.feeds(sentences, [info.name for info in self.inputs])
+        return self._text.embeddings(self.predict_list(feeds), mask)
 
     def raw_feeds(self, sample: list[np.ndarray] | None) -> list[np.ndarray]:
         """A bundle is benchmarked and profiled on its first golden input by default."""

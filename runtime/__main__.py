@@ -1,4 +1,4 @@
-"""`python -m runtime info | validate | bench | profile | race` from inside a bundle (or with --bundle DIR).
+"""`python -m runtime info | validate | bench | profile | embed "text" ... | race` from a bundle (or --bundle DIR).
 
 Exit codes: 0 success, 1 failure (checksum, mismatch, unreadable bundle), 2 usage.
 """
@@ -35,7 +35,8 @@ def _count(low: int) -> Callable[[str], int]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["info", "validate", "bench", "profile"])
+    parser.add_argument("command", choices=["info", "validate", "bench", "profile", "embed"])
+    parser.add_argument("sentences", nargs="*", help="embed: the sentences (a bundle built from text)")
     parser.add_argument("--bundle", type=Path, default=None, help="bundle directory (default: this bundle)")
     parser.add_argument("--threads", type=_count(1), default=None, help="interpreter threads (default: target's)")
     parser.add_argument("--runs", type=_count(1), default=100, help="timed runs for bench")
@@ -108,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
             return _info(model, args.json)
         if args.command == "validate":
             return _validate(model, args.json)
+        if args.command == "embed":
+            vectors = model.embed(args.sentences) if args.sentences else np.zeros((0, 0), np.float32)
+            print(jsonsafe.dumps([[round(float(v), 6) for v in row] for row in vectors]))
+            return 0
         return _profile(model, args.json) if args.command == "profile" else \
             _bench(model, args.runs, args.warmup, args.json)
     except (BundleError, OSError, ValueError, KeyError, TypeError, ImportError) as exc:  # one line, no traceback

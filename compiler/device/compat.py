@@ -152,19 +152,26 @@ def check_wheels(target: Target, model_format: str) -> None:
 
 def wheel_problem(target: Target, model_format: str) -> str | None:
     """Why this format's pins cannot be installed on the target, or None when they can."""
-    table = _tables().wheels
     for pin in reversed(base_pins(target, model_format)):  # the interpreter first: it matters most
-        facts = table.get(pin)
-        if facts is None:
-            return f"edgekiln knows no wheels for {pin} (target {target.name}; add it to targets/wheels.toml)"
-        if facts.get("apt", {}).get(target.arch) in target.apt_packages:
-            continue
-        oldest_glibc = facts["glibc"].get(target.arch)
-        if target.python not in facts["python"] or oldest_glibc is None or \
-                _version(target.glibc) < _version(oldest_glibc):
-            return (f"{pin} has no wheel for {target.arch} / Python {target.python} / glibc {target.glibc} "
-                    f"(target {target.name}); wheels exist for Python {', '.join(facts['python'])} on "
-                    f"{', '.join(sorted(facts['glibc']))}")
+        problem = pin_problem(target, pin)
+        if problem:
+            return problem
+    return None
+
+
+def pin_problem(target: Target, pin: str) -> str | None:
+    """Why one pinned package cannot be installed on the target (targets/wheels.toml), or None when it can."""
+    facts = _tables().wheels.get(pin)
+    if facts is None:
+        return f"edgekiln knows no wheels for {pin} (target {target.name}; add it to targets/wheels.toml)"
+    if facts.get("apt", {}).get(target.arch) in target.apt_packages:
+        return None
+    oldest_glibc = facts["glibc"].get(target.arch)
+    if target.python not in facts["python"] or oldest_glibc is None or \
+            _version(target.glibc) < _version(oldest_glibc):
+        return (f"{pin} has no wheel for {target.arch} / Python {target.python} / glibc {target.glibc} "
+                f"(target {target.name}); wheels exist for Python {', '.join(facts['python'])} on "
+                f"{', '.join(sorted(facts['glibc']))}")
     return None
 
 

@@ -258,6 +258,16 @@ def _found(best: tuple[ModelT, dict[str, Any]] | None, probes: list[Probe], stop
     return Found(chosen.setting, best[0], best[1], tuple(probes), stopped)
 
 
+def _why_none(probes: Sequence[Probe]) -> str:
+    """Why the search found nothing, in a clause: the mildest setting probed and the figures it missed, or that no
+    setting removes anything (every layer's head count rounds its removal to 0 and no block can go)."""
+    if not probes:
+        return " (no setting removes anything from this encoder: nothing was probed)"
+    mildest = max(probes, key=lambda p: p.params)
+    return (f" (the mildest setting probed, drop {mildest.setting.drop} block(s) and heads "
+            f"{mildest.setting.heads:g}, missed: {'; '.join(mildest.misses)})")
+
+
 def judge_with(predict: Callable[[ModelT], np.ndarray], source: ModelT, labels: np.ndarray | None
                ) -> tuple[Callable[[ModelT], Quality], Quality]:
     """A judge comparing a model's first output with the source's on the same samples (`predict` runs a
@@ -280,16 +290,18 @@ def judge_with(predict: Callable[[ModelT], np.ndarray], source: ModelT, labels: 
 
 
 def run(apply: Apply[ModelT], judge: Callable[[ModelT], Quality], reference: Quality, blocks: int,
-        head_counts: Sequence[int], recipe: Recipe, progress: Callable[[str], None] = lambda line: None
-        ) -> tuple[ModelT, dict[str, Any]]:
+        head_counts: Sequence[int], recipe: Recipe, progress: Callable[[str], None] = lambda line: None,
+        kind: str = "class") -> tuple[ModelT, dict[str, Any]]:
     """Search the recipe's auto knob(s), then the slimmed model and its pruning block: the chosen setting's
-    facts (from `apply`), the search, and a warning when nothing met the budget. Then the fallback is applied:
-    the auto knobs at 0, a fixed knob as given (`apply(0, 0.0)` must return the model unchanged, with facts).
+    facts (from `apply`), the search, and a warning when nothing met the budget, saying which figure the mildest
+    setting missed. Then the fallback is applied: the auto knobs at 0, a fixed knob as given (`apply(0, 0.0)`
+    must return the model unchanged, with facts). `kind`: the output's kind (evaluate/output_kinds.py); only a
+    class decision is held to top-1 agreement, an embedding is judged by its cosine alone.
     """
     drop, ratio = recipe.drop_layers, recipe.prune_heads
     assert "auto" in (drop, ratio), "a fixed setting needs no search"
     limit = budget(recipe.max_drop, reference.accuracy, recipe.min_cosine, recipe.min_cosine_p5,
-                   top1=not recipe.embedding)
+                   top1=kind == "class" and not recipe.embedding)
     rows, cols = grid(blocks, head_counts, 0 if drop is None else drop, 0.0 if ratio is None else ratio)
     progress(f"Slimming: searching {len(rows)} drop count(s) x {len(cols)} head ratio(s) ({limit.rule})")
     found = search(apply, judge, limit, rows, cols, progress=progress)
@@ -299,8 +311,9 @@ def run(apply: Apply[ModelT], judge: Callable[[ModelT], Quality], reference: Qua
         model, facts = apply(*fixed)
         kept = "so nothing was removed" if fixed == (0, 0.0) else \
             f"so only the fixed setting was applied (drop {fixed[0]}, heads {fixed[1]:g})"
-        warnings.append(f"pruning: no auto setting met the budget ({limit.rule}) after re-fit, {kept}; raise "
-                        "--max-drop, lower the cosine floor, or give --drop-layers N / --prune-heads R")
+        warnings.append(f"pruning: no auto setting met the budget ({limit.rule}) after re-fit, {kept}"
+                        f"{_why_none(found.probes)}; raise --max-drop, lower the cosine floor, or give "
+                        "--drop-layers N / --prune-heads R")
     else:
         assert found.model is not None and found.facts is not None, "a chosen setting has its model"
         model, facts = found.model, found.facts

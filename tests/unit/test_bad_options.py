@@ -12,6 +12,8 @@ from tests.unit import onnx_models
 
 # (recipe field, bad value, what the one-line error says)
 BAD_VALUES = [
+    ("vocab_size", 5, "--vocab-size sets how many tokens --vocab-from keeps"),
+    ("vocab_from", "corpus.txt", "--vocab-from prunes the tokenizer's vocabulary: it needs --tokenizer"),
     ("max_drop", -1.0, "max_drop must be a number from 0 to 100, got -1"),
     ("max_drop", 250.0, "max_drop must be a number from 0 to 100, got 250"),
     ("max_drop", float("nan"), "max_drop must be a number from 0 to 100, got nan"),
@@ -82,7 +84,7 @@ def test_toml_recipe_refuses(tmp_path, field, value, message):
 
 def test_every_numeric_option_has_limits():
     numeric = {"calib_samples", "holdout_samples", "golden_samples", "batch", "threads", "bench_runs", "max_drop",
-               "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5"}
+               "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5", "vocab_size"}
     assert set(LIMITS) == numeric
     for low, high in LIMITS.values():
         assert low < high

@@ -113,6 +113,8 @@ GIVEN = [
     (["--text", "{text}"], "calib", "{text}"),
     (["--tokenizer", "{tok}"], "tokenizer", "{tok}"),
     (["--seq-len", "16"], "seq_len", 16),
+    (["--vocab-from", "auto", "--tokenizer", "{tok}"], "vocab_from", "auto"),
+    (["--vocab-size", "50", "--vocab-from", "auto", "--tokenizer", "{tok}"], "vocab_size", 50),
     (["--recipe", "{recipe}"], "golden_samples", 5),
     (["--unsafe"], "unsafe", True),
 ]

@@ -121,3 +121,34 @@ def test_the_probe_count_is_bounded_and_the_stop_recorded():
     rows, cols = [5, 4, 3, 2, 1, 0], [0.0, 0.25, 0.5, 0.75]
     found = auto.search(table.apply, lambda m: _cosines(1.0, 1.0, accuracy=0.0), LABELS, rows, cols, max_probes=4)
     assert len(found.probes) == 4 and found.stopped == "stopped after 4 probes" and found.setting is None
+
+
+class Agreeing(Table):
+    """Judged without labels: the cosine stays high, the argmax over the vector flips on most samples (as it does
+    for an embedding, where the argmax means nothing)."""
+
+    def judge(self, model: tuple[int, float]) -> Quality:
+        return _cosines(0.999, 0.995, agreement=1.0 if model == (0, 0.0) else 0.4)
+
+
+def test_an_embedding_is_judged_by_its_cosine_alone_and_a_class_vector_also_by_top1():
+    recipe = Recipe(source="m.onnx", calib="c.npz", prune_heads="auto")
+    heads_only = Agreeing({})
+    model, block = auto.run(heads_only.apply, heads_only.judge, _cosines(1.0, 1.0, agreement=1.0), 3, [4, 4, 4],
+                            recipe, kind="embedding")
+    assert model == (0, 0.75) and block["search"]["floors"]["min_agreement"] is None and not block["warnings"]
+    as_class = Agreeing({})
+    model, block = auto.run(as_class.apply, as_class.judge, _cosines(1.0, 1.0, agreement=1.0), 3, [4, 4, 4], recipe,
+                            kind="class")
+    assert model == (0, 0.0) and block["search"]["floors"]["min_agreement"] == 0.99
+
+
+def test_pruning_nothing_says_which_figure_the_mildest_setting_missed():
+    table = Table({}, cosine={(0, r): (0.97, 0.9) for r in (0.25, 0.5, 0.75)})
+    recipe = Recipe(source="m.onnx", calib="c.npz", prune_heads="auto")
+    _, block = auto.run(table.apply, table.judge, _cosines(1.0, 1.0), 3, [4, 4, 4], recipe, kind="embedding")
+    assert "the mildest setting probed, drop 0 block(s) and heads 0.25, missed: cosine 0.9700 < 0.99" \
+        in block["warnings"][0], block["warnings"]
+    one_head = Table({})
+    _, block = auto.run(one_head.apply, one_head.judge, _cosines(1.0, 1.0), 3, [1, 1, 1], recipe, kind="embedding")
+    assert "no setting removes anything from this encoder" in block["warnings"][0] and one_head.applied == [(0, 0.0)]

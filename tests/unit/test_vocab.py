@@ -1,0 +1,106 @@
+"""Vocabulary pruning's choice and tokenizer remap (compiler/vocab.py), on the sample's WordPiece tokenizer."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from edgekiln.compiler import vocab
+from edgekiln.compiler.errors import RecipeError
+from tests.conftest import SAMPLES
+
+TOKENIZER = SAMPLES / "intent_tokenizer.json"
+CORPUS = ["turn on the lights in the kitchen", "set a timer for ten minutes", "play some jazz please"]
+
+
+@pytest.fixture(scope="module")
+def spec() -> dict:
+    return vocab.read_spec(TOKENIZER)
+
+
+@pytest.fixture(scope="module")
+def corpus() -> vocab.Corpus:
+    return vocab.read_corpus(TOKENIZER, CORPUS)
+
+
+def _pruned(spec: dict, choice: vocab.VocabChoice):
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_str(json.dumps(vocab.remap(spec, choice)))
+
+
+def _original():
+    from tokenizers import Tokenizer
+
+    return Tokenizer.from_file(str(TOKENIZER))
+
+
+def test_the_choice_keeps_the_specials_the_corpus_alphabet_and_every_corpus_token(spec, corpus):
+    choice = vocab.choose(spec, corpus, None)
+    kept = set(choice.kept)
+    assert {0, 1, 2, 3} <= kept and set(corpus.counts) <= kept  # [PAD] [UNK] [CLS] [SEP] and the corpus's ids
+    assert vocab.alphabet_ids(spec, "kitchen") <= kept and spec["model"]["vocab"]["x"] not in kept  # no 'x' in it
+    assert choice.rows_before == 400 and len(kept) < 400 and list(choice.kept) == sorted(kept)
+    assert vocab.coverage(corpus.counts, choice.kept) == 1.0
+
+
+def test_vocab_size_fills_in_the_vocabulary_order_or_cuts_to_the_most_frequent(spec, corpus):
+    full = vocab.choose(spec, corpus, None)
+    filled = vocab.choose(spec, corpus, len(full.kept) + 10)
+    assert len(filled.kept) == len(full.kept) + 10 and filled.filled == 10 and set(full.kept) < set(filled.kept)
+    first_left_out = min(set(range(400)) - set(full.kept))
+    assert first_left_out in filled.kept  # filled from the lowest ids the corpus left out
+    base = len(vocab.special_ids(spec) | vocab.alphabet_ids(spec, corpus.characters))
+    cut = vocab.choose(spec, corpus, base + 2)
+    assert len(cut.kept) == base + 2 and cut.dropped_corpus > 0
+    most_frequent = next(i for i, _ in corpus.counts.most_common() if i not in vocab.special_ids(spec)
+                         and i not in vocab.alphabet_ids(spec, corpus.characters))
+    assert most_frequent in cut.kept and vocab.coverage(corpus.counts, cut.kept) < 1.0
+    with pytest.raises(RecipeError, match="leaves no room"):
+        vocab.choose(spec, corpus, base)
+
+
+def test_sentences_of_corpus_words_get_the_same_pieces_and_bit_identical_embeddings(spec, corpus):
+    choice = vocab.choose(spec, corpus, None)
+    pruned, original = _pruned(spec, choice), _original()
+    table = np.random.default_rng(0).normal(size=(400, 8)).astype(np.float32)  # the source's word embedding
+    cut = table[list(choice.kept)]  # what compiler/graph/vocab_rows.py keeps
+    for sentence in [*CORPUS, "play the jazz in the kitchen please", "turn on a timer"]:
+        before, after = original.encode(sentence), pruned.encode(sentence)
+        assert before.tokens == after.tokens and before.attention_mask == after.attention_mask
+        assert np.array_equal(table[before.ids], cut[after.ids])  # the token states enter the encoder unchanged
+    new_ids = choice.new_ids()
+    assert [new_ids[i] for i in original.encode(CORPUS[0]).ids] == pruned.encode(CORPUS[0]).ids
+
+
+def test_a_word_outside_the_kept_vocabulary_is_one_unk_as_the_original_makes_of_a_word_outside_its_own(spec, corpus):
+    pruned, original = _pruned(spec, vocab.choose(spec, corpus, None)), _original()
+    assert original.encode("turn on €€").tokens[1:4] == ["turn", "on", "[UNK]"]  # outside the original's vocabulary
+    assert pruned.encode("turn on xylophone").tokens[1:4] == ["turn", "on", "[UNK]"]  # 'x' and 'y' were cut
+    assert "[UNK]" not in original.encode("turn on xylophone").tokens  # the original spells it in pieces
+    assert pruned.encode("turn on €€").tokens[1:4] == ["turn", "on", "[UNK]"]
+    assert pruned.token_to_id("[UNK]") == 1 and pruned.encode("x").ids[1] == 1
+
+
+def test_the_remapped_tokenizer_pads_and_frames_with_its_own_ids(spec, corpus):
+    choice = vocab.choose(spec, corpus, None)
+    remapped = vocab.remap(spec, choice)
+    pruned = _pruned(spec, choice)
+    encoding = pruned.encode("set a timer")
+    assert encoding.tokens[0] == "[CLS]" and encoding.tokens[4] == "[SEP]" and encoding.tokens[-1] == "[PAD]"
+    assert len(encoding.ids) == 24 and max(encoding.ids) < len(choice.kept)
+    assert remapped["padding"]["pad_id"] == 0 and len(remapped["model"]["vocab"]) == len(choice.kept)
+    assert remapped["post_processor"]["special_tokens"]["[SEP]"]["ids"] == [pruned.token_to_id("[SEP]")]
+    assert spec["model"]["vocab"]["kitchen"] != remapped["model"]["vocab"]["kitchen"]  # renumbered ...
+    assert len(spec["model"]["vocab"]) == 400  # ... in a copy: the source's stays as it was
+
+
+def test_a_tokenizer_that_is_not_wordpiece_is_refused_in_one_line(tmp_path):
+    from tokenizers import Tokenizer, models
+
+    path = tmp_path / "bpe.json"
+    Tokenizer(models.BPE(unk_token="[UNK]")).save(str(path))
+    with pytest.raises(RecipeError, match="prunes WordPiece vocabularies .* bpe.json is BPE"):
+        vocab.read_spec(path)
