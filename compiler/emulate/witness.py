@@ -136,7 +136,7 @@ def _count(qemu: str, plugin: Path, board: Path, python: str, paths: list[str], 
         out = Path(scratch) / "blocks.json"
         command = [qemu, "-plugin", f"{plugin},out={out}", str(board) + python, str(DRIVER), str(model), str(invokes)]
         try:
-            done = subprocess.run(command, cwd=scratch, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+            done = subprocess.run(command, cwd="/", env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired as exc:
             raise EmulationError(f"counting {model.name} did not finish within {TIMEOUT_S} s") from exc
         if done.returncode != 0 or not out.is_file():
