@@ -17,6 +17,13 @@ clock, taken as 1.5 GHz). thread_efficiency is the cost model's (0.728, fit_esti
 The single fitted figure, `stall`, is cross-validated leave-one-out exactly as fit_estimate.py does, and
 the int8 / float32 ratio needs no fitted figure at all (stall cancels): both errors are printed beside the
 cost model's, read from targets/rpi4.toml (the same anchors, its own leave-one-out predictions).
+
+First run (ai-edge-litert 2.3.0, qemu-aarch64 7.2, ~20 min): it LOSES. Leave-one-out band -54.8% .. +208.5%
+(cost model -12.4% .. +18.0%); int8 / float32 ratio 1.09 vs published 0.31 for MobileNet v1 (cost model ratio
+error 9.5%). int8 MobileNet v1 executes 174.6 M instructions (73.5 M SMULL/SMLAL-class) against float32's
+210.5 M (145.9 M FMLA-class), so instruction counts weighted by these assumed costs cannot see the device's
+3x int8 speed-up: the per-class costs (Q-form vs D-form throughput, SMLAL's 8 lanes) need the guide's real
+figures or a fit, and until then the count is a cross-check, not evidence.
 """
 
 from __future__ import annotations
