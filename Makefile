@@ -38,7 +38,7 @@ demo-text: install
 # headless Chromium (the report page opened in a real browser).
 # Installed when this user can (root, or sudo without a password); else the tests needing them are
 # skipped, each with a line saying what to install (CI requires them: EDGEKILN_REQUIRE_SYSTEM=1).
-SYSTEM_PACKAGES := openssh-server openssh-client qemu-user-static chromium
+SYSTEM_PACKAGES := openssh-server openssh-client qemu-user-static qemu-user chromium
 
 system-packages:
 	@sh tests/system_packages.sh $(SYSTEM_PACKAGES)

@@ -365,14 +365,20 @@ def profile(
     top: Annotated[int, typer.Option(help="Rows shown (the JSON has every op).")] = 15,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the whole profile as JSON.")] = None,
     runs: Annotated[int, typer.Option("--runs", help="Timed rounds.")] = 30,
+    emulate: Annotated[str | None, typer.Option(help="Count executed instructions instead, on an emulated "
+                                                     "target, e.g. rpi4 (not a timing).")] = None,
 ) -> None:
     """Where the time goes: per-op host time (adding up to the whole), MACs, fast path, target estimate."""
     from edgekiln.compiler.commands.profile import run_profile
+    from edgekiln.compiler.commands.profile_emulated import run_emulated_profile
     from edgekiln.compiler.summary import progress_display
 
     def action() -> None:
         with progress_display() as progress:
-            run_profile(path, target, calib, threads, top, json_out, runs, progress)
+            if emulate:
+                run_emulated_profile(path, emulate, top, json_out, progress)
+            else:
+                run_profile(path, target, calib, threads, top, json_out, runs, progress)
 
     _run(action)
 

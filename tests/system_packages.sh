@@ -5,6 +5,7 @@
 # which turns those skips into failures).
 #   openssh-server openssh-client  a real sshd on 127.0.0.1 as the loopback "device" (deploy tests)
 #   qemu-user-static               an emulated Raspberry Pi userland (validate --emulate tests)
+#   qemu-user                      the dynamic qemu-aarch64, which loads TCG plugins (emulated instruction counts)
 #   chromium                       headless Chromium: the report page opened in a real browser
 set -u
 missing=""

@@ -41,7 +41,7 @@ class EmulatedRun:
 
 def validate_emulated(bundle: Path, target_name: str, progress: Progress = lambda stage: None) -> EmulatedRun:
     """Validate `bundle` on the emulated `target_name`; the report's 'passed' says whether it matched."""
-    target = _target(target_name)
+    target = load_target(target_name)
     platform = platform_for(target)
     qemu = shutil.which(platform.qemu)
     if qemu is None:
@@ -52,20 +52,20 @@ def validate_emulated(bundle: Path, target_name: str, progress: Progress = lambd
         raise ValidationError(f"{bundle} has no requirements.txt", "is it an edgekiln bundle?")
     userland = debian_userland(platform, target, progress)
     site = wheels.install(wheels.requirement_lines(requirements), platform, target, userland, progress)
-    board = _board_root(userland, target)
+    board = board_root(userland, target)
     progress(f"Running `python -m runtime validate` on an emulated {target.name} ({target.qemu_cpu})")
     report = _run(qemu, board, userland, site, target, bundle)
     return EmulatedRun(target, f"{platform.qemu} -cpu {target.qemu_cpu}", userland, site, report)
 
 
-def _target(name: str) -> Target:
+def load_target(name: str) -> Target:
     try:
         return target_data.load(name)
     except TargetFileError as exc:
         raise TargetError(str(exc), "run `edgekiln targets` to list them") from exc
 
 
-def _board_root(userland: Userland, target: Target) -> Path:
+def board_root(userland: Userland, target: Target) -> Path:
     """The userland seen through symlinks, plus the board's own proc/cpuinfo (built once per core)."""
     final = cache_dir() / "boards" / f"{userland.root.parent.name}-{target.qemu_cpu}-{target.cores}"
     if not (final / "proc" / "cpuinfo").is_file():
