@@ -125,10 +125,24 @@ def _fidelity_one(ref: np.ndarray, out: np.ndarray, kind: str) -> OutputFidelity
         elif kind == "embedding":
             result["measure"] = "cosine"
             result["intervals"] = _cosine_intervals(ref64, out64)
+    elif kind == "class":  # one score per sample (a sigmoid or a logit): the decision is which side of the threshold
+        _binary_flips(ref64, out64, result)
     if kind == "values" or "measure" not in result:
         result["measure"] = "SQNR dB"
         result["interval"] = _sqnr_interval(ref64, out64)
     return result
+
+
+def _binary_flips(ref: np.ndarray, out: np.ndarray, result: OutputFidelity) -> None:
+    """A binary decision per score: above 0.5 for probabilities (every reference score in [0, 1]), above 0 for
+    logits; flips counted as top-1 agreement's are, with the same interval."""
+    threshold = 0.5 if np.all((ref >= 0) & (ref <= 1)) else 0.0
+    agree = (ref.reshape(ref.shape[0], -1) > threshold) == (out.reshape(out.shape[0], -1) > threshold)
+    flips, n = int(np.sum(~agree)), int(agree.size)
+    low, high = evidence.flip_interval(flips, n)
+    result.update({"top1_agreement": round(float(np.mean(agree)), 4), "flips": flips,
+                   "measure": f"decision agreement (score > {threshold:g})",
+                   "interval": [round(1 - high, 4), round(1 - low, 4)]})
 
 
 def _per_sample_cosines(ref: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -74,3 +74,16 @@ def test_overrides_and_embedding_shorthand():
     assert output_kinds.parse(["scores=class", "box=values"]) == {"scores": "class", "box": "values"}
     with pytest.raises(ValueError, match="not NAME=KIND"):
         output_kinds.parse(["scores=probabilities"])
+
+
+def test_a_single_score_judged_as_a_class_counts_the_samples_whose_side_of_the_threshold_changes():
+    """--output-kind NAME=class on a one-unit sigmoid head: the decision is score > 0.5, flips counted with their
+    interval (SQNR would call a sigmoid that moves 0.49 -> 0.51 nearly perfect)."""
+    ref = np.array([[0.1], [0.49], [0.9], [0.7]], np.float32)
+    out = np.array([[0.12], [0.51], [0.88], [0.69]], np.float32)
+    one = metrics.fidelity([ref], [out], ["p"], ["class"])["per_output"][0]
+    assert one["flips"] == 1 and one["top1_agreement"] == 0.75 and one["measure"] == "decision agreement (score > 0.5)"
+    low, high = one["interval"]
+    assert low < 0.75 < high <= 1.0
+    logits = metrics.fidelity([ref - 0.5], [out - 0.5], ["p"], ["class"])["per_output"][0]
+    assert logits["flips"] == 1 and logits["measure"] == "decision agreement (score > 0)"
