@@ -60,6 +60,8 @@ RecoverOpt = Annotated[Recover | None, typer.Option(help="Recovery after pruning
                                                          "labelled --train).")]
 TrainOpt = Annotated[Path | None, typer.Option("--train", help="Training data for recovery after pruning "
                                                                 "(labels y: fine-tune).")]
+QatOpt = Annotated[bool, typer.Option("--qat", help="Also try quantization-aware fine-tuning on --train (int8+qat), "
+                                                  "when plain int8 misses the budget.")]
 PruneTimeOpt = Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new probe.")]
 PruneCriterionOpt = Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")]
 PruneHeadsOpt = Annotated[str | None, typer.Option(help="Remove this share of every self-attention layer's heads "
@@ -125,4 +127,5 @@ def _input_shapes(texts: list[str] | None) -> dict[str, tuple[int, ...]] | None:
 
 
 _CONVERT: dict[str, Callable[[Any], Any]] = {"mean": floats, "std": floats, "input_shape": _input_shapes,
-                                             "embedding": _switch, "unsafe": _switch, "force": _switch}
+                                             "embedding": _switch, "unsafe": _switch, "force": _switch,
+                                             "qat": _switch}

@@ -422,6 +422,7 @@ class CandidateDetails(TypedDict, total=False):
     kept_in_float: list[JsonObject]
     fallback: FloatFallback
     opset: OpsetFacts
+    qat: JsonObject
     coverage: CoverageFacts | None
 
 

@@ -93,7 +93,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 EMBEDDING_FLOOR = (0.99, 0.95)
 OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5"})  # the lower bound itself is refused
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
-BOOLS = ("int8_io", "unsafe", "force", "embedding")
+BOOLS = ("int8_io", "unsafe", "force", "embedding", "qat")
 # What an output is, for judging it (compiler/evaluate/output_kinds.py): a class decision, an embedding, values.
 OUTPUT_KINDS = ("class", "embedding", "values")
 PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer")  # text (or os.PathLike from Python)
@@ -142,6 +142,8 @@ class Recipe:
     main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
     train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
         distillation); None: recovery trains on the calibration samples.
+    qat: add an int8+qat candidate (quantization-aware fine-tuning on `train`, graph/keras_qat.py), built only
+        where plain int8 misses the criterion; needs `train`, a Keras source and an int8 mode.
     prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
     prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention), or "auto"
         to search the share under the budget (compiler/prune/encoder_auto.py).
@@ -190,6 +192,7 @@ class Recipe:
     min_cosine_p5: float | None = None
     embedding: bool = False
     output_kind: dict[str, str] | None = None
+    qat: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))
@@ -233,6 +236,8 @@ class Recipe:
                               "pass --calib DATA")
         if self.variant is not None and self.format in (None, Format.auto):
             raise RecipeError(f"variant '{self.variant}' needs one format", "add format = \"tflite\" or \"onnx\"")
+        if self.qat:
+            self._check_qat()
         if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
             raise RecipeError("--quantize float16 is not available for ONNX artifacts",
                               "use --quantize int8, dynamic or none, or --format tflite")
@@ -246,6 +251,14 @@ class Recipe:
         if any(s <= 0 for s in self.std):
             raise RecipeError(f"std must be positive, got {list(self.std)}",
                               "x = (pixel / 255 - mean) / std; e.g. --std 0.229,0.224,0.225")
+
+    def _check_qat(self) -> None:
+        """--qat refused in one line where it cannot run (never a silent no-op)."""
+        if self.train is None:
+            raise RecipeError("--qat fine-tunes the model on training data", "pass --train DATA (labels y help)")
+        if self.quantize not in (Quantize.auto, Quantize.int8) or self.format is Format.onnx:
+            raise RecipeError("--qat makes an int8 TFLite candidate",
+                              "use --quantize auto or int8, with --format tflite or auto")
 
     def _normalise_scalars(self) -> None:
         """Types first (a TOML file or a Python caller can pass anything): ints, numbers, bools, text."""

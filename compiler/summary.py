@@ -98,6 +98,9 @@ def print_build_summary(result: BuildResult) -> None:
     quantization = m["quantization"]
     if quantization and quantization.get("candidates"):
         print_candidates(quantization)
+    for key, why in (quantization or {}).get("not_built", {}).items():
+        if key.split(":")[-1] == "int8+qat":  # --qat asked for it: say why it is not in the table
+            console.print(f"{key} (--qat) not built: {why}", markup=False)
     _print_profile(m)
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")

@@ -106,6 +106,7 @@ GIVEN = [
     (["--runs", "7"], "bench_runs", 7),
     (["--recover", "finetune"], "recover", "finetune"),
     (["--train", "{t}"], "train", "{t}"),
+    (["--train", "{t}", "--qat"], "qat", True),
     (["--prune-time", "30"], "prune_time", 30.0),
     (["--prune-criterion", "bn"], "prune_criterion", "bn"),
     (["--prune-heads", "0.5"], "prune_heads", 0.5),
