@@ -8,7 +8,7 @@ from typing import Any
 
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate.reference import Reference
-from edgekiln.compiler.manifest_schema import Profile, Pruning
+from edgekiln.compiler.manifest_schema import Distillation, Profile, Pruning
 from edgekiln.compiler.measure import Measured
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.search.select import Selection
@@ -54,6 +54,7 @@ class BuildState:
     measured: Measured
     pruning: Pruning | None
     profile: Profile
+    distillation: Distillation | None = None  # build --distill: the student that replaced the source
 
     @property
     def selection(self) -> Selection:

@@ -100,6 +100,8 @@ def build(state: BuildState) -> Manifest:
     }
     if state.pruning and state.pruning["measured"]:
         _add_pruning_measurements(sections, state.pruning["measured"])
+    if state.distillation is not None:
+        sections["distillation"] = state.distillation
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]

@@ -681,6 +681,25 @@ class Memory(MemoryBasis):
     budget_mb: int
 
 
+class Distillation(TypedDict):
+    """build --distill: the student that replaced the source before pruning and quantization (compiler/distill/):
+    its width, the teacher's and its params and MACs, its paired drop against the source on the judging samples
+    (with the metric and which samples), the budget and probes of auto, and how it was trained."""
+
+    width: float | None
+    metric: str
+    judged_on: str
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    macs_ratio: float
+    paired: PairedDrop
+    budget: float | None
+    probes: list[JsonObject]
+    training: JsonObject
+
+
 class Manifest(TypedDict):
     schema_version: int
     compiler: dict[str, str]
@@ -699,6 +718,7 @@ class Manifest(TypedDict):
     memory: Memory
     golden: Golden
     accuracy: NotRequired[Accuracy]
+    distillation: NotRequired[Distillation]
     warnings: list[str]
     null_values: dict[str, str]
 

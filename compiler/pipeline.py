@@ -18,6 +18,7 @@ from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_
 from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
+from edgekiln.compiler.distill import stage as distill_stage
 from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.timing import threads_for
@@ -69,10 +70,12 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         check_cosine_floor(graph, data, recipe)            # a cosine floor needs vector outputs
         loaded = Loaded(graph, source_format, data, Reference(graph))  # the source's outputs: once per dataset
         search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer)
-        pruned = pruning_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
+        # --distill: a student replaces the source from here on (it is measured against the source all the same)
+        working, distilled = distill_stage.distill(graph, recipe, data, Path(work), progress)
+        pruned = pruning_stage.prune(working, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
-        searched = search.run(graph, pruned, chosen_formats, progress)
+        searched = search.run(working, pruned, chosen_formats, progress)
         selection = searched.selection
         progress("Checking the target's limits")
         memory_mb = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
@@ -83,7 +86,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory_mb, measured,
-                                          pruning, profile))
+                                          pruning, profile, distilled))
         progress("Writing the bundle")
         bundle.write(output, bundle.contents(selection, built, measured, target), force=recipe.force)
     return BuildResult(output, built, tuple(built["warnings"]))

@@ -95,6 +95,11 @@ def print_build_summary(result: BuildResult) -> None:
         if fixed["origin"] != "batch":
             console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
                           f"(from {_origin(fixed['origin'])})", markup=False)
+    if "distillation" in m:  # build --distill: the source was replaced by a student before quantization
+        d, p = m["distillation"], m["distillation"]["paired"]
+        console.print(f"distilled: a student at width {d['width']} ({d['macs_ratio']:.1%} of the source's MACs), "
+                      f"{d['metric']} drop {p['drop']:+.2f} points, 95% interval [{p['interval'][0]:+.2f}, "
+                      f"{p['interval'][1]:+.2f}] on {d['judged_on']}", markup=False)
     quantization = m["quantization"]
     if quantization and quantization.get("candidates"):
         print_candidates(quantization)

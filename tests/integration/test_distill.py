@@ -76,3 +76,18 @@ def test_the_loss_is_the_documented_mix():
     w = keras_distill.SOFT_WEIGHT
     assert float(both) == pytest.approx(w * soft + (1 - w) * hard, rel=1e-5)
     assert float(alone) == pytest.approx(soft, rel=1e-5)
+
+
+def test_build_distill_ships_the_student_measured_against_the_source(split, tmp_path):
+    from edgekiln.compiler.pipeline import build
+    from edgekiln.compiler.recipe import Recipe
+
+    manifest = build(Recipe(source=str(SAMPLES / "mnist_cnn.keras"), target="rpi4", calib=str(SAMPLES /
+                            "mnist_calib.npz"), eval=str(split / "eval.npz"), train=str(split / "train.npz"),
+                            output=str(tmp_path / "b"), bench_runs=5, format="tflite", quantize="int8",
+                            distill=0.5)).manifest
+    d = manifest["distillation"]
+    assert d["width"] == 0.5 and 0.2 < d["macs_ratio"] < 0.32
+    assert d["params_after"] < d["params_before"] == manifest["source"]["params"]
+    assert manifest["model"]["macs"] < 0.35 * d["macs_before"]  # the shipped model is the student
+    assert manifest["accuracy"]["samples"] == d["paired"]["samples"] == 300
