@@ -9,7 +9,7 @@ from typing import Any
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.device.compat import PeakMemory
 from edgekiln.compiler.evaluate.reference import Reference
-from edgekiln.compiler.manifest_schema import Profile, Pruning, TextSection, Vocabulary
+from edgekiln.compiler.manifest_schema import Distillation, Profile, Pruning, TextSection, Vocabulary
 from edgekiln.compiler.measure import Measured
 from edgekiln.compiler.recipe import Recipe
 from edgekiln.compiler.search.select import Selection
@@ -57,6 +57,7 @@ class BuildState:
     profile: Profile
     vocabulary: Vocabulary | None = None  # --vocab-from (compiler/vocab_stage.py)
     text: TextSection | None = None  # a build from sentences: the bundle takes text (compiler/text_bundle.py)
+    distillation: Distillation | None = None  # build --distill: the student that replaced the source
 
     @property
     def selection(self) -> Selection:

@@ -20,6 +20,7 @@ from edgekiln.compiler.cli_options import (
     CalibOpt,
     CalibrationOpt,
     CalibSamplesOpt,
+    DistillOpt,
     DropLayersOpt,
     EmbeddingOpt,
     EvalOpt,
@@ -36,6 +37,7 @@ from edgekiln.compiler.cli_options import (
     PruneCriterionOpt,
     PruneHeadsOpt,
     PruneTimeOpt,
+    QatOpt,
     RecipeFileOpt,
     RecipeModelArg,
     RecoverOpt,
@@ -120,6 +122,8 @@ def build(
     prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
     recover: RecoverOpt = None,
     train: TrainOpt = None,
+    qat: QatOpt = False,
+    distill: DistillOpt = None,
     prune_time: PruneTimeOpt = None,
     prune_criterion: PruneCriterionOpt = None,
     prune_heads: PruneHeadsOpt = None,
@@ -270,6 +274,8 @@ def sweep(
     runs: RunsOpt = None,
     recover: RecoverOpt = None,
     train: TrainOpt = None,
+    qat: QatOpt = False,
+    distill: DistillOpt = None,
     prune_time: PruneTimeOpt = None,
     prune_criterion: PruneCriterionOpt = None,
     prune_heads: PruneHeadsOpt = None,
@@ -327,6 +333,39 @@ def prune_scan(
 
     _run(lambda: run_scan(model, eval, calib or text, criterion, floats(ratios), samples, json_out, csv_out,
                           unsafe, tokenizer, seq_len))
+
+
+@app.command()
+def distill(
+    teacher: ModelArg,
+    train: Annotated[Path, typer.Option("--train", help="Training data (npz x; labels y are used when given).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The student's .keras file (report: .json).")],
+    student: Annotated[str, typer.Option(help="auto (narrowest width within --max-drop), a width in (0, 1], or "
+                                              "your own .keras student.")] = "auto",
+    eval: EvalOpt = None,  # noqa: A002
+    max_drop: Annotated[float, typer.Option(help="Accuracy budget of auto, in points.")] = 1.0,
+    epochs: Annotated[int, typer.Option(help="Epochs at most (early stopping).")] = 8,
+    temperature: Annotated[float, typer.Option(help="Softmax temperature of the soft targets.")] = 4.0,
+    init: Annotated[str, typer.Option(help="teacher (its most important channels) or fresh.")] = "teacher",
+    target: Annotated[str, typer.Option("--target", "-t", help="Device of the latency estimate.")] = "rpi4",
+    unsafe: UnsafeOpt = False,
+) -> None:
+    """A narrower student of TEACHER, trained on its soft targets (and labels), judged against it."""
+    from edgekiln.compiler.commands.distill import Request, run
+    from edgekiln.compiler.distill.engine import Settings
+    from edgekiln.compiler.distill.figures import print_report
+    from edgekiln.compiler.summary import progress_display
+
+    def action() -> None:
+        if init not in ("teacher", "fresh"):
+            raise RecipeError(f"--init takes teacher or fresh, got {init!r}")
+        settings = Settings(epochs, temperature, "fresh" if init == "fresh" else "teacher")
+        with progress_display() as progress:
+            result = run(Request(teacher, train, output, student, eval, max_drop, target, settings, unsafe),
+                         progress)
+        print_report(result)
+
+    _run(action)
 
 
 @app.command()

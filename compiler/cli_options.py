@@ -60,6 +60,10 @@ RecoverOpt = Annotated[Recover | None, typer.Option(help="Recovery after pruning
                                                          "labelled --train).")]
 TrainOpt = Annotated[Path | None, typer.Option("--train", help="Training data for recovery after pruning "
                                                                 "(labels y: fine-tune).")]
+QatOpt = Annotated[bool, typer.Option("--qat", help="Also try quantization-aware fine-tuning on --train (int8+qat), "
+                                                  "when plain int8 misses the budget.")]
+DistillOpt = Annotated[str | None, typer.Option(help="Replace the model by a student at this width (0-1], or 'auto', "
+                                                    "trained on --train before pruning and quantization.")]
 PruneTimeOpt = Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new probe.")]
 PruneCriterionOpt = Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")]
 PruneHeadsOpt = Annotated[str | None, typer.Option(help="Remove this share of every self-attention layer's heads "
@@ -124,9 +128,20 @@ def _switch(value: bool) -> bool | None:
     return value or None
 
 
+def _width(text: str | None) -> float | str | None:
+    """--distill: 'auto' or a number (the recipe checks its range)."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"expected a width in (0, 1] or 'auto', got '{text}'") from None
+
+
 def _input_shapes(texts: list[str] | None) -> dict[str, tuple[int, ...]] | None:
     return parse_flag(texts) if texts else None
 
 
 _CONVERT: dict[str, Callable[[Any], Any]] = {"mean": floats, "std": floats, "input_shape": _input_shapes,
-                                             "embedding": _switch, "unsafe": _switch, "force": _switch}
+                                             "embedding": _switch, "unsafe": _switch, "force": _switch,
+                                             "qat": _switch, "distill": _width}

@@ -106,6 +106,8 @@ def build(state: BuildState) -> Manifest:
         sections["vocabulary"] = state.vocabulary
     if state.text is not None:
         sections["text"] = state.text
+    if state.distillation is not None:
+        sections["distillation"] = state.distillation
     if measured.accuracy is not None:
         sections["accuracy"] = measured.accuracy
         sections["baseline"]["accuracy"] = measured.accuracy["baseline"]

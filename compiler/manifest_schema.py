@@ -464,6 +464,7 @@ class CandidateDetails(TypedDict, total=False):
     kept_in_float: list[JsonObject]
     fallback: FloatFallback
     opset: OpsetFacts
+    qat: JsonObject
     coverage: CoverageFacts | None
 
 
@@ -774,6 +775,25 @@ class TextSection(TypedDict):
     golden_sentences: list[str]
 
 
+class Distillation(TypedDict):
+    """build --distill: the student that replaced the source before pruning and quantization (compiler/distill/):
+    its width, the teacher's and its params and MACs, its paired drop against the source on the judging samples
+    (with the metric and which samples), the budget and probes of auto, and how it was trained."""
+
+    width: float | None
+    metric: str
+    judged_on: str
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    macs_ratio: float
+    paired: PairedDrop
+    budget: float | None
+    probes: list[JsonObject]
+    training: JsonObject
+
+
 class Manifest(TypedDict):
     schema_version: int
     compiler: dict[str, str]
@@ -794,6 +814,7 @@ class Manifest(TypedDict):
     accuracy: NotRequired[Accuracy]
     vocabulary: NotRequired[Vocabulary]
     text: NotRequired[TextSection]
+    distillation: NotRequired[Distillation]
     warnings: list[str]
     null_values: dict[str, str]
 

@@ -18,6 +18,7 @@ from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_
 from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
+from edgekiln.compiler.distill import stage as distill_stage
 from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.timing import threads_for
@@ -75,10 +76,12 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
             loaded = Loaded(graph, source_format, cut.data, cut.reference)
             graph, data = cut.graph, cut.data
         search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer)
-        pruned = pruning_stage.prune(graph, recipe, data, Path(work), progress)  # None without --prune
+        # --distill: a student replaces the source from here on (it is measured against the source all the same)
+        working, distilled = distill_stage.distill(graph, recipe, data, Path(work), progress)
+        pruned = pruning_stage.prune(working, recipe, data, Path(work), progress)  # None without --prune
         progress(f"Converting to {' and '.join(chosen_formats.build)} (--quantize {recipe.quantize}; "
                  "float32 baseline beside it)")
-        searched = search.run(graph, pruned, chosen_formats, progress)
+        searched = search.run(working, pruned, chosen_formats, progress)
         selection = searched.selection
         progress("Checking the target's limits")
         memory = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
@@ -91,7 +94,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
         text = text_bundle.section(recipe, tokenizer, graph.inputs, recipe.golden_samples) if tokenizer else None
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory, measured,
-                                          pruning, profile, cut.block if cut else None, text))
+                                          pruning, profile, vocabulary=cut.block if cut else None, text=text,
+                                          distillation=distilled))
         progress("Writing the bundle")
         files = {text_bundle.TOKENIZER_FILE: Path(tokenizer).read_bytes()} if text and tokenizer else {}
         bundle.write(output, bundle.contents(selection, built, measured, target, files), force=recipe.force)

@@ -86,22 +86,24 @@ LIMITS: dict[str, tuple[float, float]] = {
     "seq_len": (1, 65_536),            # tokens
     "drop_layers": (0, 1_000),         # encoder blocks
     "vocab_size": (1, 10_000_000),     # tokens kept by --vocab-from
+    "distill": (0.0, 1.0),             # a student's width (compiler/distill/), or "auto"
     "min_cosine": (0.0, 1.0),          # cosine similarity floors, above 0 (OPEN_BELOW): a floor of 0 or less
     "min_cosine_p5": (0.0, 1.0),       # passes vectors at right angles to the source's, no floor at all
 }
 # --embedding without a floor: outputs keep their direction to ~8 degrees on average, and at most one sample in
 # twenty is bent past ~18 degrees (the --drop-layers / --prune-heads auto default, compiler/prune/encoder_auto.py)
 EMBEDDING_FLOOR = (0.99, 0.95)
-OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5"})  # the lower bound itself is refused
+OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5", "distill"})  # the lower bound itself is refused
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
-BOOLS = ("int8_io", "unsafe", "force", "embedding")
+BOOLS = ("int8_io", "unsafe", "force", "embedding", "qat")
 # What an output is, for judging it (compiler/evaluate/output_kinds.py): a class decision, an embedding, values.
 OUTPUT_KINDS = ("class", "embedding", "values")
 # text (or os.PathLike from Python)
 PATHS = ("source", "target", "output", "calib", "eval", "train", "tokenizer", "vocab_from")
-AUTO = frozenset({"drop_layers"})  # numeric options that also take "auto"
+AUTO = frozenset({"drop_layers", "distill"})  # numeric options that also take "auto"
 # None: not given
-OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5", "vocab_size")
+OPTIONAL = ("threads", "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5", "vocab_size",
+            "distill")
 NULLABLE_PATHS = ("calib", "eval", "train", "tokenizer", "vocab_from")
 NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, or one per RGB channel
 
@@ -146,6 +148,10 @@ class Recipe:
     main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
     train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
         distillation); None: recovery trains on the calibration samples.
+    qat: add an int8+qat candidate (quantization-aware fine-tuning on `train`, graph/keras_qat.py), built only
+        where plain int8 misses the criterion; needs `train`, a Keras source and an int8 mode.
+    distill: replace the source by a student of its architecture at this width (0 < w <= 1), or "auto" (the
+        narrowest within the budget), trained on `train` before pruning and quantization (compiler/distill/).
     prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
     prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention), or "auto"
         to search the share under the budget (compiler/prune/encoder_auto.py).
@@ -201,6 +207,8 @@ class Recipe:
     min_cosine_p5: float | None = None
     embedding: bool = False
     output_kind: dict[str, str] | None = None
+    qat: bool = False
+    distill: float | str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))
@@ -249,6 +257,10 @@ class Recipe:
                               "add --vocab-from CORPUS.txt (or auto), or leave out --vocab-size")
         if self.variant is not None and self.format in (None, Format.auto):
             raise RecipeError(f"variant '{self.variant}' needs one format", "add format = \"tflite\" or \"onnx\"")
+        if self.qat:
+            self._check_qat()
+        if self.distill is not None and self.train is None:
+            raise RecipeError("--distill trains a student on training data", "pass --train DATA (labels y help)")
         if self.format is Format.onnx and self.quantize is Quantize.float16:  # else refused after the conversion
             raise RecipeError("--quantize float16 is not available for ONNX artifacts",
                               "use --quantize int8, dynamic or none, or --format tflite")
@@ -262,6 +274,14 @@ class Recipe:
         if any(s <= 0 for s in self.std):
             raise RecipeError(f"std must be positive, got {list(self.std)}",
                               "x = (pixel / 255 - mean) / std; e.g. --std 0.229,0.224,0.225")
+
+    def _check_qat(self) -> None:
+        """--qat refused in one line where it cannot run (never a silent no-op)."""
+        if self.train is None:
+            raise RecipeError("--qat fine-tunes the model on training data", "pass --train DATA (labels y help)")
+        if self.quantize not in (Quantize.auto, Quantize.int8) or self.format is Format.onnx:
+            raise RecipeError("--qat makes an int8 TFLite candidate",
+                              "use --quantize auto or int8, with --format tflite or auto")
 
     def _normalise_scalars(self) -> None:
         """Types first (a TOML file or a Python caller can pass anything): ints, numbers, bools, text."""

@@ -95,9 +95,17 @@ def print_build_summary(result: BuildResult) -> None:
         if fixed["origin"] != "batch":
             console.print(f"input '{fixed['name']}' {fixed['declared']} compiled as {fixed['shape']} "
                           f"(from {_origin(fixed['origin'])})", markup=False)
+    if "distillation" in m:  # build --distill: the source was replaced by a student before quantization
+        d, p = m["distillation"], m["distillation"]["paired"]
+        console.print(f"distilled: a student at width {d['width']} ({d['macs_ratio']:.1%} of the source's MACs), "
+                      f"{d['metric']} drop {p['drop']:+.2f} points, 95% interval [{p['interval'][0]:+.2f}, "
+                      f"{p['interval'][1]:+.2f}] on {d['judged_on']}", markup=False)
     quantization = m["quantization"]
     if quantization and quantization.get("candidates"):
         print_candidates(quantization)
+    for key, why in (quantization or {}).get("not_built", {}).items():
+        if key.split(":")[-1] == "int8+qat":  # --qat asked for it: say why it is not in the table
+            console.print(f"{key} (--qat) not built: {why}", markup=False)
     _print_profile(m)
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")

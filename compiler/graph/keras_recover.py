@@ -52,7 +52,7 @@ def distill(student: KerasModel, teacher: KerasModel, x: np.ndarray, epochs: int
             ) -> Training:
     """Train `student` in place towards `teacher`'s outputs on augmented `x`; returns the cost."""
     rng = np.random.default_rng(seed)
-    x, held = _hold_back(x, None, rng)
+    x, held = hold_back(x, None, rng)
     loss = _distance(teacher.predict(x[:64], verbose=0))
 
     tokens = x.dtype.kind in "iu"  # token ids: a mixup of two ids is no input at all
@@ -62,12 +62,12 @@ def distill(student: KerasModel, teacher: KerasModel, x: np.ndarray, epochs: int
             return x, None
         partner = x[rng.permutation(len(x))]
         lam = rng.beta(0.4, 0.4, size=(len(x),) + (1,) * (x.ndim - 1)).astype(x.dtype)
-        return np.concatenate([_shift(x, rng), _shift(lam * x + (1 - lam) * partner, rng)]), None
+        return np.concatenate([shift(x, rng), shift(lam * x + (1 - lam) * partner, rng)]), None
 
     def objective(target: Tensor, taught: Tensor, out: Tensor) -> Tensor:
         return loss(taught, out)
 
-    return _train(student, teacher, objective, epoch, epochs, rng, held,
+    return train(student, teacher, objective, epoch, epochs, rng, held,
                   {"method": "distill", "samples": len(x), "loss": type(loss).__name__,
                    "augment": "none (integer inputs)" if tokens else "shift+mixup"})
 
@@ -78,22 +78,22 @@ def finetune(model: KerasModel, teacher: KerasModel, x: np.ndarray, y: np.ndarra
     term towards `teacher` (the unpruned model)."""
     keras = import_keras()
     rng = np.random.default_rng(seed)
-    x, held = _hold_back(x, y, rng)
+    x, held = hold_back(x, y, rng)
     y = y if held is None or held.train_y is None else held.train_y
     sample = teacher.predict(x[:64], verbose=0)
-    labels = keras.losses.SparseCategoricalCrossentropy(from_logits=not _looks_like_probabilities(sample))
+    labels = keras.losses.SparseCategoricalCrossentropy(from_logits=not looks_like_probabilities(sample))
     distance = _distance(sample)
 
     def objective(target: Tensor, taught: Tensor, out: Tensor) -> Tensor:
         return labels(target, out) + DISTILL_WEIGHT * distance(taught, out)
 
-    return _train(model, teacher, objective, lambda: (_shift(x, rng), y), epochs, rng, held,
+    return train(model, teacher, objective, lambda: (shift(x, rng), y), epochs, rng, held,
                   {"method": "finetune", "samples": len(x), "loss": f"{type(labels).__name__} + "
                    f"{DISTILL_WEIGHT} x {type(distance).__name__} to the unpruned model", "augment": "shift"})
 
 
 @dataclass(frozen=True)
-class _HeldBack:
+class HeldBack:
     """The recovery data split: what trains, and what decides when to stop (labels, or the teacher's answers)."""
 
     train_x: np.ndarray
@@ -102,24 +102,24 @@ class _HeldBack:
     y: np.ndarray | None
 
 
-def _hold_back(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, _HeldBack | None]:
+def hold_back(x: np.ndarray, y: np.ndarray | None, rng: np.random.Generator) -> tuple[np.ndarray, HeldBack | None]:
     """Split off HOLDOUT_SHARE of the samples (at least MIN_HOLDOUT of them, at most MAX_HOLDOUT), or None."""
     size = min(MAX_HOLDOUT, int(len(x) * HOLDOUT_SHARE))
     if size < MIN_HOLDOUT:
         return x, None
     order = rng.permutation(len(x))
     rest, held = order[size:], order[:size]
-    split = _HeldBack(x[rest], None if y is None else y[rest], x[held], None if y is None else y[held])
+    split = HeldBack(x[rest], None if y is None else y[rest], x[held], None if y is None else y[held])
     return split.train_x, split
 
 
 def _distance(sample: np.ndarray) -> Loss:
     """KL divergence between probability outputs, else mean squared error (logits, embeddings)."""
     keras = import_keras()
-    return keras.losses.KLDivergence() if _looks_like_probabilities(sample) else keras.losses.MeanSquaredError()
+    return keras.losses.KLDivergence() if looks_like_probabilities(sample) else keras.losses.MeanSquaredError()
 
 
-def _shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Translate NHWC images by up to MAX_SHIFT pixels (zero fill); other inputs unchanged."""
     if x.ndim != 4 or min(x.shape[1:3]) <= 4 * MAX_SHIFT:
         return x
@@ -130,15 +130,15 @@ def _shift(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.stack([padded[i, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(len(x))])
 
 
-def _looks_like_probabilities(y: np.ndarray) -> bool:
+def looks_like_probabilities(y: np.ndarray) -> bool:
     return bool(y.ndim == 2 and y.min() >= 0 and np.allclose(y.sum(axis=1), 1.0, atol=1e-3))
 
 
-def _train(model: KerasModel, teacher: KerasModel, objective: Objective,
+def train(model: KerasModel, teacher: KerasModel, objective: Objective,
            epoch_data: Callable[[], tuple[np.ndarray, np.ndarray | None]], epochs: int, rng: np.random.Generator,
-           held: _HeldBack | None, facts: TrainingSetup) -> Training:
+           held: HeldBack | None, facts: TrainingSetup, progress: Callable[[str], None] | None = None) -> Training:
     """Adam with cosine decay; a plain tf.function step (Keras' fit() traced 2x slower here).
-    objective(labels, teacher's outputs, student's outputs) -> loss."""
+    objective(labels, teacher's outputs, student's outputs) -> loss; progress: a line after each epoch."""
     tf, keras = import_tf(), import_keras()
     for layer in model.layers:
         if type(layer).__name__ == "BatchNormalization":
@@ -159,7 +159,7 @@ def _train(model: KerasModel, teacher: KerasModel, objective: Objective,
         return value
 
     start = time.perf_counter()
-    stopper = _EarlyStop(model, teacher, held)
+    stopper = EarlyStop(model, teacher, held)
     for k in range(epochs):
         if k:
             inputs, targets = epoch_data()
@@ -167,17 +167,21 @@ def _train(model: KerasModel, teacher: KerasModel, objective: Objective,
         for b in range(batches):
             idx = order[b * BATCH:(b + 1) * BATCH]
             step(tf.constant(inputs[idx]), tf.constant(0.0 if targets is None else targets[idx]))
-        if stopper.after_epoch():
+        stop = stopper.after_epoch()
+        if progress is not None:
+            score = f", held-back score {stopper.scores[-1]:.2f}" if stopper.scores else ""
+            progress(f"epoch {k + 1}/{epochs}{score}")
+        if stop:
             break
     return {**facts, "epochs": epochs, "batch": BATCH, "learning_rate": LEARNING_RATE, **stopper.finish(),
             "seconds": round(time.perf_counter() - start, 2)}
 
 
-class _EarlyStop:
+class EarlyStop:
     """Scores the student on the held-back samples after each epoch (accuracy on labels, else agreement with the
     teacher's top-1 for class outputs, else negative MSE to it), keeps the best epoch's weights."""
 
-    def __init__(self, model: KerasModel, teacher: KerasModel, held: _HeldBack | None) -> None:
+    def __init__(self, model: KerasModel, teacher: KerasModel, held: HeldBack | None) -> None:
         self.model, self.held = model, held
         self.scores: list[float] = []
         self.best_weights: list | None = None

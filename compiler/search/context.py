@@ -26,6 +26,7 @@ class BuildContext:
     calibration: "auto" (plain int8 keeps min/max, the refinements tune it) or the method the user named.
     activation_type: the target's onnxruntime int8 activation type ("uint8" on x86, "int8" on ARM).
     batch: the compiled batch size where the source leaves it open.
+    train: --train's samples, for quantization-aware fine-tuning (--qat); None without it.
     workdir: a scratch directory of this format's, removed after the build.
     """
 
@@ -40,6 +41,7 @@ class BuildContext:
     calibration: str = "auto"
     activation_type: str = "uint8"
     batch: int = 1
+    train: Dataset | None = None
 
     @property
     def candidates(self) -> tuple[Variant, ...]:

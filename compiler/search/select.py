@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Unpack
 
 from edgekiln.compiler import analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
-from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.data import Datasets, in_model_types, load_data
 from edgekiln.compiler.device import estimate
-from edgekiln.compiler.errors import EdgekilnError, TargetError
+from edgekiln.compiler.errors import EdgekilnError, RecipeError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.output_kinds import KindRule
@@ -26,6 +26,7 @@ from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import ROUND_MS, ROUNDS, ROUNDS_STATISTIC, RoundTiming, interleaved_latency
 from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization, provenance
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.search import failures, on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -138,10 +139,14 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     # samples, by fidelity alone (the cosine floor when one is given): the samples and labels that judge
     # the table did not shape the candidates.
     tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False)
+    if recipe.qat and source != "keras":
+        raise RecipeError("--qat trains in Keras, and an ONNX source has no Keras form here",
+                          "build the Keras model the ONNX file came from, or leave out --qat")
+    train = _training(recipe, graph) if recipe.qat else None
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
-                                                            activation_type, only),
+                                                            activation_type, only, recipe.qat),
                                        data.calib, tuner, tuning, workdir / f"candidates_{f.format}",
-                                       recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch)
+                                       recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch, train)
                 for f in formats}
     built, diagnoses, failed = _build_all(contexts)
     ready = {key: b for key, b in built.items() if b.model is not None}
@@ -177,6 +182,13 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     if len(formats) > 1:
         block["formats"] = {"compared": [f.format for f in formats], "failed": failed, "note": FORMAT_NOTE}
     return Selection(chosen, baseline, block, table, choice)
+
+
+def _training(recipe: Recipe, graph: KerasGraph | OnnxGraph) -> Dataset:
+    """--train's samples for the int8+qat candidate, read like --calib."""
+    assert recipe.train is not None, "the recipe refuses --qat without --train"
+    return in_model_types(load_data(recipe.train, graph.inputs, role="training", mean=recipe.mean, std=recipe.std),
+                          graph.inputs)
 
 
 def _table(rows: list[Candidate], choice: Choice, unrunnable: dict[str, str]) -> tuple[Candidate, ...]:

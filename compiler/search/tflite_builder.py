@@ -10,6 +10,8 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
   16x8           the source model, min/max ranges, int16 activations and int8 weights (TFLite's 16x8 mode: one
                  converter run, calibrating again); built only when plain int8 misses the criterion on the
                  tuning samples (variants.sixteen_not_needed): XNNPACK runs none of its ops.
+  int8+qat       plain int8 of the model after quantization-aware fine-tuning on --train (--qat); built only when
+                 plain int8 misses the criterion, like 16x8 (search/qat_builder.py).
 A refinement less faithful on the tuning samples than the candidate it refines is dropped (search/faithful.py).
 """
 
@@ -34,6 +36,7 @@ from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
+from edgekiln.compiler.search import qat_builder
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
@@ -73,7 +76,7 @@ def build(ctx: BuildContext) -> Builds:
     """
     built = {c.name: Candidate(c, tflite_convert.convert(ctx.graph.saved_model_dir, c.quantize, None, ctx.int8_io))
              for c in ctx.candidates if c.quantize is not Quantize.int8}
-    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8 and not is_16x8(c)]
+    int8s = [c for c in ctx.candidates if c.quantize is Quantize.int8 and not is_16x8(c) and not c.qat]
     diagnosis, missing = None, ""
     if int8s and ctx.calib is not None:
         try:
@@ -86,6 +89,8 @@ def build(ctx: BuildContext) -> Builds:
             missing = failure_note(exc)
     for c in (c for c in ctx.candidates if is_16x8(c) and ctx.calib is not None):
         built[c.name] = sixteen_by_eight(c, ctx, built.get("int8"))
+    for c in (c for c in ctx.candidates if c.qat and ctx.calib is not None):
+        built[c.name] = qat_builder.candidate(c, ctx, built.get("int8"))
     ordered = [built.get(c.name) or Candidate(c, None, (missing,)) for c in ctx.candidates]
     return Builds(tuple(with_coverage(b) for b in ordered), diagnosis)
 

@@ -25,6 +25,8 @@ class Variant:
     activation: the activation type when it is not the target's int8 type ("" = the target's): "int16" for
         16x8 (int16 activations, int8 weights; both formats), or ONNX's "int8" where the target's is uint8.
     fused: built from onnxruntime's transformer optimizer's graph (ONNX encoders only: emit/onnx_fused.py).
+    qat: plain int8 of the model after quantization-aware fine-tuning (--qat --train; Keras sources only:
+        graph/keras_qat.py), built only where plain int8 misses the criterion.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Variant:
     fallback: str = ""
     activation: str = ""
     fused: bool = False
+    qat: bool = False
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -48,6 +51,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
         Variant("16x8", "tflite", Quantize.int8, activation="int16"),
+        Variant("int8+qat", "tflite", Quantize.int8, qat=True),
     ),
     # onnxruntime QDQ: "int8" uses the target's activation type and min/max; "int8+calibration" the most
     # faithful calibration method; "int8+s8s8" int8 activations where the target's are uint8 (x86: no u8s8
@@ -74,8 +78,8 @@ BASELINE = "float32"
 # fallback or excluded nodes, which would not be full-integer; no 16x8, whose activations are int16: auto only).
 PLANS: dict[Quantize, tuple[str, ...]] = {
     Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+fallback",
-                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8"),
-    Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8"),
+                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8", "int8+qat"),
+    Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8", "int8+qat"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
     Quantize.none: (),
@@ -107,6 +111,7 @@ def variant_named(name: str, model_format: str, quantize: str | None = None) -> 
 # What onnx2tf can make from an ONNX source (one run, min/max int8): the refinements need the Keras path.
 ONNX2TF_ONLY = "onnx2tf (ONNX -> TFLite) writes float32, float16, dynamic and plain min/max int8 and 16x8 only"
 NEEDS_CALIBRATION = "needs calibration data (--calib)"
+QAT_NEEDS_KERAS = "quantization-aware fine-tuning trains a Keras model (.keras or .h5 source)"
 SIXTEEN = "int16"  # a variant's activation type for 16x8
 
 
@@ -135,15 +140,16 @@ class Plan:
 
 
 def plan(quantize: Quantize, model_format: str, source: str = "keras", calibrated: bool = True,
-         activation_type: str = "uint8", only: str | None = None) -> Plan:
+         activation_type: str = "uint8", only: str | None = None, qat: bool = False) -> Plan:
     """What a --quantize mode builds in `model_format` from a `source` framework's graph.
 
     calibrated: calibration data was given (every int8 candidate needs it). activation_type: the target's
     onnxruntime int8 activations (an `int8+s8s8` candidate on an int8 target would be plain int8).
     only: just this variant, and what it is built from (plain int8 for an int8 refinement), e.g. the
     unpruned reference of a pruned build made the way the shipped variant was.
+    qat: --qat was given; without it the int8+qat candidate is not planned at all (nor listed as not built).
     """
-    wanted = [c for c in VARIANTS[model_format] if c.name in (BASELINE, *PLANS[quantize])]
+    wanted = [c for c in VARIANTS[model_format] if c.name in (BASELINE, *PLANS[quantize]) and (qat or not c.qat)]
     if only is not None:
         wanted = [c for c in wanted if c.name in (BASELINE, only) or (c.name == "int8" and only.startswith("int8"))]
     build, not_built = [], {}
@@ -159,6 +165,8 @@ def plan(quantize: Quantize, model_format: str, source: str = "keras", calibrate
 def _not_buildable(c: Variant, source: str, calibrated: bool, activation_type: str) -> str:
     if c.quantize is Quantize.int8 and not calibrated:
         return NEEDS_CALIBRATION
+    if c.qat and source != "keras":
+        return QAT_NEEDS_KERAS
     if (source, c.format) == ("onnx", "tflite") and (c.rewrites or c.tune_calibration or c.fallback):
         return ONNX2TF_ONLY
     if c.activation and c.activation == activation_type:

@@ -106,6 +106,8 @@ GIVEN = [
     (["--runs", "7"], "bench_runs", 7),
     (["--recover", "finetune"], "recover", "finetune"),
     (["--train", "{t}"], "train", "{t}"),
+    (["--train", "{t}", "--qat"], "qat", True),
+    (["--train", "{t}", "--distill", "0.5"], "distill", 0.5),
     (["--prune-time", "30"], "prune_time", 30.0),
     (["--prune-criterion", "bn"], "prune_criterion", "bn"),
     (["--prune-heads", "0.5"], "prune_heads", 0.5),

@@ -1,0 +1,56 @@
+"""The int8+qat candidate: plain int8 of the model after quantization-aware fine-tuning (graph/keras_qat.py).
+
+Built only where plain int8 misses the criterion on the tuning samples (the 16x8 rule, variants.sixteen_not_needed):
+fine-tuning costs minutes and changes the weights, so it is the answer only to a plain int8 that is not accurate
+enough. The fine-tuned model goes through the same converter call as plain int8 (min/max calibration on --calib):
+the shipped file is an ordinary int8 model.
+"""
+
+from __future__ import annotations
+
+import time
+
+from edgekiln.compiler.emit import tflite_convert
+from edgekiln.compiler.evaluate.quality import describe
+from edgekiln.compiler.recipe import Quantize
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.context import BuildContext
+from edgekiln.compiler.search.variants import Variant, failure_note, sixteen_not_needed
+
+NOTES = ("quantization-aware fine-tuning on --train: BatchNormalization folded as the converter folds it, "
+         "per-channel int8 weights and 8-bit activations fake-quantized", "min/max calibration")
+
+
+def candidate(variant: Variant, ctx: BuildContext, plain: Candidate | None) -> Candidate:
+    """The int8+qat candidate, or not built: plain int8 meets the criterion, no --train, or training fails."""
+    meets, quality = None, ""
+    if plain is not None and plain.model is not None:
+        judged = ctx.judge("tflite", plain.model)
+        meets, quality = ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine)
+    why = sixteen_not_needed(meets, quality)
+    if why:
+        return Candidate(variant, None, (why,))
+    model = getattr(ctx.graph, "keras_model", None)
+    if ctx.train is None or ctx.calib is None or model is None:
+        return Candidate(variant, None, ("not built: --qat needs --train data and a Keras source model",))
+    try:
+        return _fine_tuned(variant, ctx, model)
+    except Exception as exc:  # noqa: BLE001  (training or conversion that fails drops out with its reason)
+        return Candidate(variant, None, (failure_note(exc),))
+
+
+def _fine_tuned(variant: Variant, ctx: BuildContext, model: object) -> Candidate:
+    from edgekiln.compiler.graph import keras_graph, keras_qat
+
+    assert ctx.train is not None and ctx.calib is not None
+    start = time.perf_counter()
+    x = next(iter(ctx.train.inputs.values()))
+    folded, bns = keras_qat.fold(model)
+    trained = keras_qat.fake_quantized(folded, next(iter(ctx.calib.inputs.values())))
+    facts = keras_qat.train(trained, model, x, ctx.train.labels)
+    exported = keras_graph.from_model(folded, ctx.workdir / "qat_saved_model", ctx.graph.source_format,
+                                      "the fine-tuned model")
+    tflite = tflite_convert.convert(exported.saved_model_dir, Quantize.int8, ctx.calib, ctx.int8_io)
+    return Candidate(variant, tflite, NOTES,
+                     {"calibration": "minmax", "qat": {**facts, "folded_batch_norms": len(bns),
+                                                       "seconds": round(time.perf_counter() - start, 2)}})
