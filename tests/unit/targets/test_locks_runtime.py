@@ -23,7 +23,10 @@ COMMANDS = ("info", "validate", "bench", "race", "profile")
 INTERPRETERS = {"tflite": ("ai_edge_litert", "tflite_runtime", "tensorflow"), "onnx": ("onnxruntime",)}
 # Modules only one command imports, for one format, and where: (command, format) -> modules
 EXTRA = {("profile", "tflite"): {"flatbuffers", "ai_edge_litert"}}
-EXTRA_AT = {"flatbuffers": "_tflite", "ai_edge_litert": "_tflite"}  # runtime/profile.py's function importing them
+EXTRA_AT = {"flatbuffers": "_tflite", "ai_edge_litert": "_tflite",  # runtime/profile.py's function importing them
+            # a bundle that takes text (runtime/text.py): not in any lock; the bundle's own requirements.txt pins it
+            # (compiler/text_bundle.TOKENIZERS_PIN), and without it every command says so in one line
+            "tokenizers": "__init__"}
 HINTED = {("profile", "tflite")}  # commands that print a one-line install hint when their extra modules are missing
 
 
@@ -68,6 +71,16 @@ def test_each_lock_installs_what_each_command_imports_or_the_command_hints(key: 
     for command in COMMANDS:
         missing = EXTRA.get((command, model_format), set()) - installed
         assert not missing or (command, model_format) in HINTED, f"{key}: `{command}` imports {missing}"
+
+
+def test_a_text_bundle_pins_the_tokenizers_it_imports_for_every_arch_with_a_wheel():
+    from edgekiln.compiler.text_bundle import TOKENIZERS_PIN
+
+    wheels = tomllib.loads((ROOT / "targets" / "wheels.toml").read_text())
+    assert TOKENIZERS_PIN.startswith("tokenizers==") and TOKENIZERS_PIN in wheels, "wheels.toml: no tokenizers wheel"
+    assert {"aarch64", "armv7l"} <= set(wheels[TOKENIZERS_PIN]["glibc"])  # the Pi arches a text bundle ships to
+    text_source = (ROOT / "runtime" / "text.py").read_text()
+    assert "install its requirements (the `tokenizers` package)" in text_source  # the one-line hint
 
 
 def test_the_armv7l_lock_is_one_that_needs_the_hint():
