@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAMPLE ?= mnist_resnet
 
-.PHONY: install system-packages demo demo-text test lint clean
+.PHONY: install system-packages demo demo-text test lint docs clean
 
 $(BIN)/edgekiln: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -51,5 +51,14 @@ lint: install
 	$(BIN)/ruff check compiler edgekiln runtime targets tests bench sample_models
 	$(BIN)/mypy
 
+# The documentation site (mkdocs.yml over docs/) into site/, strictly: a link to a missing page or anchor fails.
+# Its packages (the `docs` extra) go into .venv here only, so `make test` installs none of them.
+$(BIN)/mkdocs: pyproject.toml $(BIN)/edgekiln
+	$(BIN)/pip install -q -e '.[docs]'
+	touch $(BIN)/mkdocs
+
+docs: $(BIN)/mkdocs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf build $(VENV)
+	rm -rf build site $(VENV)

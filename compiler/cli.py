@@ -16,6 +16,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from edgekiln.compiler.cli_options import (
+    OUTPUT,
+    PRUNING,
+    QUANTIZATION,
+    SWEEP,
+    TARGET,
     BatchOpt,
     CalibOpt,
     CalibrationOpt,
@@ -66,17 +71,21 @@ app = typer.Typer(name="edgekiln", no_args_is_help=True, add_completion=False,
                   context_settings={"help_option_names": ["-h", "--help"]},
                   help="Compile a trained model into a measured, validated bundle for an edge device.")
 
-# Device options, shared by `deploy` and `build --device`.
-WheelsOpt = Annotated[Path | None, typer.Option("--wheels", help="Ship these wheels (offline devices).")]
-IdentityOpt = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key file.")]
-SshConfigOpt = Annotated[Path | None, typer.Option("--ssh-config", "-F",
-                                                  help="ssh config file (default: ~/.ssh/config).")]
-AcceptNewOpt = Annotated[bool, typer.Option("--accept-new-host-keys",
-                                            help="Trust unknown host keys (changed keys stay refused).")]
+# Device options, shared by `deploy` and `build --device` (in build's "Target and device" panel).
+WheelsOpt = Annotated[Path | None, typer.Option("--wheels", help="Ship these wheels (offline devices).",
+                                                rich_help_panel=TARGET)]
+IdentityOpt = Annotated[Path | None, typer.Option("--identity", "-i", help="SSH private key file.",
+                                                  rich_help_panel=TARGET)]
+SshConfigOpt = Annotated[Path | None, typer.Option("--ssh-config", "-F", help="ssh config file (default: "
+                                                                               "~/.ssh/config).",
+                                                   rich_help_panel=TARGET)]
+AcceptNewOpt = Annotated[bool, typer.Option("--accept-new-host-keys", help="Trust unknown host keys (changed keys "
+                                                                           "stay refused).", rich_help_panel=TARGET)]
 RemoteDirOpt = Annotated[str, typer.Option("--remote-dir", envvar="EDGEKILN_REMOTE_DIR",
-                                           help="Directory on the device (relative: under the home).")]
-KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a successful deploy "
-                                           "(older ones are removed); 0 keeps all.")]
+                                           help="Directory on the device (relative: under the home).",
+                                           rich_help_panel=TARGET)]
+KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each device after a deploy (0: all).",
+                                      rich_help_panel=TARGET)]
 
 
 def _run(action: Callable[[], Any]) -> Any:
@@ -94,57 +103,61 @@ def _run(action: Callable[[], Any]) -> Any:
 @app.command()
 def build(
     model: RecipeModelArg = None,
-    target: TargetOpt = None,
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Bundle directory to create.")] = None,
-    format: Annotated[Format | None, typer.Option(
-        help="Artifact format; auto builds every format the target runs and ships the measured best "
-             "(default: auto with --quantize auto, else the target's format).")] = None,  # noqa: A002
-    quantize: Annotated[Quantize | None, typer.Option(
-        "--quantize", "-q", help="auto (default): build the variants, ship the fastest accurate enough one.")] = None,
-    calibration: CalibrationOpt = None,
-    int8_io: Int8IoOpt = None,
-    calib_samples: CalibSamplesOpt = None,
-    batch: BatchOpt = None,
+    recipe_file: RecipeFileOpt = None,
     input_shape: InputShapeOpt = None,
-    main_output: MainOutputOpt = None,
-    golden_samples: GoldenSamplesOpt = None,
+    batch: BatchOpt = None,
+    calib_samples: CalibSamplesOpt = None,
     mean: MeanOpt = None,
     std: StdOpt = None,
-    max_drop: MaxDropOpt = None,
-    min_cosine: MinCosineOpt = None,
-    min_cosine_p5: MinCosineP5Opt = None,
-    embedding: EmbeddingOpt = False,
-    output_kind: OutputKindOpt = None,
+    unsafe: UnsafeOpt = False,
+    target: TargetOpt = None,
     threads: ThreadsOpt = None,
     runs: RunsOpt = None,
-    prune: Annotated[str | None, typer.Option(help="Remove this fraction of channels per group, or 'auto'.")] = None,
-    recover: RecoverOpt = None,
-    train: TrainOpt = None,
-    qat: QatOpt = False,
-    distill: DistillOpt = None,
-    prune_time: PruneTimeOpt = None,
-    prune_criterion: PruneCriterionOpt = None,
-    prune_heads: PruneHeadsOpt = None,
-    drop_layers: DropLayersOpt = None,
-    text: TextOpt = None,
-    tokenizer: TokenizerOpt = None,
-    seq_len: SeqLenOpt = None,
-    vocab_from: VocabFromOpt = None,
-    vocab_size: VocabSizeOpt = None,
-    recipe_file: RecipeFileOpt = None,
-    unsafe: UnsafeOpt = False,
-    force: Annotated[bool, typer.Option(help="Replace an existing output bundle; build even when the target's "
-                                              "checks (RAM, wheels, op versions) fail, with a warning.")] = False,
-    device: Annotated[list[str] | None, typer.Option(help="Time the candidates on user@host[:port] (SSH; the "
-                                                           "first given), choose by it, deploy there.")] = None,
+    device: Annotated[list[str] | None, typer.Option(help="Time the candidates on user@host[:port] over SSH, "
+                                                           "choose by it and deploy there (repeats).",
+                                                      rich_help_panel=TARGET)] = None,
     wheels: WheelsOpt = None,
     identity: IdentityOpt = None,
     ssh_config: SshConfigOpt = None,
     accept_new_host_keys: AcceptNewOpt = False,
     remote_dir: RemoteDirOpt = "edgekiln",
     keep: KeepOpt = 3,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Bundle directory to create.",
+                                                rich_help_panel=OUTPUT)] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing bundle, and build even when a target check "
+                                             "fails (with a warning).", rich_help_panel=OUTPUT)] = False,
+    golden_samples: GoldenSamplesOpt = None,
+    quantize: Annotated[Quantize | None, typer.Option(
+        "--quantize", "-q", help="Variant to build (auto: every variant, shipping the fastest accurate enough one).",
+        rich_help_panel=QUANTIZATION)] = None,
+    format: Annotated[Format | None, typer.Option(  # noqa: A002
+        help="Artifact format (auto: every format the target runs; default with --quantize auto).",
+        rich_help_panel=QUANTIZATION)] = None,
+    calibration: CalibrationOpt = None,
+    int8_io: Int8IoOpt = None,
+    max_drop: MaxDropOpt = None,
+    main_output: MainOutputOpt = None,
+    embedding: EmbeddingOpt = False,
+    min_cosine: MinCosineOpt = None,
+    min_cosine_p5: MinCosineP5Opt = None,
+    output_kind: OutputKindOpt = None,
+    prune: Annotated[str | None, typer.Option(help="Fraction of channels to remove per group, or 'auto'.",
+                                              rich_help_panel=PRUNING)] = None,
+    recover: RecoverOpt = None,
+    train: TrainOpt = None,
+    qat: QatOpt = False,
+    distill: DistillOpt = None,
+    prune_criterion: PruneCriterionOpt = None,
+    prune_time: PruneTimeOpt = None,
+    text: TextOpt = None,
+    tokenizer: TokenizerOpt = None,
+    seq_len: SeqLenOpt = None,
+    prune_heads: PruneHeadsOpt = None,
+    drop_layers: DropLayersOpt = None,
+    vocab_from: VocabFromOpt = None,
+    vocab_size: VocabSizeOpt = None,
 ) -> None:
     """Compile MODEL into a bundle for --target, quantized with --calib data, measured and validated."""
     params = dict(locals())  # every option by name; recipe_from takes the recipe's (compiler/cli_options.py)
@@ -243,54 +256,58 @@ SWEEP_OWN = ("prune", "quantize", "format", "jobs", "executor", "ray_address", "
 
 @app.command()
 def sweep(
-    output: Annotated[Path, typer.Option("--output", "-o", help="Sweep folder (resumed when it is one).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Sweep folder (resumed when it is one).",
+                                         rich_help_panel=OUTPUT)],
     model: RecipeModelArg = None,
-    target: TargetOpt = None,
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
-    prune: Annotated[str | None, typer.Option(
-        help="Prune settings: ratios and 'auto' (default: 0,0.25,0.5; 0 with --prune-heads / --drop-layers; "
-             "a --recipe's prune).")] = None,
-    quantize: Annotated[str | None, typer.Option(
-        "--quantize", "-q", help="Variants, e.g. float32,int8,int8+rewrites; auto: one per storage mode "
-                                 "(default, or a --recipe's variant or quantize).")] = None,
-    format: Annotated[str | None, typer.Option(  # noqa: A002
-        help="tflite, onnx, or auto: every format the target runs (default, or a --recipe's format).")] = None,
-    calibration: CalibrationOpt = None,
-    int8_io: Int8IoOpt = None,
-    calib_samples: CalibSamplesOpt = None,
-    batch: BatchOpt = None,
+    recipe_file: RecipeFileOpt = None,
     input_shape: InputShapeOpt = None,
-    main_output: MainOutputOpt = None,
-    golden_samples: GoldenSamplesOpt = None,
+    batch: BatchOpt = None,
+    calib_samples: CalibSamplesOpt = None,
     mean: MeanOpt = None,
     std: StdOpt = None,
-    max_drop: MaxDropOpt = None,
-    min_cosine: MinCosineOpt = None,
-    min_cosine_p5: MinCosineP5Opt = None,
-    embedding: EmbeddingOpt = False,
-    output_kind: OutputKindOpt = None,
+    unsafe: UnsafeOpt = False,
+    target: TargetOpt = None,
     threads: ThreadsOpt = None,
     runs: RunsOpt = None,
+    quantize: Annotated[str | None, typer.Option(
+        "--quantize", "-q", help="Variants, e.g. float32,int8,int8+rewrites (auto, the default: one per storage "
+                                 "mode).", rich_help_panel=SWEEP)] = None,
+    format: Annotated[str | None, typer.Option(  # noqa: A002
+        help="tflite, onnx, or auto: every format the target runs (the default).", rich_help_panel=SWEEP)] = None,
+    prune: Annotated[str | None, typer.Option(
+        help="Prune ratios and 'auto' (default: 0,0.25,0.5; 0 with --prune-heads or --drop-layers).",
+        rich_help_panel=SWEEP)] = None,
+    jobs: Annotated[int, typer.Option(help="Points built at once (a local process pool, or Ray tasks).",
+                                      rich_help_panel=SWEEP)] = 1,
+    executor: Annotated[str, typer.Option(help="local or ray.", rich_help_panel=SWEEP)] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="A Ray cluster (default: a local Ray).",
+                                                    rich_help_panel=SWEEP)] = None,
+    force: Annotated[bool, typer.Option(help="Replace the folder instead of resuming it.",
+                                        rich_help_panel=OUTPUT)] = False,
+    golden_samples: GoldenSamplesOpt = None,
+    calibration: CalibrationOpt = None,
+    int8_io: Int8IoOpt = None,
+    max_drop: MaxDropOpt = None,
+    main_output: MainOutputOpt = None,
+    embedding: EmbeddingOpt = False,
+    min_cosine: MinCosineOpt = None,
+    min_cosine_p5: MinCosineP5Opt = None,
+    output_kind: OutputKindOpt = None,
     recover: RecoverOpt = None,
     train: TrainOpt = None,
     qat: QatOpt = False,
     distill: DistillOpt = None,
-    prune_time: PruneTimeOpt = None,
     prune_criterion: PruneCriterionOpt = None,
-    prune_heads: PruneHeadsOpt = None,
-    drop_layers: DropLayersOpt = None,
+    prune_time: PruneTimeOpt = None,
     text: TextOpt = None,
     tokenizer: TokenizerOpt = None,
     seq_len: SeqLenOpt = None,
+    prune_heads: PruneHeadsOpt = None,
+    drop_layers: DropLayersOpt = None,
     vocab_from: VocabFromOpt = None,
     vocab_size: VocabSizeOpt = None,
-    recipe_file: RecipeFileOpt = None,
-    unsafe: UnsafeOpt = False,
-    jobs: Annotated[int, typer.Option(help="Points built at once (a local process pool, or Ray tasks).")] = 1,
-    executor: Annotated[str, typer.Option(help="local or ray.")] = "local",
-    ray_address: Annotated[str | None, typer.Option(help="A Ray cluster (default: a local Ray).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace the folder instead of resuming it.")] = False,
 ) -> None:
     """Prune x quantize points, built like `build` (with all of its recipe options), timed side by side here: the
     latency x accuracy x size front."""
@@ -375,7 +392,7 @@ def explain(
     calib: CalibOpt = None,
     eval: EvalOpt = None,  # noqa: A002  (the user-facing flag is --eval)
     threads: ThreadsOpt = None,
-    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per model.")] = None,
+    runs: Annotated[int | None, typer.Option("--runs", help="Timed runs per model.", rich_help_panel=TARGET)] = None,
     unsafe: UnsafeOpt = False,
 ) -> None:
     """Why plain int8 hurts MODEL on --target: per-layer error, fast-path coverage, likely causes."""

@@ -4,6 +4,7 @@ Each option is an `Annotated` alias that a command lists in its signature; `reci
 received into the Recipe (a --recipe file with the flags given on top, as `build --recipe` reads it), so no
 command hands the options on one by one. A flag is its recipe key with `-` for `_`, but for RECIPE_KEYS.
 tests/unit/test_cli_options.py checks that sweep takes all of build's and that every Recipe field has a flag.
+Each option names its panel of `--help` (PANELS, by topic), so the two commands' help reads the same.
 """
 
 from __future__ import annotations
@@ -21,66 +22,110 @@ from edgekiln.compiler.recipe import Calibration, PruneCriterion, Recipe, Recove
 
 T = TypeVar("T")
 
+# The panels of `build --help`, in the order it shows them (a command's first option in a panel places it): what
+# every build names first, then the knobs by topic. docs/cli.md has a section per panel (tests/unit/test_cli_help.py).
+DATA = "Data"
+TARGET = "Target and device"
+OUTPUT = "Output"
+QUANTIZATION = "Quantization"
+ACCURACY = "Accuracy"
+PRUNING = "Pruning"
+TEXT = "Text models"
+PANELS = (DATA, TARGET, OUTPUT, QUANTIZATION, ACCURACY, PRUNING, TEXT)
+SWEEP = "Sweep: axes and execution"  # sweep's own options, after its Data and Target panels
+
 ModelArg = Annotated[Path, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel directory.")]
 RecipeModelArg = Annotated[Path | None, typer.Argument(help="Trained model: .keras, .h5, .onnx or SavedModel "
                                                             "directory (or the recipe's source).")]
-TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.")]
-CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy, image folder, or .txt "
-                                                                 "sentences (with --tokenizer).")]
-EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data; with labels (npz: y; text: "
-                                                               "LABEL<TAB>sentence) gives accuracy.")]
-CalibrationOpt = Annotated[Calibration | None, typer.Option(help="int8 activation ranges (auto: the best).")]
-Int8IoOpt = Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 model inputs/outputs.")]
-CalibSamplesOpt = Annotated[int | None, typer.Option(help="At most this many calibration samples.")]
-BatchOpt = Annotated[int | None, typer.Option(help="Compiled batch where the model leaves it open.")]
+
+# Data
+CalibOpt = Annotated[Path | None, typer.Option("--calib", help="Calibration data: .npz, .npy, an image folder, or "
+                                                                 ".txt sentences (with --tokenizer).",
+                                               rich_help_panel=DATA)]
+EvalOpt = Annotated[Path | None, typer.Option("--eval", help="Evaluation data, labelled (npz: y; text: "
+                                                               "LABEL<TAB>sentence) for an accuracy figure.",
+                                              rich_help_panel=DATA)]
+RecipeFileOpt = Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags given beside it override "
+                                                                     "it.", rich_help_panel=DATA)]
 InputShapeOpt = Annotated[list[str] | None, typer.Option(
-    "--input-shape", help="Static shape of an ONNX input with dynamic axes, NAME=1,3,320,320 (repeats; "
-                          "default: the data's sample shape).")]
+    "--input-shape", help="Static shape of a dynamic ONNX input, NAME=1,3,320,320 (repeats; default: the data's "
+                          "sample shape).", rich_help_panel=DATA)]
+BatchOpt = Annotated[int | None, typer.Option(help="Compiled batch where the model leaves it open.",
+                                              rich_help_panel=DATA)]
+CalibSamplesOpt = Annotated[int | None, typer.Option(help="At most this many calibration samples.",
+                                                     rich_help_panel=DATA)]
+MeanOpt = Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.", rich_help_panel=DATA)]
+StdOpt = Annotated[str | None, typer.Option(help="Image-folder std, e.g. 0.229,0.224,0.225.", rich_help_panel=DATA)]
+UnsafeOpt = Annotated[bool, typer.Option(help="Allow Lambda layers, which run code from the model file.",
+                                         rich_help_panel=DATA)]
+
+# Target and device
+TargetOpt = Annotated[str | None, typer.Option("--target", "-t", help="Target device name or TOML file.",
+                                               rich_help_panel=TARGET)]
+ThreadsOpt = Annotated[int | None, typer.Option(help="Threads for host measurement (default: the target's).",
+                                                rich_help_panel=TARGET)]
+RunsOpt = Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.",
+                                             rich_help_panel=TARGET)]
+
+# Quantization
+CalibrationOpt = Annotated[Calibration | None, typer.Option(help="How int8 activation ranges are calibrated "
+                                                                 "(auto: the most faithful).",
+                                                            rich_help_panel=QUANTIZATION)]
+Int8IoOpt = Annotated[bool | None, typer.Option("--int8-io/--float-io", help="int8 or float32 model inputs and "
+                                                                             "outputs.", rich_help_panel=QUANTIZATION)]
+QatOpt = Annotated[bool, typer.Option("--qat", help="Also try quantization-aware fine-tuning on --train (int8+qat) "
+                                                  "when plain int8 misses the budget.",
+                                      rich_help_panel=QUANTIZATION)]
+
+# Accuracy: what "accurate enough" means (search/choose.Criterion)
+MaxDropOpt = Annotated[float | None, typer.Option(help="Accuracy budget in percentage points, on labelled --eval.",
+                                                  rich_help_panel=ACCURACY)]
 MainOutputOpt = Annotated[str | None, typer.Option(
-    help="Output scored against the labels (default: the first \\[batch, classes] one).")]
-GoldenSamplesOpt = Annotated[int | None, typer.Option(help="Samples stored in golden.npz.")]
-MeanOpt = Annotated[str | None, typer.Option(help="Image-folder mean, e.g. 0.485,0.456,0.406.")]
-StdOpt = Annotated[str | None, typer.Option(help="Image-folder std, e.g. 0.229,0.224,0.225.")]
-MaxDropOpt = Annotated[float | None, typer.Option(help="Accuracy budget in percentage points.")]
-# The cosine floor of embedding models (search/choose.Criterion).
-MinCosineOpt = Annotated[float | None, typer.Option(
-    help="Cosine floor: the mean cosine of every output vector to the source's, e.g. 0.98 (replaces the SQNR "
-         "floor; with labelled --eval, applies beside --max-drop).")]
-MinCosineP5Opt = Annotated[float | None, typer.Option(
-    help="Cosine floor on the 5th percentile of the per-vector cosine, e.g. 0.95.")]
+    help="Output scored against the labels (default: the first \\[batch, classes] one).", rich_help_panel=ACCURACY)]
 EmbeddingOpt = Annotated[bool, typer.Option(
-    "--embedding", help="The outputs are embeddings: judged by their cosine to the source's only, no top-1 agreement "
-                        "(default floor: mean 0.99, p5 0.95).")]
+    "--embedding", help="The outputs are embeddings, judged by cosine only (default floors: mean 0.99, p5 0.95).",
+    rich_help_panel=ACCURACY)]
+MinCosineOpt = Annotated[float | None, typer.Option(
+    help="Floor on the mean cosine of the output vectors to the source's, e.g. 0.98.", rich_help_panel=ACCURACY)]
+MinCosineP5Opt = Annotated[float | None, typer.Option(
+    help="Floor on the 5th percentile of the per-vector cosine, e.g. 0.95.", rich_help_panel=ACCURACY)]
 OutputKindOpt = Annotated[list[str] | None, typer.Option(
-    "--output-kind", help="What an output is, judged accordingly: NAME=class (top-1 agreement), NAME=embedding "
-                          "(cosine) or NAME=values (SQNR); repeats (default: inferred, printed in the table).")]
-ThreadsOpt = Annotated[int | None, typer.Option(help="Threads for host measurement (default: target's).")]
-RunsOpt = Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.")]
-RecoverOpt = Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill; fine-tune with a "
-                                                         "labelled --train).")]
-TrainOpt = Annotated[Path | None, typer.Option("--train", help="Training data for recovery after pruning "
-                                                                "(labels y: fine-tune).")]
-QatOpt = Annotated[bool, typer.Option("--qat", help="Also try quantization-aware fine-tuning on --train (int8+qat), "
-                                                  "when plain int8 misses the budget.")]
+    "--output-kind", help="How an output is judged: NAME=class, NAME=embedding or NAME=values (repeats; default: "
+                          "inferred).", rich_help_panel=ACCURACY)]
+
+# Pruning
+RecoverOpt = Annotated[Recover | None, typer.Option(help="Recovery after pruning (auto: distill, or fine-tune with "
+                                                         "a labelled --train).", rich_help_panel=PRUNING)]
+TrainOpt = Annotated[Path | None, typer.Option("--train", help="Training data for recovery (labels y: "
+                                                                "fine-tune).", rich_help_panel=PRUNING)]
+PruneCriterionOpt = Annotated[PruneCriterion | None, typer.Option(help="Channel importance.",
+                                                                  rich_help_panel=PRUNING)]
+PruneTimeOpt = Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new probe.",
+                                                    rich_help_panel=PRUNING)]
 DistillOpt = Annotated[str | None, typer.Option(help="Replace the model by a student at this width (0-1], or 'auto', "
-                                                    "trained on --train before pruning and quantization.")]
-PruneTimeOpt = Annotated[float | None, typer.Option(help="Seconds after which --prune auto starts no new probe.")]
-PruneCriterionOpt = Annotated[PruneCriterion | None, typer.Option(help="Channel importance.")]
-PruneHeadsOpt = Annotated[str | None, typer.Option(help="Remove this share of every self-attention layer's heads "
-                                                        "(Keras MultiHeadAttention), or 'auto'.")]
-DropLayersOpt = Annotated[str | None, typer.Option(help="Remove the last N encoder blocks (Keras transformer "
-                                                        "encoders; the head is re-fitted), or 'auto'.")]
-TextOpt = Annotated[Path | None, typer.Option("--text", help="Calibration sentences, one a line (with --tokenizer); "
-                                                             "same as --calib FILE.txt.")]
-TokenizerOpt = Annotated[Path | None, typer.Option(help="tokenizer.json that turns --text / .txt data into "
-                                                        "token ids.")]
-VocabFromOpt = Annotated[str | None, typer.Option(help="Keep only the vocabulary this corpus (one sentence a "
-                                                     "line) uses, and ship the tokenizer for it; 'auto': the --text "
-                                                     "sentences.")]
-VocabSizeOpt = Annotated[int | None, typer.Option(help="With --vocab-from: keep this many tokens.")]
-SeqLenOpt = Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.")]
-RecipeFileOpt = Annotated[Path | None, typer.Option("--recipe", help="TOML recipe; flags override it.")]
-UnsafeOpt = Annotated[bool, typer.Option(help="Allow Lambda layers (runs code from the file).")]
+                                                    "trained on --train before pruning and quantization.",
+                                               rich_help_panel=PRUNING)]
+
+# Text models
+TextOpt = Annotated[Path | None, typer.Option("--text", help="Calibration sentences, one a line, same as --calib "
+                                                             "FILE.txt.", rich_help_panel=TEXT)]
+TokenizerOpt = Annotated[Path | None, typer.Option(help="tokenizer.json that turns the sentences into token ids.",
+                                                   rich_help_panel=TEXT)]
+SeqLenOpt = Annotated[int | None, typer.Option(help="Token sequence length where the model leaves it open.",
+                                               rich_help_panel=TEXT)]
+PruneHeadsOpt = Annotated[str | None, typer.Option(help="Share of every self-attention layer's heads to remove "
+                                                        "(Keras MultiHeadAttention), or 'auto'.",
+                                                   rich_help_panel=TEXT)]
+DropLayersOpt = Annotated[str | None, typer.Option(help="Remove the last N encoder blocks and re-fit the head, or "
+                                                        "'auto'.", rich_help_panel=TEXT)]
+VocabFromOpt = Annotated[str | None, typer.Option(help="Keep only the vocabulary this corpus uses and ship its "
+                                                       "tokenizer ('auto': the --text sentences).",
+                                                  rich_help_panel=TEXT)]
+VocabSizeOpt = Annotated[int | None, typer.Option(help="With --vocab-from, keep this many tokens.",
+                                                  rich_help_panel=TEXT)]
+
+# Output
+GoldenSamplesOpt = Annotated[int | None, typer.Option(help="Samples stored in golden.npz.", rich_help_panel=OUTPUT)]
 
 # A parameter whose recipe key is not its own name. Every other parameter named after a Recipe field is that
 # field's option; a command's other parameters (--jobs, --device, ...) are its own.

@@ -27,22 +27,16 @@ WHERE = ("host", "device", "emulator", "estimate", "static")  # Provenance.where
 
 
 class Provenance(TypedDict):
-    """How a figure was made: the one vocabulary every figure section carries as `how`.
+    """How a figure was made: the one vocabulary every figure section carries as `how`."""
 
-    where: one of WHERE. statistic: what the figure is, in words ("median of 7 interleaved round p50s").
-    runs / rounds: timed runs in all and the rounds they came in (None: not timed). threads: the interpreter's
-    threads (None: not run). samples / data: how many samples and which set (held-back, calibration,
-    evaluation, golden; None: no samples). unknown: what could not be computed and why, the figure then being
-    null or a bound that says so (None: everything was computed)."""
-
-    where: str
-    statistic: str
-    runs: int | None
-    rounds: int | None
-    threads: int | None
-    samples: int | None
-    data: str | None
-    unknown: str | None
+    where: str  # one of WHERE: host, device, emulator, estimate (the cost model) or static (counted from the file)
+    statistic: str  # what the figure is, in words ("median of 7 interleaved round p50s")
+    runs: int | None  # timed runs in all (null: not timed)
+    rounds: int | None  # the rounds the runs came in (null: not timed)
+    threads: int | None  # the interpreter's threads (null: not run)
+    samples: int | None  # how many samples (null: no samples)
+    data: str | None  # which set: held-back, calibration, evaluation, golden (null: no samples)
+    unknown: str | None  # what could not be computed and why, the figure then null or a bound (null: all computed)
 
 
 def provenance(where: str, statistic: str, *, runs: int | None = None, rounds: int | None = None,
@@ -62,8 +56,10 @@ class FixedInput(TypedDict):
 
 
 class Source(TypedDict):
+    """The model given to the build."""
+
     file_name: str
-    format: str
+    format: str  # keras, h5, saved_model or onnx
     sha256: str
     bytes: int
     params: int
@@ -84,6 +80,8 @@ class Layout(TypedDict):
 
 
 class TensorEntry(TypedDict):
+    """A model input or output; scale and zero_point quantize an int8 one (real = scale * (q - zero_point))."""
+
     name: str
     shape: list[int]
     dtype: str
@@ -93,13 +91,15 @@ class TensorEntry(TypedDict):
 
 
 class Model(TypedDict):
-    file: str
-    format: str
+    """The shipped model file, checked by its sha256 on the device."""
+
+    file: str  # model.tflite or model.onnx
+    format: str  # tflite or onnx
     sha256: str
     bytes: int
     params: int
     macs: int | None  # None: not computed (how.unknown says why)
-    ops: dict[str, int]
+    ops: dict[str, int]  # op type -> how many
     inputs: list[TensorEntry]
     outputs: list[TensorEntry]
     how: NotRequired[Provenance]  # of macs
@@ -135,26 +135,21 @@ class HostLatency(RuntimeTiming):
 
 
 class TargetEstimate(TypedDict):
-    """The target's cost model (device/estimate.py): always `method: estimate`, with its basis and band.
+    """The target's cost model (device/estimate.py): always `method: estimate`, with its basis and band."""
 
-    low_ms / high_ms / error_band: from the leave-one-out errors on the board's own anchors; null when it has
-    none (`band` says so: "no published figure for this board: band unknown"). anchors: how many published
-    figures of this board; ratio_error: cross-validated error of an int8 / float32 ratio (null: unknown);
-    at_bound: figures the fit left at a bound of its range."""
-
-    method: str
+    method: str  # always "estimate"
     model: str
-    p50_ms: float
-    low_ms: float | None
-    high_ms: float | None
+    p50_ms: float  # the estimated latency on the target
+    low_ms: float | None  # the band's low end, from the leave-one-out errors on the board's anchors (null: none)
+    high_ms: float | None  # the band's high end, as low_ms
     threads: int
     basis: str
     breakdown_ms: dict[str, float]
-    error_band: list[float] | None
-    band: str
-    anchors: int
-    ratio_error: float | None
-    at_bound: list[str]
+    error_band: list[float] | None  # the relative errors the band rests on (null: the board has no anchor)
+    band: str  # how the band was made, in words ("no published figure for this board: band unknown")
+    anchors: int  # how many published figures of this board the fit has
+    ratio_error: float | None  # cross-validated error of an int8 / float32 ratio (null: unknown)
+    at_bound: list[str]  # figures the fit left at a bound of its range
     fitted_on: list[str]
     held_out: list[str]
     sources: list[str]
@@ -198,10 +193,12 @@ class DeviceEntry(DeviceFacts, RuntimeTiming):
 
 
 class Latency(TypedDict):
-    host: HostLatency
-    speedup_vs_baseline: float | None
-    target_estimate: TargetEstimate | None
-    device: list[DeviceEntry]
+    """The shipped model's latency: measured on this host, estimated for the target, measured on devices."""
+
+    host: HostLatency  # measured on the build machine, and labelled so
+    speedup_vs_baseline: float | None  # the float32 baseline's host p50 / the shipped model's
+    target_estimate: TargetEstimate | None  # the target's cost model (null: none could be made)
+    device: list[DeviceEntry]  # `build --device` figures, one per device
     pruning: NotRequired[PruningLatency]
 
 
@@ -254,10 +251,12 @@ class Baseline(TypedDict):
 
 
 class Size(TypedDict):
-    source_bytes: int
-    baseline_bytes: int
-    model_bytes: int
-    ratio: float | None
+    """File sizes in bytes."""
+
+    source_bytes: int  # the model given to the build
+    baseline_bytes: int  # the float32 baseline
+    model_bytes: int  # the shipped model
+    ratio: float | None  # model_bytes / baseline_bytes
     unpruned_model_bytes: NotRequired[int]
     pruning_ratio: NotRequired[float]
 
@@ -553,7 +552,7 @@ class MeasuredGain(TypedDict):
 
 class BudgetSplit(TypedDict):
     max_drop: float
-    pruning_budget: float
+    pruning_budget: float | None  # the search's budget (null: an encoder search judged by floors alone)
     reserved_for_quantization: float
     pruning_drop: float
     quantization_drop: float
@@ -564,12 +563,19 @@ class BudgetSplit(TypedDict):
 
 
 class Recovery(TypedDict, total=False):
-    """How the pruned model won accuracy back: fine-tuning, distillation or least squares (`method`)."""
+    """How the pruned model won accuracy back: fine-tuning, distillation or least squares (`method`); for filters
+    as prune/driver.RecoveryFacts, for heads and blocks as prune/encoder_*."""
 
     method: str
+    reason: str  # why nothing was recovered (nothing was removed)
     what: str
     samples: int
     seconds: float
+    metric: str  # the judging metric of score_before / score_after
+    score_before: float  # the pruned model before recovery
+    score_after: float  # after recovery
+    used: bool  # false: recovery made the model worse and its weights were not kept (`refused` says so)
+    refused: str
     output_cosine_before: float
     output_cosine_after: float
     layers: list[JsonObject]
@@ -599,22 +605,38 @@ class HeadLayer(TypedDict):
 
 
 class Probe(TypedDict):
-    """One probe of the encoder auto search (`drop_layers`, `prune_heads`, and whether it met the budget)."""
+    """One probe of the encoder auto search (prune/encoder_auto.ProbeFacts): the setting, the parameters left, the
+    figures the judge measured (those it has), and whether it met the budget (`misses`: which floors it missed)."""
 
     drop_layers: int
     prune_heads: float
+    params: int
+    cosine_mean: NotRequired[float]
+    cosine_p5: NotRequired[float]
+    accuracy: NotRequired[float]
+    agreement: NotRequired[float]
     within_budget: bool
+    misses: list[str]
 
 
 class PruningSearch(TypedDict, total=False):
-    """The auto search of a pruning setting within the budget: filters (prune/driver.py) or encoder blocks and
-    heads (prune/encoder_auto.py, with `probes`, the `chosen` one's index and the `rule`)."""
+    """The auto search of a pruning setting within the budget: filters (prune/driver.SearchFacts: the sensitivity
+    `scan`, the per-group `weights` and the `trials`) or encoder blocks and heads (prune/encoder_auto.SearchFacts:
+    the `floors`, the `probes` and the `chosen` one's index)."""
 
-    budget: float
-    probes: list[Probe]
-    chosen: int | None
+    budget: float | None  # the accuracy drop allowed (null: no labelled data, the floors judge)
     rule: str
-    stopped: str
+    stopped: str  # why the search stopped
+    candidates: int  # filters: the plans searched
+    channel_multiple: int  # filters: channel counts kept at multiples of this
+    weights: dict[str, float]  # filters: group label -> its share of the common ratio
+    scan: JsonObject  # filters: each group's accuracy drop when pruned alone (prune/sensitivity.ScanFacts)
+    trials: list[JsonObject]  # filters: each probe's ratios, drop, verdict and recovery
+    floors: JsonObject  # encoders: the fidelity floors a probe must meet
+    reference_accuracy: float | None  # encoders: the source model's accuracy (null: no labels)
+    assumption: str
+    probes: list[Probe]  # encoders
+    chosen: int | None  # encoders: the index of the chosen probe (null: none met the budget)
 
 
 class Pruning(TypedDict, total=False):
@@ -705,10 +727,12 @@ class Profile(TypedDict, total=False):
 
 
 class Golden(TypedDict):
-    file: str
+    """The reference inputs and outputs (golden.npz) and the tolerance `python -m runtime validate` allows."""
+
+    file: str  # golden.npz
     samples: int
-    atol: float
-    rtol: float
+    atol: float  # absolute tolerance
+    rtol: float  # relative tolerance
 
 
 class MemoryBasis(TypedDict):
@@ -795,28 +819,30 @@ class Distillation(TypedDict):
 
 
 class Manifest(TypedDict):
-    schema_version: int
-    compiler: dict[str, str]
-    created_utc: str
-    recipe: JsonObject
-    target: JsonObject
-    source: Source
-    model: Model
-    baseline: Baseline
+    """A bundle's manifest.json: how it was built and what was measured, each figure with how it was made."""
+
+    schema_version: int  # 1; a reader refuses another
+    compiler: dict[str, str]  # the versions of edgekiln and of the converters and runtimes it used
+    created_utc: str  # when the bundle was built, ISO 8601 UTC
+    recipe: JsonObject  # every build option, as a --recipe file takes them (compiler/recipe.py)
+    target: JsonObject  # the target device as its TOML declares it (targets/)
+    source: Source  # the model given to the build
+    model: Model  # the shipped model file
+    baseline: Baseline  # the float32 model, measured the same way in the same rounds
     size: Size
-    pruning: Pruning | None
-    quantization: Quantization | None
-    fidelity: Fidelity
+    pruning: Pruning | None  # what pruning removed and gained (null: not pruned)
+    quantization: Quantization | None  # the candidate search and the shipped variant (null: none)
+    fidelity: Fidelity  # the shipped model against the source, on the held-back samples
     latency: Latency
-    profile: Profile
-    memory: Memory
-    golden: Golden
-    accuracy: NotRequired[Accuracy]
-    vocabulary: NotRequired[Vocabulary]
-    text: NotRequired[TextSection]
-    distillation: NotRequired[Distillation]
-    warnings: list[str]
-    null_values: dict[str, str]
+    profile: Profile  # the shipped model's time per op on the host
+    memory: Memory  # the estimated peak memory on the target against its budget
+    golden: Golden  # the reference inputs and outputs `python -m runtime validate` checks
+    accuracy: NotRequired[Accuracy]  # with labelled --eval data
+    vocabulary: NotRequired[Vocabulary]  # with --vocab-from
+    text: NotRequired[TextSection]  # a bundle that takes sentences
+    distillation: NotRequired[Distillation]  # with build --distill
+    warnings: list[str]  # what the user should know, one sentence each
+    null_values: dict[str, str]  # what null means for the keys that are null by design (runtime/jsonsafe.py)
 
 
 def checked(data: object, where: str) -> Manifest:

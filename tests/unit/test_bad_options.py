@@ -84,7 +84,7 @@ def test_toml_recipe_refuses(tmp_path, field, value, message):
 
 def test_every_numeric_option_has_limits():
     numeric = {"calib_samples", "holdout_samples", "golden_samples", "batch", "threads", "bench_runs", "max_drop",
-               "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5", "vocab_size"}
+               "prune_time", "seq_len", "drop_layers", "min_cosine", "min_cosine_p5", "vocab_size", "distill"}
     assert set(LIMITS) == numeric
     for low, high in LIMITS.values():
         assert low < high
