@@ -60,7 +60,7 @@ def recover(output: Path) -> None:
 def _acquire(path: Path, output: Path) -> int:
     while True:
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)  # not open for writing: a remount ro stays possible
         except OSError as exc:
             raise OutputError(f"cannot create output {output}: {exc.strerror}", "choose another -o") from None
         try:
@@ -71,7 +71,7 @@ def _acquire(path: Path, output: Path) -> int:
             raise OutputError(f"output {output} is busy: another edgekiln build{holder} is writing it",
                               "wait for it to finish, or choose another -o") from None
         if _same_file(fd, path):
-            _write_pid(fd)
+            _write_pid(path)
             return fd
         os.close(fd)  # its holder unlinked it after we opened it: lock the file now at that path
 
@@ -91,12 +91,9 @@ def _same_file(fd: int, path: Path) -> bool:
     return (mine.st_dev, mine.st_ino) == (here.st_dev, here.st_ino)
 
 
-def _write_pid(fd: int) -> None:
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:  # a full disk: the lock holds without the pid, which only names the holder in a message
-        pass
+def _write_pid(path: Path) -> None:
+    with suppress(OSError):  # a full disk: the lock holds without the pid, which only names the holder in a message
+        path.write_text(f"{os.getpid()}\n")
 
 
 def _read_pid(fd: int) -> str:
