@@ -1,13 +1,19 @@
 """The atomic bundle writer: everything goes into a temporary sibling directory, then one rename.
 
-A failed build leaves nothing behind; an existing bundle is only replaced with force=True, and
-even then the old one is moved aside until the new one is in place.
+A failed build leaves nothing behind; an existing bundle is only replaced with force=True, and then the two
+folders are exchanged in one step (renameat2 RENAME_EXCHANGE) where the filesystem can, else the old one is
+moved aside until the new one is in place. The caller holds the output's lock (output_lock.py), which also
+undoes what a killed build left.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import io
+import os
 import shutil
+import signal
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +27,7 @@ from edgekiln.compiler.device import compat
 from edgekiln.compiler.errors import OutputError
 from edgekiln.compiler.manifest import MODEL_FILES, dumps
 from edgekiln.compiler.manifest_schema import Manifest, TensorEntry
+from edgekiln.compiler.output_lock import aside, staging_prefix
 from edgekiln.compiler.paths import creatable
 from edgekiln.compiler.text_bundle import TOKENIZERS_PIN
 
@@ -55,10 +62,12 @@ def check_writable(output: Path, force: bool) -> None:
 
 def write(output: Path, contents: BundleContents, force: bool = False) -> Path:
     """Write the bundle to `output` atomically and return its path."""
+    if not output.parent.is_dir():  # made when the build took the output's lock
+        raise OutputError(f"the folder {output.parent} was removed during the build; nothing was written",
+                          "build again")
     check_writable(output, force)
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+        staging = Path(tempfile.mkdtemp(prefix=staging_prefix(output), dir=output.parent))
     except OSError as exc:  # the folder changed since the check at the start of the build
         raise OutputError(f"cannot create output {output}: {exc.strerror}", "choose another -o") from None
     try:
@@ -103,19 +112,44 @@ def _text_golden(directory: Path, contents: BundleContents) -> dict[str, np.ndar
 
 
 def _swap_in(staging: Path, output: Path) -> None:
-    """Rename staging to output; an old bundle is moved aside first and removed only afterwards."""
-    if not output.exists():
-        staging.rename(output)
-        return
-    aside = output.with_name(f".{output.name}.old")
-    shutil.rmtree(aside, ignore_errors=True)
-    output.rename(aside)
+    """Put staging at output; an old bundle ends up at staging's name and is removed only afterwards.
+    Ctrl-C and SIGTERM wait until the renames are done (SIGKILL cannot: output_lock.recover undoes that)."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        if not output.exists():
+            staging.rename(output)
+            return
+        if not _exchange(staging, output):
+            _move_aside_and_rename(staging, output)
+        shutil.rmtree(staging, ignore_errors=True)  # the old bundle
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
+def _exchange(staging: Path, output: Path) -> bool:
+    """Swap the two folders atomically (Linux renameat2); False where the system or filesystem cannot."""
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is None:
+        return False
+    at_cwd, exchange = -100, 2  # AT_FDCWD, RENAME_EXCHANGE
+    if renameat2(at_cwd, os.fsencode(staging), at_cwd, os.fsencode(output), exchange) == 0:
+        return True
+    error = ctypes.get_errno()
+    if error in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # not on this filesystem
+        return False
+    raise OSError(error, os.strerror(error), str(output))
+
+
+def _move_aside_and_rename(staging: Path, output: Path) -> None:
+    old = aside(output)
+    shutil.rmtree(old, ignore_errors=True)
+    output.rename(old)
     try:
         staging.rename(output)
     except OSError:
-        aside.rename(output)
+        old.rename(output)
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    old.rename(staging)  # removed with staging's name, as after an exchange
 
 
 def contents(selection: Selection, manifest: Manifest, measured: Measured, target: Target,

@@ -9,6 +9,7 @@ usage errors exit 2. Heavy modules are imported inside the commands so `--help` 
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -61,7 +62,7 @@ from edgekiln.compiler.cli_options import (
     recipe_from,
     recipe_values,
 )
-from edgekiln.compiler.errors import EdgekilnError, RecipeError
+from edgekiln.compiler.errors import EdgekilnError, RecipeError, Terminated
 from edgekiln.compiler.recipe import Format, PruneCriterion, Quantize
 
 if TYPE_CHECKING:
@@ -89,15 +90,26 @@ KeepOpt = Annotated[int, typer.Option(help="Versions of this bundle kept on each
 
 
 def _run(action: Callable[[], Any]) -> Any:
-    """The single error boundary of the CLI."""
+    """The single error boundary of the CLI. SIGTERM is turned into an exception, as Ctrl-C is, so that what
+    the command was writing is cleaned up on the way out (temp folders, a half-written bundle)."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return action()
     except EdgekilnError as exc:
         typer.echo(f"error: {exc.one_line()}", err=True)
         raise typer.Exit(1) from None
+    except Terminated:
+        typer.echo("error: terminated (SIGTERM); nothing half-written is left", err=True)
+        raise typer.Exit(128 + signal.SIGTERM) from None
     except KeyboardInterrupt:
-        typer.echo("error: interrupted; nothing was written", err=True)
-        raise typer.Exit(130) from None
+        typer.echo("error: interrupted; nothing half-written is left", err=True)
+        raise typer.Exit(128 + signal.SIGINT) from None
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 @app.command()

@@ -61,3 +61,7 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first non-empty line of a third-party exception's message (its type when it has none), for a
     one-line error."""
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)[:limit]
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt, so that the same cleanups run."""

@@ -6,7 +6,6 @@ The stages in order, each one call into its own module; every build is the candi
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -14,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from edgekiln import targets as target_data
-from edgekiln.compiler import Progress, bundle, manifest, pruning_gain, pruning_stage, text_bundle, vocab_stage
+from edgekiln.compiler import (
+    Progress,
+    bundle,
+    manifest,
+    output_lock,
+    pruning_gain,
+    pruning_stage,
+    scratch,
+    text_bundle,
+    vocab_stage,
+)
 from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
@@ -56,7 +65,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
     if not (recipe.calib or recipe.eval):
         raise RecipeError("a build needs real input data for measurement and golden vectors",
                           "pass --calib DATA and/or --eval DATA")
-    with tempfile.TemporaryDirectory(prefix="edgekiln-") as work:
+    # One build per output at a time; the scratch folder goes away on exit, or with the next run after a SIGKILL
+    with output_lock.hold(output), scratch.work_dir() as work:
         if recipe.tokenizer:  # the bundle takes text: the device tokenizes
             compat.enforce(partial(_check_pin, target, text_bundle.TOKENIZERS_PIN), recipe.force, notes)
         progress("Loading the source model")

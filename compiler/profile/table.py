@@ -32,7 +32,7 @@ def print_profile(profile: Profile, title: str, top: int | None = None) -> None:
         table.add_column(f"{estimate['target']} ms (estimate)", justify="right")
     for op in profile["ops"][:top]:
         cells = ["*" if op.get("hot") else "", op["op"], _short(op["layer"]), f"{op['ms']:.4f}",
-                 f"{100 * op['share']:.1f}%", f"{op['macs']:,}", f"{op['params']:,}", f"{op['weight_bytes']:,}",
+                 f"{100 * op['share']:.1f}%", _count(op["macs"]), f"{op['params']:,}", f"{op['weight_bytes']:,}",
                  op["dtype"], _fast(op["fast_path"])]
         if estimate:
             cells.append("-" if op.get("estimate_ms") is None else f"{op['estimate_ms']:.4f}")
@@ -55,6 +55,10 @@ def print_layers(rows: list[dict], title: str, labels: tuple[str, str], top: int
         table.add_row(_short(row["layer"]), *(f"{row[k]:.4f}" for k in keys),
                       "-" if row["ratio"] is None else f"{row['ratio']:.2f}x")
     console.print(table)
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"  # None: not computed (an ONNX node onnxruntime renamed, say)
 
 
 def _fast(value: object) -> str:

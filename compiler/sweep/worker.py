@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,9 +49,10 @@ def build_point(recipe: dict[str, Any]) -> PointResult:
     from edgekiln.compiler.errors import EdgekilnError, first_line
     from edgekiln.compiler.pipeline import build
     from edgekiln.compiler.recipe import Recipe
+    from edgekiln.compiler.scratch import work_dir
 
-    with tempfile.TemporaryDirectory(prefix="edgekiln-point-") as scratch:
-        out = Path(scratch) / "bundle"
+    with work_dir("edgekiln-point-") as scratch:  # removed by the next run if this worker is killed
+        out = scratch / "bundle"
         try:
             manifest = build(Recipe(**{**recipe, "output": str(out), "force": False})).manifest
         except EdgekilnError as exc:

@@ -95,3 +95,17 @@ def encoder3(tmp_path_factory) -> dict:
 
     return make_encoder(tmp_path_factory.mktemp("encoder3"), blocks=3, vocab=40, classes=4, seed=5, samples=160,
                         calib=100)
+
+
+@pytest.fixture(scope="session")
+def mlp_bundle(tmp_path_factory) -> dict[str, Path]:
+    """The tiny ONNX classifier of the build-fault tests (tests/integration/faults.py) and one bundle of it,
+    which each test copies as the 'old bundle' a faulty build must leave intact."""
+    from edgekiln.compiler.pipeline import build
+    from tests.integration.faults import write_mlp
+
+    root = tmp_path_factory.mktemp("mlp")
+    mlp = write_mlp(root)
+    build(Recipe(source=str(mlp["model"]), target="rpi4", calib=str(mlp["calib"]), eval=str(mlp["eval"]),
+                 output=str(root / "bundle"), quantize="none", format="onnx", bench_runs=5))
+    return {**mlp, "bundle": root / "bundle"}
