@@ -444,8 +444,8 @@ class PromotedLayer(TypedDict):
 
 
 class MixedPrecision(TypedDict):
-    """How an int8+mixed candidate was made (search/onnx_mixed.py): the Concat nodes kept in float so their inputs
-    keep their own scales, the layers promoted to int16 activations, what each probe gained, the steps tried
+    """How an int8+mixed candidate was made (search/onnx_mixed.py): the Concat nodes whose inputs keep their own
+    scales (outputs in int16), the layers promoted to int16 activations, what each probe gained, the steps tried
     (promoted count and Quality.to_dict figures) and whether the last met the criterion."""
 
     concats_apart: list[dict[str, str]]

@@ -4,8 +4,10 @@ that measures each step is search/onnx_mixed.py).
 
 1. Structure first. A Concat whose inputs' calibrated ranges differ by more than CONCAT_SPREAD (a detector's
    output joining box coordinates in pixels with scores in [0, 1]) gets one int8 scale for both: a step of
-   320 / 255 = 1.25 erases every score. Kept in float, each input keeps its own scale (its producer's Q/DQ) and
-   the Concat only copies; it costs a copy, never a wider kernel.
+   320 / 255 = 1.25 erases every score. Its inputs keep their own scales (their producers' Q/DQ) and its output
+   is quantized to int16 (a step of 320 / 65535), so that whatever reads it (the graph's output, a decoder) still
+   sees the scores; a Concat only copies, so the wider tensor costs bytes, never a wider kernel. (Keeping the
+   Concat in float alone would not do: the next quantized node quantizes its input again, with the same scale.)
 2. Then layers. Each layer the int8 diagnosis blames (and each producing a graph output) is promoted alone, and
    the SQNR that gains is measured (a layer's own error is not always what promoting it removes: an outlier
    channel inflates the scale of a tensor whose own SQNR looks fine, and it is the next layer that shows it).
@@ -39,15 +41,18 @@ class Node(Protocol):
     def op_type(self) -> str: ...
     @property
     def input(self) -> Sequence[str]: ...
+    @property
+    def output(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
 class Apart:
-    """A Concat kept in float so that each of its inputs keeps its own scale, and why."""
+    """A Concat whose inputs keep their own scales, its outputs widened to int16, and why."""
 
     node: str
     op: str
     reason: str
+    outputs: tuple[str, ...]
 
     def to_dict(self) -> dict[str, str]:
         return {"node": self.node, "op": self.op, "reason": self.reason}
@@ -63,7 +68,7 @@ class Probe:
     gain_db: float
 
     def to_dict(self) -> PromotedLayer:
-        return {"layer": self.layer, "op": self.op, "reason": self.reason, "gain_db": round(self.gain_db, 2)}
+        return {"layer": self.layer, "op": self.op, "reason": self.reason, "gain_db": round(float(self.gain_db), 2)}
 
 
 def concats_apart(nodes: Iterable[Node], ranges: dict[str, tuple[float, float]],
@@ -78,8 +83,9 @@ def concats_apart(nodes: Iterable[Node], ranges: dict[str, tuple[float, float]],
         if len(sizes) < 2 or max(sizes) <= spread * min(sizes):
             continue
         ratio = max(sizes) / min(sizes)
-        apart.append(Apart(node.name, node.op_type, f"joins inputs of magnitude {min(sizes):.3g} and "
-                           f"{max(sizes):.3g} ({ratio:.0f}x > {spread:g}x): one int8 scale erases the small one"))
+        why = (f"joins inputs of magnitude {min(sizes):.3g} and {max(sizes):.3g} ({ratio:.0f}x > {spread:g}x): one "
+               "int8 scale erases the small one")
+        apart.append(Apart(node.name, node.op_type, why, tuple(node.output)))
     return apart
 
 

@@ -279,7 +279,7 @@ def _mixed(candidate: Variant, calib: Dataset, reference: tuple[str, Quality, by
     nodes = list(onnx.load(str(shared / "onnx_prepared.onnx")).graph.node)
     ranges = onnx_guard.minmax_ranges(shared / "onnx_minmax_ranges.json")
     return onnx_mixed.build(candidate, onnx_mixed.Plain(*reference, errors, nodes, ranges),
-                            lambda kept, sixteen: _qdq(options, calib, shared, kept, sixteen),
+                            lambda sixteen: _qdq(options, calib, shared, (), sixteen),
                             lambda model: judge("onnx", model), criterion, {**details, **_qdq_facts(options)})
 
 

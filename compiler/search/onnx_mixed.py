@@ -1,4 +1,4 @@
-"""int8+mixed for ONNX: plain int8 with the wide-range Concat nodes kept in float and the fewest layers promoted
+"""int8+mixed for ONNX: plain int8 with the outputs of wide-range Concat nodes in int16 and the fewest layers promoted
 to 16-bit activations until the criterion holds (the rule: search/mixed_precision.py), one QDQ file.
 
 A layer is promoted by quantizing its output tensors to int16 (quantize_static's per-tensor overrides,
@@ -24,7 +24,7 @@ from edgekiln.compiler.search.variants import Variant, failure_note
 
 NOTE = ("int8, the named layers' activations int16: each promoted op runs in float32 between 16-bit Q/DQ "
         "(onnxruntime fuses no 16-bit group)")
-Quantizer = Callable[[tuple[str, ...], tuple[str, ...]], bytes]  # (nodes kept in float, int16 tensors) -> QDQ
+Quantizer = Callable[[tuple[str, ...]], bytes]  # the activation tensors quantized to int16 -> the QDQ model
 
 
 @dataclass(frozen=True)
@@ -48,26 +48,26 @@ def build(candidate: Variant, plain: Plain, quantize: Quantizer, judge: Callable
         return Candidate(candidate, None, (f"not needed: {plain.name} meets the criterion "
                                            f"({describe(plain.quality, criterion.by_cosine)})",))
     apart = concats_apart(plain.nodes, plain.ranges)
-    kept = tuple(a.node for a in apart)
-    base = judge(quantize(kept, ())) if kept else plain.quality
+    joined = tuple(t for a in apart for t in a.outputs)
+    base = judge(quantize(joined)) if joined else plain.quality
     if criterion.meets(base):
-        return _made(candidate, quantize(kept, ()), base, apart, [], {}, [((), base)], criterion, plain, facts)
+        return _made(candidate, quantize(joined), base, apart, [], {}, [((), base)], criterion, plain, facts)
     tensors = promotable(plain.model)
     probes, failures = [], []
     for error in _suspects(plain.errors, tensors):
         try:
-            alone = judge(quantize(kept, tensors[error.name]))
+            alone = judge(quantize((*joined, *tensors[error.name])))
         except Exception as exc:  # noqa: BLE001  (a layer the quantizer cannot widen is no layer to promote)
             failures.append(failure_note(exc))
             continue
         probes.append(Probe(error.name, error.op, _reason(error), _sqnr(alone) - _sqnr(base)))
-    helpful, gains = ranked(probes), {p.layer: round(p.gain_db, 2) for p in probes}
+    helpful, gains = ranked(probes), {p.layer: round(float(p.gain_db), 2) for p in probes}
     if not helpful:
         why = f"promoting any of {len(probes)} probed layer(s) to int16 was no more faithful than {plain.name}"
         return Candidate(candidate, None, (why, *failures[:1]))
-    steps = stepped(helpful, lambda layers: judge(quantize(kept, _tensors_of(layers, tensors))), criterion.meets)
+    steps = stepped(helpful, lambda layers: judge(quantize(_tensors_of(layers, tensors, joined))), criterion.meets)
     promoted, quality = steps[-1]
-    model = quantize(kept, _tensors_of(promoted, tensors))
+    model = quantize(_tensors_of(promoted, tensors, joined))
     chosen = [p for p in helpful if p.layer in promoted]
     return _made(candidate, model, quality, apart, chosen, gains, steps, criterion, plain, facts)
 
@@ -100,8 +100,9 @@ def _reason(error: NodeError) -> str:
     return f"produces a graph output; {blamed}" if error.output else blamed
 
 
-def _tensors_of(layers: tuple[str, ...], tensors: dict[str, tuple[str, ...]]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(t for layer in layers for t in tensors[layer]))
+def _tensors_of(layers: tuple[str, ...], tensors: dict[str, tuple[str, ...]],
+                joined: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys([*joined, *(t for layer in layers for t in tensors[layer])]))
 
 
 def _made(candidate: Variant, model: bytes, quality: Quality, apart: list[Apart], promoted: list[Probe],
@@ -114,7 +115,7 @@ def _made(candidate: Variant, model: bytes, quality: Quality, apart: list[Apart]
     gained = _sqnr(quality) - _sqnr(plain.quality)
     notes = [f"{len(promoted)} layer(s) promoted to int16 activations (+{gained:.1f} dB over {plain.name})"]
     if apart:
-        notes.append(f"{len(apart)} Concat node(s) kept in float: their inputs keep their own scales")
+        notes.append(f"{len(apart)} Concat output(s) of very different ranges in int16: each input keeps its own scale")
     widened = f"{facts.get('activation_type', 'int8')}+int16"  # never timed as a u8s8 twin (_with_twin)
     return Candidate(candidate, model, (*notes, NOTE), {**facts, "activation_type": widened, "mixed": mixed})
 

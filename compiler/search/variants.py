@@ -25,7 +25,7 @@ class Variant:
     activation: the activation type when it is not the target's int8 type ("" = the target's): "int16" for
         16x8 (int16 activations, int8 weights; both formats), or ONNX's "int8" where the target's is uint8.
     fused: built from onnxruntime's transformer optimizer's graph (ONNX encoders only: emit/onnx_fused.py).
-    mixed: per-layer mixed precision: int8, with the Concat nodes joining very different ranges kept in float and
+    mixed: per-layer mixed precision: int8, with the outputs of Concat nodes joining very different ranges in int16 and
         the layers that gain most promoted to int16 activations until the criterion holds (search/onnx_mixed.py).
     """
 
@@ -58,7 +58,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     # "fused" / "fused+dynamic": float32 / dynamic int8 of onnxruntime's transformer-optimized graph (encoders
     # only, and only when a fusion fires). "16x8" (both formats): int16 activations, int8 weights, min/max,
     # built only where plain int8 misses the criterion (SIXTEEN_NOT_NEEDED). "int8+mixed": int8 with the fewest
-    # layers promoted to int16 activations (and wide-range Concats kept in float), built only where plain int8 misses.
+    # layers promoted to int16 activations (and wide-range Concat outputs), built only where plain int8 misses.
     "onnx": (
         Variant("float32", "onnx", Quantize.none),
         Variant("dynamic", "onnx", Quantize.dynamic),
