@@ -432,6 +432,28 @@ class FloatFallback(TypedDict):
     meets_criterion: NotRequired[bool]
 
 
+class PromotedLayer(TypedDict):
+    """A layer an int8+mixed candidate promoted to 16-bit activations: what the int8 diagnosis said of it, and
+    the SQNR promoting it alone gained (dB, measured on the tuning samples)."""
+
+    layer: str
+    op: str
+    reason: str
+    gain_db: float
+
+
+class MixedPrecision(TypedDict):
+    """How an int8+mixed candidate was made (search/onnx_mixed.py): the Concat nodes whose inputs keep their own
+    scales (outputs in int16), the layers promoted to int16 activations, what each probe gained, the steps tried
+    (promoted count and Quality.to_dict figures) and whether the last met the criterion."""
+
+    concats_apart: list[dict[str, str]]
+    promoted: list[PromotedLayer]
+    probe_gain_db: dict[str, float]
+    steps: list[dict[str, float]]
+    meets_criterion: bool
+
+
 class OpsetFacts(TypedDict):
     """How static int8 of an ONNX model below opset 13 was made (emit/onnx_opset.py): its `source` opset, the
     opset `quantized`, its weights `per-channel` (opset raised) or `per-tensor` (not raised), and why."""
@@ -462,6 +484,7 @@ class CandidateDetails(TypedDict, total=False):
     probe_gain_db: dict[str, float]
     kept_in_float: list[JsonObject]
     fallback: FloatFallback
+    mixed: MixedPrecision
     opset: OpsetFacts
     qat: JsonObject
     coverage: CoverageFacts | None

@@ -45,13 +45,16 @@ def _records(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> tuple[OpRe
     DequantizeLinear computes in int8 and the activation Q/DQ nodes between such ops vanish; only
     those at the graph's inputs and outputs stay. A DequantizeLinear of a weight runs at load.
     16-bit activations (16x8) fuse into nothing (measured, onnxruntime 1.32): their Q/DQ nodes stay, each op
-    computes in float32 between them; such an op's input_dtype is "int16"."""
+    computes in float32 between them; such an op's input_dtype is "int16", as is that of an op writing a 16-bit
+    tensor from int8 inputs (per-layer mixed precision: search/onnx_mixed.py)."""
     constants = {t.name: t for t in model.graph.initializer}
     producer = {out: node for node in model.graph.node for out in node.output}
     boundary = {v.name for v in [*model.graph.input, *model.graph.output]}
     sixteen = {n.output[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2
                and n.input[2] in constants and constants[n.input[2]].data_type in _SIXTEEN_BITS}
     widened = {n.output[0] for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in sixteen}
+    # an op whose output is quantized to 16 bits (a layer int8+mixed promoted) fuses no more than one reading them
+    narrowed = {n.input[0] for n in model.graph.node if n.op_type == "QuantizeLinear" and n.output[0] in sixteen}
     int8 = ({n.output[0] for n in model.graph.node if n.op_type in _QDQ} - sixteen - widened) | \
         {name for name, t in constants.items() if t.data_type in (2, 3)}  # UINT8, INT8
 
@@ -74,7 +77,7 @@ def _records(model: onnx.ModelProto, shapes: dict[str, list[int]]) -> tuple[OpRe
             if variable and not wide and not {*variable, *node.output} & boundary:
                 continue  # fused into the integer kernel beside it
             input_dtype = "const" if not variable else "int16" if variable[0] in sixteen else "float32"
-        elif variable and variable[0] in widened:
+        elif (variable and variable[0] in widened) or set(node.output) & narrowed:
             input_dtype = "int16"  # float32 compute on dequantized 16-bit values (estimate.py charges float)
         else:
             input_dtype = "int8" if variable and dequantized(variable[0]) else "float32" if variable else "const"

@@ -46,7 +46,7 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
     int8 = onnx.load_from_string(int8_bytes)
     nodes = [n for n in int8.graph.node if n.op_type not in QDQ_OPS and n.name]
     produced = {o for n in int8.graph.node for o in n.output}
-    tracked = list(dict.fromkeys(_float_name(o) for n in nodes for o in n.output if o))
+    tracked = list(dict.fromkeys(float_name(o) for n in nodes for o in n.output if o))
     # What consumers see: the dequantized tensor where there is one (a fused Relu only clamps there);
     # a quantized graph output keeps its name on the DequantizeLinear that ends the graph.
     seen = {t: f"{t}_DequantizeLinear_Output" if f"{t}_DequantizeLinear_Output" in produced else t
@@ -57,11 +57,11 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
     graph_outputs = {o.name for o in int8.graph.output}
     errors = []
     for node in nodes:
-        outs = [_float_name(o) for o in node.output if _float_name(o) in noise]
+        outs = [float_name(o) for o in node.output if float_name(o) in noise]
         if not outs:
             continue
         out = max(noise[o] for o in outs)
-        before = max((noise.get(_float_name(i), 0.0) for i in node.input if i), default=0.0)
+        before = max((noise.get(float_name(i), 0.0) for i in node.input if i), default=0.0)
         sqnr = None if out == 0 else -10 * math.log10(out)
         errors.append(NodeError(node.name, node.op_type, sqnr, max(out - before, 0.0),
                                 output=bool(graph_outputs & set(outs))))
@@ -99,7 +99,7 @@ def _activations(model_bytes: bytes, names: list[str], feeds: list[dict[str, np.
             for i, name in enumerate(outputs) if name in wanted}
 
 
-def _float_name(name: str) -> str:
+def float_name(name: str) -> str:
     """The float model's name of a tensor of the QDQ model (its Q/DQ suffixes dropped)."""
     for suffix in ("_DequantizeLinear_Output", "_QuantizeLinear_Input"):
         if name.endswith(suffix):

@@ -131,8 +131,10 @@ def quantized(float_model: bytes, calib: Dataset | None, options: EmitOptions) -
 
 
 def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tuple[str, ...] = (),
-            shared: Path | None = None) -> bytes:
-    """Static QDQ int8; `exclude` names nodes of the pre-processed model that stay in float.
+            shared: Path | None = None, sixteen: tuple[str, ...] = ()) -> bytes:
+    """Static QDQ int8; `exclude` names nodes of the pre-processed model that stay in float, `sixteen` activation
+    tensors quantized to int16 instead (per-layer mixed precision: each consumer dequantizes what it is given, so
+    no requantization is needed on onnxruntime's CPU kernels; the quantizer raises the opset to 21).
 
     shared: a folder keeping the pre-processed model and each calibration method's ranges across calls.
     The candidates of one build differ only in activation type, method and excluded nodes: they quantize
@@ -150,7 +152,9 @@ def static(float_path: Path, calib: Dataset, options: EmitOptions, exclude: tupl
               CalibrationMethod.percentile: q.CalibrationMethod.Percentile}[options.calibration_method]
     ranges = folder / f"onnx_{options.calibration_method}_ranges.json" if shared else None
     percentile = options.calibration_method is CalibrationMethod.percentile
-    extra = {"CalibPercentile": PERCENTILE} if percentile else {}  # our typed option as onnxruntime's string key
+    extra: dict[str, Any] = {"CalibPercentile": PERCENTILE} if percentile else {}  # our typed options as
+    if sixteen:  # onnxruntime's string keys: per-tensor overrides of the activation type
+        extra["TensorQuantOverrides"] = {t: [{"quant_type": q.QuantType.QInt16}] for t in sixteen}
     try:
         with quiet_fds():
             if shared is None or not prepared.is_file():

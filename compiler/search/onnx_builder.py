@@ -53,6 +53,7 @@ from edgekiln.compiler.evaluate.timing import host_isa
 from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
+from edgekiln.compiler.search import onnx_mixed
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.variants import (
@@ -217,8 +218,9 @@ def _shared(base: EmitOptions, float_bytes: bytes) -> Path:
     return shared
 
 
-def _qdq(options: EmitOptions, calib: Dataset, shared: Path, exclude: tuple[str, ...] = ()) -> bytes:
-    return onnx_emit.static(shared / "onnx_float.onnx", calib, options, exclude, shared)
+def _qdq(options: EmitOptions, calib: Dataset, shared: Path, exclude: tuple[str, ...] = (),
+         sixteen: tuple[str, ...] = ()) -> bytes:
+    return onnx_emit.static(shared / "onnx_float.onnx", calib, options, exclude, shared, sixteen)
 
 
 def _qdq_facts(options: EmitOptions) -> StorageFacts:
@@ -259,9 +261,26 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
             elif c.fallback == "layers":
                 built[c.name] = _excluded(c, calib, errors, judge, criterion, _options(family, c, base.workdir),
                                           shared, details, reference)
+            elif c.mixed:
+                built[c.name] = _mixed(c, calib, (*reference, plain), errors, judge, criterion,
+                                       _options(family, c, base.workdir), shared, details)
         except Exception as exc:  # noqa: BLE001
             built[c.name] = Candidate(c, None, (failure_note(exc),))
     return built, diagnosis
+
+
+def _mixed(candidate: Variant, calib: Dataset, reference: tuple[str, Quality, bytes],
+           errors: list[onnx_diagnose.NodeError], judge: Judge, criterion: Criterion, options: EmitOptions,
+           shared: Path, details: CandidateDetails) -> Candidate:
+    """int8+mixed (search/onnx_mixed.py) on the reference int8's method (plain int8's graph and diagnosis), from
+    the prepared graph and its min/max ranges."""
+    import onnx
+
+    nodes = list(onnx.load(str(shared / "onnx_prepared.onnx")).graph.node)
+    ranges = onnx_guard.minmax_ranges(shared / "onnx_minmax_ranges.json")
+    return onnx_mixed.build(candidate, onnx_mixed.Plain(*reference, errors, nodes, ranges),
+                            lambda sixteen: _qdq(options, calib, shared, (), sixteen),
+                            lambda model: judge("onnx", model), criterion, {**details, **_qdq_facts(options)})
 
 
 def _calibrated(candidate: Variant, calib: Dataset, judge: Judge, criterion: Criterion, base: EmitOptions,

@@ -27,6 +27,8 @@ class Variant:
     fused: built from onnxruntime's transformer optimizer's graph (ONNX encoders only: emit/onnx_fused.py).
     qat: plain int8 of the model after quantization-aware fine-tuning (--qat --train; Keras sources only:
         graph/keras_qat.py), built only where plain int8 misses the criterion.
+    mixed: per-layer mixed precision: int8, with the outputs of Concat nodes joining very different ranges in int16 and
+        the layers that gain most promoted to int16 activations until the criterion holds (search/onnx_mixed.py).
     """
 
     name: str
@@ -38,6 +40,7 @@ class Variant:
     activation: str = ""
     fused: bool = False
     qat: bool = False
+    mixed: bool = False
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -58,7 +61,8 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
     # saturation, slower); "int8+exclude" keeps the worst nodes in float. The last two use the chosen method.
     # "fused" / "fused+dynamic": float32 / dynamic int8 of onnxruntime's transformer-optimized graph (encoders
     # only, and only when a fusion fires). "16x8" (both formats): int16 activations, int8 weights, min/max,
-    # built only where plain int8 misses the criterion (SIXTEEN_NOT_NEEDED).
+    # built only where plain int8 misses the criterion (SIXTEEN_NOT_NEEDED). "int8+mixed": int8 with the fewest
+    # layers promoted to int16 activations (and wide-range Concat outputs), built only where plain int8 misses.
     "onnx": (
         Variant("float32", "onnx", Quantize.none),
         Variant("dynamic", "onnx", Quantize.dynamic),
@@ -69,6 +73,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
         Variant("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
         Variant("16x8", "onnx", Quantize.int8, activation="int16"),
+        Variant("int8+mixed", "onnx", Quantize.int8, mixed=True),
     ),
 }
 BASELINE = "float32"
@@ -78,7 +83,8 @@ BASELINE = "float32"
 # fallback or excluded nodes, which would not be full-integer; no 16x8, whose activations are int16: auto only).
 PLANS: dict[Quantize, tuple[str, ...]] = {
     Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+fallback",
-                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8", "int8+qat"),
+                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8", "int8+mixed",
+                    "int8+qat"),
     Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8", "int8+qat"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),

@@ -78,3 +78,42 @@ def spread_conv_net(seed: int = 0) -> onnx.ModelProto:
     graph = helper.make_graph(nodes, "spread", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], initializers)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def outlier_chain(seed: int = 3) -> onnx.ModelProto:
+    """x [1, 8] -> MatMul mm_a -> Relu -> MatMul mm_b (output column 0 is 300x the others) -> MatMul mm_c (ignores
+    column 0) -> Relu -> MatMul mm_d -> y: int8 of mm_b's output spends its one scale on the outlier column and
+    erases what mm_c reads; the other layers are ordinary."""
+    rng = np.random.default_rng(seed)
+    w = {k: rng.normal(0, 0.5, (8, 8)).astype(np.float32) for k in "abcd"}
+    w["b"][:, 0] *= 300.0
+    w["c"][0] = 0.0
+    nodes = [helper.make_node("MatMul", ["x", "a"], ["ha"], name="mm_a"),
+             helper.make_node("Relu", ["ha"], ["ra"], name="relu_a"),
+             helper.make_node("MatMul", ["ra", "b"], ["hb"], name="mm_b"),
+             helper.make_node("MatMul", ["hb", "c"], ["hc"], name="mm_c"),
+             helper.make_node("Relu", ["hc"], ["rc"], name="relu_c"),
+             helper.make_node("MatMul", ["rc", "d"], ["y"], name="mm_d")]
+    graph = helper.make_graph(nodes, "outlier_chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+                              [numpy_helper.from_array(v, k) for k, v in w.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def detector_head(seed: int = 4) -> onnx.ModelProto:
+    """x [1, 8] -> box_head (4 coordinates in pixels, ~60..320) and score_head -> Sigmoid (12 scores in [0, 1]) ->
+    Concat -> Mul by [1/320 x 4, 1 x 12] (boxes normalised by the image size) -> y [1, 16]: one int8 scale for
+    the Concat's output (a step of 1.25) erases the scores, as in a detector's exported output."""
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("MatMul", ["x", "wb"], ["boxes"], name="box_head"),
+             helper.make_node("MatMul", ["x", "ws"], ["logits"], name="score_head"),
+             helper.make_node("Sigmoid", ["logits"], ["scores"], name="sigmoid"),
+             helper.make_node("Concat", ["boxes", "scores"], ["joined"], axis=1, name="concat"),
+             helper.make_node("Mul", ["joined", "norm"], ["y"], name="normalise")]
+    norm = np.concatenate([np.full(4, 1 / 320, np.float32), np.ones(12, np.float32)])
+    initializers = [numpy_helper.from_array((rng.random((8, 4)) * 80).astype(np.float32), "wb"),
+                    numpy_helper.from_array(rng.normal(0, 1, (8, 12)).astype(np.float32), "ws"),
+                    numpy_helper.from_array(norm, "norm")]
+    graph = helper.make_graph(nodes, "detector_head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])], initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
