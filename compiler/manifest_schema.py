@@ -433,6 +433,20 @@ class FloatFallback(TypedDict):
     meets_criterion: NotRequired[bool]
 
 
+class AdaroundFacts(TypedDict):
+    """How int8+adaround learned its rounding (search/tflite_builder.py, emit/tflite_adaround.py): the per-layer
+    step cap, the calibration samples optimised on and held back, the seconds it took, how many integer weights
+    moved (each by one step) and each weighted layer's outcome (`LayerRounding.to_dict`: its output error as a
+    share of nearest rounding's, on the optimised and the held-back samples, or why it kept nearest)."""
+
+    iterations: int
+    samples: int
+    held_back: int
+    seconds: float
+    weights_changed: int
+    layers: list[JsonObject]
+
+
 class OpsetFacts(TypedDict):
     """How static int8 of an ONNX model below opset 13 was made (emit/onnx_opset.py): its `source` opset, the
     opset `quantized`, its weights `per-channel` (opset raised) or `per-tensor` (not raised), and why."""
@@ -463,6 +477,7 @@ class CandidateDetails(TypedDict, total=False):
     probe_gain_db: dict[str, float]
     kept_in_float: list[JsonObject]
     fallback: FloatFallback
+    adaround: AdaroundFacts
     opset: OpsetFacts
     coverage: CoverageFacts | None
 

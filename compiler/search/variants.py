@@ -25,6 +25,8 @@ class Variant:
     activation: the activation type when it is not the target's int8 type ("" = the target's): "int16" for
         16x8 (int16 activations, int8 weights; both formats), or ONNX's "int8" where the target's is uint8.
     fused: built from onnxruntime's transformer optimizer's graph (ONNX encoders only: emit/onnx_fused.py).
+    adaround: the integer weights learned up or down (AdaRound, emit/adaround.py) instead of rounded to nearest:
+        same scales, zero points and graph as the candidate it refines.
     """
 
     name: str
@@ -35,6 +37,7 @@ class Variant:
     fallback: str = ""
     activation: str = ""
     fused: bool = False
+    adaround: bool = False
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -44,6 +47,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("dynamic", "tflite", Quantize.dynamic),
         Variant("int8", "tflite", Quantize.int8),
         Variant("int8+rewrites", "tflite", Quantize.int8, rewrites=True, tune_calibration=True),
+        Variant("int8+adaround", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, adaround=True),
         Variant("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
         Variant("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
@@ -73,8 +77,8 @@ BASELINE = "float32"
 # `int8` forces full-integer models with int8 activations: plain, with rewrites and tuned calibration (no float
 # fallback or excluded nodes, which would not be full-integer; no 16x8, whose activations are int16: auto only).
 PLANS: dict[Quantize, tuple[str, ...]] = {
-    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+fallback",
-                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8"),
+    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+adaround",
+                    "int8+fallback", "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8"),
     Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
@@ -121,6 +125,17 @@ def sixteen_not_needed(plain_meets: bool | None, plain_quality: str = "") -> str
     only be chosen where plain int8 is not accurate enough. plain_meets None: plain int8 was not built (e.g.
     the unpruned reference of a 16x8 build): 16x8 is built."""
     if plain_meets:
+        return f"not needed: plain int8 meets the criterion ({plain_quality})" if plain_quality else \
+            "not needed: plain int8 meets the criterion"
+    return ""
+
+
+def adaround_not_needed(plain_meets: bool, refined_alone: bool, plain_quality: str = "") -> str:
+    """Why an int8+adaround candidate is not built ('' = build it): learning the rounding costs seconds to
+    minutes per model and changes no op, so it can only win on fidelity: it is tried where plain int8 misses
+    the criterion on the tuning samples. refined_alone: it is the only refinement planned (the unpruned
+    reference of a build that shipped it, which must be made the same way): built whatever plain int8 scores."""
+    if plain_meets and not refined_alone:
         return f"not needed: plain int8 meets the criterion ({plain_quality})" if plain_quality else \
             "not needed: plain int8 meets the criterion"
     return ""
