@@ -28,7 +28,10 @@ ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 class Settings:
     """How hard AdaRound works. iterations: Adam steps per layer (the cap); lr: Adam's step on V; reg: the
     rounding regulariser's weight; beta: its annealing (start, end); warmup: the share of steps without it;
-    samples: calibration samples whose inputs build each layer's Gram matrix; seconds: the whole model's budget
+    samples: calibration samples whose inputs build each layer's Gram matrix; min_rows: a layer learns only from
+    at least this many input rows (patches) per weight of a channel, else it keeps nearest (measured: a dense
+    layer of 288 inputs fitted on 16 rows ended x1.15 nearest's error on held-back samples, x0.88 on its own);
+    seconds: the whole model's budget
     (layers not reached keep nearest rounding); max_cost: a layer's multiply-adds per step above which it keeps
     nearest (a 3x3x512 conv's Gram matrix step is 1e10: too slow for a build)."""
 
@@ -38,6 +41,7 @@ class Settings:
     beta: tuple[float, float] = (20.0, 2.0)
     warmup: float = 0.2
     samples: int = 32
+    min_rows: int = 4
     seconds: float = 120.0
     max_cost: float = 2e8
 
@@ -131,6 +135,13 @@ class Window:
     strides: tuple[int, int] = (1, 1)
     dilations: tuple[int, int] = (1, 1)
     same: bool = True
+
+
+def positions(shape: tuple[int, ...], w: Window) -> int:
+    """How many patches (rows of the Gram matrix) an NHWC input of `shape` gives."""
+    reach = [(k - 1) * d + 1 for k, d in zip(w.kernel, w.dilations, strict=True)]
+    sizes = [-(-n // s) if w.same else (n - r) // s + 1 for n, s, r in zip(shape[1:3], w.strides, reach, strict=True)]
+    return shape[0] * sizes[0] * sizes[1]
 
 
 def patches(x: np.ndarray, w: Window) -> np.ndarray:

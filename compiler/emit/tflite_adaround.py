@@ -66,7 +66,9 @@ class _Layer:
     scales: np.ndarray
     groups: np.ndarray
     gram_of: Callable[[list[np.ndarray]], np.ndarray]
+    rows_of: Callable[[tuple[int, ...]], int]
     grams: tuple[np.ndarray, np.ndarray] | None = None
+    rows: int = 0  # the optimised samples' input rows (patches)
 
     def problem(self, gram: np.ndarray) -> adaround.Problem:
         return adaround.Problem(self.weights, self.scales, gram, self.groups)
@@ -108,6 +110,9 @@ def _round(layer: _Layer, model: Any, s: adaround.Settings, start: float) -> Lay
     if time.monotonic() - start > s.seconds:
         return LayerRounding(layer.tensor, layer.op, size, kept=f"past the {s.seconds:g} s budget")
     assert layer.grams is not None
+    if layer.rows < s.min_rows * layer.weights.shape[1]:
+        return LayerRounding(layer.tensor, layer.op, size, kept=f"{layer.rows} input rows for "
+                             f"{layer.weights.shape[1]} weights a channel: too few to learn from")
     fitted, held = layer.problem(layer.grams[0]), layer.grams[1]
     ints, near = adaround.learn(fitted, s), adaround.nearest(fitted)
     errors = [adaround.channel_errors(fitted, q).sum() for q in (ints, near)]
@@ -146,11 +151,13 @@ def _gather(calibrated: bytes, group: list[_Layer], fitted: list[dict[str, np.nd
             held: list[dict[str, np.ndarray]]) -> None:
     """Each layer's Gram matrices of its float inputs: on the optimised samples and on the held-back ones."""
     sums: dict[int, list[np.ndarray]] = {}
-    for feeds in (fitted, held):
+    for which, feeds in enumerate((fitted, held)):
         totals = {id(layer): np.zeros(0) for layer in group}
         for tensors in _float_inputs(calibrated, feeds, [layer.input_index for layer in group]):
             for layer in group:
-                gram = layer.gram_of([tensors[layer.input_index]])
+                x = tensors[layer.input_index]
+                layer.rows += 0 if which else layer.rows_of(x.shape)
+                gram = layer.gram_of([x])
                 totals[id(layer)] = gram if totals[id(layer)].size == 0 else totals[id(layer)] + gram
         for key, total in totals.items():
             sums.setdefault(key, []).append(total)
@@ -230,15 +237,16 @@ def _layer(name: str, op: Any, w: Any, tensor: str, cal_op: Any, input_index: in
         groups = np.arange(shape[3]) // multiplier
         window = _window(opts, shape[1:3])
         return _Layer(name, tensor, w.buffer, shape, input_index, rows.astype(np.float64),
-                      _per_row(scale, shape[3]), groups, lambda xs: adaround.depthwise_gram(xs, window))
+                      _per_row(scale, shape[3]), groups, lambda xs: adaround.depthwise_gram(xs, window),
+                      lambda x: adaround.positions(x, window))
     rows = floats.reshape(shape[0], -1).astype(np.float64)
     groups = np.zeros(shape[0], np.int64)
     if name == "CONV_2D":
         window = _window(opts, shape[1:3])
         return _Layer(name, tensor, w.buffer, shape, input_index, rows, _per_row(scale, shape[0]), groups,
-                      lambda xs: adaround.conv_gram(xs, window))
+                      lambda xs: adaround.conv_gram(xs, window), lambda x: adaround.positions(x, window))
     return _Layer(name, tensor, w.buffer, shape, input_index, rows, _per_row(scale, shape[0]), groups,
-                  lambda xs: adaround.dense_gram(xs, rows.shape[1]))
+                  lambda xs: adaround.dense_gram(xs, rows.shape[1]), lambda x: int(np.prod(x)) // rows.shape[1])
 
 
 def _per_row(scale: np.ndarray, rows: int) -> np.ndarray:
