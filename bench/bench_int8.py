@@ -68,11 +68,11 @@ def _interval(row: dict, figure: str) -> str:
     return f" [{low:.3f}, {high:.3f}]" if low is not None else ""
 
 
-def ladder(model: str, samples: Path) -> None:
+def ladder(model: str, samples: Path, rungs: tuple[str, ...] = LADDER) -> None:
     """Each rung's size, rpi4 estimate and fidelity with its 95 % intervals, one build per rung."""
     print(f"{'variant':<15} {'bytes':>9} {'rpi4 est':>9} {'SQNR dB':>8}  {'agreement [95 %]':<24} {'cos p5':>7}  "
           f"{'build s':>7}  notes")
-    for name in LADDER:
+    for name in rungs:
         with tempfile.TemporaryDirectory() as work:
             start = time.perf_counter()
             manifest = build(Recipe(source=model, target="rpi4", calib=str(samples / "mnist_calib.npz"),
@@ -86,7 +86,9 @@ def ladder(model: str, samples: Path) -> None:
             continue
         agreement = f"{row['agreement']:.3f}{_interval(row, 'agreement')}" if row.get("agreement") is not None else "-"
         facts = q.get("adaround") if q.get("variant") == name else None
-        extra = f"{facts['weights_changed']} weights moved, {facts['seconds']} s" if facts else ""
+        learned = sum(1 for layer in facts["layers"] if "kept" not in layer) if facts else 0
+        extra = f"{facts['weights_changed']} weights moved in {learned} of {len(facts['layers'])} layers, " \
+                f"{facts['seconds']} s" if facts else ""
         nan = float("nan")
         print(f"{name:<15} {row['bytes']:>9,} {row.get('estimate_ms') or nan:>9.3f} {row.get('sqnr_db') or nan:>8.2f}  "
               f"{agreement:<24} {row.get('cosine_p5') or nan:>7.4f}  {seconds:>7.1f}  {extra}")
@@ -97,10 +99,11 @@ def main() -> None:
     parser.add_argument("--model", default=str(ROOT / "sample_models/mnist_resnet.keras"))
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--ladder", action="store_true", help="each rung of the int8 ladder, built alone")
+    parser.add_argument("--rungs", default=",".join(LADDER), help="which rungs (comma-separated)")
     args = parser.parse_args()
     samples = ROOT / "sample_models"
     if args.ladder:
-        ladder(args.model, samples)
+        ladder(args.model, samples, tuple(args.rungs.split(",")))
         return
     with tempfile.TemporaryDirectory() as work:
         recipe = Recipe(source=args.model, target="rpi4", quantize="int8", calib=str(samples / "mnist_calib.npz"),

@@ -4,8 +4,9 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
   int8           the source model, min/max ranges: what the converter gives by default (and what is diagnosed);
   int8+rewrites  the rewritten Keras model (exact rewrites + bias correction), with the calibration method
                  (min/max, percentile, entropy) that is most faithful on the held-back samples;
-  int8+adaround  int8+rewrites with its integer weights' rounding learned layer by layer (AdaRound): same scales,
-                 zero points and graph; built only when plain int8 misses the criterion (variants.adaround_not_needed),
+  int8+adaround  int8+rewrites without bias correction, its integer weights' rounding learned layer by layer
+                 (AdaRound): same scales, zero points and graph; built only when plain int8 misses the criterion
+                 (variants.adaround_not_needed),
                  guarded against int8+rewrites (never less faithful) and not a step of the fallbacks' chain;
   int8+fallback  int8+rewrites with the int8 ops that leave XNNPACK kept in float;
   int8+fallback+layers  that, and the layers with the worst error kept in float too, more of them until the
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -132,7 +134,9 @@ def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge:
             tuned = _no_worse_base(tuned_with, judge("tflite", plain_model), judge.check.size, criterion) \
                 if graph.keras_model is not None else tuned_with(True, False)
 
-            def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
+            @cache  # layer fallback and AdaRound both build on it
+            def exact() -> Int8Base:  # bias correction assumes nearest-rounded int8 weights: float layers and
+                # learned rounding must not get it
                 return tuned_with(False, tuned.rewrites, (tuned.details["calibration"],))
 
             built.update({c.name: c for c in _refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion,
@@ -266,8 +270,8 @@ def _refined(candidates: list[Variant], base: Int8Base, plain_model: bytes, feed
         if candidate.fallback == "layers":
             built.append(_layer_fallback(candidate, base, exact, float_ops, feeds, names, judge, criterion, int8_io))
         elif candidate.adaround:
-            built.append(_adaround(candidate, base, model, plain_model, feeds, judge, criterion,
-                                   len(candidates) == 1, progress))
+            built.append(_adaround(candidate, exact, plain_model, feeds, judge, criterion, len(candidates) == 1,
+                                   int8_io, progress))
         elif candidate.fallback == "ops" and not float_ops:
             built.append(Candidate(candidate, None, ("every int8 op already runs in XNNPACK",)))
         elif candidate.fallback == "ops":
@@ -314,14 +318,18 @@ def _layer_fallback(candidate: Variant, tuned: Int8Base, exact: Callable[[], Int
 ADAROUND = adaround.Settings()  # 300 Adam steps a layer, 32 samples optimised and 32 held back, 120 s a model
 
 
-def _adaround(candidate: Variant, base: Int8Base, model: bytes, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
-              judge: Judge, criterion: Criterion, refined_alone: bool, progress: Progress) -> Candidate:
-    """int8+rewrites' model (`model`, from `base`) with AdaRound's integer weights, or not built: plain int8
-    meets the criterion (adaround_not_needed), or no weight moved."""
+def _adaround(candidate: Variant, exact: Callable[[], Int8Base], plain_model: bytes,
+              feeds: list[dict[str, np.ndarray]], judge: Judge, criterion: Criterion, refined_alone: bool,
+              int8_io: bool, progress: Progress) -> Candidate:
+    """int8+rewrites' model without bias correction (`exact()`: the correction assumes nearest rounding's
+    error, which learned rounding replaces) with AdaRound's integer weights, or not built: plain int8 meets the
+    criterion (adaround_not_needed), or no weight moved."""
     plain = judge("tflite", plain_model)
     why = adaround_not_needed(criterion.meets(plain), refined_alone, describe(plain, criterion.by_cosine))
     if why:
         return Candidate(candidate, None, (why,))
+    base = exact()
+    model = tflite_int8.quantize(base.calibrated, int8_io)
     rounded = tflite_adaround.refine(base.calibrated, model, feeds, ADAROUND, progress)
     moved, learned = sum(r.changed for r in rounded.layers), [r for r in rounded.layers if not r.kept]
     if not moved:

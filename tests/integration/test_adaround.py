@@ -69,9 +69,8 @@ def test_only_the_integer_weights_change_one_step_at_most_and_held_back_error_dr
                if t.name.decode() in {r.tensor for r in convs}}
     for old, new in zip(before.subgraphs[0].tensors, after.subgraphs[0].tensors, strict=True):
         assert old.name == new.name and old.type == new.type
-        if old.quantization is not None and old.quantization.scale is not None:
-            assert np.array_equal(old.quantization.scale, new.quantization.scale)
-            assert np.array_equal(old.quantization.zeroPoint, new.quantization.zeroPoint)
+        scales = [(q.scale, q.zeroPoint) if q is not None else None for q in (old.quantization, new.quantization)]
+        assert all(a is b or np.array_equal(a, b) for a, b in zip(*scales, strict=True)) if scales[0] else not scales[1]
     for index, (old, new) in enumerate(zip(before.buffers, after.buffers, strict=True)):
         a, b = (np.asarray(x.data if x.data is not None else [], np.uint8) for x in (old, new))
         if index in weights:
