@@ -78,7 +78,8 @@ def refine(calibrated: bytes, quantized: bytes, feeds: list[dict[str, np.ndarray
            settings: adaround.Settings = adaround.Settings(),
            progress: Callable[[str], None] = lambda line: None) -> Rounded:
     """`quantized` with AdaRound's integers in place of nearest rounding's, layer by layer, within the settings'
-    time budget (a layer not reached, or too costly, keeps nearest rounding and says so)."""
+    time budget (a layer not reached, or too costly, keeps nearest rounding and says so). `progress` hears each
+    step as it starts (the build's display times it until the next)."""
     from tensorflow.lite.tools import flatbuffer_utils
 
     start = time.monotonic()
@@ -86,22 +87,15 @@ def refine(calibrated: bytes, quantized: bytes, feeds: list[dict[str, np.ndarray
     layers, outcomes = _layers(model, flatbuffer_utils.convert_bytearray_to_object(bytearray(calibrated)), settings)
     half = min(settings.samples, max(len(feeds) // 2, 1))
     for group in _memory_groups(layers):
+        progress(f"AdaRound: the float inputs of {len(group)} layer(s) on {min(2 * half, len(feeds))} samples")
         _gather(calibrated, group, feeds[:half], feeds[half : 2 * half])
         for layer in group:
-            outcome = _round(layer, model, settings, start)
-            progress(f"AdaRound {len(outcomes) + 1}/{len(outcomes) + len(layers) - layers.index(layer)}: "
-                     f"{layer.tensor[:60]} {_said(outcome)}")
-            outcomes.append(outcome)
+            progress(f"AdaRound layer {layers.index(layer) + 1}/{len(layers)}: {layer.op} {layer.tensor[:60]}, "
+                     f"{settings.iterations} steps")
+            outcomes.append(_round(layer, model, settings, start))
             layer.grams = None
     return Rounded(bytes(flatbuffer_utils.convert_object_to_bytearray(model)), tuple(outcomes),
                    time.monotonic() - start)
-
-
-def _said(o: LayerRounding) -> str:
-    if o.kept:
-        return f"kept nearest: {o.kept}"
-    held = f", held back {o.held_back:.2f}" if o.held_back is not None else ""
-    return f"{o.changed} of {o.weights} weights moved, output error x{o.error_ratio:.2f}{held}"
 
 
 def _round(layer: _Layer, model: Any, s: adaround.Settings, start: float) -> LayerRounding:

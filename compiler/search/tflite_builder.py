@@ -331,6 +331,7 @@ def _adaround(candidate: Variant, exact: Callable[[], Int8Base], plain_model: by
     base = exact()
     model = tflite_int8.quantize(base.calibrated, int8_io)
     rounded = tflite_adaround.refine(base.calibrated, model, feeds, ADAROUND, progress)
+    progress("Converting: the candidates after int8+adaround")  # the display times each step until the next
     moved, learned = sum(r.changed for r in rounded.layers), [r for r in rounded.layers if not r.kept]
     if not moved:
         return Candidate(candidate, None, ("no weight moved: identical to int8+rewrites",))

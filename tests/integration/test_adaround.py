@@ -59,7 +59,8 @@ def test_only_the_integer_weights_change_one_step_at_most_and_held_back_error_dr
     rounded = tflite_adaround.refine(calibrated, plain, feeds, adaround.Settings(iterations=150, samples=16),
                                      lines.append)
     assert [r.op for r in rounded.layers] == ["CONV_2D", "DEPTHWISE_CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
-    assert len(lines) == 4 and lines[0].startswith("AdaRound 1/4: ")  # progress, a line per layer
+    assert lines[0] == "AdaRound: the float inputs of 4 layer(s) on 32 samples"  # progress, then a line per layer
+    assert lines[1:] == [f"AdaRound layer {i}/4: {r.op} {r.tensor}, 150 steps" for i, r in enumerate(rounded.layers, 1)]
     *convs, dense = rounded.layers
     for r in convs:  # held back: the 16 samples after the 16 it optimised on
         assert not r.kept and r.changed > 0 and r.held_back is not None and r.held_back < 1.0, r
