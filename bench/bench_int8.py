@@ -1,6 +1,7 @@
 """Float32 TFLite vs int8 bundle, side by side in one run: size, latency (1 and 2 threads), predict overhead.
 
     .venv/bin/python bench/bench_int8.py [--runs 300] [--model sample_models/mnist_resnet.keras]
+    .venv/bin/python bench/bench_int8.py --ladder [--model ...]   (each rung of the int8 ladder, forced)
 
 Each ratio is measured in this run on this machine; latencies interleave the two models round by
 round so that drift of a shared host hits both alike. Prints host figures only: no target claims.
@@ -57,12 +58,53 @@ def _predict_overhead(model: Model, x: np.ndarray, runs: int) -> tuple[float, fl
     return float(np.median(direct)) * 1e3, float(np.median(wrapped)) * 1e3
 
 
+# The rungs between int8 and float (issue 33), each built alone (--variant), so every one is made even where
+# --quantize auto would not try it (int8+adaround and 16x8 are tried only where plain int8 misses).
+LADDER = ("int8", "int8+rewrites", "int8+adaround", "16x8", "float16")
+
+
+def _interval(row: dict, figure: str) -> str:
+    low, high = (row.get("intervals") or {}).get(figure, (None, None))
+    return f" [{low:.3f}, {high:.3f}]" if low is not None else ""
+
+
+def ladder(model: str, samples: Path, rungs: tuple[str, ...] = LADDER) -> None:
+    """Each rung's size, rpi4 estimate and fidelity with its 95 % intervals, one build per rung."""
+    print(f"{'variant':<15} {'bytes':>9} {'rpi4 est':>9} {'SQNR dB':>8}  {'agreement [95 %]':<24} {'cos p5':>7}  "
+          f"{'build s':>7}  notes")
+    for name in rungs:
+        with tempfile.TemporaryDirectory() as work:
+            start = time.perf_counter()
+            manifest = build(Recipe(source=model, target="rpi4", calib=str(samples / "mnist_calib.npz"),
+                                    eval=str(samples / "mnist_eval.npz"), output=f"{work}/b", bench_runs=20,
+                                    format="tflite", variant=name)).manifest
+            seconds = time.perf_counter() - start
+        q = manifest["quantization"]
+        row = next((r for r in q.get("candidates", []) if r["name"] == name), None)
+        if row is None:
+            print(f"{name:<15} not built: {q.get('not_built', {}).get(name, '?')}")
+            continue
+        agreement = f"{row['agreement']:.3f}{_interval(row, 'agreement')}" if row.get("agreement") is not None else "-"
+        facts = q.get("adaround") if q.get("variant") == name else None
+        learned = sum(1 for layer in facts["layers"] if "kept" not in layer) if facts else 0
+        extra = f"{facts['weights_changed']} weights moved in {learned} of {len(facts['layers'])} layers, " \
+                f"{facts['seconds']} s" if facts else ""
+        nan = float("nan")
+        print(f"{name:<15} {row['bytes']:>9,} {row.get('estimate_ms') or nan:>9.3f} {row.get('sqnr_db') or nan:>8.2f}  "
+              f"{agreement:<24} {row.get('cosine_p5') or nan:>7.4f}  {seconds:>7.1f}  {extra}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=str(ROOT / "sample_models/mnist_resnet.keras"))
     parser.add_argument("--runs", type=int, default=500)
+    parser.add_argument("--ladder", action="store_true", help="each rung of the int8 ladder, built alone")
+    parser.add_argument("--rungs", default=",".join(LADDER), help="which rungs (comma-separated)")
     args = parser.parse_args()
     samples = ROOT / "sample_models"
+    if args.ladder:
+        ladder(args.model, samples, tuple(args.rungs.split(",")))
+        return
     with tempfile.TemporaryDirectory() as work:
         recipe = Recipe(source=args.model, target="rpi4", quantize="int8", calib=str(samples / "mnist_calib.npz"),
                         eval=str(samples / "mnist_eval.npz"), output=f"{work}/b", bench_runs=20)

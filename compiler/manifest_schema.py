@@ -452,6 +452,18 @@ class MixedPrecision(TypedDict):
     probe_gain_db: dict[str, float]
     steps: list[dict[str, float]]
     meets_criterion: bool
+class AdaroundFacts(TypedDict):
+    """How int8+adaround learned its rounding (search/tflite_builder.py, emit/tflite_adaround.py): the per-layer
+    step cap, the calibration samples optimised on and held back, the seconds it took, how many integer weights
+    moved (each by one step) and each weighted layer's outcome (`LayerRounding.to_dict`: its output error as a
+    share of nearest rounding's, on the optimised and the held-back samples, or why it kept nearest)."""
+
+    iterations: int
+    samples: int
+    held_back: int
+    seconds: float
+    weights_changed: int
+    layers: list[JsonObject]
 
 
 class OpsetFacts(TypedDict):
@@ -485,6 +497,7 @@ class CandidateDetails(TypedDict, total=False):
     kept_in_float: list[JsonObject]
     fallback: FloatFallback
     mixed: MixedPrecision
+    adaround: AdaroundFacts
     opset: OpsetFacts
     qat: JsonObject
     coverage: CoverageFacts | None

@@ -85,7 +85,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         if cut is not None:  # the cut model and its re-read data from here on, judged against the source
             loaded = Loaded(graph, source_format, cut.data, cut.reference)
             graph, data = cut.graph, cut.data
-        search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer)
+        search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer,
+                        progress)
         # --distill: a student replaces the source from here on (it is measured against the source all the same)
         working, distilled = distill_stage.distill(graph, recipe, data, Path(work), progress)
         pruned = pruning_stage.prune(working, recipe, data, Path(work), progress)  # None without --prune
@@ -124,13 +125,14 @@ class Search:
     work: Path
     reference: Reference  # the source model's outputs; a pruned graph gets its own
     racer: DeviceTimer | None = None
+    progress: Progress = lambda line: None  # a long candidate's steps (int8+adaround)
 
     def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
         reference = self.reference if graph is self.reference.subject else Reference(graph)
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
                       scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
-                      self.racer, reference)
+                      self.racer, reference, self.progress)
 
     def run(self, source: Any, pruned: pruning_stage.Pruned | None, chosen: formats.Formats,
             progress: Progress) -> Searched:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekiln.compiler import Progress
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.manifest_schema import Diagnosis
@@ -27,6 +28,7 @@ class BuildContext:
     activation_type: the target's onnxruntime int8 activation type ("uint8" on x86, "int8" on ARM).
     batch: the compiled batch size where the source leaves it open.
     train: --train's samples, for quantization-aware fine-tuning (--qat); None without it.
+    progress: where a long candidate (int8+adaround) reports each step, in a line.
     workdir: a scratch directory of this format's, removed after the build.
     """
 
@@ -42,6 +44,7 @@ class BuildContext:
     activation_type: str = "uint8"
     batch: int = 1
     train: Dataset | None = None
+    progress: Progress = lambda line: None
 
     @property
     def candidates(self) -> tuple[Variant, ...]:

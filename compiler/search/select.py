@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Unpack
 
-from edgekiln.compiler import analyze
+from edgekiln.compiler import Progress, analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.data import Datasets, in_model_types, load_data
 from edgekiln.compiler.device import estimate
@@ -116,7 +116,8 @@ class Selection:
 
 def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets,
            threads: int, workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
-           racer: on_device.DeviceTimer | None = None, reference: Reference | None = None) -> Selection:
+           racer: on_device.DeviceTimer | None = None, reference: Reference | None = None,
+           progress: Progress = lambda line: None) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is
@@ -128,6 +129,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     it when the build host's arch differs from the target's (choose.evidence_for).
     racer: build --device: the eligible candidates are timed on the device and its table decides.
     reference: `graph`'s outputs, computed once per build (made here when not given).
+    progress: where a long candidate reports its steps.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = criterion_for(recipe, labelled)
@@ -146,7 +148,8 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
                                                             activation_type, only, recipe.qat),
                                        data.calib, tuner, tuning, workdir / f"candidates_{f.format}",
-                                       recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch, train)
+                                       recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch, train,
+                                       progress)
                 for f in formats}
     built, diagnoses, failed = _build_all(contexts)
     ready = {key: b for key, b in built.items() if b.model is not None}

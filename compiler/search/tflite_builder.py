@@ -4,6 +4,10 @@ float32 / float16 / dynamic come straight from the converter. The int8 family sh
   int8           the source model, min/max ranges: what the converter gives by default (and what is diagnosed);
   int8+rewrites  the rewritten Keras model (exact rewrites + bias correction), with the calibration method
                  (min/max, percentile, entropy) that is most faithful on the held-back samples;
+  int8+adaround  int8+rewrites without bias correction, its integer weights' rounding learned layer by layer
+                 (AdaRound): same scales, zero points and graph; built only when plain int8 misses the criterion
+                 (variants.adaround_not_needed),
+                 guarded against int8+rewrites (never less faithful) and not a step of the fallbacks' chain;
   int8+fallback  int8+rewrites with the int8 ops that leave XNNPACK kept in float;
   int8+fallback+layers  that, and the layers with the worst error kept in float too, more of them until the
                  accuracy criterion holds (built only when int8+fallback does not meet it).
@@ -19,21 +23,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edgekiln.compiler import rewrite
+from edgekiln.compiler import Progress, rewrite
 from edgekiln.compiler.analyze import coverage
 from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.diagnose import tflite_diagnosis as diagnose
-from edgekiln.compiler.emit import calibrate, tflite_convert, tflite_int8
+from edgekiln.compiler.emit import adaround, calibrate, tflite_adaround, tflite_convert, tflite_int8
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
-from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
+from edgekiln.compiler.manifest_schema import AdaroundFacts, CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search import qat_builder
@@ -42,6 +47,7 @@ from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
 from edgekiln.compiler.search.variants import (
     Variant,
+    adaround_not_needed,
     as_conversion_error,
     failure_note,
     is_16x8,
@@ -81,7 +87,7 @@ def build(ctx: BuildContext) -> Builds:
     if int8s and ctx.calib is not None:
         try:
             family, diagnosis = _int8_family(ctx.graph, int8s, ctx.calib, ctx.judge, ctx.criterion, ctx.workdir,
-                                             ctx.int8_io, ctx.calibration)
+                                             ctx.int8_io, ctx.calibration, ctx.progress)
             built.update(family)
         except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -118,7 +124,8 @@ def sixteen_by_eight(candidate: Variant, ctx: BuildContext, plain: Candidate | N
 
 
 def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
-                 workdir: Path, int8_io: bool, calibration: str) -> tuple[dict[str, Candidate], Diagnosis]:
+                 workdir: Path, int8_io: bool, calibration: str,
+                 progress: Progress = lambda line: None) -> tuple[dict[str, Candidate], Diagnosis]:
     feeds, names = sample_feeds(calib), layer_names(graph)
     plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
     built = {"int8": Candidate(int8s[0], plain_model, tuple(plain.notes), plain.details)}
@@ -132,11 +139,13 @@ def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge:
             tuned = _no_worse_base(tuned_with, judge("tflite", plain_model), judge.check.size, criterion) \
                 if graph.keras_model is not None else tuned_with(True, False)
 
-            def exact() -> Int8Base:  # bias correction assumes int8 weights: float layers must not get it
+            @cache  # layer fallback and AdaRound both build on it
+            def exact() -> Int8Base:  # bias correction assumes nearest-rounded int8 weights: float layers and
+                # learned rounding must not get it
                 return tuned_with(False, tuned.rewrites, (tuned.details["calibration"],))
 
             built.update({c.name: c for c in _refined(int8s[1:], tuned, plain_model, feeds, names, judge, criterion,
-                                                      int8_io, exact)})
+                                                      int8_io, exact, progress)})
             built.update({c.name: c for c in _guarded(int8s, built, judge, criterion)})
         except Exception as exc:  # noqa: BLE001  (a refinement that fails drops out; plain int8 still stands)
             built.update({c.name: Candidate(c, None, (failure_note(exc),)) for c in int8s[1:]})
@@ -175,7 +184,7 @@ def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
         why = never_less_faithful(quality, standing[1], standing[0], judge.check.size, criterion)
         if why:
             guarded.append(Candidate(candidate, None, (why, *refined.notes)))
-        else:
+        elif not candidate.adaround:  # the fallbacks refine int8+rewrites' rounding, not AdaRound's
             standing = (candidate.name, quality)
     return tuple(guarded)
 
@@ -255,8 +264,8 @@ def _tuned_base(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndar
 
 def _refined(candidates: list[Variant], base: Int8Base, plain_model: bytes, feeds: list[dict[str, np.ndarray]],
              names: list[str], judge: Judge, criterion: Criterion, int8_io: bool,
-             exact: Callable[[], Int8Base]) -> tuple[Candidate, ...]:
-    """int8+rewrites and the fallback variants from the tuned base (layer fallback: from `exact()`)."""
+             exact: Callable[[], Int8Base], progress: Progress = lambda line: None) -> tuple[Candidate, ...]:
+    """int8+rewrites, int8+adaround and the fallback variants from the tuned base (layer fallback: from `exact()`)."""
     model = tflite_int8.quantize(base.calibrated, int8_io)
     cover = coverage.measure(model)
     float_ops = {op: f"int8 kernel not in XNNPACK ({n} node(s) outside the fast path, {cover.pieces} pieces)"
@@ -265,6 +274,9 @@ def _refined(candidates: list[Variant], base: Int8Base, plain_model: bytes, feed
     for candidate in candidates:
         if candidate.fallback == "layers":
             built.append(_layer_fallback(candidate, base, exact, float_ops, feeds, names, judge, criterion, int8_io))
+        elif candidate.adaround:
+            built.append(_adaround(candidate, exact, plain_model, feeds, judge, criterion, len(candidates) == 1,
+                                   int8_io, progress))
         elif candidate.fallback == "ops" and not float_ops:
             built.append(Candidate(candidate, None, ("every int8 op already runs in XNNPACK",)))
         elif candidate.fallback == "ops":
@@ -306,3 +318,32 @@ def _layer_fallback(candidate: Variant, tuned: Int8Base, exact: Callable[[], Int
         "steps": steps, "meets_criterion": criterion.meets(quality)}}
     kept = [*float_ops, *(e.layer for e in worst)]
     return Candidate(candidate, model, (*base.notes, f"float: {', '.join(kept)}"), details)
+
+
+ADAROUND = adaround.Settings()  # 300 Adam steps a layer, 32 samples optimised and 32 held back, 120 s a model
+
+
+def _adaround(candidate: Variant, exact: Callable[[], Int8Base], plain_model: bytes,
+              feeds: list[dict[str, np.ndarray]], judge: Judge, criterion: Criterion, refined_alone: bool,
+              int8_io: bool, progress: Progress) -> Candidate:
+    """int8+rewrites' model without bias correction (`exact()`: the correction assumes nearest rounding's
+    error, which learned rounding replaces) with AdaRound's integer weights, or not built: plain int8 meets the
+    criterion (adaround_not_needed), or no weight moved."""
+    plain = judge("tflite", plain_model)
+    why = adaround_not_needed(criterion.meets(plain), refined_alone, describe(plain, criterion.by_cosine))
+    if why:
+        return Candidate(candidate, None, (why,))
+    base = exact()
+    model = tflite_int8.quantize(base.calibrated, int8_io)
+    rounded = tflite_adaround.refine(base.calibrated, model, feeds, ADAROUND, progress)
+    progress("Converting: the candidates after int8+adaround")  # the display times each step until the next
+    moved, learned = sum(r.changed for r in rounded.layers), [r for r in rounded.layers if not r.kept]
+    if not moved:
+        return Candidate(candidate, None, ("no weight moved: identical to int8+rewrites",))
+    half = min(ADAROUND.samples, max(len(feeds) // 2, 1))
+    facts: AdaroundFacts = {"iterations": ADAROUND.iterations, "samples": half,
+                            "held_back": min(half, len(feeds) - half), "seconds": round(rounded.seconds, 1),
+                            "weights_changed": moved, "layers": [r.to_dict() for r in rounded.layers]}
+    note = (f"AdaRound: {moved} of {sum(r.weights for r in rounded.layers)} int8 weights rounded the other way in "
+            f"{len(learned)} of {len(rounded.layers)} layers ({rounded.seconds:.0f} s)")
+    return Candidate(candidate, rounded.model, (*base.notes, note), {**base.details, "adaround": facts})

@@ -29,6 +29,8 @@ class Variant:
         graph/keras_qat.py), built only where plain int8 misses the criterion.
     mixed: per-layer mixed precision: int8, with the outputs of Concat nodes joining very different ranges in int16 and
         the layers that gain most promoted to int16 activations until the criterion holds (search/onnx_mixed.py).
+    adaround: the integer weights learned up or down (AdaRound, emit/adaround.py) instead of rounded to nearest:
+        same scales, zero points and graph as the candidate it refines.
     """
 
     name: str
@@ -41,6 +43,7 @@ class Variant:
     fused: bool = False
     qat: bool = False
     mixed: bool = False
+    adaround: bool = False
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -50,6 +53,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("dynamic", "tflite", Quantize.dynamic),
         Variant("int8", "tflite", Quantize.int8),
         Variant("int8+rewrites", "tflite", Quantize.int8, rewrites=True, tune_calibration=True),
+        Variant("int8+adaround", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, adaround=True),
         Variant("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
         Variant("int8+fallback+layers", "tflite", Quantize.int8, rewrites=True, tune_calibration=True,
                   fallback="layers"),
@@ -82,9 +86,9 @@ BASELINE = "float32"
 # `int8` forces full-integer models with int8 activations: plain, with rewrites and tuned calibration (no float
 # fallback or excluded nodes, which would not be full-integer; no 16x8, whose activations are int16: auto only).
 PLANS: dict[Quantize, tuple[str, ...]] = {
-    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+fallback",
-                    "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8", "int8+mixed",
-                    "int8+qat"),
+    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+adaround",
+                    "int8+fallback", "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8",
+                    "int8+mixed", "int8+qat"),
     Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8", "int8+qat"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
@@ -132,6 +136,17 @@ def sixteen_not_needed(plain_meets: bool | None, plain_quality: str = "") -> str
     only be chosen where plain int8 is not accurate enough. plain_meets None: plain int8 was not built (e.g.
     the unpruned reference of a 16x8 build): 16x8 is built."""
     if plain_meets:
+        return f"not needed: plain int8 meets the criterion ({plain_quality})" if plain_quality else \
+            "not needed: plain int8 meets the criterion"
+    return ""
+
+
+def adaround_not_needed(plain_meets: bool, refined_alone: bool, plain_quality: str = "") -> str:
+    """Why an int8+adaround candidate is not built ('' = build it): learning the rounding costs seconds to
+    minutes per model and changes no op, so it can only win on fidelity: it is tried where plain int8 misses
+    the criterion on the tuning samples. refined_alone: it is the only refinement planned (the unpruned
+    reference of a build that shipped it, which must be made the same way): built whatever plain int8 scores."""
+    if plain_meets and not refined_alone:
         return f"not needed: plain int8 meets the criterion ({plain_quality})" if plain_quality else \
             "not needed: plain int8 meets the criterion"
     return ""

@@ -15,6 +15,7 @@ from edgekiln.compiler.search.variants import (
     ONNX2TF_ONLY,
     PLANS,
     VARIANTS,
+    adaround_not_needed,
     is_16x8,
     plan,
     sixteen_not_needed,
@@ -53,13 +54,14 @@ def test_without_calibration_data_no_int8_candidate_is_built_and_each_says_why()
     planned = plan(Quantize.auto, "tflite", calibrated=False)
     assert [c.name for c in planned.build] == ["float32", "float16", "dynamic"]
     assert planned.not_built == {name: NEEDS_CALIBRATION for name in
-                                 ("int8", "int8+rewrites", "int8+fallback", "int8+fallback+layers", "16x8")}
+                                 ("int8", "int8+rewrites", "int8+adaround", "int8+fallback", "int8+fallback+layers",
+                                  "16x8")}
 
 
 def test_onnx_to_tflite_plans_only_what_onnx2tf_writes() -> None:
     planned = plan(Quantize.auto, "tflite", "onnx")
     assert [c.name for c in planned.build] == ["float32", "float16", "dynamic", "int8", "16x8"]  # one onnx2tf run
-    assert planned.not_built == {name: ONNX2TF_ONLY for name in ("int8+rewrites", "int8+fallback",
+    assert planned.not_built == {name: ONNX2TF_ONLY for name in ("int8+rewrites", "int8+adaround", "int8+fallback",
                                                                  "int8+fallback+layers")}
     # int8+qat is planned only with --qat (tests/unit/search/test_qat_plan.py)
     assert names(Quantize.auto, "tflite", source="keras") == [c.name for c in VARIANTS["tflite"] if not c.qat]
@@ -97,3 +99,18 @@ def test_16x8_is_built_only_where_plain_int8_misses_the_criterion() -> None:
     assert sixteen_not_needed(False, "SQNR 3.1 dB") == ""
     assert sixteen_not_needed(True, "SQNR 31.0 dB") == "not needed: plain int8 meets the criterion (SQNR 31.0 dB)"
     assert sixteen_not_needed(True) == "not needed: plain int8 meets the criterion"
+
+
+def test_adaround_is_a_tflite_auto_refinement_of_the_keras_path_only() -> None:
+    found = [c for c in VARIANTS["tflite"] if c.name == "int8+adaround"]
+    assert len(found) == 1 and found[0].adaround and found[0].rewrites  # it learns int8+rewrites' rounding
+    assert "int8+adaround" in names(Quantize.auto, "tflite")
+    assert "int8+adaround" not in names(Quantize.auto, "onnx") + names(Quantize.int8, "tflite")
+    assert names(Quantize.auto, "tflite", only="int8+adaround") == ["float32", "int8", "int8+adaround"]
+
+
+def test_adaround_is_built_where_plain_int8_misses_or_where_it_alone_is_asked_for() -> None:
+    assert adaround_not_needed(False, False, "SQNR 3.1 dB") == ""
+    assert adaround_not_needed(True, False, "SQNR 31.0 dB") == \
+        "not needed: plain int8 meets the criterion (SQNR 31.0 dB)"
+    assert adaround_not_needed(True, True) == ""  # the unpruned reference of a build that shipped it

@@ -103,8 +103,8 @@ def _names(mode: Quantize, model_format: str, **options: object) -> list[str]:
 
 def test_plans_per_mode():
     names = {mode: _names(mode, "tflite") for mode in Quantize}
-    assert names[Quantize.auto] == ["float32", "float16", "dynamic", "int8", "int8+rewrites", "int8+fallback",
-                                    "int8+fallback+layers", "16x8"]
+    assert names[Quantize.auto] == ["float32", "float16", "dynamic", "int8", "int8+rewrites", "int8+adaround",
+                                    "int8+fallback", "int8+fallback+layers", "16x8"]
     assert names[Quantize.int8] == ["float32", "int8", "int8+rewrites"]  # forced int8 stays full-integer
     assert names[Quantize.float16] == ["float32", "float16"] and names[Quantize.none] == ["float32"]
     assert _names(Quantize.auto, "tflite", calibrated=False) == ["float32", "float16", "dynamic"]
