@@ -27,6 +27,7 @@ class BuildContext:
     activation_type: the target's onnxruntime int8 activation type ("uint8" on x86, "int8" on ARM).
     batch: the compiled batch size where the source leaves it open.
     workdir: a scratch directory of this format's, removed after the build.
+    fold: the builder may skip what only a shipped or timed model needs (the diagnosis, timing twins).
     """
 
     graph: Any
@@ -40,6 +41,7 @@ class BuildContext:
     calibration: str = "auto"
     activation_type: str = "uint8"
     batch: int = 1
+    fold: bool = False  # a cross-fitting fold's build (search/crossfit.py): judged only, never shipped or timed
 
     @property
     def candidates(self) -> tuple[Variant, ...]:
