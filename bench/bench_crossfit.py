@@ -8,8 +8,9 @@ each judged its candidates on.
 `--before` / `--after` are checkouts of the repository (e.g. `git archive <commit> | tar -x -C DIR`); each
 build runs in a subprocess with EDGEKILN_ROOT set to its tree (the editable install follows it), the two trees
 interleaved build by build so that another job's load falls on both alike. `--samples`: the first N calibration
-samples (100 is the common case of a user with unlabelled data). Prints build seconds before / after, the ratio,
-and the samples judged (`quantization.data.judging_samples`) and shipped variant of each.
+samples (100 is the common case of a user with unlabelled data). Prints wall seconds and CPU seconds (user + system
+of the build and its subprocesses: what a shared, loaded machine distorts least) before / after with their ratios,
+and the samples judged (`quantization.data.judging_samples`, `judged_by`) and the shipped variant of each.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -44,14 +46,20 @@ def _first(calib: Path, n: int, work: Path) -> Path:
     return path
 
 
-def _build(tree: Path, model: Path, calib: Path, out: Path) -> tuple[float, dict]:
+def _build(tree: Path, model: Path, calib: Path, out: Path) -> tuple[float, float, dict]:
+    """Wall seconds, CPU seconds (user + system of the build and its subprocesses) and the manifest."""
     env = {**os.environ, "EDGEKILN_ROOT": str(tree), "PYTHONPATH": SITE}
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), _children_cpu()
     subprocess.run([sys.executable, "-m", "edgekiln.compiler", "build", str(model), "--target", "rpi4",
                     "--calib", str(calib), "--output", str(out)], env=env, check=True, cwd=tree,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     seconds = time.perf_counter() - start
-    return seconds, json.loads((out / "manifest.json").read_text())
+    return seconds, _children_cpu() - cpu, json.loads((out / "manifest.json").read_text())
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _judged(manifest: dict) -> str:
@@ -68,23 +76,28 @@ def main() -> None:
     parser.add_argument("--cases", default=",".join(CASES))
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
-    print(f"{'model':18}{'N':>5}{'before s':>10}{'after s':>9}{'ratio':>7}  judged before -> after; shipped")
+    print(f"{'model':18}{'N':>5}{'wall before':>12}{'after':>7}{'ratio':>7}{'CPU before':>11}{'after':>7}{'ratio':>7}"
+          "  judged before -> after; shipped")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in args.cases.split(","):
             model, calib = _case(name)
             for n in (int(s) for s in args.samples.split(",")):
                 subset = _first(calib, n, work)
-                times: dict[str, list[float]] = {"before": [], "after": []}
+                walls: dict[str, list[float]] = {"before": [], "after": []}
+                cpus: dict[str, list[float]] = {"before": [], "after": []}
                 manifests: dict[str, dict] = {}
                 for r in range(args.repeats):
                     for label, tree in (("before", args.before), ("after", args.after)):
-                        seconds, manifests[label] = _build(tree, model, subset, work / f"{name}_{n}_{label}_{r}")
-                        times[label].append(seconds)
-                before, after = min(times["before"]), min(times["after"])
+                        wall, cpu, manifests[label] = _build(tree, model, subset, work / f"{name}_{n}_{label}_{r}")
+                        walls[label].append(wall)
+                        cpus[label].append(cpu)
+                before, after = min(walls["before"]), min(walls["after"])
+                cpu_before, cpu_after = min(cpus["before"]), min(cpus["after"])
                 shipped = f"{manifests['before']['quantization']['variant']} -> " \
                           f"{manifests['after']['quantization']['variant']}"
-                print(f"{name:18}{n:>5}{before:>10.1f}{after:>9.1f}{after / before:>7.2f}  "
+                print(f"{name:18}{n:>5}{before:>12.1f}{after:>7.1f}{after / before:>7.2f}{cpu_before:>11.1f}"
+                      f"{cpu_after:>7.1f}{cpu_after / cpu_before:>7.2f}  "
                       f"{_judged(manifests['before'])} -> {_judged(manifests['after'])}; {shipped}", flush=True)
 
 

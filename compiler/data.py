@@ -274,12 +274,13 @@ class Datasets:
 
     @cached_property
     def holdout(self) -> Dataset | None:
-        """Pruning's held-back samples (prune/judging.py): the last fold, which pruning_fit leaves out."""
+        """Held-back samples for the stages that do not cross-fit (pruning's search, prune/judging.py; `edgekiln
+        explain`): the last fold, which `without_holdout` (what those stages fit on) leaves out."""
         return None if self.folds is None else self.fold_judged(self.folds.k - 1)
 
     @cached_property
-    def pruning_fit(self) -> Dataset | None:
-        """What pruning's recovery and importance scores fit on: every sample but `holdout`."""
+    def without_holdout(self) -> Dataset | None:
+        """What pruning's recovery and importance scores, and explain's int8 model, fit on: all but `holdout`."""
         return self.calib if self.folds is None else self.fold_calib(self.folds.k - 1)
 
 

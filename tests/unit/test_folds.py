@@ -61,8 +61,8 @@ def test_cross_fitted_data_judge_every_sample_and_the_shipped_quantizer_takes_th
         fitted, judged = data.fold_calib(fold).inputs["x"][:, 0], data.fold_judged(fold).inputs["x"][:, 0]
         assert len(fitted) == 20 and len(judged) == 10 and not set(fitted) & set(judged)
     # pruning fits on the first two folds and judges on the last, disjoint too
-    assert data.holdout is not None and data.pruning_fit is not None
-    assert not set(data.holdout.inputs["x"][:, 0]) & set(data.pruning_fit.inputs["x"][:, 0])
+    assert data.holdout is not None and data.without_holdout is not None
+    assert not set(data.holdout.inputs["x"][:, 0]) & set(data.without_holdout.inputs["x"][:, 0])
 
 
 def test_calib_samples_caps_each_quantizer_but_every_sample_is_judged():
@@ -75,7 +75,7 @@ def test_without_folds_the_data_say_which_samples_judged():
     with_eval, alone = _data(12, None, evaluation=8), _data(12, None)
     assert with_eval.judged_by == EVALUATION and with_eval.fidelity_set is with_eval.evaluation
     assert alone.judged_by == NOT_HELD_BACK and alone.fidelity_set is alone.samples
-    assert alone.holdout is None and alone.pruning_fit is alone.calib
+    assert alone.holdout is None and alone.without_holdout is alone.calib
 
 
 @pytest.mark.parametrize(("samples", "holdout", "judged_by"), [(30, 64, CROSS_FITTED), (30, 0, NOT_HELD_BACK),
