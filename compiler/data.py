@@ -208,6 +208,10 @@ def in_model_types(dataset: Dataset, specs: list[InputSpec]) -> Dataset:
 CALIBRATED = (Quantize.int8, Quantize.auto)  # modes that calibrate int8 activation ranges
 
 MIN_CALIBRATION_SAMPLES = 10  # fewer gives activation ranges that are mostly noise
+# The search's own decisions (calibration method, what stays float) are judged on at most this many of the
+# calibration samples: each decision is a judgement of a model, made a dozen times per build and again per fold,
+# and the figures that decide what ships are the cross-fitted ones, on every sample.
+TUNING_SAMPLES = 64
 
 # Which samples judged fidelity (the manifest's quantization.data.judged_by and fidelity.samples_from), one
 # vocabulary for the manifest, the summary and the report.
@@ -264,9 +268,12 @@ class Datasets:
 
     @cached_property
     def tuning_set(self) -> Dataset:
-        """The shipped model's search decisions are made on its own calibration samples, as each fold's are on
-        its own (so cross-fitting judges the whole procedure); never the evaluation data."""
-        return next(d for d in (self.calib, self.evaluation) if d is not None)
+        """The shipped model's search decisions are made on its own calibration samples (tuning_of), as each
+        fold's are on its own (so cross-fitting judges the whole procedure); never the evaluation data."""
+        if self.calib is not None:
+            return tuning_of(self.calib)
+        assert self.evaluation is not None, "a build has --calib or --eval (pipeline.build checks it)"
+        return self.evaluation
 
     @cached_property
     def golden_set(self) -> Dataset:
@@ -282,6 +289,11 @@ class Datasets:
     def without_holdout(self) -> Dataset | None:
         """What pruning's recovery and importance scores, and explain's int8 model, fit on: all but `holdout`."""
         return self.calib if self.folds is None else self.fold_calib(self.folds.k - 1)
+
+
+def tuning_of(calib: Dataset) -> Dataset:
+    """The samples a search's own decisions are judged on: the first TUNING_SAMPLES of its calibration samples."""
+    return calib.take(0, TUNING_SAMPLES)
 
 
 def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from edgekiln.compiler.data import Datasets
+from edgekiln.compiler.data import Datasets, tuning_of
 from edgekiln.compiler.errors import EdgekilnError
 from edgekiln.compiler.evaluate.runner import open_model, predict
 from edgekiln.compiler.model_inputs import Dataset
@@ -49,9 +49,10 @@ def calibrated(variant: Variant) -> bool:
 
 
 def run(contexts: dict[str, BuildContext], builders: dict[tuple[str, str], Builder], data: Datasets, threads: int,
-        compared: bool) -> tuple[dict[str, CrossFitted], dict[str, str]]:
+        compared: bool, built: set[str]) -> tuple[dict[str, CrossFitted], dict[str, str]]:
     """Every calibrated candidate's pooled outputs by row name, and why a candidate could not be cross-fitted
-    (a fold failed to build any int8 model it could stand in with)."""
+    (a fold failed to build any int8 model it could stand in with). built: the row names the build on every
+    sample made (a variant it did not make has no row, so its folds need not make it either)."""
     folds = data.folds
     assert folds is not None
     per_fold: dict[str, list[list[np.ndarray]]] = {}
@@ -60,13 +61,13 @@ def run(contexts: dict[str, BuildContext], builders: dict[tuple[str, str], Build
     for fold in range(folds.k):
         calib, judged = data.fold_calib(fold), data.fold_judged(fold)
         for model_format, ctx in contexts.items():
-            int8s = tuple(v for v in ctx.plan.build if calibrated(v))
+            int8s = tuple(v for v in ctx.plan.build if calibrated(v) and _key(model_format, v, compared) in built)
             if not int8s or ctx.calib is None:
                 continue
             made = _fold_build(builders[ctx.source, model_format], ctx, int8s, calib, fold)
             outputs: dict[str, list[np.ndarray]] = {}  # each fold model run once, whoever it stands in for
             for variant in int8s:
-                key = f"{model_format}:{variant.name}" if compared else variant.name
+                key = _key(model_format, variant, compared)
                 used = _stand_in(variant, made)
                 if used is None:
                     missing.setdefault(key, f"fold {fold + 1} of {folds.k} built no int8 model")
@@ -82,6 +83,11 @@ def run(contexts: dict[str, BuildContext], builders: dict[tuple[str, str], Build
     return pooled, missing
 
 
+def _key(model_format: str, variant: Variant, compared: bool) -> str:
+    """A candidate's row name (as search/select.py names it)."""
+    return f"{model_format}:{variant.name}" if compared else variant.name
+
+
 def _fold_build(builder: Builder, ctx: BuildContext, int8s: tuple[Variant, ...], calib: Dataset,
                 fold: int) -> dict[str, Candidate]:
     """One format's int8 candidates of one fold, by variant name (built ones only): calibrated and tuned on
@@ -89,7 +95,7 @@ def _fold_build(builder: Builder, ctx: BuildContext, int8s: tuple[Variant, ...],
     the fold's)."""
     workdir = ctx.workdir / f"fold_{fold + 1}"
     workdir.mkdir(parents=True, exist_ok=True)
-    fold_ctx = replace(ctx, plan=Plan(int8s), calib=calib, judge=ctx.judge.on(calib),
+    fold_ctx = replace(ctx, plan=Plan(int8s), calib=calib, judge=ctx.judge.on(tuning_of(calib)),
                        workdir=workdir, fold=True)
     try:
         made = builder(fold_ctx).built

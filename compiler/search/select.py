@@ -148,7 +148,8 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
                                        recipe.int8_io, str(recipe.calibration), activation_type, recipe.batch)
                 for f in formats}
     built, diagnoses, failed = _build_all(contexts)
-    crossfitted, not_crossfitted = crossfit.run(contexts, BUILDERS, data, threads, len(formats) > 1) \
+    made = {key for key, b in built.items() if b.model is not None}
+    crossfitted, not_crossfitted = crossfit.run(contexts, BUILDERS, data, threads, len(formats) > 1, made) \
         if data.folds is not None else ({}, {})
     ready = {key: b for key, b in built.items() if b.model is not None}
     baselines = {key for key, b in ready.items() if b.variant.name == BASELINE}
@@ -368,7 +369,8 @@ def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion,
         "judging_samples": checked.size,
         "judged_by": data.judged_by,
         "folds": folds.k if folds is not None else 0,
-        "tuned_on": f"{tuned.size} calibration samples (each fold: its own), by fidelity ({tuning.describe()})",
+        "tuned_on": f"the first {tuned.size} calibration samples (each fold: the first of its own), by fidelity "
+                    f"({tuning.describe()})",
         "judged_on": judged,
         "note": how + f"; the chosen variant's figures are the best of {candidates} measured on the judging data, "
                       "so they carry a small selection effect",

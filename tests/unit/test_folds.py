@@ -7,7 +7,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgekiln.compiler.data import CROSS_FITTED, EVALUATION, MIN_CALIBRATION_SAMPLES, NOT_HELD_BACK, Datasets
+from edgekiln.compiler.data import (
+    CROSS_FITTED,
+    EVALUATION,
+    MIN_CALIBRATION_SAMPLES,
+    NOT_HELD_BACK,
+    TUNING_SAMPLES,
+    Datasets,
+)
 from edgekiln.compiler.folds import FOLDS, Folds, split
 from edgekiln.compiler.model_inputs import Dataset
 
@@ -56,7 +63,8 @@ def test_cross_fitted_data_judge_every_sample_and_the_shipped_quantizer_takes_th
     data = _data(30, split(30, MIN_CALIBRATION_SAMPLES), evaluation=8)
     assert data.judged_by == CROSS_FITTED and data.fidelity_set.size == 30  # not the evaluation data
     assert data.calib is not None and np.array_equal(data.calib.inputs["x"], data.fidelity_set.inputs["x"])
-    assert data.tuning_set is data.calib  # the shipped model's decisions: on its own samples, as each fold's
+    # the shipped model's decisions: on its own calibration samples (the first TUNING_SAMPLES), as each fold's
+    assert np.array_equal(data.tuning_set.inputs["x"], data.calib.inputs["x"][:TUNING_SAMPLES])
     for fold in range(3):
         fitted, judged = data.fold_calib(fold).inputs["x"][:, 0], data.fold_judged(fold).inputs["x"][:, 0]
         assert len(fitted) == 20 and len(judged) == 10 and not set(fitted) & set(judged)
