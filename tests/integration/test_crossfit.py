@@ -101,3 +101,51 @@ def test_the_table_judges_each_sample_by_the_fold_model_that_held_it_out(searche
             f"fold {fold + 1}: {model.variant.name}" in n for n in selection.shipped.notes))
         outputs = predict(open_model("onnx", model.model or b"", 1, model.layouts), data.fold_judged(fold))
         assert np.array_equal(selection.judged_outputs[0][data.folds.judged(fold)], outputs[0]), fold
+
+
+def _embedder_build(tmp_path: Path, samples: int, evaluation: bool) -> tuple[dict, str]:
+    """A 2-layer ONNX MLP built int8 from `samples` calibration samples (too few to fold below 15), with 8
+    unlabelled evaluation samples or none: the manifest and the printed summary."""
+    import json
+
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from edgekiln.compiler import summary
+    from edgekiln.compiler.console import console
+    from edgekiln.compiler.pipeline import build
+
+    rng = np.random.default_rng(0)
+    weights = {"w": rng.normal(0, 0.3, (16, 8)), "b": np.zeros(16)}
+    graph = helper.make_graph([helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)], "mlp",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])],
+                              [numpy_helper.from_array(v.astype(np.float32), k) for k, v in weights.items()])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "m.onnx")
+    np.savez(tmp_path / "c.npz", x=rng.normal(size=(samples, 8)).astype(np.float32))
+    np.savez(tmp_path / "e.npz", x=rng.normal(size=(8, 8)).astype(np.float32))
+    result = build(Recipe(source=str(tmp_path / "m.onnx"), target="rpi4", calib=str(tmp_path / "c.npz"),
+                          eval=str(tmp_path / "e.npz") if evaluation else None, output=str(tmp_path / "b"),
+                          format="onnx", quantize="int8", bench_runs=7))
+    patch = pytest.MonkeyPatch()
+    patch.setattr(console, "width", 250)
+    try:
+        with console.capture() as captured:
+            summary.print_build_summary(result)
+    finally:
+        patch.undo()
+    return json.loads((result.output / "manifest.json").read_text()), captured.get()
+
+
+@pytest.mark.parametrize(("evaluation", "judged_by", "judged"), [(False, "calibration (not held back)", 12),
+                                                                 (True, "evaluation", 8)])
+def test_too_few_samples_to_hold_back_say_so_and_judge_on_evaluation_data_when_given(tmp_path, evaluation,
+                                                                                     judged_by, judged):
+    manifest, shown = _embedder_build(tmp_path, 12, evaluation)
+    data = manifest["quantization"]["data"]
+    assert data["judged_by"] == judged_by and data["judging_samples"] == judged and data["folds"] == 0
+    assert manifest["fidelity"]["samples_from"] == judged_by and manifest["fidelity"]["samples"] == judged
+    assert f"fidelity vs source ({judged} {judged_by} samples" in shown, shown
+    flattered = [w for w in manifest["warnings"] if "calibrated on" in w]
+    assert len(flattered) == (0 if evaluation else 1), manifest["warnings"]
+    assert all(r["samples"] == judged for r in manifest["quantization"]["candidates"])
