@@ -32,9 +32,10 @@ def test_every_sample_is_judged_exactly_once_and_never_by_a_fold_fitted_on_it(si
 
 def test_folds_interleave_so_data_stored_in_class_order_gives_each_fold_every_class():
     classes = np.repeat(np.arange(5), 20)  # 100 samples stored class by class
-    folds = Folds(100)
-    assert all(set(classes[folds.judged(f)]) == set(range(5)) for f in range(FOLDS))
-    assert [len(folds.judged(f)) for f in range(FOLDS)] == [34, 33, 33]
+    folds = Folds(100, 3)
+    assert all(set(classes[folds.judged(f)]) == set(range(5)) for f in range(3))
+    assert [len(folds.judged(f)) for f in range(3)] == [34, 33, 33]
+    assert Folds(100).k == FOLDS
 
 
 def test_pool_puts_each_folds_outputs_back_in_sample_order():
@@ -48,9 +49,10 @@ def test_pool_puts_each_folds_outputs_back_in_sample_order():
 
 
 def test_split_refuses_folds_whose_calibration_would_be_too_small():
-    assert split(15, 10) == Folds(15, FOLDS)  # folds of 5: each calibrates on 10
-    assert split(14, 10) is None  # the largest fold (5) leaves 9
-    assert split(2, 1) is None and split(100, 10, k=1) is None
+    assert split(15, 10, k=3) == Folds(15, 3)  # folds of 5: each calibrates on 10
+    assert split(14, 10, k=3) is None  # the largest fold (5) leaves 9
+    assert split(20, 10, k=2) == Folds(20, 2) and split(19, 10, k=2) is None
+    assert split(2, 1, k=3) is None and split(100, 10, k=1) is None  # fewer samples than folds; one fold
 
 
 def _data(n: int, folds: Folds | None, evaluation: int = 0, cap: int = 256) -> Datasets:
@@ -60,7 +62,7 @@ def _data(n: int, folds: Folds | None, evaluation: int = 0, cap: int = 256) -> D
 
 
 def test_cross_fitted_data_judge_every_sample_and_the_shipped_quantizer_takes_them_all():
-    data = _data(30, split(30, MIN_CALIBRATION_SAMPLES), evaluation=8)
+    data = _data(30, split(30, MIN_CALIBRATION_SAMPLES, k=3), evaluation=8)
     assert data.judged_by == CROSS_FITTED and data.fidelity_set.size == 30  # not the evaluation data
     assert data.calib is not None and np.array_equal(data.calib.inputs["x"], data.fidelity_set.inputs["x"])
     # the shipped model's decisions: on its own calibration samples (the first TUNING_SAMPLES), as each fold's
@@ -74,7 +76,7 @@ def test_cross_fitted_data_judge_every_sample_and_the_shipped_quantizer_takes_th
 
 
 def test_calib_samples_caps_each_quantizer_but_every_sample_is_judged():
-    data = _data(300, split(300, MIN_CALIBRATION_SAMPLES), cap=256)
+    data = _data(300, split(300, MIN_CALIBRATION_SAMPLES, k=3), cap=256)
     assert data.calib is not None and data.calib.size == 256 and data.fidelity_set.size == 300
     assert data.fold_calib(0).size == 200
 
