@@ -170,7 +170,7 @@ def _onnx_part(model_path: str, work: Path) -> None:
     calib = np.load(SAMPLES / "mnist_calib.npz")["x"].astype(np.float32)
     with np.load(SAMPLES / "mnist_eval.npz") as ev:
         x, y = ev["x"].astype(np.float32), ev["y"]
-    data = Datasets(Dataset({"image": calib}, None, "calib"), None, Dataset({"image": x}, y, "eval"))
+    data = Datasets(Dataset({"image": calib}, None, "calib"), Dataset({"image": x}, y, "eval"))
     unpruned = float(np.mean(onnx_recover.run(proto, x)[0].argmax(1) == y) * 100)
     pruned, block = prune_onnx(proto, Recipe(source="model.onnx", quantize="none", prune=0.3), data, lambda s: None)
     after = float(np.mean(onnx_recover.run(pruned, x)[0].argmax(1) == y) * 100)

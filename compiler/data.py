@@ -6,12 +6,14 @@ Every check names the expected and the given shape, so a user can fix the data w
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from edgekiln.compiler.errors import DataError
+from edgekiln.compiler.folds import Folds, split
 from edgekiln.compiler.model_inputs import Dataset, InputSpec
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.text import TEXT_SUFFIXES, load_text
@@ -206,62 +208,114 @@ def in_model_types(dataset: Dataset, specs: list[InputSpec]) -> Dataset:
 CALIBRATED = (Quantize.int8, Quantize.auto)  # modes that calibrate int8 activation ranges
 
 MIN_CALIBRATION_SAMPLES = 10  # fewer gives activation ranges that are mostly noise
-MIN_SPLIT_HOLDOUT = 8         # held-back samples below which tuning and judging share them
+# The search's own decisions (calibration method, what stays float) are judged on at most this many of the
+# calibration samples: each decision is a judgement of a model, made a dozen times per build and again per fold,
+# and the figures that decide what ships are the cross-fitted ones, on every sample.
+TUNING_SAMPLES = 64
+
+# Which samples judged fidelity (the manifest's quantization.data.judged_by and fidelity.samples_from), one
+# vocabulary for the manifest, the summary and the report.
+CROSS_FITTED = "held-back (cross-fitting)"
+EVALUATION = "evaluation"
+NOT_HELD_BACK = "calibration (not held back)"
 
 
 @dataclass(frozen=True)
 class Datasets:
-    """calib feeds the quantizer; holdout (held back from it) measures fidelity; evaluation may be labelled.
+    """The data of a build: `samples`, every calibration sample given; `evaluation`, --eval (may be labelled).
 
-    tuning: other held-back samples on which the candidate search makes its own decisions (calibration
-    method, which layers or nodes stay float), so the samples that judge the candidates did not also
-    shape them; None when too few were held back to split (the search then tunes on holdout).
+    folds: the cross-fitting split of `samples` (folds.py): each calibrated candidate is also built once per
+        fold from the other folds' samples and judged on the fold it never saw, so fidelity is judged on every
+        sample, none by a model that saw it. None: cross-fitting is off (holdout_samples 0) or the samples are
+        too few for a fold to calibrate on; fidelity is then judged on the evaluation data when given, else on
+        the calibration samples themselves, and `judged_by` says so.
+    calib_samples: at most this many samples feed one quantizer (the shipped model's, each fold's).
     """
 
-    calib: Dataset | None
-    holdout: Dataset | None
+    samples: Dataset | None
     evaluation: Dataset | None
-    tuning: Dataset | None = None
+    folds: Folds | None = None
+    calib_samples: int = 256
 
-    @property
+    @cached_property
+    def calib(self) -> Dataset | None:
+        """What the shipped model's quantizer (and its search's decisions) take: every calibration sample."""
+        return None if self.samples is None else self.samples.take(0, self.calib_samples)
+
+    def fold_calib(self, fold: int) -> Dataset:
+        """What fold `fold`'s quantizer (and its search's decisions) take: the other folds' samples."""
+        assert self.samples is not None and self.folds is not None
+        return self.samples.subset(self.folds.fitted(fold)).take(0, self.calib_samples)
+
+    def fold_judged(self, fold: int) -> Dataset:
+        assert self.samples is not None and self.folds is not None
+        return self.samples.subset(self.folds.judged(fold))
+
+    @cached_property
     def fidelity_set(self) -> Dataset:
-        return next(d for d in (self.holdout, self.evaluation, self.calib) if d is not None)
+        """The samples fidelity is judged on: every calibration sample when cross-fitted, else the evaluation
+        data, else the calibration samples themselves (not held back: `judged_by`)."""
+        if self.folds is not None and self.samples is not None:
+            return self.samples
+        return next(d for d in (self.evaluation, self.samples) if d is not None)
 
     @property
+    def judged_by(self) -> str:
+        """Which samples judged fidelity, in the manifest's words (CROSS_FITTED, EVALUATION, NOT_HELD_BACK)."""
+        if self.folds is not None and self.samples is not None:
+            return CROSS_FITTED
+        return EVALUATION if self.fidelity_set is self.evaluation else NOT_HELD_BACK
+
+    @cached_property
     def tuning_set(self) -> Dataset:
-        """Never the evaluation data: the search must not fit what the manifest reports."""
-        return next(d for d in (self.tuning, self.holdout, self.calib, self.evaluation) if d is not None)
+        """The shipped model's search decisions are made on its own calibration samples (tuning_of), as each
+        fold's are on its own (so cross-fitting judges the whole procedure); never the evaluation data."""
+        if self.calib is not None:
+            return tuning_of(self.calib)
+        assert self.evaluation is not None, "a build has --calib or --eval (pipeline.build checks it)"
+        return self.evaluation
 
-    @property
+    @cached_property
     def golden_set(self) -> Dataset:
-        return next(d for d in (self.evaluation, self.holdout, self.calib) if d is not None)
+        return next(d for d in (self.evaluation, self.samples) if d is not None)
+
+    @cached_property
+    def holdout(self) -> Dataset | None:
+        """Held-back samples for the stages that do not cross-fit (pruning's search, prune/judging.py; `edgekiln
+        explain`): the last fold, which `without_holdout` (what those stages fit on) leaves out."""
+        return None if self.folds is None else self.fold_judged(self.folds.k - 1)
+
+    @cached_property
+    def without_holdout(self) -> Dataset | None:
+        """What pruning's recovery and importance scores, and explain's int8 model, fit on: all but `holdout`."""
+        return self.calib if self.folds is None else self.fold_calib(self.folds.k - 1)
+
+
+def tuning_of(calib: Dataset) -> Dataset:
+    """The samples a search's own decisions are judged on: the first TUNING_SAMPLES of its calibration samples."""
+    return calib.take(0, TUNING_SAMPLES)
 
 
 def load_datasets(recipe: Recipe, specs: list[InputSpec]) -> Datasets:
-    """Read --calib and --eval, and hold back the tail of the calibration data: half to tune the candidate
-    search, half to measure fidelity."""
+    """Read --calib and --eval, and split the calibration data into cross-fitting folds (unless
+    holdout_samples is 0 or a fold would have too few samples to calibrate on)."""
     options: dict[str, Any] = {"mean": recipe.mean, "std": recipe.std, "tokenizer": recipe.tokenizer,
                                "seq_len": recipe.seq_len}
-    calib = holdout = evaluation = tuning = None
+    samples = evaluation = folds = None
     if recipe.calib:
         needed = MIN_CALIBRATION_SAMPLES if recipe.quantize in CALIBRATED else 1
-        calib = in_model_types(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options),
-                               specs)
-        held = min(recipe.holdout_samples, calib.size // 4)
-        if held:
-            holdout = calib.take(calib.size - held)
-            calib = calib.take(0, min(recipe.calib_samples, calib.size - held))
-        if holdout is not None and held >= MIN_SPLIT_HOLDOUT:  # first half tunes the search, second judges it
-            tuning, holdout = holdout.take(0, held // 2), holdout.take(held // 2)
+        samples = in_model_types(load_data(recipe.calib, specs, role="calibration", min_samples=needed, **options),
+                                 specs)
+        folds = split(samples.size, MIN_CALIBRATION_SAMPLES) if recipe.holdout_samples else None
     if recipe.eval:
         evaluation = in_model_types(load_data(recipe.eval, specs, role="evaluation", **options), specs)
-    return Datasets(calib, holdout, evaluation, tuning)
+    return Datasets(samples, evaluation, folds, recipe.calib_samples)
 
 
 def check_labels(graph: SourceGraph, data: Datasets) -> None:
     """Labels against the classes the model scores, before any conversion: the source model runs one
     sample and its widest output bounds the labels (the exact first output is checked in measure._accuracy)."""
-    labelled = [(d, role) for d, role in ((data.evaluation, "evaluation"), (data.calib, "calibration"))
+    labelled = [(d, role) for d, role in ((data.evaluation, "evaluation"), (data.samples, "calibration"))
                 if d is not None and d.labels is not None]
     if not labelled:
         return

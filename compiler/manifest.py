@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from edgekiln._version import __version__
+from edgekiln.compiler.data import NOT_HELD_BACK
 from edgekiln.compiler.device import compat, estimate
 from edgekiln.compiler.manifest_schema import (
     REQUIRED_KEYS,
@@ -247,10 +248,14 @@ def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[s
     if accuracy is not None and not accuracy["within_budget"]:
         notes.append(f"accuracy drops by {accuracy['drop']:.2f} points, over the budget of {recipe.max_drop:.2f} "
                      f"(reference {accuracy['reference']:.2f}%, compiled {accuracy['compiled']:.2f}%)")
+    if measured.fidelity.get("samples_from") == NOT_HELD_BACK and mode is Quantize.int8:
+        notes.append(f"fidelity was judged on the {measured.fidelity['samples']} calibration samples the int8 model "
+                     "was calibrated on (too few to hold any back, or holdout_samples 0), which flatters it; pass "
+                     "--eval DATA or more calibration samples")
     agreement = measured.fidelity.get("top1_agreement")
     if agreement is not None and agreement < 0.99:
         notes.append(f"top-1 agreement with the source model is only {agreement:.3f} on "
-                     f"{measured.fidelity['samples']} held-back samples")
+                     f"{measured.fidelity['samples']} {measured.fidelity.get('samples_from', 'held-back')} samples")
     return notes
 
 

@@ -236,6 +236,7 @@ class Fidelity(TypedDict):
     intervals: NotRequired[dict[str, list[float]]]
     judged_on: NotRequired[str]
     samples: int
+    samples_from: NotRequired[str]  # which samples judged (data.CROSS_FITTED, EVALUATION, NOT_HELD_BACK)
     per_output: list[OutputFidelity]
     how: NotRequired[Provenance]
 
@@ -352,6 +353,8 @@ class DataNote(TypedDict):
     calibration_samples: int
     tuning_samples: int
     judging_samples: int
+    judged_by: str  # data.CROSS_FITTED, EVALUATION or NOT_HELD_BACK
+    folds: int      # cross-fitting folds (0: not cross-fitted)
     tuned_on: str
     judged_on: str
     note: str

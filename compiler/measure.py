@@ -75,8 +75,11 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     names = [info.name for info in compiled.outputs]
     kinds = KindRule.of_recipe(recipe).of(names, reference)
     how = fidelity_how(data, check, threads)
-    compiled_fidelity: Fidelity = {**fidelity(reference, predict(compiled, check), names, kinds), "how": how}
+    # A cross-fitted model is judged as the table judged it: each sample by the fold model that held it out.
+    outputs = selection.judged_outputs if selection.judged_outputs is not None else predict(compiled, check)
+    compiled_fidelity: Fidelity = {**fidelity(reference, outputs, names, kinds), "how": how}
     baseline_fidelity: Fidelity = {**fidelity(reference, predict(baseline, check), names, kinds), "how": how}
+    compiled_fidelity["samples_from"] = baseline_fidelity["samples_from"] = data.judged_by
     latency, baseline_latency = side_by_side([compiled, baseline], data.golden_set, recipe.bench_runs)
     golden_in = data.golden_set.take(0, recipe.golden_samples)
     golden_out = predict(compiled, golden_in)

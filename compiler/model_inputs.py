@@ -40,3 +40,8 @@ class Dataset:
         """Samples [start:stop] (a view: datasets are never mutated)."""
         labels = None if self.labels is None else self.labels[start:stop]
         return Dataset({k: v[start:stop] for k, v in self.inputs.items()}, labels, self.origin)
+
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The samples at `rows` (integer indices), in that order (a copy)."""
+        labels = None if self.labels is None else self.labels[rows]
+        return Dataset({k: v[rows] for k, v in self.inputs.items()}, labels, self.origin)

@@ -128,7 +128,7 @@ def prune(graph: WorkingGraph, recipe: Recipe, data: Datasets, workdir: Path, pr
     if graph.keras_model is None:
         raise RecipeError("--prune needs a Keras model (.keras or .h5): a SavedModel cannot be rebuilt with "
                           "fewer channels", "load it in Keras, save it as .keras, and build that")
-    subject = KerasSubject(graph.keras_model, train or data.calib)
+    subject = KerasSubject(graph.keras_model, train or data.without_holdout)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          scorer_for(subject, data), progress, recipe.prune_time)
     block: dict[str, object] = {**outcome.block, "judged_on": data_note(data)}
@@ -151,8 +151,8 @@ def _slim_encoder(graph: WorkingGraph, recipe: Recipe, data: Datasets, workdir: 
     if method is Recover.finetune:
         raise RecipeError("--recover finetune is not available for head pruning or layer dropping",
                           "use --recover reconstruct (least-squares re-fit, the default), distill (Keras) or none")
-    assert data.calib is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
-    kit = encoder_slimming.kit_for(graph, data.calib)
+    assert data.without_holdout is not None, "the recipe guarantees --calib with --prune-heads / --drop-layers"
+    kit = encoder_slimming.kit_for(graph, data.without_holdout)
     if method is Recover.distill and not isinstance(kit, encoder_slimming.KerasKit):
         raise RecipeError("--recover distill trains the model, which is possible for Keras sources only",
                           "use --recover reconstruct (least squares, no training)")
@@ -183,7 +183,7 @@ def _recovery_data(method: Recover, train: Dataset | None, data: Datasets) -> tu
     samples only."""
     if train is not None:
         return f"{train.size} training samples (--train)", []
-    size = data.calib.size if data.calib is not None else 0
+    size = data.without_holdout.size if data.without_holdout is not None else 0
     note = (f"pruning: recovery ({method}) trained on the {size} calibration samples only, which can overfit "
             "them and cost accuracy; pass --train DATA (labelled: fine-tuning) to recover on more")
     return f"{size} calibration samples only", [note]
@@ -215,7 +215,7 @@ def prune_onnx(model: onnx.ModelProto, recipe: Recipe, data: Datasets, progress:
     constants = {t.name for t in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in constants]
     method = _check(recipe, data, len(inputs), trainable=False)
-    subject = OnnxSubject(model, data.calib)
+    subject = OnnxSubject(model, data.without_holdout)
     outcome = driver.run(subject, recipe.prune, recipe.prune_criterion, method, recipe.max_drop,
                          scorer_for(subject, data), progress, recipe.prune_time)
     block: dict[str, object] = {**outcome.block, "judged_on": data_note(data)}
@@ -230,7 +230,7 @@ def _check(recipe: Recipe, data: Datasets, inputs: int, trainable: bool, train: 
                           "leave out --train, or build from the Keras model")
     if train is not None and train.labels is not None and Recover(str(recipe.recover)) is Recover.auto:
         method = Recover.finetune
-    recovery = train if train is not None else data.calib
+    recovery = train if train is not None else data.without_holdout
     if not trainable and method in (Recover.distill, Recover.finetune):
         raise RecipeError(f"--recover {method} trains the model, which is possible for Keras sources only",
                           "use --recover reconstruct (least squares, no training)")

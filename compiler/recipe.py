@@ -121,8 +121,9 @@ class Recipe:
     calibration: see Calibration; with auto the plain `int8` candidate keeps min/max (it is the reference).
     calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
     calib_samples: at most this many samples feed the quantizer.
-    holdout_samples: calibration samples held back from the quantizer: half tune the candidate search
-        (calibration method, float fallbacks), half measure fidelity (data.load_datasets).
+    holdout_samples: 0 holds no calibration sample back: fidelity is judged on the evaluation data, else on
+        the calibration samples themselves (the manifest says so). Any other value: every calibration sample
+        is judged by K-fold cross-fitting, none by a model calibrated or tuned on it (compiler/folds.py).
     golden_samples: samples stored in golden.npz for on-device validation.
     mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
     int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).

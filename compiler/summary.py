@@ -84,7 +84,8 @@ def print_build_summary(result: BuildResult) -> None:
     outputs = fid.get("per_output", [])
     several = len(outputs) > 1
     kind = "" if several or not outputs or "kind" not in outputs[0] else f"; a {outputs[0]['kind']} output"
-    table.add_row(f"fidelity vs source ({fid['samples']} held-back samples{'; worst output' if several else kind})",
+    judged = f"{fid['samples']} {fid.get('samples_from', 'held-back')} samples"
+    table.add_row(f"fidelity vs source ({judged}{'; worst output' if several else kind})",
                   fidelity_text(bfid), fidelity_text(fid), "")
     if several:  # every output is judged, each by its kind: a detector's boxes and class scores alike
         for ours, theirs in zip(outputs, bfid.get("per_output", outputs), strict=False):

@@ -86,11 +86,12 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> Explanat
         model_format = "onnx" if source == "onnx" else "tflite"
         progress("Quantizing (plain int8) and diagnosing it layer by layer" if model_format == "tflite" else
                  "Quantizing (plain int8) and comparing every node with its float output")
-        judge = Judge.for_build(Reference(graph), data, threads, None)
+        # One int8 model, judged on held-back samples (the last fold) when there are enough to hold any back.
+        judge = Judge(Reference(graph), data.holdout or data.fidelity_set, data.evaluation, threads)
         labelled = data.evaluation is not None and data.evaluation.labels is not None
         ctx = BuildContext(graph, source, plan(Quantize.int8, model_format, source, True, target.onnx_activation_type,
                                                only="int8"),
-                           data.calib, judge, criterion_for(recipe, labelled), Path(work),
+                           data.without_holdout, judge, criterion_for(recipe, labelled), Path(work),
                            recipe.int8_io, "minmax", target.onnx_activation_type, recipe.batch)
         made = BUILDERS[source, model_format](ctx)
         progress("Measuring float32 and int8 side by side")

@@ -16,6 +16,7 @@ the evidence is weak, and the build says how many samples would tell.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 
@@ -26,18 +27,25 @@ RESAMPLES = 400      # bootstrap resamples: enough for a 95 % percentile interva
 SEED = 0
 
 
+@functools.lru_cache(maxsize=64)
+def _log_factorials(n: int) -> np.ndarray:
+    """log(i!) for i = 0..n."""
+    return np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1, dtype=np.float64)))])
+
+
 def _tail_at_least(k: int, n: int, p: float) -> float:
-    """P(X >= k) for X ~ Binomial(n, p), summed in log space."""
+    """P(X >= k) for X ~ Binomial(n, p), summed in log space (vectorised: a bound of a few hundred judged
+    samples bisects it 60 times, for every candidate)."""
     if k <= 0:
         return 1.0
     if p <= 0.0:
         return 0.0
     if p >= 1.0:
         return 1.0
-    logs = [math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) + i * math.log(p)
-            + (n - i) * math.log1p(-p) for i in range(k, n + 1)]
-    top = max(logs)
-    return min(1.0, math.exp(top) * sum(math.exp(v - top) for v in logs))
+    log_fact, i = _log_factorials(n), np.arange(k, n + 1)
+    logs = log_fact[n] - log_fact[i] - log_fact[n - i] + i * math.log(p) + (n - i) * math.log1p(-p)
+    top = float(np.max(logs))
+    return min(1.0, math.exp(top) * float(np.sum(np.exp(logs - top))))
 
 
 def _solve(increasing: Callable[[float], float], target: float) -> float:
@@ -49,12 +57,14 @@ def _solve(increasing: Callable[[float], float], target: float) -> float:
     return (low + high) / 2
 
 
+@functools.lru_cache(maxsize=1024)
 def flip_rate_low(flips: int, n: int, alpha: float = ALPHA) -> float:
     """The exact one-sided (1 - alpha) lower bound of the flip rate: above a floor, the evidence shows the model
     worse than it."""
     return 0.0 if flips == 0 else _solve(lambda p: _tail_at_least(flips, n, p), alpha)
 
 
+@functools.lru_cache(maxsize=1024)
 def flip_rate_high(flips: int, n: int, alpha: float = ALPHA) -> float:
     """The exact one-sided (1 - alpha) upper bound of the flip rate: what the samples cannot rule out."""
     return 1.0 if flips >= n else _solve(lambda p: _tail_at_least(flips + 1, n, p), 1 - alpha)
@@ -65,6 +75,7 @@ def flip_interval(flips: int, n: int) -> tuple[float, float]:
     return flip_rate_low(flips, n, ALPHA / 2), flip_rate_high(flips, n, ALPHA / 2)
 
 
+@functools.lru_cache(maxsize=64)
 def samples_to_tell(max_rate: float) -> int:
     """How many samples, none flipping, put the one-sided 95 % upper bound of the flip rate at `max_rate`:
     the n where a clean run shows the model within a floor of at most max_rate flips."""

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate import metrics
 from edgekiln.compiler.evaluate.output_kinds import KindRule
@@ -14,8 +16,8 @@ from edgekiln.compiler.model_inputs import Dataset
 
 
 class Judge:
-    """Fidelity on `check` (the held-back samples) and accuracy on labelled evaluation data, of any model's
-    bytes; every model is compared with the same reference arrays."""
+    """Fidelity on `check` (Datasets.fidelity_set: see its judged_by) and accuracy on labelled evaluation data,
+    of any model's bytes; every model is compared with the same reference arrays."""
 
     def __init__(self, reference: Reference, check: Dataset, evaluation: Dataset | None, threads: int,
                  main_output: str | None = None, kinds: KindRule | None = None) -> None:
@@ -31,7 +33,7 @@ class Judge:
     @classmethod
     def for_build(cls, reference: Reference, data: Datasets, threads: int, main_output: str | None,
                   kinds: KindRule | None = None) -> Judge:
-        """The judge of a build's candidate table: fidelity on the held-back samples, accuracy with labels."""
+        """The judge of a build's candidate table: fidelity on Datasets.fidelity_set, accuracy with labels."""
         return cls(reference, data.fidelity_set, data.evaluation, threads, main_output, kinds)
 
     @classmethod
@@ -39,9 +41,16 @@ class Judge:
         """The judge of the search's own decisions: fidelity on the tuning samples, never the labels."""
         return cls(reference, data.tuning_set, None, threads, kinds=kinds)
 
-    def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
+    def on(self, check: Dataset) -> Judge:
+        """The same judge (reference, kinds, threads) on other samples, without labels: a fold's tuning judge."""
+        return Judge(self.reference, check, None, self.threads, self.main, self.kinds)
+
+    def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None,
+                 outputs: list[np.ndarray] | None = None) -> Quality:
+        """The model's Quality. outputs: its outputs on `check` made another way (cross-fitting: each sample by
+        the model of the fold that held it out, search/crossfit.py), judged in place of this model's own."""
         model = open_model(model_format, model_bytes, self.threads, layouts)
-        outputs = predict(model, self.check)
+        outputs = predict(model, self.check) if outputs is None else outputs
         names = [info.name for info in model.outputs]
         references = self.reference.ordered(self.check, model)
         fidelity = metrics.fidelity(references, outputs, names, self.kinds.of(names, references))

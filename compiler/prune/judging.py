@@ -24,7 +24,8 @@ def data_note(data: Datasets, unlabelled: str = "top-1 agreement with the source
     few held-back samples cannot resolve a 1-point budget), the accuracy the manifest reports is also what the
     search optimised: say so."""
     dataset = judging_set(data)
-    source = "evaluation" if dataset is data.evaluation else "held-back calibration"
+    source = "evaluation" if dataset is data.evaluation else \
+        "held-back calibration" if dataset is data.holdout else "calibration (not held back: too few to fold)"
     metric = "accuracy" if dataset.labels is not None else unlabelled
     note = f"{dataset.size} {source} samples, by {metric}"
     if dataset is data.evaluation:

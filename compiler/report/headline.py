@@ -86,7 +86,7 @@ def _quality(m: dict) -> str | None:
     base = dig(m, "baseline", "fidelity", "sqnr_db")
     lines = [f"SQNR {num(fid.get('sqnr_db'), 'fidelity.sqnr_db')} dB vs the source model",
              f"float32 baseline SQNR {num(base, 'baseline.fidelity.sqnr_db')} dB" if base is not None else "",
-             f"on {fmt(fid.get('samples'))} held-back samples"]
+             f"on {fmt(fid.get('samples'))} {fid.get('samples_from', 'held-back')} samples"]
     agreement = fid.get("top1_agreement")
     big = num(agreement, "fidelity.top1_agreement") if agreement is not None else "–"
     return _card("Top-1 agreement with the source", big, lines, "host-measured")

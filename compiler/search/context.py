@@ -30,6 +30,7 @@ class BuildContext:
     train: --train's samples, for quantization-aware fine-tuning (--qat); None without it.
     progress: where a long candidate (int8+adaround) reports each step, in a line.
     workdir: a scratch directory of this format's, removed after the build.
+    fold: the builder may skip what only a shipped or timed model needs (the diagnosis, timing twins).
     """
 
     graph: Any
@@ -45,6 +46,7 @@ class BuildContext:
     batch: int = 1
     train: Dataset | None = None
     progress: Progress = lambda line: None
+    fold: bool = False  # a cross-fitting fold's build (search/crossfit.py): judged only, never shipped or timed
 
     @property
     def candidates(self) -> tuple[Variant, ...]:

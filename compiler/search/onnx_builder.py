@@ -106,7 +106,7 @@ def build(ctx: BuildContext) -> Builds:
             shared, int8_options = _shared(options, opset.model), replace(options, per_channel=opset.per_channel)
             family, diagnosis = _int8_family(int8s, ctx.calib, ctx.judge, ctx.criterion, int8_options, shared, details,
                                              tune=ctx.calibration == "auto")
-            if ctx.activation_type == "int8" and platform.machine().lower() in X86:
+            if ctx.activation_type == "int8" and platform.machine().lower() in X86 and not ctx.fold:
                 family = {name: _with_twin(b, ctx.calib, int8_options, shared) for name, b in family.items()}
             if host_isa()["int8_dot_product"].startswith("none"):
                 family = {name: _noted(b, EXACT_NOTE) for name, b in family.items()}

@@ -14,6 +14,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Unpack
 
+import numpy as np
+
 from edgekiln.compiler import Progress, analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.data import Datasets, in_model_types, load_data
@@ -28,7 +30,7 @@ from edgekiln.compiler.evaluate.timing import ROUND_MS, ROUNDS, ROUNDS_STATISTIC
 from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization, provenance
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
-from edgekiln.compiler.search import failures, on_device, onnx2tf_builder, onnx_builder, tflite_builder
+from edgekiln.compiler.search import crossfit, failures, on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
@@ -72,6 +74,7 @@ class Selection:
     block: Quantization
     table: tuple[Candidate, ...] = ()
     choice: Choice | None = None
+    judged_outputs: list[np.ndarray] | None = None  # the shipped model's, cross-fitted (search/crossfit.py)
 
     @property
     def model_stats(self) -> GraphStats:
@@ -137,9 +140,9 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     kinds = KindRule.of_recipe(recipe)
     kinds.check(list(reference.graph.output_names))
     judge = Judge.for_build(reference, data, threads, recipe.main_output, kinds)
-    # The search's own decisions (calibration method, what stays float) are made on other held-back
-    # samples, by fidelity alone (the cosine floor when one is given): the samples and labels that judge
-    # the table did not shape the candidates.
+    # The search's own decisions (calibration method, what stays float) are made on the calibration samples,
+    # by fidelity alone (the cosine floor when one is given), never on the labels. With cross-fitting, each
+    # fold makes them again on its own samples, so the samples that judge a candidate shaped none of it.
     tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False)
     if recipe.qat and source != "keras":
         raise RecipeError("--qat trains in Keras, and an ONNX source has no Keras form here",
@@ -152,6 +155,9 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
                                        progress)
                 for f in formats}
     built, diagnoses, failed = _build_all(contexts)
+    made = {key for key, b in built.items() if b.model is not None}
+    crossfitted, not_crossfitted = crossfit.run(contexts, BUILDERS, data, threads, len(formats) > 1, made) \
+        if data.folds is not None else ({}, {})
     ready = {key: b for key, b in built.items() if b.model is not None}
     baselines = {key for key, b in ready.items() if b.variant.name == BASELINE}
     problems = {f.format: f.target_problem for f in formats}
@@ -160,7 +166,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     ready = {key: b for key, b in ready.items() if key not in refused}
     eligible_names = _eligible(ready, baselines, unrunnable, recipe.quantize, only, _identical_to_int8(built, only))
     runs = max(1, recipe.bench_runs // ROUNDS)
-    rows = _rows(ready, judge, data, runs, threads, timed=len(eligible_names) > 1)
+    rows = _rows(ready, judge, data, runs, threads, len(eligible_names) > 1, crossfitted, not_crossfitted)
     rows = [_with_estimate(target, _with_stats(r)) for r in rows] if target else rows
     timed = [r for r in rows if r.timings.host_p50_ms is not None]
     device_method, device_evidence = None, Evidence()
@@ -175,7 +181,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     chosen = _with_stats(next(c for c in table if c.name == choice.chosen.name))
     baseline = _with_stats(next(c for c in table if c.name == _key(chosen.format, BASELINE, len(formats) > 1)))
     block = quantization_block(recipe, criterion, choice, table, built, diagnoses, chosen, runs, threads)
-    block["data"] = _data_note(data, judge, len(rows), tuning)
+    block["data"] = _data_note(data, judge, len(rows), tuning, sum(r.name in crossfitted for r in rows))
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = {**choice.evidence.to_dict(), "host_would_choose": choice.host_choice}
     if device_method is not None:
@@ -184,7 +190,8 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
         block["refused_by_target"] = refused
     if len(formats) > 1:
         block["formats"] = {"compared": [f.format for f in formats], "failed": failed, "note": FORMAT_NOTE}
-    return Selection(chosen, baseline, block, table, choice)
+    shipped = crossfitted.get(chosen.name)
+    return Selection(chosen, baseline, block, table, choice, shipped.outputs if shipped else None)
 
 
 def _training(recipe: Recipe, graph: KerasGraph | OnnxGraph) -> Dataset:
@@ -299,9 +306,10 @@ def _key(model_format: str, name: str, compared: bool) -> str:
     return f"{model_format}:{name}" if compared else name
 
 
-def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, threads: int,
-          timed: bool) -> list[Candidate]:
-    """Every ready candidate judged; timed in turn when there is a choice to make (else p50 None)."""
+def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, threads: int, timed: bool,
+          crossfitted: dict[str, crossfit.CrossFitted], not_crossfitted: dict[str, str]) -> list[Candidate]:
+    """Every ready candidate judged (a cross-fitted one on its pooled fold outputs); timed in turn when there
+    is a choice to make (else p50 None)."""
     latency: dict[str, RoundTiming] = {}
     if timed:
         models = {name: open_model(b.format, b.timed_as or b.model or b"", threads, b.layouts)
@@ -309,10 +317,12 @@ def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, 
         latency = interleaved_latency(models, data.golden_set, runs, ROUNDS)
     rows = []
     for name, b in ready.items():
-        lat = latency.get(name)
-        rows.append(replace(b, quality=judge(b.format, b.model or b"", b.layouts),
+        lat, fitted = latency.get(name), crossfitted.get(name)
+        how = (fitted.note,) if fitted else (f"not cross-fitted ({not_crossfitted[name]}): judged on its own "
+                                             "calibration samples",) if name in not_crossfitted else ()
+        rows.append(replace(b, quality=judge(b.format, b.model or b"", b.layouts, fitted.outputs if fitted else None),
                             timings=Timings(lat["p50_ms"], lat["runs"]) if lat else Timings(),
-                            notes=b.notes if timed else (*b.notes, ONLY_ONE)))
+                            notes=(*b.notes, *how) if timed else (*b.notes, *how, ONLY_ONE)))
     return rows
 
 
@@ -362,20 +372,32 @@ def _diagnosis(diagnoses: dict[str, Diagnosis], preferred: str) -> Diagnosis:
     return {**diagnoses[model_format], "format": model_format}
 
 
-def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion) -> DataNote:
-    """Which samples shaped the candidates and which judged them, and the selection effect that remains."""
-    tuned, checked = data.tuning_set, judge.check
-    separate = tuned is not checked
-    judged = f"fidelity on {checked.size} held-back samples" + (
+def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion, crossfitted: int) -> DataNote:
+    """Which samples shaped the candidates and which judged them (`judged_by`: data.CROSS_FITTED, EVALUATION or
+    NOT_HELD_BACK, and how many), and the selection effect that remains."""
+    tuned, checked, folds = data.tuning_set, judge.check, data.folds
+    judged = f"fidelity on {checked.size} {data.judged_by} samples" + (
         f", accuracy on {judge.evaluation.size} labelled evaluation samples" if judge.evaluation is not None else "")
+    if folds is not None:
+        how = (f"every calibration sample judged once: each int8 candidate also built {folds.k} times, calibrated "
+               f"and tuned on {folds.k - 1} of {folds.k} folds and run on the fold it never saw "
+               f"({crossfitted} candidate(s) cross-fitted); the other candidates do not depend on the calibration "
+               "samples and were judged on all of them")
+    elif checked is data.evaluation:
+        how = "no calibration sample was held back (too few, or holdout_samples 0): judged on the evaluation data"
+    else:
+        how = ("NOT HELD BACK: too few calibration samples to cross-fit (or holdout_samples 0) and no evaluation "
+               "data, so the int8 candidates were judged on the samples they were calibrated on, which flatters "
+               "them; pass --eval DATA or more calibration samples")
     return {
         "calibration_samples": data.calib.size if data.calib is not None else 0,
         "tuning_samples": tuned.size,
         "judging_samples": checked.size,
-        "tuned_on": f"{tuned.size} held-back calibration samples, by fidelity ({tuning.describe()})",
+        "judged_by": data.judged_by,
+        "folds": folds.k if folds is not None else 0,
+        "tuned_on": f"the first {tuned.size} calibration samples (each fold: the first of its own), by fidelity "
+                    f"({tuning.describe()})",
         "judged_on": judged,
-        "note": ("tuning and judging samples are disjoint" if separate else
-                 "too few samples were held back to split: the same samples tuned and judged the candidates")
-        + f"; the chosen variant's figures are the best of {candidates} measured on the judging data, so they "
-          "carry a small selection effect",
+        "note": how + f"; the chosen variant's figures are the best of {candidates} measured on the judging data, "
+                      "so they carry a small selection effect",
     }

@@ -87,7 +87,7 @@ def build(ctx: BuildContext) -> Builds:
     if int8s and ctx.calib is not None:
         try:
             family, diagnosis = _int8_family(ctx.graph, int8s, ctx.calib, ctx.judge, ctx.criterion, ctx.workdir,
-                                             ctx.int8_io, ctx.calibration, ctx.progress)
+                                             ctx.int8_io, ctx.calibration, ctx.progress, not ctx.fold)
             built.update(family)
         except Exception as exc:  # noqa: BLE001  (int8 that fails, however it fails, drops out with its reason)
             if len(built) == 1:  # only the float32 baseline besides int8: int8 was required
@@ -125,9 +125,10 @@ def sixteen_by_eight(candidate: Variant, ctx: BuildContext, plain: Candidate | N
 
 def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge: Judge, criterion: Criterion,
                  workdir: Path, int8_io: bool, calibration: str,
-                 progress: Progress = lambda line: None) -> tuple[dict[str, Candidate], Diagnosis]:
+                 progress: Progress = lambda line: None, diagnosed: bool = True
+                 ) -> tuple[dict[str, Candidate], Diagnosis]:
     feeds, names = sample_feeds(calib), layer_names(graph)
-    plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion)
+    plain, plain_model, diagnosis = plain_int8(graph, calib, feeds, int8_io, judge, criterion, diagnosed)
     built = {"int8": Candidate(int8s[0], plain_model, tuple(plain.notes), plain.details)}
     if len(int8s) > 1:
         methods = calibrate.METHODS if calibration == "auto" else (calibration,)
@@ -190,11 +191,13 @@ def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
 
 
 def plain_int8(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndarray]], int8_io: bool, judge: Judge,
-               criterion: Criterion) -> tuple[Int8Base, bytes, Diagnosis]:
-    """The converter's default int8 model (min/max, nothing else) and its diagnosis."""
+               criterion: Criterion, diagnosed: bool = True) -> tuple[Int8Base, bytes, Diagnosis]:
+    """The converter's default int8 model (min/max, nothing else) and its diagnosis (not diagnosed: a note)."""
     plain = Int8Base(tflite_int8.calibrate(graph.saved_model_dir, calib), ["min/max calibration"],
                      {"calibration": "minmax"})
     model = tflite_int8.quantize(plain.calibrated, int8_io)
+    if not diagnosed:  # a cross-fitting fold's model: judged, never shown
+        return plain, model, {"of": None, "note": "not diagnosed (a cross-fitting fold)"}
     stats = calibrate.collect(plain.calibrated, feeds[:STATS_SAMPLES])
     errors, failure = [], ""
     try:

@@ -34,7 +34,7 @@ def test_reconstruct_keeps_the_onnx_sample_within_two_points_at_ratio_03():
     calib = np.load(SAMPLES / "mnist_calib.npz")["x"][:256].astype(np.float32)
     with np.load(SAMPLES / "mnist_eval.npz") as ev:
         x, y = ev["x"].astype(np.float32), ev["y"]
-    data = Datasets(Dataset({"image": calib}, None, "calib"), None, Dataset({"image": x}, y, "eval"))
+    data = Datasets(Dataset({"image": calib}, None, "calib"), Dataset({"image": x}, y, "eval"))
     pruned, block = prune_onnx(proto, Recipe(source="m.onnx", quantize="none", prune=0.3), data, lambda s: None)
     unpruned = float(np.mean(onnx_recover.run(proto, x)[0].argmax(1) == y) * 100)
     after = float(np.mean(onnx_recover.run(pruned, x)[0].argmax(1) == y) * 100)

@@ -186,7 +186,7 @@ def _datasets(model: onnx.ModelProto, n_eval: int = 40):
     rng = np.random.default_rng(8)
     calib, evaluation = rng.random((64, 3, 8, 8), np.float32), rng.random((n_eval, 3, 8, 8), np.float32)
     labels = onnx_recover.run(model, evaluation)[0].argmax(1)  # labels the model gets right: reference 100 %
-    return Datasets(Dataset({"x": calib}, None, "calib"), None, Dataset({"x": evaluation}, labels, "eval"))
+    return Datasets(Dataset({"x": calib}, None, "calib"), Dataset({"x": evaluation}, labels, "eval"))
 
 
 def test_prune_onnx_stage_uniform_with_reconstruction():

@@ -52,7 +52,7 @@ def _build(tmp_path: Path, calibration: str) -> dict[str, Candidate]:
     x[0, 0, 5, 5] = x[1, 1, 9, 20] = 200.0  # outliers in two calibration samples only
     graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
     calib, held = Dataset({"x": x[:-HELD_BACK]}, None, "test"), Dataset({"x": x[-HELD_BACK:]}, None, "test")
-    judge = Judge.for_build(Reference(graph), Datasets(calib, held, None), 1, None)
+    judge = Judge.for_build(Reference(graph), Datasets(calib, held), 1, None)
     ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "onnx", "onnx"), calib, judge, Criterion(), tmp_path,
                        True, calibration, "uint8")
     return {b.variant.name: b for b in onnx_builder.build(ctx).built}
@@ -103,7 +103,7 @@ def test_a_cnn_gets_no_fused_candidate_and_no_optimizer_run(tmp_path: Path) -> N
     calib = Dataset({"x": x}, None, "test")
     planned = plan(Quantize.auto, "onnx", "onnx", calibrated=False)
     assert {"fused", "fused+dynamic"} <= {c.name for c in planned.build}
-    judge = Judge.for_build(Reference(graph), Datasets(calib, calib, None), 1, None)
+    judge = Judge.for_build(Reference(graph), Datasets(calib, None), 1, None)
     ctx = BuildContext(graph, "onnx", planned, calib, judge, Criterion(), tmp_path / "work", True, "auto", "uint8")
     ctx.workdir.mkdir()
     names = [b.variant.name for b in onnx_builder.build(ctx).built]

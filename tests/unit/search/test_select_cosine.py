@@ -22,8 +22,9 @@ def _select(tmp_path: Path, **floor: float):
     (tmp_path / "m.onnx").write_bytes(_model().SerializeToString())  # x [1, 3, 32, 32] -> ... -> y [1, 4]
     x = np.random.default_rng(1).normal(size=(48, 3, 32, 32)).astype(np.float32)
     graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
-    data = Datasets(Dataset({"x": x[:32]}, None, "calib"), Dataset({"x": x[32:40]}, None, "held"), None,
-                    Dataset({"x": x[40:]}, None, "tuning"))
+    # Not cross-fitted (no folds): judged on 8 unlabelled evaluation samples, as a build without enough
+    # calibration samples to fold is (the cross-fitting itself: tests/integration/test_crossfit.py).
+    data = Datasets(Dataset({"x": x[:40]}, None, "calib"), Dataset({"x": x[40:]}, None, "eval"))
     recipe = Recipe(source=str(tmp_path / "m.onnx"), format="onnx", calib="c.npz", bench_runs=7, **floor)
     return select(graph, "onnx", [FormatPlan("onnx")], recipe, data, 1, tmp_path / "work", "uint8")
 
@@ -61,5 +62,5 @@ def test_without_a_floor_each_output_is_judged_by_its_kind_on_every_held_back_sa
     assert block["criterion"].startswith("on held-back samples, each output by its kind")
     assert "values SQNR >= 30 dB" in block["criterion"]
     rows = block["candidates"]
-    assert all(r["samples"] == 8 and len(r["kinds"]) == 1 for r in rows), rows  # one output, 8 held back
+    assert all(r["samples"] == 8 and len(r["kinds"]) == 1 for r in rows), rows  # one output, 8 evaluation samples
     assert all(r["cosine_mean"] is not None for r in rows)  # measured either way
