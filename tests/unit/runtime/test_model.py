@@ -56,6 +56,7 @@ def test_runtime_stays_small():
     # It ships to every device; a budget keeps it reviewable on the device itself. Round 2 raised it from
     # 650 for the checks of every file the runtime reads (manifest, golden vectors) and strict JSON output;
     # round 3 to 875 for the per-op profiler that runs on the device (runtime/profile.py, ~90 lines) and the
-    # on-device race of a build's candidates (runtime/race.py, ~55 lines).
+    # on-device race of a build's candidates (runtime/race.py, ~55 lines); round 4 to 880 for the profiler
+    # packing each table once for all its prefix models (4 lines: minutes to seconds for a 300-op encoder).
     lines = sum(len(p.read_text().splitlines()) for p in (ROOT / "runtime").glob("*.py"))
-    assert lines < 875, f"runtime/ has {lines} lines"
+    assert lines < 880, f"runtime/ has {lines} lines"
