@@ -5,6 +5,7 @@ the full prefix minus the empty one; that this matches the whole model checks th
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -37,11 +38,14 @@ def _tflite(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> 
     model, whole, calls = fb.ModelT.InitFromPackedBuf(model_bytes, 0), TFLiteBackend(model_bytes, threads), []
     graph, model.signatureDefs = model.subgraphs[0], None  # a prefix's outputs are not the signature's
     ops, ends = list(graph.operators), {int(t) for t in graph.outputs}
+    builder = flatbuffers.Builder(len(model_bytes) + 4096)  # one for every prefix, each table packed into it once:
+    for table in (*model.buffers, *model.operatorCodes, *graph.tensors, *ops):  # a prefix adds its op list
+        table.Pack = functools.cache(table.Pack)  # (packing all weights per prefix took minutes for 300 ops)
     for k in range(len(ops) + 1):
         later = {int(t) for op in ops[k:] for t in op.inputs} | ends
         graph.operators = ops[:k]
         graph.outputs = [int(t) for op in ops[:k] for t in op.outputs if t in later] or list(graph.inputs)
-        builder = flatbuffers.Builder(len(model_bytes) + 4096)
+        builder.finished = False  # the prefix's tables follow the shared ones; its Output() holds them all
         builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
         interp = tflite_interpreter_class()[0](model_content=bytes(builder.Output()), num_threads=threads)
         interp.allocate_tensors()

@@ -24,3 +24,13 @@ def cli():
     runner = CliRunner()
     return lambda *args: runner.invoke(app, [str(a) for a in args])
 
+
+
+@pytest.fixture(scope="session")
+def shared_bundle(tmp_path_factory):
+    """shared_bundle(source=..., **options): the bundle of that build, made once per test run and read by every
+    test asking for the same model, data and options, on any xdist worker (tests/shared_builds.py)."""
+    from tests.shared_builds import session_folder, shared_build
+
+    folder = session_folder(tmp_path_factory)
+    return lambda **options: shared_build(folder, **options)

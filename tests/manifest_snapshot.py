@@ -40,6 +40,10 @@ RECIPES: dict[str, tuple[Path, dict[str, Any]]] = {
                                                        "format": "tflite"}),
 }
 COMMON = {"target": "rpi4", "bench_runs": 20, "force": True}
+# The recipes of tests/integration/test_manifest_snapshot.py; the others are test_manifest_snapshot_more.py's.
+# Two files, because pytest-xdist's --dist loadfile runs a file on one worker: the six builds in one file made
+# it the longest of the suite, which bounds the suite's time on two workers.
+FIRST_FILE = ("intent_slim", "mnist_cnn_int8", "resnet_nchw_onnx")
 
 # Keys whose values are timings, host identity or dates: replaced by "<masked>" wherever they occur.
 MASKED_KEYS = frozenset({
@@ -76,13 +80,23 @@ def masked(value: Any, key: str = "") -> Any:
     return value
 
 
+def build_options(name: str) -> dict[str, Any]:
+    """The options of `edgekiln.build` for one recipe of RECIPES (the output folder aside)."""
+    source, options = RECIPES[name]
+    return {"source": source, **COMMON, **options}
+
+
 def build_masked(name: str, output: Path) -> dict[str, Any]:
     """Build one recipe of RECIPES into `output`; its manifest, masked."""
     import edgekiln
 
-    source, options = RECIPES[name]
-    edgekiln.build(source, output=str(output), **COMMON, **options)
-    manifest = json.loads((output / "manifest.json").read_text())
+    edgekiln.build(**build_options(name), output=str(output))
+    return bundle_masked(output)
+
+
+def bundle_masked(bundle: Path) -> dict[str, Any]:
+    """A bundle's manifest, masked."""
+    manifest = json.loads((bundle / "manifest.json").read_text())
     manifest["recipe"]["output"] = "<masked>"  # a scratch directory
     return masked(manifest)
 

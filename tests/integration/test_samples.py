@@ -3,34 +3,21 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from edgekiln.compiler.pipeline import build
-from edgekiln.compiler.recipe import Recipe
 from tests.choice_rule import assert_choice_obeys_rule, assert_refinements_not_below_plain_int8
 from tests.conftest import SAMPLES
 from tests.integration.conftest import run_runtime
+from tests.manifest_snapshot import build_options
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def int8_bundle(cli, tmp_path_factory):
-    """Each sample's int8 bundle, built on first use through the CLI (as a user builds it)."""
-    built: dict[str, Path] = {}
-
-    def get(name: str) -> Path:
-        if name not in built:
-            out = tmp_path_factory.mktemp(name) / name
-            result = cli("build", SAMPLES / f"{name}.keras", "--target", "rpi4", "--calib", SAMPLES / "mnist_calib.npz",
-                         "--eval", SAMPLES / "mnist_eval.npz", "-o", out, "--runs", "20", "--quantize", "int8")
-            assert result.exit_code == 0, result.stderr
-            built[name] = out
-        return built[name]
-
-    return get
+def int8_bundle(shared_bundle):
+    """The CNN sample's int8 bundle: the session's one build of it, which its manifest snapshot reads too."""
+    return lambda name: shared_bundle(**build_options(f"{name}_int8"))
 
 
 def test_sample_int8_bundle(int8_bundle):
@@ -56,19 +43,19 @@ def test_inspect_bundle_tflite_and_source(cli, int8_bundle):
     assert source.exit_code == 0 and "params" in source.stdout and "FULLY_CONNECTED" in source.stdout
 
 
-def test_sample_auto_build_obeys_the_choice_rule(tmp_path):
+def test_sample_auto_build_obeys_the_choice_rule(shared_bundle):
     """--quantize auto on a real trained model: every candidate of both formats measured in one table, the
-    rule holds on that table; an int8 row meets the foundation's int8 figures, and the bundle validates."""
-    recipe = Recipe(source=str(SAMPLES / "mnist_resnet.keras"), target="rpi4", calib=str(SAMPLES / "mnist_calib.npz"),
-                    eval=str(SAMPLES / "mnist_eval.npz"), output=str(tmp_path / "auto"), bench_runs=20)
-    m = build(recipe).manifest
+    rule holds on that table; an int8 row meets the foundation's int8 figures, and the bundle validates.
+    The build is the session's one of this recipe, which its manifest snapshot reads too."""
+    bundle = shared_bundle(**build_options("mnist_resnet_auto"))
+    m = json.loads((bundle / "manifest.json").read_text())
     q = m["quantization"]
     rows = {row["name"]: row for row in q["candidates"]}
     assert m["source"]["params"] >= 100_000 and m["accuracy"]["reference"] >= 97.0
     int8s = [row for name, row in rows.items() if name.startswith("tflite:int8")]
     assert any(row["bytes"] <= 0.30 * rows["tflite:float32"]["bytes"] and row["accuracy_drop"] <= 0.5
                for row in int8s), int8s
-    assert run_runtime(tmp_path / "auto", "validate").returncode == 0
+    assert run_runtime(bundle, "validate").returncode == 0
     assert [n for n in rows if n.startswith("tflite:")] == [
         "tflite:float32", "tflite:float16", "tflite:dynamic", "tflite:int8", "tflite:int8+rewrites",
         "tflite:int8+fallback"]
