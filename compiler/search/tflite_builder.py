@@ -94,7 +94,9 @@ def build(ctx: BuildContext) -> Builds:
                 raise as_conversion_error(exc) from exc
             missing = failure_note(exc)
     for c in (c for c in ctx.candidates if is_16x8(c) and ctx.calib is not None):
-        built[c.name] = sixteen_by_eight(c, ctx, built.get("int8"))
+        # 16x8 calibrates the same activations as int8: a range that overflowed there overflows here too
+        built[c.name] = Candidate(c, None, (missing,)) if "non-finite range" in missing else \
+            sixteen_by_eight(c, ctx, built.get("int8"))
     for c in (c for c in ctx.candidates if c.qat and ctx.calib is not None):
         built[c.name] = qat_builder.candidate(c, ctx, built.get("int8"))
     ordered = [built.get(c.name) or Candidate(c, None, (missing,)) for c in ctx.candidates]

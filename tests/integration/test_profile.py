@@ -61,8 +61,9 @@ def profiles(models):
 @pytest.mark.parametrize("name", ["dominant", "dominant_onnx"])
 def test_the_op_that_dominates_macs_dominates_time(profiles, name):
     ops = profiles[name]["ops"]
-    heaviest = max(ops, key=lambda op: op["macs"])
-    assert heaviest["macs"] > 0.9 * sum(op["macs"] for op in ops)
+    known = [op for op in ops if op["macs"] is not None]  # a row the profiler could not match has MACs unknown
+    heaviest = max(known, key=lambda op: op["macs"])
+    assert heaviest["macs"] > 0.9 * sum(op["macs"] for op in known)
     assert ops[0] is heaviest, [(op["op"], op["layer"], op["ms"]) for op in ops]
     assert heaviest["share"] > 0.4 and heaviest["hot"]
 
