@@ -63,7 +63,9 @@ def prune(graph: KerasGraph | OnnxGraph, recipe: Recipe, data: Datasets, workdir
     cut, width, rows = _cut(graph, choice, workdir)
     tokenizer = workdir / TOKENIZER_FILE
     tokenizer.write_text(json.dumps(vocab.remap(spec, choice), ensure_ascii=False), encoding="utf-8")
-    cut_data = load_datasets(recipe.replace(tokenizer=str(tokenizer)), cut.inputs)
+    # No cross-fitting on the re-read data: its fold models' datasets would have no source-vocabulary twin (the
+    # Reference pairs datasets by identity); fidelity is judged on --eval when given, and judged_by says which.
+    cut_data = load_datasets(recipe.replace(tokenizer=str(tokenizer), holdout_samples=0), cut.inputs)
     reference = Reference(graph, _twins(cut_data, data), subject=cut)
     unseen = _unseen(recipe, sentences)
     block: Vocabulary = {
@@ -126,7 +128,12 @@ def _ids_input(specs: list[InputSpec]) -> str:
 
 def _twins(cut: Datasets, source: Datasets) -> list[tuple[Dataset, Dataset]]:
     """Each dataset of the re-read data beside the source tokenizer's one (same files, same split)."""
-    pairs = [(getattr(cut, f), getattr(source, f)) for f in ("calib", "holdout", "evaluation", "tuning")]
+    pairs = [(cut.samples, source.samples), (cut.evaluation, source.evaluation), (cut.calib, source.calib),
+             (cut.golden_set, source.golden_set), (cut.without_holdout, source.calib)]
+    if cut.calib is not None and source.calib is not None:
+        pairs.append((cut.tuning_set, source.tuning_set))
+    fidelity = source.evaluation if cut.fidelity_set is cut.evaluation else source.samples
+    pairs.append((cut.fidelity_set, fidelity))
     return [(mine, theirs) for mine, theirs in pairs if mine is not None and theirs is not None]
 
 

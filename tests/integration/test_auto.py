@@ -53,11 +53,12 @@ def spread(synthetic_models, tmp_path_factory):
 def test_spread_bn_scales_wreck_plain_int8_and_the_rewrites_repair_it(spread):
     rows = _rows(spread)
     assert rows["int8"]["agreement"] < 0.9
-    assert rows["int8+rewrites"]["agreement"] >= 0.95
+    # cross-fitted: judged on every sample by fold models calibrated and tuned on the other half
+    assert rows["int8+rewrites"]["agreement"] >= 0.9 > rows["int8"]["agreement"]
     assert rows["int8+rewrites"]["sqnr_db"] > rows["int8"]["sqnr_db"] + 10
-    rewrites, calibration = rows["int8+rewrites"]["notes"][-2:]  # the rewrites, then the calibration chosen
-    assert rewrites == "3 rewrite(s)" and calibration in ("minmax calibration", "percentile calibration",
-                                                          "entropy calibration")
+    notes = rows["int8+rewrites"]["notes"]
+    assert "3 rewrite(s)" in notes and notes[-1].startswith("cross-fitted: ")
+    assert any(n in notes for n in ("minmax calibration", "percentile calibration", "entropy calibration"))
     assert_choice_obeys_rule(spread)
     assert_refinements_not_below_plain_int8(spread["quantization"])
 
@@ -71,8 +72,8 @@ def test_a_keras2_style_cifar_cnn_is_rewritten_through_pools_dropout_and_flatten
     """Conv -> ReLU -> BN blocks, MaxPool and Dropout between, valid padding, raw 0..255 input (issue 17)."""
     rows = _rows(cifar)
     assert rows["int8"]["agreement"] < 0.9
-    assert rows["int8+rewrites"]["agreement"] >= 0.95
-    assert rows["int8+rewrites"]["notes"][-2] == "9 rewrite(s)"  # 3 scales, 3 shifts, 2 pairs, bias correction
+    assert rows["int8+rewrites"]["agreement"] >= 0.9 > rows["int8"]["agreement"]  # cross-fitted figures
+    assert "9 rewrite(s)" in rows["int8+rewrites"]["notes"]  # 3 scales, 3 shifts, 2 pairs, bias correction
     assert_refinements_not_below_plain_int8(cifar["quantization"])
     assert_choice_obeys_rule(cifar)
 
@@ -108,7 +109,11 @@ def test_an_activation_outside_xnnpack_is_measured_and_avoided(synthetic_models,
                                                   "the graph is split into 5 pieces")
     assert rows["int8"]["pieces"] == 5 and rows["int8"]["notes"][0] == f"{op} x4, SOFTMAX x1 outside XNNPACK, " \
                                                                        "5 piece(s)"
-    assert rows["int8+fallback"]["pieces"] == 1 and rows["int8+fallback"]["notes"][-1] == f"float: {op}, SOFTMAX"
+    if "int8+fallback" in rows:
+        assert rows["int8+fallback"]["pieces"] == 1 and f"float: {op}, SOFTMAX" in rows["int8+fallback"]["notes"]
+    else:  # built, and dropped for measuring less faithful than int8+rewrites (by any margin: a known strictness)
+        dropped = q["not_built"]["int8+fallback"]
+        assert dropped.startswith("dropped: less faithful than int8+rewrites") and f"float: {op}, SOFTMAX" in dropped
     assert rows[q["variant"]]["pieces"] == 1
     assert all(name in q["reason"] for name in rows if name not in ("float32", q["variant"]))
     assert_choice_obeys_rule(manifest)
@@ -125,7 +130,7 @@ def test_forced_int8_stays_full_integer_with_its_best_calibration(synthetic_mode
     assert list(json.loads(json.dumps(rows))) == [r["name"] for r in q["candidates"]]
     refined = rows["int8+rewrites"]["notes"] if "int8+rewrites" in rows else q["not_built"]["int8+rewrites"].split("; ")
     assert "entropy calibration" in refined
-    assert "int8+rewrites" in rows or refined[0].startswith("dropped: less faithful than int8 on the 16 tuning samples")
+    assert "int8+rewrites" in rows or refined[0].startswith("dropped: less faithful than int8 on the 64 tuning samples")
 
 
 def test_two_step_quantization_is_the_converter_default(tiny, tmp_path):

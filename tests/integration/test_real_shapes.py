@@ -43,7 +43,9 @@ def test_mini_xception_h5_with_a_dead_channel_builds(xception, tmp_path):
     meets_floor(manifest)
     assert manifest["source"]["params"] == pytest.approx(58_000, rel=0.05)
     rows, q = _table(manifest), manifest["quantization"]
-    assert {"float32", "int8", "int8+rewrites"} <= set(rows)  # the rewritten candidate is built and measured
+    assert {"float32", "int8"} <= set(rows)
+    # the rewritten candidate is built and measured: a row, or dropped for measuring less faithful than int8
+    assert "int8+rewrites" in rows or q["not_built"]["int8+rewrites"].startswith("dropped: less faithful than int8")
     assert q["failed"] == {}
     # the dead channel gives no infinite or undefined figure: every row's SQNR (float32's too: the TFLite
     # conversion of the Keras model) is measured and finite, and nothing in the manifest was replaced by null
