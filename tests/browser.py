@@ -19,6 +19,39 @@ from typing import Any
 
 from tests.system import require
 
+# Each plot's axis labels, its legend's entries and the colours of their keys, and the colours of what it draws
+# (plots.py's ids: {plot}-xlabel, -ylabel, -legend, -data-K), and those of the labels and legend drawn beyond the
+# plot's edge (the SVG cuts them); a colour is an element's fill, else its stroke.
+PLOTS = ("[...document.querySelectorAll('svg.plot')].map(svg => {const s = svg.getAttribute('aria-label');"
+         " const part = id => svg.querySelector(`[id=\"${s}-${id}\"]`);"
+         " const text = id => part(id) ? part(id).textContent.trim() : '';"
+         " const drawn = e => [...e.querySelectorAll('path, use')].filter(p => !p.closest('defs'));"
+         " const colour = e => {const c = getComputedStyle(e); return c.fill !== 'none' ? c.fill : c.stroke};"
+         " const legend = part('legend');"
+         " const box = svg.getBoundingClientRect(), within = e => {const r = e.getBoundingClientRect();"
+         " return r.left >= box.left - 1 && r.right <= box.right + 1 && r.top >= box.top - 1"
+         " && r.bottom <= box.bottom + 1};"
+         " return {plot: s, x: text('xlabel'), y: text('ylabel'), cut: ['xlabel', 'ylabel', 'legend']"
+         ".filter(id => part(id) && !within(part(id))),"
+         " entries: legend ? [...legend.querySelectorAll('text')].map(t => t.textContent.trim()) : [],"
+         " keys: legend ? [...new Set(drawn(legend).map(colour))] : [],"
+         " series: [...new Set([...svg.querySelectorAll(`[id^=\"${s}-data-\"]`)].flatMap(drawn).map(colour))]}})")
+
+
+def plot_faults(plots: list[dict]) -> list[str]:
+    """What is wrong with each plot as PLOTS read it: an axis without a label, a label or legend cut at the plot's
+    edge, a colour drawn that no legend entry names, a legend key for a colour not drawn, an entry without words."""
+    faults = []
+    for p in plots:
+        faults += [f"{p['plot']}: no {axis} label" for axis in ("x", "y") if not p[axis]]
+        faults += [f"{p['plot']}: {part} cut at the edge" for part in p["cut"]]
+        if not p["series"] or sorted(p["keys"]) != sorted(p["series"]):
+            faults.append(f"{p['plot']}: legend keys {p['keys']} but draws {p['series']}")
+        if len(p["entries"]) != len(p["keys"]) or not all(p["entries"]):
+            faults.append(f"{p['plot']}: legend entries {p['entries']} for keys {p['keys']}")
+    return faults
+
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--no-default-browser-check",
          "--disable-extensions", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--remote-debugging-port=0")

@@ -38,8 +38,9 @@ def devices(inputs: ReportInputs) -> Section | None:
             colors.append(color)
     body = ""
     if len(labels) > 1:
-        svg = plots.hbars(labels, [plots.Bars("p50 ms", values, colors)], "p50 latency (ms)", "devices",
-                          [(plots.GREY, "host-measured"), (plots.ORANGE, "estimate"), (plots.BLUE, "device-measured")])
+        svg = plots.hbars(labels, [plots.Bars("p50 ms", values, colors)], "p50 latency (ms)", "where", "devices",
+                          [(plots.GREY, "host-measured p50"), (plots.ORANGE, "estimate p50 (cost model)"),
+                           (plots.BLUE, "device-measured p50")])
         body += figure(svg, "p50 latency of the shipped model: on the build host, estimated for the target, and "
                             "measured on each device")
     body += table(["device", "board / CPU", "p50 ms", "p90 ms", "threads", "runtime", "validated", "measured", ""],

@@ -39,7 +39,7 @@ def _profile_plot(ops: list[dict], before: dict[str, float], target: str) -> str
     if before:
         series.insert(0, plots.Bars("before pruning", [before.get(str(o.get("layer"))) for o in shown], plots.PURPLE))
         legend.insert(0, (plots.PURPLE, "host ms before pruning"))
-    svg = plots.hbars(labels, series, "time per op (ms)", "profile", legend)
+    svg = plots.hbars(labels, series, "time per op (ms)", "layer (op)", "profile", legend)
     return figure(svg, "Time per op of the shipped model, slowest first, labelled by the layer it comes from (+N: "
                        "N more layers fused into it): measured on the build host, coloured by whether it runs in "
                        "the interpreter's fast path" + (f"; beside it, the {target} estimate" if len(series) > 1
@@ -96,8 +96,9 @@ def diagnosis(inputs: ReportInputs) -> Section | None:
     if layers and any(s is not None for s in shares):
         shown = layers[:MAX_BARS]
         labels = [f"{shorten(str(r.get('layer') or r.get('name')), 28)} ({r.get('op')})" for r in shown]
-        svg = plots.hbars(labels, [plots.Bars("share of the int8 error", [number(r.get("share")) for r in shown],
-                                              plots.RED)], "share of the int8 error", "diagnosis")
+        series = plots.Bars("share of plain int8's error (host, on the calibration samples)",
+                            [number(r.get("share")) for r in shown], plots.RED)
+        svg = plots.hbars(labels, [series], "share of the int8 error", "layer (op)", "diagnosis")
         body += figure(svg, "Each layer's share of plain int8's error (what keeping it in float would remove), "
                             "worst first")
     body += table(["layer", "op", "SQNR dB", "share"],

@@ -1,7 +1,8 @@
 """The page around the sections: one HTML file with its CSS inline, nothing fetched from anywhere.
 
-Screen, phone (400 px) and print: the layout is one column that tables scroll inside; plots are inline
-SVG at 100 % width; print drops the navigation and keeps sections off page breaks where it can.
+Screen, phone (400 px) and print: the layout is one column; on a phone each table row becomes a block of
+labelled figures that wraps (no sideways scroll); plots are inline SVG at 100 % width; print drops the
+navigation and keeps sections off page breaks where it can.
 """
 
 from __future__ import annotations
@@ -51,6 +52,17 @@ p.warn { color: var(--warn); }
   body { font-size: 14px; }
   main { padding: 0.6rem; }
   .cards { grid-template-columns: 1fr; }
+  /* A phone: each row becomes a block of labelled figures that wrap (no table is wider than the screen). */
+  .scroll table, .scroll tbody, .scroll tr { display: block; }
+  .scroll thead { position: absolute; width: 1px; height: 1px; overflow: hidden; clip-path: inset(50%); }
+  .scroll tr { border-bottom: 1px solid var(--line); padding: 0.3rem 0; }
+  .scroll td { display: inline-block; border: none; padding: 0.05rem 0.9rem 0.05rem 0; min-width: 0;
+               overflow-wrap: anywhere; }
+  .scroll td.n { white-space: normal; }
+  .scroll td[data-label]::before { content: attr(data-label) " "; color: var(--soft); font-size: 0.75rem;
+                                   font-weight: normal; }
+  .scroll td:empty { display: none; }
+  tr.more td { display: block; padding: 0; }
 }
 @media print {
   nav { display: none; }
@@ -119,7 +131,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Seq
     body = []
     for r, row in enumerate(rows):
         cls = ' class="chosen"' if r < len(marks) and marks[r] else ""
-        cells = "".join(f"<td{_n(i, numeric) or _w(c)}>{_cell(c)}</td>" for i, c in enumerate(row))
+        cells = "".join(f"<td{_n(i, numeric) or _w(c)}{_label(headers, i)}>{_cell(c)}</td>" for i, c in enumerate(row))
         body.append(f"<tr{cls}>{cells}</tr>")
         if r < len(more) and more[r]:
             body.append(f'<tr class="more{" chosen" if cls else ""}"><td></td>'
@@ -153,6 +165,11 @@ def _cell(value: object) -> str:
 
 def _w(value: object) -> str:
     return ' class="w"' if isinstance(value, str) and value.count(" ") >= 4 else ""
+
+
+def _label(headers: Sequence[str], i: int) -> str:
+    """The column's header on each cell: a phone's layout shows it before the figure (the header row is hidden)."""
+    return f' data-label="{esc(headers[i])}"' if i < len(headers) and headers[i] else ""
 
 
 def _n(i: int, numeric: Sequence[int]) -> str:

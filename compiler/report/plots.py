@@ -5,6 +5,10 @@ global backend is switched (an `edgekiln.build` in a notebook leaves its plottin
 SVG with `svg.fonttype = 'none'` (labels are <text>, searchable and crisp in print) and a fixed
 `svg.hashsalt` per plot, so the same manifest gives the same bytes and no two plots of one page share
 an element id. The SVG gets a viewBox and width 100%, so it scales to any screen.
+
+Every plot has both axes labelled and a legend naming each colour it draws (what it measures, and where:
+host / estimate / device); its parts carry ids a test can find: `{salt}-xlabel`, `{salt}-ylabel`,
+`{salt}-legend`, and `{salt}-data-K` on each drawn series (bars, markers, lines).
 """
 
 from __future__ import annotations
@@ -84,13 +88,14 @@ def scatter(points: Sequence[PlotPoint], xlabel: str, ylabel: str, salt: str, fl
     (chosen, other, dimmed)."""
     fig, ax = _figure(3.6)
     mpl = _mpl()
-    if front:
-        ax.plot(*zip(*sorted(front), strict=True), color=BLUE, linewidth=1, alpha=0.6, zorder=2)
+    if front:  # the colour of the points it joins ("other": on the front)
+        ax.plot(*zip(*sorted(front), strict=True), color=ORANGE, linewidth=1, alpha=0.6, zorder=2,
+                gid=f"{salt}-data-front")
     largest = max((p.size for p in points), default=1) or 1
     colors = {"chosen": BLUE, "other": ORANGE, "dimmed": GREY}
-    for p in points:
+    for k, p in enumerate(points):
         ax.scatter([p.x], [p.y], s=_area(p, largest), color=colors[_kind(p)], alpha=0.75,
-                   edgecolors="black" if p.chosen else "none", linewidths=1.5, zorder=3)
+                   edgecolors="black" if p.chosen else "none", linewidths=1.5, zorder=3, gid=f"{salt}-data-{k}")
     xs = [p.x for p in points if p.x > 0]
     if xs and max(xs) > 8 * min(xs):  # latencies an order of magnitude apart: equal ratios, equal distances
         ax.set_xscale("log")
@@ -102,14 +107,13 @@ def scatter(points: Sequence[PlotPoint], xlabel: str, ylabel: str, salt: str, fl
                                             markeredgecolor="black" if kind == "chosen" else colors[kind]))
             names.append(name)
     if floor is not None:
-        ax.axhline(floor, color=RED, linestyle="--", linewidth=1)
+        ax.axhline(floor, color=RED, linestyle="--", linewidth=1, gid=f"{salt}-data-floor")
         handles.append(mpl.lines.Line2D([], [], color=RED, linestyle="--"))
         names.append(floor_label or "floor")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    _axes_labels(ax, xlabel, ylabel, salt)
     ax.margins(0.15)
     _min_span(ax, [p.x for p in points], [p.y for p in points] + ([floor] if floor is not None else []))
-    _legend(fig, handles, names)
+    _legend(fig, handles, names, salt)
     _label(ax, points, largest, salt)
     return to_svg(fig, salt)
 
@@ -200,39 +204,60 @@ def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
 
 
-def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, salt: str,
+def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, ylabel: str, salt: str,
           legend: Sequence[tuple[str, str]] = ()) -> str:
-    """Grouped horizontal bars, first label on top; `legend` adds (colour, text) entries."""
-    fig, ax = _figure(max(1.6, 0.6 + 0.28 * len(labels) * max(1, len(series))))
+    """Grouped horizontal bars, first label on top; `legend`: (colour, text) entries for bars coloured per bar,
+    else each series' name is its legend entry."""
+    # tall enough for the bars, and for the y axis's label written along it (9-point characters, ~0.075 in each)
+    fig, ax = _figure(max(1.6, 0.6 + 0.28 * len(labels) * max(1, len(series)), 1.0 + 0.075 * len(ylabel)))
     height = 0.8 / max(1, len(series))
     for i, s in enumerate(series):
         ys = [row + (i - (len(series) - 1) / 2) * height for row in range(len(labels))]
         values = [0.0 if v is None else v for v in s.values]
-        ax.barh(ys, values, height=height * 0.9, color=s.colors, label=s.name)
+        bars = ax.barh(ys, values, height=height * 0.9, color=s.colors, label=s.name)
+        for j, bar in enumerate(bars):
+            bar.set_gid(f"{salt}-data-{i}-{j}")
     ax.set_yticks(range(len(labels)), labels=[shorten(t, 36) for t in labels], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
+    _axes_labels(ax, xlabel, ylabel, salt)
     used = {c for s in series for c in ([s.colors] if isinstance(s.colors, str) else s.colors)}
     legend = [(c, t) for c, t in legend if c in used]  # only the colours that were drawn
     if legend:
-        _legend(fig, [_mpl().patches.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [t for _, t in legend])
-    elif len(series) > 1:
-        _legend(fig, *ax.get_legend_handles_labels())
+        _legend(fig, [_mpl().patches.Rectangle((0, 0), 1, 1, color=c) for c, _ in legend], [t for _, t in legend],
+                salt)
+    else:
+        _legend(fig, *_drawn(ax), salt)
     return to_svg(fig, salt)
 
 
-def _legend(fig: Any, handles: Sequence[Any], labels: Sequence[str]) -> None:
-    """Below the axes, never over the data (constrained layout makes room)."""
-    fig.legend(handles, labels, loc="outside lower center", ncols=min(3, len(labels)), fontsize=8, frameon=False)
+def _axes_labels(ax: Any, xlabel: str, ylabel: str, salt: str) -> None:
+    ax.set_xlabel(xlabel, gid=f"{salt}-xlabel")
+    ax.set_ylabel(ylabel, gid=f"{salt}-ylabel")
+
+
+LEGEND_CHARS = 76  # characters of 8-point text across the figure (WIDTH_IN), handles and gaps included
+
+
+def _legend(fig: Any, handles: Sequence[Any], labels: Sequence[str], salt: str) -> None:
+    """Below the axes, never over the data (constrained layout makes room), in as many columns as the longest
+    entry leaves room for: a legend wider than the figure would be cut at the SVG's edge."""
+    longest = max((len(t) for t in labels), default=1)
+    columns = max(1, min(3, len(labels), LEGEND_CHARS // (longest + 6)))
+    fig.legend(handles, labels, loc="outside lower center", ncols=columns, fontsize=8,
+               frameon=False).set_gid(f"{salt}-legend")
 
 
 def lines(series: dict[str, tuple[Sequence[float], Sequence[float]]], xlabel: str, ylabel: str, salt: str) -> str:
     """One line with markers per series (e.g. accuracy drop against pruning ratio, per layer)."""
     fig, ax = _figure(3.2)
-    for name, (xs, ys) in series.items():
-        ax.plot(list(xs), list(ys), marker="o", markersize=3, linewidth=1.2, label=name)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    if len(series) > 1:
-        _legend(fig, *ax.get_legend_handles_labels())
+    for k, (name, (xs, ys)) in enumerate(series.items()):
+        ax.plot(list(xs), list(ys), marker="o", markersize=3, linewidth=1.2, label=name, gid=f"{salt}-data-{k}")
+    _axes_labels(ax, xlabel, ylabel, salt)
+    _legend(fig, *_drawn(ax), salt)
     return to_svg(fig, salt)
+
+
+def _drawn(ax: Any) -> tuple[list[Any], list[str]]:
+    """The axes' labelled series and their names, as a legend takes them."""
+    handles, names = ax.get_legend_handles_labels()
+    return handles, names

@@ -9,15 +9,17 @@ from edgekiln.compiler.report import plots
 from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, rows
 from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
 
-MAX_CURVES = 12  # more lines than this are a tangle; the scan's table has them all
+MAX_CURVES = 10  # more lines than this are a tangle (and the colour cycle has 10); the scan's table has them all
 
 
 def _filters(per_layer: list[dict]) -> str:
     shown = per_layer[:40]
     labels = [str(r.get("layer")) for r in shown]
-    svg = plots.hbars(labels, [plots.Bars("before", [number(r.get("filters_before")) for r in shown], plots.GREY),
-                               plots.Bars("after", [number(r.get("filters_after")) for r in shown], plots.BLUE)],
-                      "filters (output channels)", "pruning-filters")
+    svg = plots.hbars(labels, [plots.Bars("filters before pruning", [number(r.get("filters_before")) for r in shown],
+                                          plots.GREY),
+                               plots.Bars("filters after pruning", [number(r.get("filters_after")) for r in shown],
+                                          plots.BLUE)],
+                      "filters (output channels)", "layer", "pruning-filters")
     return figure(svg, "Filters per layer before (grey) and after (blue) pruning")
 
 
@@ -35,7 +37,7 @@ def _curves(scan: dict) -> str:
     if not series:
         return ""
     metric = scan.get("metric", "accuracy")
-    svg = plots.lines(series, "fraction of the group's channels removed", f"{metric} drop (points)",
+    svg = plots.lines(series, "fraction of the group's channels removed", f"{metric} drop (points, host-measured)",
                       "pruning-sensitivity")
     return figure(svg, f"Sensitivity: each channel group pruned alone, no recovery ({fmt(scan.get('samples'))} "
                        f"samples; {metric} of the source {fmt(scan.get('reference'))} %)")

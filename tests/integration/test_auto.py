@@ -185,9 +185,10 @@ TABLES = "[...document.querySelectorAll('.scroll')].map(e => [e.scrollWidth, e.c
 
 def test_the_report_opens_in_headless_chromium(spread, tmp_path):
     """The bundle's report.html in a real browser: nothing fetched, no error, every plot drawn on a wide
-    screen and at 400 px, the headline figures the manifest's, printable. Screenshots and the PDF stay in
+    screen and at 400 px, no table wider than either, every plot's axes and colours labelled, the headline
+    figures the manifest's, printable. Screenshots and the PDF stay in
     pytest's tmp_path (kept for the last runs), never in the repository."""
-    from tests.browser import Chromium, chromium_or_skip
+    from tests.browser import PLOTS, Chromium, chromium_or_skip, plot_faults
 
     executable = chromium_or_skip()
     bundle = Path(spread["recipe"]["output"])
@@ -195,12 +196,12 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
     with Chromium(executable, tmp_path / "profile") as page:
         page.width(1280, 800)
         page.open(url)
-        first, tables = page.evaluate(FIRST), page.evaluate(TABLES)
+        first, tables, plots = page.evaluate(FIRST), page.evaluate(TABLES), page.evaluate(PLOTS)
         page.width(1000)
         wide, fields = page.evaluate(LAYOUT), page.evaluate(FIELDS)
         page.screenshot(tmp_path / "report-1000px.png")
         page.width(400)
-        narrow = page.evaluate(LAYOUT)
+        narrow, narrow_tables = page.evaluate(LAYOUT), page.evaluate(TABLES)
         page.screenshot(tmp_path / "report-400px.png")
         page.media("print")
         printed = page.evaluate("getComputedStyle(document.querySelector('nav')).display")
@@ -224,4 +225,6 @@ def test_the_report_opens_in_headless_chromium(spread, tmp_path):
         first["evidence"][0]
     assert "95 % interval" in first["quality"][0] and all(bottom <= 800 for _, bottom in first.values()), first
     assert tables and all(scroll <= client for scroll, client in tables), tables  # no table scrolls at 1280
+    assert all(scroll <= client <= 400 for scroll, client in narrow_tables), narrow_tables  # nor on a phone
+    assert plot_faults(plots) == []  # labelled axes, a legend naming every colour drawn
     assert printed == "none" and pdf.startswith(b"%PDF") and len(pdf) > 10_000  # print CSS: no navigation

@@ -141,7 +141,8 @@ def test_a_sweep_folder_shows_the_front_linked_to_its_recipes(tmp_path):
     text = _render(tmp_path)
     assert _Page(text).sections == ["sweep"] and _Page(text).plots == 1
     assert '<a href="points/p25-int8.toml">p25-int8</a>' in text
-    assert re.search(r'<tr class="chosen"><td class="n">\d+</td><td><a href="points/p25-int8.toml">', text)
+    assert re.search(r'<tr class="chosen"><td class="n" data-label="#">\d+</td><td data-label="point \(recipe\)">'
+                     r'<a href="points/p25-int8.toml">', text)
     assert "conversion failed: example" in text
 
 

@@ -1,8 +1,9 @@
 """The report's layout measured in a real headless Chromium, on constructed candidate tables (1, 3 and 15
-candidates, at equal and at spread figures): no two plot labels overlap (their boxes as the browser draws
-them), every candidate's number is on the plot, no table and no page scrolls sideways at 1280 px, the page
-does not at 400 px, and the first screen (1280 x 800) names the shipped variant, its evidence and an interval.
-No TensorFlow: the pages are rendered from the stored bundle's manifest, edited."""
+candidates, at equal and at spread figures; and a sweep's page): no two plot labels overlap (their boxes as the
+browser draws them), every candidate's number is on the plot, no table and no page scrolls sideways at 1280 px
+nor at 400 px, every plot has both axes labelled and a legend whose entries are the colours it draws, and the
+first screen (1280 x 800) names the shipped variant, its evidence and an interval.
+No TensorFlow: the pages are rendered from the stored bundle's manifest, edited, and the stored sweep.json."""
 
 from __future__ import annotations
 
@@ -14,9 +15,11 @@ from pathlib import Path
 import pytest
 
 from edgekiln.compiler import report
+from tests.browser import PLOTS, plot_faults
 
 HERE = Path(__file__).parent
 SHAPES = [(1, "equal"), (3, "equal"), (3, "spread"), (15, "equal"), (15, "spread")]
+SWEEP = (0, "sweep")  # the stored sweep.json's page: its front plot and table
 
 # Every plot label's drawn box (the <text> of each `{plot}-label-K` group) and its text.
 LABELS = ("[...document.querySelectorAll('svg.plot g[id*=\"-label-\"]')].map(g => {const t = g.querySelector('text');"
@@ -60,15 +63,19 @@ def pages(tmp_path_factory) -> dict[tuple[int, str], dict]:
     seen: dict[tuple[int, str], dict] = {}
     errors: list[str] = []
     with Chromium(executable, root / "profile") as page:
-        for count, shape in SHAPES:
+        for count, shape in [*SHAPES, SWEEP]:
             folder = root / f"{count}-{shape}"
-            shutil.copytree(HERE / "bundle", folder)
-            (folder / "manifest.json").write_text(json.dumps(_manifest(count, shape)))
+            if shape == "sweep":
+                folder.mkdir()
+                shutil.copy(HERE / "sweep.json", folder)
+            else:
+                shutil.copytree(HERE / "bundle", folder)
+                (folder / "manifest.json").write_text(json.dumps(_manifest(count, shape)))
             url = report.write(folder).as_uri()
             page.width(1280, 800)
             page.open(url)
             seen[(count, shape)] = {"labels": page.evaluate(LABELS), "wide": page.evaluate(WIDTHS),
-                                    "first": page.evaluate(FIRST)}
+                                    "first": page.evaluate(FIRST), "plots": page.evaluate(PLOTS)}
             page.width(400)
             seen[(count, shape)]["narrow"] = page.evaluate(WIDTHS)
             errors += page.errors()
@@ -90,11 +97,21 @@ def test_plot_labels_never_overlap_and_number_every_candidate(pages, count, shap
     assert numbers == ([] if count == 1 else list(range(1, count + 1)))  # one candidate: no plot to label
 
 
-@pytest.mark.parametrize("count,shape", SHAPES)
-def test_no_sideways_scroll_at_1280_px_for_the_page_or_any_table_nor_for_the_page_at_400(pages, count, shape):
-    wide, narrow = pages[(count, shape)]["wide"], pages[(count, shape)]["narrow"]
-    assert wide["page"] <= wide["view"] and narrow["page"] <= narrow["view"] <= 400
-    assert wide["tables"] and all(scroll <= client for scroll, client in wide["tables"]), wide["tables"]
+@pytest.mark.parametrize("count,shape", [*SHAPES, SWEEP])
+def test_no_sideways_scroll_of_the_page_or_any_table_at_1280_px_nor_at_400(pages, count, shape):
+    for width in ("wide", "narrow"):
+        seen = pages[(count, shape)][width]
+        assert seen["page"] <= seen["view"] <= (400 if width == "narrow" else 1280)
+        assert seen["tables"] and all(scroll <= client for scroll, client in seen["tables"]), (width, seen["tables"])
+
+
+@pytest.mark.parametrize("count,shape", [*SHAPES, SWEEP])
+def test_every_plot_labels_both_axes_and_its_legend_keys_are_the_colours_it_draws(pages, count, shape):
+    plotted = pages[(count, shape)]["plots"]
+    expected = {"sweep"} if shape == "sweep" else {"profile", "diagnosis", "pruning-filters", "pruning-sensitivity",
+                                                   "devices", *(["candidates"] if count > 1 else [])}
+    assert {p["plot"] for p in plotted} == expected
+    assert plot_faults(plotted) == []
 
 
 @pytest.mark.parametrize("count,shape", SHAPES)
