@@ -34,7 +34,8 @@ def _latency_axis(q: dict) -> tuple[str, str]:
     kind = dig(q, "evidence", "kind") or "host"
     key = LATENCY_FIELDS.get(kind, "p50_ms")
     label = dig(q, "evidence", "label") or "host p50"
-    where = {"host": "host-measured", "estimate": "estimate", "device": "device-measured"}.get(kind, kind)
+    where = {"host": "host-measured", "estimate": "cost model, not measured",
+             "device": "device-measured"}.get(kind, kind)
     return key, f"{label} (ms, {where})"
 
 

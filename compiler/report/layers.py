@@ -71,14 +71,16 @@ def profile(inputs: ReportInputs) -> Section | None:
     ops.sort(key=lambda o: -float(o["ms"]))
     before = _by_layer(p.get("unpruned")) or _unpruned_by_layer(inputs.manifest)
     target = str(dig(inputs.manifest, "target", "name") or "target")
-    headers = ["layer (op name on hover)", "type", "host ms", "share", "MACs", "params", "weight bytes", "dtype",
+    headers = ["layer", "type", "host ms", "share", "MACs", "params", "weight bytes", "dtype",
                "fast path", *([f"{target} estimate ms"] if any("estimate_ms" in o for o in ops) else [])]
     body = [[abbr(o.get("name") or _layer(o), shorten(_layer(o), 40)), o.get("op"), o.get("ms"), o.get("share"),
              o.get("macs"), o.get("params"), o.get("weight_bytes"), o.get("dtype"), o.get("fast_path"),
              *([o.get("estimate_ms")] if len(headers) > 9 else [])] for o in ops]
     summary = (f'<p>Measured by {esc(p.get("method", "?"))} with {esc(fmt(p.get("threads")))} threads: the ops add '
                f'up to {esc(fmt(p.get("sum_ms")))} ms against {esc(fmt(p.get("total_ms")))} ms measured for the '
-               f'whole model <span class="where">host-measured</span>.</p>')
+               f'whole model <span class="where">host-measured</span>. Layers are your model\'s own (several '
+               "joined by + when the converter fused them into one op); hover one for its op's name in the "
+               "compiled model.</p>")
     return Section("profile", "Where the time goes", summary + _profile_plot(ops, before, target)
                    + table(headers, body, [2, 3, 4, 5, 6, 9]))
 

@@ -140,8 +140,9 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], numeric: Seq
 
 
 def abbr(full: object, short: str) -> Raw:
-    """A long name shown short, the whole of it on hover (and to screen readers); it may wrap after a separator."""
-    text, shown = str(full), re.sub(r"([/;+_])", r"\1<wbr>", esc(short))
+    """A long name shown short, the whole of it on hover (and to screen readers); it may wrap after a separator
+    between names ('+' between fused layers, '/' and ';' in a TFLite op's name), not inside one name."""
+    text, shown = str(full), re.sub(r"([/;+])", r"\1<wbr>", esc(short))
     return Raw(shown if short == text else f'<span title="{esc(text)}">{shown}</span>')
 
 
