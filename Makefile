@@ -43,7 +43,8 @@ SYSTEM_PACKAGES := openssh-server openssh-client qemu-user-static qemu-user chro
 system-packages:
 	@sh tests/system_packages.sh $(SYSTEM_PACKAGES)
 
-test: install system-packages
+# The docs extra too: the suite builds the documentation site strictly (tests/unit/test_docs_site.py).
+test: install system-packages $(BIN)/mkdocs
 	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 # ruff (style, and no bare `compiler` / `runtime` / `targets` imports) and mypy (pyproject.toml [tool.mypy]).
@@ -51,8 +52,9 @@ lint: install
 	$(BIN)/ruff check compiler edgekiln runtime targets tests bench sample_models
 	$(BIN)/mypy
 
-# The documentation site (mkdocs.yml over docs/) into site/, strictly: a link to a missing page or anchor fails.
-# Its packages (the `docs` extra) go into .venv here only, so `make test` installs none of them.
+# The documentation site (mkdocs.yml over docs/) into site/, strictly: a link to a missing page or anchor fails,
+# and so does a docstring the API reference cannot read. Its packages (the `docs` extra) go into .venv, here and
+# for `make test`, whose suite builds the site the same way.
 $(BIN)/mkdocs: pyproject.toml $(BIN)/edgekiln
 	$(BIN)/pip install -q -e '.[docs]'
 	touch $(BIN)/mkdocs

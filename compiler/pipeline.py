@@ -44,7 +44,13 @@ from edgekiln.targets import Target, TargetFileError
 
 @dataclass(frozen=True)
 class BuildResult:
-    """Where the bundle went, its manifest, and what the user must be told."""
+    """Where the bundle went, its manifest, and what the user must be told.
+
+    Attributes:
+        output: the bundle directory.
+        manifest: the bundle's manifest.json as written (field by field: docs/manifest.md).
+        warnings: what the user must be told (e.g. the accuracy budget exceeded), one line each.
+    """
 
     output: Path
     manifest: Manifest

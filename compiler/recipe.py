@@ -112,62 +112,67 @@ NORMALISATION_CHANNELS = (1, 3)  # --mean / --std: one value for every channel, 
 class Recipe:
     """A build, fully described.
 
-    source: the trained model (.keras, .h5, .onnx, SavedModel directory).
-    target: a target name (`edgekiln targets`) or a target TOML file.
-    output: the bundle directory to create.
-    format: artifact format; auto builds every format the target runs and ships the measured best; None
-        means auto with --quantize auto, else the target's default format.
-    quantize: see Quantize; int8 needs calibration data; auto without it considers no int8 variant.
-    calibration: see Calibration; with auto the plain `int8` candidate keeps min/max (it is the reference).
-    calib / eval: calibration data (unlabelled is fine) and labelled evaluation data.
-    calib_samples: at most this many samples feed the quantizer.
-    holdout_samples: 0 holds no calibration sample back: fidelity is judged on the evaluation data, else on
-        the calibration samples themselves (the manifest says so). Any other value: every calibration sample
-        is judged by K-fold cross-fitting, none by a model calibrated or tuned on it (compiler/folds.py).
-    golden_samples: samples stored in golden.npz for on-device validation.
-    mean / std: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
-    int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).
-    max_drop: accuracy budget in percentage points; exceeding it is reported prominently.
-    min_cosine / min_cosine_p5: a cosine floor for embedding outputs, the mean and the 5th percentile of
-        each output vector's cosine to the source's on held-back samples (e.g. 0.98 and 0.95); it replaces
-        the SQNR floor, and with labels applies beside the accuracy budget (search/choose.Criterion).
-        None: not given.
-    embedding: the model's float outputs are embeddings (sentence or token vectors), judged by their cosine to
-        the source's only: top-1 agreement over an embedding's dimensions means nothing. Without a cosine floor
-        the default one applies (EMBEDDING_FLOOR: mean 0.99, p5 0.95).
-    batch: the compiled batch size where the source leaves it open (ONNX symbolic batch axis).
-    threads: interpreter threads for host measurement; None means the target's default.
-    bench_runs: timed runs per latency measurement.
-    prune: remove this fraction of every prunable channel group (0 <= R < 1), or "auto" to choose
-        per-group ratios under max_drop; None: no pruning.
-    recover: how accuracy is recovered after pruning (see compiler/prune/recover.py).
-    prune_criterion: channel importance, l1 | l2 | bn.
-    unsafe: allow loading models whose layers carry code (Lambda); never the default.
-    force: replace an existing output directory.
-    input_shape: static shapes for an ONNX source's dynamic axes, input name -> dims ("" for the only input;
-        TOML: a table {images = [1, 3, 320, 320]} or a list); axes left open take the data's sample shape.
-    main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
-    train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
-        distillation); None: recovery trains on the calibration samples.
-    qat: add an int8+qat candidate (quantization-aware fine-tuning on `train`, graph/keras_qat.py), built only
-        where plain int8 misses the criterion; needs `train`, a Keras source and an int8 mode.
-    distill: replace the source by a student of its architecture at this width (0 < w <= 1), or "auto" (the
-        narrowest within the budget), trained on `train` before pruning and quantization (compiler/distill/).
-    prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
-    prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention), or "auto"
-        to search the share under the budget (compiler/prune/encoder_auto.py).
-    drop_layers: remove this many whole encoder blocks (the last ones; the residual stream passes through), or
-        "auto" to search the count under the budget.
-    vocab_from: keep the word-embedding rows of the tokens this corpus (text, one sentence a line) produces, the
-        special tokens and the corpus's single characters, and ship the tokenizer numbering them (compiler/vocab.py);
-        "auto": the calibration sentences are the corpus. None: the whole vocabulary.
-    vocab_size: with vocab_from, keep this many tokens (filled in the vocabulary's own order, or cut to the
-        corpus's most frequent).
-    tokenizer: a tokenizer.json for text data (.txt, one sentence a line; `LABEL<TAB>sentence` labels it).
-    seq_len: the token sequence length where the model leaves it open (text is padded / truncated to it).
-    variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only
-        it, what it is built from and the float32 baseline are built. A sweep point's recipe pins it, so
-        `build --recipe` remakes that point.
+    Attributes:
+        source: the trained model (.keras, .h5, .onnx, SavedModel directory).
+        target: a target name (`edgekiln targets`) or a target TOML file.
+        output: the bundle directory to create.
+        format: artifact format; auto builds every format the target runs and ships the measured best; None means
+            auto with --quantize auto, else the target's default format.
+        quantize: see Quantize; int8 needs calibration data; auto without it considers no int8 variant.
+        calibration: see Calibration; with auto the plain `int8` candidate keeps min/max (it is the reference).
+        calib: calibration data (unlabelled is fine).
+        eval: labelled evaluation data.
+        calib_samples: at most this many samples feed the quantizer.
+        holdout_samples: 0 holds no calibration sample back: fidelity is judged on the evaluation data, else on the
+            calibration samples themselves (the manifest says so). Any other value: every calibration sample is
+            judged by K-fold cross-fitting, none by a model calibrated or tuned on it (compiler/folds.py).
+        golden_samples: samples stored in golden.npz for on-device validation.
+        mean: image-folder normalisation, x = (pixel / 255 - mean) / std, per channel or scalar.
+        std: the divisor of that normalisation (see mean).
+        int8_io: with int8, make the model's inputs/outputs int8 too (else float32 I/O around int8 compute).
+        max_drop: accuracy budget in percentage points; exceeding it is reported prominently.
+        min_cosine: a cosine floor for embedding outputs: the mean of each output vector's cosine to the source's
+            on held-back samples (e.g. 0.98); it replaces the SQNR floor, and with labels applies beside the
+            accuracy budget (search/choose.Criterion). None: not given.
+        min_cosine_p5: the same floor on the 5th percentile of those cosines (e.g. 0.95). None: not given.
+        embedding: the model's float outputs are embeddings (sentence or token vectors), judged by their cosine to
+            the source's only: top-1 agreement over an embedding's dimensions means nothing. Without a cosine floor
+            the default one applies (EMBEDDING_FLOOR: mean 0.99, p5 0.95).
+        output_kind: how each named output is judged, output name -> class (top-1 agreement), embedding (cosine)
+            or values (SQNR) (compiler/evaluate/output_kinds.py); None: inferred, and printed in the build's table.
+        batch: the compiled batch size where the source leaves it open (ONNX symbolic batch axis).
+        threads: interpreter threads for host measurement; None means the target's default.
+        bench_runs: timed runs per latency measurement.
+        prune: remove this fraction of every prunable channel group (0 <= R < 1), or "auto" to choose per-group
+            ratios under max_drop; None: no pruning.
+        recover: how accuracy is recovered after pruning (see compiler/prune/recover.py).
+        prune_criterion: channel importance, l1 | l2 | bn.
+        unsafe: allow loading models whose layers carry code (Lambda); never the default.
+        force: replace an existing output directory.
+        input_shape: static shapes for an ONNX source's dynamic axes, input name -> dims ("" for the only input;
+            TOML: a table {images = [1, 3, 320, 320]} or a list); axes left open take the data's sample shape.
+        main_output: the output accuracy is scored on (labels); None: the first class vector that fits them.
+        train: training data for recovery after pruning (same formats as calib; labels y: fine-tuning, else
+            distillation); None: recovery trains on the calibration samples.
+        qat: add an int8+qat candidate (quantization-aware fine-tuning on `train`, graph/keras_qat.py), built only
+            where plain int8 misses the criterion; needs `train`, a Keras source and an int8 mode.
+        distill: replace the source by a student of its architecture at this width (0 < w <= 1), or "auto" (the
+            narrowest within the budget), trained on `train` before pruning and quantization (compiler/distill/).
+        prune_time: seconds after which the --prune auto search starts no new probe; None: no cap.
+        prune_heads: remove this share of every self-attention layer's heads (Keras MultiHeadAttention), or "auto"
+            to search the share under the budget (compiler/prune/encoder_auto.py).
+        drop_layers: remove this many whole encoder blocks (the last ones; the residual stream passes through), or
+            "auto" to search the count under the budget.
+        vocab_from: keep the word-embedding rows of the tokens this corpus (text, one sentence a line) produces, the
+            special tokens and the corpus's single characters, and ship the tokenizer numbering them
+            (compiler/vocab.py); "auto": the calibration sentences are the corpus. None: the whole vocabulary.
+        vocab_size: with vocab_from, keep this many tokens (filled in the vocabulary's own order, or cut to the
+            corpus's most frequent).
+        tokenizer: a tokenizer.json for text data (.txt, one sentence a line; `LABEL<TAB>sentence` labels it).
+        seq_len: the token sequence length where the model leaves it open (text is padded / truncated to it).
+        variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only it,
+            what it is built from and the float32 baseline are built. A sweep point's recipe pins it, so
+            `build --recipe` remakes that point.
     """
 
     source: str

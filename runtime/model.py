@@ -152,7 +152,11 @@ class SampleResult:
 
 @dataclass
 class ValidationReport:
-    """The outcome of running the golden inputs through the bundle."""
+    """The outcome of running the golden inputs through the bundle.
+
+    Attributes:
+        samples: how each golden sample compared; atol, rtol: the tolerance, |got - expected| <= atol + rtol*|expected|.
+    """
 
     samples: list[SampleResult] = field(default_factory=list)
     atol: float = 0.0
@@ -160,10 +164,12 @@ class ValidationReport:
 
     @property
     def passed(self) -> bool:
+        """Every sample within the tolerance (and at least one sample)."""
         return bool(self.samples) and all(s.passed for s in self.samples)
 
     @property
     def max_abs_diff(self) -> float:
+        """The largest |got - expected| over every sample and output."""
         return max((s.max_abs_diff for s in self.samples), default=0.0)
 
     def to_dict(self) -> dict[str, Any]:
