@@ -3,7 +3,9 @@
 TFLite: the op records of analyze/tflite_stats.py (the op graph in execution order, the order the profile's rows
 have), XNNPACK's partitions from analyze/coverage.py, the Keras layer from the tensor name. ONNX: the
 source graph's nodes by name (onnxruntime's optimized graph renames some: '<node>_output_0_nchwc'); the
-kernel onnxruntime picked comes with the measured row.
+kernel onnxruntime picked comes with the measured row. An ONNX file tf2onnx made from a Keras model names its
+convolutions `Conv__3`: their layers are read from the TensorFlow name scopes of the node and its weights
+(`conv2d_4_1/convolution/...` is the Keras layer conv2d_4), as a TFLite op's are from its tensor name.
 """
 
 from __future__ import annotations
@@ -62,24 +64,50 @@ def onnx_facts(model_bytes: bytes) -> dict[str, OpFacts]:
     dtypes = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.input, *model.graph.value_info]}
     producers = {out: node for node in model.graph.node for out in node.output}
     facts: dict[str, OpFacts] = {}
+    from_keras = any(TF2ONNX_NODE.search(node.name) for node in model.graph.node)
+    scope = _model_scope([node.name for node in model.graph.node]) if from_keras else ""
     for node in model.graph.node:
         weights = [constants[_through_dq(i, producers)] for i in node.input[1:]
                    if _through_dq(i, producers) in constants]
         elements = sum(int(np.prod(t.dims)) for t in weights)
         size = sum(int(np.prod(t.dims)) * _itemsize(t.data_type) for t in weights)
         dtype = _dtype_name(dtypes.get(node.input[0], 1) if node.input else 1, weights)
-        facts[node.name] = OpFacts(node.name, _macs(node, shapes), elements, size, dtype, None)
+        layer = keras_layers([node.name, *(t.name for t in weights)], scope) if from_keras else ""
+        facts[node.name] = OpFacts(layer or node.name, _macs(node, shapes), elements, size, dtype, None)
     for tensor, node in producers.items():  # a conv with its activation fused in carries the activation's output
         fact = facts[node.name]
         while node.op_type in _FUSED_ACTIVATIONS and node.input and node.input[0] in producers:
             node = producers[node.input[0]]
             inner = facts[node.name]
-            fact = OpFacts(f"{inner.layer}+{fact.layer}", inner.macs, inner.params, inner.weight_bytes, inner.dtype,
-                           None)
+            layers = "+".join(dict.fromkeys([*inner.layer.split("+"), *fact.layer.split("+")]))  # a layer once
+            fact = OpFacts(layers, inner.macs, inner.params, inner.weight_bytes, inner.dtype, None)
             if node.op_type not in _FUSED_ACTIVATIONS:
                 break
         facts.setdefault(tensor, fact)
     return facts
+
+
+TF2ONNX_NODE = re.compile(r"__\d+$")  # a node tf2onnx inserted (Conv__3, .../Mean_Squeeze__9): made from TensorFlow
+
+
+def keras_layers(names: list[str], scope: str = "") -> str:
+    """The Keras layers named by TensorFlow scopes among `names` (after the model's `scope`), joined by '+'
+    ("conv2d_4+batch_normalization_4" for `conv2d_4_1/convolution/merged_input:0` and
+    `batch_normalization_4_1/batchnorm/sub:0`: TensorFlow scopes a layer as its name + `_N`); "" when none has one."""
+    inner = [name.removeprefix(scope) for name in names if name.startswith(scope)]
+    found = [re.sub(r"_\d+$", "", name.split("/")[0]) for name in inner if "/" in name.strip("/")]
+    return "+".join(dict.fromkeys(layer for layer in found if layer))
+
+
+def _model_scope(names: list[str]) -> str:
+    """The scope every scoped node name starts with, the model's ('StatefulPartitionedCall/model_1/'); "" when the
+    names start with the layers' own (a file edgekiln converted: emit/onnx_convert.shorten_names drops it)."""
+    scoped = [name.split("/") for name in names if "/" in name]
+    prefix: list[str] = []
+    while scoped and all(len(parts) > len(prefix) + 2 for parts in scoped) and \
+            len({parts[len(prefix)] for parts in scoped}) == 1:
+        prefix.append(scoped[0][len(prefix)])
+    return "".join(f"{part}/" for part in prefix)
 
 
 _FUSED_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from edgekiln.compiler.profile import AGREEMENT, _mark_hot, agreement, block
 from edgekiln.compiler.profile.stage import layers_side_by_side
-from edgekiln.compiler.profile.static import OpFacts, onnx_match
+from edgekiln.compiler.profile.static import OpFacts, onnx_facts, onnx_match
 
 
 def _rows(*ms: float) -> list[dict]:
@@ -47,3 +47,32 @@ def test_onnxruntime_names_are_matched_to_source_nodes():
     assert onnx_match("/conv/Conv", facts) is conv
     assert onnx_match("/conv/Conv_output_0_nchwc", facts) is conv
     assert onnx_match("ReorderOutput", facts) is None
+
+
+def _conv_relu(conv: str, weight: str, bias: str, relu: str) -> bytes:
+    """x -> Conv (3x3, 4 filters) -> Relu, with these node and weight names."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [numpy_helper.from_array(np.ones((4, 1, 3, 3), np.float32), weight),
+               numpy_helper.from_array(np.zeros(4, np.float32), bias)]
+    nodes = [helper.make_node("Conv", ["x", weight, bias], ["c"], name=conv, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["y"], name=relu)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])], weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+
+
+def test_a_tf2onnx_convolution_is_named_by_the_keras_layers_of_its_scopes():
+    """tf2onnx names a Keras model's convolution Conv__3; its weights carry the layers' TensorFlow scopes (name +
+    _N). A PyTorch export's node names are kept as they are."""
+    keras = onnx_facts(_conv_relu("Conv__3", "conv2d_4_1/convolution/merged_input:0",
+                                  "batch_normalization_4_1/batchnorm/sub:0", "re_lu_4_1/Relu"))
+    assert keras["Conv__3"].layer == "conv2d_4+batch_normalization_4" and keras["re_lu_4_1/Relu"].layer == "re_lu_4"
+    assert keras["y"].layer == "conv2d_4+batch_normalization_4+re_lu_4"  # the Relu fused into the convolution
+    wrapped = onnx_facts(_conv_relu("Conv__3", "StatefulPartitionedCall/model_1/conv2d_4_1/convolution/w:0",
+                                    "StatefulPartitionedCall/model_1/batch_normalization_4_1/batchnorm/sub:0",
+                                    "StatefulPartitionedCall/model_1/re_lu_4_1/Relu"))
+    assert wrapped["y"].layer == "conv2d_4+batch_normalization_4+re_lu_4"  # the model's own scope is not a layer
+    torch = onnx_facts(_conv_relu("/0/0.0/Conv", "0.0.weight", "0.0.bias", "/0/0.2/Relu"))
+    assert torch["/0/0.0/Conv"].layer == "/0/0.0/Conv" and torch["y"].layer == "/0/0.0/Conv+/0/0.2/Relu"
