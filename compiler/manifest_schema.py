@@ -397,6 +397,7 @@ class NodeFacts(TypedDict):
     op: str
     sqnr_db: float | None
     share: float
+    layer: NotRequired[str]  # the Keras layers behind the node, when tf2onnx made the file from a Keras model
 
 
 class Diagnosis(TypedDict, total=False):

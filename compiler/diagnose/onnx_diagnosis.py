@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +34,14 @@ class NodeError:
     added: float
     share: float = 0.0
     output: bool = False  # produces a graph output (the last layer: often worth keeping in float)
+    layer: str = ""  # the Keras layers behind a node of a file tf2onnx made (profile/static.keras_layers), else ""
 
     def to_dict(self) -> NodeFacts:
         sqnr = None if self.sqnr_db is None else round(self.sqnr_db, 2)
-        return {"name": self.name, "op": self.op, "sqnr_db": sqnr, "share": round(self.share, 4)}
+        facts: NodeFacts = {"name": self.name, "op": self.op, "sqnr_db": sqnr, "share": round(self.share, 4)}
+        if self.layer:
+            facts["layer"] = self.layer
+        return facts
 
 
 def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.ndarray]]) -> list[NodeError]:
@@ -45,6 +50,7 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
 
     int8 = onnx.load_from_string(int8_bytes)
     nodes = [n for n in int8.graph.node if n.op_type not in QDQ_OPS and n.name]
+    layers = node_layers(int8)
     produced = {o for n in int8.graph.node for o in n.output}
     tracked = list(dict.fromkeys(float_name(o) for n in nodes for o in n.output if o))
     # What consumers see: the dequantized tensor where there is one (a fused Relu only clamps there);
@@ -64,16 +70,32 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
         before = max((noise.get(float_name(i), 0.0) for i in node.input if i), default=0.0)
         sqnr = None if out == 0 else -10 * math.log10(out)
         errors.append(NodeError(node.name, node.op_type, sqnr, max(out - before, 0.0),
-                                output=bool(graph_outputs & set(outs))))
+                                output=bool(graph_outputs & set(outs)), layer=layers.get(node.name, "")))
     total = sum(e.added for e in errors) or 1.0
     ranked = sorted(errors, key=lambda e: -e.added)
-    return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total, e.output) for e in ranked]
+    return [NodeError(e.name, e.op, e.sqnr_db, e.added, e.added / total, e.output, e.layer) for e in ranked]
+
+
+def node_layers(model: Any) -> dict[str, str]:
+    """Node name -> the Keras layers behind it, for a file tf2onnx made from a Keras model (its Conv__3 is named by
+    its own and its weights' TensorFlow scopes); {} for any other file, whose node names are the user's."""
+    from edgekiln.compiler.profile.static import TF2ONNX_NODE, keras_layers, model_scope
+
+    if not any(TF2ONNX_NODE.search(n.name) for n in model.graph.node):
+        return {}
+    constants = {t.name for t in model.graph.initializer}
+    dequantized = {o: n.input[0] for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    scope = model_scope([n.name for n in model.graph.node if n.op_type not in QDQ_OPS])
+    weights = {n.name: [dequantized.get(i, i) for i in n.input[1:] if dequantized.get(i, i) in constants]
+               for n in model.graph.node}
+    return {name: found for name, names in weights.items() if (found := keras_layers([name, *names], scope))}
 
 
 def report(errors: list[NodeError], samples: int, accurate: str = "", failure: str = "") -> Diagnosis:
     """The manifest's quantization.diagnosis for ONNX int8: nodes ranked by their share of the error."""
     top = errors[:TOP]
-    causes = [f"{e.name} ({e.op}) adds {e.share:.0%} of the int8 error" for e in top[:3] if e.share > 0]
+    causes = [f"{e.name}{f' (layer {e.layer})' if e.layer else ''} ({e.op}) adds {e.share:.0%} of the int8 error"
+              for e in top[:3] if e.share > 0]
     if accurate:
         causes.insert(0, f"plain int8 is accurate enough ({accurate})")
     if failure:

@@ -65,7 +65,7 @@ def onnx_facts(model_bytes: bytes) -> dict[str, OpFacts]:
     producers = {out: node for node in model.graph.node for out in node.output}
     facts: dict[str, OpFacts] = {}
     from_keras = any(TF2ONNX_NODE.search(node.name) for node in model.graph.node)
-    scope = _model_scope([node.name for node in model.graph.node]) if from_keras else ""
+    scope = model_scope([node.name for node in model.graph.node]) if from_keras else ""
     for node in model.graph.node:
         weights = [constants[_through_dq(i, producers)] for i in node.input[1:]
                    if _through_dq(i, producers) in constants]
@@ -99,7 +99,7 @@ def keras_layers(names: list[str], scope: str = "") -> str:
     return "+".join(dict.fromkeys(layer for layer in found if layer))
 
 
-def _model_scope(names: list[str]) -> str:
+def model_scope(names: list[str]) -> str:
     """The scope every scoped node name starts with, the model's ('StatefulPartitionedCall/model_1/'); "" when the
     names start with the layers' own (a file edgekiln converted: emit/onnx_convert.shorten_names drops it)."""
     scoped = [name.split("/") for name in names if "/" in name]

@@ -104,7 +104,7 @@ def diagnosis(inputs: ReportInputs) -> Section | None:
         body += figure(svg, "Each layer's share of plain int8's error (what keeping it in float would remove), "
                             "worst first")
     body += table(["layer", "op", "SQNR dB", "share"],
-                  [[abbr(r.get("layer") or r.get("name"), shorten(str(r.get("layer") or r.get("name")), 40)),
+                  [[abbr(r.get("name") or r.get("layer"), shorten(str(r.get("layer") or r.get("name")), 40)),
                     r.get("op"), r.get("sqnr_db"), r.get("share")] for r in layers],
                   [2, 3])
     cover = dig(d, "coverage")

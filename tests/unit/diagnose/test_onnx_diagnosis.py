@@ -35,6 +35,39 @@ def test_nodes_are_ranked_by_their_share_of_the_int8_error(tmp_path: Path) -> No
     report = onnx_diagnose.report(errors, 8)
     assert report["of"].startswith("int8 (plain") and report["nodes"][0]["name"] == errors[0].name
     assert report["causes"][0].startswith(f"{errors[0].name} ({errors[0].op}) adds")
+    assert all("layer" not in node for node in report["nodes"])  # names not tf2onnx's: the node names are the user's
+
+
+# conv_net as tf2onnx names a Keras model's graph: its convolution inserted (Conv__3), the rest and every weight
+# under the layers' TensorFlow scopes (layer name + _N).
+TF2ONNX_NAMES = {"w": "conv2d_1/convolution/merged_input:0", "b": "batch_normalization_1/batchnorm/sub:0",
+                 "fc": "dense_1/Cast/ReadVariableOp:0", "fc_b": "dense_1/BiasAdd/ReadVariableOp:0"}
+TF2ONNX_NODES = {"Conv": "Conv__3", "Relu": "re_lu_1/Relu", "GlobalAveragePool": "global_average_pooling2d_1/Mean",
+                 "Flatten": "flatten_1/Reshape", "Gemm": "dense_1/MatMul_Gemm__5"}
+
+
+def _tf2onnx_conv_net() -> bytes:
+    model = conv_net(batch=1)
+    for node in model.graph.node:
+        node.name = TF2ONNX_NODES[node.op_type]
+        node.input[:] = [TF2ONNX_NAMES.get(i, i) for i in node.input]
+    for tensor in model.graph.initializer:
+        tensor.name = TF2ONNX_NAMES[tensor.name]
+    return model.SerializeToString()
+
+
+def test_a_keras_models_nodes_are_named_by_their_layers_through_the_int8_weights(tmp_path: Path) -> None:
+    """In the QDQ model the convolution reads its weights through DequantizeLinear: their scopes name the layers."""
+    x = np.random.default_rng(5).random((24, 3, 8, 8), np.float32)
+    options = EmitOptions(Quantize.int8, False, CalibrationMethod.minmax, "uint8", tmp_path)
+    int8 = quantized(_tf2onnx_conv_net(), Dataset({"x": x}, None, "test"), options)
+    prepared = (tmp_path / "onnx_prepared.onnx").read_bytes()
+    errors = onnx_diagnose.node_errors(prepared, int8, [{"x": x[i:i + 1]} for i in range(8)])
+    layers = {e.op: e.layer for e in errors}
+    assert layers["Conv"] == "conv2d+batch_normalization" and layers["Gemm"] == "dense"
+    conv = next(e for e in errors if e.op == "Conv")
+    assert conv.name == "Conv__3" and conv.to_dict()["layer"] == "conv2d+batch_normalization"
+    assert "(layer conv2d+batch_normalization)" in " ".join(onnx_diagnose.report(errors, 8)["causes"])
 
 
 def test_identical_models_have_no_error() -> None:
