@@ -74,13 +74,21 @@ def _plot(m: dict, q: dict, candidates: list[dict]) -> str:
         top = max(quality, default=floor or 0.0)
         note = f"; {', '.join(exact)} reproduce the source exactly (infinite SQNR, drawn at the top)" if exact else ""
     marks = [plots.PlotPoint(x, float(r.get("bytes") or 0) / 1000 if by_size else top if y is None else y,
-                             float(r.get("bytes") or 0), str(k), chosen=_chosen(r, q),
-                             dimmed=str(r.get("verdict", "")).startswith("not eligible"))
+                             float(r.get("bytes") or 0), str(k), chosen=_chosen(r, q), dimmed=_passed_over(r))
              for k, r, x, y in points]
     svg = plots.scatter(marks, x_label, y_label, "candidates", floor, floor_label,
-                        kinds=("chosen (ringed)", "accurate enough", "not accurate enough"))
+                        kinds=("chosen (ringed)", "meets the rule", "misses the rule, or not eligible"))
     return figure(svg, f"Each candidate, numbered as in the table: {x_label} against {y_label}; marker area = "
                        f"model bytes{note}.")
+
+
+MISSES = ("below floor", "over budget", "not accurate enough")  # search/choose.py: short verdicts of a miss
+
+
+def _passed_over(r: dict) -> bool:
+    """A row the rule could not choose: it misses the criterion, or it is not eligible (the baseline, a model the
+    target cannot run)."""
+    return str(r.get("short") or "").startswith(MISSES) or "not eligible" in str(r.get("verdict") or "")
 
 
 def _chosen(r: dict, q: dict) -> bool:

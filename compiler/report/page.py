@@ -62,6 +62,8 @@ p.warn { color: var(--warn); }
   .scroll td[data-label]::before { content: attr(data-label) " "; color: var(--soft); font-size: 0.75rem;
                                    font-weight: normal; }
   .scroll td:empty { display: none; }
+  .scroll tr.chosen { background: #e8f2fa; }  /* the row's block, not each figure, is highlighted */
+  .scroll tr.chosen td { background: none; }
   tr.more td { display: block; padding: 0; }
 }
 @media print {

@@ -225,3 +225,15 @@ def test_a_sweep_under_a_cosine_floor_plots_its_cosine(tmp_path):
     (tmp_path / "sweep.json").write_text(json.dumps(sweep))
     text = _render(tmp_path)
     assert "cosine p5 vs the source model" in text and "SQNR vs" not in text
+
+
+def test_a_candidate_below_the_floor_is_drawn_and_keyed_as_missing_the_rule(tmp_path, page_text):
+    """Its marker is grey under the legend entry saying so, never orange under 'meets the rule'."""
+    m = _manifest()
+    m["quantization"]["candidates"][1].update(short="below floor", verdict="SQNR 17.8 dB: below the fidelity floor")
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    plot = re.search(r'<svg class="plot" role="img" aria-label="candidates".*?</svg>', _render(tmp_path), re.S)
+    assert plot is not None and "misses the rule, or not eligible" in plot.group(0)
+    marker = re.search(r'id="candidates-data-1">.*?style="fill: (#\w+)', plot.group(0), re.S)
+    assert marker is not None and marker.group(1) == "#888888"
+    assert "misses the rule" not in page_text  # the stored table: every row meets the rule
