@@ -137,7 +137,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = criterion_for(recipe, labelled)
     reference = reference or Reference(graph)
-    kinds = KindRule.of_recipe(recipe)
+    kinds = KindRule.of_build(recipe, graph)
     kinds.check(list(reference.graph.output_names))
     judge = Judge.for_build(reference, data, threads, recipe.main_output, kinds)
     # The search's own decisions (calibration method, what stays float) are made on the calibration samples,
@@ -182,6 +182,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     baseline = _with_stats(next(c for c in table if c.name == _key(chosen.format, BASELINE, len(formats) > 1)))
     block = quantization_block(recipe, criterion, choice, table, built, diagnoses, chosen, runs, threads)
     block["data"] = _data_note(data, judge, len(rows), tuning, sum(r.name in crossfitted for r in rows))
+    block["output_kinds"] = kinds.explain(reference.outputs(judge.check))
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = {**choice.evidence.to_dict(), "host_would_choose": choice.host_choice}
     if device_method is not None:
