@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekiln.compiler import Progress, analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
-from edgekiln.compiler.data import Datasets, in_model_types, load_data
+from edgekiln.compiler.data import NOT_HELD_BACK, Datasets, in_model_types, load_data
 from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, RecipeError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
@@ -135,7 +135,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     progress: where a long candidate reports its steps.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
-    criterion = criterion_for(recipe, labelled)
+    criterion = criterion_for(recipe, labelled, data.judged_by)
     reference = reference or Reference(graph)
     kinds = KindRule.of_build(recipe, graph)
     kinds.check(list(reference.graph.output_names))
@@ -143,7 +143,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     # The search's own decisions (calibration method, what stays float) are made on the calibration samples,
     # by fidelity alone (the cosine floor when one is given), never on the labels. With cross-fitting, each
     # fold makes them again on its own samples, so the samples that judge a candidate shaped none of it.
-    tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False)
+    tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False, NOT_HELD_BACK)
     if recipe.qat and source != "keras":
         raise RecipeError("--qat trains in Keras, and an ONNX source has no Keras form here",
                           "build the Keras model the ONNX file came from, or leave out --qat")
