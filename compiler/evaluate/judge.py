@@ -48,13 +48,14 @@ class Judge:
         """The same judge (reference, kinds, threads) on other samples, without labels: a fold's tuning judge."""
         return Judge(self.reference, check, None, self.threads, self.main, self.kinds)
 
-    def once(self, model_format: str, model_bytes: bytes) -> Quality:
-        """The model's Quality, judged on the first call and remembered by its bytes: plain int8's verdict is
-        read by every refinement built only where it misses (search/plain_gate.py). A judge is made per build
-        and per cross-fitting fold (`on`), so a fold's plain int8 is judged by its own judge, once."""
+    def once(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
+        """The model's Quality, judged on the first call and remembered by its bytes (its layouts are those
+        its converter wrote with them): plain int8's verdict is read by every refinement built only where it
+        misses (search/plain_gate.py). A judge is made per build and per cross-fitting fold (`on`), so a fold's
+        plain int8 is judged by its own judge, once."""
         key = (model_format, hashlib.sha256(model_bytes).hexdigest())
         if key not in self._once:
-            self._once[key] = self(model_format, model_bytes)
+            self._once[key] = self(model_format, model_bytes, layouts)
         return self._once[key]
 
     def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None,
