@@ -347,6 +347,15 @@ class Timing(TypedDict, total=False):
     device: RaceMethod
 
 
+class OutputKindNote(TypedDict):
+    """One output's kind (evaluate/output_kinds.py) and what decided it: --output-kind, --embedding,
+    "graph: <the final Softmax / Sigmoid>" or "data: <what the source's outputs show>"."""
+
+    name: str
+    kind: str
+    decided_by: str
+
+
 class DataNote(TypedDict):
     """Which samples shaped the candidates and which judged them (the manifest's quantization.data)."""
 
@@ -527,6 +536,7 @@ class Quantization(CandidateDetails, total=False):
     timing: Timing
     formats: Formats
     data: DataNote
+    output_kinds: list[OutputKindNote]
     not_built: dict[str, str]
     refused_by_target: dict[str, str]
     failed: dict[str, str]

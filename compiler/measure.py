@@ -73,7 +73,7 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     check = data.fidelity_set
     reference = source.ordered(check, compiled)
     names = [info.name for info in compiled.outputs]
-    kinds = KindRule.of_recipe(recipe).of(names, reference)
+    kinds = KindRule.of_build(recipe, source.graph).of(names, reference)
     how = fidelity_how(data, check, threads)
     # A cross-fitted model is judged as the table judged it: each sample by the fold model that held it out.
     outputs = selection.judged_outputs if selection.judged_outputs is not None else predict(compiled, check)

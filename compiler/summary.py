@@ -244,8 +244,9 @@ def print_candidates(q: Quantization) -> None:
         console.print(f"[dim]tuned on {q['data']['tuned_on']}; judged on {q['data']['judged_on']}[/dim]")
     kinds = q["candidates"][0].get("kinds") if q["candidates"] else None
     if kinds:  # judged by output kind (evaluate/output_kinds.py): each figure's 95 % interval is in manifest.json
-        console.print(f"[dim]outputs judged as {', '.join(kinds)} (--output-kind NAME=KIND overrides); 95 % "
-                      "intervals of every figure in manifest.json[/dim]")
+        decided = "; ".join(f"{o['name']} {o['kind']} ({o['decided_by']})" for o in q.get("output_kinds", []))
+        console.print(f"[dim]outputs judged as {escape(decided) or ', '.join(kinds)} (--output-kind NAME=KIND "
+                      "overrides); 95 % intervals of every figure in manifest.json[/dim]")
     compared = q.get("formats") or {}
     if compared.get("note"):
         console.print(f"[dim]{compared['note']}[/dim]")

@@ -22,6 +22,7 @@ from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
@@ -87,7 +88,8 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> Explanat
         progress("Quantizing (plain int8) and diagnosing it layer by layer" if model_format == "tflite" else
                  "Quantizing (plain int8) and comparing every node with its float output")
         # One int8 model, judged on held-back samples (the last fold) when there are enough to hold any back.
-        judge = Judge(Reference(graph), data.holdout or data.fidelity_set, data.evaluation, threads)
+        judge = Judge(Reference(graph), data.holdout or data.fidelity_set, data.evaluation, threads,
+                      kinds=KindRule.of_build(recipe, graph))  # each output judged by its kind, as a build judges
         labelled = data.evaluation is not None and data.evaluation.labels is not None
         ctx = BuildContext(graph, source, plan(Quantize.int8, model_format, source, True, target.onnx_activation_type,
                                                only="int8"),

@@ -2,8 +2,9 @@
 Quality records, so the rule is unit-tested on tables.
 
 "Accurate enough" is the accuracy budget (--max-drop) when labelled evaluation data was given, else a fidelity
-floor on held-back calibration samples; a cosine floor (--min-cosine, --min-cosine-p5) is the fidelity floor of
-embedding models (see Criterion).
+floor on the judging samples (held back by cross-fitting when there are enough: data.Datasets.judged_by, which
+describe() names); a cosine floor (--min-cosine, --min-cosine-p5) is the fidelity floor of embedding models
+(see Criterion).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class Criterion:
 
     max_drop: the accuracy budget in points on labelled evaluation data; when given, it replaces the
         agreement and SQNR floors (labels measure the task itself, the floors only stand in for it).
-    min_agreement / min_sqnr_db: the fidelity floor on held-back samples without labels.
+    min_agreement / min_sqnr_db: the fidelity floor on the judging samples without labels.
     min_cosine / min_cosine_p5: a cosine floor, the mean and the 5th percentile of the per-vector cosine to
         the source's outputs (evaluate/metrics.cosine). When either is given:
         - it replaces the SQNR floor. SQNR 30 dB is a cosine of about 0.9995, far stricter than anything a
@@ -76,6 +77,9 @@ class Criterion:
     min_cosine_p5: float | None = None
     top1: bool = True  # False (--embedding): the outputs are embeddings, judged by the cosine floor alone
     by_kind: bool = False  # a build's rule (criterion_for): rows are judged per output kind, with intervals
+    # Which samples the rows were judged on, in the manifest's words (data.CROSS_FITTED, EVALUATION,
+    # NOT_HELD_BACK: Datasets.judged_by), for describe(); rules on constructed tables name none.
+    samples: str = "the judging"
 
     @property
     def by_cosine(self) -> bool:
@@ -174,11 +178,11 @@ class Criterion:
     def describe(self) -> str:
         if self.max_drop is not None:
             budget = f"accuracy drop <= {self.max_drop:g} points on the labelled evaluation data"
-            return budget + (f" and {self._cosine_floor()} on held-back samples" if self.by_cosine else "")
+            return budget + (f" and {self._cosine_floor()} on {self.samples} samples" if self.by_cosine else "")
         if not self.by_kind:
             return self._describe_figures()
         embeddings = self._cosine_floor() if self.by_cosine else f"cosine mean >= {DEFAULT_COSINE:g} (the default)"
-        return (f"on held-back samples, each output by its kind: the class changes on at most "
+        return (f"each output by its kind, on {self.samples} samples: the class changes on at most "
                 f"{1 - self.min_agreement:.0%} of inputs (top-1 agreement >= {self.min_agreement:g}); embeddings "
                 f"{embeddings}; values SQNR >= {self.min_sqnr_db:g} dB; a floor fails only when the evidence "
                 "shows it missed (one-sided 95 %)")
@@ -187,8 +191,8 @@ class Criterion:
         """The rule on the figures alone (rows without output kinds)."""
         floor = self._cosine_floor() if self.by_cosine else f"SQNR >= {self.min_sqnr_db:g} dB"
         if not self.top1:
-            return f"{floor} on held-back samples (embedding outputs: no top-1 agreement)"
-        return f"top-1 agreement >= {self.min_agreement:g} and {floor} on held-back samples"
+            return f"{floor} on {self.samples} samples (embedding outputs: no top-1 agreement)"
+        return f"top-1 agreement >= {self.min_agreement:g} and {floor} on {self.samples} samples"
 
     def _cosine_floor(self) -> str:
         parts = [f"{name} >= {floor:g}" for name, floor in (("cosine mean", self.min_cosine),
@@ -225,11 +229,12 @@ class Criterion:
         return ", ".join(missed)
 
 
-def criterion_for(recipe: Recipe, labelled: bool) -> Criterion:
+def criterion_for(recipe: Recipe, labelled: bool, samples: str = "the judging") -> Criterion:
     """A build's rule from its recipe: the accuracy budget when the evaluation data is labelled (else the
-    fidelity floor), and the recipe's cosine floor either way."""
+    fidelity floor), and the recipe's cosine floor either way. samples: which samples it judges on
+    (Datasets.judged_by), as describe() says."""
     return Criterion(max_drop=recipe.max_drop if labelled else None, min_cosine=recipe.min_cosine,
-                     min_cosine_p5=recipe.min_cosine_p5, top1=not recipe.embedding, by_kind=True)
+                     min_cosine_p5=recipe.min_cosine_p5, top1=not recipe.embedding, by_kind=True, samples=samples)
 
 
 

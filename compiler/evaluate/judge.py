@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from edgekiln.compiler.data import Datasets
@@ -23,6 +25,7 @@ class Judge:
                  main_output: str | None = None, kinds: KindRule | None = None) -> None:
         self.reference, self.check, self.threads, self.main = reference, check, threads, main_output
         self.kinds = kinds or KindRule()
+        self._once: dict[tuple[str, str], Quality] = {}
         self.evaluation = evaluation if evaluation is not None and evaluation.labels is not None else None
         self.reference_accuracy: float | None = None
         if self.evaluation is not None and self.evaluation.labels is not None:
@@ -44,6 +47,16 @@ class Judge:
     def on(self, check: Dataset) -> Judge:
         """The same judge (reference, kinds, threads) on other samples, without labels: a fold's tuning judge."""
         return Judge(self.reference, check, None, self.threads, self.main, self.kinds)
+
+    def once(self, model_format: str, model_bytes: bytes, layouts: dict | None = None) -> Quality:
+        """The model's Quality, judged on the first call and remembered by its bytes (its layouts are those
+        its converter wrote with them): plain int8's verdict is read by every refinement built only where it
+        misses (search/plain_gate.py). A judge is made per build and per cross-fitting fold (`on`), so a fold's
+        plain int8 is judged by its own judge, once."""
+        key = (model_format, hashlib.sha256(model_bytes).hexdigest())
+        if key not in self._once:
+            self._once[key] = self(model_format, model_bytes, layouts)
+        return self._once[key]
 
     def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None,
                  outputs: list[np.ndarray] | None = None) -> Quality:

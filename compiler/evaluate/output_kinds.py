@@ -8,18 +8,26 @@
 - `values`: numbers read as numbers (a regression, boxes, a few landmarks, anything without a vector axis,
   and short vectors that are no class decision). Judged by SQNR, the relative error of the values.
 
-The kind is inferred from the source model's own outputs on the judging samples; `--output-kind NAME=KIND`
-overrides it per output, and `--embedding` says every vector output is an embedding.
+The kind comes, first to last, from `--output-kind NAME=KIND` (per output); `--embedding` (every vector output
+is an embedding); the source graph (graph/final_activation.py: a final Softmax makes class probabilities, a final
+Sigmoid on one score per sample a binary class decision); else the source model's own outputs on the judging
+samples (`infer`). Each kind is reported with where it came from (`Decided.source`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.graph.final_activation import final_activations
+from edgekiln.compiler.manifest_schema import OutputKindNote
 from edgekiln.compiler.recipe import OUTPUT_KINDS, Recipe
+
+if TYPE_CHECKING:
+    from edgekiln.compiler.graph.final_activation import FinalActivation
 
 KINDS = OUTPUT_KINDS
 PEAKED = 2.0     # logits: the top entry stands this many standard deviations of its row above the second
@@ -30,17 +38,28 @@ NORM_TOLERANCE = 1e-3  # L2-normalised embeddings: every row's norm is 1 within 
 
 def infer(reference: np.ndarray) -> str:
     """The kind of one output, from the source's values on the judging samples ([samples, ...])."""
+    return infer_why(reference)[0]
+
+
+def infer_why(reference: np.ndarray) -> tuple[str, str]:
+    """The kind of one output from the source's values, and what in them shows it, in words."""
     if reference.ndim < 2 or reference.shape[-1] < 2:
-        return "values"
+        return "values", "one value per sample and position"
     rows = reference.reshape(-1, reference.shape[-1]).astype(np.float64)
     if _normalised(rows):
-        return "embedding"
+        return "embedding", "rows of norm 1"
+    long = reference.shape[-1] >= SMALLEST_EMBEDDING
     if reference.ndim > 2:  # a sequence of vectors (token states) or a feature map
-        return "embedding" if reference.shape[-1] >= SMALLEST_EMBEDDING else "values"
-    if reference.shape[-1] == 2 or _probabilities(rows) or _peaked(rows):  # two logits: a binary decision
-        return "class"
+        return ("embedding", "a sequence of long vectors") if long else ("values", "a map of short vectors")
+    if reference.shape[-1] == 2:
+        return "class", "two scores (a binary decision)"
+    if _probabilities(rows):
+        return "class", "rows sum to 1 (probabilities)"
+    if _peaked(rows):
+        return "class", "one entry of each row stands out (logits)"
     # Not a decision: a long vector is read by its direction, a short one (a box, a few landmarks) by its values.
-    return "embedding" if reference.shape[-1] >= SMALLEST_EMBEDDING else "values"
+    return ("embedding", "a long vector with no entry standing out") if long else \
+        ("values", "a short vector with no entry standing out")
 
 
 def _probabilities(rows: np.ndarray) -> bool:
@@ -71,15 +90,36 @@ def parse(flags: list[str] | tuple[str, ...]) -> dict[str, str]:
     return kinds
 
 
+@dataclass(frozen=True)
+class Decided:
+    """One output's kind and where it came from ("--output-kind", "--embedding", "graph: <where>", "data: <why>")."""
+
+    name: str
+    kind: str
+    source: str
+
+
+def decide(name: str, values: np.ndarray, overrides: dict[str, str], embedding: bool,
+           final: FinalActivation | None = None) -> Decided:
+    """One output's kind: the override, else `embedding` for a vector output under --embedding, else the
+    graph's final activation (a Softmax: class; a Sigmoid on one score per sample: class), else the data's."""
+    if name in overrides:
+        return Decided(name, overrides[name], "--output-kind")
+    inferred, why = infer_why(values)
+    if embedding and inferred != "values":
+        return Decided(name, "embedding", "--embedding")
+    one_score = values.ndim < 2 or int(np.prod(values.shape[1:])) == 1
+    if final is not None and (final.activation == "softmax" or one_score):
+        return Decided(name, "class", f"graph: {final.where}")
+    return Decided(name, inferred, f"data: {why}")
+
+
 def resolve(names: list[str], references: list[np.ndarray], overrides: dict[str, str] | None,
-            embedding: bool) -> list[str]:
+            embedding: bool, finals: dict[str, FinalActivation] | None = None) -> list[str]:
     """The kinds of a compiled model's outputs (`names`, in its order; `references` the source's values for
-    them): the override by name, else `embedding` for every vector output under --embedding, else inferred."""
-    kinds = []
-    for name, values in zip(names, references, strict=True):
-        inferred = infer(values)
-        kinds.append((overrides or {}).get(name, "embedding" if embedding and inferred != "values" else inferred))
-    return kinds
+    them), by `decide`."""
+    return [decide(name, values, overrides or {}, embedding, (finals or {}).get(name)).kind
+            for name, values in zip(names, references, strict=True)]
 
 
 def kinds_of(references: dict[str, np.ndarray], overrides: dict[str, str], embedding: bool) -> dict[str, str]:
@@ -89,25 +129,26 @@ def kinds_of(references: dict[str, np.ndarray], overrides: dict[str, str], embed
     if unknown:
         raise ValueError(f"--output-kind names {', '.join(unknown)}, which the model does not output "
                          f"(its outputs: {', '.join(references)})")
-    kinds = {}
-    for name, values in references.items():
-        inferred = infer(values)
-        if embedding and inferred != "values":
-            inferred = "embedding"
-        kinds[name] = overrides.get(name, inferred)
-    return kinds
+    return {name: decide(name, values, overrides, embedding).kind for name, values in references.items()}
 
 
 @dataclass(frozen=True)
 class KindRule:
-    """How a build names its outputs' kinds: --output-kind overrides by name, --embedding for vector outputs."""
+    """How a build names its outputs' kinds: --output-kind overrides by name, --embedding for vector outputs, the
+    source graph's final activations (`finals`, by output name: graph/final_activation.py), else the data."""
 
     overrides: dict[str, str] = field(default_factory=dict)
     embedding: bool = False
+    finals: dict[str, FinalActivation] = field(default_factory=dict)
 
     @classmethod
-    def of_recipe(cls, recipe: Recipe) -> KindRule:
-        return cls(dict(recipe.output_kind or {}), recipe.embedding)
+    def of_recipe(cls, recipe: Recipe, finals: dict[str, FinalActivation] | None = None) -> KindRule:
+        return cls(dict(recipe.output_kind or {}), recipe.embedding, dict(finals or {}))
+
+    @classmethod
+    def of_build(cls, recipe: Recipe, graph: object) -> KindRule:
+        """A build's rule: the recipe's flags and the source graph's final activations."""
+        return cls.of_recipe(recipe, final_activations(graph))
 
     def check(self, outputs: list[str]) -> None:
         """Refuse an override naming no output of the model (the user's typo would silently judge nothing)."""
@@ -117,4 +158,11 @@ class KindRule:
                               f"its outputs: {', '.join(outputs)}")
 
     def of(self, names: list[str], references: list[np.ndarray]) -> list[str]:
-        return resolve(names, references, self.overrides, self.embedding)
+        return resolve(names, references, self.overrides, self.embedding, self.finals)
+
+    def explain(self, references: dict[str, np.ndarray]) -> list[OutputKindNote]:
+        """Each output's kind and where it came from, in the source's output order (the manifest's
+        quantization.output_kinds; the summary prints them)."""
+        decided = [decide(name, values, self.overrides, self.embedding, self.finals.get(name))
+                   for name, values in references.items()]
+        return [{"name": d.name, "kind": d.kind, "decided_by": d.source} for d in decided]

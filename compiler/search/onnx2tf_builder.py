@@ -12,11 +12,11 @@ import numpy as np
 
 from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.evaluate.quality import describe
 from edgekiln.compiler.manifest_schema import CandidateDetails
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.plain_gate import plain_int8_misses
 from edgekiln.compiler.search.tflite_builder import SIXTEEN_NOTES, with_coverage
 from edgekiln.compiler.search.variants import is_16x8, sixteen_not_needed
 
@@ -63,8 +63,8 @@ def _gated(built: Candidate, every: list[Candidate], ctx: BuildContext) -> Candi
     plain = next((b for b in every if b.name == "int8" and b.model is not None), None)
     if not is_16x8(built.variant) or built.model is None or plain is None:
         return built
-    judged = ctx.judge("tflite", plain.model or b"", plain.layouts)
-    why = sixteen_not_needed(ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine))
+    gate = plain_int8_misses(ctx, plain, "tflite")
+    why = sixteen_not_needed(gate.meets, gate.figures)
     return Candidate(built.variant, None, (why,)) if why else built
 
 

@@ -56,6 +56,7 @@ from edgekiln.compiler.recipe import CalibrationMethod, Quantize
 from edgekiln.compiler.search import onnx_mixed
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
+from edgekiln.compiler.search.plain_gate import plain_int8_misses, verdict
 from edgekiln.compiler.search.variants import (
     Variant,
     as_conversion_error,
@@ -131,11 +132,8 @@ def _sixteen_by_eight(candidate: Variant, ctx: BuildContext, plain: Candidate | 
                       shared: Path, details: CandidateDetails) -> Candidate:
     """16-bit QDQ with plain int8's ranges (the shared calibration), or not built: where plain int8 meets the
     criterion on the tuning samples, or quantizing fails (its reason)."""
-    meets, quality = None, ""
-    if plain is not None and plain.model is not None:
-        judged = ctx.judge("onnx", plain.model)
-        meets, quality = ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine)
-    why = sixteen_not_needed(meets, quality)
+    gate = plain_int8_misses(ctx, plain, "onnx")
+    why = sixteen_not_needed(gate.meets, gate.figures)
     if why:
         return Candidate(candidate, None, (why,))
     assert ctx.calib is not None, "16x8 is planned only with calibration data"
@@ -241,8 +239,10 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
         errors = onnx_diagnose.node_errors((shared / "onnx_prepared.onnx").read_bytes(), plain, feeds)
     except Exception as exc:  # noqa: BLE001  (a diagnosis must not stop a build; int8+exclude then has no ranking)
         failure = f"the per-node comparison failed: {first_line(exc, 200)}"
-    quality = judge("onnx", plain)
-    accurate = describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
+    gate = verdict(judge, criterion, "onnx", plain)
+    quality = gate.quality
+    assert quality is not None, "plain int8 was built just above"
+    accurate = gate.figures if gate.meets else ""
     diagnosis = onnx_diagnose.report(errors, len(feeds) * base.batch, accurate, failure)
     family, reference = base, ("plain int8", quality)
     for c in (c for c in int8s if c.tune_calibration):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import time
 
 from edgekiln.compiler.emit import tflite_convert
-from edgekiln.compiler.evaluate.quality import describe
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
+from edgekiln.compiler.search.plain_gate import plain_int8_misses
 from edgekiln.compiler.search.variants import Variant, failure_note, sixteen_not_needed
 
 NOTES = ("quantization-aware fine-tuning on --train: BatchNormalization folded as the converter folds it, "
@@ -23,11 +23,8 @@ NOTES = ("quantization-aware fine-tuning on --train: BatchNormalization folded a
 
 def candidate(variant: Variant, ctx: BuildContext, plain: Candidate | None) -> Candidate:
     """The int8+qat candidate, or not built: plain int8 meets the criterion, no --train, or training fails."""
-    meets, quality = None, ""
-    if plain is not None and plain.model is not None:
-        judged = ctx.judge("tflite", plain.model)
-        meets, quality = ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine)
-    why = sixteen_not_needed(meets, quality)
+    gate = plain_int8_misses(ctx, plain, "tflite")
+    why = sixteen_not_needed(gate.meets, gate.figures)
     if why:
         return Candidate(variant, None, (why,))
     model = getattr(ctx.graph, "keras_model", None)

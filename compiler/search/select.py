@@ -18,7 +18,7 @@ import numpy as np
 
 from edgekiln.compiler import Progress, analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
-from edgekiln.compiler.data import Datasets, in_model_types, load_data
+from edgekiln.compiler.data import NOT_HELD_BACK, Datasets, in_model_types, load_data
 from edgekiln.compiler.device import estimate
 from edgekiln.compiler.errors import EdgekilnError, RecipeError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
@@ -135,15 +135,15 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     progress: where a long candidate reports its steps.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
-    criterion = criterion_for(recipe, labelled)
+    criterion = criterion_for(recipe, labelled, data.judged_by)
     reference = reference or Reference(graph)
-    kinds = KindRule.of_recipe(recipe)
+    kinds = KindRule.of_build(recipe, graph)
     kinds.check(list(reference.graph.output_names))
     judge = Judge.for_build(reference, data, threads, recipe.main_output, kinds)
     # The search's own decisions (calibration method, what stays float) are made on the calibration samples,
     # by fidelity alone (the cosine floor when one is given), never on the labels. With cross-fitting, each
     # fold makes them again on its own samples, so the samples that judge a candidate shaped none of it.
-    tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False)
+    tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False, NOT_HELD_BACK)
     if recipe.qat and source != "keras":
         raise RecipeError("--qat trains in Keras, and an ONNX source has no Keras form here",
                           "build the Keras model the ONNX file came from, or leave out --qat")
@@ -182,6 +182,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     baseline = _with_stats(next(c for c in table if c.name == _key(chosen.format, BASELINE, len(formats) > 1)))
     block = quantization_block(recipe, criterion, choice, table, built, diagnoses, chosen, runs, threads)
     block["data"] = _data_note(data, judge, len(rows), tuning, sum(r.name in crossfitted for r in rows))
+    block["output_kinds"] = kinds.explain(reference.outputs(judge.check))
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = {**choice.evidence.to_dict(), "host_would_choose": choice.host_choice}
     if device_method is not None:

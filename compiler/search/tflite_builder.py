@@ -37,7 +37,7 @@ from edgekiln.compiler.emit import adaround, calibrate, tflite_adaround, tflite_
 from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
-from edgekiln.compiler.evaluate.quality import Quality, describe
+from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.manifest_schema import AdaroundFacts, CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
@@ -45,6 +45,7 @@ from edgekiln.compiler.search import qat_builder
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.faithful import never_less_faithful
+from edgekiln.compiler.search.plain_gate import plain_int8_misses, verdict
 from edgekiln.compiler.search.variants import (
     Variant,
     adaround_not_needed,
@@ -110,11 +111,8 @@ SIXTEEN_NOTES = ("min/max calibration", "int16 activations, int8 weights: LiteRT
 def sixteen_by_eight(candidate: Variant, ctx: BuildContext, plain: Candidate | None) -> Candidate:
     """The 16x8 candidate, or not built: where plain int8 meets the criterion on the tuning samples, or the
     conversion fails (its reason)."""
-    meets, quality = None, ""
-    if plain is not None and plain.model is not None:
-        judged = ctx.judge("tflite", plain.model)
-        meets, quality = ctx.criterion.meets(judged), describe(judged, ctx.criterion.by_cosine)
-    why = sixteen_not_needed(meets, quality)
+    gate = plain_int8_misses(ctx, plain, "tflite")
+    why = sixteen_not_needed(gate.meets, gate.figures)
     if why:
         return Candidate(candidate, None, (why,))
     try:
@@ -139,7 +137,7 @@ def _int8_family(graph: KerasGraph, int8s: list[Variant], calib: Dataset, judge:
                 return _tuned_base(graph, calib, feeds, judge, criterion, workdir, int8_io, methods, correct_bias,
                                    rewrites)
 
-            tuned = _no_worse_base(tuned_with, judge("tflite", plain_model), judge.check.size, criterion) \
+            tuned = _no_worse_base(tuned_with, judge.once("tflite", plain_model), judge.check.size, criterion) \
                 if graph.keras_model is not None else tuned_with(True, False)
 
             @cache  # layer fallback and AdaRound both build on it
@@ -178,7 +176,7 @@ def _guarded(int8s: list[Variant], built: dict[str, Candidate], judge: Judge,
              criterion: Criterion) -> tuple[Candidate, ...]:
     """Each built refinement against the nearest int8 candidate before it that stands (plain int8 first), on the
     tuning samples: never less faithful, or dropped (not built) with the reason (search/faithful.py)."""
-    standing, guarded = ("int8", judge("tflite", built["int8"].model or b"")), []
+    standing, guarded = ("int8", judge.once("tflite", built["int8"].model or b"")), []
     for candidate in int8s[1:]:
         refined = built.get(candidate.name)
         if refined is None or refined.model is None:
@@ -206,8 +204,8 @@ def plain_int8(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndarr
         errors = diagnose.layer_errors(plain.calibrated, feeds, layer_names(graph))
     except Exception as exc:  # noqa: BLE001  (the debugger is experimental TF code: a diagnosis must not stop a build)
         failure = f"the per-layer debugger failed: {first_line(exc, 200)}"
-    quality = judge("tflite", model)
-    accurate = describe(quality, criterion.by_cosine) if criterion.meets(quality) else ""
+    gate = verdict(judge, criterion, "tflite", model)
+    accurate = gate.figures if gate.meets else ""
     diagnosis = diagnose.report(errors, coverage.measure(model), stats, plain.calibrated, graph.keras_model,
                                 min(len(feeds), diagnose.DEBUG_SAMPLES), failure, accurate)
     return plain, model, diagnosis
@@ -259,7 +257,8 @@ def _tuned_base(graph: KerasGraph, calib: Dataset, feeds: list[dict[str, np.ndar
     tried = {}
     for method in methods:
         ranged = calibrate.with_ranges(calibrated, calibrate.ranges(stats, method))
-        tried[method] = (ranged, judge("tflite", tflite_int8.quantize(ranged, int8_io)))
+        # once: a model with the same bytes as one judged before (min/max may come out as plain int8) is not re-run
+        tried[method] = (ranged, judge.once("tflite", tflite_int8.quantize(ranged, int8_io)))
     best = max(tried, key=lambda m: rank(tried[m][1], criterion))
     details["calibration"] = best
     details["calibration_trials"] = {m: q.to_dict() for m, (_, q) in tried.items()}
@@ -334,8 +333,8 @@ def _adaround(candidate: Variant, exact: Callable[[], Int8Base], plain_model: by
     """int8+rewrites' model without bias correction (`exact()`: the correction assumes nearest rounding's
     error, which learned rounding replaces) with AdaRound's integer weights, or not built: plain int8 meets the
     criterion (adaround_not_needed), or no weight moved."""
-    plain = judge("tflite", plain_model)
-    why = adaround_not_needed(criterion.meets(plain), refined_alone, describe(plain, criterion.by_cosine))
+    gate = verdict(judge, criterion, "tflite", plain_model)
+    why = adaround_not_needed(bool(gate.meets), refined_alone, gate.figures)
     if why:
         return Candidate(candidate, None, (why,))
     base = exact()

@@ -111,7 +111,7 @@ def test_an_activation_outside_xnnpack_is_measured_and_avoided(synthetic_models,
                                                                        "5 piece(s)"
     if "int8+fallback" in rows:
         assert rows["int8+fallback"]["pieces"] == 1 and f"float: {op}, SOFTMAX" in rows["int8+fallback"]["notes"]
-    else:  # built, and dropped for measuring less faithful than int8+rewrites (by any margin: a known strictness)
+    else:  # built, and dropped for measuring less faithful than int8+rewrites beyond the intervals
         dropped = q["not_built"]["int8+fallback"]
         assert dropped.startswith("dropped: less faithful than int8+rewrites") and f"float: {op}, SOFTMAX" in dropped
     assert rows[q["variant"]]["pieces"] == 1

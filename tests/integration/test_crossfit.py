@@ -146,6 +146,8 @@ def test_too_few_samples_to_hold_back_say_so_and_judge_on_evaluation_data_when_g
     assert data["judged_by"] == judged_by and data["judging_samples"] == judged and data["folds"] == 0
     assert manifest["fidelity"]["samples_from"] == judged_by and manifest["fidelity"]["samples"] == judged
     assert f"fidelity vs source ({judged} {judged_by} samples" in shown, shown
+    # the rule names the samples it judged on as judged_by does: never "held-back" when nothing was held back
+    assert f"each output by its kind, on {judged_by} samples:" in manifest["quantization"]["criterion"]
     flattered = [w for w in manifest["warnings"] if "calibrated on" in w]
     assert len(flattered) == (0 if evaluation else 1), manifest["warnings"]
     assert all(r["samples"] == judged for r in manifest["quantization"]["candidates"])

@@ -44,6 +44,8 @@ def test_an_embedding_builds_int8_without_the_flag_judged_by_cosine(tmp_path):
                           output=str(tmp_path / "bundle"), bench_runs=10, format="onnx"))
     m = json.loads((result.output / "manifest.json").read_text())
     assert m["fidelity"]["per_output"][0]["kind"] == "embedding" and "top1_agreement" not in m["fidelity"]
+    assert m["quantization"]["output_kinds"] == [
+        {"name": "y", "kind": "embedding", "decided_by": "data: a long vector with no entry standing out"}]
     rows = _rows(m)
     assert all(r["kinds"] == ["embedding"] and r["agreement"] is None for r in rows.values()), rows
     rule = recorded_criterion(m["quantization"])
@@ -74,3 +76,23 @@ def test_a_classifier_that_never_flips_on_100_samples_is_eligible_in_int8(tmp_pa
         assert rule.meets(row.judged) or recorded["flips"] > 0, recorded  # no class change: eligible, any SQNR
     assert any(r["flips"] == 0 and r["quantize"] == "int8" for r in rows.values()), rows
     assert_choice_obeys_rule(m)
+
+
+@pytest.mark.parametrize("as_dict", [False, True])
+def test_keras_heads_are_named_as_the_export_names_them(tmp_path, as_dict):
+    """A Keras model's final activations, by the SavedModel's output names (output_0... or the dict's keys)."""
+    from edgekiln.compiler.graph import final_activation, keras_graph
+    from edgekiln.compiler.tf_env import import_keras
+
+    keras = import_keras()
+    x = keras.Input((8,))
+    heads = {"probs": keras.layers.Dense(5, activation="softmax", name="cls")(x),
+             "face": keras.layers.Dense(1, activation="sigmoid", name="bin")(x),
+             "box": keras.layers.Dense(4, name="box")(x)}
+    model = keras.Model(x, heads if as_dict else list(heads.values()))
+    graph = keras_graph.from_model(model, tmp_path / "sm", "keras", "heads")
+    finals = final_activation.final_activations(graph)
+    names = ("probs", "face") if as_dict else ("output_0", "output_1")
+    assert {n: f.activation for n, f in finals.items()} == dict(zip(names, ("softmax", "sigmoid"), strict=True))
+    assert set(finals) <= set(graph.output_names)
+    assert finals[names[1]].where == "layer 'bin' (activation sigmoid)"

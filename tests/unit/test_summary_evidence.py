@@ -61,3 +61,15 @@ def test_the_candidate_table_shows_the_cosines_when_the_rows_have_them(capsys, m
     assert "accurate enough = top-1 agreement >= 0.99 and cosine mean >= 0.98 and cosine p5 >= 0.95" in shown
     assert summary.fidelity_text({"sqnr_db": 25.0, "cosine_mean": 0.999969, "cosine_p5": 0.99812}) == \
         "SQNR 25.0 dB cosine 0.999969 (p5 0.99812)"
+
+
+def test_the_summary_names_each_outputs_kind_and_what_decided_it(capsys, monkeypatch):
+    monkeypatch.setattr(console, "width", 300)
+    block = _block()
+    for row in block["candidates"]:
+        row["kinds"] = ["class", "values"]
+    block["output_kinds"] = [{"name": "probs", "kind": "class", "decided_by": "graph: Softmax node 'prob'"},
+                             {"name": "box", "kind": "values", "decided_by": "data: a short vector"}]
+    summary.print_candidates(block)
+    shown = capsys.readouterr().out
+    assert "outputs judged as probs class (graph: Softmax node 'prob'); box values (data: a short vector)" in shown

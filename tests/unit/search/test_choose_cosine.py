@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from edgekiln.compiler.data import CROSS_FITTED
 from edgekiln.compiler.evaluate.criterion import Criterion, fidelity_key, rank
 from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.search.candidate import Candidate
@@ -42,7 +43,9 @@ def test_only_the_floors_given_apply():
     mean_only, p5_only = Criterion(min_cosine=0.98), Criterion(min_cosine_p5=0.95)
     tail = row("int8", 0.3, 250, 20.0, (0.99, 0.90))  # a good mean, a poor tail
     assert mean_only.meets(tail.judged) and not p5_only.meets(tail.judged)
-    assert mean_only.describe() == "top-1 agreement >= 0.99 and cosine mean >= 0.98 on held-back samples"
+    assert mean_only.describe() == "top-1 agreement >= 0.99 and cosine mean >= 0.98 on the judging samples"
+    named = Criterion(min_cosine=0.98, samples=CROSS_FITTED)  # a build names the samples it judged on
+    assert named.describe() == "top-1 agreement >= 0.99 and cosine mean >= 0.98 on held-back (cross-fitting) samples"
     assert p5_only.shortfall(tail.judged) == "top-1 agreement 1.000, cosine p5 0.9 < 0.95: below the fidelity floor"
 
 
@@ -71,7 +74,7 @@ def test_with_labels_the_budget_and_the_cosine_floor_both_apply():
                                       "cosine floor"
     assert choice.verdict_of("int8").short == "below floor" and choice.verdict_of("dynamic").short == "over budget"
     assert both.describe() == ("accuracy drop <= 1 points on the labelled evaluation data and cosine p5 >= 0.95 "
-                               "on held-back samples")
+                               "on the judging samples")
 
 
 def test_as_fast_and_as_small_the_higher_cosine_tail_wins_when_judging_by_cosine():
@@ -119,7 +122,7 @@ def test_embedding_outputs_are_judged_by_the_cosine_floor_alone():
     assert not EMBEDDINGS.meets(dynamic.judged) and embeddings.meets(dynamic.judged)
     choice = pick([base, dynamic], embeddings, base)
     assert choice.chosen.name == "dynamic"
-    assert embeddings.describe() == ("cosine mean >= 0.99 and cosine p5 >= 0.95 on held-back samples (embedding "
+    assert embeddings.describe() == ("cosine mean >= 0.99 and cosine p5 >= 0.95 on the judging samples (embedding "
                                      "outputs: no top-1 agreement)")
     poor = row("int8", 0.3, 250, 5.0, (0.86, 0.80), agreement=0.3)
     assert embeddings.shortfall(poor.judged) == \

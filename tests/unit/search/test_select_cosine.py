@@ -38,7 +38,9 @@ def test_the_table_the_rule_and_the_tuning_name_the_cosine_floor(by_cosine):
     block = by_cosine.block
     floor = block["criterion"]
     assert "embeddings cosine mean >= 0.98 and cosine p5 >= 0.95;" in floor and "one-sided 95 %" in floor
-    assert block["data"]["tuned_on"].endswith(f"by fidelity ({floor})")
+    # The same rule, named with the samples each judged on: the tuning, its own calibration samples.
+    tuned = floor.replace("on evaluation samples", "on calibration (not held back) samples")
+    assert tuned != floor and block["data"]["tuned_on"].endswith(f"by fidelity ({tuned})")
     rows = block["candidates"]
     assert len(rows) > 2 and all(0 < r["cosine_p5"] <= r["cosine_mean"] <= 1.000001 for r in rows), rows
     assert [r.judged.cosine_mean for r in by_cosine.table] == [r["cosine_mean"] for r in rows]
@@ -59,7 +61,11 @@ def test_rows_below_the_cosine_floor_are_not_chosen_and_say_so(tmp_path):
 
 def test_without_a_floor_each_output_is_judged_by_its_kind_on_every_held_back_sample(tmp_path):
     block = _select(tmp_path).block
-    assert block["criterion"].startswith("on held-back samples, each output by its kind")
+    # Nothing was held back here (8 evaluation samples judge): the rule names the samples it was judged on, as
+    # judged_by does, and the search's own decisions were judged on the samples they calibrated on.
+    assert block["criterion"].startswith("each output by its kind, on evaluation samples")
+    assert block["data"]["judged_by"] == "evaluation"
+    assert "by fidelity (each output by its kind, on calibration (not held back) samples" in block["data"]["tuned_on"]
     assert "values SQNR >= 30 dB" in block["criterion"]
     rows = block["candidates"]
     assert all(r["samples"] == 8 and len(r["kinds"]) == 1 for r in rows), rows  # one output, 8 evaluation samples
