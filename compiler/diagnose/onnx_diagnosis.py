@@ -34,7 +34,7 @@ class NodeError:
     added: float
     share: float = 0.0
     output: bool = False  # produces a graph output (the last layer: often worth keeping in float)
-    layer: str = ""  # the Keras layers behind a node of a file tf2onnx made (profile/static.keras_layers), else ""
+    layer: str = ""  # the Keras layers behind a node of a file tf2onnx made (diagnose/layer_names.keras_layers), else ""
 
     def to_dict(self) -> NodeFacts:
         sqnr = None if self.sqnr_db is None else round(self.sqnr_db, 2)
@@ -79,7 +79,7 @@ def node_errors(float_bytes: bytes, int8_bytes: bytes, feeds: list[dict[str, np.
 def node_layers(model: Any) -> dict[str, str]:
     """Node name -> the Keras layers behind it, for a file tf2onnx made from a Keras model (its Conv__3 is named by
     its own and its weights' TensorFlow scopes); {} for any other file, whose node names are the user's."""
-    from edgekiln.compiler.profile.static import TF2ONNX_NODE, keras_layers, model_scope
+    from edgekiln.compiler.diagnose.layer_names import TF2ONNX_NODE, keras_layers, model_scope
 
     if not any(TF2ONNX_NODE.search(n.name) for n in model.graph.node):
         return {}

@@ -9,7 +9,7 @@
   and short vectors that are no class decision). Judged by SQNR, the relative error of the values.
 
 The kind comes, first to last, from `--output-kind NAME=KIND` (per output); `--embedding` (every vector output
-is an embedding); the source graph (graph/final_activation.py: a final Softmax makes class probabilities, a final
+is an embedding); the source graph (evaluate/final_activation.py: a final Softmax makes class probabilities, a final
 Sigmoid on one score per sample a binary class decision); else the source model's own outputs on the judging
 samples (`infer`). Each kind is reported with where it came from (`Decided.source`).
 """
@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.graph.final_activation import final_activations
+from edgekiln.compiler.evaluate.final_activation import final_activations
 from edgekiln.compiler.manifest_schema import OutputKindNote
 from edgekiln.compiler.recipe import OUTPUT_KINDS, Recipe
 
 if TYPE_CHECKING:
-    from edgekiln.compiler.graph.final_activation import FinalActivation
+    from edgekiln.compiler.evaluate.final_activation import FinalActivation
 
 KINDS = OUTPUT_KINDS
 PEAKED = 2.0     # logits: the top entry stands this many standard deviations of its row above the second
@@ -135,7 +135,7 @@ def kinds_of(references: dict[str, np.ndarray], overrides: dict[str, str], embed
 @dataclass(frozen=True)
 class KindRule:
     """How a build names its outputs' kinds: --output-kind overrides by name, --embedding for vector outputs, the
-    source graph's final activations (`finals`, by output name: graph/final_activation.py), else the data."""
+    source graph's final activations (`finals`, by output name: evaluate/final_activation.py), else the data."""
 
     overrides: dict[str, str] = field(default_factory=dict)
     embedding: bool = False

@@ -58,6 +58,7 @@ def onnx_facts(model_bytes: bytes) -> dict[str, OpFacts]:
     """Node name -> OpFacts of the ONNX file's nodes, also keyed by their output tensors' names
     (onnxruntime names a node it rewrote after its output: '<tensor>_nchwc')."""
     from edgekiln.compiler.analyze.onnx_stats import _inferred, _macs, _shapes
+    from edgekiln.compiler.diagnose.layer_names import TF2ONNX_NODE, keras_layers, model_scope
 
     model = _inferred(model_bytes)
     shapes, constants = _shapes(model), {t.name: t for t in model.graph.initializer}
@@ -85,29 +86,6 @@ def onnx_facts(model_bytes: bytes) -> dict[str, OpFacts]:
                 break
         facts.setdefault(tensor, fact)
     return facts
-
-
-TF2ONNX_NODE = re.compile(r"__\d+$")  # a node tf2onnx inserted (Conv__3, .../Mean_Squeeze__9): made from TensorFlow
-
-
-def keras_layers(names: list[str], scope: str = "") -> str:
-    """The Keras layers named by TensorFlow scopes among `names` (after the model's `scope`), joined by '+'
-    ("conv2d_4+batch_normalization_4" for `conv2d_4_1/convolution/merged_input:0` and
-    `batch_normalization_4_1/batchnorm/sub:0`: TensorFlow scopes a layer as its name + `_N`); "" when none has one."""
-    inner = [name.removeprefix(scope) for name in names if name.startswith(scope)]
-    found = [re.sub(r"_\d+$", "", name.split("/")[0]) for name in inner if "/" in name.strip("/")]
-    return "+".join(dict.fromkeys(layer for layer in found if layer))
-
-
-def model_scope(names: list[str]) -> str:
-    """The scope every scoped node name starts with, the model's ('StatefulPartitionedCall/model_1/'); "" when the
-    names start with the layers' own (a file edgekiln converted: emit/onnx_convert.shorten_names drops it)."""
-    scoped = [name.split("/") for name in names if "/" in name]
-    prefix: list[str] = []
-    while scoped and all(len(parts) > len(prefix) + 2 for parts in scoped) and \
-            len({parts[len(prefix)] for parts in scoped}) == 1:
-        prefix.append(scoped[0][len(prefix)])
-    return "".join(f"{part}/" for part in prefix)
 
 
 _FUSED_ACTIVATIONS = {"Relu", "Clip", "LeakyRelu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish"}

@@ -81,7 +81,8 @@ def test_a_classifier_that_never_flips_on_100_samples_is_eligible_in_int8(tmp_pa
 @pytest.mark.parametrize("as_dict", [False, True])
 def test_keras_heads_are_named_as_the_export_names_them(tmp_path, as_dict):
     """A Keras model's final activations, by the SavedModel's output names (output_0... or the dict's keys)."""
-    from edgekiln.compiler.graph import final_activation, keras_graph
+    from edgekiln.compiler.evaluate import final_activation
+    from edgekiln.compiler.graph import keras_graph
     from edgekiln.compiler.tf_env import import_keras
 
     keras = import_keras()

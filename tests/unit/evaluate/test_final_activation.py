@@ -9,7 +9,7 @@ import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
 from edgekiln.compiler.evaluate.output_kinds import KindRule
-from edgekiln.compiler.graph import final_activation
+from edgekiln.compiler.evaluate import final_activation
 
 RNG = np.random.default_rng(0)
 
