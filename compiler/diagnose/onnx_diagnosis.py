@@ -34,7 +34,7 @@ class NodeError:
     added: float
     share: float = 0.0
     output: bool = False  # produces a graph output (the last layer: often worth keeping in float)
-    layer: str = ""  # the Keras layers behind a node of a file tf2onnx made (diagnose/layer_names.keras_layers), else ""
+    layer: str = ""  # the Keras layers behind a node of a file tf2onnx made (layer_names.keras_layers), else ""
 
     def to_dict(self) -> NodeFacts:
         sqnr = None if self.sqnr_db is None else round(self.sqnr_db, 2)

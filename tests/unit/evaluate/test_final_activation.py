@@ -8,8 +8,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate import final_activation
+from edgekiln.compiler.evaluate.output_kinds import KindRule
 
 RNG = np.random.default_rng(0)
 
