@@ -21,6 +21,7 @@ from pathlib import Path
 from edgekiln.compiler import Progress
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.emulate import wheels
+from edgekiln.compiler.emulate.cycles import label
 from edgekiln.compiler.emulate.elf_symbols import Symbolizer
 from edgekiln.compiler.emulate.platforms import platform_for
 from edgekiln.compiler.emulate.run import TIMEOUT_S, board_root, load_target
@@ -32,7 +33,6 @@ HERE = Path(__file__).resolve().parent / "qemu_plugin"
 PLUGIN_SOURCE, DRIVER = HERE / "insn_classes.c", HERE / "invoke.py"
 CLASSES = ("int_simd_mac", "float_simd", "simd_other", "load_store", "branch", "other")
 QEMU = {"aarch64": "qemu-aarch64"}  # Debian's qemu-user: the dynamic build, which loads TCG plugins
-LABEL = "executed instructions on an emulated {core}; not a timing"
 
 
 @dataclass(frozen=True)
@@ -76,11 +76,11 @@ class Witness:
                 "by_symbol": {name: {"total": sum(c.values()), **c} for name, c in ranked}}
 
 
-def witness(model: Path, target_name: str, runtime_dir: Path, requirements: list[str] | None = None,
+def witness(model: Path, target_name: str | Target, runtime_dir: Path, requirements: list[str] | None = None,
             progress: Progress = lambda stage: None) -> Witness:
-    """Count one warm invoke of `model` (.tflite / .onnx) on the emulated target, with `runtime_dir`'s
-    runtime package and `requirements` (default: what a bundle of that format pins for the target)."""
-    target = load_target(target_name)
+    """Count one warm invoke of `model` (.tflite / .onnx) on the emulated target (a name, or a loaded one),
+    with `runtime_dir`'s runtime package and `requirements` (default: what a bundle of that format pins)."""
+    target = load_target(target_name) if isinstance(target_name, str) else target_name
     qemu, plugin = tools(target)
     platform = platform_for(target)
     userland = debian_userland(platform, target, progress)
@@ -92,7 +92,7 @@ def witness(model: Path, target_name: str, runtime_dir: Path, requirements: list
     runs = [_count(qemu, plugin, board, userland.python, paths, target, model.resolve(), n) for n in (1, 0)]
     runtime = runs[0][1]
     return Witness(model.name, target.name, target.qemu_cpu, runtime, runs[0][0].minus(runs[1][0]),
-                   LABEL.format(core=target.qemu_cpu))
+                   label(target))
 
 
 def tools(target: Target) -> tuple[str, Path]:

@@ -1,0 +1,94 @@
+"""The emulated estimate as evidence: between device timings and the cost model, only where the target file's
+cross-validated errors say it beats the cost model (emulate/cycles.standing), else a cross-check that decides
+nothing. Pure rule on tables and target files: no emulator runs here."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from edgekiln import targets
+from edgekiln.compiler.emulate.cycles import Standing, emulated_ms, label, standing
+from edgekiln.compiler.evaluate.criterion import Criterion
+from edgekiln.compiler.search.candidate import Candidate
+from edgekiln.compiler.search.choose import decide, evidence_for
+from tests.choice_rule import candidate_row
+
+FLOOR = Criterion()
+WINS = Standing(True, "the emulated estimate decides: ...", 0.05)
+LOSES = Standing(False, "a cross-check, not a decider: ...", 2.49)
+
+
+def row(name: str, estimate: float, emulated: float | None, size: int) -> Candidate:
+    quantize = "none" if name == "float32" else "int8"
+    made = candidate_row(name, "tflite", quantize, size, 1.0, 10, 45.0 if quantize == "int8" else None, 1.0,
+                         estimate_ms=estimate)
+    return made.timed(emulated_ms=emulated)
+
+
+def table() -> list[Candidate]:
+    """The cost model favours int8 (2.7x); the emulated counts favour float32 (int8 executes more)."""
+    return [row("float32", 46.0, 30.0, 4000), row("int8", 17.0, 60.0, 1000)]
+
+
+def test_an_emulated_estimate_that_earned_it_ranks_between_device_and_cost_model():
+    rows = table()
+    evidence = evidence_for([r.timings for r in rows], "rpi4", "aarch64", "x86_64", True, 0.095, WINS)
+    assert (evidence.kind, evidence.margin, evidence.label) == ("emulated", 1.05, "rpi4 emulated estimate")
+    assert decide(rows, FLOOR, rows[0], evidence).chosen.name == "float32"
+    assert evidence.to_dict()["emulated"] == {"decides": True, "why": WINS.why}
+    timed = [r.timed(device_p50_ms=5.0) for r in rows]  # device timings still come first
+    assert evidence_for([r.timings for r in timed], "rpi4", "aarch64", "x86_64", True, 0.095, WINS).kind == "device"
+
+
+def test_an_emulated_estimate_that_loses_is_a_cross_check_the_cost_model_decides():
+    rows = table()
+    evidence = evidence_for([r.timings for r in rows], "rpi4", "aarch64", "x86_64", True, 0.095, LOSES)
+    assert evidence.kind == "estimate"
+    assert decide(rows, FLOOR, rows[0], evidence).chosen.name == "int8"
+    assert evidence.to_dict()["emulated"] == {"decides": False, "why": LOSES.why}
+
+
+def test_a_row_without_an_emulated_estimate_leaves_the_cost_model_deciding():
+    rows = [table()[0], row("int8", 17.0, None, 1000)]
+    assert evidence_for([r.timings for r in rows], "rpi4", "aarch64", "x86_64", True, 0.095, WINS).kind == "estimate"
+
+
+def test_rpi4s_target_file_says_the_counts_lose_today_and_why():
+    found = standing(targets.load("rpi4"))
+    assert not found.decides
+    assert found.why.startswith("a cross-check, not a decider: mean |leave-one-out error| 88.8% vs the cost "
+                                "model's 9.3%")
+
+
+def test_the_ranking_follows_the_target_files_measured_errors_not_a_constant():
+    rpi4 = targets.load("rpi4")
+    assert rpi4.emulated is not None
+    better = dataclasses.replace(rpi4.emulated, mean_abs_error=0.05, ratio_error=0.04)
+    assert standing(dataclasses.replace(rpi4, emulated=better)).decides
+    half = dataclasses.replace(rpi4.emulated, mean_abs_error=0.05)  # its ratio error still the larger
+    assert not standing(dataclasses.replace(rpi4, emulated=half)).decides
+
+
+def test_boards_without_anchors_borrow_a_stall_and_never_decide():
+    for name, core in (("rpi5", "Cortex-A76"), ("rpi-zero-2w", "Cortex-A53")):
+        board = targets.load(name)
+        assert board.emulated is not None and board.emulated.core == core
+        assert board.emulated.cycles_basis.startswith("assumed")
+        found = standing(board)
+        assert not found.decides and "borrowed from" in found.why
+    assert label(targets.load("rpi5")) == "executed instructions on an emulated Cortex-A76; not a timing"
+
+
+def test_counts_become_milliseconds_through_cycles_clock_stall_and_threads():
+    rpi4 = targets.load("rpi4")
+    assert rpi4.emulated is not None and rpi4.estimate is not None
+    costs = dataclasses.replace(rpi4.emulated, stall=2.0, clock_ghz=1.5,
+                                cycles={"int_simd_mac": 1.0, "float_simd": 0.5, "other": 0.5})
+    board = dataclasses.replace(rpi4, emulated=costs)
+    counts = {"int_simd_mac": 1_000_000, "float_simd": 2_000_000, "other": 0}
+    # 2 * (1e6 + 1e6) cycles / 1.5e6 cycles per ms = 2.667 ms on one thread; 4 threads at the cost model's efficiency
+    assert emulated_ms(board, counts, 1) == pytest.approx(8 / 3)
+    assert emulated_ms(board, counts, 4) == pytest.approx(8 / 3 / (1 + 3 * rpi4.estimate.thread_efficiency))
+    assert emulated_ms(dataclasses.replace(rpi4, emulated=None), counts, 1) is None
