@@ -43,7 +43,7 @@ from bench.anchor_models import tflite_bytes  # noqa: E402
 from bench.fit_estimate import PUBLISHED, THREADS, Key  # noqa: E402
 from edgekiln import runtime, targets  # noqa: E402
 from edgekiln.compiler.emulate.cycles import emulated_ms  # noqa: E402
-from edgekiln.compiler.emulate.witness import witness  # noqa: E402
+from edgekiln.compiler.emulate.witness import DRIVER, PLUGIN_SOURCE, witness  # noqa: E402
 from edgekiln.targets import EmulatedCosts, Target  # noqa: E402
 
 # Reciprocal throughput per class, per QEMU core (all ASSUMED, see the docstring), and what each rests on.
@@ -62,6 +62,7 @@ CORES: dict[str, tuple[str, dict[str, float], str]] = {
                    "load pipes and a store pipe, two branch units, three integer ALUs; SDOT counted like SMLAL"),
 }
 CLOCK_GHZ = {"rpi4": 1.5, "rpi3": 1.4, "rpi-zero-2w": 1.0, "rpi5": 2.4, "generic-aarch64": 1.5}
+PLUGIN = hashlib.sha256(PLUGIN_SOURCE.read_bytes() + DRIVER.read_bytes()).hexdigest()[:8]  # counts of this plugin
 BORROWED = {"rpi5": "rpi4", "rpi-zero-2w": "rpi3", "generic-aarch64": "rpi4"}  # boards without anchors
 
 
@@ -69,7 +70,7 @@ def counted(key: Key, board: str, anchors: Path, cache: Path) -> dict[str, int]:
     """Instructions by class of one warm invoke of an anchor model on the board's core (cached by its hash)."""
     data = tflite_bytes(key[0], key[1], anchors)
     core = targets.load(board).qemu_cpu
-    found = cache / f"{core}-{key[0]}-{key[1]}-{hashlib.sha256(data).hexdigest()[:16]}.json"
+    found = cache / f"{core}-{key[0]}-{key[1]}-{hashlib.sha256(data).hexdigest()[:16]}-{PLUGIN}.json"
     if not found.is_file():
         model = cache / f"{key[0]}-{key[1]}.tflite"
         cache.mkdir(parents=True, exist_ok=True)

@@ -179,7 +179,8 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
         rows, device_evidence, device_method = on_device.raced(racer, target, rows, set(eligible_names),
                                                                baselines - set(unrunnable), criterion, runs, threads)
     competing = [r for r in rows if r.name in eligible_names]
-    evidence = device_evidence if device_method is not None else _evidence(competing, target, emulated)
+    evidence = replace(device_evidence, emulated=emulated) if device_method is not None else \
+        _evidence(competing, target, emulated)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: _ms(evidence, r))  # the fastest float32
     choice = decide(competing, criterion, yardstick if timed else None, evidence)
     table = _table(rows, choice, unrunnable)

@@ -9,7 +9,6 @@ classes the kernels execute, never on how many instructions.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -41,9 +40,10 @@ def built(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("emulated")
     (root / "conv.onnx").write_bytes(conv16().SerializeToString())
     np.savez(root / "calib.npz", x=np.random.default_rng(1).random((24, 8, 16, 16), dtype=np.float32))
-    (root / "recipe.toml").write_text(f'source = "{root / "conv.onnx"}"\ntarget = "rpi4"\ncalib = "{root / "calib.npz"}"'
-                                      f'\noutput = "{root / "b"}"\nformat = "onnx"\nquantize = "int8"\nvariant = "int8"'
-                                      '\nbench_runs = 10\n')
+    recipe = {"source": root / "conv.onnx", "target": "rpi4", "calib": root / "calib.npz", "output": root / "b",
+              "format": "onnx", "quantize": "int8", "variant": "int8"}  # float32 and int8 only: 4 emulated runs
+    (root / "recipe.toml").write_text("".join(f'{key} = "{value}"\n' for key, value in recipe.items())
+                                      + "bench_runs = 10\n")
     runner = CliRunner()
     done = runner.invoke(app, ["build", "--recipe", str(root / "recipe.toml"), "--emulate-witness"],
                          env={"COLUMNS": "240"})
