@@ -20,10 +20,14 @@ emulated estimate may rank candidates. Boards without published figures (rpi5, r
 get their core's cycles and clock with the stall of an anchored board (BORROWED) and no error: a cross-check
 only.
 
-Measured (ai-edge-litert 2.3.0, qemu-aarch64 7.2): rpi4 LOSES, leave-one-out -54.8% .. +208.5% (mean |error|
+Measured (ai-edge-litert 2.3.0, qemu-aarch64 7.2): rpi4 LOSES, leave-one-out -54.8% .. +208.4% (mean |error|
 88.8%) vs the cost model's -12.4% .. +18.0% (9.3%); int8 / float32 ratio 1.09 vs published 0.31 for
 MobileNet v1. int8 MobileNet v1 executes 174.6 M instructions (73.5 M SMULL/SMLAL-class) against float32's
 210.5 M (145.9 M FMLA-class): counts weighted by these assumed costs cannot see the device's 3x int8 speed-up.
+rpi3 (Cortex-A53, XNNPACK picks other microkernels: 332.2 M instructions for float32 MobileNet v1) LOSES too:
+-49.1% .. +111.4% (mean |error| 49.6%, ratio error 97.2%) vs the cost model's -14.4% .. +31.9% (16.7%, 2.8%).
+Counts come from the windowed plugin (one invoke between two marks); the earlier difference of two runs gave
+the same rpi4 band to 0.1 point.
 """
 
 from __future__ import annotations
