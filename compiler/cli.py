@@ -285,6 +285,7 @@ def sweep(
     target: TargetOpt = None,
     threads: ThreadsOpt = None,
     runs: RunsOpt = None,
+    emulate_witness: EmulateWitnessOpt = False,
     quantize: Annotated[str | None, typer.Option(
         "--quantize", "-q", help="Variants, e.g. float32,int8,int8+rewrites (auto, the default: one per storage "
                                  "mode).", rich_help_panel=SWEEP)] = None,
