@@ -94,3 +94,19 @@ def test_the_driver_marks_the_window_the_plugin_reads():
     for mark in ("0xED6E0001", "0xED6E0002"):
         assert mark in source and mark in driver
     assert driver.index("MARK_START)") < driver.index("model.backend.run(feeds)\nmark(MARK_END)")
+
+
+def test_a_stripped_library_still_counts_per_function_by_its_unwind_table(decoder, tmp_path):
+    named = read_symbols(str(decoder))
+    start = named.starts[named.names.index("edgekiln_insn_class")]
+    stripped = tmp_path / "stripped.so"
+    done = subprocess.run(["strip", "--strip-all", "--keep-symbol=none", "-o", str(stripped), str(decoder)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    found = read_symbols(str(stripped))
+    assert "edgekiln_insn_class" in found.names  # exported: .dynsym keeps its name
+    local = [n for n in found.names if n.startswith("fn_")]  # the static helpers: named by their address
+    assert local and all(int(n[3:], 16) != start for n in local)
+    k = found.names.index("edgekiln_insn_class")
+    assert found.starts[k] == start
+    assert all(end <= after for end, after in zip(found.ends, found.starts[1:], strict=False))  # no overlap
