@@ -92,3 +92,36 @@ def test_counts_become_milliseconds_through_cycles_clock_stall_and_threads():
     assert emulated_ms(board, counts, 1) == pytest.approx(8 / 3)
     assert emulated_ms(board, counts, 4) == pytest.approx(8 / 3 / (1 + 3 * rpi4.estimate.thread_efficiency))
     assert emulated_ms(dataclasses.replace(rpi4, emulated=None), counts, 1) is None
+
+
+def _counted(row: Candidate, instructions: int) -> Candidate:
+    """The row with an emulated count as search/emulated.py records it."""
+    return dataclasses.replace(row, emulated={
+        "board": "rpi4", "core": "cortex-a72", "runtime": "ai-edge-litert 2.3.0", "instructions": instructions,
+        "label": "executed instructions on an emulated Cortex-A72; not a timing",
+        "by_class": {"int_simd_mac": 0, "float_simd": instructions}, "estimate_ms": row.timings.emulated_ms})
+
+
+def _block(standing_: Standing) -> dict:
+    rows = [_counted(r, n) for r, n in zip(table(), (2_000_000, 4_000_000), strict=True)]
+    evidence = evidence_for([r.timings for r in rows], "rpi4", "aarch64", "x86_64", True, 0.095, standing_)
+    choice = decide(rows, FLOOR, rows[0], evidence)
+    return {"requested": "auto", "variant": choice.chosen.name, "reason": choice.reason,
+            "criterion": FLOOR.describe(), "yardstick": "float32", "candidates": [c.to_row() for c in choice.table],
+            "timing": {"threads": 4, "rounds": 7, "runs_per_candidate": {"float32": 10, "int8": 10}},
+            "evidence": dict(choice.evidence.to_dict(), host_would_choose=choice.host_choice)}
+
+
+def test_the_summary_prints_the_counts_beside_the_estimate_and_names_an_emulated_decision(capsys, monkeypatch):
+    from edgekiln.compiler import summary
+    from edgekiln.compiler.console import console
+
+    monkeypatch.setattr(console, "width", 400)
+    summary.print_candidates(_block(LOSES))
+    shown = capsys.readouterr().out
+    assert "rpi4 est. ms   emul. Minstr   emul. ms" in shown and "4.00" in shown and "60.000" in shown
+    assert "a cross-check, not a decider: ..." in shown and "decided by: chosen by the rpi4 estimate" in shown
+    summary.print_candidates(_block(WINS))
+    shown = capsys.readouterr().out
+    assert ("decided by: chosen by the rpi4 emulated estimate: executed instructions on an emulated Cortex-A72; "
+            "not a timing (margin 5%)") in shown
