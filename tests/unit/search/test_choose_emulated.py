@@ -125,3 +125,13 @@ def test_the_summary_prints_the_counts_beside_the_estimate_and_names_an_emulated
     shown = capsys.readouterr().out
     assert ("decided by: chosen by the rpi4 emulated estimate: executed instructions on an emulated Cortex-A72; "
             "not a timing (margin 5%)") in shown
+
+
+@pytest.mark.parametrize("name", ["x86-64", "rpi3-armv7l"])
+def test_emulate_witness_is_refused_in_one_line_where_no_aarch64_core_can_be_counted(name):
+    from edgekiln.compiler.errors import TargetError
+    from edgekiln.compiler.search.emulated import check
+
+    with pytest.raises(TargetError, match=f"--emulate-witness counts instructions on an emulated aarch64 core; "
+                                          f"target {name} is"):
+        check(targets.load(name))
