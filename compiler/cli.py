@@ -29,6 +29,7 @@ from edgekiln.compiler.cli_options import (
     DistillOpt,
     DropLayersOpt,
     EmbeddingOpt,
+    EmulateWitnessOpt,
     EvalOpt,
     GoldenSamplesOpt,
     InputShapeOpt,
@@ -127,6 +128,7 @@ def build(
     target: TargetOpt = None,
     threads: ThreadsOpt = None,
     runs: RunsOpt = None,
+    emulate_witness: EmulateWitnessOpt = False,
     device: Annotated[list[str] | None, typer.Option(help="Time the candidates on user@host[:port] over SSH, "
                                                            "choose by it and deploy there (repeats).",
                                                       rich_help_panel=TARGET)] = None,
@@ -283,6 +285,7 @@ def sweep(
     target: TargetOpt = None,
     threads: ThreadsOpt = None,
     runs: RunsOpt = None,
+    emulate_witness: EmulateWitnessOpt = False,
     quantize: Annotated[str | None, typer.Option(
         "--quantize", "-q", help="Variants, e.g. float32,int8,int8+rewrites (auto, the default: one per storage "
                                  "mode).", rich_help_panel=SWEEP)] = None,

@@ -66,6 +66,9 @@ ThreadsOpt = Annotated[int | None, typer.Option(help="Threads for host measureme
                                                 rich_help_panel=TARGET)]
 RunsOpt = Annotated[int | None, typer.Option("--runs", help="Timed runs per latency measurement.",
                                              rich_help_panel=TARGET)]
+EmulateWitnessOpt = Annotated[bool, typer.Option("--emulate-witness", help="Also count each candidate's executed "
+                                                "instructions on the target's emulated core (slow; a cross-check).",
+                                                rich_help_panel=TARGET)]
 
 # Quantization
 CalibrationOpt = Annotated[Calibration | None, typer.Option(help="How int8 activation ranges are calibrated "
@@ -189,4 +192,5 @@ def _input_shapes(texts: list[str] | None) -> dict[str, tuple[int, ...]] | None:
 
 _CONVERT: dict[str, Callable[[Any], Any]] = {"mean": floats, "std": floats, "input_shape": _input_shapes,
                                              "embedding": _switch, "unsafe": _switch, "force": _switch,
-                                             "qat": _switch, "distill": _width}
+                                             "qat": _switch, "distill": _width,
+                                             "emulate_witness": _switch}

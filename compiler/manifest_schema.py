@@ -275,6 +275,27 @@ class Accuracy(TypedDict):
     how: NotRequired[Provenance]
 
 
+class EmulatedStanding(TypedDict):
+    """Whether the target's emulated estimate ranks the candidates (emulate/cycles.standing): only where both its
+    cross-validated errors are below the cost model's (read from the target file), else a cross-check."""
+
+    decides: bool
+    why: str
+
+
+class EmulatedCount(TypedDict):
+    """One warm invoke's executed instructions on the target's emulated core (build --emulate-witness,
+    search/emulated.py): a count, not a timing."""
+
+    board: str
+    core: str
+    runtime: str
+    label: str  # "executed instructions on an emulated Cortex-A72; not a timing"
+    instructions: int
+    by_class: dict[str, int]  # int_simd_mac, float_simd, simd_other, load_store, branch, other
+    estimate_ms: float | None  # the count through the target's per-class cycle costs ([emulated]); None: none
+
+
 class EvidenceEntry(TypedDict, total=False):
     """An Evidence as the manifest's quantization.evidence and a sweep's summary write it (Evidence.to_dict);
     `device` only for device timings, `host_would_choose` added by the search (select.py)."""
@@ -287,6 +308,7 @@ class EvidenceEntry(TypedDict, total=False):
     warning: str | None
     device: str
     host_would_choose: str | None
+    emulated: EmulatedStanding  # only when the candidates were counted (build --emulate-witness)
 
 
 class CandidateRow(TypedDict, total=False):
@@ -315,6 +337,7 @@ class CandidateRow(TypedDict, total=False):
     intervals: dict[str, list[float]]
     verdict: str
     short: str
+    emulated: EmulatedCount  # only with build --emulate-witness
 
 
 class RaceMethod(TypedDict):

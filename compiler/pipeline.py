@@ -36,7 +36,7 @@ from edgekiln.compiler.manifest_schema import Manifest
 from edgekiln.compiler.measure import check_cosine_floor, measure_all
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.recipe import Recipe, check_paths
-from edgekiln.compiler.search import formats
+from edgekiln.compiler.search import emulated, formats
 from edgekiln.compiler.search.on_device import DeviceTimer
 from edgekiln.compiler.search.select import FormatPlan, Selection, select
 from edgekiln.targets import Target, TargetFileError
@@ -63,6 +63,8 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
     check_paths(recipe)                                    # the files named exist, before any work
     target = resolve_target(recipe.target)
     chosen_formats = formats.resolve(recipe, target)       # one, or every format the target runs (measured)
+    if recipe.emulate_witness:
+        emulated.check(target)                             # an emulable core, qemu-user and cc, before the work
     output = Path(recipe.output)
     bundle.check_writable(output, recipe.force)            # fail before minutes of work, not after
     notes: list[str] = []                                  # target checks --force overrode

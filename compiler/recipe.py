@@ -95,7 +95,7 @@ LIMITS: dict[str, tuple[float, float]] = {
 EMBEDDING_FLOOR = (0.99, 0.95)
 OPEN_BELOW = frozenset({"min_cosine", "min_cosine_p5", "distill"})  # the lower bound itself is refused
 INTEGERS = frozenset(LIMITS) - {"max_drop", "prune_time"} - OPEN_BELOW
-BOOLS = ("int8_io", "unsafe", "force", "embedding", "qat")
+BOOLS = ("int8_io", "unsafe", "force", "embedding", "qat", "emulate_witness")
 # What an output is, for judging it (compiler/evaluate/output_kinds.py): a class decision, an embedding, values.
 OUTPUT_KINDS = ("class", "embedding", "values")
 # text (or os.PathLike from Python)
@@ -173,6 +173,9 @@ class Recipe:
         variant: ship exactly this candidate of the format (e.g. "int8+rewrites"; needs a single format): only it,
             what it is built from and the float32 baseline are built. A sweep point's recipe pins it, so
             `build --recipe` remakes that point.
+        emulate_witness: count each candidate's executed instructions on the target's emulated core (QEMU with
+            edgekiln's plugin, search/emulated.py): a cross-check beside the estimate, which ranks the candidates
+            only where the target file's cross-validated errors say it beats the cost model.
     """
 
     source: str
@@ -215,6 +218,7 @@ class Recipe:
     output_kind: dict[str, str] | None = None
     qat: bool = False
     distill: float | str | None = None
+    emulate_witness: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_layers", _drop_count(self.drop_layers))

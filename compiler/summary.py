@@ -15,6 +15,7 @@ from edgekiln.compiler.console import console
 if TYPE_CHECKING:
     from edgekiln.compiler.manifest_schema import (
         BudgetSplit,
+        CandidateRow,
         Fidelity,
         LayerDrop,
         Manifest,
@@ -201,6 +202,22 @@ def _encoder_search_row(table: Table, search: PruningSearch | None) -> None:
 COSINE_LEGEND = " cos / cos p5 = cosine to the source per output vector, mean / 5th percentile;"
 
 
+def _emulated_cells(row: CandidateRow) -> tuple[str, str]:
+    counted = row.get("emulated")
+    if counted is None:
+        return "-", "-"
+    return f"{counted['instructions'] / 1e6:.2f}", _opt(counted["estimate_ms"], "{:.3f}")
+
+
+def emulated_note(q: Quantization) -> str:
+    """What the emulated columns are, and whether they decided (quantization.evidence.emulated)."""
+    counted = next(row["emulated"] for row in q["candidates"] if "emulated" in row)
+    standing = (q.get("evidence") or {}).get("emulated")
+    why = f"; {standing['why']}" if standing else ""
+    return (f"emul. Minstr = {counted['label']} (one warm invoke, 1 thread, {counted['runtime']}, on "
+            f"{counted['board']}); emul. ms = those counts through the target's per-class cycle costs{why}")
+
+
 def print_candidates(q: Quantization) -> None:
     """The candidate table of a build: every variant measured side by side, the verdict, the reason."""
     from rich import box
@@ -209,10 +226,12 @@ def print_candidates(q: Quantization) -> None:
     evidence = q.get("evidence") or {}
     estimated = any(row.get("estimate_ms") is not None for row in q["candidates"])
     on_device = any(row.get("device_p50_ms") is not None for row in q["candidates"])
+    emulated = any("emulated" in row for row in q["candidates"])  # build --emulate-witness: counts beside it
     cosine = any(row.get("cosine_mean") is not None for row in q["candidates"])  # vector outputs
     target = evidence.get("target") or "target"
     table = Table(title=f"candidates (--quantize {q['requested']})", box=box.SIMPLE_HEAD, pad_edge=False)
     columns = ("variant", "kB", "host p50 ms", *((f"{target} est. ms",) if estimated else ()),
+               *(("emul. Minstr", "emul. ms") if emulated else ()),
                *(("device p50 ms",) if on_device else ()), "SQNR", "top-1", *(("cos", "cos p5") if cosine else ()),
                *(("acc %",) if labelled else ()), "parts", "verdict")
     for column in columns:
@@ -221,6 +240,7 @@ def print_candidates(q: Quantization) -> None:
     for row in q["candidates"]:
         cells = [row["name"], f"{row['bytes'] / 1000:.1f}", _opt(row["p50_ms"], "{:.3f}"),
                  *((_opt(row.get("estimate_ms"), "{:.3f}"),) if estimated else ()),
+                 *(_emulated_cells(row) if emulated else ()),
                  *((_opt(row.get("device_p50_ms"), "{:.3f}"),) if on_device else ()),
                  "inf" if row["sqnr_db"] is None else f"{row['sqnr_db']:.1f}", _opt(row["agreement"], "{:.3f}"),
                  *((_opt(row.get("cosine_mean"), "{:.6f}"), _opt(row.get("cosine_p5"), "{:.6f}")) if cosine else ()),
@@ -236,6 +256,8 @@ def print_candidates(q: Quantization) -> None:
                   f"Nx = N times {q.get('yardstick', 'float32')}'s {evidence.get('label', 'host p50')}[/dim]")
     if evidence.get("warning"):
         console.print(f"[bold yellow]WARNING:[/bold yellow] {evidence['warning']}")
+    if emulated:
+        console.print(f"[dim]{escape(emulated_note(q))}[/dim]")
     raced = q["timing"].get("device")
     if raced:  # build --device: where and how the device column was timed
         console.print(f"[dim]device p50 on {raced['device']} ({raced['cpu']}, {raced['machine']}, {raced['runtime']}, "
@@ -285,7 +307,9 @@ def _evidence_line(q: Quantization) -> str:
     host = evidence.get("host_would_choose")
     agrees = "" if host is None else ("; host timing agrees" if host == q["variant"] else
                                       f"; host timing would have chosen {host}")
-    return f"chosen by the {evidence['label']} (margin {margin_text(evidence['margin'])}){agrees}"
+    counted = next((row["emulated"] for row in q["candidates"] if "emulated" in row), None)
+    what = f": {counted['label']}" if evidence["kind"] == "emulated" and counted else ""
+    return f"chosen by the {evidence['label']}{what} (margin {margin_text(evidence['margin'])}){agrees}"
 
 
 def _origin(origin: str) -> str:

@@ -86,6 +86,12 @@ class Estimate:
     at_bound: tuple[str, ...] = ()
 
     @property
+    def mean_abs_loo_error(self) -> float | None:
+        """Mean |leave-one-out error| over the anchors (None without cross-validated anchors)."""
+        errors = [abs(a.loo_error) for a in self.anchors if a.loo_error is not None]
+        return sum(errors) / len(errors) if errors else None
+
+    @property
     def fitted_on(self) -> tuple[str, ...]:
         return tuple(f"{a.model} {a.dtype}" for a in self.anchors if a.fitted)
 
@@ -110,6 +116,30 @@ class Estimate:
         return (f"fitted on {len(self.fitted_on)} published anchors of this board; each held out in turn, "
                 f"leave-one-out error {lo * 100:+.0f}% .. {hi * 100:+.0f}% (4 rates fitted on {n - 1} points: "
                 f"{dof} degree{'' if dof == 1 else 's'} of freedom{loose}){bound}")
+
+
+@dataclass(frozen=True)
+class EmulatedCosts:
+    """From executed-instruction counts on the emulated core to milliseconds (compiler/emulate/cycles.py).
+
+    core: the core, as ARM names it; clock_ghz: the board's clock; cycles: reciprocal throughput per
+        instruction class (compiler/emulate/witness.CLASSES), with cycles_basis saying where they come from
+        ("assumed" when not quoted from the core's optimization guide); stall: the one fitted factor
+        (measured stalls over the ideal issue rate), stall_basis: fitted on which anchors, or borrowed from
+        which board. error_band / mean_abs_error: leave-one-out relative error of the emulated estimate over
+        the board's published anchors; ratio_error: largest cross-validated error of an int8 / float32 ratio
+        (None: not measured on this board: the emulated estimate can never rank candidates here).
+    """
+
+    core: str
+    clock_ghz: float
+    cycles: dict[str, float]
+    cycles_basis: str
+    stall: float
+    stall_basis: str
+    error_band: tuple[float, float] | None = None
+    mean_abs_error: float | None = None
+    ratio_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +179,7 @@ class Target:
     sources: tuple[str, ...] = field(default_factory=tuple)
     apt_packages: tuple[str, ...] = ()
     estimate: Estimate | None = None
+    emulated: EmulatedCosts | None = None
 
     def to_dict(self) -> dict[str, object]:
         """Plain dict for the manifest (the estimate's figures are reported in latency.target_estimate)."""
@@ -156,6 +187,7 @@ class Target:
         data["sources"] = list(self.sources)
         data["apt_packages"] = list(self.apt_packages)
         data.pop("estimate")
+        data.pop("emulated")
         return data
 
 
@@ -197,6 +229,8 @@ def _from_dict(data: dict[str, object], path: Path) -> Target:
         values[name] = _texts(values.get(name, ()), name, path)
     if "estimate" in values:
         values["estimate"] = _estimate(values["estimate"], path)
+    if "emulated" in values:
+        values["emulated"] = _emulated(values["emulated"], path)
     _check_types(values, path)
     target = Target(**values)  # type: ignore[arg-type]
     _check_values(target, path)
@@ -278,6 +312,22 @@ def _estimate(data: object, path: Path) -> Estimate:
                and (a.loo_ms is None or _number(a.loo_ms)) for a in anchors):
         raise TargetFileError(f"target file {path}: every anchor needs published_ms > 0 and estimate_ms numbers")
     return figures
+
+
+def _emulated(data: object, path: Path) -> EmulatedCosts:
+    """The [emulated] table: per-class cycles, clock, stall and the measured errors (bench/witness_estimate.py)."""
+    if not isinstance(data, dict) or not isinstance(data.get("cycles"), dict):
+        raise TargetFileError(f"target file {path}: [emulated] must be a table with a cycles table")
+    try:
+        band = data.get("error_band")
+        costs = EmulatedCosts(**{**data, "cycles": {k: float(v) for k, v in data["cycles"].items()},
+                                 "error_band": None if band is None else (float(band[0]), float(band[1]))})
+    except (TypeError, ValueError, IndexError) as exc:
+        raise TargetFileError(f"target file {path}: bad [emulated] table: {exc}") from None
+    figures = [costs.clock_ghz, costs.stall, *costs.cycles.values()]
+    if not all(_number(v) and v > 0 for v in figures):
+        raise TargetFileError(f"target file {path}: emulated clock_ghz, stall and cycles must be positive numbers")
+    return costs
 
 
 def _number(value: object) -> bool:

@@ -3,6 +3,10 @@
 QEMU's own symbol lookup sees only the binaries it loaded (the executable, ld.so); the libraries the
 guest's ld.so maps (XNNPACK inside LiteRT, MLAS inside onnxruntime) are resolved here, on the host,
 from the files the maps name. Reads 64-bit little-endian ELF only (aarch64), with no dependency.
+
+A stripped library (onnxruntime's wheel: MLAS has no symbol left) still has its unwind table, which lists
+every function's start and length: those are named `fn_<address>` (its address in the file's own layout),
+so each kernel still counts apart from the others, stably from run to run, if not by name.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from functools import lru_cache
 from pathlib import Path
 
 SHT_SYMTAB, SHT_DYNSYM, STT_FUNC, PT_LOAD = 2, 11, 2, 1
+# .eh_frame_hdr's search table as GCC and LLVM write it: entries datarel|sdata4, FDEs with pcrel|sdata4 addresses
+EH_TABLE_ENCODING, FDE_SDATA4 = 0x3B, 0x1B
 
 
 @dataclass(frozen=True)
@@ -80,9 +86,42 @@ def read_symbols(path: str) -> ElfSymbols:
             if info & 0xF == STT_FUNC and value and size:
                 start = strings[4] + name
                 symbols.setdefault(value, (size, data[start:data.index(b"\0", start)].decode(errors="replace")))
-    ordered = sorted(symbols.items())
+    if table is None or table[1] == SHT_DYNSYM:  # stripped: the unwind table's functions, where no symbol is
+        symbols = {**unwind_functions(data, sections), **symbols}
+    ordered = _without_overlaps(sorted(symbols.items()))
     return ElfSymbols(tuple(v for v, _ in ordered), tuple(v + s for v, (s, _) in ordered),
                       tuple(n for _, (_, n) in ordered), tuple(segments))
+
+
+def unwind_functions(data: bytes, sections: list[tuple]) -> dict[int, tuple[int, str]]:
+    """start -> (length, "fn_<start>") of every function in .eh_frame_hdr's table (empty when there is none, or
+    its encoding is not the usual one)."""
+    names = sections[struct.unpack_from("<H", data, 0x3E)[0]] if sections else None
+    if names is None:
+        return {}
+    hdr = next((s for s in sections if data[names[4] + s[0]:].startswith(b".eh_frame_hdr\0")), None)
+    if hdr is None or data[hdr[4]:hdr[4] + 4] != bytes([1, FDE_SDATA4, 0x03, EH_TABLE_ENCODING]):
+        return {}
+    offset, vaddr = hdr[4], hdr[3]
+    count = struct.unpack_from("<I", data, offset + 8)[0]
+    found = {}
+    for k in range(count):
+        start, fde = (vaddr + v for v in struct.unpack_from("<ii", data, offset + 12 + 8 * k))
+        fde_offset = fde - vaddr + offset  # .eh_frame lies in the same segment: file offsets move with addresses
+        if 0 <= fde_offset + 16 <= len(data):
+            length = struct.unpack_from("<i", data, fde_offset + 12)[0]  # pc_range, after length, CIE, pc_begin
+            if length > 0:
+                found[start] = (length, f"fn_{start:x}")
+    return found
+
+
+def _without_overlaps(ordered: list[tuple[int, tuple[int, str]]]) -> list[tuple[int, tuple[int, str]]]:
+    """Sorted (start, (size, name)) with each function cut at the next one's start (bisect needs no overlap)."""
+    cut = []
+    for k, (start, (size, name)) in enumerate(ordered):
+        following = ordered[k + 1][0] if k + 1 < len(ordered) else start + size
+        cut.append((start, (min(size, following - start), name)))
+    return cut
 
 
 class Symbolizer:

@@ -2,9 +2,10 @@
 
 Runs the model in the bundle runtime under Debian's dynamic `qemu-aarch64` (the static build cannot load
 plugins) with edgekiln's TCG plugin (qemu_plugin/insn_classes.c, built on first use with the system C
-compiler into the user's cache, keyed by its source's hash). Two runs of the same process: warm-up plus one
-invoke, and warm-up alone; their difference, per class and per `library:function`, is one warm invoke.
-One guest thread, fixed hash seed: the emulator is deterministic, so two witnesses of a model agree.
+compiler into the user's cache, keyed by its source's hash). One process: a warm-up invoke, then one invoke
+between two marks the plugin sees (qemu_plugin/invoke.py), so only that warm invoke is counted, per class and
+per `library:function` (a difference of two whole runs went negative on a tiny model: start-up varied by
+more than its invoke). One guest thread, fixed hash seed: two witnesses of a model agree.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from edgekiln.compiler import Progress
 from edgekiln.compiler.device import compat
 from edgekiln.compiler.emulate import wheels
+from edgekiln.compiler.emulate.cycles import label
 from edgekiln.compiler.emulate.elf_symbols import Symbolizer
 from edgekiln.compiler.emulate.platforms import platform_for
 from edgekiln.compiler.emulate.run import TIMEOUT_S, board_root, load_target
@@ -32,25 +34,14 @@ HERE = Path(__file__).resolve().parent / "qemu_plugin"
 PLUGIN_SOURCE, DRIVER = HERE / "insn_classes.c", HERE / "invoke.py"
 CLASSES = ("int_simd_mac", "float_simd", "simd_other", "load_store", "branch", "other")
 QEMU = {"aarch64": "qemu-aarch64"}  # Debian's qemu-user: the dynamic build, which loads TCG plugins
-LABEL = "executed instructions on an emulated {core}; not a timing"
 
 
 @dataclass(frozen=True)
 class Counts:
-    """Instructions by class, overall and per `library:function`, for one process or a difference of two."""
+    """Instructions by class, overall and per `library:function`, in the plugin's counting window."""
 
     by_class: dict[str, int]
     by_symbol: dict[str, dict[str, int]]
-
-    def minus(self, other: Counts) -> Counts:
-        """self - other, per class and per symbol (symbols left with nothing are dropped)."""
-        by_symbol = {}
-        for name in self.by_symbol.keys() | other.by_symbol.keys():
-            mine, theirs = self.by_symbol.get(name, {}), other.by_symbol.get(name, {})
-            diff = {c: mine.get(c, 0) - theirs.get(c, 0) for c in CLASSES}
-            if any(diff.values()):
-                by_symbol[name] = diff
-        return Counts({c: self.by_class[c] - other.by_class[c] for c in CLASSES}, by_symbol)
 
 
 @dataclass(frozen=True)
@@ -76,11 +67,11 @@ class Witness:
                 "by_symbol": {name: {"total": sum(c.values()), **c} for name, c in ranked}}
 
 
-def witness(model: Path, target_name: str, runtime_dir: Path, requirements: list[str] | None = None,
+def witness(model: Path, target_name: str | Target, runtime_dir: Path, requirements: list[str] | None = None,
             progress: Progress = lambda stage: None) -> Witness:
-    """Count one warm invoke of `model` (.tflite / .onnx) on the emulated target, with `runtime_dir`'s
-    runtime package and `requirements` (default: what a bundle of that format pins for the target)."""
-    target = load_target(target_name)
+    """Count one warm invoke of `model` (.tflite / .onnx) on the emulated target (a name, or a loaded one),
+    with `runtime_dir`'s runtime package and `requirements` (default: what a bundle of that format pins)."""
+    target = load_target(target_name) if isinstance(target_name, str) else target_name
     qemu, plugin = tools(target)
     platform = platform_for(target)
     userland = debian_userland(platform, target, progress)
@@ -89,10 +80,8 @@ def witness(model: Path, target_name: str, runtime_dir: Path, requirements: list
     board = board_root(userland, target)
     progress(f"Counting one warm invoke of {model.name} on an emulated {target.name} ({target.qemu_cpu})")
     paths = [str(site.path), str(runtime_dir.resolve().parent)]
-    runs = [_count(qemu, plugin, board, userland.python, paths, target, model.resolve(), n) for n in (1, 0)]
-    runtime = runs[0][1]
-    return Witness(model.name, target.name, target.qemu_cpu, runtime, runs[0][0].minus(runs[1][0]),
-                   LABEL.format(core=target.qemu_cpu))
+    counts, runtime = _count(qemu, plugin, board, userland.python, paths, target, model.resolve(), 1)
+    return Witness(model.name, target.name, target.qemu_cpu, runtime, counts, label(target))
 
 
 def tools(target: Target) -> tuple[str, Path]:
@@ -150,6 +139,8 @@ def _count(qemu: str, plugin: Path, board: Path, python: str, paths: list[str], 
 def aggregate(blocks: dict, maps: str) -> Counts:
     """The plugin's blocks ([address, executions, count per class...]) summed per class and per symbol."""
     names = blocks["classes"]
+    if not blocks.get("window"):
+        raise EmulationError("the plugin saw no counting window: its driver (qemu_plugin/invoke.py) marks none")
     if tuple(names) != CLASSES:
         raise EmulationError(f"the plugin counts classes {names}, this edgekiln expects {list(CLASSES)}")
     symbolizer = Symbolizer(maps)

@@ -10,7 +10,9 @@ from edgekiln.compiler.report.page import esc, fmt
 
 # What each evidence kind is, for a reader (quantization.evidence.kind).
 KINDS = {"estimate": "estimate: the target's cost model, not measured", "host": "host-measured",
-         "device": "device-measured"}
+         "device": "device-measured",
+         "emulated": "emulated estimate: executed instructions on an emulated core through per-class costs, "
+                     "not measured"}
 
 
 def part(name: str, html: str) -> str:
@@ -31,6 +33,9 @@ def latency(m: dict) -> str:
                 f"figures" if number(est.get("low_ms")) is not None and number(est.get("high_ms")) is not None
                 else "band unknown: no published figure for this board")
         figure = f"{esc(label or 'target estimate')} <b>{fmt(est['p50_ms'])} ms</b>"
+    elif kind == "emulated" and (counted := _shipped_count(m)) and number(counted.get("estimate_ms")) is not None:
+        figure = f"{esc(label or 'emulated estimate')} <b>{fmt(counted['estimate_ms'])} ms</b>"
+        band = f"{counted.get('label')}; {dig(m, 'quantization', 'evidence', 'emulated', 'why')}"
     elif kind == "device" and rows(dig(m, "latency", "device")):
         device = rows(dig(m, "latency", "device"))[0]
         figure = f"p50 <b>{fmt(device.get('p50_ms'))} ms</b> on {esc(device.get('device'))}"
@@ -43,6 +48,13 @@ def latency(m: dict) -> str:
         return ""
     return part("latency", f"{figure} ") + part("evidence", f'<span class="where">{esc(KINDS.get(kind, kind))}'
                                                            f'</span> ({esc(band)})')
+
+
+def _shipped_count(m: dict) -> dict:
+    """The shipped candidate's emulated count (build --emulate-witness), or an empty dict."""
+    shipped = dig(m, "quantization", "variant")
+    return next((block(r, "emulated") for r in rows(dig(m, "quantization", "candidates")) if r.get("name") == shipped),
+                {})
 
 
 def accuracy_interval(compiled: float, samples: int) -> tuple[float, float]:

@@ -10,7 +10,7 @@ from edgekiln.compiler.report.inputs import ReportInputs, block, dig, number, ro
 from edgekiln.compiler.report.page import Section, esc, figure, fmt, table
 
 # Which latency of a candidate row the rule read (quantization.evidence.kind; host when not recorded).
-LATENCY_FIELDS = {"host": "p50_ms", "estimate": "estimate_ms", "device": "device_p50_ms"}
+LATENCY_FIELDS = {"host": "p50_ms", "estimate": "estimate_ms", "device": "device_p50_ms", "emulated": "emulated_ms"}
 
 
 def _quality_axis(m: dict, candidates: list[dict]) -> tuple[str, str, float | None, str]:
@@ -34,8 +34,8 @@ def _latency_axis(q: dict) -> tuple[str, str]:
     kind = dig(q, "evidence", "kind") or "host"
     key = LATENCY_FIELDS.get(kind, "p50_ms")
     label = dig(q, "evidence", "label") or "host p50"
-    where = {"host": "host-measured", "estimate": "cost model, not measured",
-             "device": "device-measured"}.get(kind, kind)
+    where = {"host": "host-measured", "estimate": "cost model, not measured", "device": "device-measured",
+             "emulated": "executed instructions on an emulated core; not a timing"}.get(kind, kind)
     return key, f"{label} (ms, {where})"
 
 
@@ -98,10 +98,12 @@ def _chosen(r: dict, q: dict) -> bool:
 def candidates(inputs: ReportInputs) -> Section | None:
     m = inputs.manifest
     q = m["quantization"] if isinstance(m.get("quantization"), dict) else {}
-    found = [r for r in rows(q.get("candidates")) if r.get("name")]
+    found = [_flat(r) for r in rows(q.get("candidates")) if r.get("name")]
     if not found:
         return None
     extra = [(key, label) for key, label in (("estimate_ms", f"{dig(q, 'evidence', 'target') or 'target'} estimate ms"),
+                                              ("emulated_minstr", "emulated M instructions"),
+                                              ("emulated_ms", "emulated estimate ms"),
                                               ("device_p50_ms", "device p50 ms"), ("accuracy", "accuracy %"),
                                               ("accuracy_drop", "drop pt"))
              if any(r.get(key) is not None for r in found)]
@@ -116,8 +118,29 @@ def candidates(inputs: ReportInputs) -> Section | None:
     numeric = list(range(0, 7 + len(extra) + len(cosines) - 1))
     numeric.remove(1)
     rule = f'<p class="note">Rule: {esc(q["criterion"])}.</p>' if q.get("criterion") else ""
-    return Section("candidates", "Candidates", _plot(m, q, found) + rule
+    return Section("candidates", "Candidates", _plot(m, q, found) + rule + _emulated_note(q, found)
                    + table(headers, body, numeric, [_chosen(r, q) for r in found], details) + _left_out(q))
+
+
+def _flat(r: dict) -> dict:
+    """A row with its emulated count (build --emulate-witness) as plain columns: millions of instructions, ms."""
+    counted = block(r, "emulated")
+    if not counted:
+        return r
+    instructions = number(counted.get("instructions"))
+    return {**r, "emulated_minstr": None if instructions is None else round(instructions / 1e6, 3),
+            "emulated_ms": number(counted.get("estimate_ms"))}
+
+
+def _emulated_note(q: dict, found: list[dict]) -> str:
+    """What the emulated columns are (the count's own label) and whether they ranked the candidates."""
+    counted = next((block(r, "emulated") for r in found if block(r, "emulated")), None)
+    if not counted:
+        return ""
+    why = dig(q, "evidence", "emulated", "why")
+    return (f'<p class="note">Emulated: {esc(str(counted.get("label", "")))} (one warm invoke, one thread, '
+            f'{esc(str(counted.get("runtime", "")))}); the estimate is those counts through the target\'s '
+            f'per-class cycle costs{"; " + esc(str(why)) if why else ""}.</p>')
 
 
 def _details(r: dict) -> str:

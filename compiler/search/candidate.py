@@ -10,19 +10,21 @@ from typing import Any, TypedDict, Unpack
 
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.evaluate.quality import Quality
-from edgekiln.compiler.manifest_schema import CandidateDetails, CandidateRow, Layout
+from edgekiln.compiler.manifest_schema import CandidateDetails, CandidateRow, EmulatedCount, Layout
 from edgekiln.compiler.search.variants import Variant, variant_named
 
 
 @dataclass(frozen=True)
 class Timings:
     """A candidate's latency by each kind of evidence: host p50 (median of round p50s, None: not raced) over
-    `host_runs` runs, the target's cost-model estimate, and the p50 measured on the device (build --device)."""
+    `host_runs` runs, the target's cost-model estimate, the p50 measured on the device (build --device), and
+    the executed instructions on the emulated core through its per-class cycle costs (build --emulate-witness)."""
 
     host_p50_ms: float | None = None
     host_runs: int = 0
     estimate_ms: float | None = None
     device_p50_ms: float | None = None
+    emulated_ms: float | None = None
 
 
 class TimingsGiven(TypedDict, total=False):
@@ -32,6 +34,7 @@ class TimingsGiven(TypedDict, total=False):
     host_runs: int
     estimate_ms: float | None
     device_p50_ms: float | None
+    emulated_ms: float | None
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class Candidate:
         source.transpose(perm), e.g. onnx2tf's NHWC); the runtime undoes it.
     details: facts for the manifest's `quantization` section (converter, activation type, calibration, ...).
     stats / quality / timings / verdict: added by the search stage (None until then).
+    emulated: its executed instructions on the target's emulated core (build --emulate-witness), else None.
     """
 
     variant: Variant
@@ -68,6 +72,7 @@ class Candidate:
     verdict: Verdict | None = None
     size: int = 0  # the bytes of a model not held here (a row read back: from_row)
     recorded_pieces: int | None = None  # the fast-path pieces of a row read back, with no coverage here
+    emulated: EmulatedCount | None = None
 
     @property
     def name(self) -> str:
@@ -113,6 +118,8 @@ class Candidate:
                 row["flips"] = q.flips
         if self.verdict is not None:
             row["verdict"], row["short"] = self.verdict.text, self.verdict.short
+        if self.emulated is not None:
+            row["emulated"] = self.emulated
         return row
 
     @classmethod
@@ -123,9 +130,10 @@ class Candidate:
         # a sweep point's row names the variant it shipped; a candidate's row is named after its variant
         variant = variant_named(str(row.get("variant", name)), str(row.get("format", "")), row.get("quantize"))
         verdict = Verdict(row["verdict"], row.get("short", "")) if "verdict" in row else None
+        emulated = row.get("emulated")
         return cls(variant, None, tuple(row.get("notes", ())), key=name, size=int(row.get("bytes", 0)),
                    recorded_pieces=row.get("pieces"),
                    quality=Quality.from_dict(row),
                    timings=Timings(row.get("p50_ms"), int(row.get("runs", 0)), row.get("estimate_ms"),
-                                   row.get("device_p50_ms")),
-                   verdict=verdict)
+                                   row.get("device_p50_ms"), emulated["estimate_ms"] if emulated else None),
+                   verdict=verdict, emulated=emulated)

@@ -8,8 +8,10 @@ the fidelity floor of embedding models (see Criterion). float32 always meets it,
 slower than float32 beyond the evidence's margin.
 
 "Fastest" reads the best evidence of the target's latency there is (`evidence_for`): timings measured on
-the device, else the target's cost-model estimate of every candidate when the build host's arch differs
-from the target's, else host timing. Each kind has its own margin, measured where it could be: two host
+the device, else (the build host's arch differs from the target's) the emulated estimate where it earned it
+(executed instructions on the emulated core through per-class cycle costs, build --emulate-witness: only
+when its cross-validated errors beat the cost model's, emulate/cycles.standing), else the target's cost-model
+estimate of every candidate, else host timing. Each kind has its own margin, measured where it could be: two host
 timings within SLOWER_MARGIN are this host's run-to-run noise (bench/host_noise.py); two estimates within
 1 + the target's cross-validated ratio error are a tie the cost model cannot break (bench/fit_estimate.py).
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from edgekiln.compiler.emulate.cycles import Standing
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.manifest_schema import EvidenceEntry
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
@@ -42,24 +45,27 @@ ESTIMATE_FALLBACK = 1.095
 # Device timings: interleaved rounds on the board, which runs nothing else; no board was at hand to measure
 # their noise, so this 5 % is asserted, not measured (the device table says so: evidence.margin_basis).
 DEVICE_MARGIN = 1.05
-MARGINS = {"device": DEVICE_MARGIN, "estimate": ESTIMATE_FALLBACK, "host": SLOWER_MARGIN}
-KINDS = ("device", "estimate", "host")  # best first
+MARGINS = {"device": DEVICE_MARGIN, "emulated": ESTIMATE_FALLBACK, "estimate": ESTIMATE_FALLBACK,
+           "host": SLOWER_MARGIN}
+KINDS = ("device", "emulated", "estimate", "host")  # best first (emulated only where it earned it)
 
 
 @dataclass(frozen=True)
 class Evidence:
-    """Which latency the rule reads (kind: device, estimate or host), for which target, with its margin;
-    warning: why a better kind could not be used."""
+    """Which latency the rule reads (kind: device, emulated, estimate or host), for which target, with its
+    margin; warning: why a better kind could not be used; emulated: whether the emulated estimate decides and
+    why (None: the candidates were not counted)."""
 
     kind: str = "host"
     target: str = ""
     warning: str | None = None
     device: str = ""  # kind "device": the device the candidates were timed on (build --device)
-    estimate_margin: float | None = None  # kind "estimate": the target's measured margin (estimate_margin())
+    estimate_margin: float | None = None  # kind "estimate" / "emulated": the target's measured margin
+    emulated: Standing | None = None
 
     @property
     def margin(self) -> float:
-        if self.kind == "estimate" and self.estimate_margin is not None:
+        if self.kind in ("estimate", "emulated") and self.estimate_margin is not None:
             return self.estimate_margin
         return MARGINS[self.kind]
 
@@ -70,6 +76,9 @@ class Evidence:
             return "p95 run-to-run noise of interleaved timings of two identical models here (bench/host_noise.py)"
         if self.kind == "device":
             return "asserted device timing noise (choose.DEVICE_MARGIN): no board was at hand to measure it"
+        if self.kind == "emulated":
+            return (f"{self.target}'s cross-validated int8 / float32 ratio error of the emulated estimate "
+                    "([emulated] ratio_error, bench/witness_estimate.py)")
         if self.estimate_margin is not None:
             return (f"{self.target}'s cross-validated int8 / float32 ratio error (ratio_error, "
                     "bench/fit_estimate.py)")
@@ -80,17 +89,21 @@ class Evidence:
     def label(self) -> str:
         """How the reason names it: "host p50", "rpi4 estimate", "rpi4 device p50"."""
         return {"host": "host p50", "estimate": f"{self.target} estimate",
+                "emulated": f"{self.target} emulated estimate",
                 "device": f"timing on {self.device}" if self.device else f"{self.target} device p50"}[self.kind]
 
     def latency(self, row: Candidate) -> float | None:
         t = row.timings
-        return {"host": t.host_p50_ms, "estimate": t.estimate_ms, "device": t.device_p50_ms}[self.kind]
+        return {"host": t.host_p50_ms, "estimate": t.estimate_ms, "device": t.device_p50_ms,
+                "emulated": t.emulated_ms}[self.kind]
 
     def to_dict(self) -> EvidenceEntry:
         entry: EvidenceEntry = {"kind": self.kind, "target": self.target, "margin": self.margin,
                                 "margin_basis": self.margin_basis, "label": self.label, "warning": self.warning}
         if self.device:
             entry["device"] = self.device
+        if self.emulated is not None:
+            entry["emulated"] = {"decides": self.emulated.decides, "why": self.emulated.why}
         return entry
 
 
@@ -108,19 +121,24 @@ def estimate_margin(ratio_error: float | None) -> float | None:
 
 
 def evidence_for(rows: Sequence[Timings], target: str, target_arch: str, host_arch: str,
-                 has_estimate: bool, ratio_error: float | None = None) -> Evidence:
+                 has_estimate: bool, ratio_error: float | None = None,
+                 emulated: Standing | None = None) -> Evidence:
     """The best evidence every row's timings have (a candidate's, or a sweep point's): device timings, else
-    (the host's arch differs from the target's) the target's estimate, with the target's measured margin
-    (ratio_error), else host timing; with a warning when the estimate was wanted but missing."""
+    (the host's arch differs from the target's) the emulated estimate when its standing (`emulated`) says it
+    decides and every row has one, else the target's estimate, with the target's measured
+    margin (ratio_error), else host timing; with a warning when the estimate was wanted but missing."""
     if rows and all(r.device_p50_ms is not None for r in rows):
-        return Evidence("device", target)
+        return Evidence("device", target, emulated=emulated)
     if target_arch == host_arch:
-        return Evidence("host", target)
+        return Evidence("host", target, emulated=emulated)
+    if emulated is not None and emulated.decides and rows and all(r.emulated_ms is not None for r in rows):
+        return Evidence("emulated", target, estimate_margin=estimate_margin(emulated.ratio_error), emulated=emulated)
     if has_estimate and all(r.estimate_ms is not None for r in rows):
-        return Evidence("estimate", target, estimate_margin=estimate_margin(ratio_error))
+        return Evidence("estimate", target, estimate_margin=estimate_margin(ratio_error), emulated=emulated)
     missing = "has no estimate figures" if not has_estimate else "has no estimate for every candidate"
     return Evidence("host", target, f"target {target} ({target_arch}) {missing}: candidates were ranked by "
-                                    f"timing on this {host_arch} host, which need not rank them as the target would")
+                                    f"timing on this {host_arch} host, which need not rank them as the target would",
+                    emulated=emulated)
 
 
 @dataclass(frozen=True)
@@ -258,7 +276,7 @@ class _Table:
         base = f" vs {baseline.name} {self.ms(baseline):.3f} ms" if baseline is not None and baseline is not chosen \
             else ""
         what = "p50" if self.evidence.kind == "host" else self.evidence.label
-        noise = "noise" if self.evidence.kind != "estimate" else "the estimate's error"
+        noise = "the estimate's error" if self.evidence.kind in ("estimate", "emulated") else "noise"
         text = f"{chosen.name}: the fastest candidate (within {margin_text(self.evidence.margin)} {noise}; then " \
                f"smallest) that meets {criterion.describe()}; {what} {self.ms(chosen):.3f} ms{base}"
         others = [f"{r.name} {verdicts[r.name]}" for r in rows if r is not chosen and r is not baseline]

@@ -20,6 +20,7 @@ from edgekiln.compiler import Progress, analyze
 from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.data import NOT_HELD_BACK, Datasets, in_model_types, load_data
 from edgekiln.compiler.device import estimate
+from edgekiln.compiler.emulate.cycles import Standing
 from edgekiln.compiler.errors import EdgekilnError, RecipeError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
@@ -34,6 +35,7 @@ from edgekiln.compiler.search import crossfit, failures, on_device, onnx2tf_buil
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
+from edgekiln.compiler.search.emulated import witnessed
 from edgekiln.compiler.search.variants import BASELINE, VARIANTS, Plan, plan
 from edgekiln.targets import Target
 
@@ -168,13 +170,17 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     runs = max(1, recipe.bench_runs // ROUNDS)
     rows = _rows(ready, judge, data, runs, threads, len(eligible_names) > 1, crossfitted, not_crossfitted)
     rows = [_with_estimate(target, _with_stats(r)) for r in rows] if target else rows
+    emulated = None  # --emulate-witness: each row's executed instructions on the target's emulated core
+    if recipe.emulate_witness and target is not None:
+        rows, emulated = witnessed(rows, target, threads, progress)
     timed = [r for r in rows if r.timings.host_p50_ms is not None]
     device_method, device_evidence = None, Evidence()
     if racer is not None and target is not None and len(eligible_names) > 1:
         rows, device_evidence, device_method = on_device.raced(racer, target, rows, set(eligible_names),
                                                                baselines - set(unrunnable), criterion, runs, threads)
     competing = [r for r in rows if r.name in eligible_names]
-    evidence = device_evidence if device_method is not None else _evidence(competing, target)
+    evidence = replace(device_evidence, emulated=emulated) if device_method is not None else \
+        _evidence(competing, target, emulated)
     yardstick = min((r for r in rows if r.name in baselines), key=lambda r: _ms(evidence, r))  # the fastest float32
     choice = decide(competing, criterion, yardstick if timed else None, evidence)
     table = _table(rows, choice, unrunnable)
@@ -238,11 +244,12 @@ def _with_estimate(target: Target, candidate: Candidate) -> Candidate:
     return candidate.timed(estimate_ms=ms)
 
 
-def _evidence(rows: list[Candidate], target: Target | None) -> Evidence:
+def _evidence(rows: list[Candidate], target: Target | None, emulated: Standing | None) -> Evidence:
     if target is None:
         return Evidence()
     return evidence_for([r.timings for r in rows], target.name, target.arch, platform.machine(),
-                        target.estimate is not None, target.estimate.ratio_error if target.estimate else None)
+                        target.estimate is not None, target.estimate.ratio_error if target.estimate else None,
+                        emulated)
 
 
 def _identical_to_int8(built: dict[str, Candidate], only: str | None) -> bool:

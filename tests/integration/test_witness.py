@@ -85,7 +85,7 @@ def test_int8_runs_integer_multiply_accumulates_in_xnnpack_and_float32_float_one
 def test_the_profile_is_labelled_as_counts_on_the_emulated_core(counted):
     int8 = counted["int8"]
     assert (int8["board"], int8["core"], int8["runtime"]) == ("rpi4", "cortex-a72", "ai-edge-litert 2.3.0")
-    assert int8["label"] == "executed instructions on an emulated cortex-a72; not a timing"
+    assert int8["label"] == "executed instructions on an emulated Cortex-A72; not a timing"
     assert set(int8["by_class"]) == {"int_simd_mac", "float_simd", "simd_other", "load_store", "branch", "other"}
     assert sum(int8["by_class"].values()) == int8["total_instructions"]
     assert "not a timing" in int8["printed"] and "xnn_qs8" in int8["printed"]

@@ -104,6 +104,7 @@ GIVEN = [
     (["--output-kind", "y=values", "--output-kind", "z=class"], "output_kind", {"y": "values", "z": "class"}),
     (["--threads", "2"], "threads", 2),
     (["--runs", "7"], "bench_runs", 7),
+    (["--emulate-witness"], "emulate_witness", True),
     (["--recover", "finetune"], "recover", "finetune"),
     (["--train", "{t}"], "train", "{t}"),
     (["--train", "{t}", "--qat"], "qat", True),

@@ -1,8 +1,14 @@
 /*
  * edgekiln's TCG plugin for qemu-aarch64 (QEMU 7.2, plugin API version 1): counts the instructions a
  * guest process executes, by class, per translated block. Written for edgekiln's emulated witness
- * (compiler/emulate/witness.py), which runs one warm invoke of a model and an empty run, and turns the
- * blocks' guest addresses into shared-library symbols through the guest's /proc/self/maps.
+ * (compiler/emulate/witness.py), which runs one warm invoke of a model between two marker syscalls, and turns
+ * the blocks' guest addresses into shared-library symbols through the guest's /proc/self/maps.
+ *
+ * The window: the guest marks where counting starts and ends with lseek(-1, MARK_START / MARK_END, 0), which
+ * fails with EBADF and does nothing else; the plugin snapshots every block's execution count at each mark and
+ * writes the difference. So only the invoke is counted, exactly, however much the process did around it (a
+ * difference of two whole processes went negative when start-up, billions of instructions, varied by more
+ * than a tiny model's invoke). Without marks the whole process is counted.
  *
  * Usage: qemu-aarch64 -plugin PATH/insn_classes.so,out=/host/path.json ...
  *
@@ -155,11 +161,15 @@ struct qemu_plugin_insn;
 enum qemu_plugin_op { QEMU_PLUGIN_INLINE_ADD_U64 };
 typedef void (*qemu_plugin_vcpu_tb_trans_cb_t)(qemu_plugin_id_t id, struct qemu_plugin_tb *tb);
 typedef void (*qemu_plugin_udata_cb_t)(qemu_plugin_id_t id, void *userdata);
+typedef void (*qemu_plugin_vcpu_syscall_cb_t)(qemu_plugin_id_t id, unsigned int vcpu_index, int64_t num,
+                                              uint64_t a1, uint64_t a2, uint64_t a3, uint64_t a4, uint64_t a5,
+                                              uint64_t a6, uint64_t a7, uint64_t a8);
 
 void qemu_plugin_register_vcpu_tb_trans_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_tb_trans_cb_t cb);
 void qemu_plugin_register_vcpu_tb_exec_inline(struct qemu_plugin_tb *tb, enum qemu_plugin_op op, void *ptr,
                                               uint64_t imm);
 void qemu_plugin_register_atexit_cb(qemu_plugin_id_t id, qemu_plugin_udata_cb_t cb, void *userdata);
+void qemu_plugin_register_vcpu_syscall_cb(qemu_plugin_id_t id, qemu_plugin_vcpu_syscall_cb_t cb);
 size_t qemu_plugin_tb_n_insns(const struct qemu_plugin_tb *tb);
 uint64_t qemu_plugin_tb_vaddr(const struct qemu_plugin_tb *tb);
 struct qemu_plugin_insn *qemu_plugin_tb_get_insn(const struct qemu_plugin_tb *tb, size_t idx);
@@ -175,6 +185,7 @@ EXPORT int qemu_plugin_version = 1;
 struct block {
     uint64_t vaddr;
     uint64_t execs;
+    uint64_t at_start, at_end;  /* execs at the window's marks (0 for a block translated after one) */
     uint32_t counts[N_CLASSES];
     struct block *next;
 };
@@ -182,6 +193,35 @@ struct block {
 static struct block *blocks;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static char out_path[4096];
+
+/* The window's marks: lseek(-1, MARK, 0) (aarch64 syscall 62). window: 0 no mark yet, 1 open, 2 closed. */
+#define SYS_LSEEK 62
+#define MARK_START 0xED6E0001u
+#define MARK_END 0xED6E0002u
+static int window;
+
+static void on_syscall(qemu_plugin_id_t id, unsigned int vcpu, int64_t num, uint64_t a1, uint64_t a2,
+                       uint64_t a3, uint64_t a4, uint64_t a5, uint64_t a6, uint64_t a7, uint64_t a8)
+{
+    (void)id, (void)vcpu, (void)a3, (void)a4, (void)a5, (void)a6, (void)a7, (void)a8;
+    if (num != SYS_LSEEK || (uint32_t)a1 != 0xFFFFFFFFu || (a2 != MARK_START && a2 != MARK_END))
+        return;
+    pthread_mutex_lock(&lock);
+    for (struct block *b = blocks; b != NULL; b = b->next) {
+        if (a2 == MARK_START)
+            b->at_start = b->execs;
+        else
+            b->at_end = b->execs;
+    }
+    window = a2 == MARK_START ? 1 : 2;
+    pthread_mutex_unlock(&lock);
+}
+
+/* A block's executions in the window (the whole process when the guest marked none). */
+static uint64_t counted(const struct block *b)
+{
+    return window == 2 ? b->at_end - b->at_start : b->execs;
+}
 
 static void on_translate(qemu_plugin_id_t id, struct qemu_plugin_tb *tb)
 {
@@ -215,14 +255,15 @@ static void write_counts(qemu_plugin_id_t id, void *userdata)
         qemu_plugin_outs("edgekiln insn_classes: cannot write the output file\n");
         return;
     }
-    fprintf(f, "{\"plugin\": \"edgekiln-insn-classes/1\", \"classes\": [");
+    fprintf(f, "{\"plugin\": \"edgekiln-insn-classes/2\", \"window\": %s, \"classes\": [",
+            window == 2 ? "true" : "false");
     for (int c = 0; c < N_CLASSES; c++)
         fprintf(f, "%s\"%s\"", c ? ", " : "", class_names[c]);
     fprintf(f, "],\n\"blocks\": [");  /* [start address, executions, count per class...] */
     for (struct block *b = blocks; b != NULL; b = b->next) {
-        if (b->execs == 0)
+        if (counted(b) == 0)
             continue;
-        fprintf(f, "%s\n[%llu, %llu", sep, (unsigned long long)b->vaddr, (unsigned long long)b->execs);
+        fprintf(f, "%s\n[%llu, %llu", sep, (unsigned long long)b->vaddr, (unsigned long long)counted(b));
         for (int c = 0; c < N_CLASSES; c++)
             fprintf(f, ", %u", b->counts[c]);
         fputc(']', f);
@@ -243,6 +284,7 @@ EXPORT int qemu_plugin_install(qemu_plugin_id_t id, const qemu_info_t *info, int
         return 1;
     }
     qemu_plugin_register_vcpu_tb_trans_cb(id, on_translate);
+    qemu_plugin_register_vcpu_syscall_cb(id, on_syscall);
     qemu_plugin_register_atexit_cb(id, write_counts, NULL);
     return 0;
 }

@@ -15,6 +15,7 @@ import pytest
 
 from edgekiln.compiler.emulate import witness
 from edgekiln.compiler.emulate.elf_symbols import Symbolizer, read_symbols
+from edgekiln.compiler.errors import EmulationError
 from tests.system import require
 
 KNOWN = [  # (word, instruction, class)
@@ -70,7 +71,7 @@ def test_the_plugin_source_names_the_classes_in_the_order_python_reads_them():
     assert ", ".join(f'"{c}"' for c in witness.CLASSES) in " ".join(source.split())
 
 
-def test_blocks_resolve_to_functions_and_a_difference_keeps_only_what_changed(decoder):
+def test_blocks_resolve_to_functions_and_only_a_marked_window_is_read(decoder):
     symbols = read_symbols(str(decoder))
     start = symbols.starts[symbols.names.index("edgekiln_insn_class")]
     offset, _, vaddr = next(s for s in symbols.segments if s[2] <= start < s[2] + s[1])
@@ -79,10 +80,33 @@ def test_blocks_resolve_to_functions_and_a_difference_keeps_only_what_changed(de
     address = base + start - vaddr + offset
     assert Symbolizer(maps).name(address) == "classify.so:edgekiln_insn_class"
     assert Symbolizer(maps).name(base - 4) == "?"
-    elsewhere = [base - 4, 1, 0, 0, 0, 0, 0, 5]  # the same in both runs: subtracted away
-    blocks = {"classes": list(witness.CLASSES), "blocks": [[address, 3, 2, 0, 0, 1, 1, 0], elsewhere]}
-    empty = {"classes": list(witness.CLASSES), "blocks": [elsewhere]}
-    one = witness.aggregate(blocks, maps).minus(witness.aggregate(empty, maps))
+    blocks = {"window": True, "classes": list(witness.CLASSES), "blocks": [[address, 3, 2, 0, 0, 1, 1, 0]]}
+    one = witness.aggregate(blocks, maps)
     assert one.by_class == {"int_simd_mac": 6, "float_simd": 0, "simd_other": 0, "load_store": 3, "branch": 3,
                             "other": 0}
     assert list(one.by_symbol) == ["classify.so:edgekiln_insn_class"]
+    with pytest.raises(EmulationError, match="no counting window"):  # a whole process is not one invoke
+        witness.aggregate({**blocks, "window": False}, maps)
+
+
+def test_the_driver_marks_the_window_the_plugin_reads():
+    source, driver = witness.PLUGIN_SOURCE.read_text(), witness.DRIVER.read_text()
+    for mark in ("0xED6E0001", "0xED6E0002"):
+        assert mark in source and mark in driver
+    assert driver.index("MARK_START)") < driver.index("model.backend.run(feeds)\nmark(MARK_END)")
+
+
+def test_a_stripped_library_still_counts_per_function_by_its_unwind_table(decoder, tmp_path):
+    named = read_symbols(str(decoder))
+    start = named.starts[named.names.index("edgekiln_insn_class")]
+    stripped = tmp_path / "stripped.so"
+    done = subprocess.run(["strip", "--strip-all", "--keep-symbol=none", "-o", str(stripped), str(decoder)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    found = read_symbols(str(stripped))
+    assert "edgekiln_insn_class" in found.names  # exported: .dynsym keeps its name
+    local = [n for n in found.names if n.startswith("fn_")]  # the static helpers: named by their address
+    assert local and all(int(n[3:], 16) != start for n in local)
+    k = found.names.index("edgekiln_insn_class")
+    assert found.starts[k] == start
+    assert all(end <= after for end, after in zip(found.ends, found.starts[1:], strict=False))  # no overlap

@@ -45,6 +45,28 @@ def test_wrong_type_in_target_file_is_an_error(tmp_path):
         targets.load(str(path))
 
 
+@pytest.mark.parametrize(("edit", "message"), [
+    (("stall = 2.", "stall = -2."), "emulated clock_ghz, stall and cycles must be positive numbers"),
+    (("cycles = {", "cycles_table = {"), r"\[emulated\] must be a table with a cycles table"),
+    (("clock_ghz = 1.5", "clock_ghz = 1.5\nturbo = 1"), "bad \\[emulated\\] table: .*turbo"),
+])
+def test_a_bad_emulated_table_is_refused_in_one_line(tmp_path, edit, message):
+    text = (targets._HERE / "rpi4.toml").read_text()
+    assert edit[0] in text
+    path = tmp_path / "mine.toml"
+    path.write_text(text.replace(edit[0], edit[1], 1))
+    with pytest.raises(targets.TargetFileError, match=message):
+        targets.load(str(path))
+
+
+def test_every_anchored_aarch64_board_states_its_emulated_core_clock_and_assumed_costs():
+    for name, core, clock in (("rpi4", "Cortex-A72", 1.5), ("rpi3", "Cortex-A53", 1.4), ("rpi5", "Cortex-A76", 2.4),
+                              ("rpi-zero-2w", "Cortex-A53", 1.0)):
+        costs = targets.load(name).emulated
+        assert costs is not None and (costs.core, costs.clock_ghz) == (core, clock)
+        assert costs.cycles_basis.startswith("assumed") and costs.stall > 0
+
+
 @pytest.mark.parametrize("name", ["rpi4", "rpi5", "rpi-zero-2w", "x86-64"])
 def test_wheels_exist_for_the_pi_targets(name):
     assert compat.wheel_problem(targets.load(name), "tflite") is None
