@@ -268,7 +268,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="timed runs per model and thread count")
     parser.add_argument("--points", nargs="*", default=[(1, 0.5), (1, 0.0)], type=_point,
                         help="pruned builds DROP:HEADS (--drop-layers DROP --prune-heads HEADS; 0 leaves one out), "
-                             "each in every --pruned-formats format (default: 1:0.5, make demo-text's, and 1:0)")
+                             "each in every --pruned-formats format (default: 1:0.5 and 1:0)")
     parser.add_argument("--pruned-formats", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"])
     parser.add_argument("--formats", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"],
                         help="formats of the unpruned default build (ONNX adds the forced fused variants)")
