@@ -115,6 +115,12 @@ class TFLiteBackend:
         self._interp.invoke()
         return [self._interp.get_tensor(index) for index in self._out_index]
 
+    def resize_axis(self, axis: int, size: int) -> None:
+        """Every input's `axis` (one the model leaves open) set to `size`, the tensors allocated for it once."""
+        for index, info in zip(self._in_index, self.inputs, strict=True):
+            self._interp.resize_tensor_input(index, [size if k == axis else max(d, 1) for k, d in enumerate(info.shape)])
+        self._interp.allocate_tensors()
+
     def op_names(self) -> list[str]:
         """The builtin op of every node, in execution order."""
         return [op["op_name"] for op in self._interp._get_ops_details()]  # noqa: SLF001
