@@ -16,10 +16,11 @@ import json
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
+from .backends import TFLiteBackend
 from .model import Model, ValidationReport, compare_golden, to_compiled
 from .text import TextEncoder, bucket_lengths, text_samples
 
@@ -99,9 +100,8 @@ class BundleModel(Model):
         vectors: list[np.ndarray] = [np.empty(0)] * len(sentences)
         for length in sorted(set(lengths)):  # each sentence at its bucket's length: its own, rounded up
             rows = [k for k, n in enumerate(lengths) if n == length]
-            cut = [f[rows, :length] for f in feeds]
-            for k, v in zip(rows, self._text.embeddings(self.at_length(length).predict_list(cut),
-                                                       mask[rows, :length]), strict=True):
+            outputs = self.at_length(length).predict_list([f[rows, :length] for f in feeds])
+            for k, v in zip(rows, self._text.embeddings(outputs, mask[rows, :length]), strict=True):
                 vectors[k] = v
         return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
@@ -111,8 +111,8 @@ class BundleModel(Model):
         if self.format == "onnx" or length == self.inputs[0].shape[1]:
             return self
         if length not in self._lengths:
-            self._lengths[length] = Model(self.format, self.model_bytes, self.threads, self.layouts)
-            self._lengths[length].backend.resize_axis(1, length)
+            model = self._lengths[length] = Model(self.format, self.model_bytes, self.threads, self.layouts)
+            cast(TFLiteBackend, model.backend).resize_axis(1, length)
         return self._lengths[length]
 
     def raw_feeds(self, sample: list[np.ndarray] | None) -> list[np.ndarray]:

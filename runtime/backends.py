@@ -117,8 +117,8 @@ class TFLiteBackend:
 
     def resize_axis(self, axis: int, size: int) -> None:
         """Every input's `axis` (one the model leaves open) set to `size`, the tensors allocated for it once."""
-        for index, info in zip(self._in_index, self.inputs, strict=True):
-            self._interp.resize_tensor_input(index, [size if k == axis else max(d, 1) for k, d in enumerate(info.shape)])
+        for i, info in zip(self._in_index, self.inputs, strict=True):
+            self._interp.resize_tensor_input(i, [size if k == axis else max(d, 1) for k, d in enumerate(info.shape)])
         self._interp.allocate_tensors()
 
     def op_names(self) -> list[str]:
