@@ -16,11 +16,10 @@ import json
 import zipfile
 import zlib
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
-from .backends import TFLiteBackend
 from .model import Model, ValidationReport, compare_golden, to_compiled
 from .text import TextEncoder, bucket_lengths, text_samples
 
@@ -106,13 +105,12 @@ class BundleModel(Model):
         return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 
     def at_length(self, length: int) -> Model:
-        """This model with its sequence axis at `length`: onnxruntime takes any; a TFLite interpreter is resized
-        and allocated once per length (one interpreter per bucket, kept)."""
+        """This model with its sequence axis at `length`: onnxruntime takes any; TFLite gets one interpreter per
+        length, kept (its first run resizes and allocates it: TFLiteBackend.run)."""
         if self.format == "onnx" or length == self.inputs[0].shape[1]:
             return self
         if length not in self._lengths:
-            model = self._lengths[length] = Model(self.format, self.model_bytes, self.threads, self.layouts)
-            cast(TFLiteBackend, model.backend).resize_axis(1, length)
+            self._lengths[length] = Model(self.format, self.model_bytes, self.threads, self.layouts)
         return self._lengths[length]
 
     def raw_feeds(self, sample: list[np.ndarray] | None) -> list[np.ndarray]:
