@@ -25,14 +25,19 @@ demo: install
 	    -o build/$(SAMPLE) --force
 	cd build/$(SAMPLE) && ../../$(BIN)/python -m runtime validate
 
-# The sample transformer: an intent classifier over sentences (tokenized with its tokenizer.json), its last
-# encoder block dropped and half of each attention layer's heads removed, re-fitted by least squares.
+# A sentence encoder a user can ship (sample_models/intent_states.keras: the sample intent encoder's token states):
+# its embedding table cut to the word pieces its corpus (the calibration sentences) uses (--vocab-from auto),
+# shipped with its tokenizer; the bundle then embeds text from the command line and validates from text.
+# TEXT_FLAGS adds build options (the integration test: a quick float build), TEXT_OUT moves the bundle.
+TEXT_OUT ?= build/intent_states
+TEXT_FLAGS ?=
 demo-text: install
-	$(BIN)/edgekiln build sample_models/intent_encoder.keras --target rpi4 \
-	    --text sample_models/intent_calib.txt --eval sample_models/intent_eval.txt \
-	    --tokenizer sample_models/intent_tokenizer.json --drop-layers 1 --prune-heads 0.5 \
-	    -o build/intent_encoder --force
-	cd build/intent_encoder && ../../$(BIN)/python -m runtime validate
+	$(BIN)/edgekiln build sample_models/intent_states.keras --target rpi4 \
+	    --text sample_models/intent_calib.txt --tokenizer sample_models/intent_tokenizer.json \
+	    --eval sample_models/intent_eval.txt --vocab-from auto $(TEXT_FLAGS) -o $(TEXT_OUT) --force
+	cd $(TEXT_OUT) && $(abspath $(BIN))/python -m runtime embed "turn on the lights in the kitchen" \
+	    "could you dim the lamp in the study"
+	cd $(TEXT_OUT) && $(abspath $(BIN))/python -m runtime validate
 
 # Debian packages the tests need: a real sshd on loopback (deploy), QEMU user mode (emulated Pi),
 # headless Chromium (the report page opened in a real browser).

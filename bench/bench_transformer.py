@@ -1,6 +1,7 @@
 """The sample transformer side by side in one run: float ONNX, the by-hand onnxruntime peer, edgekiln's builds.
 
     .venv/bin/python bench/bench_transformer.py [--runs 300] [--points 1:0.5 2:0.5] [--formats onnx] [--builds DIR]
+    .venv/bin/python bench/bench_transformer.py --ladder [--variant int8] [--builds DIR]   (bench/transformer_ladder.py)
 
 Rows: the float ONNX (edgekiln's tf2onnx export); the by-hand peer as onnxruntime's docs show it for BERT-class
 models on CPU (`optimizer.optimize_model(model_type="bert")`, then `quantize_dynamic(weight_type=QInt8)`), run
@@ -268,11 +269,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=300, help="timed runs per model and thread count")
     parser.add_argument("--points", nargs="*", default=[(1, 0.5), (1, 0.0)], type=_point,
                         help="pruned builds DROP:HEADS (--drop-layers DROP --prune-heads HEADS; 0 leaves one out), "
-                             "each in every --pruned-formats format (default: 1:0.5, make demo-text's, and 1:0)")
+                             "each in every --pruned-formats format (default: 1:0.5 and 1:0)")
     parser.add_argument("--pruned-formats", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"])
     parser.add_argument("--formats", nargs="*", default=["onnx", "tflite"], choices=["onnx", "tflite"],
                         help="formats of the unpruned default build (ONNX adds the forced fused variants)")
     parser.add_argument("--builds", type=Path, help="keep (and reuse) the bundles here instead of a tempdir")
+    parser.add_argument("--ladder", action="store_true", help="the sentence-encoder ladder instead (float, int8, "
+                        "+ vocabulary, + heads, + layers: bench/transformer_ladder.py)")
+    parser.add_argument("--variant", default="int8", help="--ladder: the int8 candidate its rungs ship")
     args = parser.parse_args()
 
     def log(text: str) -> None:
@@ -281,6 +285,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-transformer-") as tmp:
         work, builds = Path(tmp), args.builds or Path(tmp) / "builds"
         builds.mkdir(parents=True, exist_ok=True)
+        if args.ladder:
+            from bench.transformer_ladder import main as ladder
+
+            return ladder(builds, args.variant, log)
         log("exporting the float ONNX (tf2onnx) and making the peer")
         graph, float_bytes = float_onnx(work)
         float_path = work / "float.onnx"

@@ -870,6 +870,23 @@ class TextSection(TypedDict):
     normalize: bool
     pooling_from: str
     golden_sentences: list[str]
+    buckets: NotRequired[list[int]]  # a model taking any length: each sentence runs at the smallest holding it
+    latency_by_length: NotRequired[LengthLatency]
+
+
+class LengthLatency(TypedDict):
+    """A model taking any sequence length (compiler/text_bundle.py): its host p50 at the bucket of the evaluation
+    sentences' median and longest token counts, and padded to the maximum (seq_len)."""
+
+    median_tokens: int
+    median_bucket: int
+    median_p50_ms: float
+    longest_tokens: int
+    longest_bucket: int
+    longest_p50_ms: float
+    padded_p50_ms: float
+    sentences: int
+    how: str
 
 
 class Distillation(TypedDict):

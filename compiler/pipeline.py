@@ -111,7 +111,10 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         progress("Profiling the shipped model op by op")
         profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
         tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
-        text = text_bundle.section(recipe, tokenizer, graph.inputs, recipe.golden_samples) if tokenizer else None
+        shipped = text_bundle.Shipped(selection.format, selection.model, threads_for(recipe, target),
+                                      min(recipe.bench_runs, 50))
+        text = text_bundle.section(recipe, tokenizer, graph.inputs, recipe.golden_samples, shipped) \
+            if tokenizer else None
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory, measured,
                                           pruning, profile, vocabulary=cut.block if cut else None, text=text,
                                           distillation=distilled))

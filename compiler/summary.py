@@ -109,6 +109,14 @@ def print_build_summary(result: BuildResult) -> None:
         if key.split(":")[-1] == "int8+qat":  # --qat asked for it: say why it is not in the table
             console.print(f"{key} (--qat) not built: {why}", markup=False)
     _print_profile(m)
+    by_length = m.get("text", {}).get("latency_by_length")
+    if by_length:  # a model taking any sequence length: each sentence runs at its bucket's
+        b = by_length
+        console.print(f"sentences at their own length (buckets {m['text'].get('buckets')}): host p50 "
+                      f"{b['median_p50_ms']:.3f} ms at the median {b['median_tokens']} tokens (bucket "
+                      f"{b['median_bucket']}), {b['longest_p50_ms']:.3f} ms at the longest {b['longest_tokens']} "
+                      f"(bucket {b['longest_bucket']}), {b['padded_p50_ms']:.3f} ms padded to {m['text']['seq_len']}",
+                      markup=False)
     console.print(f"params {m['source']['params']:,}   MACs {m['model']['macs']:,}   target {m['target']['name']} "
                   f"(est. peak memory {m['memory']['estimated_peak_mb']} MB of {m['memory']['budget_mb']} MB)")
     console.print("[dim]latency is measured on this build host (labelled 'host' in manifest.json), "

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from .model import Model, ValidationReport, compare_golden, to_compiled
-from .text import TextEncoder, text_samples
+from .text import TextEncoder, bucket_lengths, text_samples
 
 __all__ = ["BundleError", "BundleModel", "ChecksumError", "Model", "load"]
 __version__ = "1"
@@ -48,6 +48,7 @@ class BundleModel(Model):
         super().__init__(manifest["model"]["format"], model_bytes, threads, layouts)
         self.bundle_dir, self.manifest = bundle_dir, manifest
         self._text: TextEncoder | None = None
+        self._lengths: dict[int, Model] = {}
 
     def golden(self) -> dict[str, np.ndarray]:
         """The golden vectors, checked against this model's inputs and outputs."""
@@ -94,7 +95,23 @@ class BundleModel(Model):
         if self._text is None:
             self._text = TextEncoder(self.bundle_dir, self.manifest["text"])
         feeds, mask = self._text.feeds(sentences, [info.name for info in self.inputs])
-        return self._text.embeddings(self.predict_list(feeds), mask)
+        lengths = bucket_lengths(mask, self.manifest["text"].get("buckets") or [mask.shape[1]])
+        vectors: list[np.ndarray] = [np.empty(0)] * len(sentences)
+        for length in sorted(set(lengths)):  # each sentence at its bucket's length: its own, rounded up
+            rows = [k for k, n in enumerate(lengths) if n == length]
+            outputs = self.at_length(length).predict_list([f[rows, :length] for f in feeds])
+            for k, v in zip(rows, self._text.embeddings(outputs, mask[rows, :length]), strict=True):
+                vectors[k] = v
+        return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+    def at_length(self, length: int) -> Model:
+        """This model with its sequence axis at `length`: onnxruntime takes any; TFLite gets one interpreter per
+        length, kept (its first run resizes and allocates it: TFLiteBackend.run)."""
+        if self.format == "onnx" or length == self.inputs[0].shape[1]:
+            return self
+        if length not in self._lengths:
+            self._lengths[length] = Model(self.format, self.model_bytes, self.threads, self.layouts)
+        return self._lengths[length]
 
     def raw_feeds(self, sample: list[np.ndarray] | None) -> list[np.ndarray]:
         """A bundle is benchmarked and profiled on its first golden input by default."""

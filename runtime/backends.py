@@ -96,6 +96,7 @@ class TFLiteBackend:
         self.outputs = [_tflite_info(name, d) for name, d in out_details]
         self._in_index = [d["index"] for _, d in in_details]
         self._out_index = [d["index"] for _, d in out_details]
+        self._shapes = {d["index"]: tuple(int(n) for n in d["shape"]) for _, d in in_details}  # as allocated
 
     def _io_details(self) -> tuple[list[tuple[str, dict]], list[tuple[str, dict]]]:
         """Inputs and outputs in signature order with signature names (they match the source model)."""
@@ -109,7 +110,13 @@ class TFLiteBackend:
                 [(d["name"], d) for d in self._interp.get_output_details()])
 
     def run(self, feed: list[np.ndarray]) -> list[np.ndarray]:
-        """One invocation on raw arrays, in input order; outputs in output order."""
+        """One invocation on raw arrays, in input order; outputs in output order. Arrays of another size along an
+        axis the model leaves open (-1) resize the tensors first (strict: a fixed axis still refuses)."""
+        if any(self._shapes[i] != a.shape for i, a in zip(self._in_index, feed, strict=True)):
+            for index, array in zip(self._in_index, feed, strict=True):
+                self._interp.resize_tensor_input(index, array.shape, strict=True)
+            self._interp.allocate_tensors()
+            self._shapes = {i: a.shape for i, a in zip(self._in_index, feed, strict=True)}
         for index, array in zip(self._in_index, feed, strict=True):
             self._interp.set_tensor(index, array)
         self._interp.invoke()

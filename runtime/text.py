@@ -61,6 +61,11 @@ class TextEncoder:
         return normalized(pooled) if self.text["normalize"] else pooled
 
 
+def bucket_lengths(mask: np.ndarray, buckets: list[int]) -> list[int]:
+    """Each sentence's run length: the smallest bucket holding its tokens (padding is at the end), else the last."""
+    return [next((b for b in sorted(buckets) if b >= n), max(buckets)) for n in mask.sum(axis=1).tolist()]
+
+
 def text_samples(got: np.ndarray, expected: np.ndarray, first: int, atol: float, rtol: float) -> list[SampleResult]:
     """Each golden sentence's embedding against the recorded one, numbered after the token-array samples."""
     diffs = np.abs(got - expected)

@@ -14,17 +14,21 @@ trained on the training sentences with the `tokenizers` library (lower-cased, [C
 
 Writes, overwriting:
   intent_encoder.keras    Keras 3, input `input_ids` int32 [N, 24]
+  intent_states.keras     the same encoder cut after its last block: token states [N, 24, 64], a sentence
+                          encoder as sentence-transformers exports one (the bundle pools them)
   intent_tokenizer.json   the tokenizer (JSON: vocabulary and rules)
   intent_calib.txt        calibration sentences, one a line
   intent_eval.txt         evaluation sentences, `LABEL<TAB>sentence`
 
 Run from the repository root:  .venv/bin/python sample_models/make_text_samples.py
+(`--states-only`: just re-cut intent_states.keras from the committed intent_encoder.keras, no training)
 """
 
 from __future__ import annotations
 
 import itertools
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +149,19 @@ def encoder(keras, vocab: int, classes: int):
     return keras.Model(ids, layers.Dense(classes, activation="softmax", name="intent")(pooled), name="intent_encoder")
 
 
+def token_states(keras, model):
+    """The encoder without its pooling and classifier: what a sentence encoder's ONNX export outputs."""
+    return keras.Model(model.input, model.get_layer(f"block{BLOCKS - 1}_ffn_norm").output, name="intent_states")
+
+
 def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
+
+    if sys.argv[1:] == ["--states-only"]:
+        source = keras.models.load_model(OUT_DIR / "intent_encoder.keras")
+        token_states(keras, source).save(OUT_DIR / "intent_states.keras")
+        return
 
     rng = np.random.default_rng(SEED)
     splits = sentences(rng)
@@ -168,6 +182,7 @@ def main() -> None:
     accuracy = float(np.mean(model.predict(ex, verbose=0).argmax(1) == ey))
     print(f"evaluation accuracy {accuracy:.4f} on {len(ey)} sentences; params {model.count_params():,}")
     model.save(OUT_DIR / "intent_encoder.keras")
+    token_states(keras, model).save(OUT_DIR / "intent_states.keras")
     (OUT_DIR / "intent_calib.txt").write_text("".join(f"{s}\n" for _, s in splits["calib"]))
     (OUT_DIR / "intent_eval.txt").write_text("".join(f"{y}\t{s}\n" for y, s in splits["eval"]))
 
