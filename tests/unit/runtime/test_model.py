@@ -58,6 +58,8 @@ def test_runtime_stays_small():
     # round 3 to 875 for the per-op profiler that runs on the device (runtime/profile.py, ~90 lines) and the
     # on-device race of a build's candidates (runtime/race.py, ~55 lines); issue 36 to 1000 for text in,
     # embeddings out (runtime/text.py: tokenize, pad, mask, pool, normalize; `embed`, golden vectors from text), and the
-    # profiler packing each table once for all its prefix models (4 lines: minutes to seconds for a 300-op encoder).
+    # profiler packing each table once for all its prefix models (4 lines: minutes to seconds for a 300-op encoder);
+    # to 1050 for a sentence run at its own length (BundleModel.at_length, bucket_lengths: ~25 lines) and the
+    # docstrings the API reference renders (docs/reference.md).
     lines = sum(len(p.read_text().splitlines()) for p in (ROOT / "runtime").glob("*.py"))
-    assert lines < 1000, f"runtime/ has {lines} lines"
+    assert lines < 1050, f"runtime/ has {lines} lines"
