@@ -98,10 +98,12 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         memory = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(loaded.reference, selection, data, recipe, target)  # drops include pruning
-        pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target)
-        pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
-        profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
+        shipped_profile = profile_stage.measure_shipped(selection, data.golden_set, threads_for(recipe, target), target)
+        pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target,
+                                        None if isinstance(shipped_profile, Exception) else shipped_profile)
+        pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
+        profile = profile_stage.shipped(shipped_profile)
         tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
         text = text_bundle.section(recipe, tokenizer, graph.inputs, recipe.golden_samples) if tokenizer else None
         built = manifest.build(BuildState(recipe, target, loaded, searched, tuple(notes), memory, measured,
