@@ -46,6 +46,13 @@ def test_pruned_bundle_is_smaller_validates_and_records_what_was_removed(pruned_
     assert pruned_convs and all(min(per_layer[c]["unpruned_ms"], per_layer[c]["pruned_ms"]) >= 0 for c in pruned_convs)
     assert sum(r["unpruned_ms"] for r in per_layer.values()) > 0 and sum(r["pruned_ms"] for r in per_layer.values()) > 0
     assert m["profile"]["ops"] and m["profile"]["agreement"]["bound"] == 0.2
+    # the pruned side is the shipped model's profile, measured once: every op of this small model is in the block
+    assert m["profile"]["ops_total"] == len(m["profile"]["ops"])
+    shipped: dict[str, float] = {}
+    for op in m["profile"]["ops"]:
+        shipped[op["layer"]] = shipped.get(op["layer"], 0.0) + op["ms"]
+    assert {layer: row["pruned_ms"] for layer, row in per_layer.items() if layer in shipped} == \
+        {layer: round(ms, 4) for layer, ms in shipped.items()}
     assert run_runtime(pruned_bundle.output, "validate").returncode == 0
 
 
