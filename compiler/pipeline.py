@@ -106,10 +106,12 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         memory = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
         measured = measure_all(loaded.reference, selection, data, recipe, target)  # drops include pruning
-        pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target)
-        pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         progress("Profiling the shipped model op by op")
-        profile = profile_stage.shipped(selection, data.golden_set, threads_for(recipe, target), target)
+        shipped_profile = profile_stage.measure_shipped(selection, data.golden_set, threads_for(recipe, target), target)
+        pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target,
+                                        None if isinstance(shipped_profile, Exception) else shipped_profile)
+        pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
+        profile = profile_stage.shipped(shipped_profile)
         tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
         shipped = text_bundle.Shipped(selection.format, selection.model, threads_for(recipe, target),
                                       min(recipe.bench_runs, 50))
@@ -138,12 +140,13 @@ class Search:
     racer: DeviceTimer | None = None
     progress: Progress = lambda line: None  # a long candidate's steps (int8+adaround)
 
-    def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None) -> Selection:
+    def __call__(self, graph: Any, model_formats: tuple[str, ...], scratch: Path, only: str | None = None,
+                 cross_fit: bool = True) -> Selection:
         plans = [FormatPlan(f, self._target_problem(f)) for f in model_formats]
         reference = self.reference if graph is self.reference.subject else Reference(graph)
         return select(graph, self.source, plans, self.recipe, self.data, threads_for(self.recipe, self.target),
                       scratch, self.target.onnx_activation_type, only or self.recipe.variant, self.target,
-                      self.racer, reference, self.progress)
+                      self.racer, reference, self.progress, cross_fit)
 
     def run(self, source: Any, pruned: pruning_stage.Pruned | None, chosen: formats.Formats,
             progress: Progress) -> Searched:
@@ -159,10 +162,11 @@ class Search:
         return Searched(selection, self.unpruned_reference(source, selection))
 
     def unpruned_reference(self, graph: Any, shipped: Selection) -> Selection:
-        """The unpruned source compiled as the shipped variant (same format, same refinements)."""
+        """The unpruned source compiled as the shipped variant (same format, same refinements); only timed and
+        sized beside the shipped model, so its int8 rows are not cross-fitted (nothing reads their fidelity)."""
         scratch = self.work / "unpruned_reference"
         scratch.mkdir(exist_ok=True)
-        return self(graph, (shipped.format,), scratch, only=shipped.variant)
+        return self(graph, (shipped.format,), scratch, only=shipped.variant, cross_fit=False)
 
     def _target_problem(self, model_format: str) -> Callable[[bytes], str | None]:
         """What keeps the target's interpreter from running a candidate; --force waives it."""

@@ -9,7 +9,7 @@ from typing import cast
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate.runner import open_model
 from edgekiln.compiler.evaluate.timing import side_by_side, threads_for
-from edgekiln.compiler.manifest_schema import Accuracy, BudgetSplit, MeasuredGain, Pruning
+from edgekiln.compiler.manifest_schema import Accuracy, BudgetSplit, MeasuredGain, Profile, Pruning
 from edgekiln.compiler.profile import stage as profile_stage
 from edgekiln.compiler.prune import driver
 from edgekiln.compiler.pruning_stage import Pruned
@@ -19,9 +19,10 @@ from edgekiln.targets import Target
 
 
 def measured(pruned: Pruned | None, selection: Selection, compiled: Selection | None, data: Datasets,
-             recipe: Recipe, target: Target) -> Pruning | None:
+             recipe: Recipe, target: Target, shipped_profile: Profile | None = None) -> Pruning | None:
     """The pruning block completed with the unpruned model compiled as the shipped variant (`compiled`, None
-    when nothing was removed), both timed side by side."""
+    when nothing was removed), both timed side by side; shipped_profile: the shipped model's full profile, when
+    the build measured it (each layer's pruned time is read from it rather than measured again)."""
     if pruned is None:
         return None
     block = cast(Pruning, pruned.block)  # the pruning stage's section of the manifest
@@ -32,7 +33,7 @@ def measured(pruned: Pruned | None, selection: Selection, compiled: Selection | 
     threads = threads_for(recipe, target)
     models = [open_model(selection.format, s.model, threads, s.layouts) for s in (selection, compiled)]
     best = side_by_side(models, data.golden_set, recipe.bench_runs)
-    per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads)
+    per_layer = profile_stage.pruning_per_layer(selection, compiled, data.golden_set, threads, shipped_profile)
     macs = (selection.model_stats.macs, compiled.model_stats.macs)
     if "macs_before" not in block:  # head pruning: MACs of the compiled graphs
         block = {**block, "macs_before": macs[1], "macs_after": macs[0],

@@ -40,7 +40,15 @@ ENTROPY_BINS = {"num_bins": 2048, "num_quantized_bins": 256}  # histogram bins; 
 
 
 def keras_to_onnx(graph: KerasGraph, batch: int) -> bytes:
-    """tf2onnx over the serving signature with an explicit input signature; names are kept."""
+    """tf2onnx over the serving signature with an explicit input signature; names are kept. Converted once per
+    graph and batch: the same bytes every time (tests/integration/test_keras_to_onnx.py), so the builds of the
+    cross-fitting folds (search/crossfit.py) read the build's conversion instead of converting again."""
+    if batch not in graph.onnx_bytes:
+        graph.onnx_bytes[batch] = _tf2onnx(graph, batch)
+    return graph.onnx_bytes[batch]
+
+
+def _tf2onnx(graph: KerasGraph, batch: int) -> bytes:
     tf = import_tf()
     import tf2onnx
 

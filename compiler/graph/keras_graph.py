@@ -8,7 +8,7 @@ names of inputs and outputs are the serving signature's everywhere downstream.
 from __future__ import annotations
 
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +39,8 @@ class KerasGraph:
     output_names: list[str]
     params: int
     handle: Any = None  # the loaded SavedModel object; keeps the signature's variables alive
+    # its tf2onnx conversion by batch size (emit/onnx_convert.keras_to_onnx): made once, the folds reuse it
+    onnx_bytes: dict[int, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def run(self, inputs: dict[str, np.ndarray], batch: int = 64) -> list[np.ndarray]:
         """Float reference outputs of the source model, in output_names order."""

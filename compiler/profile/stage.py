@@ -15,19 +15,34 @@ TOP = 10
 BUILD_RUNS = 10  # rounds per batch (up to 4 batches); every prefix model is timed once a round
 
 
-def shipped(selection: Any, dataset: Any, threads: int, target: Any) -> Profile:
-    """The manifest's `profile` block of the shipped model; a model the profiler cannot cut (an interpreter
-    error) gets the reason instead of failing a build whose bundle is sound."""
+PROFILE_ERRORS = (RuntimeError, ValueError, IndexError, KeyError)  # an interpreter that cannot cut the model
+
+
+def measure_shipped(selection: Any, dataset: Any, threads: int, target: Any) -> Profile | Exception:
+    """The full profile of the shipped model on the golden sample, or the interpreter error that kept the profiler
+    from cutting it. Measured once a build: the manifest's `profile` block and, for a pruned build, the pruned
+    side of each layer's time before and after pruning both read it."""
     try:
-        return block(_profile(selection, dataset, threads, target), TOP)
-    except (RuntimeError, ValueError, IndexError, KeyError) as exc:
-        return {"method": None, "unavailable": f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}",
+        return _profile(selection, dataset, threads, target)
+    except PROFILE_ERRORS as exc:
+        return exc
+
+
+def shipped(measured: Profile | Exception) -> Profile:
+    """The manifest's `profile` block of the shipped model (measure_shipped); a model the profiler cannot cut
+    gets the reason instead of failing a build whose bundle is sound."""
+    if isinstance(measured, Exception):
+        return {"method": None, "unavailable": f"{type(measured).__name__}: {' '.join(str(measured).split())[:200]}",
                 "ops": []}
+    return block(measured, TOP)
 
 
-def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int) -> list[dict]:
-    """[{layer, unpruned_ms, pruned_ms, ratio}] slowest unpruned layer first: did pruning make the layer faster?"""
-    before, after = (_profile(s, dataset, threads, None) for s in (unpruned, pruned))
+def pruning_per_layer(pruned: Any, unpruned: Any, dataset: Any, threads: int,
+                      pruned_profile: Profile | None = None) -> list[dict]:
+    """[{layer, unpruned_ms, pruned_ms, ratio}] slowest unpruned layer first: did pruning make the layer faster?
+    pruned_profile: the pruned (shipped) model's full profile when the build measured it already."""
+    before = _profile(unpruned, dataset, threads, None)
+    after = pruned_profile if pruned_profile is not None else _profile(pruned, dataset, threads, None)
     return layers_side_by_side(before, after, ("unpruned_ms", "pruned_ms"))
 
 

@@ -110,6 +110,10 @@ class PruningJudge(Generic[ModelT]):
 
     agreement: top-1 agreement with the original outputs; for single-valued outputs, fidelity =
     100 * (1 - relative RMS error).
+
+    Each model (and each zero-masked plan) is run once per sample count: the search asks the same model for its
+    score, its per-sample verdicts and its paired drop, and the original model for its verdicts in every trial.
+    What is kept is each sample's top-1 class (the fidelity score for a single-valued output), not the outputs.
     """
 
     def __init__(self, subject: Subject[ModelT], x: np.ndarray, labels: np.ndarray | None) -> None:
@@ -117,37 +121,60 @@ class PruningJudge(Generic[ModelT]):
         self.reference = None if labels is not None else subject.predict(subject.model, x)
         vector = self.reference is not None and self.reference.ndim == 2 and self.reference.shape[1] > 1
         self.metric = "accuracy" if labels is not None else "agreement" if vector else "fidelity"
+        # (model id or masked plan, samples) -> (the model, kept alive so that its id is not reused; what was judged)
+        self._judged: dict[tuple[object, int], tuple[object, np.ndarray | float]] = {}
 
     def score(self, model: ModelT, limit: int | None = None) -> float:
-        y = self.subject.predict(model, self.x[:limit])
-        if self.labels is not None:
-            return float(np.mean(y.reshape(len(y), -1).argmax(1) == self.labels[:limit]) * 100)
-        ref = self.reference[:limit]  # type: ignore[index]
-        if self.metric == "agreement":
-            return float(np.mean(y.argmax(-1) == ref.argmax(-1)) * 100)
-        error = float(np.linalg.norm(y - ref)) / max(float(np.linalg.norm(ref)), 1e-12)
-        return 100 * max(0.0, 1 - error)
+        return self._score(self._run(model, limit))
 
     def masked_score(self, plan: Plan, limit: int | None = None) -> float:
-        with self.subject.masked(plan) as model:
-            return self.score(model, limit)
+        key = tuple((group, mask.tobytes()) for group, mask in sorted(plan.items()))
+        if (key, self._samples(limit)) not in self._judged:
+            with self.subject.masked(plan) as model:
+                return self._score(self._run(model, limit, key))
+        return self._score(self._run(self.subject.model, limit, key))
 
     def verdicts(self, model: ModelT, limit: int | None = None) -> np.ndarray | None:
         """Per sample, whether `model` is right (labels) or agrees with the original (class vectors);
         None for a single-valued output, which has no per-sample verdict."""
         if self.metric == "fidelity":
             return None
-        y = self.subject.predict(model, self.x[:limit])
-        top = y.reshape(len(y), -1).argmax(1)
+        top = self._run(model, limit)
+        assert isinstance(top, np.ndarray)
         if self.labels is not None:
-            return top == self.labels[:limit]
-        return top == self.reference[:limit].reshape(len(y), -1).argmax(1)  # type: ignore[index]
+            return top == self.labels[: len(top)]
+        return top == self.reference[: len(top)].reshape(len(top), -1).argmax(1)  # type: ignore[index]
 
     def paired(self, model: ModelT, limit: int | None = None) -> PairedDrop | None:
         """The paired drop of `model` against the original on the same samples (prune/paired.py)."""
         reference = self.verdicts(self.subject.model, limit)
         pruned = self.verdicts(model, limit)
         return None if reference is None or pruned is None else paired_drop(reference, pruned)
+
+    def _samples(self, limit: int | None) -> int:
+        return len(self.x[:limit])
+
+    def _run(self, model: ModelT, limit: int | None, masked: object = None) -> np.ndarray | float:
+        """Each sample's top-1 class of `model` on the first `limit` samples (the fidelity score for a
+        single-valued output); `masked`: the plan whose zero-masked original `model` is."""
+        key = (id(model) if masked is None else masked, self._samples(limit))
+        if key not in self._judged:
+            y = self.subject.predict(model, self.x[:limit])
+            kept = self._fidelity(y) if self.metric == "fidelity" else y.reshape(len(y), -1).argmax(1)
+            self._judged[key] = (None if masked is not None else model), kept
+        return self._judged[key][1]
+
+    def _fidelity(self, y: np.ndarray) -> float:
+        ref = self.reference[: len(y)]  # type: ignore[index]
+        error = float(np.linalg.norm(y - ref)) / max(float(np.linalg.norm(ref)), 1e-12)
+        return 100 * max(0.0, 1 - error)
+
+    def _score(self, judged: np.ndarray | float) -> float:
+        if not isinstance(judged, np.ndarray):
+            return judged
+        if self.labels is not None:
+            return float(np.mean(judged == self.labels[: len(judged)]) * 100)
+        return float(np.mean(judged == self.reference[: len(judged)].argmax(-1)) * 100)  # type: ignore[index]
 
 
 @dataclass(frozen=True)

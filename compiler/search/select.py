@@ -122,7 +122,7 @@ class Selection:
 def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan], recipe: Recipe, data: Datasets,
            threads: int, workdir: Path, activation_type: str, only: str | None = None, target: Target | None = None,
            racer: on_device.DeviceTimer | None = None, reference: Reference | None = None,
-           progress: Progress = lambda line: None) -> Selection:
+           progress: Progress = lambda line: None, cross_fit: bool = True) -> Selection:
     """Build every format's candidates, judge and time them in one table, and choose.
 
     With more than one format, rows are named "format:variant" and a format whose conversion fails is
@@ -135,6 +135,8 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     racer: build --device: the eligible candidates are timed on the device and its table decides.
     reference: `graph`'s outputs, computed once per build (made here when not given).
     progress: where a long candidate reports its steps.
+    cross_fit: False for a build that is only timed and sized, whose rows no manifest records and whose choice
+    `only` makes (the unpruned reference of a pruned build): its int8 candidates are not built again per fold.
     """
     labelled = data.evaluation is not None and data.evaluation.labels is not None
     criterion = criterion_for(recipe, labelled, data.judged_by)
@@ -159,7 +161,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     built, diagnoses, failed = _build_all(contexts)
     made = {key for key, b in built.items() if b.model is not None}
     crossfitted, not_crossfitted = crossfit.run(contexts, BUILDERS, data, threads, len(formats) > 1, made) \
-        if data.folds is not None else ({}, {})
+        if data.folds is not None and cross_fit else ({}, {})
     ready = {key: b for key, b in built.items() if b.model is not None}
     baselines = {key for key, b in ready.items() if b.variant.name == BASELINE}
     problems = {f.format: f.target_problem for f in formats}
