@@ -25,10 +25,11 @@ __all__ = ["DeployOptions", "SshOptions", "deploy_command", "destinations", "mea
 
 
 def deploy_command(bundle: Path, hosts: list[str], inventory: Path | None, options: DeployOptions,
-                   parallel: int) -> list[DeviceResult]:
-    """`edgekiln deploy`: every device gets a row; any failure makes the command fail after all have run."""
+                   parallel: int, again: bool = False) -> list[DeviceResult]:
+    """`edgekiln deploy`: every device gets a row; any failure makes the command fail after all have run.
+    A rerun deploys only to the devices without a passing record of this bundle (again: to every device)."""
     devices = destinations(hosts, inventory)
-    outcomes = run_fleet(bundle, devices, options, parallel)
+    outcomes = run_fleet(bundle, devices, options, parallel, resume=not again)
     _refresh_report(bundle, outcomes)
     _raise_failures(outcomes, "")
     return outcomes
@@ -48,7 +49,7 @@ def _refresh_report(bundle: Path, outcomes: list[DeviceResult]) -> None:
     """report.html is a view of the bundle's files: remade once a device's figures were added to them."""
     from edgekiln.compiler import report
 
-    if any(o.record is not None for o in outcomes) and (bundle / report.REPORT_FILE).is_file():
+    if any(o.record is not None and not o.earlier for o in outcomes) and (bundle / report.REPORT_FILE).is_file():
         report.write(bundle)
 
 
@@ -60,4 +61,4 @@ def _raise_failures(outcomes: list[DeviceResult], prefix: str) -> None:
     if failed:
         names = "; ".join(f"{destination} ({f.kind})" for destination, f in failed)
         raise DeployError(f"{prefix}{len(failed)} of {len(outcomes)} devices failed: {names}",
-                          "each failure is described above")
+                          "each failure is described above; the same command again deploys to these alone")
