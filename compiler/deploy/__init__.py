@@ -3,6 +3,7 @@
     transport.py  the system ssh client; ssh's failures as one-line DeviceFailures
     agent.py      the device side (stdlib only), sent over ssh: venv, validate, bench, facts
     agent_keep.py the device side of --keep: deploy records, locks, old versions and unused venvs removed
+    agent_upload.py  the device side of an upload: unpacked under a lock, removed if cut short, then the agent
     agent_messages.py  what the agent sends the host (probe, result, --keep's report), as types for the host
     remote.py     one device: probe, upload what it lacks, run the agent, fetch its result
     fleet.py      many devices in parallel, progress and summary tables
