@@ -4,9 +4,10 @@ with --jobs 2 and on a local Ray. Prints every figure; asserts nothing about tim
     python bench/fleet_load.py --bundle DIR [--wheels DIR] [--devices 32] [--parallel 8] [--points 24] [--skip-sweep]
 
 Fleet: `edgekiln deploy --inventory` over N devices (tests/integration/deploy/fault_devices.py: each its own home,
-sharing one venv made before the clock starts), N/9 refused (no sshd on the port), N/9 slow (their upload answered
-5 s late), N/9 dropping (the connection drops mid-upload); every row is checked against what its device was made to
-do. The total is set beside (devices / parallel) x one deploy to one healthy device, timed the same way.
+sharing one venv made before the clock starts), a third of them faulty, in turn refused (no sshd on the port), slow
+(their upload answered 5 s late) and dropping (the connection drops mid-upload); every row is checked against what
+its device was made to do. The total is set beside (devices / parallel) x one deploy to one healthy device, timed
+the same way.
 Sweep: `edgekiln sweep` of the tiny ONNX MLP (tests/integration/faults.py), PRUNES x {float32, int8}; all rows
 built, no process of the sweep's session left after it (pgrep -s), and the peak of the summed RSS of its processes.
 """
@@ -95,11 +96,11 @@ def fleet(args: argparse.Namespace, work: Path) -> None:
     assert warm[1].returncode == 0, warm[1].stderr
     singles = [deploy(args.bundle, work / "one.txt", client, 1, args.wheels)[0] for _ in range(3)]
     single = sorted(singles)[1]
-    n, faulty = args.devices, args.devices // 9
+    n, faulty = args.devices, round(args.devices / 3)
+    kinds = [("refused", "slow", "drop")[k % 3] if k < faulty else "ok" for k in range(n)]
     expected: dict[str, str] = {}
     devices = []
-    for k in range(n):
-        kind = "refused" if k < faulty else "slow" if k < 2 * faulty else "drop" if k < 3 * faulty else "ok"
+    for k, kind in enumerate(kinds):
         if kind == "refused":
             expected[f"{client.user}@127.0.0.1:{sshd_loopback.free_port()}"] = "unreachable"
             continue
@@ -119,8 +120,8 @@ def fleet(args: argparse.Namespace, work: Path) -> None:
     rows = {c[1].strip(): c[6].strip() for c in cells if len(c) > 6}
     wrong = {dest: (want, rows.get(dest)) for dest, want in expected.items() if rows.get(dest) != want}
     ideal = n / args.parallel * single
-    print(f"fleet: {n} devices, --parallel {args.parallel}: {faulty} refused, {faulty} slow (+{SLOW_S:.0f} s), "
-          f"{faulty} dropping, {n - 3 * faulty} healthy")
+    print(f"fleet: {n} devices, --parallel {args.parallel}: {kinds.count('refused')} refused, "
+          f"{kinds.count('slow')} slow (+{SLOW_S:.0f} s), {kinds.count('drop')} dropping, {kinds.count('ok')} healthy")
     print(f"  rows: {len(rows)} of {n}, every row as its device was made to behave: {not wrong}"
           + (f" (wrong: {wrong})" if wrong else ""))
     print(f"  exit {done.returncode}: {done.stderr.strip()[:160]}")
