@@ -121,7 +121,6 @@ def _read(source: Path) -> onnx.ModelProto:
     """The ModelProto with external data inlined; a clear error for non-ONNX or truncated files."""
     import onnx
     from google.protobuf.message import DecodeError
-
     from onnx.external_data_helper import load_external_data_for_model
 
     try:
