@@ -233,6 +233,8 @@ def deploy(
     keep: KeepOpt = 3,
     profile: Annotated[bool, typer.Option("--profile", help="Also profile per op on the device "
                                                             "(into measurements/<device-id>.json).")] = False,
+    again: Annotated[bool, typer.Option("--again", help="Deploy to every device, also those with a passing "
+                                                        "measurement of this bundle (a rerun skips them).")] = False,
 ) -> None:
     """Copy BUNDLE to devices over SSH, install it in a venv, validate and benchmark it there."""
     from edgekiln.compiler.deploy import deploy_command
@@ -241,7 +243,7 @@ def deploy(
         options = _deploy_options(wheels, identity, ssh_config, accept_new_host_keys, connect_timeout,
                                   remote_dir=remote_dir, python=python, runs=runs, threads=threads,
                                   timeout=timeout, keep=keep, profile=profile)
-        deploy_command(bundle, host or [], inventory, options, parallel)
+        deploy_command(bundle, host or [], inventory, options, parallel, again)
 
     _run(action)
 

@@ -121,13 +121,21 @@ def _load_image_folder(folder: Path, specs: list[InputSpec], role: str, mean: tu
     if {len(mean), len(std)} - {1, channels}:
         raise DataError(f"--mean / --std give {len(mean)} / {len(std)} values for a {channels}-channel image input",
                         f"give 1 value, or {channels} (one per channel)")
-    images = np.stack([_read_image(p, height, width, channels) for p in files])
-    images = (images / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    # One float32 array in the model's layout, filled image by image and normalised in place: the folder costs
+    # its decoded size once (stacking, then normalising with temporaries, cost it four times).
+    first = specs[0].channels_first
+    images = np.empty((len(files), channels, height, width) if first else (len(files), height, width, channels),
+                      np.float32)
+    for k, path in enumerate(files):
+        image = _read_image(path, height, width, channels)
+        images[k] = image.transpose(2, 0, 1) if first else image
+    shape = (channels, 1, 1) if first else (channels,)
+    images /= np.float32(255.0)
+    images -= np.broadcast_to(np.asarray(mean, np.float32).reshape(-1, *shape[1:]), shape)
+    images /= np.broadcast_to(np.asarray(std, np.float32).reshape(-1, *shape[1:]), shape)
     classes = sorted({p.parent for p in files})
     labels = np.array([classes.index(p.parent) for p in files]) if len(classes) > 1 else None
-    if specs[0].channels_first:
-        images = images.transpose(0, 3, 1, 2)
-    return Dataset({specs[0].name: np.ascontiguousarray(images, np.float32)}, labels, str(folder))
+    return Dataset({specs[0].name: images}, labels, str(folder))
 
 
 def _read_image(path: Path, height: int, width: int, channels: int) -> np.ndarray:
@@ -200,8 +208,9 @@ def in_model_types(dataset: Dataset, specs: list[InputSpec]) -> Dataset:
     """The dataset in the types the model takes: float32 inputs (what the quantizer and interpreters consume), but
     the inputs `specs` declare integer (token ids, masks) in that integer type, never a float round trip."""
     integer = {s.name: np.dtype(s.dtype) for s in specs if np.dtype(s.dtype).kind in "iu"}
-    return Dataset({k: v.astype(integer.get(k, np.float32)) for k, v in dataset.inputs.items()}, dataset.labels,
-                   dataset.origin)
+    # copy=False: data already in the model's type is not copied again (datasets are never mutated)
+    return Dataset({k: v.astype(integer.get(k, np.float32), copy=False) for k, v in dataset.inputs.items()},
+                   dataset.labels, dataset.origin)
 
 
 # The datasets of a build: what feeds the quantizer, what judges it, what tunes the search.

@@ -3,6 +3,7 @@
     transport.py  the system ssh client; ssh's failures as one-line DeviceFailures
     agent.py      the device side (stdlib only), sent over ssh: venv, validate, bench, facts
     agent_keep.py the device side of --keep: deploy records, locks, old versions and unused venvs removed
+    agent_upload.py  the device side of an upload: unpacked under a lock, removed if cut short, then the agent
     agent_messages.py  what the agent sends the host (probe, result, --keep's report), as types for the host
     remote.py     one device: probe, upload what it lacks, run the agent, fetch its result
     fleet.py      many devices in parallel, progress and summary tables
@@ -25,10 +26,11 @@ __all__ = ["DeployOptions", "SshOptions", "deploy_command", "destinations", "mea
 
 
 def deploy_command(bundle: Path, hosts: list[str], inventory: Path | None, options: DeployOptions,
-                   parallel: int) -> list[DeviceResult]:
-    """`edgekiln deploy`: every device gets a row; any failure makes the command fail after all have run."""
+                   parallel: int, again: bool = False) -> list[DeviceResult]:
+    """`edgekiln deploy`: every device gets a row; any failure makes the command fail after all have run.
+    A rerun deploys only to the devices without a passing record of this bundle (again: to every device)."""
     devices = destinations(hosts, inventory)
-    outcomes = run_fleet(bundle, devices, options, parallel)
+    outcomes = run_fleet(bundle, devices, options, parallel, resume=not again)
     _refresh_report(bundle, outcomes)
     _raise_failures(outcomes, "")
     return outcomes
@@ -48,7 +50,7 @@ def _refresh_report(bundle: Path, outcomes: list[DeviceResult]) -> None:
     """report.html is a view of the bundle's files: remade once a device's figures were added to them."""
     from edgekiln.compiler import report
 
-    if any(o.record is not None for o in outcomes) and (bundle / report.REPORT_FILE).is_file():
+    if any(o.record is not None and not o.earlier for o in outcomes) and (bundle / report.REPORT_FILE).is_file():
         report.write(bundle)
 
 
@@ -60,4 +62,4 @@ def _raise_failures(outcomes: list[DeviceResult], prefix: str) -> None:
     if failed:
         names = "; ".join(f"{destination} ({f.kind})" for destination, f in failed)
         raise DeployError(f"{prefix}{len(failed)} of {len(outcomes)} devices failed: {names}",
-                          "each failure is described above")
+                          "each failure is described above; the same command again deploys to these alone")

@@ -130,8 +130,32 @@ def paths(args: argparse.Namespace) -> Paths:
                  os.path.join(base, "incoming", args.incoming or "none"))
 
 
+def clear_broken_uploads(base: str) -> None:
+    """Remove every incoming/* whose lock nobody holds: an upload whose connection dropped or whose process
+    was killed (a live one is locked by agent_upload.py, then by the agent it became, until it exits)."""
+    incoming = os.path.join(base, "incoming")
+    if not os.path.isdir(incoming):
+        return
+    os.makedirs(os.path.join(base, "locks"), exist_ok=True)
+    with open(os.path.join(base, "locks", "incoming.lock"), "a") as guard:  # agent_upload.py's, too
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        for name in os.listdir(incoming):
+            where = os.path.join(incoming, name)
+            if not os.path.isdir(where) or os.path.islink(where):
+                continue
+            held = os.open(where, os.O_RDONLY)
+            try:
+                fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(where, ignore_errors=True)
+            except BlockingIOError:
+                pass  # a deploy in progress
+            finally:
+                os.close(held)
+
+
 def probe(args: argparse.Namespace) -> None:
     p = paths(args)
+    clear_broken_uploads(p.base)  # before measuring free space: what they held is free again
     emit("probe", {"facts": facts(p.base), "base": p.base,
                    "bundle_present": os.path.isfile(os.path.join(p.bundle, "manifest.json")),
                    "venv_ready": os.path.isfile(os.path.join(p.venv, ".edgekiln-complete"))})
@@ -238,7 +262,15 @@ def pip_install(p: Paths, wheels: str | None) -> None:
         cmd += ["--no-index", "--find-links", wheels]
     hint = "the wheels in --wheels DIR must cover requirements.txt" if wheels else \
         "ship wheels with --wheels DIR (pip download -r requirements.txt for the device's arch and Python)"
-    check_output(cmd, "pip", "pip install", hint)
+    try:
+        check_output(cmd, "pip", "pip install", hint)
+    except Failure as exc:  # the usual case on a board: no wheel of the interpreter for its Python or arch
+        missing = re.search(r"No matching distribution found for (\S+)", str(exc))
+        if not missing:
+            raise
+        raise Failure("no_wheel", "pip install failed: no {} wheel for this device's Python {} ({}) {}".format(
+            missing.group(1), platform.python_version(), platform.machine(),
+            "in --wheels" if wheels else "on its package index"), hint) from None
 
 
 def validate(p: Paths, python: str) -> Validation:

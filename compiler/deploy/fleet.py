@@ -57,16 +57,18 @@ def destinations(hosts: list[str], inventory: Path | None) -> list[Destination]:
 
 
 def run_fleet(bundle: Path, devices: list[Destination], options: DeployOptions,
-              parallel: int) -> list[DeviceResult]:
-    """Deploy to every device with at most `parallel` at a time; records land in bundle/measurements/."""
+              parallel: int, resume: bool = False) -> list[DeviceResult]:
+    """Deploy to every device with at most `parallel` at a time; records land in bundle/measurements/.
+    resume: skip the devices whose record already answers this deploy (a rerun after failures)."""
     if parallel < 1:
         raise DeployError(f"--parallel must be at least 1, got {parallel}")
     prepared = PreparedBundle(bundle, options.wheels)
-    outcomes: list[DeviceResult] = []
+    earlier = records.measured_before(bundle, prepared.version, options) if resume else {}
+    outcomes = [DeviceResult(d, record=earlier[d.device_id], earlier=True) for d in devices if d.device_id in earlier]
+    todo = [d for d in devices if d.device_id not in earlier]
     try:
-        with _progress(devices) as (stage_of, finished), \
-                ThreadPoolExecutor(min(parallel, len(devices))) as pool:
-            futures = [pool.submit(_one, prepared, d, options, stage_of(d)) for d in devices]
+        with _progress(todo) as (stage_of, finished), ThreadPoolExecutor(max(1, min(parallel, len(todo)))) as pool:
+            futures = [pool.submit(_one, prepared, d, options, stage_of(d)) for d in todo]
             for future in as_completed(futures):
                 outcome = future.result()
                 record = records.measurement(prepared.manifest, prepared.version, outcome)
@@ -153,16 +155,20 @@ def print_summary(manifest: dict, outcomes: list[DeviceResult]) -> None:
         table.add_column(column, justify="right")
     for o in outcomes:
         result: AgentResult = o.result or {}
-        facts = result.get("facts") or (o.probe["facts"] if o.probe else None)
-        lat = result.get("latency")
+        earlier = o.record if o.earlier else None
+        facts = result.get("facts") or (o.probe["facts"] if o.probe else None) or (earlier and earlier["device"])
+        lat = result.get("latency") or (earlier and earlier["latency"])
         status = "PASS" if o.failure is None else f"[red]{o.failure.kind}[/red]"
-        table.add_row(str(o.destination), (facts["board"] or facts["cpu"]) if facts else "",
-                      facts["python"] if facts else "",
+        table.add_row(str(o.destination), (facts["board"] or facts["cpu"] or "") if facts else "",
+                      (facts["python"] or "") if facts else "",
                       f"{lat['runtime']} {lat['runtime_version']}" if lat else "",
-                      _venv(result.get("venv")),
+                      _venv(result.get("venv")) or ("earlier" if o.earlier else ""),
                       status, str(lat["p50_ms"]) if lat else "", str(lat["p90_ms"]) if lat else "",
                       f"{o.timings_s.get('total', 0):.1f}")
     console.print(table)
+    if skipped := [o for o in outcomes if o.earlier]:
+        console.print(f"{len(skipped)} device(s) skipped: measured earlier with this bundle "
+                      f"({', '.join(str(o.destination) for o in skipped)}); --again measures them again")
     host, estimate = manifest["latency"]["host"], manifest["latency"].get("target_estimate")
     console.print(f"build host p50 {host['p50_ms']} ms ({host['threads']} threads, {host.get('cpu')})"
                   + (f"; target estimate p50 {estimate['p50_ms']} ms" if estimate else ""))

@@ -14,10 +14,11 @@ import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import cast
 
 from edgekiln.compiler.deploy.agent_messages import AgentResult, Facts
 from edgekiln.compiler.deploy.measurement_json import DeviceLatency, MeasuredDevice, Measurement
-from edgekiln.compiler.deploy.remote import DeviceResult
+from edgekiln.compiler.deploy.remote import DeployOptions, DeviceResult
 from edgekiln.compiler.manifest import dumps
 from edgekiln.compiler.manifest_schema import MANIFEST_FILE, DeviceEntry, Manifest, provenance
 from edgekiln.compiler.manifest_schema import read as read_manifest
@@ -79,6 +80,19 @@ def mismatch_warnings(manifest: dict, facts: Mapping[str, object]) -> list[str]:
     if python and target.get("python") and python != target["python"]:
         notes.append(f"device runs Python {python}, the bundle's pins are for Python {target['python']}")
     return notes
+
+
+def measured_before(bundle: Path, version: str, options: DeployOptions) -> dict[str, Measurement]:
+    """The devices (by id) whose record already answers this deploy: this bundle content validated there and
+    benchmarked as asked (runs, threads, --profile). A rerun deploys only to the others (`--again`: to all)."""
+    found = {}
+    for record in read_measurements(bundle):
+        latency = record.get("latency") or {}
+        if (record.get("status") == "ok" and record.get("bundle", {}).get("version") == version
+                and latency.get("runs") == options.runs and options.threads in (None, latency.get("threads"))
+                and (record.get("profile") is not None or not options.profile)):
+            found[record["device_id"]] = cast(Measurement, record)
+    return found
 
 
 def write_measurement(bundle: Path, record: Measurement) -> Path:

@@ -2,7 +2,8 @@
 
 Two ssh connections per device: `probe` (the agent's text on stdin: facts, is this bundle version
 already there, is a venv for these requirements ready) and `run` (a tar on stdin with the agent, the
-bundle unless present, the wheels unless the venv is ready; then the agent runs from it).
+bundle unless present, the wheels unless the venv is ready, unpacked by agent_upload.py which then becomes
+the agent).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from edgekiln.compiler.errors import DeployError
 
 AGENT = Path(__file__).with_name("agent.py")
 AGENT_KEEP = AGENT.with_name("agent_keep.py")  # imported by the agent's `run` (not by `probe`)
+UNPACK = AGENT.with_name("agent_upload.py")  # unpacks the upload, then becomes the agent (python3 -c TEXT)
 MARK = "@@edgekiln "
 SKIP = {"measurements", "__pycache__", "report.html"}  # host-side records, views and caches never travel
 NO_PYTHON = 127  # the remote shell's "command not found"
@@ -87,10 +89,11 @@ class DeviceResult:
     failure: DeviceFailure | None = None
     timings_s: dict = field(default_factory=dict)
     record: Measurement | None = None  # what was written to measurements/, if anything
+    earlier: bool = False  # not deployed: `record`, from an earlier run, already answers (records.measured_before)
 
     @property
     def ok(self) -> bool:
-        return self.failure is None and self.result is not None
+        return self.failure is None and (self.result is not None or self.earlier)
 
 
 class PreparedBundle:
@@ -178,17 +181,17 @@ def _run(bundle: PreparedBundle, dest: Destination, options: DeployOptions, outc
     assert probe is not None, "a device is probed before the run"
     upload = bundle.tar(not probe["bundle_present"], not probe["venv_ready"])
     _check_space(probe, upload, options, bundle)
-    incoming = f"{options.remote_dir.rstrip('/')}/incoming/{uuid.uuid4().hex[:12]}"
-    extra = [f"--incoming={incoming.rsplit('/', 1)[1]}", f"--runs={options.runs}",
+    token = uuid.uuid4().hex[:12]
+    extra = [f"--incoming={token}", f"--runs={options.runs}",
              f"--warmup={options.warmup}", f"--keep={options.keep}"]
     if options.threads:
         extra.append(f"--threads={options.threads}")
     if options.profile:
         extra.append("--profile")
     q = shlex.quote
-    command = (f"mkdir -p {q(incoming)} && tar -xf - -C {q(incoming)} && "
-               f"{q(options.python)} {q(incoming + '/agent.py')} {verb} {_agent_args(bundle, options)} "
-               f"{' '.join(extra)}")
+    incoming = f"{options.remote_dir.rstrip('/')}/incoming"
+    command = (f"{q(options.python)} -c {q(UNPACK.read_text())} {q(incoming)} {token} "
+               f"{verb} {_agent_args(bundle, options)} {' '.join(extra)}")
     started = time.perf_counter()
     stage("copying")
 
@@ -232,12 +235,9 @@ def _answer(done: transport.Completed, kind: str) -> Any:
             error = json.loads(line.split(" ", 2)[2])
             detail = {"validation": error["validation"]} if "validation" in error else {}
             raise DeviceFailure(error["kind"], error["message"], error.get("hint", ""), detail)
-    if done.returncode == NO_PYTHON and "tar" not in _last_line(done.stderr):
+    if done.returncode == NO_PYTHON:
         raise DeviceFailure("no_python", f"no Python 3 on the device ({_last_line(done.stderr)})",
                             "install python3 (and python3-venv), or pass --python PATH")
-    if "No space left on device" in done.stderr:
-        raise DeviceFailure("disk_full", "disk full: no space left on the device while copying the bundle",
-                            "free space on the device or pass --remote-dir elsewhere")
     raise DeviceFailure("device", f"the device command failed (exit {done.returncode}): "
                         f"{_last_line(done.stderr)}")
 

@@ -150,6 +150,8 @@ SSH_ERRORS: tuple[tuple[str, str, str, str], ...] = (
     (r"Permission denied|Too many authentication failures", "auth",
      "authentication refused ({line})", "check the user name, --identity, or your ssh agent"),
     (r"Could not resolve hostname", "unreachable", "unreachable: host name not found", "check the address"),
+    (r"closed by remote host|Broken pipe", "dropped", "connection dropped ({line})",
+     "deploy again: the devices that passed are skipped, and what reached this one whole is not sent again"),
     (r"Connection refused|No route to host|Network is unreachable|timed out|Connection reset|"
      r"Connection closed|kex_exchange_identification", "unreachable", "unreachable: {reason}",
      "is the device on, on the network, and running sshd on that port?"),

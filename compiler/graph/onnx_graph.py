@@ -121,13 +121,17 @@ def _read(source: Path) -> onnx.ModelProto:
     """The ModelProto with external data inlined; a clear error for non-ONNX or truncated files."""
     import onnx
     from google.protobuf.message import DecodeError
+    from onnx.external_data_helper import load_external_data_for_model
 
     try:
-        model = onnx.load(str(source), load_external_data=True)
+        model = onnx.load(str(source), load_external_data=False)
     except (DecodeError, RuntimeError, ValueError, UnicodeDecodeError) as exc:
         raise InputModelError(f"{source.name} is not a readable ONNX model (truncated, or not an ONNX file)",
                               "re-export it, e.g. with torch.onnx.export") from exc
-    except (OSError, onnx.checker.ValidationError) as exc:  # a missing external-data file
+    _refuse_over_2gb(model, source)  # before reading gigabytes of weights that could not be used
+    try:
+        load_external_data_for_model(model, str(source.parent))
+    except (OSError, ValueError, onnx.checker.ValidationError) as exc:  # a missing external-data file
         raise InputModelError(f"{source.name}: cannot read its external data: {first_line(exc)}",
                               "keep the .onnx file next to its external-data files") from exc
     if not model.graph.node or not model.graph.output:
@@ -137,6 +141,26 @@ def _read(source: Path) -> onnx.ModelProto:
         raise InputModelError(f"{source.name} is over 2 GB, beyond what edgekiln handles in one protobuf",
                               "such a model will not fit a Raspberry-Pi-class device anyway")
     return model
+
+
+def _refuse_over_2gb(model: onnx.ModelProto, source: Path) -> None:
+    """A model whose graph and weights together pass 2 GB: the quantizers, the shape inference and onnx2tf all
+    handle a model as one protobuf, which cannot exceed 2 GB. Counted from the external-data entries' lengths
+    (or their files' sizes), without reading them."""
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    size = model.ByteSize()
+    for tensor in _get_all_tensors(model):
+        if uses_external_data(tensor):
+            info = ExternalDataInfo(tensor)
+            where = source.parent / info.location
+            length = info.length or (where.stat().st_size - (info.offset or 0) if where.is_file() else 0)
+            size += length
+    if size >= 2**31:
+        raise InputModelError(f"{source.name} holds {size / 2**30:.1f} GB of graph and weights, over the 2 GB "
+                              "that one ONNX protobuf can hold, which its quantization and conversion need",
+                              "such a model will not fit a Raspberry-Pi-class device anyway; prune or "
+                              "distill it to under 2 GB first")
 
 
 def _check_opsets(model: onnx.ModelProto, source: Path) -> None:

@@ -7,8 +7,11 @@ reason, never an exception that stops the sweep.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
+import signal
+import sys
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +40,16 @@ def thread_env(threads: int) -> dict[str, str]:
     return {**{name: str(threads) for name in THREAD_VARIABLES}, "TF_NUM_INTEROP_THREADS": "1"}
 
 
-def cap_threads(threads: int) -> None:
-    """A pool worker's initializer: runs in the fresh (spawned) process before it imports TensorFlow."""
+def start_worker(threads: int, sweep_pid: int) -> None:
+    """A pool worker's initializer, in the fresh (spawned) process before it imports TensorFlow: cap its threads,
+    and end it with the sweep however the sweep ends (SIGKILL included: a worker outliving it builds a point
+    nobody will save, and holds the sweep's output pipes open)."""
     os.environ.update(thread_env(threads))
+    if sys.platform == "linux":
+        PR_SET_PDEATHSIG = 1  # the kernel signals this process when its parent dies
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != sweep_pid:  # the sweep died before the line above
+        os._exit(1)
 
 
 def build_point(recipe: dict[str, Any]) -> PointResult:

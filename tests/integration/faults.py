@@ -3,6 +3,7 @@ subprocess and paused at a stage (paused_build.py), a tmpfs to fill or make read
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -139,3 +140,42 @@ def remount(folder: Path, options: str) -> None:
 def used_bytes(folder: Path) -> int:
     stats = os.statvfs(folder)
     return (stats.f_blocks - stats.f_bfree) * stats.f_frsize
+
+
+def sweep_args(mlp: dict[str, Path], output: Path, *extra: str, prunes: str = "0") -> list[str]:
+    """A sweep of quick points over the MLP: float32 and int8 ONNX at each prune setting."""
+    return [str(mlp["model"]), "-t", "rpi4", "--calib", str(mlp["calib"]), "--eval", str(mlp["eval"]),
+            "-o", str(output), "--quantize", "float32,int8", "--prune", prunes, "--format", "onnx", "--runs", "5",
+            *extra]
+
+
+def start_sweep(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """`edgekiln sweep ARGS` in a session of its own (its pid is the session id: pgrep -s finds what it left)."""
+    return subprocess.Popen([sys.executable, "-m", "edgekiln.compiler.cli", "sweep", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for(condition, what: str, process: subprocess.Popen, timeout: float = 300) -> None:
+    """Poll until condition() holds; fail, killing the process group, if the process ends or time runs out."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if process.poll() is not None or time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            out, err = process.communicate()
+            raise AssertionError(f"never saw {what}:\n{out[-2000:]}\n{err[-2000:]}")
+        time.sleep(0.1)
+
+
+def session_left(session: int, grace: float = 20) -> list[str]:
+    """The processes still in the session after up to `grace` seconds (their command lines): none, if all went.
+    Those left are then killed (the session's first process group is the sweep's: its leader's pid)."""
+    deadline = time.monotonic() + grace
+    while True:
+        done = subprocess.run(["pgrep", "-a", "-s", str(session)], capture_output=True, text=True)
+        if not done.stdout.strip() or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(session, signal.SIGKILL)
+    return done.stdout.strip().splitlines()

@@ -25,7 +25,9 @@ WHEEL_CACHE = Path.home() / ".cache" / "edgekiln-test-wheels"
 
 def run_cli(*args: object) -> subprocess.CompletedProcess:
     """Run the CLI of this checkout as the user would (exit code, stdout, stderr)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+    # PYTHONPATH kept after REPO: it may point the editable install at a worktree (its sitecustomize)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+           "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "edgekiln.compiler", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 

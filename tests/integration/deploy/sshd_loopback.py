@@ -35,7 +35,7 @@ PubkeyAuthentication yes
 PermitRootLogin prohibit-password
 PrintMotd no
 Subsystem sftp /usr/lib/openssh/sftp-server
-"""
+{extra}"""
 
 # No LogLevel here: the deploy code must classify ssh's messages at their default level.
 CLIENT_CONFIG = """\
@@ -102,6 +102,16 @@ class LoopbackDevice:
         with self.known_hosts.open("a") as f:
             f.write(self.host_key_line() + "\n")
 
+    def new_host_key(self) -> None:
+        """The device was reinstalled: a new host key, sshd restarted on the same port (the client's
+        known_hosts still holds the old key)."""
+        self.stop()
+        for old in self.dir.glob("host_ed25519*"):
+            old.unlink()
+        keygen(self.dir / "host_ed25519", "edgekiln-test-host-reinstalled")
+        self.process = _serve(self.dir)
+        _wait_listening(self)
+
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
@@ -109,11 +119,14 @@ class LoopbackDevice:
         self.process = None
 
 
-def start(directory: Path, user: str | None = None, client_key: Path | None = None) -> LoopbackDevice:
+def start(directory: Path, user: str | None = None, client_key: Path | None = None,
+          login: Path | None = None) -> LoopbackDevice:
     """Generate keys and configs under directory and start sshd on a free loopback port.
 
     client_key: reuse an existing client key (so several devices share one identity and one
-    client config); by default a new one is made.
+    client config); by default a new one is made. login: a script every session runs instead of the
+    command (sshd's ForceCommand; the command is in $SSH_ORIGINAL_COMMAND): a device of its own, with
+    its own home, PATH or pip configuration, on the one user account.
     """
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -126,17 +139,22 @@ def start(directory: Path, user: str | None = None, client_key: Path | None = No
         shutil.copy(client_key.with_suffix(".pub"), directory / "client_ed25519.pub")
     (directory / "client_ed25519").chmod(0o600)
     (directory / "authorized_keys").write_text((directory / "client_ed25519.pub").read_text())
-    (directory / "sshd_config").write_text(SERVER_CONFIG.format(port=port, dir=directory))
+    extra = f"ForceCommand {login}\n" if login else ""
+    (directory / "sshd_config").write_text(SERVER_CONFIG.format(port=port, dir=directory, extra=extra))
     (directory / "ssh_config").write_text(CLIENT_CONFIG.format(dir=directory))
     (directory / "known_hosts").touch()
     if os.geteuid() == 0:
         Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege-separation directory
     device = LoopbackDevice(directory, port, user or pwd.getpwuid(os.getuid()).pw_name)
-    log = (directory / "sshd.log").open("w")
-    device.process = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(directory / "sshd_config")],
-                                      stdout=log, stderr=log, preexec_fn=_die_with_parent)
+    device.process = _serve(directory)
     _wait_listening(device)
     return device
+
+
+def _serve(directory: Path) -> subprocess.Popen:
+    log = (directory / "sshd.log").open("a")
+    return subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(directory / "sshd_config")],
+                            stdout=log, stderr=log, preexec_fn=_die_with_parent)
 
 
 def _die_with_parent() -> None:

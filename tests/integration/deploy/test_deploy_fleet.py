@@ -40,7 +40,7 @@ def test_fleet_with_one_device_down(edgekiln, sample_bundle, device, second_devi
 
     assert done.returncode == 1
     assert done.stderr.strip() == (f"error: 1 of 3 devices failed: {down} (unreachable) "
-                                   "(each failure is described above)")
+                                   "(each failure is described above; the same command again deploys to these alone)")
     assert f"FAILED {down}: unreachable: Connection refused" in done.stdout
     rows = [line for line in done.stdout.splitlines() if line.startswith(f"│ {device.user}@127.0.0.1:")]
     assert len(rows) == 3 and sum("PASS" in row for row in rows) == 2

@@ -66,7 +66,7 @@ def test_keep_two_leaves_the_two_newest_versions(edgekiln, sample_bundle, device
 
     # Deploying an older version again makes it the newest: with --keep 1 only it stays.
     again = edgekiln("deploy", builds[1], "--host", device.destination, "-F", device.client_config,
-                     "--remote-dir", remote_base, "--runs", "5", "--keep", "1")
+                     "--remote-dir", remote_base, "--runs", "5", "--keep", "1", "--again")  # measured before
     assert again.returncode == 0, again.stderr
     assert _on_device(remote_base) == [versions[1]]
     assert f"removed 2 old version(s) of {NAME}" in again.stdout

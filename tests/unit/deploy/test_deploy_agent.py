@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from edgekiln.compiler.deploy import agent, agent_keep
+from edgekiln.compiler.deploy import agent, agent_keep, agent_upload
 
 SOURCE = Path(agent.__file__).read_text()
 
@@ -22,7 +22,7 @@ def _checking_only(tree: ast.Module) -> set[ast.AST]:
     return {inner for block in blocks for statement in block.body for inner in ast.walk(statement)}
 
 
-@pytest.mark.parametrize("module", [agent, agent_keep])
+@pytest.mark.parametrize("module", [agent, agent_keep, agent_upload])
 def test_agent_is_stdlib_only_and_parses_as_python_3_8(module):
     tree = ast.parse(Path(module.__file__).read_text(), feature_version=(3, 8))
     run = [node for node in ast.walk(tree) if node not in _checking_only(tree)]
