@@ -23,8 +23,9 @@ def _activation(spelling: str, x: str, out: str) -> list[onnx.NodeProto]:
 
 
 def hard_swish_cnn(spellings: tuple[str, ...] = SPELLINGS, gate: bool = True, size: int = 16) -> onnx.ModelProto:
-    """x [1, 3, size, size] -> one Conv (8 channels) + hard-swish block per spelling -> (with `gate`: a squeeze-excite
-    gate, GlobalAveragePool -> Conv 1x1 -> HardSigmoid(alpha 0.2) -> Mul) -> GlobalAveragePool -> Flatten -> Gemm 8->4."""
+    """x [1, 3, size, size] -> one Conv (8 channels) + hard-swish block per spelling -> (with `gate`: a
+    squeeze-excite gate, GlobalAveragePool -> Conv 1x1 -> HardSigmoid(alpha 0.2) -> Mul) -> GlobalAveragePool
+    -> Flatten -> Gemm 8->4."""
     rng = np.random.default_rng(0)
 
     def tensor(name: str, value: object) -> onnx.TensorProto:
@@ -45,7 +46,8 @@ def hard_swish_cnn(spellings: tuple[str, ...] = SPELLINGS, gate: bool = True, si
                   helper.make_node("HardSigmoid", ["excite"], ["se_gate"], alpha=0.2, beta=0.5),
                   helper.make_node("Mul", [prev, "se_gate"], ["gated"])]
         prev = "gated"
-    nodes += [helper.make_node("GlobalAveragePool", [prev], ["pooled"]), helper.make_node("Flatten", ["pooled"], ["flat"]),
+    nodes += [helper.make_node("GlobalAveragePool", [prev], ["pooled"]),
+              helper.make_node("Flatten", ["pooled"], ["flat"]),
               helper.make_node("Gemm", ["flat", "fc"], ["y"], transB=1)]
     graph = helper.make_graph(nodes, "hard_swish_cnn",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, size, size])],
