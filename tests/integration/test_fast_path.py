@@ -47,21 +47,3 @@ def test_respelled_hard_swish_stays_in_one_piece_with_the_same_outputs(tmp_path:
     assert fast_q.sqnr_db > 30 and abs(fast_q.sqnr_db - plain_q.sqnr_db) < 2.0, (fast_q, plain_q)
     assert np.isfinite(fast_q.sqnr_db)
 
-
-def test_no_respelling_is_attempted_where_plain_int8_is_one_piece(tmp_path: Path) -> None:
-    """A ReLU-only model: plain int8 runs in one piece, so no second conversion is made."""
-    from onnx import helper
-
-    model = hard_swish_cnn(("HardSwish",), gate=False)
-    node = next(n for n in model.graph.node if n.op_type == "HardSwish")
-    node.CopyFrom(helper.make_node("Relu", list(node.input), list(node.output)))
-    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
-    graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
-    calib = Dataset({"x": images(32)}, None, "test")
-    judge = Judge.for_build(Reference(graph), Datasets(calib, calib, None), 1, None)
-    ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "tflite", "onnx", only="int8+fastpath"), calib, judge,
-                       Criterion(), tmp_path, True, "minmax", "uint8")
-    built = {b.name: b for b in onnx2tf_builder.build(ctx).built}
-    assert built["int8"].pieces == 1 and built["int8+fastpath"].model is None
-    assert built["int8+fastpath"].notes == ("not needed: plain int8 runs in one XNNPACK piece",)
-    assert len(list(tmp_path.glob("onnx2tf-*"))) == 1  # one conversion only

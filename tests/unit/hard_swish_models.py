@@ -11,8 +11,8 @@ SPELLINGS = ("HardSwish", "x*HardSigmoid(x)", "x*Clip(x+3,0,6)/6")
 
 
 def _activation(spelling: str, x: str, out: str) -> list[onnx.NodeProto]:
-    if spelling == "HardSwish":
-        return [helper.make_node("HardSwish", [x], [out])]
+    if spelling in ("HardSwish", "Relu"):  # Relu: a block with nothing to respell
+        return [helper.make_node(spelling, [x], [out])]
     if spelling == "x*HardSigmoid(x)":
         return [helper.make_node("HardSigmoid", [x], [f"{out}_gate"], alpha=1 / 6, beta=0.5),
                 helper.make_node("Mul", [x, f"{out}_gate"], [out])]

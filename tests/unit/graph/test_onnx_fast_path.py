@@ -40,7 +40,7 @@ def test_the_form_the_converter_would_fuse_is_never_written():
 
 
 def test_a_model_without_hard_activations_is_returned_unchanged():
-    model = hard_swish_cnn((), gate=False)
+    model = hard_swish_cnn(("Relu",), gate=False)
     canonical = canonicalize(model)
     assert not canonical.changed and canonical.model is model
 
