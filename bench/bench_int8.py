@@ -92,9 +92,26 @@ def _how(q: dict, name: str) -> str:
     return ""
 
 
-def ladder(model: str, samples: Path, rungs: tuple[str, ...]) -> None:
+def constructed(rungs: tuple[str, ...]) -> None:
+    """The ONNX rungs on the two constructed models plain int8 misses (tests/unit/onnx_models.py): a detector head
+    whose Concat joins pixels with scores (int8+mixed keeps it apart) and a chain with a 300x outlier column
+    (int8+mixed promotes that layer); 96 random samples each, 64 calibrate and 32 judge (--eval)."""
+    from tests.unit.onnx_models import detector_head, outlier_chain
+
+    x = np.random.default_rng(1).random((96, 8), np.float32)
+    with tempfile.TemporaryDirectory() as data:
+        np.savez(f"{data}/calib.npz", x=x[:64])
+        np.savez(f"{data}/eval.npz", x=x[64:])
+        for name, model in (("detector_head", detector_head()), ("outlier_chain", outlier_chain())):
+            path = Path(data) / f"{name}.onnx"
+            path.write_bytes(model.SerializeToString())
+            ladder(str(path), Path(data), rungs, ("calib.npz", "eval.npz"))
+
+
+def ladder(model: str, samples: Path, rungs: tuple[str, ...], data: tuple[str, str] | None = None) -> None:
     """Each rung's size, rpi4 estimate and fidelity with its 95 % intervals, one build per rung."""
     nchw = "_nchw" if model.endswith(".onnx") else ""
+    calib, evaluation = data or (f"mnist_calib{nchw}.npz", f"mnist_eval{nchw}.npz")
     print(f"\n{Path(model).name}")
     print(f"{'rung':<22} {'bytes':>9} {'rpi4 est':>9} {'SQNR dB':>8}  {'agreement [95 %]':<24} {'cos p5':>7}  "
           f"{'pieces':>6} {'build s':>7}  notes")
@@ -102,8 +119,8 @@ def ladder(model: str, samples: Path, rungs: tuple[str, ...]) -> None:
         model_format, name = rung.split(":")
         with tempfile.TemporaryDirectory() as work:
             start = time.perf_counter()
-            manifest = build(Recipe(source=model, target="rpi4", calib=str(samples / f"mnist_calib{nchw}.npz"),
-                                    eval=str(samples / f"mnist_eval{nchw}.npz"), output=f"{work}/b", bench_runs=20,
+            manifest = build(Recipe(source=model, target="rpi4", calib=str(samples / calib),
+                                    eval=str(samples / evaluation), output=f"{work}/b", bench_runs=20,
                                     format=model_format, variant=name)).manifest
             seconds = time.perf_counter() - start
         q = manifest["quantization"]
@@ -124,9 +141,14 @@ def main() -> None:
                         "by default, else sample_models/mnist_resnet.keras")
     parser.add_argument("--runs", type=int, default=500)
     parser.add_argument("--ladder", action="store_true", help="each rung of the int8 ladder, built alone")
+    parser.add_argument("--constructed", action="store_true", help="the ONNX rungs on two constructed models plain "
+                        "int8 misses (int8+mixed keeps a Concat apart / promotes a layer)")
     parser.add_argument("--rungs", help="which rungs, FORMAT:VARIANT comma-separated (default: the source's ladder)")
     args = parser.parse_args()
     samples = ROOT / "sample_models"
+    if args.constructed:
+        constructed(tuple(args.rungs.split(",")) if args.rungs else ("onnx:int8", "onnx:int8+mixed", "onnx:16x8"))
+        return
     if args.ladder:
         for model in args.model or [str(samples / name) for name in SAMPLES]:
             default = ONNX_LADDER if model.endswith(".onnx") else LADDER

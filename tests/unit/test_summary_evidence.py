@@ -61,3 +61,14 @@ def test_the_candidate_table_shows_the_cosines_when_the_rows_have_them(capsys, m
     assert "accurate enough = top-1 agreement >= 0.99 and cosine mean >= 0.98 and cosine p5 >= 0.95" in shown
     assert summary.fidelity_text({"sqnr_db": 25.0, "cosine_mean": 0.999969, "cosine_p5": 0.99812}) == \
         "SQNR 25.0 dB cosine 0.999969 (p5 0.99812)"
+
+
+def test_the_summary_gives_int8_fastpaths_pieces_before_and_after(capsys, monkeypatch):
+    monkeypatch.setattr(console, "width", 200)
+    block = _block()
+    fast = dict(block["candidates"][1], name="int8+fastpath", pieces=1,
+                notes=["respelled for XNNPACK int8 (HardSwish x2): 3 -> 1 piece(s)", "min/max calibration (onnx2tf)"])
+    block["candidates"].append(fast)
+    block["timing"]["runs_per_candidate"]["int8+fastpath"] = 10
+    summary.print_candidates(block)
+    assert "int8+fastpath: respelled for XNNPACK int8 (HardSwish x2): 3 -> 1 piece(s)" in capsys.readouterr().out
