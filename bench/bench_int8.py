@@ -63,8 +63,8 @@ def _predict_overhead(model: Model, x: np.ndarray, runs: int) -> tuple[float, fl
 # A rung is FORMAT:VARIANT. An ONNX source has no Keras rewrites or AdaRound on its TFLite side (onnx2tf), and
 # int8+mixed is ONNX only (LiteRT cannot requantize int8 -> int16: docs/rewrites.md).
 LADDER = ("tflite:int8", "tflite:int8+rewrites", "tflite:int8+adaround", "tflite:16x8", "tflite:float16")
-ONNX_LADDER = ("tflite:int8", "tflite:int8+fastpath", "tflite:16x8", "onnx:int8", "onnx:int8+mixed", "onnx:16x8",
-               "tflite:float16")
+ONNX_LADDER = ("tflite:int8", "tflite:int8+fastpath", "tflite:16x8", "onnx:int8", "onnx:int8+adaround",
+               "onnx:int8+mixed", "onnx:16x8", "tflite:float16")
 SAMPLES = ("mnist_cnn.keras", "mnist_resnet.keras", "mnist_resnet_nchw.onnx", "mnist_dwsep_nchw.onnx")
 
 
@@ -147,7 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     samples = ROOT / "sample_models"
     if args.constructed:
-        constructed(tuple(args.rungs.split(",")) if args.rungs else ("onnx:int8", "onnx:int8+mixed", "onnx:16x8"))
+        constructed(tuple(args.rungs.split(",")) if args.rungs else ("onnx:int8", "onnx:int8+adaround", "onnx:int8+mixed",
+                                                                    "onnx:16x8"))
         return
     if args.ladder:
         for model in args.model or [str(samples / name) for name in SAMPLES]:

@@ -77,6 +77,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("fused", "onnx", Quantize.none, fused=True),
         Variant("fused+dynamic", "onnx", Quantize.dynamic, fused=True),
         Variant("int8", "onnx", Quantize.int8),
+        Variant("int8+adaround", "onnx", Quantize.int8, adaround=True),  # plain int8's rounding learned
         Variant("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
         Variant("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
         Variant("int8+exclude", "onnx", Quantize.int8, fallback="layers"),

@@ -112,12 +112,16 @@ def test_16x8_is_built_only_where_plain_int8_misses_the_criterion() -> None:
     assert sixteen_not_needed(True) == "not needed: plain int8 meets the criterion"
 
 
-def test_adaround_is_a_tflite_auto_refinement_of_the_keras_path_only() -> None:
+def test_adaround_is_an_auto_refinement_of_tflite_from_keras_and_of_onnx() -> None:
     found = [c for c in VARIANTS["tflite"] if c.name == "int8+adaround"]
     assert len(found) == 1 and found[0].adaround and found[0].rewrites  # it learns int8+rewrites' rounding
-    assert "int8+adaround" in names(Quantize.auto, "tflite")
-    assert "int8+adaround" not in names(Quantize.auto, "onnx") + names(Quantize.int8, "tflite")
-    assert names(Quantize.auto, "tflite", only="int8+adaround") == ["float32", "int8", "int8+adaround"]
+    onnx = [c for c in VARIANTS["onnx"] if c.name == "int8+adaround"]
+    assert len(onnx) == 1 and onnx[0].adaround and not onnx[0].rewrites  # it learns plain QDQ int8's rounding
+    assert "int8+adaround" in names(Quantize.auto, "tflite") and "int8+adaround" in names(Quantize.auto, "onnx")
+    assert "int8+adaround" not in names(Quantize.int8, "tflite") + names(Quantize.int8, "onnx")
+    assert "int8+adaround" not in names(Quantize.auto, "tflite", source="onnx")  # onnx2tf: no refinements
+    for model_format in ("tflite", "onnx"):
+        assert names(Quantize.auto, model_format, only="int8+adaround") == ["float32", "int8", "int8+adaround"]
 
 
 def test_adaround_is_built_where_plain_int8_misses_or_where_it_alone_is_asked_for() -> None:
