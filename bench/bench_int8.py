@@ -147,8 +147,8 @@ def main() -> None:
     args = parser.parse_args()
     samples = ROOT / "sample_models"
     if args.constructed:
-        constructed(tuple(args.rungs.split(",")) if args.rungs else ("onnx:int8", "onnx:int8+adaround", "onnx:int8+mixed",
-                                                                    "onnx:16x8"))
+        rungs = ("onnx:int8", "onnx:int8+adaround", "onnx:int8+mixed", "onnx:16x8")
+        constructed(tuple(args.rungs.split(",")) if args.rungs else rungs)
         return
     if args.ladder:
         for model in args.model or [str(samples / name) for name in SAMPLES]:
