@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.emit import adaround, onnx_adaround
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
 from edgekiln.compiler.manifest_schema import AdaroundFacts
+from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.faithful import never_less_faithful
 from edgekiln.compiler.search.variants import Variant, adaround_not_needed
@@ -20,12 +20,16 @@ from edgekiln.compiler.search.variants import Variant, adaround_not_needed
 ADAROUND = adaround.Settings()  # as TFLite's: 300 Adam steps a layer, 32 samples optimised, 32 held back, 120 s
 
 
-def candidate(c: Variant, plain: Candidate, plain_quality: Quality, feeds: list[dict[str, np.ndarray]],
+def candidate(c: Variant, plain: Candidate, plain_quality: Quality, calib: Dataset, batch: int,
               shared: Path, judge: Judge, criterion: Criterion, refined_alone: bool) -> Candidate:
     """int8+adaround from plain int8 (`plain`, judged `plain_quality` on the tuning samples) and the pre-processed
-    float model it was quantized from (shared/onnx_prepared.onnx), or not built with the reason."""
+    float model it was quantized from (shared/onnx_prepared.onnx), learned on the first 2 x ADAROUND.samples
+    calibration samples (half optimise, half held back), or not built with the reason."""
     import onnx
 
+    count = max(1, min(calib.size, 2 * ADAROUND.samples) // batch)
+    feeds = [{name: model_feed(x[i * batch : (i + 1) * batch]) for name, x in calib.inputs.items()}
+             for i in range(count)]
     why = adaround_not_needed(criterion.meets(plain_quality), refined_alone,
                               describe(plain_quality, criterion.by_cosine))
     if why or plain.model is None:

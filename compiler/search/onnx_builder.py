@@ -266,8 +266,8 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
                                        _options(family, c, base.workdir), shared, details)
             elif c.adaround:  # refines plain int8 (min/max): the only refinement planned, or plain int8 misses
                 alone = len([v for v in int8s if v.name != "int8"]) == 1
-                built[c.name] = onnx_adaround_builder.candidate(c, built["int8"], quality, feeds, shared, judge,
-                                                                criterion, alone)
+                built[c.name] = onnx_adaround_builder.candidate(c, built["int8"], quality, calib, base.batch, shared,
+                                                                judge, criterion, alone)
         except Exception as exc:  # noqa: BLE001
             built[c.name] = Candidate(c, None, (failure_note(exc),))
     return built, diagnosis
