@@ -7,9 +7,9 @@ ops and measured XNNPACK coverage) and its fast-path pieces. A rung the builder 
 int8+mixed where plain int8 already meets the criterion: nothing to promote). Nothing is guessed: a rung not
 measured has no figure.
 
-The rungs: Keras / SavedModel sources, TFLite int8+adaround and 16x8; ONNX sources, ONNX 16x8 and int8+mixed, and
-TFLite int8+fastpath (hard-swish respelled, ONNX -> TFLite) when the graph has something to respell. There is no
-TFLite int8+mixed: LiteRT's QUANTIZE never requantizes int8 -> int16 (docs/rewrites.md).
+The rungs: Keras / SavedModel sources, TFLite int8+adaround and 16x8; ONNX sources, ONNX int8+adaround, 16x8 and
+int8+mixed, and TFLite int8+fastpath (hard-swish respelled, ONNX -> TFLite) when the graph has something to respell.
+There is no TFLite int8+mixed: LiteRT's QUANTIZE never requantizes int8 -> int16 (docs/rewrites.md).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from edgekiln.targets import Target
 
 RUNGS: dict[str, tuple[tuple[str, str], ...]] = {  # source framework -> (format, variant) in ladder order
     "keras": (("tflite", "int8+adaround"), ("tflite", "16x8")),
-    "onnx": (("tflite", "int8+fastpath"), ("onnx", "16x8"), ("onnx", "int8+mixed")),
+    "onnx": (("tflite", "int8+fastpath"), ("onnx", "int8+adaround"), ("onnx", "16x8"), ("onnx", "int8+mixed")),
 }
 
 
