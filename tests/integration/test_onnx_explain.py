@@ -38,8 +38,8 @@ def test_explain_for_an_arm_target_says_how_int8_was_timed_here(tmp_path: Path) 
 
 def test_explain_ladder_measures_what_each_rung_gains_over_plain_int8(tmp_path: Path) -> None:
     """--ladder builds ONNX int8+adaround, 16x8 and int8+mixed alone on explain's samples and judges each beside
-    plain int8 on the held-back samples: the gain printed is the difference of the two measured SQNRs (the TFLite int8+fastpath rung
-    is not converted: nothing to respell in this model)."""
+    plain int8 on the held-back samples: the gain printed is the difference of the two measured SQNRs (the TFLite
+    int8+fastpath rung is not converted: nothing to respell in this model)."""
     from edgekiln.compiler.commands.explain import explain
     from edgekiln.compiler.recipe import Quantize, Recipe
 
