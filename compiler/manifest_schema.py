@@ -472,12 +472,13 @@ class AdaroundFacts(TypedDict):
 class FastPathFacts(TypedDict):
     """How an int8+fastpath candidate was made (search/onnx2tf_builder.py, graph/onnx_fast_path.py): how many of
     each hard-swish / hard-sigmoid spelling were respelled, the XNNPACK pieces of plain int8 (before) and of this
-    model (after), and the largest output difference of the respelled float graph on the calibration samples."""
+    model (after), and the largest output difference of the respelled float graph from the source's on the calibration
+    samples, as a share of the output's largest magnitude."""
 
     rewritten: dict[str, int]
     pieces_before: int | None
     pieces_after: int | None
-    max_abs_diff: float
+    max_relative_diff: float
     samples: int
 
 

@@ -99,7 +99,7 @@ def _fast_path(c: Variant, ctx: BuildContext, built: list[Candidate]) -> Candida
                                                                     "calibration": "minmax"},
                                    layouts=converted.layouts))
     facts: FastPathFacts = {"rewritten": canonical.rewritten, "pieces_before": before, "pieces_after": made.pieces,
-                            "max_abs_diff": diff, "samples": ctx.calib.size}
+                            "max_relative_diff": diff, "samples": ctx.calib.size}
     spelled = ", ".join(f"{kind} x{n}" for kind, n in canonical.rewritten.items())
     note = f"respelled for XNNPACK int8 ({spelled}): {before} -> {made.pieces} piece(s)"
     return replace(made, notes=(note, *made.notes, "min/max calibration (onnx2tf)"),
@@ -108,18 +108,22 @@ def _fast_path(c: Variant, ctx: BuildContext, built: list[Candidate]) -> Candida
 
 def _max_difference(graph: OnnxGraph, model: onnx.ModelProto, calib: Dataset) -> float:
     """The largest output difference of `model` from the source graph on the calibration samples, as a share of
-    the source output's largest magnitude (the worst output)."""
+    the source output's largest magnitude (the worst output); run in the graph's fixed batch, the last chunk
+    padded by repeating its last sample (as OnnxGraph.run does)."""
     from edgekiln.compiler.graph.onnx_graph import open_session
 
     feeds = {s.name: calib.inputs[s.name] for s in graph.inputs}
     reference = graph.run(feeds)
     session = open_session(model.SerializeToString(), threads=1)
-    worst = 0.0
-    for i in range(calib.size):
-        got = session.run(list(graph.output_names), {k: model_feed(v[i : i + 1]) for k, v in feeds.items()})
+    step, worst = max(1, graph.batch), 0.0
+    for start in range(0, calib.size, step):
+        chunk = {k: v[start : start + step] for k, v in feeds.items()}
+        real = next(iter(chunk.values())).shape[0]
+        padded = {k: model_feed(np.concatenate([v, np.repeat(v[-1:], step - real, axis=0)])) for k, v in chunk.items()}
+        got = session.run(list(graph.output_names), padded)
         for ref, out in zip(reference, got, strict=True):
             scale = float(np.max(np.abs(ref))) or 1.0
-            worst = max(worst, float(np.max(np.abs(ref[i : i + 1] - out))) / scale)
+            worst = max(worst, float(np.max(np.abs(ref[start : start + real] - out[:real]))) / scale)
     return worst
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+from onnx import numpy_helper
+
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.graph import load
 from edgekiln.compiler.model_inputs import Dataset
@@ -43,3 +46,18 @@ def test_pieces_without_a_hard_activation_need_no_respelling(tmp_path: Path) -> 
 def test_without_plain_int8_nothing_is_respelled(tmp_path: Path) -> None:
     made = onnx2tf_builder._fast_path(FAST, _ctx(tmp_path, ("HardSwish",)), [Candidate(PLAIN, None)])
     assert made.model is None and made.notes == ("not built: plain int8 was not built",)
+
+
+def test_the_respelled_graph_is_checked_on_every_calibration_sample(tmp_path: Path) -> None:
+    """The respelling computes the source's function (float rounding apart); a graph that does not is caught."""
+    from edgekiln.compiler.graph.onnx_fast_path import canonicalize
+
+    ctx = _ctx(tmp_path, ("HardSwish", "x*HardSigmoid(x)", "x*Clip(x+3,0,6)/6"))
+    canonical = canonicalize(ctx.graph.model)
+    calib = Dataset({"x": images(5)}, None, "test")
+    assert onnx2tf_builder._max_difference(ctx.graph, canonical.model, calib) < onnx2tf_builder.FAST_PATH_TOLERANCE
+    wrong = canonicalize(ctx.graph.model).model
+    three = next(t for t in wrong.graph.initializer  # the respelling's + 3
+                 if t.name.startswith("edgekiln_fast_path_const") and float(numpy_helper.to_array(t)) == 3.0)
+    three.CopyFrom(numpy_helper.from_array(np.array(2.0, np.float32), three.name))
+    assert onnx2tf_builder._max_difference(ctx.graph, wrong, calib) > 0.01
