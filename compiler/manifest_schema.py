@@ -502,6 +502,19 @@ class AdaroundFacts(TypedDict):
     layers: list[JsonObject]
 
 
+class FastPathFacts(TypedDict):
+    """How an int8+fastpath candidate was made (search/onnx2tf_builder.py, graph/onnx_fast_path.py): how many of
+    each hard-swish / hard-sigmoid spelling were respelled, the XNNPACK pieces of plain int8 (before) and of this
+    model (after), and the largest output difference of the respelled float graph from the source's on the calibration
+    samples, as a share of the output's largest magnitude."""
+
+    rewritten: dict[str, int]
+    pieces_before: int | None
+    pieces_after: int | None
+    max_relative_diff: float
+    samples: int
+
+
 class OpsetFacts(TypedDict):
     """How static int8 of an ONNX model below opset 13 was made (emit/onnx_opset.py): its `source` opset, the
     opset `quantized`, its weights `per-channel` (opset raised) or `per-tensor` (not raised), and why."""
@@ -534,6 +547,7 @@ class CandidateDetails(TypedDict, total=False):
     fallback: FloatFallback
     mixed: MixedPrecision
     adaround: AdaroundFacts
+    fast_path: FastPathFacts
     opset: OpsetFacts
     qat: JsonObject
     coverage: CoverageFacts | None

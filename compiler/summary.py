@@ -291,6 +291,9 @@ def print_candidates(q: Quantization) -> None:
         facts = q["opset"]
         console.print(f"[dim]int8 of this opset-{facts['source']} model: {facts['weights']} weights at opset "
                       f"{facts['quantized']} ({escape(facts['why'])})[/dim]")
+    for row in q["candidates"]:  # int8+fastpath: what was respelled, and the XNNPACK pieces before and after
+        if row["name"].split(":")[-1] == "int8+fastpath" and row["notes"]:
+            console.print(f"[dim]{row['name']}: {escape(row['notes'][0])}[/dim]")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):

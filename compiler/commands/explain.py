@@ -17,6 +17,8 @@ from pathlib import Path
 from rich.table import Table
 
 from edgekiln.compiler import Progress, rewrite
+from edgekiln.compiler.commands import explain_ladder
+from edgekiln.compiler.commands.explain_ladder import Rung
 from edgekiln.compiler.console import console
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.errors import RecipeError
@@ -64,10 +66,12 @@ class Explanation:
     measured: dict[str, MeasuredModel]
     diagnosis: Diagnosis
     rewrites: RewriteFacts | None
+    ladder: tuple[Rung, ...] = ()  # with --ladder: each rung built alone and measured (commands/explain_ladder.py)
 
 
-def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> Explanation:
-    """The diagnosis of plain int8 for recipe.source, with fidelity and host latency beside float32."""
+def explain(recipe: Recipe, progress: Progress = lambda stage: None, ladder: bool = False) -> Explanation:
+    """The diagnosis of plain int8 for recipe.source, with fidelity and host latency beside float32; with `ladder`,
+    each rung between int8 and float built alone and measured against plain int8 (commands/explain_ladder.py)."""
     from edgekiln.compiler.pipeline import resolve_target
 
     if not recipe.calib:
@@ -104,8 +108,9 @@ def explain(recipe: Recipe, progress: Progress = lambda stage: None) -> Explanat
             progress("Trying the rewrites")
             inputs = rewrite.model_inputs(graph.keras_model, data.calib.inputs)
             rewrites = rewrite.apply(graph.keras_model, inputs).to_dict()
+        rungs = explain_ladder.measure(ctx, target, models.get("int8"), progress) if ladder else ()
     assert made.diagnosis is not None, "plain int8 is built and diagnosed whenever calibration data is given"
-    return Explanation(recipe.source, target.name, threads, measured, made.diagnosis, rewrites)
+    return Explanation(recipe.source, target.name, threads, measured, made.diagnosis, rewrites, rungs)
 
 
 def _side_by_side(model_format: str, models: dict[str, Candidate], judge: Judge, data: Datasets, threads: int,
@@ -132,6 +137,7 @@ def print_explanation(result: Explanation) -> None:
         console.print(f"  {k}. {cause}")
     if "nodes" in d:  # ONNX: nodes ranked by the error they add; no XNNPACK, no Keras rewrites
         _print_nodes(d, q)
+        _print_ladder(result)
         return
     table = Table(title=f"per-layer int8 error ({d['samples']} samples; each op against its float op, same input)")
     for column in ("layer", "op", "share", "channel noise/signal", "SQNR", "RMSE / step"):
@@ -145,7 +151,18 @@ def print_explanation(result: Explanation) -> None:
     console.print(f"fast path ({c['library']}): {c['fast_path_nodes']}/{c['nodes']} nodes in "
                   f"{c['fast_path_pieces']} piece(s); outside it: {outside}")
     _print_rewrites(result.rewrites)
+    _print_ladder(result)
     console.print("`edgekiln build` (--quantize auto) builds and measures the variants that address these.")
+
+
+def _print_ladder(result: Explanation) -> None:
+    """explain --ladder: each rung measured against plain int8 (nothing printed without --ladder)."""
+    if not result.ladder:
+        return
+    console.print("[bold]the rungs between int8 and float, each built alone (fidelity on the held-back samples):"
+                  "[/bold]")
+    for line in explain_ladder.lines(result.ladder, result.target):
+        console.print(f"  {line}")
 
 
 def _print_rewrites(rewrites: RewriteFacts | None) -> None:

@@ -68,12 +68,17 @@ class Converted:
         return model
 
 
-def convert(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, workdir: Path) -> Converted:
-    """Run onnx2tf once (int8 also writes float16 and dynamic) in a fresh scratch directory under workdir."""
-    check_ops(graph.model)
+def convert(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, workdir: Path,
+            model: onnx.ModelProto | None = None) -> Converted:
+    """Run onnx2tf once (int8 also writes float16 and dynamic) in a fresh scratch directory under workdir.
+
+    model: the graph to convert in place of graph.model, computing the same function (e.g. respelled by
+    graph/onnx_fast_path.py); the layouts are still checked against graph's outputs.
+    """
+    check_ops(model or graph.model)
     # A fresh directory per conversion: a build may convert twice (pruned, then the unpruned reference).
     scratch = Path(tempfile.mkdtemp(prefix="onnx2tf-", dir=workdir))
-    files = run_onnx2tf(graph, calib, quantize, scratch)
+    files = run_onnx2tf(graph, calib, quantize, scratch, model)
     names = ([s.name for s in graph.inputs], list(graph.output_names))
     baseline = rename_signature(files["float32"].read_bytes(), *names)
     check_builtin_only(baseline)  # before LiteRT opens it: a Flex op fails there with a traceback-worthy error
@@ -94,10 +99,11 @@ def check_ops(model: onnx.ModelProto) -> None:
                               "converter for it)", "use --format onnx: onnxruntime runs ONNX models directly")
 
 
-def run_onnx2tf(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, scratch: Path) -> dict[str, Path]:
-    """Run onnx2tf on the normalised model; return its .tflite outputs by suffix."""
+def run_onnx2tf(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, scratch: Path,
+                model: onnx.ModelProto | None = None) -> dict[str, Path]:
+    """Run onnx2tf on the normalised model (or `model`); return its .tflite outputs by suffix."""
     model_path = scratch / "model.onnx"
-    model_path.write_bytes(_for_onnx2tf(graph))
+    model_path.write_bytes(_for_onnx2tf(graph, model))
     args = [sys.executable, "-m", "onnx2tf", "-i", str(model_path), "-o", str(scratch / "out"), "-osd"]
     if quantize is Quantize.int8:
         assert calib is not None, "the recipe guarantees calibration data for int8"
@@ -118,17 +124,19 @@ def run_onnx2tf(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, scr
     return files
 
 
-def _for_onnx2tf(graph: OnnxGraph) -> bytes:
-    """The normalised model as onnx2tf gets it: Erf (exact GELU) as TFLite builtins, since onnx2tf would make it
-    the select op FlexErf that LiteRT cannot run (graph/onnx_ops.erf_as_builtins; the ONNX candidates keep Erf)."""
-    if not any(n.op_type == "Erf" for n in graph.model.graph.node):
-        return graph.path.read_bytes()
+def _for_onnx2tf(graph: OnnxGraph, given: onnx.ModelProto | None = None) -> bytes:
+    """The normalised model (or `given`) as onnx2tf gets it: Erf (exact GELU) as TFLite builtins, since onnx2tf would
+    make it the select op FlexErf that LiteRT cannot run (graph/onnx_ops.erf_as_builtins; the ONNX candidates keep
+    Erf)."""
+    source = given or graph.model
+    if not any(n.op_type == "Erf" for n in source.graph.node):
+        return source.SerializeToString() if given is not None else graph.path.read_bytes()
     import onnx
 
     from edgekiln.compiler.graph.onnx_ops import erf_as_builtins
 
     model = onnx.ModelProto()
-    model.CopyFrom(graph.model)
+    model.CopyFrom(source)
     erf_as_builtins(model)
     return model.SerializeToString()
 

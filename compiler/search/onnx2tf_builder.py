@@ -8,17 +8,28 @@ says why. Every model keeps the layout change onnx2tf made (NCHW -> NHWC), which
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
 import numpy as np
 
+from edgekiln.compiler.data import model_feed
 from edgekiln.compiler.emit import tflite_from_onnx as onnx2tf
 from edgekiln.compiler.errors import RecipeError
-from edgekiln.compiler.manifest_schema import CandidateDetails
+from edgekiln.compiler.graph import onnx_fast_path
+from edgekiln.compiler.manifest_schema import CandidateDetails, FastPathFacts
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.plain_gate import plain_int8_misses
 from edgekiln.compiler.search.tflite_builder import SIXTEEN_NOTES, with_coverage
-from edgekiln.compiler.search.variants import is_16x8, sixteen_not_needed
+from edgekiln.compiler.search.variants import Variant, is_16x8, sixteen_not_needed
+
+if TYPE_CHECKING:
+    import onnx
+
+    from edgekiln.compiler.graph.onnx_graph import OnnxGraph
+    from edgekiln.compiler.model_inputs import Dataset
 
 
 def build(ctx: BuildContext) -> Builds:
@@ -40,6 +51,8 @@ def build(ctx: BuildContext) -> Builds:
     built = []
     for c in ctx.candidates:
         io = ctx.int8_io
+        if c.fast_path:
+            continue  # made after plain int8, whose pieces decide whether it is needed
         suffix = onnx2tf.SIXTEEN_ARTIFACT[io] if is_16x8(c) else onnx2tf.ARTIFACT.get((c.quantize, io))
         if c.quantize is Quantize.int8 and integer:
             built.append(Candidate(c, None, (f"onnx2tf calibrates int8 with float data only; the model takes integer "
@@ -54,7 +67,64 @@ def build(ctx: BuildContext) -> Builds:
             notes, extra = (*notes, *SIXTEEN_NOTES[1:]), {**extra, "activation_type": "int16", "weight_type": "int8"}
         built.append(with_coverage(Candidate(c, converted.model(suffix), notes, {**details, **extra},
                                          layouts=converted.layouts)))
-    return Builds(tuple(_gated(b, built, ctx) for b in built))
+    built = [*built, *(_fast_path(c, ctx, built) for c in ctx.candidates if c.fast_path)]
+    order = [c.name for c in ctx.candidates]
+    return Builds(tuple(_gated(b, built, ctx) for b in sorted(built, key=lambda b: order.index(b.name))))
+
+
+FAST_PATH_TOLERANCE = 1e-4  # the respelled float graph's largest output difference, relative to the output's range
+
+
+def _fast_path(c: Variant, ctx: BuildContext, built: list[Candidate]) -> Candidate:
+    """int8+fastpath: plain int8 of the graph with its hard-swish / hard-sigmoid respelled (graph/onnx_fast_path.py),
+    from a second onnx2tf run; built only where plain int8 runs in more than one XNNPACK piece, something was
+    respelled, and the respelled float graph matches the source on the calibration samples."""
+    plain = next((b for b in built if b.name == "int8" and b.model is not None), None)
+    before = plain.pieces if plain is not None else None
+    if plain is None or ctx.calib is None:
+        return Candidate(c, None, ("not built: plain int8 was not built",))
+    if before is not None and before <= 1:
+        return Candidate(c, None, ("not needed: plain int8 runs in one XNNPACK piece",))
+    canonical = onnx_fast_path.canonicalize(ctx.graph.model)
+    if not canonical.changed:
+        return Candidate(c, None, (f"not needed: no hard-swish or hard-sigmoid to respell (plain int8: {before} "
+                                   "XNNPACK pieces)",))
+    diff = _max_difference(ctx.graph, canonical.model, ctx.calib)
+    if diff > FAST_PATH_TOLERANCE:
+        return Candidate(c, None, (f"not built: the respelled graph's outputs differ from the source's by {diff:.2g} "
+                                   "of their range on the calibration samples",))
+    converted = onnx2tf.convert(ctx.graph, ctx.calib, Quantize.int8, ctx.workdir, canonical.model)
+    suffix = onnx2tf.ARTIFACT[(Quantize.int8, ctx.int8_io)]
+    made = with_coverage(Candidate(c, converted.model(suffix), (), {"converter": f"onnx2tf {onnx2tf.version()}",
+                                                                    "calibration": "minmax"},
+                                   layouts=converted.layouts))
+    facts: FastPathFacts = {"rewritten": canonical.rewritten, "pieces_before": before, "pieces_after": made.pieces,
+                            "max_relative_diff": diff, "samples": ctx.calib.size}
+    spelled = ", ".join(f"{kind} x{n}" for kind, n in canonical.rewritten.items())
+    note = f"respelled for XNNPACK int8 ({spelled}): {before} -> {made.pieces} piece(s)"
+    return replace(made, notes=(note, *made.notes, "min/max calibration (onnx2tf)"),
+                   details={**made.details, "fast_path": facts})
+
+
+def _max_difference(graph: OnnxGraph, model: onnx.ModelProto, calib: Dataset) -> float:
+    """The largest output difference of `model` from the source graph on the calibration samples, as a share of
+    the source output's largest magnitude (the worst output); run in the graph's fixed batch, the last chunk
+    padded by repeating its last sample (as OnnxGraph.run does)."""
+    from edgekiln.compiler.graph.onnx_graph import open_session
+
+    feeds = {s.name: calib.inputs[s.name] for s in graph.inputs}
+    reference = graph.run(feeds)
+    session = open_session(model.SerializeToString(), threads=1)
+    step, worst = max(1, graph.batch), 0.0
+    for start in range(0, calib.size, step):
+        chunk = {k: v[start : start + step] for k, v in feeds.items()}
+        real = next(iter(chunk.values())).shape[0]
+        padded = {k: model_feed(np.concatenate([v, np.repeat(v[-1:], step - real, axis=0)])) for k, v in chunk.items()}
+        got = session.run(list(graph.output_names), padded)
+        for ref, out in zip(reference, got, strict=True):
+            scale = float(np.max(np.abs(ref))) or 1.0
+            worst = max(worst, float(np.max(np.abs(ref[start : start + real] - out[:real]))) / scale)
+    return worst
 
 
 def _gated(built: Candidate, every: list[Candidate], ctx: BuildContext) -> Candidate:

@@ -53,7 +53,7 @@ from edgekiln.compiler.evaluate.timing import host_isa
 from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import CalibrationMethod, Quantize
-from edgekiln.compiler.search import onnx_mixed
+from edgekiln.compiler.search import onnx_adaround_builder, onnx_mixed
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext, Builds
 from edgekiln.compiler.search.plain_gate import plain_int8_misses, verdict
@@ -264,6 +264,10 @@ def _int8_family(int8s: list[Variant], calib: Dataset, judge: Judge, criterion: 
             elif c.mixed:
                 built[c.name] = _mixed(c, calib, (*reference, plain), errors, judge, criterion,
                                        _options(family, c, base.workdir), shared, details)
+            elif c.adaround:  # refines plain int8 (min/max): the only refinement planned, or plain int8 misses
+                alone = len([v for v in int8s if v.name != "int8"]) == 1
+                built[c.name] = onnx_adaround_builder.candidate(c, built["int8"], quality, calib, base.batch, shared,
+                                                                judge, criterion, alone)
         except Exception as exc:  # noqa: BLE001
             built[c.name] = Candidate(c, None, (failure_note(exc),))
     return built, diagnosis

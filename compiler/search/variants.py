@@ -31,6 +31,8 @@ class Variant:
         the layers that gain most promoted to int16 activations until the criterion holds (search/onnx_mixed.py).
     adaround: the integer weights learned up or down (AdaRound, emit/adaround.py) instead of rounded to nearest:
         same scales, zero points and graph as the candidate it refines.
+    fast_path: plain int8 of the ONNX graph with hard-swish / hard-sigmoid respelled in ops XNNPACK runs in int8
+        (graph/onnx_fast_path.py; ONNX -> TFLite only), built only where plain int8 runs in more than one piece.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Variant:
     qat: bool = False
     mixed: bool = False
     adaround: bool = False
+    fast_path: bool = False
 
 
 VARIANTS: dict[str, tuple[Variant, ...]] = {
@@ -52,6 +55,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("float16", "tflite", Quantize.float16),
         Variant("dynamic", "tflite", Quantize.dynamic),
         Variant("int8", "tflite", Quantize.int8),
+        Variant("int8+fastpath", "tflite", Quantize.int8, fast_path=True),
         Variant("int8+rewrites", "tflite", Quantize.int8, rewrites=True, tune_calibration=True),
         Variant("int8+adaround", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, adaround=True),
         Variant("int8+fallback", "tflite", Quantize.int8, rewrites=True, tune_calibration=True, fallback="ops"),
@@ -73,6 +77,7 @@ VARIANTS: dict[str, tuple[Variant, ...]] = {
         Variant("fused", "onnx", Quantize.none, fused=True),
         Variant("fused+dynamic", "onnx", Quantize.dynamic, fused=True),
         Variant("int8", "onnx", Quantize.int8),
+        Variant("int8+adaround", "onnx", Quantize.int8, adaround=True),  # plain int8's rounding learned
         Variant("int8+calibration", "onnx", Quantize.int8, tune_calibration=True),
         Variant("int8+s8s8", "onnx", Quantize.int8, activation="int8"),
         Variant("int8+exclude", "onnx", Quantize.int8, fallback="layers"),
@@ -86,10 +91,10 @@ BASELINE = "float32"
 # `int8` forces full-integer models with int8 activations: plain, with rewrites and tuned calibration (no float
 # fallback or excluded nodes, which would not be full-integer; no 16x8, whose activations are int16: auto only).
 PLANS: dict[Quantize, tuple[str, ...]] = {
-    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+rewrites", "int8+adaround",
-                    "int8+fallback", "int8+fallback+layers", "int8+calibration", "int8+s8s8", "int8+exclude", "16x8",
-                    "int8+mixed", "int8+qat"),
-    Quantize.int8: ("int8", "int8+rewrites", "int8+calibration", "int8+s8s8", "int8+qat"),
+    Quantize.auto: ("float16", "dynamic", "fused", "fused+dynamic", "int8", "int8+fastpath", "int8+rewrites",
+                    "int8+adaround", "int8+fallback", "int8+fallback+layers", "int8+calibration", "int8+s8s8",
+                    "int8+exclude", "16x8", "int8+mixed", "int8+qat"),
+    Quantize.int8: ("int8", "int8+fastpath", "int8+rewrites", "int8+calibration", "int8+s8s8", "int8+qat"),
     Quantize.float16: ("float16",),
     Quantize.dynamic: ("dynamic",),
     Quantize.none: (),
@@ -169,8 +174,10 @@ def plan(quantize: Quantize, model_format: str, source: str = "keras", calibrate
     only: just this variant, and what it is built from (plain int8 for an int8 refinement), e.g. the
     unpruned reference of a pruned build made the way the shipped variant was.
     qat: --qat was given; without it the int8+qat candidate is not planned at all (nor listed as not built).
+    int8+fastpath respells an ONNX graph: from a Keras source it is not planned at all either.
     """
-    wanted = [c for c in VARIANTS[model_format] if c.name in (BASELINE, *PLANS[quantize]) and (qat or not c.qat)]
+    wanted = [c for c in VARIANTS[model_format] if c.name in (BASELINE, *PLANS[quantize]) and (qat or not c.qat)
+              and (source == "onnx" or not c.fast_path)]
     if only is not None:
         wanted = [c for c in wanted if c.name in (BASELINE, only) or (c.name == "int8" and only.startswith("int8"))]
     build, not_built = [], {}

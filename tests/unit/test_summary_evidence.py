@@ -73,3 +73,14 @@ def test_the_summary_names_each_outputs_kind_and_what_decided_it(capsys, monkeyp
     summary.print_candidates(block)
     shown = capsys.readouterr().out
     assert "outputs judged as probs class (graph: Softmax node 'prob'); box values (data: a short vector)" in shown
+
+
+def test_the_summary_gives_int8_fastpaths_pieces_before_and_after(capsys, monkeypatch):
+    monkeypatch.setattr(console, "width", 200)
+    block = _block()
+    fast = dict(block["candidates"][1], name="int8+fastpath", pieces=1,
+                notes=["respelled for XNNPACK int8 (HardSwish x2): 3 -> 1 piece(s)", "min/max calibration (onnx2tf)"])
+    block["candidates"].append(fast)
+    block["timing"]["runs_per_candidate"]["int8+fastpath"] = 10
+    summary.print_candidates(block)
+    assert "int8+fastpath: respelled for XNNPACK int8 (HardSwish x2): 3 -> 1 piece(s)" in capsys.readouterr().out

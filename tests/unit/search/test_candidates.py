@@ -60,11 +60,22 @@ def test_without_calibration_data_no_int8_candidate_is_built_and_each_says_why()
 
 def test_onnx_to_tflite_plans_only_what_onnx2tf_writes() -> None:
     planned = plan(Quantize.auto, "tflite", "onnx")
-    assert [c.name for c in planned.build] == ["float32", "float16", "dynamic", "int8", "16x8"]  # one onnx2tf run
+    # one onnx2tf run, and a second for int8+fastpath where plain int8 breaks into pieces
+    assert [c.name for c in planned.build] == ["float32", "float16", "dynamic", "int8", "int8+fastpath", "16x8"]
     assert planned.not_built == {name: ONNX2TF_ONLY for name in ("int8+rewrites", "int8+adaround", "int8+fallback",
                                                                  "int8+fallback+layers")}
-    # int8+qat is planned only with --qat (tests/unit/search/test_qat_plan.py)
-    assert names(Quantize.auto, "tflite", source="keras") == [c.name for c in VARIANTS["tflite"] if not c.qat]
+    # int8+qat is planned only with --qat (tests/unit/search/test_qat_plan.py), int8+fastpath from ONNX only
+    assert names(Quantize.auto, "tflite", source="keras") == [c.name for c in VARIANTS["tflite"]
+                                                              if not c.qat and not c.fast_path]
+
+
+def test_fastpath_is_a_full_integer_candidate_of_onnx_to_tflite_only() -> None:
+    """Respelling hard-swish changes no number format: a forced int8 build makes it too; a Keras source never
+    plans it (nor lists it as not built), an ONNX-format build has no such variant."""
+    assert names(Quantize.int8, "tflite", source="onnx") == ["float32", "int8", "int8+fastpath"]
+    assert "int8+fastpath" not in plan(Quantize.auto, "tflite", "keras").not_built
+    assert "int8+fastpath" not in names(Quantize.auto, "onnx", source="onnx")
+    assert names(Quantize.auto, "tflite", source="onnx", only="int8+fastpath") == ["float32", "int8", "int8+fastpath"]
 
 
 def test_an_int8_activation_target_has_no_s8s8_alternative() -> None:
@@ -101,12 +112,16 @@ def test_16x8_is_built_only_where_plain_int8_misses_the_criterion() -> None:
     assert sixteen_not_needed(True) == "not needed: plain int8 meets the criterion"
 
 
-def test_adaround_is_a_tflite_auto_refinement_of_the_keras_path_only() -> None:
+def test_adaround_is_an_auto_refinement_of_tflite_from_keras_and_of_onnx() -> None:
     found = [c for c in VARIANTS["tflite"] if c.name == "int8+adaround"]
     assert len(found) == 1 and found[0].adaround and found[0].rewrites  # it learns int8+rewrites' rounding
-    assert "int8+adaround" in names(Quantize.auto, "tflite")
-    assert "int8+adaround" not in names(Quantize.auto, "onnx") + names(Quantize.int8, "tflite")
-    assert names(Quantize.auto, "tflite", only="int8+adaround") == ["float32", "int8", "int8+adaround"]
+    onnx = [c for c in VARIANTS["onnx"] if c.name == "int8+adaround"]
+    assert len(onnx) == 1 and onnx[0].adaround and not onnx[0].rewrites  # it learns plain QDQ int8's rounding
+    assert "int8+adaround" in names(Quantize.auto, "tflite") and "int8+adaround" in names(Quantize.auto, "onnx")
+    assert "int8+adaround" not in names(Quantize.int8, "tflite") + names(Quantize.int8, "onnx")
+    assert "int8+adaround" not in names(Quantize.auto, "tflite", source="onnx")  # onnx2tf: no refinements
+    for model_format in ("tflite", "onnx"):
+        assert names(Quantize.auto, model_format, only="int8+adaround") == ["float32", "int8", "int8+adaround"]
 
 
 def test_adaround_is_built_where_plain_int8_misses_or_where_it_alone_is_asked_for() -> None:

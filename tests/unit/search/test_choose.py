@@ -109,8 +109,9 @@ def test_plans_per_mode():
     assert names[Quantize.float16] == ["float32", "float16"] and names[Quantize.none] == ["float32"]
     assert _names(Quantize.auto, "tflite", calibrated=False) == ["float32", "float16", "dynamic"]
     onnx = {mode: _names(mode, "onnx") for mode in Quantize}
-    assert onnx[Quantize.auto] == ["float32", "dynamic", "fused", "fused+dynamic", "int8", "int8+calibration",
-                                   "int8+s8s8", "int8+exclude", "16x8", "int8+mixed"]  # fused: encoders only
+    assert onnx[Quantize.auto] == ["float32", "dynamic", "fused", "fused+dynamic", "int8", "int8+adaround",
+                                   "int8+calibration", "int8+s8s8", "int8+exclude", "16x8",
+                                   "int8+mixed"]  # fused: encoders only
     assert onnx[Quantize.int8] == ["float32", "int8", "int8+calibration", "int8+s8s8"]  # no node kept in float
     assert onnx[Quantize.dynamic] == ["float32", "dynamic"] and onnx[Quantize.none] == ["float32"]
 
