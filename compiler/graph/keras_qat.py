@@ -42,7 +42,8 @@ LEARNING_RATE = 1e-4  # fine-tuning a trained model: small steps
 QAT_TEMPERATURE = 2.0
 _FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
 _FUSED = ("linear", "relu", "relu6")  # activations the converter fuses into the producing op
-_NOT_QUANTIZED = ("InputLayer", "Dropout", "Flatten", "Reshape")  # pass values through unchanged
+_NOT_QUANTIZED = ("InputLayer", "Dropout", "Flatten", "Reshape",  # pass values through unchanged
+                  "MaxPooling2D")  # its int8 output keeps its input's scale (the converter ties them)
 
 
 def fold(model: KerasModel) -> tuple[KerasModel, list[str]]:
