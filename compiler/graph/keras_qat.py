@@ -130,7 +130,8 @@ def _fake_quant_class() -> type:
 
         def call(self, x: Tensor, training: bool = False) -> Tensor:
             # the bounds stay around 0 as the converter's do (zero is exactly representable)
-            low, high = tf.minimum(self.low, 0.0), tf.maximum(self.high, self.low + 1e-3)
+            low = tf.minimum(self.low, 0.0)
+            high = tf.maximum(self.high, low + 1e-3)  # as `ranges` reads them back
             return tf.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
 
     return ActivationQuantizer
