@@ -267,7 +267,7 @@ def validate(
 
 # Sweep's own parameters: its axes (comma-separated lists where build takes one value) and how it runs.
 # Every other parameter of `sweep` is a recipe option, the same as build's, and reaches each point's recipe.
-SWEEP_OWN = ("prune", "quantize", "format", "jobs", "executor", "ray_address", "force")
+SWEEP_OWN = ("prune", "quantize", "format", "distill", "jobs", "executor", "ray_address", "force")
 
 
 @app.command()
@@ -315,7 +315,9 @@ def sweep(
     recover: RecoverOpt = None,
     train: TrainOpt = None,
     qat: QatOpt = False,
-    distill: DistillOpt = None,
+    distill: Annotated[str | None, typer.Option(
+        help="Student widths (0-1] and 'auto', each a point of `build --distill` (needs --train); 1: the model "
+             "itself (the default).", rich_help_panel=SWEEP)] = None,
     prune_criterion: PruneCriterionOpt = None,
     prune_time: PruneTimeOpt = None,
     text: TextOpt = None,
@@ -326,8 +328,8 @@ def sweep(
     vocab_from: VocabFromOpt = None,
     vocab_size: VocabSizeOpt = None,
 ) -> None:
-    """Prune x quantize points, built like `build` (with all of its recipe options), timed side by side here: the
-    latency x accuracy x size front."""
+    """Student x prune x quantize points, built like `build` (with all of its recipe options), timed side by side
+    here: the latency x accuracy x size front."""
     params = dict(locals())  # every option by name; the recipe's reach every point (compiler/cli_options.py)
     _run(lambda: _sweep(params))
 
@@ -339,7 +341,7 @@ def _sweep(params: dict[str, Any]) -> None:
         raise RecipeError("name the model to sweep, or a --recipe that names it",
                           "e.g. edgekiln sweep model.keras -t rpi4 --calib data.npz -o sweep/")
     base = recipe_from({k: v for k, v in params.items() if k not in SWEEP_OWN})
-    grid = Grid(params["prune"], params["quantize"], params["format"])
+    grid = Grid(params["prune"], params["quantize"], params["format"], params["distill"])
     run(base, grid, params["jobs"], params["executor"], params["ray_address"], params["force"])
 
 

@@ -27,6 +27,7 @@ from edgekiln.compiler import (
 from edgekiln.compiler.build_state import BuildState, Loaded, Searched
 from edgekiln.compiler.data import Datasets, check_labels, load_datasets
 from edgekiln.compiler.device import compat
+from edgekiln.compiler.distill import onnx_sources
 from edgekiln.compiler.distill import stage as distill_stage
 from edgekiln.compiler.errors import RecipeError, TargetError
 from edgekiln.compiler.evaluate.reference import Reference
@@ -79,6 +80,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
             compat.enforce(partial(_check_pin, target, text_bundle.TOKENIZERS_PIN), recipe.force, notes)
         progress("Loading the source model")
         source_format = detect_format(recipe.source)
+        onnx_sources.refuse_build_options(source_format, recipe.distill, recipe.qat)  # both train in Keras 3
         graph = load(recipe.source, source_format, Path(work), unsafe=recipe.unsafe, batch=recipe.batch,
                      input_shapes=recipe.input_shape, data_shapes=_data_shapes(recipe, source_format))
         if recipe.main_output is not None and recipe.main_output not in graph.output_names:

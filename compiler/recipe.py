@@ -40,6 +40,8 @@ class Calibration(StrEnum):
     entropy = "entropy"        # TensorRT's KL-divergence threshold
 
 
+PERCENTILE = 99.99  # Calibration.percentile's share of |x| (TFLite path; TensorRT's and onnxruntime's usual choice)
+
 CalibrationMethod = Calibration  # the emitters' name for it; ONNX maps `auto` to minmax (see pipeline)
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from edgekiln.compiler import Progress
 from edgekiln.compiler.data import in_model_types, load_data
-from edgekiln.compiler.distill import engine, figures
+from edgekiln.compiler.distill import engine, figures, onnx_sources
 from edgekiln.compiler.errors import DataError, InputModelError, RecipeError
 from edgekiln.compiler.graph import detect_format, keras_graph
 from edgekiln.compiler.keras_types import KerasModel
@@ -60,8 +60,8 @@ def check(request: Request) -> float | str | Path:
     """Refuse what cannot work before anything loads; the parsed --student."""
     student = parse_student(request.student)
     if detect_format(request.teacher) == "onnx":
-        raise InputModelError("distill trains the student in Keras; ONNX teachers are not supported yet",
-                              "distill the Keras model the ONNX file was exported from")
+        raise onnx_sources.refuse("distill", "trains the student",
+                                  "distill the Keras or PyTorch model the ONNX file came from")
     if detect_format(request.teacher) not in ("keras", "h5"):
         raise InputModelError(f"distill takes a Keras teacher (.keras or .h5), got {request.teacher}",
                               "load it in Keras and save it as .keras")

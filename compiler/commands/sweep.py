@@ -10,7 +10,7 @@ from edgekiln.compiler.console import console
 from edgekiln.compiler.errors import RecipeError
 from edgekiln.compiler.recipe import Quantize, Recipe
 from edgekiln.compiler.sweep import SweepOptions, run_sweep
-from edgekiln.compiler.sweep.points import parse_prunes
+from edgekiln.compiler.sweep.points import TEACHER, parse_prunes, parse_students
 from edgekiln.compiler.sweep.sweep_json import SweepResult
 
 EXECUTORS = ("local", "ray")
@@ -25,6 +25,7 @@ class Grid:
     prune: str | None = None
     quantize: str | None = None
     formats: str | None = None
+    students: str | None = None
 
 
 def run(base: Recipe, grid: Grid, jobs: int, executor: str, ray_address: str | None, force: bool) -> None:
@@ -32,9 +33,12 @@ def run(base: Recipe, grid: Grid, jobs: int, executor: str, ray_address: str | N
     print its front (DIR/sweep.json holds it)."""
     _check_controls(jobs, executor, ray_address)
     grid = axes_of(base, grid)
-    base = base.replace(prune=None, quantize=Quantize.auto, format=None, variant=None)  # each point sets them
+    base = base.replace(prune=None, quantize=Quantize.auto, format=None, variant=None, distill=None)  # points set them
+    students = parse_students(grid.students or "")
+    if students != [TEACHER] and base.train is None:
+        raise RecipeError("--distill trains students on training data", "pass --train DATA (labels y help)")
     options = SweepOptions(base, parse_prunes(grid.prune or ""), _variants(grid.quantize or ""),
-                           _formats(grid.formats), jobs, executor, ray_address, force)
+                           _formats(grid.formats), jobs, executor, ray_address, force, students)
     result = run_sweep(options, lambda line: console.print(line, highlight=False))
     print_front(result, Path(base.output))
 
@@ -64,13 +68,16 @@ def _formats(text: str | None) -> list[str] | None:
 
 
 def axes_of(base: Recipe, given: Grid) -> Grid:
-    """The axes left out, from the recipe (a --recipe file's prune, variant or quantize, format: that one
-    value), else the defaults (every prune ratio of DEFAULT_PRUNES, unless heads or blocks are pruned)."""
+    """The axes left out, from the recipe (a --recipe file's prune, variant or quantize, format, distill: that one
+    value), else the defaults (every prune ratio of DEFAULT_PRUNES, unless heads or blocks are pruned; the model
+    itself, no student)."""
     transformer = base.prune_heads is not None or base.drop_layers is not None
     prune = str(base.prune) if base.prune is not None else NO_CHANNEL_PRUNING if transformer else DEFAULT_PRUNES
     quantize = base.variant or ("float32" if base.quantize is Quantize.none else str(base.quantize))
     formats = str(base.format) if base.format is not None else None
-    return Grid(_or(given.prune, prune), _or(given.quantize, quantize), _or(given.formats, formats))
+    students = str(base.distill) if base.distill is not None else str(TEACHER)
+    return Grid(_or(given.prune, prune), _or(given.quantize, quantize), _or(given.formats, formats),
+                _or(given.students, students))
 
 
 def _or(given: str | None, default: str | None) -> str | None:

@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from edgekiln.compiler.errors import ConversionError
+from edgekiln.compiler.recipe import PERCENTILE
 from edgekiln.compiler.tf_env import quiet_fds
 
 METHODS = ("minmax", "percentile", "entropy")
 BINS = 2048
-PERCENTILE = 99.99  # of |x|: TensorRT's and onnxruntime's usual choice
 ENTROPY_STEP = 16   # threshold candidates every 16 bins: 2048 / 16 = 128 KL evaluations per tensor
 
 
@@ -59,7 +59,7 @@ def collect(calibrated: bytes, feeds: list[dict[str, np.ndarray]]) -> dict[int, 
     inputs = interp.get_signature_runner().get_input_details()
     boundary = {d["index"] for d in interp.get_input_details() + interp.get_output_details()}
     stats = {t.index: TensorStats(t.name, t.lo, t.hi, np.zeros(BINS, np.int64), np.zeros(0), t.index not in boundary)
-             for t in _ranged_tensors(calibrated)}
+             for t in ranged_tensors(calibrated)}
     for feed in feeds:
         for name, detail in inputs.items():
             interp.set_tensor(detail["index"], feed[name].astype(detail["dtype"]))
@@ -77,7 +77,7 @@ def _accumulate(s: TensorStats, value: np.ndarray) -> None:
     s.channel_absmax = per_channel if s.channel_absmax.size == 0 else np.maximum(s.channel_absmax, per_channel)
 
 
-def _ranged_tensors(calibrated: bytes) -> list[RangedTensor]:
+def ranged_tensors(calibrated: bytes) -> list[RangedTensor]:
     """Every tensor the calibration gave a range (first subgraph), in index order."""
     from tensorflow.lite.tools import flatbuffer_utils
 
@@ -112,7 +112,7 @@ def non_finite(calibrated: bytes) -> list[tuple[str, float, float]]:
     """The tensors whose calibrated (min, max) is infinite or NaN, or float32's largest value (TensorFlow's
     calibrator records an activation that overflowed as +-3.4e38): no int8 scale represents them, and the
     quantizer must never see them (measured: XNNPACK then refuses the int8 model, 'failed to prepare')."""
-    return [(t.name, t.lo, t.hi) for t in _ranged_tensors(calibrated)
+    return [(t.name, t.lo, t.hi) for t in ranged_tensors(calibrated)
             if not (np.isfinite(t.lo) and np.isfinite(t.hi)) or max(abs(t.lo), abs(t.hi)) >= FLOAT32_MAX]
 
 

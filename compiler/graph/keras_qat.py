@@ -6,14 +6,18 @@
    beta 0, mean 0, variance 1 - eps: exactly x, frozen; the converter folds it away again). What trains is then
    what the converter will quantize, in the graph the user gave.
 2. train: the folded model with a fake-quantizer after every layer's output (8 bits, asymmetric: the converter's
-   int8 activations), its range first set from the calibration samples' min / max and then tracked by an
-   exponential moving average during training; and per-channel symmetric int8 weights (scale max|w| / 127 per
-   output channel, the converter's weight quantization), by the straight-through estimator: each step runs on
-   the quantized kernels and applies the gradient to the float ones. The loss is the distillation mix of
-   graph/keras_distill.py towards the float model (T = QAT_TEMPERATURE), with the labels when given.
-3. export: the folded model with the trained float kernels goes through the same TFLite int8 conversion as
-   every int8 candidate, so the shipped file is an ordinary int8 model; the converter's per-channel weight
-   scales are the ones trained against, its activation ranges are recalibrated on the calibration samples.
+   int8 activations), its range first set from the calibration samples (min / max clipped at the 99.99th
+   percentile of |x|, recipe.PERCENTILE: a few outlier channels must not take the other channels' steps)
+   and then learned (TensorFlow's fake-quant gradient moves a bound when values clipped at it would lower the
+   loss); and per-channel symmetric int8 weights (scale max|w| / 127 per output channel, the converter's weight
+   quantization), by the straight-through estimator: each step runs on the quantized kernels and applies the
+   gradient to the float ones. The loss is the distillation mix of graph/keras_distill.py towards the float
+   model (T = QAT_TEMPERATURE), with the labels when given.
+3. export: the folded model with the trained float kernels goes through the same TFLite int8 quantizer as every
+   int8 candidate, so the shipped file is an ordinary int8 model; the converter's per-channel weight scales are
+   the ones trained against, and its activation ranges are the trained ones (`ranges`, written into the
+   calibrated model by search/qat_builder.py): recalibrating by min / max would undo the clipping QAT trained
+   for (measured on mnist_resnet_outliers.keras, docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import numpy as np
 from edgekiln.compiler.graph import keras_distill, keras_recover
 from edgekiln.compiler.graph.keras_prune import graph_model
 from edgekiln.compiler.keras_types import KerasLayer, KerasModel
+from edgekiln.compiler.recipe import PERCENTILE
 from edgekiln.compiler.tf_env import import_keras, import_tf
 
 if TYPE_CHECKING:
@@ -34,10 +39,11 @@ if TYPE_CHECKING:
 EPOCHS = 3
 BATCH = 32
 LEARNING_RATE = 1e-4  # fine-tuning a trained model: small steps
-RANGE_MOMENTUM = 0.99
 QAT_TEMPERATURE = 2.0
 _FOLDS_INTO = ("Conv2D", "DepthwiseConv2D", "Dense")
-_NOT_QUANTIZED = ("InputLayer", "Dropout", "Flatten", "Reshape")  # pass values through unchanged
+_FUSED = ("linear", "relu", "relu6")  # activations the converter fuses into the producing op
+_NOT_QUANTIZED = ("InputLayer", "Dropout", "Flatten", "Reshape",  # pass values through unchanged
+                  "MaxPooling2D")  # its int8 output keeps its input's scale (the converter ties them)
 
 
 def fold(model: KerasModel) -> tuple[KerasModel, list[str]]:
@@ -116,25 +122,24 @@ def _fake_quant_class() -> type:
     keras, tf = import_keras(), import_tf()
 
     class ActivationQuantizer(keras.layers.Layer):  # type: ignore[name-defined]
-        """8-bit fake quantization of its input; range from calibration, then an EMA of the batches' min / max."""
+        """8-bit fake quantization of its input; range from calibration, then learned (trainable bounds)."""
 
         def build(self, shape: Any) -> None:
-            self.low = self.add_weight(shape=(), initializer="zeros", trainable=False, name="low")
-            self.high = self.add_weight(shape=(), initializer="ones", trainable=False, name="high")
+            self.low = self.add_weight(shape=(), initializer="zeros", trainable=True, name="low")
+            self.high = self.add_weight(shape=(), initializer="ones", trainable=True, name="high")
 
         def call(self, x: Tensor, training: bool = False) -> Tensor:
-            if training:
-                m = RANGE_MOMENTUM
-                self.low.assign(m * self.low + (1 - m) * tf.minimum(tf.reduce_min(x), 0.0))
-                self.high.assign(m * self.high + (1 - m) * tf.maximum(tf.reduce_max(x), 0.0))
-            return tf.quantization.fake_quant_with_min_max_vars(x, self.low, self.high, num_bits=8)
+            # the bounds stay around 0 as the converter's do (zero is exactly representable)
+            low = tf.minimum(self.low, 0.0)
+            high = tf.maximum(self.high, low + 1e-3)  # as `ranges` reads them back
+            return tf.quantization.fake_quant_with_min_max_vars(x, low, high, num_bits=8)
 
     return ActivationQuantizer
 
 
 def fake_quantized(folded: KerasModel, calib: np.ndarray) -> KerasModel:
     """The folded model (sharing its layers and weights) with a fake-quantizer after every layer's output, each
-    range set from the min / max of that output on `calib`."""
+    range set from that output on `calib` (clipped_range)."""
     keras = import_keras()
     quantizer = _fake_quant_class()
     graph = graph_model(folded)
@@ -142,7 +147,7 @@ def fake_quantized(folded: KerasModel, calib: np.ndarray) -> KerasModel:
                and not isinstance(layer.output, list | tuple)]
     probe = keras.Model(graph.inputs, [layer.output for layer in watched])
     outputs = probe.predict(calib, batch_size=256, verbose=0)
-    ranges = {layer.name: (min(float(np.min(o)), 0.0), max(float(np.max(o)), 0.0))
+    ranges = {layer.name: clipped_range(o)
               for layer, o in zip(watched, outputs if isinstance(outputs, list) else [outputs], strict=True)}
     made: dict[str, KerasLayer] = {}
 
@@ -157,6 +162,25 @@ def fake_quantized(folded: KerasModel, calib: np.ndarray) -> KerasModel:
     for name, (low, high) in ranges.items():
         made[name].set_weights([np.float32(low), np.float32(high if high > low else low + 1e-3)])
     return model
+
+
+def clipped_range(values: np.ndarray) -> tuple[float, float]:
+    """(min, max) of `values` with 0 inside, each bound clipped at the PERCENTILE of |values|."""
+    top = float(np.percentile(np.abs(values), PERCENTILE))
+    return max(min(float(np.min(values)), 0.0), -top), min(max(float(np.max(values)), 0.0), top)
+
+
+def ranges(qat: KerasModel) -> dict[str, tuple[float, float]]:
+    """layer name -> the trained (low, high) of the fake-quantizer after it: the ranges the export keeps. A layer
+    with an activation the converter does not fuse into its op (softmax, sigmoid, ...) is left out: its converted
+    op's output is the pre-activation tensor, whose range is not the quantizer's."""
+    found = {}
+    for layer in qat.layers:
+        producer = qat.get_layer(layer.name.removesuffix("_fq")) if layer.name.endswith("_fq") else None
+        if producer is not None and getattr(getattr(producer, "activation", None), "__name__", "linear") in _FUSED:
+            low, high = (float(w) for w in layer.get_weights())
+            found[layer.name.removesuffix("_fq")] = (min(low, 0.0), max(high, min(low, 0.0) + 1e-3))
+    return found
 
 
 def train(qat: KerasModel, teacher: KerasModel, x: np.ndarray, y: np.ndarray | None, epochs: int = EPOCHS,

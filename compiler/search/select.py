@@ -21,7 +21,7 @@ from edgekiln.compiler.analyze.graph_stats import GraphStats
 from edgekiln.compiler.data import NOT_HELD_BACK, Datasets, in_model_types, load_data
 from edgekiln.compiler.device import estimate
 from edgekiln.compiler.emulate.cycles import Standing
-from edgekiln.compiler.errors import EdgekilnError, RecipeError, TargetError
+from edgekiln.compiler.errors import EdgekilnError, TargetError
 from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.output_kinds import KindRule
@@ -148,9 +148,6 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     # by fidelity alone (the cosine floor when one is given), never on the labels. With cross-fitting, each
     # fold makes them again on its own samples, so the samples that judge a candidate shaped none of it.
     tuner, tuning = Judge.for_tuning(reference, data, threads, kinds), criterion_for(recipe, False, NOT_HELD_BACK)
-    if recipe.qat and source != "keras":
-        raise RecipeError("--qat trains in Keras, and an ONNX source has no Keras form here",
-                          "build the Keras model the ONNX file came from, or leave out --qat")
     train = _training(recipe, graph) if recipe.qat else None
     contexts = {f.format: BuildContext(graph, source, plan(recipe.quantize, f.format, source, data.calib is not None,
                                                             activation_type, only, recipe.qat),

@@ -20,24 +20,33 @@ NOT_IN_KEY = ("output", "force")  # where a point is written does not change wha
 FILE_KEYS = ("source", "calib", "eval", "train", "tokenizer")  # recipe keys naming a file a point reads
 
 
+TEACHER = 1.0  # the student axis' width of the model itself: no distillation
+
+
 @dataclass(frozen=True)
 class SweepPoint:
-    """One sweep point: a prune setting (0: unpruned; or "auto"), a format and the one variant it ships."""
+    """One sweep point: a prune setting (0: unpruned; or "auto"), a format, the one variant it ships, and a student
+    width (TEACHER: the model itself; or "auto": `build --distill auto`)."""
 
     prune: float | str
     format: str
     variant: str
+    student: float | str = TEACHER
 
     @property
     def name(self) -> str:
+        """p<prune %>-<format>-<variant>, then -s<width %> for a student (the model's own points keep their names)."""
         prune = "auto" if self.prune == "auto" else f"{round(float(self.prune) * 100):02d}"
-        return f"p{prune}-{self.format}-{self.variant}"
+        student = "" if self.student == TEACHER else \
+            "-sauto" if self.student == "auto" else f"-s{round(float(self.student) * 100):02d}"
+        return f"p{prune}-{self.format}-{self.variant}{student}"
 
     def recipe(self, base: Recipe) -> Recipe:
         """The point as a build recipe: `build --recipe points/<name>.toml` remakes exactly this point."""
         prune = None if self.prune == 0 else self.prune
+        distill = None if self.student == TEACHER else self.student
         return base.replace(prune=prune, format=self.format, quantize="auto", variant=self.variant,
-                            **_absolute(base))
+                            distill=distill, **_absolute(base))
 
 
 def _absolute(base: Recipe) -> dict[str, str]:
@@ -53,8 +62,9 @@ def _files(recipe: Recipe) -> dict[str, str]:
     return files
 
 
-def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> list[SweepPoint]:
-    """Every prune setting x format x variant the format has ("auto": AUTO_VARIANTS)."""
+def plan(prunes: list[float | str], variants: list[str], formats: list[str],
+         students: list[float | str] | None = None) -> list[SweepPoint]:
+    """Every student width x prune setting x format x variant the format has ("auto": AUTO_VARIANTS)."""
     points = []
     for fmt in formats:
         names = {c.name for c in VARIANTS[fmt]}
@@ -62,8 +72,26 @@ def plan(prunes: list[float | str], variants: list[str], formats: list[str]) -> 
         unknown = [v for v in wanted if v not in names]
         if unknown and len(formats) == 1:
             raise RecipeError(f"{fmt} has no variant {', '.join(unknown)}", f"its variants: {', '.join(sorted(names))}")
-        points += [SweepPoint(p, fmt, v) for p in prunes for v in dict.fromkeys(wanted) if v in names]
+        points += [SweepPoint(p, fmt, v, s) for s in students or [TEACHER] for p in prunes
+                   for v in dict.fromkeys(wanted) if v in names]
     return points
+
+
+def parse_students(text: str) -> list[float | str]:
+    """'1,0.5,auto' -> [1.0, 0.5, 'auto']: student widths in (0, 1] (1: the model itself) and 'auto'."""
+    values: list[float | str] = []
+    for item in (t.strip() for t in text.split(",") if t.strip()):
+        try:
+            width: float | str = item if item == "auto" else float(item)
+        except ValueError:
+            raise RecipeError(f"--distill takes student widths and 'auto', got '{item}'",
+                              "e.g. --distill 1,0.5,auto (1: the model itself)") from None
+        if width != "auto" and not (isinstance(width, float) and math.isfinite(width) and 0 < width <= 1):
+            raise RecipeError(f"--distill widths are in (0, 1], got {item}", "e.g. --distill 1,0.5,auto")
+        values.append(width)
+    if not values:
+        raise RecipeError("--distill names no width", "e.g. --distill 1,0.5,auto")
+    return list(dict.fromkeys(values))
 
 
 def parse_prunes(text: str) -> list[float | str]:

@@ -49,8 +49,9 @@ MIN_RUNS = 3  # ROUNDS: as the candidate table is timed (evaluate/timing.py)
 
 @dataclass(frozen=True)
 class SweepOptions:
-    """base: the recipe every point starts from (its output is DIR). prunes / variants / formats: the grid
-    (formats None: every format the target runs)."""
+    """base: the recipe every point starts from (its output is DIR). prunes / variants / formats / students: the
+    grid (formats None: every format the target runs; students: widths of `build --distill`, points.TEACHER the
+    model itself)."""
 
     base: Recipe
     prunes: list[float | str]
@@ -60,6 +61,7 @@ class SweepOptions:
     executor: str = "local"
     ray_address: str | None = None
     force: bool = False
+    students: list[float | str] = field(default_factory=lambda: [points.TEACHER])
 
 
 BAR = 20  # characters of the progress bar
@@ -100,7 +102,7 @@ def run_sweep(options: SweepOptions, say: Callable[[str], None] = lambda line: N
     check_paths(base)
     target = resolve_target(base.target)
     model_formats = options.formats or list(format_search.resolve(base.replace(format="auto"), target).build)
-    grid = points.plan(options.prunes, options.variants, model_formats)
+    grid = points.plan(options.prunes, options.variants, model_formats, options.students)
     recipes = {p.name: p.recipe(base) for p in grid}  # a point the recipe refuses is refused before DIR is touched
     _check_folder(folder, options.force)
     (folder / "points").mkdir(parents=True, exist_ok=True)
@@ -199,7 +201,7 @@ def _conclude(folder: Path, options: SweepOptions, grid: list[SweepPoint], rows:
 
 
 def _at(p: SweepPoint) -> PointAt:
-    return {"name": p.name, "prune": p.prune, "format": p.format, "quantize": p.variant,
+    return {"name": p.name, "prune": p.prune, "format": p.format, "quantize": p.variant, "student": p.student,
             "recipe": f"points/{p.name}.toml"}
 
 

@@ -71,6 +71,7 @@ class PointAt(TypedDict):
     prune: float | str
     format: str
     quantize: str
+    student: float | str  # the width of `build --distill` (1.0: the model itself)
     recipe: str
 
 

@@ -42,6 +42,9 @@ def test_a_bundle_shipping_int8_qat_is_full_int8_and_validates(data, tmp_path):
     assert q["variant"] == "int8+qat" and "int8+qat" not in q.get("not_built", {})
     assert {"int8", "int8+qat"} <= {row["name"] for row in q["candidates"]}  # judged in one table with plain int8
     assert q["qat"]["folded_batch_norms"] == 4 and q["qat"]["samples"] == 400
+    # every conv's ReLU output, the pooling and the Dense logits... each converted tensor of a layer keeps the range
+    # its fake-quantizer trained with, not a recalibrated one (the softmax output keeps min/max: a model output)
+    assert q["qat"]["trained_ranges"] >= 5 and q["details"]["calibration"] == "qat"
     stats = tflite_stats((tmp_path / "b" / "model.tflite").read_bytes())
     assert stats.float_ops == () and {r.dtype for r in stats.records if r.macs} == {"int8"}
     report = run_validation(tmp_path / "b", None).report

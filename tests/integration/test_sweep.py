@@ -107,3 +107,18 @@ def test_ray_builds_the_same_points_as_one_job(swept, tiny, tmp_path):
 def _files(folder: Path) -> dict[str, str]:
     return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_student_is_one_more_point_on_the_front(tiny, tmp_path):
+    """--distill 1,0.5: beside the model's own point, a student of half its width, built with `build --distill`."""
+    base = _base(tiny, tmp_path / "s").replace(train=str(tiny["eval"]))
+    result = run_sweep(SweepOptions(base, [0.0], ["int8"], ["tflite"], students=[1.0, 0.5]))
+    rows = {r["name"]: r for r in result["points"]}
+    assert sorted(rows) == ["p00-tflite-int8", "p00-tflite-int8-s50"], rows
+    own, student = rows["p00-tflite-int8"], rows["p00-tflite-int8-s50"]
+    assert (own["student"], student["student"]) == (1.0, 0.5) and "error" not in student, student
+    assert student["macs"] < own["macs"] and student["params"] < own["params"]  # the student's model shipped
+    manifest = json.loads((tmp_path / "s" / "points" / "p00-tflite-int8-s50" / "manifest.json").read_text())
+    assert manifest["distillation"]["width"] == 0.5
+    assert from_toml(tmp_path / "s" / "points" / "p00-tflite-int8-s50.toml", output="x").distill == 0.5
+    assert all("on_front" in r for r in rows.values())  # both judged on one front

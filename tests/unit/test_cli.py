@@ -66,6 +66,20 @@ def test_build_and_sweep_hand_the_cosine_floor_to_the_engine(cli, tmp_path, monk
     assert (seen["build"].min_cosine, seen["build"].min_cosine_p5) == (None, None)  # not given: no floor
 
 
+def test_sweep_hands_its_student_axis_to_the_engine(cli, tmp_path, monkeypatch):
+    from edgekiln.compiler.commands import sweep
+
+    seen: dict = {}
+    monkeypatch.setattr(sweep, "run_sweep", _stopped(seen, "sweep"))
+    args = ("sweep", tmp_path / "m.keras", "-o", tmp_path / "sweep", "--train", tmp_path / "t.npz")
+    assert cli(*args, "--distill", "1,0.5,auto").stderr.strip() == "error: stopped by the test"
+    assert seen["sweep"].students == [1.0, 0.5, "auto"] and seen["sweep"].base.distill is None  # points set it
+    cli(*args)
+    assert seen["sweep"].students == [1.0]  # left out: the model itself
+    refused = cli("sweep", tmp_path / "m.keras", "-o", tmp_path / "sweep", "--distill", "0.5")
+    assert refused.exit_code == 1 and "pass --train DATA" in refused.stderr
+
+
 def test_embedding_reaches_build_and_sweep_with_the_default_floor(cli, tmp_path, monkeypatch):
     from edgekiln.compiler import pipeline
     from edgekiln.compiler.commands import sweep

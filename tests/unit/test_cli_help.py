@@ -55,7 +55,8 @@ def test_sweep_help_has_builds_panels_and_its_own():
     boxes = _help_boxes("sweep")
     assert boxes.pop("Options") == ["--help"]
     assert set(boxes) - {"Arguments"} == {*PANELS, SWEEP}
-    assert boxes[SWEEP] == ["--quantize", "--format", "--prune", "--jobs", "--executor", "--ray-address"]
+    assert boxes[SWEEP] == ["--quantize", "--format", "--prune", "--jobs", "--executor", "--ray-address",
+                            "--distill"]
     shown = [flag for name, flags in boxes.items() for flag in flags]
     assert sorted(shown) == sorted(_long_flag(o) for o in _options("sweep"))
 

@@ -25,8 +25,9 @@ NOT_IN_SWEEP = {
     "device", "wheels", "identity", "ssh_config", "accept_new_host_keys", "remote_dir", "keep",
 }
 # In both, with sweep's own meaning: its axes take comma-separated lists (--prune 0,0.25 --quantize float32,int8
-# --format auto), its --output is the sweep folder, and its --force replaces that folder instead of resuming it.
-SWEEP_OWN = {"prune", "quantize", "format", "output", "force"}
+# --format auto --distill 1,0.5,auto), its --output is the sweep folder, and its --force replaces that folder
+# instead of resuming it.
+SWEEP_OWN = {"prune", "quantize", "format", "distill", "output", "force"}
 # Recipe fields that no flag sets: a --recipe file or the Python API gives them.
 RECIPE_ONLY = {
     "holdout_samples",  # how many calibration samples are held back to tune and judge: the protocol, not a knob
@@ -172,7 +173,8 @@ def test_a_sweep_option_reaches_every_points_recipe_file(cli, files, tmp_path, m
     calib = [] if "--text" in args else ["--calib", files["c"]]
     tasks = _sweep(cli, files, tmp_path / "s", monkeypatch, *calib, *[_fill(a, files) for a in args],
                    "--prune", "0", "--format", "tflite", "--quantize", "float32,int8")
-    assert [name for name, _ in tasks] == ["p00-tflite-float32", "p00-tflite-int8"]
+    student = "-s50" if "--distill" in args else ""  # sweep's --distill is its student axis: a point per width
+    assert [name for name, _ in tasks] == [f"p00-tflite-float32{student}", f"p00-tflite-int8{student}"]
     for name, task in tasks:
         point = from_toml(tmp_path / "s" / "points" / f"{name}.toml", output=task["output"])
         assert getattr(point, key) == _fill(value, files)

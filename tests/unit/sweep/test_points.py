@@ -92,3 +92,24 @@ def test_every_file_a_point_reads_is_absolute_and_in_its_key(tmp_path: Path, mon
         assert points.key(recipe) != key
         key = points.key(recipe)
     assert SweepPoint(0.5, "tflite", "int8").recipe(base).target == "rpi4"  # a shipped target's name stays a name
+
+
+def test_a_student_is_one_more_point_and_the_models_own_points_keep_their_names(tmp_path: Path) -> None:
+    grid = points.plan([0.0, 0.25], ["int8"], ["tflite"], [points.TEACHER, 0.5, "auto"])
+    assert [p.name for p in grid] == ["p00-tflite-int8", "p25-tflite-int8", "p00-tflite-int8-s50",
+                                      "p25-tflite-int8-s50", "p00-tflite-int8-sauto", "p25-tflite-int8-sauto"]
+    assert points.plan([0.0], ["int8"], ["tflite"]) == [SweepPoint(0.0, "tflite", "int8")]  # no axis: the model
+    base = _base(tmp_path).replace(train=str(tmp_path / "c.npz"))
+    assert SweepPoint(0.25, "tflite", "int8", 0.5).recipe(base).distill == 0.5
+    assert SweepPoint(0.0, "tflite", "int8", "auto").recipe(base).distill == "auto"
+    assert SweepPoint(0.0, "tflite", "int8").recipe(base.replace(distill=0.5)).distill is None  # 1: the model itself
+    student = SweepPoint(0.0, "tflite", "int8", 0.5).recipe(base)
+    assert points.key(student) != points.key(SweepPoint(0.0, "tflite", "int8").recipe(base))
+
+
+@pytest.mark.parametrize(("text", "message"), [("0,0.5", r"in \(0, 1\]"), ("1.5", r"in \(0, 1\]"),
+                                                ("wide", "widths and 'auto'"), (",", "names no width")])
+def test_bad_student_lists_are_refused(text: str, message: str) -> None:
+    with pytest.raises(RecipeError, match=message):
+        points.parse_students(text)
+    assert points.parse_students("1, 0.5,auto,0.5") == [1.0, 0.5, "auto"]
