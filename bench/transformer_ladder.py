@@ -171,7 +171,7 @@ def measure(bundle: Path, sentences: list[str], reference: np.ndarray) -> dict[s
     estimate = (m["latency"].get("target_estimate") or {}).get("p50_ms", float("nan"))
     return {"bundle_mb": sum(p.stat().st_size for p in files) / 1e6, "model_mb": m["model"]["bytes"] / 1e6,
             "rpi4_ms": estimate, "cos": float(cosines.mean()), "p5": float(np.percentile(cosines, 5)),
-            "variant": f"{m['model'].get('format', '')} {m['quantization']['variant']}".strip(),
+            "variant": m["quantization"]["variant"],
             "params": m["size"].get("params_after", m["size"].get("params"))}
 
 
