@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_transformer.py [--runs 300] [--points 1:0.5 2:0.5] [--formats onnx] [--builds DIR]
     .venv/bin/python bench/bench_transformer.py --ladder [--variant int8] [--builds DIR]   (bench/transformer_ladder.py)
+    .venv/bin/python bench/bench_transformer.py --ladder --minilm DIR [--seq-len 32]   (DIR: bench/fetch_minilm.py)
 
 Rows: the float ONNX (edgekiln's tf2onnx export); the by-hand peer as onnxruntime's docs show it for BERT-class
 models on CPU (`optimizer.optimize_model(model_type="bert")`, then `quantize_dynamic(weight_type=QInt8)`), run
@@ -277,6 +278,9 @@ def main() -> None:
     parser.add_argument("--ladder", action="store_true", help="the sentence-encoder ladder instead (float, int8, "
                         "+ vocabulary, + heads, + layers: bench/transformer_ladder.py)")
     parser.add_argument("--variant", default="int8", help="--ladder: the int8 candidate its rungs ship")
+    parser.add_argument("--minilm", type=Path, help="--ladder: paraphrase-MiniLM-L3-v2 from this folder "
+                        "(bench/fetch_minilm.py fills it) instead of the sample encoder")
+    parser.add_argument("--seq-len", type=int, default=32, help="--minilm: the compiled sequence length")
     args = parser.parse_args()
 
     def log(text: str) -> None:
@@ -288,7 +292,7 @@ def main() -> None:
         if args.ladder:
             from bench.transformer_ladder import main as ladder
 
-            return ladder(builds, args.variant, log)
+            return ladder(builds, args.variant, log, args.minilm, args.seq_len)
         log("exporting the float ONNX (tf2onnx) and making the peer")
         graph, float_bytes = float_onnx(work)
         float_path = work / "float.onnx"

@@ -180,7 +180,10 @@ def _data_shapes(recipe: Recipe, source_format: str) -> dict[str, dict[str, tupl
     leaves open (none for a Keras source)."""
     if framework(source_format) != "onnx":
         return {}
-    return shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})
+    found = shapes.data_shapes({"calibration data": recipe.calib, "evaluation data": recipe.eval})
+    if found or recipe.seq_len is None:
+        return found
+    return shapes.sequence_shapes(Path(recipe.source), recipe.seq_len)  # text data: --seq-len tokens
 
 
 def _check_pin(target: Target, pin: str) -> None:

@@ -7,7 +7,8 @@ spelled in pieces rather than lost to [UNK]), every token the corpus produces un
 with --vocab-size N, fill up to N with the other tokens in the vocabulary's own order (WordPiece vocabularies
 list the alphabet first, then the pieces their trainer merged, most frequent first: the order is the frequency
 rank a tokenizer.json carries). With N smaller than the specials plus the corpus's tokens, the corpus's most
-frequent tokens win. Kept tokens keep their relative order, so [PAD] = 0 stays 0.
+frequent tokens win. Kept tokens keep their relative order, so [PAD] = 0 stays 0. The fill passes over placeholder
+rows (`[unused0]`..: BERT's vocabulary opens with 994 of them, reserved, untrained, never produced from text).
 
 WordPiece only (BERT-class encoders): its greedy longest-prefix match gives every word the corpus holds the same
 pieces under the kept vocabulary (a longer kept prefix would have been a longer prefix of the full one), so the
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from typing import Any
 
 from edgekiln.compiler.errors import DataError, RecipeError
 
+PLACEHOLDER = re.compile(r"\[unused\d+\]")     # reserved WordPiece rows: the --vocab-size fill skips them
 PROCESSOR_PAIRS = ("sep", "cls")  # BertProcessing / RobertaProcessing: [token, id] pairs
 
 
@@ -117,7 +120,8 @@ def choose(spec: dict[str, Any], corpus: Corpus, vocab_size: int | None) -> Voca
         kept = base | set(tokens[: vocab_size - len(base)])
         dropped = len(tokens) - (vocab_size - len(base))
     elif vocab_size is not None:
-        rest = [i for i in range(rows) if i not in kept][: vocab_size - len(kept)]
+        placeholders = {i for token, i in spec["model"]["vocab"].items() if PLACEHOLDER.fullmatch(token)}
+        rest = [i for i in range(rows) if i not in kept and i not in placeholders][: vocab_size - len(kept)]
         kept |= set(rest)
         filled = len(rest)
     return VocabChoice(tuple(sorted(kept)), rows, len(specials), len(base) - len(specials),

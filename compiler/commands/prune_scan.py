@@ -132,13 +132,15 @@ def _onnx_shapes(model_path: Path, data_path: Path, seq_len: int | None) -> dict
         return found
     import onnx
 
+    from edgekiln.compiler.graph.shapes import sequence_shapes
+
     inputs = onnx.load(str(model_path), load_external_data=False).graph.input
     if seq_len is None:
         if any(not d.dim_value for i in inputs for d in i.type.tensor_type.shape.dim[1:]):
             raise DataError(f"the model's sequence axis is open, so evaluation text {data_path} has no length to "
                             "pad to", "pass --seq-len N (the longest input the device will see, e.g. 64)")
         return {}
-    return {f"--seq-len {seq_len}": {i.name: (seq_len,) for i in inputs}}
+    return sequence_shapes(model_path, seq_len)
 
 
 def scan_onnx_encoder(model: onnx.ModelProto, dataset: Dataset) -> encoder_scan.EncoderScan:

@@ -23,6 +23,15 @@ def data_shapes(paths: dict[str, str | None]) -> dict[str, dict[str, tuple[int, 
     return found
 
 
+def sequence_shapes(model_path: Path, seq_len: int) -> dict[str, dict[str, tuple[int, ...]]]:
+    """For text data (no arrays to read a shape from): `seq_len` tokens per sample for every input of the ONNX
+    model (ids, attention mask, token types), which closes an exported encoder's open sequence axis."""
+    import onnx
+
+    inputs = onnx.load(str(model_path), load_external_data=False).graph.input
+    return {f"--seq-len {seq_len}": {i.name: (seq_len,) for i in inputs}}
+
+
 def _array_shapes(path: Path) -> dict[str, tuple[int, ...]] | None:
     try:
         if path.suffix == ".npy":

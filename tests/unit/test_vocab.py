@@ -104,3 +104,14 @@ def test_a_tokenizer_that_is_not_wordpiece_is_refused_in_one_line(tmp_path):
     Tokenizer(models.BPE(unk_token="[UNK]")).save(str(path))
     with pytest.raises(RecipeError, match="prunes WordPiece vocabularies .* bpe.json is BPE"):
         vocab.read_spec(path)
+
+
+def test_vocab_size_fill_passes_over_bert_s_unused_placeholders(corpus):
+    """BERT's vocabulary opens with [unused0].. rows no text produces: filling in its order takes real pieces."""
+    spec = vocab.read_spec(TOKENIZER)
+    names = {i: t for t, i in spec["model"]["vocab"].items()}
+    full = vocab.choose(spec, corpus, None)
+    free = sorted(set(range(400)) - set(full.kept))
+    spec["model"]["vocab"] = {(f"[unused{i}]" if i in free[:3] else t): i for i, t in names.items()}
+    filled = vocab.choose(spec, corpus, len(full.kept) + 2)
+    assert set(filled.kept) - set(full.kept) == set(free[3:5]) and filled.filled == 2

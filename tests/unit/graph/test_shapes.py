@@ -91,3 +91,22 @@ def test_recipe_file_takes_a_table_or_a_list(tmp_path):
 def test_an_unnamed_shape_fits_the_only_input(models, tmp_path):
     graph = _load(models["text"], tmp_path, {"": (1, 3, 48, 64)})
     assert graph.inputs[0].shape == (1, 3, 48, 64)
+
+
+def test_text_data_with_seq_len_closes_an_encoders_open_sequence_axis(tmp_path):
+    """A build from sentences (.txt) has no array to read the length from: --seq-len closes every token input."""
+    import onnx
+
+    from edgekiln.compiler.pipeline import _data_shapes
+    from edgekiln.compiler.recipe import Recipe
+    from tests.unit.bert_onnx import tiny_bert
+
+    model = tmp_path / "bert.onnx"
+    onnx.save(tiny_bert(), str(model))
+    (tmp_path / "s.txt").write_text("a sentence\n")
+    recipe = Recipe(source=str(model), target="rpi4", output=str(tmp_path / "b"), calib=str(tmp_path / "s.txt"),
+                    seq_len=16)
+    graph = onnx_graph.load(model, tmp_path, data_shapes=_data_shapes(recipe, "onnx"))
+    assert {i.name: i.shape for i in graph.inputs} == {"input_ids": (1, 16), "attention_mask": (1, 16)}
+    without = Recipe(source=str(model), target="rpi4", output=str(tmp_path / "b"), calib=str(tmp_path / "s.txt"))
+    assert _data_shapes(without, "onnx") == {}   # no length: the load says to pass --input-shape (as before)
