@@ -16,17 +16,31 @@ import uuid
 
 MARK = "EDGEKILN_RAY_SWEEP"
 
+# One pass is not enough: a raylet still alive when the sweep dies can start an agent after it, so the watcher
+# passes until two passes in a row (0.5 s apart) find nothing, for at most 30 s.
 WATCHER = """
-import os, signal, sys
+import os, signal, sys, time
 token = ("{mark}=" + sys.argv[1]).encode()
 sys.stdin.buffer.read()  # returns when the sweep's end of the pipe is closed: the sweep has ended
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    try:
-        with open(os.path.join("/proc", pid, "environ"), "rb") as f:
-            if token in f.read().split(b"\\0"):
-                os.kill(int(pid), signal.SIGKILL)
-    except OSError:
-        pass
+
+
+def sweep_once():
+    found = 0
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(os.path.join("/proc", pid, "environ"), "rb") as f:
+                if token in f.read().split(b"\\0"):
+                    os.kill(int(pid), signal.SIGKILL)
+                    found += 1
+        except OSError:
+            pass
+    return found
+
+
+quiet, deadline = 0, time.monotonic() + 30
+while quiet < 2 and time.monotonic() < deadline:
+    quiet = 0 if sweep_once() else quiet + 1
+    time.sleep(0.5)
 """.replace("{mark}", MARK)
 
 
@@ -49,4 +63,4 @@ def stop(watcher: subprocess.Popen | None) -> None:
     os.environ.pop(MARK, None)
     assert watcher.stdin is not None, "started with a pipe"
     watcher.stdin.close()
-    watcher.wait(timeout=30)
+    watcher.wait(timeout=60)

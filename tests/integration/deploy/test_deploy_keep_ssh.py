@@ -52,7 +52,7 @@ def test_keep_two_leaves_the_two_newest_versions(edgekiln, sample_bundle, device
     assert removed["bytes_freed"] >= sum(f.stat().st_size for f in builds[0].rglob("*") if f.is_file())
     mb = removed["bytes_freed"] / 2**20
     assert f"{device.destination}: removed 1 old version(s) of {NAME}, {mb:.1f} MB freed" in outputs[2]
-    assert f"{device.destination}: removed" not in outputs[0] + outputs[1]  # nothing beyond 2 yet
+    assert "old version(s)" not in outputs[0] + outputs[1]  # nothing beyond 2 yet (a venv left by another test may go)
 
     # A failed validation removes nothing, even with --keep 1.
     tampered = _build_of(sample_bundle, tmp_path, 4)
