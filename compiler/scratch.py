@@ -4,6 +4,10 @@ A build works in `$TMPDIR/edgekiln-XXXX`; Ctrl-C and SIGTERM clean it up, SIGKIL
 scratch folder holds an OWNER file that its process keeps flock'ed while it lives: the kernel drops the lock when
 the process dies, however it dies. Whoever creates a scratch folder first removes every `edgekiln-*` folder whose
 OWNER it can lock: their owner is gone. Folders without an OWNER (other tools, older versions) are left alone.
+
+While a scratch folder lives, the process's temp dir (tempfile's and $TMPDIR, which subprocesses inherit) is a
+folder inside it: what the libraries a build calls make there without a name of ours (onnxruntime's profiler,
+onnx2tf, TensorFlow: `tmpXXXXXXXX`) goes with the scratch folder, even when a SIGKILL stopped their clean-up.
 """
 
 from __future__ import annotations
@@ -28,11 +32,29 @@ def work_dir(prefix: str = PREFIX) -> Iterator[Path]:
     try:
         owner = _claim(folder)
         try:
-            yield folder
+            with _temp_inside(folder):
+                yield folder
         finally:
             os.close(owner)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextmanager
+def _temp_inside(folder: Path) -> Iterator[None]:
+    """The process's temp dir is folder/tmp until exit, then what it was (tempfile's cached choice included)."""
+    inner = folder / "tmp"
+    inner.mkdir()
+    saved_dir, saved_env = tempfile.tempdir, os.environ.get("TMPDIR")
+    tempfile.tempdir, os.environ["TMPDIR"] = str(inner), str(inner)
+    try:
+        yield
+    finally:
+        tempfile.tempdir = saved_dir
+        if saved_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = saved_env
 
 
 def remove_dead(root: Path | None = None) -> list[Path]:

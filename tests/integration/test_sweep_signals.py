@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edgekiln.compiler.scratch import OWNER
 from tests.integration.faults import build_env, left_in_temp, session_left, start_sweep, sweep_args, wait_for
 from tests.system import require
 
@@ -23,8 +24,9 @@ FOUR = TWO | {"p25-onnx-float32", "p25-onnx-int8"}  # with --prune 0,0.25
 
 
 def _building(tmp: Path, count: int):
-    """Condition: `count` points are being built (their workers' scratch folders exist)."""
-    return lambda: len(list(tmp.glob("edgekiln-point-*"))) >= count
+    """Condition: `count` points are being built (their workers' scratch folders exist, claimed: the owner file is
+    renamed into a folder just after the folder is made)."""
+    return lambda: len(list(tmp.glob(f"edgekiln-point-*/{OWNER}"))) >= count
 
 
 def _saved(out: Path) -> dict[str, dict]:
@@ -69,7 +71,7 @@ def test_a_worker_killed_alone_costs_its_points_a_row_and_they_are_built_again(m
     env, out = build_env(tmp_path / "tmp"), tmp_path / "sweep"
     sweep = start_sweep(sweep_args(mlp_bundle, out, "--jobs", "2", prunes="0,0.25"), env)
     wait_for(_building(tmp_path / "tmp", 1), "a point building", sweep)
-    owner = next(tmp_path.glob("tmp/edgekiln-point-*/.edgekiln-owner"))
+    owner = next(tmp_path.glob(f"tmp/edgekiln-point-*/{OWNER}"))
     worker = next(p for p in os.listdir("/proc") if p.isdigit() and _holds(int(p), owner))
     os.kill(int(worker), signal.SIGKILL)
     stdout, stderr = sweep.communicate(timeout=600)

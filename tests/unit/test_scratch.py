@@ -26,3 +26,13 @@ def test_only_folders_whose_owner_died_are_removed(tmp_path, monkeypatch):
         assert not work.exists()
     finally:
         os.close(alive)
+
+
+def test_what_libraries_put_in_temp_goes_with_the_scratch_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr(scratch.tempfile, "tempdir", None)
+    with scratch.work_dir() as work:
+        leaked = scratch.tempfile.mkdtemp()  # as onnxruntime's profiler or TensorFlow would, with no name of ours
+        assert leaked.startswith(str(work) + os.sep) and os.environ["TMPDIR"] == str(work / "tmp")
+    assert not os.path.exists(leaked) and sorted(tmp_path.iterdir()) == []
+    assert os.environ["TMPDIR"] == str(tmp_path) and scratch.tempfile.gettempdir() == str(tmp_path)
