@@ -555,7 +555,7 @@ class CandidateDetails(TypedDict, total=False):
 
 class Quantization(CandidateDetails, total=False):
     """The quantization section: the shipped mode and, with a candidate search, the whole table and the
-    decision (search/select.quantization_block), with the chosen candidate's details spread in."""
+    decision (search/quantization_block.py), with the chosen candidate's details spread in."""
 
     mode: str
     per_channel: bool

@@ -23,7 +23,7 @@ class SampleCheck(TypedDict):
 class Validation(TypedDict):
     """`validate --json`: the golden samples compared, with the tolerances and where it ran. A bundle the
     runtime refused to run (checksum, unreadable manifest) has only `passed` false, the `error` and no sample
-    (the device agent's report, compiler/deploy/agent.py)."""
+    (the device agent's report, compiler/deploy/agent_run.py)."""
 
     passed: bool
     samples: list[SampleCheck]

@@ -1,7 +1,8 @@
 """Deploy a bundle to real devices over SSH, validate and benchmark it there, and record the figures.
 
     transport.py  the system ssh client; ssh's failures as one-line DeviceFailures
-    agent.py      the device side (stdlib only), sent over ssh: venv, validate, bench, facts
+    agent.py      the device side (stdlib only), sent over ssh: probe, facts, what every agent command shares
+    agent_run.py  the device side of run and race: the bundle placed, its venv, validate, bench
     agent_keep.py the device side of --keep: deploy records, locks, old versions and unused venvs removed
     agent_upload.py  the device side of an upload: unpacked under a lock, removed if cut short, then the agent
     agent_messages.py  what the agent sends the host (probe, result, --keep's report), as types for the host

@@ -43,7 +43,7 @@ def main() -> None:
                "free space on the device or pass --remote-dir elsewhere" if full else "deploy again")
         sys.exit(3)
     os.set_inheritable(held, True)  # the agent holds incoming/TOKEN's lock until it exits
-    agent = os.path.join(where, "agent.py")
+    agent = os.path.join(where, "agent_run.py")  # `run` or `race` (agent.py, beside it, is imported by it)
     os.execv(sys.executable, [sys.executable, agent] + sys.argv[3:])
 
 

@@ -28,6 +28,7 @@ from edgekiln.compiler.deploy.transport import Destination, DeviceFailure, SshOp
 from edgekiln.compiler.errors import DeployError
 
 AGENT = Path(__file__).with_name("agent.py")
+AGENT_RUN = AGENT.with_name("agent_run.py")  # the agent's `run` and `race` (imports agent.py; not sent for `probe`)
 AGENT_KEEP = AGENT.with_name("agent_keep.py")  # imported by the agent's `run` (not by `probe`)
 UNPACK = AGENT.with_name("agent_upload.py")  # unpacks the upload, then becomes the agent (python3 -c TEXT)
 MARK = "@@edgekiln "
@@ -135,6 +136,7 @@ class PreparedBundle:
                 out = Path(self._work.name) / f"upload-{int(key[0])}{int(key[1])}.tar"
                 with tarfile.open(out, "w") as tar:
                     tar.add(AGENT, "agent.py")
+                    tar.add(AGENT_RUN, "agent_run.py")
                     tar.add(AGENT_KEEP, "agent_keep.py")
                     for f in self.files if key[0] else []:
                         tar.add(f, f"bundle/{f.relative_to(self.path).as_posix()}")

@@ -22,20 +22,21 @@ from edgekiln.compiler.data import NOT_HELD_BACK, Datasets, in_model_types, load
 from edgekiln.compiler.device import estimate
 from edgekiln.compiler.emulate.cycles import Standing
 from edgekiln.compiler.errors import EdgekilnError, TargetError
-from edgekiln.compiler.evaluate.criterion import Criterion, criterion_for
+from edgekiln.compiler.evaluate.criterion import criterion_for
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.output_kinds import KindRule
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.evaluate.runner import open_model
-from edgekiln.compiler.evaluate.timing import ROUND_MS, ROUNDS, ROUNDS_STATISTIC, RoundTiming, interleaved_latency
-from edgekiln.compiler.manifest_schema import CandidateDetails, DataNote, Diagnosis, Layout, Quantization, provenance
+from edgekiln.compiler.evaluate.timing import ROUNDS, RoundTiming, interleaved_latency
+from edgekiln.compiler.manifest_schema import Diagnosis, Layout, Quantization
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
-from edgekiln.compiler.search import crossfit, failures, on_device, onnx2tf_builder, onnx_builder, tflite_builder
+from edgekiln.compiler.search import crossfit, on_device, onnx2tf_builder, onnx_builder, tflite_builder
 from edgekiln.compiler.search.candidate import Candidate, Timings, Verdict
 from edgekiln.compiler.search.choose import Choice, Evidence, decide, evidence_for
 from edgekiln.compiler.search.context import BuildContext, Builder
 from edgekiln.compiler.search.emulated import witnessed
+from edgekiln.compiler.search.quantization_block import data_note, quantization_block
 from edgekiln.compiler.search.variants import BASELINE, VARIANTS, Plan, plan
 from edgekiln.targets import Target
 
@@ -69,7 +70,7 @@ class FormatPlan:
 class Selection:
     """The search's outcome: the chosen candidate and its format's float32 baseline (each with its static
     stats), the table they were chosen from (every measured candidate with its verdict), and the manifest's
-    quantization block (`block`, written from the table by quantization_block)."""
+    quantization block (`block`, written from the table by search/quantization_block.py)."""
 
     shipped: Candidate
     reference: Candidate
@@ -186,7 +187,7 @@ def select(graph: KerasGraph | OnnxGraph, source: str, formats: list[FormatPlan]
     chosen = _with_stats(next(c for c in table if c.name == choice.chosen.name))
     baseline = _with_stats(next(c for c in table if c.name == _key(chosen.format, BASELINE, len(formats) > 1)))
     block = quantization_block(recipe, criterion, choice, table, built, diagnoses, chosen, runs, threads)
-    block["data"] = _data_note(data, judge, len(rows), tuning, sum(r.name in crossfitted for r in rows))
+    block["data"] = data_note(data, judge, len(rows), tuning, sum(r.name in crossfitted for r in rows))
     block["output_kinds"] = kinds.explain(reference.outputs(judge.check))
     block["yardstick"] = yardstick.name  # the float32 row "slower" and the table's Nx are relative to
     block["evidence"] = {**choice.evidence.to_dict(), "host_would_choose": choice.host_choice}
@@ -331,80 +332,3 @@ def _rows(ready: dict[str, Candidate], judge: Judge, data: Datasets, runs: int, 
                             timings=Timings(lat["p50_ms"], lat["runs"]) if lat else Timings(),
                             notes=(*b.notes, *how) if timed else (*b.notes, *how, ONLY_ONE)))
     return rows
-
-
-def quantization_block(recipe: Recipe, criterion: Criterion, choice: Choice, table: tuple[Candidate, ...],
-                       built: dict[str, Candidate], diagnoses: dict[str, Diagnosis], chosen: Candidate, runs: int,
-                       threads: int) -> Quantization:
-    """The manifest's quantization block, written from the candidate records: the table, the choice and why,
-    what was not built, how it was measured, and (loudly) a format none of whose int8 candidates could be built."""
-    block: Quantization = {
-        "requested": str(recipe.quantize),
-        "variant": choice.chosen.name,
-        "reason": choice.reason,
-        "criterion": criterion.describe(),
-        "candidates": [c.to_row() for c in table],
-        "not_built": {key: "; ".join(b.notes) for key, b in built.items() if b.model is None},
-        "failed": {key: b.notes[0].removeprefix("failed: ") for key, b in built.items()
-                   if b.model is None and b.notes and b.notes[0].startswith("failed: ")},
-        "timing": {"measured_on": "host", "threads": threads, "rounds": ROUNDS,
-                   "runs_per_candidate": {c.name: c.timings.host_runs for c in table},
-                   "method": f"candidates timed in turn, round by round, each for about {ROUND_MS:g} ms "
-                             f"(at least {runs} runs) per round; p50 = median of the round p50s",
-                   "how": provenance("host", f"each row's p50: {ROUNDS_STATISTIC}", rounds=ROUNDS, threads=threads,
-                                     samples=1, data="the first golden sample")},
-        "details": _without_coverage(chosen.details),
-        "coverage": chosen.details.get("coverage"),
-        "diagnosis": _diagnosis(diagnoses, chosen.format),
-    }
-    if no_int8 := failures.no_int8(built, chosen, compared=len({b.format for b in built.values()}) > 1):
-        block["no_int8"] = no_int8
-    if opset := failures.opset_facts(built):
-        block["opset"] = opset
-    return block
-
-
-def _without_coverage(details: CandidateDetails) -> CandidateDetails:
-    """A candidate's details as the block lists them: its coverage has a key of its own there."""
-    listed: CandidateDetails = {**details}
-    listed.pop("coverage", None)
-    return listed
-
-
-def _diagnosis(diagnoses: dict[str, Diagnosis], preferred: str) -> Diagnosis:
-    """The plain-int8 diagnosis of the shipped format, else of the other one (the block says which)."""
-    if not diagnoses:
-        return {"of": None, "note": "no int8 candidate was built (mode, missing calibration data, or format)"}
-    model_format = preferred if preferred in diagnoses else next(iter(diagnoses))
-    return {**diagnoses[model_format], "format": model_format}
-
-
-def _data_note(data: Datasets, judge: Judge, candidates: int, tuning: Criterion, crossfitted: int) -> DataNote:
-    """Which samples shaped the candidates and which judged them (`judged_by`: data.CROSS_FITTED, EVALUATION or
-    NOT_HELD_BACK, and how many), and the selection effect that remains."""
-    tuned, checked, folds = data.tuning_set, judge.check, data.folds
-    judged = f"fidelity on {checked.size} {data.judged_by} samples" + (
-        f", accuracy on {judge.evaluation.size} labelled evaluation samples" if judge.evaluation is not None else "")
-    if folds is not None:
-        how = (f"every calibration sample judged once: each int8 candidate also built {folds.k} times, calibrated "
-               f"and tuned on {folds.k - 1} of {folds.k} folds and run on the fold it never saw "
-               f"({crossfitted} candidate(s) cross-fitted); the other candidates do not depend on the calibration "
-               "samples and were judged on all of them")
-    elif checked is data.evaluation:
-        how = "no calibration sample was held back (too few, or holdout_samples 0): judged on the evaluation data"
-    else:
-        how = ("NOT HELD BACK: too few calibration samples to cross-fit (or holdout_samples 0) and no evaluation "
-               "data, so the int8 candidates were judged on the samples they were calibrated on, which flatters "
-               "them; pass --eval DATA or more calibration samples")
-    return {
-        "calibration_samples": data.calib.size if data.calib is not None else 0,
-        "tuning_samples": tuned.size,
-        "judging_samples": checked.size,
-        "judged_by": data.judged_by,
-        "folds": folds.k if folds is not None else 0,
-        "tuned_on": f"the first {tuned.size} calibration samples (each fold: the first of its own), by fidelity "
-                    f"({tuning.describe()})",
-        "judged_on": judged,
-        "note": how + f"; the chosen variant's figures are the best of {candidates} measured on the judging data, "
-                      "so they carry a small selection effect",
-    }

@@ -4,35 +4,20 @@ runs counted."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.evaluate.criterion import Criterion
-from edgekiln.compiler.evaluate.judge import Judge
-from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search import tflite_builder
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.variants import VARIANTS, Plan
 from tests import synthetic
+from tests.counting_judge import CountingJudge
 
 pytestmark = pytest.mark.integration
 PLANNED = ("float32", "int8", "int8+rewrites", "int8+adaround", "16x8")
-
-
-class _CountingJudge(Judge):
-    """The real judge, recording the bytes of every model it runs."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.judged: list[bytes] = []
-
-    def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None,
-                 outputs: list[np.ndarray] | None = None) -> Quality:
-        self.judged.append(model_bytes)
-        return super().__call__(model_format, model_bytes, layouts, outputs)
 
 
 def test_plain_int8_is_judged_once_by_every_candidate_that_asks(tmp_path):
@@ -42,8 +27,8 @@ def test_plain_int8_is_judged_once_by_every_candidate_that_asks(tmp_path):
     model, x = synthetic.outlier(import_keras(), magnitude=1.0)  # no outlier: plain int8 meets the floor
     graph = keras_graph.from_model(model, tmp_path / "sm", "keras", "tiny")
     calib = Dataset({graph.inputs[0].name: x[:48]}, None, "test")
-    judge = _CountingJudge.for_tuning(Reference(graph), Datasets(calib, None), 1)
-    assert isinstance(judge, _CountingJudge)
+    judge = CountingJudge.for_tuning(Reference(graph), Datasets(calib, None), 1)
+    assert isinstance(judge, CountingJudge)
     plan = Plan(tuple(v for v in VARIANTS["tflite"] if v.name in PLANNED))
     ctx = BuildContext(graph, "keras", plan, calib, judge, Criterion(min_sqnr_db=20.0), tmp_path / "work",
                        fold=True)  # a fold: no per-layer diagnosis (the slow part), the same gate

@@ -36,14 +36,14 @@ def test_a_whole_upload_becomes_the_agent_holding_its_lock(tmp_path):
              b"try:\n    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('free')\n"
              b"except BlockingIOError:\n    print('held', sys.argv[1])\n")
     # (a second open file description of the same directory: its flock conflicts with the inherited one)
-    done = _unpack(tmp_path / "incoming", _upload({"agent.py": probe, "bundle/model.tflite": b"m" * 5000}), "run")
+    done = _unpack(tmp_path / "incoming", _upload({"agent_run.py": probe, "bundle/model.tflite": b"m" * 5000}), "run")
     assert done.returncode == 0, done.stderr
     assert done.stdout.decode().split() == ["held", "run"]
     assert (tmp_path / "incoming" / "tok" / "bundle" / "model.tflite").read_bytes() == b"m" * 5000
 
 
 def test_an_upload_cut_short_is_removed_and_said(tmp_path):
-    whole = _upload({"agent.py": b"print('never')\n", "bundle/model.tflite": b"m" * 200_000})
+    whole = _upload({"agent_run.py": b"print('never')\n", "bundle/model.tflite": b"m" * 200_000})
     done = _unpack(tmp_path / "incoming", whole[:100_000], "run")  # the stream ends mid-file
     assert done.returncode == 3
     error = json.loads(done.stdout.decode().split("@@edgekiln error ", 1)[1])

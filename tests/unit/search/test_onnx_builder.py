@@ -18,7 +18,6 @@ from edgekiln.compiler.data import Datasets
 from edgekiln.compiler.emit.onnx_convert import kl_threshold
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
-from edgekiln.compiler.evaluate.quality import Quality
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.graph import load
 from edgekiln.compiler.model_inputs import Dataset
@@ -27,6 +26,7 @@ from edgekiln.compiler.search import onnx_builder
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.context import BuildContext
 from edgekiln.compiler.search.variants import plan
+from tests.counting_judge import CountingJudge
 
 HELD_BACK = 32
 
@@ -112,19 +112,6 @@ def test_a_cnn_gets_no_fused_candidate_and_no_optimizer_run(tmp_path: Path) -> N
     assert not list(ctx.workdir.rglob("onnx_optimizer")) and not list(ctx.workdir.rglob("*fused*"))
 
 
-class _CountingJudge(Judge):
-    """The real judge, recording the bytes of every model it runs."""
-
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.judged: list[bytes] = []
-
-    def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None,
-                 outputs: list[np.ndarray] | None = None) -> Quality:
-        self.judged.append(model_bytes)
-        return super().__call__(model_format, model_bytes, layouts, outputs)
-
-
 @pytest.mark.parametrize("floor_db", [30.0, 60.0])
 def test_plain_int8_is_judged_once_whoever_asks_whether_it_misses(tmp_path: Path, floor_db: float) -> None:
     """The diagnosis, int8+calibration's trials and 16x8's gate all read plain int8's verdict: one judgement,
@@ -133,7 +120,7 @@ def test_plain_int8_is_judged_once_whoever_asks_whether_it_misses(tmp_path: Path
     x = np.random.default_rng(1).normal(size=(48, 3, 32, 32)).astype(np.float32)
     graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
     calib = Dataset({"x": x[:32]}, None, "test")
-    judge = _CountingJudge(Reference(graph), calib, None, 1)
+    judge = CountingJudge(Reference(graph), calib, None, 1)
     ctx = BuildContext(graph, "onnx", plan(Quantize.auto, "onnx", "onnx"), calib, judge,
                        Criterion(min_sqnr_db=floor_db), tmp_path, True, "auto", "uint8")
     built = {b.variant.name: b for b in onnx_builder.build(ctx).built}
