@@ -235,8 +235,14 @@ def facts(rounded: Rounded, s: Settings, feeds: int) -> AdaroundFacts:
             "layers": [r.to_dict() for r in rounded.layers]}
 
 
-def note(rounded: Rounded) -> str:
-    """The candidate's note: how many integer weights moved, in how many of the weighted layers, in how long."""
+def note(rounded: Rounded, unchanged_on: int = 0) -> str:
+    """The candidate's note: how many integer weights moved, in how many of the weighted layers, in how long;
+    unchanged_on: the number of judged samples on which every output stayed bit-identical to nearest rounding's
+    model (0: some output changed), said so that figures equal to the base's are explained, not puzzling."""
     learned = sum(1 for r in rounded.layers if not r.kept)
-    return (f"AdaRound: {rounded.moved} of {sum(r.weights for r in rounded.layers)} int8 weights rounded the other "
+    said = (f"AdaRound: {rounded.moved} of {sum(r.weights for r in rounded.layers)} int8 weights rounded the other "
             f"way in {learned} of {len(rounded.layers)} layers ({rounded.seconds:.0f} s)")
+    if unchanged_on:
+        said += (f"; no judged output changed: on the {unchanged_on} tuning samples its outputs equal nearest "
+                 "rounding's bit for bit (the moved weights shift no output by a whole int8 step)")
+    return said

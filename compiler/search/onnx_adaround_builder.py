@@ -41,5 +41,6 @@ def candidate(c: Variant, plain: Candidate, plain_quality: Quality, calib: Datas
                                   criterion)
     if dropped:
         return Candidate(c, None, (dropped,))
-    return Candidate(c, rounded.model, (*plain.notes, adaround.note(rounded)),
+    same = judge.same_outputs("onnx", rounded.model, plain.model, plain.layouts)
+    return Candidate(c, rounded.model, (*plain.notes, adaround.note(rounded, judge.check.size if same else 0)),
                      {**plain.details, "adaround": adaround.facts(rounded, ADAROUND, len(feeds))})

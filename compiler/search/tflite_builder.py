@@ -343,5 +343,6 @@ def _adaround(candidate: Variant, exact: Callable[[], Int8Base], plain_model: by
     progress("Converting: the candidates after int8+adaround")  # the display times each step until the next
     if not rounded.moved:
         return Candidate(candidate, None, ("no weight moved: identical to int8+rewrites",))
-    return Candidate(candidate, rounded.model, (*base.notes, adaround.note(rounded)),
+    same = judge.same_outputs("tflite", rounded.model, model)
+    return Candidate(candidate, rounded.model, (*base.notes, adaround.note(rounded, judge.check.size if same else 0)),
                      {**base.details, "adaround": adaround.facts(rounded, ADAROUND, len(feeds))})

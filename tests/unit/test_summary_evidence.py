@@ -84,3 +84,17 @@ def test_the_summary_gives_int8_fastpaths_pieces_before_and_after(capsys, monkey
     block["timing"]["runs_per_candidate"]["int8+fastpath"] = 10
     summary.print_candidates(block)
     assert "int8+fastpath: respelled for XNNPACK int8 (HardSwish x2): 3 -> 1 piece(s)" in capsys.readouterr().out
+
+
+def test_the_summary_says_what_int8_adaround_moved_and_that_no_judged_output_changed(capsys, monkeypatch):
+    """Figures equal to plain int8's are explained under the table, not left to puzzle over."""
+    monkeypatch.setattr(console, "width", 200)
+    block = _block()
+    said = ("AdaRound: 19 of 256 int8 weights rounded the other way in 4 of 4 layers (0 s); no judged output changed: "
+            "on the 32 tuning samples its outputs equal nearest rounding's bit for bit (the moved weights shift no "
+            "output by a whole int8 step)")
+    block["candidates"].append(dict(block["candidates"][1], name="int8+adaround", notes=["min/max calibration", said]))
+    block["timing"]["runs_per_candidate"]["int8+adaround"] = 10
+    summary.print_candidates(block)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"int8+adaround: {said}" in shown and "int8: min/max" not in shown
