@@ -348,7 +348,9 @@ def figures_text(sqnr_db: float | None, agreement: float | None, cosine_mean: fl
 def _what_it_did(variant: str, notes: list[str]) -> list[str]:
     """The notes of a row the summary repeats under the table: int8+fastpath's first (what it respelled, the
     XNNPACK pieces before and after), int8+adaround's AdaRound line (the weights it moved, and whether any judged
-    output changed: figures equal to its base's are then explained, not puzzling)."""
-    if variant == "int8+fastpath":
-        return notes[:1]
-    return [n for n in notes if n.startswith("AdaRound: ")] if variant == "int8+adaround" else []
+    output changed), and any row's cross-fitting stand-ins (a fold that did not build the variant judged another
+    in its place, search/crossfit.py): figures equal to another row's are then explained, not puzzling."""
+    said = notes[:1] if variant == "int8+fastpath" else \
+        [n for n in notes if n.startswith("AdaRound: ")] if variant == "int8+adaround" else []
+    stand_ins = [n.split("; ", 1)[1] for n in notes if n.startswith("cross-fitted: ") and "; " in n]
+    return said + [f"held-back figures partly another variant's: {s}" for s in stand_ins]

@@ -98,3 +98,20 @@ def test_the_summary_says_what_int8_adaround_moved_and_that_no_judged_output_cha
     summary.print_candidates(block)
     shown = " ".join(capsys.readouterr().out.split())
     assert f"int8+adaround: {said}" in shown and "int8: min/max" not in shown
+
+
+def test_the_summary_names_a_rows_cross_fitting_stand_ins(capsys, monkeypatch):
+    """A fold that did not build a variant judged the nearest one before it in its place: the row's held-back
+    figures are that variant's, and the summary says so under the table."""
+    monkeypatch.setattr(console, "width", 200)
+    block = _block()
+    fitted = ("cross-fitted: each of the 300 samples judged by the model calibrated and tuned without it (2 folds); "
+              "fold 1: int8+fallback in its place, fold 2: int8+fallback in its place")
+    layers = dict(block["candidates"][1], name="int8+fallback+layers", notes=["float: probs", fitted])
+    block["candidates"].append(layers)
+    block["timing"]["runs_per_candidate"]["int8+fallback+layers"] = 10
+    summary.print_candidates(block)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("int8+fallback+layers: held-back figures partly another variant's: fold 1: int8+fallback in its place, "
+            "fold 2: int8+fallback in its place") in shown
+    assert "float: probs" not in shown
