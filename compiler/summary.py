@@ -291,9 +291,9 @@ def print_candidates(q: Quantization) -> None:
         facts = q["opset"]
         console.print(f"[dim]int8 of this opset-{facts['source']} model: {facts['weights']} weights at opset "
                       f"{facts['quantized']} ({escape(facts['why'])})[/dim]")
-    for row in q["candidates"]:  # int8+fastpath: what was respelled, and the XNNPACK pieces before and after
-        if row["name"].split(":")[-1] == "int8+fastpath" and row["notes"]:
-            console.print(f"[dim]{row['name']}: {escape(row['notes'][0])}[/dim]")
+    for row in q["candidates"]:  # what a refinement that changes no op did (_what_it_did)
+        for note in _what_it_did(row["name"].split(":")[-1], row.get("notes") or []):
+            console.print(f"[dim]{row['name']}: {escape(note)}[/dim]")
     diagnosis = q.get("diagnosis") or {}
     of = f"plain {diagnosis['format']} int8" if compared.get("note") and diagnosis.get("format") else "plain int8"
     for cause in diagnosis.get("causes", []):
@@ -343,3 +343,14 @@ def figures_text(sqnr_db: float | None, agreement: float | None, cosine_mean: fl
     agree = "" if agreement is None else f" top-1 {agreement:.3f}"
     cos = "" if cosine_mean is None or cosine_p5 is None else f" cosine {cosine_mean:.6g} (p5 {cosine_p5:.6g})"
     return f"SQNR {sqnr}{agree}{cos}"
+
+
+def _what_it_did(variant: str, notes: list[str]) -> list[str]:
+    """The notes of a row the summary repeats under the table: int8+fastpath's first (what it respelled, the
+    XNNPACK pieces before and after), int8+adaround's AdaRound line (the weights it moved, and whether any judged
+    output changed), and any row's cross-fitting stand-ins (a fold that did not build the variant judged another
+    in its place, search/crossfit.py): figures equal to another row's are then explained, not puzzling."""
+    said = notes[:1] if variant == "int8+fastpath" else \
+        [n for n in notes if n.startswith("AdaRound: ")] if variant == "int8+adaround" else []
+    stand_ins = [n.split("; ", 1)[1] for n in notes if n.startswith("cross-fitted: ") and "; " in n]
+    return said + [f"held-back figures partly another variant's: {s}" for s in stand_ins]

@@ -13,13 +13,19 @@ regulariser, which pushes every h(V) to 0 or 1. The output error is linear in W~
 Gram matrix G = X^T X (|D X|^2 = D G D^T per channel): each Adam step costs one (O, K) x (K, K) product,
 whatever the number of samples. Channels are independent; a channel whose learned rounding ends no better than
 nearest on the optimised inputs keeps nearest.
+
+Both formats' emitters (tflite_adaround, onnx_adaround) report in the records here (LayerRounding, Rounded), and
+both builders describe a candidate through `facts` and `note`, so the TFLite and ONNX rows read alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from edgekiln.compiler.manifest_schema import AdaroundFacts
 
 ZETA, GAMMA = 1.1, -0.1  # the rectified sigmoid's stretch (the paper's values)
 
@@ -184,3 +190,59 @@ def dense_gram(inputs: list[np.ndarray], features: int) -> np.ndarray:
         flat = x.astype(np.float64).reshape(-1, features)
         gram += flat.T @ flat
     return gram[None]
+
+
+@dataclass(frozen=True)
+class LayerRounding:
+    """One layer's outcome: its weight tensor, op, weights, how many integers changed (each by one step), its
+    output error under the learned rounding as a share of nearest rounding's on the optimised samples and on
+    the held-back ones (None: none held back), or why it kept nearest rounding (`kept`)."""
+
+    tensor: str
+    op: str
+    weights: int
+    changed: int = 0
+    error_ratio: float | None = None
+    held_back: float | None = None
+    kept: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if v not in ("", None)}
+
+
+@dataclass(frozen=True)
+class Rounded:
+    """The int8 model with learned rounding (TFLite flatbuffer or ONNX bytes), each layer's outcome and the
+    seconds it took."""
+
+    model: bytes
+    layers: tuple[LayerRounding, ...]
+    seconds: float
+
+    @property
+    def moved(self) -> int:
+        """Integer weights rounded the other way than nearest, over every layer."""
+        return sum(r.changed for r in self.layers)
+
+
+def facts(rounded: Rounded, s: Settings, feeds: int) -> AdaroundFacts:
+    """The candidate's `details.adaround` (both formats): the step cap, the samples optimised and held back out of
+    `feeds` calibration feeds (the first half optimises, as tflite_adaround / onnx_adaround split them), the
+    seconds, the weights moved and every layer's outcome."""
+    half = min(s.samples, max(feeds // 2, 1))
+    return {"iterations": s.iterations, "samples": half, "held_back": min(half, feeds - half),
+            "seconds": round(rounded.seconds, 1), "weights_changed": rounded.moved,
+            "layers": [r.to_dict() for r in rounded.layers]}
+
+
+def note(rounded: Rounded, unchanged_on: int = 0) -> str:
+    """The candidate's note: how many integer weights moved, in how many of the weighted layers, in how long;
+    unchanged_on: the number of judged samples on which every output stayed bit-identical to nearest rounding's
+    model (0: some output changed), said so that figures equal to the base's are explained, not puzzling."""
+    learned = sum(1 for r in rounded.layers if not r.kept)
+    said = (f"AdaRound: {rounded.moved} of {sum(r.weights for r in rounded.layers)} int8 weights rounded the other "
+            f"way in {learned} of {len(rounded.layers)} layers ({rounded.seconds:.0f} s)")
+    if unchanged_on:
+        said += (f"; no judged output changed: on the {unchanged_on} tuning samples its outputs equal nearest "
+                 "rounding's bit for bit (the moved weights shift no output by a whole int8 step)")
+    return said

@@ -20,7 +20,7 @@ import numpy as np
 from onnx import helper, numpy_helper
 
 from edgekiln.compiler.emit import adaround
-from edgekiln.compiler.emit.tflite_adaround import LayerRounding, Rounded
+from edgekiln.compiler.emit.adaround import LayerRounding, Rounded
 
 if TYPE_CHECKING:
     import onnx

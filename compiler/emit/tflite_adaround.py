@@ -19,37 +19,11 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.emit import adaround
+from edgekiln.compiler.emit.adaround import LayerRounding, Rounded
 from edgekiln.compiler.tf_env import quiet_fds
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED")
 GRAM_BYTES = 256 * 2**20  # Gram matrices gathered in one pass of the calibrated model over the samples
-
-
-@dataclass(frozen=True)
-class LayerRounding:
-    """One layer's outcome: its weight tensor, op, weights, how many integers changed (each by one step), its
-    output error under the learned rounding as a share of nearest rounding's on the optimised samples and on
-    the held-back ones (None: none held back), or why it kept nearest rounding (`kept`)."""
-
-    tensor: str
-    op: str
-    weights: int
-    changed: int = 0
-    error_ratio: float | None = None
-    held_back: float | None = None
-    kept: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if v not in ("", None)}
-
-
-@dataclass(frozen=True)
-class Rounded:
-    """The int8 model with learned rounding, each layer's outcome and the seconds it took."""
-
-    model: bytes
-    layers: tuple[LayerRounding, ...]
-    seconds: float
 
 
 @dataclass

@@ -58,6 +58,13 @@ class Judge:
             self._once[key] = self(model_format, model_bytes, layouts)
         return self._once[key]
 
+    def same_outputs(self, model_format: str, first: bytes, second: bytes, layouts: dict | None = None) -> bool:
+        """Whether two models of one format give bit-identical outputs on every `check` sample: a refinement
+        that changed its file but no judged output (e.g. AdaRound's moved weights below one output step)."""
+        ours, theirs = (predict(open_model(model_format, m, self.threads, layouts), self.check)
+                        for m in (first, second))
+        return all(np.array_equal(a, b) for a, b in zip(ours, theirs, strict=True))
+
     def __call__(self, model_format: str, model_bytes: bytes, layouts: dict | None = None,
                  outputs: list[np.ndarray] | None = None) -> Quality:
         """The model's Quality. outputs: its outputs on `check` made another way (cross-fitting: each sample by

@@ -11,7 +11,6 @@ from edgekiln.compiler.emit import adaround, onnx_adaround
 from edgekiln.compiler.evaluate.criterion import Criterion
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality, describe
-from edgekiln.compiler.manifest_schema import AdaroundFacts
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.search.candidate import Candidate
 from edgekiln.compiler.search.faithful import never_less_faithful
@@ -36,17 +35,12 @@ def candidate(c: Variant, plain: Candidate, plain_quality: Quality, calib: Datas
         return Candidate(c, None, (why or "plain int8 was not built",))
     float_model = onnx.load(str(shared / "onnx_prepared.onnx"))
     _, rounded = onnx_adaround.refine(float_model, onnx.load_from_string(plain.model), feeds, ADAROUND)
-    moved, learned = sum(r.changed for r in rounded.layers), [r for r in rounded.layers if not r.kept]
-    if not moved:
+    if not rounded.moved:
         return Candidate(c, None, ("no weight moved: identical to int8",))
     dropped = never_less_faithful(judge("onnx", rounded.model), plain_quality, "int8", judge.check.size,
                                   criterion)
     if dropped:
         return Candidate(c, None, (dropped,))
-    half = min(ADAROUND.samples, max(len(feeds) // 2, 1))
-    facts: AdaroundFacts = {"iterations": ADAROUND.iterations, "samples": half,
-                            "held_back": min(half, len(feeds) - half), "seconds": round(rounded.seconds, 1),
-                            "weights_changed": moved, "layers": [r.to_dict() for r in rounded.layers]}
-    note = (f"AdaRound: {moved} of {sum(r.weights for r in rounded.layers)} int8 weights rounded the other way in "
-            f"{len(learned)} of {len(rounded.layers)} layers ({rounded.seconds:.0f} s)")
-    return Candidate(c, rounded.model, (*plain.notes, note), {**plain.details, "adaround": facts})
+    same = judge.same_outputs("onnx", rounded.model, plain.model, plain.layouts)
+    return Candidate(c, rounded.model, (*plain.notes, adaround.note(rounded, judge.check.size if same else 0)),
+                     {**plain.details, "adaround": adaround.facts(rounded, ADAROUND, len(feeds))})

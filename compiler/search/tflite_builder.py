@@ -38,7 +38,7 @@ from edgekiln.compiler.errors import first_line
 from edgekiln.compiler.evaluate.criterion import Criterion, rank
 from edgekiln.compiler.evaluate.judge import Judge
 from edgekiln.compiler.evaluate.quality import Quality
-from edgekiln.compiler.manifest_schema import AdaroundFacts, CandidateDetails, Diagnosis
+from edgekiln.compiler.manifest_schema import CandidateDetails, Diagnosis
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize
 from edgekiln.compiler.search import qat_builder
@@ -341,13 +341,8 @@ def _adaround(candidate: Variant, exact: Callable[[], Int8Base], plain_model: by
     model = tflite_int8.quantize(base.calibrated, int8_io)
     rounded = tflite_adaround.refine(base.calibrated, model, feeds, ADAROUND, progress)
     progress("Converting: the candidates after int8+adaround")  # the display times each step until the next
-    moved, learned = sum(r.changed for r in rounded.layers), [r for r in rounded.layers if not r.kept]
-    if not moved:
+    if not rounded.moved:
         return Candidate(candidate, None, ("no weight moved: identical to int8+rewrites",))
-    half = min(ADAROUND.samples, max(len(feeds) // 2, 1))
-    facts: AdaroundFacts = {"iterations": ADAROUND.iterations, "samples": half,
-                            "held_back": min(half, len(feeds) - half), "seconds": round(rounded.seconds, 1),
-                            "weights_changed": moved, "layers": [r.to_dict() for r in rounded.layers]}
-    note = (f"AdaRound: {moved} of {sum(r.weights for r in rounded.layers)} int8 weights rounded the other way in "
-            f"{len(learned)} of {len(rounded.layers)} layers ({rounded.seconds:.0f} s)")
-    return Candidate(candidate, rounded.model, (*base.notes, note), {**base.details, "adaround": facts})
+    same = judge.same_outputs("tflite", rounded.model, model)
+    return Candidate(candidate, rounded.model, (*base.notes, adaround.note(rounded, judge.check.size if same else 0)),
+                     {**base.details, "adaround": adaround.facts(rounded, ADAROUND, len(feeds))})

@@ -4,7 +4,7 @@ On a tiny conv / depthwise / dense model, the rewritten flatbuffer keeps every t
 and every other buffer; each weight moves one step at most from the converter's nearest rounding, and each
 layer's output error on held-back calibration samples is below nearest rounding's. In a build, --quantize auto
 tries it where plain int8 misses the criterion (the outlier model), and a bundle shipping it validates through
-its runtime. Latency is never asserted.
+its runtime with AdaRound's integers in its file (read back through LiteRT). Latency is never asserted.
 """
 
 from __future__ import annotations
@@ -96,13 +96,52 @@ def test_auto_tries_adaround_where_plain_int8_misses_the_criterion(outlier, tmp_
     assert_choice_obeys_rule(manifest)
 
 
-def test_a_bundle_shipping_int8_adaround_validates_through_its_runtime(outlier, tmp_path):
-    manifest = build(Recipe(source=str(outlier["model"]), calib=str(outlier["calib"]), output=str(tmp_path / "b"),
-                            bench_runs=5, format="tflite", target="rpi4", variant="int8+adaround")).manifest
+@pytest.fixture(scope="module")
+def plain_convs(tmp_path_factory) -> dict:
+    """conv 3x3 -> ReLU -> conv 1x1 -> global pooling -> dense, glorot weights: no BN to fold and no channel range
+    spread for equalisation to rescale, so the shipped float weights are the Keras model's own."""
+    from edgekiln.compiler.tf_env import import_keras
+
+    keras = import_keras()
+    keras.utils.set_random_seed(0)
+    layers, inp = keras.layers, keras.Input((8, 8, 4), name="x")
+    h = layers.Conv2D(16, 1, name="mix")(layers.Conv2D(16, 3, padding="same", activation="relu", name="conv")(inp))
+    model = keras.Model(inp, layers.Dense(6, name="head")(layers.GlobalAveragePooling2D()(h)))
+    x = np.random.default_rng(0).random((160, 8, 8, 4), dtype=np.float32)
+    return synthetic.write(model, x, tmp_path_factory.mktemp("plain_convs"), "plain_convs") | {"keras": model}
+
+
+def _shipped_weights(path, names: set[str]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The weight tensors `names` of a .tflite file as LiteRT reads them: name -> (integers, per-channel scales)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path))
+    return {d["name"]: (interp.get_tensor(d["index"]), d["quantization_parameters"]["scales"])
+            for d in interp.get_tensor_details() if d["name"] in names}
+
+
+def test_the_shipped_bundle_holds_adarounds_integers_and_validates(plain_convs, tmp_path):
+    """The bundle's model.tflite, read back through LiteRT, holds AdaRound's integers: each one floor or ceil of
+    the float weight over its scale, and exactly `changed` of each layer's away from nearest rounding (the
+    converter's), as details.adaround reports; the bundle validates through its runtime."""
+    manifest = build(Recipe(source=str(plain_convs["model"]), calib=str(plain_convs["calib"]),
+                            output=str(tmp_path / "b"), bench_runs=5, format="tflite", target="rpi4",
+                            variant="int8+adaround")).manifest
     q = manifest["quantization"]
     assert q["variant"] == "int8+adaround"
     facts = q["adaround"]
     assert facts["weights_changed"] > 0 and facts["held_back"] > 0
     assert [layer["op"] for layer in facts["layers"]] == ["CONV_2D", "CONV_2D", "FULLY_CONNECTED"]
+    shipped = _shipped_weights(tmp_path / "b" / "model.tflite", {layer["tensor"] for layer in facts["layers"]})
+    floats = {name: plain_convs["keras"].get_layer(name).get_weights()[0] for name in ("conv", "mix", "head")}
+    as_stored = {name: w.transpose(3, 0, 1, 2) if w.ndim == 4 else w.T for name, w in floats.items()}  # [O, ...]
+    for layer in facts["layers"]:
+        ints, scales = shipped[layer["tensor"]]
+        assert ints.dtype == np.int8, layer
+        weights = next(w for w in as_stored.values() if w.shape == ints.shape).astype(np.float64)
+        scaled = weights / scales.reshape(-1, *[1] * (ints.ndim - 1))
+        assert np.all((ints == np.floor(scaled)) | (ints == np.floor(scaled) + 1)), layer
+        assert int((ints != np.clip(np.round(scaled), -127, 127)).sum()) == layer["changed"], layer
+    assert sum(layer["changed"] for layer in facts["layers"]) == facts["weights_changed"]
     report = run_validation(tmp_path / "b", None).report
     assert report["passed"], report

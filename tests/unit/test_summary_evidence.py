@@ -84,3 +84,34 @@ def test_the_summary_gives_int8_fastpaths_pieces_before_and_after(capsys, monkey
     block["timing"]["runs_per_candidate"]["int8+fastpath"] = 10
     summary.print_candidates(block)
     assert "int8+fastpath: respelled for XNNPACK int8 (HardSwish x2): 3 -> 1 piece(s)" in capsys.readouterr().out
+
+
+def test_the_summary_says_what_int8_adaround_moved_and_that_no_judged_output_changed(capsys, monkeypatch):
+    """Figures equal to plain int8's are explained under the table, not left to puzzle over."""
+    monkeypatch.setattr(console, "width", 200)
+    block = _block()
+    said = ("AdaRound: 19 of 256 int8 weights rounded the other way in 4 of 4 layers (0 s); no judged output changed: "
+            "on the 32 tuning samples its outputs equal nearest rounding's bit for bit (the moved weights shift no "
+            "output by a whole int8 step)")
+    block["candidates"].append(dict(block["candidates"][1], name="int8+adaround", notes=["min/max calibration", said]))
+    block["timing"]["runs_per_candidate"]["int8+adaround"] = 10
+    summary.print_candidates(block)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"int8+adaround: {said}" in shown and "int8: min/max" not in shown
+
+
+def test_the_summary_names_a_rows_cross_fitting_stand_ins(capsys, monkeypatch):
+    """A fold that did not build a variant judged the nearest one before it in its place: the row's held-back
+    figures are that variant's, and the summary says so under the table."""
+    monkeypatch.setattr(console, "width", 200)
+    block = _block()
+    fitted = ("cross-fitted: each of the 300 samples judged by the model calibrated and tuned without it (2 folds); "
+              "fold 1: int8+fallback in its place, fold 2: int8+fallback in its place")
+    layers = dict(block["candidates"][1], name="int8+fallback+layers", notes=["float: probs", fitted])
+    block["candidates"].append(layers)
+    block["timing"]["runs_per_candidate"]["int8+fallback+layers"] = 10
+    summary.print_candidates(block)
+    shown = " ".join(capsys.readouterr().out.split())
+    assert ("int8+fallback+layers: held-back figures partly another variant's: fold 1: int8+fallback in its place, "
+            "fold 2: int8+fallback in its place") in shown
+    assert "float: probs" not in shown

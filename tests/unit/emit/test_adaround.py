@@ -80,3 +80,21 @@ def test_a_dense_layers_rows_read_every_leading_axis() -> None:
     x = np.arange(12, dtype=np.float64).reshape(1, 2, 2, 3)
     flat = x.reshape(-1, 3)
     assert np.allclose(ar.dense_gram([x], 3)[0], flat.T @ flat)
+
+
+def test_both_formats_candidates_are_described_by_one_helper() -> None:
+    """facts / note (the TFLite and ONNX builders' `details.adaround` and row note): weights moved summed over the
+    layers, a kept layer counted among the layers but not the learned ones, the samples split as refine splits."""
+    layers = (ar.LayerRounding("conv", "CONV_2D", 288, 30, 0.32, 0.31),
+              ar.LayerRounding("dense", "FULLY_CONNECTED", 1280, kept="32 input rows for 128 weights a channel"))
+    rounded = ar.Rounded(b"", layers, 9.4)
+    assert rounded.moved == 30
+    assert ar.note(rounded) == "AdaRound: 30 of 1568 int8 weights rounded the other way in 1 of 2 layers (9 s)"
+    facts = ar.facts(rounded, ar.Settings(samples=32), feeds=50)
+    assert (facts["samples"], facts["held_back"], facts["iterations"]) == (25, 25, 300)
+    assert facts["weights_changed"] == 30 and facts["seconds"] == 9.4
+    assert facts["layers"] == [{"tensor": "conv", "op": "CONV_2D", "weights": 288, "changed": 30,
+                                "error_ratio": 0.32, "held_back": 0.31},
+                               {"tensor": "dense", "op": "FULLY_CONNECTED", "weights": 1280, "changed": 0,
+                                "kept": "32 input rows for 128 weights a channel"}]
+    assert ar.facts(rounded, ar.Settings(samples=32), feeds=100)["held_back"] == 32  # capped at the setting

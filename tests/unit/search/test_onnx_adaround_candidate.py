@@ -36,10 +36,35 @@ def test_adaround_moves_only_int8_weights_and_is_not_less_faithful_than_plain_in
     assert plain.model is not None and learned.model is not None, learned.notes
     facts = learned.details["adaround"]
     assert facts["weights_changed"] > 0 and facts["samples"] == facts["held_back"] == 32
-    assert any(n.startswith(f"AdaRound: {facts['weights_changed']} of ") for n in learned.notes)
+    note = next(n for n in learned.notes if n.startswith("AdaRound: "))
+    assert note.startswith(f"AdaRound: {facts['weights_changed']} of ") and "no judged output changed" not in note
     before = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(plain.model).graph.initializer}
     after = {t.name: numpy_helper.to_array(t) for t in onnx.load_from_string(learned.model).graph.initializer}
     moved = [name for name in before if not np.array_equal(before[name], after[name])]
     assert moved and all(before[n].dtype == np.int8 for n in moved)  # scales, zero points, biases untouched
     assert all(np.abs(after[n].astype(int) - before[n].astype(int)).max() == 1 for n in moved)
     assert fidelity_key(judge("onnx", learned.model)) >= fidelity_key(judge("onnx", plain.model))
+
+
+def test_adaround_that_changes_no_judged_output_says_so(tmp_path: Path) -> None:
+    """The outlier chain (tests/unit/onnx_models.py: one int8 scale spent on a 300x column): AdaRound moves
+    weights, yet no output moves by a whole int8 step, so its figures equal plain int8's; the note says why."""
+    from tests.unit.onnx_models import outlier_chain
+
+    (tmp_path / "m.onnx").write_bytes(outlier_chain().SerializeToString())
+    x = np.random.default_rng(1).random((96, 8), np.float32)
+    graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
+    calib, held = Dataset({"x": x[:64]}, None, "test"), Dataset({"x": x[64:]}, None, "test")
+    judge = Judge.for_build(Reference(graph), Datasets(calib, held, None), 1, None)
+    ctx = BuildContext(graph, "onnx", plan(Quantize.auto, "onnx", "onnx", only="int8+adaround"), calib, judge,
+                       Criterion(), tmp_path, True, "minmax", "uint8")
+    built = {b.name: b for b in onnx_builder.build(ctx).built}
+    plain, learned = built["int8"], built["int8+adaround"]
+    assert plain.model is not None and learned.model is not None, learned.notes
+    moved = learned.details["adaround"]["weights_changed"]
+    assert moved > 0 and len(learned.model) == len(plain.model)
+    assert judge("onnx", learned.model) == judge("onnx", plain.model)
+    note = next(n for n in learned.notes if n.startswith("AdaRound: "))
+    assert note.startswith(f"AdaRound: {moved} of ")
+    assert note.endswith("; no judged output changed: on the 32 tuning samples its outputs equal nearest rounding's "
+                         "bit for bit (the moved weights shift no output by a whole int8 step)")
