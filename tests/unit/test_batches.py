@@ -107,3 +107,20 @@ def test_short_passes_print_no_progress_off_a_terminal(tmp_path, small_batches, 
     outputs = batches.in_batches(lambda feed: [feed["x"][:, :1].copy()], {"x": mapped}, "judging")
     assert outputs[0].shape == (100, 1)
     assert capsys.readouterr().err == ""  # not a terminal, and far shorter than PROGRESS_AFTER_S
+
+
+def test_a_big_npy_not_in_the_models_type_gets_a_hint_and_is_converted(tmp_path, small_batches, capsys):
+    x = np.random.default_rng(0).normal(size=(100, 64))  # float64, the model takes float32
+    np.save(tmp_path / "x64.npy", x)
+    samples = data.load_datasets(_recipe(tmp_path / "x64.npy"), SPEC).samples
+    assert samples is not None and samples.inputs["x"].dtype == np.float32
+    assert np.array_equal(samples.inputs["x"], x.astype(np.float32))
+    assert capsys.readouterr().err.splitlines() == [
+        "hint: calibration data x64.npy is float64, the model takes float32: it is converted whole, in memory; save "
+        "it as float32 to have it read in batches"]
+
+
+def _recipe(calib):
+    from edgekiln.compiler.recipe import Recipe
+
+    return Recipe(source="m.onnx", calib=str(calib))
