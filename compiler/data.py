@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgekiln.compiler import batches
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.folds import Folds, split
 from edgekiln.compiler.model_inputs import Dataset, InputSpec
@@ -61,13 +62,22 @@ def load_data(path: str | Path, specs: list[InputSpec], *, role: str, min_sample
     return dataset
 
 
+# Above this size an .npy stays memory-mapped and is read in batches (batches.py); below it, it is read whole, as
+# it always was. An .npz is a zip, which cannot be mapped: above NPZ_HINT_BYTES a hint suggests .npy.
+MAP_ABOVE_BYTES = batches.BATCH_BYTES
+NPZ_HINT_BYTES = 256 * 2**20
+
+
 def _np_load(path: Path, role: str, kind: str) -> np.ndarray | dict[str, np.ndarray]:
-    """np.load without pickles, checked to be the kind its suffix says (.npz: arrays by name, .npy: one)."""
+    """np.load without pickles, checked to be the kind its suffix says (.npz: arrays by name, .npy: one). An .npy
+    is opened memory-mapped: only what is read of it is in memory."""
     try:
-        with open(path, "rb") as f:  # np.load would open an .npz lazily and keep the file
-            loaded = np.load(f, allow_pickle=False)
-            if isinstance(loaded, np.lib.npyio.NpzFile):
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:  # np.load opens an .npz lazily and would keep the file open
                 loaded = {k: loaded[k] for k in loaded.files}
+        elif loaded.nbytes <= MAP_ABOVE_BYTES:
+            loaded = np.array(loaded)
     # numpy parses the header with ast and zipfile: a damaged file raises from EOFError and SyntaxError to
     # zlib.error and MemoryError (a header claiming a huge shape). Wrapped where it enters, with the file's name.
     except Exception as exc:  # noqa: BLE001
@@ -76,6 +86,9 @@ def _np_load(path: Path, role: str, kind: str) -> np.ndarray | dict[str, np.ndar
     if (kind == ".npz") != isinstance(loaded, dict):
         found = "an .npz archive" if isinstance(loaded, dict) else "a single .npy array"
         raise DataError(f"{role} data {path} is {found}, not a {kind} file", f"rename it, or save it as {kind}")
+    if kind == ".npz" and path.stat().st_size > NPZ_HINT_BYTES:
+        batches.hint(f"{role} data {path.name} is {path.stat().st_size / 2**20:,.0f} MB of .npz, a zip, which is read "
+                     "whole into memory; save each array with np.save as .npy to have it read in batches")
     return loaded
 
 
@@ -100,6 +113,10 @@ def _load_npy(path: Path, specs: list[InputSpec], role: str) -> Dataset:
                         "use an .npz with one array per input name")
     array = _np_load(path, role, ".npy")
     assert isinstance(array, np.ndarray)
+    wanted = np.dtype(specs[0].dtype) if np.dtype(specs[0].dtype).kind in "iu" else np.dtype(np.float32)
+    if isinstance(array, np.memmap) and array.dtype != wanted:  # in_model_types converts it, whole
+        batches.hint(f"{role} data {path.name} is {array.dtype}, the model takes {wanted}: it is converted whole, in "
+                     f"memory; save it as {wanted} to have it read in batches")
     return Dataset({specs[0].name: array}, None, str(path))
 
 
@@ -164,13 +181,16 @@ def _check_array(array: np.ndarray, spec: InputSpec, role: str, path: Path) -> N
     if wanted.kind in "iu" and array.dtype.kind == "f":
         raise DataError(f"{role} data {path}, input '{spec.name}': the model takes {wanted} (e.g. token ids) but "
                         f"the data are {array.dtype}", f"store the array as {wanted}")
+    if not array.size:
+        return
+    low, high, finite = batches.summarise(array, f"checking {role} data")
     limits = np.iinfo(wanted.type) if wanted.kind in "iu" else None
-    if limits is not None and array.size and (array.min() < limits.min or array.max() > limits.max):
-        raise DataError(f"{role} data {path}, input '{spec.name}': values {array.min()} .. {array.max()} do not "
+    if limits is not None and (low < limits.min or high > limits.max):
+        raise DataError(f"{role} data {path}, input '{spec.name}': values {low} .. {high} do not "
                         f"fit the model's {wanted}")
-    if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
+    if not finite:
         raise DataError(f"{role} data {path}, input '{spec.name}' contains NaN or infinite values")
-    if array.size and np.abs(array).max() > np.finfo(np.float32).max:  # would turn into inf as float32
+    if max(abs(low), abs(high)) > np.finfo(np.float32).max:  # would turn into inf as float32
         raise DataError(f"{role} data {path}, input '{spec.name}' holds values beyond float32's range",
                         "normalise the data as the model was trained")
 
@@ -238,7 +258,9 @@ class Datasets:
         sample, none by a model that saw it. None: cross-fitting is off (holdout_samples 0) or the samples are
         too few for a fold to calibrate on; fidelity is then judged on the evaluation data when given, else on
         the calibration samples themselves, and `judged_by` says so.
-    calib_samples: at most this many samples feed one quantizer (the shipped model's, each fold's).
+    calib_samples: at most this many samples feed one quantizer (the shipped model's, each fold's; --calib-samples,
+        256 by default): only these are read into memory; the judge reads the rest of a memory-mapped .npy in
+        batches (batches.py).
     """
 
     samples: Dataset | None
@@ -249,12 +271,12 @@ class Datasets:
     @cached_property
     def calib(self) -> Dataset | None:
         """What the shipped model's quantizer (and its search's decisions) take: every calibration sample."""
-        return None if self.samples is None else self.samples.take(0, self.calib_samples)
+        return None if self.samples is None else self.samples.take(0, self.calib_samples).in_memory()
 
     def fold_calib(self, fold: int) -> Dataset:
         """What fold `fold`'s quantizer (and its search's decisions) take: the other folds' samples."""
         assert self.samples is not None and self.folds is not None
-        return self.samples.subset(self.folds.fitted(fold)).take(0, self.calib_samples)
+        return self.samples.subset(self.folds.fitted(fold)[:self.calib_samples]).in_memory()  # only those read
 
     def fold_judged(self, fold: int) -> Dataset:
         assert self.samples is not None and self.folds is not None

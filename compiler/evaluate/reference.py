@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from edgekiln.compiler.batches import in_batches
 from edgekiln.compiler.data import SourceGraph
 from edgekiln.compiler.errors import DataError
 from edgekiln.compiler.model_inputs import Dataset
@@ -33,7 +34,7 @@ class Reference:
         """The graph's outputs on every sample of `dataset`, by output name."""
         key = id(dataset)
         if key not in self._outputs:  # the dataset is kept beside its outputs so that its id stays its own
-            run = self.graph.run(self._source_inputs(dataset))
+            run = in_batches(self.graph.run, self._source_inputs(dataset), "source model's outputs")
             self._outputs[key] = (dataset, dict(zip(self.graph.output_names, run, strict=True)))
         return self._outputs[key][1]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from edgekiln.compiler.batches import in_batches
 from edgekiln.compiler.manifest_schema import Layout
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.tf_env import quiet_fds
@@ -19,5 +20,7 @@ def open_model(model_format: str, model_bytes: bytes, threads: int | None,
 
 
 def predict(model: Model, dataset: Dataset) -> list[np.ndarray]:
-    """Float outputs for every sample, in the model's output order."""
-    return model.predict_list([dataset.inputs[info.name] for info in model.inputs])
+    """Float outputs for every sample, in the model's output order; data larger than a batch in batches."""
+    names = [info.name for info in model.inputs]
+    return in_batches(lambda feed: model.predict_list([feed[name] for name in names]),
+                      {name: dataset.inputs[name] for name in names}, "judging")

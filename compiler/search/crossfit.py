@@ -59,11 +59,13 @@ def run(contexts: dict[str, BuildContext], builders: dict[tuple[str, str], Build
     stand_ins: dict[str, list[str]] = {}
     missing: dict[str, str] = {}
     for fold in range(folds.k):
-        calib, judged = data.fold_calib(fold), data.fold_judged(fold)
+        judged = data.fold_judged(fold)
+        calib: Dataset | None = None  # read (calib_samples of them) only when a format builds this fold's models
         for model_format, ctx in contexts.items():
             int8s = tuple(v for v in ctx.plan.build if calibrated(v) and _key(model_format, v, compared) in built)
             if not int8s or ctx.calib is None:
                 continue
+            calib = calib if calib is not None else data.fold_calib(fold)
             made = _fold_build(builders[ctx.source, model_format], ctx, int8s, calib, fold)
             outputs: dict[str, list[np.ndarray]] = {}  # each fold model run once, whoever it stands in for
             for variant in int8s:
