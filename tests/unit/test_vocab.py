@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -115,3 +116,37 @@ def test_vocab_size_fill_passes_over_bert_s_unused_placeholders(corpus):
     spec["model"]["vocab"] = {(f"[unused{i}]" if i in free[:3] else t): i for i, t in names.items()}
     filled = vocab.choose(spec, corpus, len(full.kept) + 2)
     assert set(filled.kept) - set(full.kept) == set(free[3:5]) and filled.filled == 2
+
+
+def _bert_like_spec() -> dict:
+    """A WordPiece vocabulary laid out as BERT's: specials, single characters of many scripts (here before the
+    Latin ones, as BERT lists CJK and kana beside them), then word pieces, most frequent first."""
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "!", "7",
+              "中", "国", "の", "ж", "##ж", "ب", "ʰ", "a", "b", "c", "##a", "##b", "##c",
+              "the", "cab", "##ab", "about", "мир", "abc"]
+    return {"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {t: i for i, t in enumerate(tokens)}},
+            "added_tokens": [{"id": i, "content": t, "special": True} for i, t in enumerate(tokens[:5])]}
+
+
+def test_vocab_size_fill_takes_the_corpus_s_own_script_before_single_characters_of_other_scripts():
+    """A Latin corpus's budget buys Latin pieces (and shared digits, punctuation) before the CJK, kana, Cyrillic,
+    Arabic and modifier letters listed ahead of them; those come only once the Latin pieces run out."""
+    spec = _bert_like_spec()
+    vocab_ids, names = spec["model"]["vocab"], {i: t for t, i in spec["model"]["vocab"].items()}
+    latin = vocab.Corpus(Counter({vocab_ids["a"]: 2, vocab_ids["##b"]: 1}), frozenset("ab"))
+    base = vocab.choose(spec, latin, None)
+    own_pieces = ["!", "7", "c", "##c", "the", "cab", "##ab", "about", "abc"]  # in vocabulary order
+    filled = vocab.choose(spec, latin, len(base.kept) + len(own_pieces))
+    added = [names[i] for i in sorted(set(filled.kept) - set(base.kept))]
+    assert added == own_pieces and filled.filled == len(own_pieces)
+    everything = vocab.choose(spec, latin, len(base.kept) + len(own_pieces) + 2)
+    assert {names[i] for i in set(everything.kept) - set(filled.kept)} == {"中", "国"}  # then the others, in order
+    cyrillic = vocab.Corpus(Counter({vocab_ids["ж"]: 1}), frozenset("ж"))
+    assert [names[i] for i in vocab.fill_order(spec, set(vocab.choose(spec, cyrillic, None).kept),
+                                                vocab.scripts("ж"))][:3] == ["!", "7", "мир"]
+
+
+def test_script_reads_unicode_names_and_leaves_digits_and_punctuation_to_every_script():
+    assert [vocab.script(c) for c in "aé中のжب!7€"] == ["LATIN", "LATIN", "CJK", "HIRAGANA", "CYRILLIC", "ARABIC",
+                                                          None, None, None]
+    assert vocab.scripts("##ab!") == {"LATIN"} and vocab.scripts("##") == frozenset()
