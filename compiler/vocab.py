@@ -131,6 +131,27 @@ def choose(spec: dict[str, Any], corpus: Corpus, vocab_size: int | None) -> Voca
                        len(set(corpus.counts) - specials), filled, dropped)
 
 
+def words_outside(tokenizer_path: str | Path, sentences: Sequence[str], kept: Sequence[int]) -> list[str]:
+    """The distinct words of `sentences` (as written, first seen first) that the source tokenizer spells with a
+    token the kept vocabulary lacks: the words the cut spells in other pieces or as [UNK] (a word all of whose
+    pieces are kept gets the same pieces, the module docstring's rule)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    keep, found = set(kept), dict[str, None]()
+    for sentence, encoding in zip(sentences, tokenizer.encode_batch(list(sentences)), strict=True):
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for word, offsets in zip(encoding.word_ids, encoding.offsets, strict=True):
+            if word is not None:
+                spans.setdefault(word, []).append(offsets)
+        lost = {w for w, i in zip(encoding.word_ids, encoding.ids, strict=True) if w is not None and i not in keep}
+        for word in sorted(lost):
+            found[sentence[min(a for a, _ in spans[word]): max(b for _, b in spans[word])]] = None
+    return list(found)
+
+
 def script(character: str) -> str | None:
     """The script of a letter or mark, by its Unicode name's first word (LATIN, CYRILLIC, CJK, HIRAGANA, ..); None
     for digits, punctuation and symbols, which every script shares. A letter named otherwise (MODIFIER LETTER ..,
