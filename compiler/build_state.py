@@ -40,10 +40,10 @@ class Searched:
 class BuildState:
     """Everything a build made, stage by stage, from which the manifest is written (manifest.build).
 
-    notes: target checks that --force overrode (target-check stage); memory: the estimated peak memory on the
-    target (and what of it is unknown); pruning: the manifest's pruning block with its measured gain
-    (pruning_gain.py), None without pruning; profile: the shipped model's per-op profile block
-    (profile/stage.py). The last two stay the JSON blocks the manifest writes.
+    notes: target checks that --force overrode (target-check stage) and what a vocabulary cut alone costs
+    (vocab_stage.warning); memory: the estimated peak memory on the target (and what of it is unknown); pruning:
+    the manifest's pruning block with its measured gain (pruning_gain.py), None without pruning; profile: the
+    shipped model's per-op profile block (profile/stage.py). The last two stay the JSON blocks the manifest writes.
     """
 
     recipe: Recipe

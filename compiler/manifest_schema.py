@@ -847,7 +847,8 @@ class VocabularyCosine(TypedDict):
 
 class Vocabulary(TypedDict):
     """--vocab-from (compiler/vocab_stage.py): the word-embedding rows kept, what chose them, their bytes (float32)
-    before and after, the share of the corpus's / unseen sentences' tokens kept, and the cosine to the source."""
+    before and after, the share of the corpus's / unseen sentences' tokens kept, the cosine to the source, and the
+    words of the unseen sentences that fell outside the kept vocabulary."""
 
     corpus: str
     corpus_sentences: int
@@ -866,6 +867,8 @@ class Vocabulary(TypedDict):
     cosine_corpus: VocabularyCosine
     coverage_unseen: NotRequired[float]
     cosine_unseen: NotRequired[VocabularyCosine]
+    words_outside: NotRequired[list[str]]  # evaluation words the cut spells otherwise, first seen first (at most 50)
+    words_outside_count: NotRequired[int]  # how many such words in all
     tokenizer: str
 
 

@@ -68,7 +68,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         emulated.check(target)                             # an emulable core, qemu-user and cc, before the work
     output = Path(recipe.output)
     bundle.check_writable(output, recipe.force)            # fail before minutes of work, not after
-    notes: list[str] = []                                  # target checks --force overrode
+    notes: list[str] = []                    # target checks --force overrode; the vocabulary cut's cost
     for model_format in chosen_formats.build:
         compat.enforce(partial(compat.check_wheels, target, model_format), recipe.force, notes)
     if not (recipe.calib or recipe.eval):
@@ -93,6 +93,7 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         loaded = Loaded(graph, source_format, data, Reference(graph))  # the source's outputs: once per dataset
         cut = vocab_stage.prune(graph, recipe, data, Path(work), progress)  # None without --vocab-from
         if cut is not None:  # the cut model and its re-read data from here on, judged against the source
+            notes.extend(filter(None, [vocab_stage.warning(cut.block, recipe)]))
             loaded = Loaded(graph, source_format, cut.data, cut.reference)
             graph, data = cut.graph, cut.data
         search = Search(framework(source_format), recipe, target, data, Path(work), loaded.reference, racer,

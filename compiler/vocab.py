@@ -8,7 +8,10 @@ with --vocab-size N, fill up to N with the other tokens in the vocabulary's own 
 list the alphabet first, then the pieces their trainer merged, most frequent first: the order is the frequency
 rank a tokenizer.json carries). With N smaller than the specials plus the corpus's tokens, the corpus's most
 frequent tokens win. Kept tokens keep their relative order, so [PAD] = 0 stays 0. The fill passes over placeholder
-rows (`[unused0]`..: BERT's vocabulary opens with 994 of them, reserved, untrained, never produced from text).
+rows (`[unused0]`..: BERT's vocabulary opens with 994 of them, reserved, untrained, never produced from text), and
+takes the pieces written in the corpus's own scripts first: a piece holding a letter of another script (BERT-uncased
+lists ~1,400 single CJK, kana, Cyrillic, Arabic.. characters before its first word) comes only after every piece of
+the corpus's scripts, so an English FAQ's budget buys English word pieces, not characters its users never type.
 
 WordPiece only (BERT-class encoders): its greedy longest-prefix match gives every word the corpus holds the same
 pieces under the kept vocabulary (a longer kept prefix would have been a longer prefix of the full one), so the
@@ -21,6 +24,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -120,12 +124,55 @@ def choose(spec: dict[str, Any], corpus: Corpus, vocab_size: int | None) -> Voca
         kept = base | set(tokens[: vocab_size - len(base)])
         dropped = len(tokens) - (vocab_size - len(base))
     elif vocab_size is not None:
-        placeholders = {i for token, i in spec["model"]["vocab"].items() if PLACEHOLDER.fullmatch(token)}
-        rest = [i for i in range(rows) if i not in kept and i not in placeholders][: vocab_size - len(kept)]
+        rest = fill_order(spec, kept, scripts(corpus.characters))[: vocab_size - len(kept)]
         kept |= set(rest)
         filled = len(rest)
     return VocabChoice(tuple(sorted(kept)), rows, len(specials), len(base) - len(specials),
                        len(set(corpus.counts) - specials), filled, dropped)
+
+
+def words_outside(tokenizer_path: str | Path, sentences: Sequence[str], kept: Sequence[int]) -> list[str]:
+    """The distinct words of `sentences` (as written, first seen first) that the source tokenizer spells with a
+    token the kept vocabulary lacks: the words the cut spells in other pieces or as [UNK] (a word all of whose
+    pieces are kept gets the same pieces, the module docstring's rule)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_path))
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    keep, found = set(kept), dict[str, None]()
+    for sentence, encoding in zip(sentences, tokenizer.encode_batch(list(sentences)), strict=True):
+        spans: dict[int, list[tuple[int, int]]] = {}
+        for word, offsets in zip(encoding.word_ids, encoding.offsets, strict=True):
+            if word is not None:
+                spans.setdefault(word, []).append(offsets)
+        lost = {w for w, i in zip(encoding.word_ids, encoding.ids, strict=True) if w is not None and i not in keep}
+        for word in sorted(lost):
+            found[sentence[min(a for a, _ in spans[word]): max(b for _, b in spans[word])]] = None
+    return list(found)
+
+
+def script(character: str) -> str | None:
+    """The script of a letter or mark, by its Unicode name's first word (LATIN, CYRILLIC, CJK, HIRAGANA, ..); None
+    for digits, punctuation and symbols, which every script shares. A letter named otherwise (MODIFIER LETTER ..,
+    the ordinal indicators) is its own script: rare in any one language's text, passed over like a foreign one."""
+    if unicodedata.category(character)[0] not in "LM":
+        return None
+    return unicodedata.name(character, "UNNAMED").split(" ", 1)[0]
+
+
+def scripts(characters: Iterable[str]) -> frozenset[str]:
+    """The scripts the characters are written in (digits, punctuation and symbols have none)."""
+    return frozenset(s for c in characters if (s := script(c)) is not None)
+
+
+def fill_order(spec: dict[str, Any], kept: set[int], own: frozenset[str]) -> list[int]:
+    """The ids the --vocab-size fill takes, in order: those not kept and not placeholders, in the vocabulary's
+    order, the pieces whose letters are all of the `own` scripts first, then the others."""
+    names = {i: token for token, i in spec["model"]["vocab"].items()}
+    free = [i for i in range(vocab_rows(spec)) if i not in kept and not PLACEHOLDER.fullmatch(names.get(i, ""))]
+    foreign = {i for i in free if not scripts(names.get(i, "")) <= own}
+    return [i for i in free if i not in foreign] + [i for i in free if i in foreign]
 
 
 def coverage(counts: Counter[int], kept: Sequence[int]) -> float:

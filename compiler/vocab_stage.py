@@ -21,6 +21,7 @@ import numpy as np
 from edgekiln.compiler import Progress, vocab
 from edgekiln.compiler.data import Datasets, load_datasets
 from edgekiln.compiler.errors import RecipeError
+from edgekiln.compiler.evaluate.criterion import DEFAULT_COSINE
 from edgekiln.compiler.evaluate.metrics import cosine
 from edgekiln.compiler.evaluate.reference import Reference
 from edgekiln.compiler.manifest_schema import Vocabulary, VocabularyCosine
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
     from edgekiln.compiler.graph.onnx_graph import OnnxGraph
 
 TOKENIZER_FILE = "tokenizer.json"  # the renumbered tokenizer, in the work directory and in the bundle
+WORDS_LISTED = 50                  # the manifest lists at most this many words outside the kept vocabulary
+WORDS_SAID = 8                     # and the warning names at most this many
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,28 @@ def prune(graph: KerasGraph | OnnxGraph, recipe: Recipe, data: Datasets, workdir
         counts = vocab.read_corpus(recipe.tokenizer, unseen).counts
         block["coverage_unseen"] = round(vocab.coverage(counts, choice.kept), 6)
         block["cosine_unseen"] = _fidelity(graph, cut, recipe, unseen, tokenizer)
+        outside = vocab.words_outside(recipe.tokenizer, unseen, choice.kept)
+        block["words_outside"], block["words_outside_count"] = outside[:WORDS_LISTED], len(outside)
     return VocabPruned(cut, cut_data, tokenizer, reference, block)
+
+
+def warning(block: Vocabulary, recipe: Recipe) -> str | None:
+    """What the user must read when the cut alone misses the cosine floor on the evaluation sentences outside the
+    corpus: every candidate is judged against the unpruned source, so no candidate can meet it, and why."""
+    unseen, words = block.get("cosine_unseen"), block.get("words_outside") or []
+    floor, floor_p5 = recipe.min_cosine or DEFAULT_COSINE, recipe.min_cosine_p5
+    if unseen is None or not words or (unseen["mean"] >= floor and (floor_p5 is None or unseen["p5"] >= floor_p5)):
+        return None
+    count = block.get("words_outside_count", len(words))
+    named = ", ".join(f"'{w}'" for w in words[:WORDS_SAID]) + (", .." if count > WORDS_SAID else "")
+    floors = f"cosine mean >= {floor:g}" + (f", p5 >= {floor_p5:g}" if floor_p5 is not None else "")
+    return (f"the vocabulary was pruned to the {block['rows_after']} tokens of {block['corpus']} "
+            f"({block['corpus_sentences']} sentences), and {count} word(s) of the evaluation sentences fall outside "
+            f"it ({named}): spelled in other pieces or [UNK], they alone move the sentence embedding to cosine "
+            f"{unseen['mean']:.3f} (p5 {unseen['p5']:.3f}) of the unpruned source's on the {unseen['sentences']} "
+            f"evaluation sentences outside the corpus, below the floor ({floors}) every candidate is judged by "
+            "against that source; pass a corpus that covers the text the device will see (--vocab-from "
+            "CORPUS.txt), or keep more of the vocabulary with --vocab-size N")
 
 
 def _corpus_path(recipe: Recipe) -> Path:

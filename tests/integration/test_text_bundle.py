@@ -70,6 +70,11 @@ def test_vocab_pruned_bundle_is_smaller_embeds_text_like_the_source_and_validate
     v = m["vocabulary"]
     assert v["params_before"] - v["params_after"] == (v["rows_before"] - v["rows_after"]) * 64  # rows x width
     assert v["cosine_corpus"]["mean"] > 0.9999 and v["cosine_unseen"]["sentences"] == 640
+    # the cut alone misses the default floor (0.99) exactly when the build warns, naming the words outside it
+    warned = [w for w in m["warnings"] if w.startswith("the vocabulary was pruned to")]
+    assert len(warned) == (v["cosine_unseen"]["mean"] < 0.99)
+    assert v["words_outside_count"] >= len(v["words_outside"]) > 0
+    assert not warned or all(f"'{word}'" in warned[0] for word in v["words_outside"][:8])
     assert m["model"]["bytes"] < _float_tflite_bytes() - 0.9 * (v["embedding_bytes_before"]
                                                                - v["embedding_bytes_after"])
     assert m["text"]["pooling"] == "mean" and m["text"]["normalize"] and (out / "tokenizer.json").is_file()
