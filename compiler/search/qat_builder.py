@@ -20,7 +20,7 @@ from edgekiln.compiler.search.plain_gate import plain_int8_misses
 from edgekiln.compiler.search.variants import Variant, failure_note, sixteen_not_needed
 
 NOTES = ("quantization-aware fine-tuning on --train: BatchNormalization folded as the converter folds it, "
-         "per-channel int8 weights and 8-bit activations fake-quantized", "activation ranges as trained")
+         "per-channel int8 weights and 8-bit activations fake-quantized", "activation step sizes as learned (LSQ)")
 
 
 def candidate(variant: Variant, ctx: BuildContext, plain: Candidate | None) -> Candidate:
