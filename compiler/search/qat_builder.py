@@ -20,7 +20,7 @@ from edgekiln.compiler.search.plain_gate import plain_int8_misses
 from edgekiln.compiler.search.variants import Variant, failure_note, sixteen_not_needed
 
 NOTES = ("quantization-aware fine-tuning on --train: BatchNormalization folded as the converter folds it, "
-         "per-channel int8 weights and 8-bit activations fake-quantized", "activation ranges as trained")
+         "per-channel int8 weights and 8-bit activations fake-quantized", "activation step sizes as learned (LSQ)")
 
 
 def candidate(variant: Variant, ctx: BuildContext, plain: Candidate | None) -> Candidate:
@@ -46,15 +46,17 @@ def _fine_tuned(variant: Variant, ctx: BuildContext, model: object) -> Candidate
     x = next(iter(ctx.train.inputs.values()))
     folded, bns = keras_qat.fold(model)
     trained = keras_qat.fake_quantized(folded, next(iter(ctx.calib.inputs.values())))
+    initial = keras_qat.ranges(trained)  # from calibration; LSQ then learns each step
     facts = keras_qat.train(trained, model, x, ctx.train.labels)
+    learned = keras_qat.ranges(trained)
     exported = keras_graph.from_model(folded, ctx.workdir / "qat_saved_model", ctx.graph.source_format,
                                       "the fine-tuned model")
     calibrated = tflite_int8.calibrate(exported.saved_model_dir, ctx.calib)
-    ranges = trained_ranges(calibrated, keras_qat.ranges(trained))
+    ranges = trained_ranges(calibrated, learned)
     tflite = tflite_int8.quantize(calibrate.with_ranges(calibrated, ranges), ctx.int8_io)
-    return Candidate(variant, tflite, NOTES,
-                     {"calibration": "qat", "qat": {**facts, "folded_batch_norms": len(bns), "trained_ranges":
-                                                    len(ranges), "seconds": round(time.perf_counter() - start, 2)}})
+    facts = {**facts, "folded_batch_norms": len(bns), "trained_ranges": len(ranges),
+             "ranges": range_rows(initial, learned), "seconds": round(time.perf_counter() - start, 2)}
+    return Candidate(variant, tflite, NOTES, {"calibration": "qat", "qat": facts})
 
 
 def trained_ranges(calibrated: bytes, by_layer: dict[str, tuple[float, float]]) -> dict[int, tuple[float, float]]:
@@ -64,8 +66,22 @@ def trained_ranges(calibrated: bytes, by_layer: dict[str, tuple[float, float]]) 
     output) keep their min / max, as every calibration method here keeps them."""
     found = {}
     for tensor in calibrate.ranged_tensors(calibrated):
-        scope = tensor.name.split(";")[0].split("/")
-        layer = re.sub(r"_\d+$", "", scope[1]) if len(scope) >= 3 else ""
+        layer = layer_of(tensor.name)
         if layer in by_layer:
             found[tensor.index] = by_layer[layer]
     return found
+
+
+def layer_of(tensor_name: str) -> str:
+    """The Keras layer a converted tensor is the output of ('' for none), by the converter's naming (trained_ranges)."""
+    scope = tensor_name.split(";")[0].split("/")
+    return re.sub(r"_\d+$", "", scope[1]) if len(scope) >= 3 else ""
+
+
+def range_rows(start: dict[str, tuple[float, float]],
+               learned: dict[str, tuple[float, float]]) -> list[dict[str, object]]:
+    """The manifest's record of each quantizer: its step (the int8 scale) and range from calibration, and the ones it
+    learned, which the export gives the converter (the shipped tensor's scale is `step`)."""
+    return [{"layer": name, "start_step": (start[name][1] - start[name][0]) / 255, "start": list(start[name]),
+             "step": (high - low) / 255, "learned": [low, high]}
+            for name, (low, high) in learned.items() if name in start]
