@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgekiln.compiler.data import Datasets
@@ -30,44 +29,42 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def conversions(tmp_path_factory) -> dict:
-    """The build's conversion (all 40 samples) and onnx2tf run again on a fold's 20 (the path folds took before)."""
+    """A build's int8 candidate (int8 I/O) on all 40 samples through the builder, which keeps its onnx2tf conversion
+    on the graph, and onnx2tf run again on a fold's 20 (the path the folds took before)."""
     tmp = tmp_path_factory.mktemp("requantize")
     (tmp / "m.onnx").write_bytes(hard_swish_cnn(("Relu",), gate=False, size=8).SerializeToString())
     graph = load(tmp / "m.onnx", "onnx", tmp)
     x = images(40, size=8)
     every, fold = Dataset({"x": x}, None, "calib"), Dataset({"x": x[1::2]}, None, "calib")
-    build = tflite_from_onnx.convert(graph, every, Quantize.int8, tmp)
+    judge = Judge.for_build(Reference(graph), Datasets(every, fold, None), 1, None)
+    ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "tflite", "onnx", only="int8"), every, judge, Criterion(),
+                       tmp / "build", True, "minmax", "uint8")
+    ctx.workdir.mkdir()
+    built = {b.name: b for b in onnx2tf_builder.build(ctx).built}
     again = tflite_from_onnx.convert(graph, fold, Quantize.int8, tmp)
-    return {"graph": graph, "every": every, "fold": fold, "build": build, "again": again, "tmp": tmp}
+    return {"graph": graph, "fold": fold, "ctx": ctx, "built": built, "again": again, "tmp": tmp}
 
 
 def test_requantized_files_are_the_bytes_onnx2tf_writes_for_the_same_samples(conversions: dict) -> None:
-    graph, fold, build, again = (conversions[k] for k in ("graph", "fold", "build", "again"))
+    graph, fold, again = (conversions[k] for k in ("graph", "fold", "again"))
+    (build,) = graph.tflite_conversions.values()  # the builder's conversion, kept for the folds
     together = requantize(build, graph, fold, ORDER, conversions["tmp"])
-    alone = requantize(build, graph, fold, ("full_integer_quant",), conversions["tmp"])  # what a fold with int8 I/O
     for suffix in ORDER:
         assert together.model(suffix) == again.model(suffix), suffix
-    assert alone.model("full_integer_quant") == again.model("full_integer_quant")
-    assert set(alone.files) == {"float32", "full_integer_quant"}
-    # the fold's samples did calibrate it: the build's own int8 file (all 40 samples) has other ranges
+    # the fold's samples did calibrate them: the build's own int8 file (all 40 samples) has other ranges
     assert together.model("integer_quant") != build.model("integer_quant")
     assert together.baseline == build.baseline and together.layouts == build.layouts
 
 
 def test_a_fold_of_the_builder_reuses_the_builds_saved_model(conversions: dict, tmp_path: Path) -> None:
-    graph, every, fold = (conversions[k] for k in ("graph", "every", "fold"))
-    judge = Judge.for_build(Reference(graph), Datasets(every, fold, None), 1, None)
-    ctx = BuildContext(graph, "onnx", plan(Quantize.int8, "tflite", "onnx", only="int8"), every, judge, Criterion(),
-                       tmp_path / "build", False, "minmax", "uint8")
-    ctx.workdir.mkdir()
-    graph.tflite_conversions.clear()  # the fixture's conversions were not a builder's
-    built = {b.name: b for b in onnx2tf_builder.build(ctx).built}
-    fold_ctx = replace(ctx, plan=Plan(tuple(c for c in ctx.candidates if c.name == "int8")), calib=fold,
+    """The fold makes its one int8 file alone (int8 I/O: full_integer_quant), with a converter that made no other."""
+    ctx, built, again = (conversions[k] for k in ("ctx", "built", "again"))
+    fold_ctx = replace(ctx, plan=Plan(tuple(c for c in ctx.candidates if c.name == "int8")), calib=conversions["fold"],
                        workdir=tmp_path / "fold", fold=True)
     fold_ctx.workdir.mkdir()
     made = {b.name: b for b in onnx2tf_builder.build(fold_ctx).built}
     assert built["int8"].model is not None and made["int8"].model is not None
-    assert made["int8"].model == conversions["again"].model("integer_quant")  # as onnx2tf on the fold's samples
+    assert made["int8"].model == again.model("full_integer_quant")  # as onnx2tf on the fold's samples
     assert made["int8"].model != built["int8"].model
     assert [p.name for p in fold_ctx.workdir.iterdir()] == ["requantize-0"]  # no onnx2tf run in the fold
     assert len(list(ctx.workdir.glob("onnx2tf-*"))) == 1
