@@ -17,6 +17,8 @@ import numpy as np
 # Two folds: each fold's model is calibrated (and tuned) on half the samples. Measured with
 # bench/bench_crossfit.py (CPU seconds of a default rpi4 build, before / after): three folds cost 1.74x, 2.15x and
 # 2.18x (mnist_cnn 100 and 300 samples, mnist_resnet 100), over the 2x budget a build may grow by; two stay within.
+# An ONNX source (mnist_dwsep_nchw, 100 / 300 samples): 2.18x / 2.19x while each fold ran onnx2tf again, 1.61x /
+# 1.60x with the folds' int8 TFLite from the build's SavedModel (emit/tflite_requantize.py).
 FOLDS = 2
 
 

@@ -59,6 +59,7 @@ class Converted:
     names: tuple[list[str], list[str]]
     baseline: bytes
     layouts: dict[str, Layout]  # tensor name -> its layout change (none: not changed)
+    saved_model: Path  # onnx2tf's float SavedModel, which int8 files calibrated on other samples reuse
 
     def model(self, suffix: str) -> bytes:
         """The model onnx2tf wrote with this suffix, ONNX names restored, refused if LiteRT cannot run it."""
@@ -82,7 +83,7 @@ def convert(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, workdir
     names = ([s.name for s in graph.inputs], list(graph.output_names))
     baseline = rename_signature(files["float32"].read_bytes(), *names)
     check_builtin_only(baseline)  # before LiteRT opens it: a Flex op fails there with a traceback-worthy error
-    return Converted(files, names, baseline, find_layouts(graph, baseline, calib))
+    return Converted(files, names, baseline, find_layouts(graph, baseline, calib), scratch / "out")
 
 
 def check_ops(model: onnx.ModelProto) -> None:
@@ -112,7 +113,7 @@ def run_onnx2tf(graph: OnnxGraph, calib: Dataset | None, quantize: Quantize, scr
         args += ["-odrqt"]
     _write_stand_in(graph, calib, scratch)
     try:
-        done = subprocess.run(args, cwd=scratch, env=_environment(), capture_output=True, text=True,
+        done = subprocess.run(args, cwd=scratch, env=environment(), capture_output=True, text=True,
                               timeout=TIMEOUT_S, check=False)
     except subprocess.TimeoutExpired as exc:
         raise ConversionError(f"onnx2tf did not finish within {TIMEOUT_S} s", "use --format onnx") from exc
@@ -141,7 +142,7 @@ def _for_onnx2tf(graph: OnnxGraph, given: onnx.ModelProto | None = None) -> byte
     return model.SerializeToString()
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
     """onnx2tf's environment: our interpreter's bin dir first (it runs `onnxsim` by name), quiet
     TensorFlow, and a proxy nobody listens on, so any download attempt fails at once."""
     dead = "http://127.0.0.1:9"
