@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     import onnx
     from onnxruntime import InferenceSession
 
-    from edgekiln.compiler.emit.tflite_from_onnx import Converted
     from edgekiln.compiler.graph.onnx_shapes import FixedInput
 
 # ai.onnx opsets accepted. Below 11 the int8 quantizer and onnx2tf refuse models; 11..23 cover what
@@ -51,9 +50,10 @@ class OnnxGraph:
     fixed_inputs: list[FixedInput] = field(default_factory=list)  # how open axes were closed
     shape_nodes_folded: int = 0
     _session: InferenceSession | None = field(default=None, repr=False)
-    # onnx2tf's conversions of this graph (emit/tflite_from_onnx.py), by what it was given: the cross-fitting
-    # folds reuse the build's SavedModel instead of converting again (search/onnx2tf_builder.py)
-    tflite_conversions: dict[str, Converted] = field(default_factory=dict, init=False, repr=False, compare=False)
+    # onnx2tf's conversions of this graph (emit/tflite_from_onnx.Converted), by what it was given: the cross-fitting
+    # folds reuse the build's SavedModel instead of converting again (search/onnx2tf_builder.py). Typed `object`:
+    # the graph layer does not import the emitters (the builder checks the type it reads back).
+    tflite_conversions: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def batch(self) -> int:

@@ -83,7 +83,7 @@ def _converted(ctx: BuildContext, mode: Quantize, model: onnx.ModelProto | None 
     """
     key = _conversion_key(ctx.graph, model)
     earlier = ctx.graph.tflite_conversions.get(key)
-    if ctx.fold and mode is Quantize.int8 and earlier is not None and ctx.calib is not None:
+    if ctx.fold and mode is Quantize.int8 and isinstance(earlier, onnx2tf.Converted) and ctx.calib is not None:
         suffixes = int8_suffixes(ctx.int8_io, any(is_16x8(c) for c in ctx.candidates))
         return requantize(earlier, ctx.graph, ctx.calib, suffixes, ctx.workdir)
     converted = onnx2tf.convert(ctx.graph, ctx.calib, mode, ctx.workdir, model)  # calib: real samples probe layouts
