@@ -92,6 +92,15 @@ def _np_load(path: Path, role: str, kind: str) -> np.ndarray | dict[str, np.ndar
     return loaded
 
 
+def first_sample(path: Path, role: str) -> list[np.ndarray]:
+    """The first sample of each array of an .npz (in the file's order, but the labels 'y') or of an .npy, read
+    as a build reads its data: an .npy over MAP_ABOVE_BYTES stays memory-mapped, so only that sample is read."""
+    if path.suffix not in (".npz", ".npy") or not path.is_file():
+        raise DataError(f"{role} data {path} is not an .npz or .npy file", "pass a .npz or .npy file")
+    loaded = _np_load(path, role, path.suffix)
+    arrays = [loaded] if isinstance(loaded, np.ndarray) else [a for k, a in loaded.items() if k != "y"]
+    return [np.array(a[:1]) for a in arrays]
+
 def _load_npz(path: Path, specs: list[InputSpec], role: str) -> Dataset:
     arrays = _np_load(path, role, ".npz")
     assert isinstance(arrays, dict)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgekiln.compiler.console import console
+from edgekiln.compiler.data import first_sample
 from edgekiln.compiler.errors import EdgekilnError, RecipeError
 from edgekiln.compiler.manifest_schema import Profile
 from edgekiln.compiler.profile import profile_model
@@ -106,12 +107,6 @@ def _source(path: Path, target: str | None, calib: Path | None, threads: int | N
 
 
 def _sample(calib: Path | None) -> list[np.ndarray] | None:
-    """The first calibration sample (a .npz with one array per input, or .npy); zeros without --calib."""
-    if calib is None:
-        return None
-    try:
-        data = np.load(calib, allow_pickle=False)
-        arrays = [data] if isinstance(data, np.ndarray) else [data[k] for k in data.files if k != "y"]
-    except (OSError, ValueError) as exc:
-        raise EdgekilnError(f"cannot read {calib} ({type(exc).__name__})", "pass a .npz or .npy file") from None
-    return [np.asarray(a[:1], np.float32) for a in arrays]
+    """The first calibration sample (a .npz with one array per input, or .npy), read by the build's loader (a big
+    .npy memory-mapped, not read whole); zeros without --calib."""
+    return None if calib is None else [np.asarray(a, np.float32) for a in first_sample(calib, "calibration")]

@@ -124,3 +124,29 @@ def _recipe(calib):
     from edgekiln.compiler.recipe import Recipe
 
     return Recipe(source="m.onnx", calib=str(calib))
+
+
+def test_profile_reads_its_calibration_sample_through_the_builds_loader(tmp_path, small_batches, monkeypatch):
+    """`edgekiln profile MODEL.tflite --calib big.npy` maps the file as a build does and reads only its first
+    sample; a file the loader cannot read gets the loader's one-line error."""
+    from edgekiln.compiler.commands.profile import _sample
+
+    opened: list[object] = []  # what the build's loader returned (the real one, recorded)
+
+    def recorded(path, role, kind):
+        opened.append(real_np_load(path, role, kind))
+        return opened[-1]
+
+    real_np_load = data._np_load
+    monkeypatch.setattr(data, "_np_load", recorded)
+    x, path = _npy(tmp_path, 100)  # 25.6 KB: above the threshold
+    (sample,) = _sample(path)
+    assert len(opened) == 1 and isinstance(opened[0], np.memmap)  # mapped: only the sample read is in memory
+    assert sample.dtype == np.float32 and np.array_equal(sample, x[:1])
+    np.savez(tmp_path / "two.npz", a=x[:3], y=np.arange(3), b=2 * x[:3])
+    assert [a.tolist() for a in _sample(tmp_path / "two.npz")] == [x[:1].tolist(), (2 * x[:1]).tolist()]
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(DataError, match=r"calibration data .*bad\.npy is not a readable \.npy file"):
+        _sample(tmp_path / "bad.npy")
+    with pytest.raises(DataError, match=r"is not an \.npz or \.npy file"):
+        _sample(tmp_path / "missing.npy")
