@@ -39,8 +39,7 @@ def precision(inputs: ReportInputs) -> Section | None:
     summary = ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
     body = (f'<p>{esc(q.get("variant", "The shipped model"))} runs its {len(found)} layer(s) as {esc(summary)}. '
             "In graph order:</p>" + _strip(found) + _legend(counts) + _apart(q)
-            + '<p class="note">SQNR and share are plain int8\'s, measured before anything was promoted: a layer\'s '
-            "error may come from the layer before it, so layers are promoted by what promoting each gained.</p>"
+            + _plain_note(q)
             + table(["layer", "op", "precision", "plain int8: SQNR dB at its output", "plain int8: share of error",
                      "why"],
                     [[abbr(layer.layer, shorten(layer.layer, 40)), layer.op,
@@ -92,6 +91,15 @@ def _in_graph_order(found: list[LayerPrecision], manifest: dict) -> list[LayerPr
             if index is not None:
                 first[part] = min(first.get(part, index), index)
     return sorted(found, key=lambda layer: first.get(layer.layer, float("inf")))
+
+
+def _plain_note(q: dict) -> str:
+    """What the table's SQNR and share are: plain int8's, not the shipped model's."""
+    if not (block(q, "mixed") or block(q, "fallback")):
+        return '<p class="note">SQNR and share: plain int8\'s at each layer, which 16x8 ships instead of.</p>'
+    return ('<p class="note">SQNR and share are plain int8\'s, measured before any layer was promoted or kept in '
+            "float32: a layer's error may come from the layer before it, so what changes is chosen by measurement "
+            "(the why column).</p>")
 
 
 def _badge(kind: str) -> Raw:

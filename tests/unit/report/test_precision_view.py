@@ -4,7 +4,7 @@ layers' names overlap, nothing is wider than the page, and the bar plots' labels
 
 Pages: the manifest of a real bundle shipping ONNX int8+mixed (tests/unit/onnx_models.outlier_chain built with
 `variant="int8+mixed"`, target rpi4: mm_b promoted to int16), stored in mixed/; the same with 40 long-named
-layers, 5 promoted and a Concat kept apart; and a TFLite int8+fallback (layers and an op kept in float32).
+layers, 5 promoted and a Concat kept apart; a TFLite int8+fallback (layers and an op kept in float32); and a 16x8.
 No TensorFlow: the pages are rendered from the stored manifest, edited."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from edgekiln.compiler import report
 from edgekiln.compiler.report.precision import KINDS
 
 HERE = Path(__file__).parent
-PAGES = ("stored", "many", "fallback")
+PAGES = ("stored", "many", "fallback", "16x8")
 LONG = "backbone/stage_{s}/block_{b}/expand_conv_bn_relu6_{k}"
 
 # The view as laid out: each strip cell, legend key and table row (name, precision, box, colour), and widths.
@@ -66,6 +66,14 @@ def _fallback(m: dict) -> dict:
     return m
 
 
+def _sixteen(m: dict) -> dict:
+    """A 16x8 bundle: every layer's activations int16."""
+    q = m["quantization"]
+    del q["mixed"]
+    q.update(variant="16x8", activation_type="int16")
+    return m
+
+
 @pytest.fixture(scope="module")
 def views(tmp_path_factory) -> dict[tuple[str, int], dict]:
     """Each page's view at 1280 x 900 and at 400 px."""
@@ -73,7 +81,8 @@ def views(tmp_path_factory) -> dict[tuple[str, int], dict]:
 
     executable = chromium_or_skip()
     root = tmp_path_factory.mktemp("precision")
-    made = {"stored": _stored(), "many": _many(_stored()), "fallback": _fallback(_stored())}
+    made = {"stored": _stored(), "many": _many(_stored()), "fallback": _fallback(_stored()),
+            "16x8": _sixteen(_stored())}
     seen: dict[tuple[str, int], dict] = {}
     errors: list[str] = []
     with Chromium(executable, root / "profile") as page:
@@ -96,6 +105,8 @@ def _expected(name: str) -> dict[str, str]:
     """Each layer the page must show -> its precision, from the manifest the page was made of."""
     if name == "stored":
         return {"mm_a": "int8", "mm_b": "int16", "mm_c": "int8", "mm_d": "int8"}  # the real build promoted mm_b
+    if name == "16x8":
+        return {layer: "int16" for layer in ("mm_a", "mm_b", "mm_c", "mm_d")}
     if name == "many":
         return {LONG.format(s=k // 10, b=k % 10, k=k): "int16" if k < 5 else "int8" for k in range(40)}
     return {**{f"dense_{k}": "float32" if k in (0, 3) else "int8" for k in range(6)}, "probabilities": "float32"}
