@@ -11,14 +11,14 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from edgekiln.compiler.report import candidates, devices, headline, layers, pruning, sweep
+from edgekiln.compiler.report import candidates, devices, headline, layers, precision, pruning, sweep
 from edgekiln.compiler.report.inputs import REPORT_FILE, ReportInputs, dig, read
 from edgekiln.compiler.report.page import Section, document
 
 # The sections in page order; each returns None when its data is absent.
 SECTIONS: tuple[Callable[[ReportInputs], Section | None], ...] = (
-    headline.headline, sweep.sweep, candidates.candidates, layers.profile, layers.diagnosis, pruning.pruning,
-    devices.devices, devices.warnings)
+    headline.headline, sweep.sweep, candidates.candidates, precision.precision, layers.profile, layers.diagnosis,
+    pruning.pruning, devices.devices, devices.warnings)
 
 
 def render(inputs: ReportInputs) -> str:

@@ -21,8 +21,14 @@ def _op_label(op: dict) -> str:
     """A plot label: the op's main layer (the last one a fusion names) and how many more were fused into it."""
     layers = _layer(op).split("+")
     more = f" +{len(layers) - 1}" if len(layers) > 1 else ""
-    kind = f" ({op.get('op')})" if op.get("op") else ""
-    return shorten(layers[-1], 28) + more + kind
+    return _with_kind(shorten(layers[-1], 28) + more, op.get("op"))
+
+
+def _with_kind(name: str, op: object) -> str:
+    """A bar's label: the name, and the op's kind where it fits; hbars cuts a longer label from the left, which
+    would drop the name ("ra_DequantizeLinear (DequantizeLinear)" drawn as "…(DequantizeLinear)", bars alike)."""
+    kind = f" ({op})" if op else ""
+    return name + kind if len(name + kind) <= plots.LABEL_CHARS else name
 
 
 def _profile_plot(ops: list[dict], before: dict[str, float], target: str) -> str:
@@ -97,7 +103,7 @@ def diagnosis(inputs: ReportInputs) -> Section | None:
     shares = [number(r.get("share")) for r in layers]
     if layers and any(s is not None for s in shares):
         shown = layers[:MAX_BARS]
-        labels = [f"{shorten(str(r.get('layer') or r.get('name')), 28)} ({r.get('op')})" for r in shown]
+        labels = [_with_kind(shorten(str(r.get("layer") or r.get("name")), 28), r.get("op")) for r in shown]
         series = plots.Bars("share of plain int8's error (host, on the calibration samples)",
                             [number(r.get("share")) for r in shown], plots.RED)
         svg = plots.hbars(labels, [series], "share of the int8 error", "layer (op)", "diagnosis")

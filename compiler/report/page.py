@@ -47,6 +47,15 @@ figure { margin: 0.6rem 0; }
 svg.plot { display: block; width: 100%; height: auto; max-width: 42rem; }
 td.w { min-width: 14rem; }
 ul.warnings li { color: var(--warn); }
+/* precision.py: a layer's precision as a badge, the colours of plots.py's BLUE, ORANGE, GREY */
+.prec { display: inline-block; padding: 0 0.4rem; border-radius: 3px; white-space: nowrap; font-size: 0.8rem; }
+.prec-int8 { background: #0072B2; color: #fff; }
+.prec-int16 { background: #E69F00; color: #1d232a; }
+.prec-float32 { background: #6b6b6b; color: #fff; }
+ol.strip { list-style: none; padding: 0; margin: 0.4rem 0; display: flex; flex-wrap: wrap; gap: 0.25rem; }
+ol.strip li { max-width: 100%; white-space: normal; overflow-wrap: anywhere; }
+ul.legend { list-style: none; padding: 0; margin: 0.3rem 0 0.6rem; font-size: 0.85rem; }
+ul.legend li { margin: 0.15rem 0; }
 p.warn { color: var(--warn); }
 @media (max-width: 600px) {
   body { font-size: 14px; }

@@ -141,6 +141,7 @@ def _area(p: PlotPoint, largest: float) -> float:
 
 
 LABEL_FONT = 8.0
+LABEL_CHARS = 36  # a bar's label, longer ones cut at a separator (page.shorten)
 RINGS = (9, 15, 23, 33, 46, 62)  # distances (points) from a marker's centre at which its label is tried
 
 
@@ -217,7 +218,7 @@ def hbars(labels: Sequence[str], series: Sequence[Bars], xlabel: str, ylabel: st
         bars = ax.barh(ys, values, height=height * 0.9, color=s.colors, label=s.name)
         for j, bar in enumerate(bars):
             bar.set_gid(f"{salt}-data-{i}-{j}")
-    ax.set_yticks(range(len(labels)), labels=[shorten(t, 36) for t in labels], fontsize=8)
+    ax.set_yticks(range(len(labels)), labels=[shorten(t, LABEL_CHARS) for t in labels], fontsize=8)
     ax.invert_yaxis()
     _axes_labels(ax, xlabel, ylabel, salt)
     used = {c for s in series for c in ([s.colors] if isinstance(s.colors, str) else s.colors)}
