@@ -235,11 +235,12 @@ def warnings(recipe: Recipe, measured: Measured, selection: Selection) -> list[s
                      "them in float32 between DEQUANTIZE/QUANTIZE, so the model is not fully integer")
     compiled, base = measured.latency["p50_ms"], measured.baseline_latency["p50_ms"]
     evidence = selection.block.get("evidence") or {"kind": "host"}
+    shipped = selection.block.get("variant") or mode  # "int8+mixed", not "int8": the row the user will find
     if mode is not Quantize.none and compiled > base * SLOWER_MARGIN and evidence["kind"] != "host":
-        notes.append(f"{mode} is slower than the float32 baseline on this host (p50 {compiled:.3f} ms vs "
+        notes.append(f"{shipped} is slower than the float32 baseline on this host (p50 {compiled:.3f} ms vs "
                      f"{base:.3f} ms); it was chosen by the {evidence['label']}, which this host does not measure")
     elif mode is not Quantize.none and compiled > base * SLOWER_MARGIN:
-        notes.append(f"{mode} is SLOWER than the float32 baseline on this host "
+        notes.append(f"{shipped} is SLOWER than the float32 baseline on this host "
                      f"(p50 {compiled:.3f} ms vs {base:.3f} ms); consider --quantize auto or none"
                      + (" or float16" if selection.format == "tflite" else ""))
     if warning := evidence.get("warning"):
