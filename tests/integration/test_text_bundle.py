@@ -127,7 +127,7 @@ def test_validation_from_text_fails_on_a_changed_weight(demo, tmp_path):
     assert not report.passed and report.max_abs_diff > report.atol + report.rtol, report.to_dict()
 
 
-def test_validation_from_text_fails_on_a_changed_tokenizer(demo, tmp_path):
+def test_validation_from_text_fails_on_a_changed_tokenizer(demo, tmp_path, cli):
     """Two word pieces of the first golden sentence swap ids in tokenizer.json: the ids differ from the recorded
     ones, so that sentence fails (|diff| infinite) whatever the model makes of them."""
     out = _copy(demo, tmp_path)
@@ -140,6 +140,8 @@ def test_validation_from_text_fails_on_a_changed_tokenizer(demo, tmp_path):
     report = runtime.load(out).validate()
     assert not report.passed and not report.samples[0].passed and report.samples[0].max_abs_diff == np.inf
     assert run_runtime(out, "validate").returncode == 1
+    result = cli("validate", out)  # the compiler reads the runtime's JSON (an infinite |diff| is null there)
+    assert result.exit_code == 1 and "sample 0: FAIL  max |diff| inf" in result.stdout, result.stdout
 
 
 def _constant(model: bytes, name: str) -> np.ndarray:
