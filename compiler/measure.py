@@ -26,6 +26,7 @@ from edgekiln.compiler.evaluate.timing import HostLatency, side_by_side, threads
 from edgekiln.compiler.manifest_schema import Accuracy, Layout, Provenance, provenance
 from edgekiln.compiler.model_inputs import Dataset
 from edgekiln.compiler.recipe import Quantize, Recipe
+from edgekiln.compiler.text_bundle import Pooler
 from edgekiln.runtime import Model
 from edgekiln.runtime.backends import TensorInfo
 
@@ -64,9 +65,11 @@ class Measured:
     outputs: list[dict]
 
 
-def measure_all(source: Reference, selection: Selection, data: Datasets, recipe: Recipe, target: Target) -> Measured:
+def measure_all(source: Reference, selection: Selection, data: Datasets, recipe: Recipe, target: Target,
+                pooler: Pooler | None = None) -> Measured:
     """Fidelity, accuracy, latency and golden vectors of the compiled model beside its float baseline, against
-    the source model's outputs (`source`, computed once per build)."""
+    the source model's outputs (`source`, computed once per build). A build from sentences (`pooler`) is validated
+    from text, on its sentence embeddings: their error, not the token states', sizes a dynamic int8 tolerance."""
     threads = threads_for(recipe, target)
     compiled = open_model(selection.format, selection.model, threads, selection.layouts)
     baseline = open_model(selection.format, selection.baseline, threads, selection.layouts)
@@ -85,7 +88,9 @@ def measure_all(source: Reference, selection: Selection, data: Datasets, recipe:
     golden_out = predict(compiled, golden_in)
     golden = {f"input_{k}": golden_in.inputs[info.name] for k, info in enumerate(compiled.inputs)}
     golden.update({f"output_{k}": out for k, out in enumerate(golden_out)})
-    atol, rtol = _tolerance(compiled, selection, compiled_fidelity)
+    errors = [f["max_abs_diff"] for f in compiled_fidelity["per_output"]] if pooler is None else \
+        [float(np.abs(pooler.embeddings(outputs, check.inputs) - pooler.embeddings(reference, check.inputs)).max())]
+    atol, rtol = _tolerance(compiled, selection, errors)
     return Measured(latency, baseline_latency, compiled_fidelity, baseline_fidelity,
                     _accuracy(source, compiled, baseline, data.evaluation, recipe, threads), golden, atol, rtol,
                     _io(compiled.inputs, selection.layouts), _io(compiled.outputs, selection.layouts))
@@ -130,9 +135,9 @@ def _accuracy(source: Reference, compiled: Model, baseline: Model, evaluation: D
                               samples=int(labels.shape[0]), data="evaluation samples")}
 
 
-def _tolerance(model: Model, selection: Selection, quality: Fidelity) -> tuple[float, float]:
-    """Golden tolerance: 2 quantization steps for int8 outputs; a share of the quantization error for dynamic
-    int8; tight float bounds otherwise.
+def _tolerance(model: Model, selection: Selection, errors: list[float]) -> tuple[float, float]:
+    """Golden tolerance: 2 quantization steps for int8 outputs; a share of the quantization error (`errors`: each
+    checked output's largest |compiled - source|) for dynamic int8; tight float bounds otherwise.
 
     LiteRT's int8 kernels matched x86 bit for bit under ARM emulation; 2 steps leave room for
     the rounding of other interpreter builds without hiding a real mismatch. ONNX QDQ models
@@ -144,4 +149,4 @@ def _tolerance(model: Model, selection: Selection, quality: Fidelity) -> tuple[f
 
         steps = [2 * step for step in output_steps(selection.model).values()]
     dynamic = selection.shipped.variant.quantize is Quantize.dynamic
-    return golden_tolerance(steps, [f["max_abs_diff"] for f in quality["per_output"]], dynamic)
+    return golden_tolerance(steps, errors, dynamic)

@@ -108,14 +108,15 @@ def build(recipe: Recipe, progress: Progress = lambda stage: None, racer: Device
         progress("Checking the target's limits")
         memory = compat.check_target(target, selection.format, selection.model, recipe.force, notes)
         progress("Measuring through the bundle runtime")
-        measured = measure_all(loaded.reference, selection, data, recipe, target)  # drops include pruning
+        tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
+        measured = measure_all(loaded.reference, selection, data, recipe, target,  # drops include pruning
+                               text_bundle.pooler(recipe, tokenizer, graph.inputs))
         progress("Profiling the shipped model op by op")
         shipped_profile = profile_stage.measure_shipped(selection, data.golden_set, threads_for(recipe, target), target)
         pruning = pruning_gain.measured(pruned, selection, searched.unpruned, data, recipe, target,
                                         None if isinstance(shipped_profile, Exception) else shipped_profile)
         pruning = pruning_gain.with_budget_split(pruning, measured.accuracy, recipe.max_drop)
         profile = profile_stage.shipped(shipped_profile)
-        tokenizer = str(cut.tokenizer) if cut else recipe.tokenizer
         shipped = text_bundle.Shipped(selection.format, selection.model, threads_for(recipe, target),
                                       min(recipe.bench_runs, 50))
         text = text_bundle.section(recipe, tokenizer, graph.inputs, recipe.golden_samples, shipped) \

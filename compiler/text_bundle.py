@@ -48,6 +48,38 @@ def section(recipe: Recipe, tokenizer: str, specs: list[InputSpec], golden_sampl
     return text
 
 
+@dataclass(frozen=True)
+class Pooler:
+    """A text build's sentence embeddings from the model's outputs and token arrays, as the bundle's runtime makes
+    them (runtime/text.py): what its golden check compares, so what its golden tolerance is measured on."""
+
+    pooling: str
+    normalize: bool
+    pad_id: int
+    roles: dict[str, str]  # input name -> ids / mask / types
+
+    def embeddings(self, outputs: list[np.ndarray], inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """[samples, width]: output 0 pooled over the attention mask (the ids that are not padding without a mask
+        input, as the tokenizer's mask is), normalized where the source's users normalize."""
+        from edgekiln.runtime.text import normalized, pool
+
+        ids = next(inputs[name] for name, role in self.roles.items() if role == "ids")
+        mask = next((inputs[name] for name, role in self.roles.items() if role == "mask"), ids != self.pad_id)
+        pooled = pool(outputs[0].astype(np.float32), mask, self.pooling)
+        return normalized(pooled) if self.normalize else pooled
+
+
+def pooler(recipe: Recipe, tokenizer: str | None, specs: list[InputSpec]) -> Pooler | None:
+    """How a build from sentences pools (None for a build from token arrays: its golden check is per output)."""
+    corpus = next((p for p in (recipe.eval, recipe.calib) if p and Path(p).suffix in TEXT_SUFFIXES), None)
+    if corpus is None or tokenizer is None:
+        return None
+    length = sequence_length(specs, recipe.seq_len, "golden", Path(corpus))
+    pooling, normalize = pooling_of(Path(recipe.source))
+    return Pooler(pooling, normalize, pad_id(tokenizer_for(tokenizer, length)), token_roles(specs, "golden",
+                                                                                           Path(corpus)))
+
+
 def buckets(longest: int) -> list[int]:
     """The lengths a sentence runs at: powers of two from 8 below the model's length, then that length."""
     return [b for b in (8, 16, 32, 64, 128, 256, 512) if b < longest] + [longest]

@@ -41,8 +41,7 @@ class ChecksumError(BundleError):
 class BundleModel(Model):
     """A model loaded from a bundle directory, with its manifest and golden vectors."""
 
-    def __init__(self, bundle_dir: Path, manifest: dict[str, Any], model_bytes: bytes,
-                 threads: int | None) -> None:
+    def __init__(self, bundle_dir: Path, manifest: dict[str, Any], model_bytes: bytes, threads: int | None) -> None:
         tensors = manifest["model"].get("inputs", []) + manifest["model"].get("outputs", [])
         layouts = {t["name"]: t["layout"] for t in tensors if t.get("layout")}
         super().__init__(manifest["model"]["format"], model_bytes, threads, layouts)
@@ -58,15 +57,15 @@ class BundleModel(Model):
                 arrays = {k: data[k] for k in data.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
             raise BundleError(f"{path} is truncated or not an .npz file ({type(exc).__name__}): {RECOPY}") from None
-        names = [f"input_{k}" for k in range(len(self.inputs))] + [f"output_{k}" for k in range(len(self.outputs))]
+        outputs = [] if self.manifest.get("text") else self.outputs  # a text bundle's: its sentence embeddings
+        names = [f"input_{k}" for k in range(len(self.inputs))] + [f"output_{k}" for k in range(len(outputs))]
         missing = [n for n in names if n not in arrays]
         counts = {arrays[n].shape[0] if arrays[n].ndim else 0 for n in names if n not in missing}
         bad = [n for n in names if n not in missing and arrays[n].dtype.kind not in "fiu"]
         if missing or bad or len(counts) != 1 or 0 in counts:
             raise BundleError(f"{path} does not hold golden vectors for this model (missing {missing}, "
                               f"non-numeric {bad}, sample counts {sorted(counts)}): {RECOPY}")
-        tensors = [(f"input_{k}", i) for k, i in enumerate(self.inputs)] + \
-            [(f"output_{k}", o) for k, o in enumerate(self.outputs)]
+        tensors = zip(names, [*self.inputs, *outputs], strict=True)
         for name, info in tensors:  # golden arrays are in the source layout; info is the compiled one
             given = arrays[name].shape
             if len(given) == len(info.shape):  # (the layout's permutation needs the rank)
@@ -76,31 +75,34 @@ class BundleModel(Model):
         return arrays
 
     def validate(self) -> ValidationReport:
-        """Golden inputs through this interpreter, compared with the outputs recorded at build time; a bundle that
-        takes text also embeds its golden sentences and compares the embeddings recorded at build time."""
-        spec = self.manifest["golden"]
-        report = compare_golden(self, self.golden(), float(spec["atol"]), float(spec["rtol"]))
-        text = self.manifest.get("text")
-        if text:
-            expected = self.golden()["text_embedding"]
-            got = self.embed(list(text["golden_sentences"]))
-            report.samples += text_samples(got, expected, len(report.samples), report.atol, report.rtol)
+        """Golden inputs through this interpreter against the outputs recorded at build time; a bundle that takes text
+        from text: its tokenizer gives the recorded token ids exactly, tokenizer -> model -> pooling the embeddings."""
+        spec, golden, text = self.manifest["golden"], self.golden(), self.manifest.get("text")
+        report = ValidationReport(atol=float(spec["atol"]), rtol=float(spec["rtol"]))
+        if not text:
+            return compare_golden(self, golden, report.atol, report.rtol)
+        feeds, _ = self.text_encoder().feeds(text["golden_sentences"], [info.name for info in self.inputs])
+        report.samples = text_samples(self.embed(text["golden_sentences"]), golden, feeds, report.atol, report.rtol)
         return report
+
+    def text_encoder(self) -> TextEncoder:
+        """The bundle's tokenizer bound to its text section (runtime/text.py), opened once."""
+        if not self.manifest.get("text"):
+            raise BundleError("this bundle takes token arrays, not text: it was built without --tokenizer")
+        self._text = self._text or TextEncoder(self.bundle_dir, self.manifest["text"])
+        return self._text
 
     def embed(self, sentences: list[str]) -> np.ndarray:
         """Sentences -> [len(sentences), width] embeddings, as the source model's users compute them (the bundle's
         tokenizer, padding, attention mask, pooling and normalization: runtime/text.py)."""
-        if not self.manifest.get("text"):
-            raise BundleError("this bundle takes token arrays, not text: it was built without --tokenizer")
-        if self._text is None:
-            self._text = TextEncoder(self.bundle_dir, self.manifest["text"])
-        feeds, mask = self._text.feeds(sentences, [info.name for info in self.inputs])
+        encoder = self.text_encoder()
+        feeds, mask = encoder.feeds(sentences, [info.name for info in self.inputs])
         lengths = bucket_lengths(mask, self.manifest["text"].get("buckets") or [mask.shape[1]])
         vectors: list[np.ndarray] = [np.empty(0)] * len(sentences)
         for length in sorted(set(lengths)):  # each sentence at its bucket's length: its own, rounded up
             rows = [k for k, n in enumerate(lengths) if n == length]
             outputs = self.at_length(length).predict_list([f[rows, :length] for f in feeds])
-            for k, v in zip(rows, self._text.embeddings(outputs, mask[rows, :length]), strict=True):
+            for k, v in zip(rows, encoder.embeddings(outputs, mask[rows, :length]), strict=True):
                 vectors[k] = v
         return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
 

@@ -130,8 +130,7 @@ class TFLiteBackend:
 def _tflite_info(name: str, detail: dict) -> TensorInfo:
     shape = detail.get("shape_signature", detail["shape"])
     scale, zero_point = detail["quantization"]
-    return TensorInfo(name, tuple(int(s) for s in shape), np.dtype(detail["dtype"]).name,
-                      float(scale), int(zero_point))
+    return TensorInfo(name, tuple(int(s) for s in shape), np.dtype(detail["dtype"]).name, float(scale), int(zero_point))
 
 
 REWRITE_CLASH = "Attempt to replace the existing tensor"  # onnxruntime 1.32, see onnx_session

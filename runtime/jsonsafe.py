@@ -20,6 +20,7 @@ MEANINGS = {
                 "-inf": "no signal: the reference output is all zero while the output differs",
                 "nan": "undefined: the reference is constant zero and so is the error"},
     "probe_gain_db": {"inf": "keeping this node in float made the output exact (an infinite SQNR gain)"},
+    "max_abs_diff": {"inf": "the bundle's tokenizer gave other token ids than at build time (validate from text)"},
 }
 GENERIC = {"inf": "infinite (a ratio over zero, or an overflow)", "-inf": "minus infinity (an overflow)",
            "nan": "not a number (zero over zero, or an input that was not finite)"}

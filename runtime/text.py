@@ -66,8 +66,10 @@ def bucket_lengths(mask: np.ndarray, buckets: list[int]) -> list[int]:
     return [next((b for b in sorted(buckets) if b >= n), max(buckets)) for n in mask.sum(axis=1).tolist()]
 
 
-def text_samples(got: np.ndarray, expected: np.ndarray, first: int, atol: float, rtol: float) -> list[SampleResult]:
-    """Each golden sentence's embedding against the recorded one, numbered after the token-array samples."""
-    diffs = np.abs(got - expected)
-    return [SampleResult(first + i, bool(np.all(d <= atol + rtol * np.abs(e))), float(d.max()))
-            for i, (d, e) in enumerate(zip(diffs, expected, strict=True))]
+def text_samples(got: np.ndarray, golden: dict, feeds: list, atol: float, rtol: float) -> list[SampleResult]:
+    """Each golden sentence: its token arrays exactly the recorded ones (else the tokenizer changed: |diff| inf),
+    and its embedding within atol + rtol * |expected| of the recorded one."""
+    same = np.all([np.all(f == golden[f"input_{k}"], axis=1) for k, f in enumerate(feeds)], axis=0)
+    expected = golden["text_embedding"]
+    return [SampleResult(i, bool(ok and np.all(d <= atol + rtol * np.abs(e))), float(d.max()) if ok else np.inf)
+            for i, (d, e, ok) in enumerate(zip(np.abs(got - expected), expected, same, strict=True))]

@@ -22,7 +22,7 @@ from edgekiln.compiler.emulate import wheels
 from edgekiln.compiler.emulate.platforms import cpuinfo, platform_for
 from edgekiln.compiler.emulate.userland import Userland, build_atomically, cache_dir, debian_userland
 from edgekiln.compiler.errors import EmulationError, TargetError, ValidationError
-from edgekiln.compiler.runtime_json import Validation
+from edgekiln.compiler.runtime_json import Validation, with_infinities
 from edgekiln.targets import Target, TargetFileError
 
 TIMEOUT_S = 1800  # emulation runs 100-450x slower than the device; a big model can take minutes
@@ -108,7 +108,7 @@ def parse_report(returncode: int, stdout: str, stderr: str, where: str) -> Valid
             detail = f"killed by signal {-returncode} ({detail})"
         raise ValidationError(f"the bundle's runtime failed on {where}: {detail}",
                               "the device would fail the same way; see the bundle's README for its requirements")
-    return report
+    return with_infinities(report)
 
 
 def environment_facts(run: EmulatedRun) -> str:

@@ -4,7 +4,9 @@ text, embeds it from the command line close to the source model's embedding, and
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from edgekiln import runtime
 from tests.conftest import ROOT, SAMPLES
 from tests.integration.conftest import run_runtime
 
@@ -58,7 +61,7 @@ def test_make_demo_text_ships_a_vocab_pruned_bundle_that_embeds_from_the_command
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     vectors = np.array(json.loads(next(line for line in done.stdout.splitlines() if line.startswith("[["))))
     assert vectors.shape == (2, 64) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
-    assert "PASS: 8/8 golden samples match" in done.stdout  # 4 token arrays + 4 sentences
+    assert "PASS: 4/4 golden samples match" in done.stdout  # 4 sentences, checked from text
     v = json.loads((demo["out"] / "manifest.json").read_text())["vocabulary"]
     assert v["rows_before"] == 400 and v["rows_after"] < 300 and v["coverage_corpus"] == 1.0
 
@@ -91,4 +94,68 @@ def test_vocab_pruned_bundle_is_smaller_embeds_text_like_the_source_and_validate
 
     validated = run_runtime(out, "validate", "--json")
     report = json.loads(validated.stdout)
-    assert validated.returncode == 0 and report["passed"] and len(report["samples"]) == 8  # 4 token arrays + 4 texts
+    assert validated.returncode == 0 and report["passed"] and len(report["samples"]) == 4  # 4 sentences, from text
+
+
+def _copy(demo: dict, tmp_path: Path) -> Path:
+    assert demo["done"].returncode == 0, demo["done"].stderr[-3000:]
+    return Path(shutil.copytree(demo["out"], tmp_path / "bundle"))
+
+
+def test_golden_vectors_are_the_sentences_token_ids_and_embeddings_not_the_token_states(demo, tmp_path):
+    out = _copy(demo, tmp_path)
+    m = json.loads((out / "manifest.json").read_text())
+    with np.load(out / "golden.npz") as golden:
+        arrays = {k: golden[k] for k in golden.files}
+    assert sorted(arrays) == ["input_0", "text_embedding"]  # the intent model takes ids only; no output_0
+    assert arrays["input_0"].shape == (4, m["text"]["seq_len"]) and arrays["text_embedding"].shape == (4, 64)
+    assert np.array_equal(arrays["text_embedding"], runtime.load(out).embed(m["text"]["golden_sentences"]))
+    # 4 sentences x 32 tokens x 64 float32 token states no longer ship: golden.npz is the ids and 4 x 64 floats
+    assert (out / "golden.npz").stat().st_size < 4 * 64 * 4 + arrays["input_0"].nbytes + 1024
+
+
+def test_validation_from_text_fails_on_a_changed_weight(demo, tmp_path):
+    """One weight of the last attention output changed and the manifest re-signed (as a model the checksum
+    cannot catch would run: another interpreter reading it differently): the embeddings move past the tolerance."""
+    out = _copy(demo, tmp_path)
+    model = bytearray((out / "model.tflite").read_bytes())
+    weight = _constant(bytes(model), "block3_attention_1/attention_output_1/MatMul")
+    at = bytes(model).find(weight.tobytes())
+    model[at : at + 4] = np.float32(weight.flat[0] + 0.5).tobytes()
+    _resign(out, bytes(model))
+    report = runtime.load(out).validate()
+    assert not report.passed and report.max_abs_diff > report.atol + report.rtol, report.to_dict()
+
+
+def test_validation_from_text_fails_on_a_changed_tokenizer(demo, tmp_path, cli):
+    """Two word pieces of the first golden sentence swap ids in tokenizer.json: the ids differ from the recorded
+    ones, so that sentence fails (|diff| infinite) whatever the model makes of them."""
+    out = _copy(demo, tmp_path)
+    m = json.loads((out / "manifest.json").read_text())
+    tokenizer = json.loads((out / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    first, second = [w for w in m["text"]["golden_sentences"][0].split() if w in vocab][:2]
+    vocab[first], vocab[second] = vocab[second], vocab[first]
+    (out / "tokenizer.json").write_text(json.dumps(tokenizer))
+    report = runtime.load(out).validate()
+    assert not report.passed and not report.samples[0].passed and report.samples[0].max_abs_diff == np.inf
+    assert run_runtime(out, "validate").returncode == 1
+    result = cli("validate", out)  # the compiler reads the runtime's JSON (an infinite |diff| is null there)
+    assert result.exit_code == 1 and "sample 0: FAIL  max |diff| inf" in result.stdout, result.stdout
+
+
+def _constant(model: bytes, name: str) -> np.ndarray:
+    """The value of the model's constant tensor whose name ends with `name`."""
+    from edgekiln.runtime.backends import tflite_interpreter_class
+
+    interpreter = tflite_interpreter_class()[0](model_content=model)
+    interpreter.allocate_tensors()
+    index = next(d["index"] for d in interpreter.get_tensor_details() if d["name"].endswith(name))
+    return np.array(interpreter.get_tensor(index))
+
+
+def _resign(bundle: Path, model: bytes) -> None:
+    (bundle / "model.tflite").write_bytes(model)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["model"]["sha256"] = hashlib.sha256(model).hexdigest()
+    (bundle / "manifest.json").write_text(json.dumps(manifest))

@@ -85,3 +85,9 @@ def test_report_parsing_passes_json_through_and_names_a_runtime_refusal():
         parse_report(1, "", stderr, "emulated rpi3-armv7l")
     with pytest.raises(ValidationError, match="killed by signal 11"):
         parse_report(-11, "", "", "emulated rpi4")
+
+
+def test_a_null_diff_reads_back_as_infinite_a_sentence_whose_token_ids_changed():
+    text = '{"passed": false, "max_abs_diff": null, "samples": [{"index": 0, "passed": false, "max_abs_diff": null}]}'
+    report = parse_report(1, text, "", "emulated rpi4")
+    assert report["max_abs_diff"] == float("inf") and report["samples"][0]["max_abs_diff"] == float("inf")
