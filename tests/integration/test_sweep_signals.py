@@ -53,7 +53,8 @@ def _resume(mlp: dict, out: Path, env: dict, saved: dict, *extra: str, prunes: s
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_jobs_2_sweep_stopped_mid_build_leaves_no_process_and_resumes(mlp_bundle, tmp_path, number):
     env, out = build_env(tmp_path / "tmp"), tmp_path / "sweep"
-    sweep = start_sweep(sweep_args(mlp_bundle, out, "--jobs", "2"), env)
+    # four points, not two: with two, the first can be done before the second worker has started (seen under load)
+    sweep = start_sweep(sweep_args(mlp_bundle, out, "--jobs", "2", prunes="0,0.25"), env)
     wait_for(_building(tmp_path / "tmp", 2), "two points building at once", sweep)
     os.kill(sweep.pid, number)  # the sweep's own process, not its group: its workers must follow it
     _, stderr = sweep.communicate(timeout=120)
@@ -63,7 +64,7 @@ def test_a_jobs_2_sweep_stopped_mid_build_leaves_no_process_and_resumes(mlp_bund
     assert session_left(sweep.pid) == []
     saved = _saved(out)
     assert len([row for row in saved.values() if "error" not in row]) <= 2
-    _resume(mlp_bundle, out, env, saved, "--jobs", "2")
+    _resume(mlp_bundle, out, env, saved, "--jobs", "2", prunes="0,0.25")
     assert left_in_temp(tmp_path / "tmp") == set()
 
 
