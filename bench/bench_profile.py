@@ -1,7 +1,6 @@
 """The LiteRT per-op profiler (runtime/profile.py) before and after it timed models in blocks of BLOCK ops:
 wall and CPU seconds of one profile of a chain of N ops, old beside new, and each one's sum of op times over
-the whole model's time (the check that the cut models time like the whole one), also for the blocks as first
-merged (BEFORE_COMMIT: the whole model timed in the rounds between the cut models, its weights evicted by theirs).
+the whole model's time (the check that the cut models time like the whole one).
 
     python bench/bench_profile.py [--ops 64 128 256] [--width 128] [--runs 10]
 
@@ -34,15 +33,13 @@ from edgekiln.runtime import profile as new  # noqa: E402
 from tests.unit.runtime.chain_model import chain_model  # noqa: E402
 
 OLD_COMMIT = "00de7ee"  # the last commit with the whole-model prefixes
-BEFORE_COMMIT = "d509337"  # the last commit timing the whole model in the blocks' rounds, not in its own
 
 
-def old_profiler(folder: Path, commit: str = OLD_COMMIT) -> ModuleType:
-    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:runtime/profile.py"],
+def old_profiler(folder: Path) -> ModuleType:
+    source = subprocess.run(["git", "-C", str(ROOT), "show", f"{OLD_COMMIT}:runtime/profile.py"],
                             capture_output=True, text=True, check=True).stdout
-    path = folder / f"profile_{commit}.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location(f"edgekiln.runtime._profile_{commit}", path)
+    (folder / "old_profile.py").write_text(source)
+    spec = importlib.util.spec_from_file_location("edgekiln.runtime._old_profile", folder / "old_profile.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -63,14 +60,14 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as scratch:
-        old, before = old_profiler(Path(scratch)), old_profiler(Path(scratch), BEFORE_COMMIT)
+        old = old_profiler(Path(scratch))
         print(f"{'ops':>5} {'old wall s':>11} {'new wall s':>11} {'ratio':>6} {'old CPU s':>10} {'new CPU s':>10} "
-              f"{'ratio':>6} {'old sum/whole':>14} {'before sum/whole':>17} {'new sum/whole':>14}")
+              f"{'ratio':>6} {'old sum/whole':>14} {'new sum/whole':>14}")
         for ops in args.ops:
             model, feeds = chain_model(ops, args.width), [np.ones((1, args.width), np.float32)]
-            o, b, n = (timed(module, model, feeds, args.runs) for module in (old, before, new))
+            o, n = timed(old, model, feeds, args.runs), timed(new, model, feeds, args.runs)
             print(f"{ops:>5} {o[0]:>11.2f} {n[0]:>11.2f} {o[0] / n[0]:>5.1f}x {o[1]:>10.2f} {n[1]:>10.2f} "
-                  f"{o[1] / n[1]:>5.1f}x {o[2]:>14.2f} {b[2]:>17.2f} {n[2]:>14.2f}")
+                  f"{o[1] / n[1]:>5.1f}x {o[2]:>14.2f} {n[2]:>14.2f}")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ outputs), each the fastest of rounds timing every prefix and the whole model in 
 ops is cut into blocks of BLOCK ops, each a model of its own fed the tensors the whole model computes at its
 start, and prefixed within: a round then runs each op at most BLOCK times, not once per later op. The differences
 add up to the sum of the full blocks minus the empty ones; that this matches the whole model checks that cutting
-kept the timing. The whole is timed in rounds of its own, warm like each block (timed between the cut models, a
-model whose weights outgrow the cache finds them evicted and reads slower than its warm parts)."""
+kept the timing."""
 
 from __future__ import annotations
 
@@ -57,16 +56,16 @@ def _tflite(model_bytes: bytes, threads: int | None, feeds: list, runs: int) -> 
     calls = [call for start in range(0, len(ops), block)
              for call in _block_prefixes(fb, flatbuffers, model, (start, ops[start:start + block]), last_use, values,
                                          threads)]
-    times, alone = _rounds(calls, runs), _rounds([functools.partial(whole.run, feeds)], runs)  # like with like
+    times = _rounds([*calls, lambda: whole.run(feeds)], runs)
     fastest = times.min(axis=0)  # a longer prefix cannot take less time: a lower later figure caps earlier ones
     steps = [step for i in range(0, len(calls), block + 1)  # each block's prefixes: its ops' steps
-             for step in np.diff(np.minimum.accumulate(fastest[i:i + block + 1][::-1])[::-1])]
+             for step in np.diff(np.minimum.accumulate(fastest[:-1][i:i + block + 1][::-1])[::-1])]
     codes = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
     rows = [{"index": k, "name": graph.tensors[int(op.outputs[0])].name.decode(), "ms": float(step),
              "op": codes.get(max(model.operatorCodes[op.opcodeIndex].builtinCode,
                                  model.operatorCodes[op.opcodeIndex].deprecatedBuiltinCode), "CUSTOM")}
             for k, (op, step) in enumerate(zip(ops, steps, strict=True))]
-    return "prefix-differences", rows, float(alone.min()), len(times)
+    return "prefix-differences", rows, float(fastest[-1]), len(times)
 
 
 def _block_prefixes(fb: Any, flatbuffers: Any, model: Any, block: tuple[int, list], last_use: dict[int, int],

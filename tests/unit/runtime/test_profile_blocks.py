@@ -43,28 +43,3 @@ def test_a_later_blocks_cut_models_compute_what_the_whole_model_computes():
         expected = int(ops[start + k - 1].outputs[0])  # the tensor live at the cut: the last op's output
         assert output["name"] == graph.tensors[expected].name.decode()
         np.testing.assert_allclose(interp.get_tensor(output["index"]), values[expected], rtol=1e-4, atol=1e-4)
-
-
-def test_the_whole_model_is_timed_in_rounds_of_its_own_and_its_fastest_is_the_checked_figure(monkeypatch):
-    """The sum of the ops is checked against the whole model timed like its parts: warm, in rounds that time
-    nothing else (timed between the cut models, a model whose weights outgrow the cache finds them evicted)."""
-    timings: list[tuple[list, object]] = []  # (the calls of one _rounds, the ms it returned): the real timings
-
-    def recorded(calls, runs, batches=4):
-        times = real_rounds(calls, runs, batches)
-        timings.append((list(calls), times))
-        return times
-
-    real_rounds = runtime_profile._rounds
-    monkeypatch.setattr(runtime_profile, "_rounds", recorded)
-    result = runtime_profile.profile("tflite", chain_model(OPS), 1, FEEDS, runs=2)
-    (blocks, block_times), (alone, alone_times) = timings  # the cut models' rounds, then the whole's own
-    assert len(blocks) == OPS + 3  # each block's prefixes, the empty one included; no whole model among them
-    assert all(call.__self__.__class__.__name__ == "Interpreter" for call in blocks)
-    assert len(alone) == 1 and alone[0].func.__self__.__class__.__name__ == "TFLiteBackend"
-    assert result["total_ms"] == round(float(alone_times.min()), 4)  # the whole: the fastest of its own rounds
-    assert result["runs"] == len(block_times)
-    fastest, size = block_times.min(axis=0), runtime_profile.BLOCK + 1  # a block's calls: its prefixes
-    blocks_sum = sum(fastest[min(start + size, len(blocks)) - 1] - fastest[start:start + size].min()
-                     for start in range(0, len(blocks), size))  # each block: full minus empty (running minimum)
-    assert abs(result["sum_ms"] - blocks_sum) < 1e-4  # so sum / whole compares the blocks with the whole alone
