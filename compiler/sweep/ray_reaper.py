@@ -2,14 +2,17 @@
 
 Ray binds its GCS server and raylet to the driver (the kernel kills them when it dies), but not the agents and
 workers the raylet starts: after a SIGKILLed sweep they were still running a minute later. So before ray.init the
-sweep starts a watcher with a pipe from the sweep on its stdin. While the sweep lives the watcher notes, twice a
-second, every process descended from it (pid and start time); it also marks the sweep's environment with a token
-that every Ray process inherits. When the pipe ends (the sweep is gone, however it went) the watcher kills every
-noted process still alive, every process whose environment holds the token, and their descendants.
+sweep starts a watcher with a pipe from the sweep on its stdin, and marks its own environment with a token that
+every Ray process inherits. While the sweep lives the watcher notes, twice a second, the marked processes descended
+from it and everything they started (pid and start time). When the pipe ends (the sweep is gone, however it went)
+it kills every noted process still alive, every marked one, and their descendants. A process the sweep's program
+started that is not Ray's (no token, not started by one that has it) is never touched: a sweep run from the Python
+API inside a bigger program must not kill that program's children.
 
 Neither mark alone is enough: Ray's setproctitle ("ray::DashboardAgent") overwrites the memory /proc/PID/environ
-reads, so an agent that has set its title no longer shows the token; and a process started after the last note
-(the raylet starts agents late under load) was never noted, but descends from one that was.
+reads, so an agent that has set its title no longer shows the token (but the raylet that started it, a C++
+binary, still does); and a process started after the last note (the raylet starts agents late under load) was
+never noted, but descends from one that was.
 Linux only (/proc); elsewhere nothing is started.
 """
 
@@ -67,7 +70,8 @@ def marked(pid):
 noted = {}
 while not select.select([sys.stdin], [], [], 0.5)[0]:  # readable only at its end: the sweep never writes
     rows = table()
-    noted.update((pid, rows[pid][1]) for pid in descendants(rows, [sweep]))
+    ray = {pid for pid in descendants(rows, [sweep]) if marked(pid)}  # the raylet, GCS: C++, their token stays
+    noted.update((pid, rows[pid][1]) for pid in ray | descendants(rows, ray))
 
 
 def reap_once():

@@ -59,17 +59,6 @@ def test_a_nonnegative_tensor_keeps_its_zero_floor():
     assert lo == values.min() and 3.0 < hi < 5.0
 
 
-def test_quantized_histogram_matches_the_split_it_stands_for():
-    counts = np.random.default_rng(2).integers(0, 3, 1000).astype(np.float64)
-    for levels in (128, 256):
-        expected = []
-        for chunk in np.array_split(counts[:700], levels):
-            share = np.zeros_like(chunk)
-            share[chunk > 0] = chunk.sum() / max((chunk > 0).sum(), 1)
-            expected.append(share)
-        assert np.array_equal(calibrate._quantized(counts[:700], levels), np.concatenate(expected))
-
-
 def test_tflite_tensor_names_map_back_to_keras_layers():
     names = ["image", "conv2d", "batch_normalization", "re_lu", "conv2d_1", "batch_normalization_1", "re_lu_1"]
     assert layer_of("m_1/re_lu_1_2/Relu;m_1/batch_normalization_1_2/batchnorm/add_1;m_1/conv2d_1_2/convolution",

@@ -16,17 +16,22 @@ from tests.system import require
 
 SWEEP = textwrap.dedent("""
     import os, subprocess, sys, time
+    bystander = subprocess.Popen(["sleep", "300"])  # the program's own child, started before the sweep: not Ray's
     from edgekiln.compiler.sweep import ray_reaper
     ray_reaper.start()
     clean = {k: v for k, v in os.environ.items() if k != ray_reaper.MARK}  # as after Ray's setproctitle
-    agent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"], env=clean)
-    late = subprocess.Popen([sys.executable, "-c",  # a raylet: starts its agent 2 s after the sweep is gone
-                             "import subprocess, sys, time; time.sleep(3); "
-                             "p = subprocess.Popen(['sleep', '300']); open(sys.argv[1], 'w').write(str(p.pid)); "
-                             "time.sleep(300)", sys.argv[1]], env=clean)
-    print(agent.pid, late.pid, flush=True)
+    raylet = subprocess.Popen([sys.executable, "-c",  # marked (it inherits the token): starts an agent at once
+                               "import subprocess, sys, time; "  # whose environment no longer shows the token,
+                               "a = subprocess.Popen(['sleep', '300'], env={}); print(a.pid, flush=True); "
+                               "time.sleep(3); "  # and another one 2 s after the sweep is gone
+                               "p = subprocess.Popen(['sleep', '300'], env={}); "
+                               "open(sys.argv[1], 'w').write(str(p.pid)); "
+                               "time.sleep(300)", sys.argv[1]], stdout=subprocess.PIPE, text=True)
+    agent = int(raylet.stdout.readline())
+    print(agent, raylet.pid, bystander.pid, flush=True)
     time.sleep(300)
 """)
+
 
 
 def _alive(pid: int) -> bool:
@@ -51,25 +56,26 @@ def test_a_sigkilled_sweep_takes_unmarked_and_late_processes_with_it(tmp_path):
     sweep = subprocess.Popen([sys.executable, "-c", SWEEP, str(late_pid_file)], stdout=subprocess.PIPE, text=True,
                              start_new_session=True)
     try:
-        agent, raylet = map(int, sweep.stdout.readline().split())
+        agent, raylet, bystander = map(int, sweep.stdout.readline().split())
         time.sleep(1.5)  # the watcher notes the sweep's descendants twice a second
         os.kill(sweep.pid, signal.SIGKILL)
         sweep.wait()
-        assert _gone([agent], within=10), "a process the sweep started outlived it"
+        assert _gone([agent], within=10), "a process Ray's raylet started outlived the sweep"
         assert _gone([raylet], within=10)
+        assert _alive(bystander), "a child of the sweep's program that is not Ray's was killed"
         late = int(late_pid_file.read_text()) if late_pid_file.exists() else None
         assert late is None or _gone([late], within=10), "a process started after the sweep died outlived it"
     finally:
         subprocess.run(["pkill", "-KILL", "-s", str(sweep.pid)], check=False)
 
 
-def test_the_watcher_spares_processes_the_sweep_did_not_start(tmp_path):
+def test_the_watcher_spares_processes_ray_did_not_start(tmp_path):
     require(None if sys.platform.startswith("linux") else "the watcher reads /proc: Linux only")
     stranger = subprocess.Popen(["sleep", "300"])
     sweep = subprocess.Popen([sys.executable, "-c", SWEEP, str(tmp_path / "late.pid")], stdout=subprocess.PIPE,
                              text=True, start_new_session=True)
     try:
-        agent, _ = map(int, sweep.stdout.readline().split())
+        agent, _, _ = map(int, sweep.stdout.readline().split())
         time.sleep(1.5)
         os.kill(sweep.pid, signal.SIGKILL)
         sweep.wait()
