@@ -76,16 +76,14 @@ def _block_prefixes(fb: Any, flatbuffers: Any, model: Any, block: tuple[int, lis
     used = sorted({int(t) for op in ops for t in (*op.inputs, *op.outputs, *(
         [] if op.intermediates is None else op.intermediates)) if t >= 0})
     index, sub.tensors = {t: i for i, t in enumerate(used)}, [copy.copy(graph.tensors[t]) for t in used]
-    cut.version, cut.operatorCodes, cut.subgraphs = model.version, model.operatorCodes, [sub, *model.subgraphs[1:]]
-    data = [model.buffers[graph.tensors[t].buffer].data for t in used]
-    weights = {t for t, d in zip(used, data, strict=True) if d is not None and len(d)}
-    own = len(model.subgraphs) == 1  # other subgraphs' tensors index the model's buffers: a call keeps them all
-    cut.buffers = [model.buffers[0]] if own else model.buffers
-    for t, tensor in zip(used, sub.tensors, strict=True) if own else ():  # a weight keeps its data, others buffer 0
-        cut.buffers += [model.buffers[tensor.buffer]] if t in weights else []
-        tensor.buffer = len(cut.buffers) - 1 if t in weights else 0
+    cut.version, cut.operatorCodes, cut.subgraphs = model.version, model.operatorCodes, [sub]
+    cut.buffers = [model.buffers[0]]
+    for tensor in sub.tensors:  # a weight keeps its data; a computed tensor gets the empty buffer 0
+        data = model.buffers[tensor.buffer].data
+        cut.buffers += [model.buffers[tensor.buffer]] if data is not None and len(data) else []
+        tensor.buffer = len(cut.buffers) - 1 if data is not None and len(data) else 0
     made = {int(t) for op in ops for t in op.outputs}
-    sub.inputs = [index[t] for t in used if t not in made and t not in weights]
+    sub.inputs = [index[t] for t in used if t not in made and not sub.tensors[index[t]].buffer]
     cut_ops = [copy.copy(op) for op in ops]
     for op in cut_ops:
         op.inputs, op.outputs = [index.get(int(t), -1) for t in op.inputs], [index[int(t)] for t in op.outputs]
