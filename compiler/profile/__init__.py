@@ -25,8 +25,7 @@ HOT_SHARE = 0.8
 AGREEMENT = 0.2  # sum of the ops vs the whole: within +-20 % counts as adding up
 METHOD_STATISTIC = {  # runtime/profile.py's methods: how each op's time and the whole's are made
     "prefix-differences": "each op: the fastest round's time of the model cut after it minus the one cut before "
-                          "(running minimum; beyond 32 ops, within its block of 32 fed the whole model's tensors); "
-                          "whole: the fastest round",
+                          "(running minimum); whole: the fastest round",
     "onnxruntime-profiler": "each op: the fastest round's kernel_time of onnxruntime's profiler; whole: the "
                             "fastest round without the profiler",
 }

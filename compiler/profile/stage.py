@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from edgekiln.compiler.manifest_schema import Profile
 
 TOP = 10
-BUILD_RUNS = 10  # rounds per batch (up to 4 batches); every prefix model (of a block) is timed once a round
+BUILD_RUNS = 10  # rounds per batch (up to 4 batches); every prefix model is timed once a round
 
 
 PROFILE_ERRORS = (RuntimeError, ValueError, IndexError, KeyError)  # an interpreter that cannot cut the model
