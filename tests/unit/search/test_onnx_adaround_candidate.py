@@ -23,16 +23,21 @@ from edgekiln.compiler.search.variants import plan
 from tests.unit.hard_swish_models import hard_swish_cnn
 
 
-def test_adaround_moves_only_int8_weights_and_is_not_less_faithful_than_plain_int8(tmp_path: Path) -> None:
-    (tmp_path / "m.onnx").write_bytes(hard_swish_cnn(("Relu", "Relu"), gate=False, size=12).SerializeToString())
-    x = np.random.default_rng(0).random((96, 3, 12, 12), dtype=np.float32)
+def _plain_and_adaround(tmp_path: Path, model: onnx.ModelProto, x: np.ndarray):
+    """The ONNX builder's int8 and int8+adaround of `model`, calibrated on x[:64] and judged on x[64:]."""
+    (tmp_path / "m.onnx").write_bytes(model.SerializeToString())
     graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
     calib, held = Dataset({"x": x[:64]}, None, "test"), Dataset({"x": x[64:]}, None, "test")
     judge = Judge.for_build(Reference(graph), Datasets(calib, held, None), 1, None)
     ctx = BuildContext(graph, "onnx", plan(Quantize.auto, "onnx", "onnx", only="int8+adaround"), calib, judge,
                        Criterion(), tmp_path, True, "minmax", "uint8")
     built = {b.name: b for b in onnx_builder.build(ctx).built}
-    plain, learned = built["int8"], built["int8+adaround"]
+    return judge, built["int8"], built["int8+adaround"]
+
+
+def test_adaround_moves_only_int8_weights_and_is_not_less_faithful_than_plain_int8(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).random((96, 3, 12, 12), dtype=np.float32)
+    judge, plain, learned = _plain_and_adaround(tmp_path, hard_swish_cnn(("Relu", "Relu"), gate=False, size=12), x)
     assert plain.model is not None and learned.model is not None, learned.notes
     facts = learned.details["adaround"]
     assert facts["weights_changed"] > 0 and facts["samples"] == facts["held_back"] == 32
@@ -51,15 +56,8 @@ def test_adaround_that_changes_no_judged_output_says_so(tmp_path: Path) -> None:
     weights, yet no output moves by a whole int8 step, so its figures equal plain int8's; the note says why."""
     from tests.unit.onnx_models import outlier_chain
 
-    (tmp_path / "m.onnx").write_bytes(outlier_chain().SerializeToString())
     x = np.random.default_rng(1).random((96, 8), np.float32)
-    graph = load(tmp_path / "m.onnx", "onnx", tmp_path)
-    calib, held = Dataset({"x": x[:64]}, None, "test"), Dataset({"x": x[64:]}, None, "test")
-    judge = Judge.for_build(Reference(graph), Datasets(calib, held, None), 1, None)
-    ctx = BuildContext(graph, "onnx", plan(Quantize.auto, "onnx", "onnx", only="int8+adaround"), calib, judge,
-                       Criterion(), tmp_path, True, "minmax", "uint8")
-    built = {b.name: b for b in onnx_builder.build(ctx).built}
-    plain, learned = built["int8"], built["int8+adaround"]
+    judge, plain, learned = _plain_and_adaround(tmp_path, outlier_chain(), x)
     assert plain.model is not None and learned.model is not None, learned.notes
     moved = learned.details["adaround"]["weights_changed"]
     assert moved > 0 and len(learned.model) == len(plain.model)
